@@ -1,0 +1,23 @@
+//! agent-sensor's kernel programs. One module per probe family; `maps` holds every map,
+//! `globals` the settings the loader fills in, `kernel` the only code that reads kernel
+//! structs, and `output` the only code that writes to the ring buffer.
+#![no_std]
+#![no_main]
+
+mod globals;
+mod kernel;
+mod maps;
+mod output;
+mod process;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this, so it is never run.
+    loop {}
+}
+
+/// GPL-compatible, or the kernel refuses GPL-only helpers (probe_read_kernel, ringbuf).
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,26 @@
+//! Every map the programs share with userspace.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use sensor_common::{SCRATCH_SIZE, TrackedProcess, kind};
+
+/// Records to userspace. The loader sizes it from the config (power of two, page multiple).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Records that did not fit in `EVENTS`, per CPU, indexed by record kind.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+
+/// Per-CPU buffer a variable-length record is assembled in before it is copied out.
+#[map]
+pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Processes (by tgid) observed when `all_processes` is off, inherited by children at fork.
+#[map]
+pub static TRACKED: HashMap<u32, TrackedProcess> = HashMap::with_max_entries(65536, 0);
+
+/// Children that could not inherit their parent's tracked entry because `TRACKED` was full.
+#[map]
+pub static TRACK_FAILED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,50 @@
+//! The only code that writes to the ring buffer: its wakeup policy and the loss counters.
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+
+use crate::{
+    globals::config,
+    maps::{EVENTS, LOST},
+};
+
+/// Submits without waking the consumer until `wakeup_bytes` are waiting: a wakeup per record
+/// costs far more than the probe itself, and the consumer's timer collects the rest in time.
+#[inline(always)]
+fn wakeup_flags(size: u64) -> u64 {
+    let threshold = config().wakeup_bytes;
+    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) + size >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// Counts a record of `kind` that the ring buffer had no room for.
+#[inline(always)]
+fn count_lost(kind: u16) {
+    if let Some(counter) = LOST.get_ptr_mut(kind as u32) {
+        // SAFETY: a per-CPU slot, only this CPU writes it.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// Sends a fixed-size record.
+#[inline(always)]
+pub fn submit<T>(kind: u16, record: &T) {
+    if EVENTS
+        .output::<T>(record, wakeup_flags(size_of::<T>() as u64))
+        .is_err()
+    {
+        count_lost(kind);
+    }
+}
+
+/// Sends a variable-length record assembled in the scratch buffer.
+#[inline(always)]
+pub fn submit_bytes(kind: u16, bytes: &[u8]) {
+    if EVENTS
+        .output::<[u8]>(bytes, wakeup_flags(bytes.len() as u64))
+        .is_err()
+    {
+        count_lost(kind);
+    }
+}

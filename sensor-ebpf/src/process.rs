@@ -1,0 +1,260 @@
+//! Process lifecycle: exec, fork/clone and exit, from the scheduler's raw tracepoints (their
+//! arguments are the kernel's own `task_struct *` and `linux_binprm *`, so nothing is looked
+//! up after the fact and short-lived processes come out complete).
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use sensor_common::{
+    ARGS_CAP, ExecRecord, ExitRecord, FILENAME_CAP, ForkRecord, RECORD_VERSION, RecordHeader,
+    SCRATCH_SIZE, exec_flags, exit_flags, fork_flags, kind,
+};
+
+use crate::{
+    globals::{config, offsets},
+    kernel::{KPtr, Task},
+    maps::{SCRATCH, TRACK_FAILED, TRACKED},
+    output::{submit, submit_bytes},
+};
+
+const EXEC_HEADER: usize = size_of::<ExecRecord>();
+
+/// Whether events of this process are wanted: everything, or a tracked process tree.
+#[inline(always)]
+fn observed(tgid: u32) -> bool {
+    // SAFETY: the value is only tested for presence.
+    config().all_processes != 0 || unsafe { TRACKED.get(&tgid) }.is_some()
+}
+
+#[inline(always)]
+fn header(kind: u16, size: usize) -> RecordHeader {
+    RecordHeader {
+        kind,
+        version: RECORD_VERSION,
+        size: size as u32,
+        // SAFETY: a plain helper call.
+        ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
+    }
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    let _ = try_exec(&ctx);
+    0
+}
+
+fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !observed(tgid) {
+        return None;
+    }
+    let off = offsets();
+    let task = Task::new(ctx.arg::<*const u8>(0), off);
+    let bprm = KPtr(ctx.arg::<*const u8>(2));
+    // SAFETY: the scratch slot is this CPU's and lives as long as the map.
+    let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+
+    let mut flags = 0;
+    // argv, straight from the new image's memory: exactly what the program will see.
+    let mut args_len: u32 = 0;
+    let mut args_size: u64 = 0;
+    match task.args_range() {
+        Some((start, end)) if end >= start => {
+            args_size = end - start;
+            let cfg_max = config().args_max;
+            let max = if cfg_max > ARGS_CAP {
+                ARGS_CAP
+            } else {
+                cfg_max
+            };
+            args_len = if args_size > max as u64 {
+                flags |= exec_flags::ARGS_TRUNCATED;
+                max
+            } else {
+                args_size as u32
+            };
+            if args_len > ARGS_CAP {
+                return None;
+            }
+            // SAFETY: EXEC_HEADER + args_len <= SCRATCH_SIZE (asserted in sensor-common).
+            let ret = unsafe {
+                bpf_probe_read_user(
+                    buf.as_mut_ptr().add(EXEC_HEADER).cast(),
+                    args_len,
+                    start as *const _,
+                )
+            };
+            if ret < 0 {
+                flags |= exec_flags::ARGS_UNREADABLE;
+                args_len = 0;
+            }
+        }
+        _ => flags |= exec_flags::ARGS_UNREADABLE,
+    }
+
+    // The file name as passed to exec, after argv.
+    let mut filename_len: u32 = 0;
+    match bprm.read::<*const u8>(off.bprm_filename) {
+        Some(name) if !name.is_null() && args_len <= ARGS_CAP => {
+            // SAFETY: EXEC_HEADER + ARGS_CAP + FILENAME_CAP <= SCRATCH_SIZE.
+            let ret = unsafe {
+                bpf_probe_read_kernel_str(
+                    buf.as_mut_ptr().add(EXEC_HEADER + args_len as usize).cast(),
+                    FILENAME_CAP,
+                    name.cast(),
+                )
+            };
+            if ret > 0 {
+                // The count includes the NUL; a full buffer may mean a cut name.
+                filename_len = ret as u32 - 1;
+                if ret as u32 >= FILENAME_CAP {
+                    flags |= exec_flags::FILENAME_TRUNCATED;
+                }
+            } else {
+                flags |= exec_flags::FILENAME_UNREADABLE;
+            }
+        }
+        _ => flags |= exec_flags::FILENAME_UNREADABLE,
+    }
+
+    let loginuid = task.loginuid();
+    if loginuid.is_none() {
+        flags |= exec_flags::NO_LOGINUID;
+    }
+    let (euid, egid) = task.effective_ids();
+    let uid_gid = bpf_get_current_uid_gid();
+    let parent = task.real_parent();
+    let size = EXEC_HEADER + args_len as usize + filename_len as usize;
+    let record = ExecRecord {
+        header: header(kind::EXEC, size),
+        start_boottime: task.process_start(),
+        parent_start_boottime: parent.map_or(0, |p| p.process_start()),
+        // SAFETY: a plain helper call.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        pid: task.pid(),
+        tgid,
+        ppid: parent.map_or(0, |p| p.tgid()),
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        euid,
+        egid,
+        loginuid: loginuid.unwrap_or(u32::MAX),
+        sessionid: task.sessionid(),
+        pid_ns: task.pid_ns(),
+        mnt_ns: task.mnt_ns(),
+        args_count: bprm.read::<u32>(off.bprm_argc).unwrap_or(0),
+        args_size: if args_size > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            args_size as u32
+        },
+        args_len,
+        filename_len,
+        flags,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    };
+    // SAFETY: the scratch buffer is larger than the record; unaligned write is fine.
+    unsafe {
+        buf.as_mut_ptr()
+            .cast::<ExecRecord>()
+            .write_unaligned(record)
+    };
+    if size > SCRATCH_SIZE {
+        return None;
+    }
+    submit_bytes(kind::EXEC, buf.get(..size)?);
+    Some(())
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
+    let off = offsets();
+    let parent = Task::new(ctx.arg::<*const u8>(0), off);
+    let child = Task::new(ctx.arg::<*const u8>(1), off);
+    let parent_tgid = parent.tgid();
+    let child_tgid = child.tgid();
+    let thread = child_tgid == parent_tgid;
+    if !thread {
+        // Inherit tracking here, before the child first runs, so no activity escapes.
+        // SAFETY: the value is copied out at once.
+        if let Some(value) = unsafe { TRACKED.get(&parent_tgid) }.copied() {
+            if TRACKED.insert(&child_tgid, &value, 0).is_err() {
+                if let Some(counter) = TRACK_FAILED.get_ptr_mut(0) {
+                    // SAFETY: a per-CPU slot, only this CPU writes it.
+                    unsafe { *counter += 1 };
+                }
+            }
+        }
+    }
+    if !observed(parent_tgid) {
+        return None;
+    }
+    let uid_gid = bpf_get_current_uid_gid();
+    let record = ForkRecord {
+        header: header(kind::FORK, size_of::<ForkRecord>()),
+        start_boottime: child.process_start(),
+        parent_start_boottime: parent.process_start(),
+        // SAFETY: a plain helper call.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        child_pid: child.pid(),
+        child_tgid,
+        parent_pid: parent.pid(),
+        parent_tgid,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        flags: if thread { fork_flags::THREAD } else { 0 },
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    };
+    submit(kind::FORK, &record);
+    Some(())
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_exit(ctx: &RawTracePointContext) -> Option<()> {
+    let task = Task::new(ctx.arg::<*const u8>(0), offsets());
+    let tgid = task.tgid();
+    let group_dead = if config().exit_has_group_dead != 0 {
+        ctx.arg::<u64>(1) & 0xff != 0
+    } else {
+        task.group_dead()
+    };
+    let wanted = observed(tgid);
+    if group_dead {
+        // Ignoring the result: most processes were never tracked.
+        let _ = TRACKED.remove(&tgid);
+    }
+    if !wanted {
+        return None;
+    }
+    let record = ExitRecord {
+        header: header(kind::EXIT, size_of::<ExitRecord>()),
+        start_boottime: task.process_start(),
+        pid: task.pid(),
+        tgid,
+        exit_code: task.exit_code(),
+        flags: if group_dead {
+            exit_flags::GROUP_DEAD
+        } else {
+            0
+        },
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    };
+    submit(kind::EXIT, &record);
+    Some(())
+}

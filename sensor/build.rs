@@ -1,0 +1,44 @@
+//! Builds the kernel programs (`sensor-ebpf`) for the BPF target with the nightly toolchain and
+//! bpf-linker, and embeds them in the daemon. `cargo xtask setup` installs both.
+use std::{env, path::PathBuf};
+
+fn main() -> aya_build::Result<()> {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let ebpf_dir = manifest_dir.join("../sensor-ebpf");
+    println!("cargo:rerun-if-env-changed=PATH");
+    put_bpf_linker_on_path();
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: "sensor-ebpf",
+            root_dir: ebpf_dir.to_str().expect("UTF-8 repository path"),
+            ..Default::default()
+        }],
+        aya_build::Toolchain::Nightly,
+    )
+}
+
+/// `cargo xtask setup` builds bpf-linker under the user's cache; use it when PATH has none, so a
+/// plain `cargo build` works after set-up too.
+fn put_bpf_linker_on_path() {
+    let path = env::var_os("PATH").unwrap_or_default();
+    if env::split_paths(&path).any(|dir| dir.join("bpf-linker").is_file()) {
+        return;
+    }
+    let cache = env::var_os("AGENT_SENSOR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/agent-sensor")));
+    let Some(bin) = cache.map(|c| c.join("bpf-linker/bin")) else {
+        return;
+    };
+    if bin.join("bpf-linker").is_file() {
+        let paths = std::iter::once(bin).chain(env::split_paths(&path));
+        let joined = env::join_paths(paths).expect("PATH entries without separators");
+        // SAFETY: build scripts are single-threaded here, before any child is spawned.
+        unsafe { env::set_var("PATH", joined) };
+    } else {
+        println!(
+            "cargo:warning=bpf-linker not found on PATH or in {}; run `cargo xtask setup` first",
+            bin.display()
+        );
+    }
+}

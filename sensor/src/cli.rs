@@ -1,0 +1,51 @@
+//! The `agent-sensor` command line: argument definitions and dispatch.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent-sensor",
+    version,
+    about = "eBPF host sensor: attributes process activity to AI-agent identities and writes it as JSON Lines evidence"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the kernel programs and write records until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Report the kernel features the sensor can use here, and which it uses.
+    Probe(ProbeArgs),
+    /// Validate a configuration file and print the effective settings.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML configuration file (defaults apply to everything it leaves out).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Where records go: `-` for standard output, or a file to append to.
+    #[arg(long, short)]
+    pub output: Option<String>,
+    /// Observe every process on the host.
+    #[arg(long)]
+    pub all_processes: bool,
+    /// Observe this process and its descendants (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}

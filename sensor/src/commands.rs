@@ -1,0 +1,40 @@
+//! The small subcommands: `probe` and `check-config`.
+use std::{path::Path, process::ExitCode};
+
+use crate::{cli::ProbeArgs, config::Config, features};
+
+pub fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
+    let found = features::probe();
+    let missing = features::missing_required(&found);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        for f in &found {
+            let state = if f.available { "yes" } else { "no " };
+            let role = match (f.required, f.used) {
+                (true, _) => "required",
+                (false, true) => "used",
+                (false, false) => "unused",
+            };
+            println!("{:<15} {state}  {role:<8}  {}", f.name, f.detail);
+        }
+        let used: Vec<&str> = found.iter().filter(|f| f.used).map(|f| f.name).collect();
+        println!("\nthe sensor will use: {}", used.join(", "));
+    }
+    if missing.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let names: Vec<&str> = missing.iter().map(|f| f.name).collect();
+        eprintln!(
+            "agent-sensor: error: this kernel lacks what the sensor needs: {}",
+            names.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(file)?;
+    println!("{file}: ok\n{config:#?}", file = file.display());
+    Ok(ExitCode::SUCCESS)
+}

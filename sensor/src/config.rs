@@ -1,0 +1,243 @@
+//! Configuration: a TOML file parsed into plain data, validated with file, line and reason for
+//! every mistake, before anything is loaded (so `check-config` and tests need no kernel).
+use std::{
+    fmt,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Observe every process on the host, not only tracked ones.
+    pub all_processes: bool,
+    /// Bound on argv bytes captured per exec; longer argv is cut and flagged.
+    pub args_max_bytes: u32,
+    /// Ring buffer size in bytes: a power of two, at least 64 KiB.
+    pub ring_buffer_bytes: u32,
+    /// Wake the daemon when this many bytes wait in the ring buffer.
+    pub wakeup_bytes: u32,
+    /// How often the daemon collects records that did not trigger a wakeup (bounds latency).
+    pub poll_interval_ms: u32,
+    /// Where records go: `-` for stdout or a file path (appended to).
+    pub output: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            all_processes: false,
+            args_max_bytes: 4096,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            wakeup_bytes: 256 * 1024,
+            poll_interval_ms: 20,
+            output: "-".to_owned(),
+        }
+    }
+}
+
+/// The file as written, with the position of every value for error messages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    observe: RawObserve,
+    #[serde(default)]
+    kernel: RawKernel,
+    #[serde(default)]
+    output: RawOutput,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObserve {
+    all_processes: Option<bool>,
+    args_max_bytes: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    ring_buffer_bytes: Option<Spanned<u32>>,
+    wakeup_bytes: Option<Spanned<u32>>,
+    poll_interval_ms: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    path: Option<Spanned<String>>,
+}
+
+/// A configuration mistake, located in its file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub line: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Most argv bytes the kernel programs can copy per exec.
+pub const ARGS_MAX_LIMIT: u32 = sensor_common::ARGS_CAP;
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let at = |span: Option<Range<usize>>, message: String| ConfigError {
+            file: path.to_owned(),
+            line: span.map(|s| line_col(text, s.start)),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // toml's message starts with its own position banner; keep only the reason.
+            let reason = e.message().trim().to_owned();
+            at(e.span(), reason)
+        })?;
+        let mut config = Self::default();
+        if let Some(v) = raw.observe.all_processes {
+            config.all_processes = v;
+        }
+        if let Some(v) = raw.observe.args_max_bytes {
+            if *v.get_ref() == 0 || *v.get_ref() > ARGS_MAX_LIMIT {
+                return Err(at(
+                    Some(v.span()),
+                    format!("observe.args_max_bytes must be between 1 and {ARGS_MAX_LIMIT}"),
+                ));
+            }
+            config.args_max_bytes = v.into_inner();
+        }
+        if let Some(v) = raw.kernel.ring_buffer_bytes {
+            let n = *v.get_ref();
+            if !n.is_power_of_two() || !(64 * 1024..=1 << 30).contains(&n) {
+                return Err(at(
+                    Some(v.span()),
+                    "kernel.ring_buffer_bytes must be a power of two from 65536 to 1073741824"
+                        .to_owned(),
+                ));
+            }
+            config.ring_buffer_bytes = n;
+        }
+        if let Some(v) = raw.kernel.wakeup_bytes {
+            config.wakeup_bytes = v.into_inner();
+        }
+        if config.wakeup_bytes >= config.ring_buffer_bytes {
+            return Err(at(
+                None,
+                format!(
+                    "kernel.wakeup_bytes ({}) must be smaller than kernel.ring_buffer_bytes ({})",
+                    config.wakeup_bytes, config.ring_buffer_bytes
+                ),
+            ));
+        }
+        if let Some(v) = raw.kernel.poll_interval_ms {
+            if !(1..=1000).contains(v.get_ref()) {
+                return Err(at(
+                    Some(v.span()),
+                    "kernel.poll_interval_ms must be between 1 and 1000".to_owned(),
+                ));
+            }
+            config.poll_interval_ms = v.into_inner();
+        }
+        if let Some(v) = raw.output.path {
+            if v.get_ref().is_empty() {
+                return Err(at(
+                    Some(v.span()),
+                    "output.path must not be empty".to_owned(),
+                ));
+            }
+            config.output = v.into_inner();
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("sensor.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let c = parse(
+            "[observe]\nall_processes = true\nargs_max_bytes = 100\n\
+             [kernel]\nring_buffer_bytes = 65536\nwakeup_bytes = 1024\npoll_interval_ms = 5\n\
+             [output]\npath = \"/var/log/x.jsonl\"\n",
+        )
+        .unwrap();
+        assert!(c.all_processes);
+        assert_eq!(
+            (
+                c.args_max_bytes,
+                c.ring_buffer_bytes,
+                c.wakeup_bytes,
+                c.poll_interval_ms
+            ),
+            (100, 65536, 1024, 5)
+        );
+        assert_eq!(c.output, "/var/log/x.jsonl");
+    }
+
+    #[test]
+    fn locates_mistakes() {
+        let e = parse("[observe]\nargs_max_bytes = 999999\n").unwrap_err();
+        assert_eq!(e.line, Some((2, 18)));
+        assert!(
+            e.to_string()
+                .starts_with("sensor.toml:2:18: observe.args_max_bytes"),
+            "{e}"
+        );
+
+        let e = parse("[observe]\nall_procesess = true\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(2));
+        assert!(e.message.contains("all_procesess"), "{e}");
+
+        let e = parse("[kernel]\nring_buffer_bytes = 100000\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(2));
+
+        let e = parse("[observe\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(1));
+
+        let e = parse("[observe]\nall_processes = \"yes\"\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(2));
+    }
+}

@@ -1,0 +1,394 @@
+//! The only code that reads raw kernel bytes: a pure function from one ring-buffer record to a
+//! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
+use sensor_common::{
+    ExecRecord, ExitRecord, ForkRecord, RECORD_VERSION, RecordHeader, exec_flags, exit_flags,
+    fork_flags, kind,
+};
+
+/// A decoded kernel record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    Exec(ExecEvent),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+}
+
+impl KernelEvent {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
+    pub fn ktime_ns(&self) -> u64 {
+        match self {
+            Self::Exec(e) => e.ktime_ns,
+            Self::Fork(e) => e.ktime_ns,
+            Self::Exit(e) => e.ktime_ns,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub start_boottime: u64,
+    pub parent_start_boottime: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// None when unset (`(uid_t)-1`) or when the kernel keeps none.
+    pub loginuid: Option<u32>,
+    pub sessionid: Option<u32>,
+    pub cgroup_id: u64,
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+    /// The file name as passed to exec (raw bytes: not necessarily UTF-8).
+    pub filename: Vec<u8>,
+    pub filename_truncated: bool,
+    /// argv, split at NULs; the last element may be cut when `args_truncated`.
+    pub args: Vec<Vec<u8>>,
+    /// argc as the kernel counted it.
+    pub args_count: u32,
+    /// Bytes argv takes in the process.
+    pub args_size: u32,
+    pub args_truncated: bool,
+    pub args_unreadable: bool,
+    pub comm: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForkEvent {
+    pub ktime_ns: u64,
+    pub child_pid: u32,
+    pub child_tgid: u32,
+    pub parent_pid: u32,
+    pub parent_tgid: u32,
+    pub start_boottime: u64,
+    pub parent_start_boottime: u64,
+    pub cgroup_id: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// A new thread in the parent's process rather than a new process.
+    pub thread: bool,
+    pub comm: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_boottime: u64,
+    pub status: ExitStatus,
+    /// The last thread exited: the process is gone.
+    pub process_exit: bool,
+    pub comm: Vec<u8>,
+}
+
+/// How a task ended, decoded from `task_struct::exit_code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(u8),
+    Signaled { signal: u8, core_dumped: bool },
+}
+
+impl ExitStatus {
+    pub fn from_raw(code: u32) -> Self {
+        let signal = (code & 0x7f) as u8;
+        if signal == 0 {
+            Self::Exited(((code >> 8) & 0xff) as u8)
+        } else {
+            Self::Signaled {
+                signal,
+                core_dumped: code & 0x80 != 0,
+            }
+        }
+    }
+}
+
+/// Why a record could not be decoded; `kind()` names the counter it is counted under.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than its header")]
+    ShortHeader { len: usize },
+    #[error("record kind {0} is unknown")]
+    UnknownKind(u16),
+    #[error("record version {found} differs from the daemon's {expected}")]
+    Version { found: u16, expected: u16 },
+    #[error("record says {claimed} bytes but {len} arrived")]
+    SizeMismatch { claimed: u32, len: usize },
+    #[error("{what} record of {len} bytes is too short for its fixed part or trailing data")]
+    Truncated { what: &'static str, len: usize },
+}
+
+impl DecodeError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ShortHeader { .. } => "short_header",
+            Self::UnknownKind(_) => "unknown_kind",
+            Self::Version { .. } => "version",
+            Self::SizeMismatch { .. } => "size_mismatch",
+            Self::Truncated { .. } => "truncated",
+        }
+    }
+}
+
+/// Reads a `#[repr(C)]` record of plain integers from the front of `bytes`.
+fn read_record<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Truncated {
+            what,
+            len: bytes.len(),
+        });
+    }
+    // SAFETY: length checked; T is plain integers (any bit pattern valid), read unaligned.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let header: RecordHeader =
+        read_record(bytes, "header").map_err(|_| DecodeError::ShortHeader { len: bytes.len() })?;
+    if header.version != RECORD_VERSION {
+        return Err(DecodeError::Version {
+            found: header.version,
+            expected: RECORD_VERSION,
+        });
+    }
+    // The ring buffer may pad a record; it must never be shorter than it claims.
+    if header.size as usize > bytes.len() {
+        return Err(DecodeError::SizeMismatch {
+            claimed: header.size,
+            len: bytes.len(),
+        });
+    }
+    let bytes = &bytes[..header.size as usize];
+    match header.kind {
+        kind::EXEC => decode_exec(bytes).map(KernelEvent::Exec),
+        kind::FORK => decode_fork(bytes).map(KernelEvent::Fork),
+        kind::EXIT => decode_exit(bytes).map(KernelEvent::Exit),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
+    let r: ExecRecord = read_record(bytes, "exec")?;
+    let tail = &bytes[size_of::<ExecRecord>()..];
+    let (args_len, filename_len) = (r.args_len as usize, r.filename_len as usize);
+    if tail.len() < args_len + filename_len {
+        return Err(DecodeError::Truncated {
+            what: "exec",
+            len: bytes.len(),
+        });
+    }
+    let (args, rest) = tail.split_at(args_len);
+    let filename = &rest[..filename_len];
+    let flags = r.flags;
+    Ok(ExecEvent {
+        ktime_ns: r.header.ktime_ns,
+        pid: r.pid,
+        tgid: r.tgid,
+        ppid: r.ppid,
+        start_boottime: r.start_boottime,
+        parent_start_boottime: r.parent_start_boottime,
+        uid: r.uid,
+        gid: r.gid,
+        euid: r.euid,
+        egid: r.egid,
+        loginuid: (flags & exec_flags::NO_LOGINUID == 0 && r.loginuid != u32::MAX)
+            .then_some(r.loginuid),
+        sessionid: (flags & exec_flags::NO_LOGINUID == 0 && r.sessionid != u32::MAX)
+            .then_some(r.sessionid),
+        cgroup_id: r.cgroup_id,
+        pid_ns: r.pid_ns,
+        mnt_ns: r.mnt_ns,
+        filename: filename.to_vec(),
+        filename_truncated: flags & exec_flags::FILENAME_TRUNCATED != 0,
+        args: split_args(args),
+        args_count: r.args_count,
+        args_size: r.args_size,
+        args_truncated: flags & exec_flags::ARGS_TRUNCATED != 0,
+        args_unreadable: flags & exec_flags::ARGS_UNREADABLE != 0,
+        comm: c_string(&r.comm),
+    })
+}
+
+fn decode_fork(bytes: &[u8]) -> Result<ForkEvent, DecodeError> {
+    let r: ForkRecord = read_record(bytes, "fork")?;
+    Ok(ForkEvent {
+        ktime_ns: r.header.ktime_ns,
+        child_pid: r.child_pid,
+        child_tgid: r.child_tgid,
+        parent_pid: r.parent_pid,
+        parent_tgid: r.parent_tgid,
+        start_boottime: r.start_boottime,
+        parent_start_boottime: r.parent_start_boottime,
+        cgroup_id: r.cgroup_id,
+        uid: r.uid,
+        gid: r.gid,
+        thread: r.flags & fork_flags::THREAD != 0,
+        comm: c_string(&r.comm),
+    })
+}
+
+fn decode_exit(bytes: &[u8]) -> Result<ExitEvent, DecodeError> {
+    let r: ExitRecord = read_record(bytes, "exit")?;
+    Ok(ExitEvent {
+        ktime_ns: r.header.ktime_ns,
+        pid: r.pid,
+        tgid: r.tgid,
+        start_boottime: r.start_boottime,
+        status: ExitStatus::from_raw(r.exit_code),
+        process_exit: r.flags & exit_flags::GROUP_DEAD != 0,
+        comm: c_string(&r.comm),
+    })
+}
+
+/// Splits the NUL-separated argv block of a process. Empty arguments are kept; the block's
+/// final NUL does not start another argument. A block cut short ends with a partial argument.
+pub fn split_args(block: &[u8]) -> Vec<Vec<u8>> {
+    if block.is_empty() {
+        return Vec::new();
+    }
+    let block = block.strip_suffix(&[0]).unwrap_or(block);
+    block.split(|b| *b == 0).map(<[u8]>::to_vec).collect()
+}
+
+/// The bytes of a fixed-size, NUL-padded C string.
+fn c_string(raw: &[u8]) -> Vec<u8> {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    raw[..end].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_bytes(args: &[u8], filename: &[u8], flags: u32) -> Vec<u8> {
+        let size = size_of::<ExecRecord>() + args.len() + filename.len();
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"true");
+        let record = ExecRecord {
+            header: RecordHeader {
+                kind: kind::EXEC,
+                version: RECORD_VERSION,
+                size: size as u32,
+                ktime_ns: 42,
+            },
+            start_boottime: 1000,
+            parent_start_boottime: 500,
+            cgroup_id: 7,
+            pid: 10,
+            tgid: 10,
+            ppid: 9,
+            uid: 1,
+            gid: 2,
+            euid: 3,
+            egid: 4,
+            loginuid: u32::MAX,
+            sessionid: 5,
+            pid_ns: 11,
+            mnt_ns: 12,
+            args_count: 3,
+            args_size: args.len() as u32,
+            args_len: args.len() as u32,
+            filename_len: filename.len() as u32,
+            flags,
+            comm,
+        };
+        let mut out = vec![0u8; size_of::<ExecRecord>()];
+        // SAFETY: the buffer is exactly the record's size.
+        unsafe {
+            out.as_mut_ptr()
+                .cast::<ExecRecord>()
+                .write_unaligned(record)
+        };
+        out.extend_from_slice(args);
+        out.extend_from_slice(filename);
+        out
+    }
+
+    #[test]
+    fn decodes_an_exec_record_with_its_trailing_data() {
+        let bytes = exec_bytes(b"/bin/true\0a b\0\0", b"/bin/true", 0);
+        let KernelEvent::Exec(e) = decode(&bytes).unwrap() else {
+            panic!("not an exec")
+        };
+        assert_eq!(
+            e.args,
+            vec![b"/bin/true".to_vec(), b"a b".to_vec(), b"".to_vec()]
+        );
+        assert_eq!(e.filename, b"/bin/true");
+        assert_eq!(e.comm, b"true");
+        assert_eq!(
+            (e.pid, e.tgid, e.ppid, e.uid, e.gid, e.euid, e.egid),
+            (10, 10, 9, 1, 2, 3, 4)
+        );
+        assert_eq!(e.loginuid, None);
+        assert_eq!(e.sessionid, Some(5));
+        assert!(!e.args_truncated);
+    }
+
+    #[test]
+    fn flags_truncation_and_keeps_the_partial_argument() {
+        let bytes = exec_bytes(b"/bin/echo\0abc", b"/bin/echo", exec_flags::ARGS_TRUNCATED);
+        let KernelEvent::Exec(e) = decode(&bytes).unwrap() else {
+            panic!("not an exec")
+        };
+        assert!(e.args_truncated);
+        assert_eq!(e.args, vec![b"/bin/echo".to_vec(), b"abc".to_vec()]);
+    }
+
+    #[test]
+    fn rejects_malformed_records_by_kind() {
+        assert_eq!(decode(&[1, 2, 3]).unwrap_err().kind(), "short_header");
+        let mut bytes = exec_bytes(b"x\0", b"/x", 0);
+        bytes[2] = 99; // version
+        assert_eq!(decode(&bytes).unwrap_err().kind(), "version");
+        let bytes = exec_bytes(b"x\0", b"/x", 0);
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 1]).unwrap_err().kind(),
+            "size_mismatch"
+        );
+        let mut bytes = exec_bytes(b"x\0", b"/x", 0);
+        bytes[0] = 200; // kind
+        assert_eq!(decode(&bytes).unwrap_err().kind(), "unknown_kind");
+        // A record claiming more trailing bytes than its size allows.
+        let mut bytes = exec_bytes(b"x\0", b"/x", 0);
+        let args_len_at = size_of::<ExecRecord>() - 16 - 3 * 4;
+        bytes[args_len_at..args_len_at + 4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert_eq!(decode(&bytes).unwrap_err().kind(), "truncated");
+    }
+
+    #[test]
+    fn splits_argv_blocks() {
+        assert!(split_args(b"").is_empty());
+        assert_eq!(split_args(b"a\0"), vec![b"a".to_vec()]);
+        assert_eq!(
+            split_args(b"a\0\0b\0"),
+            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(
+            split_args(b"\xff\xfe\0q\"uote\n\0"),
+            vec![b"\xff\xfe".to_vec(), b"q\"uote\n".to_vec()]
+        );
+    }
+
+    #[test]
+    fn decodes_exit_status() {
+        assert_eq!(ExitStatus::from_raw(3 << 8), ExitStatus::Exited(3));
+        assert_eq!(
+            ExitStatus::from_raw(9),
+            ExitStatus::Signaled {
+                signal: 9,
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            ExitStatus::from_raw(0x80 | 11),
+            ExitStatus::Signaled {
+                signal: 11,
+                core_dumped: true
+            }
+        );
+    }
+}

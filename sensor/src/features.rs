@@ -1,0 +1,130 @@
+//! What this kernel offers the sensor, for `agent-sensor probe` and for start-up checks. The
+//! baseline (BTF, raw tracepoints, ring buffer) is required; the rest is used where present.
+use std::path::Path;
+
+use aya::{
+    maps::MapType,
+    programs::{LsmAttachType, ProgramType},
+    sys::{is_map_supported, is_program_supported},
+};
+use serde::Serialize;
+
+use crate::{btf::KernelBtf, loader};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Feature {
+    pub name: &'static str,
+    pub available: bool,
+    /// Needed for the sensor to run at all.
+    pub required: bool,
+    /// The sensor attaches programs of this kind today.
+    pub used: bool,
+    pub detail: String,
+}
+
+fn feature(
+    name: &'static str,
+    required: bool,
+    used: bool,
+    result: Result<String, String>,
+) -> Feature {
+    let (available, detail) = match result {
+        Ok(d) => (true, d),
+        Err(d) => (false, d),
+    };
+    Feature {
+        name,
+        available,
+        required,
+        used: used && available,
+        detail,
+    }
+}
+
+fn program(kind: ProgramType) -> Result<String, String> {
+    match is_program_supported(kind) {
+        Ok(true) => Ok("programs load".to_owned()),
+        Ok(false) => Err("the kernel refuses this program type".to_owned()),
+        Err(e) => Err(format!("the kernel refuses this program type ({e})")),
+    }
+}
+
+fn path_exists(path: &str, yes: &str, no: &str) -> Result<String, String> {
+    if Path::new(path).exists() {
+        Ok(yes.to_owned())
+    } else {
+        Err(no.to_owned())
+    }
+}
+
+/// Probes every feature; needs privileges for the program-load checks.
+pub fn probe() -> Vec<Feature> {
+    let btf = match KernelBtf::from_sys_fs() {
+        Ok(btf) => Ok(format!(
+            "/sys/kernel/btf/vmlinux, {} types",
+            btf.type_count()
+        )),
+        Err(e) => Err(format!("{e}; the kernel needs CONFIG_DEBUG_INFO_BTF=y")),
+    };
+    let tracefs = match loader::tracefs_path() {
+        Some(p) => Ok(format!("mounted at {}", p.display())),
+        None => Err("not mounted: mount -t tracefs nodev /sys/kernel/tracing".to_owned()),
+    };
+    let kprobe = match program(ProgramType::KProbe) {
+        Ok(_) => path_exists(
+            "/sys/bus/event_source/devices/kprobe",
+            "kprobe PMU present",
+            "kprobe programs load but the kernel has no kprobe PMU (CONFIG_KPROBES off)",
+        ),
+        Err(e) => Err(e),
+    };
+    let uprobe = path_exists(
+        "/sys/bus/event_source/devices/uprobe",
+        "uprobe PMU present",
+        "no uprobe PMU (CONFIG_UPROBE_EVENTS off)",
+    );
+    let lsm_list = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    let lsm = match program(ProgramType::Lsm(LsmAttachType::Mac)) {
+        Ok(_) if lsm_list.split(',').any(|l| l.trim() == "bpf") => Ok("bpf LSM active".to_owned()),
+        Ok(_) => Err(format!(
+            "bpf is not in the active LSM list ({})",
+            lsm_list.trim()
+        )),
+        Err(e) => Err(e),
+    };
+    let ringbuf = match is_map_supported(MapType::RingBuf) {
+        Ok(true) => Ok("BPF_MAP_TYPE_RINGBUF (Linux >= 5.8)".to_owned()),
+        Ok(false) => Err("no ring buffer maps (Linux < 5.8)".to_owned()),
+        Err(e) => Err(format!("no ring buffer maps ({e})")),
+    };
+    let cgroup2 = match crate::snapshot::cgroup2_root() {
+        Some(p) => Ok(format!("cgroup2 at {}", p.display())),
+        None => Err("no cgroup2 hierarchy mounted".to_owned()),
+    };
+    vec![
+        feature("btf", true, true, btf),
+        feature("tracefs", true, true, tracefs),
+        feature(
+            "raw_tracepoint",
+            true,
+            true,
+            program(ProgramType::RawTracePoint),
+        ),
+        feature("tracepoint", false, false, program(ProgramType::TracePoint)),
+        feature("tp_btf", false, false, program(ProgramType::Tracing)),
+        feature("kprobe", false, false, kprobe),
+        feature("fentry", false, false, program(ProgramType::Tracing)),
+        feature("lsm", false, false, lsm),
+        feature("uprobe", false, false, uprobe),
+        feature("ring_buffer", true, true, ringbuf),
+        feature("cgroup_v2", false, false, cgroup2),
+    ]
+}
+
+/// The missing required features, if any.
+pub fn missing_required(features: &[Feature]) -> Vec<&Feature> {
+    features
+        .iter()
+        .filter(|f| f.required && !f.available)
+        .collect()
+}

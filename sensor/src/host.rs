@@ -1,0 +1,50 @@
+//! Who and where this sensor is: host identity, boot id, and this run's instance id.
+use std::{fs, io};
+
+use serde::Serialize;
+
+/// The host block of every record (ECS `host.*`).
+#[derive(Clone, Debug, Serialize)]
+pub struct HostInfo {
+    pub name: String,
+    /// `/etc/machine-id`, when the host has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Changes at every boot; with a pid and a start time it names a process uniquely.
+    pub boot_id: String,
+    pub architecture: &'static str,
+    pub os: HostOs,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostOs {
+    pub kernel: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+fn read_trimmed(path: &str) -> io::Result<String> {
+    Ok(fs::read_to_string(path)?.trim().to_owned())
+}
+
+impl HostInfo {
+    pub fn discover() -> io::Result<Self> {
+        Ok(Self {
+            name: read_trimmed("/proc/sys/kernel/hostname")?,
+            id: read_trimmed("/etc/machine-id")
+                .ok()
+                .filter(|id| !id.is_empty()),
+            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id")?,
+            architecture: std::env::consts::ARCH,
+            os: HostOs {
+                kernel: read_trimmed("/proc/sys/kernel/osrelease")?,
+                kind: "linux",
+            },
+        })
+    }
+}
+
+/// A fresh random id for this run of the sensor (a UUID from the kernel's generator).
+pub fn new_instance_id() -> io::Result<String> {
+    read_trimmed("/proc/sys/kernel/random/uuid")
+}

@@ -1,0 +1,24 @@
+//! agent-sensor's daemon and CLI, as a library so tests and tools can drive each stage.
+//!
+//! Pipeline: [`loader`] attaches the kernel programs; [`source`] drains their ring buffer;
+//! [`decode`] turns raw records into typed events; [`pipeline`] enriches them ([`process_table`],
+//! [`snapshot`], [`clock`], [`entity`], [`host`]) into [`record`]s for a [`sink`].
+pub mod btf;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod decode;
+pub mod entity;
+pub mod features;
+pub mod host;
+pub mod loader;
+pub mod pipeline;
+pub mod privileges;
+pub mod process_table;
+pub mod record;
+pub mod run;
+pub mod sink;
+pub mod snapshot;
+pub mod source;
+pub mod telemetry;

@@ -1,0 +1,245 @@
+//! The only code that loads and attaches the kernel programs: it checks privileges, resolves
+//! kernel struct offsets from BTF, hands them and the settings to the programs as globals,
+//! and attaches each program to its tracepoint.
+use std::{fs, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint},
+};
+use sensor_common::{KernelOffsets, ProgramConfig, TrackedProcess};
+
+use crate::{
+    btf::{BtfError, KernelBtf},
+    config::Config,
+    privileges,
+};
+
+/// The kernel programs, built by build.rs.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
+
+/// Every program and the raw tracepoint it attaches to.
+const ATTACHMENTS: &[(&str, &str)] = &[
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "agent-sensor needs root (or CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN) to load its \
+         kernel programs; run it as root or grant those capabilities"
+    )]
+    NotPrivileged,
+    #[error(
+        "kernel BTF is unavailable ({0}); agent-sensor needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (/sys/kernel/btf/vmlinux)"
+    )]
+    NoBtf(BtfError),
+    #[error("this kernel's BTF lacks {what}, which the process probes read ({source})")]
+    MissingKernelMember {
+        what: &'static str,
+        source: BtfError,
+    },
+    #[error(
+        "tracefs is not mounted and could not be mounted ({0}); run \
+         `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    NoTracefs(std::io::Error),
+    #[error("loading the kernel programs failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}{log}")]
+    Program {
+        name: &'static str,
+        source: ProgramError,
+        log: String,
+    },
+    #[error("map {0} is missing from the kernel programs (a build problem)")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+}
+
+/// Loaded, attached programs and the maps the daemon reads.
+pub struct Sensor {
+    /// Owns the programs and their links: dropping it detaches everything.
+    pub ebpf: Ebpf,
+    pub programs: Vec<&'static str>,
+}
+
+/// Maps taken out of the loaded object for the source and the attribution stage.
+pub struct SensorMaps {
+    pub events: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+    pub tracked: BpfHashMap<MapData, u32, TrackedProcess>,
+}
+
+impl Sensor {
+    pub fn take_maps(&mut self) -> Result<SensorMaps, LoadError> {
+        let mut take =
+            |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
+        let events = take("EVENTS")?;
+        let lost = take("LOST")?;
+        let tracked = take("TRACKED")?;
+        let map_err = |name| move |source| LoadError::Map { name, source };
+        Ok(SensorMaps {
+            events: RingBuf::try_from(events).map_err(map_err("EVENTS"))?,
+            lost: PerCpuArray::try_from(lost).map_err(map_err("LOST"))?,
+            tracked: BpfHashMap::try_from(tracked).map_err(map_err("TRACKED"))?,
+        })
+    }
+}
+
+/// Loads and attaches the programs for `config`.
+pub fn load(config: &Config) -> Result<Sensor, LoadError> {
+    if !privileges::can_load_bpf() {
+        return Err(LoadError::NotPrivileged);
+    }
+    privileges::raise_memlock_limit();
+    let btf = KernelBtf::from_sys_fs().map_err(LoadError::NoBtf)?;
+    let offsets = resolve_offsets(&btf)?;
+    let tracefs = ensure_tracefs()?;
+    let program_config = ProgramConfig {
+        all_processes: u32::from(config.all_processes),
+        args_max: config.args_max_bytes,
+        exit_has_group_dead: u32::from(exit_passes_group_dead(&tracefs)),
+        _pad: 0,
+        wakeup_bytes: u64::from(config.wakeup_bytes),
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("CONFIG", &program_config, true)
+        .map_max_entries("EVENTS", config.ring_buffer_bytes)
+        .load(PROGRAMS)?;
+    let mut programs = Vec::new();
+    for &(name, tracepoint) in ATTACHMENTS {
+        attach_raw_tracepoint(&mut ebpf, name, tracepoint)?;
+        programs.push(name);
+    }
+    Ok(Sensor { ebpf, programs })
+}
+
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &str,
+) -> Result<(), LoadError> {
+    let program_error = |source: ProgramError| {
+        // The verifier's log says why a program was refused; keep its last lines.
+        let log = match &source {
+            ProgramError::LoadError { verifier_log, .. } => {
+                let text = verifier_log.to_string();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                format!(
+                    "\nverifier log (end):\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            }
+            _ => String::new(),
+        };
+        LoadError::Program { name, source, log }
+    };
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingMap(name))?
+        .try_into()
+        .map_err(program_error)?;
+    program.load().map_err(program_error)?;
+    program.attach(tracepoint).map_err(program_error)?;
+    Ok(())
+}
+
+/// Offsets of every kernel struct member the programs read.
+pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
+    let need = |what: &'static str, st: &str, path: &[&str]| {
+        btf.member_offset(st, path)
+            .map_err(|source| LoadError::MissingKernelMember { what, source })
+    };
+    // Optional members: kernels without CONFIG_AUDIT have no login uid.
+    let optional = |st: &str, path: &[&str]| {
+        btf.member_offset(st, path)
+            .unwrap_or(sensor_common::OFFSET_ABSENT)
+    };
+    Ok(KernelOffsets {
+        task_pid: need("task_struct.pid", "task_struct", &["pid"])?,
+        task_tgid: need("task_struct.tgid", "task_struct", &["tgid"])?,
+        task_real_parent: need("task_struct.real_parent", "task_struct", &["real_parent"])?,
+        task_group_leader: need("task_struct.group_leader", "task_struct", &["group_leader"])?,
+        task_start_boottime: need(
+            "task_struct.start_boottime",
+            "task_struct",
+            &["start_boottime"],
+        )?,
+        task_mm: need("task_struct.mm", "task_struct", &["mm"])?,
+        task_cred: need("task_struct.cred", "task_struct", &["cred"])?,
+        task_nsproxy: need("task_struct.nsproxy", "task_struct", &["nsproxy"])?,
+        task_thread_pid: need("task_struct.thread_pid", "task_struct", &["thread_pid"])?,
+        task_loginuid: optional("task_struct", &["loginuid"]),
+        task_sessionid: optional("task_struct", &["sessionid"]),
+        task_exit_code: need("task_struct.exit_code", "task_struct", &["exit_code"])?,
+        task_signal: need("task_struct.signal", "task_struct", &["signal"])?,
+        signal_live: need("signal_struct.live", "signal_struct", &["live"])?,
+        mm_arg_start: need("mm_struct.arg_start", "mm_struct", &["arg_start"])?,
+        mm_arg_end: need("mm_struct.arg_end", "mm_struct", &["arg_end"])?,
+        cred_euid: need("cred.euid", "cred", &["euid"])?,
+        cred_egid: need("cred.egid", "cred", &["egid"])?,
+        nsproxy_mnt_ns: need("nsproxy.mnt_ns", "nsproxy", &["mnt_ns"])?,
+        mnt_ns_inum: need("mnt_namespace.ns.inum", "mnt_namespace", &["ns", "inum"])?,
+        pid_level: need("pid.level", "pid", &["level"])?,
+        pid_numbers: need("pid.numbers", "pid", &["numbers"])?,
+        upid_size: btf
+            .struct_size("upid")
+            .map_err(|source| LoadError::MissingKernelMember {
+                what: "struct upid",
+                source,
+            })?,
+        upid_ns: need("upid.ns", "upid", &["ns"])?,
+        pid_ns_inum: need("pid_namespace.ns.inum", "pid_namespace", &["ns", "inum"])?,
+        bprm_filename: need("linux_binprm.filename", "linux_binprm", &["filename"])?,
+        bprm_argc: need("linux_binprm.argc", "linux_binprm", &["argc"])?,
+        _pad: 0,
+    })
+}
+
+/// The tracefs mount point, mounting it at the usual place when nothing is mounted.
+pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
+    if let Some(path) = tracefs_path() {
+        return Ok(path);
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid NUL-terminated strings; mount(2) has no other preconditions.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(LoadError::NoTracefs(std::io::Error::last_os_error()));
+    }
+    Ok(PathBuf::from("/sys/kernel/tracing"))
+}
+
+/// Where tracefs is mounted, if it is.
+pub fn tracefs_path() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut f = line.split(' ');
+        let (_dev, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+        (fstype == "tracefs").then(|| PathBuf::from(dir))
+    })
+}
+
+/// Linux 6.16 added `group_dead` to `sched_process_exit`; its format file shows it.
+fn exit_passes_group_dead(tracefs: &std::path::Path) -> bool {
+    fs::read_to_string(tracefs.join("events/sched/sched_process_exit/format"))
+        .is_ok_and(|f| f.contains("group_dead"))
+}

@@ -1,0 +1,25 @@
+//! `agent-sensor`: parses the command line and reports errors as one clear line.
+use std::process::ExitCode;
+
+use agent_sensor::{
+    cli::{Cli, Command},
+    commands,
+};
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    agent_sensor::telemetry::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => agent_sensor::run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Probe(args) => commands::probe(&args),
+        Command::CheckConfig { file } => commands::check_config(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agent-sensor: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

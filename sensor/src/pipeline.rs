@@ -1,0 +1,481 @@
+//! The pipeline: takes what the source sends, decodes it, enriches it with what userspace knows
+//! (process table, wall-clock time, host), builds records and hands them to the sink, in order.
+//! Decode errors are counted by kind; kernel losses become `gap` records.
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    clock::{self, WallClock},
+    decode::{self, ExecEvent, ExitEvent, ExitStatus, ForkEvent, KernelEvent},
+    entity::EntityIds,
+    host::HostInfo,
+    process_table::{ProcessInfo, ProcessTable},
+    record::{
+        self, Cgroup, EventMeta, Gap, Id, Lifecycle, Namespaces, Parent, Process, Record,
+        SensorBlock, Signal, Thread,
+    },
+    sink::Sink,
+    snapshot::ProcSnapshot,
+    source::{LossReport, RawBatch, SourceMessage},
+};
+
+/// Counters the pipeline keeps for the stop record and the logs.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub records_written: u64,
+    pub kernel_lost: u64,
+    pub decode_errors: BTreeMap<&'static str, u64>,
+}
+
+/// Static facts every record carries.
+pub struct Context {
+    pub host: Arc<HostInfo>,
+    pub instance_id: Arc<str>,
+    pub entity_ids: EntityIds,
+}
+
+pub struct Pipeline {
+    ctx: Context,
+    clock: WallClock,
+    clock_sampled: Instant,
+    table: ProcessTable,
+    sink: Sink,
+    /// Serialised records waiting for the sink, reused across batches.
+    out: Vec<u8>,
+    pub stats: Stats,
+}
+
+const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
+
+const PROCESS: &[&str] = &["process"];
+const START: &[&str] = &["start"];
+const END: &[&str] = &["end"];
+const INFO: &[&str] = &["info"];
+
+impl Pipeline {
+    pub fn new(ctx: Context, sink: Sink) -> Self {
+        Self {
+            ctx,
+            clock: WallClock::sample(),
+            clock_sampled: Instant::now(),
+            table: ProcessTable::default(),
+            sink,
+            out: Vec::with_capacity(1 << 20),
+            stats: Stats::default(),
+        }
+    }
+
+    fn meta(
+        kind: &'static str,
+        category: &'static [&'static str],
+        types: &'static [&'static str],
+        action: &'static str,
+    ) -> EventMeta {
+        EventMeta {
+            kind,
+            category,
+            kind_type: types,
+            action,
+            dataset: if category == PROCESS {
+                "agent_sensor.process"
+            } else {
+                "agent_sensor.sensor"
+            },
+            created: clock::rfc3339(WallClock::now()),
+        }
+    }
+
+    fn record(&self, timestamp: clock::UnixNanos, event: EventMeta) -> Record {
+        Record {
+            timestamp: clock::rfc3339(timestamp),
+            schema_version: record::SCHEMA_VERSION,
+            event,
+            process: None,
+            user: None,
+            gap: None,
+            host: self.ctx.host.clone(),
+            sensor: SensorBlock {
+                instance_id: self.ctx.instance_id.clone(),
+                version: env!("CARGO_PKG_VERSION"),
+                lifecycle: None,
+            },
+        }
+    }
+
+    fn emit(&mut self, record: &Record) {
+        serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
+        self.out.push(b'\n');
+        self.stats.records_written += 1;
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.sink.write(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// The first record of a run.
+    pub async fn start(
+        &mut self,
+        programs: &[&'static str],
+        all_processes: bool,
+    ) -> std::io::Result<()> {
+        let mut r = self.record(
+            WallClock::now(),
+            Self::meta("event", PROCESS, START, "sensor_start"),
+        );
+        r.process = Some(self_process(&self.ctx.entity_ids));
+        r.sensor.lifecycle = Some(Lifecycle {
+            reason: None,
+            all_processes: Some(all_processes),
+            programs: Some(programs.to_vec()),
+            records_written: None,
+            kernel_lost: None,
+            decode_errors: None,
+        });
+        self.emit(&r);
+        self.flush().await
+    }
+
+    /// State records for processes that ran before the sensor started.
+    pub async fn snapshot(&mut self, procs: &[&ProcSnapshot]) -> std::io::Result<()> {
+        for p in procs {
+            let ids = &self.ctx.entity_ids;
+            let entity_id: Arc<str> = ids.for_ticks(p.tgid, p.start_ticks).into();
+            let parent_entity = procs
+                .iter()
+                .find(|q| q.tgid == p.ppid)
+                .map(|q| ids.for_ticks(q.tgid, q.start_ticks));
+            let start_ns = p.start_ticks * (1_000_000_000 / ticks_per_second());
+            let mut proc = Process {
+                pid: p.tgid,
+                entity_id: entity_id.to_string(),
+                start: Some(clock::rfc3339(self.clock.to_unix(start_ns))),
+                parent: parent_entity.clone().map(|e| Parent {
+                    pid: p.ppid,
+                    entity_id: e,
+                    thread: None,
+                }),
+                user: Some(Id::of(p.euid)),
+                group: Some(Id::of(p.egid)),
+                real_user: Some(Id::of(p.uid)),
+                real_group: Some(Id::of(p.gid)),
+                cgroup: p.cgroup_id.map(|id| Cgroup { id }),
+                ..Default::default()
+            };
+            proc.set_name(&p.comm);
+            if let Some(exe) = &p.executable {
+                proc.set_executable(exe);
+            }
+            if !p.args.is_empty() {
+                proc.set_args(&p.args);
+                proc.args_count = Some(p.args.len() as u32);
+            }
+            let mut r = self.record(
+                WallClock::now(),
+                Self::meta("state", PROCESS, INFO, "snapshot"),
+            );
+            r.user = Some(Id::of(p.euid));
+            r.process = Some(proc);
+            self.emit(&r);
+            self.table.insert(
+                p.tgid,
+                ProcessInfo {
+                    entity_id,
+                    start_boottime: start_ns,
+                    ppid: p.ppid,
+                    parent_entity_id: parent_entity.map(Arc::from),
+                    name: Arc::from(&p.comm[..]),
+                    executable: p.executable.as_deref().map(Arc::from),
+                },
+            );
+        }
+        self.flush().await
+    }
+
+    /// Runs until the source stops; writes the stop record last.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<SourceMessage>) -> std::io::Result<Stats> {
+        let mut reason = "source ended".to_owned();
+        while let Some(message) = rx.recv().await {
+            match message {
+                SourceMessage::Records(batch) => self.handle_batch(&batch),
+                SourceMessage::Lost(report) => self.gap(&report),
+                SourceMessage::Stopped { reason: why } => {
+                    reason = why;
+                    break;
+                }
+            }
+            self.flush().await?;
+        }
+        self.stop(&reason).await?;
+        Ok(self.stats)
+    }
+
+    async fn stop(&mut self, reason: &str) -> std::io::Result<()> {
+        let mut r = self.record(
+            WallClock::now(),
+            Self::meta("event", PROCESS, END, "sensor_stop"),
+        );
+        r.process = Some(self_process(&self.ctx.entity_ids));
+        let decode_errors: u64 = self.stats.decode_errors.values().sum();
+        r.sensor.lifecycle = Some(Lifecycle {
+            reason: Some(reason.to_owned()),
+            all_processes: None,
+            programs: None,
+            // Including this record.
+            records_written: Some(self.stats.records_written + 1),
+            kernel_lost: Some(self.stats.kernel_lost),
+            decode_errors: Some(decode_errors),
+        });
+        self.emit(&r);
+        self.flush().await?;
+        self.sink.sync().await
+    }
+
+    fn gap(&mut self, report: &LossReport) {
+        self.stats.kernel_lost += report.total();
+        let mut r = self.record(
+            WallClock::now(),
+            Self::meta("pipeline_error", &[], INFO, "gap"),
+        );
+        r.gap = Some(Gap {
+            source: "kernel_ring_buffer",
+            lost: report.total(),
+            by_kind: report.by_kind.iter().copied().collect(),
+        });
+        self.emit(&r);
+    }
+
+    pub fn handle_batch(&mut self, batch: &RawBatch) {
+        if self.clock_sampled.elapsed() >= CLOCK_RESAMPLE {
+            self.clock = WallClock::sample();
+            self.clock_sampled = Instant::now();
+        }
+        for bytes in batch.records() {
+            match decode::decode(bytes) {
+                Ok(event) => {
+                    let record = self.build(&event);
+                    self.emit(&record);
+                }
+                Err(e) => {
+                    *self.stats.decode_errors.entry(e.kind()).or_default() += 1;
+                    tracing::warn!(error = %e, "undecodable kernel record");
+                }
+            }
+        }
+    }
+
+    fn build(&mut self, event: &KernelEvent) -> Record {
+        match event {
+            KernelEvent::Exec(e) => self.exec(e),
+            KernelEvent::Fork(e) => self.fork(e),
+            KernelEvent::Exit(e) => self.exit(e),
+        }
+    }
+
+    fn exec(&mut self, e: &ExecEvent) -> Record {
+        let ids = &self.ctx.entity_ids;
+        let entity_id: Arc<str> = ids.for_kernel(e.tgid, e.start_boottime).into();
+        let parent_entity: Arc<str> = ids.for_kernel(e.ppid, e.parent_start_boottime).into();
+        self.table.insert(
+            e.tgid,
+            ProcessInfo {
+                entity_id: entity_id.clone(),
+                start_boottime: e.start_boottime,
+                ppid: e.ppid,
+                parent_entity_id: Some(parent_entity.clone()),
+                name: Arc::from(&e.comm[..]),
+                executable: Some(Arc::from(&e.filename[..])),
+            },
+        );
+        let mut p = Process {
+            pid: e.tgid,
+            entity_id: entity_id.to_string(),
+            thread: Some(Thread { id: e.pid }),
+            args_count: Some(e.args_count),
+            args_truncated: e.args_truncated,
+            start: Some(clock::rfc3339(self.clock.to_unix(e.start_boottime))),
+            parent: Some(Parent {
+                pid: e.ppid,
+                entity_id: parent_entity.to_string(),
+                thread: None,
+            }),
+            user: Some(Id::of(e.euid)),
+            group: Some(Id::of(e.egid)),
+            real_user: Some(Id::of(e.uid)),
+            real_group: Some(Id::of(e.gid)),
+            login_user: e.loginuid.map(Id::of),
+            session_id: e.sessionid,
+            cgroup: Some(Cgroup { id: e.cgroup_id }),
+            namespaces: Some(Namespaces {
+                pid: e.pid_ns,
+                mnt: e.mnt_ns,
+            }),
+            ..Default::default()
+        };
+        p.set_name(&e.comm);
+        p.set_executable(&e.filename);
+        if !e.args_unreadable {
+            p.set_args(&e.args);
+        }
+        let mut r = self.record(
+            self.clock.to_unix(e.ktime_ns),
+            Self::meta("event", PROCESS, START, "exec"),
+        );
+        r.user = Some(Id::of(e.euid));
+        r.process = Some(p);
+        r
+    }
+
+    fn fork(&mut self, e: &ForkEvent) -> Record {
+        let ids = &self.ctx.entity_ids;
+        let parent_entity: Arc<str> = ids
+            .for_kernel(e.parent_tgid, e.parent_start_boottime)
+            .into();
+        let known = self
+            .table
+            .get(e.parent_tgid)
+            .filter(|p| p.entity_id == parent_entity)
+            .cloned();
+        let mut p = Process {
+            pid: e.child_tgid,
+            thread: Some(Thread { id: e.child_pid }),
+            start: Some(clock::rfc3339(self.clock.to_unix(e.start_boottime))),
+            real_user: Some(Id::of(e.uid)),
+            real_group: Some(Id::of(e.gid)),
+            cgroup: Some(Cgroup { id: e.cgroup_id }),
+            ..Default::default()
+        };
+        p.set_name(&e.comm);
+        if let Some(exe) = known.as_ref().and_then(|k| k.executable.as_deref()) {
+            p.set_executable(exe);
+        }
+        let action = if e.thread {
+            // A thread belongs to the caller's process: same entity, the parent is the creating thread.
+            p.entity_id = parent_entity.to_string();
+            let grand = known.as_ref();
+            p.parent = grand.and_then(|k| {
+                k.parent_entity_id.as_ref().map(|pe| Parent {
+                    pid: k.ppid,
+                    entity_id: pe.to_string(),
+                    thread: None,
+                })
+            });
+            "thread_start"
+        } else {
+            let entity_id: Arc<str> = ids.for_kernel(e.child_tgid, e.start_boottime).into();
+            p.entity_id = entity_id.to_string();
+            p.parent = Some(Parent {
+                pid: e.parent_tgid,
+                entity_id: parent_entity.to_string(),
+                thread: Some(Thread { id: e.parent_pid }),
+            });
+            self.table.insert(
+                e.child_tgid,
+                ProcessInfo {
+                    entity_id,
+                    start_boottime: e.start_boottime,
+                    ppid: e.parent_tgid,
+                    parent_entity_id: Some(parent_entity),
+                    name: Arc::from(&e.comm[..]),
+                    executable: known.and_then(|k| k.executable),
+                },
+            );
+            "fork"
+        };
+        let mut r = self.record(
+            self.clock.to_unix(e.ktime_ns),
+            Self::meta("event", PROCESS, START, action),
+        );
+        r.user = Some(Id::of(e.uid));
+        r.process = Some(p);
+        r
+    }
+
+    fn exit(&mut self, e: &ExitEvent) -> Record {
+        let entity_id = self.ctx.entity_ids.for_kernel(e.tgid, e.start_boottime);
+        let known = if e.process_exit {
+            self.table.remove(e.tgid, e.start_boottime)
+        } else {
+            self.table.get(e.tgid).cloned()
+        };
+        let at = clock::rfc3339(self.clock.to_unix(e.ktime_ns));
+        let mut p = Process {
+            pid: e.tgid,
+            entity_id,
+            thread: Some(Thread { id: e.pid }),
+            start: Some(clock::rfc3339(self.clock.to_unix(e.start_boottime))),
+            end: e.process_exit.then(|| at.clone()),
+            ..Default::default()
+        };
+        p.set_name(&e.comm);
+        if let Some(k) = &known {
+            if let Some(exe) = &k.executable {
+                p.set_executable(exe);
+            }
+            p.parent = k.parent_entity_id.as_ref().map(|pe| Parent {
+                pid: k.ppid,
+                entity_id: pe.to_string(),
+                thread: None,
+            });
+        }
+        match e.status {
+            ExitStatus::Exited(code) => p.exit_code = Some(code),
+            ExitStatus::Signaled {
+                signal,
+                core_dumped,
+            } => {
+                p.exit_signal = Some(Signal {
+                    number: signal,
+                    name: record::signal_name(signal),
+                    core_dumped,
+                });
+            }
+        }
+        let action = if e.process_exit {
+            "exit"
+        } else {
+            "thread_exit"
+        };
+        let mut r = self.record(
+            self.clock.to_unix(e.ktime_ns),
+            Self::meta("event", PROCESS, END, action),
+        );
+        r.process = Some(p);
+        r
+    }
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// The sensor's own process, for its start and stop records.
+fn self_process(ids: &EntityIds) -> Process {
+    let pid = std::process::id();
+    let snap = crate::snapshot::read_process(pid, None);
+    let mut p = Process {
+        pid,
+        entity_id: snap
+            .as_ref()
+            .map(|s| ids.for_ticks(pid, s.start_ticks))
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(s) = snap {
+        p.set_name(&s.comm);
+        if let Some(exe) = &s.executable {
+            p.set_executable(exe);
+        }
+    }
+    p
+}

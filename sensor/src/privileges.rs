@@ -1,0 +1,103 @@
+//! Privileges: whether the programs can be loaded, and dropping every capability the daemon no
+//! longer needs once they are attached (it keeps reading procfs, nothing more).
+use std::io;
+
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+pub const CAP_SYS_PTRACE: u32 = 19;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_PERFMON: u32 = 38;
+pub const CAP_BPF: u32 = 39;
+
+/// What the daemon keeps after loading: reading any process's procfs entries (`exe`,
+/// `cmdline`, `cgroup` of other users' processes) needs these two.
+pub const KEPT_AFTER_LOAD: &[u32] = &[CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE];
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn capget() -> io::Result<[CapData; 2]> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and a two-element data array, as capget(2) requires for version 3.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if rc == 0 {
+        Ok(data)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn has(data: &[CapData; 2], cap: u32) -> bool {
+    data[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0
+}
+
+/// Whether this process may load and attach tracing programs.
+pub fn can_load_bpf() -> bool {
+    capget().is_ok_and(|d| has(&d, CAP_SYS_ADMIN) || (has(&d, CAP_BPF) && has(&d, CAP_PERFMON)))
+}
+
+/// Older kernels charge BPF maps to RLIMIT_MEMLOCK; newer ones (5.11+) to the cgroup.
+pub fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// Drops every capability but `keep` from the effective, permitted, inheritable and bounding
+/// sets, and sets no_new_privs, so neither this process nor anything it could run regains them.
+pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    for cap in 0..=last_cap {
+        if !keep.contains(&cap) {
+            // SAFETY: prctl with integer arguments. EINVAL for caps this kernel lacks is fine.
+            unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        }
+    }
+    let mut data = [CapData::default(); 2];
+    for &cap in keep {
+        let slot = &mut data[(cap / 32) as usize];
+        slot.effective |= 1 << (cap % 32);
+        slot.permitted |= 1 << (cap % 32);
+    }
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and a two-element data array, as capset(2) requires for version 3.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! What userspace remembers about live processes, to give fork and exit records the context the
+//! kernel does not resend (executable, name, parent). Entries go at exit, so memory follows the
+//! number of live processes; a periodic sweep drops entries whose exit was lost.
+use std::{collections::HashMap, sync::Arc};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub entity_id: Arc<str>,
+    /// Process start, ns since boot.
+    pub start_boottime: u64,
+    pub ppid: u32,
+    pub parent_entity_id: Option<Arc<str>>,
+    pub name: Arc<[u8]>,
+    pub executable: Option<Arc<[u8]>>,
+}
+
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    by_tgid: HashMap<u32, ProcessInfo>,
+}
+
+impl ProcessTable {
+    pub fn get(&self, tgid: u32) -> Option<&ProcessInfo> {
+        self.by_tgid.get(&tgid)
+    }
+
+    /// Records a process (a snapshot entry, an exec, or a forked child).
+    pub fn insert(&mut self, tgid: u32, info: ProcessInfo) {
+        self.by_tgid.insert(tgid, info);
+    }
+
+    /// Forgets a process that exited; returns what was known of it if it is the same process
+    /// (a reused pid with another start time is left alone).
+    pub fn remove(&mut self, tgid: u32, start_boottime: u64) -> Option<ProcessInfo> {
+        match self.by_tgid.get(&tgid) {
+            Some(info) if info.start_boottime == start_boottime => self.by_tgid.remove(&tgid),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_tgid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_tgid.is_empty()
+    }
+
+    /// Drops entries for which `alive` says no (their exit record was lost).
+    pub fn retain_alive(&mut self, mut alive: impl FnMut(u32, &ProcessInfo) -> bool) -> usize {
+        let before = self.by_tgid.len();
+        self.by_tgid.retain(|tgid, info| alive(*tgid, info));
+        before - self.by_tgid.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(start: u64) -> ProcessInfo {
+        ProcessInfo {
+            entity_id: Arc::from(format!("e{start}")),
+            start_boottime: start,
+            ppid: 1,
+            parent_entity_id: None,
+            name: Arc::from(&b"x"[..]),
+            executable: None,
+        }
+    }
+
+    #[test]
+    fn exit_of_a_reused_pid_keeps_the_newer_process() {
+        let mut table = ProcessTable::default();
+        table.insert(7, info(100));
+        assert_eq!(
+            table.remove(7, 50),
+            None,
+            "an older process with the same pid"
+        );
+        assert_eq!(table.remove(7, 100).map(|i| i.start_boottime), Some(100));
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn sweeps_dead_entries() {
+        let mut table = ProcessTable::default();
+        table.insert(1, info(1));
+        table.insert(2, info(2));
+        assert_eq!(table.retain_alive(|tgid, _| tgid == 1), 1);
+        assert_eq!(table.len(), 1);
+    }
+}

@@ -1,0 +1,191 @@
+//! `agent-sensor run`: load, attach, drop privileges, snapshot, then run the source and the
+//! pipeline until a signal, and shut down in order (drain, stop record, detach).
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, bail};
+use sensor_common::TrackedProcess;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    cli::RunArgs,
+    config::Config,
+    entity::EntityIds,
+    host::{self, HostInfo},
+    loader,
+    pipeline::{Context, Pipeline},
+    privileges,
+    sink::Sink,
+    snapshot::{self, ProcSnapshot},
+    source::KernelSource,
+};
+
+/// Settings from the file with the command line on top.
+pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if args.all_processes {
+        config.all_processes = true;
+    }
+    if let Some(output) = &args.output {
+        config.output = output.clone();
+    }
+    Ok(config)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = effective_config(&args)?;
+    if !config.all_processes && args.pids.is_empty() {
+        tracing::warn!(
+            "observing no process: pass --all-processes, or --pid PID for a process tree"
+        );
+    }
+    // Load synchronously, before any thread exists, so dropping capabilities below covers
+    // the whole process.
+    let mut sensor = loader::load(&config)?;
+    let maps = sensor.take_maps()?;
+    let sink = open_sink(&config.output)?;
+    privileges::drop_all_but(privileges::KEPT_AFTER_LOAD)
+        .context("dropping capabilities after loading")?;
+    tracing::info!(programs = ?sensor.programs, all_processes = config.all_processes, "kernel programs attached");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(async_main(
+        config,
+        args.pids,
+        sensor.programs.clone(),
+        maps,
+        sink,
+    ));
+    // Detach only after the pipeline has drained and written its stop record.
+    drop(sensor);
+    result
+}
+
+fn open_sink(output: &str) -> anyhow::Result<SinkSpec> {
+    if output == "-" {
+        return Ok(SinkSpec::Stdout);
+    }
+    // Open now, with privileges, so a bad path fails before anything runs.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(output)
+        .with_context(|| format!("cannot open the output file {output}"))?;
+    drop(file);
+    Ok(SinkSpec::File(output.to_owned()))
+}
+
+enum SinkSpec {
+    Stdout,
+    File(String),
+}
+
+async fn async_main(
+    config: Config,
+    pids: Vec<u32>,
+    programs: Vec<&'static str>,
+    mut maps: loader::SensorMaps,
+    sink: SinkSpec,
+) -> anyhow::Result<()> {
+    let sink = match sink {
+        SinkSpec::Stdout => Sink::stdout(),
+        SinkSpec::File(path) => Sink::append(Path::new(&path))
+            .await
+            .with_context(|| format!("opening {path}"))?,
+    };
+    let host = Arc::new(HostInfo::discover().context("reading host identity from /proc")?);
+    let ctx = Context {
+        entity_ids: EntityIds::new(&host.boot_id),
+        host,
+        instance_id: host::new_instance_id()
+            .context("making an instance id")?
+            .into(),
+    };
+    let mut pipeline = Pipeline::new(ctx, sink);
+    pipeline
+        .start(&programs, config.all_processes)
+        .await
+        .context("writing the start record")?;
+
+    // The programs are attached, so anything that starts from now on is seen; the snapshot
+    // covers what ran before.
+    let procs = snapshot::read_all();
+    let observed = if config.all_processes {
+        let mut all: Vec<&ProcSnapshot> = procs.values().collect();
+        all.sort_by_key(|p| p.tgid);
+        all
+    } else {
+        track(&mut maps, &procs, &pids)?
+    };
+    pipeline
+        .snapshot(&observed)
+        .await
+        .context("writing the snapshot")?;
+
+    let (tx, rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let source = KernelSource::new(
+        maps.events,
+        maps.lost,
+        Duration::from_millis(u64::from(config.poll_interval_ms)),
+    )
+    .context("polling the ring buffer")?;
+    let source = tokio::spawn(source.run(tx, stop_rx));
+    let mut pipeline = tokio::spawn(pipeline.run(rx));
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let reason = tokio::select! {
+        _ = sigint.recv() => "SIGINT".to_owned(),
+        _ = sigterm.recv() => "SIGTERM".to_owned(),
+        result = &mut pipeline => {
+            // The pipeline only ends early on an output error.
+            let _ = source.await;
+            let stats = result.context("pipeline task")?.context("writing records")?;
+            bail!("the pipeline stopped unexpectedly after {} records", stats.records_written);
+        }
+    };
+    tracing::info!(%reason, "stopping: draining the kernel's records");
+    let _ = stop_tx.send(Some(format!("signal {reason}")));
+    source.await.context("source task")?;
+    let stats = pipeline
+        .await
+        .context("pipeline task")?
+        .context("writing records")?;
+    tracing::info!(
+        records = stats.records_written,
+        kernel_lost = stats.kernel_lost,
+        decode_errors = ?stats.decode_errors,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Puts the given process trees into the kernel's tracked-process map (parents first, so a
+/// fork racing with this is inherited in the kernel), and returns their snapshot entries.
+fn track<'a>(
+    maps: &mut loader::SensorMaps,
+    procs: &'a HashMap<u32, ProcSnapshot>,
+    roots: &[u32],
+) -> anyhow::Result<Vec<&'a ProcSnapshot>> {
+    for &pid in roots {
+        if !procs.contains_key(&pid) {
+            bail!("--pid {pid}: no such process");
+        }
+    }
+    let tgids = snapshot::descendants(procs, roots);
+    for &tgid in &tgids {
+        maps.tracked
+            .insert(tgid, TrackedProcess::default(), 0)
+            .with_context(|| format!("tracking process {tgid}"))?;
+    }
+    Ok(tgids.iter().filter_map(|t| procs.get(t)).collect())
+}
