@@ -8,6 +8,7 @@ mod globals;
 mod kernel;
 mod maps;
 mod output;
+mod probes;
 mod process;
 
 #[cfg(not(test))]

@@ -27,8 +27,9 @@ const EXEC_HEADER: usize = size_of::<ExecRecord>();
 /// Whether events of this process are wanted: everything, or a tracked process tree.
 #[inline(always)]
 fn observed(tgid: u32) -> bool {
+    let cfg = config();
     // SAFETY: the value is only tested for presence.
-    config().all_processes != 0 || unsafe { TRACKED.get(&tgid) }.is_some()
+    tgid != cfg.sensor_tgid && (cfg.all_processes != 0 || unsafe { TRACKED.get(&tgid) }.is_some())
 }
 
 #[inline(always)]

@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use aya::{
+    Btf, Ebpf, EbpfLoader,
     maps::MapType,
-    programs::{LsmAttachType, ProgramType},
+    programs::{BtfTracePoint, FEntry, KProbe, Lsm, ProgramError, ProgramType},
     sys::{is_map_supported, is_program_supported},
 };
 use serde::Serialize;
@@ -70,28 +71,20 @@ pub fn probe() -> Vec<Feature> {
         Some(p) => Ok(format!("mounted at {}", p.display())),
         None => Err("not mounted: mount -t tracefs nodev /sys/kernel/tracing".to_owned()),
     };
-    let kprobe = match program(ProgramType::KProbe) {
-        Ok(_) => path_exists(
-            "/sys/bus/event_source/devices/kprobe",
-            "kprobe PMU present",
-            "kprobe programs load but the kernel has no kprobe PMU (CONFIG_KPROBES off)",
-        ),
-        Err(e) => Err(e),
-    };
     let uprobe = path_exists(
         "/sys/bus/event_source/devices/uprobe",
         "uprobe PMU present",
         "no uprobe PMU (CONFIG_UPROBE_EVENTS off)",
     );
     let lsm_list = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-    let lsm = match program(ProgramType::Lsm(LsmAttachType::Mac)) {
-        Ok(_) if lsm_list.split(',').any(|l| l.trim() == "bpf") => Ok("bpf LSM active".to_owned()),
-        Ok(_) => Err(format!(
-            "bpf is not in the active LSM list ({})",
-            lsm_list.trim()
-        )),
-        Err(e) => Err(e),
-    };
+    let mut probes = ProbePrograms::load();
+    let lsm = probes.lsm().and_then(|ok| {
+        if lsm_list.split(',').any(|l| l.trim() == "bpf") {
+            Ok(ok)
+        } else {
+            Err(format!("bpf is not in the active LSM list ({})", lsm_list.trim()))
+        }
+    });
     let ringbuf = match is_map_supported(MapType::RingBuf) {
         Ok(true) => Ok("BPF_MAP_TYPE_RINGBUF (Linux >= 5.8)".to_owned()),
         Ok(false) => Err("no ring buffer maps (Linux < 5.8)".to_owned()),
@@ -111,14 +104,86 @@ pub fn probe() -> Vec<Feature> {
             program(ProgramType::RawTracePoint),
         ),
         feature("tracepoint", false, false, program(ProgramType::TracePoint)),
-        feature("tp_btf", false, false, program(ProgramType::Tracing)),
-        feature("kprobe", false, false, kprobe),
-        feature("fentry", false, false, program(ProgramType::Tracing)),
+        feature("tp_btf", false, false, probes.tp_btf()),
+        feature("kprobe", false, false, probes.kprobe()),
+        feature("fentry", false, false, probes.fentry()),
         feature("lsm", false, false, lsm),
         feature("uprobe", false, false, uprobe),
         feature("ring_buffer", true, true, ringbuf),
         feature("cgroup_v2", false, false, cgroup2),
     ]
+}
+
+/// The sensor's own empty probe programs (sensor-ebpf's `probes` module), loaded and attached
+/// for real: the only sure test of what a kernel allows.
+struct ProbePrograms {
+    ebpf: Result<(Ebpf, Btf), String>,
+}
+
+fn refused(e: &ProgramError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    format!("refused: {text}")
+}
+
+impl ProbePrograms {
+    fn load() -> Self {
+        let ebpf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")).and_then(|btf| {
+            EbpfLoader::new()
+                .map_max_entries("EVENTS", 64 * 1024)
+                .load(loader::program_object())
+                .map(|ebpf| (ebpf, btf))
+                .map_err(|e| format!("cannot load the probe programs: {e}"))
+        });
+        Self { ebpf }
+    }
+
+    fn with<P>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut P, &Btf) -> Result<(), ProgramError>,
+    ) -> Result<String, String>
+    where
+        for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        let (ebpf, btf) = self.ebpf.as_mut().map_err(|e| e.clone())?;
+        let program = ebpf.program_mut(name).ok_or_else(|| format!("{name} missing from the build"))?;
+        let program: &mut P = program.try_into().map_err(|e| refused(&e))?;
+        f(program, btf).map_err(|e| refused(&e))?;
+        Ok("loads and attaches".to_owned())
+    }
+
+    fn tp_btf(&mut self) -> Result<String, String> {
+        self.with("probe_tp_btf", |p: &mut BtfTracePoint, btf| {
+            p.load("sched_process_exec", btf)?;
+            p.attach().map(drop)
+        })
+    }
+
+    fn fentry(&mut self) -> Result<String, String> {
+        self.with("probe_fentry", |p: &mut FEntry, btf| {
+            p.load("do_exit", btf)?;
+            p.attach().map(drop)
+        })
+    }
+
+    fn lsm(&mut self) -> Result<String, String> {
+        self.with("probe_lsm", |p: &mut Lsm, btf| {
+            p.load("bprm_check_security", btf)?;
+            p.attach().map(drop)
+        })
+    }
+
+    fn kprobe(&mut self) -> Result<String, String> {
+        self.with("probe_kprobe", |p: &mut KProbe, _| {
+            p.load()?;
+            p.attach("do_exit", 0).map(drop)
+        })
+    }
 }
 
 /// The missing required features, if any.

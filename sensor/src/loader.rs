@@ -19,6 +19,11 @@ use crate::{
 /// The kernel programs, built by build.rs.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
 
+/// The kernel programs, for the feature probe (which loads its own copy).
+pub fn program_object() -> &'static [u8] {
+    PROGRAMS
+}
+
 /// Every program and the raw tracepoint it attaches to.
 const ATTACHMENTS: &[(&str, &str)] = &[
     ("sched_process_exec", "sched_process_exec"),
@@ -108,7 +113,7 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         all_processes: u32::from(config.all_processes),
         args_max: config.args_max_bytes,
         exit_has_group_dead: u32::from(exit_passes_group_dead(&tracefs)),
-        _pad: 0,
+        sensor_tgid: std::process::id(),
         wakeup_bytes: u64::from(config.wakeup_bytes),
     };
     let mut ebpf = EbpfLoader::new()

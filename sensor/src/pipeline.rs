@@ -189,7 +189,6 @@ impl Pipeline {
                 p.tgid,
                 ProcessInfo {
                     entity_id,
-                    start_boottime: start_ns,
                     ppid: p.ppid,
                     parent_entity_id: parent_entity.map(Arc::from),
                     name: Arc::from(&p.comm[..]),
@@ -288,7 +287,6 @@ impl Pipeline {
             e.tgid,
             ProcessInfo {
                 entity_id: entity_id.clone(),
-                start_boottime: e.start_boottime,
                 ppid: e.ppid,
                 parent_entity_id: Some(parent_entity.clone()),
                 name: Arc::from(&e.comm[..]),
@@ -381,7 +379,6 @@ impl Pipeline {
                 e.child_tgid,
                 ProcessInfo {
                     entity_id,
-                    start_boottime: e.start_boottime,
                     ppid: e.parent_tgid,
                     parent_entity_id: Some(parent_entity),
                     name: Arc::from(&e.comm[..]),
@@ -402,9 +399,9 @@ impl Pipeline {
     fn exit(&mut self, e: &ExitEvent) -> Record {
         let entity_id = self.ctx.entity_ids.for_kernel(e.tgid, e.start_boottime);
         let known = if e.process_exit {
-            self.table.remove(e.tgid, e.start_boottime)
+            self.table.remove(e.tgid, &entity_id)
         } else {
-            self.table.get(e.tgid).cloned()
+            self.table.get(e.tgid).filter(|k| *k.entity_id == *entity_id).cloned()
         };
         let at = clock::rfc3339(self.clock.to_unix(e.ktime_ns));
         let mut p = Process {

@@ -6,8 +6,6 @@ use std::{collections::HashMap, sync::Arc};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub entity_id: Arc<str>,
-    /// Process start, ns since boot.
-    pub start_boottime: u64,
     pub ppid: u32,
     pub parent_entity_id: Option<Arc<str>>,
     pub name: Arc<[u8]>,
@@ -30,10 +28,10 @@ impl ProcessTable {
     }
 
     /// Forgets a process that exited; returns what was known of it if it is the same process
-    /// (a reused pid with another start time is left alone).
-    pub fn remove(&mut self, tgid: u32, start_boottime: u64) -> Option<ProcessInfo> {
+    /// (a reused pid, another entity, is left alone).
+    pub fn remove(&mut self, tgid: u32, entity_id: &str) -> Option<ProcessInfo> {
         match self.by_tgid.get(&tgid) {
-            Some(info) if info.start_boottime == start_boottime => self.by_tgid.remove(&tgid),
+            Some(info) if &*info.entity_id == entity_id => self.by_tgid.remove(&tgid),
             _ => None,
         }
     }
@@ -61,7 +59,6 @@ mod tests {
     fn info(start: u64) -> ProcessInfo {
         ProcessInfo {
             entity_id: Arc::from(format!("e{start}")),
-            start_boottime: start,
             ppid: 1,
             parent_entity_id: None,
             name: Arc::from(&b"x"[..]),
@@ -74,11 +71,11 @@ mod tests {
         let mut table = ProcessTable::default();
         table.insert(7, info(100));
         assert_eq!(
-            table.remove(7, 50),
+            table.remove(7, "e50"),
             None,
             "an older process with the same pid"
         );
-        assert_eq!(table.remove(7, 100).map(|i| i.start_boottime), Some(100));
+        assert_eq!(table.remove(7, "e100").map(|i| i.ppid), Some(1));
         assert!(table.is_empty());
     }
 

@@ -1,1 +1,183 @@
-pub fn placeholder() {}
+//! Support for the privileged integration tests: start the real `agent-sensor` binary, collect
+//! every record it writes, wait for the ones a test expects, stop it the way an operator would.
+//! Failures panic with context (the sensor's stderr and the records seen).
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+pub use serde_json::Value;
+
+/// The sensor binary `cargo xtask test` built.
+pub fn sensor_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("AGENT_SENSOR_BIN") {
+        return PathBuf::from(p);
+    }
+    let fallback = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/agent-sensor");
+    assert!(
+        fallback.is_file(),
+        "no sensor binary: run the tests with `cargo xtask test` (it builds one and sets AGENT_SENSOR_BIN)"
+    );
+    fallback
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the integration tests must run as root (cargo xtask test)");
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Sensor {
+    child: Child,
+    records: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+/// What a stopped sensor left behind.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub records: Vec<Value>,
+    pub stderr: String,
+}
+
+impl Sensor {
+    /// Starts `agent-sensor run --output - ARGS` and waits for its start record (the programs
+    /// are attached by then).
+    pub fn start(args: &[&str]) -> Sensor {
+        require_root();
+        let mut child = Command::new(sensor_binary())
+            .args(["run", "--output", "-"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agent-sensor");
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = records.clone();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
+                let line = line.expect("read sensor stdout");
+                // Every line of stdout must be one whole JSON object.
+                let value: Value = serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    panic!("stdout line is not JSON ({e}): {}", String::from_utf8_lossy(&line))
+                });
+                assert!(value.is_object(), "stdout line is not an object: {value}");
+                sink.lock().unwrap().push(value);
+            }
+        });
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let err_sink = stderr.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                err_sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let sensor = Sensor { child, records, stderr, reader: Some(reader) };
+        sensor.wait_for("the sensor_start record", |r| action(r) == "sensor_start");
+        sensor
+    }
+
+    pub fn records(&self) -> Vec<Value> {
+        self.records.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn context(&self) -> String {
+        let records = self.records.lock().unwrap();
+        let tail: Vec<String> = records.iter().rev().take(10).map(|r| r.to_string()).collect();
+        format!(
+            "\n--- sensor stderr ---\n{}\n--- last records ({} in all) ---\n{}",
+            self.stderr.lock().unwrap(),
+            records.len(),
+            tail.join("\n")
+        )
+    }
+
+    /// Waits for the first record matching `pred`.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_count(what, 1, pred).remove(0)
+    }
+
+    /// Waits until `n` records match `pred`, and returns them.
+    pub fn wait_for_count(&self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let found: Vec<Value> =
+                self.records.lock().unwrap().iter().filter(|r| pred(r)).cloned().collect();
+            if found.len() >= n {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {n} x {what}; saw {}{}", found.len(), self.context());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait for the exit and the last record; checks a clean stop.
+    pub fn stop(mut self) -> Finished {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait for agent-sensor");
+        self.reader.take().expect("reader").join().expect("stdout reader");
+        // Let the stderr reader finish.
+        thread::sleep(Duration::from_millis(50));
+        let records = self.records.lock().unwrap().clone();
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "agent-sensor exited with {status}\n{stderr}");
+        let last = records.last().expect("records");
+        assert_eq!(action(last), "sensor_stop", "the last record must be sensor_stop: {last}");
+        assert_eq!(last["sensor"]["lifecycle"]["reason"], "signal SIGTERM");
+        assert_eq!(last["sensor"]["lifecycle"]["decode_errors"], 0, "{last}");
+        assert_eq!(
+            last["sensor"]["lifecycle"]["records_written"].as_u64(),
+            Some(records.len() as u64),
+            "the stop record counts every record written"
+        );
+        Finished { status, records, stderr }
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn action(r: &Value) -> &str {
+    r["event"]["action"].as_str().unwrap_or("")
+}
+
+pub fn pid_of(r: &Value) -> u64 {
+    r["process"]["pid"].as_u64().unwrap_or(0)
+}
+
+/// Records of `action` for process `pid`.
+pub fn is(r: &Value, act: &str, pid: u32) -> bool {
+    action(r) == act && pid_of(r) == u64::from(pid)
+}
+
+/// The inode of a path (cgroup ids and namespace ids are inode numbers).
+pub fn inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {path}: {e}")).ino()
+}

@@ -1,1 +1,114 @@
-fn main() {}
+//! Project automation: `cargo xtask setup | build | run | test | bench`.
+//!
+//! `setup` installs everything the build and the tests need, idempotently: the nightly
+//! toolchain's `rust-src`, bpf-linker built against the nightly's own libLLVM, a mounted
+//! tracefs, and the Debian packages the tests use. Every other command runs it first.
+mod setup;
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "agent-sensor's build, run and test automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build and tests need (idempotent).
+    Setup,
+    /// Set up and build the sensor (release).
+    Build,
+    /// Set up, build and run the sensor; arguments after `--` replace the default
+    /// `run --all-processes --output -`.
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run every test: unit, pipeline and privileged integration tests.
+    Test {
+        /// Extra arguments for the test binaries (a name filter, --nocapture, ...).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = repo_root();
+    env::set_current_dir(&root).with_context(|| format!("entering {}", root.display()))?;
+    match cli.command {
+        Task::Setup => setup::all(&root),
+        Task::Build => {
+            setup::all(&root)?;
+            build_sensor()
+        }
+        Task::Run { args } => {
+            setup::all(&root)?;
+            build_sensor()?;
+            let args = if args.is_empty() {
+                ["run", "--all-processes", "--output", "-"].map(String::from).to_vec()
+            } else {
+                args
+            };
+            eprintln!("xtask: starting agent-sensor {} (Ctrl-C stops it)", args.join(" "));
+            let status = Command::new(sensor_binary(&root)).args(&args).status()?;
+            if !status.success() {
+                bail!("agent-sensor exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test { args } => {
+            setup::all(&root)?;
+            require_root("the integration tests load kernel programs")?;
+            build_sensor()?;
+            run(Command::new(cargo())
+                .args(["test", "--release", "--workspace", "--exclude", "sensor-ebpf", "--"])
+                // Integration tests share the kernel's tracepoints and the CPU: one at a time.
+                .arg("--test-threads=1")
+                .args(&args)
+                .env("AGENT_SENSOR_BIN", sensor_binary(&root)))
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo").to_owned()
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn sensor_binary(root: &Path) -> PathBuf {
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("release/agent-sensor")
+}
+
+fn build_sensor() -> anyhow::Result<()> {
+    run(Command::new(cargo()).args(["build", "--release", "-p", "agent-sensor"]))
+}
+
+fn require_root(why: &str) -> anyhow::Result<()> {
+    if !setup::is_root() {
+        bail!("{why}: run as root (e.g. `sudo -E cargo xtask test`)");
+    }
+    Ok(())
+}
+
+/// Runs a command, failing with the command line if it fails.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}

@@ -229,7 +229,8 @@ pub struct ProgramConfig {
     /// Non-zero: `sched_process_exit` passes `group_dead` as its second argument (Linux >= 6.16);
     /// otherwise the program reads `signal->live`.
     pub exit_has_group_dead: u32,
-    pub _pad: u32,
+    /// The daemon's own tgid: never observed, so its own activity cannot feed back into it.
+    pub sensor_tgid: u32,
     /// Wake the consumer once this many bytes are waiting; below it, records are submitted
     /// without a wakeup and the consumer's timer collects them (batching wakeups is most of the
     /// cost saved per event).
@@ -241,7 +242,7 @@ impl ProgramConfig {
         all_processes: 0,
         args_max: 4096,
         exit_has_group_dead: 0,
-        _pad: 0,
+        sensor_tgid: 0,
         wakeup_bytes: 0,
     };
 }

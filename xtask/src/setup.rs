@@ -1,0 +1,147 @@
+//! Idempotent set-up: each step checks whether its result is already there and does nothing
+//! if so, so a second run takes seconds. A step that cannot complete says what to run by hand.
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::run;
+
+/// bpf-linker release that matches aya 0.14 and LLVM 22.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages the test suite uses.
+/// (bpftool cross-checks the BTF reader; util-linux has setpriv for unprivileged runs.)
+const TEST_PACKAGES: &[&str] = &["bpftool", "util-linux"];
+
+pub fn all(root: &Path) -> anyhow::Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    if is_root() {
+        tracefs()?;
+        debian_packages(TEST_PACKAGES)?;
+    } else {
+        eprintln!("xtask: not root: skipping tracefs and Debian packages (the sensor needs root)");
+    }
+    let _ = root;
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Where set-up keeps what it builds (outside the repo, shared by clones).
+pub fn cache_dir() -> PathBuf {
+    env::var_os("AGENT_SENSOR_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/agent-sensor")
+    })
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn nightly_sysroot() -> anyhow::Result<PathBuf> {
+    output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
+        .map(PathBuf::from)
+        .context(
+            "the nightly toolchain is missing; it builds the kernel programs. \
+             Install it with `rustup toolchain install nightly`",
+        )
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let sysroot = nightly_sysroot()?;
+    if sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml").is_file() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing rust-src for the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+        .context("installing rust-src failed; run `rustup component add rust-src --toolchain nightly`")
+}
+
+pub fn bpf_linker_bin() -> PathBuf {
+    cache_dir().join("bpf-linker/bin")
+}
+
+/// bpf-linker must link against the same LLVM as the nightly rustc that emits the bitcode;
+/// Debian has no LLVM 22, so it is built against the nightly's own libLLVM.
+fn bpf_linker() -> anyhow::Result<()> {
+    let bin = bpf_linker_bin().join("bpf-linker");
+    if bin.is_file()
+        && output(Command::new(&bin).arg("--version"))
+            .is_ok_and(|v| v.contains(BPF_LINKER_VERSION))
+    {
+        return Ok(());
+    }
+    let lib = nightly_sysroot()?.join("lib");
+    let llvm = fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so.") || n.starts_with("libLLVM-"))
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}; is the nightly toolchain complete?", lib.display()))?;
+    let prefix = cache_dir().join("rust-llvm");
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)?;
+    for link in [prefix_lib.join("libLLVM.so"), prefix_lib.join(llvm.file_name().expect("a file"))] {
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), llvm.display()))?;
+    }
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against {} (a few minutes, once)", llvm.display());
+    run(Command::new("cargo")
+        .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+        .args(["--no-default-features", "--features", "llvm-22", "--root"])
+        .arg(cache_dir().join("bpf-linker"))
+        .env("LLVM_PREFIX", &prefix))
+    .context("building bpf-linker failed; see the cargo output above")
+}
+
+fn tracefs() -> anyhow::Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    if mounts.lines().any(|l| l.split(' ').nth(2) == Some("tracefs")) {
+        return Ok(());
+    }
+    run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))
+        .context("mounting tracefs failed; run `mount -t tracefs nodev /sys/kernel/tracing`")
+}
+
+fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    let apt = |args: &[&str]| {
+        run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    apt(&["update", "-q"])?;
+    apt(&[&["install", "-y", "-q", "--no-install-recommends"][..], &missing].concat())
+        .with_context(|| format!("installing packages failed; run `apt-get install {}`", missing.join(" ")))
+}
