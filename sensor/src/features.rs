@@ -82,7 +82,10 @@ pub fn probe() -> Vec<Feature> {
         if lsm_list.split(',').any(|l| l.trim() == "bpf") {
             Ok(ok)
         } else {
-            Err(format!("bpf is not in the active LSM list ({})", lsm_list.trim()))
+            Err(format!(
+                "bpf is not in the active LSM list ({})",
+                lsm_list.trim()
+            ))
         }
     });
     let ringbuf = match is_map_supported(MapType::RingBuf) {
@@ -132,13 +135,15 @@ fn refused(e: &ProgramError) -> String {
 
 impl ProbePrograms {
     fn load() -> Self {
-        let ebpf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")).and_then(|btf| {
-            EbpfLoader::new()
-                .map_max_entries("EVENTS", 64 * 1024)
-                .load(loader::program_object())
-                .map(|ebpf| (ebpf, btf))
-                .map_err(|e| format!("cannot load the probe programs: {e}"))
-        });
+        let ebpf = Btf::from_sys_fs()
+            .map_err(|e| format!("no kernel BTF: {e}"))
+            .and_then(|btf| {
+                EbpfLoader::new()
+                    .map_max_entries("EVENTS", 64 * 1024)
+                    .load(loader::program_object())
+                    .map(|ebpf| (ebpf, btf))
+                    .map_err(|e| format!("cannot load the probe programs: {e}"))
+            });
         Self { ebpf }
     }
 
@@ -151,7 +156,9 @@ impl ProbePrograms {
         for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
         let (ebpf, btf) = self.ebpf.as_mut().map_err(|e| e.clone())?;
-        let program = ebpf.program_mut(name).ok_or_else(|| format!("{name} missing from the build"))?;
+        let program = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("{name} missing from the build"))?;
         let program: &mut P = program.try_into().map_err(|e| refused(&e))?;
         f(program, btf).map_err(|e| refused(&e))?;
         Ok("loads and attaches".to_owned())

@@ -401,7 +401,10 @@ impl Pipeline {
         let known = if e.process_exit {
             self.table.remove(e.tgid, &entity_id)
         } else {
-            self.table.get(e.tgid).filter(|k| *k.entity_id == *entity_id).cloned()
+            self.table
+                .get(e.tgid)
+                .filter(|k| *k.entity_id == *entity_id)
+                .cloned()
         };
         let at = clock::rfc3339(self.clock.to_unix(e.ktime_ns));
         let mut p = Process {

@@ -27,7 +27,11 @@ pub fn sensor_binary() -> PathBuf {
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the integration tests must run as root (cargo xtask test)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the integration tests must run as root (cargo xtask test)"
+    );
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -68,7 +72,10 @@ impl Sensor {
                 let line = line.expect("read sensor stdout");
                 // Every line of stdout must be one whole JSON object.
                 let value: Value = serde_json::from_slice(&line).unwrap_or_else(|e| {
-                    panic!("stdout line is not JSON ({e}): {}", String::from_utf8_lossy(&line))
+                    panic!(
+                        "stdout line is not JSON ({e}): {}",
+                        String::from_utf8_lossy(&line)
+                    )
                 });
                 assert!(value.is_object(), "stdout line is not an object: {value}");
                 sink.lock().unwrap().push(value);
@@ -82,10 +89,18 @@ impl Sensor {
                 if n == 0 {
                     break;
                 }
-                err_sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                err_sink
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let sensor = Sensor { child, records, stderr, reader: Some(reader) };
+        let sensor = Sensor {
+            child,
+            records,
+            stderr,
+            reader: Some(reader),
+        };
         sensor.wait_for("the sensor_start record", |r| action(r) == "sensor_start");
         sensor
     }
@@ -100,7 +115,12 @@ impl Sensor {
 
     fn context(&self) -> String {
         let records = self.records.lock().unwrap();
-        let tail: Vec<String> = records.iter().rev().take(10).map(|r| r.to_string()).collect();
+        let tail: Vec<String> = records
+            .iter()
+            .rev()
+            .take(10)
+            .map(|r| r.to_string())
+            .collect();
         format!(
             "\n--- sensor stderr ---\n{}\n--- last records ({} in all) ---\n{}",
             self.stderr.lock().unwrap(),
@@ -115,16 +135,31 @@ impl Sensor {
     }
 
     /// Waits until `n` records match `pred`, and returns them.
-    pub fn wait_for_count(&self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub fn wait_for_count(
+        &self,
+        what: &str,
+        n: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            let found: Vec<Value> =
-                self.records.lock().unwrap().iter().filter(|r| pred(r)).cloned().collect();
+            let found: Vec<Value> = self
+                .records
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| pred(r))
+                .cloned()
+                .collect();
             if found.len() >= n {
                 return found;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {n} x {what}; saw {}{}", found.len(), self.context());
+                panic!(
+                    "timed out waiting for {n} x {what}; saw {}{}",
+                    found.len(),
+                    self.context()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -135,14 +170,25 @@ impl Sensor {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().expect("wait for agent-sensor");
-        self.reader.take().expect("reader").join().expect("stdout reader");
+        self.reader
+            .take()
+            .expect("reader")
+            .join()
+            .expect("stdout reader");
         // Let the stderr reader finish.
         thread::sleep(Duration::from_millis(50));
         let records = self.records.lock().unwrap().clone();
         let stderr = self.stderr.lock().unwrap().clone();
-        assert!(status.success(), "agent-sensor exited with {status}\n{stderr}");
+        assert!(
+            status.success(),
+            "agent-sensor exited with {status}\n{stderr}"
+        );
         let last = records.last().expect("records");
-        assert_eq!(action(last), "sensor_stop", "the last record must be sensor_stop: {last}");
+        assert_eq!(
+            action(last),
+            "sensor_stop",
+            "the last record must be sensor_stop: {last}"
+        );
         assert_eq!(last["sensor"]["lifecycle"]["reason"], "signal SIGTERM");
         assert_eq!(last["sensor"]["lifecycle"]["decode_errors"], 0, "{last}");
         assert_eq!(
@@ -150,7 +196,11 @@ impl Sensor {
             Some(records.len() as u64),
             "the stop record counts every record written"
         );
-        Finished { status, records, stderr }
+        Finished {
+            status,
+            records,
+            stderr,
+        }
     }
 }
 
@@ -179,5 +229,7 @@ pub fn is(r: &Value, act: &str, pid: u32) -> bool {
 /// The inode of a path (cgroup ids and namespace ids are inode numbers).
 pub fn inode(path: &str) -> u64 {
     use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {path}: {e}")).ino()
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {path}: {e}"))
+        .ino()
 }

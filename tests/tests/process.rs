@@ -12,7 +12,10 @@ const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
 
 fn my_cgroup_id() -> u64 {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::")).expect("cgroup v2 line");
+    let path = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("cgroup v2 line");
     let root = std::fs::read_to_string("/proc/self/mounts")
         .unwrap()
         .lines()
@@ -62,15 +65,23 @@ fn exec_and_exit_with_hostile_argv_are_reported_exactly() {
 
     let p = &exec["process"];
     assert_eq!(p["executable"], HELPER);
-    assert_eq!(p["name"], "sensor-test-hel", "comm is cut at 15 bytes by the kernel");
+    assert_eq!(
+        p["name"], "sensor-test-hel",
+        "comm is cut at 15 bytes by the kernel"
+    );
     assert_eq!(p["thread"]["id"], u64::from(pid));
     let mut expected: Vec<String> = vec![HELPER.to_owned()];
     expected.extend(argv.iter().map(|a| String::from_utf8_lossy(a).into_owned()));
     assert_eq!(args_of(&exec), expected);
     assert_eq!(p["args_count"], 10);
-    assert!(p.get("args_truncated").is_none(), "short argv is not truncated: {p}");
+    assert!(
+        p.get("args_truncated").is_none(),
+        "short argv is not truncated: {p}"
+    );
     // The invalid UTF-8 argument keeps its exact bytes; the others need none.
-    let hex = p["hex"]["args"].as_array().expect("hex args for invalid UTF-8");
+    let hex = p["hex"]["args"]
+        .as_array()
+        .expect("hex args for invalid UTF-8");
     assert_eq!(hex[7], "626164fffe75746638");
     assert!(hex.iter().enumerate().all(|(i, h)| i == 7 || h.is_null()));
     // The test process (this one) is the parent.
@@ -106,7 +117,10 @@ fn argv_longer_than_the_bound_is_cut_and_flagged() {
     std::fs::write(&config, "[observe]\nargs_max_bytes = 512\n").unwrap();
     let sensor = Sensor::start(&["--all-processes", "--config", config.to_str().unwrap()]);
     let long = "x".repeat(2000);
-    let status = Command::new(HELPER).args(["exit", "0", "long-argv-marker", &long, "after"]).status().unwrap();
+    let status = Command::new(HELPER)
+        .args(["exit", "0", "long-argv-marker", &long, "after"])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exec = sensor.wait_for("the helper's exec", |r| {
         action(r) == "exec" && r["process"]["args"][3] == "long-argv-marker"
@@ -114,7 +128,10 @@ fn argv_longer_than_the_bound_is_cut_and_flagged() {
     sensor.stop();
     let p = &exec["process"];
     assert_eq!(p["args_truncated"], true, "{p}");
-    assert_eq!(p["args_count"], 6, "argc counts every argument, even those cut off");
+    assert_eq!(
+        p["args_count"], 6,
+        "argc counts every argument, even those cut off"
+    );
     let args = args_of(&exec);
     // The copy is exactly the bound: NUL-separated bytes of the first arguments.
     let copied: usize = args.iter().map(|a| a.len() + 1).sum::<usize>() - 1;
@@ -137,7 +154,10 @@ fn a_process_killed_by_sigkill_reports_the_signal() {
     assert_eq!(p["exit_signal"]["number"], 9);
     assert_eq!(p["exit_signal"]["name"], "SIGKILL");
     assert!(p["exit_signal"].get("core_dumped").is_none());
-    assert!(p.get("exit_code").is_none(), "a killed process has no exit code: {p}");
+    assert!(
+        p.get("exit_code").is_none(),
+        "a killed process has no exit code: {p}"
+    );
     assert_eq!(p["executable"], "/bin/sleep");
 }
 
@@ -146,18 +166,27 @@ fn fork_without_exec_is_a_new_process() {
     let sensor = Sensor::start(&["--all-processes"]);
     let out = Command::new(HELPER).arg("fork").output().unwrap();
     assert!(out.status.success());
-    let child: u32 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    let child: u32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let fork = sensor.wait_for("the fork", |r| is(r, "fork", child));
     let exit = sensor.wait_for("the forked child's exit", |r| is(r, "exit", child));
     let helper_exec = sensor.wait_for("the helper's exec", |r| {
-        action(r) == "exec" && r["process"]["args"][1] == "fork" && r["process"]["executable"] == HELPER
+        action(r) == "exec"
+            && r["process"]["args"][1] == "fork"
+            && r["process"]["executable"] == HELPER
     });
     let done = sensor.stop();
     let helper_pid = pid_of(&helper_exec);
     let p = &fork["process"];
     assert_eq!(p["thread"]["id"], u64::from(child));
     assert_eq!(p["parent"]["pid"], helper_pid);
-    assert_eq!(p["parent"]["entity_id"], helper_exec["process"]["entity_id"]);
+    assert_eq!(
+        p["parent"]["entity_id"],
+        helper_exec["process"]["entity_id"]
+    );
     assert_ne!(p["entity_id"], helper_exec["process"]["entity_id"]);
     // It inherits the parent's image.
     assert_eq!(p["executable"], HELPER);
@@ -174,7 +203,11 @@ fn a_thread_is_not_reported_as_a_process() {
     let sensor = Sensor::start(&["--all-processes"]);
     let out = Command::new(HELPER).arg("thread").output().unwrap();
     assert!(out.status.success());
-    let tid: u64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    let tid: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let start = sensor.wait_for("thread_start", |r| {
         action(r) == "thread_start" && r["process"]["thread"]["id"] == tid
     });
@@ -188,7 +221,10 @@ fn a_thread_is_not_reported_as_a_process() {
     assert_ne!(helper_pid, tid, "a thread's process is its creator's");
     assert_eq!(start["process"]["entity_id"], exec["process"]["entity_id"]);
     assert_eq!(end["process"]["entity_id"], exec["process"]["entity_id"]);
-    assert!(end["process"].get("end").is_none(), "a thread exit does not end the process");
+    assert!(
+        end["process"].get("end").is_none(),
+        "a thread exit does not end the process"
+    );
     assert_eq!(helper_exit["process"]["exit_code"], 0);
     // No process-level record names the thread id as a process.
     assert!(!done.records.iter().any(|r| pid_of(r) == tid));
@@ -201,7 +237,10 @@ fn a_thread_is_not_reported_as_a_process() {
 fn a_burst_of_2000_short_lived_execs_is_captured_exactly() {
     const N: usize = 2000;
     let sensor = Sensor::start(&["--all-processes"]);
-    let mut helper = Command::new(HELPER).args(["spawn", &N.to_string(), "/bin/true"]).spawn().unwrap();
+    let mut helper = Command::new(HELPER)
+        .args(["spawn", &N.to_string(), "/bin/true"])
+        .spawn()
+        .unwrap();
     let helper_pid = helper.id();
     assert!(helper.wait().unwrap().success());
     let from_helper = |r: &Value| r["process"]["parent"]["pid"] == u64::from(helper_pid);
@@ -215,10 +254,18 @@ fn a_burst_of_2000_short_lived_execs_is_captured_exactly() {
     pids.dedup();
     assert_eq!(pids.len(), N, "every exec is a distinct process");
     for e in &execs {
-        assert_eq!(e["process"]["args"], serde_json::json!(["/bin/true"]), "{e}");
+        assert_eq!(
+            e["process"]["args"],
+            serde_json::json!(["/bin/true"]),
+            "{e}"
+        );
         assert_eq!(e["process"]["name"], "true");
     }
-    let forks = done.records.iter().filter(|r| action(r) == "fork" && from_helper(r)).count();
+    let forks = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "fork" && from_helper(r))
+        .count();
     assert_eq!(forks, N);
     let exits: Vec<&Value> = done
         .records
@@ -227,7 +274,10 @@ fn a_burst_of_2000_short_lived_execs_is_captured_exactly() {
         .collect();
     assert_eq!(exits.len(), N);
     assert!(exits.iter().all(|r| r["process"]["exit_code"] == 0));
-    assert!(!done.records.iter().any(|r| action(r) == "gap"), "no loss at this rate");
+    assert!(
+        !done.records.iter().any(|r| action(r) == "gap"),
+        "no loss at this rate"
+    );
 }
 
 #[test]
@@ -263,23 +313,41 @@ fn pid_mode_observes_a_process_tree_and_nothing_else() {
         .unwrap();
     let sh_pid = shell.id();
     let sensor = Sensor::start(&["--pid", &sh_pid.to_string()]);
-    let snap = sensor.wait_for("the tracked shell's snapshot", |r| is(r, "snapshot", sh_pid));
+    let snap = sensor.wait_for("the tracked shell's snapshot", |r| {
+        is(r, "snapshot", sh_pid)
+    });
     let mut stdin = shell.stdin.take().unwrap();
     writeln!(stdin, "go").unwrap();
     let exec = sensor.wait_for("the tracked child's exec", |r| {
         action(r) == "exec" && r["process"]["args"][1] == "tracked-marker"
     });
-    assert!(Command::new("/bin/true").arg("untracked-marker").status().unwrap().success());
+    assert!(
+        Command::new("/bin/true")
+            .arg("untracked-marker")
+            .status()
+            .unwrap()
+            .success()
+    );
     writeln!(stdin, "done").unwrap();
     shell.wait().unwrap();
     sensor.wait_for("the shell's exit", |r| is(r, "exit", sh_pid));
     let done = sensor.stop();
     assert_eq!(exec["process"]["parent"]["pid"], u64::from(sh_pid));
-    assert_eq!(exec["process"]["parent"]["entity_id"], snap["process"]["entity_id"]);
+    assert_eq!(
+        exec["process"]["parent"]["entity_id"],
+        snap["process"]["entity_id"]
+    );
     assert!(
-        !done.records.iter().any(|r| r["process"]["args"][1] == "untracked-marker"),
+        !done
+            .records
+            .iter()
+            .any(|r| r["process"]["args"][1] == "untracked-marker"),
         "a process outside the tree was reported"
     );
-    let snapshots = done.records.iter().filter(|r| action(r) == "snapshot").count();
+    let snapshots = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "snapshot")
+        .count();
     assert_eq!(snapshots, 1, "only the tracked tree is in the snapshot");
 }

@@ -15,7 +15,10 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "agent-sensor's build, run and test automation")]
+#[command(
+    name = "cargo xtask",
+    about = "agent-sensor's build, run and test automation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Task,
@@ -55,11 +58,16 @@ fn main() -> anyhow::Result<()> {
             setup::all(&root)?;
             build_sensor()?;
             let args = if args.is_empty() {
-                ["run", "--all-processes", "--output", "-"].map(String::from).to_vec()
+                ["run", "--all-processes", "--output", "-"]
+                    .map(String::from)
+                    .to_vec()
             } else {
                 args
             };
-            eprintln!("xtask: starting agent-sensor {} (Ctrl-C stops it)", args.join(" "));
+            eprintln!(
+                "xtask: starting agent-sensor {} (Ctrl-C stops it)",
+                args.join(" ")
+            );
             let status = Command::new(sensor_binary(&root)).args(&args).status()?;
             if !status.success() {
                 bail!("agent-sensor exited with {status}");
@@ -71,7 +79,14 @@ fn main() -> anyhow::Result<()> {
             require_root("the integration tests load kernel programs")?;
             build_sensor()?;
             run(Command::new(cargo())
-                .args(["test", "--release", "--workspace", "--exclude", "sensor-ebpf", "--"])
+                .args([
+                    "test",
+                    "--release",
+                    "--workspace",
+                    "--exclude",
+                    "sensor-ebpf",
+                    "--",
+                ])
                 // Integration tests share the kernel's tracepoints and the CPU: one at a time.
                 .arg("--test-threads=1")
                 .args(&args)
@@ -81,7 +96,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repo")
+        .to_owned()
 }
 
 fn cargo() -> String {
@@ -106,7 +124,9 @@ fn require_root(why: &str) -> anyhow::Result<()> {
 
 /// Runs a command, failing with the command line if it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }

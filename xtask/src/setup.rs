@@ -41,15 +41,23 @@ unsafe extern "C" {
 
 /// Where set-up keeps what it builds (outside the repo, shared by clones).
 pub fn cache_dir() -> PathBuf {
-    env::var_os("AGENT_SENSOR_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/agent-sensor")
-    })
+    env::var_os("AGENT_SENSOR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/agent-sensor")
+        })
 }
 
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -65,12 +73,17 @@ fn nightly_sysroot() -> anyhow::Result<PathBuf> {
 
 fn rust_src() -> anyhow::Result<()> {
     let sysroot = nightly_sysroot()?;
-    if sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml").is_file() {
+    if sysroot
+        .join("lib/rustlib/src/rust/library/core/Cargo.toml")
+        .is_file()
+    {
         return Ok(());
     }
     eprintln!("xtask: installing rust-src for the nightly toolchain");
     run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-        .context("installing rust-src failed; run `rustup component add rust-src --toolchain nightly`")
+        .context(
+            "installing rust-src failed; run `rustup component add rust-src --toolchain nightly`",
+        )
 }
 
 pub fn bpf_linker_bin() -> PathBuf {
@@ -82,8 +95,7 @@ pub fn bpf_linker_bin() -> PathBuf {
 fn bpf_linker() -> anyhow::Result<()> {
     let bin = bpf_linker_bin().join("bpf-linker");
     if bin.is_file()
-        && output(Command::new(&bin).arg("--version"))
-            .is_ok_and(|v| v.contains(BPF_LINKER_VERSION))
+        && output(Command::new(&bin).arg("--version")).is_ok_and(|v| v.contains(BPF_LINKER_VERSION))
     {
         return Ok(());
     }
@@ -96,18 +108,36 @@ fn bpf_linker() -> anyhow::Result<()> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("libLLVM.so.") || n.starts_with("libLLVM-"))
         })
-        .with_context(|| format!("no libLLVM.so.* in {}; is the nightly toolchain complete?", lib.display()))?;
+        .with_context(|| {
+            format!(
+                "no libLLVM.so.* in {}; is the nightly toolchain complete?",
+                lib.display()
+            )
+        })?;
     let prefix = cache_dir().join("rust-llvm");
     let prefix_lib = prefix.join("lib");
     fs::create_dir_all(&prefix_lib)?;
-    for link in [prefix_lib.join("libLLVM.so"), prefix_lib.join(llvm.file_name().expect("a file"))] {
+    for link in [
+        prefix_lib.join("libLLVM.so"),
+        prefix_lib.join(llvm.file_name().expect("a file")),
+    ] {
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(&llvm, &link)
             .with_context(|| format!("linking {} to {}", link.display(), llvm.display()))?;
     }
-    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against {} (a few minutes, once)", llvm.display());
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against {} (a few minutes, once)",
+        llvm.display()
+    );
     run(Command::new("cargo")
-        .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+        .args([
+            "+nightly",
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+        ])
         .args(["--no-default-features", "--features", "llvm-22", "--root"])
         .arg(cache_dir().join("bpf-linker"))
         .env("LLVM_PREFIX", &prefix))
@@ -116,7 +146,10 @@ fn bpf_linker() -> anyhow::Result<()> {
 
 fn tracefs() -> anyhow::Result<()> {
     let mounts = fs::read_to_string("/proc/self/mounts")?;
-    if mounts.lines().any(|l| l.split(' ').nth(2) == Some("tracefs")) {
+    if mounts
+        .lines()
+        .any(|l| l.split(' ').nth(2) == Some("tracefs"))
+    {
         return Ok(());
     }
     run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))
@@ -139,9 +172,20 @@ fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
     let apt = |args: &[&str]| {
-        run(Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+        run(Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
     };
     apt(&["update", "-q"])?;
-    apt(&[&["install", "-y", "-q", "--no-install-recommends"][..], &missing].concat())
-        .with_context(|| format!("installing packages failed; run `apt-get install {}`", missing.join(" ")))
+    apt(&[
+        &["install", "-y", "-q", "--no-install-recommends"][..],
+        &missing,
+    ]
+    .concat())
+    .with_context(|| {
+        format!(
+            "installing packages failed; run `apt-get install {}`",
+            missing.join(" ")
+        )
+    })
 }

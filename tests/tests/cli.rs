@@ -1,0 +1,205 @@
+//! The command line as a user meets it: errors they can cause, the probe, the privileges the
+//! running daemon keeps, and the docs that name these commands.
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use sensor_tests::{Sensor, require_root, sensor_binary};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn sensor(args: &[&str]) -> Output {
+    Command::new(sensor_binary())
+        .args(args)
+        .output()
+        .expect("run agent-sensor")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_config_names_file_line_and_reason() {
+    let dir = std::env::temp_dir().join("agent-sensor-cli-test");
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    fs::write(
+        &file,
+        "[observe]\nall_processes = true\n\n[kernel]\nring_buffer_bytes = 1000\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["run", "--config", file.to_str().unwrap()],
+        vec!["check-config", file.to_str().unwrap()],
+    ] {
+        let out = sensor(&args);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        let expected = format!(
+            "{}:5:21: kernel.ring_buffer_bytes must be a power of two",
+            file.display()
+        );
+        assert!(err.contains(&expected), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+        assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    }
+    let out = sensor(&["run", "--config", "/nonexistent/agent-sensor.toml"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/nonexistent/agent-sensor.toml: cannot read the config file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = repo().join("examples/agent-sensor.toml");
+    let out = sensor(&["check-config", example.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all_processes: true"));
+}
+
+#[test]
+fn an_unprivileged_run_says_what_it_needs() {
+    require_root();
+    // setpriv (util-linux) drops to nobody with no capabilities at all.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(sensor_binary())
+        .args(["run", "--all-processes"])
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("needs root (or CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN)"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_unknown_pid_is_refused() {
+    require_root();
+    let out = sensor(&["run", "--pid", "999999999"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--pid 999999999: no such process"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn probe_reports_every_feature_and_what_it_uses() {
+    require_root();
+    let out = sensor(&["probe", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let features: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| {
+        features
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    for name in [
+        "btf",
+        "tracefs",
+        "raw_tracepoint",
+        "tracepoint",
+        "tp_btf",
+        "kprobe",
+        "fentry",
+        "lsm",
+        "uprobe",
+        "ring_buffer",
+        "cgroup_v2",
+    ] {
+        assert!(by_name(name)["available"].is_boolean());
+    }
+    // What this machine kind is known to have and lack (shared/docs/kernel-and-toolchain.md).
+    for required in ["btf", "tracefs", "raw_tracepoint", "ring_buffer"] {
+        assert_eq!(by_name(required)["available"], true);
+        assert_eq!(by_name(required)["used"], true);
+    }
+    assert_eq!(by_name("tp_btf")["available"], true);
+    assert_eq!(by_name("kprobe")["available"], false);
+    assert_eq!(by_name("fentry")["available"], false);
+    assert_eq!(by_name("lsm")["available"], false);
+    let text = sensor(&["probe"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("the sensor will use: btf, tracefs, raw_tracepoint, ring_buffer")
+    );
+}
+
+#[test]
+fn the_running_daemon_keeps_only_the_capabilities_it_needs() {
+    let sensor = Sensor::start(&["--all-processes"]);
+    let status = fs::read_to_string(format!("/proc/{}/status", sensor.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .to_owned()
+    };
+    // CAP_DAC_READ_SEARCH (2) and CAP_SYS_PTRACE (19), nothing else, in every set.
+    for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(field(set), "0000000000080004", "{set}");
+    }
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    sensor.stop();
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = sensor(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["run", "probe", "check-config"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let run_help = String::from_utf8_lossy(&sensor(&["run", "--help"]).stdout).into_owned();
+    for flag in ["--config", "--output", "--all-processes", "--pid"] {
+        assert!(run_help.contains(flag), "{run_help}");
+    }
+}
+
+#[test]
+fn the_readme_starts_with_the_two_commands_and_ci_runs_the_second() {
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let commands: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("```"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    assert_eq!(
+        commands,
+        ["cargo xtask run", "cargo xtask test"],
+        "the README's first code block"
+    );
+    let ci = fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == "cargo xtask test"),
+        ".ci/run must run the README's test command"
+    );
+}
