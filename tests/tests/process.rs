@@ -351,3 +351,111 @@ fn pid_mode_observes_a_process_tree_and_nothing_else() {
         .count();
     assert_eq!(snapshots, 1, "only the tracked tree is in the snapshot");
 }
+
+#[test]
+fn a_flood_the_daemon_cannot_take_is_counted_exactly_and_later_events_still_arrive() {
+    use std::io::Write as _;
+    const N: u64 = 2000;
+    // A 64 KiB ring buffer holds about 200 processes' records; the daemon is stopped while
+    // 2000 run, so most of them cannot be delivered and must be counted instead.
+    let config = std::env::temp_dir().join("agent-sensor-test-flood.toml");
+    std::fs::write(
+        &config,
+        "[kernel]\nring_buffer_bytes = 65536\nwakeup_bytes = 32768\n",
+    )
+    .unwrap();
+    let script = format!(
+        "read x; i=0; while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done; read y; /bin/true after-flood"
+    );
+    let mut shell = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sh_pid = shell.id();
+    let sensor = Sensor::start(&[
+        "--pid",
+        &sh_pid.to_string(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let mut stdin = shell.stdin.take().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sensor.pid() as i32, libc::SIGSTOP) };
+    writeln!(stdin, "flood").unwrap();
+    // Wait until the shell has run all N (it then blocks on the second read).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{sh_pid}/task/{sh_pid}/children"))
+            .unwrap_or_default();
+        let wchan = std::fs::read_to_string(format!("/proc/{sh_pid}/wchan")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{sh_pid}/stat")).unwrap_or_default();
+        // Blocked reading the pipe ("S" state, no child) after the loop.
+        if children.trim().is_empty()
+            && stat.split(' ').nth(2) == Some("S")
+            && wchan.contains("pipe")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sensor.pid() as i32, libc::SIGCONT) };
+    sensor.wait_for("a gap record", |r| action(r) == "gap");
+    writeln!(stdin, "after").unwrap();
+    sensor.wait_for("the exec after the flood", |r| {
+        action(r) == "exec" && r["process"]["args"][1] == "after-flood"
+    });
+    shell.wait().unwrap();
+    let done = sensor.stop();
+
+    let lost = |kind: &str| -> u64 {
+        done.records
+            .iter()
+            .filter(|r| action(r) == "gap")
+            .map(|r| r["gap"]["by_kind"][kind].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let in_flood = |r: &&Value| r["process"]["parent"]["pid"] == u64::from(sh_pid);
+    let execs = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "exec" && r["process"]["args"] == serde_json::json!(["/bin/true"]))
+        .filter(in_flood)
+        .count() as u64;
+    let forks = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "fork")
+        .filter(in_flood)
+        .count() as u64;
+    assert!(lost("exec") > 0, "the flood must overflow the ring buffer");
+    assert_eq!(
+        execs + lost("exec"),
+        N,
+        "every exec is delivered or counted"
+    );
+    // One more fork for the after-flood process, which was delivered.
+    assert_eq!(
+        forks + lost("fork"),
+        N + 1,
+        "every fork is delivered or counted"
+    );
+    let stop = done.records.last().unwrap();
+    let total: u64 = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "gap")
+        .map(|r| r["gap"]["lost"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stop["sensor"]["lifecycle"]["kernel_lost"], total);
+    assert!(
+        done.stderr.contains("events lost"),
+        "the loss is logged too: {}",
+        done.stderr
+    );
+}
