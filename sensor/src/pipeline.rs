@@ -51,6 +51,7 @@ pub struct Pipeline {
 }
 
 const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
+const TABLE_SWEEP: Duration = Duration::from_secs(60);
 
 const PROCESS: &[&str] = &["process"];
 const START: &[&str] = &["start"];
@@ -202,7 +203,17 @@ impl Pipeline {
     /// Runs until the source stops; writes the stop record last.
     pub async fn run(mut self, mut rx: mpsc::Receiver<SourceMessage>) -> std::io::Result<Stats> {
         let mut reason = "source ended".to_owned();
-        while let Some(message) = rx.recv().await {
+        let mut sweep = tokio::time::interval(TABLE_SWEEP);
+        sweep.tick().await;
+        loop {
+            let message = tokio::select! {
+                message = rx.recv() => message,
+                _ = sweep.tick() => {
+                    self.sweep_table();
+                    continue;
+                }
+            };
+            let Some(message) = message else { break };
             match message {
                 SourceMessage::Records(batch) => self.handle_batch(&batch),
                 SourceMessage::Lost(report) => self.gap(&report),
@@ -215,6 +226,22 @@ impl Pipeline {
         }
         self.stop(&reason).await?;
         Ok(self.stats)
+    }
+
+    /// Forgets processes whose exit record was lost, so the table follows the live processes.
+    fn sweep_table(&mut self) {
+        let ids = &self.ctx.entity_ids;
+        let dropped = self.table.retain_alive(|tgid, info| {
+            crate::snapshot::start_ticks(tgid)
+                .is_some_and(|t| *ids.for_ticks(tgid, t) == *info.entity_id)
+        });
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                live = self.table.len(),
+                "swept exited processes from the table"
+            );
+        }
     }
 
     async fn stop(&mut self, reason: &str) -> std::io::Result<()> {

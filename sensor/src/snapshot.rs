@@ -41,6 +41,11 @@ fn parse_stat(stat: &[u8]) -> Option<(Vec<u8>, u32, u64)> {
     Some((comm, ppid, start_ticks))
 }
 
+/// Start time in ticks of the process now holding `tgid`, if any.
+pub fn start_ticks(tgid: u32) -> Option<u64> {
+    parse_stat(&fs::read(format!("/proc/{tgid}/stat")).ok()?).map(|(_, _, t)| t)
+}
+
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
 pub fn cgroup2_root() -> Option<PathBuf> {
     let mounts = fs::read_to_string("/proc/self/mounts").ok()?;

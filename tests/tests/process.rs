@@ -459,3 +459,44 @@ fn a_flood_the_daemon_cannot_take_is_counted_exactly_and_later_events_still_arri
         done.stderr
     );
 }
+
+#[test]
+fn a_hostile_comm_and_a_4_kib_path_come_out_exact() {
+    // A path just under PATH_MAX: 15 directories of 250 characters, then the program.
+    let root = std::env::temp_dir().join("agent-sensor-long-path");
+    let _ = std::fs::remove_dir_all(&root);
+    let mut dir = root.clone();
+    for i in 0..15 {
+        dir.push(format!("{i:02}{}", "d".repeat(248)));
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("helper\n\"quoted\"");
+    std::fs::copy(HELPER, &program).unwrap();
+    let path = program.to_str().unwrap().to_owned();
+    assert!(path.len() > 3800 && path.len() < 4096, "{}", path.len());
+
+    let sensor = Sensor::start(&["--all-processes"]);
+    let out = Command::new(&program)
+        .args(["rename", "ev\"il\n{}\\x"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let child: u32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let exec = sensor.wait_for("the long-path exec", |r| {
+        action(r) == "exec" && r["process"]["executable"] == path.as_str()
+    });
+    let fork = sensor.wait_for("the renamed process's fork", |r| is(r, "fork", child));
+    sensor.stop();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(exec["process"].get("hex").is_none());
+    assert_eq!(exec["process"]["args"][0], path.as_str());
+    assert_eq!(
+        fork["process"]["name"], "ev\"il\n{}\\x",
+        "the comm set with PR_SET_NAME, exactly"
+    );
+    assert_eq!(fork["process"]["executable"], path.as_str());
+}

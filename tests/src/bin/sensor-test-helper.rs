@@ -44,6 +44,22 @@ fn main() {
                 assert!(status.success());
             }
         }
+        // `rename NAME`: set this process's comm (up to 15 bytes) to NAME, fork a child that
+        // exits 0, print its pid.
+        "rename" => {
+            let name = std::ffi::CString::new(args[2].as_bytes()).expect("no NUL in the name");
+            // SAFETY: a NUL-terminated string; the kernel copies at most 15 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+            // SAFETY: the child only calls async-signal-safe _exit.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            println!("{child}");
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+        }
         // `exec PROGRAM ARGS...`: replace this process (exec without fork).
         "exec" => {
             let err = Command::new(&args[2]).args(&args[3..]).exec();
