@@ -23,6 +23,15 @@ impl KPtr {
         unsafe { bpf_probe_read_kernel(self.0.wrapping_add(offset as usize) as *const T).ok() }
     }
 
+    /// The address of a member embedded at `offset` (no read).
+    #[inline(always)]
+    pub fn offset(self, offset: u32) -> Option<KPtr> {
+        if offset == OFFSET_ABSENT || self.is_null() {
+            return None;
+        }
+        Some(KPtr(self.0.wrapping_add(offset as usize)))
+    }
+
     /// Follows a pointer member.
     #[inline(always)]
     pub fn follow(self, offset: u32) -> Option<KPtr> {

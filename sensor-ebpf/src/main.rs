@@ -4,12 +4,17 @@
 #![no_std]
 #![no_main]
 
+mod file;
+mod filter;
 mod globals;
 mod kernel;
 mod maps;
+mod net;
 mod output;
+mod path;
 mod probes;
 mod process;
+mod syscalls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,7 +1,7 @@
 //! Every map the programs share with userspace.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{SCRATCH_SIZE, TrackedProcess, kind};
 
@@ -24,3 +24,18 @@ pub static TRACKED: HashMap<u32, TrackedProcess> = HashMap::with_max_entries(655
 /// Children that could not inherit their parent's tracked entry because `TRACKED` was full.
 #[map]
 pub static TRACK_FAILED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU buffer a path is walked into (two windows, see `path`).
+#[map]
+pub static PATHBUF: PerCpuArray<[u8; 2 * crate::path::PATH_WINDOW]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// File and network syscalls between enter and exit, by thread (`pid_tgid`).
+#[map]
+pub static INFLIGHT: HashMap<u64, sensor_common::PendingCall> = HashMap::with_max_entries(16384, 0);
+
+/// Non-blocking connects waiting for their outcome, by `struct sock` address. LRU: a socket
+/// whose state never changes again must not hold its slot forever.
+#[map]
+pub static CONNECTS: LruHashMap<u64, sensor_common::ConnectOwner> =
+    LruHashMap::with_max_entries(8192, 0);

@@ -20,7 +20,7 @@ fn wakeup_flags(size: u64) -> u64 {
 
 /// Counts a record of `kind` that the ring buffer had no room for.
 #[inline(always)]
-fn count_lost(kind: u16) {
+pub fn count_lost(kind: u16) {
     if let Some(counter) = LOST.get_ptr_mut(kind as u32) {
         // SAFETY: a per-CPU slot, only this CPU writes it.
         unsafe { *counter += 1 };

@@ -16,6 +16,7 @@ use sensor_common::{
 };
 
 use crate::{
+    filter::observed,
     globals::{config, offsets},
     kernel::{KPtr, Task},
     maps::{SCRATCH, TRACK_FAILED, TRACKED},
@@ -24,16 +25,8 @@ use crate::{
 
 const EXEC_HEADER: usize = size_of::<ExecRecord>();
 
-/// Whether events of this process are wanted: everything, or a tracked process tree.
 #[inline(always)]
-fn observed(tgid: u32) -> bool {
-    let cfg = config();
-    // SAFETY: the value is only tested for presence.
-    tgid != cfg.sensor_tgid && (cfg.all_processes != 0 || unsafe { TRACKED.get(&tgid) }.is_some())
-}
-
-#[inline(always)]
-fn header(kind: u16, size: usize) -> RecordHeader {
+pub fn header(kind: u16, size: usize) -> RecordHeader {
     RecordHeader {
         kind,
         version: RECORD_VERSION,
@@ -236,6 +229,8 @@ fn try_exit(ctx: &RawTracePointContext) -> Option<()> {
         task.group_dead()
     };
     let wanted = observed(tgid);
+    // A thread that dies inside a followed syscall never reaches its exit program.
+    let _ = crate::maps::INFLIGHT.remove(&((u64::from(tgid) << 32) | u64::from(task.pid())));
     if group_dead {
         // Ignoring the result: most processes were never tracked.
         let _ = TRACKED.remove(&tgid);

@@ -7,6 +7,8 @@ use std::{
 };
 
 use serde::Deserialize;
+
+use crate::fspath::{ClassRule, Classifier};
 use toml::Spanned;
 
 /// The whole configuration. Every field has a default, so an empty file is valid.
@@ -24,6 +26,8 @@ pub struct Config {
     pub poll_interval_ms: u32,
     /// Where records go: `-` for stdout or a file path (appended to).
     pub output: String,
+    /// Operator rules for `file.class`, checked after the built-in ones.
+    pub file_classes: Vec<ClassRule>,
 }
 
 impl Default for Config {
@@ -35,6 +39,7 @@ impl Default for Config {
             wakeup_bytes: 256 * 1024,
             poll_interval_ms: 20,
             output: "-".to_owned(),
+            file_classes: Vec::new(),
         }
     }
 }
@@ -49,6 +54,22 @@ struct RawConfig {
     kernel: RawKernel,
     #[serde(default)]
     output: RawOutput,
+    #[serde(default)]
+    file: RawFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    classes: Vec<Spanned<RawClass>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClass {
+    class: String,
+    patterns: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +191,17 @@ impl Config {
             }
             config.poll_interval_ms = v.into_inner();
         }
+        for spanned in raw.file.classes {
+            let span = spanned.span();
+            let c = spanned.into_inner();
+            let rule = ClassRule {
+                class: c.class,
+                patterns: c.patterns,
+            };
+            Classifier::new(std::slice::from_ref(&rule))
+                .map_err(|e| at(Some(span.clone()), format!("file.classes: {e}")))?;
+            config.file_classes.push(rule);
+        }
         if let Some(v) = raw.output.path {
             if v.get_ref().is_empty() {
                 return Err(at(
@@ -215,6 +247,18 @@ mod tests {
             (100, 65536, 1024, 5)
         );
         assert_eq!(c.output, "/var/log/x.jsonl");
+    }
+
+    #[test]
+    fn reads_operator_file_classes() {
+        let c = parse("[[file.classes]]\nclass = \"payroll\"\npatterns = [\"/srv/payroll/**\"]\n")
+            .unwrap();
+        assert_eq!(c.file_classes.len(), 1);
+        assert_eq!(c.file_classes[0].class, "payroll");
+        let e = parse("\n[[file.classes]]\nclass = \"payroll\"\npatterns = [\"relative/*\"]\n")
+            .unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(3), "{e}");
+        assert!(e.message.starts_with("file.classes: "), "{e}");
     }
 
     #[test]

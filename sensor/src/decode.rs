@@ -1,8 +1,8 @@
 //! The only code that reads raw kernel bytes: a pure function from one ring-buffer record to a
 //! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
 use sensor_common::{
-    ExecRecord, ExitRecord, ForkRecord, RECORD_VERSION, RecordHeader, exec_flags, exit_flags,
-    fork_flags, kind,
+    ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION, RecordHeader,
+    exec_flags, exit_flags, file_flags, fork_flags, kind,
 };
 
 /// A decoded kernel record.
@@ -11,6 +11,8 @@ pub enum KernelEvent {
     Exec(ExecEvent),
     Fork(ForkEvent),
     Exit(ExitEvent),
+    File(FileEvent),
+    Net(NetEvent),
 }
 
 impl KernelEvent {
@@ -20,6 +22,8 @@ impl KernelEvent {
             Self::Exec(e) => e.ktime_ns,
             Self::Fork(e) => e.ktime_ns,
             Self::Exit(e) => e.ktime_ns,
+            Self::File(e) => e.ktime_ns,
+            Self::Net(e) => e.ktime_ns,
         }
     }
 }
@@ -82,6 +86,78 @@ pub struct ExitEvent {
     pub status: ExitStatus,
     /// The last thread exited: the process is gone.
     pub process_exit: bool,
+    pub comm: Vec<u8>,
+}
+
+/// A file syscall with its outcome. Paths are raw bytes as the kernel had them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEvent {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_boottime: u64,
+    /// A `sensor_common::syscall` constant.
+    pub syscall: u16,
+    pub ret: i64,
+    pub flags: u32,
+    pub mode: u32,
+    /// chown's owner and group; `u32::MAX` when left unchanged.
+    pub uid: u32,
+    pub gid: u32,
+    /// truncate's length, openat2's resolve flags.
+    pub arg: u64,
+    /// Inode of the file acted on, when known.
+    pub ino: u64,
+    pub dfd: i32,
+    pub dfd2: i32,
+    /// The fd argument, or the fd an open returned.
+    pub fd: i32,
+    /// The path argument as passed, and the second one (rename/link/symlink).
+    pub path: Vec<u8>,
+    pub path2: Vec<u8>,
+    /// The absolute directories relative paths are relative to (empty when absolute).
+    pub base: Vec<u8>,
+    pub base2: Vec<u8>,
+    /// The absolute path of the file the kernel acted on (opened file, fd's file).
+    pub resolved: Vec<u8>,
+    /// `sensor_common::file_flags`.
+    pub str_flags: u16,
+    pub comm: Vec<u8>,
+}
+
+impl FileEvent {
+    pub fn path_truncated(&self) -> bool {
+        self.str_flags & (file_flags::PATH_TRUNCATED | file_flags::BASE_TRUNCATED) != 0
+    }
+}
+
+/// A network syscall, or the outcome of a non-blocking connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetEvent {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_boottime: u64,
+    pub syscall: u16,
+    pub ret: i64,
+    pub sock_id: u64,
+    pub bytes: u64,
+    pub fd: i32,
+    pub arg: u32,
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub new_state: u16,
+    pub old_state: u16,
+    pub sk_err: i32,
+    /// The sockaddr the process passed or received, raw.
+    pub sockaddr: Vec<u8>,
+    /// The datagram, for DNS.
+    pub payload: Vec<u8>,
     pub comm: Vec<u8>,
 }
 
@@ -166,6 +242,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::EXEC => decode_exec(bytes).map(KernelEvent::Exec),
         kind::FORK => decode_fork(bytes).map(KernelEvent::Fork),
         kind::EXIT => decode_exit(bytes).map(KernelEvent::Exit),
+        kind::FILE => decode_file(bytes).map(KernelEvent::File),
+        kind::NET => decode_net(bytes).map(KernelEvent::Net),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -239,6 +317,98 @@ fn decode_exit(bytes: &[u8]) -> Result<ExitEvent, DecodeError> {
         start_boottime: r.start_boottime,
         status: ExitStatus::from_raw(r.exit_code),
         process_exit: r.flags & exit_flags::GROUP_DEAD != 0,
+        comm: c_string(&r.comm),
+    })
+}
+
+/// Splits `tail` into consecutive pieces of the given lengths.
+fn pieces<const N: usize>(
+    tail: &[u8],
+    lens: [usize; N],
+    what: &'static str,
+    len: usize,
+) -> Result<[Vec<u8>; N], DecodeError> {
+    if lens.iter().sum::<usize>() > tail.len() {
+        return Err(DecodeError::Truncated { what, len });
+    }
+    let mut at = 0;
+    Ok(lens.map(|n| {
+        let piece = tail[at..at + n].to_vec();
+        at += n;
+        piece
+    }))
+}
+
+fn decode_file(bytes: &[u8]) -> Result<FileEvent, DecodeError> {
+    let r: FileRecord = read_record(bytes, "file")?;
+    let tail = &bytes[size_of::<FileRecord>()..];
+    let lens = [
+        r.path_len,
+        r.path2_len,
+        r.base_len,
+        r.base2_len,
+        r.resolved_len,
+    ]
+    .map(usize::from);
+    let [path, path2, base, base2, resolved] = pieces(tail, lens, "file", bytes.len())?;
+    Ok(FileEvent {
+        ktime_ns: r.header.ktime_ns,
+        pid: r.pid,
+        tgid: r.tgid,
+        start_boottime: r.start_boottime,
+        syscall: r.syscall,
+        ret: r.ret,
+        flags: r.flags,
+        mode: r.mode,
+        uid: r.uid,
+        gid: r.gid,
+        arg: r.arg,
+        ino: r.ino,
+        dfd: r.dfd,
+        dfd2: r.dfd2,
+        fd: r.fd,
+        path,
+        path2,
+        base,
+        base2,
+        resolved,
+        str_flags: r.str_flags,
+        comm: c_string(&r.comm),
+    })
+}
+
+fn decode_net(bytes: &[u8]) -> Result<NetEvent, DecodeError> {
+    let r: NetRecord = read_record(bytes, "net")?;
+    let tail = &bytes[size_of::<NetRecord>()..];
+    let [sockaddr, payload] = pieces(
+        tail,
+        [usize::from(r.addr_len), usize::from(r.payload_len)],
+        "net",
+        bytes.len(),
+    )?;
+    Ok(NetEvent {
+        ktime_ns: r.header.ktime_ns,
+        pid: r.pid,
+        tgid: r.tgid,
+        start_boottime: r.start_boottime,
+        syscall: r.syscall,
+        ret: r.ret,
+        sock_id: r.sock_id,
+        bytes: r.bytes,
+        fd: r.fd,
+        arg: r.arg,
+        family: r.family,
+        sock_type: r.sock_type,
+        protocol: r.protocol,
+        local_port: r.local_port,
+        remote_port: r.remote_port,
+        local_addr: r.local_addr,
+        remote_addr: r.remote_addr,
+        new_state: r.new_state,
+        old_state: r.old_state,
+        sk_err: r.sk_err,
+        sockaddr,
+        payload,
         comm: c_string(&r.comm),
     })
 }

@@ -3,14 +3,18 @@
 //! Pipeline: [`loader`] attaches the kernel programs; [`source`] drains their ring buffer;
 //! [`decode`] turns raw records into typed events; [`pipeline`] enriches them ([`process_table`],
 //! [`snapshot`], [`clock`], [`entity`], [`host`]) into [`record`]s for a [`sink`].
+pub mod activity;
 pub mod btf;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod decode;
+pub mod dns;
+pub mod dns_cache;
 pub mod entity;
 pub mod features;
+pub mod fspath;
 pub mod host;
 pub mod loader;
 pub mod pipeline;

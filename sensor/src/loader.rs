@@ -6,7 +6,7 @@ use std::{fs, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint},
+    programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{KernelOffsets, ProgramConfig, TrackedProcess};
 
@@ -24,11 +24,53 @@ pub fn program_object() -> &'static [u8] {
     PROGRAMS
 }
 
-/// Every program and the raw tracepoint it attaches to.
-const ATTACHMENTS: &[(&str, &str)] = &[
+/// Every raw-tracepoint program and the tracepoint it attaches to.
+const RAW_TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
+    ("inet_sock_set_state", "inet_sock_set_state"),
+];
+
+/// Followed syscalls: the enter program of each, and the shared exit program that reports it.
+/// A syscall this architecture lacks (arm64 has no `open`) is skipped.
+const SYSCALLS: &[(&str, &str)] = &[
+    ("open", "exit_file"),
+    ("openat", "exit_file"),
+    ("openat2", "exit_file"),
+    ("creat", "exit_file"),
+    ("rename", "exit_file"),
+    ("renameat", "exit_file"),
+    ("renameat2", "exit_file"),
+    ("unlink", "exit_file"),
+    ("unlinkat", "exit_file"),
+    ("rmdir", "exit_file"),
+    ("mkdir", "exit_file"),
+    ("mkdirat", "exit_file"),
+    ("chmod", "exit_file"),
+    ("fchmod", "exit_file"),
+    ("fchmodat", "exit_file"),
+    ("fchmodat2", "exit_file"),
+    ("chown", "exit_file"),
+    ("lchown", "exit_file"),
+    ("fchown", "exit_file"),
+    ("fchownat", "exit_file"),
+    ("truncate", "exit_file"),
+    ("ftruncate", "exit_file"),
+    ("link", "exit_file"),
+    ("linkat", "exit_file"),
+    ("symlink", "exit_file"),
+    ("symlinkat", "exit_file"),
+    ("connect", "exit_net"),
+    ("accept", "exit_net"),
+    ("accept4", "exit_net"),
+    ("bind", "exit_net"),
+    ("listen", "exit_net"),
+    ("sendto", "exit_net"),
+    ("sendmsg", "exit_net"),
+    ("sendmmsg", "exit_net"),
+    ("recvfrom", "exit_net"),
+    ("recvmsg", "exit_net"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +103,9 @@ pub enum LoadError {
         source: ProgramError,
         log: String,
     },
-    #[error("map {0} is missing from the kernel programs (a build problem)")]
+    #[error("cannot read the tracepoint format of {0} in tracefs")]
+    TracepointFormat(&'static str),
+    #[error("map or program {0} is missing from the kernel programs (a build problem)")]
     MissingMap(&'static str),
     #[error("map {name}: {source}")]
     Map {
@@ -109,11 +153,14 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
     let btf = KernelBtf::from_sys_fs().map_err(LoadError::NoBtf)?;
     let offsets = resolve_offsets(&btf)?;
     let tracefs = ensure_tracefs()?;
+    let (syscall_args_offset, syscall_ret_offset) = syscall_record_offsets(&tracefs)?;
     let program_config = ProgramConfig {
         all_processes: u32::from(config.all_processes),
         args_max: config.args_max_bytes,
         exit_has_group_dead: u32::from(exit_passes_group_dead(&tracefs)),
         sensor_tgid: std::process::id(),
+        syscall_args_offset,
+        syscall_ret_offset,
         wakeup_bytes: u64::from(config.wakeup_bytes),
     };
     let mut ebpf = EbpfLoader::new()
@@ -122,11 +169,96 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
         .load(PROGRAMS)?;
     let mut programs = Vec::new();
-    for &(name, tracepoint) in ATTACHMENTS {
+    for &(name, tracepoint) in RAW_TRACEPOINTS {
         attach_raw_tracepoint(&mut ebpf, name, tracepoint)?;
         programs.push(name);
     }
+    for exit in ["exit_file", "exit_net"] {
+        program_of::<TracePoint>(&mut ebpf, exit)?
+            .load()
+            .map_err(program_error(exit))?;
+    }
+    for &(syscall, exit) in SYSCALLS {
+        let enter_tp = format!("sys_enter_{syscall}");
+        if !tracefs.join("events/syscalls").join(&enter_tp).exists() {
+            tracing::debug!(
+                syscall,
+                "this kernel has no such syscall tracepoint; skipped"
+            );
+            continue;
+        }
+        let enter: &'static str = leak(format!("enter_{syscall}"));
+        let program = program_of::<TracePoint>(&mut ebpf, enter)?;
+        program.load().map_err(program_error(enter))?;
+        program
+            .attach("syscalls", &enter_tp)
+            .map_err(program_error(enter))?;
+        program_of::<TracePoint>(&mut ebpf, exit)?
+            .attach("syscalls", &format!("sys_exit_{syscall}"))
+            .map_err(program_error(exit))?;
+        programs.push(leak(format!("syscall:{syscall}")));
+    }
     Ok(Sensor { ebpf, programs })
+}
+
+/// Program names are few and live as long as the process; `Sensor::programs` wants `&'static`.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+fn program_of<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, LoadError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::MissingMap(name))?
+        .try_into()
+        .map_err(program_error(name))
+}
+
+/// A program error with the end of the verifier's log, which says why a program was refused.
+fn program_error(name: &'static str) -> impl Fn(ProgramError) -> LoadError {
+    move |source: ProgramError| {
+        let log = match &source {
+            ProgramError::LoadError { verifier_log, .. } => {
+                let text = verifier_log.to_string();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("\nverifier log (end):\n{}", tail.join("\n"))
+            }
+            _ => String::new(),
+        };
+        LoadError::Program { name, source, log }
+    }
+}
+
+/// Where a syscall tracepoint record keeps its first argument and its return value: the
+/// layout is the same for every syscall, read once from `sys_enter_openat` / `sys_exit_openat`.
+fn syscall_record_offsets(tracefs: &std::path::Path) -> Result<(u32, u32), LoadError> {
+    let field_offset = |event: &str, field: &str| -> Option<u32> {
+        let format =
+            fs::read_to_string(tracefs.join("events/syscalls").join(event).join("format")).ok()?;
+        format.lines().find_map(|line| {
+            let (decl, rest) = line.trim().strip_prefix("field:")?.split_once(';')?;
+            let name = decl.rsplit(' ').next()?;
+            (name == field).then_some(())?;
+            rest.trim()
+                .strip_prefix("offset:")?
+                .split(';')
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
+    match (
+        field_offset("sys_enter_openat", "dfd"),
+        field_offset("sys_exit_openat", "ret"),
+    ) {
+        (Some(args), Some(ret)) => Ok((args, ret)),
+        _ => Err(LoadError::TracepointFormat(
+            "syscalls/sys_enter_openat and sys_exit_openat",
+        )),
+    }
 }
 
 fn attach_raw_tracepoint(
@@ -134,28 +266,9 @@ fn attach_raw_tracepoint(
     name: &'static str,
     tracepoint: &str,
 ) -> Result<(), LoadError> {
-    let program_error = |source: ProgramError| {
-        // The verifier's log says why a program was refused; keep its last lines.
-        let log = match &source {
-            ProgramError::LoadError { verifier_log, .. } => {
-                let text = verifier_log.to_string();
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                format!(
-                    "\nverifier log (end):\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )
-            }
-            _ => String::new(),
-        };
-        LoadError::Program { name, source, log }
-    };
-    let program: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(LoadError::MissingMap(name))?
-        .try_into()
-        .map_err(program_error)?;
-    program.load().map_err(program_error)?;
-    program.attach(tracepoint).map_err(program_error)?;
+    let program = program_of::<RawTracePoint>(ebpf, name)?;
+    program.load().map_err(program_error(name))?;
+    program.attach(tracepoint).map_err(program_error(name))?;
     Ok(())
 }
 
@@ -207,6 +320,45 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         pid_ns_inum: need("pid_namespace.ns.inum", "pid_namespace", &["ns", "inum"])?,
         bprm_filename: need("linux_binprm.filename", "linux_binprm", &["filename"])?,
         bprm_argc: need("linux_binprm.argc", "linux_binprm", &["argc"])?,
+        bprm_file: need("linux_binprm.file", "linux_binprm", &["file"])?,
+        task_fs: need("task_struct.fs", "task_struct", &["fs"])?,
+        fs_pwd: need("fs_struct.pwd", "fs_struct", &["pwd"])?,
+        fs_root: need("fs_struct.root", "fs_struct", &["root"])?,
+        path_mnt: need("path.mnt", "path", &["mnt"])?,
+        path_dentry: need("path.dentry", "path", &["dentry"])?,
+        dentry_parent: need("dentry.d_parent", "dentry", &["d_parent"])?,
+        dentry_name: need("dentry.d_name", "dentry", &["d_name"])?,
+        qstr_name: need("qstr.name", "qstr", &["name"])?,
+        qstr_len: need("qstr.len", "qstr", &["len"])?,
+        dentry_inode: need("dentry.d_inode", "dentry", &["d_inode"])?,
+        inode_ino: need("inode.i_ino", "inode", &["i_ino"])?,
+        vfsmount_root: need("vfsmount.mnt_root", "vfsmount", &["mnt_root"])?,
+        mount_mnt: need("mount.mnt", "mount", &["mnt"])?,
+        mount_parent: need("mount.mnt_parent", "mount", &["mnt_parent"])?,
+        mount_mountpoint: need("mount.mnt_mountpoint", "mount", &["mnt_mountpoint"])?,
+        task_files: need("task_struct.files", "task_struct", &["files"])?,
+        files_fdt: need("files_struct.fdt", "files_struct", &["fdt"])?,
+        fdt_fd: need("fdtable.fd", "fdtable", &["fd"])?,
+        fdt_max_fds: need("fdtable.max_fds", "fdtable", &["max_fds"])?,
+        file_path: need("file.f_path", "file", &["f_path"])?,
+        file_private: need("file.private_data", "file", &["private_data"])?,
+        file_flags: need("file.f_flags", "file", &["f_flags"])?,
+        socket_sk: need("socket.sk", "socket", &["sk"])?,
+        sk_family: need("sock.skc_family", "sock", &["__sk_common", "skc_family"])?,
+        sk_num: need("sock.skc_num", "sock", &["__sk_common", "skc_num"])?,
+        sk_dport: need("sock.skc_dport", "sock", &["__sk_common", "skc_dport"])?,
+        sk_rcv_saddr: need(
+            "sock.skc_rcv_saddr",
+            "sock",
+            &["__sk_common", "skc_rcv_saddr"],
+        )?,
+        sk_daddr: need("sock.skc_daddr", "sock", &["__sk_common", "skc_daddr"])?,
+        sk_v6_rcv_saddr: optional("sock", &["__sk_common", "skc_v6_rcv_saddr"]),
+        sk_v6_daddr: optional("sock", &["__sk_common", "skc_v6_daddr"]),
+        // Bitfields before Linux 5.6: then absent, and reported as unknown.
+        sk_type: optional("sock", &["sk_type"]),
+        sk_protocol: optional("sock", &["sk_protocol"]),
+        sk_err: need("sock.sk_err", "sock", &["sk_err"])?,
         _pad: 0,
     })
 }

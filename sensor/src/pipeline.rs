@@ -10,9 +10,12 @@ use std::{
 use tokio::sync::mpsc;
 
 use crate::{
+    activity,
     clock::{self, WallClock},
-    decode::{self, ExecEvent, ExitEvent, ExitStatus, ForkEvent, KernelEvent},
+    decode::{self, ExecEvent, ExitEvent, ExitStatus, FileEvent, ForkEvent, KernelEvent, NetEvent},
+    dns_cache::DnsCache,
     entity::EntityIds,
+    fspath::Classifier,
     host::HostInfo,
     process_table::{ProcessInfo, ProcessTable},
     record::{
@@ -37,6 +40,8 @@ pub struct Context {
     pub host: Arc<HostInfo>,
     pub instance_id: Arc<str>,
     pub entity_ids: EntityIds,
+    /// Sensitive-location classes for `file.class`.
+    pub classifier: Classifier,
 }
 
 pub struct Pipeline {
@@ -44,6 +49,7 @@ pub struct Pipeline {
     clock: WallClock,
     clock_sampled: Instant,
     table: ProcessTable,
+    dns: DnsCache,
     sink: Sink,
     /// Serialised records waiting for the sink, reused across batches.
     out: Vec<u8>,
@@ -52,10 +58,13 @@ pub struct Pipeline {
 
 const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
 const TABLE_SWEEP: Duration = Duration::from_secs(60);
+const DNS_CACHE_ENTRIES: usize = 16 * 1024;
 
 const PROCESS: &[&str] = &["process"];
 const START: &[&str] = &["start"];
 const END: &[&str] = &["end"];
+const FILE: &[&str] = &["file"];
+const NETWORK: &[&str] = &["network"];
 const INFO: &[&str] = &["info"];
 
 impl Pipeline {
@@ -65,6 +74,7 @@ impl Pipeline {
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
             table: ProcessTable::default(),
+            dns: DnsCache::new(DNS_CACHE_ENTRIES),
             sink,
             out: Vec::with_capacity(1 << 20),
             stats: Stats::default(),
@@ -82,10 +92,12 @@ impl Pipeline {
             category,
             kind_type: types,
             action,
-            dataset: if category == PROCESS {
-                "agent_sensor.process"
-            } else {
-                "agent_sensor.sensor"
+            outcome: None,
+            dataset: match category.first() {
+                Some(&"process") => "agent_sensor.process",
+                Some(&"file") => "agent_sensor.file",
+                Some(&"network") => "agent_sensor.network",
+                _ => "agent_sensor.sensor",
             },
             created: clock::rfc3339(WallClock::now()),
         }
@@ -98,6 +110,13 @@ impl Pipeline {
             event,
             process: None,
             user: None,
+            file: None,
+            source: None,
+            destination: None,
+            network: None,
+            dns: None,
+            syscall: None,
+            error: None,
             gap: None,
             host: self.ctx.host.clone(),
             sensor: SensorBlock {
@@ -194,6 +213,7 @@ impl Pipeline {
                     parent_entity_id: parent_entity.map(Arc::from),
                     name: Arc::from(&p.comm[..]),
                     executable: p.executable.as_deref().map(Arc::from),
+                    euid: Some(p.euid),
                 },
             );
         }
@@ -303,7 +323,91 @@ impl Pipeline {
             KernelEvent::Exec(e) => self.exec(e),
             KernelEvent::Fork(e) => self.fork(e),
             KernelEvent::Exit(e) => self.exit(e),
+            KernelEvent::File(e) => self.file(e),
+            KernelEvent::Net(e) => self.net(e),
         }
+    }
+
+    /// The process an activity record is about, with what the table knows of it.
+    fn process_ref(&self, tgid: u32, pid: u32, start_boottime: u64, comm: &[u8]) -> Process {
+        let entity_id = self.ctx.entity_ids.for_kernel(tgid, start_boottime);
+        let known = self.table.get(tgid).filter(|k| *k.entity_id == *entity_id);
+        let mut p = Process {
+            pid: tgid,
+            thread: Some(Thread { id: pid }),
+            ..Default::default()
+        };
+        p.set_name(comm);
+        if let Some(k) = known {
+            if let Some(exe) = &k.executable {
+                p.set_executable(exe);
+            }
+            p.parent = k.parent_entity_id.as_ref().map(|pe| Parent {
+                pid: k.ppid,
+                entity_id: pe.to_string(),
+                thread: None,
+            });
+            p.user = k.euid.map(Id::of);
+        }
+        p.entity_id = entity_id;
+        p
+    }
+
+    fn file(&mut self, e: &FileEvent) -> Record {
+        let kind = activity::file_kind(e.syscall, e.flags);
+        let (outcome, error) = activity::outcome(e.ret);
+        let mut meta = Self::meta("event", FILE, kind.types, kind.action);
+        meta.outcome = Some(outcome);
+        let mut r = self.record(self.clock.to_unix(e.ktime_ns), meta);
+        r.process = Some(self.process_ref(e.tgid, e.pid, e.start_boottime, &e.comm));
+        r.file = Some(activity::file_block(e, &self.ctx.classifier));
+        r.syscall = Some(activity::syscall_block(e.syscall, e.ret));
+        r.error = error;
+        r
+    }
+
+    fn net(&mut self, e: &NetEvent) -> Record {
+        let (action, types) = activity::net_kind(e);
+        let (outcome, error) = activity::net_outcome(e);
+        let socket_id = (e.sock_id != 0).then(|| self.socket_id(e.sock_id));
+        let (source, mut destination, network) = activity::net_blocks(e, socket_id);
+        let dns = (!e.payload.is_empty())
+            .then(|| activity::dns_block(&e.payload))
+            .flatten();
+        if let Some(d) = dns.as_ref().filter(|d| d.r#type == "answer") {
+            if let Some(q) = &d.question {
+                for ip in &d.resolved_ip {
+                    if let Ok(ip) = ip.parse() {
+                        self.dns.insert(ip, &q.name);
+                    }
+                }
+            }
+        }
+        if let Some(dest) = destination.as_mut() {
+            let ip = dest.ip.as_deref().and_then(|ip| ip.parse().ok());
+            dest.domain = ip.and_then(|ip| self.dns.get(&ip)).map(str::to_owned);
+        }
+        let mut meta = Self::meta("event", NETWORK, types, action);
+        meta.outcome = Some(outcome);
+        let mut r = self.record(self.clock.to_unix(e.ktime_ns), meta);
+        r.process = Some(self.process_ref(e.tgid, e.pid, e.start_boottime, &e.comm));
+        r.source = source;
+        r.destination = destination;
+        r.network = Some(network);
+        r.dns = dns;
+        r.syscall = Some(activity::syscall_block(e.syscall, e.ret));
+        r.error = error;
+        r
+    }
+
+    /// A per-run name for a kernel socket: the kernel address itself must not leak (KASLR).
+    fn socket_id(&self, sock: u64) -> String {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.ctx.instance_id.as_bytes())
+            .chain_update(sock.to_le_bytes())
+            .finalize();
+        record::hex(&digest[..8])
     }
 
     fn exec(&mut self, e: &ExecEvent) -> Record {
@@ -318,6 +422,7 @@ impl Pipeline {
                 parent_entity_id: Some(parent_entity.clone()),
                 name: Arc::from(&e.comm[..]),
                 executable: Some(Arc::from(&e.filename[..])),
+                euid: Some(e.euid),
             },
         );
         let mut p = Process {
@@ -409,6 +514,7 @@ impl Pipeline {
                     ppid: e.parent_tgid,
                     parent_entity_id: Some(parent_entity),
                     name: Arc::from(&e.comm[..]),
+                    euid: known.as_ref().and_then(|k| k.euid),
                     executable: known.and_then(|k| k.executable),
                 },
             );

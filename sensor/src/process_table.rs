@@ -10,6 +10,8 @@ pub struct ProcessInfo {
     pub parent_entity_id: Option<Arc<str>>,
     pub name: Arc<[u8]>,
     pub executable: Option<Arc<[u8]>>,
+    /// Effective uid as of exec (or the snapshot); a fork inherits it.
+    pub euid: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +65,7 @@ mod tests {
             parent_entity_id: None,
             name: Arc::from(&b"x"[..]),
             executable: None,
+            euid: None,
         }
     }
 

@@ -24,6 +24,20 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Id>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<File>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<Syscall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
     pub host: Arc<HostInfo>,
     pub sensor: SensorBlock,
@@ -37,6 +51,9 @@ pub struct EventMeta {
     #[serde(rename = "type", skip_serializing_if = "<[_]>::is_empty")]
     pub kind_type: &'static [&'static str],
     pub action: &'static str,
+    /// `success`, `failure` or `unknown` (the result is not known yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
     pub dataset: &'static str,
     /// When the sensor made the record (the event itself happened at `@timestamp`).
     pub created: String,
@@ -154,6 +171,172 @@ impl RawBytes {
     fn is_empty(&self) -> bool {
         self.name.is_none() && self.executable.is_none() && self.args.is_none()
     }
+}
+
+/// The file a file record is about (ECS `file.*`).
+#[derive(Debug, Default, Serialize)]
+pub struct File {
+    /// Absolute, normalised path as the process named it.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// Where the path led: the file the kernel opened when it differs from `path` (a symlink
+    /// was followed); a symlink's target text; a hard link's existing file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
+    /// rename: the new path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_path: Option<String>,
+    /// A sensitive-location class (`ssh_key`, `cloud_credentials`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode: Option<String>,
+    /// Mode given to create, mkdir or chmod, as octal (`"0644"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// chown's new owner and group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// truncate's new size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open: Option<OpenInfo>,
+    /// Some path was longer than the kernel side copies and was cut.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+    /// Exact bytes of paths that were not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hex: Option<FileHex>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FileHex {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_path: Option<String>,
+}
+
+/// How a file was opened.
+#[derive(Debug, Serialize)]
+pub struct OpenInfo {
+    /// `read`, `write` or `read_write` (or `path` for O_PATH).
+    pub access: &'static str,
+    /// Decoded flags: `create`, `truncate`, `append`, `directory`, ...
+    pub flags: Vec<&'static str>,
+    /// The raw flags, in octal.
+    pub raw: String,
+}
+
+/// One end of a connection (ECS `source.*` / `destination.*`).
+#[derive(Debug, Default, Serialize)]
+pub struct Endpoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The IP, or a Unix socket path (`@name` for an abstract one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The name the process looked up for this address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Network {
+    /// `tcp`, `udp`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<&'static str>,
+    /// `ipv4`, `ipv6`, `unix`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iana_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Socket family, type and protocol as the kernel has them.
+    pub socket: SocketInfo,
+    /// Names the same socket across records of this sensor run (not a kernel address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<String>,
+    /// A non-blocking connect that had not finished when connect returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SocketInfo {
+    pub family: String,
+    pub r#type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u16>,
+}
+
+/// A DNS message seen on UDP port 53 (ECS `dns.*`).
+#[derive(Debug, Default, Serialize)]
+pub struct Dns {
+    /// `query` or `answer`.
+    pub r#type: &'static str,
+    pub id: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<DnsQuestion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<DnsAnswer>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved_ip: Vec<String>,
+    /// The captured datagram ended before the message (it was longer than the capture).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DnsQuestion {
+    pub name: String,
+    pub r#type: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DnsAnswer {
+    pub name: String,
+    pub r#type: String,
+    pub ttl: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+/// The syscall behind a record and what it returned.
+#[derive(Debug, Serialize)]
+pub struct Syscall {
+    pub name: &'static str,
+    #[serde(rename = "return")]
+    pub ret: i64,
+}
+
+/// Why a call failed (ECS `error.*`).
+#[derive(Debug, Serialize)]
+pub struct ErrorInfo {
+    /// The errno name, e.g. `ENOENT`.
+    pub code: String,
+    pub message: String,
 }
 
 /// Events that the sensor knows it did not deliver.

@@ -13,6 +13,7 @@ use crate::{
     cli::RunArgs,
     config::Config,
     entity::EntityIds,
+    fspath::Classifier,
     host::{self, HostInfo},
     loader,
     pipeline::{Context, Pipeline},
@@ -108,6 +109,7 @@ async fn async_main(
         instance_id: host::new_instance_id()
             .context("making an instance id")?
             .into(),
+        classifier: Classifier::new(&config.file_classes).context("compiling file classes")?,
     };
     let mut pipeline = Pipeline::new(ctx, sink);
     pipeline

@@ -233,3 +233,19 @@ pub fn inode(path: &str) -> u64 {
         .unwrap_or_else(|e| panic!("stat {path}: {e}"))
         .ino()
 }
+
+/// A fresh, empty directory for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("agent-sensor-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Records of one category for one process.
+pub fn of_process<'a>(records: &'a [Value], category: &str, pid: u32) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["event"]["category"][0] == category && pid_of(r) == u64::from(pid))
+        .collect()
+}

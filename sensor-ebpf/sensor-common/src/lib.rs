@@ -12,6 +12,10 @@ pub mod kind {
     pub const EXEC: u16 = 1;
     pub const FORK: u16 = 2;
     pub const EXIT: u16 = 3;
+    pub const FILE: u16 = 4;
+    pub const NET: u16 = 5;
+    /// An in-flight syscall could not be remembered between enter and exit (map full).
+    pub const INFLIGHT: u16 = 6;
     /// Number of slots in the per-CPU loss counter map (kinds are < this).
     pub const COUNT: u32 = 8;
 }
@@ -148,6 +152,181 @@ pub struct ExitRecord {
     pub comm: [u8; 16],
 }
 
+/// The file and network syscalls the programs follow (`FileRecord::syscall`,
+/// `NetRecord::syscall`), independent of the architecture's syscall numbers.
+pub mod syscall {
+    pub const OPEN: u16 = 1;
+    pub const OPENAT: u16 = 2;
+    pub const OPENAT2: u16 = 3;
+    pub const CREAT: u16 = 4;
+    pub const RENAME: u16 = 5;
+    pub const RENAMEAT: u16 = 6;
+    pub const RENAMEAT2: u16 = 7;
+    pub const UNLINK: u16 = 8;
+    pub const UNLINKAT: u16 = 9;
+    pub const RMDIR: u16 = 10;
+    pub const MKDIR: u16 = 11;
+    pub const MKDIRAT: u16 = 12;
+    pub const CHMOD: u16 = 13;
+    pub const FCHMOD: u16 = 14;
+    pub const FCHMODAT: u16 = 15;
+    pub const FCHMODAT2: u16 = 16;
+    pub const CHOWN: u16 = 17;
+    pub const LCHOWN: u16 = 18;
+    pub const FCHOWN: u16 = 19;
+    pub const FCHOWNAT: u16 = 20;
+    pub const TRUNCATE: u16 = 21;
+    pub const FTRUNCATE: u16 = 22;
+    pub const LINK: u16 = 23;
+    pub const LINKAT: u16 = 24;
+    pub const SYMLINK: u16 = 25;
+    pub const SYMLINKAT: u16 = 26;
+    /// Below: network.
+    pub const FIRST_NET: u16 = 40;
+    pub const CONNECT: u16 = 40;
+    pub const ACCEPT: u16 = 41;
+    pub const ACCEPT4: u16 = 42;
+    pub const BIND: u16 = 43;
+    pub const LISTEN: u16 = 44;
+    pub const SENDTO: u16 = 45;
+    pub const SENDMSG: u16 = 46;
+    pub const SENDMMSG: u16 = 47;
+    pub const RECVFROM: u16 = 48;
+    pub const RECVMSG: u16 = 49;
+    /// Not a syscall: the outcome of a non-blocking connect (`inet_sock_set_state`).
+    pub const CONNECT_RESULT: u16 = 60;
+}
+
+/// Arguments of a file or network syscall, saved at `sys_enter_*` (keyed by thread) for its
+/// `sys_exit_*`, which reports it with its outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingCall {
+    /// [`syscall`] constant.
+    pub syscall: u16,
+    pub _pad: u16,
+    /// Open flags, rename/link/unlink/chmod/chown `AT_*`/`RENAME_*` flags, send/recv flags.
+    pub flags: u32,
+    pub mode: u32,
+    /// Directory fds the paths are relative to (`AT_FDCWD` = -100).
+    pub dfd: i32,
+    pub dfd2: i32,
+    /// The fd argument of fd-based calls (fchmod, connect, sendto, ...).
+    pub fd: i32,
+    /// chown's owner and group (`u32::MAX`: unchanged).
+    pub uid: u32,
+    pub gid: u32,
+    /// User pointers: paths, or a sockaddr / msghdr / buffer for network calls.
+    pub ptr1: u64,
+    pub ptr2: u64,
+    /// truncate length, openat2 resolve flags, sockaddr length, buffer length, sendmmsg vlen.
+    pub arg: u64,
+    pub arg2: u64,
+}
+
+/// Flags of a [`FileRecord`].
+pub mod file_flags {
+    pub const PATH_TRUNCATED: u16 = 1 << 0;
+    pub const PATH2_TRUNCATED: u16 = 1 << 1;
+    pub const BASE_TRUNCATED: u16 = 1 << 2;
+    pub const BASE2_TRUNCATED: u16 = 1 << 3;
+    pub const RESOLVED_TRUNCATED: u16 = 1 << 4;
+    /// The path argument could not be read from user memory.
+    pub const PATH_UNREADABLE: u16 = 1 << 5;
+}
+
+/// A file syscall and its outcome, from `sys_exit_*`. Followed by, in order: `path_len` bytes
+/// of the path argument as passed, `path2_len` of the second path (rename, link, symlink's
+/// link path), `base_len` of the absolute directory a relative path is relative to (the cwd or
+/// the dirfd's), `base2_len` likewise for the second path, and `resolved_len` of the absolute
+/// path of the file the kernel acted on, when it can tell (the opened file; the fd's file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileRecord {
+    pub header: RecordHeader,
+    pub start_boottime: u64,
+    /// The syscall's return value (fd, 0, or -errno).
+    pub ret: i64,
+    /// truncate length; openat2 resolve flags.
+    pub arg: u64,
+    /// Inode number of the resolved file, 0 when unknown.
+    pub ino: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub flags: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub dfd: i32,
+    pub dfd2: i32,
+    pub fd: i32,
+    pub syscall: u16,
+    /// [`file_flags`].
+    pub str_flags: u16,
+    pub path_len: u16,
+    pub path2_len: u16,
+    pub base_len: u16,
+    pub base2_len: u16,
+    pub resolved_len: u16,
+    pub _pad: [u16; 3],
+    pub comm: [u8; 16],
+}
+
+/// A network syscall (or a non-blocking connect's outcome). Addresses from the socket are in
+/// network byte order, IPv4 in the first 4 bytes; ports are host order. Followed by `addr_len`
+/// bytes of the sockaddr the process passed or received (raw, as in user memory), then
+/// `payload_len` bytes of the datagram when it is DNS (UDP port 53).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetRecord {
+    pub header: RecordHeader,
+    pub start_boottime: u64,
+    pub ret: i64,
+    /// Identifies the socket across records (the kernel's `struct sock` address, hashed by
+    /// userspace before it is shown).
+    pub sock_id: u64,
+    /// Bytes sent or received (the call's return) or sendmmsg's message count.
+    pub bytes: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub fd: i32,
+    /// listen backlog, send/recv flags, accept4 flags.
+    pub arg: u32,
+    pub syscall: u16,
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// TCP state after the change (CONNECT_RESULT), and before it.
+    pub new_state: u16,
+    pub old_state: u16,
+    /// `sk->sk_err` (CONNECT_RESULT: why a connect failed).
+    pub sk_err: i32,
+    pub addr_len: u16,
+    pub payload_len: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub comm: [u8; 16],
+}
+
+/// Most bytes of a sockaddr copied (sizeof(struct sockaddr_un)).
+pub const SOCKADDR_CAP: u32 = 112;
+/// Most bytes of a DNS datagram copied.
+pub const DNS_PAYLOAD_CAP: u32 = 512;
+
+/// Who started a non-blocking connect, until the socket's state says how it ended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnectOwner {
+    pub start_boottime: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub fd: i32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+}
+
 /// Byte offsets of kernel struct members, resolved from the running kernel's BTF by the loader
 /// and handed to the programs as a read-only global (Rust eBPF has no CO-RE). A member the
 /// kernel lacks is [`OFFSET_ABSENT`].
@@ -181,6 +360,43 @@ pub struct KernelOffsets {
     pub pid_ns_inum: u32,
     pub bprm_filename: u32,
     pub bprm_argc: u32,
+    pub bprm_file: u32,
+    // Paths: task->fs, struct path, dentries and mounts (for the kernel-side d_path walk).
+    pub task_fs: u32,
+    pub fs_pwd: u32,
+    pub fs_root: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_parent: u32,
+    pub dentry_name: u32,
+    pub qstr_name: u32,
+    pub qstr_len: u32,
+    pub dentry_inode: u32,
+    pub inode_ino: u32,
+    pub vfsmount_root: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    // Files: task->files->fdt->fd[n]->f_path / private_data.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    pub file_path: u32,
+    pub file_private: u32,
+    pub file_flags: u32,
+    // Sockets: socket->sk, and struct sock's common part.
+    pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_num: u32,
+    pub sk_dport: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_type: u32,
+    pub sk_protocol: u32,
+    pub sk_err: u32,
     pub _pad: u32,
 }
 
@@ -214,6 +430,40 @@ impl KernelOffsets {
         pid_ns_inum: OFFSET_ABSENT,
         bprm_filename: OFFSET_ABSENT,
         bprm_argc: OFFSET_ABSENT,
+        bprm_file: OFFSET_ABSENT,
+        task_fs: OFFSET_ABSENT,
+        fs_pwd: OFFSET_ABSENT,
+        fs_root: OFFSET_ABSENT,
+        path_mnt: OFFSET_ABSENT,
+        path_dentry: OFFSET_ABSENT,
+        dentry_parent: OFFSET_ABSENT,
+        dentry_name: OFFSET_ABSENT,
+        qstr_name: OFFSET_ABSENT,
+        qstr_len: OFFSET_ABSENT,
+        dentry_inode: OFFSET_ABSENT,
+        inode_ino: OFFSET_ABSENT,
+        vfsmount_root: OFFSET_ABSENT,
+        mount_mnt: OFFSET_ABSENT,
+        mount_parent: OFFSET_ABSENT,
+        mount_mountpoint: OFFSET_ABSENT,
+        task_files: OFFSET_ABSENT,
+        files_fdt: OFFSET_ABSENT,
+        fdt_fd: OFFSET_ABSENT,
+        fdt_max_fds: OFFSET_ABSENT,
+        file_path: OFFSET_ABSENT,
+        file_private: OFFSET_ABSENT,
+        file_flags: OFFSET_ABSENT,
+        socket_sk: OFFSET_ABSENT,
+        sk_family: OFFSET_ABSENT,
+        sk_num: OFFSET_ABSENT,
+        sk_dport: OFFSET_ABSENT,
+        sk_rcv_saddr: OFFSET_ABSENT,
+        sk_daddr: OFFSET_ABSENT,
+        sk_v6_rcv_saddr: OFFSET_ABSENT,
+        sk_v6_daddr: OFFSET_ABSENT,
+        sk_type: OFFSET_ABSENT,
+        sk_protocol: OFFSET_ABSENT,
+        sk_err: OFFSET_ABSENT,
         _pad: 0,
     };
 }
@@ -231,6 +481,10 @@ pub struct ProgramConfig {
     pub exit_has_group_dead: u32,
     /// The daemon's own tgid: never observed, so its own activity cannot feed back into it.
     pub sensor_tgid: u32,
+    /// Offset of the first argument in a `syscalls:sys_enter_*` record (from tracefs).
+    pub syscall_args_offset: u32,
+    /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs).
+    pub syscall_ret_offset: u32,
     /// Wake the consumer once this many bytes are waiting; below it, records are submitted
     /// without a wakeup and the consumer's timer collects them (batching wakeups is most of the
     /// cost saved per event).
@@ -243,6 +497,8 @@ impl ProgramConfig {
         args_max: 4096,
         exit_has_group_dead: 0,
         sensor_tgid: 0,
+        syscall_args_offset: 16,
+        syscall_ret_offset: 16,
         wakeup_bytes: 0,
     };
 }
@@ -264,10 +520,15 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 120);
     assert!(size_of::<ForkRecord>() == 88);
     assert!(size_of::<ExitRecord>() == 56);
-    assert!(size_of::<KernelOffsets>() == 28 * 4);
-    assert!(size_of::<ProgramConfig>() == 24);
+    assert!(size_of::<KernelOffsets>() == 62 * 4);
+    assert!(size_of::<ProgramConfig>() == 32);
     assert!(size_of::<TrackedProcess>() == 8);
     assert!(align_of::<ExecRecord>() == 8);
+    assert!(size_of::<PendingCall>() == 64);
+    assert!(size_of::<FileRecord>() == 120);
+    assert!(size_of::<NetRecord>() == 136);
+    assert!(size_of::<ConnectOwner>() == 40);
+    assert!(size_of::<FileRecord>() + 5 * FILENAME_CAP as usize <= SCRATCH_SIZE);
     assert!(size_of::<ExecRecord>() + ARGS_CAP as usize + FILENAME_CAP as usize <= SCRATCH_SIZE);
 };
 

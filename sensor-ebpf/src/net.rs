@@ -1,0 +1,281 @@
+//! Network syscalls: one `sys_exit_*` program for connect, accept, bind, listen, UDP sends and
+//! DNS responses, reporting the socket's family, type, protocol and both addresses with the
+//! outcome; and the outcome of non-blocking connects, from `inet_sock_set_state`.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user,
+        generated::bpf_probe_read_user as read_user_bytes,
+    },
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use sensor_common::{
+    ConnectOwner, DNS_PAYLOAD_CAP, NetRecord, PendingCall, SOCKADDR_CAP, kind, syscall as sc,
+};
+
+use crate::{
+    globals::offsets,
+    kernel::{KPtr, Task},
+    maps::{CONNECTS, SCRATCH},
+    output::submit_bytes,
+    process::header,
+    syscalls::{ret, take_pending},
+};
+
+const HEADER: usize = size_of::<NetRecord>();
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const SOCK_DGRAM: u16 = 2;
+const EINPROGRESS: i64 = 115;
+const TCP_SYN_SENT: i32 = 2;
+const DNS_PORT: u16 = 53;
+const O_NONBLOCK: u32 = 0o4000;
+
+/// What the socket itself says: family, type, protocol, addresses.
+#[inline(always)]
+fn fill_from_sock(r: &mut NetRecord, sk: KPtr, task: &Task) {
+    let off = &task.off;
+    r.sock_id = sk.0 as u64;
+    r.family = sk.read::<u16>(off.sk_family).unwrap_or(0);
+    r.sock_type = sk.read::<u16>(off.sk_type).unwrap_or(0);
+    r.protocol = sk.read::<u16>(off.sk_protocol).unwrap_or(0);
+    r.local_port = sk.read::<u16>(off.sk_num).unwrap_or(0);
+    r.remote_port = u16::from_be(sk.read::<u16>(off.sk_dport).unwrap_or(0));
+    if r.family == AF_INET6 {
+        r.local_addr = sk.read::<[u8; 16]>(off.sk_v6_rcv_saddr).unwrap_or_default();
+        r.remote_addr = sk.read::<[u8; 16]>(off.sk_v6_daddr).unwrap_or_default();
+    } else if r.family == AF_INET {
+        let l = sk.read::<[u8; 4]>(off.sk_rcv_saddr).unwrap_or_default();
+        let d = sk.read::<[u8; 4]>(off.sk_daddr).unwrap_or_default();
+        r.local_addr[..4].copy_from_slice(&l);
+        r.remote_addr[..4].copy_from_slice(&d);
+    }
+}
+
+/// `struct sock *` behind a socket fd.
+#[inline(always)]
+fn sock_of(task: &Task, fd: i32) -> Option<KPtr> {
+    task.file(fd)?
+        .follow(task.off.file_private)?
+        .follow(task.off.socket_sk)
+}
+
+/// The user sockaddr a call names, and its length.
+#[inline(always)]
+fn user_sockaddr(call: &PendingCall) -> (u64, u64) {
+    match call.syscall {
+        sc::CONNECT | sc::BIND | sc::SENDTO => (call.ptr1, call.arg),
+        // recvfrom's addrlen is an in/out int pointer.
+        sc::RECVFROM if call.ptr1 != 0 => {
+            // SAFETY: a user pointer; a bad one is an error.
+            let len = unsafe { bpf_probe_read_user(call.arg as *const u32) }.unwrap_or(0);
+            (call.ptr1, len as u64)
+        }
+        // struct user_msghdr { void *msg_name; int msg_namelen; ... }, also the start of mmsghdr.
+        sc::SENDMSG | sc::RECVMSG | sc::SENDMMSG if call.ptr2 != 0 => {
+            // SAFETY: user pointers; a bad one is an error.
+            let name = unsafe { bpf_probe_read_user(call.ptr2 as *const u64) }.unwrap_or(0);
+            let len = unsafe { bpf_probe_read_user((call.ptr2 + 8) as *const u32) }.unwrap_or(0);
+            (name, len as u64)
+        }
+        _ => (0, 0),
+    }
+}
+
+/// The first data buffer of a send or receive, and how many bytes of it to copy.
+#[inline(always)]
+fn payload(call: &PendingCall, ret: i64) -> (u64, u64) {
+    if ret <= 0 {
+        return (0, 0);
+    }
+    match call.syscall {
+        sc::SENDTO | sc::RECVFROM => (call.ptr2, ret as u64),
+        sc::SENDMSG | sc::RECVMSG | sc::SENDMMSG => {
+            // msg_iov at 16 of user_msghdr; struct iovec { void *base; size_t len; }.
+            // SAFETY: user pointers; a bad one is an error.
+            let iov = unsafe { bpf_probe_read_user((call.ptr2 + 16) as *const u64) }.unwrap_or(0);
+            if iov == 0 {
+                return (0, 0);
+            }
+            let base = unsafe { bpf_probe_read_user(iov as *const u64) }.unwrap_or(0);
+            let len = unsafe { bpf_probe_read_user((iov + 8) as *const u64) }.unwrap_or(0);
+            // sendmmsg returns a message count; the kernel wrote the first one's size to msg_len.
+            let sent = if call.syscall == sc::SENDMMSG {
+                unsafe { bpf_probe_read_user((call.ptr2 + 56) as *const u32) }.unwrap_or(0) as u64
+            } else {
+                ret as u64
+            };
+            (base, if len < sent { len } else { sent })
+        }
+        _ => (0, 0),
+    }
+}
+
+/// At a non-blocking connect's start, remembers who makes it: on loopback the handshake (or
+/// the refusal) can complete inside the syscall, before its exit program runs, so the watch
+/// must be set before; `inet_sock_set_state` then reports the outcome whenever it comes.
+#[inline(always)]
+pub fn watch_nonblocking_connect(fd: i32) {
+    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if !crate::filter::observed((id >> 32) as u32) {
+        return;
+    }
+    // SAFETY: a plain helper call; the task is only read through probe reads.
+    let task = Task::new(unsafe { bpf_get_current_task() } as *const u8, offsets());
+    let Some(file) = task.file(fd) else { return };
+    let nonblocking = file
+        .read::<u32>(task.off.file_flags)
+        .is_some_and(|f| f & O_NONBLOCK != 0);
+    if !nonblocking {
+        return;
+    }
+    let Some(sk) = file
+        .follow(task.off.file_private)
+        .and_then(|s| s.follow(task.off.socket_sk))
+    else {
+        return;
+    };
+    let owner = ConnectOwner {
+        start_boottime: task.process_start(),
+        pid: id as u32,
+        tgid: (id >> 32) as u32,
+        fd,
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    };
+    let _ = CONNECTS.insert(&(sk.0 as u64), &owner, 0);
+}
+
+#[tracepoint]
+pub fn exit_net(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_net(&ctx);
+    0
+}
+
+fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
+    let (id, call) = take_pending()?;
+    if call.syscall < sc::FIRST_NET {
+        return None;
+    }
+    let ret = ret(ctx);
+    // SAFETY: a plain helper call; the task is only read through probe reads.
+    let task = Task::new(unsafe { bpf_get_current_task() } as *const u8, offsets());
+    let accepted = matches!(call.syscall, sc::ACCEPT | sc::ACCEPT4) && ret >= 0;
+    let sock_fd = if accepted { ret as i32 } else { call.fd };
+    // Built in place in the scratch buffer: the record is too large for the BPF stack.
+    // SAFETY: this CPU's slot.
+    let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    let (head, tail) = buf.split_at_mut(HEADER);
+    // SAFETY: map values are 8-byte aligned and `head` is exactly one record.
+    let r = unsafe { &mut *head.as_mut_ptr().cast::<NetRecord>() };
+    // SAFETY: all-zero is a valid NetRecord.
+    unsafe { core::ptr::write_bytes(r as *mut NetRecord, 0, 1) };
+    r.start_boottime = task.process_start();
+    r.ret = ret;
+    r.pid = id as u32;
+    r.tgid = (id >> 32) as u32;
+    r.fd = sock_fd;
+    r.arg = call.flags;
+    r.syscall = call.syscall;
+    r.comm = bpf_get_current_comm().unwrap_or_default();
+    let sk = sock_of(&task, sock_fd);
+    if let Some(sk) = sk {
+        fill_from_sock(r, sk, &task);
+    }
+    let (addr, addr_len) = user_sockaddr(&call);
+    let mut used = 0usize;
+    if addr != 0 && addr_len > 0 {
+        let n = if addr_len > SOCKADDR_CAP as u64 {
+            SOCKADDR_CAP
+        } else {
+            addr_len as u32
+        };
+        // SAFETY: SOCKADDR_CAP fits in the tail.
+        if unsafe { read_user_bytes(tail.as_mut_ptr().cast(), n, addr as *const _) } == 0 {
+            r.addr_len = n as u16;
+            used = n as usize;
+        }
+    }
+    // The peer port the call names (sockaddr_in/in6 keep it big-endian at offset 2).
+    let named_port = if r.addr_len >= 4 {
+        u16::from_be_bytes([tail[2], tail[3]])
+    } else {
+        r.remote_port
+    };
+    let datagram = r.sock_type == SOCK_DGRAM && (r.family == AF_INET || r.family == AF_INET6);
+    match call.syscall {
+        // Data on streams is not followed; datagrams are, with their destination.
+        sc::SENDTO | sc::SENDMSG | sc::SENDMMSG if !datagram => return None,
+        // Received datagrams only matter as DNS answers.
+        sc::RECVFROM | sc::RECVMSG if !(datagram && named_port == DNS_PORT) => return None,
+        _ => {}
+    }
+    r.bytes = if ret > 0 { ret as u64 } else { 0 };
+    if datagram && named_port == DNS_PORT {
+        let (data, len) = payload(&call, ret);
+        if data != 0 && len > 0 && used <= SOCKADDR_CAP as usize {
+            let n = if len > DNS_PAYLOAD_CAP as u64 {
+                DNS_PAYLOAD_CAP
+            } else {
+                len as u32
+            };
+            // SAFETY: SOCKADDR_CAP + DNS_PAYLOAD_CAP fits in the tail.
+            if unsafe { read_user_bytes(tail.as_mut_ptr().add(used).cast(), n, data as *const _) }
+                == 0
+            {
+                r.payload_len = n as u16;
+                used += n as usize;
+            }
+        }
+    }
+    // A non-blocking connect that has its outcome already (or failed at once) needs no watch.
+    if call.syscall == sc::CONNECT && ret != -EINPROGRESS {
+        if let Some(sk) = sk {
+            let _ = CONNECTS.remove(&(sk.0 as u64));
+        }
+    }
+    let size = HEADER + used;
+    r.header = header(kind::NET, size);
+    if size > HEADER + (SOCKADDR_CAP + DNS_PAYLOAD_CAP) as usize {
+        return None;
+    }
+    submit_bytes(kind::NET, buf.get(..size)?);
+    Some(())
+}
+
+/// TCP state changes: the end of a non-blocking connect this sensor saw start.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let _ = try_state(&ctx);
+    0
+}
+
+fn try_state(ctx: &RawTracePointContext) -> Option<()> {
+    let sk = ctx.arg::<u64>(0);
+    let old = ctx.arg::<u64>(1) as i32;
+    if old != TCP_SYN_SENT {
+        return None;
+    }
+    // SAFETY: copied out before removal.
+    let owner = unsafe { CONNECTS.get(&sk) }.copied()?;
+    let _ = CONNECTS.remove(&sk);
+    let off = offsets();
+    let task = Task::new(core::ptr::null(), off);
+    let sk_ptr = KPtr(sk as *const u8);
+    let mut r = NetRecord {
+        header: header(kind::NET, HEADER),
+        start_boottime: owner.start_boottime,
+        pid: owner.pid,
+        tgid: owner.tgid,
+        fd: owner.fd,
+        syscall: sc::CONNECT_RESULT,
+        old_state: old as u16,
+        new_state: ctx.arg::<u64>(2) as u16,
+        sk_err: sk_ptr.read::<i32>(off.sk_err).unwrap_or(0),
+        comm: owner.comm,
+        ..Default::default()
+    };
+    fill_from_sock(&mut r, sk_ptr, &task);
+    crate::output::submit(kind::NET, &r);
+    Some(())
+}

@@ -1,0 +1,232 @@
+//! Absolute paths from the kernel's dentry and mount chain (a bounded `d_path`): the
+//! `bpf_d_path` helper is only allowed in LSM and fentry programs, which many kernels refuse.
+//! Components are written right to left into a per-CPU buffer, then copied into the record.
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
+
+use crate::{
+    globals::offsets,
+    kernel::{KPtr, Task},
+    maps::PATHBUF,
+};
+
+/// Size of the window a path is assembled in; the buffer is twice as large so a component
+/// written at any masked position stays inside it.
+pub const PATH_WINDOW: usize = 4096;
+const MASK: usize = PATH_WINDOW - 1;
+/// Most components walked (deeper paths are cut at the top and flagged).
+const MAX_DEPTH: u32 = 64;
+/// Longest file name (NAME_MAX).
+const NAME_MAX: u32 = 255;
+
+/// A `struct path` (mount and dentry).
+#[derive(Clone, Copy)]
+pub struct KPath {
+    pub mnt: KPtr,
+    pub dentry: KPtr,
+}
+
+/// Where the walked path lies in the per-CPU path buffer.
+pub struct Walked {
+    pub start: usize,
+    pub len: usize,
+    pub truncated: bool,
+}
+
+impl Task {
+    /// Reads a `struct path` embedded at `offset` of the object at `base`.
+    #[inline(always)]
+    pub fn path_at(&self, base: KPtr, offset: u32) -> Option<KPath> {
+        let p = base.offset(offset)?;
+        Some(KPath {
+            mnt: p.follow(self.off.path_mnt)?,
+            dentry: p.follow(self.off.path_dentry)?,
+        })
+    }
+
+    /// The process's working directory and root (`task->fs->pwd`, `->root`).
+    #[inline(always)]
+    pub fn cwd_and_root(&self) -> Option<(KPath, KPath)> {
+        let fs = self.ptr.follow(self.off.task_fs)?;
+        Some((
+            self.path_at(fs, self.off.fs_pwd)?,
+            self.path_at(fs, self.off.fs_root)?,
+        ))
+    }
+
+    /// The open file behind `fd` (`task->files->fdt->fd[fd]`).
+    #[inline(always)]
+    pub fn file(&self, fd: i32) -> Option<KPtr> {
+        if fd < 0 {
+            return None;
+        }
+        let fdt = self
+            .ptr
+            .follow(self.off.task_files)?
+            .follow(self.off.files_fdt)?;
+        let max: u32 = fdt.read(self.off.fdt_max_fds)?;
+        if fd as u32 >= max {
+            return None;
+        }
+        let array = fdt.follow(self.off.fdt_fd)?;
+        KPtr(array.0.wrapping_add(fd as usize * 8)).follow(0)
+    }
+
+    /// The path of the file behind `fd`.
+    #[inline(always)]
+    pub fn fd_path(&self, fd: i32) -> Option<KPath> {
+        let file = self.file(fd)?;
+        self.path_at(file, self.off.file_path)
+    }
+
+    /// Inode number of a dentry's inode.
+    #[inline(always)]
+    pub fn inode_number(&self, dentry: KPtr) -> u64 {
+        dentry
+            .follow(self.off.dentry_inode)
+            .and_then(|inode| inode.read::<u64>(self.off.inode_ino))
+            .unwrap_or(0)
+    }
+
+    /// Walks `path` up to `root` (or the top of its mount namespace) into the path buffer.
+    #[inline(always)]
+    pub fn walk(&self, path: KPath, root: KPath) -> Option<Walked> {
+        let packed = walk_path(
+            path.mnt.0 as u64,
+            path.dentry.0 as u64,
+            root.mnt.0 as u64,
+            root.dentry.0 as u64,
+        );
+        if packed & WALK_OK == 0 {
+            return None;
+        }
+        Some(Walked {
+            start: (packed & MASK as u64) as usize,
+            len: ((packed >> 16) & MASK as u64) as usize,
+            truncated: packed & WALK_TRUNCATED != 0,
+        })
+    }
+}
+
+const WALK_OK: u64 = 1 << 33;
+const WALK_TRUNCATED: u64 = 1 << 32;
+
+/// Where the walk keeps its position and outcome while it runs: in map memory, which the
+/// verifier does not track, so the states of different paths through the loop look alike and
+/// are pruned (kept in registers, each path's exact position makes a new state, and the
+/// verifier gives up after a million instructions).
+const POS_SLOT: usize = 2 * PATH_WINDOW - 16;
+const DONE_SLOT: usize = 2 * PATH_WINDOW - 8;
+
+/// Hides a value's range from LLVM, so a mask the verifier needs is not optimised away (LLVM
+/// can prove the bound from an earlier comparison; the verifier cannot).
+#[inline(always)]
+fn opaque(x: usize) -> usize {
+    // SAFETY: reading a local.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
+#[inline(always)]
+fn load(buf: &[u8; 2 * PATH_WINDOW], slot: usize) -> u64 {
+    // SAFETY: slot + 8 <= buffer size.
+    unsafe { buf.as_ptr().add(slot).cast::<u64>().read_unaligned() }
+}
+
+#[inline(always)]
+fn store(buf: &mut [u8; 2 * PATH_WINDOW], slot: usize, value: u64) {
+    // SAFETY: slot + 8 <= buffer size.
+    unsafe {
+        buf.as_mut_ptr()
+            .add(slot)
+            .cast::<u64>()
+            .write_unaligned(value)
+    }
+}
+
+/// The walk itself, as a global BPF function: the verifier checks it once, not once per call
+/// site. It takes and returns scalars only, as global functions must: `start | len << 16`,
+/// plus the flags above.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn walk_path(mnt: u64, dentry: u64, root_mnt: u64, root_dentry: u64) -> u64 {
+    let off = offsets();
+    let Some(buf) = PATHBUF.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot, valid for the map's lifetime.
+    let buf = unsafe { &mut *buf };
+    let mut dentry = KPtr(dentry as *const u8);
+    let mut vfsmnt = KPtr(mnt as *const u8);
+    // struct mount embeds the vfsmount: container_of.
+    let mut mount = KPtr(vfsmnt.0.wrapping_sub(off.mount_mnt as usize));
+    store(buf, POS_SLOT, (PATH_WINDOW - 1) as u64);
+    store(buf, DONE_SLOT, 0);
+    for _ in 0..MAX_DEPTH {
+        let pos = load(buf, POS_SLOT) as usize & MASK;
+        if dentry.0 as u64 == root_dentry && vfsmnt.0 as u64 == root_mnt {
+            store(buf, DONE_SLOT, 1);
+            break;
+        }
+        let Some(mnt_root) = vfsmnt.follow(off.vfsmount_root) else {
+            return 0;
+        };
+        if dentry.0 == mnt_root.0 {
+            // At the top of a mount: continue from where it is mounted.
+            let Some(parent) = mount.follow(off.mount_parent) else {
+                return 0;
+            };
+            if parent.0 == mount.0 {
+                store(buf, DONE_SLOT, 1);
+                break;
+            }
+            let Some(point) = mount.follow(off.mount_mountpoint) else {
+                return 0;
+            };
+            dentry = point;
+            mount = parent;
+            vfsmnt = KPtr(mount.0.wrapping_add(off.mount_mnt as usize));
+            continue;
+        }
+        let Some(parent) = dentry.follow(off.dentry_parent) else {
+            return 0;
+        };
+        if parent.0 == dentry.0 {
+            store(buf, DONE_SLOT, 1);
+            break;
+        }
+        let Some(name) = dentry.offset(off.dentry_name) else {
+            return 0;
+        };
+        let Some(len) = name.read::<u32>(off.qstr_len) else {
+            return 0;
+        };
+        let Some(name_ptr) = name.follow(off.qstr_name) else {
+            return 0;
+        };
+        let len = if len > NAME_MAX { NAME_MAX } else { len } as usize;
+        if pos < len + 1 {
+            break;
+        }
+        let at = opaque(pos - len) & MASK;
+        // SAFETY: at + NAME_MAX stays inside the two-window buffer.
+        unsafe {
+            bpf_probe_read_kernel(
+                buf.as_mut_ptr().add(at).cast(),
+                (len & 0xff) as u32,
+                name_ptr.0.cast(),
+            )
+        };
+        let slash = opaque(pos - len - 1) & MASK;
+        buf[slash] = b'/';
+        store(buf, POS_SLOT, slash as u64);
+        dentry = parent;
+    }
+    let mut pos = load(buf, POS_SLOT) as usize & MASK;
+    if pos == PATH_WINDOW - 1 {
+        // The root itself.
+        pos -= 1;
+        buf[pos] = b'/';
+    }
+    let len = (PATH_WINDOW - 1 - pos) & MASK;
+    let truncated = load(buf, DONE_SLOT) == 0;
+    (pos & MASK) as u64 | (len as u64) << 16 | if truncated { WALK_TRUNCATED } else { 0 } | WALK_OK
+}
