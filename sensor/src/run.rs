@@ -66,7 +66,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         sink,
     ));
     // Detach only after the pipeline has drained and written its stop record.
-    drop(sensor);
+    sensor.detach();
     result
 }
 
