@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+        generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
@@ -19,7 +19,7 @@ use crate::{
     filter::observed,
     globals::{config, offsets},
     kernel::{KPtr, Task},
-    maps::{SCRATCH, TRACK_FAILED, TRACKED},
+    maps::{PATHBUF, SCRATCH, TRACK_FAILED, TRACKED},
     output::{submit, submit_bytes},
 };
 
@@ -115,6 +115,34 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
         }
         _ => flags |= exec_flags::FILENAME_UNREADABLE,
     }
+    let filename_len = filename_len & (FILENAME_CAP - 1);
+
+    // The absolute path of the file the kernel runs, from its dentries.
+    let mut exe_len: u32 = 0;
+    let exe_at = EXEC_HEADER + args_len as usize + filename_len as usize;
+    if let (Some(file), Some((_, root))) = (bprm.follow(off.bprm_file), task.cwd_and_root()) {
+        if let Some(path) = task.path_at(file, off.file_path) {
+            if let Some(w) = task.walk(path, root) {
+                exe_len = (w.len & (FILENAME_CAP as usize - 1)) as u32;
+                if w.truncated {
+                    flags |= exec_flags::EXE_TRUNCATED;
+                }
+                if let Some(pathbuf) = PATHBUF.get_ptr(0) {
+                    // SAFETY: exe_at + FILENAME_CAP <= SCRATCH_SIZE (asserted in sensor-common);
+                    // start + len stays in the path buffer.
+                    unsafe {
+                        bpf_probe_read_kernel(
+                            buf.as_mut_ptr().add(exe_at).cast(),
+                            exe_len,
+                            (pathbuf as *const u8)
+                                .add(w.start & (FILENAME_CAP as usize - 1))
+                                .cast(),
+                        )
+                    };
+                }
+            }
+        }
+    }
 
     let loginuid = task.loginuid();
     if loginuid.is_none() {
@@ -123,7 +151,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     let (euid, egid) = task.effective_ids();
     let uid_gid = bpf_get_current_uid_gid();
     let parent = task.real_parent();
-    let size = EXEC_HEADER + args_len as usize + filename_len as usize;
+    let size = exe_at + exe_len as usize;
     let record = ExecRecord {
         header: header(kind::EXEC, size),
         start_boottime: task.process_start(),
@@ -149,6 +177,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
         },
         args_len,
         filename_len,
+        exe_len,
+        _pad: 0,
         flags,
         comm: bpf_get_current_comm().unwrap_or_default(),
     };

@@ -48,6 +48,10 @@ pub struct ExecEvent {
     pub mnt_ns: u32,
     /// The file name as passed to exec (raw bytes: not necessarily UTF-8).
     pub filename: Vec<u8>,
+    /// The absolute path of the file the kernel runs (for a script, its interpreter); empty
+    /// when it could not be walked.
+    pub exe: Vec<u8>,
+    pub exe_truncated: bool,
     pub filename_truncated: bool,
     /// argv, split at NULs; the last element may be cut when `args_truncated`.
     pub args: Vec<Vec<u8>>,
@@ -251,15 +255,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
 fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
     let r: ExecRecord = read_record(bytes, "exec")?;
     let tail = &bytes[size_of::<ExecRecord>()..];
-    let (args_len, filename_len) = (r.args_len as usize, r.filename_len as usize);
-    if tail.len() < args_len + filename_len {
-        return Err(DecodeError::Truncated {
-            what: "exec",
-            len: bytes.len(),
-        });
-    }
-    let (args, rest) = tail.split_at(args_len);
-    let filename = &rest[..filename_len];
+    let lens = [r.args_len, r.filename_len, r.exe_len].map(|n| n as usize);
+    let [args, filename, exe] = pieces(tail, lens, "exec", bytes.len())?;
     let flags = r.flags;
     Ok(ExecEvent {
         ktime_ns: r.header.ktime_ns,
@@ -279,9 +276,11 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
         cgroup_id: r.cgroup_id,
         pid_ns: r.pid_ns,
         mnt_ns: r.mnt_ns,
-        filename: filename.to_vec(),
+        filename,
         filename_truncated: flags & exec_flags::FILENAME_TRUNCATED != 0,
-        args: split_args(args),
+        exe,
+        exe_truncated: flags & exec_flags::EXE_TRUNCATED != 0,
+        args: split_args(&args),
         args_count: r.args_count,
         args_size: r.args_size,
         args_truncated: flags & exec_flags::ARGS_TRUNCATED != 0,
@@ -462,6 +461,8 @@ mod tests {
             args_size: args.len() as u32,
             args_len: args.len() as u32,
             filename_len: filename.len() as u32,
+            exe_len: 0,
+            _pad: 0,
             flags,
             comm,
         };
@@ -524,7 +525,7 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap_err().kind(), "unknown_kind");
         // A record claiming more trailing bytes than its size allows.
         let mut bytes = exec_bytes(b"x\0", b"/x", 0);
-        let args_len_at = size_of::<ExecRecord>() - 16 - 3 * 4;
+        let args_len_at = size_of::<ExecRecord>() - 16 - 5 * 4;
         bytes[args_len_at..args_len_at + 4].copy_from_slice(&1000u32.to_ne_bytes());
         assert_eq!(decode(&bytes).unwrap_err().kind(), "truncated");
     }

@@ -135,7 +135,11 @@ impl Sensor {
     /// (about 100 ms here), so 70 of them one after another would hold up shutdown for seconds;
     /// in parallel they share the wait.
     pub fn detach(self) {
-        let Self { ebpf, syscall_links, .. } = self;
+        let Self {
+            ebpf,
+            syscall_links,
+            ..
+        } = self;
         std::thread::scope(|scope| {
             for link in syscall_links {
                 scope.spawn(move || drop(link));
@@ -206,7 +210,9 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         let enter: &'static str = leak(format!("enter_{syscall}"));
         let program = program_of::<TracePoint>(&mut ebpf, enter)?;
         program.load().map_err(program_error(enter))?;
-        let link = program.attach("syscalls", &enter_tp).map_err(program_error(enter))?;
+        let link = program
+            .attach("syscalls", &enter_tp)
+            .map_err(program_error(enter))?;
         syscall_links.push(program.take_link(link).map_err(program_error(enter))?);
         let program = program_of::<TracePoint>(&mut ebpf, exit)?;
         let link = program
@@ -215,7 +221,11 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         syscall_links.push(program.take_link(link).map_err(program_error(exit))?);
         programs.push(leak(format!("syscall:{syscall}")));
     }
-    Ok(Sensor { ebpf, programs, syscall_links })
+    Ok(Sensor {
+        ebpf,
+        programs,
+        syscall_links,
+    })
 }
 
 /// Program names are few and live as long as the process; `Sensor::programs` wants `&'static`.

@@ -414,6 +414,12 @@ impl Pipeline {
         let ids = &self.ctx.entity_ids;
         let entity_id: Arc<str> = ids.for_kernel(e.tgid, e.start_boottime).into();
         let parent_entity: Arc<str> = ids.for_kernel(e.ppid, e.parent_start_boottime).into();
+        // The kernel's absolute path of what runs; the name as passed when that failed.
+        let exe: &[u8] = if e.exe.is_empty() {
+            &e.filename
+        } else {
+            &e.exe
+        };
         self.table.insert(
             e.tgid,
             ProcessInfo {
@@ -421,7 +427,7 @@ impl Pipeline {
                 ppid: e.ppid,
                 parent_entity_id: Some(parent_entity.clone()),
                 name: Arc::from(&e.comm[..]),
-                executable: Some(Arc::from(&e.filename[..])),
+                executable: Some(Arc::from(exe)),
                 euid: Some(e.euid),
             },
         );
@@ -451,7 +457,10 @@ impl Pipeline {
             ..Default::default()
         };
         p.set_name(&e.comm);
-        p.set_executable(&e.filename);
+        p.set_executable(exe);
+        if e.filename != exe {
+            p.set_exec_path(&e.filename);
+        }
         if !e.args_unreadable {
             p.set_args(&e.args);
         }

@@ -81,6 +81,10 @@ pub struct Process {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executable: Option<String>,
+    /// exec: the path the caller passed to execve when it differs from `executable` (relative,
+    /// through a symlink, or a script whose interpreter is the executable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +166,8 @@ pub struct RawBytes {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_path: Option<String>,
     /// One entry per argument, `null` for arguments that were valid UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<Option<String>>>,
@@ -169,7 +175,10 @@ pub struct RawBytes {
 
 impl RawBytes {
     fn is_empty(&self) -> bool {
-        self.name.is_none() && self.executable.is_none() && self.args.is_none()
+        self.name.is_none()
+            && self.executable.is_none()
+            && self.exec_path.is_none()
+            && self.args.is_none()
     }
 }
 
@@ -405,6 +414,12 @@ impl Process {
         let (exe, raw) = text(path);
         self.executable = Some(exe);
         self.hex.executable = raw;
+    }
+
+    pub fn set_exec_path(&mut self, path: &[u8]) {
+        let (p, raw) = text(path);
+        self.exec_path = Some(p);
+        self.hex.exec_path = raw;
     }
 
     pub fn set_args(&mut self, args: &[Vec<u8>]) {

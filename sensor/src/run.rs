@@ -111,14 +111,9 @@ async fn async_main(
             .into(),
         classifier: Classifier::new(&config.file_classes).context("compiling file classes")?,
     };
-    let mut pipeline = Pipeline::new(ctx, sink);
-    pipeline
-        .start(&programs, config.all_processes)
-        .await
-        .context("writing the start record")?;
-
     // The programs are attached, so anything that starts from now on is seen; the snapshot
-    // covers what ran before.
+    // covers what ran before. Tracked trees are in the kernel's map before the start record
+    // says the sensor observes.
     let procs = snapshot::read_all();
     let observed = if config.all_processes {
         let mut all: Vec<&ProcSnapshot> = procs.values().collect();
@@ -127,6 +122,11 @@ async fn async_main(
     } else {
         track(&mut maps, &procs, &pids)?
     };
+    let mut pipeline = Pipeline::new(ctx, sink);
+    pipeline
+        .start(&programs, config.all_processes)
+        .await
+        .context("writing the start record")?;
     pipeline
         .snapshot(&observed)
         .await

@@ -10,7 +10,11 @@ use sensor_tests::{Sensor, Value, action, of_process, scratch_dir};
 const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
 
 fn run_helper(args: &[&str]) -> (u32, String) {
-    let child = Command::new(HELPER).args(args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = Command::new(HELPER)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "helper {args:?}: {out:?}");
@@ -18,11 +22,18 @@ fn run_helper(args: &[&str]) -> (u32, String) {
 }
 
 fn net_of<'a>(records: &'a [Value], pid: u32, act: &str) -> Vec<&'a Value> {
-    of_process(records, "network", pid).into_iter().filter(|r| action(r) == act).collect()
+    of_process(records, "network", pid)
+        .into_iter()
+        .filter(|r| action(r) == act)
+        .collect()
 }
 
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -31,7 +42,9 @@ fn a_refused_connect_to_a_closed_port() {
     let sensor = Sensor::start(&["--all-processes"]);
     let (pid, out) = run_helper(&["connect", &format!("127.0.0.1:{port}")]);
     assert_eq!(out.trim(), "111");
-    sensor.wait_for("the connect", |r| action(r) == "connect" && sensor_tests::pid_of(r) == u64::from(pid));
+    sensor.wait_for("the connect", |r| {
+        action(r) == "connect" && sensor_tests::pid_of(r) == u64::from(pid)
+    });
     let done = sensor.stop();
     let connects = net_of(&done.records, pid, "connect");
     assert_eq!(connects.len(), 1);
@@ -45,7 +58,10 @@ fn a_refused_connect_to_a_closed_port() {
     assert_eq!(c["network"]["direction"], "egress");
     assert_eq!(c["network"]["socket"]["type"], "SOCK_STREAM");
     assert_eq!(c["syscall"]["return"], -111);
-    assert!(net_of(&done.records, pid, "connect_completed").is_empty(), "a blocking connect has its outcome already");
+    assert!(
+        net_of(&done.records, pid, "connect_completed").is_empty(),
+        "a blocking connect has its outcome already"
+    );
 }
 
 #[test]
@@ -59,7 +75,9 @@ fn a_non_blocking_connect_reports_how_it_ended() {
     let (bad_pid, out) = run_helper(&["connect-nonblock", &format!("127.0.0.1:{refused}")]);
     assert_eq!(out.trim(), "111");
     for pid in [ok_pid, bad_pid] {
-        sensor.wait_for("the connect outcome", |r| action(r) == "connect_completed" && sensor_tests::pid_of(r) == u64::from(pid));
+        sensor.wait_for("the connect outcome", |r| {
+            action(r) == "connect_completed" && sensor_tests::pid_of(r) == u64::from(pid)
+        });
     }
     let done = sensor.stop();
 
@@ -71,8 +89,14 @@ fn a_non_blocking_connect_reports_how_it_ended() {
     assert_eq!(end["event"]["outcome"], "success");
     assert_eq!(end["destination"]["port"], port);
     assert_eq!(end["destination"]["ip"], "127.0.0.1");
-    assert!(end["source"]["port"].as_u64().unwrap() > 0, "the local port: {end}");
-    assert_eq!(end["network"]["socket_id"], start["network"]["socket_id"], "both records name one socket");
+    assert!(
+        end["source"]["port"].as_u64().unwrap() > 0,
+        "the local port: {end}"
+    );
+    assert_eq!(
+        end["network"]["socket_id"], start["network"]["socket_id"],
+        "both records name one socket"
+    );
     assert_eq!(end["process"]["entity_id"], start["process"]["entity_id"]);
 
     let failed = net_of(&done.records, bad_pid, "connect_completed")[0];
@@ -94,7 +118,9 @@ fn ipv6_loopback_and_unix_sockets() {
     let (pidu, out) = run_helper(&["connect-unix", path.to_str().unwrap()]);
     assert_eq!(out.trim(), "0");
     for pid in [pid6, pidu] {
-        sensor.wait_for("the connect", |r| action(r) == "connect" && sensor_tests::pid_of(r) == u64::from(pid));
+        sensor.wait_for("the connect", |r| {
+            action(r) == "connect" && sensor_tests::pid_of(r) == u64::from(pid)
+        });
     }
     let done = sensor.stop();
     let c6 = net_of(&done.records, pid6, "connect")[0];
@@ -117,7 +143,11 @@ fn ipv6_loopback_and_unix_sockets() {
 fn bind_listen_and_accept_with_the_peer_address() {
     use std::io::{BufRead as _, BufReader};
     let sensor = Sensor::start(&["--all-processes"]);
-    let mut child = Command::new(HELPER).arg("accept-one").stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(HELPER)
+        .arg("accept-one")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let port: u16 = lines.next().unwrap().unwrap().parse().unwrap();
@@ -126,17 +156,25 @@ fn bind_listen_and_accept_with_the_peer_address() {
     let peer = lines.next().unwrap().unwrap();
     assert_eq!(peer, format!("127.0.0.1:{client_port}"));
     assert!(child.wait().unwrap().success());
-    sensor.wait_for("the accept", |r| action(r) == "accept" && sensor_tests::pid_of(r) == u64::from(pid));
+    sensor.wait_for("the accept", |r| {
+        action(r) == "accept" && sensor_tests::pid_of(r) == u64::from(pid)
+    });
     let done = sensor.stop();
     let bind = net_of(&done.records, pid, "bind")[0];
     assert_eq!(bind["event"]["outcome"], "success");
-    assert_eq!(bind["destination"]["port"], port, "the port the kernel chose for port 0");
+    assert_eq!(
+        bind["destination"]["port"], port,
+        "the port the kernel chose for port 0"
+    );
     let listen = net_of(&done.records, pid, "listen")[0];
     assert_eq!(listen["destination"]["port"], port);
     assert!(listen["network"]["backlog"].as_u64().unwrap() > 0);
     let accept = net_of(&done.records, pid, "accept")[0];
     assert_eq!(accept["source"]["ip"], "127.0.0.1");
-    assert_eq!(accept["source"]["port"], client_port, "the peer that connected");
+    assert_eq!(
+        accept["source"]["port"], client_port,
+        "the peer that connected"
+    );
     assert_eq!(accept["destination"]["port"], port);
     assert_eq!(accept["network"]["direction"], "ingress");
     assert!(accept["syscall"]["return"].as_i64().unwrap() >= 0);
@@ -148,10 +186,17 @@ fn udp_sends_report_their_destination() {
     let port = receiver.local_addr().unwrap().port();
     let sensor = Sensor::start(&["--all-processes"]);
     let (pid, _) = run_helper(&["udp-send", &format!("127.0.0.1:{port}")]);
-    sensor.wait_for_count("the sends", 3, |r| action(r) == "send" && sensor_tests::pid_of(r) == u64::from(pid));
+    sensor.wait_for_count("the sends", 3, |r| {
+        action(r) == "send" && sensor_tests::pid_of(r) == u64::from(pid)
+    });
     let done = sensor.stop();
     let sends = net_of(&done.records, pid, "send");
-    let by_syscall = |name: &str| *sends.iter().find(|r| r["syscall"]["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+    let by_syscall = |name: &str| {
+        *sends
+            .iter()
+            .find(|r| r["syscall"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
     for (name, bytes) in [("sendto", 10), ("sendmsg", 11)] {
         let s = by_syscall(name);
         assert_eq!(s["destination"]["port"], port, "{name}");
@@ -173,11 +218,16 @@ fn dns_queries_and_answers_name_the_later_connect() {
         "ip link set lo up && {{ {HELPER} dns-server & }} && sleep 0.3 && {HELPER} dns-client agent-test.example; wait"
     );
     let sensor = Sensor::start(&["--all-processes"]);
-    let out = Command::new("unshare").args(["--net", "sh", "-c", &script]).output().unwrap();
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("10.1.2.3:80"), "{stdout}");
-    sensor.wait_for("the connect to the answer", |r| action(r) == "connect" && r["destination"]["ip"] == "10.1.2.3");
+    sensor.wait_for("the connect to the answer", |r| {
+        action(r) == "connect" && r["destination"]["ip"] == "10.1.2.3"
+    });
     let done = sensor.stop();
     let query = done
         .records
@@ -193,13 +243,31 @@ fn dns_queries_and_answers_name_the_later_connect() {
         .iter()
         .find(|r| action(r) == "receive" && r["dns"]["type"] == "answer")
         .expect("the DNS answer");
-    assert_eq!(answer["dns"]["resolved_ip"], serde_json::json!(["10.1.2.3"]));
+    assert_eq!(
+        answer["dns"]["resolved_ip"],
+        serde_json::json!(["10.1.2.3"])
+    );
     assert_eq!(answer["dns"]["response_code"], "NOERROR");
     assert_eq!(answer["source"]["port"], 53);
-    assert_eq!(answer["process"]["entity_id"], query["process"]["entity_id"]);
-    let connect = done.records.iter().find(|r| action(r) == "connect" && r["destination"]["ip"] == "10.1.2.3").unwrap();
+    assert_eq!(
+        answer["process"]["entity_id"],
+        query["process"]["entity_id"]
+    );
+    let connect = done
+        .records
+        .iter()
+        .find(|r| action(r) == "connect" && r["destination"]["ip"] == "10.1.2.3")
+        .unwrap();
     assert_eq!(connect["destination"]["domain"], "agent-test.example");
-    assert_eq!(connect["event"]["outcome"], "failure", "only loopback in the namespace");
+    assert_eq!(
+        connect["event"]["outcome"], "failure",
+        "only loopback in the namespace"
+    );
     // The server's own receive of the query is not a DNS answer and is not followed.
-    assert!(!done.records.iter().any(|r| action(r) == "receive" && r["dns"]["type"] == "query"));
+    assert!(
+        !done
+            .records
+            .iter()
+            .any(|r| action(r) == "receive" && r["dns"]["type"] == "query")
+    );
 }

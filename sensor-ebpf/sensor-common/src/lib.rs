@@ -21,7 +21,7 @@ pub mod kind {
 }
 
 /// Most argv bytes the kernel side can copy for one exec (the configured bound is clamped to it).
-pub const ARGS_CAP: u32 = 24 * 1024;
+pub const ARGS_CAP: u32 = 20 * 1024;
 /// Most bytes of an exec'd file name copied (PATH_MAX, including the terminating NUL).
 pub const FILENAME_CAP: u32 = 4096;
 /// Size of the per-CPU scratch buffer a record is assembled in before it is copied out.
@@ -53,13 +53,16 @@ pub mod exec_flags {
     pub const FILENAME_TRUNCATED: u32 = 1 << 2;
     /// The file name could not be read.
     pub const FILENAME_UNREADABLE: u32 = 1 << 3;
+    /// The executable's absolute path filled the window and is cut at the top.
+    pub const EXE_TRUNCATED: u32 = 1 << 5;
     /// The kernel keeps no login uid (no `task_struct::loginuid`); `loginuid` is meaningless.
     pub const NO_LOGINUID: u32 = 1 << 4;
 }
 
 /// A successful execve/execveat, seen at `sched_process_exec` with the new image in place.
-/// Followed by `args_len` bytes of argv (NUL-separated, as in the process's memory) and then
-/// `filename_len` bytes of the file name as passed to exec (no NUL).
+/// Followed by `args_len` bytes of argv (NUL-separated, as in the process's memory), then
+/// `filename_len` bytes of the file name as passed to exec (no NUL), then `exe_len` bytes of
+/// the absolute path of the file the kernel runs (`bprm->file`: for a script, its interpreter).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecRecord {
@@ -95,6 +98,9 @@ pub struct ExecRecord {
     pub args_len: u32,
     /// Bytes of file name that follow the argv bytes.
     pub filename_len: u32,
+    /// Bytes of the executable's absolute path that follow the file name.
+    pub exe_len: u32,
+    pub _pad: u32,
     /// [`exec_flags`].
     pub flags: u32,
     pub comm: [u8; 16],
@@ -517,7 +523,7 @@ pub struct TrackedProcess {
 const _: () = {
     use core::mem::{align_of, size_of};
     assert!(size_of::<RecordHeader>() == 16);
-    assert!(size_of::<ExecRecord>() == 120);
+    assert!(size_of::<ExecRecord>() == 128);
     assert!(size_of::<ForkRecord>() == 88);
     assert!(size_of::<ExitRecord>() == 56);
     assert!(size_of::<KernelOffsets>() == 62 * 4);
