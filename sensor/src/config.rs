@@ -28,6 +28,9 @@ pub struct Config {
     pub output: String,
     /// Operator rules for `file.class`, checked after the built-in ones.
     pub file_classes: Vec<ClassRule>,
+    /// Fold exact repeats of a file operation within this window into one counted record
+    /// (0: off).
+    pub repeat_window_ms: u32,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             poll_interval_ms: 20,
             output: "-".to_owned(),
             file_classes: Vec::new(),
+            repeat_window_ms: 0,
         }
     }
 }
@@ -63,6 +67,7 @@ struct RawConfig {
 struct RawFile {
     #[serde(default)]
     classes: Vec<Spanned<RawClass>>,
+    repeat_window_ms: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +196,15 @@ impl Config {
             }
             config.poll_interval_ms = v.into_inner();
         }
+        if let Some(v) = raw.file.repeat_window_ms {
+            if *v.get_ref() > 60_000 {
+                return Err(at(
+                    Some(v.span()),
+                    "file.repeat_window_ms must be at most 60000".to_owned(),
+                ));
+            }
+            config.repeat_window_ms = v.into_inner();
+        }
         for spanned in raw.file.classes {
             let span = spanned.span();
             let c = spanned.into_inner();
@@ -257,8 +271,12 @@ mod tests {
         assert_eq!(c.file_classes[0].class, "payroll");
         let e = parse("\n[[file.classes]]\nclass = \"payroll\"\npatterns = [\"relative/*\"]\n")
             .unwrap_err();
-        assert_eq!(e.line.map(|l| l.0), Some(3), "{e}");
-        assert!(e.message.starts_with("file.classes: "), "{e}");
+        assert_eq!(
+            e.line.map(|l| l.0),
+            Some(2),
+            "the [[file.classes]] entry: {e}"
+        );
+        assert!(e.message.contains("\"relative/*\" is not absolute"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod privileges;
 pub mod process_table;
 pub mod record;
+pub mod repeats;
 pub mod run;
 pub mod sink;
 pub mod snapshot;

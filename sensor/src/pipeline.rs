@@ -22,6 +22,7 @@ use crate::{
         self, Cgroup, EventMeta, Gap, Id, Lifecycle, Namespaces, Parent, Process, Record,
         SensorBlock, Signal, Thread,
     },
+    repeats::{self, RepeatFilter},
     sink::Sink,
     snapshot::ProcSnapshot,
     source::{LossReport, RawBatch, SourceMessage},
@@ -50,6 +51,7 @@ pub struct Pipeline {
     clock_sampled: Instant,
     table: ProcessTable,
     dns: DnsCache,
+    repeats: RepeatFilter,
     sink: Sink,
     /// Serialised records waiting for the sink, reused across batches.
     out: Vec<u8>,
@@ -59,6 +61,8 @@ pub struct Pipeline {
 const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
 const TABLE_SWEEP: Duration = Duration::from_secs(60);
 const DNS_CACHE_ENTRIES: usize = 16 * 1024;
+/// How often folded repeats are checked for a closed window.
+const REPEAT_TICK: Duration = Duration::from_millis(100);
 
 const PROCESS: &[&str] = &["process"];
 const START: &[&str] = &["start"];
@@ -68,13 +72,14 @@ const NETWORK: &[&str] = &["network"];
 const INFO: &[&str] = &["info"];
 
 impl Pipeline {
-    pub fn new(ctx: Context, sink: Sink) -> Self {
+    pub fn new(ctx: Context, sink: Sink, repeat_window_ms: u32) -> Self {
         Self {
             ctx,
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
             table: ProcessTable::default(),
             dns: DnsCache::new(DNS_CACHE_ENTRIES),
+            repeats: RepeatFilter::new(repeat_window_ms),
             sink,
             out: Vec::with_capacity(1 << 20),
             stats: Stats::default(),
@@ -93,6 +98,7 @@ impl Pipeline {
             kind_type: types,
             action,
             outcome: None,
+            repeat_count: None,
             dataset: match category.first() {
                 Some(&"process") => "agent_sensor.process",
                 Some(&"file") => "agent_sensor.file",
@@ -225,11 +231,18 @@ impl Pipeline {
         let mut reason = "source ended".to_owned();
         let mut sweep = tokio::time::interval(TABLE_SWEEP);
         sweep.tick().await;
+        let mut repeat_tick = tokio::time::interval(REPEAT_TICK);
+        let folding = self.repeats.enabled();
         loop {
             let message = tokio::select! {
                 message = rx.recv() => message,
                 _ = sweep.tick() => {
                     self.sweep_table();
+                    continue;
+                }
+                _ = repeat_tick.tick(), if folding => {
+                    self.close_repeats(clock::boottime_ns());
+                    self.flush().await?;
                     continue;
                 }
             };
@@ -246,6 +259,15 @@ impl Pipeline {
         }
         self.stop(&reason).await?;
         Ok(self.stats)
+    }
+
+    /// Writes the folded repeats whose window is over.
+    fn close_repeats(&mut self, now_ns: u64) {
+        let mut closed = Vec::new();
+        self.repeats.close_due(now_ns, &mut closed);
+        for r in &closed {
+            self.emit(r);
+        }
     }
 
     /// Forgets processes whose exit record was lost, so the table follows the live processes.
@@ -265,6 +287,7 @@ impl Pipeline {
     }
 
     async fn stop(&mut self, reason: &str) -> std::io::Result<()> {
+        self.close_repeats(u64::MAX);
         let mut r = self.record(
             WallClock::now(),
             Self::meta("event", PROCESS, END, "sensor_stop"),
@@ -304,8 +327,21 @@ impl Pipeline {
             self.clock = WallClock::sample();
             self.clock_sampled = Instant::now();
         }
+        let mut closed = Vec::new();
         for bytes in batch.records() {
             match decode::decode(bytes) {
+                Ok(KernelEvent::File(e)) if self.repeats.enabled() => {
+                    let record = self.file(&e);
+                    if let Some(r) =
+                        self.repeats
+                            .offer(repeats::key(&e), e.ktime_ns, record, &mut closed)
+                    {
+                        closed.push(r);
+                    }
+                    for r in closed.drain(..) {
+                        self.emit(&r);
+                    }
+                }
                 Ok(event) => {
                     let record = self.build(&event);
                     self.emit(&record);

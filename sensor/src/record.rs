@@ -57,6 +57,10 @@ pub struct EventMeta {
     pub dataset: &'static str,
     /// When the sensor made the record (the event itself happened at `@timestamp`).
     pub created: String,
+    /// With repeat suppression on: this record stands for this many identical occurrences
+    /// since the first one was written (the record shows the latest of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_count: Option<u64>,
 }
 
 /// An ECS `{ "id": ... }` object (user, group).

@@ -122,7 +122,7 @@ async fn async_main(
     } else {
         track(&mut maps, &procs, &pids)?
     };
-    let mut pipeline = Pipeline::new(ctx, sink);
+    let mut pipeline = Pipeline::new(ctx, sink, config.repeat_window_ms);
     pipeline
         .start(&programs, config.all_processes)
         .await

@@ -257,3 +257,44 @@ fn a_burst_of_100000_opens_is_all_accounted_for() {
     assert_eq!(delivered + lost, N, "every open is delivered or counted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn exact_repeats_are_folded_into_a_counted_record() {
+    let dir = scratch_dir("repeats");
+    let target = dir.join("hot.txt");
+    std::fs::write(&target, "x").unwrap();
+    let config = dir.join("sensor.toml");
+    std::fs::write(&config, "[file]\nrepeat_window_ms = 2000\n").unwrap();
+    let sensor = Sensor::start(&["--all-processes", "--config", config.to_str().unwrap()]);
+    let mut child = Command::new(HELPER)
+        .args(["open-loop", "50"])
+        .arg(&target)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let path = target.to_str().unwrap();
+    let folded = sensor.wait_for("the folded repeats", |r| {
+        action(r) == "open" && r["file"]["path"] == path && r["event"]["repeat_count"].is_u64()
+    });
+    let done = sensor.stop();
+    let opens: Vec<&Value> = of_process(&done.records, "file", pid)
+        .into_iter()
+        .filter(|r| action(r) == "open" && r["file"]["path"] == path)
+        .collect();
+    assert_eq!(
+        opens.len(),
+        2,
+        "the first open, then one record for the repeats"
+    );
+    assert!(opens[0]["event"].get("repeat_count").is_none());
+    assert_eq!(
+        folded["event"]["repeat_count"], 49,
+        "50 opens in all: nothing is lost"
+    );
+    assert_eq!(
+        folded["process"]["entity_id"],
+        opens[0]["process"]["entity_id"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
