@@ -13,8 +13,8 @@ use crate::run;
 /// bpf-linker release that matches aya 0.14 and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the test suite uses.
-/// (bpftool cross-checks the BTF reader; util-linux has setpriv for unprivileged runs.)
-const TEST_PACKAGES: &[&str] = &["bpftool", "util-linux"];
+/// (bpftool cross-checks the BTF reader; util-linux has setpriv and unshare, iproute2 `ip`.)
+const TEST_PACKAGES: &[&str] = &["bpftool", "iproute2", "util-linux"];
 
 pub fn all(root: &Path) -> anyhow::Result<()> {
     rust_src()?;
