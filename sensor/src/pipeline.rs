@@ -375,15 +375,7 @@ impl Pipeline {
         };
         p.set_name(comm);
         if let Some(k) = known {
-            if let Some(exe) = &k.executable {
-                p.set_executable(exe);
-            }
-            p.parent = k.parent_entity_id.as_ref().map(|pe| Parent {
-                pid: k.ppid,
-                entity_id: pe.to_string(),
-                thread: None,
-            });
-            p.user = k.euid.map(Id::of);
+            apply_known(&mut p, k);
         }
         p.entity_id = entity_id;
         p
@@ -595,14 +587,7 @@ impl Pipeline {
         };
         p.set_name(&e.comm);
         if let Some(k) = &known {
-            if let Some(exe) = &k.executable {
-                p.set_executable(exe);
-            }
-            p.parent = k.parent_entity_id.as_ref().map(|pe| Parent {
-                pid: k.ppid,
-                entity_id: pe.to_string(),
-                thread: None,
-            });
+            apply_known(&mut p, k);
         }
         match e.status {
             ExitStatus::Exited(code) => p.exit_code = Some(code),
@@ -629,6 +614,19 @@ impl Pipeline {
         r.process = Some(p);
         r
     }
+}
+
+/// What the process table knows of a process: its executable, parent and user.
+fn apply_known(p: &mut Process, k: &ProcessInfo) {
+    if let Some(exe) = &k.executable {
+        p.set_executable(exe);
+    }
+    p.parent = k.parent_entity_id.as_ref().map(|pe| Parent {
+        pid: k.ppid,
+        entity_id: pe.to_string(),
+        thread: None,
+    });
+    p.user = k.euid.map(Id::of);
 }
 
 fn ticks_per_second() -> u64 {

@@ -39,6 +39,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Sensor {
     child: Child,
     records: Arc<Mutex<Vec<Value>>>,
+    /// Lines of stdout that were not one JSON object (must stay empty).
+    bad_lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
     reader: Option<thread::JoinHandle<()>>,
 }
@@ -64,21 +66,21 @@ impl Sensor {
             .spawn()
             .expect("start agent-sensor");
         let records = Arc::new(Mutex::new(Vec::new()));
+        let bad_lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().expect("stdout");
-        let sink = records.clone();
+        let (sink, bad) = (records.clone(), bad_lines.clone());
         let reader = thread::spawn(move || {
-            for line in BufReader::new(stdout).split(b'\n') {
+            for line in BufReader::with_capacity(1 << 20, stdout).split(b'\n') {
                 let line = line.expect("read sensor stdout");
-                // Every line of stdout must be one whole JSON object.
-                let value: Value = serde_json::from_slice(&line).unwrap_or_else(|e| {
-                    panic!(
-                        "stdout line is not JSON ({e}): {}",
-                        String::from_utf8_lossy(&line)
-                    )
-                });
-                assert!(value.is_object(), "stdout line is not an object: {value}");
-                sink.lock().unwrap().push(value);
+                // Every line of stdout must be one whole JSON object (checked at stop).
+                match serde_json::from_slice::<Value>(&line) {
+                    Ok(value) if value.is_object() => sink.lock().unwrap().push(value),
+                    _ => bad
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&line).into_owned()),
+                }
             }
         });
         let mut err_pipe = child.stderr.take().expect("stderr");
@@ -98,15 +100,12 @@ impl Sensor {
         let sensor = Sensor {
             child,
             records,
+            bad_lines,
             stderr,
             reader: Some(reader),
         };
         sensor.wait_for("the sensor_start record", |r| action(r) == "sensor_start");
         sensor
-    }
-
-    pub fn records(&self) -> Vec<Value> {
-        self.records.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -141,16 +140,16 @@ impl Sensor {
         n: usize,
         pred: impl Fn(&Value) -> bool,
     ) -> Vec<Value> {
+        // Each record is looked at once, so a test can wait on hundreds of thousands.
         let deadline = Instant::now() + TIMEOUT;
+        let mut found = Vec::new();
+        let mut cursor = 0;
         loop {
-            let found: Vec<Value> = self
-                .records
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| pred(r))
-                .cloned()
-                .collect();
+            {
+                let records = self.records.lock().unwrap();
+                found.extend(records[cursor..].iter().filter(|r| pred(r)).cloned());
+                cursor = records.len();
+            }
             if found.len() >= n {
                 return found;
             }
@@ -177,11 +176,17 @@ impl Sensor {
             .expect("stdout reader");
         // Let the stderr reader finish.
         thread::sleep(Duration::from_millis(50));
-        let records = self.records.lock().unwrap().clone();
+        let records = std::mem::take(&mut *self.records.lock().unwrap());
         let stderr = self.stderr.lock().unwrap().clone();
         assert!(
             status.success(),
             "agent-sensor exited with {status}\n{stderr}"
+        );
+        let bad = self.bad_lines.lock().unwrap().clone();
+        assert!(
+            bad.is_empty(),
+            "stdout lines that are not JSON objects: {:?}",
+            &bad[..bad.len().min(3)]
         );
         let last = records.last().expect("records");
         assert_eq!(
