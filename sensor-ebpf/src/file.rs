@@ -179,7 +179,11 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
     at += resolved_len;
 
     let record = FileRecord {
-        header: header(kind::FILE, at),
+        header: header(
+            kind::FILE,
+            at,
+            crate::filter::attribution((id >> 32) as u32),
+        ),
         start_boottime: task.process_start(),
         ret,
         arg: call.arg,

@@ -1,10 +1,110 @@
-//! Which processes are observed: every process, or the tracked process trees; never the
-//! daemon itself. One map lookup for a process that is not observed.
-use crate::{globals::config, maps::TRACKED};
+//! Which processes are observed and as which agent: every process, or the tracked ones (agents
+//! and `--pid` trees); never the daemon itself. One map lookup for a process that is neither.
+//! At exec, a process's own selectors (cgroup, executable, uid) are matched here.
+use sensor_common::{ExeKey, TrackedProcess, method, tracked_flags};
 
+use crate::{
+    globals::config,
+    maps::{CGROUP_AGENTS, EXE_AGENTS, TRACKED, UID_AGENTS},
+};
+
+/// The attribution of an observed process, `None` when it is not observed.
 #[inline(always)]
-pub fn observed(tgid: u32) -> bool {
+pub fn observed(tgid: u32) -> Option<TrackedProcess> {
     let cfg = config();
-    // SAFETY: the value is only tested for presence.
-    tgid != cfg.sensor_tgid && (cfg.all_processes != 0 || unsafe { TRACKED.get(&tgid) }.is_some())
+    if tgid == cfg.sensor_tgid {
+        return None;
+    }
+    // SAFETY: copied out at once.
+    match unsafe { TRACKED.get(&tgid) } {
+        Some(t) => Some(*t),
+        None if cfg.all_processes != 0 => Some(TrackedProcess::default()),
+        None => None,
+    }
+}
+
+/// The attribution of a process that may or may not be tracked (for records whose
+/// observation was decided earlier, such as a syscall's exit).
+#[inline(always)]
+pub fn attribution(tgid: u32) -> TrackedProcess {
+    // SAFETY: copied out at once.
+    unsafe { TRACKED.get(&tgid) }.copied().unwrap_or_default()
+}
+
+/// The strongest selector this exec matches: cgroup, then executable, then uid.
+#[inline(always)]
+fn matched(cgroup_id: u64, exe: Option<ExeKey>, uid: u32) -> Option<(u32, u8)> {
+    // SAFETY (all three): values copied out at once.
+    if let Some(agent) = unsafe { CGROUP_AGENTS.get(&cgroup_id) } {
+        return Some((*agent, method::CGROUP));
+    }
+    if let Some(key) = exe {
+        if let Some(agent) = unsafe { EXE_AGENTS.get(&key) } {
+            return Some((*agent, method::EXECUTABLE));
+        }
+    }
+    unsafe { UID_AGENTS.get(&uid) }.map(|agent| (*agent, method::UID))
+}
+
+/// Re-decides a process's attribution at exec and stores it. A match of at least medium trust
+/// replaces an inherited or image-based attribution (a delegation hop when the agent changes);
+/// it replaces a registration or cgroup attribution of the process itself only if more trusted.
+/// A weak source (the environment marker) never overrides anything.
+#[inline(always)]
+pub fn attribute_exec(
+    tgid: u32,
+    cgroup_id: u64,
+    exe: Option<ExeKey>,
+    uid: u32,
+) -> Option<TrackedProcess> {
+    // SAFETY: copied out at once.
+    let current = unsafe { TRACKED.get(&tgid) }.copied();
+    let found = matched(cgroup_id, exe, uid);
+    let decided = match (current, found) {
+        (current, None) => current,
+        (None, Some((agent, m))) => Some(TrackedProcess {
+            agent,
+            method: m,
+            ..Default::default()
+        }),
+        (Some(c), Some((agent, m))) => {
+            // Registration and cgroup attributions are about the process wherever it goes;
+            // executable, uid and marker matches are about the image it ran, which exec replaces.
+            let sticks = c.flags & tracked_flags::INHERITED == 0
+                && matches!(c.method, method::REGISTRATION | method::CGROUP);
+            let replaces = if c.agent == 0 {
+                true
+            } else if sticks {
+                method::trust(m) > method::trust(c.method)
+            } else {
+                method::trust(m) >= 2
+            };
+            if !replaces {
+                Some(c)
+            } else if agent == c.agent {
+                // The process confirms its agent directly: no longer merely inherited.
+                Some(TrackedProcess {
+                    method: m,
+                    flags: 0,
+                    ..c
+                })
+            } else {
+                Some(TrackedProcess {
+                    agent,
+                    task: 0,
+                    delegated_from: c.agent,
+                    method: m,
+                    flags: 0,
+                    _pad: 0,
+                })
+            }
+        }
+    };
+    if let Some(d) = decided {
+        if Some(d) != current {
+            // A full map leaves the process unattributed; the daemon counts map use.
+            let _ = TRACKED.insert(&tgid, &d, 0);
+        }
+    }
+    decided
 }

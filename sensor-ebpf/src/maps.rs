@@ -39,3 +39,15 @@ pub static INFLIGHT: HashMap<u64, sensor_common::PendingCall> = HashMap::with_ma
 #[map]
 pub static CONNECTS: LruHashMap<u64, sensor_common::ConnectOwner> =
     LruHashMap::with_max_entries(8192, 0);
+
+/// Agents by cgroup v2 id: filled by the daemon from cgroup selectors as cgroups appear.
+#[map]
+pub static CGROUP_AGENTS: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Agents by executable (inode and device): filled by the daemon from executable selectors.
+#[map]
+pub static EXE_AGENTS: HashMap<sensor_common::ExeKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Agents by uid.
+#[map]
+pub static UID_AGENTS: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);

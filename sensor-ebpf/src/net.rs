@@ -117,7 +117,7 @@ fn payload(call: &PendingCall, ret: i64) -> (u64, u64) {
 #[inline(always)]
 pub fn watch_nonblocking_connect(fd: i32) {
     let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    if !crate::filter::observed((id >> 32) as u32) {
+    if crate::filter::observed((id >> 32) as u32).is_none() {
         return;
     }
     // SAFETY: a plain helper call; the task is only read through probe reads.
@@ -235,7 +235,7 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
         }
     }
     let size = HEADER + used;
-    r.header = header(kind::NET, size);
+    r.header = header(kind::NET, size, crate::filter::attribution(r.tgid));
     if size > HEADER + (SOCKADDR_CAP + DNS_PAYLOAD_CAP) as usize {
         return None;
     }
@@ -263,7 +263,7 @@ fn try_state(ctx: &RawTracePointContext) -> Option<()> {
     let task = Task::new(core::ptr::null(), off);
     let sk_ptr = KPtr(sk as *const u8);
     let mut r = NetRecord {
-        header: header(kind::NET, HEADER),
+        header: header(kind::NET, HEADER, crate::filter::attribution(owner.tgid)),
         start_boottime: owner.start_boottime,
         pid: owner.pid,
         tgid: owner.tgid,

@@ -11,12 +11,13 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use sensor_common::{
-    ARGS_CAP, ExecRecord, ExitRecord, FILENAME_CAP, ForkRecord, RECORD_VERSION, RecordHeader,
-    SCRATCH_SIZE, exec_flags, exit_flags, fork_flags, kind,
+    ARGS_CAP, ExeKey, ExecRecord, ExitRecord, FILENAME_CAP, ForkRecord, RECORD_VERSION,
+    RecordHeader, SCRATCH_SIZE, TrackedProcess, exec_flags, exit_flags, fork_flags, kind,
+    tracked_flags,
 };
 
 use crate::{
-    filter::observed,
+    filter::{attribute_exec, observed},
     globals::{config, offsets},
     kernel::{KPtr, Task},
     maps::{PATHBUF, SCRATCH, TRACK_FAILED, TRACKED},
@@ -26,13 +27,14 @@ use crate::{
 const EXEC_HEADER: usize = size_of::<ExecRecord>();
 
 #[inline(always)]
-pub fn header(kind: u16, size: usize) -> RecordHeader {
+pub fn header(kind: u16, size: usize, attribution: TrackedProcess) -> RecordHeader {
     RecordHeader {
         kind,
         version: RECORD_VERSION,
         size: size as u32,
         // SAFETY: a plain helper call.
         ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
+        attribution,
     }
 }
 
@@ -44,12 +46,42 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 
 fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if !observed(tgid) {
+    let off = offsets();
+    let cfg = config();
+    if tgid == cfg.sensor_tgid {
         return None;
     }
-    let off = offsets();
     let task = Task::new(ctx.arg::<*const u8>(0), off);
     let bprm = KPtr(ctx.arg::<*const u8>(2));
+    // The process's own selectors decide its agent now, before anything is reported.
+    let exe_key = bprm
+        .follow(off.bprm_file)
+        .and_then(|file| task.path_at(file, off.file_path))
+        .map(|p| {
+            let inode = p.dentry.follow(off.dentry_inode);
+            ExeKey {
+                ino: inode
+                    .and_then(|i| i.read::<u64>(off.inode_ino))
+                    .unwrap_or(0),
+                dev: inode
+                    .and_then(|i| i.follow(off.inode_sb))
+                    .and_then(|sb| sb.read::<u32>(off.sb_dev))
+                    .unwrap_or(0),
+                _pad: 0,
+            }
+        });
+    // SAFETY: plain helper calls.
+    let (cgroup_id, uid) = unsafe {
+        (
+            bpf_get_current_cgroup_id(),
+            bpf_get_current_uid_gid() as u32,
+        )
+    };
+    let attribution = match attribute_exec(tgid, cgroup_id, exe_key, uid) {
+        Some(a) => a,
+        None if cfg.all_processes != 0 => TrackedProcess::default(),
+        None => return None,
+    };
     // SAFETY: the scratch slot is this CPU's and lives as long as the map.
     let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
 
@@ -153,11 +185,10 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     let parent = task.real_parent();
     let size = exe_at + exe_len as usize;
     let record = ExecRecord {
-        header: header(kind::EXEC, size),
+        header: header(kind::EXEC, size, attribution),
         start_boottime: task.process_start(),
         parent_start_boottime: parent.map_or(0, |p| p.process_start()),
-        // SAFETY: a plain helper call.
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        cgroup_id,
         pid: task.pid(),
         tgid,
         ppid: parent.map_or(0, |p| p.tgid()),
@@ -212,6 +243,10 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
         // Inherit tracking here, before the child first runs, so no activity escapes.
         // SAFETY: the value is copied out at once.
         if let Some(value) = unsafe { TRACKED.get(&parent_tgid) }.copied() {
+            let value = TrackedProcess {
+                flags: value.flags | tracked_flags::INHERITED,
+                ..value
+            };
             if TRACKED.insert(&child_tgid, &value, 0).is_err() {
                 if let Some(counter) = TRACK_FAILED.get_ptr_mut(0) {
                     // SAFETY: a per-CPU slot, only this CPU writes it.
@@ -220,12 +255,10 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
             }
         }
     }
-    if !observed(parent_tgid) {
-        return None;
-    }
+    let attribution = observed(parent_tgid)?;
     let uid_gid = bpf_get_current_uid_gid();
     let record = ForkRecord {
-        header: header(kind::FORK, size_of::<ForkRecord>()),
+        header: header(kind::FORK, size_of::<ForkRecord>(), attribution),
         start_boottime: child.process_start(),
         parent_start_boottime: parent.process_start(),
         // SAFETY: a plain helper call.
@@ -265,11 +298,9 @@ fn try_exit(ctx: &RawTracePointContext) -> Option<()> {
         // Ignoring the result: most processes were never tracked.
         let _ = TRACKED.remove(&tgid);
     }
-    if !wanted {
-        return None;
-    }
+    let attribution = wanted?;
     let record = ExitRecord {
-        header: header(kind::EXIT, size_of::<ExitRecord>()),
+        header: header(kind::EXIT, size_of::<ExitRecord>(), attribution),
         start_boottime: task.process_start(),
         pid: task.pid(),
         tgid,

@@ -26,7 +26,7 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 #[inline(always)]
 fn remember(call: PendingCall) -> u32 {
     let id = bpf_get_current_pid_tgid();
-    if observed((id >> 32) as u32) && INFLIGHT.insert(&id, &call, 0).is_err() {
+    if observed((id >> 32) as u32).is_some() && INFLIGHT.insert(&id, &call, 0).is_err() {
         count_lost(kind::INFLIGHT);
     }
     0

@@ -25,6 +25,18 @@ pub enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Work with identity manifests.
+    #[command(subcommand)]
+    Identities(IdentitiesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentitiesCommand {
+    /// Validate a manifest (a file or a directory) and list its agents.
+    Check {
+        /// The YAML manifest, or a directory of them.
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +53,9 @@ pub struct RunArgs {
     /// Observe this process and its descendants (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
+    /// The identity manifest (a YAML file or a directory): the agents to observe.
+    #[arg(long, value_name = "PATH")]
+    pub identities: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -38,3 +38,13 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
     println!("{file}: ok\n{config:#?}", file = file.display());
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
+    let agents = crate::manifest::load(path)?;
+    println!("{}: ok, {} agent(s)", path.display(), agents.len());
+    for a in &agents {
+        let selectors: Vec<String> = a.selectors.iter().map(|s| format!("{s:?}")).collect();
+        println!("  {} ({}): {}", a.id, a.origin, selectors.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -31,6 +31,8 @@ pub struct Config {
     /// Fold exact repeats of a file operation within this window into one counted record
     /// (0: off).
     pub repeat_window_ms: u32,
+    /// The identity manifest: a YAML file or a directory of them.
+    pub identities: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             output: "-".to_owned(),
             file_classes: Vec::new(),
             repeat_window_ms: 0,
+            identities: None,
         }
     }
 }
@@ -60,6 +63,14 @@ struct RawConfig {
     output: RawOutput,
     #[serde(default)]
     file: RawFile,
+    #[serde(default)]
+    identities: RawIdentities,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +226,13 @@ impl Config {
             Classifier::new(std::slice::from_ref(&rule))
                 .map_err(|e| at(Some(span.clone()), format!("file.classes: {e}")))?;
             config.file_classes.push(rule);
+        }
+        if let Some(manifest) = raw.identities.manifest {
+            // Relative to the config file, so a config and its manifest can travel together.
+            config.identities = Some(
+                path.parent()
+                    .map_or(manifest.clone(), |dir| dir.join(&manifest)),
+            );
         }
         if let Some(v) = raw.output.path {
             if v.get_ref().is_empty() {

@@ -2,7 +2,7 @@
 //! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
 use sensor_common::{
     ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION, RecordHeader,
-    exec_flags, exit_flags, file_flags, fork_flags, kind,
+    TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,
 };
 
 /// A decoded kernel record.
@@ -26,11 +26,23 @@ impl KernelEvent {
             Self::Net(e) => e.ktime_ns,
         }
     }
+
+    pub fn attribution(&self) -> TrackedProcess {
+        match self {
+            Self::Exec(e) => e.attribution,
+            Self::Fork(e) => e.attribution,
+            Self::Exit(e) => e.attribution,
+            Self::File(e) => e.attribution,
+            Self::Net(e) => e.attribution,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecEvent {
     pub ktime_ns: u64,
+    /// The agent attribution the kernel had for the process.
+    pub attribution: TrackedProcess,
     pub pid: u32,
     pub tgid: u32,
     pub ppid: u32,
@@ -67,6 +79,8 @@ pub struct ExecEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForkEvent {
     pub ktime_ns: u64,
+    /// The agent attribution the kernel had for the process.
+    pub attribution: TrackedProcess,
     pub child_pid: u32,
     pub child_tgid: u32,
     pub parent_pid: u32,
@@ -84,6 +98,8 @@ pub struct ForkEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitEvent {
     pub ktime_ns: u64,
+    /// The agent attribution the kernel had for the process.
+    pub attribution: TrackedProcess,
     pub pid: u32,
     pub tgid: u32,
     pub start_boottime: u64,
@@ -97,6 +113,8 @@ pub struct ExitEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEvent {
     pub ktime_ns: u64,
+    /// The agent attribution the kernel had for the process.
+    pub attribution: TrackedProcess,
     pub pid: u32,
     pub tgid: u32,
     pub start_boottime: u64,
@@ -139,6 +157,8 @@ impl FileEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetEvent {
     pub ktime_ns: u64,
+    /// The agent attribution the kernel had for the process.
+    pub attribution: TrackedProcess,
     pub pid: u32,
     pub tgid: u32,
     pub start_boottime: u64,
@@ -260,6 +280,7 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
     let flags = r.flags;
     Ok(ExecEvent {
         ktime_ns: r.header.ktime_ns,
+        attribution: r.header.attribution,
         pid: r.pid,
         tgid: r.tgid,
         ppid: r.ppid,
@@ -293,6 +314,7 @@ fn decode_fork(bytes: &[u8]) -> Result<ForkEvent, DecodeError> {
     let r: ForkRecord = read_record(bytes, "fork")?;
     Ok(ForkEvent {
         ktime_ns: r.header.ktime_ns,
+        attribution: r.header.attribution,
         child_pid: r.child_pid,
         child_tgid: r.child_tgid,
         parent_pid: r.parent_pid,
@@ -311,6 +333,7 @@ fn decode_exit(bytes: &[u8]) -> Result<ExitEvent, DecodeError> {
     let r: ExitRecord = read_record(bytes, "exit")?;
     Ok(ExitEvent {
         ktime_ns: r.header.ktime_ns,
+        attribution: r.header.attribution,
         pid: r.pid,
         tgid: r.tgid,
         start_boottime: r.start_boottime,
@@ -352,6 +375,7 @@ fn decode_file(bytes: &[u8]) -> Result<FileEvent, DecodeError> {
     let [path, path2, base, base2, resolved] = pieces(tail, lens, "file", bytes.len())?;
     Ok(FileEvent {
         ktime_ns: r.header.ktime_ns,
+        attribution: r.header.attribution,
         pid: r.pid,
         tgid: r.tgid,
         start_boottime: r.start_boottime,
@@ -387,6 +411,7 @@ fn decode_net(bytes: &[u8]) -> Result<NetEvent, DecodeError> {
     )?;
     Ok(NetEvent {
         ktime_ns: r.header.ktime_ns,
+        attribution: r.header.attribution,
         pid: r.pid,
         tgid: r.tgid,
         start_boottime: r.start_boottime,
@@ -442,6 +467,7 @@ mod tests {
                 version: RECORD_VERSION,
                 size: size as u32,
                 ktime_ns: 42,
+                attribution: TrackedProcess::default(),
             },
             start_boottime: 1000,
             parent_start_boottime: 500,

@@ -353,6 +353,71 @@ impl Classifier {
     }
 }
 
+/// One compiled path glob (the syntax above), for matchers outside the classifier, such as
+/// agent selectors over executables and cgroup paths.
+#[derive(Clone, Debug)]
+pub struct PathGlob {
+    pattern: Pattern,
+}
+
+impl PathGlob {
+    /// Compiles an absolute glob; the error says what is wrong with it.
+    pub fn new(glob: &str) -> Result<Self, String> {
+        Pattern::compile(glob)
+            .map(|pattern| Self { pattern })
+            .map_err(|flaw| match flaw {
+                Flaw::Empty => "the pattern is empty".to_owned(),
+                Flaw::NotAbsolute => {
+                    "the pattern is not absolute: start it with `/` or `**/`".to_owned()
+                }
+                Flaw::EmptyComponent => {
+                    "the pattern has an empty component (`//` or a trailing `/`)".to_owned()
+                }
+                Flaw::DotComponent => "a `.` or `..` component can never match".to_owned(),
+                Flaw::UnterminatedClass => "a `[` is not closed".to_owned(),
+                Flaw::ReversedRange => "a range in `[...]` is reversed".to_owned(),
+                Flaw::TrailingEscape => "the pattern ends in `\\`".to_owned(),
+            })
+    }
+
+    /// Whether the glob matches the whole absolute `path`.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        if path.is_empty() {
+            return false;
+        }
+        let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+        let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
+        self.pattern.matches(&components)
+    }
+
+    /// The glob's fixed leading directories (`/opt/a` for `/opt/a/*/bin`), where a search for
+    /// its matches can start.
+    pub fn literal_prefix(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for step in self.pattern.steps.iter().skip(1) {
+            match step {
+                Step::One(Segment::Literal(name)) => {
+                    out.push(b'/');
+                    out.extend_from_slice(name);
+                }
+                _ => break,
+            }
+        }
+        if out.is_empty() {
+            out.push(b'/');
+        }
+        out
+    }
+
+    /// Whether the glob has no wildcard at all (an exact path).
+    pub fn is_literal(&self) -> bool {
+        self.pattern
+            .steps
+            .iter()
+            .all(|s| matches!(s, Step::One(Segment::Literal(_))))
+    }
+}
+
 impl CompiledRule {
     fn new(rule: &ClassRule) -> Result<Self, PatternError> {
         let class = &rule.class;

@@ -4,6 +4,7 @@
 //! [`decode`] turns raw records into typed events; [`pipeline`] enriches them ([`process_table`],
 //! [`snapshot`], [`clock`], [`entity`], [`host`]) into [`record`]s for a [`sink`].
 pub mod activity;
+pub mod attribution;
 pub mod btf;
 pub mod cli;
 pub mod clock;
@@ -17,12 +18,14 @@ pub mod features;
 pub mod fspath;
 pub mod host;
 pub mod loader;
+pub mod manifest;
 pub mod pipeline;
 pub mod privileges;
 pub mod process_table;
 pub mod record;
 pub mod repeats;
 pub mod run;
+pub mod selectors;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
-use sensor_common::{KernelOffsets, ProgramConfig, TrackedProcess};
+use sensor_common::{ExeKey, KernelOffsets, ProgramConfig, TrackedProcess};
 
 use crate::{
     btf::{BtfError, KernelBtf},
@@ -128,6 +128,14 @@ pub struct SensorMaps {
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub tracked: BpfHashMap<MapData, u32, TrackedProcess>,
+    pub selectors: SelectorMaps,
+}
+
+/// The kernel's selector maps: agent numbers by cgroup id, executable and uid.
+pub struct SelectorMaps {
+    pub cgroups: BpfHashMap<MapData, u64, u32>,
+    pub executables: BpfHashMap<MapData, ExeKey, u32>,
+    pub uids: BpfHashMap<MapData, u32, u32>,
 }
 
 impl Sensor {
@@ -154,11 +162,21 @@ impl Sensor {
         let events = take("EVENTS")?;
         let lost = take("LOST")?;
         let tracked = take("TRACKED")?;
+        let (cgroups, executables, uids) = (
+            take("CGROUP_AGENTS")?,
+            take("EXE_AGENTS")?,
+            take("UID_AGENTS")?,
+        );
         let map_err = |name| move |source| LoadError::Map { name, source };
         Ok(SensorMaps {
             events: RingBuf::try_from(events).map_err(map_err("EVENTS"))?,
             lost: PerCpuArray::try_from(lost).map_err(map_err("LOST"))?,
             tracked: BpfHashMap::try_from(tracked).map_err(map_err("TRACKED"))?,
+            selectors: SelectorMaps {
+                cgroups: BpfHashMap::try_from(cgroups).map_err(map_err("CGROUP_AGENTS"))?,
+                executables: BpfHashMap::try_from(executables).map_err(map_err("EXE_AGENTS"))?,
+                uids: BpfHashMap::try_from(uids).map_err(map_err("UID_AGENTS"))?,
+            },
         })
     }
 }
@@ -359,6 +377,8 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         qstr_len: need("qstr.len", "qstr", &["len"])?,
         dentry_inode: need("dentry.d_inode", "dentry", &["d_inode"])?,
         inode_ino: need("inode.i_ino", "inode", &["i_ino"])?,
+        inode_sb: need("inode.i_sb", "inode", &["i_sb"])?,
+        sb_dev: need("super_block.s_dev", "super_block", &["s_dev"])?,
         vfsmount_root: need("vfsmount.mnt_root", "vfsmount", &["mnt_root"])?,
         mount_mnt: need("mount.mnt", "mount", &["mnt"])?,
         mount_parent: need("mount.mnt_parent", "mount", &["mnt_parent"])?,

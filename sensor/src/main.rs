@@ -2,7 +2,7 @@
 use std::process::ExitCode;
 
 use agent_sensor::{
-    cli::{Cli, Command},
+    cli::{self, Cli, Command},
     commands,
 };
 use clap::Parser as _;
@@ -14,6 +14,9 @@ fn main() -> ExitCode {
         Command::Run(args) => agent_sensor::run::run(args).map(|()| ExitCode::SUCCESS),
         Command::Probe(args) => commands::probe(&args),
         Command::CheckConfig { file } => commands::check_config(&file),
+        Command::Identities(cli::IdentitiesCommand::Check { path }) => {
+            commands::check_identities(&path)
+        }
     };
     match result {
         Ok(code) => code,

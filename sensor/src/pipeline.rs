@@ -9,8 +9,11 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use sensor_common::{TrackedProcess, method, tracked_flags};
+
 use crate::{
     activity,
+    attribution::{Registry, Tasks},
     clock::{self, WallClock},
     decode::{self, ExecEvent, ExitEvent, ExitStatus, FileEvent, ForkEvent, KernelEvent, NetEvent},
     dns_cache::DnsCache,
@@ -19,8 +22,9 @@ use crate::{
     host::HostInfo,
     process_table::{ProcessInfo, ProcessTable},
     record::{
-        self, Cgroup, EventMeta, Gap, Id, Lifecycle, Namespaces, Parent, Process, Record,
-        SensorBlock, Signal, Thread,
+        self, AgentInfo, AttributionInfo, Cgroup, EventMeta, Gap, Hop, HopProcess, Id, Identity,
+        Lifecycle, Namespaces, Owners, Parent, Process, Record, SensorBlock, Signal, TaskInfo,
+        Thread,
     },
     repeats::{self, RepeatFilter},
     sink::Sink,
@@ -43,6 +47,51 @@ pub struct Context {
     pub entity_ids: EntityIds,
     /// Sensitive-location classes for `file.class`.
     pub classifier: Classifier,
+    /// Declared agents, by kernel agent number - 1, ready to serialise.
+    pub agents: Vec<Arc<AgentInfo>>,
+    /// Registered task names by kernel task number.
+    pub tasks: Tasks,
+}
+
+/// The `identity.agent` block of each declared agent.
+pub fn agent_infos(registry: &Registry) -> Vec<Arc<AgentInfo>> {
+    (1..=registry.len() as u32)
+        .filter_map(|n| registry.get(n))
+        .map(|d| {
+            Arc::new(AgentInfo {
+                id: d.id.clone(),
+                spiffe_id: d.spiffe_id.clone(),
+                name: d.name.clone(),
+                purpose: d.purpose.clone(),
+                team: d.team.clone(),
+                data_sensitivity: d.data_sensitivity.clone(),
+                owners: Owners {
+                    business: d.business_owner.clone(),
+                    technical: d.technical_owner.clone(),
+                },
+                allowed_tasks: d.allowed_tasks.clone(),
+            })
+        })
+        .collect()
+}
+
+fn method_name(m: u8) -> &'static str {
+    match m {
+        method::REGISTRATION => "registration",
+        method::CGROUP => "cgroup",
+        method::EXECUTABLE => "executable",
+        method::UID => "uid",
+        method::ENVIRONMENT => "environment",
+        _ => "none",
+    }
+}
+
+fn trust_name(m: u8) -> &'static str {
+    match method::trust(m) {
+        3 => "strong",
+        2 => "medium",
+        _ => "weak",
+    }
 }
 
 pub struct Pipeline {
@@ -114,6 +163,7 @@ impl Pipeline {
             timestamp: clock::rfc3339(timestamp),
             schema_version: record::SCHEMA_VERSION,
             event,
+            identity: None,
             process: None,
             user: None,
             file: None,
@@ -210,6 +260,9 @@ impl Pipeline {
             );
             r.user = Some(Id::of(p.euid));
             r.process = Some(proc);
+            if let Some(a) = p.agent {
+                r.identity = self.identity(a, p.tgid);
+            }
             self.emit(&r);
             self.table.insert(
                 p.tgid,
@@ -220,6 +273,8 @@ impl Pipeline {
                     name: Arc::from(&p.comm[..]),
                     executable: p.executable.as_deref().map(Arc::from),
                     euid: Some(p.euid),
+                    agent: p.agent.map_or(0, |a| a.agent),
+                    chain: Arc::from([]),
                 },
             );
         }
@@ -355,6 +410,91 @@ impl Pipeline {
     }
 
     fn build(&mut self, event: &KernelEvent) -> Record {
+        let mut record = self.build_kind(event);
+        let tgid = match event {
+            KernelEvent::Exec(e) => e.tgid,
+            KernelEvent::Fork(e) => e.child_tgid,
+            KernelEvent::Exit(e) => e.tgid,
+            KernelEvent::File(e) => e.tgid,
+            KernelEvent::Net(e) => e.tgid,
+        };
+        record.identity = self.identity(event.attribution(), tgid);
+        record
+    }
+
+    /// The identity block of a process the kernel attributed to an agent.
+    fn identity(&self, a: TrackedProcess, tgid: u32) -> Option<Identity> {
+        let agent = self
+            .ctx
+            .agents
+            .get((a.agent as usize).checked_sub(1)?)?
+            .clone();
+        let chain = self
+            .table
+            .get(tgid)
+            .filter(|k| k.agent == a.agent)
+            .map_or_else(|| Arc::from([]), |k| k.chain.clone());
+        Some(Identity {
+            agent,
+            task: self
+                .ctx
+                .tasks
+                .get(a.task)
+                .map(|(id, session)| TaskInfo { id, session }),
+            attribution: AttributionInfo {
+                method: method_name(a.method),
+                trust: trust_name(a.method),
+                inherited: a.flags & tracked_flags::INHERITED != 0,
+            },
+            delegation: chain,
+        })
+    }
+
+    /// The delegation chain of a process that just exec'd as agent `agent`: its chain before,
+    /// plus a hop when the agent changed.
+    fn chain_after_exec(&self, tgid: u32, entity_id: &str, a: TrackedProcess) -> (u32, Arc<[Hop]>) {
+        let before = self.table.get(tgid);
+        let (prev_agent, prev_chain) = match before {
+            Some(k) => (k.agent, k.chain.clone()),
+            None => (a.delegated_from, Arc::from([])),
+        };
+        if a.agent == 0 || a.agent == prev_agent || prev_agent == 0 {
+            let chain = if a.agent == prev_agent {
+                prev_chain
+            } else {
+                Arc::from([])
+            };
+            return (a.agent, chain);
+        }
+        let name = |n: u32| {
+            self.ctx
+                .agents
+                .get((n as usize).wrapping_sub(1))
+                .map_or_else(|| n.to_string(), |i| i.id.clone())
+        };
+        let mut hops: Vec<Hop> = prev_chain
+            .iter()
+            .map(|h| Hop {
+                from: h.from.clone(),
+                to: h.to.clone(),
+                process: HopProcess {
+                    pid: h.process.pid,
+                    entity_id: h.process.entity_id.clone(),
+                },
+            })
+            .collect();
+        hops.push(Hop {
+            from: name(prev_agent),
+            to: name(a.agent),
+            process: HopProcess {
+                pid: tgid,
+                entity_id: entity_id.to_owned(),
+            },
+        });
+        (a.agent, hops.into())
+    }
+
+    fn build_kind(&mut self, event: &KernelEvent) -> Record {
         match event {
             KernelEvent::Exec(e) => self.exec(e),
             KernelEvent::Fork(e) => self.fork(e),
@@ -448,6 +588,7 @@ impl Pipeline {
         } else {
             &e.exe
         };
+        let (agent, chain) = self.chain_after_exec(e.tgid, &entity_id, e.attribution);
         self.table.insert(
             e.tgid,
             ProcessInfo {
@@ -457,6 +598,8 @@ impl Pipeline {
                 name: Arc::from(&e.comm[..]),
                 executable: Some(Arc::from(exe)),
                 euid: Some(e.euid),
+                agent,
+                chain,
             },
         );
         let mut p = Process {
@@ -552,6 +695,10 @@ impl Pipeline {
                     parent_entity_id: Some(parent_entity),
                     name: Arc::from(&e.comm[..]),
                     euid: known.as_ref().and_then(|k| k.euid),
+                    agent: e.attribution.agent,
+                    chain: known
+                        .as_ref()
+                        .map_or_else(|| Arc::from([]), |k| k.chain.clone()),
                     executable: known.and_then(|k| k.executable),
                 },
             );

@@ -12,6 +12,10 @@ pub struct ProcessInfo {
     pub executable: Option<Arc<[u8]>>,
     /// Effective uid as of exec (or the snapshot); a fork inherits it.
     pub euid: Option<u32>,
+    /// The agent number the kernel attributed it to (0: none), and the delegation hops that
+    /// led to that agent.
+    pub agent: u32,
+    pub chain: Arc<[crate::record::Hop]>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +70,8 @@ mod tests {
             name: Arc::from(&b"x"[..]),
             executable: None,
             euid: None,
+            agent: 0,
+            chain: Arc::from([]),
         }
     }
 

@@ -18,6 +18,9 @@ pub struct Record {
     pub timestamp: String,
     pub schema_version: &'static str,
     pub event: EventMeta,
+    /// Which AI agent did it, and how sure the attribution is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
     /// The effective user of the process (ECS `user.*`).
@@ -184,6 +187,77 @@ impl RawBytes {
             && self.exec_path.is_none()
             && self.args.is_none()
     }
+}
+
+/// The `identity` block: the agent, its owners, the task, how it was attributed, and the
+/// delegation chain that led to it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Identity {
+    pub agent: Arc<AgentInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskInfo>,
+    pub attribution: AttributionInfo,
+    /// Each hop from one agent to another that led to this process, oldest first.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub delegation: Arc<[Hop]>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentInfo {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spiffe_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_sensitivity: Option<String>,
+    pub owners: Owners,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub allowed_tasks: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Owners {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub technical: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskInfo {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AttributionInfo {
+    /// `registration`, `cgroup`, `executable`, `uid`, `environment`.
+    pub method: &'static str,
+    /// `strong`, `medium`, `weak`.
+    pub trust: &'static str,
+    /// Attributed because an ancestor was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inherited: bool,
+}
+
+/// One delegation hop: agent `from`'s process became (exec'd) agent `to`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Hop {
+    pub from: String,
+    pub to: String,
+    pub process: HopProcess,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct HopProcess {
+    pub pid: u32,
+    pub entity_id: String,
 }
 
 /// The file a file record is about (ECS `file.*`).

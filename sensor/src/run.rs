@@ -10,14 +10,17 @@ use tokio::{
 };
 
 use crate::{
+    attribution::{Registry, Tasks},
     cli::RunArgs,
     config::Config,
     entity::EntityIds,
     fspath::Classifier,
     host::{self, HostInfo},
-    loader,
+    loader, manifest,
+    pipeline::agent_infos,
     pipeline::{Context, Pipeline},
     privileges,
+    selectors::{SelectorSync, Tracked},
     sink::Sink,
     snapshot::{self, ProcSnapshot},
     source::KernelSource,
@@ -35,14 +38,22 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(output) = &args.output {
         config.output = output.clone();
     }
+    if let Some(path) = &args.identities {
+        config.identities = Some(path.clone());
+    }
     Ok(config)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = effective_config(&args)?;
-    if !config.all_processes && args.pids.is_empty() {
+    let agents = match &config.identities {
+        Some(path) => manifest::load(path)?,
+        None => Vec::new(),
+    };
+    let registry = Arc::new(Registry::new(agents));
+    if !config.all_processes && args.pids.is_empty() && registry.is_empty() {
         tracing::warn!(
-            "observing no process: pass --all-processes, or --pid PID for a process tree"
+            "observing no process: declare agents (--identities), or pass --all-processes or --pid PID"
         );
     }
     // Load synchronously, before any thread exists, so dropping capabilities below covers
@@ -60,6 +71,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let result = runtime.block_on(async_main(
         config,
+        registry,
         args.pids,
         sensor.programs.clone(),
         maps,
@@ -91,9 +103,10 @@ enum SinkSpec {
 
 async fn async_main(
     config: Config,
+    registry: Arc<Registry>,
     pids: Vec<u32>,
     programs: Vec<&'static str>,
-    mut maps: loader::SensorMaps,
+    maps: loader::SensorMaps,
     sink: SinkSpec,
 ) -> anyhow::Result<()> {
     let sink = match sink {
@@ -110,18 +123,23 @@ async fn async_main(
             .context("making an instance id")?
             .into(),
         classifier: Classifier::new(&config.file_classes).context("compiling file classes")?,
+        agents: agent_infos(&registry),
+        tasks: Tasks::default(),
     };
     // The programs are attached, so anything that starts from now on is seen; the snapshot
-    // covers what ran before. Tracked trees are in the kernel's map before the start record
-    // says the sensor observes.
-    let procs = snapshot::read_all();
-    let observed = if config.all_processes {
-        let mut all: Vec<&ProcSnapshot> = procs.values().collect();
-        all.sort_by_key(|p| p.tgid);
-        all
-    } else {
-        track(&mut maps, &procs, &pids)?
-    };
+    // covers what ran before. Selectors and tracked trees are in the kernel's maps, and running
+    // processes attributed, before the start record says the sensor observes.
+    let tracked: Tracked = Arc::new(std::sync::Mutex::new(maps.tracked));
+    let mut selector_sync = SelectorSync::new(registry.clone(), maps.selectors);
+    selector_sync.refresh();
+    let mut procs = snapshot::read_all();
+    selector_sync.attribute_running(&tracked, procs.values_mut());
+    track(&tracked, &mut procs, &pids)?;
+    let mut observed: Vec<&ProcSnapshot> = procs
+        .values()
+        .filter(|p| config.all_processes || p.agent.is_some())
+        .collect();
+    observed.sort_by_key(|p| p.tgid);
     let mut pipeline = Pipeline::new(ctx, sink, config.repeat_window_ms);
     pipeline
         .start(&programs, config.all_processes)
@@ -141,6 +159,7 @@ async fn async_main(
     )
     .context("polling the ring buffer")?;
     let source = tokio::spawn(source.run(tx, stop_rx));
+    let selectors = tokio::spawn(keep_selectors_current(selector_sync, tracked.clone()));
     let mut pipeline = tokio::spawn(pipeline.run(rx));
 
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -156,6 +175,7 @@ async fn async_main(
         }
     };
     tracing::info!(%reason, "stopping: draining the kernel's records");
+    selectors.abort();
     let _ = stop_tx.send(Some(format!("signal {reason}")));
     source.await.context("source task")?;
     let stats = pipeline
@@ -171,23 +191,48 @@ async fn async_main(
     Ok(())
 }
 
+/// How often selectors are compiled again against the system (new cgroups, new files).
+const SELECTOR_REFRESH: Duration = Duration::from_millis(250);
+
+/// Keeps the selector maps current; when a cgroup starts matching, attributes the processes
+/// already in it.
+async fn keep_selectors_current(mut sync: SelectorSync, tracked: Tracked) {
+    let mut tick = tokio::time::interval(SELECTOR_REFRESH);
+    let mut known: std::collections::HashSet<u64> =
+        sync.refresh().cgroups.keys().copied().collect();
+    loop {
+        tick.tick().await;
+        let now: std::collections::HashSet<u64> = sync.refresh().cgroups.keys().copied().collect();
+        if now.difference(&known).next().is_some() {
+            let mut procs = snapshot::read_all();
+            sync.attribute_running(&tracked, procs.values_mut());
+        }
+        known = now;
+    }
+}
+
 /// Puts the given process trees into the kernel's tracked-process map (parents first, so a
-/// fork racing with this is inherited in the kernel), and returns their snapshot entries.
-fn track<'a>(
-    maps: &mut loader::SensorMaps,
-    procs: &'a HashMap<u32, ProcSnapshot>,
+/// fork racing with this is inherited in the kernel), leaving agents' entries as they are.
+fn track(
+    tracked: &Tracked,
+    procs: &mut HashMap<u32, ProcSnapshot>,
     roots: &[u32],
-) -> anyhow::Result<Vec<&'a ProcSnapshot>> {
+) -> anyhow::Result<()> {
     for &pid in roots {
         if !procs.contains_key(&pid) {
             bail!("--pid {pid}: no such process");
         }
     }
-    let tgids = snapshot::descendants(procs, roots);
-    for &tgid in &tgids {
-        maps.tracked
-            .insert(tgid, TrackedProcess::default(), 0)
-            .with_context(|| format!("tracking process {tgid}"))?;
+    let mut map = tracked.lock().expect("no poisoned lock");
+    for tgid in snapshot::descendants(procs, roots) {
+        let Some(p) = procs.get_mut(&tgid) else {
+            continue;
+        };
+        if p.agent.is_none() {
+            map.insert(tgid, TrackedProcess::default(), 0)
+                .with_context(|| format!("tracking process {tgid}"))?;
+            p.agent = Some(TrackedProcess::default());
+        }
     }
-    Ok(tgids.iter().filter_map(|t| procs.get(t)).collect())
+    Ok(())
 }

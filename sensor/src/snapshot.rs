@@ -25,6 +25,10 @@ pub struct ProcSnapshot {
     pub gid: u32,
     pub egid: u32,
     pub cgroup_id: Option<u64>,
+    /// The executable's kernel key, for executable selectors.
+    pub exe_key: Option<sensor_common::ExeKey>,
+    /// The attribution the daemon gave it at start (from selectors or `--pid`).
+    pub agent: Option<sensor_common::TrackedProcess>,
 }
 
 /// `comm` between the first '(' and the last ')' (comm may itself hold parentheses and spaces),
@@ -87,6 +91,10 @@ pub fn read_process(tgid: u32, cgroup_root: Option<&Path>) -> Option<ProcSnapsho
         gid: status.rgid,
         egid: status.egid,
         cgroup_id: cgroup_id(&dir, cgroup_root),
+        exe_key: fs::metadata(dir.join("exe"))
+            .ok()
+            .map(|m| crate::attribution::exe_key(&m)),
+        agent: None,
     })
 }
 
@@ -157,6 +165,8 @@ mod tests {
             gid: 0,
             egid: 0,
             cgroup_id: None,
+            exe_key: None,
+            agent: None,
         };
         let procs: HashMap<u32, ProcSnapshot> =
             [mk(1, 0), mk(10, 1), mk(11, 10), mk(12, 11), mk(20, 1)]

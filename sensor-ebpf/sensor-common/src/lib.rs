@@ -5,7 +5,7 @@
 #![no_std]
 
 /// Version of the record layouts below; bumped on any change to a record's bytes.
-pub const RECORD_VERSION: u16 = 1;
+pub const RECORD_VERSION: u16 = 2;
 
 /// Kinds of ring-buffer record (`RecordHeader::kind`), also the index of their loss counter.
 pub mod kind {
@@ -41,6 +41,40 @@ pub struct RecordHeader {
     pub size: u32,
     /// `bpf_ktime_get_boot_ns()` when the event happened (CLOCK_BOOTTIME).
     pub ktime_ns: u64,
+    /// The process's attribution as the kernel had it when the event happened.
+    pub attribution: TrackedProcess,
+}
+
+/// How a process came to be attributed to an agent ([`TrackedProcess::method`]).
+pub mod method {
+    /// Observed without an agent (all processes, or a `--pid` tree).
+    pub const NONE: u8 = 0;
+    /// An orchestrator registered the process over the registration socket.
+    pub const REGISTRATION: u8 = 1;
+    /// The process runs in a cgroup (container, pod) an agent's selector names.
+    pub const CGROUP: u8 = 2;
+    /// The exec'd file is one an agent's selector names.
+    pub const EXECUTABLE: u8 = 3;
+    /// The process runs as a uid an agent's selector names.
+    pub const UID: u8 = 4;
+    /// An opt-in environment marker (the process could forge it).
+    pub const ENVIRONMENT: u8 = 5;
+
+    /// How much an attribution method is trusted: never let a lower one override a higher.
+    pub const fn trust(method: u8) -> u8 {
+        match method {
+            REGISTRATION | CGROUP => 3,
+            EXECUTABLE | UID => 2,
+            ENVIRONMENT => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Flags of a [`TrackedProcess`].
+pub mod tracked_flags {
+    /// Attributed because an ancestor was (copied at fork), not by a match of its own.
+    pub const INHERITED: u8 = 1 << 0;
 }
 
 /// Flags of an [`ExecRecord`].
@@ -379,6 +413,8 @@ pub struct KernelOffsets {
     pub qstr_len: u32,
     pub dentry_inode: u32,
     pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
     pub vfsmount_root: u32,
     pub mount_mnt: u32,
     pub mount_parent: u32,
@@ -448,6 +484,8 @@ impl KernelOffsets {
         qstr_len: OFFSET_ABSENT,
         dentry_inode: OFFSET_ABSENT,
         inode_ino: OFFSET_ABSENT,
+        inode_sb: OFFSET_ABSENT,
+        sb_dev: OFFSET_ABSENT,
         vfsmount_root: OFFSET_ABSENT,
         mount_mnt: OFFSET_ABSENT,
         mount_parent: OFFSET_ABSENT,
@@ -509,30 +547,48 @@ impl ProgramConfig {
     };
 }
 
-/// Value of the tracked-process map (keyed by tgid): why the process is observed. Children
-/// inherit their parent's value in the kernel, at fork, before they first run.
+/// Value of the tracked-process map (keyed by tgid): which agent a process is and why.
+/// Children inherit their parent's value in the kernel, at fork, before they first run.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrackedProcess {
-    /// Opaque to the kernel: set by userspace (later, the agent identity index).
-    pub tag: u32,
+    /// Agent number (1-based index into the daemon's identity registry); 0: no agent.
+    pub agent: u32,
+    /// Task number the orchestrator registered (0: none), interned by the daemon.
+    pub task: u32,
+    /// The agent whose process started this agent (a delegation hop), 0 if none.
+    pub delegated_from: u32,
+    /// [`method`].
+    pub method: u8,
+    /// [`tracked_flags`].
+    pub flags: u8,
+    pub _pad: u16,
+}
+
+/// Key of the executable-selector map: the file's inode and device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExeKey {
+    pub ino: u64,
+    pub dev: u32,
     pub _pad: u32,
 }
 
 // Layouts both sides rely on.
 const _: () = {
     use core::mem::{align_of, size_of};
-    assert!(size_of::<RecordHeader>() == 16);
-    assert!(size_of::<ExecRecord>() == 128);
-    assert!(size_of::<ForkRecord>() == 88);
-    assert!(size_of::<ExitRecord>() == 56);
-    assert!(size_of::<KernelOffsets>() == 62 * 4);
+    assert!(size_of::<RecordHeader>() == 32);
+    assert!(size_of::<ExecRecord>() == 144);
+    assert!(size_of::<ForkRecord>() == 104);
+    assert!(size_of::<ExitRecord>() == 72);
+    assert!(size_of::<KernelOffsets>() == 64 * 4);
     assert!(size_of::<ProgramConfig>() == 32);
-    assert!(size_of::<TrackedProcess>() == 8);
+    assert!(size_of::<TrackedProcess>() == 16);
+    assert!(size_of::<ExeKey>() == 16);
     assert!(align_of::<ExecRecord>() == 8);
     assert!(size_of::<PendingCall>() == 64);
-    assert!(size_of::<FileRecord>() == 120);
-    assert!(size_of::<NetRecord>() == 136);
+    assert!(size_of::<FileRecord>() == 136);
+    assert!(size_of::<NetRecord>() == 152);
     assert!(size_of::<ConnectOwner>() == 40);
     assert!(size_of::<FileRecord>() + 5 * FILENAME_CAP as usize <= SCRATCH_SIZE);
     assert!(size_of::<ExecRecord>() + ARGS_CAP as usize + FILENAME_CAP as usize <= SCRATCH_SIZE);
@@ -544,4 +600,5 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::ProgramConfig {}
     unsafe impl aya::Pod for super::TrackedProcess {}
+    unsafe impl aya::Pod for super::ExeKey {}
 }

@@ -1,0 +1,306 @@
+//! The identity registry: declared agents by number (the kernel carries numbers, 1-based), the
+//! tasks orchestrators registered, and the kernel map entries the selectors compile to (cgroup
+//! ids from a scan of the cgroup tree, executables by inode and device, uids), kept in step as
+//! cgroups and files come and go.
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::Path,
+    sync::{Arc, RwLock},
+};
+
+use sensor_common::{ExeKey, method};
+
+use crate::{
+    fspath::PathGlob,
+    manifest::{AgentDecl, SelectorDecl},
+};
+
+/// Most directories a cgroup scan or an executable glob expansion visits.
+const SCAN_LIMIT: usize = 100_000;
+
+struct Compiled {
+    cgroups: Vec<PathGlob>,
+    executables: Vec<PathGlob>,
+    uids: Vec<u32>,
+}
+
+pub struct Registry {
+    agents: Vec<(AgentDecl, Compiled)>,
+}
+
+/// What the selectors compile to now: kernel map contents.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MapEntries {
+    pub cgroups: HashMap<u64, u32>,
+    pub executables: HashMap<ExeKey, u32>,
+    pub uids: HashMap<u32, u32>,
+}
+
+impl Registry {
+    pub fn new(decls: Vec<AgentDecl>) -> Self {
+        let agents = decls
+            .into_iter()
+            .map(|d| {
+                let mut c = Compiled {
+                    cgroups: vec![],
+                    executables: vec![],
+                    uids: vec![],
+                };
+                for s in &d.selectors {
+                    match s {
+                        // Validated when the manifest was read.
+                        SelectorDecl::Cgroup(g) => c.cgroups.extend(PathGlob::new(g).ok()),
+                        SelectorDecl::Executable(g) => c.executables.extend(PathGlob::new(g).ok()),
+                        SelectorDecl::Uid(u) => c.uids.push(*u),
+                    }
+                }
+                (d, c)
+            })
+            .collect();
+        Self { agents }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// The agent the kernel calls `number`.
+    pub fn get(&self, number: u32) -> Option<&AgentDecl> {
+        self.agents
+            .get((number as usize).checked_sub(1)?)
+            .map(|(d, _)| d)
+    }
+
+    pub fn number_of(&self, id: &str) -> Option<u32> {
+        self.agents
+            .iter()
+            .position(|(d, _)| d.id == id)
+            .map(|i| i as u32 + 1)
+    }
+
+    /// Compiles every selector against the system as it is now. Where two agents claim the same
+    /// cgroup, file or uid, the first declared wins (and `check` warns about it).
+    pub fn map_entries(&self, cgroup_root: Option<&Path>) -> MapEntries {
+        let mut out = MapEntries::default();
+        if let Some(root) = cgroup_root {
+            let mut dirs = Vec::new();
+            walk_dirs(root, root, &mut dirs);
+            for (rel, ino) in dirs {
+                if let Some(n) = self.first(|c| c.cgroups.iter().any(|g| g.matches(rel.as_bytes())))
+                {
+                    out.cgroups.entry(ino).or_insert(n);
+                }
+            }
+        }
+        for (i, (_, c)) in self.agents.iter().enumerate() {
+            let number = i as u32 + 1;
+            for glob in &c.executables {
+                for key in executables(glob) {
+                    out.executables.entry(key).or_insert(number);
+                }
+            }
+            for uid in &c.uids {
+                out.uids.entry(*uid).or_insert(number);
+            }
+        }
+        out
+    }
+
+    fn first(&self, pred: impl Fn(&Compiled) -> bool) -> Option<u32> {
+        self.agents
+            .iter()
+            .position(|(_, c)| pred(c))
+            .map(|i| i as u32 + 1)
+    }
+
+    /// The agent a running process would be attributed to by its own selectors (for processes
+    /// that started before the sensor or before their cgroup was known), strongest first.
+    pub fn match_process(
+        &self,
+        entries: &MapEntries,
+        cgroup_id: Option<u64>,
+        exe: Option<ExeKey>,
+        euid: u32,
+    ) -> Option<(u32, u8)> {
+        if let Some(n) = cgroup_id.and_then(|c| entries.cgroups.get(&c)) {
+            return Some((*n, method::CGROUP));
+        }
+        if let Some(n) = exe.and_then(|k| entries.executables.get(&k)) {
+            return Some((*n, method::EXECUTABLE));
+        }
+        entries.uids.get(&euid).map(|n| (*n, method::UID))
+    }
+}
+
+/// The kernel's key for a file: inode and the device number as the kernel encodes it
+/// (`MKDEV(major, minor)` = major << 20 | minor), not the userspace `st_dev` encoding.
+pub fn exe_key(meta: &std::fs::Metadata) -> ExeKey {
+    let dev = meta.dev();
+    // SAFETY: pure functions of an integer.
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    ExeKey {
+        ino: meta.ino(),
+        dev: (major << 20) | minor,
+        _pad: 0,
+    }
+}
+
+/// Files a glob names now.
+fn executables(glob: &PathGlob) -> Vec<ExeKey> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let prefix_bytes = glob.literal_prefix();
+    let prefix = Path::new(std::ffi::OsStr::from_bytes(&prefix_bytes));
+    if glob.is_literal() {
+        return std::fs::metadata(prefix)
+            .map(|m| vec![exe_key(&m)])
+            .unwrap_or_default();
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![prefix.to_path_buf()];
+    let mut visited = 0;
+    while let Some(dir) = stack.pop() {
+        visited += 1;
+        if visited > SCAN_LIMIT {
+            tracing::warn!(glob = ?prefix, "executable selector matches too much; expansion cut");
+            break;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(path);
+            } else if glob.matches(path.as_os_str().as_bytes()) {
+                // Follow a symlink to the file it names: that is what exec runs.
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    out.push(exe_key(&meta));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every cgroup directory below `root`, as its path relative to the root and its inode (the
+/// cgroup id).
+fn walk_dirs(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+    if out.len() > SCAN_LIMIT {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let path = entry.path();
+            if let (Ok(meta), Ok(rel)) = (entry.metadata(), path.strip_prefix(root)) {
+                out.push((format!("/{}", rel.display()), meta.ino()));
+            }
+            walk_dirs(root, &path, out);
+        }
+    }
+}
+
+/// Task and session names the orchestrator registered, by the number the kernel carries.
+#[derive(Clone, Default)]
+pub struct Tasks {
+    names: Arc<RwLock<Vec<(String, Option<String>)>>>,
+}
+
+impl Tasks {
+    /// The number for a (task, session), made on first use.
+    pub fn intern(&self, task: &str, session: Option<&str>) -> u32 {
+        let mut names = self.names.write().expect("no poisoned lock");
+        if let Some(i) = names
+            .iter()
+            .position(|(t, s)| t == task && s.as_deref() == session)
+        {
+            return i as u32 + 1;
+        }
+        names.push((task.to_owned(), session.map(str::to_owned)));
+        names.len() as u32
+    }
+
+    pub fn get(&self, number: u32) -> Option<(String, Option<String>)> {
+        let names = self.names.read().expect("no poisoned lock");
+        names.get((number as usize).checked_sub(1)?).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, selectors: Vec<SelectorDecl>) -> AgentDecl {
+        AgentDecl {
+            id: id.into(),
+            spiffe_id: None,
+            name: None,
+            purpose: None,
+            business_owner: None,
+            technical_owner: None,
+            team: None,
+            data_sensitivity: None,
+            allowed_tasks: vec![],
+            selectors,
+            origin: "test".into(),
+        }
+    }
+
+    #[test]
+    fn compiles_selectors_against_the_system() {
+        let dir = std::env::temp_dir().join(format!("registry-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin/sub")).unwrap();
+        std::fs::write(dir.join("bin/agent"), "x").unwrap();
+        std::fs::write(dir.join("bin/sub/tool"), "x").unwrap();
+        let registry = Registry::new(vec![
+            agent(
+                "a",
+                vec![
+                    SelectorDecl::Executable(format!("{}/bin/agent", dir.display())),
+                    SelectorDecl::Uid(4242),
+                ],
+            ),
+            agent(
+                "b",
+                vec![SelectorDecl::Executable(format!(
+                    "{}/**/tool",
+                    dir.display()
+                ))],
+            ),
+            agent("c", vec![SelectorDecl::Cgroup("/".into())]),
+        ]);
+        let cg = dir.join("cgroups");
+        std::fs::create_dir_all(cg.join("agents/x")).unwrap();
+        let entries = registry.map_entries(Some(&cg));
+        let key = |p: &str| exe_key(&std::fs::metadata(dir.join(p)).unwrap());
+        assert_eq!(entries.executables.get(&key("bin/agent")), Some(&1));
+        assert_eq!(entries.executables.get(&key("bin/sub/tool")), Some(&2));
+        assert_eq!(entries.uids.get(&4242), Some(&1));
+        assert_eq!(registry.number_of("b"), Some(2));
+        assert_eq!(registry.get(3).map(|a| a.id.as_str()), Some("c"));
+        assert_eq!(registry.get(0), None);
+        assert_eq!(
+            registry.match_process(&entries, None, Some(key("bin/agent")), 0),
+            Some((1, method::EXECUTABLE))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interns_tasks() {
+        let tasks = Tasks::default();
+        let a = tasks.intern("review-42", Some("s1"));
+        assert_eq!(tasks.intern("review-42", Some("s1")), a);
+        assert_ne!(tasks.intern("review-42", None), a);
+        assert_eq!(tasks.get(a), Some(("review-42".into(), Some("s1".into()))));
+        assert_eq!(tasks.get(99), None);
+    }
+}

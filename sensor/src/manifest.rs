@@ -1,0 +1,361 @@
+//! The identity manifest: agents declared once, in YAML (a file, or a directory of them such
+//! as a mounted ConfigMap), parsed into plain data and validated with file, line and reason for
+//! every mistake before anything uses it.
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::fspath::PathGlob;
+
+/// One declared agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentDecl {
+    pub id: String,
+    pub spiffe_id: Option<String>,
+    pub name: Option<String>,
+    pub purpose: Option<String>,
+    pub business_owner: Option<String>,
+    pub technical_owner: Option<String>,
+    pub team: Option<String>,
+    pub data_sensitivity: Option<String>,
+    pub allowed_tasks: Vec<String>,
+    pub selectors: Vec<SelectorDecl>,
+    /// Where it was declared, for messages.
+    pub origin: String,
+}
+
+/// Which processes are the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SelectorDecl {
+    /// A cgroup v2 path glob, relative to the cgroup2 mount (`/agents/reviewer/**`).
+    Cgroup(String),
+    /// An executable path or glob (`/opt/reviewer/bin/*`).
+    Executable(String),
+    Uid(u32),
+}
+
+/// The data-sensitivity tiers an agent can declare.
+pub const SENSITIVITY_TIERS: &[&str] = &["public", "internal", "confidential", "restricted"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    agents: Vec<Spanned<RawAgent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: String,
+    spiffe_id: Option<String>,
+    name: Option<String>,
+    purpose: Option<String>,
+    #[serde(default)]
+    owners: RawOwners,
+    team: Option<String>,
+    data_sensitivity: Option<String>,
+    #[serde(default)]
+    allowed_tasks: Vec<String>,
+    #[serde(default)]
+    selectors: Vec<Spanned<RawSelector>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOwners {
+    business: Option<String>,
+    technical: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelector {
+    cgroup: Option<String>,
+    executable: Option<String>,
+    uid: Option<u32>,
+}
+
+/// A manifest mistake, located.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub line: Option<(u64, u64)>,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+/// Reads a manifest file, or every `*.yaml`/`*.yml` file of a directory (in name order).
+pub fn load(path: &Path) -> Result<Vec<AgentDecl>, ManifestError> {
+    let err = |file: &Path, message: String| ManifestError {
+        file: file.to_owned(),
+        line: None,
+        message,
+    };
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| err(path, format!("cannot read the manifest directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml") && p.is_file())
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut agents: Vec<AgentDecl> = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| err(&file, format!("cannot read the manifest: {e}")))?;
+        for agent in parse(&file, &text)? {
+            if let Some(first) = seen.insert(agent.id.clone(), agent.origin.clone()) {
+                return Err(err(
+                    &file,
+                    format!(
+                        "agent id {:?} at {} is already declared at {first}",
+                        agent.id, agent.origin
+                    ),
+                ));
+            }
+            agents.push(agent);
+        }
+    }
+    Ok(agents)
+}
+
+/// Parses and validates one manifest document.
+pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
+    let at = |loc: Option<serde_saphyr::Location>, message: String| ManifestError {
+        file: file.to_owned(),
+        line: loc.filter(|l| l.line() > 0).map(|l| (l.line(), l.column())),
+        message,
+    };
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+    };
+    let raw: RawManifest = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        // The message alone; the position goes in front like every other error here.
+        let message = e.to_string();
+        let message = message.lines().next().unwrap_or("invalid YAML").to_owned();
+        at(e.location(), message)
+    })?;
+    let mut out = Vec::new();
+    for spanned in raw.agents {
+        let loc = Some(spanned.referenced);
+        let a = spanned.value;
+        if !valid_id(&a.id) {
+            return Err(at(
+                loc,
+                format!(
+                    "agent id {:?}: use 1 to 64 of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
+                    a.id
+                ),
+            ));
+        }
+        if let Some(spiffe) = &a.spiffe_id {
+            if !spiffe.starts_with("spiffe://") || spiffe.len() <= "spiffe://".len() {
+                return Err(at(
+                    loc,
+                    format!(
+                        "agent {}: spiffe_id {spiffe:?} must be a spiffe:// URI",
+                        a.id
+                    ),
+                ));
+            }
+        }
+        if let Some(tier) = &a.data_sensitivity {
+            if !SENSITIVITY_TIERS.contains(&tier.as_str()) {
+                return Err(at(
+                    loc,
+                    format!(
+                        "agent {}: data_sensitivity {tier:?} must be one of {}",
+                        a.id,
+                        SENSITIVITY_TIERS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if a.selectors.is_empty() {
+            return Err(at(
+                loc,
+                format!(
+                    "agent {}: no selectors: nothing would ever be this agent (registration alone still works: add `selectors: []` explicitly is not enough, list at least one)",
+                    a.id
+                ),
+            ));
+        }
+        let mut selectors = Vec::new();
+        for s in a.selectors {
+            let sloc = Some(s.referenced);
+            let r = s.value;
+            let given = [r.cgroup.is_some(), r.executable.is_some(), r.uid.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if given != 1 {
+                return Err(at(
+                    sloc,
+                    format!(
+                        "agent {}: each selector names exactly one of cgroup, executable, uid",
+                        a.id
+                    ),
+                ));
+            }
+            let selector = if let Some(c) = r.cgroup {
+                PathGlob::new(&c)
+                    .map_err(|e| at(sloc, format!("agent {}: cgroup {c:?}: {e}", a.id)))?;
+                SelectorDecl::Cgroup(c)
+            } else if let Some(x) = r.executable {
+                PathGlob::new(&x)
+                    .map_err(|e| at(sloc, format!("agent {}: executable {x:?}: {e}", a.id)))?;
+                SelectorDecl::Executable(x)
+            } else {
+                SelectorDecl::Uid(r.uid.expect("one of the three"))
+            };
+            selectors.push(selector);
+        }
+        out.push(AgentDecl {
+            origin: format!("{}:{}", file.display(), loc.map_or(0, |l| l.line())),
+            id: a.id,
+            spiffe_id: a.spiffe_id,
+            name: a.name,
+            purpose: a.purpose,
+            business_owner: a.owners.business,
+            technical_owner: a.owners.technical,
+            team: a.team,
+            data_sensitivity: a.data_sensitivity,
+            allowed_tasks: a.allowed_tasks,
+            selectors,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
+        parse(Path::new("agents.yaml"), text)
+    }
+
+    const GOOD: &str = "agents:\n  - id: code-reviewer\n    spiffe_id: spiffe://example.org/agents/reviewer\n    name: Code reviewer\n    purpose: Reviews pull requests\n    owners:\n      business: alice@example.com\n      technical: bob@example.com\n    team: platform\n    data_sensitivity: confidential\n    allowed_tasks: [review, comment]\n    selectors:\n      - cgroup: /agents/reviewer/**\n      - executable: /opt/reviewer/bin/reviewer\n      - uid: 1001\n";
+
+    #[test]
+    fn reads_a_full_declaration() {
+        let agents = parse_str(GOOD).unwrap();
+        assert_eq!(agents.len(), 1);
+        let a = &agents[0];
+        assert_eq!(a.id, "code-reviewer");
+        assert_eq!(a.business_owner.as_deref(), Some("alice@example.com"));
+        assert_eq!(a.technical_owner.as_deref(), Some("bob@example.com"));
+        assert_eq!(a.allowed_tasks, ["review", "comment"]);
+        assert_eq!(
+            a.selectors,
+            vec![
+                SelectorDecl::Cgroup("/agents/reviewer/**".into()),
+                SelectorDecl::Executable("/opt/reviewer/bin/reviewer".into()),
+                SelectorDecl::Uid(1001)
+            ]
+        );
+    }
+
+    #[test]
+    fn locates_every_mistake() {
+        let line_of = |text: &str| parse_str(text).unwrap_err().line.map(|l| l.0);
+        // Unknown field.
+        assert_eq!(
+            line_of("agents:\n  - id: a\n    colour: red\n    selectors: [{uid: 1}]\n"),
+            Some(3)
+        );
+        // Bad id.
+        let e = parse_str("agents:\n  - id: A B\n    selectors: [{uid: 1}]\n").unwrap_err();
+        assert!(e.message.contains("agent id \"A B\""), "{e}");
+        assert_eq!(e.line.map(|l| l.0), Some(2));
+        // Two kinds in one selector.
+        let e =
+            parse_str("agents:\n  - id: a\n    selectors:\n      - uid: 1\n        cgroup: /x\n")
+                .unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(4), "{e}");
+        // A bad glob.
+        let e = parse_str("agents:\n  - id: a\n    selectors:\n      - executable: relative/bin\n")
+            .unwrap_err();
+        assert!(e.message.contains("not absolute"), "{e}");
+        // Tier, SPIFFE id, missing selectors, YAML syntax.
+        assert!(
+            parse_str(
+                "agents:\n  - id: a\n    data_sensitivity: secret\n    selectors: [{uid: 1}]\n"
+            )
+            .unwrap_err()
+            .message
+            .contains("data_sensitivity")
+        );
+        assert!(
+            parse_str("agents:\n  - id: a\n    spiffe_id: http://x\n    selectors: [{uid: 1}]\n")
+                .unwrap_err()
+                .message
+                .contains("spiffe")
+        );
+        assert!(
+            parse_str("agents:\n  - id: a\n")
+                .unwrap_err()
+                .message
+                .contains("no selectors")
+        );
+        assert!(parse_str("agents: [\n").is_err());
+        let e = parse_str("agents:\n  - id: a\n    selectors: [{uid: -1}]\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(3), "{e}");
+        assert!(e.to_string().starts_with("agents.yaml:3:"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_ids_across_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("manifest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("a.yaml"),
+            "agents:\n  - id: x\n    selectors: [{uid: 1}]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("b.yml"),
+            "agents:\n  - id: y\n    selectors: [{uid: 2}]\n  - id: x\n    selectors: [{uid: 3}]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("ignored.txt"), "not yaml").unwrap();
+        let e = load(&dir).unwrap_err();
+        assert!(e.message.contains("already declared"), "{e}");
+        std::fs::remove_file(dir.join("b.yml")).unwrap();
+        assert_eq!(load(&dir).unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
