@@ -25,6 +25,9 @@ pub enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Ask the running sensor, over its registration socket, to attribute a process (and its
+    /// descendants) to an agent and task, to end a process's task, or to list attributions.
+    Register(RegisterArgs),
     /// Work with identity manifests.
     #[command(subcommand)]
     Identities(IdentitiesCommand),
@@ -56,6 +59,31 @@ pub struct RunArgs {
     /// The identity manifest (a YAML file or a directory): the agents to observe.
     #[arg(long, value_name = "PATH")]
     pub identities: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The process to attribute (with its descendants).
+    #[arg(long, required_unless_present = "list")]
+    pub pid: Option<u32>,
+    /// The declared agent id.
+    #[arg(long, required_unless_present_any = ["list", "end_task"])]
+    pub agent: Option<String>,
+    /// The task the agent is doing.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// The session the task belongs to.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// End the task of --pid instead of registering.
+    #[arg(long, conflicts_with_all = ["agent", "task", "session", "list"])]
+    pub end_task: bool,
+    /// List current attributions.
+    #[arg(long, conflicts_with_all = ["pid", "agent", "task", "session"])]
+    pub list: bool,
+    /// The registration socket.
+    #[arg(long, default_value = crate::config::DEFAULT_REGISTRATION_SOCKET)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Args)]

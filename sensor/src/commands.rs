@@ -48,3 +48,27 @@ pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let body = if args.list {
+        serde_json::json!({"op": "list"})
+    } else if args.end_task {
+        serde_json::json!({"op": "end_task", "pid": args.pid})
+    } else {
+        serde_json::json!({"op": "register", "pid": args.pid, "agent": args.agent, "task": args.task, "session": args.session})
+    };
+    let reply = crate::registration::request(&args.socket, &body).with_context(|| {
+        format!(
+            "cannot reach the sensor at {} (is it running with an identity manifest?)",
+            args.socket.display()
+        )
+    })?;
+    println!("{reply}");
+    let ok = serde_json::from_str::<serde_json::Value>(&reply).is_ok_and(|v| v["ok"] == true);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -33,7 +33,14 @@ pub struct Config {
     pub repeat_window_ms: u32,
     /// The identity manifest: a YAML file or a directory of them.
     pub identities: Option<PathBuf>,
+    /// The registration socket, and who besides root may use it.
+    pub registration_socket: PathBuf,
+    pub registration_uids: Vec<u32>,
+    pub registration_gids: Vec<u32>,
 }
+
+/// Where the registration socket is unless configured.
+pub const DEFAULT_REGISTRATION_SOCKET: &str = "/run/agent-sensor/register.sock";
 
 impl Default for Config {
     fn default() -> Self {
@@ -47,6 +54,9 @@ impl Default for Config {
             file_classes: Vec::new(),
             repeat_window_ms: 0,
             identities: None,
+            registration_socket: PathBuf::from(DEFAULT_REGISTRATION_SOCKET),
+            registration_uids: Vec::new(),
+            registration_gids: Vec::new(),
         }
     }
 }
@@ -71,6 +81,11 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawIdentities {
     manifest: Option<PathBuf>,
+    registration_socket: Option<PathBuf>,
+    #[serde(default)]
+    registration_uids: Vec<u32>,
+    #[serde(default)]
+    registration_gids: Vec<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +242,11 @@ impl Config {
                 .map_err(|e| at(Some(span.clone()), format!("file.classes: {e}")))?;
             config.file_classes.push(rule);
         }
+        if let Some(socket) = raw.identities.registration_socket {
+            config.registration_socket = socket;
+        }
+        config.registration_uids = raw.identities.registration_uids;
+        config.registration_gids = raw.identities.registration_gids;
         if let Some(manifest) = raw.identities.manifest {
             // Relative to the config file, so a config and its manifest can travel together.
             config.identities = Some(

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod privileges;
 pub mod process_table;
 pub mod record;
+pub mod registration;
 pub mod repeats;
 pub mod run;
 pub mod selectors;

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Run(args) => agent_sensor::run::run(args).map(|()| ExitCode::SUCCESS),
         Command::Probe(args) => commands::probe(&args),
         Command::CheckConfig { file } => commands::check_config(&file),
+        Command::Register(args) => commands::register(&args),
         Command::Identities(cli::IdentitiesCommand::Check { path }) => {
             commands::check_identities(&path)
         }

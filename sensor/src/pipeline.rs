@@ -117,6 +117,8 @@ const PROCESS: &[&str] = &["process"];
 const START: &[&str] = &["start"];
 const END: &[&str] = &["end"];
 const FILE: &[&str] = &["file"];
+const IAM: &[&str] = &["iam"];
+const CHANGE: &[&str] = &["change"];
 const NETWORK: &[&str] = &["network"];
 const INFO: &[&str] = &["info"];
 
@@ -174,6 +176,7 @@ impl Pipeline {
             syscall: None,
             error: None,
             gap: None,
+            registration: None,
             host: self.ctx.host.clone(),
             sensor: SensorBlock {
                 instance_id: self.ctx.instance_id.clone(),
@@ -305,6 +308,7 @@ impl Pipeline {
             match message {
                 SourceMessage::Records(batch) => self.handle_batch(&batch),
                 SourceMessage::Lost(report) => self.gap(&report),
+                SourceMessage::Registration(event) => self.registration(event),
                 SourceMessage::Stopped { reason: why } => {
                     reason = why;
                     break;
@@ -361,6 +365,14 @@ impl Pipeline {
         self.emit(&r);
         self.flush().await?;
         self.sink.sync().await
+    }
+
+    fn registration(&mut self, event: crate::registration::RegistrationEvent) {
+        let mut meta = Self::meta("event", IAM, CHANGE, "agent_registration");
+        meta.outcome = Some(if event.granted { "success" } else { "failure" });
+        let mut r = self.record(WallClock::now(), meta);
+        r.registration = Some(event);
+        self.emit(&r);
     }
 
     fn gap(&mut self, report: &LossReport) {

@@ -42,6 +42,9 @@ pub struct Record {
     pub error: Option<ErrorInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
+    /// A request on the registration socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<crate::registration::RegistrationEvent>,
     pub host: Arc<HostInfo>,
     pub sensor: SensorBlock,
 }

@@ -19,7 +19,7 @@ use crate::{
     loader, manifest,
     pipeline::agent_infos,
     pipeline::{Context, Pipeline},
-    privileges,
+    privileges, registration,
     selectors::{SelectorSync, Tracked},
     sink::Sink,
     snapshot::{self, ProcSnapshot},
@@ -116,6 +116,7 @@ async fn async_main(
             .with_context(|| format!("opening {path}"))?,
     };
     let host = Arc::new(HostInfo::discover().context("reading host identity from /proc")?);
+    let tasks = Tasks::default();
     let ctx = Context {
         entity_ids: EntityIds::new(&host.boot_id),
         host,
@@ -124,7 +125,7 @@ async fn async_main(
             .into(),
         classifier: Classifier::new(&config.file_classes).context("compiling file classes")?,
         agents: agent_infos(&registry),
-        tasks: Tasks::default(),
+        tasks: tasks.clone(),
     };
     // The programs are attached, so anything that starts from now on is seen; the snapshot
     // covers what ran before. Selectors and tracked trees are in the kernel's maps, and running
@@ -158,6 +159,29 @@ async fn async_main(
         Duration::from_millis(u64::from(config.poll_interval_ms)),
     )
     .context("polling the ring buffer")?;
+    let registration = if registry.is_empty() {
+        None
+    } else {
+        let allowed = registration::Allowed {
+            uids: config.registration_uids.clone(),
+            gids: config.registration_gids.clone(),
+        };
+        let listener =
+            registration::bind(&config.registration_socket, &allowed).with_context(|| {
+                format!(
+                    "binding the registration socket {}",
+                    config.registration_socket.display()
+                )
+            })?;
+        let server = Arc::new(registration::Server {
+            registry: registry.clone(),
+            tasks: tasks.clone(),
+            tracked: tracked.clone(),
+            allowed,
+            events: tx.clone(),
+        });
+        Some(tokio::spawn(server.serve(listener)))
+    };
     let source = tokio::spawn(source.run(tx, stop_rx));
     let selectors = tokio::spawn(keep_selectors_current(selector_sync, tracked.clone()));
     let mut pipeline = tokio::spawn(pipeline.run(rx));
@@ -176,6 +200,10 @@ async fn async_main(
     };
     tracing::info!(%reason, "stopping: draining the kernel's records");
     selectors.abort();
+    if let Some(r) = registration {
+        r.abort();
+        let _ = std::fs::remove_file(&config.registration_socket);
+    }
     let _ = stop_tx.send(Some(format!("signal {reason}")));
     source.await.context("source task")?;
     let stats = pipeline

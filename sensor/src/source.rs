@@ -57,6 +57,8 @@ impl LossReport {
 pub enum SourceMessage {
     Records(RawBatch),
     Lost(LossReport),
+    /// A request on the registration socket, granted or refused.
+    Registration(crate::registration::RegistrationEvent),
     /// The source stopped after a final drain; nothing follows.
     Stopped {
         reason: String,

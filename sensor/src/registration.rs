@@ -1,0 +1,275 @@
+//! The registration socket: an orchestrator tells the sensor that a process (and its
+//! descendants) is agent X doing task T in session S, ends a task, or lists attributions.
+//! Who may ask is decided from the peer's kernel credentials (SO_PEERCRED), never from anything
+//! the client says; every request, granted or refused, becomes a record.
+//!
+//! Protocol: one JSON object per line each way, e.g.
+//! `{"op":"register","pid":123,"agent":"reviewer","task":"pr-42","session":"s1"}` →
+//! `{"ok":true}`; `{"op":"end_task","pid":123}`; `{"op":"list"}` →
+//! `{"ok":true,"attributions":[{"pid":123,"agent":"reviewer","task":"pr-42",...}]}`.
+use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
+
+use sensor_common::{TrackedProcess, method};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::mpsc,
+};
+
+use crate::{
+    attribution::{Registry, Tasks},
+    selectors::Tracked,
+    snapshot,
+    source::SourceMessage,
+};
+
+/// Longest request line accepted.
+const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Register {
+        pid: u32,
+        agent: String,
+        task: Option<String>,
+        session: Option<String>,
+    },
+    EndTask {
+        pid: u32,
+    },
+    List,
+}
+
+/// What the pipeline records about a request.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegistrationEvent {
+    /// `register`, `end_task`, `list`, or `invalid`.
+    pub op: &'static str,
+    pub granted: bool,
+    pub reason: Option<String>,
+    /// The peer, as the kernel reports it.
+    pub peer_pid: Option<i32>,
+    pub peer_uid: u32,
+    pub peer_gid: u32,
+    pub pid: Option<u32>,
+    pub agent: Option<String>,
+    pub task: Option<String>,
+    pub session: Option<String>,
+}
+
+/// Who may use the socket besides root.
+#[derive(Clone, Debug, Default)]
+pub struct Allowed {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+pub struct Server {
+    pub registry: Arc<Registry>,
+    pub tasks: Tasks,
+    pub tracked: Tracked,
+    pub allowed: Allowed,
+    pub events: mpsc::Sender<SourceMessage>,
+}
+
+/// Binds the socket (replacing a stale one), owner-only unless other uids are allowed.
+pub fn bind(path: &Path, allowed: &Allowed) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    // Permissions are a first fence; the peer credential check is the real one.
+    let mode = if allowed.uids.is_empty() && allowed.gids.is_empty() {
+        0o600
+    } else {
+        0o666
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+impl Server {
+    pub async fn serve(self: Arc<Self>, listener: UnixListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.handle(stream).await });
+                }
+                Err(e) => tracing::warn!("registration socket accept failed: {e}"),
+            }
+        }
+    }
+
+    async fn handle(&self, stream: UnixStream) {
+        let Ok(cred) = stream.peer_cred() else { return };
+        let (uid, gid, peer_pid) = (cred.uid(), cred.gid(), cred.pid());
+        let (read, mut write) = stream.into_split();
+        let mut line = Vec::new();
+        let mut reader = BufReader::new(read.take(MAX_REQUEST as u64 + 1));
+        let _ = reader.read_until(b'\n', &mut line).await;
+        let mut event = RegistrationEvent {
+            op: "invalid",
+            granted: false,
+            reason: None,
+            peer_pid,
+            peer_uid: uid,
+            peer_gid: gid,
+            pid: None,
+            agent: None,
+            task: None,
+            session: None,
+        };
+        let reply =
+            if uid != 0 && !self.allowed.uids.contains(&uid) && !self.allowed.gids.contains(&gid) {
+                event.reason = Some(format!("uid {uid} (gid {gid}) may not register agents"));
+                serde_json::json!({"ok": false, "error": event.reason})
+            } else if line.len() > MAX_REQUEST {
+                event.reason = Some("request too long".to_owned());
+                serde_json::json!({"ok": false, "error": event.reason})
+            } else {
+                match serde_json::from_slice::<Request>(&line) {
+                    Ok(request) => self.apply(request, &mut event),
+                    Err(e) => {
+                        event.reason = Some(format!("malformed request: {e}"));
+                        serde_json::json!({"ok": false, "error": event.reason})
+                    }
+                }
+            };
+        if event.granted {
+            tracing::info!(op = event.op, uid, pid = ?event.pid, agent = ?event.agent, "registration granted");
+        } else {
+            tracing::warn!(op = event.op, uid, reason = ?event.reason, "registration refused");
+        }
+        let _ = self.events.send(SourceMessage::Registration(event)).await;
+        let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+        out.push(b'\n');
+        let _ = write.write_all(&out).await;
+    }
+
+    fn apply(&self, request: Request, event: &mut RegistrationEvent) -> serde_json::Value {
+        let refuse = |event: &mut RegistrationEvent, why: String| {
+            event.reason = Some(why);
+            serde_json::json!({"ok": false, "error": event.reason})
+        };
+        match request {
+            Request::Register {
+                pid,
+                agent,
+                task,
+                session,
+            } => {
+                event.op = "register";
+                event.pid = Some(pid);
+                event.agent = Some(agent.clone());
+                event.task.clone_from(&task);
+                event.session.clone_from(&session);
+                let Some(number) = self.registry.number_of(&agent) else {
+                    return refuse(event, format!("no agent {agent:?} is declared"));
+                };
+                if let (Some(t), Some(decl)) = (&task, self.registry.get(number)) {
+                    if !decl.allowed_tasks.is_empty() && !decl.allowed_tasks.contains(t) {
+                        return refuse(
+                            event,
+                            format!("task {t:?} is not among agent {agent:?}'s allowed tasks"),
+                        );
+                    }
+                }
+                let task_number = task
+                    .as_deref()
+                    .map_or(0, |t| self.tasks.intern(t, session.as_deref()));
+                let procs = snapshot::read_all();
+                if !procs.contains_key(&pid) {
+                    return refuse(event, format!("no process {pid}"));
+                }
+                let mut map = self.tracked.lock().expect("no poisoned lock");
+                let previous = map
+                    .get(&pid, 0)
+                    .ok()
+                    .map(|p| p.agent)
+                    .filter(|a| *a != 0 && *a != number);
+                let direct = TrackedProcess {
+                    agent: number,
+                    task: task_number,
+                    delegated_from: previous.unwrap_or(0),
+                    method: method::REGISTRATION,
+                    flags: 0,
+                    _pad: 0,
+                };
+                // The process, then its descendants (parents first: a fork racing with this
+                // is inherited in the kernel).
+                for (i, tgid) in snapshot::descendants(&procs, &[pid])
+                    .into_iter()
+                    .enumerate()
+                {
+                    let value = if i == 0 {
+                        direct
+                    } else {
+                        TrackedProcess {
+                            flags: sensor_common::tracked_flags::INHERITED,
+                            ..direct
+                        }
+                    };
+                    if let Err(e) = map.insert(tgid, value, 0) {
+                        return refuse(
+                            event,
+                            format!("the kernel map refused process {tgid}: {e}"),
+                        );
+                    }
+                }
+                event.granted = true;
+                serde_json::json!({"ok": true})
+            }
+            Request::EndTask { pid } => {
+                event.op = "end_task";
+                event.pid = Some(pid);
+                let mut map = self.tracked.lock().expect("no poisoned lock");
+                let procs = snapshot::read_all();
+                for tgid in snapshot::descendants(&procs, &[pid]) {
+                    if let Ok(mut v) = map.get(&tgid, 0) {
+                        v.task = 0;
+                        let _ = map.insert(tgid, v, 0);
+                    }
+                }
+                event.granted = true;
+                serde_json::json!({"ok": true})
+            }
+            Request::List => {
+                event.op = "list";
+                event.granted = true;
+                let map = self.tracked.lock().expect("no poisoned lock");
+                let list: Vec<serde_json::Value> = map
+                    .iter()
+                    .filter_map(Result::ok)
+                    .filter(|(_, v)| v.agent != 0)
+                    .map(|(pid, v)| {
+                        let task = self.tasks.get(v.task);
+                        serde_json::json!({
+                            "pid": pid,
+                            "agent": self.registry.get(v.agent).map(|a| a.id.clone()),
+                            "task": task.as_ref().map(|t| t.0.clone()),
+                            "session": task.and_then(|t| t.1),
+                            "method": v.method,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"ok": true, "attributions": list})
+            }
+        }
+    }
+}
+
+/// The client side, for `agent-sensor register`: sends one request, returns the reply line.
+pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<String> {
+    use std::io::{BufRead as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    let mut line = serde_json::to_vec(body).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reply = String::new();
+    std::io::BufReader::new(stream).read_line(&mut reply)?;
+    Ok(reply.trim().to_owned())
+}

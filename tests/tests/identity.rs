@@ -1,0 +1,392 @@
+//! Agent identities, end to end: declared agents, real cgroups, real executables and uids,
+//! the registration socket, and delegation between agents; every event is checked against who
+//! really did it.
+use std::{path::Path, process::Command};
+
+use sensor_tests::{Sensor, Value, action, pid_of, scratch_dir, sensor_binary};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
+
+fn cgroup2_root() -> String {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2] == "cgroup2").then(|| f[1].to_owned())
+        })
+        .expect("a cgroup2 mount")
+}
+
+fn agent_of(r: &Value) -> &str {
+    r["identity"]["agent"]["id"].as_str().unwrap_or("")
+}
+
+fn execs_of<'a>(records: &'a [Value], exe: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| action(r) == "exec" && r["process"]["executable"] == exe)
+        .collect()
+}
+
+fn copy_exe(from: &str, to: &Path) -> String {
+    std::fs::copy(from, to).unwrap();
+    to.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn cgroup_executable_and_uid_selectors_attribute_in_the_kernel() {
+    let dir = scratch_dir("selectors");
+    let agent_exe = copy_exe(HELPER, &dir.join("agent-exe"));
+    let cg_name = format!("agent-sensor-test-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
+    std::fs::create_dir_all(&cg).unwrap();
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: exe-agent\n    name: By executable\n    purpose: test\n    owners: {{business: biz@example.com, technical: tech@example.com}}\n    team: sensors\n    data_sensitivity: internal\n    selectors: [{{executable: {agent_exe}}}]\n  - id: cg-agent\n    selectors: [{{cgroup: /{cg_name}}}]\n  - id: uid-agent\n    selectors: [{{uid: 4242}}]\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--identities", manifest.to_str().unwrap()]);
+    assert_eq!(
+        Command::new(&agent_exe)
+            .args(["exit", "5"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(5)
+    );
+    let script = format!("echo $$ > {cg}/cgroup.procs && exec {HELPER} exit 6");
+    assert_eq!(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .code(),
+        Some(6)
+    );
+    let uid = Command::new("setpriv")
+        .args([
+            "--reuid=4242",
+            "--regid=4242",
+            "--clear-groups",
+            HELPER,
+            "exit",
+            "7",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(uid.code(), Some(7));
+    assert!(
+        Command::new("/bin/true")
+            .arg("not-an-agent")
+            .status()
+            .unwrap()
+            .success()
+    );
+    sensor.wait_for("the uid agent's exit", |r| {
+        action(r) == "exit" && agent_of(r) == "uid-agent"
+    });
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+
+    let by_exe = execs_of(&done.records, &agent_exe);
+    assert_eq!(by_exe.len(), 1);
+    let id = &by_exe[0]["identity"];
+    assert_eq!(id["agent"]["id"], "exe-agent");
+    assert_eq!(id["agent"]["owners"]["business"], "biz@example.com");
+    assert_eq!(id["agent"]["team"], "sensors");
+    assert_eq!(id["attribution"]["method"], "executable");
+    assert_eq!(id["attribution"]["trust"], "medium");
+    // The agent's later activity carries the identity too.
+    let pid = pid_of(by_exe[0]);
+    let exit = done
+        .records
+        .iter()
+        .find(|r| action(r) == "exit" && pid_of(r) == pid)
+        .unwrap();
+    assert_eq!(agent_of(exit), "exe-agent");
+
+    let helpers = execs_of(&done.records, HELPER);
+    let in_cgroup = helpers
+        .iter()
+        .find(|r| r["process"]["args"][2] == "6")
+        .expect("the exec in the cgroup");
+    assert_eq!(agent_of(in_cgroup), "cg-agent");
+    assert_eq!(in_cgroup["identity"]["attribution"]["method"], "cgroup");
+    assert_eq!(in_cgroup["identity"]["attribution"]["trust"], "strong");
+    let as_uid = helpers
+        .iter()
+        .find(|r| r["process"]["args"][2] == "7")
+        .expect("the exec as uid 4242");
+    assert_eq!(agent_of(as_uid), "uid-agent");
+    assert_eq!(as_uid["identity"]["attribution"]["method"], "uid");
+
+    // Nothing that belongs to no agent is reported.
+    assert!(
+        !done
+            .records
+            .iter()
+            .any(|r| r["process"]["args"][1] == "not-an-agent")
+    );
+    assert!(
+        done.records
+            .iter()
+            .filter(|r| r["event"]["category"][0] != "process"
+                || !["sensor_start", "sensor_stop"].contains(&action(r)))
+            .all(|r| !agent_of(r).is_empty()),
+        "every event record is an agent's"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_five_level_tree_of_short_lived_processes_is_all_attributed() {
+    let dir = scratch_dir("tree");
+    let agent_sh = copy_exe("/bin/sh", &dir.join("agent-sh"));
+    // Each level forks the next (two commands, so the shell cannot exec in place).
+    for level in 1..=4 {
+        std::fs::write(
+            dir.join(format!("l{level}.sh")),
+            format!("/bin/sh {}/l{}.sh; true\n", dir.display(), level + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("l5.sh"), "/bin/true leaf; true\n").unwrap();
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!("agents:\n  - id: tree-agent\n    selectors: [{{executable: {agent_sh}}}]\n"),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--identities", manifest.to_str().unwrap()]);
+    assert!(
+        Command::new(&agent_sh)
+            .arg(dir.join("l1.sh"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    sensor.wait_for("the leaf", |r| {
+        action(r) == "exec" && r["process"]["args"][1] == "leaf"
+    });
+    let done = sensor.stop();
+    let execs: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "exec")
+        .collect();
+    assert!(
+        execs.len() >= 6,
+        "the agent, four nested shells and the leaf: {}",
+        execs.len()
+    );
+    for e in &execs {
+        assert_eq!(agent_of(e), "tree-agent", "{e}");
+    }
+    let root = execs
+        .iter()
+        .find(|r| r["process"]["executable"] == agent_sh.as_str())
+        .unwrap();
+    assert!(
+        root["identity"]["attribution"].get("inherited").is_none(),
+        "the agent itself matched directly"
+    );
+    let leaf = execs
+        .iter()
+        .find(|r| r["process"]["args"][1] == "leaf")
+        .unwrap();
+    assert_eq!(leaf["identity"]["attribution"]["inherited"], true);
+    assert_eq!(leaf["identity"]["attribution"]["method"], "executable");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_delegation_chain_of_three_agents_keeps_each_hop() {
+    let dir = scratch_dir("chain");
+    let (a, b, c) = (
+        copy_exe("/bin/sh", &dir.join("a-sh")),
+        copy_exe("/bin/sh", &dir.join("b-sh")),
+        copy_exe("/bin/sh", &dir.join("c-sh")),
+    );
+    let d = dir.display();
+    std::fs::write(dir.join("a.sh"), format!("{b} {d}/b.sh; true\n")).unwrap();
+    std::fs::write(dir.join("b.sh"), format!("{c} {d}/c.sh; true\n")).unwrap();
+    std::fs::write(dir.join("c.sh"), "/bin/true end-of-chain; true\n").unwrap();
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!("agents:\n  - id: planner\n    selectors: [{{executable: {a}}}]\n  - id: coder\n    selectors: [{{executable: {b}}}]\n  - id: tester\n    selectors: [{{executable: {c}}}]\n"),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--identities", manifest.to_str().unwrap()]);
+    assert!(
+        Command::new(&a)
+            .arg(dir.join("a.sh"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    sensor.wait_for("the end of the chain", |r| {
+        action(r) == "exec" && r["process"]["args"][1] == "end-of-chain"
+    });
+    let done = sensor.stop();
+    let exec = |exe: &str| {
+        *execs_of(&done.records, exe)
+            .first()
+            .unwrap_or_else(|| panic!("no exec of {exe}"))
+    };
+    let (ea, eb, ec) = (exec(&a), exec(&b), exec(&c));
+    assert_eq!(agent_of(ea), "planner");
+    assert!(ea["identity"].get("delegation").is_none());
+    assert_eq!(agent_of(eb), "coder");
+    assert_eq!(eb["identity"]["delegation"].as_array().unwrap().len(), 1);
+    assert_eq!(eb["identity"]["delegation"][0]["from"], "planner");
+    assert_eq!(eb["identity"]["delegation"][0]["to"], "coder");
+    assert_eq!(
+        eb["identity"]["delegation"][0]["process"]["entity_id"],
+        eb["process"]["entity_id"]
+    );
+    assert_eq!(agent_of(ec), "tester");
+    let hops: Vec<(&str, &str)> = ec["identity"]["delegation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["from"].as_str().unwrap(), h["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(hops, [("planner", "coder"), ("coder", "tester")]);
+    let end = done
+        .records
+        .iter()
+        .find(|r| action(r) == "exec" && r["process"]["args"][1] == "end-of-chain")
+        .unwrap();
+    assert_eq!(agent_of(end), "tester", "the tester's tool is the tester");
+    assert_eq!(end["identity"]["attribution"]["inherited"], true);
+    assert_eq!(end["identity"]["delegation"], ec["identity"]["delegation"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn registration_from_root_is_accepted_and_from_an_unprivileged_uid_refused() {
+    use std::io::Write as _;
+    let dir = scratch_dir("registration");
+    let socket = dir.join("register.sock");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(&manifest, "agents:\n  - id: orchestrated\n    allowed_tasks: [review-1]\n    selectors: [{uid: 65533}]\n").unwrap();
+    let config = dir.join("sensor.toml");
+    // Another uid is allowed, so the socket is reachable and the credential check decides.
+    std::fs::write(&config, format!("[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\nregistration_uids = [12345]\n", socket.display())).unwrap();
+    let mut shell = Command::new("/bin/sh")
+        .args(["-c", "read x; /bin/true registered-child; read y"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = shell.id().to_string();
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    let socket_arg = socket.to_str().unwrap();
+    let register = |extra: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(extra).arg(sensor_binary()).args([
+            "register",
+            "--socket",
+            socket_arg,
+            "--pid",
+            &pid,
+            "--agent",
+            "orchestrated",
+        ]);
+        cmd
+    };
+    // A refused task, then an unprivileged peer, then root.
+    let bad_task = Command::new(sensor_binary())
+        .args([
+            "register",
+            "--socket",
+            socket_arg,
+            "--pid",
+            &pid,
+            "--agent",
+            "orchestrated",
+            "--task",
+            "deploy",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad_task.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad_task.stdout).contains("not among agent"),
+        "{bad_task:?}"
+    );
+    let nobody = register(&["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .output()
+        .unwrap();
+    assert!(!nobody.status.success(), "{nobody:?}");
+    assert!(
+        String::from_utf8_lossy(&nobody.stdout).contains("uid 65534"),
+        "{nobody:?}"
+    );
+    let root = Command::new(sensor_binary())
+        .args([
+            "register",
+            "--socket",
+            socket_arg,
+            "--pid",
+            &pid,
+            "--agent",
+            "orchestrated",
+            "--task",
+            "review-1",
+            "--session",
+            "s-9",
+        ])
+        .output()
+        .unwrap();
+    assert!(root.status.success(), "{root:?}");
+    let list = Command::new(sensor_binary())
+        .args(["register", "--socket", socket_arg, "--list"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(&format!("\"pid\":{pid}")),
+        "{list:?}"
+    );
+
+    let mut stdin = shell.stdin.take().unwrap();
+    writeln!(stdin, "go").unwrap();
+    let child = sensor.wait_for("the registered process's child", |r| {
+        action(r) == "exec" && r["process"]["args"][1] == "registered-child"
+    });
+    writeln!(stdin, "done").unwrap();
+    shell.wait().unwrap();
+    let done = sensor.stop();
+    assert_eq!(agent_of(&child), "orchestrated");
+    assert_eq!(child["identity"]["attribution"]["method"], "registration");
+    assert_eq!(child["identity"]["attribution"]["trust"], "strong");
+    assert_eq!(child["identity"]["attribution"]["inherited"], true);
+    assert_eq!(child["identity"]["task"]["id"], "review-1");
+    assert_eq!(child["identity"]["task"]["session"], "s-9");
+
+    let requests: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "agent_registration")
+        .collect();
+    let outcome = |uid: u64, ok: &str| {
+        requests
+            .iter()
+            .any(|r| r["registration"]["peer_uid"] == uid && r["event"]["outcome"] == ok)
+    };
+    assert!(
+        outcome(65534, "failure"),
+        "the refusal is on the record: {requests:?}"
+    );
+    assert!(outcome(0, "success"), "the registration is on the record");
+    assert!(requests.iter().any(|r| {
+        r["registration"]["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("allowed tasks"))
+    }));
+    let _ = std::fs::remove_dir_all(&dir);
+}
