@@ -173,11 +173,17 @@ fn the_running_daemon_keeps_only_the_capabilities_it_needs() {
 fn help_lists_every_command() {
     let out = sensor(&["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["run", "probe", "check-config"] {
+    for command in ["run", "probe", "check-config", "register", "identities"] {
         assert!(help.contains(command), "{help}");
     }
     let run_help = String::from_utf8_lossy(&sensor(&["run", "--help"]).stdout).into_owned();
-    for flag in ["--config", "--output", "--all-processes", "--pid"] {
+    for flag in [
+        "--config",
+        "--output",
+        "--all-processes",
+        "--pid",
+        "--identities",
+    ] {
         assert!(run_help.contains(flag), "{run_help}");
     }
 }
@@ -202,4 +208,35 @@ fn the_readme_starts_with_the_two_commands_and_ci_runs_the_second() {
         ci.lines().any(|l| l.trim() == "cargo xtask test"),
         ".ci/run must run the README's test command"
     );
+}
+
+#[test]
+fn the_example_manifest_is_valid_and_a_bad_one_is_located() {
+    let example = repo().join("examples/agents.yaml");
+    let out = sensor(&["identities", "check", example.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok, 2 agent(s)")
+            && text.contains("code-reviewer")
+            && text.contains("data-analyst"),
+        "{text}"
+    );
+    let dir = std::env::temp_dir().join("agent-sensor-cli-manifest");
+    fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("agents.yaml");
+    fs::write(&bad, "agents:\n  - id: ok-agent\n    selectors: [{uid: 1}]\n  - id: Bad Agent\n    selectors: [{uid: 2}]\n").unwrap();
+    let out = sensor(&["identities", "check", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:4:", bad.display())) && err.contains("agent id \"Bad Agent\""),
+        "{err}"
+    );
+    let out = sensor(&["run", "--identities", bad.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "run refuses a bad manifest before loading anything"
+    );
+    assert!(stderr(&out).contains("agent id \"Bad Agent\""));
 }
