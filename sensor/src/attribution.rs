@@ -26,7 +26,18 @@ struct Compiled {
 }
 
 pub struct Registry {
+    /// Index = agent number - 1. Numbers stay with their agent across reloads: the kernel map
+    /// holds them for running processes.
     agents: Vec<(AgentDecl, Compiled)>,
+    /// Agents no longer declared (kept for their running processes' records).
+    removed: Vec<bool>,
+}
+
+/// The registry in force, replaced whole on reload; readers take the `Arc` they need.
+pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
+
+pub fn current(shared: &SharedRegistry) -> Arc<Registry> {
+    shared.read().expect("no poisoned lock").clone()
 }
 
 /// What the selectors compile to now: kernel map contents.
@@ -38,6 +49,43 @@ pub struct MapEntries {
 }
 
 impl Registry {
+    /// The registry after a reload: agents already known keep their numbers (with their new
+    /// declaration); agents no longer declared keep theirs too, without selectors, so running
+    /// processes stay attributed; new agents get new numbers.
+    pub fn reloaded(&self, decls: Vec<AgentDecl>) -> Self {
+        let mut decls: Vec<Option<AgentDecl>> = decls.into_iter().map(Some).collect();
+        let mut removed = Vec::new();
+        let mut next: Vec<AgentDecl> = self
+            .agents
+            .iter()
+            .map(|(old, _)| {
+                let found = decls
+                    .iter_mut()
+                    .find(|d| d.as_ref().is_some_and(|d| d.id == old.id))
+                    .and_then(Option::take);
+                removed.push(found.is_none());
+                found.unwrap_or_else(|| AgentDecl {
+                    selectors: Vec::new(),
+                    ..old.clone()
+                })
+            })
+            .collect();
+        next.extend(decls.into_iter().flatten());
+        let mut registry = Self::new(next);
+        registry.removed[..removed.len()].copy_from_slice(&removed);
+        registry
+    }
+
+    /// Whether agent `number` is declared now (registration refuses removed agents).
+    pub fn is_declared(&self, number: u32) -> bool {
+        self.get(number).is_some()
+            && !self
+                .removed
+                .get(number as usize - 1)
+                .copied()
+                .unwrap_or(true)
+    }
+
     pub fn new(decls: Vec<AgentDecl>) -> Self {
         let agents = decls
             .into_iter()
@@ -57,8 +105,9 @@ impl Registry {
                 }
                 (d, c)
             })
-            .collect();
-        Self { agents }
+            .collect::<Vec<_>>();
+        let removed = vec![false; agents.len()];
+        Self { agents, removed }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -292,6 +341,35 @@ mod tests {
             Some((1, method::EXECUTABLE))
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn numbers_survive_reloads() {
+        let first = Registry::new(vec![
+            agent("a", vec![SelectorDecl::Uid(1)]),
+            agent("b", vec![SelectorDecl::Uid(2)]),
+        ]);
+        let second = first.reloaded(vec![
+            agent("c", vec![SelectorDecl::Uid(3)]),
+            agent("b", vec![SelectorDecl::Uid(20)]),
+        ]);
+        assert_eq!(
+            second.number_of("a"),
+            Some(1),
+            "a removed agent keeps its number"
+        );
+        assert!(
+            second.get(1).unwrap().selectors.is_empty(),
+            "but matches nothing new"
+        );
+        assert!(!second.is_declared(1) && second.is_declared(2) && second.is_declared(3));
+        assert_eq!(second.number_of("b"), Some(2));
+        assert_eq!(
+            second.get(2).unwrap().selectors,
+            vec![SelectorDecl::Uid(20)]
+        );
+        assert_eq!(second.number_of("c"), Some(3));
+        assert_eq!(second.map_entries(None).uids.get(&1), None);
     }
 
     #[test]

@@ -204,15 +204,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
                 ));
             }
         }
-        if a.selectors.is_empty() {
-            return Err(at(
-                loc,
-                format!(
-                    "agent {}: no selectors: nothing would ever be this agent (registration alone still works: add `selectors: []` explicitly is not enough, list at least one)",
-                    a.id
-                ),
-            ));
-        }
         let mut selectors = Vec::new();
         for s in a.selectors {
             let sloc = Some(s.referenced);
@@ -325,11 +316,11 @@ mod tests {
                 .message
                 .contains("spiffe")
         );
+        // An agent without selectors is one that only registration attributes.
         assert!(
-            parse_str("agents:\n  - id: a\n")
-                .unwrap_err()
-                .message
-                .contains("no selectors")
+            parse_str("agents:\n  - id: a\n").unwrap()[0]
+                .selectors
+                .is_empty()
         );
         assert!(parse_str("agents: [\n").is_err());
         let e = parse_str("agents:\n  - id: a\n    selectors: [{uid: -1}]\n").unwrap_err();

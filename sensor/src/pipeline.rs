@@ -118,6 +118,7 @@ const START: &[&str] = &["start"];
 const END: &[&str] = &["end"];
 const FILE: &[&str] = &["file"];
 const IAM: &[&str] = &["iam"];
+const CONFIGURATION: &[&str] = &["configuration"];
 const CHANGE: &[&str] = &["change"];
 const NETWORK: &[&str] = &["network"];
 const INFO: &[&str] = &["info"];
@@ -309,6 +310,7 @@ impl Pipeline {
                 SourceMessage::Records(batch) => self.handle_batch(&batch),
                 SourceMessage::Lost(report) => self.gap(&report),
                 SourceMessage::Registration(event) => self.registration(event),
+                SourceMessage::Reloaded { trigger, result } => self.reloaded(trigger, result),
                 SourceMessage::Stopped { reason: why } => {
                     reason = why;
                     break;
@@ -365,6 +367,32 @@ impl Pipeline {
         self.emit(&r);
         self.flush().await?;
         self.sink.sync().await
+    }
+
+    /// A new manifest takes effect for records from now on; the record says so (or why not).
+    fn reloaded(&mut self, trigger: &'static str, result: Result<Arc<Registry>, String>) {
+        let mut meta = Self::meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
+        let mut lifecycle = Lifecycle {
+            reason: Some(trigger.to_owned()),
+            all_processes: None,
+            programs: None,
+            records_written: None,
+            kernel_lost: None,
+            decode_errors: None,
+        };
+        match result {
+            Ok(registry) => {
+                self.ctx.agents = agent_infos(&registry);
+                meta.outcome = Some("success");
+            }
+            Err(e) => {
+                meta.outcome = Some("failure");
+                lifecycle.reason = Some(format!("{trigger}: {e}"));
+            }
+        }
+        let mut r = self.record(WallClock::now(), meta);
+        r.sensor.lifecycle = Some(lifecycle);
+        self.emit(&r);
     }
 
     fn registration(&mut self, event: crate::registration::RegistrationEvent) {

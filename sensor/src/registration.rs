@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use crate::{
-    attribution::{Registry, Tasks},
+    attribution::{self, SharedRegistry, Tasks},
     selectors::Tracked,
     snapshot,
     source::SourceMessage,
@@ -67,7 +67,7 @@ pub struct Allowed {
 }
 
 pub struct Server {
-    pub registry: Arc<Registry>,
+    pub registry: SharedRegistry,
     pub tasks: Tasks,
     pub tracked: Tracked,
     pub allowed: Allowed,
@@ -162,15 +162,19 @@ impl Server {
                 task,
                 session,
             } => {
+                let registry = attribution::current(&self.registry);
                 event.op = "register";
                 event.pid = Some(pid);
                 event.agent = Some(agent.clone());
                 event.task.clone_from(&task);
                 event.session.clone_from(&session);
-                let Some(number) = self.registry.number_of(&agent) else {
+                let Some(number) = registry
+                    .number_of(&agent)
+                    .filter(|n| registry.is_declared(*n))
+                else {
                     return refuse(event, format!("no agent {agent:?} is declared"));
                 };
-                if let (Some(t), Some(decl)) = (&task, self.registry.get(number)) {
+                if let (Some(t), Some(decl)) = (&task, registry.get(number)) {
                     if !decl.allowed_tasks.is_empty() && !decl.allowed_tasks.contains(t) {
                         return refuse(
                             event,
@@ -238,6 +242,7 @@ impl Server {
                 serde_json::json!({"ok": true})
             }
             Request::List => {
+                let registry = attribution::current(&self.registry);
                 event.op = "list";
                 event.granted = true;
                 let map = self.tracked.lock().expect("no poisoned lock");
@@ -249,7 +254,7 @@ impl Server {
                         let task = self.tasks.get(v.task);
                         serde_json::json!({
                             "pid": pid,
-                            "agent": self.registry.get(v.agent).map(|a| a.id.clone()),
+                            "agent": registry.get(v.agent).map(|a| a.id.clone()),
                             "task": task.as_ref().map(|t| t.0.clone()),
                             "session": task.and_then(|t| t.1),
                             "method": v.method,

@@ -10,7 +10,7 @@ use tokio::{
 };
 
 use crate::{
-    attribution::{Registry, Tasks},
+    attribution::{self, Registry, SharedRegistry, Tasks},
     cli::RunArgs,
     config::Config,
     entity::EntityIds,
@@ -50,8 +50,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => manifest::load(path)?,
         None => Vec::new(),
     };
-    let registry = Arc::new(Registry::new(agents));
-    if !config.all_processes && args.pids.is_empty() && registry.is_empty() {
+    let registry: SharedRegistry =
+        Arc::new(std::sync::RwLock::new(Arc::new(Registry::new(agents))));
+    if !config.all_processes && args.pids.is_empty() && attribution::current(&registry).is_empty() {
         tracing::warn!(
             "observing no process: declare agents (--identities), or pass --all-processes or --pid PID"
         );
@@ -103,7 +104,7 @@ enum SinkSpec {
 
 async fn async_main(
     config: Config,
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     pids: Vec<u32>,
     programs: Vec<&'static str>,
     maps: loader::SensorMaps,
@@ -124,7 +125,7 @@ async fn async_main(
             .context("making an instance id")?
             .into(),
         classifier: Classifier::new(&config.file_classes).context("compiling file classes")?,
-        agents: agent_infos(&registry),
+        agents: agent_infos(&attribution::current(&registry)),
         tasks: tasks.clone(),
     };
     // The programs are attached, so anything that starts from now on is seen; the snapshot
@@ -159,7 +160,8 @@ async fn async_main(
         Duration::from_millis(u64::from(config.poll_interval_ms)),
     )
     .context("polling the ring buffer")?;
-    let registration = if registry.is_empty() {
+    let tx_control = tx.clone();
+    let registration = if config.identities.is_none() {
         None
     } else {
         let allowed = registration::Allowed {
@@ -183,7 +185,15 @@ async fn async_main(
         Some(tokio::spawn(server.serve(listener)))
     };
     let source = tokio::spawn(source.run(tx, stop_rx));
-    let selectors = tokio::spawn(keep_selectors_current(selector_sync, tracked.clone()));
+    let selectors = tokio::spawn(keep_selectors_current(
+        selector_sync,
+        tracked.clone(),
+        Reload {
+            registry: registry.clone(),
+            manifest: config.identities.clone(),
+            events: tx_control,
+        },
+    ));
     let mut pipeline = tokio::spawn(pipeline.run(rx));
 
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -222,14 +232,79 @@ async fn async_main(
 /// How often selectors are compiled again against the system (new cgroups, new files).
 const SELECTOR_REFRESH: Duration = Duration::from_millis(250);
 
+/// What reloading the manifest needs.
+struct Reload {
+    registry: SharedRegistry,
+    manifest: Option<std::path::PathBuf>,
+    events: mpsc::Sender<crate::source::SourceMessage>,
+}
+
+impl Reload {
+    /// The manifest's newest modification time (of the file, or of any file in the directory).
+    fn stamp(&self) -> Option<std::time::SystemTime> {
+        let path = self.manifest.as_deref()?;
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if path.is_dir() {
+            std::fs::read_dir(path)
+                .ok()?
+                .flatten()
+                .filter_map(|e| mtime(&e.path()))
+                .chain(mtime(path))
+                .max()
+        } else {
+            mtime(path)
+        }
+    }
+
+    /// Reads the manifest again; a bad one is reported and the registry in force stays.
+    async fn run(&self, trigger: &'static str) {
+        let Some(path) = &self.manifest else { return };
+        let result = manifest::load(path)
+            .map_err(|e| e.to_string())
+            .map(|decls| {
+                let next = Arc::new(attribution::current(&self.registry).reloaded(decls));
+                *self.registry.write().expect("no poisoned lock") = next.clone();
+                next
+            });
+        match &result {
+            Ok(r) => tracing::info!(trigger, agents = r.len(), "identity manifest reloaded"),
+            Err(e) => tracing::error!(
+                trigger,
+                "identity manifest not reloaded, keeping the previous one: {e}"
+            ),
+        }
+        let _ = self
+            .events
+            .send(crate::source::SourceMessage::Reloaded { trigger, result })
+            .await;
+    }
+}
+
 /// Keeps the selector maps current; when a cgroup starts matching, attributes the processes
-/// already in it.
-async fn keep_selectors_current(mut sync: SelectorSync, tracked: Tracked) {
+/// already in it. Reloads the manifest on SIGHUP or when it changes.
+async fn keep_selectors_current(mut sync: SelectorSync, tracked: Tracked, reload: Reload) {
     let mut tick = tokio::time::interval(SELECTOR_REFRESH);
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut stamp = reload.stamp();
     let mut known: std::collections::HashSet<u64> =
         sync.refresh().cgroups.keys().copied().collect();
     loop {
-        tick.tick().await;
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = reload.stamp();
+                if now != stamp {
+                    stamp = now;
+                    reload.run("file change").await;
+                }
+            }
+            _ = hup => reload.run("SIGHUP").await,
+        }
         let now: std::collections::HashSet<u64> = sync.refresh().cgroups.keys().copied().collect();
         if now.difference(&known).next().is_some() {
             let mut procs = snapshot::read_all();

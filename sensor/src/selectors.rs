@@ -13,7 +13,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 use sensor_common::{TrackedProcess, method};
 
 use crate::{
-    attribution::{MapEntries, Registry},
+    attribution::{self, MapEntries, SharedRegistry},
     loader::SelectorMaps,
     snapshot::{self, ProcSnapshot},
 };
@@ -42,14 +42,14 @@ fn sync_map<K: aya::Pod + Eq + Hash, V: aya::Pod + PartialEq>(
 }
 
 pub struct SelectorSync {
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     maps: SelectorMaps,
     cgroup_root: Option<PathBuf>,
     current: MapEntries,
 }
 
 impl SelectorSync {
-    pub fn new(registry: Arc<Registry>, maps: SelectorMaps) -> Self {
+    pub fn new(registry: SharedRegistry, maps: SelectorMaps) -> Self {
         Self {
             registry,
             maps,
@@ -60,7 +60,7 @@ impl SelectorSync {
 
     /// Re-compiles the selectors and updates the kernel maps; returns the entries now in force.
     pub fn refresh(&mut self) -> &MapEntries {
-        let want = self.registry.map_entries(self.cgroup_root.as_deref());
+        let want = attribution::current(&self.registry).map_entries(self.cgroup_root.as_deref());
         let (mut have_c, mut have_e, mut have_u) = (
             std::mem::take(&mut self.current.cgroups),
             std::mem::take(&mut self.current.executables),
@@ -84,11 +84,11 @@ impl SelectorSync {
         tracked: &Tracked,
         procs: impl Iterator<Item = &'a mut ProcSnapshot>,
     ) {
+        let registry = attribution::current(&self.registry);
         let mut map = tracked.lock().expect("no poisoned lock");
         for p in procs {
             let Some((agent, m)) =
-                self.registry
-                    .match_process(&self.current, p.cgroup_id, p.exe_key, p.euid)
+                registry.match_process(&self.current, p.cgroup_id, p.exe_key, p.euid)
             else {
                 continue;
             };

@@ -52,11 +52,15 @@ impl LossReport {
     }
 }
 
-/// What the source sends down the pipeline, in order.
-#[derive(Debug)]
+/// What the source (and the control tasks) send down the pipeline, in order.
 pub enum SourceMessage {
     Records(RawBatch),
     Lost(LossReport),
+    /// The identity manifest was read again (or could not be).
+    Reloaded {
+        trigger: &'static str,
+        result: Result<std::sync::Arc<crate::attribution::Registry>, String>,
+    },
     /// A request on the registration socket, granted or refused.
     Registration(crate::registration::RegistrationEvent),
     /// The source stopped after a final drain; nothing follows.

@@ -390,3 +390,76 @@ fn registration_from_root_is_accepted_and_from_an_unprivileged_uid_refused() {
     }));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_manifest_reloads_on_change_and_on_sighup_without_losing_agents() {
+    let dir = scratch_dir("reload");
+    let first = copy_exe(HELPER, &dir.join("first-agent"));
+    let second = copy_exe(HELPER, &dir.join("second-agent"));
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!("agents:\n  - id: first\n    selectors: [{{executable: {first}}}]\n"),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--identities", manifest.to_str().unwrap()]);
+    // A new agent appears in the file: picked up without a restart.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    std::fs::write(
+        &manifest,
+        format!("agents:\n  - id: second\n    selectors: [{{executable: {second}}}]\n  - id: first\n    selectors: [{{executable: {first}}}]\n"),
+    )
+    .unwrap();
+    sensor.wait_for("the reload", |r| {
+        action(r) == "identities_reloaded" && r["event"]["outcome"] == "success"
+    });
+    // Selectors are compiled again on the next refresh.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        Command::new(&second)
+            .args(["exit", "0"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new(&first)
+            .args(["exit", "0"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    sensor.wait_for("the second agent", |r| {
+        action(r) == "exec" && agent_of(r) == "second"
+    });
+    sensor.wait_for("the first agent, still itself", |r| {
+        action(r) == "exec" && agent_of(r) == "first"
+    });
+    // A broken manifest on SIGHUP is refused, on the record, and the agents stay.
+    std::fs::write(&manifest, "agents:\n  - id: Not Valid\n").unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sensor.pid() as i32, libc::SIGHUP) };
+    let refused = sensor.wait_for("the refused reload", |r| {
+        action(r) == "identities_reloaded" && r["event"]["outcome"] == "failure"
+    });
+    assert!(
+        refused["sensor"]["lifecycle"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Not Valid"),
+        "{refused}"
+    );
+    assert!(
+        Command::new(&second)
+            .args(["exit", "1"])
+            .status()
+            .unwrap()
+            .code()
+            == Some(1)
+    );
+    sensor.wait_for("the second agent after the bad reload", |r| {
+        action(r) == "exit" && agent_of(r) == "second" && r["process"]["exit_code"] == 1
+    });
+    sensor.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
