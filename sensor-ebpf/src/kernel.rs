@@ -135,6 +135,16 @@ impl Task {
         ))
     }
 
+    /// `[env_start, env_end)` of the task's user memory.
+    #[inline(always)]
+    pub fn env_range(&self) -> Option<(u64, u64)> {
+        let mm = self.ptr.follow(self.off.task_mm)?;
+        Some((
+            mm.read::<u64>(self.off.mm_env_start)?,
+            mm.read::<u64>(self.off.mm_env_end)?,
+        ))
+    }
+
     /// Inode number of the mount namespace (`nsproxy->mnt_ns->ns.inum`).
     #[inline(always)]
     pub fn mnt_ns(&self) -> u32 {

@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use sensor_common::{
-    ARGS_CAP, ExeKey, ExecRecord, ExitRecord, FILENAME_CAP, ForkRecord, RECORD_VERSION,
+    ARGS_CAP, ENV_CAP, ExeKey, ExecRecord, ExitRecord, FILENAME_CAP, ForkRecord, RECORD_VERSION,
     RecordHeader, SCRATCH_SIZE, TrackedProcess, exec_flags, exit_flags, fork_flags, kind,
     tracked_flags,
 };
@@ -77,15 +77,19 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
             bpf_get_current_uid_gid() as u32,
         )
     };
+    let mut flags = 0;
     let attribution = match attribute_exec(tgid, cgroup_id, exe_key, uid) {
         Some(a) => a,
         None if cfg.all_processes != 0 => TrackedProcess::default(),
+        None if cfg.env_marker != 0 => {
+            flags |= exec_flags::ENV_INCLUDED;
+            TrackedProcess::default()
+        }
         None => return None,
     };
     // SAFETY: the scratch slot is this CPU's and lives as long as the map.
     let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
 
-    let mut flags = 0;
     // argv, straight from the new image's memory: exactly what the program will see.
     let mut args_len: u32 = 0;
     let mut args_size: u64 = 0;
@@ -176,6 +180,28 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
         }
     }
 
+    // The start of the environment, for the daemon's marker check.
+    let env_at = exe_at + exe_len as usize;
+    let mut env_len: u32 = 0;
+    if flags & exec_flags::ENV_INCLUDED != 0 {
+        if let Some((start, end)) = task.env_range() {
+            let size = end.saturating_sub(start);
+            let n = if size > ENV_CAP as u64 {
+                ENV_CAP
+            } else {
+                size as u32
+            };
+            // SAFETY: env_at + ENV_CAP <= SCRATCH_SIZE (asserted in sensor-common).
+            if n > 0
+                && unsafe {
+                    bpf_probe_read_user(buf.as_mut_ptr().add(env_at).cast(), n, start as *const _)
+                } == 0
+            {
+                env_len = n;
+            }
+        }
+    }
+
     let loginuid = task.loginuid();
     if loginuid.is_none() {
         flags |= exec_flags::NO_LOGINUID;
@@ -183,7 +209,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     let (euid, egid) = task.effective_ids();
     let uid_gid = bpf_get_current_uid_gid();
     let parent = task.real_parent();
-    let size = exe_at + exe_len as usize;
+    let size = env_at + env_len as usize;
     let record = ExecRecord {
         header: header(kind::EXEC, size, attribution),
         start_boottime: task.process_start(),
@@ -209,7 +235,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
         args_len,
         filename_len,
         exe_len,
-        _pad: 0,
+        env_len,
         flags,
         comm: bpf_get_current_comm().unwrap_or_default(),
     };

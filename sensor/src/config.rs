@@ -33,6 +33,9 @@ pub struct Config {
     pub repeat_window_ms: u32,
     /// The identity manifest: a YAML file or a directory of them.
     pub identities: Option<PathBuf>,
+    /// The name of the opt-in environment variable that names a process's agent (weak: the
+    /// process can forge it); `None` turns the check off.
+    pub environment_marker: Option<String>,
     /// The registration socket, and who besides root may use it.
     pub registration_socket: PathBuf,
     pub registration_uids: Vec<u32>,
@@ -54,6 +57,7 @@ impl Default for Config {
             file_classes: Vec::new(),
             repeat_window_ms: 0,
             identities: None,
+            environment_marker: None,
             registration_socket: PathBuf::from(DEFAULT_REGISTRATION_SOCKET),
             registration_uids: Vec::new(),
             registration_gids: Vec::new(),
@@ -82,6 +86,7 @@ struct RawConfig {
 struct RawIdentities {
     manifest: Option<PathBuf>,
     registration_socket: Option<PathBuf>,
+    environment_marker: Option<Spanned<String>>,
     #[serde(default)]
     registration_uids: Vec<u32>,
     #[serde(default)]
@@ -241,6 +246,16 @@ impl Config {
             Classifier::new(std::slice::from_ref(&rule))
                 .map_err(|e| at(Some(span.clone()), format!("file.classes: {e}")))?;
             config.file_classes.push(rule);
+        }
+        if let Some(v) = raw.identities.environment_marker {
+            let name = v.get_ref();
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(at(
+                    Some(v.span()),
+                    "identities.environment_marker must be a variable name (no `=`)".to_owned(),
+                ));
+            }
+            config.environment_marker = Some(v.into_inner());
         }
         if let Some(socket) = raw.identities.registration_socket {
             config.registration_socket = socket;

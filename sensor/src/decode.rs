@@ -64,6 +64,9 @@ pub struct ExecEvent {
     /// when it could not be walked.
     pub exe: Vec<u8>,
     pub exe_truncated: bool,
+    /// The start of the environment, when no selector attributed the process and the
+    /// environment-marker check is on.
+    pub env: Option<Vec<u8>>,
     pub filename_truncated: bool,
     /// argv, split at NULs; the last element may be cut when `args_truncated`.
     pub args: Vec<Vec<u8>>,
@@ -275,8 +278,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
 fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
     let r: ExecRecord = read_record(bytes, "exec")?;
     let tail = &bytes[size_of::<ExecRecord>()..];
-    let lens = [r.args_len, r.filename_len, r.exe_len].map(|n| n as usize);
-    let [args, filename, exe] = pieces(tail, lens, "exec", bytes.len())?;
+    let lens = [r.args_len, r.filename_len, r.exe_len, r.env_len].map(|n| n as usize);
+    let [args, filename, exe, env] = pieces(tail, lens, "exec", bytes.len())?;
     let flags = r.flags;
     Ok(ExecEvent {
         ktime_ns: r.header.ktime_ns,
@@ -301,6 +304,7 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
         filename_truncated: flags & exec_flags::FILENAME_TRUNCATED != 0,
         exe,
         exe_truncated: flags & exec_flags::EXE_TRUNCATED != 0,
+        env: (flags & exec_flags::ENV_INCLUDED != 0).then_some(env),
         args: split_args(&args),
         args_count: r.args_count,
         args_size: r.args_size,
@@ -488,7 +492,7 @@ mod tests {
             args_len: args.len() as u32,
             filename_len: filename.len() as u32,
             exe_len: 0,
-            _pad: 0,
+            env_len: 0,
             flags,
             comm,
         };

@@ -198,6 +198,8 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         sensor_tgid: std::process::id(),
         syscall_args_offset,
         syscall_ret_offset,
+        env_marker: u32::from(config.environment_marker.is_some()),
+        _pad: 0,
         wakeup_bytes: u64::from(config.wakeup_bytes),
     };
     let mut ebpf = EbpfLoader::new()
@@ -349,6 +351,8 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         signal_live: need("signal_struct.live", "signal_struct", &["live"])?,
         mm_arg_start: need("mm_struct.arg_start", "mm_struct", &["arg_start"])?,
         mm_arg_end: need("mm_struct.arg_end", "mm_struct", &["arg_end"])?,
+        mm_env_start: need("mm_struct.env_start", "mm_struct", &["env_start"])?,
+        mm_env_end: need("mm_struct.env_end", "mm_struct", &["env_end"])?,
         cred_euid: need("cred.euid", "cred", &["euid"])?,
         cred_egid: need("cred.egid", "cred", &["egid"])?,
         nsproxy_mnt_ns: need("nsproxy.mnt_ns", "nsproxy", &["mnt_ns"])?,

@@ -51,6 +51,8 @@ pub struct Context {
     pub agents: Vec<Arc<AgentInfo>>,
     /// Registered task names by kernel task number.
     pub tasks: Tasks,
+    /// The environment marker (`NAME=`), and the kernel map a marked process is entered in.
+    pub marker: Option<(Vec<u8>, crate::selectors::Tracked)>,
 }
 
 /// The `identity.agent` block of each declared agent.
@@ -425,6 +427,14 @@ impl Pipeline {
         let mut closed = Vec::new();
         for bytes in batch.records() {
             match decode::decode(bytes) {
+                Ok(KernelEvent::Exec(mut e)) if e.env.is_some() => {
+                    // Reported only for the marker check: an agent if it carries a valid
+                    // marker, otherwise nobody's business.
+                    if self.check_marker(&mut e) {
+                        let record = self.build(&KernelEvent::Exec(e));
+                        self.emit(&record);
+                    }
+                }
                 Ok(KernelEvent::File(e)) if self.repeats.enabled() => {
                     let record = self.file(&e);
                     if let Some(r) =
@@ -460,6 +470,50 @@ impl Pipeline {
         };
         record.identity = self.identity(event.attribution(), tgid);
         record
+    }
+
+    /// Attributes an exec no selector claimed by its environment marker (weak), entering it in
+    /// the kernel map so its descendants and later events follow. False when it has none.
+    fn check_marker(&mut self, e: &mut ExecEvent) -> bool {
+        let Some((prefix, tracked)) = &self.ctx.marker else {
+            return false;
+        };
+        let env = e.env.take().unwrap_or_default();
+        let Some(value) = env
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(prefix.as_slice()))
+        else {
+            return false;
+        };
+        let Some(number) = self
+            .ctx
+            .agents
+            .iter()
+            .position(|a| a.id.as_bytes() == value)
+            .map(|i| i as u32 + 1)
+        else {
+            tracing::debug!(
+                pid = e.tgid,
+                "environment marker names no declared agent; ignored"
+            );
+            return false;
+        };
+        let mut map = tracked.lock().expect("no poisoned lock");
+        // The kernel may have attributed it since, more strongly (a registration): keep that.
+        if let Ok(existing) = map.get(&e.tgid, 0) {
+            if existing.agent != 0 {
+                e.attribution = existing;
+                return true;
+            }
+        }
+        let weak = TrackedProcess {
+            agent: number,
+            method: method::ENVIRONMENT,
+            ..Default::default()
+        };
+        let _ = map.insert(e.tgid, weak, 0);
+        e.attribution = weak;
+        true
     }
 
     /// The identity block of a process the kernel attributed to an agent.

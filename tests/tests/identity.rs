@@ -463,3 +463,99 @@ fn the_manifest_reloads_on_change_and_on_sighup_without_losing_agents() {
     sensor.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_environment_marker_is_weak_and_never_overrides_a_cgroup_match() {
+    let dir = scratch_dir("marker");
+    let cg_name = format!("agent-sensor-marker-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
+    std::fs::create_dir_all(&cg).unwrap();
+    std::fs::write(
+        dir.join("agents.yaml"),
+        format!(
+            "agents:\n  - id: marked\n  - id: cg-owner\n    selectors: [{{cgroup: /{cg_name}}}]\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!("[identities]\nmanifest = \"agents.yaml\"\nenvironment_marker = \"AGENT_SENSOR_AGENT\"\nregistration_socket = \"{}/reg.sock\"\n", dir.display()),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    let run = |env: Option<&str>, code: &str| {
+        let mut cmd = Command::new(HELPER);
+        cmd.args(["exit", code]);
+        if let Some(v) = env {
+            cmd.env("AGENT_SENSOR_AGENT", v);
+        }
+        assert!(cmd.status().unwrap().code() == code.parse().ok());
+    };
+    run(Some("marked"), "11");
+    run(Some("not-declared"), "12");
+    run(None, "13");
+    let marked_shell = Command::new("/bin/sh")
+        .args(["-c", "sleep 0.3; exit 15"])
+        .env("AGENT_SENSOR_AGENT", "marked")
+        .status()
+        .unwrap();
+    assert_eq!(marked_shell.code(), Some(15));
+    // In the owner's cgroup, a marker naming another agent is a forgery: the cgroup decides.
+    let script = format!(
+        "echo $$ > {cg}/cgroup.procs && exec env AGENT_SENSOR_AGENT=marked {HELPER} exit 14"
+    );
+    assert_eq!(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .code(),
+        Some(14)
+    );
+    sensor.wait_for("the exec in the cgroup", |r| {
+        action(r) == "exec" && r["process"]["args"][2] == "14"
+    });
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let exec_with = |code: &str| {
+        done.records.iter().find(|r| {
+            action(r) == "exec"
+                && r["process"]["executable"] == HELPER
+                && r["process"]["args"][2] == code
+        })
+    };
+    let marked = exec_with("11").expect("the marked process");
+    assert_eq!(agent_of(marked), "marked");
+    assert_eq!(marked["identity"]["attribution"]["method"], "environment");
+    assert_eq!(marked["identity"]["attribution"]["trust"], "weak");
+    assert!(
+        exec_with("12").is_none(),
+        "a marker naming no declared agent attributes nothing"
+    );
+    assert!(exec_with("13").is_none(), "an unmarked process is nobody's");
+    let forged = exec_with("14").unwrap();
+    assert_eq!(agent_of(forged), "cg-owner");
+    assert_eq!(forged["identity"]["attribution"]["method"], "cgroup");
+    // Once marked, the kernel map holds it: a longer-lived marked shell's child and exit follow.
+    let shell = done
+        .records
+        .iter()
+        .find(|r| action(r) == "exec" && r["process"]["args"][2] == "sleep 0.3; exit 15")
+        .expect("the marked shell");
+    assert_eq!(agent_of(shell), "marked");
+    let pid = pid_of(shell);
+    assert!(
+        done.records
+            .iter()
+            .any(|r| action(r) == "exit" && pid_of(r) == pid && agent_of(r) == "marked")
+    );
+    let child = done
+        .records
+        .iter()
+        .find(|r| action(r) == "exec" && r["process"]["parent"]["pid"] == pid)
+        .expect("the shell's sleep");
+    // Inherited in the kernel, or (if it forked before the daemon saw the marker) by its own.
+    assert_eq!(agent_of(child), "marked");
+    let _ = std::fs::remove_dir_all(&dir);
+}

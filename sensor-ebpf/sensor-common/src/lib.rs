@@ -21,7 +21,9 @@ pub mod kind {
 }
 
 /// Most argv bytes the kernel side can copy for one exec (the configured bound is clamped to it).
-pub const ARGS_CAP: u32 = 20 * 1024;
+pub const ARGS_CAP: u32 = 18 * 1024;
+/// Most environment bytes copied for the environment-marker check.
+pub const ENV_CAP: u32 = 2048;
 /// Most bytes of an exec'd file name copied (PATH_MAX, including the terminating NUL).
 pub const FILENAME_CAP: u32 = 4096;
 /// Size of the per-CPU scratch buffer a record is assembled in before it is copied out.
@@ -89,6 +91,9 @@ pub mod exec_flags {
     pub const FILENAME_UNREADABLE: u32 = 1 << 3;
     /// The executable's absolute path filled the window and is cut at the top.
     pub const EXE_TRUNCATED: u32 = 1 << 5;
+    /// No selector attributed the process, and the environment-marker check is on: the start
+    /// of its environment follows, for the daemon to look for the marker.
+    pub const ENV_INCLUDED: u32 = 1 << 6;
     /// The kernel keeps no login uid (no `task_struct::loginuid`); `loginuid` is meaningless.
     pub const NO_LOGINUID: u32 = 1 << 4;
 }
@@ -134,7 +139,8 @@ pub struct ExecRecord {
     pub filename_len: u32,
     /// Bytes of the executable's absolute path that follow the file name.
     pub exe_len: u32,
-    pub _pad: u32,
+    /// Bytes of environment that follow the executable's path (with `ENV_INCLUDED`).
+    pub env_len: u32,
     /// [`exec_flags`].
     pub flags: u32,
     pub comm: [u8; 16],
@@ -389,6 +395,8 @@ pub struct KernelOffsets {
     pub signal_live: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub cred_euid: u32,
     pub cred_egid: u32,
     pub nsproxy_mnt_ns: u32,
@@ -461,6 +469,8 @@ impl KernelOffsets {
         signal_live: OFFSET_ABSENT,
         mm_arg_start: OFFSET_ABSENT,
         mm_arg_end: OFFSET_ABSENT,
+        mm_env_start: OFFSET_ABSENT,
+        mm_env_end: OFFSET_ABSENT,
         cred_euid: OFFSET_ABSENT,
         cred_egid: OFFSET_ABSENT,
         nsproxy_mnt_ns: OFFSET_ABSENT,
@@ -529,6 +539,10 @@ pub struct ProgramConfig {
     pub syscall_args_offset: u32,
     /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs).
     pub syscall_ret_offset: u32,
+    /// Non-zero: report execs no selector attributed, with their environment, so the daemon
+    /// can look for the (weak, opt-in) environment marker.
+    pub env_marker: u32,
+    pub _pad: u32,
     /// Wake the consumer once this many bytes are waiting; below it, records are submitted
     /// without a wakeup and the consumer's timer collects them (batching wakeups is most of the
     /// cost saved per event).
@@ -543,6 +557,8 @@ impl ProgramConfig {
         sensor_tgid: 0,
         syscall_args_offset: 16,
         syscall_ret_offset: 16,
+        env_marker: 0,
+        _pad: 0,
         wakeup_bytes: 0,
     };
 }
@@ -581,8 +597,8 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 144);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 64 * 4);
-    assert!(size_of::<ProgramConfig>() == 32);
+    assert!(size_of::<KernelOffsets>() == 66 * 4);
+    assert!(size_of::<ProgramConfig>() == 40);
     assert!(size_of::<TrackedProcess>() == 16);
     assert!(size_of::<ExeKey>() == 16);
     assert!(align_of::<ExecRecord>() == 8);
