@@ -257,10 +257,13 @@ fn walk_dirs(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
     }
 }
 
+/// A registered task and the session it belongs to.
+pub type TaskName = (String, Option<String>);
+
 /// Task and session names the orchestrator registered, by the number the kernel carries.
 #[derive(Clone, Default)]
 pub struct Tasks {
-    names: Arc<RwLock<Vec<(String, Option<String>)>>>,
+    names: Arc<RwLock<Vec<TaskName>>>,
 }
 
 impl Tasks {
@@ -277,7 +280,7 @@ impl Tasks {
         names.len() as u32
     }
 
-    pub fn get(&self, number: u32) -> Option<(String, Option<String>)> {
+    pub fn get(&self, number: u32) -> Option<TaskName> {
         let names = self.names.read().expect("no poisoned lock");
         names.get((number as usize).checked_sub(1)?).cloned()
     }

@@ -181,28 +181,28 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
                 ),
             ));
         }
-        if let Some(spiffe) = &a.spiffe_id {
-            if !spiffe.starts_with("spiffe://") || spiffe.len() <= "spiffe://".len() {
-                return Err(at(
-                    loc,
-                    format!(
-                        "agent {}: spiffe_id {spiffe:?} must be a spiffe:// URI",
-                        a.id
-                    ),
-                ));
-            }
+        if let Some(spiffe) = &a.spiffe_id
+            && (!spiffe.starts_with("spiffe://") || spiffe.len() <= "spiffe://".len())
+        {
+            return Err(at(
+                loc,
+                format!(
+                    "agent {}: spiffe_id {spiffe:?} must be a spiffe:// URI",
+                    a.id
+                ),
+            ));
         }
-        if let Some(tier) = &a.data_sensitivity {
-            if !SENSITIVITY_TIERS.contains(&tier.as_str()) {
-                return Err(at(
-                    loc,
-                    format!(
-                        "agent {}: data_sensitivity {tier:?} must be one of {}",
-                        a.id,
-                        SENSITIVITY_TIERS.join(", ")
-                    ),
-                ));
-            }
+        if let Some(tier) = &a.data_sensitivity
+            && !SENSITIVITY_TIERS.contains(&tier.as_str())
+        {
+            return Err(at(
+                loc,
+                format!(
+                    "agent {}: data_sensitivity {tier:?} must be one of {}",
+                    a.id,
+                    SENSITIVITY_TIERS.join(", ")
+                ),
+            ));
         }
         let mut selectors = Vec::new();
         for s in a.selectors {

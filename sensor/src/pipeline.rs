@@ -500,11 +500,11 @@ impl Pipeline {
         };
         let mut map = tracked.lock().expect("no poisoned lock");
         // The kernel may have attributed it since, more strongly (a registration): keep that.
-        if let Ok(existing) = map.get(&e.tgid, 0) {
-            if existing.agent != 0 {
-                e.attribution = existing;
-                return true;
-            }
+        if let Ok(existing) = map.get(&e.tgid, 0)
+            && existing.agent != 0
+        {
+            e.attribution = existing;
+            return true;
         }
         let weak = TrackedProcess {
             agent: number,
@@ -636,12 +636,12 @@ impl Pipeline {
         let dns = (!e.payload.is_empty())
             .then(|| activity::dns_block(&e.payload))
             .flatten();
-        if let Some(d) = dns.as_ref().filter(|d| d.r#type == "answer") {
-            if let Some(q) = &d.question {
-                for ip in &d.resolved_ip {
-                    if let Ok(ip) = ip.parse() {
-                        self.dns.insert(ip, &q.name);
-                    }
+        if let Some(d) = dns.as_ref().filter(|d| d.r#type == "answer")
+            && let Some(q) = &d.question
+        {
+            for ip in &d.resolved_ip {
+                if let Ok(ip) = ip.parse() {
+                    self.dns.insert(ip, &q.name);
                 }
             }
         }

@@ -174,13 +174,14 @@ impl Server {
                 else {
                     return refuse(event, format!("no agent {agent:?} is declared"));
                 };
-                if let (Some(t), Some(decl)) = (&task, registry.get(number)) {
-                    if !decl.allowed_tasks.is_empty() && !decl.allowed_tasks.contains(t) {
-                        return refuse(
-                            event,
-                            format!("task {t:?} is not among agent {agent:?}'s allowed tasks"),
-                        );
-                    }
+                if let (Some(t), Some(decl)) = (&task, registry.get(number))
+                    && !decl.allowed_tasks.is_empty()
+                    && !decl.allowed_tasks.contains(t)
+                {
+                    return refuse(
+                        event,
+                        format!("task {t:?} is not among agent {agent:?}'s allowed tasks"),
+                    );
                 }
                 let task_number = task
                     .as_deref()

@@ -27,10 +27,10 @@ fn sync_map<K: aya::Pod + Eq + Hash, V: aya::Pod + PartialEq>(
     have: &mut HashMap<K, V>,
 ) {
     for (k, v) in want {
-        if have.get(k) != Some(v) {
-            if let Err(e) = map.insert(k, v, 0) {
-                tracing::warn!("cannot update a selector map: {e}");
-            }
+        if have.get(k) != Some(v)
+            && let Err(e) = map.insert(k, v, 0)
+        {
+            tracing::warn!("cannot update a selector map: {e}");
         }
     }
     for k in have.keys() {
