@@ -134,16 +134,11 @@ impl Registry {
 
     /// Compiles every selector against the system as it is now. Where two agents claim the same
     /// cgroup, file or uid, the first declared wins (and `check` warns about it).
-    pub fn map_entries(&self, cgroup_root: Option<&Path>) -> MapEntries {
+    pub fn map_entries(&self, cgroup_dirs: &[(String, u64)]) -> MapEntries {
         let mut out = MapEntries::default();
-        if let Some(root) = cgroup_root {
-            let mut dirs = Vec::new();
-            walk_dirs(root, root, &mut dirs);
-            for (rel, ino) in dirs {
-                if let Some(n) = self.first(|c| c.cgroups.iter().any(|g| g.matches(rel.as_bytes())))
-                {
-                    out.cgroups.entry(ino).or_insert(n);
-                }
+        for (rel, ino) in cgroup_dirs {
+            if let Some(n) = self.first(|c| c.cgroups.iter().any(|g| g.matches(rel.as_bytes()))) {
+                out.cgroups.entry(*ino).or_insert(n);
             }
         }
         for (i, (_, c)) in self.agents.iter().enumerate() {
@@ -237,8 +232,14 @@ fn executables(glob: &PathGlob) -> Vec<ExeKey> {
     out
 }
 
-/// Every cgroup directory below `root`, as its path relative to the root and its inode (the
-/// cgroup id).
+/// Every cgroup directory below the cgroup2 `root`, as its path relative to the root and its
+/// inode (the cgroup id).
+pub fn cgroup_dirs(root: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    walk_dirs(root, root, &mut out);
+    out
+}
+
 fn walk_dirs(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
     if out.len() > SCAN_LIMIT {
         return;
@@ -331,7 +332,9 @@ mod tests {
         ]);
         let cg = dir.join("cgroups");
         std::fs::create_dir_all(cg.join("agents/x")).unwrap();
-        let entries = registry.map_entries(Some(&cg));
+        let dirs = cgroup_dirs(&cg);
+        assert!(dirs.iter().any(|(p, _)| p == "/agents/x"), "{dirs:?}");
+        let entries = registry.map_entries(&dirs);
         let key = |p: &str| exe_key(&std::fs::metadata(dir.join(p)).unwrap());
         assert_eq!(entries.executables.get(&key("bin/agent")), Some(&1));
         assert_eq!(entries.executables.get(&key("bin/sub/tool")), Some(&2));
@@ -372,7 +375,7 @@ mod tests {
             vec![SelectorDecl::Uid(20)]
         );
         assert_eq!(second.number_of("c"), Some(3));
-        assert_eq!(second.map_entries(None).uids.get(&1), None);
+        assert_eq!(second.map_entries(&[]).uids.get(&1), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod container;
 pub mod decode;
 pub mod dns;
 pub mod dns_cache;

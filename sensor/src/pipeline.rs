@@ -15,6 +15,7 @@ use crate::{
     activity,
     attribution::{Registry, Tasks},
     clock::{self, WallClock},
+    container::{self, ContainerRef},
     decode::{self, ExecEvent, ExitEvent, ExitStatus, FileEvent, ForkEvent, KernelEvent, NetEvent},
     dns_cache::DnsCache,
     entity::EntityIds,
@@ -22,9 +23,9 @@ use crate::{
     host::HostInfo,
     process_table::{ProcessInfo, ProcessTable},
     record::{
-        self, AgentInfo, AttributionInfo, Cgroup, EventMeta, Gap, Hop, HopProcess, Id, Identity,
-        Lifecycle, Namespaces, Owners, Parent, Process, Record, SensorBlock, Signal, TaskInfo,
-        Thread,
+        self, AgentInfo, AttributionInfo, Cgroup, ContainerInfo, EventMeta, Gap, Hop, HopProcess,
+        Id, Identity, Lifecycle, Namespaces, Orchestrator, OrchestratorResource, Owners, Parent,
+        Process, Record, SensorBlock, Signal, TaskInfo, Thread,
     },
     repeats::{self, RepeatFilter},
     sink::Sink,
@@ -51,6 +52,8 @@ pub struct Context {
     pub agents: Vec<Arc<AgentInfo>>,
     /// Registered task names by kernel task number.
     pub tasks: Tasks,
+    /// cgroup paths by id, for `container.*`.
+    pub cgroups: crate::selectors::CgroupIndex,
     /// The environment marker (`NAME=`), and the kernel map a marked process is entered in.
     pub marker: Option<(Vec<u8>, crate::selectors::Tracked)>,
 }
@@ -170,6 +173,8 @@ impl Pipeline {
             event,
             identity: None,
             process: None,
+            container: None,
+            orchestrator: None,
             user: None,
             file: None,
             source: None,
@@ -269,6 +274,9 @@ impl Pipeline {
             if let Some(a) = p.agent {
                 r.identity = self.identity(a, p.tgid);
             }
+            if let Some(c) = p.cgroup_id.and_then(|id| self.container_of(id)) {
+                set_container(&mut r, &c);
+            }
             self.emit(&r);
             self.table.insert(
                 p.tgid,
@@ -281,6 +289,7 @@ impl Pipeline {
                     euid: Some(p.euid),
                     agent: p.agent.map_or(0, |a| a.agent),
                     chain: Arc::from([]),
+                    container: p.cgroup_id.and_then(|id| self.container_of(id)),
                 },
             );
         }
@@ -469,7 +478,16 @@ impl Pipeline {
             KernelEvent::Net(e) => e.tgid,
         };
         record.identity = self.identity(event.attribution(), tgid);
+        if let Some(c) = self.table.get(tgid).and_then(|k| k.container.as_deref()) {
+            set_container(&mut record, c);
+        }
         record
+    }
+
+    /// The container whose cgroup this is, if the cgroup is a container's.
+    fn container_of(&self, cgroup_id: u64) -> Option<Arc<ContainerRef>> {
+        let index = self.ctx.cgroups.read().expect("no poisoned lock");
+        container::from_cgroup_path(index.get(&cgroup_id)?).map(Arc::new)
     }
 
     /// Attributes an exec no selector claimed by its environment marker (weak), entering it in
@@ -694,6 +712,7 @@ impl Pipeline {
                 euid: Some(e.euid),
                 agent,
                 chain,
+                container: self.container_of(e.cgroup_id),
             },
         );
         let mut p = Process {
@@ -793,6 +812,7 @@ impl Pipeline {
                     chain: known
                         .as_ref()
                         .map_or_else(|| Arc::from([]), |k| k.chain.clone()),
+                    container: self.container_of(e.cgroup_id),
                     executable: known.and_then(|k| k.executable),
                 },
             );
@@ -855,6 +875,21 @@ impl Pipeline {
         r.process = Some(p);
         r
     }
+}
+
+/// The container and pod blocks of a record.
+fn set_container(r: &mut Record, c: &ContainerRef) {
+    r.container = Some(ContainerInfo {
+        id: c.id.clone(),
+        runtime: c.runtime,
+    });
+    r.orchestrator = c.pod_uid.as_ref().map(|uid| Orchestrator {
+        r#type: "kubernetes",
+        resource: OrchestratorResource {
+            r#type: "pod",
+            id: uid.clone(),
+        },
+    });
 }
 
 /// What the process table knows of a process: its executable, parent and user.

@@ -16,6 +16,8 @@ pub struct ProcessInfo {
     /// led to that agent.
     pub agent: u32,
     pub chain: Arc<[crate::record::Hop]>,
+    /// The container it runs in, from its cgroup when it exec'd, forked or was found.
+    pub container: Option<Arc<crate::container::ContainerRef>>,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +74,7 @@ mod tests {
             euid: None,
             agent: 0,
             chain: Arc::from([]),
+            container: None,
         }
     }
 

@@ -23,6 +23,12 @@ pub struct Record {
     pub identity: Option<Identity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
+    /// The container the process runs in (ECS `container.*`), from its cgroup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
+    /// The Kubernetes pod, when the container is one's (ECS `orchestrator.*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<Orchestrator>,
     /// The effective user of the process (ECS `user.*`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Id>,
@@ -261,6 +267,24 @@ pub struct Hop {
 pub struct HopProcess {
     pub pid: u32,
     pub entity_id: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub runtime: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Orchestrator {
+    pub r#type: &'static str,
+    pub resource: OrchestratorResource,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OrchestratorResource {
+    pub r#type: &'static str,
+    pub id: String,
 }
 
 /// The file a file record is about (ECS `file.*`).

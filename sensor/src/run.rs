@@ -118,6 +118,7 @@ async fn async_main(
     };
     let host = Arc::new(HostInfo::discover().context("reading host identity from /proc")?);
     let tasks = Tasks::default();
+    let cgroups = crate::selectors::CgroupIndex::default();
     let tracked: Tracked = Arc::new(std::sync::Mutex::new(maps.tracked));
     let ctx = Context {
         entity_ids: EntityIds::new(&host.boot_id),
@@ -128,6 +129,7 @@ async fn async_main(
         classifier: Classifier::new(&config.file_classes).context("compiling file classes")?,
         agents: agent_infos(&attribution::current(&registry)),
         tasks: tasks.clone(),
+        cgroups: cgroups.clone(),
         marker: config
             .environment_marker
             .as_ref()
@@ -136,7 +138,7 @@ async fn async_main(
     // The programs are attached, so anything that starts from now on is seen; the snapshot
     // covers what ran before. Selectors and tracked trees are in the kernel's maps, and running
     // processes attributed, before the start record says the sensor observes.
-    let mut selector_sync = SelectorSync::new(registry.clone(), maps.selectors);
+    let mut selector_sync = SelectorSync::new(registry.clone(), maps.selectors, cgroups.clone());
     selector_sync.refresh();
     let mut procs = snapshot::read_all();
     selector_sync.attribute_running(&tracked, procs.values_mut());

@@ -20,6 +20,9 @@ use crate::{
 
 pub type Tracked = Arc<Mutex<BpfHashMap<MapData, u32, TrackedProcess>>>;
 
+/// cgroup v2 paths by cgroup id, as of the last scan (for `container.*`).
+pub type CgroupIndex = Arc<std::sync::RwLock<HashMap<u64, Arc<str>>>>;
+
 /// Makes `map` hold exactly `want`.
 fn sync_map<K: aya::Pod + Eq + Hash, V: aya::Pod + PartialEq>(
     map: &mut BpfHashMap<MapData, K, V>,
@@ -46,21 +49,33 @@ pub struct SelectorSync {
     maps: SelectorMaps,
     cgroup_root: Option<PathBuf>,
     current: MapEntries,
+    index: CgroupIndex,
 }
 
 impl SelectorSync {
-    pub fn new(registry: SharedRegistry, maps: SelectorMaps) -> Self {
+    pub fn new(registry: SharedRegistry, maps: SelectorMaps, index: CgroupIndex) -> Self {
         Self {
             registry,
             maps,
             cgroup_root: snapshot::cgroup2_root(),
             current: MapEntries::default(),
+            index,
         }
     }
 
     /// Re-compiles the selectors and updates the kernel maps; returns the entries now in force.
     pub fn refresh(&mut self) -> &MapEntries {
-        let want = attribution::current(&self.registry).map_entries(self.cgroup_root.as_deref());
+        let dirs = self
+            .cgroup_root
+            .as_deref()
+            .map(attribution::cgroup_dirs)
+            .unwrap_or_default();
+        let want = attribution::current(&self.registry).map_entries(&dirs);
+        {
+            let mut index = self.index.write().expect("no poisoned lock");
+            index.clear();
+            index.extend(dirs.into_iter().map(|(path, id)| (id, Arc::from(path))));
+        }
         let (mut have_c, mut have_e, mut have_u) = (
             std::mem::take(&mut self.current.cgroups),
             std::mem::take(&mut self.current.executables),

@@ -559,3 +559,43 @@ fn an_environment_marker_is_weak_and_never_overrides_a_cgroup_match() {
     assert_eq!(agent_of(child), "marked");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_process_in_a_kubernetes_shaped_cgroup_carries_its_container_and_pod() {
+    // The cgroup a kubelet with the cgroupfs driver makes for a container (a real cgroup; the
+    // runtime itself is not involved here).
+    let pod = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let id = format!("{:0>64}", format!("{:x}", std::process::id()));
+    let pod_dir = format!("{}/kubepods/burstable/pod{pod}", cgroup2_root());
+    let cg = format!("{pod_dir}/{id}");
+    std::fs::create_dir_all(&cg).unwrap();
+    let dir = scratch_dir("pod");
+    std::fs::write(
+        dir.join("agents.yaml"),
+        "agents:\n  - id: pod-agent\n    selectors: [{cgroup: /kubepods/**}]\n",
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--identities", dir.join("agents.yaml").to_str().unwrap()]);
+    let script = format!("echo $$ > {cg}/cgroup.procs && exec {HELPER} exit 21");
+    assert_eq!(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .code(),
+        Some(21)
+    );
+    let exec = sensor.wait_for("the exec in the pod", |r| {
+        action(r) == "exec" && r["process"]["args"][2] == "21"
+    });
+    sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir(&pod_dir);
+    assert_eq!(agent_of(&exec), "pod-agent");
+    assert_eq!(exec["container"]["id"], id.as_str());
+    assert_eq!(exec["container"]["runtime"], "kubernetes");
+    assert_eq!(exec["orchestrator"]["type"], "kubernetes");
+    assert_eq!(exec["orchestrator"]["resource"]["type"], "pod");
+    assert_eq!(exec["orchestrator"]["resource"]["id"], pod);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,161 @@
+//! Which container (and Kubernetes pod) a process runs in, from its cgroup v2 path: the
+//! runtimes name their cgroups after the container id, in a few known shapes (cgroupfs and
+//! systemd drivers). Runtime metadata (image, labels) comes from the runtime's API and is
+//! layered on top by the enrichment that owns it.
+
+/// A container found in a cgroup path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// `containerd`, `cri-o`, `docker`, `podman`, or `kubernetes` (a pod cgroup whose runtime
+    /// the path does not say).
+    pub runtime: &'static str,
+    pub id: String,
+    /// The Kubernetes pod's uid, when the path is under `kubepods`.
+    pub pod_uid: Option<String>,
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `kubepods-burstable-pod1234_5678.slice` or `pod1234-5678` → the pod uid with dashes.
+fn pod_uid(component: &str) -> Option<String> {
+    let tail = component.strip_suffix(".slice").unwrap_or(component);
+    let uid = tail.rsplit_once("pod").map(|(_, u)| u)?;
+    let uid = uid.replace('_', "-");
+    (uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(uid)
+}
+
+/// The container a cgroup path (as in `/proc/PID/cgroup`'s `0::` line) belongs to, if any.
+pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
+    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    let kube = components
+        .first()
+        .is_some_and(|c| c.starts_with("kubepods"));
+    let pod = kube
+        .then(|| components.iter().find_map(|c| pod_uid(c)))
+        .flatten();
+    // The innermost component that names a container.
+    for component in components.iter().rev() {
+        let name = component.strip_suffix(".scope").unwrap_or(component);
+        let (runtime, id) = if let Some(id) = name.strip_prefix("cri-containerd-") {
+            ("containerd", id)
+        } else if let Some(id) = name.strip_prefix("crio-") {
+            ("cri-o", id)
+        } else if let Some(id) = name.strip_prefix("docker-") {
+            ("docker", id)
+        } else if let Some(id) = name.strip_prefix("libpod-") {
+            ("podman", id)
+        } else if is_container_id(name) {
+            // A bare id: cgroupfs driver. The parent says whose.
+            let runtime = match components.first() {
+                Some(&"docker") => "docker",
+                Some(c) if c.starts_with("kubepods") => "kubernetes",
+                Some(&"libpod_parent") | Some(&"machine.slice") => "podman",
+                _ => "containerd",
+            };
+            (runtime, name)
+        } else {
+            continue;
+        };
+        // `crio-conmon-<id>` and similar helpers are not the container itself.
+        if is_container_id(id) {
+            return Some(ContainerRef {
+                runtime,
+                id: id.to_owned(),
+                pod_uid: pod,
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4b8ac0e6f2d1c9a7e3b5d8f0a2c4e6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0";
+    const POD: &str = "1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6";
+
+    fn c(runtime: &'static str, pod: Option<&str>) -> Option<ContainerRef> {
+        Some(ContainerRef {
+            runtime,
+            id: ID.into(),
+            pod_uid: pod.map(Into::into),
+        })
+    }
+
+    #[test]
+    fn kubernetes_with_the_cgroupfs_driver() {
+        assert_eq!(
+            from_cgroup_path(&format!("/kubepods/burstable/pod{POD}/{ID}")),
+            c("kubernetes", Some(POD))
+        );
+        assert_eq!(
+            from_cgroup_path(&format!("/kubepods/pod{POD}/{ID}")),
+            c("kubernetes", Some(POD))
+        );
+        assert_eq!(
+            from_cgroup_path(&format!("/kubepods/besteffort/pod{POD}/crio-{ID}")),
+            c("cri-o", Some(POD))
+        );
+    }
+
+    #[test]
+    fn kubernetes_with_the_systemd_driver() {
+        let pod_slice = POD.replace('-', "_");
+        for (prefix, runtime) in [
+            ("cri-containerd", "containerd"),
+            ("crio", "cri-o"),
+            ("docker", "docker"),
+        ] {
+            let path = format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod_slice}.slice/{prefix}-{ID}.scope"
+            );
+            assert_eq!(from_cgroup_path(&path), c(runtime, Some(POD)), "{path}");
+        }
+    }
+
+    #[test]
+    fn docker_podman_and_plain_containerd() {
+        assert_eq!(
+            from_cgroup_path(&format!("/docker/{ID}")),
+            c("docker", None)
+        );
+        assert_eq!(
+            from_cgroup_path(&format!("/system.slice/docker-{ID}.scope")),
+            c("docker", None)
+        );
+        assert_eq!(
+            from_cgroup_path(&format!("/machine.slice/libpod-{ID}.scope")),
+            c("podman", None)
+        );
+        assert_eq!(
+            from_cgroup_path(&format!(
+                "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"
+            )),
+            c("podman", None)
+        );
+        assert_eq!(
+            from_cgroup_path(&format!("/libpod_parent/libpod-{ID}")),
+            c("podman", None)
+        );
+        assert_eq!(
+            from_cgroup_path(&format!("/k8s.io/{ID}")),
+            c("containerd", None)
+        );
+    }
+
+    #[test]
+    fn not_a_container() {
+        for path in [
+            "/",
+            "/user.slice/user-0.slice/session-1.scope",
+            "/system.slice/sshd.service",
+            "/agents/reviewer",
+            &format!("/crio-conmon-{}", &ID[..10]),
+        ] {
+            assert_eq!(from_cgroup_path(path), None, "{path}");
+        }
+    }
+}
