@@ -1,0 +1,188 @@
+//! The identity side of records: which agent a process is (from the kernel's attribution,
+//! the registry and the environment marker), its delegation chain, and its container.
+use super::*;
+
+impl Pipeline {
+    /// Attributes an exec no selector claimed by its environment marker (weak), entering it in
+    /// the kernel map so its descendants and later events follow. False when it has none.
+    pub(super) fn check_marker(&mut self, e: &mut ExecEvent) -> bool {
+        let Some((prefix, tracked)) = &self.ctx.marker else {
+            return false;
+        };
+        let env = e.env.take().unwrap_or_default();
+        let Some(value) = env
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(prefix.as_slice()))
+        else {
+            return false;
+        };
+        let Some(number) = self
+            .ctx
+            .agents
+            .iter()
+            .position(|a| a.id.as_bytes() == value)
+            .map(|i| i as u32 + 1)
+        else {
+            tracing::debug!(
+                pid = e.tgid,
+                "environment marker names no declared agent; ignored"
+            );
+            return false;
+        };
+        let mut map = tracked.lock().expect("no poisoned lock");
+        // The kernel may have attributed it since, more strongly (a registration): keep that.
+        if let Ok(existing) = map.get(&e.tgid, 0)
+            && existing.agent != 0
+        {
+            e.attribution = existing;
+            return true;
+        }
+        let weak = TrackedProcess {
+            agent: number,
+            method: method::ENVIRONMENT,
+            ..Default::default()
+        };
+        let _ = map.insert(e.tgid, weak, 0);
+        e.attribution = weak;
+        true
+    }
+
+    /// The identity block of a process the kernel attributed to an agent.
+    pub(super) fn identity(&self, a: TrackedProcess, tgid: u32) -> Option<Identity> {
+        let agent = self
+            .ctx
+            .agents
+            .get((a.agent as usize).checked_sub(1)?)?
+            .clone();
+        let chain = self
+            .table
+            .get(tgid)
+            .filter(|k| k.agent == a.agent)
+            .map_or_else(|| Arc::from([]), |k| k.chain.clone());
+        Some(Identity {
+            agent,
+            task: self
+                .ctx
+                .tasks
+                .get(a.task)
+                .map(|(id, session)| TaskInfo { id, session }),
+            attribution: AttributionInfo {
+                method: method_name(a.method),
+                trust: trust_name(a.method),
+                inherited: a.flags & tracked_flags::INHERITED != 0,
+            },
+            delegation: chain,
+        })
+    }
+
+    /// The delegation chain of a process that just exec'd as agent `agent`: its chain before,
+    /// plus a hop when the agent changed.
+    pub(super) fn chain_after_exec(
+        &self,
+        tgid: u32,
+        entity_id: &str,
+        a: TrackedProcess,
+    ) -> (u32, Arc<[Hop]>) {
+        let before = self.table.get(tgid);
+        let (prev_agent, prev_chain) = match before {
+            Some(k) => (k.agent, k.chain.clone()),
+            None => (a.delegated_from, Arc::from([])),
+        };
+        if a.agent == 0 || a.agent == prev_agent || prev_agent == 0 {
+            let chain = if a.agent == prev_agent {
+                prev_chain
+            } else {
+                Arc::from([])
+            };
+            return (a.agent, chain);
+        }
+        let name = |n: u32| {
+            self.ctx
+                .agents
+                .get((n as usize).wrapping_sub(1))
+                .map_or_else(|| n.to_string(), |i| i.id.clone())
+        };
+        let mut hops: Vec<Hop> = prev_chain
+            .iter()
+            .map(|h| Hop {
+                from: h.from.clone(),
+                to: h.to.clone(),
+                process: HopProcess {
+                    pid: h.process.pid,
+                    entity_id: h.process.entity_id.clone(),
+                },
+            })
+            .collect();
+        hops.push(Hop {
+            from: name(prev_agent),
+            to: name(a.agent),
+            process: HopProcess {
+                pid: tgid,
+                entity_id: entity_id.to_owned(),
+            },
+        });
+        (a.agent, hops.into())
+    }
+
+    /// The container whose cgroup this is, if the cgroup is a container's.
+    pub(super) fn container_of(&self, cgroup_id: u64) -> Option<Arc<ContainerRef>> {
+        let index = self.ctx.cgroups.read().expect("no poisoned lock");
+        container::from_cgroup_path(index.get(&cgroup_id)?).map(Arc::new)
+    }
+}
+
+/// The `identity.agent` block of each declared agent.
+pub fn agent_infos(registry: &Registry) -> Vec<Arc<AgentInfo>> {
+    (1..=registry.len() as u32)
+        .filter_map(|n| registry.get(n))
+        .map(|d| {
+            Arc::new(AgentInfo {
+                id: d.id.clone(),
+                spiffe_id: d.spiffe_id.clone(),
+                name: d.name.clone(),
+                purpose: d.purpose.clone(),
+                team: d.team.clone(),
+                data_sensitivity: d.data_sensitivity.clone(),
+                owners: Owners {
+                    business: d.business_owner.clone(),
+                    technical: d.technical_owner.clone(),
+                },
+                allowed_tasks: d.allowed_tasks.clone(),
+            })
+        })
+        .collect()
+}
+
+fn method_name(m: u8) -> &'static str {
+    match m {
+        method::REGISTRATION => "registration",
+        method::CGROUP => "cgroup",
+        method::EXECUTABLE => "executable",
+        method::UID => "uid",
+        method::ENVIRONMENT => "environment",
+        _ => "none",
+    }
+}
+
+fn trust_name(m: u8) -> &'static str {
+    match method::trust(m) {
+        3 => "strong",
+        2 => "medium",
+        _ => "weak",
+    }
+}
+
+/// The container and pod blocks of a record.
+pub(super) fn set_container(r: &mut Record, c: &ContainerRef) {
+    r.container = Some(ContainerInfo {
+        id: c.id.clone(),
+        runtime: c.runtime,
+    });
+    r.orchestrator = c.pod_uid.as_ref().map(|uid| Orchestrator {
+        r#type: "kubernetes",
+        resource: OrchestratorResource {
+            r#type: "pod",
+            id: uid.clone(),
+        },
+    });
+}
