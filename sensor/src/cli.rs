@@ -28,6 +28,15 @@ pub enum Command {
     /// Ask the running sensor, over its registration socket, to attribute a process (and its
     /// descendants) to an agent and task, to end a process's task, or to list attributions.
     Register(RegisterArgs),
+    /// Check that trails of records are complete and unaltered, and say where they are not.
+    Verify {
+        /// Files or directories of records.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with identity manifests.
     #[command(subcommand)]
     Identities(IdentitiesCommand),

@@ -72,3 +72,30 @@ pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+pub fn verify(paths: &[std::path::PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let report = crate::verify::verify(paths)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.findings {
+            println!("{}:{}: {}: {}", f.file.display(), f.line, f.kind, f.detail);
+        }
+        println!(
+            "{}: {} records from {} sensor run(s), {} recorded gap(s)",
+            if report.intact() {
+                "intact"
+            } else {
+                "NOT INTACT"
+            },
+            report.records,
+            report.instances,
+            report.recorded_gaps
+        );
+    }
+    Ok(if report.intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => commands::probe(&args),
         Command::CheckConfig { file } => commands::check_config(&file),
         Command::Register(args) => commands::register(&args),
+        Command::Verify { paths, json } => commands::verify(&paths, json),
         Command::Identities(cli::IdentitiesCommand::Check { path }) => {
             commands::check_identities(&path)
         }

@@ -74,6 +74,8 @@ pub struct Pipeline {
     table: ProcessTable,
     dns: DnsCache,
     repeats: RepeatFilter,
+    /// Every record's place in the evidence chain.
+    chain: crate::evidence::Chain,
     sink: Sink,
     /// Serialised records waiting for the sink, reused across batches.
     out: Vec<u8>,
@@ -98,7 +100,9 @@ const INFO: &[&str] = &["info"];
 
 impl Pipeline {
     pub fn new(ctx: Context, sink: Sink, repeat_window_ms: u32) -> Self {
+        let chain = crate::evidence::Chain::new(&ctx.instance_id);
         Self {
+            chain,
             ctx,
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
@@ -163,8 +167,9 @@ impl Pipeline {
     }
 
     fn emit(&mut self, record: &Record) {
+        let start = self.out.len();
         serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
-        self.out.push(b'\n');
+        self.chain.seal(&mut self.out, start);
         self.stats.records_written += 1;
     }
 

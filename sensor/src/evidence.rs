@@ -1,0 +1,165 @@
+//! The evidence chain: every record carries the sensor instance, a sequence number, the hash of
+//! the record before it and its own hash, so a verifier can prove a trail complete and
+//! unaltered, or say exactly where it is not.
+//!
+//! Canonical form (what the hash covers): the record's own bytes as written, from its first
+//! byte up to and including the closing quote of `chain.prev_hash`. The line then ends with
+//! `,"hash":"<64 hex>"}}` and a newline. Hashing the exact bytes, not a re-serialisation, means
+//! a verifier in any language needs no JSON canonicalisation: it checks the suffix's shape,
+//! hashes the prefix, and reads `sequence` and `prev_hash` from the record.
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+/// Hex SHA-256 of all zeros: the `prev_hash` of the first record of a chain with no past.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where a run's chain stands.
+pub struct Chain {
+    instance_id: String,
+    sequence: u64,
+    prev: String,
+}
+
+impl Chain {
+    pub fn new(instance_id: &str) -> Self {
+        Self {
+            instance_id: instance_id.to_owned(),
+            sequence: 0,
+            prev: GENESIS.to_owned(),
+        }
+    }
+
+    /// Seals the record serialised at `out[start..]` (a JSON object without its trailing
+    /// newline): appends the chain block, hashes, closes it and adds the newline.
+    pub fn seal(&mut self, out: &mut Vec<u8>, start: usize) {
+        debug_assert_eq!(out.last(), Some(&b'}'));
+        out.pop();
+        let mut head = String::with_capacity(160);
+        let _ = write!(
+            head,
+            ",\"chain\":{{\"instance_id\":\"{}\",\"sequence\":{},\"prev_hash\":\"{}\"",
+            self.instance_id, self.sequence, self.prev
+        );
+        out.extend_from_slice(head.as_bytes());
+        let hash = hex(&Sha256::digest(&out[start..]));
+        out.extend_from_slice(b",\"hash\":\"");
+        out.extend_from_slice(hash.as_bytes());
+        out.extend_from_slice(b"\"}}\n");
+        self.sequence += 1;
+        self.prev = hash;
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    crate::record::hex(bytes)
+}
+
+/// What a verifier found wrong with one line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineFault {
+    /// The line does not end in a chain hash (cut short, or not a record of ours).
+    NoHash,
+    /// The bytes do not hash to the hash they carry: the record was changed.
+    Changed,
+    /// The record's JSON or chain block is unreadable.
+    Unreadable,
+}
+
+/// A record's chain fields, checked against its own bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Sealed {
+    /// The bytes do not hash to the hash they carry: the record was changed (its fields are
+    /// then only what it claims).
+    pub changed: bool,
+    pub instance_id: String,
+    pub sequence: u64,
+    pub prev_hash: String,
+    pub hash: String,
+    /// `event.action`, to tell recorded losses (`gap`) from tampering.
+    pub action: String,
+}
+
+/// Checks one line (without its newline).
+pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
+    const SUFFIX_LEN: usize = ",\"hash\":\"".len() + 64 + "\"}}".len();
+    if line.len() < SUFFIX_LEN || !line.ends_with(b"\"}}") {
+        return Err(LineFault::NoHash);
+    }
+    let (prefix, suffix) = line.split_at(line.len() - SUFFIX_LEN);
+    let hash = suffix
+        .strip_prefix(b",\"hash\":\"")
+        .and_then(|s| s.strip_suffix(b"\"}}"))
+        .filter(|h| h.iter().all(|b| b.is_ascii_hexdigit()))
+        .ok_or(LineFault::NoHash)?;
+    let hash = String::from_utf8_lossy(hash).into_owned();
+    let changed = hex(&Sha256::digest(prefix)) != hash;
+    let value: serde_json::Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(_) if changed => return Err(LineFault::Changed),
+        Err(_) => return Err(LineFault::Unreadable),
+    };
+    let chain = &value["chain"];
+    Ok(Sealed {
+        changed,
+        instance_id: chain["instance_id"]
+            .as_str()
+            .ok_or(LineFault::Unreadable)?
+            .to_owned(),
+        sequence: chain["sequence"].as_u64().ok_or(LineFault::Unreadable)?,
+        prev_hash: chain["prev_hash"]
+            .as_str()
+            .ok_or(LineFault::Unreadable)?
+            .to_owned(),
+        hash,
+        action: value["event"]["action"].as_str().unwrap_or("").to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(records: &[&str]) -> Vec<Vec<u8>> {
+        let mut chain = Chain::new("run-1");
+        records
+            .iter()
+            .map(|r| {
+                let mut out = r.as_bytes().to_vec();
+                chain.seal(&mut out, 0);
+                out.pop();
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn seals_and_links_records() {
+        let lines = sealed(&[
+            r#"{"event":{"action":"a"}}"#,
+            r#"{"event":{"action":"b"},"x":"y"}"#,
+        ]);
+        let first = check_line(&lines[0]).unwrap();
+        let second = check_line(&lines[1]).unwrap();
+        assert_eq!((first.sequence, second.sequence), (0, 1));
+        assert_eq!(first.prev_hash, GENESIS);
+        assert_eq!(second.prev_hash, first.hash);
+        assert_eq!(second.action, "b");
+        let v: serde_json::Value = serde_json::from_slice(&lines[1]).unwrap();
+        assert_eq!(v["x"], "y", "the record itself is unchanged");
+        assert_eq!(v["chain"]["hash"], second.hash.as_str());
+    }
+
+    #[test]
+    fn any_change_is_detected() {
+        let line = sealed(&[r#"{"event":{"action":"exec"},"process":{"pid":42}}"#]).remove(0);
+        for i in 0..line.len() {
+            let mut bad = line.clone();
+            bad[i] ^= 0x01;
+            let noticed = check_line(&bad).map_or(true, |s| s.changed);
+            assert!(noticed, "a change at byte {i} went unnoticed");
+        }
+        assert_eq!(check_line(&line[..line.len() - 5]), Err(LineFault::NoHash));
+        assert_eq!(check_line(b"{}"), Err(LineFault::NoHash));
+    }
+}

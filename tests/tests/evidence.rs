@@ -1,0 +1,122 @@
+//! The evidence chain, end to end: a trail the real sensor wrote verifies as intact, and each
+//! kind of tampering is detected and located.
+use std::process::Command;
+
+use sensor_tests::{require_root, scratch_dir, sensor_binary};
+
+fn verify(path: &std::path::Path) -> (bool, serde_json::Value) {
+    let out = Command::new(sensor_binary())
+        .args(["verify", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    (out.status.success(), report)
+}
+
+fn only_finding(report: &serde_json::Value) -> (&str, u64) {
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    (
+        findings[0]["kind"].as_str().unwrap(),
+        findings[0]["line"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
+    require_root();
+    let dir = scratch_dir("evidence");
+    let trail = dir.join("trail.jsonl");
+    let mut child = Command::new(sensor_binary())
+        .args(["run", "--all-processes", "--output"])
+        .arg(&trail)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    for _ in 0..5 {
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    let (ok, report) = verify(&trail);
+    assert!(ok, "{report}");
+    assert_eq!(report["instances"], 1);
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 10, "{}", lines.len());
+    assert_eq!(report["records"], lines.len() as u64);
+    let write = |name: &str, lines: &[&str]| {
+        let path = dir.join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+
+    // A changed record: one byte of record 5.
+    let mut changed: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    changed[4] = changed[4].replacen(
+        "\"schema_version\":\"0.1\"",
+        "\"schema_version\":\"0.2\"",
+        1,
+    );
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    let (ok, report) = verify(&write("changed.jsonl", &changed));
+    assert!(!ok);
+    assert_eq!(only_finding(&report), ("changed", 5));
+
+    // A removed record.
+    let mut removed = lines.clone();
+    removed.remove(4);
+    let (ok, report) = verify(&write("removed.jsonl", &removed));
+    assert!(!ok);
+    assert_eq!(only_finding(&report), ("removed", 5));
+
+    // Two records swapped.
+    let mut swapped = lines.clone();
+    swapped.swap(4, 5);
+    let (ok, report) = verify(&write("swapped.jsonl", &swapped));
+    assert!(!ok);
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"reordered") || kinds.contains(&"removed"),
+        "{report}"
+    );
+    assert_eq!(report["findings"][0]["line"], 5);
+
+    // A file cut short inside its last record.
+    let cut = &text[..text.len() - 40];
+    let path = dir.join("cut.jsonl");
+    std::fs::write(&path, cut).unwrap();
+    let (ok, report) = verify(&path);
+    assert!(!ok);
+    assert_eq!(only_finding(&report), ("truncated", lines.len() as u64));
+
+    // The start of the trail missing.
+    let (ok, report) = verify(&write("headless.jsonl", &lines[3..]));
+    assert!(!ok);
+    assert_eq!(only_finding(&report), ("removed", 1));
+
+    // The human summary says it too.
+    let out = Command::new(sensor_binary())
+        .arg("verify")
+        .arg(dir.join("removed.jsonl"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("removed.jsonl:5: removed: 1 record(s) missing before sequence 5")
+            && text.contains("NOT INTACT"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
