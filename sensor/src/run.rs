@@ -110,6 +110,11 @@ async fn async_main(
     maps: loader::SensorMaps,
     sink: SinkSpec,
 ) -> anyhow::Result<()> {
+    // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
+    // handler it would kill the process before its stop record).
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let hangup = signal(SignalKind::hangup())?;
     let sink = match sink {
         SinkSpec::Stdout => Sink::stdout(),
         SinkSpec::File(path) => Sink::append(Path::new(&path))
@@ -199,11 +204,10 @@ async fn async_main(
             manifest: config.identities.clone(),
             events: tx_control,
         },
+        hangup,
     ));
     let mut pipeline = tokio::spawn(pipeline.run(rx));
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let reason = tokio::select! {
         _ = sigint.recv() => "SIGINT".to_owned(),
         _ = sigterm.recv() => "SIGTERM".to_owned(),
@@ -288,19 +292,17 @@ impl Reload {
 
 /// Keeps the selector maps current; when a cgroup starts matching, attributes the processes
 /// already in it. Reloads the manifest on SIGHUP or when it changes.
-async fn keep_selectors_current(mut sync: SelectorSync, tracked: Tracked, reload: Reload) {
+async fn keep_selectors_current(
+    mut sync: SelectorSync,
+    tracked: Tracked,
+    reload: Reload,
+    mut hangup: tokio::signal::unix::Signal,
+) {
     let mut tick = tokio::time::interval(SELECTOR_REFRESH);
-    let mut hangup = signal(SignalKind::hangup()).ok();
     let mut stamp = reload.stamp();
     let mut known: std::collections::HashSet<u64> =
         sync.refresh().cgroups.keys().copied().collect();
     loop {
-        let hup = async {
-            match hangup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = tick.tick() => {
                 let now = reload.stamp();
@@ -309,7 +311,7 @@ async fn keep_selectors_current(mut sync: SelectorSync, tracked: Tracked, reload
                     reload.run("file change").await;
                 }
             }
-            _ = hup => reload.run("SIGHUP").await,
+            _ = hangup.recv() => reload.run("SIGHUP").await,
         }
         let now: std::collections::HashSet<u64> = sync.refresh().cgroups.keys().copied().collect();
         if now.difference(&known).next().is_some() {

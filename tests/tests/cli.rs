@@ -173,7 +173,14 @@ fn the_running_daemon_keeps_only_the_capabilities_it_needs() {
 fn help_lists_every_command() {
     let out = sensor(&["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["run", "probe", "check-config", "register", "identities", "verify"] {
+    for command in [
+        "run",
+        "probe",
+        "check-config",
+        "register",
+        "identities",
+        "verify",
+    ] {
         assert!(help.contains(command), "{help}");
     }
     let run_help = String::from_utf8_lossy(&sensor(&["run", "--help"]).stdout).into_owned();

@@ -566,8 +566,19 @@ fn a_process_in_a_kubernetes_shaped_cgroup_carries_its_container_and_pod() {
     // runtime itself is not involved here).
     let pod = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
     let id = format!("{:0>64}", format!("{:x}", std::process::id()));
-    let pod_dir = format!("{}/kubepods/burstable/pod{pod}", cgroup2_root());
-    let cg = format!("{pod_dir}/{id}");
+    let root = cgroup2_root();
+    let levels = [
+        format!("{root}/kubepods"),
+        format!("{root}/kubepods/burstable"),
+        format!("{root}/kubepods/burstable/pod{pod}"),
+    ];
+    // Remove afterwards only what this test made.
+    let made: Vec<String> = levels
+        .iter()
+        .filter(|d| !Path::new(d).exists())
+        .cloned()
+        .collect();
+    let cg = format!("{}/{id}", levels[2]);
     std::fs::create_dir_all(&cg).unwrap();
     let dir = scratch_dir("pod");
     std::fs::write(
@@ -590,7 +601,9 @@ fn a_process_in_a_kubernetes_shaped_cgroup_carries_its_container_and_pod() {
     });
     sensor.stop();
     let _ = std::fs::remove_dir(&cg);
-    let _ = std::fs::remove_dir(&pod_dir);
+    for dir in made.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
     assert_eq!(agent_of(&exec), "pod-agent");
     assert_eq!(exec["container"]["id"], id.as_str());
     assert_eq!(exec["container"]["runtime"], "kubernetes");
