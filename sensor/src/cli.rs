@@ -36,6 +36,15 @@ pub enum Command {
         /// Machine-readable report.
         #[arg(long)]
         json: bool,
+        /// The sensor's public key (`sensor.pub`): also check every checkpoint's signature.
+        #[arg(long, value_name = "PUB")]
+        key: Option<PathBuf>,
+    },
+    /// Make the sensor's Ed25519 key pair (refuses to overwrite).
+    Keygen {
+        /// Where to write sensor.key (0600) and sensor.pub.
+        #[arg(long, default_value = "/etc/agent-sensor")]
+        dir: PathBuf,
     },
     /// Work with identity manifests.
     #[command(subcommand)]

@@ -73,8 +73,13 @@ pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn verify(paths: &[std::path::PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let report = crate::verify::verify(paths)?;
+pub fn verify(
+    paths: &[std::path::PathBuf],
+    key: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let key = key.map(crate::signing::load_verifying_key).transpose()?;
+    let report = crate::verify::verify(paths, key.as_ref())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -98,4 +103,14 @@ pub fn verify(paths: &[std::path::PathBuf], json: bool) -> anyhow::Result<ExitCo
     } else {
         ExitCode::FAILURE
     })
+}
+
+pub fn keygen(dir: &Path) -> anyhow::Result<ExitCode> {
+    let (private, public) = crate::signing::keygen(dir)?;
+    println!(
+        "private key: {} (keep it on the host, 0600)\npublic key:  {} (give it to auditors)",
+        private.display(),
+        public.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -36,6 +36,11 @@ pub struct Config {
     /// The name of the opt-in environment variable that names a process's agent (weak: the
     /// process can forge it); `None` turns the check off.
     pub environment_marker: Option<String>,
+    /// The Ed25519 key that signs checkpoints (`agent-sensor keygen`); none: no checkpoints.
+    pub signing_key: Option<PathBuf>,
+    /// A checkpoint after this many records, or this many milliseconds, whichever comes first.
+    pub checkpoint_records: u32,
+    pub checkpoint_interval_ms: u32,
     /// The registration socket, and who besides root may use it.
     pub registration_socket: PathBuf,
     pub registration_uids: Vec<u32>,
@@ -58,6 +63,9 @@ impl Default for Config {
             repeat_window_ms: 0,
             identities: None,
             environment_marker: None,
+            signing_key: None,
+            checkpoint_records: 1000,
+            checkpoint_interval_ms: 10_000,
             registration_socket: PathBuf::from(DEFAULT_REGISTRATION_SOCKET),
             registration_uids: Vec::new(),
             registration_gids: Vec::new(),
@@ -79,6 +87,16 @@ struct RawConfig {
     file: RawFile,
     #[serde(default)]
     identities: RawIdentities,
+    #[serde(default)]
+    evidence: RawEvidence,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvidence {
+    signing_key: Option<PathBuf>,
+    checkpoint_records: Option<Spanned<u32>>,
+    checkpoint_interval_ms: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +264,27 @@ impl Config {
             Classifier::new(std::slice::from_ref(&rule))
                 .map_err(|e| at(Some(span.clone()), format!("file.classes: {e}")))?;
             config.file_classes.push(rule);
+        }
+        if let Some(key) = raw.evidence.signing_key {
+            config.signing_key = Some(path.parent().map_or(key.clone(), |dir| dir.join(&key)));
+        }
+        if let Some(v) = raw.evidence.checkpoint_records {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    Some(v.span()),
+                    "evidence.checkpoint_records must be at least 1".to_owned(),
+                ));
+            }
+            config.checkpoint_records = v.into_inner();
+        }
+        if let Some(v) = raw.evidence.checkpoint_interval_ms {
+            if !(100..=3_600_000).contains(v.get_ref()) {
+                return Err(at(
+                    Some(v.span()),
+                    "evidence.checkpoint_interval_ms must be between 100 and 3600000".to_owned(),
+                ));
+            }
+            config.checkpoint_interval_ms = v.into_inner();
         }
         if let Some(v) = raw.identities.environment_marker {
             let name = v.get_ref();

@@ -30,6 +30,17 @@ impl Chain {
         }
     }
 
+    /// The last sealed record's sequence and hash (`None` before the first).
+    pub fn last(&self) -> Option<(u64, &str)> {
+        self.sequence
+            .checked_sub(1)
+            .map(|s| (s, self.prev.as_str()))
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
     /// Seals the record serialised at `out[start..]` (a JSON object without its trailing
     /// newline): appends the chain block, hashes, closes it and adds the newline.
     pub fn seal(&mut self, out: &mut Vec<u8>, start: usize) {
@@ -78,6 +89,8 @@ pub struct Sealed {
     pub hash: String,
     /// `event.action`, to tell recorded losses (`gap`) from tampering.
     pub action: String,
+    /// A checkpoint's claim: the sequence and hash it covers, and its signature.
+    pub checkpoint: Option<(u64, String, String)>,
 }
 
 /// Checks one line (without its newline).
@@ -113,6 +126,13 @@ pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
             .to_owned(),
         hash,
         action: value["event"]["action"].as_str().unwrap_or("").to_owned(),
+        checkpoint: value.get("checkpoint").map(|c| {
+            (
+                c["covers_sequence"].as_u64().unwrap_or(u64::MAX),
+                c["covers_hash"].as_str().unwrap_or("").to_owned(),
+                c["signature"].as_str().unwrap_or("").to_owned(),
+            )
+        }),
     })
 }
 

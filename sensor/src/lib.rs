@@ -29,6 +29,7 @@ pub mod registration;
 pub mod repeats;
 pub mod run;
 pub mod selectors;
+pub mod signing;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

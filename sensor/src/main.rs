@@ -15,7 +15,8 @@ fn main() -> ExitCode {
         Command::Probe(args) => commands::probe(&args),
         Command::CheckConfig { file } => commands::check_config(&file),
         Command::Register(args) => commands::register(&args),
-        Command::Verify { paths, json } => commands::verify(&paths, json),
+        Command::Verify { paths, json, key } => commands::verify(&paths, key.as_deref(), json),
+        Command::Keygen { dir } => commands::keygen(&dir),
         Command::Identities(cli::IdentitiesCommand::Check { path }) => {
             commands::check_identities(&path)
         }

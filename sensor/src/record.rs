@@ -48,6 +48,9 @@ pub struct Record {
     pub error: Option<ErrorInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
+    /// A signed checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     /// A request on the registration socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<crate::registration::RegistrationEvent>,
@@ -451,6 +454,17 @@ pub struct ErrorInfo {
     /// The errno name, e.g. `ENOENT`.
     pub code: String,
     pub message: String,
+}
+
+/// A signature over the chain up to a record (`covers_sequence`, `covers_hash`).
+#[derive(Debug, Serialize)]
+pub struct Checkpoint {
+    pub covers_sequence: u64,
+    pub covers_hash: String,
+    /// Ed25519 over `agent-sensor checkpoint v1\n{instance}\n{sequence}\n{hash}\n`, hex.
+    pub signature: String,
+    /// The signing key's public half, hex, so a reader can tell which key to check against.
+    pub public_key: String,
 }
 
 /// Events that the sensor knows it did not deliver.

@@ -50,6 +50,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => manifest::load(path)?,
         None => Vec::new(),
     };
+    // The key is read before anything is loaded: a missing or exposed key is a start-up error.
+    let signing_key = match &config.signing_key {
+        Some(path) => Some(crate::signing::load_signing_key(path)?),
+        None => None,
+    };
     let registry: SharedRegistry =
         Arc::new(std::sync::RwLock::new(Arc::new(Registry::new(agents))));
     if !config.all_processes && args.pids.is_empty() && attribution::current(&registry).is_empty() {
@@ -72,6 +77,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let result = runtime.block_on(async_main(
         config,
+        signing_key,
         registry,
         args.pids,
         sensor.programs.clone(),
@@ -104,6 +110,7 @@ enum SinkSpec {
 
 async fn async_main(
     config: Config,
+    signing_key: Option<ed25519_dalek::SigningKey>,
     registry: SharedRegistry,
     pids: Vec<u32>,
     programs: Vec<&'static str>,
@@ -154,6 +161,13 @@ async fn async_main(
         .collect();
     observed.sort_by_key(|p| p.tgid);
     let mut pipeline = Pipeline::new(ctx, sink, config.repeat_window_ms);
+    if let Some(key) = signing_key {
+        pipeline.sign_with(crate::pipeline::Checkpoints::new(
+            key,
+            config.checkpoint_records,
+            config.checkpoint_interval_ms,
+        ));
+    }
     pipeline
         .start(&programs, config.all_processes)
         .await

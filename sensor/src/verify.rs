@@ -29,6 +29,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Losses the sensor itself recorded (`gap` records): honest, not tampering.
     pub recorded_gaps: u64,
+    /// Checkpoints whose signature checked out (with `--key`).
+    pub checkpoints_verified: u64,
+    /// Records after each run's last valid checkpoint (a run cut short by a crash has some).
+    pub unsigned_tail: u64,
 }
 
 impl Report {
@@ -40,6 +44,8 @@ impl Report {
 struct Position {
     sequence: u64,
     hash: String,
+    /// The sequence a valid checkpoint last covered.
+    signed_through: Option<u64>,
 }
 
 /// The files to read: each path, or the regular files of a directory in name order (which
@@ -61,18 +67,38 @@ fn files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub fn verify(paths: &[PathBuf]) -> std::io::Result<Report> {
+/// Verifies trails; with `key`, also every checkpoint's signature, and that each run is signed.
+pub fn verify(
+    paths: &[PathBuf],
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> std::io::Result<Report> {
     let mut report = Report::default();
     let mut chains: HashMap<String, Position> = HashMap::new();
     for file in files(paths)? {
-        verify_file(&file, &mut chains, &mut report)?;
+        verify_file(&file, key, &mut chains, &mut report)?;
     }
     report.instances = chains.len();
+    if key.is_some() {
+        for (instance, pos) in &chains {
+            match pos.signed_through {
+                Some(s) => report.unsigned_tail += pos.sequence - s,
+                None => report.findings.push(Finding {
+                    file: PathBuf::new(),
+                    line: 0,
+                    kind: "unsigned",
+                    detail: format!(
+                        "run {instance} has no valid checkpoint: nothing vouches for it"
+                    ),
+                }),
+            }
+        }
+    }
     Ok(report)
 }
 
 fn verify_file(
     file: &Path,
+    key: Option<&ed25519_dalek::VerifyingKey>,
     chains: &mut HashMap<String, Position>,
     report: &mut Report,
 ) -> std::io::Result<()> {
@@ -139,6 +165,26 @@ fn verify_file(
         if sealed.action == "gap" {
             report.recorded_gaps += 1;
         }
+        let mut signed_through = chains
+            .get(&sealed.instance_id)
+            .and_then(|p| p.signed_through);
+        if let (Some(key), Some((covers, covered_hash, signature))) = (key, &sealed.checkpoint) {
+            let previous = chains.get(&sealed.instance_id);
+            let message =
+                crate::signing::checkpoint_message(&sealed.instance_id, *covers, covered_hash);
+            let matches_chain =
+                previous.is_some_and(|p| p.sequence == *covers && p.hash == *covered_hash);
+            if matches_chain && crate::signing::verify(key, &message, signature) {
+                report.checkpoints_verified += 1;
+                signed_through = Some(*covers + 1);
+            } else {
+                report.findings.push(finding(
+                    number,
+                    "bad_checkpoint",
+                    if matches_chain { "the signature does not verify with this key".into() } else { format!("the checkpoint covers sequence {covers} with a hash the trail does not have") },
+                ));
+            }
+        }
         match chains.get(&sealed.instance_id) {
             None if sealed.sequence != 0 => report.findings.push(finding(
                 number,
@@ -192,6 +238,7 @@ fn verify_file(
             Position {
                 sequence: sealed.sequence,
                 hash,
+                signed_through,
             },
         );
     }

@@ -120,3 +120,152 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Re-seals lines from `from` on, as an attacker who rewrote a record would: the chain alone
+/// then verifies; only the signed checkpoints give the rewrite away.
+fn rechain(lines: &mut [String], from: usize) {
+    use sha2::{Digest as _, Sha256};
+    const SUFFIX: usize = ",\"hash\":\"".len() + 64 + "\"}}".len();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hash_of = |line: &str| line[line.len() - SUFFIX + 9..line.len() - 3].to_owned();
+    for i in from..lines.len() {
+        let prev = hash_of(&lines[i - 1]);
+        let line = &lines[i];
+        let at = line.find("\"prev_hash\":\"").unwrap() + "\"prev_hash\":\"".len();
+        let prefix = format!("{}{}\"", &line[..at], prev);
+        let hash = hex(&Sha256::digest(prefix.as_bytes()));
+        lines[i] = format!("{prefix},\"hash\":\"{hash}\"}}}}");
+    }
+}
+
+#[test]
+fn signed_checkpoints_expose_a_rewritten_chain() {
+    require_root();
+    let dir = scratch_dir("checkpoints");
+    let keys = dir.join("keys");
+    let out = Command::new(sensor_binary())
+        .args(["keygen", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(keys.join("sensor.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let again = Command::new(sensor_binary())
+        .args(["keygen", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite")
+    );
+
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        "[evidence]\nsigning_key = \"keys/sensor.key\"\ncheckpoint_records = 20\n",
+    )
+    .unwrap();
+    let trail = dir.join("trail.jsonl");
+    let mut child = Command::new(sensor_binary())
+        .args(["run", "--all-processes", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&trail)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    for _ in 0..10 {
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let public = keys.join("sensor.pub");
+    let verify_key = |path: &std::path::Path, key: &std::path::Path| {
+        let out = Command::new(sensor_binary())
+            .args(["verify", "--json", "--key"])
+            .arg(key)
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        )
+    };
+    let (ok, report) = verify_key(&trail, &public);
+    assert!(ok, "{report}");
+    assert!(
+        report["checkpoints_verified"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    assert_eq!(
+        report["unsigned_tail"], 0,
+        "the last checkpoint covers the stop record"
+    );
+
+    // Rewrite a record and re-seal everything after it.
+    let text = std::fs::read_to_string(&trail).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[3] = lines[3].replacen(
+        "\"schema_version\":\"0.1\"",
+        "\"schema_version\":\"9.9\"",
+        1,
+    );
+    rechain(&mut lines, 3);
+    let forged = dir.join("forged.jsonl");
+    std::fs::write(&forged, lines.join("\n") + "\n").unwrap();
+    let (ok, report) = verify(&forged);
+    assert!(ok, "the chain alone cannot tell a full rewrite: {report}");
+    let (ok, report) = verify_key(&forged, &public);
+    assert!(!ok, "the signatures can");
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"bad_checkpoint")
+            && kinds
+                .iter()
+                .all(|k| ["bad_checkpoint", "unsigned"].contains(k)),
+        "{report}"
+    );
+    // Checkpoints come every 20 records (the configured count).
+    let checkpoints: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("\"action\":\"checkpoint\""))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        checkpoints.windows(2).all(|w| w[1] - w[0] <= 21),
+        "{checkpoints:?}"
+    );
+
+    // Another key does not vouch for it either.
+    let other = dir.join("other");
+    assert!(
+        Command::new(sensor_binary())
+            .args(["keygen", "--dir"])
+            .arg(&other)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (ok, _) = verify_key(&trail, &other.join("sensor.pub"));
+    assert!(!ok);
+    let _ = std::fs::remove_dir_all(&dir);
+}

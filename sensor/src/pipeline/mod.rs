@@ -67,6 +67,31 @@ pub struct Context {
     pub marker: Option<(Vec<u8>, crate::selectors::Tracked)>,
 }
 
+/// When and with what key checkpoints are signed.
+pub struct Checkpoints {
+    pub key: ed25519_dalek::SigningKey,
+    pub every_records: u64,
+    pub every: Duration,
+    since: u64,
+    last: Instant,
+}
+
+impl Checkpoints {
+    pub fn new(key: ed25519_dalek::SigningKey, every_records: u32, every_ms: u32) -> Self {
+        Self {
+            key,
+            every_records: u64::from(every_records),
+            every: Duration::from_millis(u64::from(every_ms)),
+            since: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.since > 0 && (self.since >= self.every_records || self.last.elapsed() >= self.every)
+    }
+}
+
 pub struct Pipeline {
     ctx: Context,
     clock: WallClock,
@@ -76,6 +101,8 @@ pub struct Pipeline {
     repeats: RepeatFilter,
     /// Every record's place in the evidence chain.
     chain: crate::evidence::Chain,
+    /// Signs checkpoints, when a key is configured.
+    checkpoints: Option<Checkpoints>,
     sink: Sink,
     /// Serialised records waiting for the sink, reused across batches.
     out: Vec<u8>,
@@ -103,6 +130,7 @@ impl Pipeline {
         let chain = crate::evidence::Chain::new(&ctx.instance_id);
         Self {
             chain,
+            checkpoints: None,
             ctx,
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
@@ -156,6 +184,7 @@ impl Pipeline {
             syscall: None,
             error: None,
             gap: None,
+            checkpoint: None,
             registration: None,
             host: self.ctx.host.clone(),
             sensor: SensorBlock {
@@ -171,6 +200,45 @@ impl Pipeline {
         serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
         self.chain.seal(&mut self.out, start);
         self.stats.records_written += 1;
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.since += 1;
+        }
+    }
+
+    /// Signs checkpoints from now on.
+    pub fn sign_with(&mut self, checkpoints: Checkpoints) {
+        self.checkpoints = Some(checkpoints);
+    }
+
+    /// Writes a signed checkpoint over the chain so far, if one is due (or `force`d).
+    fn checkpoint(&mut self, force: bool) {
+        let Some(c) = self.checkpoints.as_ref() else {
+            return;
+        };
+        if !(c.due() || (force && c.since > 0)) {
+            return;
+        }
+        let Some((sequence, hash)) = self.chain.last() else {
+            return;
+        };
+        let hash = hash.to_owned();
+        let message = crate::signing::checkpoint_message(self.chain.instance_id(), sequence, &hash);
+        let checkpoint = record::Checkpoint {
+            covers_sequence: sequence,
+            covers_hash: hash,
+            signature: crate::signing::sign(&c.key, &message),
+            public_key: record::hex(c.key.verifying_key().as_bytes()),
+        };
+        let mut r = self.record(
+            WallClock::now(),
+            Self::meta("event", &[], INFO, "checkpoint"),
+        );
+        r.checkpoint = Some(checkpoint);
+        self.emit(&r);
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.since = 0;
+            c.last = Instant::now();
+        }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -211,6 +279,8 @@ impl Pipeline {
         sweep.tick().await;
         let mut repeat_tick = tokio::time::interval(REPEAT_TICK);
         let folding = self.repeats.enabled();
+        let signing = self.checkpoints.is_some();
+        let mut checkpoint_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let message = tokio::select! {
                 message = rx.recv() => message,
@@ -220,6 +290,11 @@ impl Pipeline {
                 }
                 _ = repeat_tick.tick(), if folding => {
                     self.close_repeats(clock::boottime_ns());
+                    self.flush().await?;
+                    continue;
+                }
+                _ = checkpoint_tick.tick(), if signing => {
+                    self.checkpoint(false);
                     self.flush().await?;
                     continue;
                 }
@@ -235,6 +310,7 @@ impl Pipeline {
                     break;
                 }
             }
+            self.checkpoint(false);
             self.flush().await?;
         }
         self.stop(&reason).await?;
@@ -284,6 +360,8 @@ impl Pipeline {
             decode_errors: Some(decode_errors),
         });
         self.emit(&r);
+        // The last word is signed: a checkpoint over everything, the stop record included.
+        self.checkpoint(true);
         self.flush().await?;
         self.sink.sync().await
     }
@@ -367,6 +445,7 @@ impl Pipeline {
                 Ok(event) => {
                     let record = self.build(&event);
                     self.emit(&record);
+                    self.checkpoint(false);
                 }
                 Err(e) => {
                     *self.stats.decode_errors.entry(e.kind()).or_default() += 1;
