@@ -26,6 +26,8 @@ use crate::{
 
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
+/// How long a client has to send its request.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -110,7 +112,11 @@ impl Server {
         let (read, mut write) = stream.into_split();
         let mut line = Vec::new();
         let mut reader = BufReader::new(read.take(MAX_REQUEST as u64 + 1));
-        let _ = reader.read_until(b'\n', &mut line).await;
+        // A client that sends nothing must not hold a task and a socket forever.
+        let read = tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
+        if read.is_err() {
+            line.clear();
+        }
         let mut event = RegistrationEvent {
             op: "invalid",
             granted: false,
