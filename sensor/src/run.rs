@@ -93,10 +93,23 @@ fn open_sink(output: &str) -> anyhow::Result<SinkSpec> {
     if output == "-" {
         return Ok(SinkSpec::Stdout);
     }
-    // Open now, with privileges, so a bad path fails before anything runs.
+    // Open now, with privileges, so a bad path fails before anything runs. Records reveal
+    // what processes did: the file is the owner's alone (0600), its new directory too (0700).
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if let Some(dir) = Path::new(output)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(output)
         .with_context(|| format!("cannot open the output file {output}"))?;
     drop(file);

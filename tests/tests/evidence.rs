@@ -47,6 +47,12 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
     let (ok, report) = verify(&trail);
     assert!(ok, "{report}");
     assert_eq!(report["instances"], 1);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&trail).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "records are the owner's alone"
+    );
     let text = std::fs::read_to_string(&trail).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 10, "{}", lines.len());
