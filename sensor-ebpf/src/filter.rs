@@ -102,8 +102,10 @@ pub fn attribute_exec(
     };
     if let Some(d) = decided {
         if Some(d) != current {
-            // A full map leaves the process unattributed; the daemon counts map use.
-            let _ = TRACKED.insert(&tgid, &d, 0);
+            // A full map leaves the process unattributed: counted, and reported as a gap.
+            if TRACKED.insert(&tgid, &d, 0).is_err() {
+                crate::output::count_lost(sensor_common::kind::TRACKING);
+            }
         }
     }
     decided

@@ -21,10 +21,6 @@ pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entr
 #[map]
 pub static TRACKED: HashMap<u32, TrackedProcess> = HashMap::with_max_entries(65536, 0);
 
-/// Children that could not inherit their parent's tracked entry because `TRACKED` was full.
-#[map]
-pub static TRACK_FAILED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
 /// Per-CPU buffer a path is walked into (two windows, see `path`).
 #[map]
 pub static PATHBUF: PerCpuArray<[u8; 2 * crate::path::PATH_WINDOW]> =

@@ -20,7 +20,7 @@ use crate::{
     filter::{attribute_exec, observed},
     globals::{config, offsets},
     kernel::{KPtr, Task},
-    maps::{PATHBUF, SCRATCH, TRACK_FAILED, TRACKED},
+    maps::{PATHBUF, SCRATCH, TRACKED},
     output::{submit, submit_bytes},
 };
 
@@ -274,10 +274,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
                 ..value
             };
             if TRACKED.insert(&child_tgid, &value, 0).is_err() {
-                if let Some(counter) = TRACK_FAILED.get_ptr_mut(0) {
-                    // SAFETY: a per-CPU slot, only this CPU writes it.
-                    unsafe { *counter += 1 };
-                }
+                crate::output::count_lost(kind::TRACKING);
             }
         }
     }

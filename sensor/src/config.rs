@@ -24,6 +24,8 @@ pub struct Config {
     pub wakeup_bytes: u32,
     /// How often the daemon collects records that did not trigger a wakeup (bounds latency).
     pub poll_interval_ms: u32,
+    /// Capacity of the kernel's tracked-process map (agents' and `--pid` processes at once).
+    pub tracked_processes: u32,
     /// Where records go: `-` for stdout or a file path (appended to).
     pub output: String,
     /// Operator rules for `file.class`, checked after the built-in ones.
@@ -58,6 +60,7 @@ impl Default for Config {
             ring_buffer_bytes: 16 * 1024 * 1024,
             wakeup_bytes: 256 * 1024,
             poll_interval_ms: 20,
+            tracked_processes: 65_536,
             output: "-".to_owned(),
             file_classes: Vec::new(),
             repeat_window_ms: 0,
@@ -136,6 +139,7 @@ struct RawObserve {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKernel {
+    tracked_processes: Option<Spanned<u32>>,
     ring_buffer_bytes: Option<Spanned<u32>>,
     wakeup_bytes: Option<Spanned<u32>>,
     poll_interval_ms: Option<Spanned<u32>>,
@@ -223,6 +227,15 @@ impl Config {
                 ));
             }
             config.ring_buffer_bytes = n;
+        }
+        if let Some(v) = raw.kernel.tracked_processes {
+            if !(16..=4_194_304).contains(v.get_ref()) {
+                return Err(at(
+                    Some(v.span()),
+                    "kernel.tracked_processes must be between 16 and 4194304".to_owned(),
+                ));
+            }
+            config.tracked_processes = v.into_inner();
         }
         if let Some(v) = raw.kernel.wakeup_bytes {
             config.wakeup_bytes = v.into_inner();

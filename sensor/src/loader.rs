@@ -206,6 +206,7 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         .override_global("OFFSETS", &offsets, true)
         .override_global("CONFIG", &program_config, true)
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
+        .map_max_entries("TRACKED", config.tracked_processes)
         .load(PROGRAMS)?;
     let mut programs = Vec::new();
     let mut syscall_links = Vec::new();

@@ -74,6 +74,10 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::EXEC => "exec",
         kind::FORK => "fork",
         kind::EXIT => "exit",
+        kind::FILE => "file",
+        kind::NET => "net",
+        kind::INFLIGHT => "inflight",
+        kind::TRACKING => "tracking",
         _ => "other",
     }
 }

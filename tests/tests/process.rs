@@ -506,3 +506,54 @@ fn a_hostile_comm_and_a_4_kib_path_come_out_exact() {
     );
     assert_eq!(fork["process"]["executable"], path.as_str());
 }
+
+#[test]
+fn a_full_tracked_process_map_is_counted_as_a_gap() {
+    use std::io::Write as _;
+    let config = std::env::temp_dir().join("agent-sensor-test-tracked.toml");
+    std::fs::write(&config, "[kernel]\ntracked_processes = 16\n").unwrap();
+    // 40 children alive at once, in a tree the map (16 entries) cannot hold.
+    let mut shell = Command::new("/bin/sh")
+        .args([
+            "-c",
+            "read x; i=0; while [ $i -lt 40 ]; do sleep 1 & i=$((i+1)); done; wait",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sensor = Sensor::start(&[
+        "--pid",
+        &shell.id().to_string(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    writeln!(shell.stdin.take().unwrap(), "go").unwrap();
+    assert!(shell.wait().unwrap().success());
+    let gap = sensor.wait_for("a tracking gap", |r| {
+        action(r) == "gap"
+            && r["gap"]["by_kind"]["tracking"]
+                .as_u64()
+                .is_some_and(|n| n > 0)
+    });
+    let done = sensor.stop();
+    let tracked_execs = done
+        .records
+        .iter()
+        .filter(|r| {
+            action(r) == "exec" && r["process"]["args"] == serde_json::json!(["sleep", "1"])
+        })
+        .count() as u64;
+    let untracked: u64 = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "gap")
+        .map(|r| r["gap"]["by_kind"]["tracking"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(untracked > 0, "{gap}");
+    // Every child was either tracked (its own exec reported) or counted: none vanished silently.
+    assert_eq!(
+        tracked_execs + untracked,
+        40,
+        "{tracked_execs} reported + {untracked} counted"
+    );
+}

@@ -16,6 +16,9 @@ pub mod kind {
     pub const NET: u16 = 5;
     /// An in-flight syscall could not be remembered between enter and exit (map full).
     pub const INFLIGHT: u16 = 6;
+    /// A process could not be entered in the tracked-process map (full): its activity, and
+    /// its descendants', goes unattributed. Counted in the loss counters, never a record kind.
+    pub const TRACKING: u16 = 7;
     /// Number of slots in the per-CPU loss counter map (kinds are < this).
     pub const COUNT: u32 = 8;
 }
