@@ -439,12 +439,7 @@ pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
 
 /// Where tracefs is mounted, if it is.
 pub fn tracefs_path() -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let mut f = line.split(' ');
-        let (_dev, dir, fstype) = (f.next()?, f.next()?, f.next()?);
-        (fstype == "tracefs").then(|| PathBuf::from(dir))
-    })
+    crate::snapshot::mount_point("tracefs")
 }
 
 /// Linux 6.16 added `group_dead` to `sched_process_exit`; its format file shows it.

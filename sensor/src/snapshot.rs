@@ -52,11 +52,16 @@ pub fn start_ticks(tgid: u32) -> Option<u64> {
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
 pub fn cgroup2_root() -> Option<PathBuf> {
+    mount_point("cgroup2")
+}
+
+/// Where a filesystem of type `fstype` is mounted (the first such mount).
+pub fn mount_point(fstype: &str) -> Option<PathBuf> {
     let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
     mounts.lines().find_map(|line| {
         let mut f = line.split(' ');
-        let (_dev, dir, fstype) = (f.next()?, f.next()?, f.next()?);
-        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+        let (_dev, dir, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == fstype).then(|| PathBuf::from(dir))
     })
 }
 

@@ -254,3 +254,15 @@ pub fn of_process<'a>(records: &'a [Value], category: &str, pid: u32) -> Vec<&'a
         .filter(|r| r["event"]["category"][0] == category && pid_of(r) == u64::from(pid))
         .collect()
 }
+
+/// Where the cgroup v2 hierarchy is mounted.
+pub fn cgroup2_root() -> String {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2] == "cgroup2").then(|| f[1].to_owned())
+        })
+        .expect("a cgroup2 mount")
+}

@@ -15,6 +15,26 @@ fn verify(path: &std::path::Path) -> (bool, serde_json::Value) {
     (out.status.success(), report)
 }
 
+/// Runs the sensor (all processes, writing to `trail`) while `execs` short processes run,
+/// then stops it with SIGTERM.
+fn record_trail(trail: &std::path::Path, extra: &[&std::ffi::OsStr], execs: usize) {
+    let mut child = Command::new(sensor_binary())
+        .args(["run", "--all-processes", "--output"])
+        .arg(trail)
+        .args(extra)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    for _ in 0..execs {
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
 fn only_finding(report: &serde_json::Value) -> (&str, u64) {
     let findings = report["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 1, "{report}");
@@ -29,20 +49,7 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
     require_root();
     let dir = scratch_dir("evidence");
     let trail = dir.join("trail.jsonl");
-    let mut child = Command::new(sensor_binary())
-        .args(["run", "--all-processes", "--output"])
-        .arg(&trail)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    for _ in 0..5 {
-        assert!(Command::new("/bin/true").status().unwrap().success());
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    record_trail(&trail, &[], 5);
 
     let (ok, report) = verify(&trail);
     assert!(ok, "{report}");
@@ -181,22 +188,11 @@ fn signed_checkpoints_expose_a_rewritten_chain() {
     )
     .unwrap();
     let trail = dir.join("trail.jsonl");
-    let mut child = Command::new(sensor_binary())
-        .args(["run", "--all-processes", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&trail)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    for _ in 0..10 {
-        assert!(Command::new("/bin/true").status().unwrap().success());
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    record_trail(
+        &trail,
+        &[std::ffi::OsStr::new("--config"), config.as_os_str()],
+        10,
+    );
     let public = keys.join("sensor.pub");
     let verify_key = |path: &std::path::Path, key: &std::path::Path| {
         let out = Command::new(sensor_binary())

@@ -3,20 +3,9 @@
 //! really did it.
 use std::{path::Path, process::Command};
 
-use sensor_tests::{Sensor, Value, action, pid_of, scratch_dir, sensor_binary};
+use sensor_tests::{Sensor, Value, action, cgroup2_root, pid_of, scratch_dir, sensor_binary};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
-
-fn cgroup2_root() -> String {
-    std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f[2] == "cgroup2").then(|| f[1].to_owned())
-        })
-        .expect("a cgroup2 mount")
-}
 
 fn agent_of(r: &Value) -> &str {
     r["identity"]["agent"]["id"].as_str().unwrap_or("")

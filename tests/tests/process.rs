@@ -16,15 +16,7 @@ fn my_cgroup_id() -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .expect("cgroup v2 line");
-    let root = std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f[2] == "cgroup2").then(|| f[1].to_owned())
-        })
-        .expect("cgroup2 mount");
-    inode(&format!("{root}{path}"))
+    inode(&format!("{}{path}", sensor_tests::cgroup2_root()))
 }
 
 /// The absolute path with symlinks resolved (/bin is a link to /usr/bin on merged-/usr systems).
