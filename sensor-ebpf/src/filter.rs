@@ -1,11 +1,12 @@
 //! Which processes are observed and as which agent: every process, or the tracked ones (agents
 //! and `--pid` trees); never the daemon itself. One map lookup for a process that is neither.
 //! At exec, a process's own selectors (cgroup, executable, uid) are matched here.
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns};
 use sensor_common::{ExeKey, TrackedProcess, method, tracked_flags};
 
 use crate::{
     globals::config,
-    maps::{CGROUP_AGENTS, EXE_AGENTS, TRACKED, UID_AGENTS},
+    maps::{CGROUP_AGENTS, EXE_AGENTS, HELD_CGROUPS, HOLDING_UNTIL, TRACKED, UID_AGENTS},
 };
 
 /// The attribution of an observed process, `None` when it is not observed.
@@ -18,15 +19,52 @@ pub fn observed(tgid: u32) -> Option<TrackedProcess> {
     // SAFETY: copied out at once.
     match unsafe { TRACKED.get(&tgid) } {
         Some(t) => Some(*t),
-        None if cfg.all_processes != 0 => Some(TrackedProcess::default()),
-        None => None,
+        None => match held_cgroup(cfg.hold_new_cgroups) {
+            Some(cgroup) => Some(TrackedProcess::held(cgroup)),
+            None if cfg.all_processes != 0 => Some(TrackedProcess::default()),
+            None => None,
+        },
     }
 }
 
-/// The attribution of a process that may or may not be tracked (for records whose
+/// The current task's cgroup, if it is one the daemon has not decided on yet. Only for the
+/// current task: the hooks that call `observed` run in the context of the process observed.
+#[inline(always)]
+fn held_cgroup(holding: u32) -> Option<u64> {
+    if holding == 0 {
+        return None;
+    }
+    let until = HOLDING_UNTIL.get(0).copied().unwrap_or(0);
+    // SAFETY (both): plain helper calls.
+    if until == 0 || unsafe { bpf_ktime_get_boot_ns() } > until {
+        return None;
+    }
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    is_held(cgroup).then_some(cgroup)
+}
+
+/// Whether the daemon has yet to decide on `cgroup`.
+#[inline(always)]
+pub fn is_held(cgroup: u64) -> bool {
+    // SAFETY: only tested for presence.
+    unsafe { HELD_CGROUPS.get(&cgroup) }.is_some()
+}
+
+/// The attribution of the current process, which may or may not be tracked (for records whose
 /// observation was decided earlier, such as a syscall's exit).
 #[inline(always)]
 pub fn attribution(tgid: u32) -> TrackedProcess {
+    // SAFETY: copied out at once.
+    match unsafe { TRACKED.get(&tgid) } {
+        Some(t) => *t,
+        None => held_cgroup(config().hold_new_cgroups)
+            .map_or_else(TrackedProcess::default, TrackedProcess::held),
+    }
+}
+
+/// The attribution of a process that may not be the current one (softirq context).
+#[inline(always)]
+pub fn attribution_of(tgid: u32) -> TrackedProcess {
     // SAFETY: copied out at once.
     unsafe { TRACKED.get(&tgid) }.copied().unwrap_or_default()
 }
@@ -35,8 +73,8 @@ pub fn attribution(tgid: u32) -> TrackedProcess {
 #[inline(always)]
 fn matched(cgroup_id: u64, exe: Option<ExeKey>, uid: u32) -> Option<(u32, u8)> {
     // SAFETY (all three): values copied out at once.
-    if let Some(agent) = unsafe { CGROUP_AGENTS.get(&cgroup_id) } {
-        return Some((*agent, method::CGROUP));
+    if let Some(c) = unsafe { CGROUP_AGENTS.get(&cgroup_id) } {
+        return Some((c.agent, c.method));
     }
     if let Some(key) = exe {
         if let Some(agent) = unsafe { EXE_AGENTS.get(&key) } {
@@ -71,7 +109,10 @@ pub fn attribute_exec(
             // Registration and cgroup attributions are about the process wherever it goes;
             // executable, uid and marker matches are about the image it ran, which exec replaces.
             let sticks = c.flags & tracked_flags::INHERITED == 0
-                && matches!(c.method, method::REGISTRATION | method::CGROUP);
+                && matches!(
+                    c.method,
+                    method::REGISTRATION | method::CGROUP | method::CONTAINER
+                );
             let replaces = if c.agent == 0 {
                 true
             } else if sticks {

@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod cgroup;
 mod file;
 mod filter;
 mod globals;

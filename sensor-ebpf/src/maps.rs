@@ -1,9 +1,9 @@
 //! Every map the programs share with userspace.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{SCRATCH_SIZE, TrackedProcess, kind};
+use sensor_common::{CgroupAgent, SCRATCH_SIZE, TrackedProcess, kind};
 
 /// Records to userspace. The loader sizes it from the config (power of two, page multiple).
 #[map]
@@ -36,9 +36,20 @@ pub static INFLIGHT: HashMap<u64, sensor_common::PendingCall> = HashMap::with_ma
 pub static CONNECTS: LruHashMap<u64, sensor_common::ConnectOwner> =
     LruHashMap::with_max_entries(8192, 0);
 
-/// Agents by cgroup v2 id: filled by the daemon from cgroup selectors as cgroups appear.
+/// Agents by cgroup v2 id: filled by the daemon from cgroup and container selectors as
+/// cgroups appear.
 #[map]
-pub static CGROUP_AGENTS: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
+pub static CGROUP_AGENTS: HashMap<u64, CgroupAgent> = HashMap::with_max_entries(16384, 0);
+
+/// Cgroups made since start that the daemon has not decided on yet (id -> when made); the
+/// daemon removes each once decided. LRU: a flood of new cgroups cannot fill it for good.
+#[map]
+pub static HELD_CGROUPS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Until when (CLOCK_BOOTTIME ns) `HELD_CGROUPS` may hold anything: a cheap test that spares
+/// untracked processes the lookup when no cgroup was made recently.
+#[map]
+pub static HOLDING_UNTIL: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Agents by executable (inode and device): filled by the daemon from executable selectors.
 #[map]

@@ -263,7 +263,7 @@ fn try_state(ctx: &RawTracePointContext) -> Option<()> {
     let task = Task::new(core::ptr::null(), off);
     let sk_ptr = KPtr(sk as *const u8);
     let mut r = NetRecord {
-        header: header(kind::NET, HEADER, crate::filter::attribution(owner.tgid)),
+        header: header(kind::NET, HEADER, crate::filter::attribution_of(owner.tgid)),
         start_boottime: owner.start_boottime,
         pid: owner.pid,
         tgid: owner.tgid,

@@ -80,6 +80,9 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     let mut flags = 0;
     let attribution = match attribute_exec(tgid, cgroup_id, exe_key, uid) {
         Some(a) => a,
+        None if cfg.hold_new_cgroups != 0 && crate::filter::is_held(cgroup_id) => {
+            TrackedProcess::held(cgroup_id)
+        }
         None if cfg.all_processes != 0 => TrackedProcess::default(),
         None if cfg.env_marker != 0 => {
             flags |= exec_flags::ENV_INCLUDED;

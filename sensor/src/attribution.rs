@@ -9,20 +9,25 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use sensor_common::{ExeKey, method};
+use sensor_common::{CgroupAgent, ExeKey, method};
 
 use crate::{
+    container::ContainerMeta,
     fspath::PathGlob,
-    manifest::{AgentDecl, SelectorDecl},
+    manifest::{AgentDecl, ContainerSelector, KubernetesSelector, SelectorDecl},
+    pattern::Pattern,
 };
 
 /// Most directories a cgroup scan or an executable glob expansion visits.
 const SCAN_LIMIT: usize = 100_000;
 
+#[derive(Default)]
 struct Compiled {
     cgroups: Vec<PathGlob>,
     executables: Vec<PathGlob>,
     uids: Vec<u32>,
+    containers: Vec<ContainerSelector>,
+    pods: Vec<KubernetesSelector>,
 }
 
 pub struct Registry {
@@ -43,7 +48,7 @@ pub fn current(shared: &SharedRegistry) -> Arc<Registry> {
 /// What the selectors compile to now: kernel map contents.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct MapEntries {
-    pub cgroups: HashMap<u64, u32>,
+    pub cgroups: HashMap<u64, CgroupAgent>,
     pub executables: HashMap<ExeKey, u32>,
     pub uids: HashMap<u32, u32>,
 }
@@ -90,17 +95,15 @@ impl Registry {
         let agents = decls
             .into_iter()
             .map(|d| {
-                let mut c = Compiled {
-                    cgroups: vec![],
-                    executables: vec![],
-                    uids: vec![],
-                };
+                let mut c = Compiled::default();
                 for s in &d.selectors {
                     match s {
                         // Validated when the manifest was read.
                         SelectorDecl::Cgroup(g) => c.cgroups.extend(PathGlob::new(g).ok()),
                         SelectorDecl::Executable(g) => c.executables.extend(PathGlob::new(g).ok()),
                         SelectorDecl::Uid(u) => c.uids.push(*u),
+                        SelectorDecl::Container(x) => c.containers.push(x.clone()),
+                        SelectorDecl::Kubernetes(x) => c.pods.push(x.clone()),
                     }
                 }
                 (d, c)
@@ -132,13 +135,48 @@ impl Registry {
             .map(|i| i as u32 + 1)
     }
 
-    /// Compiles every selector against the system as it is now. Where two agents claim the same
-    /// cgroup, file or uid, the first declared wins (and `check` warns about it).
-    pub fn map_entries(&self, cgroup_dirs: &[(String, u64)]) -> MapEntries {
+    /// Whether any agent is chosen by what a container's runtime records (so cgroups that are
+    /// containers need their metadata looked up).
+    pub fn has_container_selectors(&self) -> bool {
+        self.agents
+            .iter()
+            .any(|(_, c)| !c.containers.is_empty() || !c.pods.is_empty())
+    }
+
+    /// The agent a cgroup's processes are: by its path (a cgroup selector) or else by its
+    /// container's metadata. Within each, the first declared agent wins.
+    pub fn cgroup_agent(
+        &self,
+        path: &[u8],
+        container: Option<&ContainerMeta>,
+    ) -> Option<CgroupAgent> {
+        let by = |agent: u32, method: u8| CgroupAgent {
+            agent,
+            method,
+            _pad: [0; 3],
+        };
+        if let Some(n) = self.first(|c| c.cgroups.iter().any(|g| g.matches(path))) {
+            return Some(by(n, method::CGROUP));
+        }
+        let meta = container?;
+        self.first(|c| {
+            c.containers.iter().any(|s| container_matches(s, meta))
+                || c.pods.iter().any(|s| pod_matches(s, meta))
+        })
+        .map(|n| by(n, method::CONTAINER))
+    }
+
+    /// Compiles every selector against the system as it is now: the cgroup tree (with the
+    /// metadata of the containers in it) and the file system.
+    pub fn map_entries(
+        &self,
+        cgroup_dirs: &[(String, u64)],
+        containers: &HashMap<u64, Arc<ContainerMeta>>,
+    ) -> MapEntries {
         let mut out = MapEntries::default();
         for (rel, ino) in cgroup_dirs {
-            if let Some(n) = self.first(|c| c.cgroups.iter().any(|g| g.matches(rel.as_bytes()))) {
-                out.cgroups.entry(*ino).or_insert(n);
+            if let Some(a) = self.cgroup_agent(rel.as_bytes(), containers.get(ino).map(|m| &**m)) {
+                out.cgroups.entry(*ino).or_insert(a);
             }
         }
         for (i, (_, c)) in self.agents.iter().enumerate() {
@@ -171,14 +209,44 @@ impl Registry {
         exe: Option<ExeKey>,
         euid: u32,
     ) -> Option<(u32, u8)> {
-        if let Some(n) = cgroup_id.and_then(|c| entries.cgroups.get(&c)) {
-            return Some((*n, method::CGROUP));
+        if let Some(c) = cgroup_id.and_then(|c| entries.cgroups.get(&c)) {
+            return Some((c.agent, c.method));
         }
         if let Some(n) = exe.and_then(|k| entries.executables.get(&k)) {
             return Some((*n, method::EXECUTABLE));
         }
         entries.uids.get(&euid).map(|n| (*n, method::UID))
     }
+}
+
+fn matches_opt(p: &Option<Pattern>, value: Option<&str>) -> bool {
+    p.as_ref()
+        .is_none_or(|p| value.is_some_and(|v| p.matches(v.as_bytes())))
+}
+
+fn labels_match(
+    want: &[(String, Pattern)],
+    have: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    want.iter()
+        .all(|(k, p)| have.get(k).is_some_and(|v| p.matches(v.as_bytes())))
+}
+
+fn container_matches(s: &ContainerSelector, m: &ContainerMeta) -> bool {
+    matches_opt(&s.id, Some(&m.id))
+        && matches_opt(&s.image, m.image.as_deref())
+        && matches_opt(&s.name, m.name.as_deref())
+        && s.runtime.as_deref().is_none_or(|r| r == m.runtime)
+        && labels_match(&s.labels, &m.labels)
+}
+
+fn pod_matches(s: &KubernetesSelector, m: &ContainerMeta) -> bool {
+    let Some(pod) = &m.pod else { return false };
+    matches_opt(&s.namespace, pod.namespace.as_deref())
+        && matches_opt(&s.pod, pod.name.as_deref())
+        && matches_opt(&s.container, m.name.as_deref())
+        && matches_opt(&s.service_account, pod.service_account.as_deref())
+        && labels_match(&s.labels, &pod.labels)
 }
 
 /// The kernel's key for a file: inode and the device number as the kernel encodes it
@@ -334,7 +402,7 @@ mod tests {
         std::fs::create_dir_all(cg.join("agents/x")).unwrap();
         let dirs = cgroup_dirs(&cg);
         assert!(dirs.iter().any(|(p, _)| p == "/agents/x"), "{dirs:?}");
-        let entries = registry.map_entries(&dirs);
+        let entries = registry.map_entries(&dirs, &HashMap::new());
         let key = |p: &str| exe_key(&std::fs::metadata(dir.join(p)).unwrap());
         assert_eq!(entries.executables.get(&key("bin/agent")), Some(&1));
         assert_eq!(entries.executables.get(&key("bin/sub/tool")), Some(&2));
@@ -347,6 +415,71 @@ mod tests {
             Some((1, method::EXECUTABLE))
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn container_and_pod_selectors_decide_cgroups() {
+        use crate::{
+            container::PodMeta,
+            manifest::{ContainerSelector, KubernetesSelector},
+        };
+        let p = |s: &str| Some(Pattern::new(s).unwrap());
+        let registry = Registry::new(vec![
+            agent("by-path", vec![SelectorDecl::Cgroup("/agents/**".into())]),
+            agent(
+                "by-image",
+                vec![SelectorDecl::Container(ContainerSelector {
+                    image: p("docker.io/library/busybox:*"),
+                    labels: vec![("role".into(), Pattern::new("review*").unwrap())],
+                    ..Default::default()
+                })],
+            ),
+            agent(
+                "by-pod",
+                vec![SelectorDecl::Kubernetes(KubernetesSelector {
+                    namespace: p("agents"),
+                    service_account: p("planner"),
+                    labels: vec![("app".into(), Pattern::new("planner").unwrap())],
+                    ..Default::default()
+                })],
+            ),
+        ]);
+        assert!(registry.has_container_selectors());
+        let mut meta = ContainerMeta {
+            id: "c1".into(),
+            runtime: "containerd",
+            image: Some("docker.io/library/busybox:1.36".into()),
+            labels: [("role".to_owned(), "reviewer".to_owned())].into(),
+            ..Default::default()
+        };
+        let agent_of = |path: &str, m: Option<&ContainerMeta>| {
+            registry
+                .cgroup_agent(path.as_bytes(), m)
+                .map(|a| (a.agent, a.method))
+        };
+        assert_eq!(
+            agent_of("/agents/x", Some(&meta)),
+            Some((1, method::CGROUP))
+        );
+        assert_eq!(
+            agent_of("/k8s.io/c1", Some(&meta)),
+            Some((2, method::CONTAINER))
+        );
+        assert_eq!(agent_of("/k8s.io/c1", None), None);
+        meta.labels.clear();
+        assert_eq!(agent_of("/k8s.io/c1", Some(&meta)), None);
+        meta.pod = Some(PodMeta {
+            namespace: Some("agents".into()),
+            service_account: Some("planner".into()),
+            labels: [("app".to_owned(), "planner".to_owned())].into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            agent_of("/k8s.io/c1", Some(&meta)),
+            Some((3, method::CONTAINER))
+        );
+        meta.pod.as_mut().unwrap().service_account = Some("intruder".into());
+        assert_eq!(agent_of("/k8s.io/c1", Some(&meta)), None);
     }
 
     #[test]
@@ -375,7 +508,7 @@ mod tests {
             vec![SelectorDecl::Uid(20)]
         );
         assert_eq!(second.number_of("c"), Some(3));
-        assert_eq!(second.map_entries(&[]).uids.get(&1), None);
+        assert_eq!(second.map_entries(&[], &HashMap::new()).uids.get(&1), None);
     }
 
     #[test]

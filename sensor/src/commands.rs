@@ -83,20 +83,7 @@ pub fn verify(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for f in &report.findings {
-            println!("{}:{}: {}: {}", f.file.display(), f.line, f.kind, f.detail);
-        }
-        println!(
-            "{}: {} records from {} sensor run(s), {} recorded gap(s)",
-            if report.intact() {
-                "intact"
-            } else {
-                "NOT INTACT"
-            },
-            report.records,
-            report.instances,
-            report.recorded_gaps
-        );
+        print!("{}", report.human());
     }
     Ok(if report.intact() {
         ExitCode::SUCCESS

@@ -26,8 +26,8 @@ pub struct Config {
     pub poll_interval_ms: u32,
     /// Capacity of the kernel's tracked-process map (agents' and `--pid` processes at once).
     pub tracked_processes: u32,
-    /// Where records go: `-` for stdout or a file path (appended to).
-    pub output: String,
+    /// Where records go, and how durably.
+    pub output: Output,
     /// Operator rules for `file.class`, checked after the built-in ones.
     pub file_classes: Vec<ClassRule>,
     /// Fold exact repeats of a file operation within this window into one counted record
@@ -47,6 +47,8 @@ pub struct Config {
     pub registration_socket: PathBuf,
     pub registration_uids: Vec<u32>,
     pub registration_gids: Vec<u32>,
+    /// Where container runtimes keep what they record of containers (`[containers]`).
+    pub runtimes: crate::container::RuntimeSources,
 }
 
 /// Where the registration socket is unless configured.
@@ -61,7 +63,7 @@ impl Default for Config {
             wakeup_bytes: 256 * 1024,
             poll_interval_ms: 20,
             tracked_processes: 65_536,
-            output: "-".to_owned(),
+            output: Output::default(),
             file_classes: Vec::new(),
             repeat_window_ms: 0,
             identities: None,
@@ -72,6 +74,7 @@ impl Default for Config {
             registration_socket: PathBuf::from(DEFAULT_REGISTRATION_SOCKET),
             registration_uids: Vec::new(),
             registration_gids: Vec::new(),
+            runtimes: crate::container::RuntimeSources::default(),
         }
     }
 }
@@ -92,6 +95,16 @@ struct RawConfig {
     identities: RawIdentities,
     #[serde(default)]
     evidence: RawEvidence,
+    #[serde(default)]
+    containers: RawContainers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainers {
+    containerd_socket: Option<PathBuf>,
+    storage_root: Option<PathBuf>,
+    docker_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +162,72 @@ struct RawKernel {
 #[serde(deny_unknown_fields)]
 struct RawOutput {
     path: Option<Spanned<String>>,
+    fsync: Option<Spanned<String>>,
+    fsync_interval_ms: Option<Spanned<u32>>,
+    max_file_bytes: Option<Spanned<u64>>,
+    max_file_age_ms: Option<Spanned<u64>>,
+    buffer_bytes: Option<Spanned<u64>>,
+}
+
+/// Where records go, how often they are made durable, and (for a directory) when a file is
+/// rotated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub target: OutputTarget,
+    pub fsync: Fsync,
+    /// A directory's file is rotated once it holds this many bytes (it may exceed them by the
+    /// last batch and the rotation record).
+    pub max_file_bytes: u64,
+    /// ... or once it is this old.
+    pub max_file_age_ms: u64,
+    /// Records held in memory while the output cannot take them (a full disk); beyond this
+    /// they are dropped, counted, and reported in a `gap` record when space returns.
+    pub buffer_bytes: u64,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self {
+            target: OutputTarget::Stdout,
+            fsync: Fsync::Interval(1000),
+            max_file_bytes: 64 * 1024 * 1024,
+            max_file_age_ms: 3_600_000,
+            buffer_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    Stdout,
+    /// One file, appended to across runs.
+    File(PathBuf),
+    /// A directory of rotated files, a new one per run.
+    Directory(PathBuf),
+}
+
+impl OutputTarget {
+    /// `-` is stdout; a path ending in `/` is a directory (decided by the spelling, not by
+    /// what exists, so a config means the same on every host); anything else is a file.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "" => None,
+            "-" => Some(Self::Stdout),
+            dir if dir.ends_with('/') => Some(Self::Directory(PathBuf::from(dir))),
+            file => Some(Self::File(PathBuf::from(file))),
+        }
+    }
+}
+
+/// When written records are forced to disk (`fdatasync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every write, before the next batch is taken: no record waits for a sync.
+    EveryRecord,
+    /// At most this many milliseconds after a record is written.
+    Interval(u32),
+    /// Left to the kernel's writeback.
+    Never,
 }
 
 /// A configuration mistake, located in its file.
@@ -314,6 +393,19 @@ impl Config {
         }
         config.registration_uids = raw.identities.registration_uids;
         config.registration_gids = raw.identities.registration_gids;
+        let runtimes = &mut config.runtimes;
+        for (value, field) in [
+            (
+                raw.containers.containerd_socket,
+                &mut runtimes.containerd_socket,
+            ),
+            (raw.containers.storage_root, &mut runtimes.storage_root),
+            (raw.containers.docker_root, &mut runtimes.docker_root),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
         if let Some(manifest) = raw.identities.manifest {
             // Relative to the config file, so a config and its manifest can travel together.
             config.identities = Some(
@@ -321,17 +413,108 @@ impl Config {
                     .map_or(manifest.clone(), |dir| dir.join(&manifest)),
             );
         }
-        if let Some(v) = raw.output.path {
-            if v.get_ref().is_empty() {
-                return Err(at(
-                    Some(v.span()),
-                    "output.path must not be empty".to_owned(),
-                ));
-            }
-            config.output = v.into_inner();
-        }
+        config.output = parse_output(raw.output, &at)?;
         Ok(config)
     }
+}
+
+fn parse_output(
+    raw: RawOutput,
+    at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<Output, ConfigError> {
+    let mut output = Output::default();
+    let mut not_a_directory = false;
+    if let Some(v) = raw.path {
+        output.target = OutputTarget::parse(v.get_ref()).ok_or_else(|| {
+            at(
+                Some(v.span()),
+                "output.path must be `-`, a file, or a directory ending in `/`".to_owned(),
+            )
+        })?;
+        not_a_directory = !matches!(output.target, OutputTarget::Directory(_));
+    }
+    // Rotation settings next to a file or stdout would be silently ignored: say so instead.
+    // (Without output.path in the file, `--output DIR/` may still make them apply.)
+    for (name, span) in [
+        (
+            "max_file_bytes",
+            raw.max_file_bytes.as_ref().map(Spanned::span),
+        ),
+        (
+            "max_file_age_ms",
+            raw.max_file_age_ms.as_ref().map(Spanned::span),
+        ),
+    ] {
+        if let (true, Some(span)) = (not_a_directory, span) {
+            return Err(at(
+                Some(span),
+                format!("output.{name} rotates the files of a directory: end output.path with `/`"),
+            ));
+        }
+    }
+    let interval = raw.fsync_interval_ms.map(|v| {
+        let ms = *v.get_ref();
+        ((1..=60_000).contains(&ms), ms, v.span())
+    });
+    if let Some((false, _, span)) = &interval {
+        return Err(at(
+            Some(span.clone()),
+            "output.fsync_interval_ms must be between 1 and 60000".to_owned(),
+        ));
+    }
+    if let Some(v) = raw.fsync {
+        output.fsync = match v.get_ref().as_str() {
+            "every_record" => Fsync::EveryRecord,
+            "interval" => Fsync::Interval(1000),
+            "never" => Fsync::Never,
+            other => {
+                return Err(at(
+                    Some(v.span()),
+                    format!(
+                        "output.fsync must be \"every_record\", \"interval\" or \"never\", not {other:?}"
+                    ),
+                ));
+            }
+        };
+    }
+    match (output.fsync, interval) {
+        (Fsync::Interval(_), Some((_, ms, _))) => output.fsync = Fsync::Interval(ms),
+        (_, Some((_, _, span))) => {
+            return Err(at(
+                Some(span),
+                "output.fsync_interval_ms applies only with output.fsync = \"interval\"".to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(v) = raw.max_file_bytes {
+        if !(4096..=1 << 40).contains(v.get_ref()) {
+            return Err(at(
+                Some(v.span()),
+                "output.max_file_bytes must be at least 4096 and at most 1099511627776".to_owned(),
+            ));
+        }
+        output.max_file_bytes = v.into_inner();
+    }
+    if let Some(v) = raw.max_file_age_ms {
+        if !(1000..=30 * 86_400_000).contains(v.get_ref()) {
+            return Err(at(
+                Some(v.span()),
+                "output.max_file_age_ms must be between 1000 and 2592000000 (30 days)".to_owned(),
+            ));
+        }
+        output.max_file_age_ms = v.into_inner();
+    }
+    if let Some(v) = raw.buffer_bytes {
+        if !(65_536..=1 << 30).contains(v.get_ref()) {
+            return Err(at(
+                Some(v.span()),
+                "output.buffer_bytes must be between 65536 and 1073741824".to_owned(),
+            ));
+        }
+        output.buffer_bytes = v.into_inner();
+    }
+    Ok(output)
 }
 
 #[cfg(test)]
@@ -365,7 +548,10 @@ mod tests {
             ),
             (100, 65536, 1024, 5)
         );
-        assert_eq!(c.output, "/var/log/x.jsonl");
+        assert_eq!(
+            c.output.target,
+            OutputTarget::File(PathBuf::from("/var/log/x.jsonl"))
+        );
     }
 
     #[test]
@@ -382,6 +568,82 @@ mod tests {
             "the [[file.classes]] entry: {e}"
         );
         assert!(e.message.contains("\"relative/*\" is not absolute"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_output_section() {
+        let c = parse(
+            "[output]\npath = \"/var/log/agent-sensor/\"\nfsync = \"interval\"\n\
+             fsync_interval_ms = 250\nmax_file_bytes = 1048576\nmax_file_age_ms = 60000\n\
+             buffer_bytes = 65536\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.output,
+            Output {
+                target: OutputTarget::Directory(PathBuf::from("/var/log/agent-sensor/")),
+                fsync: Fsync::Interval(250),
+                max_file_bytes: 1 << 20,
+                max_file_age_ms: 60_000,
+                buffer_bytes: 65_536,
+            }
+        );
+        let c = parse("[output]\npath = \"t.jsonl\"\nfsync = \"every_record\"\n").unwrap();
+        assert_eq!(
+            c.output.target,
+            OutputTarget::File(PathBuf::from("t.jsonl"))
+        );
+        assert_eq!(c.output.fsync, Fsync::EveryRecord);
+        assert_eq!(
+            parse("[output]\nfsync = \"never\"\n").unwrap().output.fsync,
+            Fsync::Never
+        );
+        assert_eq!(OutputTarget::parse("-"), Some(OutputTarget::Stdout));
+        assert_eq!(OutputTarget::parse(""), None);
+    }
+
+    #[test]
+    fn locates_output_mistakes() {
+        let cases = [
+            (
+                "[output]\nfsync = \"sometimes\"\n",
+                2,
+                "output.fsync must be",
+            ),
+            (
+                "[output]\nfsync = \"never\"\nfsync_interval_ms = 10\n",
+                3,
+                "applies only with output.fsync = \"interval\"",
+            ),
+            (
+                "[output]\nfsync_interval_ms = 0\n",
+                2,
+                "between 1 and 60000",
+            ),
+            (
+                "[output]\npath = \"/var/log/x.jsonl\"\nmax_file_bytes = 100000\n",
+                3,
+                "end output.path with `/`",
+            ),
+            (
+                "[output]\npath = \"d/\"\nmax_file_bytes = 10\n",
+                3,
+                "at least",
+            ),
+            (
+                "[output]\nmax_file_age_ms = 5\n",
+                2,
+                "output.max_file_age_ms",
+            ),
+            ("[output]\nbuffer_bytes = 5\n", 2, "output.buffer_bytes"),
+            ("[output]\npath = \"\"\n", 2, "output.path must be"),
+            ("[output]\nrotate = 1\n", 2, "rotate"),
+        ];
+        for (text, line, reason) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line.map(|l| l.0), Some(line), "{text}: {e}");
+            assert!(e.message.contains(reason), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -1,7 +1,41 @@
 //! Which container (and Kubernetes pod) a process runs in, from its cgroup v2 path: the
 //! runtimes name their cgroups after the container id, in a few known shapes (cgroupfs and
-//! systemd drivers). Runtime metadata (image, labels) comes from the runtime's API and is
-//! layered on top by the enrichment that owns it.
+//! systemd drivers). What the runtime records of the container (image, labels, pod) comes
+//! from the runtime itself (`Catalog`): containerd's API, containers/storage (podman, CRI-O),
+//! Docker's files.
+mod catalog;
+mod containerd;
+mod docker;
+mod kubernetes;
+mod storage;
+
+use std::collections::BTreeMap;
+
+pub use catalog::{Catalog, RuntimeSources};
+
+/// What a container's runtime records of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerMeta {
+    pub id: String,
+    /// `containerd`, `cri-o`, `docker` or `podman`: where the metadata came from.
+    pub runtime: &'static str,
+    /// Kubernetes' container name when in a pod, else the runtime's name for it.
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub pod: Option<PodMeta>,
+}
+
+/// The Kubernetes pod a container belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodMeta {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub uid: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// The service account (in the pod's namespace) whose token is mounted in the container.
+    pub service_account: Option<String>,
+}
 
 /// A container found in a cgroup path.
 #[derive(Clone, Debug, PartialEq, Eq)]

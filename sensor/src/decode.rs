@@ -1,8 +1,8 @@
 //! The only code that reads raw kernel bytes: a pure function from one ring-buffer record to a
 //! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
 use sensor_common::{
-    ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION, RecordHeader,
-    TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,
+    CgroupRecord, ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION,
+    RecordHeader, TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,
 };
 
 /// A decoded kernel record.
@@ -13,6 +13,7 @@ pub enum KernelEvent {
     Exit(ExitEvent),
     File(FileEvent),
     Net(NetEvent),
+    Cgroup(CgroupEvent),
 }
 
 impl KernelEvent {
@@ -24,6 +25,19 @@ impl KernelEvent {
             Self::Exit(e) => e.ktime_ns,
             Self::File(e) => e.ktime_ns,
             Self::Net(e) => e.ktime_ns,
+            Self::Cgroup(e) => e.ktime_ns,
+        }
+    }
+
+    /// Replaces the kernel's attribution (with the daemon's decision on a held cgroup).
+    pub fn set_attribution(&mut self, a: TrackedProcess) {
+        match self {
+            Self::Exec(e) => e.attribution = a,
+            Self::Fork(e) => e.attribution = a,
+            Self::Exit(e) => e.attribution = a,
+            Self::File(e) => e.attribution = a,
+            Self::Net(e) => e.attribution = a,
+            Self::Cgroup(_) => {}
         }
     }
 
@@ -34,6 +48,7 @@ impl KernelEvent {
             Self::Exit(e) => e.attribution,
             Self::File(e) => e.attribution,
             Self::Net(e) => e.attribution,
+            Self::Cgroup(_) => TrackedProcess::default(),
         }
     }
 }
@@ -110,6 +125,15 @@ pub struct ExitEvent {
     /// The last thread exited: the process is gone.
     pub process_exit: bool,
     pub comm: Vec<u8>,
+}
+
+/// A cgroup v2 directory made (and held in the kernel until the daemon decides on it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupEvent {
+    pub ktime_ns: u64,
+    pub id: u64,
+    /// Relative to the cgroup2 mount, as the kernel names it (`/kubepods/.../<id>`).
+    pub path: Vec<u8>,
 }
 
 /// A file syscall with its outcome. Paths are raw bytes as the kernel had them.
@@ -271,6 +295,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::EXIT => decode_exit(bytes).map(KernelEvent::Exit),
         kind::FILE => decode_file(bytes).map(KernelEvent::File),
         kind::NET => decode_net(bytes).map(KernelEvent::Net),
+        kind::CGROUP => decode_cgroup(bytes).map(KernelEvent::Cgroup),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -344,6 +369,17 @@ fn decode_exit(bytes: &[u8]) -> Result<ExitEvent, DecodeError> {
         status: ExitStatus::from_raw(r.exit_code),
         process_exit: r.flags & exit_flags::GROUP_DEAD != 0,
         comm: c_string(&r.comm),
+    })
+}
+
+fn decode_cgroup(bytes: &[u8]) -> Result<CgroupEvent, DecodeError> {
+    let r: CgroupRecord = read_record(bytes, "cgroup")?;
+    let tail = &bytes[size_of::<CgroupRecord>()..];
+    let [path] = pieces(tail, [r.path_len as usize], "cgroup", bytes.len())?;
+    Ok(CgroupEvent {
+        ktime_ns: r.header.ktime_ns,
+        id: r.id,
+        path,
     })
 }
 

@@ -91,6 +91,21 @@ pub struct Sealed {
     pub action: String,
     /// A checkpoint's claim: the sequence and hash it covers, and its signature.
     pub checkpoint: Option<(u64, String, String)>,
+    /// A `sensor_start`'s link to the last record of the run before it.
+    pub previous: Option<Link>,
+    /// A `rotation` record's next file.
+    pub next_file: Option<String>,
+}
+
+/// A record of another run, named by a new run's `sensor_start`
+/// (`sensor.lifecycle.previous`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub instance_id: String,
+    pub sequence: u64,
+    pub hash: String,
+    /// The file it was in.
+    pub file: String,
 }
 
 /// Checks one line (without its newline).
@@ -133,6 +148,13 @@ pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
                 c["signature"].as_str().unwrap_or("").to_owned(),
             )
         }),
+        previous: value["sensor"]["lifecycle"].get("previous").map(|p| Link {
+            instance_id: p["instance_id"].as_str().unwrap_or("").to_owned(),
+            sequence: p["sequence"].as_u64().unwrap_or(u64::MAX),
+            hash: p["hash"].as_str().unwrap_or("").to_owned(),
+            file: p["file"].as_str().unwrap_or("").to_owned(),
+        }),
+        next_file: value["rotation"]["next_file"].as_str().map(str::to_owned),
     })
 }
 

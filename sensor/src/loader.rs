@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
-use sensor_common::{ExeKey, KernelOffsets, ProgramConfig, TrackedProcess};
+use sensor_common::{CgroupAgent, ExeKey, KernelOffsets, ProgramConfig, TrackedProcess};
 
 use crate::{
     btf::{BtfError, KernelBtf},
@@ -30,6 +30,7 @@ const RAW_TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
     ("inet_sock_set_state", "inet_sock_set_state"),
+    ("cgroup_mkdir", "cgroup_mkdir"),
 ];
 
 /// Followed syscalls: the enter program of each, and the shared exit program that reports it.
@@ -131,9 +132,11 @@ pub struct SensorMaps {
     pub selectors: SelectorMaps,
 }
 
-/// The kernel's selector maps: agent numbers by cgroup id, executable and uid.
+/// The kernel's selector maps: agent numbers by cgroup id, executable and uid, and the new
+/// cgroups waiting for a decision.
 pub struct SelectorMaps {
-    pub cgroups: BpfHashMap<MapData, u64, u32>,
+    pub cgroups: BpfHashMap<MapData, u64, CgroupAgent>,
+    pub held: BpfHashMap<MapData, u64, u64>,
     pub executables: BpfHashMap<MapData, ExeKey, u32>,
     pub uids: BpfHashMap<MapData, u32, u32>,
 }
@@ -162,10 +165,11 @@ impl Sensor {
         let events = take("EVENTS")?;
         let lost = take("LOST")?;
         let tracked = take("TRACKED")?;
-        let (cgroups, executables, uids) = (
+        let (cgroups, executables, uids, held) = (
             take("CGROUP_AGENTS")?,
             take("EXE_AGENTS")?,
             take("UID_AGENTS")?,
+            take("HELD_CGROUPS")?,
         );
         let map_err = |name| move |source| LoadError::Map { name, source };
         Ok(SensorMaps {
@@ -174,6 +178,7 @@ impl Sensor {
             tracked: BpfHashMap::try_from(tracked).map_err(map_err("TRACKED"))?,
             selectors: SelectorMaps {
                 cgroups: BpfHashMap::try_from(cgroups).map_err(map_err("CGROUP_AGENTS"))?,
+                held: BpfHashMap::try_from(held).map_err(map_err("HELD_CGROUPS"))?,
                 executables: BpfHashMap::try_from(executables).map_err(map_err("EXE_AGENTS"))?,
                 uids: BpfHashMap::try_from(uids).map_err(map_err("UID_AGENTS"))?,
             },
@@ -199,7 +204,7 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         syscall_args_offset,
         syscall_ret_offset,
         env_marker: u32::from(config.environment_marker.is_some()),
-        _pad: 0,
+        hold_new_cgroups: u32::from(config.identities.is_some()),
         wakeup_bytes: u64::from(config.wakeup_bytes),
     };
     let mut ebpf = EbpfLoader::new()
@@ -411,6 +416,14 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         sk_type: optional("sock", &["sk_type"]),
         sk_protocol: optional("sock", &["sk_protocol"]),
         sk_err: need("sock.sk_err", "sock", &["sk_err"])?,
+        cgroup_kn: need("cgroup.kn", "cgroup", &["kn"])?,
+        cgroup_root: need("cgroup.root", "cgroup", &["root"])?,
+        cgroup_root_hierarchy_id: need(
+            "cgroup_root.hierarchy_id",
+            "cgroup_root",
+            &["hierarchy_id"],
+        )?,
+        kernfs_node_id: need("kernfs_node.id", "kernfs_node", &["id"])?,
         _pad: 0,
     })
 }

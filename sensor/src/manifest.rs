@@ -2,7 +2,7 @@
 //! as a mounted ConfigMap), parsed into plain data and validated with file, line and reason for
 //! every mistake before anything uses it.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     path::{Path, PathBuf},
 };
@@ -10,7 +10,7 @@ use std::{
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::fspath::PathGlob;
+use crate::{fspath::PathGlob, pattern::Pattern};
 
 /// One declared agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,36 @@ pub enum SelectorDecl {
     /// An executable path or glob (`/opt/reviewer/bin/*`).
     Executable(String),
     Uid(u32),
+    /// What the container runtime records of the container the process runs in.
+    Container(ContainerSelector),
+    /// The Kubernetes pod (and container) the process runs in.
+    Kubernetes(KubernetesSelector),
 }
+
+/// Every given key must match (patterns: `*`, `?`; see `pattern`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerSelector {
+    pub id: Option<Pattern>,
+    pub image: Option<Pattern>,
+    pub name: Option<Pattern>,
+    /// `containerd`, `cri-o`, `docker` or `podman`.
+    pub runtime: Option<String>,
+    pub labels: Vec<(String, Pattern)>,
+}
+
+/// Every given key must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubernetesSelector {
+    pub namespace: Option<Pattern>,
+    pub pod: Option<Pattern>,
+    pub container: Option<Pattern>,
+    pub service_account: Option<Pattern>,
+    /// The pod's labels.
+    pub labels: Vec<(String, Pattern)>,
+}
+
+/// The runtimes a container selector can name.
+pub const RUNTIMES: &[&str] = &["containerd", "cri-o", "docker", "podman"];
 
 /// The data-sensitivity tiers an agent can declare.
 pub const SENSITIVITY_TIERS: &[&str] = &["public", "internal", "confidential", "restricted"];
@@ -79,6 +108,93 @@ struct RawSelector {
     cgroup: Option<String>,
     executable: Option<String>,
     uid: Option<u32>,
+    container: Option<RawContainer>,
+    kubernetes: Option<RawKubernetes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainer {
+    id: Option<String>,
+    image: Option<String>,
+    name: Option<String>,
+    runtime: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetes {
+    namespace: Option<String>,
+    pod: Option<String>,
+    container: Option<String>,
+    service_account: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Compiles an optional pattern, naming the key in the error.
+fn pattern(key: &str, value: Option<String>) -> Result<Option<Pattern>, String> {
+    value
+        .map(|v| Pattern::new(&v).map_err(|e| format!("{key} {v:?}: {e}")))
+        .transpose()
+}
+
+fn label_patterns(labels: BTreeMap<String, String>) -> Result<Vec<(String, Pattern)>, String> {
+    labels
+        .into_iter()
+        .map(|(k, v)| {
+            if k.is_empty() {
+                return Err("a label key cannot be empty".to_owned());
+            }
+            let p = Pattern::new(&v).map_err(|e| format!("label {k:?} = {v:?}: {e}"))?;
+            Ok((k, p))
+        })
+        .collect()
+}
+
+impl RawContainer {
+    fn compile(self) -> Result<ContainerSelector, String> {
+        if let Some(r) = &self.runtime
+            && !RUNTIMES.contains(&r.as_str())
+        {
+            return Err(format!(
+                "container runtime {r:?} must be one of {}",
+                RUNTIMES.join(", ")
+            ));
+        }
+        let s = ContainerSelector {
+            id: pattern("container id", self.id)?,
+            image: pattern("container image", self.image)?,
+            name: pattern("container name", self.name)?,
+            runtime: self.runtime,
+            labels: label_patterns(self.labels)?,
+        };
+        if s == ContainerSelector::default() {
+            return Err(
+                "a container selector needs at least one of id, image, name, runtime, labels"
+                    .into(),
+            );
+        }
+        Ok(s)
+    }
+}
+
+impl RawKubernetes {
+    fn compile(self) -> Result<KubernetesSelector, String> {
+        let s = KubernetesSelector {
+            namespace: pattern("kubernetes namespace", self.namespace)?,
+            pod: pattern("kubernetes pod", self.pod)?,
+            container: pattern("kubernetes container", self.container)?,
+            service_account: pattern("kubernetes service_account", self.service_account)?,
+            labels: label_patterns(self.labels)?,
+        };
+        if s == KubernetesSelector::default() {
+            return Err("a kubernetes selector needs at least one of namespace, pod, container, service_account, labels".into());
+        }
+        Ok(s)
+    }
 }
 
 /// A manifest mistake, located.
@@ -208,15 +324,21 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
         for s in a.selectors {
             let sloc = Some(s.referenced);
             let r = s.value;
-            let given = [r.cgroup.is_some(), r.executable.is_some(), r.uid.is_some()]
-                .iter()
-                .filter(|x| **x)
-                .count();
+            let given = [
+                r.cgroup.is_some(),
+                r.executable.is_some(),
+                r.uid.is_some(),
+                r.container.is_some(),
+                r.kubernetes.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
             if given != 1 {
                 return Err(at(
                     sloc,
                     format!(
-                        "agent {}: each selector names exactly one of cgroup, executable, uid",
+                        "agent {}: each selector names exactly one of cgroup, executable, uid, container, kubernetes",
                         a.id
                     ),
                 ));
@@ -229,8 +351,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
                 PathGlob::new(&x)
                     .map_err(|e| at(sloc, format!("agent {}: executable {x:?}: {e}", a.id)))?;
                 SelectorDecl::Executable(x)
+            } else if let Some(c) = r.container {
+                SelectorDecl::Container(
+                    c.compile()
+                        .map_err(|e| at(sloc, format!("agent {}: {e}", a.id)))?,
+                )
+            } else if let Some(k) = r.kubernetes {
+                SelectorDecl::Kubernetes(
+                    k.compile()
+                        .map_err(|e| at(sloc, format!("agent {}: {e}", a.id)))?,
+                )
             } else {
-                SelectorDecl::Uid(r.uid.expect("one of the three"))
+                SelectorDecl::Uid(r.uid.expect("one of the five"))
             };
             selectors.push(selector);
         }
@@ -326,6 +458,47 @@ mod tests {
         let e = parse_str("agents:\n  - id: a\n    selectors: [{uid: -1}]\n").unwrap_err();
         assert_eq!(e.line.map(|l| l.0), Some(3), "{e}");
         assert!(e.to_string().starts_with("agents.yaml:3:"), "{e}");
+    }
+
+    #[test]
+    fn container_and_kubernetes_selectors() {
+        let agents = parse_str(
+            "agents:\n  - id: a\n    selectors:\n      - container: {image: 'docker.io/library/busybox:*', runtime: containerd, labels: {app: reviewer}}\n      - kubernetes:\n          namespace: agents\n          pod: reviewer-*\n          service_account: reviewer\n          labels: {tier: '*'}\n",
+        )
+        .unwrap();
+        let SelectorDecl::Container(c) = &agents[0].selectors[0] else {
+            panic!("{:?}", agents[0].selectors)
+        };
+        assert!(
+            c.image
+                .as_ref()
+                .unwrap()
+                .matches(b"docker.io/library/busybox:1")
+        );
+        assert_eq!(c.runtime.as_deref(), Some("containerd"));
+        assert_eq!(c.labels[0].0, "app");
+        let SelectorDecl::Kubernetes(k) = &agents[0].selectors[1] else {
+            panic!()
+        };
+        assert!(k.pod.as_ref().unwrap().matches(b"reviewer-7"));
+        assert_eq!(k.labels.len(), 1);
+
+        let e =
+            parse_str("agents:\n  - id: a\n    selectors:\n      - container: {runtime: lxc}\n")
+                .unwrap_err();
+        assert!(e.message.contains("runtime \"lxc\""), "{e}");
+        assert_eq!(e.line.map(|l| l.0), Some(4));
+        let e =
+            parse_str("agents:\n  - id: a\n    selectors:\n      - kubernetes: {}\n").unwrap_err();
+        assert!(e.message.contains("at least one"), "{e}");
+        let e = parse_str("agents:\n  - id: a\n    selectors:\n      - kubernetes: {pod: ''}\n")
+            .unwrap_err();
+        assert!(e.message.contains("kubernetes pod"), "{e}");
+        let e = parse_str(
+            "agents:\n  - id: a\n    selectors:\n      - kubernetes: {namespace: x, colour: red}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(4), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct ProcessInfo {
     pub agent: u32,
     pub chain: Arc<[crate::record::Hop]>,
     /// The container it runs in, from its cgroup when it exec'd, forked or was found.
-    pub container: Option<Arc<crate::container::ContainerRef>>,
+    pub container: Option<Arc<crate::pipeline::ContainerBlocks>>,
 }
 
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 //! raw bytes that may be hostile: they are rendered as UTF-8 (invalid bytes replaced), and
 //! whenever a replacement happened the exact bytes are kept, hex-encoded, under `process.hex`, so
 //! nothing is lost or forged. serde_json escapes quotes, newlines and control characters.
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::Serialize;
 
@@ -23,12 +23,15 @@ pub struct Record {
     pub identity: Option<Identity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
-    /// The container the process runs in (ECS `container.*`), from its cgroup.
+    /// The container the process runs in (ECS `container.*`), from its cgroup and runtime.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<ContainerInfo>,
+    pub container: Option<Arc<ContainerInfo>>,
     /// The Kubernetes pod, when the container is one's (ECS `orchestrator.*`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub orchestrator: Option<Orchestrator>,
+    pub orchestrator: Option<Arc<Orchestrator>>,
+    /// A cgroup made while the sensor ran (`cgroup_created`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupCreated>,
     /// The effective user of the process (ECS `user.*`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Id>,
@@ -54,6 +57,9 @@ pub struct Record {
     /// A request on the registration socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<crate::registration::RegistrationEvent>,
+    /// The output file this record closes, and the one that continues the trail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::sink::Rotation>,
     pub host: Arc<HostInfo>,
     pub sensor: SensorBlock,
 }
@@ -272,22 +278,52 @@ pub struct HopProcess {
     pub entity_id: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// ECS `container.*`: the container a process runs in, with what its runtime records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ContainerInfo {
     pub id: String,
     pub runtime: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ContainerImage>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ContainerImage {
+    pub name: String,
+}
+
+/// ECS `orchestrator.*`: the Kubernetes pod of the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Orchestrator {
     pub r#type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub resource: OrchestratorResource,
+    /// The pod's service account (from the token mounted in the container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OrchestratorResource {
     pub r#type: &'static str,
-    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A cgroup made while the sensor ran (`cgroup_created`).
+#[derive(Clone, Debug, Serialize)]
+pub struct CgroupCreated {
+    pub id: u64,
+    pub path: String,
 }
 
 /// The file a file record is about (ECS `file.*`).
@@ -474,7 +510,15 @@ pub struct Gap {
     pub source: &'static str,
     pub lost: u64,
     /// Lost counts by record kind.
-    pub by_kind: std::collections::BTreeMap<&'static str, u64>,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    /// Output losses: why the output refused them (`ENOSPC`, `EDQUOT`), and the
+    /// `@timestamp`s of the first and last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
 }
 
 /// The sensor block of every record (not ECS `agent.*`, which readers would take for the AI
@@ -488,7 +532,7 @@ pub struct SensorBlock {
 }
 
 /// Details of sensor start and stop records.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Lifecycle {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -502,6 +546,12 @@ pub struct Lifecycle {
     pub kernel_lost: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_errors: Option<u64>,
+    /// Stop: records the output had no room for (each counted in a `gap` record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_lost: Option<u64>,
+    /// Start: the last record of the trail this run continues, as found on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<crate::sink::LastRecord>,
 }
 
 /// Lossy UTF-8 of kernel bytes, plus their hex when the conversion replaced anything.

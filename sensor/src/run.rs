@@ -13,6 +13,7 @@ use crate::{
     attribution::{self, Registry, SharedRegistry, Tasks},
     cli::RunArgs,
     config::Config,
+    container::Catalog,
     entity::EntityIds,
     fspath::Classifier,
     host::{self, HostInfo},
@@ -20,7 +21,7 @@ use crate::{
     pipeline::agent_infos,
     pipeline::{Context, Pipeline},
     privileges, registration,
-    selectors::{SelectorSync, Tracked},
+    selectors::{SelectorSync, SharedSelectors, Tracked},
     sink::Sink,
     snapshot::{self, ProcSnapshot},
     source::KernelSource,
@@ -36,7 +37,8 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
         config.all_processes = true;
     }
     if let Some(output) = &args.output {
-        config.output = output.clone();
+        config.output.target = crate::config::OutputTarget::parse(output)
+            .context("--output must be `-`, a file, or a directory ending in `/`")?;
     }
     if let Some(path) = &args.identities {
         config.identities = Some(path.clone());
@@ -66,7 +68,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // the whole process.
     let mut sensor = loader::load(&config)?;
     let maps = sensor.take_maps()?;
-    let sink = open_sink(&config.output)?;
+    // Opened with privileges, so a bad path fails before anything runs.
+    let sink = Sink::open(&config.output).context("opening the output")?;
     privileges::drop_all_but(privileges::KEPT_AFTER_LOAD)
         .context("dropping capabilities after loading")?;
     tracing::info!(programs = ?sensor.programs, all_processes = config.all_processes, "kernel programs attached");
@@ -89,38 +92,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
-fn open_sink(output: &str) -> anyhow::Result<SinkSpec> {
-    if output == "-" {
-        return Ok(SinkSpec::Stdout);
-    }
-    // Open now, with privileges, so a bad path fails before anything runs. Records reveal
-    // what processes did: the file is the owner's alone (0600), its new directory too (0700).
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    if let Some(dir) = Path::new(output)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(output)
-        .with_context(|| format!("cannot open the output file {output}"))?;
-    drop(file);
-    Ok(SinkSpec::File(output.to_owned()))
-}
-
-enum SinkSpec {
-    Stdout,
-    File(String),
-}
-
 async fn async_main(
     config: Config,
     signing_key: Option<ed25519_dalek::SigningKey>,
@@ -128,23 +99,31 @@ async fn async_main(
     pids: Vec<u32>,
     programs: Vec<&'static str>,
     maps: loader::SensorMaps,
-    sink: SinkSpec,
+    sink: Sink,
 ) -> anyhow::Result<()> {
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let hangup = signal(SignalKind::hangup())?;
-    let sink = match sink {
-        SinkSpec::Stdout => Sink::stdout(),
-        SinkSpec::File(path) => Sink::append(Path::new(&path))
-            .await
-            .with_context(|| format!("opening {path}"))?,
-    };
     let host = Arc::new(HostInfo::discover().context("reading host identity from /proc")?);
     let tasks = Tasks::default();
     let cgroups = crate::selectors::CgroupIndex::default();
     let tracked: Tracked = Arc::new(std::sync::Mutex::new(maps.tracked));
+    // The programs are attached, so anything that starts from now on is seen; the snapshot
+    // covers what ran before. Selectors and tracked trees are in the kernel's maps, and running
+    // processes attributed, before the start record says the sensor observes.
+    let mut selector_sync = SelectorSync::new(
+        registry.clone(),
+        maps.selectors,
+        tracked.clone(),
+        cgroups.clone(),
+        Catalog::new(config.runtimes.clone()),
+    );
+    selector_sync.refresh().await;
+    let mut procs = snapshot::read_all();
+    selector_sync.attribute_running(procs.values_mut());
+    let selector_sync: SharedSelectors = Arc::new(tokio::sync::Mutex::new(selector_sync));
     let ctx = Context {
         entity_ids: EntityIds::new(&host.boot_id),
         host,
@@ -155,18 +134,13 @@ async fn async_main(
         agents: agent_infos(&attribution::current(&registry)),
         tasks: tasks.clone(),
         cgroups: cgroups.clone(),
+        selectors: Some(selector_sync.clone()),
+        all_processes: config.all_processes,
         marker: config
             .environment_marker
             .as_ref()
             .map(|name| (format!("{name}=").into_bytes(), tracked.clone())),
     };
-    // The programs are attached, so anything that starts from now on is seen; the snapshot
-    // covers what ran before. Selectors and tracked trees are in the kernel's maps, and running
-    // processes attributed, before the start record says the sensor observes.
-    let mut selector_sync = SelectorSync::new(registry.clone(), maps.selectors, cgroups.clone());
-    selector_sync.refresh();
-    let mut procs = snapshot::read_all();
-    selector_sync.attribute_running(&tracked, procs.values_mut());
     track(&tracked, &mut procs, &pids)?;
     let mut observed: Vec<&ProcSnapshot> = procs
         .values()
@@ -224,8 +198,7 @@ async fn async_main(
     };
     let source = tokio::spawn(source.run(tx, stop_rx));
     let selectors = tokio::spawn(keep_selectors_current(
-        selector_sync,
-        tracked.clone(),
+        selector_sync.clone(),
         Reload {
             registry: registry.clone(),
             manifest: config.identities.clone(),
@@ -320,15 +293,12 @@ impl Reload {
 /// Keeps the selector maps current; when a cgroup starts matching, attributes the processes
 /// already in it. Reloads the manifest on SIGHUP or when it changes.
 async fn keep_selectors_current(
-    mut sync: SelectorSync,
-    tracked: Tracked,
+    sync: SharedSelectors,
     reload: Reload,
     mut hangup: tokio::signal::unix::Signal,
 ) {
     let mut tick = tokio::time::interval(SELECTOR_REFRESH);
     let mut stamp = reload.stamp();
-    let mut known: std::collections::HashSet<u64> =
-        sync.refresh().cgroups.keys().copied().collect();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -340,12 +310,11 @@ async fn keep_selectors_current(
             }
             _ = hangup.recv() => reload.run("SIGHUP").await,
         }
-        let now: std::collections::HashSet<u64> = sync.refresh().cgroups.keys().copied().collect();
-        if now.difference(&known).next().is_some() {
+        let mut sync = sync.lock().await;
+        if !sync.refresh().await.is_empty() {
             let mut procs = snapshot::read_all();
-            sync.attribute_running(&tracked, procs.values_mut());
+            sync.attribute_running(procs.values_mut());
         }
-        known = now;
     }
 }
 

@@ -1,27 +1,41 @@
 //! Keeps the kernel's selector maps in step with the declared agents and the system: cgroups
-//! appear and go, executables are installed or replaced. Processes already running in a newly
-//! matched cgroup (or found at start) are attributed at once, never overriding a stronger
-//! attribution.
+//! and containers appear and go, executables are installed or replaced. A cgroup made since
+//! start is held in the kernel until it is decided here (`decide`), so a new container's first
+//! processes are attributed like its later ones. Processes already running in a newly matched
+//! cgroup (or found at start) are attributed at once, never overriding a stronger attribution.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     hash::Hash,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
-use sensor_common::{TrackedProcess, method};
+use sensor_common::{CgroupAgent, TrackedProcess, method};
 
 use crate::{
     attribution::{self, MapEntries, SharedRegistry},
+    container::{self, Catalog, ContainerMeta},
     loader::SelectorMaps,
     snapshot::{self, ProcSnapshot},
 };
 
 pub type Tracked = Arc<Mutex<BpfHashMap<MapData, u32, TrackedProcess>>>;
 
-/// cgroup v2 paths by cgroup id, as of the last scan (for `container.*`).
-pub type CgroupIndex = Arc<std::sync::RwLock<HashMap<u64, Arc<str>>>>;
+/// What the sensor knows of a cgroup v2 directory.
+#[derive(Clone, Debug)]
+pub struct CgroupInfo {
+    /// Relative to the cgroup2 mount.
+    pub path: Arc<str>,
+    /// What its runtime records, when the cgroup is a container's and the runtime was found.
+    pub container: Option<Arc<ContainerMeta>>,
+}
+
+/// Cgroups by id, as of the last scan or decision (for `container.*` and `orchestrator.*`).
+pub type CgroupIndex = Arc<std::sync::RwLock<HashMap<u64, CgroupInfo>>>;
+
+/// The selector state, shared by the periodic refresh and the pipeline's decisions.
+pub type SharedSelectors = Arc<tokio::sync::Mutex<SelectorSync>>;
 
 /// Makes `map` hold exactly `want`.
 fn sync_map<K: aya::Pod + Eq + Hash, V: aya::Pod + PartialEq>(
@@ -47,35 +61,66 @@ fn sync_map<K: aya::Pod + Eq + Hash, V: aya::Pod + PartialEq>(
 pub struct SelectorSync {
     registry: SharedRegistry,
     maps: SelectorMaps,
+    tracked: Tracked,
     cgroup_root: Option<PathBuf>,
     current: MapEntries,
     index: CgroupIndex,
+    catalog: Catalog,
 }
 
 impl SelectorSync {
-    pub fn new(registry: SharedRegistry, maps: SelectorMaps, index: CgroupIndex) -> Self {
+    pub fn new(
+        registry: SharedRegistry,
+        maps: SelectorMaps,
+        tracked: Tracked,
+        index: CgroupIndex,
+        catalog: Catalog,
+    ) -> Self {
         Self {
             registry,
             maps,
+            tracked,
             cgroup_root: snapshot::cgroup2_root(),
             current: MapEntries::default(),
             index,
+            catalog,
         }
     }
 
-    /// Re-compiles the selectors and updates the kernel maps; returns the entries now in force.
-    pub fn refresh(&mut self) -> &MapEntries {
+    /// Re-compiles the selectors against the cgroup tree, the containers in it and the file
+    /// system, and updates the kernel maps. Cgroups the kernel still holds are decided by it
+    /// too, and released. Returns the cgroups that newly match an agent.
+    pub async fn refresh(&mut self) -> Vec<u64> {
         let dirs = self
             .cgroup_root
             .as_deref()
             .map(attribution::cgroup_dirs)
             .unwrap_or_default();
-        let want = attribution::current(&self.registry).map_entries(&dirs);
+        let mut containers: HashMap<u64, Arc<ContainerMeta>> = HashMap::new();
+        let mut live: HashSet<String> = HashSet::new();
+        for (path, id) in &dirs {
+            if let Some(c) = container::from_cgroup_path(path) {
+                if let Some(meta) = self.catalog.lookup(&c).await {
+                    containers.insert(*id, meta);
+                }
+                live.insert(c.id);
+            }
+        }
+        self.catalog
+            .retain(&live.iter().map(String::as_str).collect());
+        let want = attribution::current(&self.registry).map_entries(&dirs, &containers);
         {
             let mut index = self.index.write().expect("no poisoned lock");
             index.clear();
-            index.extend(dirs.into_iter().map(|(path, id)| (id, Arc::from(path))));
+            index.extend(dirs.into_iter().map(|(path, id)| {
+                let info = CgroupInfo {
+                    path: Arc::from(path),
+                    container: containers.get(&id).cloned(),
+                };
+                (id, info)
+            }));
         }
+        let before: HashSet<u64> = self.current.cgroups.keys().copied().collect();
         let (mut have_c, mut have_e, mut have_u) = (
             std::mem::take(&mut self.current.cgroups),
             std::mem::take(&mut self.current.executables),
@@ -89,38 +134,109 @@ impl SelectorSync {
             executables: have_e,
             uids: have_u,
         };
-        &self.current
+        self.release_held();
+        self.current
+            .cgroups
+            .keys()
+            .filter(|id| !before.contains(id))
+            .copied()
+            .collect()
+    }
+
+    /// Releases every held cgroup: the scan above has decided them all (a cgroup whose
+    /// `cgroup_mkdir` record was lost, too).
+    fn release_held(&mut self) {
+        let held: Vec<u64> = self.maps.held.keys().filter_map(Result::ok).collect();
+        for id in held {
+            let _ = self.maps.held.remove(&id);
+        }
+    }
+
+    /// Decides a cgroup just made: looks up its container, enters it in the kernel's map if
+    /// it is an agent's, attributes the processes already in it, and releases it. Returns the
+    /// agent its processes are, if any.
+    pub async fn decide(&mut self, id: u64, path: &[u8]) -> Option<CgroupAgent> {
+        let path = String::from_utf8_lossy(path).into_owned();
+        let meta = match container::from_cgroup_path(&path) {
+            Some(c) => self.catalog.lookup(&c).await,
+            None => None,
+        };
+        let decision =
+            attribution::current(&self.registry).cgroup_agent(path.as_bytes(), meta.as_deref());
+        self.index.write().expect("no poisoned lock").insert(
+            id,
+            CgroupInfo {
+                path: Arc::from(path.as_str()),
+                container: meta,
+            },
+        );
+        if let Some(agent) = decision {
+            if let Err(e) = self.maps.cgroups.insert(id, agent, 0) {
+                tracing::warn!(cgroup = path, "cannot enter a cgroup selector: {e}");
+            }
+            self.current.cgroups.insert(id, agent);
+            // Before the release and after it: a process forked in between by a parent not
+            // yet attributed is in the second reading.
+            self.attribute_members(&path, agent);
+            let _ = self.maps.held.remove(&id);
+            self.attribute_members(&path, agent);
+        } else {
+            let _ = self.maps.held.remove(&id);
+        }
+        decision
+    }
+
+    /// Attributes the processes in a cgroup to its agent (unless more strongly attributed).
+    fn attribute_members(&self, path: &str, agent: CgroupAgent) {
+        let Some(root) = &self.cgroup_root else {
+            return;
+        };
+        let procs = root.join(path.trim_start_matches('/')).join("cgroup.procs");
+        let Ok(text) = std::fs::read_to_string(&procs) else {
+            return;
+        };
+        let mut map = self.tracked.lock().expect("no poisoned lock");
+        for tgid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            attribute(&mut map, tgid, agent.agent, agent.method);
+        }
     }
 
     /// Attributes running processes by their own selectors (the kernel only decides at exec),
     /// unless the kernel already holds an equal or stronger attribution for them.
-    pub fn attribute_running<'a>(
-        &self,
-        tracked: &Tracked,
-        procs: impl Iterator<Item = &'a mut ProcSnapshot>,
-    ) {
+    pub fn attribute_running<'a>(&self, procs: impl Iterator<Item = &'a mut ProcSnapshot>) {
         let registry = attribution::current(&self.registry);
-        let mut map = tracked.lock().expect("no poisoned lock");
+        let mut map = self.tracked.lock().expect("no poisoned lock");
         for p in procs {
             let Some((agent, m)) =
                 registry.match_process(&self.current, p.cgroup_id, p.exe_key, p.euid)
             else {
                 continue;
             };
-            let existing = map.get(&p.tgid, 0).ok();
-            if existing.is_some_and(|e| e.agent != 0 && method::trust(e.method) >= method::trust(m))
-            {
-                p.agent = existing;
-                continue;
-            }
-            let value = TrackedProcess {
-                agent,
-                method: m,
-                ..Default::default()
-            };
-            if map.insert(p.tgid, value, 0).is_ok() {
-                p.agent = Some(value);
-            }
+            p.agent = attribute(&mut map, p.tgid, agent, m);
         }
     }
+
+    pub fn cgroup_root(&self) -> Option<&Path> {
+        self.cgroup_root.as_deref()
+    }
+}
+
+/// Enters `tgid` as `agent` by `m`, unless the kernel already holds an equal or stronger
+/// attribution; returns the attribution in force.
+fn attribute(
+    map: &mut BpfHashMap<MapData, u32, TrackedProcess>,
+    tgid: u32,
+    agent: u32,
+    m: u8,
+) -> Option<TrackedProcess> {
+    let existing = map.get(&tgid, 0).ok();
+    if existing.is_some_and(|e| e.agent != 0 && method::trust(e.method) >= method::trust(m)) {
+        return existing;
+    }
+    let value = TrackedProcess {
+        agent,
+        method: m,
+        ..Default::default()
+    };
+    map.insert(tgid, value, 0).is_ok().then_some(value)
 }

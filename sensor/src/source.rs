@@ -78,6 +78,7 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::NET => "net",
         kind::INFLIGHT => "inflight",
         kind::TRACKING => "tracking",
+        kind::CGROUP => "cgroup",
         _ => "other",
     }
 }

@@ -1,7 +1,9 @@
 //! `agent-sensor verify`: reads trails in one pass, with memory bounded by the number of
-//! sensor instances (not records), and says whether each chain is complete and unaltered —
-//! and if not, exactly where: a changed record, removed or reordered records, a cut-short
-//! file. Recorded losses (`gap` records) are reported apart from tampering.
+//! sensor runs (not records), and says whether each chain is complete and unaltered — and if
+//! not, exactly where: a changed record, removed or reordered records, a cut-short file, a
+//! file missing from a rotation set, a restart that does not continue where the trail ended.
+//! What the sensor itself put on the record is reported apart from tampering: losses (`gap`
+//! records) and torn tails (a crash in the middle of a write).
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader},
@@ -10,46 +12,171 @@ use std::{
 
 use serde::Serialize;
 
-use crate::evidence::{self, LineFault};
+use crate::evidence::{self, LineFault, Sealed};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
     pub file: PathBuf,
     pub line: u64,
-    /// `changed`, `unreadable`, `truncated`, `removed`, `reordered`, `unlinked`.
+    /// `changed`, `unreadable`, `truncated`, `removed`, `reordered`, `unlinked`,
+    /// `missing_file`, `bad_checkpoint`, `unsigned`.
     pub kind: &'static str,
     pub detail: String,
 }
 
+/// A record cut short where a run ended: what a crash (or power loss) in the middle of a
+/// write leaves. Not tampering by itself; `confirmed` when the next run's start record
+/// links to the record just before it, i.e. the sensor found the trail ending there.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct TornTail {
+    pub file: PathBuf,
+    pub line: u64,
+    pub bytes: u64,
+    pub confirmed: bool,
+}
+
+/// One sensor run, as the trail shows it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Run {
+    pub instance_id: String,
+    pub records: u64,
+    pub first_sequence: u64,
+    pub last_sequence: u64,
+    pub last_file: PathBuf,
+    /// It wrote its stop record (a clean end).
+    pub stopped: bool,
+    /// The run whose last record this run's start links to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
+}
+
+/// The trail's first run continues one whose records were not given (older files).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct StartsAfter {
+    pub instance_id: String,
+    pub sequence: u64,
+    pub file: String,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    pub files: u64,
     pub records: u64,
     pub instances: usize,
     /// Integrity failures: any makes the trail untrustworthy where it says.
     pub findings: Vec<Finding>,
     /// Losses the sensor itself recorded (`gap` records): honest, not tampering.
     pub recorded_gaps: u64,
+    /// Records cut short at the end of a run (a crash mid-write).
+    pub torn_tails: Vec<TornTail>,
     /// Checkpoints whose signature checked out (with `--key`).
     pub checkpoints_verified: u64,
     /// Records after each run's last valid checkpoint (a run cut short by a crash has some).
     pub unsigned_tail: u64,
+    pub runs: Vec<Run>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_after: Option<StartsAfter>,
 }
 
 impl Report {
     pub fn intact(&self) -> bool {
         self.findings.is_empty()
     }
+
+    /// The human summary: one line per finding, torn tail and unfinished run, then a verdict.
+    pub fn human(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for f in &self.findings {
+            let _ = writeln!(
+                out,
+                "{}:{}: {}: {}",
+                f.file.display(),
+                f.line,
+                f.kind,
+                f.detail
+            );
+        }
+        for t in &self.torn_tails {
+            let _ = writeln!(
+                out,
+                "{}:{}: torn tail: {} bytes of a record cut short where a run ended ({})",
+                t.file.display(),
+                t.line,
+                t.bytes,
+                if t.confirmed {
+                    "the next run found the trail ending there: a crash mid-write"
+                } else {
+                    "a crash mid-write, or a sensor still writing"
+                }
+            );
+        }
+        if let Some(s) = &self.starts_after {
+            let _ = writeln!(
+                out,
+                "the trail starts after record {} of run {} (in {}, not given)",
+                s.sequence, s.instance_id, s.file
+            );
+        }
+        for r in self.runs.iter().filter(|r| !r.stopped) {
+            let _ = writeln!(
+                out,
+                "run {}: no stop record after sequence {} ({}): it crashed, or is still running",
+                r.instance_id,
+                r.last_sequence,
+                r.last_file.display()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{}: {} records in {} file(s) from {} sensor run(s), {} recorded gap(s)",
+            if self.intact() {
+                "intact"
+            } else {
+                "NOT INTACT"
+            },
+            self.records,
+            self.files,
+            self.instances,
+            self.recorded_gaps
+        );
+        out
+    }
 }
 
+/// Where a run's chain stands.
 struct Position {
     sequence: u64,
+    /// Empty after a changed record: only its claimed place is known.
     hash: String,
     /// The sequence a valid checkpoint last covered.
     signed_through: Option<u64>,
+    /// Its entry in `Report::runs`.
+    run: usize,
 }
 
-/// The files to read: each path, or the regular files of a directory in name order (which
-/// is rotation order).
+/// A file a rotation record named.
+struct Expected {
+    name: String,
+    file: PathBuf,
+    line: u64,
+    instance_id: String,
+    after: u64,
+}
+
+/// A line that is not a sealed record, until what follows says whether it is a torn tail.
+struct Torn {
+    file: PathBuf,
+    line: u64,
+    bytes: u64,
+    /// It ends in a newline (a restart closed it) rather than at the end of its file.
+    complete: bool,
+    /// The run and sequence of the record before it.
+    after: Option<(String, u64)>,
+}
+
+/// The files to read: each path, or the regular files of a directory: rotated trail files
+/// by their counter, others by name.
 fn files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
@@ -58,7 +185,10 @@ fn files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.is_file())
                 .collect();
-            entries.sort();
+            entries.sort_by_cached_key(|p| {
+                let name = file_name(p);
+                (crate::sink::counter_of(&name), name)
+            });
             out.extend(entries);
         } else {
             out.push(p.clone());
@@ -67,180 +197,422 @@ fn files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Verifies trails; with `key`, also every checkpoint's signature, and that each run is signed.
 pub fn verify(
     paths: &[PathBuf],
     key: Option<&ed25519_dalek::VerifyingKey>,
 ) -> std::io::Result<Report> {
-    let mut report = Report::default();
-    let mut chains: HashMap<String, Position> = HashMap::new();
+    let mut v = Verifier {
+        key,
+        report: Report::default(),
+        chains: HashMap::new(),
+        last: None,
+        expected: None,
+        missing: None,
+        torn: None,
+    };
     for file in files(paths)? {
-        verify_file(&file, key, &mut chains, &mut report)?;
+        v.file(&file)?;
     }
-    report.instances = chains.len();
-    if key.is_some() {
-        for (instance, pos) in &chains {
-            match pos.signed_through {
-                Some(s) => report.unsigned_tail += pos.sequence - s,
-                None => report.findings.push(Finding {
-                    file: PathBuf::new(),
-                    line: 0,
-                    kind: "unsigned",
-                    detail: format!(
-                        "run {instance} has no valid checkpoint: nothing vouches for it"
-                    ),
-                }),
-            }
-        }
-    }
-    Ok(report)
+    Ok(v.finish())
 }
 
-fn verify_file(
-    file: &Path,
-    key: Option<&ed25519_dalek::VerifyingKey>,
-    chains: &mut HashMap<String, Position>,
-    report: &mut Report,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(std::fs::File::open(file)?);
-    let mut line = Vec::new();
-    let mut number = 0u64;
-    let finding = |line: u64, kind, detail: String| Finding {
-        file: file.to_owned(),
-        line,
-        kind,
-        detail,
-    };
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
+struct Verifier<'k> {
+    key: Option<&'k ed25519_dalek::VerifyingKey>,
+    report: Report,
+    chains: HashMap<String, Position>,
+    /// The last sealed record read: its run and sequence.
+    last: Option<(String, u64)>,
+    /// The file the last rotation record named, until the next file is opened.
+    expected: Option<Expected>,
+    /// A named file that is not there, until the next record says what it held.
+    missing: Option<Expected>,
+    torn: Option<Torn>,
+}
+
+impl Verifier<'_> {
+    fn finding(&mut self, file: &Path, line: u64, kind: &'static str, detail: String) {
+        self.report.findings.push(Finding {
+            file: file.to_owned(),
+            line,
+            kind,
+            detail,
+        });
+    }
+
+    fn file(&mut self, file: &Path) -> std::io::Result<()> {
+        self.report.files += 1;
+        if let Some(e) = self.expected.take()
+            && e.name != file_name(file)
+            && self.missing.is_none()
+        {
+            self.missing = Some(e);
         }
-        number += 1;
-        let complete = line.last() == Some(&b'\n');
-        if complete {
-            line.pop();
-        }
-        let sealed = match evidence::check_line(&line) {
-            Ok(s) => s,
-            Err(LineFault::NoHash) if !complete => {
-                report.findings.push(finding(
-                    number,
-                    "truncated",
-                    "the file ends inside a record (cut short)".into(),
-                ));
+        let mut reader = BufReader::new(std::fs::File::open(file)?);
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
                 break;
             }
+            number += 1;
+            let complete = line.last() == Some(&b'\n');
+            if complete {
+                line.pop();
+            }
+            self.line(file, number, &line, complete);
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, file: &Path, number: u64, line: &[u8], complete: bool) {
+        let sealed = match evidence::check_line(line) {
+            Ok(s) => s,
             Err(LineFault::NoHash) => {
-                report
-                    .findings
-                    .push(finding(number, "unreadable", "not a sealed record".into()));
-                continue;
+                // Perhaps a crash's torn write: what follows decides.
+                self.settle_torn(None);
+                self.torn = Some(Torn {
+                    file: file.to_owned(),
+                    line: number,
+                    bytes: line.len() as u64 + u64::from(complete),
+                    complete,
+                    after: self.last.clone(),
+                });
+                return;
             }
-            Err(LineFault::Changed) => {
-                report.findings.push(finding(
-                    number,
-                    "changed",
-                    "the record's bytes do not match its hash".into(),
-                ));
-                continue;
-            }
-            Err(LineFault::Unreadable) => {
-                report.findings.push(finding(
-                    number,
-                    "unreadable",
-                    "the record's chain block is unreadable".into(),
-                ));
-                continue;
+            Err(fault) => {
+                self.settle_torn(None);
+                let detail = if fault == LineFault::Changed {
+                    "the record's bytes do not match its hash"
+                } else {
+                    "the record's chain block is unreadable"
+                };
+                let kind = if fault == LineFault::Changed {
+                    "changed"
+                } else {
+                    "unreadable"
+                };
+                self.finding(file, number, kind, detail.into());
+                return;
             }
         };
-        report.records += 1;
+        self.settle_torn(Some(&sealed));
+        self.sealed(file, number, sealed);
+    }
+
+    /// Decides what a pending cut-short line was, given the record after it (`None`: not a
+    /// record). Only a run's end may be torn; the next run's start confirms it.
+    fn settle_torn(&mut self, next: Option<&Sealed>) {
+        let Some(t) = self.torn.take() else {
+            return;
+        };
+        let restart_found_it = next.is_some_and(|s| {
+            s.action == "sensor_start"
+                && s.previous
+                    .as_ref()
+                    .is_some_and(|p| t.after == Some((p.instance_id.clone(), p.sequence)))
+        });
+        if restart_found_it {
+            self.report.torn_tails.push(TornTail {
+                file: t.file,
+                line: t.line,
+                bytes: t.bytes,
+                confirmed: true,
+            });
+        } else if t.complete {
+            self.finding(&t.file, t.line, "unreadable", "not a sealed record".into());
+        } else {
+            self.finding(
+                &t.file,
+                t.line,
+                "truncated",
+                "the file ends inside a record, and the trail goes on after it".into(),
+            );
+        }
+    }
+
+    fn sealed(&mut self, file: &Path, number: u64, sealed: Sealed) {
+        self.report.records += 1;
         if sealed.changed {
-            report.findings.push(finding(
+            self.finding(
+                file,
                 number,
                 "changed",
                 "the record's bytes do not match its hash".into(),
-            ));
+            );
         }
         if sealed.action == "gap" {
-            report.recorded_gaps += 1;
+            self.report.recorded_gaps += 1;
         }
-        let mut signed_through = chains
-            .get(&sealed.instance_id)
-            .and_then(|p| p.signed_through);
-        if let (Some(key), Some((covers, covered_hash, signature))) = (key, &sealed.checkpoint) {
-            let previous = chains.get(&sealed.instance_id);
-            let message =
-                crate::signing::checkpoint_message(&sealed.instance_id, *covers, covered_hash);
-            let matches_chain =
-                previous.is_some_and(|p| p.sequence == *covers && p.hash == *covered_hash);
-            if matches_chain && crate::signing::verify(key, &message, signature) {
-                report.checkpoints_verified += 1;
-                signed_through = Some(*covers + 1);
-            } else {
-                report.findings.push(finding(
-                    number,
-                    "bad_checkpoint",
-                    if matches_chain { "the signature does not verify with this key".into() } else { format!("the checkpoint covers sequence {covers} with a hash the trail does not have") },
-                ));
-            }
+        // Rotated files concatenated into one: the continuation is right here.
+        if self.expected.as_ref().is_some_and(|e| e.file == file) {
+            self.expected = None;
         }
-        match chains.get(&sealed.instance_id) {
-            None if sealed.sequence != 0 => report.findings.push(finding(
-                number,
-                "removed",
-                format!(
-                    "instance {} starts at sequence {}: its first {} records are missing",
-                    sealed.instance_id, sealed.sequence, sealed.sequence
-                ),
-            )),
-            None => {
-                if sealed.prev_hash != evidence::GENESIS {
-                    report.findings.push(finding(
-                        number,
-                        "unlinked",
-                        "the first record links to a record not in the trail".into(),
-                    ));
-                }
-            }
-            // After a changed record only its claimed place is known: the next one continues
-            // the chain if its sequence follows.
-            Some(last)
-                if sealed.sequence == last.sequence + 1
-                    && (sealed.prev_hash == last.hash || last.hash.is_empty()) => {}
-            Some(last) if sealed.sequence <= last.sequence => report.findings.push(finding(
-                number,
-                "reordered",
-                format!("sequence {} after {}", sealed.sequence, last.sequence),
-            )),
-            Some(last) if sealed.sequence > last.sequence + 1 => report.findings.push(finding(
-                number,
-                "removed",
-                format!(
-                    "{} record(s) missing before sequence {}",
-                    sealed.sequence - last.sequence - 1,
-                    sealed.sequence
-                ),
-            )),
-            Some(_) => report.findings.push(finding(
-                number,
-                "changed",
-                "prev_hash does not match the record before".into(),
-            )),
+        let excused = self.missing_file(&sealed);
+        let signed_through = self.checkpoint(file, number, &sealed);
+        if let Some(link) = &sealed.previous {
+            self.link(file, number, &sealed, link);
+        }
+        if !excused {
+            self.place(file, number, &sealed);
+        }
+        if let Some(next) = &sealed.next_file {
+            self.expected = Some(Expected {
+                name: next.clone(),
+                file: file.to_owned(),
+                line: number,
+                instance_id: sealed.instance_id.clone(),
+                after: sealed.sequence,
+            });
         }
         let hash = if sealed.changed {
             String::new()
         } else {
             sealed.hash
         };
-        chains.insert(
+        let run = match self.chains.get(&sealed.instance_id) {
+            Some(p) => p.run,
+            None => {
+                self.report.runs.push(Run {
+                    instance_id: sealed.instance_id.clone(),
+                    records: 0,
+                    first_sequence: sealed.sequence,
+                    last_sequence: sealed.sequence,
+                    last_file: PathBuf::new(),
+                    stopped: false,
+                    continues: sealed.previous.as_ref().map(|p| p.instance_id.clone()),
+                });
+                self.report.runs.len() - 1
+            }
+        };
+        let r = &mut self.report.runs[run];
+        r.records += 1;
+        r.last_sequence = sealed.sequence;
+        if r.last_file != file {
+            file.clone_into(&mut r.last_file);
+        }
+        r.stopped |= sealed.action == "sensor_stop";
+        self.last = Some((sealed.instance_id.clone(), sealed.sequence));
+        self.chains.insert(
             sealed.instance_id,
             Position {
                 sequence: sealed.sequence,
                 hash,
                 signed_through,
+                run,
             },
         );
     }
-    Ok(())
+
+    /// Reports a file a rotation named and the trail lacks; true when this record's jump in
+    /// sequence is that file's records (so it is not reported twice).
+    fn missing_file(&mut self, sealed: &Sealed) -> bool {
+        let Some(m) = self.missing.take() else {
+            return false;
+        };
+        let held = sealed.instance_id == m.instance_id && sealed.sequence > m.after + 1;
+        let detail = if held {
+            format!(
+                "{} is missing: this rotation names it as the next file; it held records {}..={} of run {}",
+                m.name,
+                m.after + 1,
+                sealed.sequence - 1,
+                m.instance_id
+            )
+        } else {
+            format!(
+                "{} is missing: this rotation names it as the next file",
+                m.name
+            )
+        };
+        self.finding(&m.file, m.line, "missing_file", detail);
+        held
+    }
+
+    /// Checks a checkpoint's signature (with a key); returns how far the run is signed.
+    fn checkpoint(&mut self, file: &Path, number: u64, sealed: &Sealed) -> Option<u64> {
+        let previous = self.chains.get(&sealed.instance_id);
+        let signed_through = previous.and_then(|p| p.signed_through);
+        let (Some(key), Some((covers, covered_hash, signature))) = (self.key, &sealed.checkpoint)
+        else {
+            return signed_through;
+        };
+        let message =
+            crate::signing::checkpoint_message(&sealed.instance_id, *covers, covered_hash);
+        let matches_chain =
+            previous.is_some_and(|p| p.sequence == *covers && p.hash == *covered_hash);
+        if matches_chain && crate::signing::verify(key, &message, signature) {
+            self.report.checkpoints_verified += 1;
+            return Some(*covers + 1);
+        }
+        let detail = if matches_chain {
+            "the signature does not verify with this key".into()
+        } else {
+            format!("the checkpoint covers sequence {covers} with a hash the trail does not have")
+        };
+        self.finding(file, number, "bad_checkpoint", detail);
+        signed_through
+    }
+
+    /// A new run's start names the last record of the run before: the trail must end that
+    /// run exactly there.
+    fn link(&mut self, file: &Path, number: u64, sealed: &Sealed, link: &evidence::Link) {
+        let (old, new) = (&link.instance_id, &sealed.instance_id);
+        let Some(p) = self.chains.get(old) else {
+            if self.last.is_none() {
+                self.report.starts_after = Some(StartsAfter {
+                    instance_id: old.clone(),
+                    sequence: link.sequence,
+                    file: link.file.clone(),
+                });
+            } else {
+                self.finding(
+                    file,
+                    number,
+                    "missing_file",
+                    format!(
+                        "run {new} continues run {old} from {} (sequence {}), which is not in the trail",
+                        link.file, link.sequence
+                    ),
+                );
+            }
+            return;
+        };
+        let (found, found_hash) = (p.sequence, p.hash.clone());
+        if found < link.sequence {
+            self.finding(
+                file,
+                number,
+                "removed",
+                format!(
+                    "run {new} found run {old} ending at sequence {} (in {}), but the trail has it only up to {found}: {} record(s) missing",
+                    link.sequence,
+                    link.file,
+                    link.sequence - found
+                ),
+            );
+        } else if found > link.sequence {
+            self.finding(
+                file,
+                number,
+                "unlinked",
+                format!(
+                    "run {new} found run {old} ending at sequence {}, but the trail has it up to {found}: records were added after the restart",
+                    link.sequence
+                ),
+            );
+        } else if !found_hash.is_empty() && found_hash != link.hash {
+            self.finding(
+                file,
+                number,
+                "changed",
+                format!(
+                    "run {new} links to a record {old}:{found} other than the one in the trail"
+                ),
+            );
+        }
+    }
+
+    /// The record's place in its run's chain.
+    fn place(&mut self, file: &Path, number: u64, sealed: &Sealed) {
+        let Some(last) = self.chains.get(&sealed.instance_id) else {
+            if sealed.sequence != 0 {
+                self.finding(
+                    file,
+                    number,
+                    "removed",
+                    format!(
+                        "instance {} starts at sequence {}: its first {} records are missing",
+                        sealed.instance_id, sealed.sequence, sealed.sequence
+                    ),
+                );
+            } else if sealed.prev_hash != evidence::GENESIS {
+                self.finding(
+                    file,
+                    number,
+                    "unlinked",
+                    "the first record links to a record not in the trail".into(),
+                );
+            }
+            return;
+        };
+        let (seq, hash) = (
+            last.sequence,
+            last.hash.is_empty() || last.hash == sealed.prev_hash,
+        );
+        if sealed.sequence == seq + 1 && hash {
+            return;
+        }
+        let (kind, detail) = if sealed.sequence <= seq {
+            (
+                "reordered",
+                format!("sequence {} after {seq}", sealed.sequence),
+            )
+        } else if sealed.sequence > seq + 1 {
+            (
+                "removed",
+                format!(
+                    "{} record(s) missing before sequence {}",
+                    sealed.sequence - seq - 1,
+                    sealed.sequence
+                ),
+            )
+        } else {
+            (
+                "changed",
+                "prev_hash does not match the record before".into(),
+            )
+        };
+        self.finding(file, number, kind, detail);
+    }
+
+    fn finish(mut self) -> Report {
+        if let Some(t) = self.torn.take() {
+            // The trail ends inside a record: a crash mid-write, or a sensor writing now.
+            self.report.torn_tails.push(TornTail {
+                file: t.file,
+                line: t.line,
+                bytes: t.bytes,
+                confirmed: false,
+            });
+        }
+        if let Some(m) = self.missing.take().or(self.expected.take()) {
+            self.finding(
+                &m.file.clone(),
+                m.line,
+                "missing_file",
+                format!(
+                    "{} is missing: this rotation names it as the next file, and the trail has nothing after it",
+                    m.name
+                ),
+            );
+        }
+        self.report.instances = self.chains.len();
+        if self.key.is_some() {
+            let mut unsigned = Vec::new();
+            for (instance, pos) in &self.chains {
+                match pos.signed_through {
+                    Some(s) => self.report.unsigned_tail += pos.sequence.saturating_sub(s),
+                    None => unsigned.push(instance.clone()),
+                }
+            }
+            unsigned.sort();
+            for instance in unsigned {
+                self.finding(
+                    Path::new(""),
+                    0,
+                    "unsigned",
+                    format!("run {instance} has no valid checkpoint: nothing vouches for it"),
+                );
+            }
+        }
+        self.report
+    }
 }

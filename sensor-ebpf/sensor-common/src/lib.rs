@@ -19,8 +19,10 @@ pub mod kind {
     /// A process could not be entered in the tracked-process map (full): its activity, and
     /// its descendants', goes unattributed. Counted in the loss counters, never a record kind.
     pub const TRACKING: u16 = 7;
+    /// A cgroup v2 directory was made ([`CgroupRecord`]).
+    pub const CGROUP: u16 = 8;
     /// Number of slots in the per-CPU loss counter map (kinds are < this).
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Most argv bytes the kernel side can copy for one exec (the configured bound is clamped to it).
@@ -64,11 +66,14 @@ pub mod method {
     pub const UID: u8 = 4;
     /// An opt-in environment marker (the process could forge it).
     pub const ENVIRONMENT: u8 = 5;
+    /// The process runs in a container (or pod) whose runtime metadata an agent's selector
+    /// names: its image, labels, Kubernetes namespace, pod or service account.
+    pub const CONTAINER: u8 = 6;
 
     /// How much an attribution method is trusted: never let a lower one override a higher.
     pub const fn trust(method: u8) -> u8 {
         match method {
-            REGISTRATION | CGROUP => 3,
+            REGISTRATION | CGROUP | CONTAINER => 3,
             EXECUTABLE | UID => 2,
             ENVIRONMENT => 1,
             _ => 0,
@@ -80,6 +85,10 @@ pub mod method {
 pub mod tracked_flags {
     /// Attributed because an ancestor was (copied at fork), not by a match of its own.
     pub const INHERITED: u8 = 1 << 0;
+    /// Only in record headers, never stored: the process is not tracked, but runs in a cgroup
+    /// made since start that the daemon has not decided on yet, so the record is reported for
+    /// the daemon to attribute (see [`TrackedProcess::held`]).
+    pub const HELD: u8 = 1 << 1;
 }
 
 /// Flags of an [`ExecRecord`].
@@ -450,6 +459,11 @@ pub struct KernelOffsets {
     pub sk_type: u32,
     pub sk_protocol: u32,
     pub sk_err: u32,
+    // cgroup_mkdir
+    pub cgroup_kn: u32,
+    pub cgroup_root: u32,
+    pub cgroup_root_hierarchy_id: u32,
+    pub kernfs_node_id: u32,
     pub _pad: u32,
 }
 
@@ -521,6 +535,10 @@ impl KernelOffsets {
         sk_type: OFFSET_ABSENT,
         sk_protocol: OFFSET_ABSENT,
         sk_err: OFFSET_ABSENT,
+        cgroup_kn: OFFSET_ABSENT,
+        cgroup_root: OFFSET_ABSENT,
+        cgroup_root_hierarchy_id: OFFSET_ABSENT,
+        kernfs_node_id: OFFSET_ABSENT,
         _pad: 0,
     };
 }
@@ -545,7 +563,11 @@ pub struct ProgramConfig {
     /// Non-zero: report execs no selector attributed, with their environment, so the daemon
     /// can look for the (weak, opt-in) environment marker.
     pub env_marker: u32,
-    pub _pad: u32,
+    /// Non-zero: cgroup v2 directories made from now on are reported ([`CgroupRecord`]) and
+    /// held until the daemon has decided whether they are an agent's: until then, the records
+    /// of untracked processes in them are reported, flagged [`tracked_flags::HELD`], so a
+    /// container's first processes are attributed even before its metadata is known.
+    pub hold_new_cgroups: u32,
     /// Wake the consumer once this many bytes are waiting; below it, records are submitted
     /// without a wakeup and the consumer's timer collects them (batching wakeups is most of the
     /// cost saved per event).
@@ -561,7 +583,7 @@ impl ProgramConfig {
         syscall_args_offset: 16,
         syscall_ret_offset: 16,
         env_marker: 0,
-        _pad: 0,
+        hold_new_cgroups: 0,
         wakeup_bytes: 0,
     };
 }
@@ -584,6 +606,56 @@ pub struct TrackedProcess {
     pub _pad: u16,
 }
 
+impl TrackedProcess {
+    /// The header attribution of an untracked process in a held cgroup: the cgroup id rides in
+    /// the otherwise unused `task` (low half) and `delegated_from` (high half).
+    pub const fn held(cgroup_id: u64) -> Self {
+        Self {
+            agent: 0,
+            task: cgroup_id as u32,
+            delegated_from: (cgroup_id >> 32) as u32,
+            method: method::NONE,
+            flags: tracked_flags::HELD,
+            _pad: 0,
+        }
+    }
+
+    /// The held cgroup's id, for a record flagged [`tracked_flags::HELD`].
+    pub const fn held_cgroup(&self) -> Option<u64> {
+        if self.flags & tracked_flags::HELD != 0 {
+            Some(self.task as u64 | (self.delegated_from as u64) << 32)
+        } else {
+            None
+        }
+    }
+}
+
+/// Value of the cgroup-selector map: the agent a cgroup's processes are, and whether its path
+/// ([`method::CGROUP`]) or its container's metadata ([`method::CONTAINER`]) said so.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CgroupAgent {
+    pub agent: u32,
+    pub method: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A cgroup v2 directory made (`cgroup_mkdir`), when [`ProgramConfig::hold_new_cgroups`] is
+/// set. The path (relative to the cgroup2 mount, as the kernel names it) follows the record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CgroupRecord {
+    pub header: RecordHeader,
+    /// The cgroup's id: its kernfs node id, what `bpf_get_current_cgroup_id` returns.
+    pub id: u64,
+    /// Bytes of path that follow, without a NUL.
+    pub path_len: u32,
+    pub _pad: u32,
+}
+
+/// Most bytes of a cgroup path reported (PATH_MAX).
+pub const CGROUP_PATH_CAP: u32 = 4096;
+
 /// Key of the executable-selector map: the file's inode and device.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -600,7 +672,8 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 144);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 66 * 4);
+    assert!(size_of::<KernelOffsets>() == 70 * 4);
+    assert!(size_of::<CgroupRecord>() == 48);
     assert!(size_of::<ProgramConfig>() == 40);
     assert!(size_of::<TrackedProcess>() == 16);
     assert!(size_of::<ExeKey>() == 16);
@@ -620,4 +693,5 @@ mod pod {
     unsafe impl aya::Pod for super::ProgramConfig {}
     unsafe impl aya::Pod for super::TrackedProcess {}
     unsafe impl aya::Pod for super::ExeKey {}
+    unsafe impl aya::Pod for super::CgroupAgent {}
 }

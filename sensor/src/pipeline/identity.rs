@@ -124,10 +124,61 @@ impl Pipeline {
         (a.agent, hops.into())
     }
 
-    /// The container whose cgroup this is, if the cgroup is a container's.
-    pub(super) fn container_of(&self, cgroup_id: u64) -> Option<Arc<ContainerRef>> {
+    /// The container whose cgroup this is, if the cgroup is a container's: what its runtime
+    /// records, or what its cgroup path says when the runtime could not be asked.
+    pub(super) fn container_of(&self, cgroup_id: u64) -> Option<Arc<ContainerBlocks>> {
         let index = self.ctx.cgroups.read().expect("no poisoned lock");
-        container::from_cgroup_path(index.get(&cgroup_id)?).map(Arc::new)
+        let info = index.get(&cgroup_id)?;
+        let meta = match &info.container {
+            Some(meta) => meta.clone(),
+            None => {
+                let c = container::from_cgroup_path(&info.path)?;
+                Arc::new(ContainerMeta {
+                    id: c.id,
+                    runtime: c.runtime,
+                    pod: c.pod_uid.map(|uid| PodMeta {
+                        uid: Some(uid),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            }
+        };
+        Some(Arc::new(ContainerBlocks::of(&meta)))
+    }
+}
+
+/// The `container` and `orchestrator` blocks of a container's records, built once and shared.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ContainerBlocks {
+    container: Arc<ContainerInfo>,
+    orchestrator: Option<Arc<Orchestrator>>,
+}
+
+impl ContainerBlocks {
+    fn of(m: &ContainerMeta) -> Self {
+        Self {
+            container: Arc::new(ContainerInfo {
+                id: m.id.clone(),
+                runtime: m.runtime,
+                name: m.name.clone(),
+                image: m.image.clone().map(|name| ContainerImage { name }),
+                labels: m.labels.clone(),
+            }),
+            orchestrator: m.pod.as_ref().map(|p| {
+                Arc::new(Orchestrator {
+                    r#type: "kubernetes",
+                    namespace: p.namespace.clone(),
+                    resource: OrchestratorResource {
+                        r#type: "pod",
+                        name: p.name.clone(),
+                        id: p.uid.clone(),
+                        labels: p.labels.clone(),
+                    },
+                    service_account: p.service_account.clone(),
+                })
+            }),
+        }
     }
 }
 
@@ -160,6 +211,7 @@ fn method_name(m: u8) -> &'static str {
         method::EXECUTABLE => "executable",
         method::UID => "uid",
         method::ENVIRONMENT => "environment",
+        method::CONTAINER => "container",
         _ => "none",
     }
 }
@@ -173,16 +225,7 @@ fn trust_name(m: u8) -> &'static str {
 }
 
 /// The container and pod blocks of a record.
-pub(super) fn set_container(r: &mut Record, c: &ContainerRef) {
-    r.container = Some(ContainerInfo {
-        id: c.id.clone(),
-        runtime: c.runtime,
-    });
-    r.orchestrator = c.pod_uid.as_ref().map(|uid| Orchestrator {
-        r#type: "kubernetes",
-        resource: OrchestratorResource {
-            r#type: "pod",
-            id: uid.clone(),
-        },
-    });
+pub(super) fn set_container(r: &mut Record, c: &ContainerBlocks) {
+    r.container = Some(c.container.clone());
+    r.orchestrator = c.orchestrator.clone();
 }

@@ -3,30 +3,34 @@
 //! Decode errors are counted by kind; kernel losses become `gap` records. Record builders live
 //! in the submodules by family.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use tokio::sync::mpsc;
 
-use sensor_common::{TrackedProcess, method, tracked_flags};
+use sensor_common::{CgroupAgent, TrackedProcess, method, tracked_flags};
 
 use crate::{
     activity,
     attribution::{Registry, Tasks},
     clock::{self, WallClock},
-    container::{self, ContainerRef},
-    decode::{self, ExecEvent, ExitEvent, ExitStatus, FileEvent, ForkEvent, KernelEvent, NetEvent},
+    container::{self, ContainerMeta, PodMeta},
+    decode::{
+        self, CgroupEvent, ExecEvent, ExitEvent, ExitStatus, FileEvent, ForkEvent, KernelEvent,
+        NetEvent,
+    },
     dns_cache::DnsCache,
     entity::EntityIds,
     fspath::Classifier,
     host::HostInfo,
     process_table::{ProcessInfo, ProcessTable},
     record::{
-        self, AgentInfo, AttributionInfo, Cgroup, ContainerInfo, EventMeta, Gap, Hop, HopProcess,
-        Id, Identity, Lifecycle, Namespaces, Orchestrator, OrchestratorResource, Owners, Parent,
-        Process, Record, SensorBlock, Signal, TaskInfo, Thread,
+        self, AgentInfo, AttributionInfo, Cgroup, CgroupCreated, ContainerImage, ContainerInfo,
+        EventMeta, Gap, Hop, HopProcess, Id, Identity, Lifecycle, Namespaces, Orchestrator,
+        OrchestratorResource, Owners, Parent, Process, Record, SensorBlock, Signal, TaskInfo,
+        Thread,
     },
     repeats::{self, RepeatFilter},
     sink::Sink,
@@ -38,8 +42,8 @@ mod file_and_network;
 mod identity;
 mod process;
 
-pub use identity::agent_infos;
 use identity::set_container;
+pub use identity::{ContainerBlocks, agent_infos};
 use process::self_process;
 
 /// Counters the pipeline keeps for the stop record and the logs.
@@ -61,8 +65,13 @@ pub struct Context {
     pub agents: Vec<Arc<AgentInfo>>,
     /// Registered task names by kernel task number.
     pub tasks: Tasks,
-    /// cgroup paths by id, for `container.*`.
+    /// Cgroups by id, for `container.*` and `orchestrator.*`.
     pub cgroups: crate::selectors::CgroupIndex,
+    /// Decides the cgroups made while running (the kernel holds them until then); none when
+    /// the pipeline runs without the kernel (a replay).
+    pub selectors: Option<crate::selectors::SharedSelectors>,
+    /// Every process is observed, agent or not.
+    pub all_processes: bool,
     /// The environment marker (`NAME=`), and the kernel map a marked process is entered in.
     pub marker: Option<(Vec<u8>, crate::selectors::Tracked)>,
 }
@@ -104,12 +113,19 @@ pub struct Pipeline {
     /// Signs checkpoints, when a key is configured.
     checkpoints: Option<Checkpoints>,
     sink: Sink,
+    /// Set by `stop`: the last records are taken even by a full output.
+    stopping: bool,
     /// Serialised records waiting for the sink, reused across batches.
     out: Vec<u8>,
+    /// Decisions on the cgroups made since start, for the records the kernel reported while
+    /// it held them; kept as long as the kernel may still report held records.
+    held: HashMap<u64, (Option<CgroupAgent>, Instant)>,
     pub stats: Stats,
 }
 
 const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
+/// Longer than the kernel holds a new cgroup (`HOLD_WINDOW_NS` in `cgroup.rs`).
+const HELD_FOR: Duration = Duration::from_secs(30);
 const TABLE_SWEEP: Duration = Duration::from_secs(60);
 const DNS_CACHE_ENTRIES: usize = 16 * 1024;
 /// How often folded repeats are checked for a closed window.
@@ -122,6 +138,7 @@ const FILE: &[&str] = &["file"];
 const IAM: &[&str] = &["iam"];
 const CONFIGURATION: &[&str] = &["configuration"];
 const CHANGE: &[&str] = &["change"];
+const CREATION: &[&str] = &["creation"];
 const NETWORK: &[&str] = &["network"];
 const INFO: &[&str] = &["info"];
 
@@ -138,7 +155,9 @@ impl Pipeline {
             dns: DnsCache::new(DNS_CACHE_ENTRIES),
             repeats: RepeatFilter::new(repeat_window_ms),
             sink,
+            stopping: false,
             out: Vec::with_capacity(1 << 20),
+            held: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -183,9 +202,11 @@ impl Pipeline {
             dns: None,
             syscall: None,
             error: None,
+            cgroup: None,
             gap: None,
             checkpoint: None,
             registration: None,
+            rotation: None,
             host: self.ctx.host.clone(),
             sensor: SensorBlock {
                 instance_id: self.ctx.instance_id.clone(),
@@ -196,6 +217,20 @@ impl Pipeline {
     }
 
     fn emit(&mut self, record: &Record) {
+        // A full output refuses records before they get a place in the chain, so the chain
+        // stays whole; the gap record that counts them takes their place in it. At stop
+        // everything is taken: the last records wait for room (briefly) in the sink.
+        if !self.stopping && !self.sink.admits(self.out.len()) {
+            self.sink.refuse(record.event.action, &record.timestamp);
+            return;
+        }
+        if let Some(loss) = self.sink.take_loss(self.stopping) {
+            self.output_gap(loss);
+        }
+        self.seal(record);
+    }
+
+    fn seal(&mut self, record: &Record) {
         let start = self.out.len();
         serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
         self.chain.seal(&mut self.out, start);
@@ -242,11 +277,34 @@ impl Pipeline {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.sink.write(&self.out).await?;
-            self.out.clear();
+        self.sink.write(&mut self.out).await?;
+        // Not at stop: the stop record ends the run's last file.
+        if let Some(rotation) = self.sink.rotation_due().filter(|_| !self.stopping) {
+            // Sealed like any record, so the chain says where each file ends and which
+            // file follows: a verifier can name a missing one.
+            let mut r = self.record(WallClock::now(), Self::meta("event", &[], INFO, "rotation"));
+            r.rotation = Some(rotation);
+            self.seal(&r);
+            self.sink.rotate(&mut self.out).await?;
         }
         Ok(())
+    }
+
+    /// The record of what a full output made us drop.
+    fn output_gap(&mut self, loss: crate::sink::OutputLoss) {
+        let mut r = self.record(
+            WallClock::now(),
+            Self::meta("pipeline_error", &[], INFO, "gap"),
+        );
+        r.gap = Some(Gap {
+            source: "output",
+            lost: loss.lost,
+            by_kind: loss.by_kind,
+            error: Some(loss.error),
+            start: Some(loss.start),
+            end: Some(loss.end),
+        });
+        self.seal(&r);
     }
 
     /// The first record of a run.
@@ -261,12 +319,10 @@ impl Pipeline {
         );
         r.process = Some(self_process(&self.ctx.entity_ids));
         r.sensor.lifecycle = Some(Lifecycle {
-            reason: None,
             all_processes: Some(all_processes),
             programs: Some(programs.to_vec()),
-            records_written: None,
-            kernel_lost: None,
-            decode_errors: None,
+            previous: self.sink.previous().cloned(),
+            ..Lifecycle::default()
         });
         self.emit(&r);
         self.flush().await
@@ -281,6 +337,9 @@ impl Pipeline {
         let folding = self.repeats.enabled();
         let signing = self.checkpoints.is_some();
         let mut checkpoint_tick = tokio::time::interval(Duration::from_secs(1));
+        // File outputs have work that time alone makes due: syncs, retries, age rotation.
+        let sink_period = self.sink.tick();
+        let mut sink_tick = tokio::time::interval(sink_period.unwrap_or(Duration::from_secs(3600)));
         loop {
             let message = tokio::select! {
                 message = rx.recv() => message,
@@ -298,10 +357,17 @@ impl Pipeline {
                     self.flush().await?;
                     continue;
                 }
+                _ = sink_tick.tick(), if sink_period.is_some() => {
+                    self.flush().await?;
+                    continue;
+                }
             };
             let Some(message) = message else { break };
             match message {
-                SourceMessage::Records(batch) => self.handle_batch(&batch),
+                SourceMessage::Records(batch) => {
+                    self.decide_new_cgroups(&batch).await;
+                    self.handle_batch(&batch);
+                }
                 SourceMessage::Lost(report) => self.gap(&report),
                 SourceMessage::Registration(event) => self.registration(event),
                 SourceMessage::Reloaded { trigger, result } => self.reloaded(trigger, result),
@@ -326,8 +392,10 @@ impl Pipeline {
         }
     }
 
-    /// Forgets processes whose exit record was lost, so the table follows the live processes.
+    /// Forgets processes whose exit record was lost, so the table follows the live processes,
+    /// and decisions on cgroups the kernel no longer holds.
     fn sweep_table(&mut self) {
+        self.held.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
         let ids = &self.ctx.entity_ids;
         let dropped = self.table.retain_alive(|tgid, info| {
             crate::snapshot::start_ticks(tgid)
@@ -343,6 +411,7 @@ impl Pipeline {
     }
 
     async fn stop(&mut self, reason: &str) -> std::io::Result<()> {
+        self.stopping = true;
         self.close_repeats(u64::MAX);
         let mut r = self.record(
             WallClock::now(),
@@ -352,18 +421,18 @@ impl Pipeline {
         let decode_errors: u64 = self.stats.decode_errors.values().sum();
         r.sensor.lifecycle = Some(Lifecycle {
             reason: Some(reason.to_owned()),
-            all_processes: None,
-            programs: None,
             // Including this record.
             records_written: Some(self.stats.records_written + 1),
             kernel_lost: Some(self.stats.kernel_lost),
             decode_errors: Some(decode_errors),
+            output_lost: Some(self.sink.refused_total()),
+            ..Lifecycle::default()
         });
         self.emit(&r);
         // The last word is signed: a checkpoint over everything, the stop record included.
         self.checkpoint(true);
         self.flush().await?;
-        self.sink.sync().await
+        self.sink.finish().await
     }
 
     /// A new manifest takes effect for records from now on; the record says so (or why not).
@@ -371,11 +440,7 @@ impl Pipeline {
         let mut meta = Self::meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
         let mut lifecycle = Lifecycle {
             reason: Some(trigger.to_owned()),
-            all_processes: None,
-            programs: None,
-            records_written: None,
-            kernel_lost: None,
-            decode_errors: None,
+            ..Lifecycle::default()
         };
         match result {
             Ok(registry) => {
@@ -410,6 +475,9 @@ impl Pipeline {
             source: "kernel_ring_buffer",
             lost: report.total(),
             by_kind: report.by_kind.iter().copied().collect(),
+            error: None,
+            start: None,
+            end: None,
         });
         self.emit(&r);
     }
@@ -421,38 +489,122 @@ impl Pipeline {
         }
         let mut closed = Vec::new();
         for bytes in batch.records() {
-            match decode::decode(bytes) {
-                Ok(KernelEvent::Exec(mut e)) if e.env.is_some() => {
-                    // Reported only for the marker check: an agent if it carries a valid
-                    // marker, otherwise nobody's business.
-                    if self.check_marker(&mut e) {
-                        let record = self.build(&KernelEvent::Exec(e));
-                        self.emit(&record);
-                    }
-                }
-                Ok(KernelEvent::File(e)) if self.repeats.enabled() => {
-                    let record = self.file(&e);
-                    if let Some(r) =
-                        self.repeats
-                            .offer(repeats::key(&e), e.ktime_ns, record, &mut closed)
-                    {
-                        closed.push(r);
-                    }
-                    for r in closed.drain(..) {
-                        self.emit(&r);
-                    }
-                }
-                Ok(event) => {
-                    let record = self.build(&event);
-                    self.emit(&record);
-                    self.checkpoint(false);
-                }
+            let decoded = decode::decode(bytes).map(|mut event| {
+                let held = self.resolve_held(&mut event);
+                (event, held)
+            });
+            match decoded.map(|(event, wanted)| wanted.then_some(event)) {
+                Ok(None) => {}
+                Ok(Some(event)) => self.handle_event(event, &mut closed),
                 Err(e) => {
                     *self.stats.decode_errors.entry(e.kind()).or_default() += 1;
                     tracing::warn!(error = %e, "undecodable kernel record");
                 }
             }
         }
+    }
+
+    /// An event the kernel reported while holding its process's cgroup gets the decision
+    /// made since; false when it turned out to be nobody's business.
+    fn resolve_held(&mut self, event: &mut KernelEvent) -> bool {
+        if let KernelEvent::Cgroup(c) = event {
+            // Reported when decided for an agent (or when everything is).
+            return self.ctx.all_processes
+                || self.held.get(&c.id).is_some_and(|(d, _)| d.is_some());
+        }
+        let Some(cgroup) = event.attribution().held_cgroup() else {
+            return true;
+        };
+        match self.held.get(&cgroup).and_then(|(d, _)| *d) {
+            Some(a) => {
+                event.set_attribution(TrackedProcess {
+                    agent: a.agent,
+                    method: a.method,
+                    ..Default::default()
+                });
+                true
+            }
+            None => {
+                event.set_attribution(TrackedProcess::default());
+                self.ctx.all_processes
+            }
+        }
+    }
+
+    /// Decides the cgroups a batch reports as made, before any of its records is built: the
+    /// records after them may be of processes in them.
+    async fn decide_new_cgroups(&mut self, batch: &RawBatch) {
+        for bytes in batch.records() {
+            if bytes.get(..2) != Some(&sensor_common::kind::CGROUP.to_ne_bytes()) {
+                continue;
+            }
+            let Ok(KernelEvent::Cgroup(c)) = decode::decode(bytes) else {
+                continue;
+            };
+            let Some(selectors) = &self.ctx.selectors else {
+                continue;
+            };
+            let decision = selectors.lock().await.decide(c.id, &c.path).await;
+            self.held.insert(c.id, (decision, Instant::now()));
+        }
+    }
+
+    fn handle_event(&mut self, event: KernelEvent, closed: &mut Vec<Record>) {
+        match event {
+            KernelEvent::Exec(mut e) if e.env.is_some() => {
+                // Reported only for the marker check: an agent if it carries a valid marker,
+                // otherwise nobody's business.
+                if self.check_marker(&mut e) {
+                    let record = self.build(&KernelEvent::Exec(e));
+                    self.emit(&record);
+                }
+            }
+            KernelEvent::File(e) if self.repeats.enabled() => {
+                let record = self.file(&e);
+                if let Some(r) = self
+                    .repeats
+                    .offer(repeats::key(&e), e.ktime_ns, record, closed)
+                {
+                    closed.push(r);
+                }
+                for r in closed.drain(..) {
+                    self.emit(&r);
+                }
+            }
+            KernelEvent::Cgroup(c) => {
+                let record = self.cgroup_created(&c);
+                self.emit(&record);
+            }
+            event => {
+                let record = self.build(&event);
+                self.emit(&record);
+                self.checkpoint(false);
+            }
+        }
+    }
+
+    /// A cgroup made while running, with the container in it and the agent it was decided for.
+    fn cgroup_created(&self, c: &CgroupEvent) -> Record {
+        let mut r = self.record(
+            self.clock.to_unix(c.ktime_ns),
+            Self::meta("event", CONFIGURATION, CREATION, "cgroup_created"),
+        );
+        r.cgroup = Some(CgroupCreated {
+            id: c.id,
+            path: String::from_utf8_lossy(&c.path).into_owned(),
+        });
+        if let Some(blocks) = self.container_of(c.id) {
+            set_container(&mut r, &blocks);
+        }
+        if let Some(Some(a)) = self.held.get(&c.id).map(|(d, _)| *d) {
+            let attribution = TrackedProcess {
+                agent: a.agent,
+                method: a.method,
+                ..Default::default()
+            };
+            r.identity = self.identity(attribution, 0);
+        }
+        r
     }
 
     fn build(&mut self, event: &KernelEvent) -> Record {
@@ -463,6 +615,7 @@ impl Pipeline {
             KernelEvent::Exit(e) => e.tgid,
             KernelEvent::File(e) => e.tgid,
             KernelEvent::Net(e) => e.tgid,
+            KernelEvent::Cgroup(_) => 0,
         };
         record.identity = self.identity(event.attribution(), tgid);
         if let Some(c) = self.table.get(tgid).and_then(|k| k.container.as_deref()) {
@@ -478,6 +631,7 @@ impl Pipeline {
             KernelEvent::Exit(e) => self.exit(e),
             KernelEvent::File(e) => self.file(e),
             KernelEvent::Net(e) => self.net(e),
+            KernelEvent::Cgroup(c) => self.cgroup_created(c),
         }
     }
 }

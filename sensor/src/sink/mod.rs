@@ -1,0 +1,180 @@
+//! Where records go: standard output, one appended file, or a trail directory of rotated
+//! files (`durable`). The pipeline hands over whole sealed records; the sink says whether it
+//! can take more (a full disk), and reports rotations and losses for the pipeline to put on
+//! the record.
+//!
+//! File I/O runs on tokio's blocking threads: a write can wait on the disk (dirty-page
+//! throttling, `fdatasync`), and the kernel source must keep draining the ring buffer
+//! meanwhile.
+mod backlog;
+mod durable;
+mod file;
+mod resume;
+mod trail;
+
+use std::{io, path::PathBuf, time::Duration};
+
+use tokio::io::AsyncWriteExt as _;
+
+pub use backlog::OutputLoss;
+pub use durable::Rotation;
+pub use resume::LastRecord;
+pub use trail::{counter_of, file_name};
+
+use crate::config::{Output, OutputTarget};
+use durable::Durable;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error(
+        "{0} is a directory: end the output path with `/` to write a trail of rotated files there"
+    )]
+    IsADirectory(PathBuf),
+    #[error(
+        "{0} belongs to uid {1}: the sensor could not create its files there once it drops privileges; chown it to root"
+    )]
+    NotOwned(PathBuf, u32),
+    #[error("another agent-sensor is writing to {0} (it holds the lock)")]
+    Busy(PathBuf),
+}
+
+pub struct Sink {
+    inner: Inner,
+}
+
+enum Inner {
+    Stdout(tokio::io::Stdout),
+    /// `None` only while a blocking thread has it.
+    Files(Option<Box<Durable>>),
+}
+
+impl Sink {
+    pub fn stdout() -> Self {
+        Self {
+            inner: Inner::Stdout(tokio::io::stdout()),
+        }
+    }
+
+    /// Opens the configured output. Call it with the privileges needed to create the files.
+    pub fn open(output: &Output) -> Result<Self, OpenError> {
+        Ok(match output.target {
+            OutputTarget::Stdout => Self::stdout(),
+            _ => Self {
+                inner: Inner::Files(Some(Box::new(Durable::open(output)?))),
+            },
+        })
+    }
+
+    fn files(&self) -> Option<&Durable> {
+        match &self.inner {
+            Inner::Files(f) => Some(f.as_deref().expect("the sink is not in use")),
+            Inner::Stdout(_) => None,
+        }
+    }
+
+    fn files_mut(&mut self) -> Option<&mut Durable> {
+        match &mut self.inner {
+            Inner::Files(f) => Some(f.as_deref_mut().expect("the sink is not in use")),
+            Inner::Stdout(_) => None,
+        }
+    }
+
+    /// The last record of the trail this output continues (files only).
+    pub fn previous(&self) -> Option<&LastRecord> {
+        self.files().and_then(Durable::previous)
+    }
+
+    /// Whether a record may join the chain now, `pending` bytes not yet handed over. When
+    /// not, the caller `refuse`s it instead: it gets no place in the chain.
+    pub fn admits(&self, pending: usize) -> bool {
+        self.files().is_none_or(|f| f.admits(pending))
+    }
+
+    pub fn refuse(&mut self, action: &'static str, timestamp: &str) {
+        if let Some(f) = self.files_mut() {
+            f.refuse(action, timestamp);
+        }
+    }
+
+    /// Records refused since the last report, once the output admits records again (or
+    /// `now`, at stop): the caller seals a `gap` record for them before the next record.
+    pub fn take_loss(&mut self, now: bool) -> Option<OutputLoss> {
+        self.files_mut().and_then(|f| f.take_loss(now))
+    }
+
+    /// Records refused by this run so far.
+    pub fn refused_total(&self) -> u64 {
+        self.files().map_or(0, Durable::refused_total)
+    }
+
+    /// A file rotation is due; the caller seals its record and passes it to `rotate`.
+    pub fn rotation_due(&mut self) -> Option<Rotation> {
+        self.files_mut().and_then(Durable::rotation_due)
+    }
+
+    /// How often `maintenance_due` should be asked, for outputs that have time-driven work.
+    pub fn tick(&self) -> Option<Duration> {
+        self.files().map(Durable::tick)
+    }
+
+    /// Time alone has made work due (a retry on a full disk, a sync, an age rotation): call
+    /// `write` (with nothing new) and `rotation_due`.
+    pub fn maintenance_due(&self) -> bool {
+        self.files().is_some_and(Durable::maintenance_due)
+    }
+
+    /// Takes the whole records in `out` (leaving it empty, its capacity kept): written, or
+    /// held while the disk is full. Errors end the run.
+    pub async fn write(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let idle = out.is_empty() && !self.maintenance_due();
+        match &mut self.inner {
+            Inner::Stdout(_) if out.is_empty() => Ok(()),
+            Inner::Stdout(stdout) => {
+                stdout.write_all(out).await?;
+                out.clear();
+                stdout.flush().await
+            }
+            Inner::Files(_) if idle => Ok(()),
+            Inner::Files(_) => self.blocking(out, Durable::write).await,
+        }
+    }
+
+    /// Writes the rotation record in `out` as the current file's last and moves on.
+    pub async fn rotate(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.blocking(out, Durable::rotate).await
+    }
+
+    /// At a clean stop: writes everything (waiting a little for a full disk) and syncs.
+    pub async fn finish(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Stdout(stdout) => stdout.flush().await,
+            Inner::Files(_) => self.blocking(&mut Vec::new(), |d, _| d.finish()).await,
+        }
+    }
+
+    async fn blocking(
+        &mut self,
+        out: &mut Vec<u8>,
+        op: fn(&mut Durable, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let Inner::Files(slot) = &mut self.inner else {
+            unreachable!("blocking I/O is for file outputs")
+        };
+        let mut files = slot.take().expect("the sink is not in use");
+        let bytes = std::mem::take(out);
+        let (files, mut bytes, result) = tokio::task::spawn_blocking(move || {
+            let result = op(&mut files, &bytes);
+            (files, bytes, result)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("the output thread failed: {e}")))?;
+        *slot = Some(files);
+        bytes.clear();
+        *out = bytes;
+        result
+    }
+}
