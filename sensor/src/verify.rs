@@ -616,3 +616,237 @@ impl Verifier<'_> {
         self.report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::Chain;
+    use serde_json::{Value, json};
+
+    /// Writes trails of sealed records to a scratch directory.
+    struct Trail {
+        dir: PathBuf,
+        chains: HashMap<String, Chain>,
+    }
+
+    impl Trail {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("verify-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self {
+                dir,
+                chains: HashMap::new(),
+            }
+        }
+
+        /// A sealed line of `run` (without its newline).
+        fn record(&mut self, run: &str, mut value: Value) -> Vec<u8> {
+            let chain = self
+                .chains
+                .entry(run.to_owned())
+                .or_insert_with(|| Chain::new(run));
+            value["chain_run"] = json!(run);
+            let mut out = serde_json::to_vec(&value).unwrap();
+            chain.seal(&mut out, 0);
+            out.pop();
+            out
+        }
+
+        fn action(&mut self, run: &str, action: &str) -> Vec<u8> {
+            self.record(run, json!({"event": {"action": action}}))
+        }
+
+        /// A start record linking to `run`'s last record, found in `file`.
+        fn start_after(&mut self, new: &str, old: &str, file: &str) -> Vec<u8> {
+            let (sequence, hash) = self.chains[old]
+                .last()
+                .map(|(s, h)| (s, h.to_owned()))
+                .unwrap();
+            let previous =
+                json!({"instance_id": old, "sequence": sequence, "hash": hash, "file": file});
+            self.record(
+                new,
+                json!({"event": {"action": "sensor_start"}, "sensor": {"lifecycle": {"previous": previous}}}),
+            )
+        }
+
+        fn rotation(&mut self, run: &str, file: &str, next: &str) -> Vec<u8> {
+            self.record(
+                run,
+                json!({"event": {"action": "rotation"}, "rotation": {"reason": "size", "file": file, "next_file": next}}),
+            )
+        }
+
+        fn write(&self, name: &str, lines: &[Vec<u8>], tail: &[u8]) {
+            let mut bytes = lines.join(&b'\n');
+            if !lines.is_empty() {
+                bytes.push(b'\n');
+            }
+            bytes.extend_from_slice(tail);
+            std::fs::write(self.dir.join(name), bytes).unwrap();
+        }
+
+        fn verify(&self) -> Report {
+            verify(std::slice::from_ref(&self.dir), None).unwrap()
+        }
+    }
+
+    impl Drop for Trail {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn kinds(r: &Report) -> Vec<&'static str> {
+        r.findings.iter().map(|f| f.kind).collect()
+    }
+
+    const F1: &str = "trail-0000000001-20260101T000000Z.jsonl";
+    const F2: &str = "trail-0000000002-20260101T000000Z.jsonl";
+    const F3: &str = "trail-0000000003-20260101T000000Z.jsonl";
+    const F4: &str = "trail-0000000004-20260101T000000Z.jsonl";
+
+    /// Run `a` over three rotated files.
+    fn rotated(t: &mut Trail) -> [Vec<Vec<u8>>; 3] {
+        let f1 = vec![
+            t.action("a", "sensor_start"),
+            t.action("a", "exec"),
+            t.rotation("a", F1, F2),
+        ];
+        let f2 = vec![
+            t.action("a", "exec"),
+            t.action("a", "exec"),
+            t.rotation("a", F2, F3),
+        ];
+        let f3 = vec![t.action("a", "exec"), t.action("a", "sensor_stop")];
+        [f1, f2, f3]
+    }
+
+    #[test]
+    fn a_rotation_set_verifies_and_a_missing_file_is_named_where_it_was_announced() {
+        let mut t = Trail::new("rotated");
+        let [f1, f2, f3] = rotated(&mut t);
+        t.write(F1, &f1, b"");
+        t.write(F3, &f3, b"");
+        let r = t.verify();
+        assert_eq!(kinds(&r), ["missing_file"], "{:?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(
+            (f.file.file_name().unwrap().to_str(), f.line),
+            (Some(F1), 3)
+        );
+        assert!(
+            f.detail.starts_with(&format!("{F2} is missing"))
+                && f.detail.contains("records 3..=5 of run a"),
+            "{}",
+            f.detail
+        );
+        t.write(F2, &f2, b"");
+        let r = t.verify();
+        assert!(r.intact(), "{:?}", r.findings);
+        assert_eq!((r.files, r.records, r.runs[0].stopped), (3, 8, true));
+        // The newest file gone: the rotation into it says so.
+        std::fs::remove_file(t.dir.join(F3)).unwrap();
+        let r = t.verify();
+        assert_eq!(kinds(&r), ["missing_file"]);
+        assert!(
+            r.findings[0]
+                .detail
+                .starts_with(&format!("{F3} is missing"))
+        );
+        assert_eq!(r.findings[0].line, 3);
+    }
+
+    #[test]
+    fn rotated_files_concatenated_into_one_still_verify() {
+        let mut t = Trail::new("concatenated");
+        let [f1, f2, f3] = rotated(&mut t);
+        t.write("all.jsonl", &[f1, f2, f3].concat(), b"");
+        let r = t.verify();
+        assert!(r.intact(), "{:?}", r.findings);
+    }
+
+    #[test]
+    fn a_restart_after_a_torn_write_links_across_it() {
+        let mut t = Trail::new("restart");
+        let f1 = vec![t.action("a", "sensor_start"), t.action("a", "exec")];
+        let f2 = vec![t.start_after("b", "a", F1), t.action("b", "sensor_stop")];
+        t.write(F1, &f1, b"{\"event\":{\"act");
+        t.write(F2, &f2, b"");
+        let r = t.verify();
+        assert!(r.intact(), "{:?}", r.findings);
+        assert_eq!(
+            r.torn_tails,
+            [TornTail {
+                file: t.dir.join(F1),
+                line: 3,
+                bytes: 14,
+                confirmed: true
+            }]
+        );
+        assert_eq!(r.runs[1].continues.as_deref(), Some("a"));
+        assert!(!r.runs[0].stopped && r.runs[1].stopped);
+        assert!(r.human().contains("run a: no stop record after sequence 1"));
+
+        // The same with one file (a restart closes the torn line with a newline first).
+        let mut one = f1.clone();
+        one.push(b"{\"event\":{\"act".to_vec());
+        one.extend(f2.clone());
+        std::fs::remove_file(t.dir.join(F2)).unwrap();
+        t.write(F1, &one, b"");
+        let r = t.verify();
+        assert!(r.intact(), "{:?}", r.findings);
+        assert_eq!((r.torn_tails[0].line, r.torn_tails[0].bytes), (3, 15));
+
+        // Records removed from the end of the run the restart found are caught.
+        t.write(F1, &f1[..1], b"");
+        t.write(F2, &f2, b"");
+        let r = t.verify();
+        assert_eq!(kinds(&r), ["removed"], "{:?}", r.findings);
+        assert_eq!(r.findings[0].line, 1);
+        assert!(r.findings[0].file.ends_with(F2));
+    }
+
+    #[test]
+    fn a_torn_record_in_the_middle_of_a_run_is_not_a_tail() {
+        let mut t = Trail::new("torn-middle");
+        let [f1, f2, _] = rotated(&mut t);
+        // The rotation record of F1 cut short, F2 going on with the run.
+        t.write(F1, &f1[..2], &f1[2][..20]);
+        t.write(F2, &f2[..2], b"");
+        let r = t.verify();
+        assert_eq!(kinds(&r), ["truncated", "removed"], "{:?}", r.findings);
+        assert_eq!(r.findings[0].line, 3);
+        assert!(r.torn_tails.is_empty());
+    }
+
+    #[test]
+    fn a_trail_may_start_after_older_files_but_not_skip_a_run() {
+        let mut t = Trail::new("starts-after");
+        let old = vec![t.action("a", "sensor_start"), t.action("a", "sensor_stop")];
+        let b = vec![t.start_after("b", "a", F1), t.action("b", "sensor_stop")];
+        let c = vec![t.start_after("c", "b", F2), t.action("c", "exec")];
+        t.write(F2, &b, b"");
+        let r = t.verify();
+        assert!(r.intact(), "{:?}", r.findings);
+        assert_eq!(
+            r.starts_after,
+            Some(StartsAfter {
+                instance_id: "a".into(),
+                sequence: 1,
+                file: F1.into()
+            })
+        );
+        t.write(F1, &old, b"");
+        t.write(F4, &c, b"");
+        std::fs::remove_file(t.dir.join(F2)).unwrap();
+        let r = t.verify();
+        assert_eq!(kinds(&r), ["missing_file"], "{:?}", r.findings);
+        assert!(
+            r.findings[0]
+                .detail
+                .contains(&format!("continues run b from {F2}"))
+        );
+    }
+}

@@ -106,13 +106,32 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
     );
     assert_eq!(report["findings"][0]["line"], 5);
 
-    // A file cut short inside its last record.
+    // A file cut short inside its last record: what a crash mid-write leaves, so a torn
+    // tail, reported where it is, not tampering.
     let cut = &text[..text.len() - 40];
     let path = dir.join("cut.jsonl");
     std::fs::write(&path, cut).unwrap();
     let (ok, report) = verify(&path);
+    assert!(ok, "{report}");
+    assert_eq!(
+        report["torn_tails"],
+        serde_json::json!([{
+            "file": path.to_string_lossy(),
+            "line": lines.len(),
+            "bytes": lines.last().unwrap().len() + 1 - 40,
+            "confirmed": false,
+        }])
+    );
+    assert_eq!(report["records"], lines.len() as u64 - 1);
+
+    // A record cut short with the trail going on after it is not a torn tail.
+    let mut cut_inside = lines.clone();
+    let short = &lines[4][..lines[4].len() - 40];
+    cut_inside[4] = short;
+    let (ok, report) = verify(&write("cut-inside.jsonl", &cut_inside));
     assert!(!ok);
-    assert_eq!(only_finding(&report), ("truncated", lines.len() as u64));
+    assert_eq!(report["findings"][0]["kind"], "unreadable", "{report}");
+    assert_eq!(report["findings"][0]["line"], 5, "{report}");
 
     // The start of the trail missing.
     let (ok, report) = verify(&write("headless.jsonl", &lines[3..]));

@@ -279,7 +279,9 @@ impl Pipeline {
     async fn flush(&mut self) -> std::io::Result<()> {
         self.sink.write(&mut self.out).await?;
         // Not at stop: the stop record ends the run's last file.
-        if let Some(rotation) = self.sink.rotation_due().filter(|_| !self.stopping) {
+        if !self.stopping
+            && let Some(rotation) = self.sink.rotation_due()
+        {
             // Sealed like any record, so the chain says where each file ends and which
             // file follows: a verifier can name a missing one.
             let mut r = self.record(WallClock::now(), Self::meta("event", &[], INFO, "rotation"));

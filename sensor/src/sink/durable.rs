@@ -55,6 +55,9 @@ pub struct Durable {
     /// Set while writes fail for lack of space.
     blocked: Option<Blocked>,
     limit: usize,
+    /// Records are being refused: admit again only once half the hold is free, so a disk
+    /// that frees a little at a time does not get a gap record per record.
+    refusing: bool,
     fsync: Fsync,
     /// When the oldest write not yet synced happened.
     unsynced_since: Option<Instant>,
@@ -99,6 +102,7 @@ impl Durable {
             next: None,
             backlog: Backlog::default(),
             blocked: None,
+            refusing: false,
             limit: usize::try_from(output.buffer_bytes).unwrap_or(usize::MAX),
             fsync: output.fsync,
             unsynced_since: None,
@@ -116,13 +120,19 @@ impl Durable {
 
     /// Whether a record may join the chain now, with `pending` bytes not yet handed over.
     pub fn admits(&self, pending: usize) -> bool {
-        self.blocked.is_none() || self.backlog.len() + pending < self.limit
+        let room = if self.refusing {
+            self.limit / 2
+        } else {
+            self.limit
+        };
+        self.blocked.is_none() || self.backlog.len() + pending < room
     }
 
     /// Counts a record the output has no room for.
     pub fn refuse(&mut self, action: &'static str, timestamp: &str) {
         let error = self.blocked.as_ref().map_or("ENOSPC", |b| b.error);
         self.backlog.refuse(action, timestamp, error);
+        self.refusing = true;
         self.refused_total += 1;
     }
 
@@ -130,6 +140,7 @@ impl Durable {
     /// `now`, at stop).
     pub fn take_loss(&mut self, now: bool) -> Option<OutputLoss> {
         if now || self.admits(0) {
+            self.refusing = false;
             self.backlog.take_refused()
         } else {
             None
