@@ -574,14 +574,17 @@ impl Verifier<'_> {
     }
 
     fn finish(mut self) -> Report {
-        if let Some(t) = self.torn.take() {
+        match self.torn.take() {
             // The trail ends inside a record: a crash mid-write, or a sensor writing now.
-            self.report.torn_tails.push(TornTail {
+            Some(t) if !t.complete => self.report.torn_tails.push(TornTail {
                 file: t.file,
                 line: t.line,
                 bytes: t.bytes,
                 confirmed: false,
-            });
+            }),
+            // A whole line, but not a record: nothing a crash leaves.
+            Some(t) => self.finding(&t.file, t.line, "unreadable", "not a sealed record".into()),
+            None => {}
         }
         if let Some(m) = self.missing.take().or(self.expected.take()) {
             self.finding(
@@ -788,6 +791,11 @@ mod tests {
         assert_eq!(r.runs[1].continues.as_deref(), Some("a"));
         assert!(!r.runs[0].stopped && r.runs[1].stopped);
         assert!(r.human().contains("run a: no stop record after sequence 1"));
+        // A whole line that is not a record, at the end, is no crash's doing.
+        t.write(F2, &f2, b"{\"event\":{}}\n");
+        let r = t.verify();
+        assert_eq!(kinds(&r), ["unreadable"], "{:?}", r.findings);
+        assert_eq!(r.findings[0].line, 3);
 
         // The same with one file (a restart closes the torn line with a newline first).
         let mut one = f1.clone();
