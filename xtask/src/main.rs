@@ -3,6 +3,7 @@
 //! `setup` installs everything the build and the tests need, idempotently: the nightly
 //! toolchain's `rust-src`, bpf-linker built against the nightly's own libLLVM, a mounted
 //! tracefs, and the Debian packages the tests use. Every other command runs it first.
+mod bench;
 mod setup;
 
 use std::{
@@ -42,6 +43,9 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Set up, build, and measure overhead side by side with auditd and bpftrace, pipeline
+    /// throughput and memory (about a quarter of an hour); writes target/bench/results.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                 .args(&args)
                 .env("AGENT_SENSOR_BIN", sensor_binary(&root)))
         }
+        Task::Bench(args) => bench::run(&root, args),
     }
 }
 

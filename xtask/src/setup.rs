@@ -156,7 +156,7 @@ fn tracefs() -> anyhow::Result<()> {
         .context("mounting tracefs failed; run `mount -t tracefs nodev /sys/kernel/tracing`")
 }
 
-fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()

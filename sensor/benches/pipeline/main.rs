@@ -1,0 +1,216 @@
+//! Userspace pipeline throughput: synthesised kernel records (see `records.rs`) replayed through
+//! decode, attribution, enrichment, the evidence chain and the file sink, on the daemon's own
+//! single-threaded runtime. Reports events per second of CPU time (one core) and heap
+//! allocations per event, per workload shape, as one JSON object per line on stdout.
+//!
+//! The rule engine is not written yet; when it is, it runs inside `Pipeline::run` and is
+//! measured here with no change.
+//!
+//! `cargo bench -p agent-sensor --bench pipeline -- [--events N] [--output FILE]`
+//! (`cargo xtask bench` runs it.)
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    path::PathBuf,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::{Duration, Instant},
+};
+
+use agent_sensor::{
+    config::{Output, OutputTarget},
+    decode, manifest,
+    pipeline::Pipeline,
+    replay,
+    sink::Sink,
+};
+
+mod records;
+
+use records::Shape;
+
+/// Counts every allocation, so the report can say how many an event costs. Only this
+/// benchmark's binary has it; the daemon uses the system allocator untouched.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: defers to the system allocator; only adds counters.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        ALLOCATED_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        ALLOCATED_BYTES.fetch_add(new_size as u64, Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The one agent every synthesised record is attributed to (kernel agent number 1).
+const MANIFEST: &str = "agents:
+  - id: bench-agent
+    name: Benchmark agent
+    purpose: Stands for a real agent in the pipeline benchmark
+    owners: { business: sre@example.com, technical: sre@example.com }
+    team: platform
+    data_sensitivity: internal
+    selectors:
+      - cgroup: /bench-agent
+";
+
+/// Process CPU time (all threads: the file sink writes on tokio's blocking threads), wall
+/// time and allocations since `start`.
+#[derive(Clone, Copy)]
+struct Meter {
+    cpu: Duration,
+    wall: Instant,
+    allocations: u64,
+    bytes: u64,
+}
+
+impl Meter {
+    fn start() -> Self {
+        Self {
+            cpu: cpu_time(),
+            wall: Instant::now(),
+            allocations: ALLOCATIONS.load(Relaxed),
+            bytes: ALLOCATED_BYTES.load(Relaxed),
+        }
+    }
+
+    fn stop(self) -> Measured {
+        Measured {
+            cpu: (cpu_time() - self.cpu).as_secs_f64(),
+            wall: self.wall.elapsed().as_secs_f64(),
+            allocations: ALLOCATIONS.load(Relaxed) - self.allocations,
+            bytes: ALLOCATED_BYTES.load(Relaxed) - self.bytes,
+        }
+    }
+}
+
+struct Measured {
+    cpu: f64,
+    wall: f64,
+    allocations: u64,
+    bytes: u64,
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+struct Args {
+    events: usize,
+    output: PathBuf,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        events: 300_000,
+        output: std::env::temp_dir().join("agent-sensor-pipeline-replay.jsonl"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--events" => args.events = it.next().and_then(|n| n.parse().ok()).expect("--events N"),
+            "--output" => args.output = it.next().expect("--output FILE").into(),
+            // cargo bench passes --bench to every bench binary.
+            "--bench" => {}
+            other => panic!("unknown argument {other:?}; use --events N, --output FILE"),
+        }
+    }
+    args
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    for shape in Shape::ALL {
+        let (batches, events) = records::batches(shape, args.events);
+
+        // Decoding alone: the floor under everything else.
+        let meter = Meter::start();
+        let mut decoded = 0usize;
+        for batch in &batches {
+            for bytes in batch.records() {
+                decoded += usize::from(decode::decode(bytes).is_ok());
+            }
+        }
+        let decode = meter.stop();
+        assert_eq!(decoded, events, "every synthesised record decodes");
+
+        let _ = std::fs::remove_file(&args.output);
+        let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
+        let ctx = replay::context(agents).expect("a pipeline context");
+        let meter = Meter::start();
+        let stats = runtime
+            .block_on(async {
+                // The durable file sink with its default settings, as a live run has it.
+                let sink = Sink::open(&Output {
+                    target: OutputTarget::File(args.output.clone()),
+                    ..Output::default()
+                })
+                .map_err(std::io::Error::other)?;
+                replay::replay(Pipeline::new(ctx, sink, 0), batches).await
+            })
+            .expect("the replay");
+        let full = meter.stop();
+        let output_bytes = std::fs::metadata(&args.output).map_or(0, |m| m.len());
+        let _ = std::fs::remove_file(&args.output);
+        assert_eq!(
+            stats.decode_errors.values().sum::<u64>(),
+            0,
+            "decode errors in the replay"
+        );
+        // The stop record is the pipeline's own.
+        assert_eq!(
+            stats.records_written,
+            events as u64 + 1,
+            "one record per event"
+        );
+
+        let per_event = |n: u64| n as f64 / events as f64;
+        let line = serde_json::json!({
+            "shape": shape.name(),
+            "events": events,
+            "cpu_seconds": full.cpu,
+            "wall_seconds": full.wall,
+            "events_per_core_second": events as f64 / full.cpu,
+            "allocations_per_event": per_event(full.allocations),
+            "allocated_bytes_per_event": per_event(full.bytes),
+            "output_bytes_per_event": per_event(output_bytes),
+            "decode_events_per_core_second": events as f64 / decode.cpu,
+            "decode_allocations_per_event": per_event(decode.allocations),
+            "decode_wall_seconds": decode.wall,
+        });
+        println!("{line}");
+        eprintln!(
+            "pipeline {:>7}: {:>9.0} events/s/core, {:.1} allocations/event, {:.0} bytes/event out; decode alone {:.0} events/s/core",
+            shape.name(),
+            events as f64 / full.cpu,
+            per_event(full.allocations),
+            per_event(output_bytes),
+            events as f64 / decode.cpu,
+        );
+    }
+}

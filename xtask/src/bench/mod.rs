@@ -1,0 +1,335 @@
+//! `cargo xtask bench`: the overhead benchmark. Runs the repo's workload under each
+//! configuration (nothing attached, agent-sensor with the workload an agent and not, auditd,
+//! bpftrace), interleaved over several repetitions with the order rotated, then the userspace
+//! pipeline replay and the daemon's memory, and writes the report to `target/bench/`.
+//!
+//! Everything it changes on the host (cgroups, audit rules and settings, running observers) is
+//! undone when it ends, also on error or Ctrl-C.
+mod count;
+mod memory;
+mod observers;
+mod pipeline;
+mod report;
+mod system;
+mod workload;
+
+use std::{
+    fs,
+    path::Path,
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+
+use observers::{Attached, AuditSettings, Config, Tools};
+use report::{Results, Run};
+use workload::{Mode, Workload};
+
+/// The comparison tools, installed by the bench (not by the test set-up).
+const PACKAGES: &[&str] = &["auditd", "bpftrace"];
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Interleaved repetitions of every configuration [default: 5, 1 with --quick].
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Only these modes (comma-separated: open, exec, connect, mixed).
+    #[arg(long, value_delimiter = ',')]
+    modes: Vec<String>,
+    /// A tenth of the operations and one repetition unless --reps says otherwise: for trying
+    /// the bench out, not for quoting.
+    #[arg(long)]
+    quick: bool,
+    /// Copy the results into docs/benchmark.md.
+    #[arg(long)]
+    update_docs: bool,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn check_interrupt() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    crate::setup::all(root)?;
+    crate::require_root("the bench loads kernel programs and runs auditd")?;
+    crate::setup::debian_packages(PACKAGES)?;
+    crate::run(Command::new(crate::cargo()).args([
+        "build",
+        "--release",
+        "-p",
+        "agent-sensor",
+        "-p",
+        "sensor-workload",
+    ]))?;
+    pipeline::build()?;
+    let reps = args.reps.unwrap_or(if args.quick { 1 } else { 5 });
+    let modes = if args.modes.is_empty() {
+        Mode::ALL.to_vec()
+    } else {
+        args.modes
+            .iter()
+            .map(|m| Mode::parse(m))
+            .collect::<anyhow::Result<_>>()?
+    };
+    // Ctrl-C ends the current run (the children get it too) and the bench cleans up.
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        )
+    };
+
+    let target_dir = crate::sensor_binary(root)
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/release/agent-sensor")
+        .to_owned();
+    let dir = target_dir.join("bench");
+    fs::create_dir_all(&dir)?;
+    let cgroups = system::Cgroups::create()?;
+    let tools = prepare(&dir, root, &cgroups)?;
+    let workload = Workload {
+        binary: target_dir.join("release/sensor-workload"),
+        target: dir.join("open-target"),
+    };
+    fs::write(&workload.target, b"the file the open workload opens\n")?;
+
+    let load_start = system::load_average();
+    let mut runs = Vec::new();
+    let total = reps * modes.len() * Config::ALL.len();
+    for rep in 0..reps {
+        for (i, &mode) in modes.iter().enumerate() {
+            // Rotate the order each time, so no configuration always follows another.
+            let mut order = Config::ALL;
+            order.rotate_left((rep + i) % Config::ALL.len());
+            for config in order {
+                check_interrupt()?;
+                if let Some(why) = unavailable(config, &tools) {
+                    eprintln!("xtask bench: skipping {}: {why}", config.label());
+                    continue;
+                }
+                let ops = if args.quick {
+                    mode.ops() / 10
+                } else {
+                    mode.ops()
+                };
+                let run = one_run(rep, mode, ops, config, &tools, &workload, &cgroups)
+                    .with_context(|| {
+                        format!(
+                            "repetition {}, {} / {}",
+                            rep + 1,
+                            mode.name(),
+                            config.label()
+                        )
+                    })?;
+                progress(runs.len() + 1, total, &run, &runs);
+                runs.push(run);
+            }
+        }
+    }
+
+    check_interrupt()?;
+    let memory = memory::measure(&tools, &workload).map_err(|e| format!("{e:#}"));
+    if let Err(e) = &memory {
+        eprintln!("xtask bench: memory measurement failed: {e}");
+    }
+    check_interrupt()?;
+    let pipeline = pipeline::measure(&dir, args.quick).map_err(|e| format!("{e:#}"));
+
+    let results = Results {
+        date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        commit: commit(root),
+        modified: modified(root),
+        reps,
+        quick: args.quick,
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+        machine: system::Machine::describe(),
+        bpftrace: tools.bpftrace.clone(),
+        auditd: tools.audit.clone().map(|_| observers::auditd_version()),
+        load_start,
+        load_end: system::load_average(),
+        runs,
+        memory,
+        pipeline,
+    };
+    let md = format!(
+        "# agent-sensor benchmark results\n\n{}",
+        results.markdown(2)
+    );
+    fs::write(dir.join("results.md"), &md)?;
+    fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    println!("{md}");
+    eprintln!(
+        "xtask bench: wrote {} and results.json",
+        dir.join("results.md").display()
+    );
+    if args.update_docs {
+        let docs = root.join("docs/benchmark.md");
+        report::update_docs(&docs, &results.markdown(3))?;
+        eprintln!("xtask bench: updated {}", docs.display());
+    }
+    Ok(())
+}
+
+/// Writes the sensor's manifest and configuration, and finds out which comparison tools can run.
+fn prepare(dir: &Path, root: &Path, cgroups: &system::Cgroups) -> anyhow::Result<Tools> {
+    let manifest = dir.join("agents.yaml");
+    fs::write(
+        &manifest,
+        format!(
+            "# Written by cargo xtask bench: the workload's cgroup is an agent.
+agents:
+  - id: bench-workload
+    name: Benchmark workload
+    purpose: The workload cargo xtask bench measures
+    owners: {{ business: sre@example.com, technical: sre@example.com }}
+    team: platform
+    data_sensitivity: internal
+    selectors:
+      - cgroup: {}
+",
+            cgroups.agent_selector()
+        ),
+    )?;
+    let sensor_config = dir.join("sensor.toml");
+    // Its own registration socket, so the bench never touches a sensor that runs anyway.
+    fs::write(
+        &sensor_config,
+        format!(
+            "# Written by cargo xtask bench: defaults, except the registration socket.\n\
+             [identities]\nregistration_socket = \"{}\"\n",
+            dir.join("register.sock").display()
+        ),
+    )?;
+    let audit = AuditSettings::probe();
+    if let Ok(settings) = &audit {
+        // Rules an interrupted earlier bench may have left.
+        settings.restore();
+    }
+    Ok(Tools {
+        dir: dir.to_owned(),
+        sensor: crate::sensor_binary(root),
+        sensor_config,
+        manifest,
+        agent_cgroup: cgroups.agent.clone(),
+        audit,
+        bpftrace: observers::bpftrace_version(),
+    })
+}
+
+fn unavailable(config: Config, tools: &Tools) -> Option<String> {
+    match config {
+        Config::Auditd => tools.audit.as_ref().err().cloned(),
+        Config::Bpftrace => tools.bpftrace.as_ref().err().cloned(),
+        _ => None,
+    }
+}
+
+fn one_run(
+    rep: usize,
+    mode: Mode,
+    ops: u64,
+    config: Config,
+    tools: &Tools,
+    workload: &Workload,
+    cgroups: &system::Cgroups,
+) -> anyhow::Result<Run> {
+    // Earlier runs' writes must not be flushed during this one.
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    let foreign_observers = system::foreign_observers(&[]);
+    let load_average = system::load_average();
+    let attached = Attached::start(config, tools, workload)?;
+    let cgroup = if config.workload_is_agent() {
+        &cgroups.agent
+    } else {
+        &cgroups.other
+    };
+    let report = workload.run(mode, ops, cgroup)?;
+    let observation = attached.finish(&report, &workload.target)?;
+    Ok(Run {
+        rep,
+        mode,
+        config,
+        ops: report.ops,
+        ops_per_sec: report.ops_per_sec,
+        expected: report.expected(),
+        delivered: observation.delivered.map(|d| d.events),
+        records: observation.delivered.map(|d| d.records),
+        lost_reported: observation.lost_reported,
+        consumer_cpu_ns: observation.consumer_cpu_ns,
+        foreign_observers,
+        load_average,
+    })
+}
+
+fn progress(n: usize, total: usize, run: &Run, earlier: &[Run]) {
+    let base = earlier
+        .iter()
+        .find(|r| r.rep == run.rep && r.mode == run.mode && r.config == Config::Unattached);
+    let ratio = base.map_or(String::new(), |b| {
+        format!(" ({:.3} of unattached)", run.ops_per_sec / b.ops_per_sec)
+    });
+    let delivered = run.delivered.map_or(String::new(), |d| {
+        format!(", delivered {}/{}", d.total(), run.expected.total())
+    });
+    eprintln!(
+        "xtask bench: [{n}/{total}] rep {} {} / {}: {:.0} ops/s{ratio}{delivered}",
+        run.rep + 1,
+        run.mode.name(),
+        run.config.label(),
+        run.ops_per_sec,
+    );
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+/// The commit measured.
+fn commit(root: &Path) -> String {
+    command_output(
+        "git",
+        &[
+            "-C",
+            &root.to_string_lossy(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    )
+}
+
+/// Whether tracked files differed from the commit.
+fn modified(root: &Path) -> bool {
+    let root = root.to_string_lossy();
+    let args = ["-C", &root, "status", "--porcelain", "--untracked-files=no"];
+    Command::new("git")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}

@@ -1,0 +1,295 @@
+//! The host side of the bench: the cgroups it makes (and removes), what procfs says about a
+//! process (CPU time, resident memory), waiting for an observer to settle, stopping processes,
+//! and a description of the machine for the report.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+/// The bench's cgroup v2 directory (under the cgroup2 mount): `agent` is declared an agent in
+/// the sensor's manifest, `other` is not.
+pub const CGROUP_DIR: &str = "agent-sensor-bench";
+
+pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
+    fs::read_to_string("/proc/self/mounts")?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .context("no cgroup2 mount: the bench places the workload in a cgroup v2 directory")
+}
+
+/// The bench's cgroups, removed on drop.
+pub struct Cgroups {
+    pub parent: PathBuf,
+    pub agent: PathBuf,
+    pub other: PathBuf,
+}
+
+impl Cgroups {
+    pub fn create() -> anyhow::Result<Self> {
+        let parent = cgroup2_root()?.join(CGROUP_DIR);
+        remove_cgroups(&parent);
+        let me = Self {
+            agent: parent.join("agent"),
+            other: parent.join("other"),
+            parent,
+        };
+        for dir in [&me.parent, &me.agent, &me.other] {
+            fs::create_dir(dir).with_context(|| format!("making the cgroup {}", dir.display()))?;
+        }
+        Ok(me)
+    }
+
+    /// The agent cgroup's path as the sensor's manifest names it (relative to the mount).
+    pub fn agent_selector(&self) -> String {
+        format!("/{CGROUP_DIR}/agent")
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        remove_cgroups(&self.parent);
+    }
+}
+
+/// Removes a leftover bench cgroup tree, killing what still runs in it (only the bench's own
+/// workloads run there). Reaped processes can take a moment to leave, so it retries briefly.
+fn remove_cgroups(parent: &Path) {
+    if !parent.exists() {
+        return;
+    }
+    for dir in ["agent", "other"].map(|d| parent.join(d)) {
+        if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: kill has no memory preconditions; these are the bench's workloads.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let _ = fs::remove_dir(parent.join("agent"));
+        let _ = fs::remove_dir(parent.join("other"));
+        if fs::remove_dir(parent).is_ok() || Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    if parent.exists() {
+        eprintln!("xtask bench: could not remove {}", parent.display());
+    }
+}
+
+/// User plus system CPU time of a process, all its threads, from `/proc/PID/stat`.
+pub fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks * 1_000_000_000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// Resident memory of a process, from `/proc/PID/status`, in KiB.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
+}
+
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Memory {
+        rss_kib: field("VmRSS:"),
+        anon_kib: field("RssAnon:"),
+        file_kib: field("RssFile:"),
+        shmem_kib: field("RssShmem:"),
+    })
+}
+
+/// Polls `ready` every 50 ms until it says true, or fails after `timeout`.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !ready()? {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Waits until `probe` (a file size, a CPU time) stops changing for `quiet`: an observer has
+/// written out what it had.
+pub fn settle(
+    what: &str,
+    quiet: Duration,
+    timeout: Duration,
+    mut probe: impl FnMut() -> u64,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = probe();
+    let mut since = Instant::now();
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        let now = probe();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} was still busy after {timeout:?}");
+        }
+    }
+}
+
+pub fn file_size(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Sends `signal` and waits up to `timeout` for the exit; kills it if it does not.
+pub fn stop(child: &mut Child, signal: i32, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("pid {} did not stop within {timeout:?}", child.id());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Pids of running processes whose command name is `comm`.
+pub fn pids_named(comm: &str) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .collect()
+}
+
+/// Other observers running (not started by the bench): they would slow the workload too.
+pub fn foreign_observers(ours: &[u32]) -> Vec<String> {
+    ["agent-sensor", "auditd", "bpftrace"]
+        .iter()
+        .flat_map(|name| {
+            pids_named(name)
+                .into_iter()
+                .filter(|p| !ours.contains(p))
+                .map(move |p| format!("{name} (pid {p})"))
+        })
+        .collect()
+}
+
+/// The one-minute load average.
+pub fn load_average() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// What the report says about where it ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub virtualisation: String,
+}
+
+impl Machine {
+    pub fn describe() -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim())
+            })
+            .unwrap_or("unknown")
+            .to_owned();
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        let mem_kib: f64 = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0);
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        // Firecracker and other hypervisors say so in DMI or the cpu flags.
+        let virtualisation = if cpuinfo.contains(" hypervisor") {
+            fs::read_to_string("/sys/class/dmi/id/sys_vendor")
+                .map(|v| format!("virtual machine ({})", v.trim()))
+                .unwrap_or_else(|_| "virtual machine".to_owned())
+        } else {
+            "bare metal".to_owned()
+        };
+        Self {
+            cpu,
+            cores,
+            memory_gib: mem_kib / (1024.0 * 1024.0),
+            kernel,
+            virtualisation,
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Runs the workload program (`sensor-workload`) in a chosen cgroup and reads what it reports.
+use std::{
+    ffi::CString,
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::{ffi::OsStrExt as _, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+/// The audit login uid every workload runs with: the audit rules select it (`-F auid=`), the
+/// way the sensor selects the workload's cgroup. Set in every configuration, so the workload
+/// is the same everywhere.
+pub const AUDIT_LOGIN_UID: u32 = 4242;
+
+/// A workload mode and its fixed number of operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Mode {
+    Open,
+    Exec,
+    Connect,
+    Mixed,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Open, Mode::Exec, Mode::Connect, Mode::Mixed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Open => "open",
+            Mode::Exec => "exec",
+            Mode::Connect => "connect",
+            Mode::Mixed => "mixed",
+        }
+    }
+
+    /// Operations per run: 0.6 to 1.6 s unattached on the reference machine, long enough to be
+    /// stable across repetitions, short enough that the slowest comparison (auditd on `open`,
+    /// some 40 times slower) keeps the whole bench within about a quarter of an hour.
+    pub fn ops(self) -> u64 {
+        match self {
+            Mode::Open => 500_000,
+            Mode::Exec => 2_000,
+            Mode::Connect => 60_000,
+            // 320 of the workload's 641-operation cycles (600 opens, 40 connects, 1 exec).
+            Mode::Mixed => 641 * 320,
+        }
+    }
+
+    pub fn parse(name: &str) -> anyhow::Result<Mode> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .with_context(|| format!("unknown mode {name:?}: open, exec, connect or mixed"))
+    }
+}
+
+/// Operations of each kind, as a workload did them or an observer reported them. `accepts`
+/// are the server side of `connects` (the workload accepts its own connections).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    pub opens: u64,
+    pub execs: u64,
+    pub connects: u64,
+    pub accepts: u64,
+}
+
+impl Events {
+    pub fn total(&self) -> u64 {
+        self.opens + self.execs + self.connects + self.accepts
+    }
+}
+
+/// The workload's JSON line.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Report {
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    pub pid: u32,
+    /// The loopback listener's port (connect and mixed).
+    pub port: Option<u16>,
+    pub opens: u64,
+    pub execs: u64,
+    pub connects: u64,
+}
+
+impl Report {
+    /// The events every observer should report for this run.
+    pub fn expected(&self) -> Events {
+        Events {
+            opens: self.opens,
+            execs: self.execs,
+            connects: self.connects,
+            accepts: self.connects,
+        }
+    }
+}
+
+/// How to start the workload program.
+pub struct Workload {
+    pub binary: PathBuf,
+    /// The file `open` and `mixed` open.
+    pub target: PathBuf,
+}
+
+impl Workload {
+    /// Runs `mode` in `cgroup` (a cgroup v2 directory) to completion.
+    pub fn run(&self, mode: Mode, ops: u64, cgroup: &Path) -> anyhow::Result<Report> {
+        self.run_named(mode.name(), ops, cgroup)
+    }
+
+    /// Forks `n` children that exit at once, one after another, in `cgroup`.
+    pub fn churn(&self, n: u64, cgroup: &Path) -> anyhow::Result<Report> {
+        self.run_named("churn", n, cgroup)
+    }
+
+    fn run_named(&self, mode: &str, ops: u64, cgroup: &Path) -> anyhow::Result<Report> {
+        let out = self
+            .command(mode, ops, cgroup)?
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        if !out.status.success() {
+            bail!("the workload ({mode} --ops {ops}) failed: {}", out.status);
+        }
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "reading the workload's report: {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Starts `hold --ops n` in `cgroup` and waits until its `n` children exist.
+    pub fn hold(&self, n: u64, cgroup: &Path) -> anyhow::Result<Held> {
+        let mut child = self
+            .command("hold", n, cgroup)?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the workload (hold)")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .context("waiting for the held processes")?;
+        if line.is_empty() {
+            let status = child.wait()?;
+            bail!("the workload (hold {n}) exited with {status} before its children existed");
+        }
+        Ok(Held { child })
+    }
+
+    fn command(&self, mode: &str, ops: u64, cgroup: &Path) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg(mode).arg("--ops").arg(ops.to_string());
+        if matches!(mode, "open" | "mixed") {
+            cmd.arg("--path").arg(&self.target);
+        }
+        let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())?;
+        let loginuid = AUDIT_LOGIN_UID.to_string();
+        // SAFETY: between fork and exec the closure only calls open/write/close on strings
+        // made before the fork (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                // Into the cgroup before exec, so the sensor's cgroup selector decides at exec.
+                write_file(&procs, b"0")?;
+                write_file(c"/proc/self/loginuid", loginuid.as_bytes())
+            });
+        }
+        cmd.stdin(Stdio::null());
+        Ok(cmd)
+    }
+}
+
+/// Processes kept alive by `hold`; dropping it kills and reaps them.
+pub struct Held {
+    child: Child,
+}
+
+impl Held {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the held processes (closing the workload's stdin) and waits for all of them.
+    pub fn release(mut self) -> anyhow::Result<()> {
+        drop(self.child.stdin.take());
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the workload (hold) exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.flush();
+            drop(stdin);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn write_file(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated path and a live buffer; the fd is closed before returning.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n != data.len() as isize {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
