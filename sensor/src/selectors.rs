@@ -109,6 +109,7 @@ impl SelectorSync {
         self.catalog
             .retain(&live.iter().map(String::as_str).collect());
         let want = attribution::current(&self.registry).map_entries(&dirs, &containers);
+        let scanned: HashSet<u64> = dirs.iter().map(|(_, id)| *id).collect();
         {
             let mut index = self.index.write().expect("no poisoned lock");
             index.clear();
@@ -134,7 +135,7 @@ impl SelectorSync {
             executables: have_e,
             uids: have_u,
         };
-        self.release_held();
+        self.release_held(&scanned);
         self.current
             .cgroups
             .keys()
@@ -143,11 +144,11 @@ impl SelectorSync {
             .collect()
     }
 
-    /// Releases every held cgroup: the scan above has decided them all (a cgroup whose
-    /// `cgroup_mkdir` record was lost, too).
-    fn release_held(&mut self) {
+    /// Releases the held cgroups the scan saw: it has decided them (a cgroup whose
+    /// `cgroup_mkdir` record was lost, too). One made since the scan stays held until decided.
+    fn release_held(&mut self, scanned: &HashSet<u64>) {
         let held: Vec<u64> = self.maps.held.keys().filter_map(Result::ok).collect();
-        for id in held {
+        for id in held.into_iter().filter(|id| scanned.contains(id)) {
             let _ = self.maps.held.remove(&id);
         }
     }

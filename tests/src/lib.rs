@@ -12,6 +12,8 @@ use std::{
 
 pub use serde_json::Value;
 
+pub mod containers;
+
 /// The sensor binary `cargo xtask test` built.
 pub fn sensor_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("AGENT_SENSOR_BIN") {

@@ -14,7 +14,18 @@ use crate::run;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the test suite uses.
 /// (bpftool cross-checks the BTF reader; util-linux has setpriv and unshare, iproute2 `ip`.)
-const TEST_PACKAGES: &[&str] = &["bpftool", "iproute2", "util-linux"];
+const TEST_PACKAGES: &[&str] = &[
+    "bpftool",
+    "iproute2",
+    "util-linux",
+    // Real containers: a private containerd, podman (with conmon) and runc, running a
+    // busybox rootfs the tests build.
+    "containerd",
+    "runc",
+    "podman",
+    "conmon",
+    "busybox-static",
+];
 
 pub fn all(root: &Path) -> anyhow::Result<()> {
     rust_src()?;
