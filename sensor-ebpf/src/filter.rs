@@ -84,6 +84,20 @@ fn matched(cgroup_id: u64, exe: Option<ExeKey>, uid: u32) -> Option<(u32, u8)> {
     unsafe { UID_AGENTS.get(&uid) }.map(|agent| (*agent, method::UID))
 }
 
+/// Whether the daemon's own checks at exec (argv selectors, the marker) may still change an
+/// attribution: none yet, or only inherited or image-based (never a held cgroup's, which the
+/// daemon decides by its cgroup).
+#[inline(always)]
+pub fn daemon_may_change(a: TrackedProcess) -> bool {
+    a.flags & tracked_flags::HELD == 0
+        && (a.agent == 0
+            || a.flags & tracked_flags::INHERITED != 0
+            || !matches!(
+                a.method,
+                method::REGISTRATION | method::CGROUP | method::CONTAINER
+            ))
+}
+
 /// Re-decides a process's attribution at exec and stores it. A match of at least medium trust
 /// replaces an inherited or image-based attribution (a delegation hop when the agent changes);
 /// it replaces a registration or cgroup attribution of the process itself only if more trusted.

@@ -84,11 +84,26 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
             TrackedProcess::held(cgroup_id)
         }
         None if cfg.all_processes != 0 => TrackedProcess::default(),
-        None if cfg.env_marker != 0 => {
-            flags |= exec_flags::ENV_INCLUDED;
+        None if cfg.unmatched_execs != 0 => {
+            flags |= exec_flags::UNMATCHED;
+            if cfg.env_marker != 0 {
+                flags |= exec_flags::ENV_INCLUDED;
+            }
             TrackedProcess::default()
         }
         None => return None,
+    };
+    let attribution = if cfg.pend_execs != 0 && crate::filter::daemon_may_change(attribution) {
+        let pending = TrackedProcess {
+            flags: attribution.flags | tracked_flags::PENDING,
+            ..attribution
+        };
+        if TRACKED.insert(&tgid, &pending, 0).is_err() {
+            crate::output::count_lost(kind::TRACKING);
+        }
+        pending
+    } else {
+        attribution
     };
     // SAFETY: the scratch slot is this CPU's and lives as long as the map.
     let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };

@@ -28,6 +28,7 @@ struct Compiled {
     uids: Vec<u32>,
     containers: Vec<ContainerSelector>,
     pods: Vec<KubernetesSelector>,
+    argv: Vec<(Option<PathGlob>, Pattern)>,
 }
 
 pub struct Registry {
@@ -104,6 +105,10 @@ impl Registry {
                         SelectorDecl::Uid(u) => c.uids.push(*u),
                         SelectorDecl::Container(x) => c.containers.push(x.clone()),
                         SelectorDecl::Kubernetes(x) => c.pods.push(x.clone()),
+                        SelectorDecl::Argv { executable, argv } => c.argv.push((
+                            executable.as_deref().and_then(|x| PathGlob::new(x).ok()),
+                            argv.clone(),
+                        )),
                     }
                 }
                 (d, c)
@@ -133,6 +138,21 @@ impl Registry {
             .iter()
             .position(|(d, _)| d.id == id)
             .map(|i| i as u32 + 1)
+    }
+
+    /// The first agent whose argv selector matches an exec (its executable's absolute path,
+    /// and its argv joined by single spaces).
+    pub fn match_argv(&self, executable: &[u8], command_line: &[u8]) -> Option<u32> {
+        self.first(|c| {
+            c.argv.iter().any(|(exe, argv)| {
+                exe.as_ref().is_none_or(|g| g.matches(executable)) && argv.matches(command_line)
+            })
+        })
+    }
+
+    /// Whether any agent is chosen by its command line.
+    pub fn has_argv_selectors(&self) -> bool {
+        self.agents.iter().any(|(_, c)| !c.argv.is_empty())
     }
 
     /// Whether any agent is chosen by what a container's runtime records (so cgroups that are
@@ -480,6 +500,34 @@ mod tests {
         );
         meta.pod.as_mut().unwrap().service_account = Some("intruder".into());
         assert_eq!(agent_of("/k8s.io/c1", Some(&meta)), None);
+    }
+
+    #[test]
+    fn argv_selectors_match_the_command_line() {
+        let registry = Registry::new(vec![
+            agent(
+                "py",
+                vec![SelectorDecl::Argv {
+                    executable: Some("/usr/bin/python3*".into()),
+                    argv: Pattern::new("* /opt/reviewer/main.py*").unwrap(),
+                }],
+            ),
+            agent(
+                "any",
+                vec![SelectorDecl::Argv {
+                    executable: None,
+                    argv: Pattern::new("planner --serve").unwrap(),
+                }],
+            ),
+        ]);
+        let m = |exe: &str, cmd: &str| registry.match_argv(exe.as_bytes(), cmd.as_bytes());
+        assert_eq!(
+            m("/usr/bin/python3.11", "python3 /opt/reviewer/main.py -v"),
+            Some(1)
+        );
+        assert_eq!(m("/usr/bin/perl", "python3 /opt/reviewer/main.py -v"), None);
+        assert_eq!(m("/opt/planner", "planner --serve"), Some(2));
+        assert_eq!(m("/opt/planner", "planner --serve --x"), None);
     }
 
     #[test]

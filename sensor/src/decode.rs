@@ -29,6 +29,18 @@ impl KernelEvent {
         }
     }
 
+    /// The process the record is about (none for a cgroup's).
+    pub fn tgid(&self) -> Option<u32> {
+        match self {
+            Self::Exec(e) => Some(e.tgid),
+            Self::Fork(e) => Some(e.child_tgid),
+            Self::Exit(e) => Some(e.tgid),
+            Self::File(e) => Some(e.tgid),
+            Self::Net(e) => Some(e.tgid),
+            Self::Cgroup(_) => None,
+        }
+    }
+
     /// Replaces the kernel's attribution (with the daemon's decision on a held cgroup).
     pub fn set_attribution(&mut self, a: TrackedProcess) {
         match self {
@@ -79,8 +91,10 @@ pub struct ExecEvent {
     /// when it could not be walked.
     pub exe: Vec<u8>,
     pub exe_truncated: bool,
-    /// The start of the environment, when no selector attributed the process and the
-    /// environment-marker check is on.
+    /// No selector attributed the process in the kernel: reported for the daemon's argv and
+    /// marker checks only.
+    pub unmatched: bool,
+    /// The start of the environment, when unmatched and the environment-marker check is on.
     pub env: Option<Vec<u8>>,
     pub filename_truncated: bool,
     /// argv, split at NULs; the last element may be cut when `args_truncated`.
@@ -329,6 +343,7 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
         filename_truncated: flags & exec_flags::FILENAME_TRUNCATED != 0,
         exe,
         exe_truncated: flags & exec_flags::EXE_TRUNCATED != 0,
+        unmatched: flags & exec_flags::UNMATCHED != 0,
         env: (flags & exec_flags::ENV_INCLUDED != 0).then_some(env),
         args: split_args(&args),
         args_count: r.args_count,

@@ -186,8 +186,9 @@ impl Sensor {
     }
 }
 
-/// Loads and attaches the programs for `config`.
-pub fn load(config: &Config) -> Result<Sensor, LoadError> {
+/// Loads and attaches the programs for `config`; `pend_execs`: enter execs the daemon may
+/// still re-attribute as pending (for argv selectors and the environment marker).
+pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
     if !privileges::can_load_bpf() {
         return Err(LoadError::NotPrivileged);
     }
@@ -205,6 +206,11 @@ pub fn load(config: &Config) -> Result<Sensor, LoadError> {
         syscall_ret_offset,
         env_marker: u32::from(config.environment_marker.is_some()),
         hold_new_cgroups: u32::from(config.identities.is_some()),
+        // Argv selectors may come with any reload of the manifest: with identities, always.
+        unmatched_execs: u32::from(
+            config.identities.is_some() || config.environment_marker.is_some(),
+        ),
+        pend_execs: u32::from(pend_execs),
         wakeup_bytes: u64::from(config.wakeup_bytes),
     };
     let mut ebpf = EbpfLoader::new()

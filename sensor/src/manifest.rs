@@ -41,6 +41,12 @@ pub enum SelectorDecl {
     Container(ContainerSelector),
     /// The Kubernetes pod (and container) the process runs in.
     Kubernetes(KubernetesSelector),
+    /// The command line (argv joined by spaces) an exec'd process got, optionally only for an
+    /// executable path or glob.
+    Argv {
+        executable: Option<String>,
+        argv: Pattern,
+    },
 }
 
 /// Every given key must match (patterns: `*`, `?`; see `pattern`).
@@ -110,6 +116,7 @@ struct RawSelector {
     uid: Option<u32>,
     container: Option<RawContainer>,
     kubernetes: Option<RawKubernetes>,
+    argv: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,9 +331,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
         for s in a.selectors {
             let sloc = Some(s.referenced);
             let r = s.value;
+            // `argv` may narrow `executable`; otherwise one kind per selector.
             let given = [
                 r.cgroup.is_some(),
-                r.executable.is_some(),
+                r.executable.is_some() || r.argv.is_some(),
                 r.uid.is_some(),
                 r.container.is_some(),
                 r.kubernetes.is_some(),
@@ -338,12 +346,22 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
                 return Err(at(
                     sloc,
                     format!(
-                        "agent {}: each selector names exactly one of cgroup, executable, uid, container, kubernetes",
+                        "agent {}: each selector names exactly one of cgroup, executable (optionally with argv), argv, uid, container, kubernetes",
                         a.id
                     ),
                 ));
             }
-            let selector = if let Some(c) = r.cgroup {
+            let selector = if let Some(argv) = r.argv {
+                if let Some(x) = &r.executable {
+                    PathGlob::new(x)
+                        .map_err(|e| at(sloc, format!("agent {}: executable {x:?}: {e}", a.id)))?;
+                }
+                SelectorDecl::Argv {
+                    executable: r.executable,
+                    argv: Pattern::new(&argv)
+                        .map_err(|e| at(sloc, format!("agent {}: argv {argv:?}: {e}", a.id)))?,
+                }
+            } else if let Some(c) = r.cgroup {
                 PathGlob::new(&c)
                     .map_err(|e| at(sloc, format!("agent {}: cgroup {c:?}: {e}", a.id)))?;
                 SelectorDecl::Cgroup(c)
@@ -499,6 +517,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line.map(|l| l.0), Some(4), "{e}");
+    }
+
+    #[test]
+    fn argv_selectors_alone_or_narrowing_an_executable() {
+        let agents = parse_str(
+            "agents:\n  - id: a\n    selectors:\n      - {executable: /usr/bin/python3*, argv: '* /opt/reviewer/main.py*'}\n      - argv: 'reviewer --serve*'\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            &agents[0].selectors[0],
+            SelectorDecl::Argv { executable: Some(x), argv } if x == "/usr/bin/python3*" && argv.matches(b"python3 /opt/reviewer/main.py --x")
+        ));
+        assert!(matches!(
+            &agents[0].selectors[1],
+            SelectorDecl::Argv {
+                executable: None,
+                ..
+            }
+        ));
+        let e = parse_str("agents:\n  - id: a\n    selectors:\n      - {uid: 1, argv: x}\n")
+            .unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(4), "{e}");
+        let e =
+            parse_str("agents:\n  - id: a\n    selectors:\n      - {argv: 'x\\'}\n").unwrap_err();
+        assert!(e.message.contains("argv"), "{e}");
     }
 
     #[test]

@@ -23,18 +23,21 @@ use crate::{
 /// host's identity, a fresh instance id and the built-in file classes.
 pub fn context(agents: Vec<AgentDecl>) -> io::Result<Context> {
     let host = Arc::new(HostInfo::discover()?);
+    let registry = Registry::new(agents);
     Ok(Context {
         entity_ids: EntityIds::new(&host.boot_id),
         host,
         instance_id: host::new_instance_id()?.into(),
         classifier: Classifier::new(&[]).map_err(|e| io::Error::other(e.to_string()))?,
-        agents: agent_infos(&Registry::new(agents)),
+        agents: agent_infos(&registry),
         tasks: Tasks::default(),
         cgroups: Default::default(),
         // No kernel: no held cgroups to decide.
         selectors: None,
         all_processes: false,
         marker: None,
+        registry: Arc::new(std::sync::RwLock::new(Arc::new(registry))),
+        tracked: None,
     })
 }
 

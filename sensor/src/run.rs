@@ -66,7 +66,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Load synchronously, before any thread exists, so dropping capabilities below covers
     // the whole process.
-    let mut sensor = loader::load(&config)?;
+    // Pending execs cost a map entry per exec on the host: only when something in userspace
+    // decides on execs (argv selectors, the marker). Argv selectors a reload adds apply to
+    // unmatched execs only (a restart makes them apply to every exec).
+    let pend_execs =
+        config.environment_marker.is_some() || attribution::current(&registry).has_argv_selectors();
+    let mut sensor = loader::load(&config, pend_execs)?;
     let maps = sensor.take_maps()?;
     // Opened with privileges, so a bad path fails before anything runs.
     let sink = Sink::open(&config.output).context("opening the output")?;
@@ -139,7 +144,9 @@ async fn async_main(
         marker: config
             .environment_marker
             .as_ref()
-            .map(|name| (format!("{name}=").into_bytes(), tracked.clone())),
+            .map(|name| format!("{name}=").into_bytes()),
+        registry: registry.clone(),
+        tracked: Some(tracked.clone()),
     };
     track(&tracked, &mut procs, &pids)?;
     let mut observed: Vec<&ProcSnapshot> = procs

@@ -198,7 +198,7 @@ impl SelectorSync {
         };
         let mut map = self.tracked.lock().expect("no poisoned lock");
         for tgid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
-            attribute(&mut map, tgid, agent.agent, agent.method);
+            attribute(&mut map, tgid, own(agent.agent, agent.method));
         }
     }
 
@@ -213,7 +213,7 @@ impl SelectorSync {
             else {
                 continue;
             };
-            p.agent = attribute(&mut map, p.tgid, agent, m);
+            p.agent = attribute(&mut map, p.tgid, own(agent, m));
         }
     }
 
@@ -222,22 +222,83 @@ impl SelectorSync {
     }
 }
 
-/// Enters `tgid` as `agent` by `m`, unless the kernel already holds an equal or stronger
-/// attribution; returns the attribution in force.
+/// Most descendants looked up for one process (a fork bomb cannot keep the daemon busy).
+const CHILDREN_LIMIT: usize = 4096;
+
+/// Enters the live descendants of `tgid` (from `/proc/PID/task/TID/children`) as inheriting
+/// `value`, unless more strongly attributed: those forked before their parent was attributed
+/// in userspace would otherwise escape it.
+pub fn attribute_children(
+    map: &mut BpfHashMap<MapData, u32, TrackedProcess>,
+    tgid: u32,
+    value: TrackedProcess,
+) {
+    let inherited = TrackedProcess {
+        flags: value.flags | sensor_common::tracked_flags::INHERITED,
+        ..value
+    };
+    for child in descendants(tgid) {
+        attribute(map, child, inherited);
+    }
+}
+
+/// Removes `tgid` and its live descendants from the kernel map where they are still pending
+/// (an unmatched exec turned out to be nobody's).
+pub fn release_pending(map: &mut BpfHashMap<MapData, u32, TrackedProcess>, tgid: u32) {
+    for p in std::iter::once(tgid).chain(descendants(tgid)) {
+        if map.get(&p, 0).is_ok_and(|t| t.is_pending()) {
+            let _ = map.remove(&p);
+        }
+    }
+}
+
+/// The live descendants of `tgid`, from `/proc/PID/task/TID/children` (bounded).
+fn descendants(tgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut parent = Some(tgid);
+    while let Some(p) = parent {
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for task in tasks.flatten() {
+                if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                    out.extend(
+                        text.split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
+                }
+            }
+        }
+        if out.len() >= CHILDREN_LIMIT {
+            out.truncate(CHILDREN_LIMIT);
+            break;
+        }
+        parent = out.get(i).copied();
+        i += 1;
+    }
+    out
+}
+
+/// Enters `tgid` as `value`, unless the kernel already holds an equal or stronger
+/// attribution for it; returns the attribution in force.
 fn attribute(
     map: &mut BpfHashMap<MapData, u32, TrackedProcess>,
     tgid: u32,
-    agent: u32,
-    m: u8,
+    value: TrackedProcess,
 ) -> Option<TrackedProcess> {
     let existing = map.get(&tgid, 0).ok();
-    if existing.is_some_and(|e| e.agent != 0 && method::trust(e.method) >= method::trust(m)) {
+    if existing
+        .is_some_and(|e| e.agent != 0 && method::trust(e.method) >= method::trust(value.method))
+    {
         return existing;
     }
-    let value = TrackedProcess {
+    map.insert(tgid, value, 0).is_ok().then_some(value)
+}
+
+/// A process's own attribution by `agent` and `m`.
+fn own(agent: u32, m: u8) -> TrackedProcess {
+    TrackedProcess {
         agent,
         method: m,
         ..Default::default()
-    };
-    map.insert(tgid, value, 0).is_ok().then_some(value)
+    }
 }

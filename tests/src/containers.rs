@@ -173,7 +173,7 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("containerd (cargo xtask setup installs it)");
-        let mut me = Self {
+        let me = Self {
             child,
             socket,
             dir: dir.to_owned(),

@@ -601,3 +601,83 @@ fn a_process_in_a_kubernetes_shaped_cgroup_carries_its_container_and_pod() {
     assert_eq!(exec["orchestrator"]["resource"]["id"], pod);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn argv_selectors_attribute_the_process_its_children_and_a_delegation_hop() {
+    let dir = scratch_dir("argv");
+    let agent_bin = copy_exe(HELPER, &dir.join("agent-bin"));
+    let parent_bin = copy_exe(HELPER, &dir.join("parent-bin"));
+    std::fs::write(
+        dir.join("agents.yaml"),
+        format!(
+            "agents:
+  - id: parent
+    selectors: [{{executable: {parent_bin}}}]
+  - id: argv-agent
+    selectors:
+      - {{executable: {agent_bin}, argv: '* spawn 3 /bin/true'}}
+"
+        ),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--identities", dir.join("agents.yaml").to_str().unwrap()]);
+    // Matching argv: the process and every child it starts at once, before any decision.
+    let status = Command::new(&agent_bin)
+        .args(["spawn", "3", "/bin/true"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The same program with other argv is nobody's.
+    let status = Command::new(&agent_bin)
+        .args(["spawn", "1", "/bin/true"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Another agent's process becoming this one (exec): a delegation hop.
+    let status = Command::new(&parent_bin)
+        .args(["exec", &agent_bin, "spawn", "3", "/bin/true"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sensor.wait_for_count("the six true execs", 6, |r| {
+        action(r) == "exec" && r["process"]["executable"] == "/usr/bin/true"
+    });
+    let records = sensor.stop().records;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let agent_execs = execs_of(&records, &agent_bin);
+    assert_eq!(agent_execs.len(), 2, "{agent_execs:#?}");
+    for r in &agent_execs {
+        assert_eq!(r["process"]["args"][2], "3", "{r}");
+        assert_eq!(agent_of(r), "argv-agent", "{r}");
+        assert_eq!(r["identity"]["attribution"]["method"], "argv", "{r}");
+        assert_eq!(r["identity"]["attribution"]["trust"], "medium", "{r}");
+    }
+    let direct = agent_execs[0];
+    assert!(
+        direct["identity"]
+            .get("delegation")
+            .is_none_or(|d| d.as_array().is_some_and(Vec::is_empty)),
+        "{direct}"
+    );
+    let hop = agent_execs[1];
+    assert_eq!(hop["identity"]["delegation"][0]["from"], "parent", "{hop}");
+    assert_eq!(
+        hop["identity"]["delegation"][0]["to"], "argv-agent",
+        "{hop}"
+    );
+    // Every child of the two matching runs, and nothing of the other one.
+    let trues: Vec<&Value> = execs_of(&records, "/usr/bin/true");
+    assert_eq!(trues.len(), 6, "{trues:#?}");
+    for r in &trues {
+        assert_eq!(agent_of(r), "argv-agent", "{r}");
+        assert_eq!(r["identity"]["attribution"]["inherited"], true, "{r}");
+    }
+    assert!(
+        !records.iter().any(|r| r["process"]["args"][1] == "1"
+            && r["process"]["args"][0]
+                .as_str()
+                .is_some_and(|a| a.ends_with("agent-bin"))),
+        "the non-matching run is absent"
+    );
+}

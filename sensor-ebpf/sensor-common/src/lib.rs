@@ -66,6 +66,9 @@ pub mod method {
     pub const UID: u8 = 4;
     /// An opt-in environment marker (the process could forge it).
     pub const ENVIRONMENT: u8 = 5;
+    /// The process's argv (and executable) matched an agent's argv selector, checked by the
+    /// daemon at exec: whoever starts a process chooses its argv.
+    pub const ARGV: u8 = 7;
     /// The process runs in a container (or pod) whose runtime metadata an agent's selector
     /// names: its image, labels, Kubernetes namespace, pod or service account.
     pub const CONTAINER: u8 = 6;
@@ -74,7 +77,7 @@ pub mod method {
     pub const fn trust(method: u8) -> u8 {
         match method {
             REGISTRATION | CGROUP | CONTAINER => 3,
-            EXECUTABLE | UID => 2,
+            EXECUTABLE | UID | ARGV => 2,
             ENVIRONMENT => 1,
             _ => 0,
         }
@@ -89,6 +92,9 @@ pub mod tracked_flags {
     /// made since start that the daemon has not decided on yet, so the record is reported for
     /// the daemon to attribute (see [`TrackedProcess::held`]).
     pub const HELD: u8 = 1 << 1;
+    /// The process (or the ancestor it inherited this from) exec'd and the daemon has yet to
+    /// decide what only it can (argv selectors, the marker): the attribution is tentative.
+    pub const PENDING: u8 = 1 << 2;
 }
 
 /// Flags of an [`ExecRecord`].
@@ -106,6 +112,9 @@ pub mod exec_flags {
     /// No selector attributed the process, and the environment-marker check is on: the start
     /// of its environment follows, for the daemon to look for the marker.
     pub const ENV_INCLUDED: u32 = 1 << 6;
+    /// No selector attributed the process in the kernel: reported only for the daemon's own
+    /// checks (argv selectors, the environment marker), and dropped there unless one matches.
+    pub const UNMATCHED: u32 = 1 << 7;
     /// The kernel keeps no login uid (no `task_struct::loginuid`); `loginuid` is meaningless.
     pub const NO_LOGINUID: u32 = 1 << 4;
 }
@@ -560,14 +569,22 @@ pub struct ProgramConfig {
     pub syscall_args_offset: u32,
     /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs).
     pub syscall_ret_offset: u32,
-    /// Non-zero: report execs no selector attributed, with their environment, so the daemon
-    /// can look for the (weak, opt-in) environment marker.
+    /// Non-zero: unmatched execs (see `unmatched_execs`) carry the start of their environment,
+    /// so the daemon can look for the (weak, opt-in) environment marker.
     pub env_marker: u32,
     /// Non-zero: cgroup v2 directories made from now on are reported ([`CgroupRecord`]) and
     /// held until the daemon has decided whether they are an agent's: until then, the records
     /// of untracked processes in them are reported, flagged [`tracked_flags::HELD`], so a
     /// container's first processes are attributed even before its metadata is known.
     pub hold_new_cgroups: u32,
+    /// Non-zero: report execs no selector attributed in the kernel (flagged
+    /// [`exec_flags::UNMATCHED`]) for the daemon's argv-selector and marker checks.
+    pub unmatched_execs: u32,
+    /// Non-zero: an exec whose attribution the daemon may still change (unmatched, or only
+    /// inherited or image-based) is entered in the tracked-process map as pending
+    /// ([`tracked_flags::PENDING`]), so that what it and its children do before the daemon
+    /// has decided is reported, for the daemon to attribute (or drop).
+    pub pend_execs: u32,
     /// Wake the consumer once this many bytes are waiting; below it, records are submitted
     /// without a wakeup and the consumer's timer collects them (batching wakeups is most of the
     /// cost saved per event).
@@ -584,6 +601,8 @@ impl ProgramConfig {
         syscall_ret_offset: 16,
         env_marker: 0,
         hold_new_cgroups: 0,
+        unmatched_execs: 0,
+        pend_execs: 0,
         wakeup_bytes: 0,
     };
 }
@@ -618,6 +637,11 @@ impl TrackedProcess {
             flags: tracked_flags::HELD,
             _pad: 0,
         }
+    }
+
+    /// Whether the daemon has yet to decide on this process's last exec (or an ancestor's).
+    pub const fn is_pending(&self) -> bool {
+        self.flags & tracked_flags::PENDING != 0
     }
 
     /// The held cgroup's id, for a record flagged [`tracked_flags::HELD`].
@@ -674,7 +698,7 @@ const _: () = {
     assert!(size_of::<ExitRecord>() == 72);
     assert!(size_of::<KernelOffsets>() == 70 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
-    assert!(size_of::<ProgramConfig>() == 40);
+    assert!(size_of::<ProgramConfig>() == 48);
     assert!(size_of::<TrackedProcess>() == 16);
     assert!(size_of::<ExeKey>() == 16);
     assert!(align_of::<ExecRecord>() == 8);

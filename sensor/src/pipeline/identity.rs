@@ -1,50 +1,169 @@
 //! The identity side of records: which agent a process is (from the kernel's attribution,
-//! the registry and the environment marker), its delegation chain, and its container.
+//! the registry, argv selectors and the environment marker), its delegation chain, and its
+//! container.
 use super::*;
 
 impl Pipeline {
-    /// Attributes an exec no selector claimed by its environment marker (weak), entering it in
-    /// the kernel map so its descendants and later events follow. False when it has none.
-    pub(super) fn check_marker(&mut self, e: &mut ExecEvent) -> bool {
-        let Some((prefix, tracked)) = &self.ctx.marker else {
-            return false;
+    /// Decides what only userspace can about an exec the kernel left open (unmatched, or
+    /// pending): an argv selector (medium), else for an unmatched exec the environment marker
+    /// (weak), else what the nearest decided ancestor is, else the kernel's tentative
+    /// attribution. A match replaces the kernel's attribution by the kernel's own rule at exec
+    /// (never a stronger one). The decision is entered in the kernel map for the process and
+    /// the children it already has, and remembered for its pending descendants' records.
+    /// Returns whether the exec is reported.
+    pub(super) fn decide_exec(&mut self, e: &mut ExecEvent) -> bool {
+        let env = e.env.take();
+        let current = e.attribution;
+        if !e.unmatched && !current.is_pending() {
+            return true;
+        }
+        let Some(tracked) = self.ctx.tracked.clone() else {
+            return !e.unmatched;
         };
-        let env = e.env.take().unwrap_or_default();
-        let Some(value) = env
+        let tentative = TrackedProcess {
+            flags: current.flags & !tracked_flags::PENDING,
+            ..current
+        };
+        let mut found = self.argv_agent(e).map(|n| (n, method::ARGV));
+        if found.is_none() && e.unmatched {
+            found = env
+                .as_deref()
+                .and_then(|env| self.marker_agent(e.tgid, env))
+                .map(|n| (n, method::ENVIRONMENT));
+        }
+        let own = found
+            .filter(|&(agent, m)| agent != tentative.agent && replaces(tentative, m))
+            .map(|(agent, m)| TrackedProcess {
+                agent,
+                method: m,
+                // A hop when another agent's process became this one.
+                delegated_from: tentative.agent,
+                ..Default::default()
+            });
+        // An inherited tentative attribution is the kernel's copy of the parent's at fork,
+        // which the parent's own decision may have changed since.
+        let kernel = (tentative.agent != 0).then_some(tentative);
+        let inherited = tentative.agent == 0 || tentative.flags & tracked_flags::INHERITED != 0;
+        let decided = own.or_else(|| {
+            if inherited {
+                self.decided_ancestor(e.ppid).or(kernel)
+            } else {
+                kernel
+            }
+        });
+        let mut map = tracked.lock().expect("no poisoned lock");
+        // A registration may have come in since: it stays.
+        let decided = match map.get(&e.tgid, 0) {
+            Ok(now) if !now.is_pending() && now.agent != 0 && now != tentative => Some(now),
+            _ => decided,
+        };
+        self.pending.insert(e.tgid, (decided, Instant::now()));
+        match decided {
+            Some(a) => {
+                let _ = map.insert(e.tgid, a, 0);
+                crate::selectors::attribute_children(&mut map, e.tgid, a);
+                e.attribution = a;
+                true
+            }
+            None => {
+                crate::selectors::release_pending(&mut map, e.tgid);
+                e.attribution = TrackedProcess::default();
+                self.ctx.all_processes
+            }
+        }
+    }
+
+    /// The decision on the nearest ancestor (from `tgid` up) that exec'd pending, as its
+    /// descendants inherit it.
+    fn decided_ancestor(&self, tgid: u32) -> Option<TrackedProcess> {
+        let mut t = tgid;
+        for _ in 0..64 {
+            if let Some((decided, _)) = self.pending.get(&t) {
+                return decided.map(|a| TrackedProcess {
+                    flags: a.flags | tracked_flags::INHERITED,
+                    ..a
+                });
+            }
+            t = self.table.get(t)?.ppid;
+        }
+        None
+    }
+
+    /// A non-exec record of a pending process gets its nearest decided ancestor's decision
+    /// (healing the kernel entry, which a child forked during the decision still has), else
+    /// the kernel's tentative attribution; false: nobody's.
+    pub(super) fn resolve_pending(&mut self, event: &mut KernelEvent) -> bool {
+        let current = event.attribution();
+        if !current.is_pending() || matches!(event, KernelEvent::Exec(_)) {
+            // Not pending, or decided by `decide_exec`.
+            return true;
+        }
+        let (tgid, from) = match &*event {
+            KernelEvent::Fork(f) => (f.child_tgid, f.parent_tgid),
+            other => {
+                let Some(t) = other.tgid() else { return true };
+                (t, t)
+            }
+        };
+        let tentative = TrackedProcess {
+            flags: current.flags & !tracked_flags::PENDING,
+            ..current
+        };
+        let decided = self
+            .decided_ancestor(from)
+            .or((tentative.agent != 0).then_some(tentative));
+        if let Some(tracked) = &self.ctx.tracked {
+            let mut map = tracked.lock().expect("no poisoned lock");
+            if map.get(&tgid, 0).is_ok_and(|t| t.is_pending()) {
+                let _ = match decided {
+                    Some(a) => map.insert(tgid, a, 0),
+                    None => map.remove(&tgid),
+                };
+            }
+        }
+        match decided {
+            Some(a) => {
+                event.set_attribution(a);
+                true
+            }
+            None => {
+                event.set_attribution(TrackedProcess::default());
+                self.ctx.all_processes
+            }
+        }
+    }
+
+    /// The agent an argv selector names for this exec.
+    fn argv_agent(&self, e: &ExecEvent) -> Option<u32> {
+        let registry = attribution::current(&self.ctx.registry);
+        let exe: &[u8] = if e.exe.is_empty() {
+            &e.filename
+        } else {
+            &e.exe
+        };
+        let command_line = e.args.join(&b' ');
+        registry.match_argv(exe, &command_line)
+    }
+
+    /// The agent the environment marker names, if it names a declared one.
+    fn marker_agent(&self, tgid: u32, env: &[u8]) -> Option<u32> {
+        let prefix = self.ctx.marker.as_ref()?;
+        let value = env
             .split(|b| *b == 0)
-            .find_map(|var| var.strip_prefix(prefix.as_slice()))
-        else {
-            return false;
-        };
-        let Some(number) = self
+            .find_map(|var| var.strip_prefix(prefix.as_slice()))?;
+        let number = self
             .ctx
             .agents
             .iter()
             .position(|a| a.id.as_bytes() == value)
-            .map(|i| i as u32 + 1)
-        else {
+            .map(|i| i as u32 + 1);
+        if number.is_none() {
             tracing::debug!(
-                pid = e.tgid,
+                pid = tgid,
                 "environment marker names no declared agent; ignored"
             );
-            return false;
-        };
-        let mut map = tracked.lock().expect("no poisoned lock");
-        // The kernel may have attributed it since, more strongly (a registration): keep that.
-        if let Ok(existing) = map.get(&e.tgid, 0)
-            && existing.agent != 0
-        {
-            e.attribution = existing;
-            return true;
         }
-        let weak = TrackedProcess {
-            agent: number,
-            method: method::ENVIRONMENT,
-            ..Default::default()
-        };
-        let _ = map.insert(e.tgid, weak, 0);
-        e.attribution = weak;
-        true
+        number
     }
 
     /// The identity block of a process the kernel attributed to an agent.
@@ -182,6 +301,25 @@ impl ContainerBlocks {
     }
 }
 
+/// Whether a match by `m` replaces `current` at exec (the kernel's rule, `attribute_exec`):
+/// registration, cgroup and container attributions of the process itself only by a more
+/// trusted source; inherited and image-based ones by any of at least medium trust.
+fn replaces(current: TrackedProcess, m: u8) -> bool {
+    if current.agent == 0 {
+        return true;
+    }
+    let sticks = current.flags & tracked_flags::INHERITED == 0
+        && matches!(
+            current.method,
+            method::REGISTRATION | method::CGROUP | method::CONTAINER
+        );
+    if sticks {
+        method::trust(m) > method::trust(current.method)
+    } else {
+        method::trust(m) >= 2
+    }
+}
+
 /// The `identity.agent` block of each declared agent.
 pub fn agent_infos(registry: &Registry) -> Vec<Arc<AgentInfo>> {
     (1..=registry.len() as u32)
@@ -212,6 +350,7 @@ fn method_name(m: u8) -> &'static str {
         method::UID => "uid",
         method::ENVIRONMENT => "environment",
         method::CONTAINER => "container",
+        method::ARGV => "argv",
         _ => "none",
     }
 }

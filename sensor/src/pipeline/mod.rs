@@ -14,7 +14,7 @@ use sensor_common::{CgroupAgent, TrackedProcess, method, tracked_flags};
 
 use crate::{
     activity,
-    attribution::{Registry, Tasks},
+    attribution::{self, Registry, Tasks},
     clock::{self, WallClock},
     container::{self, ContainerMeta, PodMeta},
     decode::{
@@ -72,8 +72,12 @@ pub struct Context {
     pub selectors: Option<crate::selectors::SharedSelectors>,
     /// Every process is observed, agent or not.
     pub all_processes: bool,
-    /// The environment marker (`NAME=`), and the kernel map a marked process is entered in.
-    pub marker: Option<(Vec<u8>, crate::selectors::Tracked)>,
+    /// The environment marker (`NAME=`).
+    pub marker: Option<Vec<u8>>,
+    /// The declared agents (for argv selectors).
+    pub registry: crate::attribution::SharedRegistry,
+    /// The kernel map processes attributed in userspace are entered in; none without a kernel.
+    pub tracked: Option<crate::selectors::Tracked>,
 }
 
 /// When and with what key checkpoints are signed.
@@ -120,6 +124,8 @@ pub struct Pipeline {
     /// Decisions on the cgroups made since start, for the records the kernel reported while
     /// it held them; kept as long as the kernel may still report held records.
     held: HashMap<u64, (Option<CgroupAgent>, Instant)>,
+    /// Decisions on unmatched execs (by tgid), for the records of their pending descendants.
+    pending: HashMap<u32, (Option<TrackedProcess>, Instant)>,
     pub stats: Stats,
 }
 
@@ -158,6 +164,7 @@ impl Pipeline {
             stopping: false,
             out: Vec::with_capacity(1 << 20),
             held: HashMap::new(),
+            pending: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -398,6 +405,7 @@ impl Pipeline {
     /// and decisions on cgroups the kernel no longer holds.
     fn sweep_table(&mut self) {
         self.held.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
+        self.pending.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
         let ids = &self.ctx.entity_ids;
         let dropped = self.table.retain_alive(|tgid, info| {
             crate::snapshot::start_ticks(tgid)
@@ -492,8 +500,8 @@ impl Pipeline {
         let mut closed = Vec::new();
         for bytes in batch.records() {
             let decoded = decode::decode(bytes).map(|mut event| {
-                let held = self.resolve_held(&mut event);
-                (event, held)
+                let wanted = self.resolve_held(&mut event) && self.resolve_pending(&mut event);
+                (event, wanted)
             });
             match decoded.map(|(event, wanted)| wanted.then_some(event)) {
                 Ok(None) => {}
@@ -553,12 +561,11 @@ impl Pipeline {
 
     fn handle_event(&mut self, event: KernelEvent, closed: &mut Vec<Record>) {
         match event {
-            KernelEvent::Exec(mut e) if e.env.is_some() => {
-                // Reported only for the marker check: an agent if it carries a valid marker,
-                // otherwise nobody's business.
-                if self.check_marker(&mut e) {
+            KernelEvent::Exec(mut e) => {
+                if self.decide_exec(&mut e) {
                     let record = self.build(&KernelEvent::Exec(e));
                     self.emit(&record);
+                    self.checkpoint(false);
                 }
             }
             KernelEvent::File(e) if self.repeats.enabled() => {
