@@ -43,7 +43,7 @@ pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
     let agents = crate::manifest::load(path)?;
     println!("{}: ok, {} agent(s)", path.display(), agents.len());
     for a in &agents {
-        let selectors: Vec<String> = a.selectors.iter().map(|s| format!("{s:?}")).collect();
+        let selectors: Vec<String> = a.selectors.iter().map(ToString::to_string).collect();
         println!("  {} ({}): {}", a.id, a.origin, selectors.join(", "));
     }
     Ok(ExitCode::SUCCESS)

@@ -49,6 +49,62 @@ pub enum SelectorDecl {
     },
 }
 
+impl fmt::Display for SelectorDecl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pat =
+            |key: &str, p: &Option<Pattern>| p.as_ref().map(|p| format!(" {key}={:?}", p.as_str()));
+        let labels = |l: &[(String, Pattern)], prefix: &str| -> String {
+            l.iter()
+                .map(|(k, p)| format!(" {prefix}{k}={:?}", p.as_str()))
+                .collect()
+        };
+        match self {
+            Self::Cgroup(g) => write!(f, "cgroup {g:?}"),
+            Self::Executable(x) => write!(f, "executable {x:?}"),
+            Self::Uid(u) => write!(f, "uid {u}"),
+            Self::Container(c) => {
+                write!(f, "container")?;
+                for part in [
+                    pat("id", &c.id),
+                    pat("image", &c.image),
+                    pat("name", &c.name),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    f.write_str(&part)?;
+                }
+                if let Some(r) = &c.runtime {
+                    write!(f, " runtime={r}")?;
+                }
+                f.write_str(&labels(&c.labels, "labels."))
+            }
+            Self::Kubernetes(k) => {
+                write!(f, "kubernetes")?;
+                for part in [
+                    pat("namespace", &k.namespace),
+                    pat("pod", &k.pod),
+                    pat("container", &k.container),
+                    pat("service_account", &k.service_account),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    f.write_str(&part)?;
+                }
+                f.write_str(&labels(&k.labels, "pod labels."))
+            }
+            Self::Argv { executable, argv } => {
+                write!(f, "argv {:?}", argv.as_str())?;
+                match executable {
+                    Some(x) => write!(f, " of executable {x:?}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 /// Every given key must match (patterns: `*`, `?`; see `pattern`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerSelector {
