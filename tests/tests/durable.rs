@@ -499,6 +499,9 @@ fn files_also_rotate_by_age() {
         ),
     )
     .unwrap();
+    // A directory made open to others is tightened: records are the owner's alone.
+    std::fs::create_dir(&trail).unwrap();
+    std::fs::set_permissions(&trail, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut load = Load::start(5, "0.1");
     let sensor = Running::start(&config, &load, scratch.join("stderr"));
     wait_until(
@@ -519,6 +522,8 @@ fn files_also_rotate_by_age() {
         .collect();
     assert!(rotations.len() >= 2);
     assert!(rotations.iter().all(|r| r["rotation"]["reason"] == "age"));
+    assert_eq!(mode(&trail), 0o700);
+    assert!(trail_files(&trail).iter().all(|f| mode(f) == 0o600));
     let (ok, report) = verify(&trail, None);
     assert!(ok, "{report}");
     let _ = std::fs::remove_dir_all(&scratch);

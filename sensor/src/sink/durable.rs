@@ -152,17 +152,16 @@ impl Durable {
     }
 
     /// Writes `records` (whole lines) after anything held, or holds them if the disk is
-    /// full. Fails only on errors other than a full disk.
+    /// full. Fails only on errors other than a full disk (the run ends: the sensor cannot
+    /// keep its trail).
     pub fn write(&mut self, records: &[u8]) -> io::Result<()> {
         if self.backlog.is_empty() && self.blocked.is_none() {
-            if !records.is_empty() {
-                if let Err(p) = self.file.append(records) {
-                    self.note_written(p.written);
-                    let held = &records[p.written..];
-                    self.backlog.hold(held);
-                    self.blocked_by(p.error)?;
-                } else {
-                    self.note_written(records.len());
+            match self.file.append(records) {
+                Ok(()) => self.note_written(records.len()),
+                Err(Partial { written, error }) => {
+                    self.note_written(written);
+                    self.backlog.hold(&records[written..]);
+                    self.blocked_by(error)?;
                 }
             }
         } else {
@@ -197,19 +196,15 @@ impl Durable {
     fn drain(&mut self) -> io::Result<()> {
         loop {
             let pending = self.backlog.for_current_file();
-            if !pending.is_empty() {
-                let n = pending.len();
-                let result = self.file.append(pending);
-                let Partial { written, error } = match result {
-                    Ok(()) => Partial {
-                        written: n,
-                        error: io::Error::other("none"),
-                    },
-                    Err(p) => p,
-                };
-                self.note_written(written);
-                self.backlog.written(written);
-                if written < n {
+            let n = pending.len();
+            match self.file.append(pending) {
+                Ok(()) => {
+                    self.note_written(n);
+                    self.backlog.written(n);
+                }
+                Err(Partial { written, error }) => {
+                    self.note_written(written);
+                    self.backlog.written(written);
                     return self.blocked_by(error);
                 }
             }
