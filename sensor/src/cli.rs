@@ -28,6 +28,9 @@ pub enum Command {
     /// Ask the running sensor, over its registration socket, to attribute a process (and its
     /// descendants) to an agent and task, to end a process's task, or to list attributions.
     Register(RegisterArgs),
+    /// Append an operator's annotation (a review, an override, an acknowledgement) to the
+    /// running sensor's trail, sealed in the chain and signed at once; prints its place.
+    Annotate(AnnotateArgs),
     /// Check that trails of records are complete and unaltered, and say where they are not.
     Verify {
         /// Files or directories of records.
@@ -100,6 +103,25 @@ pub struct RegisterArgs {
     #[arg(long, conflicts_with_all = ["pid", "agent", "task", "session"])]
     pub list: bool,
     /// The registration socket.
+    #[arg(long, default_value = crate::config::DEFAULT_REGISTRATION_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AnnotateArgs {
+    /// `review`, `override`, `acknowledgement` or `note`.
+    #[arg(long)]
+    pub kind: String,
+    /// Who is annotating (the record also carries the uid the kernel reports).
+    #[arg(long)]
+    pub author: String,
+    /// What and why.
+    #[arg(long)]
+    pub text: String,
+    /// The hash of the record the annotation is about.
+    #[arg(long, value_name = "HASH")]
+    pub subject: Option<String>,
+    /// The sensor's control socket.
     #[arg(long, default_value = crate::config::DEFAULT_REGISTRATION_SOCKET)]
     pub socket: PathBuf,
 }

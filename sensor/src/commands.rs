@@ -50,7 +50,6 @@ pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
-    use anyhow::Context as _;
     let body = if args.list {
         serde_json::json!({"op": "list"})
     } else if args.end_task {
@@ -58,10 +57,22 @@ pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
     } else {
         serde_json::json!({"op": "register", "pid": args.pid, "agent": args.agent, "task": args.task, "session": args.session})
     };
-    let reply = crate::registration::request(&args.socket, &body).with_context(|| {
+    send(&args.socket, &body)
+}
+
+pub fn annotate(args: &crate::cli::AnnotateArgs) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({"op": "annotate", "kind": args.kind, "author": args.author,
+        "text": args.text, "subject": args.subject});
+    send(&args.socket, &body)
+}
+
+/// Sends one request to the control socket and prints the reply; failure unless `ok`.
+fn send(socket: &Path, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let reply = crate::registration::request(socket, body).with_context(|| {
         format!(
-            "cannot reach the sensor at {} (is it running with an identity manifest?)",
-            args.socket.display()
+            "cannot reach the sensor at {} (is it running?)",
+            socket.display()
         )
     })?;
     println!("{reply}");

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => commands::probe(&args),
         Command::CheckConfig { file } => commands::check_config(&file),
         Command::Register(args) => commands::register(&args),
+        Command::Annotate(args) => commands::annotate(&args),
         Command::Verify { paths, json, key } => commands::verify(&paths, key.as_deref(), json),
         Command::Keygen { dir } => commands::keygen(&dir),
         Command::Identities(cli::IdentitiesCommand::Check { path }) => {

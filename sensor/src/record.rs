@@ -57,6 +57,9 @@ pub struct Record {
     /// A request on the registration socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<crate::registration::RegistrationEvent>,
+    /// An operator's annotation (`event.action: annotation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<crate::registration::Annotation>,
     /// The output file this record closes, and the one that continues the trail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::sink::Rotation>,

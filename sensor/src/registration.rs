@@ -1,12 +1,15 @@
 //! The registration socket: an orchestrator tells the sensor that a process (and its
-//! descendants) is agent X doing task T in session S, ends a task, or lists attributions.
+//! descendants) is agent X doing task T in session S, ends a task, or lists attributions; an
+//! operator appends an annotation (a review, an override, an acknowledgement) to the trail.
 //! Who may ask is decided from the peer's kernel credentials (SO_PEERCRED), never from anything
 //! the client says; every request, granted or refused, becomes a record.
 //!
 //! Protocol: one JSON object per line each way, e.g.
 //! `{"op":"register","pid":123,"agent":"reviewer","task":"pr-42","session":"s1"}` →
 //! `{"ok":true}`; `{"op":"end_task","pid":123}`; `{"op":"list"}` →
-//! `{"ok":true,"attributions":[{"pid":123,"agent":"reviewer","task":"pr-42",...}]}`.
+//! `{"ok":true,"attributions":[{"pid":123,"agent":"reviewer","task":"pr-42",...}]}`;
+//! `{"op":"annotate","kind":"review","author":"alice","text":"...","subject":"<record hash>"}`
+//! → `{"ok":true,"sequence":N,"hash":"..."}` (the annotation's own place in the chain).
 use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
 
 use sensor_common::{TrackedProcess, method};
@@ -42,12 +45,85 @@ pub enum Request {
         pid: u32,
     },
     List,
+    Annotate {
+        kind: String,
+        author: String,
+        text: String,
+        /// The hash of the record it is about, if any.
+        subject: Option<String>,
+    },
+}
+
+/// The kinds of annotation an operator can append.
+pub const ANNOTATION_KINDS: &[&str] = &["review", "override", "acknowledgement", "note"];
+/// Longest annotation text and author accepted (bytes).
+const MAX_TEXT: usize = 16 * 1024;
+const MAX_AUTHOR: usize = 256;
+
+/// An operator's annotation, as the pipeline records it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Annotation {
+    pub kind: String,
+    /// Who the operator says they are; `peer_uid` is who the kernel says connected.
+    pub author: String,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub peer_pid: Option<i32>,
+    pub peer_uid: u32,
+    pub peer_gid: u32,
+}
+
+/// An annotation on its way to the pipeline, which answers with its place in the chain.
+pub struct AnnotationRequest {
+    pub annotation: Annotation,
+    pub placed: tokio::sync::oneshot::Sender<Result<(u64, String), String>>,
+}
+
+/// What a refused request asked for, as far as it says (for the record of the refusal).
+fn requested_op(line: &[u8]) -> &'static str {
+    let op = serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["op"].as_str().map(str::to_owned));
+    match op.as_deref() {
+        Some("register") => "register",
+        Some("end_task") => "end_task",
+        Some("list") => "list",
+        Some("annotate") => "annotate",
+        _ => "invalid",
+    }
+}
+
+fn check_annotation(
+    kind: &str,
+    author: &str,
+    text: &str,
+    subject: Option<&str>,
+) -> Result<(), String> {
+    if !ANNOTATION_KINDS.contains(&kind) {
+        return Err(format!(
+            "annotation kind {kind:?} must be one of {}",
+            ANNOTATION_KINDS.join(", ")
+        ));
+    }
+    if author.is_empty() || author.len() > MAX_AUTHOR {
+        return Err(format!("the author must be 1 to {MAX_AUTHOR} bytes"));
+    }
+    if text.is_empty() || text.len() > MAX_TEXT {
+        return Err(format!("the text must be 1 to {MAX_TEXT} bytes"));
+    }
+    if let Some(h) = subject
+        && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err("the subject must be a record's hash (64 hex digits)".to_owned());
+    }
+    Ok(())
 }
 
 /// What the pipeline records about a request.
 #[derive(Clone, Debug, Serialize)]
 pub struct RegistrationEvent {
-    /// `register`, `end_task`, `list`, or `invalid`.
+    /// `register`, `end_task`, `list`, `annotate` (refused ones), or `invalid`.
     pub op: &'static str,
     pub granted: bool,
     pub reason: Option<String>,
@@ -131,13 +207,47 @@ impl Server {
         };
         let reply =
             if uid != 0 && !self.allowed.uids.contains(&uid) && !self.allowed.gids.contains(&gid) {
-                event.reason = Some(format!("uid {uid} (gid {gid}) may not register agents"));
+                event.op = requested_op(&line);
+                event.reason = Some(format!(
+                    "uid {uid} (gid {gid}) may not use the control socket"
+                ));
                 serde_json::json!({"ok": false, "error": event.reason})
             } else if line.len() > MAX_REQUEST {
                 event.reason = Some("request too long".to_owned());
                 serde_json::json!({"ok": false, "error": event.reason})
             } else {
                 match serde_json::from_slice::<Request>(&line) {
+                    Ok(Request::Annotate {
+                        kind,
+                        author,
+                        text,
+                        subject,
+                    }) => {
+                        event.op = "annotate";
+                        match check_annotation(&kind, &author, &text, subject.as_deref()) {
+                            Err(why) => {
+                                event.reason = Some(why);
+                                serde_json::json!({"ok": false, "error": event.reason})
+                            }
+                            Ok(()) => {
+                                let annotation = Annotation {
+                                    kind,
+                                    author,
+                                    text,
+                                    subject,
+                                    peer_pid,
+                                    peer_uid: uid,
+                                    peer_gid: gid,
+                                };
+                                let reply = self.annotate(annotation).await;
+                                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+                                out.push(b'\n');
+                                let _ = write.write_all(&out).await;
+                                // The annotation record itself is the record of the request.
+                                return;
+                            }
+                        }
+                    }
                     Ok(request) => self.apply(request, &mut event),
                     Err(e) => {
                         event.reason = Some(format!("malformed request: {e}"));
@@ -154,6 +264,32 @@ impl Server {
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
         let _ = write.write_all(&out).await;
+    }
+
+    /// Hands an annotation to the pipeline and waits for its place in the chain.
+    async fn annotate(&self, annotation: Annotation) -> serde_json::Value {
+        tracing::info!(
+            kind = annotation.kind,
+            uid = annotation.peer_uid,
+            "annotation"
+        );
+        let (placed, answer) = tokio::sync::oneshot::channel();
+        let request = AnnotationRequest { annotation, placed };
+        if self
+            .events
+            .send(SourceMessage::Annotation(request))
+            .await
+            .is_err()
+        {
+            return serde_json::json!({"ok": false, "error": "the sensor is stopping"});
+        }
+        match answer.await {
+            Ok(Ok((sequence, hash))) => {
+                serde_json::json!({"ok": true, "sequence": sequence, "hash": hash})
+            }
+            Ok(Err(e)) => serde_json::json!({"ok": false, "error": e}),
+            Err(_) => serde_json::json!({"ok": false, "error": "the sensor is stopping"}),
+        }
     }
 
     fn apply(&self, request: Request, event: &mut RegistrationEvent) -> serde_json::Value {
@@ -248,6 +384,7 @@ impl Server {
                 event.granted = true;
                 serde_json::json!({"ok": true})
             }
+            Request::Annotate { .. } => unreachable!("annotations are handled by `handle`"),
             Request::List => {
                 let registry = attribution::current(&self.registry);
                 event.op = "list";

@@ -180,9 +180,8 @@ async fn async_main(
     )
     .context("polling the ring buffer")?;
     let tx_control = tx.clone();
-    let registration = if config.identities.is_none() {
-        None
-    } else {
+    // The control socket: registrations (with a manifest) and operators' annotations.
+    let registration = {
         let allowed = registration::Allowed {
             uids: config.registration_uids.clone(),
             gids: config.registration_gids.clone(),
@@ -201,7 +200,7 @@ async fn async_main(
             allowed,
             events: tx.clone(),
         });
-        Some(tokio::spawn(server.serve(listener)))
+        tokio::spawn(server.serve(listener))
     };
     let source = tokio::spawn(source.run(tx, stop_rx));
     let selectors = tokio::spawn(keep_selectors_current(
@@ -227,10 +226,8 @@ async fn async_main(
     };
     tracing::info!(%reason, "stopping: draining the kernel's records");
     selectors.abort();
-    if let Some(r) = registration {
-        r.abort();
-        let _ = std::fs::remove_file(&config.registration_socket);
-    }
+    registration.abort();
+    let _ = std::fs::remove_file(&config.registration_socket);
     let _ = stop_tx.send(Some(format!("signal {reason}")));
     source.await.context("source task")?;
     let stats = pipeline

@@ -63,6 +63,8 @@ pub enum SourceMessage {
     },
     /// A request on the registration socket, granted or refused.
     Registration(crate::registration::RegistrationEvent),
+    /// An operator's annotation, to be sealed (and signed) in the trail.
+    Annotation(crate::registration::AnnotationRequest),
     /// The source stopped after a final drain; nothing follows.
     Stopped {
         reason: String,

@@ -290,3 +290,106 @@ fn signed_checkpoints_expose_a_rewritten_chain() {
     assert!(!ok);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_operators_annotation_is_sealed_signed_and_attributed_to_who_connected() {
+    use sensor_tests::{Sensor, action};
+    require_root();
+    let dir = scratch_dir("annotate");
+    let keys = dir.join("keys");
+    assert!(
+        Command::new(sensor_binary())
+            .args(["keygen", "--dir"])
+            .arg(&keys)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let socket = dir.join("control.sock");
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            // Group 4243 may connect (so the socket is open to all), uid 4242 is not in it:
+            // the daemon, not the file mode, refuses it.
+            "[evidence]\nsigning_key = \"keys/sensor.key\"\ncheckpoint_records = 100000\ncheckpoint_interval_ms = 3600000\n[identities]\nregistration_socket = \"{}\"\nregistration_gids = [4243]\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    let annotate = |prefix: &[&str], kind: &str, text: &str| {
+        let mut cmd = Command::new(
+            prefix
+                .first()
+                .copied()
+                .unwrap_or(sensor_binary().to_str().unwrap()),
+        );
+        if !prefix.is_empty() {
+            cmd.args(&prefix[1..]).arg(sensor_binary());
+        }
+        let out = cmd
+            .args([
+                "annotate",
+                "--socket",
+                socket.to_str().unwrap(),
+                "--kind",
+                kind,
+            ])
+            .args(["--author", "alice@example.com", "--text", text])
+            .output()
+            .unwrap();
+        let reply: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+        (out.status.success(), reply)
+    };
+    let text = "Reviewed the reviewer's \"rm -rf\"\nfalse positive: a test fixture";
+    let (ok, reply) = annotate(&[], "acknowledgement", text);
+    assert!(ok, "{reply}");
+    let (bad_kind, _) = annotate(&[], "approval", "x");
+    assert!(!bad_kind);
+    let (unprivileged, refusal) = annotate(
+        &["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups"],
+        "note",
+        "let me in",
+    );
+    assert!(!unprivileged, "{refusal}");
+    let sequence = reply["sequence"].as_u64().expect("the annotation's place");
+    sensor.wait_for("the refusal", |r| {
+        action(r) == "agent_registration" && r["registration"]["peer_uid"] == 4242
+    });
+    let records = sensor.stop().records;
+    let note = records
+        .iter()
+        .find(|r| action(r) == "annotation")
+        .expect("the annotation record");
+    assert_eq!(note["chain"]["sequence"].as_u64(), Some(sequence));
+    assert_eq!(note["chain"]["hash"], reply["hash"]);
+    let a = &note["annotation"];
+    assert_eq!(a["kind"], "acknowledgement");
+    assert_eq!(a["author"], "alice@example.com");
+    assert_eq!(a["text"], text, "quotes and newlines survive intact");
+    assert_eq!(a["peer_uid"], 0);
+    // Signed at once: the next record is a checkpoint covering it.
+    let next = records
+        .iter()
+        .find(|r| r["chain"]["sequence"].as_u64() == Some(sequence + 1))
+        .unwrap();
+    assert_eq!(action(next), "checkpoint", "{next}");
+    assert_eq!(
+        next["checkpoint"]["covers_sequence"].as_u64(),
+        Some(sequence)
+    );
+    // Only one annotation made it; the refusals are on the record.
+    assert_eq!(
+        records.iter().filter(|r| action(r) == "annotation").count(),
+        1
+    );
+    let refusals: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| action(r) == "agent_registration" && r["registration"]["op"] == "annotate")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    assert!(refusals.iter().all(|r| r["event"]["outcome"] == "failure"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -213,6 +213,7 @@ impl Pipeline {
             gap: None,
             checkpoint: None,
             registration: None,
+            annotation: None,
             rotation: None,
             host: self.ctx.host.clone(),
             sensor: SensorBlock {
@@ -379,6 +380,7 @@ impl Pipeline {
                 }
                 SourceMessage::Lost(report) => self.gap(&report),
                 SourceMessage::Registration(event) => self.registration(event),
+                SourceMessage::Annotation(request) => self.annotation(request),
                 SourceMessage::Reloaded { trigger, result } => self.reloaded(trigger, result),
                 SourceMessage::Stopped { reason: why } => {
                     reason = why;
@@ -465,6 +467,24 @@ impl Pipeline {
         let mut r = self.record(WallClock::now(), meta);
         r.sensor.lifecycle = Some(lifecycle);
         self.emit(&r);
+    }
+
+    /// An operator's annotation: sealed, answered with its place, and signed at once.
+    fn annotation(&mut self, request: crate::registration::AnnotationRequest) {
+        let mut r = self.record(
+            WallClock::now(),
+            Self::meta("event", CONFIGURATION, INFO, "annotation"),
+        );
+        r.annotation = Some(request.annotation);
+        let before = self.chain.last().map(|(sequence, _)| sequence);
+        self.emit(&r);
+        let placed = match self.chain.last() {
+            Some((sequence, hash)) if Some(sequence) != before => Ok((sequence, hash.to_owned())),
+            // Refused by a full output: counted in its gap record like any other.
+            _ => Err("the output is full; the annotation was not recorded".to_owned()),
+        };
+        let _ = request.placed.send(placed);
+        self.checkpoint(true);
     }
 
     fn registration(&mut self, event: crate::registration::RegistrationEvent) {
