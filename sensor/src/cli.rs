@@ -68,7 +68,8 @@ pub struct RunArgs {
     /// TOML configuration file (defaults apply to everything it leaves out).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Where records go: `-` for standard output, or a file to append to.
+    /// Where records go: `-` for standard output, a file to append to, or a directory
+    /// ending in `/` for a trail of rotated files.
     #[arg(long, short)]
     pub output: Option<String>,
     /// Observe every process on the host.
