@@ -18,7 +18,7 @@ use std::{
     path::Path,
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
@@ -100,12 +100,19 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let dir = target_dir.join("bench");
     fs::create_dir_all(&dir)?;
     let cgroups = system::Cgroups::create()?;
-    let tools = prepare(&dir, root, &cgroups)?;
-    let workload = Workload {
-        binary: target_dir.join("release/sensor-workload"),
-        target: dir.join("open-target"),
+    let mut bench = Bench {
+        tools: prepare(&dir, root, &cgroups)?,
+        workload: Workload {
+            binary: target_dir.join("release/sensor-workload"),
+            target: dir.join("open-target"),
+        },
+        cgroups,
+        quiet: system::Quiet::new(Duration::from_secs(120)),
     };
-    fs::write(&workload.target, b"the file the open workload opens\n")?;
+    fs::write(
+        &bench.workload.target,
+        b"the file the open workload opens\n",
+    )?;
 
     let load_start = system::load_average();
     let mut runs = Vec::new();
@@ -117,7 +124,7 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
             order.rotate_left((rep + i) % Config::ALL.len());
             for config in order {
                 check_interrupt()?;
-                if let Some(why) = unavailable(config, &tools) {
+                if let Some(why) = bench.unavailable(config) {
                     eprintln!("xtask bench: skipping {}: {why}", config.label());
                     continue;
                 }
@@ -126,15 +133,14 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 } else {
                     mode.ops()
                 };
-                let run = one_run(rep, mode, ops, config, &tools, &workload, &cgroups)
-                    .with_context(|| {
-                        format!(
-                            "repetition {}, {} / {}",
-                            rep + 1,
-                            mode.name(),
-                            config.label()
-                        )
-                    })?;
+                let run = bench.run_one(rep, mode, ops, config).with_context(|| {
+                    format!(
+                        "repetition {}, {} / {}",
+                        rep + 1,
+                        mode.name(),
+                        config.label()
+                    )
+                })?;
                 progress(runs.len() + 1, total, &run, &runs);
                 runs.push(run);
             }
@@ -142,7 +148,7 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
 
     check_interrupt()?;
-    let memory = memory::measure(&tools, &workload).map_err(|e| format!("{e:#}"));
+    let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
     if let Err(e) = &memory {
         eprintln!("xtask bench: memory measurement failed: {e}");
     }
@@ -157,8 +163,12 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         quick: args.quick,
         minutes: started.elapsed().as_secs_f64() / 60.0,
         machine: system::Machine::describe(),
-        bpftrace: tools.bpftrace.clone(),
-        auditd: tools.audit.clone().map(|_| observers::auditd_version()),
+        bpftrace: bench.tools.bpftrace.clone(),
+        auditd: bench
+            .tools
+            .audit
+            .clone()
+            .map(|_| observers::auditd_version()),
         load_start,
         load_end: system::load_average(),
         runs,
@@ -233,50 +243,59 @@ agents:
     })
 }
 
-fn unavailable(config: Config, tools: &Tools) -> Option<String> {
-    match config {
-        Config::Auditd => tools.audit.as_ref().err().cloned(),
-        Config::Bpftrace => tools.bpftrace.as_ref().err().cloned(),
-        _ => None,
-    }
+/// What every run needs.
+struct Bench {
+    tools: Tools,
+    workload: Workload,
+    cgroups: system::Cgroups,
+    quiet: system::Quiet,
 }
 
-fn one_run(
-    rep: usize,
-    mode: Mode,
-    ops: u64,
-    config: Config,
-    tools: &Tools,
-    workload: &Workload,
-    cgroups: &system::Cgroups,
-) -> anyhow::Result<Run> {
-    // Earlier runs' writes must not be flushed during this one.
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    let foreign_observers = system::foreign_observers(&[]);
-    let load_average = system::load_average();
-    let attached = Attached::start(config, tools, workload)?;
-    let cgroup = if config.workload_is_agent() {
-        &cgroups.agent
-    } else {
-        &cgroups.other
-    };
-    let report = workload.run(mode, ops, cgroup)?;
-    let observation = attached.finish(&report, &workload.target)?;
-    Ok(Run {
-        rep,
-        mode,
-        config,
-        ops: report.ops,
-        ops_per_sec: report.ops_per_sec,
-        expected: report.expected(),
-        delivered: observation.delivered.map(|d| d.events),
-        records: observation.delivered.map(|d| d.records),
-        lost_reported: observation.lost_reported,
-        consumer_cpu_ns: observation.consumer_cpu_ns,
-        foreign_observers,
-        load_average,
-    })
+impl Bench {
+    fn unavailable(&self, config: Config) -> Option<String> {
+        match config {
+            Config::Auditd => self.tools.audit.as_ref().err().cloned(),
+            Config::Bpftrace => self.tools.bpftrace.as_ref().err().cloned(),
+            _ => None,
+        }
+    }
+
+    /// One workload run under `config`, with its observer started before and stopped after.
+    fn run_one(&mut self, rep: usize, mode: Mode, ops: u64, config: Config) -> anyhow::Result<Run> {
+        // Earlier runs' writes must not be flushed during this one.
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
+        let mut foreign_observers = self.quiet.wait();
+        let load_average = system::load_average();
+        let attached = Attached::start(config, &self.tools, &self.workload)?;
+        let cgroup = if config.workload_is_agent() {
+            &self.cgroups.agent
+        } else {
+            &self.cgroups.other
+        };
+        let report = self.workload.run(mode, ops, cgroup)?;
+        let observation = attached.finish(&report, &self.workload.target)?;
+        // One that started meanwhile counts too (ours are gone by now).
+        for o in system::foreign_observers() {
+            if !foreign_observers.contains(&o) {
+                foreign_observers.push(o);
+            }
+        }
+        Ok(Run {
+            rep,
+            mode,
+            config,
+            ops: report.ops,
+            ops_per_sec: report.ops_per_sec,
+            expected: report.expected(),
+            delivered: observation.delivered.map(|d| d.events),
+            records: observation.delivered.map(|d| d.records),
+            lost_reported: observation.lost_reported,
+            consumer_cpu_ns: observation.consumer_cpu_ns,
+            foreign_observers,
+            load_average,
+        })
+    }
 }
 
 fn progress(n: usize, total: usize, run: &Run, earlier: &[Run]) {

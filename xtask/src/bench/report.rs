@@ -473,7 +473,7 @@ impl Results {
         );
         let _ = writeln!(
             md,
-            "| point | VmRSS MiB | anonymous MiB | file MiB | shared MiB |"
+            "| point | VmRSS MiB | anonymous (heap) MiB | file-backed MiB | of which BPF maps (ring buffer) MiB |"
         );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|");
         let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
@@ -485,9 +485,15 @@ impl Results {
                 mib(p.memory.rss_kib),
                 mib(p.memory.anon_kib),
                 mib(p.memory.file_kib),
-                mib(p.memory.shmem_kib)
+                mib(p.memory.bpf_maps_kib)
             );
         }
+        let _ = writeln!(
+            md,
+            "\nThe ring buffer's data pages are mapped twice (so a record that wraps reads as one), \
+             so a 16 MiB ring shows as 32 MiB of resident, file-backed pages: kernel memory, \
+             counted in VmRSS, the same however many processes run."
+        );
         md.push('\n');
     }
 

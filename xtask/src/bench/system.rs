@@ -117,6 +117,9 @@ pub struct Memory {
     pub anon_kib: u64,
     pub file_kib: u64,
     pub shmem_kib: u64,
+    /// Of the file-backed pages: BPF maps mapped into the process (the ring buffer, whose data
+    /// pages are mapped twice). Kernel memory, the same however busy the host.
+    pub bpf_maps_kib: u64,
 }
 
 pub fn memory(pid: u32) -> anyhow::Result<Memory> {
@@ -134,7 +137,34 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
         anon_kib: field("RssAnon:"),
         file_kib: field("RssFile:"),
         shmem_kib: field("RssShmem:"),
+        bpf_maps_kib: bpf_maps_kib(pid)?,
     })
+}
+
+/// Resident KiB of the `anon_inode:bpf-map` mappings in `/proc/PID/smaps`.
+fn bpf_maps_kib(pid: u32) -> anyhow::Result<u64> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .with_context(|| format!("reading /proc/{pid}/smaps"))?;
+    let mut in_map = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        // A mapping's header line: "start-end perms offset dev inode [name]".
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|r| r.contains('-') && !r.ends_with(':'))
+        {
+            in_map = line.ends_with("anon_inode:bpf-map");
+        } else if in_map && let Some(kib) = line.strip_prefix("Rss:") {
+            total += kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
 }
 
 /// Polls `ready` every 50 ms until it says true, or fails after `timeout`.
@@ -213,17 +243,66 @@ pub fn pids_named(comm: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Other observers running (not started by the bench): they would slow the workload too.
-pub fn foreign_observers(ours: &[u32]) -> Vec<String> {
+/// Other observers running (not started by the bench): their programs are attached too, so
+/// they would slow every configuration, the unattached one included.
+pub fn foreign_observers() -> Vec<String> {
     ["agent-sensor", "auditd", "bpftrace"]
         .iter()
         .flat_map(|name| {
             pids_named(name)
                 .into_iter()
-                .filter(|p| !ours.contains(p))
                 .map(move |p| format!("{name} (pid {p})"))
         })
         .collect()
+}
+
+/// Waits for other observers to end before a run. One still there after `patience` is
+/// tolerated from then on (a long-lived one would otherwise stall every run), and the runs it
+/// overlaps say so in the report.
+pub struct Quiet {
+    patience: Duration,
+    tolerated: Vec<String>,
+}
+
+impl Quiet {
+    pub fn new(patience: Duration) -> Self {
+        Self {
+            patience,
+            tolerated: Vec::new(),
+        }
+    }
+
+    /// The observers running when it stopped waiting.
+    pub fn wait(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + self.patience;
+        let mut told = false;
+        loop {
+            let now = foreign_observers();
+            let waiting: Vec<&String> =
+                now.iter().filter(|o| !self.tolerated.contains(o)).collect();
+            if waiting.is_empty() {
+                return now;
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "xtask bench: still running after {:?}, measuring alongside: {}",
+                    self.patience,
+                    now.join(", ")
+                );
+                self.tolerated = now.clone();
+                return now;
+            }
+            if !told {
+                let names: Vec<&str> = waiting.iter().map(|s| s.as_str()).collect();
+                eprintln!(
+                    "xtask bench: waiting for other observers to end: {}",
+                    names.join(", ")
+                );
+                told = true;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 /// The one-minute load average.
