@@ -33,6 +33,7 @@ pub struct PodMeta {
     pub name: Option<String>,
     pub uid: Option<String>,
     pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
     /// The service account (in the pod's namespace) whose token is mounted in the container.
     pub service_account: Option<String>,
 }

@@ -320,6 +320,8 @@ pub struct OrchestratorResource {
     pub id: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A cgroup made while the sensor ran (`cgroup_created`).

@@ -15,6 +15,9 @@ use super::{ContainerMeta, PodMeta, kubernetes};
 /// The default address of containerd's API socket.
 pub const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
 
+/// The extension where the CRI plugin keeps a sandbox's metadata (its pod's configuration).
+const SANDBOX_METADATA: &str = "io.cri-containerd.sandbox.metadata";
+
 /// How long one API call may take before the lookup is given up (and retried later).
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest answer accepted (a container's OCI spec is tens of KiB).
@@ -57,8 +60,9 @@ struct Container {
     /// The OCI runtime spec, as JSON in an `Any`.
     #[prost(message, optional, tag = "5")]
     spec: Option<Any>,
-    #[prost(string, tag = "11")]
-    sandbox: String,
+    /// The CRI plugin keeps a pod sandbox's whole configuration here.
+    #[prost(map = "string, message", tag = "10")]
+    extensions: HashMap<String, Any>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -225,7 +229,20 @@ impl Client {
         match answer {
             Ok(list) => {
                 if let Some(sandbox) = list.containers.into_iter().next() {
-                    pod.labels = kubernetes::user_labels(sandbox.labels.into_iter().collect());
+                    let config = sandbox
+                        .extensions
+                        .get(SANDBOX_METADATA)
+                        .and_then(|m| kubernetes::sandbox_config(&m.value));
+                    match config {
+                        Some((labels, annotations)) => {
+                            pod.labels = labels;
+                            pod.annotations = annotations;
+                        }
+                        None => {
+                            pod.labels =
+                                kubernetes::user_labels(sandbox.labels.into_iter().collect());
+                        }
+                    }
                 }
             }
             Err(e) => tracing::debug!(pod = uid, "cannot list the pod's sandbox: {e}"),

@@ -66,6 +66,18 @@ pub fn user_labels(labels: BTreeMap<String, String>) -> BTreeMap<String, String>
         .collect()
 }
 
+/// A pod's labels and annotations from the sandbox metadata the CRI plugin keeps
+/// (`{"Version":"v1","Metadata":{"Config":{"labels":{..},"annotations":{..}},..}}`).
+pub fn sandbox_config(json: &[u8]) -> Option<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let config = &v["Metadata"]["Config"];
+    if !config.is_object() {
+        return None;
+    }
+    let map = |m: &serde_json::Value| super::containerd::string_map(m);
+    Some((map(&config["labels"]), map(&config["annotations"])))
+}
+
 /// The service account whose token the kubelet mounted into the container, read from the
 /// host side of the mount (the OCI spec's `mounts[].source`), which the container cannot
 /// change. The token is only decoded, never stored or logged.
@@ -158,6 +170,22 @@ mod tests {
         ] {
             assert_eq!(service_account_from_token(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn pod_labels_and_annotations_from_the_sandbox_metadata() {
+        let json = serde_json::json!({"Version": "v1", "Metadata": {"ID": "abc", "Config": {
+            "metadata": {"name": "reviewer-0"},
+            "labels": {"app": "reviewer"},
+            "annotations": {"owner": "platform", "kubernetes.io/config.source": "api"}}}});
+        let (labels, annotations) = sandbox_config(json.to_string().as_bytes()).unwrap();
+        assert_eq!(labels, map(&[("app", "reviewer")]));
+        assert_eq!(
+            annotations.get("owner").map(String::as_str),
+            Some("platform")
+        );
+        assert!(sandbox_config(b"{}").is_none());
+        assert!(sandbox_config(b"not json").is_none());
     }
 
     #[test]

@@ -293,6 +293,7 @@ impl ContainerBlocks {
                         name: p.name.clone(),
                         id: p.uid.clone(),
                         labels: p.labels.clone(),
+                        annotations: p.annotations.clone(),
                     },
                     service_account: p.service_account.clone(),
                 })
