@@ -64,6 +64,8 @@ struct SensorRecord<'a> {
 struct SensorEvent<'a> {
     #[serde(borrow)]
     action: Cow<'a, str>,
+    /// Exact repeats folded into this record (`file.repeat_window_ms`).
+    repeat_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -114,15 +116,16 @@ pub fn sensor_output(path: &Path, expect: &Expect) -> anyhow::Result<(Delivered,
         }
         d.records += 1;
         let own = p.pid == w;
+        let n = r.event.repeat_count.unwrap_or(1);
         match &*r.event.action {
             "open" if own && r.file.and_then(|f| f.path).as_deref() == Some(expect.target) => {
-                d.events.opens += 1
+                d.events.opens += n
             }
-            "exec" if parent == Some(w) => d.events.execs += 1,
+            "exec" if parent == Some(w) => d.events.execs += n,
             "connect" if own && r.destination.and_then(|d| d.port) == expect.report.port => {
-                d.events.connects += 1
+                d.events.connects += n
             }
-            "accept" if own => d.events.accepts += 1,
+            "accept" if own => d.events.accepts += n,
             _ => {}
         }
     })?;
@@ -248,4 +251,150 @@ pub fn children_seen(path: &Path, parents: &[u32]) -> anyhow::Result<HashMap<u32
         }
     })?;
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: u32 = 4100;
+    const TARGET: &str = "/bench/open-target";
+
+    fn report() -> Report {
+        serde_json::from_str(&format!(
+            r#"{{"ops":3,"ops_per_sec":1.0,"pid":{W},"port":5555,"opens":1,"execs":1,"connects":1}}"#
+        ))
+        .unwrap()
+    }
+
+    fn file_of(name: &str, lines: &[String]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("xtask-count-{name}-{}", std::process::id()));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    }
+
+    #[test]
+    fn counts_only_the_workloads_measured_operations_in_sensor_output() {
+        let rec = |action: &str, pid: u32, parent: u32, extra: &str| {
+            format!(
+                r#"{{"event":{{"action":"{action}"}},"process":{{"pid":{pid},"parent":{{"pid":{parent}}}}}{extra},"host":{{"name":"h"}}}}"#
+            )
+        };
+        let lines = [
+            rec("open", W, 1, &format!(r#","file":{{"path":"{TARGET}"}}"#)),
+            rec("open", W, 1, r#","file":{"path":"/etc/ld.so.cache"}"#),
+            rec("exec", 4101, W, ""),
+            rec("connect", W, 1, r#","destination":{"port":5555}"#),
+            rec("connect", W, 1, r#","destination":{"port":53}"#),
+            rec("accept", W, 1, ""),
+            rec("open", 999, 1, &format!(r#","file":{{"path":"{TARGET}"}}"#)),
+            r#"{"event":{"action":"gap"},"gap":{"lost":5}}"#.to_owned(),
+            format!(
+                r#"{{"event":{{"action":"open","repeat_count":4}},"process":{{"pid":{W}}},"file":{{"path":"{TARGET}"}}}}"#
+            ),
+        ];
+        let path = file_of("sensor", &lines);
+        let report = report();
+        let (d, lost) = sensor_output(
+            &path,
+            &Expect {
+                report: &report,
+                target: TARGET,
+            },
+        )
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            d.events,
+            Events {
+                opens: 5,
+                execs: 1,
+                connects: 1,
+                accepts: 1
+            }
+        );
+        assert_eq!((d.records, lost), (7, 5));
+    }
+
+    #[test]
+    fn counts_audit_syscall_records_with_the_key_and_matches_opens_by_path() {
+        let syscall = |serial: u32, name: &str, pid: u32, ppid: u32| {
+            format!(
+                "type=SYSCALL msg=audit(1.0:{serial}): arch=c000003e syscall=0 success=yes exit=3 ppid={ppid} pid={pid} auid=4242 key=\"k\"\u{1d}ARCH=x86_64 SYSCALL={name} AUID=\"unknown(4242)\""
+            )
+        };
+        let path_rec = |serial: u32, name: &str| {
+            format!("type=PATH msg=audit(1.0:{serial}): item=0 name=\"{name}\" inode=1")
+        };
+        let lines = [
+            syscall(1, "openat", W, 1),
+            "type=CWD msg=audit(1.0:1): cwd=\"/\"".to_owned(),
+            path_rec(1, TARGET),
+            syscall(2, "openat", W, 1),
+            path_rec(2, "/etc/ld.so.cache"),
+            syscall(3, "execve", 4101, W),
+            syscall(4, "connect", W, 1),
+            syscall(5, "accept4", W, 1),
+            syscall(6, "openat", 999, 1),
+            path_rec(6, TARGET),
+        ];
+        let path = file_of("audit", &lines);
+        let report = report();
+        let d = audit_log(
+            &path,
+            "k",
+            &Expect {
+                report: &report,
+                target: TARGET,
+            },
+        )
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            d.events,
+            Events {
+                opens: 1,
+                execs: 1,
+                connects: 1,
+                accepts: 1
+            }
+        );
+        assert_eq!(d.records, 5);
+    }
+
+    #[test]
+    fn counts_bpftrace_lines_but_not_the_attach_probe() {
+        let lines = [
+            "Attaching 5 probes...".to_owned(),
+            format!("open 77 {TARGET}"),
+            format!("open {W} {TARGET}"),
+            format!("open {W} /etc/ld.so.cache"),
+            "exec 4101 /bin/true".to_owned(),
+            format!("connect {W}"),
+            format!("accept {W}"),
+        ];
+        let path = file_of("bpftrace", &lines);
+        let report = report();
+        let probes = HashSet::from([77]);
+        let d = bpftrace_output(
+            &path,
+            &Expect {
+                report: &report,
+                target: TARGET,
+            },
+            &probes,
+        )
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            d.events,
+            Events {
+                opens: 1,
+                execs: 1,
+                connects: 1,
+                accepts: 1
+            }
+        );
+        assert_eq!(d.records, 5);
+    }
 }

@@ -18,7 +18,7 @@ use std::{
     path::Path,
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context as _, bail};
@@ -107,7 +107,7 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
             target: dir.join("open-target"),
         },
         cgroups,
-        quiet: system::Quiet::new(Duration::from_secs(120)),
+        quiet: system::Quiet::new(),
     };
     fs::write(
         &bench.workload.target,
@@ -265,8 +265,8 @@ impl Bench {
         // Earlier runs' writes must not be flushed during this one.
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
-        let mut foreign_observers = self.quiet.wait();
-        let load_average = system::load_average();
+        let background = self.quiet.wait();
+        let mut foreign_observers = background.observers;
         let attached = Attached::start(config, &self.tools, &self.workload)?;
         let cgroup = if config.workload_is_agent() {
             &self.cgroups.agent
@@ -293,7 +293,7 @@ impl Bench {
             lost_reported: observation.lost_reported,
             consumer_cpu_ns: observation.consumer_cpu_ns,
             foreign_observers,
-            load_average,
+            background_cores: background.busy_cores,
         })
     }
 }

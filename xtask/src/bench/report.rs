@@ -9,7 +9,7 @@ use super::{
     memory::{CHURN, LIVE, MemoryResult},
     observers::{Availability, Config},
     pipeline::PipelineResult,
-    system::Machine,
+    system::{Machine, QUIET_CORES},
     workload::{Events, Mode},
 };
 
@@ -28,7 +28,8 @@ pub struct Run {
     pub consumer_cpu_ns: Option<u64>,
     /// Observers the bench did not start that were running at the time.
     pub foreign_observers: Vec<String>,
-    pub load_average: f64,
+    /// Cores the host kept busy just before the run, with nothing of the bench's running.
+    pub background_cores: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,11 +203,24 @@ impl Results {
             .iter()
             .filter(|r| !r.foreign_observers.is_empty())
             .count();
+        let background: Vec<f64> = self.runs.iter().map(|r| r.background_cores).collect();
+        let busy = background.iter().filter(|b| **b > QUIET_CORES).count();
         let _ = writeln!(
             md,
-            "- Conditions: one-minute load average {:.2} at the start, {:.2} at the end; {}.\n",
+            "- Conditions: one-minute load average {:.2} at the start, {:.2} at the end; CPU busy \
+             with other work just before a run: median {:.2} cores, at most {:.2}{}; {}.\n",
             self.load_start,
             self.load_end,
+            median(background.clone()).unwrap_or(f64::NAN),
+            background.iter().copied().fold(0.0, f64::max),
+            if busy == 0 {
+                String::new()
+            } else {
+                format!(
+                    " (**{busy} of {} runs started on a busy host**)",
+                    self.runs.len()
+                )
+            },
             if foreign == 0 {
                 "no other observer (agent-sensor, auditd, bpftrace) was running during any run"
                     .to_owned()

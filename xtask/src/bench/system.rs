@@ -256,51 +256,105 @@ pub fn foreign_observers() -> Vec<String> {
         .collect()
 }
 
-/// Waits for other observers to end before a run. One still there after `patience` is
-/// tolerated from then on (a long-lived one would otherwise stall every run), and the runs it
-/// overlaps say so in the report.
-pub struct Quiet {
-    patience: Duration,
-    tolerated: Vec<String>,
+/// Busy CPU time of the whole host (`/proc/stat`: everything but idle and iowait), in ticks.
+fn busy_ticks() -> u64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    fields.iter().take(8).sum::<u64>() - fields.get(3).unwrap_or(&0) - fields.get(4).unwrap_or(&0)
 }
 
+/// How many cores' worth of CPU the host kept busy over `window`.
+pub fn busy_cores(window: Duration) -> f64 {
+    let before = busy_ticks();
+    thread::sleep(window);
+    (busy_ticks() - before) as f64 / clock_ticks() as f64 / window.as_secs_f64()
+}
+
+/// What else the host was doing just before a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Background {
+    /// Observers the bench did not start (their programs slow every configuration).
+    pub observers: Vec<String>,
+    /// Cores busy in the half second before the run, with nothing of the bench's running.
+    pub busy_cores: f64,
+}
+
+/// Background CPU below this is a quiet host (a few percent of two cores).
+pub const QUIET_CORES: f64 = 0.25;
+
+/// Waits before each run for other observers to end and the host's CPU to be quiet: on a
+/// shared machine, other work would be measured as overhead. An observer still there after
+/// two minutes is tolerated from then on (a long-lived one would stall every run); waiting for
+/// quiet CPU gives up after 30 s per run, and after ten minutes in all. What a run was measured
+/// alongside is recorded with it.
+pub struct Quiet {
+    tolerated: Vec<String>,
+    budget: Duration,
+}
+
+const OBSERVER_PATIENCE: Duration = Duration::from_secs(120);
+const CPU_PATIENCE: Duration = Duration::from_secs(30);
+
 impl Quiet {
-    pub fn new(patience: Duration) -> Self {
+    pub fn new() -> Self {
         Self {
-            patience,
             tolerated: Vec::new(),
+            budget: Duration::from_secs(600),
         }
     }
 
-    /// The observers running when it stopped waiting.
-    pub fn wait(&mut self) -> Vec<String> {
-        let deadline = Instant::now() + self.patience;
+    pub fn wait(&mut self) -> Background {
+        let started = Instant::now();
         let mut told = false;
         loop {
-            let now = foreign_observers();
-            let waiting: Vec<&String> =
-                now.iter().filter(|o| !self.tolerated.contains(o)).collect();
-            if waiting.is_empty() {
-                return now;
+            let observers = foreign_observers();
+            let waiting: Vec<&str> = observers
+                .iter()
+                .filter(|o| !self.tolerated.contains(o))
+                .map(String::as_str)
+                .collect();
+            let waited = started.elapsed();
+            if !waiting.is_empty() && waited < OBSERVER_PATIENCE {
+                if !told {
+                    eprintln!(
+                        "xtask bench: waiting for other observers to end: {}",
+                        waiting.join(", ")
+                    );
+                    told = true;
+                }
+                thread::sleep(Duration::from_millis(500));
+                continue;
             }
-            if Instant::now() > deadline {
+            if !waiting.is_empty() {
                 eprintln!(
-                    "xtask bench: still running after {:?}, measuring alongside: {}",
-                    self.patience,
-                    now.join(", ")
+                    "xtask bench: still running after {OBSERVER_PATIENCE:?}, measuring alongside: {}",
+                    observers.join(", ")
                 );
-                self.tolerated = now.clone();
-                return now;
+                self.tolerated = observers.clone();
+            }
+            let busy_cores = busy_cores(Duration::from_millis(500));
+            let patience = CPU_PATIENCE.min(self.budget);
+            if busy_cores <= QUIET_CORES || waited >= patience {
+                self.budget = self.budget.saturating_sub(started.elapsed());
+                return Background {
+                    observers,
+                    busy_cores,
+                };
             }
             if !told {
-                let names: Vec<&str> = waiting.iter().map(|s| s.as_str()).collect();
                 eprintln!(
-                    "xtask bench: waiting for other observers to end: {}",
-                    names.join(", ")
+                    "xtask bench: waiting for the host to be quiet ({busy_cores:.2} cores busy)"
                 );
                 told = true;
             }
-            thread::sleep(Duration::from_millis(500));
         }
     }
 }
