@@ -43,6 +43,8 @@ pub enum Command {
         #[arg(long, value_name = "PUB")]
         key: Option<PathBuf>,
     },
+    /// Print the JSON Schema of the records this version writes (the contract for consumers).
+    Schema,
     /// Make the sensor's Ed25519 key pair (refuses to overwrite).
     Keygen {
         /// Where to write sensor.key (0600) and sensor.pub.

@@ -4,7 +4,7 @@ use std::{fs, io};
 use serde::Serialize;
 
 /// The host block of every record (ECS `host.*`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct HostInfo {
     pub name: String,
     /// `/etc/machine-id`, when the host has one.
@@ -16,7 +16,7 @@ pub struct HostInfo {
     pub os: HostOs,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct HostOs {
     pub kernel: String,
     #[serde(rename = "type")]

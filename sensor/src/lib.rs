@@ -30,6 +30,7 @@ pub mod registration;
 pub mod repeats;
 pub mod replay;
 pub mod run;
+pub mod schema;
 pub mod selectors;
 pub mod signing;
 pub mod sink;

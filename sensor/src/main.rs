@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         Command::Annotate(args) => commands::annotate(&args),
         Command::Verify { paths, json, key } => commands::verify(&paths, key.as_deref(), json),
         Command::Keygen { dir } => commands::keygen(&dir),
+        Command::Schema => {
+            print!("{}", agent_sensor::schema::rendered());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Identities(cli::IdentitiesCommand::Check { path }) => {
             commands::check_identities(&path)
         }

@@ -12,7 +12,7 @@ use crate::host::HostInfo;
 /// Version of the record schema (see docs/schema.md); bumped on any incompatible change.
 pub const SCHEMA_VERSION: &str = "0.1";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Record {
     #[serde(rename = "@timestamp")]
     pub timestamp: String,
@@ -67,7 +67,7 @@ pub struct Record {
     pub sensor: SensorBlock,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct EventMeta {
     pub kind: &'static str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -88,7 +88,7 @@ pub struct EventMeta {
 }
 
 /// An ECS `{ "id": ... }` object (user, group).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub struct Id {
     pub id: String,
 }
@@ -99,7 +99,7 @@ impl Id {
     }
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Process {
     pub pid: u32,
     pub entity_id: String,
@@ -155,12 +155,12 @@ pub struct Process {
     pub hex: RawBytes,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Thread {
     pub id: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Parent {
     pub pid: u32,
     pub entity_id: String,
@@ -168,7 +168,7 @@ pub struct Parent {
     pub thread: Option<Thread>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Signal {
     pub number: u8,
     pub name: &'static str,
@@ -176,19 +176,19 @@ pub struct Signal {
     pub core_dumped: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Cgroup {
     pub id: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Namespaces {
     pub pid: u32,
     pub mnt: u32,
 }
 
 /// Hex of the exact bytes of fields that had to be lossily converted.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct RawBytes {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -212,7 +212,7 @@ impl RawBytes {
 
 /// The `identity` block: the agent, its owners, the task, how it was attributed, and the
 /// delegation chain that led to it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Identity {
     pub agent: Arc<AgentInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,7 +223,7 @@ pub struct Identity {
     pub delegation: Arc<[Hop]>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AgentInfo {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,7 +241,7 @@ pub struct AgentInfo {
     pub allowed_tasks: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Owners {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub business: Option<String>,
@@ -249,14 +249,14 @@ pub struct Owners {
     pub technical: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TaskInfo {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct AttributionInfo {
     /// `registration`, `cgroup`, `executable`, `uid`, `environment`.
     pub method: &'static str,
@@ -268,21 +268,21 @@ pub struct AttributionInfo {
 }
 
 /// One delegation hop: agent `from`'s process became (exec'd) agent `to`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub struct Hop {
     pub from: String,
     pub to: String,
     pub process: HopProcess,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub struct HopProcess {
     pub pid: u32,
     pub entity_id: String,
 }
 
 /// ECS `container.*`: the container a process runs in, with what its runtime records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ContainerInfo {
     pub id: String,
     pub runtime: &'static str,
@@ -294,13 +294,13 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ContainerImage {
     pub name: String,
 }
 
 /// ECS `orchestrator.*`: the Kubernetes pod of the container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Orchestrator {
     pub r#type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -311,7 +311,7 @@ pub struct Orchestrator {
     pub service_account: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OrchestratorResource {
     pub r#type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -325,14 +325,14 @@ pub struct OrchestratorResource {
 }
 
 /// A cgroup made while the sensor ran (`cgroup_created`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CgroupCreated {
     pub id: u64,
     pub path: String,
 }
 
 /// The file a file record is about (ECS `file.*`).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct File {
     /// Absolute, normalised path as the process named it.
     pub path: String,
@@ -375,7 +375,7 @@ pub struct File {
     pub hex: Option<FileHex>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct FileHex {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -386,7 +386,7 @@ pub struct FileHex {
 }
 
 /// How a file was opened.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OpenInfo {
     /// `read`, `write` or `read_write` (or `path` for O_PATH).
     pub access: &'static str,
@@ -397,7 +397,7 @@ pub struct OpenInfo {
 }
 
 /// One end of a connection (ECS `source.*` / `destination.*`).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Endpoint {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
@@ -411,7 +411,7 @@ pub struct Endpoint {
     pub domain: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Network {
     /// `tcp`, `udp`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -439,7 +439,7 @@ pub struct Network {
     pub messages: Option<u64>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct SocketInfo {
     pub family: String,
     pub r#type: String,
@@ -448,7 +448,7 @@ pub struct SocketInfo {
 }
 
 /// A DNS message seen on UDP port 53 (ECS `dns.*`).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Dns {
     /// `query` or `answer`.
     pub r#type: &'static str,
@@ -466,13 +466,13 @@ pub struct Dns {
     pub incomplete: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DnsQuestion {
     pub name: String,
     pub r#type: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DnsAnswer {
     pub name: String,
     pub r#type: String,
@@ -482,7 +482,7 @@ pub struct DnsAnswer {
 }
 
 /// The syscall behind a record and what it returned.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Syscall {
     pub name: &'static str,
     #[serde(rename = "return")]
@@ -490,7 +490,7 @@ pub struct Syscall {
 }
 
 /// Why a call failed (ECS `error.*`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ErrorInfo {
     /// The errno name, e.g. `ENOENT`.
     pub code: String,
@@ -498,7 +498,7 @@ pub struct ErrorInfo {
 }
 
 /// A signature over the chain up to a record (`covers_sequence`, `covers_hash`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Checkpoint {
     pub covers_sequence: u64,
     pub covers_hash: String,
@@ -509,7 +509,7 @@ pub struct Checkpoint {
 }
 
 /// Events that the sensor knows it did not deliver.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Gap {
     /// Where they were lost, e.g. `kernel_ring_buffer`.
     pub source: &'static str,
@@ -528,7 +528,7 @@ pub struct Gap {
 
 /// The sensor block of every record (not ECS `agent.*`, which readers would take for the AI
 /// agent).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SensorBlock {
     pub instance_id: Arc<str>,
     pub version: &'static str,
@@ -537,7 +537,7 @@ pub struct SensorBlock {
 }
 
 /// Details of sensor start and stop records.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Lifecycle {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -61,7 +61,7 @@ const MAX_TEXT: usize = 16 * 1024;
 const MAX_AUTHOR: usize = 256;
 
 /// An operator's annotation, as the pipeline records it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Annotation {
     pub kind: String,
     /// Who the operator says they are; `peer_uid` is who the kernel says connected.
@@ -121,7 +121,7 @@ fn check_annotation(
 }
 
 /// What the pipeline records about a request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RegistrationEvent {
     /// `register`, `end_task`, `list`, `annotate` (refused ones), or `invalid`.
     pub op: &'static str,

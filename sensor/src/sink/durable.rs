@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// A rotation, as its record states it (`rotation.*`): the file it closes, and the next.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Rotation {
     /// `size` or `age`.
     pub reason: &'static str,

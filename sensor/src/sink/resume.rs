@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::evidence;
 
 /// The record a new run continues from (`sensor.lifecycle.previous`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LastRecord {
     pub instance_id: String,
     pub sequence: u64,
