@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// ending in `/` for a trail of rotated files.
     #[arg(long, short)]
     pub output: Option<String>,
+    /// How records are written: `ecs` (the default) or `ocsf` (OCSF 1.8.0 events).
+    #[arg(long, value_parser = ["ecs", "ocsf"])]
+    pub format: Option<String>,
     /// Observe every process on the host.
     #[arg(long)]
     pub all_processes: bool,

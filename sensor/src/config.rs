@@ -167,6 +167,7 @@ struct RawOutput {
     max_file_bytes: Option<Spanned<u64>>,
     max_file_age_ms: Option<Spanned<u64>>,
     buffer_bytes: Option<Spanned<u64>>,
+    format: Option<Spanned<String>>,
 }
 
 /// Where records go, how often they are made durable, and (for a directory) when a file is
@@ -183,6 +184,28 @@ pub struct Output {
     /// Records held in memory while the output cannot take them (a full disk); beyond this
     /// they are dropped, counted, and reported in a `gap` record when space returns.
     pub buffer_bytes: u64,
+    /// How records are written: our ECS-style records, or OCSF events.
+    pub format: Format,
+}
+
+/// The shape of the output lines (`output.format`, `--format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// The records of docs/schema.md (ECS-style names).
+    #[default]
+    Ecs,
+    /// OCSF 1.8.0 events (docs/schema.md, "OCSF output").
+    Ocsf,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ecs" => Some(Self::Ecs),
+            "ocsf" => Some(Self::Ocsf),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Output {
@@ -193,6 +216,7 @@ impl Default for Output {
             max_file_bytes: 64 * 1024 * 1024,
             max_file_age_ms: 3_600_000,
             buffer_bytes: 16 * 1024 * 1024,
+            format: Format::Ecs,
         }
     }
 }
@@ -514,6 +538,17 @@ fn parse_output(
         }
         output.buffer_bytes = v.into_inner();
     }
+    if let Some(v) = raw.format {
+        output.format = Format::parse(v.get_ref()).ok_or_else(|| {
+            at(
+                Some(v.span()),
+                format!(
+                    "output.format must be \"ecs\" or \"ocsf\", not {:?}",
+                    v.get_ref()
+                ),
+            )
+        })?;
+    }
     Ok(output)
 }
 
@@ -575,7 +610,7 @@ mod tests {
         let c = parse(
             "[output]\npath = \"/var/log/agent-sensor/\"\nfsync = \"interval\"\n\
              fsync_interval_ms = 250\nmax_file_bytes = 1048576\nmax_file_age_ms = 60000\n\
-             buffer_bytes = 65536\n",
+             buffer_bytes = 65536\nformat = \"ocsf\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -586,8 +621,10 @@ mod tests {
                 max_file_bytes: 1 << 20,
                 max_file_age_ms: 60_000,
                 buffer_bytes: 65_536,
+                format: Format::Ocsf,
             }
         );
+        assert_eq!(parse("").unwrap().output.format, Format::Ecs);
         let c = parse("[output]\npath = \"t.jsonl\"\nfsync = \"every_record\"\n").unwrap();
         assert_eq!(
             c.output.target,
@@ -638,6 +675,11 @@ mod tests {
             ("[output]\nbuffer_bytes = 5\n", 2, "output.buffer_bytes"),
             ("[output]\npath = \"\"\n", 2, "output.path must be"),
             ("[output]\nrotate = 1\n", 2, "rotate"),
+            (
+                "[output]\nformat = \"cef\"\n",
+                2,
+                "output.format must be \"ecs\" or \"ocsf\"",
+            ),
         ];
         for (text, line, reason) in cases {
             let e = parse(text).unwrap_err();

@@ -6,7 +6,9 @@
 //! byte up to and including the closing quote of `chain.prev_hash`. The line then ends with
 //! `,"hash":"<64 hex>"}}` and a newline. Hashing the exact bytes, not a re-serialisation, means
 //! a verifier in any language needs no JSON canonicalisation: it checks the suffix's shape,
-//! hashes the prefix, and reads `sequence` and `prev_hash` from the record.
+//! hashes the prefix, and reads `sequence` and `prev_hash` from the record. OCSF events
+//! (`output.format = "ocsf"`) carry the same block as the last member of `unmapped`, so their
+//! lines end with `"}}}`; the verifier tells the two shapes apart by that ending.
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
@@ -44,8 +46,22 @@ impl Chain {
     /// Seals the record serialised at `out[start..]` (a JSON object without its trailing
     /// newline): appends the chain block, hashes, closes it and adds the newline.
     pub fn seal(&mut self, out: &mut Vec<u8>, start: usize) {
-        debug_assert_eq!(out.last(), Some(&b'}'));
-        out.pop();
+        self.seal_nested(out, start, 1);
+    }
+
+    /// Seals an OCSF event serialised at `out[start..]` whose last member is the `unmapped`
+    /// object: the chain block goes inside it (`unmapped.chain`), because OCSF allows no
+    /// extra top-level field. Canonical form as for [`Chain::seal`]; the line ends with
+    /// `,"hash":"<64 hex>"}}}` and a newline.
+    pub fn seal_ocsf(&mut self, out: &mut Vec<u8>, start: usize) {
+        self.seal_nested(out, start, 2);
+    }
+
+    fn seal_nested(&mut self, out: &mut Vec<u8>, start: usize, depth: usize) {
+        for _ in 0..depth {
+            debug_assert_eq!(out.last(), Some(&b'}'));
+            out.pop();
+        }
         let mut head = String::with_capacity(160);
         let _ = write!(
             head,
@@ -56,7 +72,11 @@ impl Chain {
         let hash = hex(&Sha256::digest(&out[start..]));
         out.extend_from_slice(b",\"hash\":\"");
         out.extend_from_slice(hash.as_bytes());
-        out.extend_from_slice(b"\"}}\n");
+        out.extend_from_slice(b"\"}");
+        for _ in 0..depth {
+            out.push(b'}');
+        }
+        out.push(b'\n');
         self.sequence += 1;
         self.prev = hash;
     }
@@ -108,16 +128,19 @@ pub struct Link {
     pub file: String,
 }
 
-/// Checks one line (without its newline).
+/// Checks one line (without its newline): an ECS record (`chain` at the top) or an OCSF event
+/// (`unmapped.chain`, the record's own fields under `unmapped.agent_sensor`).
 pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
-    const SUFFIX_LEN: usize = ",\"hash\":\"".len() + 64 + "\"}}".len();
-    if line.len() < SUFFIX_LEN || !line.ends_with(b"\"}}") {
+    let ocsf = line.ends_with(b"\"}}}");
+    let close: &[u8] = if ocsf { b"\"}}}" } else { b"\"}}" };
+    let suffix_len = ",\"hash\":\"".len() + 64 + close.len();
+    if line.len() < suffix_len || !line.ends_with(close) {
         return Err(LineFault::NoHash);
     }
-    let (prefix, suffix) = line.split_at(line.len() - SUFFIX_LEN);
+    let (prefix, suffix) = line.split_at(line.len() - suffix_len);
     let hash = suffix
         .strip_prefix(b",\"hash\":\"")
-        .and_then(|s| s.strip_suffix(b"\"}}"))
+        .and_then(|s| s.strip_suffix(close))
         .filter(|h| h.iter().all(|b| b.is_ascii_hexdigit()))
         .ok_or(LineFault::NoHash)?;
     let hash = String::from_utf8_lossy(hash).into_owned();
@@ -125,9 +148,24 @@ pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
     let value: serde_json::Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(_) if changed => return Err(LineFault::Changed),
+        // An OCSF event cut one byte short looks like a sealed ECS record whose JSON does not
+        // close: it is a torn line, like any other cut short.
+        Err(_)
+            if !ocsf
+                && serde_json::from_slice::<serde_json::Value>(&[line, b"}"].concat()).is_ok() =>
+        {
+            return Err(LineFault::NoHash);
+        }
         Err(_) => return Err(LineFault::Unreadable),
     };
-    let chain = &value["chain"];
+    let (chain, value) = if ocsf {
+        (
+            &value["unmapped"]["chain"],
+            &value["unmapped"]["agent_sensor"],
+        )
+    } else {
+        (&value["chain"], &value)
+    };
     Ok(Sealed {
         changed,
         instance_id: chain["instance_id"]
@@ -203,5 +241,39 @@ mod tests {
         }
         assert_eq!(check_line(&line[..line.len() - 5]), Err(LineFault::NoHash));
         assert_eq!(check_line(b"{}"), Err(LineFault::NoHash));
+    }
+
+    #[test]
+    fn seals_ocsf_events_inside_unmapped_and_detects_any_change() {
+        let mut chain = Chain::new("run-1");
+        let mut first =
+            br#"{"class_uid":1007,"unmapped":{"agent_sensor":{"event":{"action":"exec"}}}}"#
+                .to_vec();
+        chain.seal_ocsf(&mut first, 0);
+        first.pop();
+        let mut second = br#"{"class_uid":0,"unmapped":{"agent_sensor":{"event":{"action":"checkpoint"},"checkpoint":{"covers_sequence":0,"covers_hash":"h","signature":"s"}}}}"#.to_vec();
+        chain.seal_ocsf(&mut second, 0);
+        second.pop();
+        let (a, b) = (check_line(&first).unwrap(), check_line(&second).unwrap());
+        assert_eq!((a.sequence, a.prev_hash.as_str()), (0, GENESIS));
+        assert_eq!(b.prev_hash, a.hash);
+        assert_eq!(
+            (a.action.as_str(), b.action.as_str()),
+            ("exec", "checkpoint")
+        );
+        assert_eq!(b.checkpoint, Some((0, "h".to_owned(), "s".to_owned())));
+        let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert!(v.get("chain").is_none());
+        assert_eq!(v["unmapped"]["chain"]["hash"], a.hash.as_str());
+        for i in 0..first.len() {
+            let mut bad = first.clone();
+            bad[i] ^= 0x01;
+            let noticed = check_line(&bad).map_or(true, |s| s.changed);
+            assert!(noticed, "a change at byte {i} went unnoticed");
+        }
+        assert_eq!(
+            check_line(&first[..first.len() - 1]),
+            Err(LineFault::NoHash)
+        );
     }
 }

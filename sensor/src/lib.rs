@@ -21,6 +21,7 @@ pub mod fspath;
 pub mod host;
 pub mod loader;
 pub mod manifest;
+pub mod ocsf;
 pub mod pattern;
 pub mod pipeline;
 pub mod privileges;

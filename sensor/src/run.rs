@@ -40,6 +40,10 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
         config.output.target = crate::config::OutputTarget::parse(output)
             .context("--output must be `-`, a file, or a directory ending in `/`")?;
     }
+    if let Some(format) = &args.format {
+        config.output.format =
+            crate::config::Format::parse(format).context("--format must be `ecs` or `ocsf`")?;
+    }
     if let Some(path) = &args.identities {
         config.identities = Some(path.clone());
     }
@@ -155,6 +159,7 @@ async fn async_main(
         .collect();
     observed.sort_by_key(|p| p.tgid);
     let mut pipeline = Pipeline::new(ctx, sink, config.repeat_window_ms);
+    pipeline.set_format(config.output.format);
     if let Some(key) = signing_key {
         pipeline.sign_with(crate::pipeline::Checkpoints::new(
             key,

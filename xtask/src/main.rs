@@ -2,7 +2,8 @@
 //!
 //! `setup` installs everything the build and the tests need, idempotently: the nightly
 //! toolchain's `rust-src`, bpf-linker built against the nightly's own libLLVM, a mounted
-//! tracefs, and the Debian packages the tests use. Every other command runs it first.
+//! tracefs, the Debian packages the tests use, and the Python environment the OCSF test
+//! validates with (`~/.cache/agent-sensor/ocsf-venv`). Every other command runs it first.
 mod bench;
 mod setup;
 

@@ -27,7 +27,15 @@ const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     // An independent validator for the record schema.
     "python3-jsonschema",
+    // The OCSF validator's virtual environment (`python_packages`).
+    "python3-venv",
 ];
+
+/// PyPI packages the OCSF test validates with, pinned, in a virtual environment under the
+/// cache: the OCSF schema itself (1.0 to 1.8, as exported by schema.ocsf.io) turned into JSON
+/// Schema, and a validator for it.
+pub const PYTHON_PACKAGES: &[(&str, &str)] =
+    &[("ocsf-json-schema", "1.2.0"), ("jsonschema", "4.26.0")];
 
 pub fn all(root: &Path) -> anyhow::Result<()> {
     rust_src()?;
@@ -35,6 +43,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     if is_root() {
         tracefs()?;
         debian_packages(TEST_PACKAGES)?;
+        python_packages(PYTHON_PACKAGES)?;
     } else {
         eprintln!("xtask: not root: skipping tracefs and Debian packages (the sensor needs root)");
     }
@@ -198,6 +207,66 @@ pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     .with_context(|| {
         format!(
             "installing packages failed; run `apt-get install {}`",
+            missing.join(" ")
+        )
+    })
+}
+
+/// The virtual environment the OCSF test runs its validator in.
+pub fn python_venv() -> PathBuf {
+    cache_dir().join("ocsf-venv")
+}
+
+/// Installs `packages` (name, exact version) into [`python_venv`], making it first; does
+/// nothing when each is already there at its version (checked without starting pip).
+pub fn python_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let venv = python_venv();
+    let python = venv.join("bin/python3");
+    let site = |name: &str, version: &str| {
+        // pip records an installed distribution as `<name_with_underscores>-<version>.dist-info`.
+        let dist = format!("{}-{version}.dist-info", name.replace('-', "_"));
+        fs::read_dir(venv.join("lib"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .any(|py| py.path().join("site-packages").join(&dist).is_dir())
+    };
+    let missing: Vec<String> = packages
+        .iter()
+        .filter(|(name, version)| !(python.is_file() && site(name, version)))
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !python.is_file() {
+        eprintln!("xtask: making the Python environment {}", venv.display());
+        run(Command::new("/usr/bin/python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv))
+        .with_context(|| {
+            format!(
+                "making {} failed; install python3-venv and run `python3 -m venv {}`",
+                venv.display(),
+                venv.display()
+            )
+        })?;
+    }
+    eprintln!("xtask: installing Python packages: {}", missing.join(" "));
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(&missing))
+    .with_context(|| {
+        format!(
+            "installing Python packages failed; run `{} -m pip install {}`",
+            python.display(),
             missing.join(" ")
         )
     })

@@ -117,6 +117,8 @@ pub struct Pipeline {
     /// Signs checkpoints, when a key is configured.
     checkpoints: Option<Checkpoints>,
     sink: Sink,
+    /// ECS records or OCSF events.
+    format: crate::config::Format,
     /// Set by `stop`: the last records are taken even by a full output.
     stopping: bool,
     /// Serialised records waiting for the sink, reused across batches.
@@ -161,6 +163,7 @@ impl Pipeline {
             dns: DnsCache::new(DNS_CACHE_ENTRIES),
             repeats: RepeatFilter::new(repeat_window_ms),
             sink,
+            format: crate::config::Format::Ecs,
             stopping: false,
             out: Vec::with_capacity(1 << 20),
             held: HashMap::new(),
@@ -240,12 +243,25 @@ impl Pipeline {
 
     fn seal(&mut self, record: &Record) {
         let start = self.out.len();
-        serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
-        self.chain.seal(&mut self.out, start);
+        match self.format {
+            crate::config::Format::Ecs => {
+                serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
+                self.chain.seal(&mut self.out, start);
+            }
+            crate::config::Format::Ocsf => {
+                crate::ocsf::write(&mut self.out, record);
+                self.chain.seal_ocsf(&mut self.out, start);
+            }
+        }
         self.stats.records_written += 1;
         if let Some(c) = self.checkpoints.as_mut() {
             c.since += 1;
         }
+    }
+
+    /// Writes records in this format from now on.
+    pub fn set_format(&mut self, format: crate::config::Format) {
+        self.format = format;
     }
 
     /// Signs checkpoints from now on.

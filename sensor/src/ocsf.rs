@@ -1,0 +1,857 @@
+//! `output.format = "ocsf"`: each record as an OCSF 1.8.0 event (docs/schema.md, "OCSF output").
+//!
+//! Process records become Process Activity (1007), file records File System Activity (1001),
+//! network records Network Activity (4001), or DNS Activity (4003) when they carry a DNS
+//! message; `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
+//! itself; the sensor's own evidence records (gap, checkpoint, rotation, annotation,
+//! registration, reload, cgroup made) are OCSF Base Events (class 0, activity Other) named by
+//! `activity_name`. What OCSF has no attribute for stays, in the ECS record's own shape, under
+//! `unmapped.agent_sensor` (OCSF's place for source data it does not model), and the evidence
+//! chain is sealed into `unmapped.chain` (see [`crate::evidence::Chain::seal_ocsf`]), so every
+//! line still validates against the OCSF schema, which allows no extra top-level fields.
+use serde_json::{Map, Value, json};
+
+use crate::record::Record;
+
+/// The OCSF version the events follow (`metadata.version`).
+pub const OCSF_VERSION: &str = "1.8.0";
+/// OCSF profiles the events use: `host` (device and actor on network events) and
+/// `container` (the container of the process).
+pub const PROFILES: &[&str] = &["host", "container"];
+
+const SEVERITY_INFORMATIONAL: u64 = 1;
+const SEVERITY_MEDIUM: u64 = 3;
+
+/// An OCSF class and activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Class {
+    pub uid: u64,
+    pub name: &'static str,
+    pub category_uid: u64,
+    pub category_name: &'static str,
+    pub activity_id: u64,
+    pub activity_name: &'static str,
+}
+
+const fn class(
+    uid: u64,
+    name: &'static str,
+    category_uid: u64,
+    category_name: &'static str,
+    activity_id: u64,
+    activity_name: &'static str,
+) -> Class {
+    Class {
+        uid,
+        name,
+        category_uid,
+        category_name,
+        activity_id,
+        activity_name,
+    }
+}
+
+const fn process(activity_id: u64, activity_name: &'static str) -> Class {
+    class(
+        1007,
+        "Process Activity",
+        1,
+        "System Activity",
+        activity_id,
+        activity_name,
+    )
+}
+
+const fn file(activity_id: u64, activity_name: &'static str) -> Class {
+    class(
+        1001,
+        "File System Activity",
+        1,
+        "System Activity",
+        activity_id,
+        activity_name,
+    )
+}
+
+const fn network(activity_id: u64, activity_name: &'static str) -> Class {
+    class(
+        4001,
+        "Network Activity",
+        4,
+        "Network Activity",
+        activity_id,
+        activity_name,
+    )
+}
+
+const fn dns(activity_id: u64, activity_name: &'static str) -> Class {
+    class(
+        4003,
+        "DNS Activity",
+        4,
+        "Network Activity",
+        activity_id,
+        activity_name,
+    )
+}
+
+const fn lifecycle(activity_id: u64, activity_name: &'static str) -> Class {
+    class(
+        6002,
+        "Application Lifecycle",
+        6,
+        "Application Activity",
+        activity_id,
+        activity_name,
+    )
+}
+
+/// The class and activity of a record, by `event.action` (and whether it carries DNS).
+pub fn class_of(action: &'static str, has_dns: bool, dns_answer: bool) -> Class {
+    if has_dns {
+        return if dns_answer {
+            dns(2, "Response")
+        } else {
+            dns(1, "Query")
+        };
+    }
+    match action {
+        "exec" | "fork" => process(1, "Launch"),
+        "exit" => process(2, "Terminate"),
+        // A process that was running when the sensor started: seen, not launched.
+        "snapshot" => process(99, "Snapshot"),
+        // Threads are not processes: OCSF has no activity for them.
+        "thread_start" => process(99, "Thread Start"),
+        "thread_exit" => process(99, "Thread Exit"),
+        "open" => file(14, "Open"),
+        "mkdir" | "link" | "symlink" => file(1, "Create"),
+        "unlink" | "rmdir" => file(4, "Delete"),
+        "rename" => file(5, "Rename"),
+        "chmod" | "chown" => file(6, "Set Attributes"),
+        "truncate" => file(3, "Update"),
+        "connect" | "accept" => network(1, "Open"),
+        "connect_completed" => network(99, "Connect Completed"),
+        "listen" => network(7, "Listen"),
+        "bind" => network(99, "Bind"),
+        "send" | "receive" => network(6, "Traffic"),
+        "sensor_start" => lifecycle(3, "Start"),
+        "sensor_stop" => lifecycle(4, "Stop"),
+        other => match other {
+            "file" => file(99, "Other"),
+            "network" => network(99, "Other"),
+            _ => class(0, "Base Event", 0, "Uncategorized", 99, other),
+        },
+    }
+}
+
+/// A detection, for a Detection Finding (2004). There is no rule engine yet: this is the seam
+/// one will call with what it found and the record that set it off.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// Stable id of this finding (`finding_info.uid`).
+    pub uid: String,
+    pub title: String,
+    pub desc: Option<String>,
+    /// OCSF severity: 1 informational .. 5 critical, 6 fatal.
+    pub severity_id: u8,
+    /// The rule or analytic that found it.
+    pub rule: Option<String>,
+}
+
+/// The Detection Finding event of `finding`, with `evidence` (the record that set it off, as
+/// mapped) among its evidences and the record's device and actor.
+pub fn detection_finding(finding: &Finding, evidence: &Value) -> Value {
+    let c = class(2004, "Detection Finding", 2, "Findings", 1, "Create");
+    let mut info = Map::new();
+    info.insert("uid".into(), json!(finding.uid));
+    info.insert("title".into(), json!(finding.title));
+    if let Some(d) = &finding.desc {
+        info.insert("desc".into(), json!(d));
+    }
+    if let Some(rule) = &finding.rule {
+        info.insert("analytic".into(), json!({"name": rule, "type_id": 1}));
+    }
+    let mut out = Map::new();
+    head(&mut out, c, u64::from(finding.severity_id));
+    out.insert("time".into(), evidence["time"].clone());
+    out.insert("metadata".into(), evidence["metadata"].clone());
+    out.insert("finding_info".into(), Value::Object(info));
+    out.insert("status_id".into(), json!(1));
+    out.insert("status".into(), json!("New"));
+    if let Some(d) = evidence.get("device") {
+        out.insert("device".into(), d.clone());
+    }
+    let mut ev = Map::new();
+    for key in [
+        "actor",
+        "process",
+        "file",
+        "dst_endpoint",
+        "src_endpoint",
+        "query",
+    ] {
+        if let Some(v) = evidence.get(key) {
+            ev.insert(key.into(), v.clone());
+        }
+    }
+    if !ev.is_empty() {
+        out.insert("evidences".into(), json!([Value::Object(ev)]));
+    }
+    out.insert(
+        "unmapped".into(),
+        json!({"agent_sensor": {"evidence_class_uid": evidence["class_uid"]}}),
+    );
+    Value::Object(out)
+}
+
+fn head(out: &mut Map<String, Value>, c: Class, severity_id: u64) {
+    out.insert("class_uid".into(), json!(c.uid));
+    out.insert("class_name".into(), json!(c.name));
+    out.insert("category_uid".into(), json!(c.category_uid));
+    out.insert("category_name".into(), json!(c.category_name));
+    out.insert("activity_id".into(), json!(c.activity_id));
+    out.insert("activity_name".into(), json!(c.activity_name));
+    out.insert("type_uid".into(), json!(c.uid * 100 + c.activity_id));
+    out.insert(
+        "type_name".into(),
+        json!(format!("{}: {}", c.name, c.activity_name)),
+    );
+    out.insert("severity_id".into(), json!(severity_id));
+    out.insert(
+        "severity".into(),
+        json!(match severity_id {
+            1 => "Informational",
+            2 => "Low",
+            3 => "Medium",
+            4 => "High",
+            5 => "Critical",
+            6 => "Fatal",
+            _ => "Unknown",
+        }),
+    );
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time as the sensor writes them
+/// (`2026-01-02T03:04:05.123456789Z`).
+pub fn epoch_ms(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { t.get(r)?.parse().ok() };
+    if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(10) != Some(&b'T') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let millis = match b.get(19) {
+        Some(b'.') => {
+            let frac: String = t[20..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .chain("000".chars())
+                .take(3)
+                .collect();
+            frac.parse::<i64>().ok()?
+        }
+        _ => 0,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + millis)
+}
+
+fn set(map: &mut Map<String, Value>, key: &str, v: Option<Value>) {
+    if let Some(v) = v.filter(|v| !v.is_null()) {
+        map.insert(key.into(), v);
+    }
+}
+
+fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    map.remove(key)
+}
+
+fn num_str(v: &Value) -> Option<Value> {
+    v.as_str().map(|s| json!(s))
+}
+
+/// The OCSF `process` of an ECS process block; removes what it maps from `p`, leaving the
+/// rest for `unmapped`.
+fn process_object(p: &mut Map<String, Value>) -> Value {
+    let mut o = Map::new();
+    set(&mut o, "pid", take(p, "pid"));
+    set(&mut o, "uid", take(p, "entity_id"));
+    set(&mut o, "name", take(p, "name"));
+    set(&mut o, "cmd_line", take(p, "command_line"));
+    if let Some(exe) = take(p, "executable") {
+        let name = exe
+            .as_str()
+            .and_then(|s| s.rsplit('/').next())
+            .unwrap_or("")
+            .to_owned();
+        o.insert("path".into(), exe.clone());
+        o.insert(
+            "file".into(),
+            json!({"path": exe, "name": name, "type_id": 1, "type": "Regular File"}),
+        );
+    }
+    if let Some(t) = take(p, "start").as_ref().and_then(Value::as_str) {
+        set(&mut o, "created_time", epoch_ms(t).map(|ms| json!(ms)));
+    }
+    if let Some(t) = take(p, "end").as_ref().and_then(Value::as_str) {
+        set(&mut o, "terminated_time", epoch_ms(t).map(|ms| json!(ms)));
+    }
+    if let Some(Value::Object(mut parent)) = take(p, "parent") {
+        let mut po = Map::new();
+        set(&mut po, "pid", take(&mut parent, "pid"));
+        set(&mut po, "uid", take(&mut parent, "entity_id"));
+        o.insert("parent_process".into(), Value::Object(po));
+        // The parent's thread stays in `unmapped`.
+        if !parent.is_empty() {
+            p.insert("parent".into(), Value::Object(parent));
+        }
+    }
+    if let Some(u) = take(p, "user") {
+        o.insert("user".into(), json!({"uid": u["id"]}));
+    }
+    if let Some(t) = p.get("thread").and_then(|t| t.get("id")).cloned() {
+        o.insert("tid".into(), t);
+    }
+    Value::Object(o)
+}
+
+fn endpoint(e: &Value) -> Option<Value> {
+    let mut o = Map::new();
+    set(&mut o, "ip", e.get("ip").cloned());
+    set(&mut o, "port", e.get("port").cloned());
+    set(&mut o, "hostname", e.get("domain").cloned());
+    // A Unix socket's path (or `@name`), which is not an IP.
+    if e.get("ip").is_none() {
+        set(&mut o, "name", e.get("address").cloned());
+    }
+    (!o.is_empty()).then_some(Value::Object(o))
+}
+
+fn rcode_id(name: &str) -> u64 {
+    match name {
+        "NOERROR" => 0,
+        "FORMERR" => 1,
+        "SERVFAIL" => 2,
+        "NXDOMAIN" => 3,
+        "NOTIMP" => 4,
+        "REFUSED" => 5,
+        "YXDOMAIN" => 6,
+        "YXRRSET" => 7,
+        "NXRRSET" => 8,
+        "NOTAUTH" => 9,
+        "NOTZONE" => 10,
+        _ => 99,
+    }
+}
+
+/// The OCSF event of a record.
+pub fn event(record: &Record) -> Value {
+    let mut ecs = match serde_json::to_value(record).expect("records serialise") {
+        Value::Object(m) => m,
+        _ => unreachable!("a record is an object"),
+    };
+    let action = record.event.action;
+    let dns_answer = record.dns.as_ref().is_some_and(|d| d.r#type == "answer");
+    let c = class_of(action, record.dns.is_some(), dns_answer);
+    let mut out = Map::new();
+    let severity = if record.gap.is_some() {
+        SEVERITY_MEDIUM
+    } else {
+        SEVERITY_INFORMATIONAL
+    };
+    head(&mut out, c, severity);
+    set(
+        &mut out,
+        "time",
+        epoch_ms(&record.timestamp).map(|ms| json!(ms)),
+    );
+    take(&mut ecs, "@timestamp");
+    if let Some(n) = record.event.repeat_count {
+        out.insert("count".into(), json!(n));
+    }
+    match record.event.outcome {
+        Some("success") => {
+            out.insert("status_id".into(), json!(1));
+            out.insert("status".into(), json!("Success"));
+        }
+        Some("failure") => {
+            out.insert("status_id".into(), json!(2));
+            out.insert("status".into(), json!("Failure"));
+        }
+        Some(_) => {
+            out.insert("status_id".into(), json!(0));
+            out.insert("status".into(), json!("Unknown"));
+        }
+        None => {}
+    }
+    if let Some(e) = &record.error {
+        out.insert("status_code".into(), json!(e.code));
+        out.insert("status_detail".into(), json!(e.message));
+        take(&mut ecs, "error");
+    }
+
+    let mut metadata = json!({
+        "version": OCSF_VERSION,
+        "product": {
+            "name": "agent-sensor",
+            "vendor_name": "agent-sensor",
+            "version": record.sensor.version,
+        },
+        "profiles": PROFILES,
+        "log_name": record.event.dataset,
+        "event_code": action,
+        "correlation_uid": &*record.sensor.instance_id,
+        // `time` is in ms; the event's time to the ns, as the record has it.
+        "original_time": record.timestamp,
+    });
+    if let Some(ms) = epoch_ms(&record.event.created) {
+        metadata["logged_time"] = json!(ms);
+    }
+    out.insert("metadata".into(), metadata);
+
+    // The host: OCSF `device`.
+    let h = &record.host;
+    let mut device = json!({
+        "type_id": 0,
+        "type": "Unknown",
+        "hostname": h.name,
+        "name": h.name,
+        "boot_uid": h.boot_id,
+        "os": {"name": "Linux", "type_id": 200, "type": "Linux", "kernel_release": h.os.kernel},
+    });
+    if let Some(id) = &h.id {
+        device["uid"] = json!(id);
+    }
+    let arch_id = match h.architecture {
+        "x86" | "x86_64" => 1,
+        "arm" | "aarch64" => 2,
+        "riscv64" | "riscv32" => 3,
+        _ => 99,
+    };
+    device["hw_info"] = json!({"cpu_architecture": h.architecture, "cpu_architecture_id": arch_id});
+    out.insert("device".into(), device);
+    take(&mut ecs, "host");
+
+    // The container (the `container` profile); the pod stays in `unmapped`.
+    if let Some(ct) = &record.container {
+        let mut co = json!({"uid": ct.id, "runtime": ct.runtime});
+        if let Some(n) = &ct.name {
+            co["name"] = json!(n);
+        }
+        if let Some(img) = &ct.image {
+            co["image"] = json!({"name": img.name, "uid": img.name});
+        }
+        if let Some(o) = &record.orchestrator {
+            co["orchestrator"] = json!(o.r#type);
+        }
+        // `container` stays in `unmapped` too, for its labels.
+        out.insert("container".into(), co);
+    }
+
+    // The process doing it: OCSF `actor.process` (and the subject `process` of Process
+    // Activity); the AI agent: `actor.app_name` / `actor.app_uid`.
+    let mut actor = Map::new();
+    let mut proc_rest = None;
+    if let Some(Value::Object(mut p)) = take(&mut ecs, "process") {
+        let parent = p.get("parent").cloned();
+        let po = process_object(&mut p);
+        if c.uid == 1007 {
+            if let Some(ec) = record.process.as_ref().and_then(|p| p.exit_code) {
+                out.insert("exit_code".into(), json!(ec));
+            }
+            match action {
+                "exec" => {
+                    out.insert("launch_type_id".into(), json!(3));
+                    out.insert("launch_type".into(), json!("Exec"));
+                }
+                "fork" => {
+                    out.insert("launch_type_id".into(), json!(2));
+                    out.insert("launch_type".into(), json!("Fork"));
+                }
+                _ => {}
+            }
+            // The process that made it (or, without a parent, the process itself).
+            let actor_process = parent
+                .map(|parent| json!({"pid": parent["pid"], "uid": parent["entity_id"]}))
+                .unwrap_or_else(|| po.clone());
+            out.insert("process".into(), po);
+            actor.insert("process".into(), actor_process);
+        } else {
+            actor.insert("process".into(), po);
+        }
+        if !p.is_empty() {
+            proc_rest = Some(Value::Object(p));
+        }
+    }
+    if let Some(u) = take(&mut ecs, "user") {
+        actor.insert("user".into(), json!({"uid": u["id"]}));
+    }
+    if let Some(id) = &record.identity {
+        actor.insert(
+            "app_name".into(),
+            json!(id.agent.name.as_deref().unwrap_or(&id.agent.id)),
+        );
+        actor.insert("app_uid".into(), json!(id.agent.id));
+    }
+    if !actor.is_empty() {
+        out.insert("actor".into(), Value::Object(actor));
+    }
+
+    // Files.
+    if let Some(Value::Object(mut f)) = take(&mut ecs, "file") {
+        let path = take(&mut f, "path").unwrap_or(Value::Null);
+        let name = take(&mut f, "name").or_else(|| {
+            path.as_str()
+                .and_then(|p| p.rsplit('/').next())
+                .map(|n| json!(n))
+        });
+        let type_id = match action {
+            "mkdir" | "rmdir" => (2, "Folder"),
+            "symlink" => (7, "Symbolic Link"),
+            _ => (0, "Unknown"),
+        };
+        let mut fo = json!({"path": path, "name": name.unwrap_or(json!("")), "type_id": type_id.0, "type": type_id.1});
+        if let Some(d) = take(&mut f, "directory") {
+            fo["parent_folder"] = d;
+        }
+        if let Some(i) = f.get("inode").and_then(num_str) {
+            fo["uid"] = i;
+            f.remove("inode");
+        }
+        if let Some(s) = take(&mut f, "size") {
+            fo["size"] = s;
+        }
+        out.insert("file".into(), fo);
+        if let Some(dest) = f.get("destination_path").and_then(Value::as_str) {
+            let name = dest.rsplit('/').next().unwrap_or("");
+            out.insert(
+                "file_result".into(),
+                json!({"path": dest, "name": name, "type_id": 0, "type": "Unknown"}),
+            );
+            f.remove("destination_path");
+        }
+        if !f.is_empty() {
+            ecs.insert("file".into(), Value::Object(f));
+        }
+    }
+
+    // Network.
+    if let Some(src) = take(&mut ecs, "source").as_ref().and_then(endpoint) {
+        out.insert("src_endpoint".into(), src);
+    }
+    if let Some(dst) = take(&mut ecs, "destination").as_ref().and_then(endpoint) {
+        out.insert("dst_endpoint".into(), dst);
+    }
+    if let Some(n) = &record.network {
+        let (direction_id, direction) = match (n.direction, action) {
+            (Some("inbound"), _) | (_, "accept") => (1, "Inbound"),
+            (Some("outbound"), _) | (_, "connect") => (2, "Outbound"),
+            (Some("internal"), _) => (4, "Local"),
+            _ => (0, "Unknown"),
+        };
+        let mut ci = json!({"direction_id": direction_id, "direction": direction});
+        if let Some(t) = n.transport {
+            ci["protocol_name"] = json!(t);
+        }
+        if let Some(num) = n.iana_number.as_deref().and_then(|s| s.parse::<u64>().ok()) {
+            ci["protocol_num"] = json!(num);
+        }
+        if let Some(id) = &n.socket_id {
+            ci["uid"] = json!(id);
+        }
+        if let Some(ver) = n.r#type {
+            match ver {
+                "ipv4" => ci["protocol_ver_id"] = json!(4),
+                "ipv6" => ci["protocol_ver_id"] = json!(6),
+                _ => {}
+            }
+        }
+        out.insert("connection_info".into(), ci);
+        if let Some(bytes) = n.bytes {
+            let mut traffic = json!({"bytes": bytes});
+            let (b, p) = if action == "receive" {
+                ("bytes_in", "packets_in")
+            } else {
+                ("bytes_out", "packets_out")
+            };
+            traffic[b] = json!(bytes);
+            if let Some(m) = n.messages {
+                traffic["packets"] = json!(m);
+                traffic[p] = json!(m);
+            }
+            out.insert("traffic".into(), traffic);
+        }
+    }
+
+    // DNS.
+    if let Some(d) = &record.dns {
+        if let Some(q) = &d.question {
+            out.insert(
+                "query".into(),
+                json!({"hostname": q.name, "type": q.r#type, "class": "IN", "packet_uid": d.id}),
+            );
+        }
+        if d.r#type == "answer" {
+            let answers: Vec<Value> = d
+                .answers
+                .iter()
+                .map(|a| {
+                    json!({
+                        "rdata": a.data.as_deref().unwrap_or(""),
+                        "type": a.r#type,
+                        "class": "IN",
+                        "ttl": a.ttl,
+                        "packet_uid": d.id,
+                    })
+                })
+                .collect();
+            if !answers.is_empty() {
+                out.insert("answers".into(), json!(answers));
+            }
+            if let Some(rc) = &d.response_code {
+                out.insert("rcode_id".into(), json!(rcode_id(rc)));
+                out.insert("rcode".into(), json!(rc));
+            }
+        }
+    }
+
+    // Application Lifecycle: the sensor itself.
+    if c.uid == 6002 {
+        out.insert(
+            "app".into(),
+            json!({"name": "agent-sensor", "vendor_name": "agent-sensor", "version": record.sensor.version, "uid": &*record.sensor.instance_id}),
+        );
+        if let Some(reason) = record
+            .sensor
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.reason.as_ref())
+        {
+            out.insert("message".into(), json!(reason));
+        }
+    }
+
+    // Everything OCSF has no attribute for, in the ECS record's shape (`event`, `sensor`,
+    // `identity`, `checkpoint`, `gap`, ... and the unmapped rest of `process` and `file`).
+    if let Some(p) = proc_rest {
+        ecs.insert("process".into(), p);
+    }
+    out.insert(
+        "unmapped".into(),
+        json!({ "agent_sensor": Value::Object(ecs) }),
+    );
+    Value::Object(out)
+}
+
+/// Writes the OCSF event of `record` to `out` with `unmapped` last, so the evidence chain can
+/// be sealed into it ([`crate::evidence::Chain::seal_ocsf`]).
+pub fn write(out: &mut Vec<u8>, record: &Record) {
+    let Value::Object(mut event) = event(record) else {
+        unreachable!("an event is an object")
+    };
+    let unmapped = event.remove("unmapped").expect("every event has unmapped");
+    serde_json::to_writer(&mut *out, &event).expect("events serialise to memory");
+    out.pop();
+    out.extend_from_slice(b",\"unmapped\":");
+    serde_json::to_writer(&mut *out, &unmapped).expect("events serialise to memory");
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_times_to_epoch_milliseconds() {
+        assert_eq!(epoch_ms("1970-01-01T00:00:00.000000000Z"), Some(0));
+        assert_eq!(
+            epoch_ms("2026-12-01T15:22:22.123456789Z"),
+            Some(1_796_138_542_123)
+        );
+        assert_eq!(epoch_ms("2000-03-01T00:00:01Z"), Some(951_868_801_000));
+        assert_eq!(epoch_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn maps_actions_to_ocsf_classes_and_activities() {
+        let cases = [
+            ("exec", 1007, 1),
+            ("fork", 1007, 1),
+            ("exit", 1007, 2),
+            ("snapshot", 1007, 99),
+            ("thread_start", 1007, 99),
+            ("open", 1001, 14),
+            ("mkdir", 1001, 1),
+            ("unlink", 1001, 4),
+            ("rmdir", 1001, 4),
+            ("rename", 1001, 5),
+            ("chmod", 1001, 6),
+            ("chown", 1001, 6),
+            ("truncate", 1001, 3),
+            ("connect", 4001, 1),
+            ("accept", 4001, 1),
+            ("listen", 4001, 7),
+            ("send", 4001, 6),
+            ("receive", 4001, 6),
+            ("sensor_start", 6002, 3),
+            ("sensor_stop", 6002, 4),
+            ("gap", 0, 99),
+            ("checkpoint", 0, 99),
+            ("annotation", 0, 99),
+        ];
+        for (action, uid, activity) in cases {
+            let c = class_of(action, false, false);
+            assert_eq!((c.uid, c.activity_id), (uid, activity), "{action}");
+        }
+        assert_eq!(class_of("send", true, false).uid, 4003);
+        assert_eq!(class_of("send", true, false).activity_id, 1);
+        assert_eq!(class_of("receive", true, true).activity_id, 2);
+        assert_eq!(class_of("gap", false, false).activity_name, "gap");
+    }
+
+    fn sample() -> Record {
+        use crate::record::*;
+        use std::sync::Arc;
+        Record {
+            timestamp: "2026-12-01T15:22:22.000000001Z".into(),
+            schema_version: SCHEMA_VERSION,
+            event: EventMeta {
+                kind: "event",
+                category: &["file"],
+                kind_type: &["change"],
+                action: "rename",
+                outcome: Some("failure"),
+                dataset: "agent_sensor.file",
+                created: "2026-12-01T15:22:22.500000000Z".into(),
+                repeat_count: None,
+            },
+            identity: None,
+            process: Some(Process {
+                pid: 42,
+                entity_id: "e42".into(),
+                name: Some("mv".into()),
+                args_count: Some(3),
+                parent: Some(Parent {
+                    pid: 1,
+                    entity_id: "e1".into(),
+                    thread: None,
+                }),
+                ..Process::default()
+            }),
+            container: None,
+            orchestrator: None,
+            cgroup: None,
+            user: Some(Id::of(1000)),
+            file: Some(File {
+                path: "/tmp/a".into(),
+                destination_path: Some("/tmp/b".into()),
+                class: Some("ssh_key".into()),
+                ..File::default()
+            }),
+            source: None,
+            destination: None,
+            network: None,
+            dns: None,
+            syscall: None,
+            error: Some(ErrorInfo {
+                code: "ENOENT".into(),
+                message: "No such file".into(),
+            }),
+            gap: None,
+            checkpoint: None,
+            registration: None,
+            annotation: None,
+            rotation: None,
+            host: Arc::new(crate::host::HostInfo {
+                name: "h".into(),
+                id: None,
+                boot_id: "b".into(),
+                architecture: "x86_64",
+                os: crate::host::HostOs {
+                    kernel: "6.1".into(),
+                    kind: "linux",
+                },
+            }),
+            sensor: SensorBlock {
+                instance_id: Arc::from("run-1"),
+                version: "0.1.0",
+                lifecycle: None,
+            },
+        }
+    }
+
+    #[test]
+    fn maps_a_file_record_and_keeps_the_rest_unmapped() {
+        let e = event(&sample());
+        assert_eq!(e["class_uid"], 1001);
+        assert_eq!(e["type_uid"], 100105);
+        assert_eq!(e["time"], 1_796_138_542_000_i64);
+        assert_eq!(e["status_id"], 2);
+        assert_eq!(e["status_code"], "ENOENT");
+        assert_eq!(e["file"]["path"], "/tmp/a");
+        assert_eq!(e["file"]["name"], "a");
+        assert_eq!(e["file_result"]["path"], "/tmp/b");
+        assert_eq!(e["actor"]["process"]["pid"], 42);
+        assert_eq!(e["actor"]["process"]["parent_process"]["uid"], "e1");
+        assert_eq!(e["actor"]["user"]["uid"], "1000");
+        assert_eq!(e["device"]["hostname"], "h");
+        assert_eq!(e["metadata"]["version"], OCSF_VERSION);
+        let rest = &e["unmapped"]["agent_sensor"];
+        assert_eq!(rest["event"]["action"], "rename");
+        assert_eq!(rest["file"]["class"], "ssh_key");
+        assert_eq!(rest["process"]["args_count"], 3);
+        assert!(rest["process"].get("pid").is_none(), "mapped, not repeated");
+        assert!(rest.get("host").is_none() && rest.get("@timestamp").is_none());
+        assert!(rest["process"].get("parent").is_none());
+        assert_eq!(
+            e["metadata"]["original_time"],
+            "2026-12-01T15:22:22.000000001Z"
+        );
+        assert_eq!(e["device"]["hw_info"]["cpu_architecture_id"], 1);
+    }
+
+    #[test]
+    fn writes_unmapped_last_and_seals_the_chain_into_it() {
+        let mut out = Vec::new();
+        write(&mut out, &sample());
+        let mut chain = crate::evidence::Chain::new("run-1");
+        chain.seal_ocsf(&mut out, 0);
+        assert_eq!(out.pop(), Some(b'\n'));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(
+            v.get("chain").is_none(),
+            "OCSF allows no extra top-level field"
+        );
+        assert_eq!(v["unmapped"]["chain"]["sequence"], 0);
+        let sealed = crate::evidence::check_line(&out).unwrap();
+        assert!(!sealed.changed);
+        assert_eq!(sealed.action, "rename");
+        assert_eq!(sealed.instance_id, "run-1");
+    }
+
+    #[test]
+    fn a_finding_is_a_detection_finding_with_its_evidence() {
+        let evidence = event(&sample());
+        let f = Finding {
+            uid: "f-1".into(),
+            title: "credential file renamed".into(),
+            desc: None,
+            severity_id: 4,
+            rule: Some("ssh-key-touch".into()),
+        };
+        let e = detection_finding(&f, &evidence);
+        assert_eq!(e["class_uid"], 2004);
+        assert_eq!(e["type_uid"], 200401);
+        assert_eq!(e["finding_info"]["uid"], "f-1");
+        assert_eq!(e["severity"], "High");
+        assert_eq!(e["evidences"][0]["file"]["path"], "/tmp/a");
+    }
+}
