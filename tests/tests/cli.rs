@@ -224,8 +224,10 @@ fn the_example_manifest_is_valid_and_a_bad_one_is_located() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("ok, 2 agent(s)")
+        text.contains("ok, 3 agent(s)")
             && text.contains("code-reviewer")
+            && text.contains("planner")
+            && text.contains(r#"kubernetes namespace="agents""#)
             && text.contains("data-analyst"),
         "{text}"
     );
