@@ -262,7 +262,7 @@ mod tests {
 
     fn report() -> Report {
         serde_json::from_str(&format!(
-            r#"{{"ops":3,"ops_per_sec":1.0,"pid":{W},"port":5555,"opens":1,"execs":1,"connects":1}}"#
+            r#"{{"ops":3,"ops_per_sec":1.0,"cpu_seconds":0.0,"pid":{W},"port":5555,"opens":1,"execs":1,"connects":1}}"#
         ))
         .unwrap()
     }

@@ -102,6 +102,17 @@ impl Attached {
         })
     }
 
+    /// CPU time so far of the observer's own processes (not kernel threads such as kauditd).
+    pub fn own_cpu_ns(&self) -> u64 {
+        let pid = match self {
+            Attached::Nothing => return 0,
+            Attached::Sensor(s) => s.child.id(),
+            Attached::Auditd(a) => a.auditd.id(),
+            Attached::Bpftrace(b) => b.child.id(),
+        };
+        system::cpu_ns(pid).unwrap_or(0)
+    }
+
     /// Waits for the observer to catch up, stops it and counts what it delivered.
     pub fn finish(self, report: &Report, target: &Path) -> anyhow::Result<Observation> {
         let target = target.to_str().context("a UTF-8 target path")?;

@@ -6,10 +6,11 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{
+    ATTEMPTS, DISTURBED_CORES,
     memory::{CHURN, LIVE, MemoryResult},
     observers::{Availability, Config},
     pipeline::PipelineResult,
-    system::{Machine, QUIET_CORES},
+    system::Machine,
     workload::{Events, Mode},
 };
 
@@ -30,6 +31,10 @@ pub struct Run {
     pub foreign_observers: Vec<String>,
     /// Cores the host kept busy just before the run, with nothing of the bench's running.
     pub background_cores: f64,
+    /// Cores' worth of CPU other processes used while the workload ran.
+    pub foreign_cores: f64,
+    /// Attempts it took (a run disturbed by other work is repeated).
+    pub attempts: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -203,23 +208,28 @@ impl Results {
             .iter()
             .filter(|r| !r.foreign_observers.is_empty())
             .count();
-        let background: Vec<f64> = self.runs.iter().map(|r| r.background_cores).collect();
-        let busy = background.iter().filter(|b| **b > QUIET_CORES).count();
+        let foreign_cpu: Vec<f64> = self.runs.iter().map(|r| r.foreign_cores).collect();
+        let repeated = self.runs.iter().filter(|r| r.attempts > 1).count();
+        let disturbed = self
+            .runs
+            .iter()
+            .filter(|r| r.foreign_cores > DISTURBED_CORES)
+            .count();
         let _ = writeln!(
             md,
-            "- Conditions: one-minute load average {:.2} at the start, {:.2} at the end; CPU busy \
-             with other work just before a run: median {:.2} cores, at most {:.2}{}; {}.\n",
+            "- Conditions: one-minute load average {:.2} at the start, {:.2} at the end; CPU \
+             used by other processes while the workload ran: median {:.2} cores, at most {:.2}; \
+             {repeated} of {} runs repeated because other work used more than \
+             {DISTURBED_CORES} cores{}; {}.\n",
             self.load_start,
             self.load_end,
-            median(background.clone()).unwrap_or(f64::NAN),
-            background.iter().copied().fold(0.0, f64::max),
-            if busy == 0 {
+            median(foreign_cpu.clone()).unwrap_or(f64::NAN),
+            foreign_cpu.iter().copied().fold(0.0, f64::max),
+            self.runs.len(),
+            if disturbed == 0 {
                 String::new()
             } else {
-                format!(
-                    " (**{busy} of {} runs started on a busy host**)",
-                    self.runs.len()
-                )
+                format!(", **{disturbed} still disturbed after {ATTEMPTS} attempts**")
             },
             if foreign == 0 {
                 "no other observer (agent-sensor, auditd, bpftrace) was running during any run"

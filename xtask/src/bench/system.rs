@@ -278,6 +278,71 @@ pub fn busy_cores(window: Duration) -> f64 {
     (busy_ticks() - before) as f64 / clock_ticks() as f64 / window.as_secs_f64()
 }
 
+/// CPU time the host spent on tasks (user, nice, system; not interrupts, which the kernel does
+/// not charge to a task), and the part of it kernel threads spent: from the difference of two,
+/// and what the bench's own processes used in between, what other work used.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSnapshot {
+    at: Instant,
+    task_ticks: u64,
+    kernel_thread_ns: u64,
+}
+
+/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+impl CpuSnapshot {
+    pub fn take() -> Self {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let task_ticks = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(3)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        Self {
+            at: Instant::now(),
+            task_ticks,
+            kernel_thread_ns: kernel_thread_cpu_ns(),
+        }
+    }
+
+    /// Cores' worth of CPU that neither kernel threads nor `ours_ns` (the bench's processes)
+    /// account for since `earlier`: other people's work. Kernel threads are left out because
+    /// some of them work for the run (writeback of an observer's output, kauditd).
+    pub fn foreign_cores_since(&self, earlier: &CpuSnapshot, ours_ns: u64) -> f64 {
+        let task_ns = (self.task_ticks - earlier.task_ticks) * 1_000_000_000 / clock_ticks();
+        let kernel_ns = self
+            .kernel_thread_ns
+            .saturating_sub(earlier.kernel_thread_ns);
+        let foreign_ns = task_ns.saturating_sub(kernel_ns).saturating_sub(ours_ns);
+        foreign_ns as f64 / 1e9 / (self.at - earlier.at).as_secs_f64()
+    }
+}
+
+/// CPU time of every kernel thread (they live long, so two scans compare).
+fn kernel_thread_cpu_ns() -> u64 {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            // flags is field 9 of the line, 7 after the name; utime and stime 12 and 13.
+            let flags: u64 = fields.get(6)?.parse().ok()?;
+            (flags & PF_KTHREAD != 0).then(|| {
+                let ticks: u64 =
+                    fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+                ticks * 1_000_000_000 / clock_ticks()
+            })
+        })
+        .sum()
+}
+
 /// What else the host was doing just before a run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Background {

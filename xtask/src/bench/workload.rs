@@ -78,6 +78,8 @@ impl Events {
 pub struct Report {
     pub ops: u64,
     pub ops_per_sec: f64,
+    /// Its own and its children's CPU time, whole life.
+    pub cpu_seconds: f64,
     pub pid: u32,
     /// The loopback listener's port (connect and mixed).
     pub port: Option<u16>,
