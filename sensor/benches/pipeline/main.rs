@@ -6,7 +6,7 @@
 //! The rule engine is not written yet; when it is, it runs inside `Pipeline::run` and is
 //! measured here with no change.
 //!
-//! `cargo bench -p agent-sensor --bench pipeline -- [--events N] [--output FILE]`
+//! `cargo bench -p agent-sensor --bench pipeline -- [--events N] [--output FILE] [--shape S]`
 //! (`cargo xtask bench` runs it.)
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -119,21 +119,25 @@ fn cpu_time() -> Duration {
 struct Args {
     events: usize,
     output: PathBuf,
+    /// Only this shape (for profiling one), or all.
+    shape: Option<String>,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         events: 300_000,
         output: std::env::temp_dir().join("agent-sensor-pipeline-replay.jsonl"),
+        shape: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--events" => args.events = it.next().and_then(|n| n.parse().ok()).expect("--events N"),
             "--output" => args.output = it.next().expect("--output FILE").into(),
+            "--shape" => args.shape = Some(it.next().expect("--shape open|exec|connect|mixed")),
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
-            other => panic!("unknown argument {other:?}; use --events N, --output FILE"),
+            other => panic!("unknown argument {other:?}; use --events N, --output FILE, --shape S"),
         }
     }
     args
@@ -145,7 +149,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    for shape in Shape::ALL {
+    let shapes = Shape::ALL
+        .into_iter()
+        .filter(|s| args.shape.as_deref().is_none_or(|name| name == s.name()));
+    for shape in shapes {
         let (batches, events) = records::batches(shape, args.events);
 
         // Decoding alone: the floor under everything else.
