@@ -262,6 +262,13 @@ fn auditctl(args: &[&str]) -> anyhow::Result<()> {
 impl AuditSettings {
     /// Whether the bench can run its own auditd here, and the settings to restore if so.
     pub fn probe() -> Availability<Self> {
+        let on_path = |name: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        };
+        if !on_path("auditd") || !on_path("auditctl") {
+            return Err("auditd is not installed (apt-get install auditd)".to_owned());
+        }
         let status =
             audit_status().map_err(|e| format!("the Linux audit framework is unavailable: {e}"))?;
         let get = |k: &str| status.get(k).cloned().unwrap_or_default();
