@@ -3,7 +3,7 @@
 //! and after 100,000 more have started and exited.
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     count,
@@ -17,13 +17,13 @@ pub const CHURN: u64 = 100_000;
 /// RSS is sampled after each of these many churned processes.
 const CHURN_STEP: u64 = 25_000;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Point {
     pub label: String,
     pub memory: Memory,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MemoryResult {
     pub points: Vec<Point>,
     /// Fork and exit records the sensor wrote for the held and the churned processes.

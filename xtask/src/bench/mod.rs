@@ -50,6 +50,9 @@ pub struct BenchArgs {
     /// Copy the results into docs/benchmark.md.
     #[arg(long)]
     update_docs: bool,
+    /// Measure nothing: write the report again from an earlier run's results.json.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    report_from: Option<std::path::PathBuf>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -66,6 +69,14 @@ fn check_interrupt() -> anyhow::Result<()> {
 }
 
 pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.report_from {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let results: Results =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        return write_report(root, dir, &results, args.update_docs);
+    }
     let started = Instant::now();
     crate::setup::all(root)?;
     crate::require_root("the bench loads kernel programs and runs auditd")?;
@@ -185,21 +196,29 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         memory,
         pipeline,
     };
+    fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    write_report(root, &dir, &results, args.update_docs)
+}
+
+/// The Markdown report into `dir/results.md` and standard output, and into docs/benchmark.md if
+/// asked.
+fn write_report(
+    root: &Path,
+    dir: &Path,
+    results: &Results,
+    update_docs: bool,
+) -> anyhow::Result<()> {
     let md = format!(
         "# agent-sensor benchmark results\n\n{}",
         results.markdown(2)
     );
     fs::write(dir.join("results.md"), &md)?;
-    fs::write(
-        dir.join("results.json"),
-        serde_json::to_string_pretty(&results)?,
-    )?;
     println!("{md}");
-    eprintln!(
-        "xtask bench: wrote {} and results.json",
-        dir.join("results.md").display()
-    );
-    if args.update_docs {
+    eprintln!("xtask bench: wrote {}", dir.join("results.md").display());
+    if update_docs {
         let docs = root.join("docs/benchmark.md");
         report::update_docs(&docs, &results.markdown(3))?;
         eprintln!("xtask bench: updated {}", docs.display());

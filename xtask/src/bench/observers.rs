@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     count::{self, Delivered, Expect},
@@ -21,7 +21,7 @@ use super::{
     workload::{AUDIT_LOGIN_UID, Mode, Report, Workload},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Config {
     Unattached,

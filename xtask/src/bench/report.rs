@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ATTEMPTS, DISTURBED_CORES,
@@ -15,7 +15,7 @@ use super::{
 };
 
 /// One workload run under one configuration.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Run {
     pub rep: usize,
     pub mode: Mode,
@@ -37,7 +37,7 @@ pub struct Run {
     pub attempts: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Results {
     pub date: String,
     pub commit: String,
@@ -270,18 +270,20 @@ impl Results {
                 let Some(s) = self.summary(mode, config) else {
                     continue;
                 };
-                let ratio = match (s.ratio(), self.spread(&s.ratios)) {
-                    (Some(r), Some((lo, hi))) => format!("{r:.3} [{lo:.3}–{hi:.3}]"),
+                let ratio = match (config, s.ratio(), self.spread(&s.ratios)) {
+                    (Config::Unattached, _, _) => "baseline".to_owned(),
+                    (_, Some(r), Some((lo, hi))) => format!("{r:.3} [{lo:.3}–{hi:.3}]"),
                     _ => "—".to_owned(),
                 };
                 let delivered = match (config, s.delivered) {
                     (Config::Unattached, _) | (_, None) => "—".to_owned(),
                     (Config::SensorNotAgent, Some(d)) => {
-                        format!("{d} (not an agent: none expected)")
+                        format!("{} (not an agent: none expected)", thousands(d as f64))
                     }
                     (_, Some(d)) => {
                         let lost = s.lost().unwrap_or(0);
-                        let mut cell = format!("{d} / {}", s.expected);
+                        let mut cell =
+                            format!("{} / {}", thousands(d as f64), thousands(s.expected as f64));
                         if lost > 0 {
                             let _ = write!(
                                 cell,
@@ -289,7 +291,7 @@ impl Results {
                                 100.0 * lost as f64 / s.expected as f64
                             );
                             if let Some(r) = s.lost_reported.filter(|r| *r > 0) {
-                                let _ = write!(cell, ", {r} reported");
+                                let _ = write!(cell, ", {} reported", thousands(r as f64));
                             }
                             cell.push(')');
                         }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The bench's cgroup v2 directory (under the cgroup2 mount): `agent` is declared an agent in
 /// the sensor's manifest, `other` is not.
@@ -111,7 +111,7 @@ fn clock_ticks() -> u64 {
 }
 
 /// Resident memory of a process, from `/proc/PID/status`, in KiB.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Memory {
     pub rss_kib: u64,
     pub anon_kib: u64,
@@ -433,7 +433,7 @@ pub fn load_average() -> f64 {
 }
 
 /// What the report says about where it ran.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,

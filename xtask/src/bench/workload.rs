@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub const AUDIT_LOGIN_UID: u32 = 4242;
 
 /// A workload mode and its fixed number of operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     Open,
     Exec,
