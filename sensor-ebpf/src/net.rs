@@ -116,10 +116,8 @@ fn payload(call: &PendingCall, ret: i64) -> (u64, u64) {
 /// must be set before; `inet_sock_set_state` then reports the outcome whenever it comes.
 #[inline(always)]
 pub fn watch_nonblocking_connect(fd: i32) {
+    // Only called for observed processes (`enter_connect`).
     let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    if crate::filter::observed((id >> 32) as u32).is_none() {
-        return;
-    }
     // SAFETY: a plain helper call; the task is only read through probe reads.
     let task = Task::new(unsafe { bpf_get_current_task() } as *const u8, offsets());
     let Some(file) = task.file(fd) else { return };

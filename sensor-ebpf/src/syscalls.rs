@@ -22,11 +22,10 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
     unsafe { ctx.read_at::<u64>(at) }.unwrap_or(0)
 }
 
-/// Saves `call` for the exit program, if this process is observed.
+/// Saves `call` of thread `id` for the exit program.
 #[inline(always)]
-fn remember(call: PendingCall) -> u32 {
-    let id = bpf_get_current_pid_tgid();
-    if observed((id >> 32) as u32).is_some() && INFLIGHT.insert(&id, &call, 0).is_err() {
+fn remember(id: u64, call: PendingCall) -> u32 {
+    if INFLIGHT.insert(&id, &call, 0).is_err() {
         count_lost(kind::INFLIGHT);
     }
     0
@@ -49,9 +48,15 @@ macro_rules! enter {
     ($name:ident, $syscall:expr, |$ctx:ident, $c:ident| $fill:block) => {
         #[tracepoint]
         pub fn $name($ctx: TracePointContext) -> u32 {
+            // Decided first: a process that is not observed pays one lookup, not the
+            // argument reads.
+            let id = bpf_get_current_pid_tgid();
+            if observed((id >> 32) as u32).is_none() {
+                return 0;
+            }
             let mut $c = call($syscall);
             $fill;
-            remember($c)
+            remember(id, $c)
         }
     };
 }

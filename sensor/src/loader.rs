@@ -137,6 +137,8 @@ pub struct SensorMaps {
 pub struct SelectorMaps {
     pub cgroups: BpfHashMap<MapData, u64, CgroupAgent>,
     pub held: BpfHashMap<MapData, u64, u64>,
+    /// Until when the kernel checks untracked processes against `held`.
+    pub holding_until: aya::maps::Array<MapData, u64>,
     pub executables: BpfHashMap<MapData, ExeKey, u32>,
     pub uids: BpfHashMap<MapData, u32, u32>,
 }
@@ -165,11 +167,12 @@ impl Sensor {
         let events = take("EVENTS")?;
         let lost = take("LOST")?;
         let tracked = take("TRACKED")?;
-        let (cgroups, executables, uids, held) = (
+        let (cgroups, executables, uids, held, holding_until) = (
             take("CGROUP_AGENTS")?,
             take("EXE_AGENTS")?,
             take("UID_AGENTS")?,
             take("HELD_CGROUPS")?,
+            take("HOLDING_UNTIL")?,
         );
         let map_err = |name| move |source| LoadError::Map { name, source };
         Ok(SensorMaps {
@@ -179,6 +182,8 @@ impl Sensor {
             selectors: SelectorMaps {
                 cgroups: BpfHashMap::try_from(cgroups).map_err(map_err("CGROUP_AGENTS"))?,
                 held: BpfHashMap::try_from(held).map_err(map_err("HELD_CGROUPS"))?,
+                holding_until: aya::maps::Array::try_from(holding_until)
+                    .map_err(map_err("HOLDING_UNTIL"))?,
                 executables: BpfHashMap::try_from(executables).map_err(map_err("EXE_AGENTS"))?,
                 uids: BpfHashMap::try_from(uids).map_err(map_err("UID_AGENTS"))?,
             },

@@ -151,6 +151,21 @@ impl SelectorSync {
         for id in held.into_iter().filter(|id| scanned.contains(id)) {
             let _ = self.maps.held.remove(&id);
         }
+        self.stop_holding_if_idle();
+    }
+
+    /// Ends the kernel's holding window once nothing is held, so untracked processes stop
+    /// paying the held-cgroup lookup. Cleared first and checked after: a cgroup made in
+    /// between is seen, and the window put back.
+    fn stop_holding_if_idle(&mut self) {
+        let until = self.maps.holding_until.get(&0, 0).unwrap_or(0);
+        if until == 0 || self.maps.held.keys().next().is_some() {
+            return;
+        }
+        let _ = self.maps.holding_until.set(0, 0, 0);
+        if self.maps.held.keys().next().is_some() {
+            let _ = self.maps.holding_until.set(0, until, 0);
+        }
     }
 
     /// Decides a cgroup just made: looks up its container, enters it in the kernel's map if
@@ -184,6 +199,7 @@ impl SelectorSync {
         } else {
             let _ = self.maps.held.remove(&id);
         }
+        self.stop_holding_if_idle();
         decision
     }
 
