@@ -167,6 +167,19 @@ async fn async_main(
             config.checkpoint_interval_ms,
         ));
     }
+    // The control socket exists before the start record says the sensor runs: a client
+    // that waits for that record can connect at once (its request waits in the backlog).
+    let allowed = registration::Allowed {
+        uids: config.registration_uids.clone(),
+        gids: config.registration_gids.clone(),
+    };
+    let listener =
+        registration::bind(&config.registration_socket, &allowed).with_context(|| {
+            format!(
+                "binding the registration socket {}",
+                config.registration_socket.display()
+            )
+        })?;
     pipeline
         .start(&programs, config.all_processes)
         .await
@@ -187,17 +200,6 @@ async fn async_main(
     let tx_control = tx.clone();
     // The control socket: registrations (with a manifest) and operators' annotations.
     let registration = {
-        let allowed = registration::Allowed {
-            uids: config.registration_uids.clone(),
-            gids: config.registration_gids.clone(),
-        };
-        let listener =
-            registration::bind(&config.registration_socket, &allowed).with_context(|| {
-                format!(
-                    "binding the registration socket {}",
-                    config.registration_socket.display()
-                )
-            })?;
         let server = Arc::new(registration::Server {
             registry: registry.clone(),
             tasks: tasks.clone(),

@@ -57,16 +57,24 @@ impl Pipeline {
             Ok(now) if !now.is_pending() && now.agent != 0 && now != tentative => Some(now),
             _ => decided,
         };
-        self.pending.insert(e.tgid, (decided, Instant::now()));
+        // Only a pending exec has kernel entries (its own, its children's) that wait on this.
+        let pending = current.is_pending();
+        if pending {
+            self.pending.insert(e.tgid, (decided, Instant::now()));
+        }
         match decided {
             Some(a) => {
                 let _ = map.insert(e.tgid, a, 0);
-                crate::selectors::attribute_children(&mut map, e.tgid, a);
+                if own.is_some() || pending {
+                    crate::selectors::attribute_children(&mut map, e.tgid, a);
+                }
                 e.attribution = a;
                 true
             }
             None => {
-                crate::selectors::release_pending(&mut map, e.tgid);
+                if pending {
+                    crate::selectors::release_pending(&mut map, e.tgid);
+                }
                 e.attribution = TrackedProcess::default();
                 self.ctx.all_processes
             }
