@@ -244,6 +244,22 @@ pub fn inode(path: &str) -> u64 {
         .ino()
 }
 
+/// Makes a sensor key pair in `keys` (`sensor.key`, `sensor.pub`) with `agent-sensor keygen`.
+pub fn keygen(keys: &std::path::Path) {
+    let out = Command::new(sensor_binary())
+        .args(["keygen", "--dir"])
+        .arg(keys)
+        .output()
+        .expect("run agent-sensor keygen");
+    assert!(out.status.success(), "keygen failed: {out:?}");
+}
+
+/// Writes records as JSON Lines.
+pub fn write_json_lines(path: &std::path::Path, records: &[Value]) {
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
 /// A fresh, empty directory for one test.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("agent-sensor-{name}-{}", std::process::id()));

@@ -218,12 +218,7 @@ fn mode(path: &Path) -> u32 {
 
 fn keygen(dir: &Path) -> PathBuf {
     let keys = dir.join("keys");
-    let out = Command::new(sensor_binary())
-        .args(["keygen", "--dir"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    sensor_tests::keygen(&keys);
     keys
 }
 

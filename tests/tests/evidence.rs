@@ -278,14 +278,7 @@ fn signed_checkpoints_expose_a_rewritten_chain() {
 
     // Another key does not vouch for it either.
     let other = dir.join("other");
-    assert!(
-        Command::new(sensor_binary())
-            .args(["keygen", "--dir"])
-            .arg(&other)
-            .status()
-            .unwrap()
-            .success()
-    );
+    sensor_tests::keygen(&other);
     let (ok, _) = verify_key(&trail, &other.join("sensor.pub"));
     assert!(!ok);
     let _ = std::fs::remove_dir_all(&dir);
@@ -296,15 +289,7 @@ fn an_operators_annotation_is_sealed_signed_and_attributed_to_who_connected() {
     use sensor_tests::{Sensor, action};
     require_root();
     let dir = scratch_dir("annotate");
-    let keys = dir.join("keys");
-    assert!(
-        Command::new(sensor_binary())
-            .args(["keygen", "--dir"])
-            .arg(&keys)
-            .status()
-            .unwrap()
-            .success()
-    );
+    sensor_tests::keygen(&dir.join("keys"));
     let socket = dir.join("control.sock");
     let config = dir.join("sensor.toml");
     std::fs::write(

@@ -73,11 +73,6 @@ for n, line in enumerate(open(sys.argv[2]), 1):
         .collect()
 }
 
-fn write_lines(path: &Path, events: &[Value]) {
-    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
-    std::fs::write(path, text).unwrap();
-}
-
 /// The sensor's own name for what an event records.
 fn action(e: &Value) -> &str {
     e["unmapped"]["agent_sensor"]["event"]["action"]
@@ -130,11 +125,7 @@ impl Drop for Running {
 fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
     require_root();
     let dir = scratch_dir("ocsf");
-    run_ok(
-        Command::new(sensor_binary())
-            .args(["keygen", "--dir"])
-            .arg(dir.join("keys")),
-    );
+    sensor_tests::keygen(&dir.join("keys"));
     let cg_name = format!("agent-sensor-ocsf-{}", std::process::id());
     std::fs::write(
         dir.join("agents.yaml"),
@@ -325,7 +316,7 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
     let mut wrong_type = exec;
     wrong_type["process"]["pid"] = "1".into();
     let broken = dir.join("broken.jsonl");
-    write_lines(&broken, &[unknown, activity, missing, wrong_type]);
+    sensor_tests::write_json_lines(&broken, &[unknown, activity, missing, wrong_type]);
     let complaints = validate(&broken);
     for line in 1..=4 {
         assert!(

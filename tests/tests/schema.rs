@@ -4,7 +4,7 @@
 //! a record with a field the schema does not know is refused.
 use std::{path::Path, process::Command};
 
-use sensor_tests::{Sensor, Value, action, cgroup2_root, scratch_dir, sensor_binary};
+use sensor_tests::{Sensor, action, cgroup2_root, scratch_dir, sensor_binary};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
 
@@ -37,23 +37,10 @@ for n, line in enumerate(open(sys.argv[2]), 1):
         .collect()
 }
 
-fn write_lines(path: &Path, records: &[Value]) {
-    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
-    std::fs::write(path, text).unwrap();
-}
-
 #[test]
 fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
     let dir = scratch_dir("schema");
-    assert!(
-        Command::new(sensor_binary())
-            .args(["keygen", "--dir"])
-            .arg(dir.join("keys"))
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    sensor_tests::keygen(&dir.join("keys"));
     let cg_name = format!("agent-sensor-schema-{}", std::process::id());
     std::fs::write(
         dir.join("agents.yaml"),
@@ -171,7 +158,7 @@ fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
         );
     }
     let file = dir.join("records.jsonl");
-    write_lines(&file, &records);
+    sensor_tests::write_json_lines(&file, &records);
     let complaints = validate(&file);
     assert!(
         complaints.is_empty(),
@@ -191,7 +178,7 @@ fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
     wrong_type["process"]["pid"] = "1".into();
     let mut missing = exec;
     missing.as_object_mut().unwrap().remove("process");
-    write_lines(&file, &[unknown, wrong_type, missing]);
+    sensor_tests::write_json_lines(&file, &[unknown, wrong_type, missing]);
     let complaints = validate(&file);
     for line in 1..=3 {
         assert!(
