@@ -253,7 +253,7 @@ pub fn attribute_children(
         flags: value.flags | sensor_common::tracked_flags::INHERITED,
         ..value
     };
-    for child in descendants(tgid) {
+    for child in live_descendants(tgid) {
         attribute(map, child, inherited);
     }
 }
@@ -261,7 +261,7 @@ pub fn attribute_children(
 /// Removes `tgid` and its live descendants from the kernel map where they are still pending
 /// (an unmatched exec turned out to be nobody's).
 pub fn release_pending(map: &mut BpfHashMap<MapData, u32, TrackedProcess>, tgid: u32) {
-    for p in std::iter::once(tgid).chain(descendants(tgid)) {
+    for p in std::iter::once(tgid).chain(live_descendants(tgid)) {
         if map.get(&p, 0).is_ok_and(|t| t.is_pending()) {
             let _ = map.remove(&p);
         }
@@ -269,7 +269,7 @@ pub fn release_pending(map: &mut BpfHashMap<MapData, u32, TrackedProcess>, tgid:
 }
 
 /// The live descendants of `tgid`, from `/proc/PID/task/TID/children` (bounded).
-fn descendants(tgid: u32) -> Vec<u32> {
+fn live_descendants(tgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut i = 0;
     let mut parent = Some(tgid);
