@@ -18,7 +18,7 @@ use crate::{
     output::submit_bytes,
     path::KPath,
     process::header,
-    syscalls::{ret, take_pending},
+    syscalls::{current_call, ret},
 };
 
 const HEADER: usize = size_of::<FileRecord>();
@@ -101,7 +101,7 @@ fn base_dir(task: &Task, dfd: i32, cwd: KPath) -> Option<KPath> {
 }
 
 fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
-    let (id, call) = take_pending()?;
+    let (id, who, call) = current_call(ctx)?;
     if call.syscall >= sc::FIRST_NET {
         return None;
     }
@@ -179,11 +179,7 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
     at += resolved_len;
 
     let record = FileRecord {
-        header: header(
-            kind::FILE,
-            at,
-            crate::filter::attribution((id >> 32) as u32),
-        ),
+        header: header(kind::FILE, at, who),
         start_boottime: task.process_start(),
         ret,
         arg: call.arg,

@@ -50,18 +50,6 @@ pub fn is_held(cgroup: u64) -> bool {
     unsafe { HELD_CGROUPS.get(&cgroup) }.is_some()
 }
 
-/// The attribution of the current process, which may or may not be tracked (for records whose
-/// observation was decided earlier, such as a syscall's exit).
-#[inline(always)]
-pub fn attribution(tgid: u32) -> TrackedProcess {
-    // SAFETY: copied out at once.
-    match unsafe { TRACKED.get(&tgid) } {
-        Some(t) => *t,
-        None => held_cgroup(config().hold_new_cgroups)
-            .map_or_else(TrackedProcess::default, TrackedProcess::held),
-    }
-}
-
 /// The attribution of a process that may not be the current one (softirq context).
 #[inline(always)]
 pub fn attribution_of(tgid: u32) -> TrackedProcess {

@@ -26,9 +26,11 @@ pub static TRACKED: HashMap<u32, TrackedProcess> = HashMap::with_max_entries(655
 pub static PATHBUF: PerCpuArray<[u8; 2 * crate::path::PATH_WINDOW]> =
     PerCpuArray::with_max_entries(1, 0);
 
-/// File and network syscalls between enter and exit, by thread (`pid_tgid`).
+/// Followed syscalls (`syscall` constants) by this architecture's syscall number: one exit
+/// program serves many syscalls and learns which from its record's `__syscall_nr`. The loader
+/// sizes and fills it.
 #[map]
-pub static INFLIGHT: HashMap<u64, sensor_common::PendingCall> = HashMap::with_max_entries(16384, 0);
+pub static SYSCALL_IDS: Array<u16> = Array::with_max_entries(1, 0);
 
 /// Non-blocking connects waiting for their outcome, by `struct sock` address. LRU: a socket
 /// whose state never changes again must not hold its slot forever.

@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use sensor_common::{
-    ConnectOwner, DNS_PAYLOAD_CAP, NetRecord, PendingCall, SOCKADDR_CAP, kind, syscall as sc,
+    CallArgs, ConnectOwner, DNS_PAYLOAD_CAP, NetRecord, SOCKADDR_CAP, kind, syscall as sc,
 };
 
 use crate::{
@@ -19,7 +19,7 @@ use crate::{
     maps::{CONNECTS, SCRATCH},
     output::submit_bytes,
     process::header,
-    syscalls::{ret, take_pending},
+    syscalls::{current_call, ret},
 };
 
 const HEADER: usize = size_of::<NetRecord>();
@@ -62,7 +62,7 @@ fn sock_of(task: &Task, fd: i32) -> Option<KPtr> {
 
 /// The user sockaddr a call names, and its length.
 #[inline(always)]
-fn user_sockaddr(call: &PendingCall) -> (u64, u64) {
+fn user_sockaddr(call: &CallArgs) -> (u64, u64) {
     match call.syscall {
         sc::CONNECT | sc::BIND | sc::SENDTO => (call.ptr1, call.arg),
         // recvfrom's addrlen is an in/out int pointer.
@@ -84,7 +84,7 @@ fn user_sockaddr(call: &PendingCall) -> (u64, u64) {
 
 /// The first data buffer of a send or receive, and how many bytes of it to copy.
 #[inline(always)]
-fn payload(call: &PendingCall, ret: i64) -> (u64, u64) {
+fn payload(call: &CallArgs, ret: i64) -> (u64, u64) {
     if ret <= 0 {
         return (0, 0);
     }
@@ -116,7 +116,6 @@ fn payload(call: &PendingCall, ret: i64) -> (u64, u64) {
 /// must be set before; `inet_sock_set_state` then reports the outcome whenever it comes.
 #[inline(always)]
 pub fn watch_nonblocking_connect(fd: i32) {
-    // Only called for observed processes (`enter_connect`).
     let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     // SAFETY: a plain helper call; the task is only read through probe reads.
     let task = Task::new(unsafe { bpf_get_current_task() } as *const u8, offsets());
@@ -151,7 +150,7 @@ pub fn exit_net(ctx: TracePointContext) -> u32 {
 }
 
 fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
-    let (id, call) = take_pending()?;
+    let (id, who, call) = current_call(ctx)?;
     if call.syscall < sc::FIRST_NET {
         return None;
     }
@@ -233,7 +232,7 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
         }
     }
     let size = HEADER + used;
-    r.header = header(kind::NET, size, crate::filter::attribution(r.tgid));
+    r.header = header(kind::NET, size, who);
     if size > HEADER + (SOCKADDR_CAP + DNS_PAYLOAD_CAP) as usize {
         return None;
     }

@@ -6,12 +6,19 @@ use crate::{
     maps::{EVENTS, LOST},
 };
 
-/// Submits without waking the consumer until `wakeup_bytes` are waiting: a wakeup per record
-/// costs far more than the probe itself, and the consumer's timer collects the rest in time.
+/// Wakes the consumer only with the record that brings the waiting bytes to `wakeup_bytes`: a
+/// wakeup (an interrupt to the consumer's CPU, a VM exit under a hypervisor) costs several times
+/// the probe itself. Below the threshold the consumer's timer collects the records in time;
+/// above it the consumer has been woken and is reading, so waking it again per record (what
+/// "at or above the threshold" would do whenever it falls behind) only slows the writer.
 #[inline(always)]
 fn wakeup_flags(size: u64) -> u64 {
     let threshold = config().wakeup_bytes;
-    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) + size >= threshold {
+    if threshold == 0 {
+        return BPF_RB_FORCE_WAKEUP as u64;
+    }
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if waiting < threshold && waiting + size >= threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

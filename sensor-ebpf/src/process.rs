@@ -333,8 +333,6 @@ fn try_exit(ctx: &RawTracePointContext) -> Option<()> {
         task.group_dead()
     };
     let wanted = observed(tgid);
-    // A thread that dies inside a followed syscall never reaches its exit program.
-    let _ = crate::maps::INFLIGHT.remove(&((u64::from(tgid) << 32) | u64::from(task.pid())));
     if group_dead {
         // Ignoring the result: most processes were never tracked.
         let _ = TRACKED.remove(&tgid);

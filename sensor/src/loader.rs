@@ -8,7 +8,9 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
-use sensor_common::{CgroupAgent, ExeKey, KernelOffsets, ProgramConfig, TrackedProcess};
+use sensor_common::{
+    CgroupAgent, ExeKey, KernelOffsets, ProgramConfig, TrackedProcess, syscall as sc,
+};
 
 use crate::{
     btf::{BtfError, KernelBtf},
@@ -33,45 +35,57 @@ const RAW_TRACEPOINTS: &[(&str, &str)] = &[
     ("cgroup_mkdir", "cgroup_mkdir"),
 ];
 
-/// Followed syscalls: the enter program of each, and the shared exit program that reports it.
-/// A syscall this architecture lacks (arm64 has no `open`) is skipped.
-const SYSCALLS: &[(&str, &str)] = &[
-    ("open", "exit_file"),
-    ("openat", "exit_file"),
-    ("openat2", "exit_file"),
-    ("creat", "exit_file"),
-    ("rename", "exit_file"),
-    ("renameat", "exit_file"),
-    ("renameat2", "exit_file"),
-    ("unlink", "exit_file"),
-    ("unlinkat", "exit_file"),
-    ("rmdir", "exit_file"),
-    ("mkdir", "exit_file"),
-    ("mkdirat", "exit_file"),
-    ("chmod", "exit_file"),
-    ("fchmod", "exit_file"),
-    ("fchmodat", "exit_file"),
-    ("fchmodat2", "exit_file"),
-    ("chown", "exit_file"),
-    ("lchown", "exit_file"),
-    ("fchown", "exit_file"),
-    ("fchownat", "exit_file"),
-    ("truncate", "exit_file"),
-    ("ftruncate", "exit_file"),
-    ("link", "exit_file"),
-    ("linkat", "exit_file"),
-    ("symlink", "exit_file"),
-    ("symlinkat", "exit_file"),
-    ("connect", "exit_net"),
-    ("accept", "exit_net"),
-    ("accept4", "exit_net"),
-    ("bind", "exit_net"),
-    ("listen", "exit_net"),
-    ("sendto", "exit_net"),
-    ("sendmsg", "exit_net"),
-    ("sendmmsg", "exit_net"),
-    ("recvfrom", "exit_net"),
-    ("recvmsg", "exit_net"),
+/// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
+/// shared exit program that reports it (which reads the arguments itself, see
+/// `sensor-ebpf/src/syscalls.rs`). arm64 has none of the legacy path calls (`open`, ...).
+const SYSCALLS: &[(&str, u16, libc::c_long, &str)] = &[
+    #[cfg(target_arch = "x86_64")]
+    ("open", sc::OPEN, libc::SYS_open, "exit_file"),
+    ("openat", sc::OPENAT, libc::SYS_openat, "exit_file"),
+    ("openat2", sc::OPENAT2, libc::SYS_openat2, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("creat", sc::CREAT, libc::SYS_creat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("rename", sc::RENAME, libc::SYS_rename, "exit_file"),
+    ("renameat", sc::RENAMEAT, libc::SYS_renameat, "exit_file"),
+    ("renameat2", sc::RENAMEAT2, libc::SYS_renameat2, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("unlink", sc::UNLINK, libc::SYS_unlink, "exit_file"),
+    ("unlinkat", sc::UNLINKAT, libc::SYS_unlinkat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("rmdir", sc::RMDIR, libc::SYS_rmdir, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("mkdir", sc::MKDIR, libc::SYS_mkdir, "exit_file"),
+    ("mkdirat", sc::MKDIRAT, libc::SYS_mkdirat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("chmod", sc::CHMOD, libc::SYS_chmod, "exit_file"),
+    ("fchmod", sc::FCHMOD, libc::SYS_fchmod, "exit_file"),
+    ("fchmodat", sc::FCHMODAT, libc::SYS_fchmodat, "exit_file"),
+    ("fchmodat2", sc::FCHMODAT2, libc::SYS_fchmodat2, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("chown", sc::CHOWN, libc::SYS_chown, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("lchown", sc::LCHOWN, libc::SYS_lchown, "exit_file"),
+    ("fchown", sc::FCHOWN, libc::SYS_fchown, "exit_file"),
+    ("fchownat", sc::FCHOWNAT, libc::SYS_fchownat, "exit_file"),
+    ("truncate", sc::TRUNCATE, libc::SYS_truncate, "exit_file"),
+    ("ftruncate", sc::FTRUNCATE, libc::SYS_ftruncate, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("link", sc::LINK, libc::SYS_link, "exit_file"),
+    ("linkat", sc::LINKAT, libc::SYS_linkat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("symlink", sc::SYMLINK, libc::SYS_symlink, "exit_file"),
+    ("symlinkat", sc::SYMLINKAT, libc::SYS_symlinkat, "exit_file"),
+    ("connect", sc::CONNECT, libc::SYS_connect, "exit_net"),
+    ("accept", sc::ACCEPT, libc::SYS_accept, "exit_net"),
+    ("accept4", sc::ACCEPT4, libc::SYS_accept4, "exit_net"),
+    ("bind", sc::BIND, libc::SYS_bind, "exit_net"),
+    ("listen", sc::LISTEN, libc::SYS_listen, "exit_net"),
+    ("sendto", sc::SENDTO, libc::SYS_sendto, "exit_net"),
+    ("sendmsg", sc::SENDMSG, libc::SYS_sendmsg, "exit_net"),
+    ("sendmmsg", sc::SENDMMSG, libc::SYS_sendmmsg, "exit_net"),
+    ("recvfrom", sc::RECVFROM, libc::SYS_recvfrom, "exit_net"),
+    ("recvmsg", sc::RECVMSG, libc::SYS_recvmsg, "exit_net"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +159,7 @@ pub struct SelectorMaps {
 
 impl Sensor {
     /// Detaches everything. Each syscall tracepoint detach waits for an RCU grace period
-    /// (about 100 ms here), so 70 of them one after another would hold up shutdown for seconds;
+    /// (about 100 ms here), so 37 of them one after another would hold up shutdown for seconds;
     /// in parallel they share the wait.
     pub fn detach(self) {
         let Self {
@@ -201,7 +215,10 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
     let btf = KernelBtf::from_sys_fs().map_err(LoadError::NoBtf)?;
     let offsets = resolve_offsets(&btf)?;
     let tracefs = ensure_tracefs()?;
-    let (syscall_args_offset, syscall_ret_offset) = syscall_record_offsets(&tracefs)?;
+    let (syscall_args_offset, syscall_ret_offset, syscall_nr_offset) =
+        syscall_record_offsets(&tracefs)?;
+    let exit_events = syscall_exit_events(&tracefs);
+    let syscall_map_len = exit_events.iter().map(|e| e.nr + 1).max().unwrap_or(1);
     let program_config = ProgramConfig {
         all_processes: u32::from(config.all_processes),
         args_max: config.args_max_bytes,
@@ -209,6 +226,8 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         sensor_tgid: std::process::id(),
         syscall_args_offset,
         syscall_ret_offset,
+        syscall_nr_offset,
+        _pad: 0,
         env_marker: u32::from(config.environment_marker.is_some()),
         hold_new_cgroups: u32::from(config.identities.is_some()),
         // Argv selectors may come with any reload of the manifest: with identities, always.
@@ -223,7 +242,9 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         .override_global("CONFIG", &program_config, true)
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
         .map_max_entries("TRACKED", config.tracked_processes)
+        .map_max_entries("SYSCALL_IDS", syscall_map_len)
         .load(PROGRAMS)?;
+    fill_syscall_ids(&mut ebpf, &exit_events)?;
     let mut programs = Vec::new();
     let mut syscall_links = Vec::new();
     for &(name, tracepoint) in RAW_TRACEPOINTS {
@@ -235,28 +256,25 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
             .load()
             .map_err(program_error(exit))?;
     }
-    for &(syscall, exit) in SYSCALLS {
-        let enter_tp = format!("sys_enter_{syscall}");
-        if !tracefs.join("events/syscalls").join(&enter_tp).exists() {
-            tracing::debug!(
-                syscall,
-                "this kernel has no such syscall tracepoint; skipped"
-            );
-            continue;
-        }
-        let enter: &'static str = leak(format!("enter_{syscall}"));
-        let program = program_of::<TracePoint>(&mut ebpf, enter)?;
-        program.load().map_err(program_error(enter))?;
+    for event in &exit_events {
+        let program = program_of::<TracePoint>(&mut ebpf, event.exit)?;
         let link = program
-            .attach("syscalls", &enter_tp)
-            .map_err(program_error(enter))?;
-        syscall_links.push(program.take_link(link).map_err(program_error(enter))?);
-        let program = program_of::<TracePoint>(&mut ebpf, exit)?;
+            .attach("syscalls", &format!("sys_exit_{}", event.syscall))
+            .map_err(program_error(event.exit))?;
+        syscall_links.push(program.take_link(link).map_err(program_error(event.exit))?);
+        programs.push(leak(format!("syscall:{}", event.syscall)));
+    }
+    if exit_events.iter().any(|e| e.syscall == "connect") {
+        let program = program_of::<TracePoint>(&mut ebpf, "enter_connect")?;
+        program.load().map_err(program_error("enter_connect"))?;
         let link = program
-            .attach("syscalls", &format!("sys_exit_{syscall}"))
-            .map_err(program_error(exit))?;
-        syscall_links.push(program.take_link(link).map_err(program_error(exit))?);
-        programs.push(leak(format!("syscall:{syscall}")));
+            .attach("syscalls", "sys_enter_connect")
+            .map_err(program_error("enter_connect"))?;
+        syscall_links.push(
+            program
+                .take_link(link)
+                .map_err(program_error("enter_connect"))?,
+        );
     }
     Ok(Sensor {
         ebpf,
@@ -296,9 +314,55 @@ fn program_error(name: &'static str) -> impl Fn(ProgramError) -> LoadError {
     }
 }
 
-/// Where a syscall tracepoint record keeps its first argument and its return value: the
-/// layout is the same for every syscall, read once from `sys_enter_openat` / `sys_exit_openat`.
-fn syscall_record_offsets(tracefs: &std::path::Path) -> Result<(u32, u32), LoadError> {
+/// A followed syscall's exit tracepoint on this kernel.
+struct ExitEvent {
+    syscall: &'static str,
+    id: u16,
+    /// The syscall's number: the exit record's `__syscall_nr`.
+    nr: u32,
+    exit: &'static str,
+}
+
+/// The followed syscalls this kernel has an exit tracepoint for.
+fn syscall_exit_events(tracefs: &std::path::Path) -> Vec<ExitEvent> {
+    SYSCALLS
+        .iter()
+        .filter_map(|&(syscall, id, nr, exit)| {
+            let dir = tracefs.join(format!("events/syscalls/sys_exit_{syscall}"));
+            if !dir.exists() {
+                tracing::debug!(
+                    syscall,
+                    "this kernel has no such syscall tracepoint; skipped"
+                );
+                return None;
+            }
+            Some(ExitEvent {
+                syscall,
+                id,
+                nr: u32::try_from(nr).ok()?,
+                exit,
+            })
+        })
+        .collect()
+}
+
+/// Tells the exit programs which followed syscall each syscall number is.
+fn fill_syscall_ids(ebpf: &mut Ebpf, events: &[ExitEvent]) -> Result<(), LoadError> {
+    let name = "SYSCALL_IDS";
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut map: aya::maps::Array<_, u16> =
+        aya::maps::Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+    for e in events {
+        map.set(e.nr, e.id, 0)
+            .map_err(|source| LoadError::Map { name, source })?;
+    }
+    Ok(())
+}
+
+/// Where a syscall tracepoint record keeps its first argument, its return value and the
+/// syscall's number: the layout is the same for every syscall, read once from
+/// `sys_enter_openat` / `sys_exit_openat`.
+fn syscall_record_offsets(tracefs: &std::path::Path) -> Result<(u32, u32, u32), LoadError> {
     let field_offset = |event: &str, field: &str| -> Option<u32> {
         let format =
             fs::read_to_string(tracefs.join("events/syscalls").join(event).join("format")).ok()?;
@@ -317,8 +381,9 @@ fn syscall_record_offsets(tracefs: &std::path::Path) -> Result<(u32, u32), LoadE
     match (
         field_offset("sys_enter_openat", "dfd"),
         field_offset("sys_exit_openat", "ret"),
+        field_offset("sys_exit_openat", "__syscall_nr"),
     ) {
-        (Some(args), Some(ret)) => Ok((args, ret)),
+        (Some(args), Some(ret), Some(nr)) => Ok((args, ret, nr)),
         _ => Err(LoadError::TracepointFormat(
             "syscalls/sys_enter_openat and sys_exit_openat",
         )),
@@ -435,8 +500,40 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
             &["hierarchy_id"],
         )?,
         kernfs_node_id: need("kernfs_node.id", "kernfs_node", &["id"])?,
+        regs_args: syscall_arg_registers(btf)?,
         _pad: 0,
     })
+}
+
+/// Where `struct pt_regs` keeps the six syscall arguments at syscall exit.
+fn syscall_arg_registers(btf: &KernelBtf) -> Result<[u32; 6], LoadError> {
+    let need = |what: &'static str, path: &[&str]| {
+        btf.member_offset("pt_regs", path)
+            .map_err(|source| LoadError::MissingKernelMember { what, source })
+    };
+    #[cfg(target_arch = "x86_64")]
+    let registers = [
+        need("pt_regs.di", &["di"])?,
+        need("pt_regs.si", &["si"])?,
+        need("pt_regs.dx", &["dx"])?,
+        need("pt_regs.r10", &["r10"])?,
+        need("pt_regs.r8", &["r8"])?,
+        need("pt_regs.r9", &["r9"])?,
+    ];
+    // x0 holds the return value by the time the exit program runs; orig_x0 keeps argument 0.
+    #[cfg(target_arch = "aarch64")]
+    let registers = {
+        let regs = need("pt_regs.regs", &["regs"])?;
+        [
+            need("pt_regs.orig_x0", &["orig_x0"])?,
+            regs + 8,
+            regs + 16,
+            regs + 24,
+            regs + 32,
+            regs + 40,
+        ]
+    };
+    Ok(registers)
 }
 
 /// The tracefs mount point, mounting it at the usual place when nothing is mounted.

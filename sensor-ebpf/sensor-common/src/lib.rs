@@ -14,7 +14,8 @@ pub mod kind {
     pub const EXIT: u16 = 3;
     pub const FILE: u16 = 4;
     pub const NET: u16 = 5;
-    /// An in-flight syscall could not be remembered between enter and exit (map full).
+    /// Reserved: an in-flight syscall that could not be remembered between enter and exit,
+    /// before the exit programs read the arguments from the registers themselves.
     pub const INFLIGHT: u16 = 6;
     /// A process could not be entered in the tracked-process map (full): its activity, and
     /// its descendants', goes unattributed. Counted in the loss counters, never a record kind.
@@ -264,11 +265,11 @@ pub mod syscall {
     pub const CONNECT_RESULT: u16 = 60;
 }
 
-/// Arguments of a file or network syscall, saved at `sys_enter_*` (keyed by thread) for its
-/// `sys_exit_*`, which reports it with its outcome.
+/// Arguments of a file or network syscall normalised to one layout: read from the task's
+/// saved registers by the `sys_exit_*` program that reports the call with its outcome.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PendingCall {
+pub struct CallArgs {
     /// [`syscall`] constant.
     pub syscall: u16,
     pub _pad: u16,
@@ -473,6 +474,10 @@ pub struct KernelOffsets {
     pub cgroup_root: u32,
     pub cgroup_root_hierarchy_id: u32,
     pub kernfs_node_id: u32,
+    /// Where the syscall arguments are in `struct pt_regs` (x86-64: di, si, dx, r10, r8, r9;
+    /// arm64: orig_x0, then regs[1..6], since x0 holds the return value by then): the exit
+    /// programs read them there, so no enter program has to save them.
+    pub regs_args: [u32; 6],
     pub _pad: u32,
 }
 
@@ -548,6 +553,7 @@ impl KernelOffsets {
         cgroup_root: OFFSET_ABSENT,
         cgroup_root_hierarchy_id: OFFSET_ABSENT,
         kernfs_node_id: OFFSET_ABSENT,
+        regs_args: [OFFSET_ABSENT; 6],
         _pad: 0,
     };
 }
@@ -569,6 +575,9 @@ pub struct ProgramConfig {
     pub syscall_args_offset: u32,
     /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs).
     pub syscall_ret_offset: u32,
+    /// Offset of `__syscall_nr` in a `syscalls:sys_exit_*` record (from tracefs).
+    pub syscall_nr_offset: u32,
+    pub _pad: u32,
     /// Non-zero: unmatched execs (see `unmatched_execs`) carry the start of their environment,
     /// so the daemon can look for the (weak, opt-in) environment marker.
     pub env_marker: u32,
@@ -599,6 +608,8 @@ impl ProgramConfig {
         sensor_tgid: 0,
         syscall_args_offset: 16,
         syscall_ret_offset: 16,
+        syscall_nr_offset: 8,
+        _pad: 0,
         env_marker: 0,
         hold_new_cgroups: 0,
         unmatched_execs: 0,
@@ -696,13 +707,13 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 144);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 70 * 4);
+    assert!(size_of::<KernelOffsets>() == 76 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
-    assert!(size_of::<ProgramConfig>() == 48);
+    assert!(size_of::<ProgramConfig>() == 56);
     assert!(size_of::<TrackedProcess>() == 16);
     assert!(size_of::<ExeKey>() == 16);
     assert!(align_of::<ExecRecord>() == 8);
-    assert!(size_of::<PendingCall>() == 64);
+    assert!(size_of::<CallArgs>() == 64);
     assert!(size_of::<FileRecord>() == 136);
     assert!(size_of::<NetRecord>() == 152);
     assert!(size_of::<ConnectOwner>() == 40);
