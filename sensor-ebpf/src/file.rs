@@ -3,7 +3,7 @@
 //! path is relative to, and the absolute path of the file the kernel acted on.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_task,
+        bpf_get_current_comm,
         generated::{bpf_probe_read_kernel, bpf_probe_read_user_str},
     },
     macros::tracepoint,
@@ -12,8 +12,7 @@ use aya_ebpf::{
 use sensor_common::{FILENAME_CAP, FileRecord, SCRATCH_SIZE, file_flags, kind, syscall as sc};
 
 use crate::{
-    globals::offsets,
-    kernel::Task,
+    kernel::{CurrentTask, Task},
     maps::{PATHBUF, SCRATCH},
     output::submit_bytes,
     path::KPath,
@@ -92,11 +91,11 @@ fn put_path(
 
 /// The directory a relative path argument is relative to.
 #[inline(always)]
-fn base_dir(task: &Task, dfd: i32, cwd: KPath) -> Option<KPath> {
+fn base_dir(current: &CurrentTask, dfd: i32, cwd: KPath) -> Option<KPath> {
     if dfd == AT_FDCWD {
         Some(cwd)
     } else {
-        task.fd_path(dfd)
+        current.open_file(dfd).map(|f| f.path)
     }
 }
 
@@ -106,11 +105,11 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let ret = ret(ctx);
-    // SAFETY: a plain helper call; the task pointer is only read through probe reads.
-    let task = Task::new(unsafe { bpf_get_current_task() } as *const u8, offsets());
+    let current = CurrentTask::get();
+    let task = current.task();
     // SAFETY: this CPU's slot.
     let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
-    let (cwd, root) = task.cwd_and_root()?;
+    let (cwd, root) = current.cwd_and_root()?;
 
     let mut flags = 0u16;
     let mut at = HEADER;
@@ -133,7 +132,7 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
     // symlink's first path is the link's target text: it is not resolved against anything.
     let mut base_len = 0;
     if path_relative && call.syscall != sc::SYMLINK && call.syscall != sc::SYMLINKAT {
-        if let Some(dir) = base_dir(&task, call.dfd, cwd) {
+        if let Some(dir) = base_dir(&current, call.dfd, cwd) {
             let (n, cut) = put_path(buf, at, &task, dir, root);
             if cut {
                 flags |= file_flags::BASE_TRUNCATED;
@@ -144,7 +143,7 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
     at += base_len;
     let mut base2_len = 0;
     if path2_relative {
-        if let Some(dir) = base_dir(&task, call.dfd2, cwd) {
+        if let Some(dir) = base_dir(&current, call.dfd2, cwd) {
             let (n, cut) = put_path(buf, at, &task, dir, root);
             if cut {
                 flags |= file_flags::BASE2_TRUNCATED;
@@ -167,20 +166,20 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
     let mut resolved_len = 0;
     let mut ino = 0;
     if acted_on >= 0 && (call.fd >= 0 || ret >= 0) {
-        if let Some(file_path) = task.fd_path(acted_on) {
-            let (n, cut) = put_path(buf, at, &task, file_path, root);
+        if let Some(file) = current.open_file(acted_on) {
+            let (n, cut) = put_path(buf, at, &task, file.path, root);
             if cut {
                 flags |= file_flags::RESOLVED_TRUNCATED;
             }
             resolved_len = n;
-            ino = task.inode_number(file_path.dentry);
+            ino = file.ino();
         }
     }
     at += resolved_len;
 
     let record = FileRecord {
         header: header(kind::FILE, at, who),
-        start_boottime: task.process_start(),
+        start_boottime: current.process_start(),
         ret,
         arg: call.arg,
         ino,

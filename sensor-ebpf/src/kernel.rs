@@ -1,7 +1,9 @@
 //! The only code that reads kernel structs. Member offsets come from the `OFFSETS` global
 //! (resolved from the running kernel's BTF by the loader); an absent member reads as `None`.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
-use sensor_common::{KernelOffsets, OFFSET_ABSENT};
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
+use sensor_common::{KernelOffsets, OFFSET_ABSENT, WINDOW_MAX, Window};
+
+use crate::{globals::offsets, path::KPath};
 
 /// An opaque kernel pointer (`struct task_struct *`, `struct mm_struct *`, ...).
 #[derive(Clone, Copy)]
@@ -45,12 +47,12 @@ impl KPtr {
 #[derive(Clone, Copy)]
 pub struct Task {
     pub ptr: KPtr,
-    pub off: KernelOffsets,
+    pub off: &'static KernelOffsets,
 }
 
 impl Task {
     #[inline(always)]
-    pub fn new(ptr: *const u8, off: KernelOffsets) -> Self {
+    pub fn new(ptr: *const u8, off: &'static KernelOffsets) -> Self {
         Self {
             ptr: KPtr(ptr),
             off,
@@ -186,5 +188,199 @@ impl Task {
             .follow(self.off.task_signal)
             .and_then(|s| s.read::<i32>(self.off.signal_live))
             .is_some_and(|live| live == 0)
+    }
+}
+
+/// Several members of one kernel object read with a single `bpf_probe_read_kernel` (each helper
+/// call costs more than the copy): the loader picks, from BTF, a window of the object that
+/// covers them ([`sensor_common::Window`]); members are then taken from the copy.
+pub struct Chunk {
+    /// Filled by the helper up to the window's length, and only read there. Not zeroed first:
+    /// that compiled to a byte-wise memset call costing more than the read itself.
+    words: core::mem::MaybeUninit<[u64; WINDOW_WORDS]>,
+    start: u32,
+}
+
+const WINDOW_WORDS: usize = WINDOW_MAX as usize / 8;
+
+impl Chunk {
+    /// Copies `window` of the object at `obj`, or `None` if it is unreadable.
+    #[inline(always)]
+    pub fn read(obj: KPtr, window: Window) -> Option<Chunk> {
+        if obj.is_null() || window.len == 0 || window.len > WINDOW_MAX {
+            return None;
+        }
+        let mut chunk = Chunk {
+            words: core::mem::MaybeUninit::uninit(),
+            start: window.start,
+        };
+        // SAFETY: the destination holds WINDOW_MAX bytes; a bad source is an error.
+        let rc = unsafe {
+            generated::bpf_probe_read_kernel(
+                chunk.words.as_mut_ptr().cast(),
+                window.len,
+                obj.0.wrapping_add(window.start as usize).cast(),
+            )
+        };
+        (rc == 0).then_some(chunk)
+    }
+
+    /// The 8-byte member at `offset` of the object.
+    #[inline(always)]
+    pub fn u64_at(&self, offset: u32) -> u64 {
+        let i = (offset.wrapping_sub(self.start) as usize / 8) & (WINDOW_WORDS - 1);
+        // SAFETY: in bounds; members lie inside the window, which the helper wrote.
+        unsafe { self.words.as_ptr().cast::<u64>().add(i).read() }
+    }
+
+    /// The 4-byte member at `offset` of the object (members are naturally aligned).
+    #[inline(always)]
+    pub fn u32_at(&self, offset: u32) -> u32 {
+        let word = self.u64_at(offset & !7);
+        (word >> ((offset & 4) * 8)) as u32
+    }
+
+    /// The pointer member at `offset`, if not null.
+    #[inline(always)]
+    pub fn ptr_at(&self, offset: u32) -> Option<KPtr> {
+        let p = self.u64_at(offset) as *const u8;
+        (!p.is_null()).then_some(KPtr(p))
+    }
+}
+
+/// The current task through its BTF-typed pointer (`bpf_get_current_task_btf`): its members are
+/// plain loads, which the verifier checks against BTF and the JIT makes fault-safe, instead of
+/// a `bpf_probe_read_kernel` call each. The offsets are read-only globals, constants to the
+/// verifier, as it requires for such loads.
+pub struct CurrentTask {
+    ptr: *const u8,
+}
+
+impl CurrentTask {
+    #[inline(always)]
+    pub fn get() -> Self {
+        // SAFETY: a plain helper call.
+        Self {
+            ptr: unsafe { generated::bpf_get_current_task_btf() } as *const u8,
+        }
+    }
+
+    /// The task as an opaque pointer for probe reads.
+    #[inline(always)]
+    pub fn task(&self) -> Task {
+        Task::new(untyped(self.ptr), offsets())
+    }
+
+    /// `start_boottime` of the task's process (its group leader).
+    #[inline(always)]
+    pub fn process_start(&self) -> u64 {
+        let off = offsets();
+        // SAFETY: BTF-checked loads (see the type's comment).
+        unsafe {
+            let leader = load::<*const u8>(self.ptr, off.task_group_leader);
+            load::<u64>(leader, off.task_start_boottime)
+        }
+    }
+
+    /// The working directory and root (`task->fs->pwd`, `->root`).
+    #[inline(always)]
+    pub fn cwd_and_root(&self) -> Option<(KPath, KPath)> {
+        let off = offsets();
+        // SAFETY: BTF-checked loads.
+        unsafe {
+            let fs = load::<*const u8>(self.ptr, off.task_fs);
+            if fs.is_null() {
+                return None;
+            }
+            let path = |at: u32| KPath {
+                mnt: KPtr(untyped(load::<*const u8>(fs, at + off.path_mnt))),
+                dentry: KPtr(untyped(load::<*const u8>(fs, at + off.path_dentry))),
+            };
+            Some((path(off.fs_pwd), path(off.fs_root)))
+        }
+    }
+
+    /// What the file behind `fd` is: its path, inode, private data and flags, from one read
+    /// of its window.
+    #[inline(always)]
+    pub fn open_file(&self, fd: i32) -> Option<OpenFile> {
+        let off = offsets();
+        let file = self.file(fd)?;
+        let w = Chunk::read(file, off.file_window)?;
+        Some(OpenFile {
+            path: KPath {
+                mnt: w.ptr_at(off.file_path + off.path_mnt)?,
+                dentry: w.ptr_at(off.file_path + off.path_dentry)?,
+            },
+            inode: KPtr(w.u64_at(off.file_inode) as *const u8),
+            private: KPtr(w.u64_at(off.file_private) as *const u8),
+            flags: w.u32_at(off.file_flags),
+        })
+    }
+
+    /// The open file behind `fd` (`task->files->fdt->fd[fd]`): the fd table through plain loads,
+    /// its slot with one probe read.
+    #[inline(always)]
+    pub fn file(&self, fd: i32) -> Option<KPtr> {
+        let off = offsets();
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: BTF-checked loads; the slot is read with a probe read.
+        unsafe {
+            let files = load::<*const u8>(self.ptr, off.task_files);
+            if files.is_null() {
+                return None;
+            }
+            let fdt = load::<*const u8>(files, off.files_fdt);
+            if fdt.is_null() || fd as u32 >= load::<u32>(fdt, off.fdt_max_fds) {
+                return None;
+            }
+            let array = untyped(load::<*const u8>(fdt, off.fdt_fd));
+            KPtr(array.wrapping_add(fd as usize * 8)).follow(0)
+        }
+    }
+}
+
+/// An open file, as [`CurrentTask::open_file`] reads it.
+pub struct OpenFile {
+    pub path: KPath,
+    pub inode: KPtr,
+    /// `private_data`: the `struct socket` of a socket.
+    pub private: KPtr,
+    pub flags: u32,
+}
+
+impl OpenFile {
+    /// The inode number.
+    #[inline(always)]
+    pub fn ino(&self) -> u64 {
+        let off = offsets();
+        self.inode.read::<u64>(off.inode_ino).unwrap_or(0)
+    }
+}
+
+/// A member of a BTF-typed object: a plain load.
+///
+/// # Safety
+/// `p` must be a pointer the verifier knows by its BTF type, `offset` a member of it.
+#[inline(always)]
+unsafe fn load<T>(p: *const u8, offset: u32) -> T {
+    // SAFETY: see above; the JIT turns a faulting load into zero.
+    unsafe { core::ptr::read_volatile(p.wrapping_add(offset as usize).cast::<T>()) }
+}
+
+/// The pointer's value as a plain number: BTF-typed pointers cannot be passed to the global
+/// path walk (it takes scalars) or offset backwards (`container_of`). Going through map memory
+/// is how the verifier lets a privileged program turn one into a number.
+#[inline(always)]
+fn untyped(p: *const u8) -> *const u8 {
+    let Some(slot) = crate::maps::POINTER_SLOT.get_ptr_mut(0) else {
+        return core::ptr::null();
+    };
+    // SAFETY: this CPU's slot.
+    unsafe {
+        core::ptr::write_volatile(slot, p as u64);
+        core::ptr::read_volatile(slot) as *const u8
     }
 }

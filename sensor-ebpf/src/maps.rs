@@ -60,3 +60,8 @@ pub static EXE_AGENTS: HashMap<sensor_common::ExeKey, u32> = HashMap::with_max_e
 /// Agents by uid.
 #[map]
 pub static UID_AGENTS: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Per-CPU slot a BTF-typed pointer passes through to become a plain number (see
+/// `kernel::untyped`).
+#[map]
+pub static POINTER_SLOT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

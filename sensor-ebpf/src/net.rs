@@ -3,7 +3,7 @@
 //! outcome; and the outcome of non-blocking connects, from `inet_sock_set_state`.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user,
+        bpf_get_current_comm, bpf_probe_read_user,
         generated::bpf_probe_read_user as read_user_bytes,
     },
     macros::{raw_tracepoint, tracepoint},
@@ -15,7 +15,7 @@ use sensor_common::{
 
 use crate::{
     globals::offsets,
-    kernel::{KPtr, Task},
+    kernel::{CurrentTask, KPtr, Task},
     maps::{CONNECTS, SCRATCH},
     output::submit_bytes,
     process::header,
@@ -54,10 +54,8 @@ fn fill_from_sock(r: &mut NetRecord, sk: KPtr, task: &Task) {
 
 /// `struct sock *` behind a socket fd.
 #[inline(always)]
-fn sock_of(task: &Task, fd: i32) -> Option<KPtr> {
-    task.file(fd)?
-        .follow(task.off.file_private)?
-        .follow(task.off.socket_sk)
+fn sock_of(current: &CurrentTask, fd: i32) -> Option<KPtr> {
+    current.open_file(fd)?.private.follow(offsets().socket_sk)
 }
 
 /// The user sockaddr a call names, and its length.
@@ -117,23 +115,18 @@ fn payload(call: &CallArgs, ret: i64) -> (u64, u64) {
 #[inline(always)]
 pub fn watch_nonblocking_connect(fd: i32) {
     let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    // SAFETY: a plain helper call; the task is only read through probe reads.
-    let task = Task::new(unsafe { bpf_get_current_task() } as *const u8, offsets());
-    let Some(file) = task.file(fd) else { return };
-    let nonblocking = file
-        .read::<u32>(task.off.file_flags)
-        .is_some_and(|f| f & O_NONBLOCK != 0);
-    if !nonblocking {
+    let current = CurrentTask::get();
+    let Some(file) = current.open_file(fd) else {
+        return;
+    };
+    if file.flags & O_NONBLOCK == 0 {
         return;
     }
-    let Some(sk) = file
-        .follow(task.off.file_private)
-        .and_then(|s| s.follow(task.off.socket_sk))
-    else {
+    let Some(sk) = file.private.follow(offsets().socket_sk) else {
         return;
     };
     let owner = ConnectOwner {
-        start_boottime: task.process_start(),
+        start_boottime: current.process_start(),
         pid: id as u32,
         tgid: (id >> 32) as u32,
         fd,
@@ -155,8 +148,8 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let ret = ret(ctx);
-    // SAFETY: a plain helper call; the task is only read through probe reads.
-    let task = Task::new(unsafe { bpf_get_current_task() } as *const u8, offsets());
+    let current = CurrentTask::get();
+    let task = current.task();
     let accepted = matches!(call.syscall, sc::ACCEPT | sc::ACCEPT4) && ret >= 0;
     let sock_fd = if accepted { ret as i32 } else { call.fd };
     // Built in place in the scratch buffer: the record is too large for the BPF stack.
@@ -167,7 +160,7 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     let r = unsafe { &mut *head.as_mut_ptr().cast::<NetRecord>() };
     // SAFETY: all-zero is a valid NetRecord.
     unsafe { core::ptr::write_bytes(r as *mut NetRecord, 0, 1) };
-    r.start_boottime = task.process_start();
+    r.start_boottime = current.process_start();
     r.ret = ret;
     r.pid = id as u32;
     r.tgid = (id >> 32) as u32;
@@ -175,7 +168,7 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     r.arg = call.flags;
     r.syscall = call.syscall;
     r.comm = bpf_get_current_comm().unwrap_or_default();
-    let sk = sock_of(&task, sock_fd);
+    let sk = sock_of(&current, sock_fd);
     if let Some(sk) = sk {
         fill_from_sock(r, sk, &task);
     }

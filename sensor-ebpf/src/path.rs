@@ -5,7 +5,7 @@ use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
 
 use crate::{
     globals::offsets,
-    kernel::{KPtr, Task},
+    kernel::{Chunk, KPtr, Task},
     maps::PATHBUF,
 };
 
@@ -51,40 +51,6 @@ impl Task {
             self.path_at(fs, self.off.fs_pwd)?,
             self.path_at(fs, self.off.fs_root)?,
         ))
-    }
-
-    /// The open file behind `fd` (`task->files->fdt->fd[fd]`).
-    #[inline(always)]
-    pub fn file(&self, fd: i32) -> Option<KPtr> {
-        if fd < 0 {
-            return None;
-        }
-        let fdt = self
-            .ptr
-            .follow(self.off.task_files)?
-            .follow(self.off.files_fdt)?;
-        let max: u32 = fdt.read(self.off.fdt_max_fds)?;
-        if fd as u32 >= max {
-            return None;
-        }
-        let array = fdt.follow(self.off.fdt_fd)?;
-        KPtr(array.0.wrapping_add(fd as usize * 8)).follow(0)
-    }
-
-    /// The path of the file behind `fd`.
-    #[inline(always)]
-    pub fn fd_path(&self, fd: i32) -> Option<KPath> {
-        let file = self.file(fd)?;
-        self.path_at(file, self.off.file_path)
-    }
-
-    /// Inode number of a dentry's inode.
-    #[inline(always)]
-    pub fn inode_number(&self, dentry: KPtr) -> u64 {
-        dentry
-            .follow(self.off.dentry_inode)
-            .and_then(|inode| inode.read::<u64>(self.off.inode_ino))
-            .unwrap_or(0)
     }
 
     /// Walks `path` up to `root` (or the top of its mount namespace) into the path buffer.
@@ -144,7 +110,8 @@ fn store(buf: &mut [u8; 2 * PATH_WINDOW], slot: usize, value: u64) {
 
 /// The walk itself, as a global BPF function: the verifier checks it once, not once per call
 /// site. It takes and returns scalars only, as global functions must: `start | len << 16`,
-/// plus the flags above.
+/// plus the flags above. Each dentry costs two probe reads (its window, then its name) and
+/// each mount one (its window gives its root, parent and mount point).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn walk_path(mnt: u64, dentry: u64, root_mnt: u64, root_dentry: u64) -> u64 {
@@ -158,6 +125,10 @@ pub extern "C" fn walk_path(mnt: u64, dentry: u64, root_mnt: u64, root_dentry: u
     let mut vfsmnt = KPtr(mnt as *const u8);
     // struct mount embeds the vfsmount: container_of.
     let mut mount = KPtr(vfsmnt.0.wrapping_sub(off.mount_mnt as usize));
+    let Some(mut mounted) = Chunk::read(mount, off.mount_window) else {
+        return 0;
+    };
+    let root_at = off.mount_mnt + off.vfsmount_root;
     store(buf, POS_SLOT, (PATH_WINDOW - 1) as u64);
     store(buf, DONE_SLOT, 0);
     for _ in 0..MAX_DEPTH {
@@ -166,40 +137,39 @@ pub extern "C" fn walk_path(mnt: u64, dentry: u64, root_mnt: u64, root_dentry: u
             store(buf, DONE_SLOT, 1);
             break;
         }
-        let Some(mnt_root) = vfsmnt.follow(off.vfsmount_root) else {
-            return 0;
-        };
-        if dentry.0 == mnt_root.0 {
+        if dentry.0 as u64 == mounted.u64_at(root_at) {
             // At the top of a mount: continue from where it is mounted.
-            let Some(parent) = mount.follow(off.mount_parent) else {
+            let Some(parent) = mounted.ptr_at(off.mount_parent) else {
                 return 0;
             };
             if parent.0 == mount.0 {
                 store(buf, DONE_SLOT, 1);
                 break;
             }
-            let Some(point) = mount.follow(off.mount_mountpoint) else {
+            let Some(point) = mounted.ptr_at(off.mount_mountpoint) else {
+                return 0;
+            };
+            let Some(next) = Chunk::read(parent, off.mount_window) else {
                 return 0;
             };
             dentry = point;
             mount = parent;
+            mounted = next;
             vfsmnt = KPtr(mount.0.wrapping_add(off.mount_mnt as usize));
             continue;
         }
-        let Some(parent) = dentry.follow(off.dentry_parent) else {
+        let Some(d) = Chunk::read(dentry, off.dentry_window) else {
+            return 0;
+        };
+        let Some(parent) = d.ptr_at(off.dentry_parent) else {
             return 0;
         };
         if parent.0 == dentry.0 {
             store(buf, DONE_SLOT, 1);
             break;
         }
-        let Some(name) = dentry.offset(off.dentry_name) else {
-            return 0;
-        };
-        let Some(len) = name.read::<u32>(off.qstr_len) else {
-            return 0;
-        };
-        let Some(name_ptr) = name.follow(off.qstr_name) else {
+        let len = d.u32_at(off.dentry_name + off.qstr_len);
+        let Some(name_ptr) = d.ptr_at(off.dentry_name + off.qstr_name) else {
             return 0;
         };
         let len = if len > NAME_MAX { NAME_MAX } else { len } as usize;

@@ -9,7 +9,8 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
 use sensor_common::{
-    CgroupAgent, ExeKey, KernelOffsets, ProgramConfig, TrackedProcess, syscall as sc,
+    CgroupAgent, ExeKey, KernelOffsets, ProgramConfig, TrackedProcess, WINDOW_MAX, Window,
+    syscall as sc,
 };
 
 use crate::{
@@ -118,6 +119,11 @@ pub enum LoadError {
         source: ProgramError,
         log: String,
     },
+    #[error(
+        "this kernel's {what} members span {len} bytes, more than the {WINDOW_MAX} the file \
+         probes read at once; please report the kernel version"
+    )]
+    UnsupportedLayout { what: &'static str, len: u32 },
     #[error("cannot read the tracepoint format of {0} in tracefs")]
     TracepointFormat(&'static str),
     #[error("map or program {0} is missing from the kernel programs (a build problem)")]
@@ -403,6 +409,55 @@ fn attach_raw_tracepoint(
 
 /// Offsets of every kernel struct member the programs read.
 pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
+    let mut offsets = member_offsets(btf)?;
+    let o = offsets;
+    let mount_root = o.mount_mnt + o.vfsmount_root;
+    offsets.dentry_window = window(
+        "struct dentry (d_parent, d_name)",
+        &[
+            (o.dentry_parent, 8),
+            (o.dentry_name + o.qstr_len, 4),
+            (o.dentry_name + o.qstr_name, 8),
+        ],
+    )?;
+    offsets.mount_window = window(
+        "struct mount (mnt_parent, mnt_mountpoint, mnt.mnt_root)",
+        &[
+            (o.mount_parent, 8),
+            (o.mount_mountpoint, 8),
+            (mount_root, 8),
+        ],
+    )?;
+    offsets.file_window = window(
+        "struct file (f_path, f_inode, private_data, f_flags)",
+        &[
+            (o.file_path + o.path_mnt, 8),
+            (o.file_path + o.path_dentry, 8),
+            (o.file_inode, 8),
+            (o.file_private, 8),
+            (o.file_flags, 4),
+        ],
+    )?;
+    Ok(offsets)
+}
+
+/// The 8-byte aligned window of a struct that covers `members` (offset, size), which the
+/// programs read with one call; an error if it is longer than they allow.
+fn window(what: &'static str, members: &[(u32, u32)]) -> Result<Window, LoadError> {
+    let start = members.iter().map(|&(at, _)| at).min().unwrap_or(0) & !7;
+    let end = members
+        .iter()
+        .map(|&(at, size)| at + size)
+        .max()
+        .unwrap_or(0);
+    let len = end - start;
+    if len > WINDOW_MAX {
+        return Err(LoadError::UnsupportedLayout { what, len });
+    }
+    Ok(Window { start, len })
+}
+
+fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
     let need = |what: &'static str, st: &str, path: &[&str]| {
         btf.member_offset(st, path)
             .map_err(|source| LoadError::MissingKernelMember { what, source })
@@ -475,6 +530,7 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         fdt_max_fds: need("fdtable.max_fds", "fdtable", &["max_fds"])?,
         file_path: need("file.f_path", "file", &["f_path"])?,
         file_private: need("file.private_data", "file", &["private_data"])?,
+        file_inode: need("file.f_inode", "file", &["f_inode"])?,
         file_flags: need("file.f_flags", "file", &["f_flags"])?,
         socket_sk: need("socket.sk", "socket", &["sk"])?,
         sk_family: need("sock.skc_family", "sock", &["__sk_common", "skc_family"])?,
@@ -501,7 +557,9 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         )?,
         kernfs_node_id: need("kernfs_node.id", "kernfs_node", &["id"])?,
         regs_args: syscall_arg_registers(btf)?,
-        _pad: 0,
+        dentry_window: Window::ABSENT,
+        mount_window: Window::ABSENT,
+        file_window: Window::ABSENT,
     })
 }
 

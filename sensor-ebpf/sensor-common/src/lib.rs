@@ -456,6 +456,7 @@ pub struct KernelOffsets {
     pub fdt_max_fds: u32,
     pub file_path: u32,
     pub file_private: u32,
+    pub file_inode: u32,
     pub file_flags: u32,
     // Sockets: socket->sk, and struct sock's common part.
     pub socket_sk: u32,
@@ -478,7 +479,30 @@ pub struct KernelOffsets {
     /// arm64: orig_x0, then regs[1..6], since x0 holds the return value by then): the exit
     /// programs read them there, so no enter program has to save them.
     pub regs_args: [u32; 6],
-    pub _pad: u32,
+    /// Windows of `struct dentry`, `struct mount` and `struct file` (start, length in bytes,
+    /// at most [`WINDOW_MAX`]) that cover every member the path walk and the fd lookup read,
+    /// so each object costs one `bpf_probe_read_kernel`, not one per member.
+    pub dentry_window: Window,
+    pub mount_window: Window,
+    pub file_window: Window,
+}
+
+/// Longest window of a kernel object read at once (see [`KernelOffsets::dentry_window`]).
+pub const WINDOW_MAX: u32 = 64;
+
+/// A byte range of a kernel struct: `start` is 8-byte aligned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Window {
+    pub const ABSENT: Self = Self {
+        start: OFFSET_ABSENT,
+        len: 0,
+    };
 }
 
 impl KernelOffsets {
@@ -537,6 +561,7 @@ impl KernelOffsets {
         fdt_max_fds: OFFSET_ABSENT,
         file_path: OFFSET_ABSENT,
         file_private: OFFSET_ABSENT,
+        file_inode: OFFSET_ABSENT,
         file_flags: OFFSET_ABSENT,
         socket_sk: OFFSET_ABSENT,
         sk_family: OFFSET_ABSENT,
@@ -554,7 +579,9 @@ impl KernelOffsets {
         cgroup_root_hierarchy_id: OFFSET_ABSENT,
         kernfs_node_id: OFFSET_ABSENT,
         regs_args: [OFFSET_ABSENT; 6],
-        _pad: 0,
+        dentry_window: Window::ABSENT,
+        mount_window: Window::ABSENT,
+        file_window: Window::ABSENT,
     };
 }
 
@@ -707,7 +734,7 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 144);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 76 * 4);
+    assert!(size_of::<KernelOffsets>() == 82 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
     assert!(size_of::<ProgramConfig>() == 56);
     assert!(size_of::<TrackedProcess>() == 16);
