@@ -626,3 +626,57 @@ fn exit_passes_group_dead(tracefs: &std::path::Path) -> bool {
     fs::read_to_string(tracefs.join("events/sched/sched_process_exit/format"))
         .is_ok_and(|f| f.contains("group_dead"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_covers_its_members_from_an_aligned_start() {
+        // struct dentry on Linux 6.18: d_parent at 24, d_name.len at 36, d_name.name at 40.
+        let w = window("dentry", &[(24, 8), (36, 4), (40, 8)]).unwrap();
+        assert_eq!(w, Window { start: 24, len: 24 });
+        // An unaligned first member still starts the window on an 8-byte boundary.
+        let w = window("x", &[(12, 4), (20, 4)]).unwrap();
+        assert_eq!(w, Window { start: 8, len: 16 });
+    }
+
+    #[test]
+    fn members_too_far_apart_are_refused_with_what_they_are() {
+        let err = window("struct file (f_path, ...)", &[(0, 8), (64, 8)]).unwrap_err();
+        assert!(
+            err.to_string().contains("struct file (f_path, ...)")
+                && err.to_string().contains("72 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_running_kernel_has_windows_and_argument_registers() {
+        let Ok(btf) = KernelBtf::from_sys_fs() else {
+            panic!("this machine kind has /sys/kernel/btf/vmlinux");
+        };
+        let offsets = resolve_offsets(&btf).unwrap();
+        for w in [
+            offsets.dentry_window,
+            offsets.mount_window,
+            offsets.file_window,
+        ] {
+            assert!(
+                w.len > 0 && w.len <= WINDOW_MAX && w.start % 8 == 0,
+                "{w:?}"
+            );
+        }
+        let mut regs = offsets.regs_args;
+        regs.sort_unstable();
+        assert!(regs.windows(2).all(|p| p[0] < p[1]), "distinct registers");
+    }
+
+    #[test]
+    fn every_followed_syscall_number_is_distinct() {
+        let mut numbers: Vec<_> = SYSCALLS.iter().map(|s| s.2).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), SYSCALLS.len());
+    }
+}
