@@ -2,22 +2,19 @@
 //! enter program with the outcome, the paths as passed, the absolute directory each relative
 //! path is relative to, and the absolute path of the file the kernel acted on.
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm,
-        generated::{bpf_probe_read_kernel, bpf_probe_read_user_str},
-    },
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user_str},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use sensor_common::{FILENAME_CAP, FileRecord, SCRATCH_SIZE, file_flags, kind, syscall as sc};
 
 use crate::{
-    kernel::{CurrentTask, Task},
+    kernel::{CurrentTask, Task, current_comm},
     maps::{PATHBUF, SCRATCH},
     output::submit_bytes,
     path::KPath,
     process::header,
-    syscalls::{current_call, ret},
+    syscalls::{Current, current_call},
 };
 
 const HEADER: usize = size_of::<FileRecord>();
@@ -26,8 +23,8 @@ const LAST_START: usize = SCRATCH_SIZE - FILENAME_CAP as usize;
 const AT_FDCWD: i32 = -100;
 
 #[tracepoint]
-pub fn exit_file(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_file(&ctx);
+pub fn exit_file(_ctx: TracePointContext) -> u32 {
+    let _ = try_exit_file();
     0
 }
 
@@ -99,12 +96,11 @@ fn base_dir(current: &CurrentTask, dfd: i32, cwd: KPath) -> Option<KPath> {
     }
 }
 
-fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
-    let (id, who, call) = current_call(ctx)?;
+fn try_exit_file() -> Option<()> {
+    let Current { id, who, call, ret } = current_call()?;
     if call.syscall >= sc::FIRST_NET {
         return None;
     }
-    let ret = ret(ctx);
     let current = CurrentTask::get();
     let task = current.task();
     // SAFETY: this CPU's slot.
@@ -200,14 +196,11 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
         base2_len: base2_len as u16,
         resolved_len: resolved_len as u16,
         _pad: [0; 3],
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm: current_comm(),
     };
-    // SAFETY: the scratch buffer is larger than the record.
-    unsafe {
-        buf.as_mut_ptr()
-            .cast::<FileRecord>()
-            .write_unaligned(record)
-    };
+    // SAFETY: the scratch buffer is larger than the record, and 8-byte aligned like every map
+    // value: an aligned write is a few word stores, an unaligned one a store per byte.
+    unsafe { buf.as_mut_ptr().cast::<FileRecord>().write(record) };
     if at > SCRATCH_SIZE {
         return None;
     }

@@ -384,3 +384,14 @@ fn untyped(p: *const u8) -> *const u8 {
         core::ptr::read_volatile(slot) as *const u8
     }
 }
+
+/// The current thread's `comm`, through an aligned buffer: the helper's usual wrapper zeroes a
+/// byte array first, which compiles to a byte-wise memset call.
+#[inline(always)]
+pub fn current_comm() -> [u8; 16] {
+    let mut comm = [0u64; 2];
+    // SAFETY: 16 writable bytes.
+    unsafe { generated::bpf_get_current_comm(comm.as_mut_ptr().cast(), 16) };
+    // SAFETY: same size, any bit pattern is valid.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(comm) }
+}

@@ -2,10 +2,7 @@
 //! DNS responses, reporting the socket's family, type, protocol and both addresses with the
 //! outcome; and the outcome of non-blocking connects, from `inet_sock_set_state`.
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_probe_read_user,
-        generated::bpf_probe_read_user as read_user_bytes,
-    },
+    helpers::{bpf_probe_read_user, generated::bpf_probe_read_user as read_user_bytes},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
@@ -15,11 +12,11 @@ use sensor_common::{
 
 use crate::{
     globals::offsets,
-    kernel::{CurrentTask, KPtr, Task},
+    kernel::{CurrentTask, KPtr, Task, current_comm},
     maps::{CONNECTS, SCRATCH},
     output::submit_bytes,
     process::header,
-    syscalls::{current_call, ret},
+    syscalls::{Current, current_call},
 };
 
 const HEADER: usize = size_of::<NetRecord>();
@@ -131,23 +128,22 @@ pub fn watch_nonblocking_connect(fd: i32) {
         tgid: (id >> 32) as u32,
         fd,
         _pad: 0,
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm: current_comm(),
     };
     let _ = CONNECTS.insert(&(sk.0 as u64), &owner, 0);
 }
 
 #[tracepoint]
-pub fn exit_net(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_net(&ctx);
+pub fn exit_net(_ctx: TracePointContext) -> u32 {
+    let _ = try_exit_net();
     0
 }
 
-fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
-    let (id, who, call) = current_call(ctx)?;
+fn try_exit_net() -> Option<()> {
+    let Current { id, who, call, ret } = current_call()?;
     if call.syscall < sc::FIRST_NET {
         return None;
     }
-    let ret = ret(ctx);
     let current = CurrentTask::get();
     let task = current.task();
     let accepted = matches!(call.syscall, sc::ACCEPT | sc::ACCEPT4) && ret >= 0;
@@ -158,8 +154,8 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     let (head, tail) = buf.split_at_mut(HEADER);
     // SAFETY: map values are 8-byte aligned and `head` is exactly one record.
     let r = unsafe { &mut *head.as_mut_ptr().cast::<NetRecord>() };
-    // SAFETY: all-zero is a valid NetRecord.
-    unsafe { core::ptr::write_bytes(r as *mut NetRecord, 0, 1) };
+    // An aligned write of the default (a `write_bytes` here compiled to a byte-wise memset).
+    *r = NetRecord::default();
     r.start_boottime = current.process_start();
     r.ret = ret;
     r.pid = id as u32;
@@ -167,7 +163,7 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     r.fd = sock_fd;
     r.arg = call.flags;
     r.syscall = call.syscall;
-    r.comm = bpf_get_current_comm().unwrap_or_default();
+    r.comm = current_comm();
     let sk = sock_of(&current, sock_fd);
     if let Some(sk) = sk {
         fill_from_sock(r, sk, &task);

@@ -23,35 +23,53 @@ const AT_FDCWD: i32 = -100;
 const O_CREAT_WRONLY_TRUNC: u32 = 0o1101;
 const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
 
-/// The calling thread's syscall that the exit program of `ctx` reports, if the thread is
-/// observed: its `pid_tgid`, its attribution, and the call.
-#[inline(always)]
-pub fn current_call(ctx: &TracePointContext) -> Option<(u64, TrackedProcess, CallArgs)> {
-    let id = bpf_get_current_pid_tgid();
-    let who = observed((id >> 32) as u32)?;
-    // SAFETY: reading the tracepoint record.
-    let nr = unsafe { ctx.read_at::<u32>(config().syscall_nr_offset as usize) }.ok()?;
-    let syscall = *SYSCALL_IDS.get(nr)?;
-    if syscall == 0 {
-        return None;
-    }
-    Some((id, who, call_args(syscall, &registers()?)))
+/// The syscall the calling thread is returning from, if the thread is observed and the call
+/// followed.
+pub struct Current {
+    /// `pid_tgid`.
+    pub id: u64,
+    pub who: TrackedProcess,
+    pub call: CallArgs,
+    /// The return value.
+    pub ret: i64,
 }
 
-/// The six syscall arguments from the current task's `struct pt_regs`, which the kernel keeps
-/// unchanged until the syscall returns to user space.
+/// What the exit program reports, from the current task's `struct pt_regs`: the kernel keeps
+/// the arguments there unchanged until the syscall returns to user space, with the syscall's
+/// number and its return value. Plain loads through the BTF-typed pointer the helper returns,
+/// at offsets resolved from BTF (constants to the verifier); the tracepoint record itself
+/// could only be read with a helper call per field.
 #[inline(always)]
-fn registers() -> Option<[u64; 6]> {
-    let at = offsets().regs_args;
-    // SAFETY: plain helper calls; `bpf_task_pt_regs` returns a pointer the verifier knows as
-    // `struct pt_regs`, read at offsets resolved from BTF (constants to the verifier).
+pub fn current_call() -> Option<Current> {
+    let id = bpf_get_current_pid_tgid();
+    let who = observed((id >> 32) as u32)?;
+    let off = offsets();
+    // SAFETY: plain helper calls and BTF-checked loads (see above).
     unsafe {
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
         if regs.is_null() {
             return None;
         }
-        let read = |i: usize| core::ptr::read_volatile(regs.add(at[i] as usize).cast::<u64>());
-        Some([read(0), read(1), read(2), read(3), read(4), read(5)])
+        let read = |at: u32| core::ptr::read_volatile(regs.add(at as usize).cast::<u64>());
+        let syscall = *SYSCALL_IDS.get(read(off.regs_nr) as u32)?;
+        if syscall == 0 {
+            return None;
+        }
+        let a = off.regs_args;
+        let args = [
+            read(a[0]),
+            read(a[1]),
+            read(a[2]),
+            read(a[3]),
+            read(a[4]),
+            read(a[5]),
+        ];
+        Some(Current {
+            id,
+            who,
+            call: call_args(syscall, &args),
+            ret: read(off.regs_ret) as i64,
+        })
     }
 }
 
@@ -285,11 +303,4 @@ pub fn enter_connect(ctx: TracePointContext) -> u32 {
         crate::net::watch_nonblocking_connect(enter_arg(&ctx, 0) as i32);
     }
     0
-}
-
-/// The syscall's return value in a `sys_exit_*` record.
-#[inline(always)]
-pub fn ret(ctx: &TracePointContext) -> i64 {
-    // SAFETY: reading the tracepoint record.
-    unsafe { ctx.read_at::<i64>(config().syscall_ret_offset as usize) }.unwrap_or(0)
 }

@@ -221,8 +221,7 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
     let btf = KernelBtf::from_sys_fs().map_err(LoadError::NoBtf)?;
     let offsets = resolve_offsets(&btf)?;
     let tracefs = ensure_tracefs()?;
-    let (syscall_args_offset, syscall_ret_offset, syscall_nr_offset) =
-        syscall_record_offsets(&tracefs)?;
+    let syscall_args_offset = syscall_args_offset(&tracefs)?;
     let exit_events = syscall_exit_events(&tracefs);
     let syscall_map_len = exit_events.iter().map(|e| e.nr + 1).max().unwrap_or(1);
     let program_config = ProgramConfig {
@@ -231,9 +230,6 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         exit_has_group_dead: u32::from(exit_passes_group_dead(&tracefs)),
         sensor_tgid: std::process::id(),
         syscall_args_offset,
-        syscall_ret_offset,
-        syscall_nr_offset,
-        _pad: 0,
         env_marker: u32::from(config.environment_marker.is_some()),
         hold_new_cgroups: u32::from(config.identities.is_some()),
         // Argv selectors may come with any reload of the manifest: with identities, always.
@@ -365,17 +361,17 @@ fn fill_syscall_ids(ebpf: &mut Ebpf, events: &[ExitEvent]) -> Result<(), LoadErr
     Ok(())
 }
 
-/// Where a syscall tracepoint record keeps its first argument, its return value and the
-/// syscall's number: the layout is the same for every syscall, read once from
-/// `sys_enter_openat` / `sys_exit_openat`.
-fn syscall_record_offsets(tracefs: &std::path::Path) -> Result<(u32, u32, u32), LoadError> {
-    let field_offset = |event: &str, field: &str| -> Option<u32> {
-        let format =
-            fs::read_to_string(tracefs.join("events/syscalls").join(event).join("format")).ok()?;
-        format.lines().find_map(|line| {
+/// Where a `sys_enter_*` tracepoint record keeps its first argument (the layout is the same
+/// for every syscall; read from `sys_enter_openat`). Only `connect`'s enter program uses it:
+/// the exit programs read the registers.
+fn syscall_args_offset(tracefs: &std::path::Path) -> Result<u32, LoadError> {
+    let format = fs::read_to_string(tracefs.join("events/syscalls/sys_enter_openat/format"))
+        .map_err(|_| LoadError::TracepointFormat("syscalls/sys_enter_openat"))?;
+    format
+        .lines()
+        .find_map(|line| {
             let (decl, rest) = line.trim().strip_prefix("field:")?.split_once(';')?;
-            let name = decl.rsplit(' ').next()?;
-            (name == field).then_some(())?;
+            (decl.rsplit(' ').next()? == "dfd").then_some(())?;
             rest.trim()
                 .strip_prefix("offset:")?
                 .split(';')
@@ -383,17 +379,7 @@ fn syscall_record_offsets(tracefs: &std::path::Path) -> Result<(u32, u32, u32), 
                 .parse()
                 .ok()
         })
-    };
-    match (
-        field_offset("sys_enter_openat", "dfd"),
-        field_offset("sys_exit_openat", "ret"),
-        field_offset("sys_exit_openat", "__syscall_nr"),
-    ) {
-        (Some(args), Some(ret), Some(nr)) => Ok((args, ret, nr)),
-        _ => Err(LoadError::TracepointFormat(
-            "syscalls/sys_enter_openat and sys_exit_openat",
-        )),
-    }
+        .ok_or(LoadError::TracepointFormat("syscalls/sys_enter_openat"))
 }
 
 fn attach_raw_tracepoint(
@@ -557,10 +543,40 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         )?,
         kernfs_node_id: need("kernfs_node.id", "kernfs_node", &["id"])?,
         regs_args: syscall_arg_registers(btf)?,
+        regs_nr: syscall_number_register(btf)?,
+        regs_ret: return_value_register(btf)?,
         dentry_window: Window::ABSENT,
         mount_window: Window::ABSENT,
         file_window: Window::ABSENT,
     })
+}
+
+/// Where `struct pt_regs` keeps the syscall's number.
+fn syscall_number_register(btf: &KernelBtf) -> Result<u32, LoadError> {
+    #[cfg(target_arch = "x86_64")]
+    let (what, member) = ("pt_regs.orig_ax", "orig_ax");
+    #[cfg(target_arch = "aarch64")]
+    let (what, member) = ("pt_regs.syscallno", "syscallno");
+    btf.member_offset("pt_regs", &[member])
+        .map_err(|source| LoadError::MissingKernelMember { what, source })
+}
+
+/// Where `struct pt_regs` keeps the return value once the syscall has run.
+fn return_value_register(btf: &KernelBtf) -> Result<u32, LoadError> {
+    #[cfg(target_arch = "x86_64")]
+    return btf.member_offset("pt_regs", &["ax"]).map_err(|source| {
+        LoadError::MissingKernelMember {
+            what: "pt_regs.ax",
+            source,
+        }
+    });
+    #[cfg(target_arch = "aarch64")]
+    return btf.member_offset("pt_regs", &["regs"]).map_err(|source| {
+        LoadError::MissingKernelMember {
+            what: "pt_regs.regs",
+            source,
+        }
+    });
 }
 
 /// Where `struct pt_regs` keeps the six syscall arguments at syscall exit.

@@ -479,6 +479,9 @@ pub struct KernelOffsets {
     /// arm64: orig_x0, then regs[1..6], since x0 holds the return value by then): the exit
     /// programs read them there, so no enter program has to save them.
     pub regs_args: [u32; 6],
+    /// Where `struct pt_regs` keeps the syscall's number and, at exit, its return value.
+    pub regs_nr: u32,
+    pub regs_ret: u32,
     /// Windows of `struct dentry`, `struct mount` and `struct file` (start, length in bytes,
     /// at most [`WINDOW_MAX`]) that cover every member the path walk and the fd lookup read,
     /// so each object costs one `bpf_probe_read_kernel`, not one per member.
@@ -579,6 +582,8 @@ impl KernelOffsets {
         cgroup_root_hierarchy_id: OFFSET_ABSENT,
         kernfs_node_id: OFFSET_ABSENT,
         regs_args: [OFFSET_ABSENT; 6],
+        regs_nr: OFFSET_ABSENT,
+        regs_ret: OFFSET_ABSENT,
         dentry_window: Window::ABSENT,
         mount_window: Window::ABSENT,
         file_window: Window::ABSENT,
@@ -600,11 +605,6 @@ pub struct ProgramConfig {
     pub sensor_tgid: u32,
     /// Offset of the first argument in a `syscalls:sys_enter_*` record (from tracefs).
     pub syscall_args_offset: u32,
-    /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs).
-    pub syscall_ret_offset: u32,
-    /// Offset of `__syscall_nr` in a `syscalls:sys_exit_*` record (from tracefs).
-    pub syscall_nr_offset: u32,
-    pub _pad: u32,
     /// Non-zero: unmatched execs (see `unmatched_execs`) carry the start of their environment,
     /// so the daemon can look for the (weak, opt-in) environment marker.
     pub env_marker: u32,
@@ -634,9 +634,6 @@ impl ProgramConfig {
         exit_has_group_dead: 0,
         sensor_tgid: 0,
         syscall_args_offset: 16,
-        syscall_ret_offset: 16,
-        syscall_nr_offset: 8,
-        _pad: 0,
         env_marker: 0,
         hold_new_cgroups: 0,
         unmatched_execs: 0,
@@ -734,9 +731,9 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 144);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 82 * 4);
+    assert!(size_of::<KernelOffsets>() == 84 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
-    assert!(size_of::<ProgramConfig>() == 56);
+    assert!(size_of::<ProgramConfig>() == 48);
     assert!(size_of::<TrackedProcess>() == 16);
     assert!(size_of::<ExeKey>() == 16);
     assert!(align_of::<ExecRecord>() == 8);
