@@ -672,6 +672,46 @@ impl Pattern {
     }
 }
 
+/// The high bit of each byte of `word` that is a `/`, exactly (no borrow between bytes, so
+/// the lowest and the highest set bits are both right).
+fn slashes(word: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ 0x2f2f_2f2f_2f2f_2f2f;
+    // A byte's high bit ends up set iff the byte is non-zero.
+    let nonzero = ((x & !HIGH).wrapping_add(!HIGH)) | x;
+    !nonzero & HIGH
+}
+
+/// The first `/` in `bytes`, eight bytes at a time: components can be 4 KiB long.
+fn find_slash(bytes: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while let Some(chunk) = bytes.get(start..start + 8) {
+        let found = slashes(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if found != 0 {
+            return Some(start + found.trailing_zeros() as usize / 8);
+        }
+        start += 8;
+    }
+    bytes[start..]
+        .iter()
+        .position(|&b| b == b'/')
+        .map(|i| start + i)
+}
+
+/// The last `/` in `bytes`, eight bytes at a time.
+fn rfind_slash(bytes: &[u8]) -> Option<usize> {
+    let mut end = bytes.len();
+    while end >= 8 {
+        let chunk = &bytes[end - 8..end];
+        let found = slashes(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if found != 0 {
+            return Some(end - 1 - found.leading_zeros() as usize / 8);
+        }
+        end -= 8;
+    }
+    bytes[..end].iter().rposition(|&b| b == b'/')
+}
+
 /// Byte-slice equality without a call into libc's `memcmp`, which costs more than the
 /// comparison itself for names as short as path components.
 #[inline]
@@ -693,7 +733,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// The first component of `components` and the rest (`None` when it was the only one).
 fn split_first(components: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match components.iter().position(|&b| b == b'/') {
+    match find_slash(components) {
         Some(slash) => (&components[..slash], Some(&components[slash + 1..])),
         None => (components, None),
     }
@@ -701,7 +741,7 @@ fn split_first(components: &[u8]) -> (&[u8], Option<&[u8]>) {
 
 /// The last component of `components` and the ones before it (`None` when it was the only one).
 fn split_last(components: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    match components.iter().rposition(|&b| b == b'/') {
+    match rfind_slash(components) {
         Some(slash) => (Some(&components[..slash]), &components[slash + 1..]),
         None => (None, components),
     }
@@ -1232,6 +1272,45 @@ mod tests {
                 Segment::Glob(g) => naive(g, c, &|t: &ByteToken, b: &u8| t.matches(*b)),
             },
         )
+    }
+
+    #[test]
+    fn slash_search_finds_every_slash() {
+        for len in 0..40 {
+            for at in 0..len {
+                for other in [
+                    None,
+                    Some(0),
+                    Some(at / 2),
+                    Some((at + len) / 2),
+                    Some(len - 1),
+                ] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b'/';
+                    // Bytes one off '/' in either bit must not count.
+                    bytes
+                        .iter_mut()
+                        .step_by(3)
+                        .filter(|b| **b == b'a')
+                        .for_each(|b| *b = b'.');
+                    bytes
+                        .iter_mut()
+                        .skip(1)
+                        .step_by(5)
+                        .filter(|b| **b != b'/')
+                        .for_each(|b| *b = b'\xaf');
+                    if let Some(o) = other {
+                        bytes[o] = b'/';
+                    }
+                    let first = bytes.iter().position(|&b| b == b'/');
+                    let last = bytes.iter().rposition(|&b| b == b'/');
+                    assert_eq!(find_slash(&bytes), first, "{bytes:?}");
+                    assert_eq!(rfind_slash(&bytes), last, "{bytes:?}");
+                }
+            }
+            assert_eq!(find_slash(&vec![0; len]), None);
+            assert_eq!(rfind_slash(&vec![0xff; len]), None);
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! order, then pattern order), so the first match is the lowest-numbered pattern that matches;
 //! each list is in number order, and lists stop at the best match found so far.
 //!
-//! A lookup walks the path's components at most twice (the leading ones down the trie, all of
-//! them for the anywhere-names), hashes at most a few of them, and allocates nothing.
+//! A lookup walks the path's components once forward (the leading ones down the trie, all of
+//! them if there are anywhere-names) and its last few backward, hashes only the components a
+//! Bloom filter lets through, and allocates nothing.
 
 use std::{
     collections::HashMap,
@@ -132,15 +133,24 @@ impl Index {
             number: u32::MAX,
             matches,
         };
-        let mut node = &self.trie[0];
+        // Forward: down the trie while it lasts, and through every component when some
+        // pattern needs a name anywhere, in one walk.
+        let anywhere = !self.anywhere.map.is_empty();
+        let mut node = Some(&self.trie[0]);
         let mut rest = Some(path);
         while let Some(components) = rest {
             let (first, after) = split_first(components);
-            let Some(child) = node.child(first) else {
-                break;
-            };
-            node = &self.trie[child as usize];
-            best.consider(&node.patterns);
+            if let Some(parent) = node {
+                node = parent.child(first).map(|child| &self.trie[child as usize]);
+                match node {
+                    Some(node) => best.consider(&node.patterns),
+                    None if !anywhere => break,
+                    None => {}
+                }
+            }
+            if anywhere {
+                best.consider(self.anywhere.get(first));
+            }
             rest = after;
         }
         let mut rest = Some(path);
@@ -166,14 +176,6 @@ impl Index {
             }
             rest = before;
         }
-        if !self.anywhere.map.is_empty() {
-            let mut rest = Some(path);
-            while let Some(components) = rest {
-                let (first, after) = split_first(components);
-                best.consider(self.anywhere.get(first));
-                rest = after;
-            }
-        }
         best.consider(&self.always);
         (best.number != u32::MAX).then_some(best.number)
     }
@@ -195,7 +197,15 @@ struct Best<F> {
 
 impl<F: Fn(u32) -> bool> Best<F> {
     /// Tries `candidates` (in number order) until one matches or none can beat the best.
+    #[inline]
     fn consider(&mut self, candidates: &[u32]) {
+        if candidates.first().is_some_and(|&first| first < self.number) {
+            self.try_all(candidates);
+        }
+    }
+
+    #[inline(never)]
+    fn try_all(&mut self, candidates: &[u32]) {
         for &number in candidates {
             if number >= self.number {
                 return;
@@ -224,11 +234,18 @@ impl Names {
         self.map.entry(name.into()).or_default().push(pattern);
     }
 
+    /// Inlined, so that a name the filter rejects (nearly all) costs a few instructions.
+    #[inline]
     fn get(&self, name: &[u8]) -> &[u32] {
         let bit = filter_bit(name);
         if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
             return &[];
         }
+        self.lookup(name)
+    }
+
+    #[inline(never)]
+    fn lookup(&self, name: &[u8]) -> &[u32] {
         self.map.get(name).map_or(&[], Vec::as_slice)
     }
 }
