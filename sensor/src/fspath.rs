@@ -74,8 +74,15 @@
 //! element consumes exactly one component (or byte). The elements after the last star are
 //! checked against the end of the path first, which rejects most paths at once. A match costs
 //! at most O(pattern length × path length), with no exponential blow-up on hostile paths.
+//!
+//! [`Classifier::classify`] runs for every file record, so it does not try every pattern: an
+//! index built in [`Classifier::new`] (the `index` module) picks the few patterns a path could
+//! match from its leading directories and its last components, and only those are matched.
+//! Nothing is allocated per path.
 
 use std::fmt;
+
+mod index;
 
 /// The absolute, lexically normalised form of `path`: joined onto `base` when relative
 /// (`base` is an absolute directory path; `None` when the kernel could not tell it, then a
@@ -303,6 +310,10 @@ const BUILTIN: &[(&str, &[&str])] = &[
 #[derive(Clone, Debug)]
 pub struct Classifier {
     rules: Vec<CompiledRule>,
+    /// Every pattern's (rule, pattern) position, by pattern number: rule order, then pattern
+    /// order, so that a lower number is a higher priority.
+    numbered: Vec<(u32, u32)>,
+    index: index::Index,
 }
 
 #[derive(Clone, Debug)]
@@ -320,8 +331,21 @@ impl Classifier {
             .iter()
             .chain(extra)
             .map(CompiledRule::new)
-            .collect::<Result<_, _>>()?;
-        Ok(Self { rules })
+            .collect::<Result<Vec<_>, _>>()?;
+        let numbered: Vec<(u32, u32)> = (0u32..)
+            .zip(&rules)
+            .flat_map(|(r, rule)| (0u32..).zip(&rule.patterns).map(move |(p, _)| (r, p)))
+            .collect();
+        let index = index::Index::new(
+            numbered
+                .iter()
+                .map(|&(r, p)| &rules[r as usize].patterns[p as usize]),
+        );
+        Ok(Self {
+            rules,
+            numbered,
+            index,
+        })
     }
 
     /// The built-in rules, for docs and tests.
@@ -340,6 +364,25 @@ impl Classifier {
     /// `path` should be what [`absolute`] returns; it is matched as given, not normalised
     /// again. An empty path has no class.
     pub fn classify(&self, path: &[u8]) -> Option<&str> {
+        if path.is_empty() {
+            return None;
+        }
+        let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+        let pattern = |number: u32| {
+            let (r, p) = self.numbered[number as usize];
+            (&self.rules[r as usize], p as usize)
+        };
+        let first = self.index.first_match(trimmed, |number| {
+            let (rule, p) = pattern(number);
+            rule.patterns[p].matches_path(trimmed)
+        })?;
+        Some(pattern(first).0.class.as_str())
+    }
+
+    /// What `classify` did before the index: every pattern of every rule in order, on the
+    /// path split into a vector. The reference the index is tested against.
+    #[cfg(test)]
+    fn classify_slowly(&self, path: &[u8]) -> Option<&str> {
         if path.is_empty() {
             return None;
         }
@@ -385,9 +428,8 @@ impl PathGlob {
         if path.is_empty() {
             return false;
         }
-        let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-        let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
-        self.pattern.matches(&components)
+        self.pattern
+            .matches_path(path.strip_suffix(b"/").unwrap_or(path))
     }
 
     /// The glob's fixed leading directories (`/opt/a` for `/opt/a/*/bin`), where a search for
@@ -564,11 +606,144 @@ impl Pattern {
         })
     }
 
-    /// Whether the pattern matches a path split at its slashes.
+    /// Whether the pattern matches a path split at its slashes (the reference for
+    /// [`Self::matches_path`]).
+    #[cfg(test)]
     fn matches(&self, components: &[&[u8]]) -> bool {
         wildmatch(&self.steps, components, |segment, component| {
             segment.matches(component)
         })
+    }
+
+    /// Whether the pattern matches `path`, a non-empty path trimmed of one trailing `/`:
+    /// "/a/b" is the components "", "a", "b"; "" (the root) is [""], so `/*` does not match
+    /// the root.
+    ///
+    /// [`wildmatch`] over components, walked in place rather than split into a vector: the
+    /// subject is `Some(bytes)` for the components `bytes.split('/')`, `None` for none.
+    fn matches_path(&self, path: &[u8]) -> bool {
+        let (mut steps, mut subject) = (&self.steps[..], Some(path));
+        // The steps after the last star can only match the path's last components.
+        while let Some((Step::One(segment), steps_rest)) = steps.split_last() {
+            let Some(components) = subject else {
+                return false;
+            };
+            let (before, last) = split_last(components);
+            if !segment.matches(last) {
+                return false;
+            }
+            steps = steps_rest;
+            subject = before;
+        }
+        let mut pi = 0;
+        let mut resume: Option<(usize, Option<&[u8]>)> = None;
+        loop {
+            match (steps.get(pi), subject) {
+                (Some(Step::Star), _) => {
+                    if pi + 1 == steps.len() {
+                        return true;
+                    }
+                    pi += 1;
+                    resume = Some((pi, subject));
+                    continue;
+                }
+                (Some(Step::One(segment)), Some(components)) => {
+                    let (first, after) = split_first(components);
+                    if segment.matches(first) {
+                        pi += 1;
+                        subject = after;
+                        continue;
+                    }
+                }
+                (None, None) => return true,
+                _ => {}
+            }
+            // The last star takes one more component.
+            match resume {
+                Some((star_pi, Some(components))) => {
+                    let after = split_first(components).1;
+                    resume = Some((star_pi, after));
+                    pi = star_pi;
+                    subject = after;
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The high bit of each byte of `word` that is a `/`, exactly (no borrow between bytes, so
+/// the lowest and the highest set bits are both right).
+fn slashes(word: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ 0x2f2f_2f2f_2f2f_2f2f;
+    // A byte's high bit ends up set iff the byte is non-zero.
+    let nonzero = ((x & !HIGH).wrapping_add(!HIGH)) | x;
+    !nonzero & HIGH
+}
+
+/// The first `/` in `bytes`, eight bytes at a time: components can be 4 KiB long.
+fn find_slash(bytes: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while let Some(chunk) = bytes.get(start..start + 8) {
+        let found = slashes(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if found != 0 {
+            return Some(start + found.trailing_zeros() as usize / 8);
+        }
+        start += 8;
+    }
+    bytes[start..]
+        .iter()
+        .position(|&b| b == b'/')
+        .map(|i| start + i)
+}
+
+/// The last `/` in `bytes`, eight bytes at a time.
+fn rfind_slash(bytes: &[u8]) -> Option<usize> {
+    let mut end = bytes.len();
+    while end >= 8 {
+        let chunk = &bytes[end - 8..end];
+        let found = slashes(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if found != 0 {
+            return Some(end - 1 - found.leading_zeros() as usize / 8);
+        }
+        end -= 8;
+    }
+    bytes[..end].iter().rposition(|&b| b == b'/')
+}
+
+/// Byte-slice equality without a call into libc's `memcmp`, which costs more than the
+/// comparison itself for names as short as path components.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, a_rest)), Some((y, b_rest))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        if u64::from_ne_bytes(*x) != u64::from_ne_bytes(*y) {
+            return false;
+        }
+        (a, b) = (a_rest, b_rest);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// The first component of `components` and the rest (`None` when it was the only one).
+fn split_first(components: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match find_slash(components) {
+        Some(slash) => (&components[..slash], Some(&components[slash + 1..])),
+        None => (components, None),
+    }
+}
+
+/// The last component of `components` and the ones before it (`None` when it was the only one).
+fn split_last(components: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    match rfind_slash(components) {
+        Some(slash) => (Some(&components[..slash]), &components[slash + 1..]),
+        None => (None, components),
     }
 }
 
@@ -623,7 +798,7 @@ impl Segment {
 
     fn matches(&self, component: &[u8]) -> bool {
         match self {
-            Segment::Literal(literal) => **literal == *component,
+            Segment::Literal(literal) => same(literal, component),
             Segment::Glob(tokens) => wildmatch(tokens, component, |token, &b| token.matches(b)),
         }
     }
@@ -917,7 +1092,9 @@ mod tests {
     fn matches_bytes(pattern: &Pattern, path: &[u8]) -> bool {
         let trimmed = path.strip_suffix(b"/").unwrap_or(path);
         let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
-        pattern.matches(&components)
+        let in_place = pattern.matches_path(trimmed);
+        assert_eq!(in_place, pattern.matches(&components), "{path:?}");
+        in_place
     }
 
     #[test]
@@ -1095,6 +1272,45 @@ mod tests {
                 Segment::Glob(g) => naive(g, c, &|t: &ByteToken, b: &u8| t.matches(*b)),
             },
         )
+    }
+
+    #[test]
+    fn slash_search_finds_every_slash() {
+        for len in 0..40 {
+            for at in 0..len {
+                for other in [
+                    None,
+                    Some(0),
+                    Some(at / 2),
+                    Some((at + len) / 2),
+                    Some(len - 1),
+                ] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b'/';
+                    // Bytes one off '/' in either bit must not count.
+                    bytes
+                        .iter_mut()
+                        .step_by(3)
+                        .filter(|b| **b == b'a')
+                        .for_each(|b| *b = b'.');
+                    bytes
+                        .iter_mut()
+                        .skip(1)
+                        .step_by(5)
+                        .filter(|b| **b != b'/')
+                        .for_each(|b| *b = b'\xaf');
+                    if let Some(o) = other {
+                        bytes[o] = b'/';
+                    }
+                    let first = bytes.iter().position(|&b| b == b'/');
+                    let last = bytes.iter().rposition(|&b| b == b'/');
+                    assert_eq!(find_slash(&bytes), first, "{bytes:?}");
+                    assert_eq!(rfind_slash(&bytes), last, "{bytes:?}");
+                }
+            }
+            assert_eq!(find_slash(&vec![0; len]), None);
+            assert_eq!(rfind_slash(&vec![0xff; len]), None);
+        }
     }
 
     #[test]
