@@ -6,6 +6,7 @@
 //! Everything it changes on the host (cgroups, audit rules and settings, running observers) is
 //! undone when it ends, also on error or Ctrl-C.
 mod count;
+mod kernel;
 mod memory;
 mod observers;
 mod pipeline;
@@ -61,7 +62,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-fn check_interrupt() -> anyhow::Result<()> {
+pub(super) fn check_interrupt() -> anyhow::Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -169,6 +170,18 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
 
     check_interrupt()?;
+    let kernel_cost = kernel::measure(
+        &bench.tools,
+        &bench.workload,
+        &bench.cgroups,
+        &modes,
+        args.quick,
+    )
+    .map_err(|e| format!("{e:#}"));
+    if let Err(e) = &kernel_cost {
+        eprintln!("xtask bench: in-kernel cost measurement failed: {e}");
+    }
+    check_interrupt()?;
     let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
     if let Err(e) = &memory {
         eprintln!("xtask bench: memory measurement failed: {e}");
@@ -193,6 +206,7 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         load_start,
         load_end: system::load_average(),
         runs,
+        kernel_cost,
         memory,
         pipeline,
     };

@@ -102,15 +102,19 @@ impl Attached {
         })
     }
 
+    /// The observer's main process.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Attached::Nothing => None,
+            Attached::Sensor(s) => Some(s.child.id()),
+            Attached::Auditd(a) => Some(a.auditd.id()),
+            Attached::Bpftrace(b) => Some(b.child.id()),
+        }
+    }
+
     /// CPU time so far of the observer's own processes (not kernel threads such as kauditd).
     pub fn own_cpu_ns(&self) -> u64 {
-        let pid = match self {
-            Attached::Nothing => return 0,
-            Attached::Sensor(s) => s.child.id(),
-            Attached::Auditd(a) => a.auditd.id(),
-            Attached::Bpftrace(b) => b.child.id(),
-        };
-        system::cpu_ns(pid).unwrap_or(0)
+        self.pid().map_or(0, |pid| system::cpu_ns(pid).unwrap_or(0))
     }
 
     /// Waits for the observer to catch up, stops it and counts what it delivered.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ATTEMPTS, DISTURBED_CORES,
+    kernel::{self, KernelCost},
     memory::{CHURN, LIVE, MemoryResult},
     observers::{Availability, Config},
     pipeline::PipelineResult,
@@ -52,8 +53,15 @@ pub struct Results {
     pub load_start: f64,
     pub load_end: f64,
     pub runs: Vec<Run>,
+    /// Absent in results written before it was measured.
+    #[serde(default = "not_measured")]
+    pub kernel_cost: Availability<Vec<KernelCost>>,
     pub memory: Availability<MemoryResult>,
     pub pipeline: Availability<Vec<PipelineResult>>,
+}
+
+fn not_measured<T>() -> Availability<T> {
+    Err("not measured by this version of the bench".to_owned())
 }
 
 /// Targets from the benchmark issue.
@@ -243,6 +251,7 @@ impl Results {
         );
         self.overhead_section(&mut md, &h);
         self.targets_section(&mut md, &h);
+        self.kernel_section(&mut md, &h);
         self.pipeline_section(&mut md, &h);
         self.memory_section(&mut md, &h);
         self.repetitions_section(&mut md, &h);
@@ -434,6 +443,55 @@ impl Results {
                     "| memory flat after {} processes came and went (≤ {FLAT_TOLERANCE_MIB} MiB growth from the first quarter to the end) | {:+.1} MiB | {verdict} |",
                     thousands(CHURN as f64),
                     growth
+                );
+            }
+        }
+        md.push('\n');
+    }
+
+    fn kernel_section(&self, md: &mut String, h: &str) {
+        let _ = writeln!(
+            md,
+            "{h} In-kernel cost
+"
+        );
+        let costs = match &self.kernel_cost {
+            Ok(c) => c,
+            Err(why) => {
+                let _ = writeln!(
+                    md,
+                    "Not measured: {why}.
+"
+                );
+                return;
+            }
+        };
+        let _ = writeln!(
+            md,
+            "Run time of the observer's own BPF programs per workload operation, as the kernel \
+             measures it (`kernel.bpf_stats_enabled`), in one extra run per mode after the \
+             repetitions. It does not include the tracepoints' own dispatch, nor, for \
+             bpftrace, its perf buffer's wakeups and userspace; it is not blurred by the \
+             VM's drifting CPU speed.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| mode | configuration | program runs/op | ns/op | ns/program run |"
+        );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|");
+        for mode in self.modes() {
+            for config in kernel::CONFIGS {
+                let Some(c) = costs.iter().find(|c| c.mode == mode && c.config == config) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.2} | {:.0} | {:.0} |",
+                    mode.name(),
+                    config.label(),
+                    c.runs_per_op(),
+                    c.ns_per_op(),
+                    c.run_ns as f64 / c.runs.max(1) as f64,
                 );
             }
         }
