@@ -7,7 +7,7 @@ use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::Serialize;
 
-use crate::host::HostInfo;
+use crate::{clock::Timestamp, host::HostInfo, rendered::Rendered};
 
 /// Version of the record schema (see docs/schema.md); bumped on any incompatible change.
 pub const SCHEMA_VERSION: &str = "0.1";
@@ -15,7 +15,7 @@ pub const SCHEMA_VERSION: &str = "0.1";
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Record {
     #[serde(rename = "@timestamp")]
-    pub timestamp: String,
+    pub timestamp: Timestamp,
     pub schema_version: &'static str,
     pub event: EventMeta,
     /// Which AI agent did it, and how sure the attribution is.
@@ -63,7 +63,7 @@ pub struct Record {
     /// The output file this record closes, and the one that continues the trail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::sink::Rotation>,
-    pub host: Arc<HostInfo>,
+    pub host: Arc<Rendered<HostInfo>>,
     pub sensor: SensorBlock,
 }
 
@@ -80,7 +80,7 @@ pub struct EventMeta {
     pub outcome: Option<&'static str>,
     pub dataset: &'static str,
     /// When the sensor made the record (the event itself happened at `@timestamp`).
-    pub created: String,
+    pub created: Timestamp,
     /// With repeat suppression on: this record stands for this many identical occurrences
     /// since the first one was written (the record shows the latest of them).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,7 +102,7 @@ impl Id {
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Process {
     pub pid: u32,
-    pub entity_id: String,
+    pub entity_id: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,9 +123,9 @@ pub struct Process {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub start: Option<String>,
+    pub start: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub end: Option<String>,
+    pub end: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
     /// Effective ids.
@@ -163,7 +163,7 @@ pub struct Thread {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Parent {
     pub pid: u32,
-    pub entity_id: String,
+    pub entity_id: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
 }
@@ -202,7 +202,7 @@ pub struct RawBytes {
 }
 
 impl RawBytes {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.name.is_none()
             && self.executable.is_none()
             && self.exec_path.is_none()
@@ -214,7 +214,7 @@ impl RawBytes {
 /// delegation chain that led to it.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Identity {
-    pub agent: Arc<AgentInfo>,
+    pub agent: Arc<Rendered<AgentInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskInfo>,
     pub attribution: AttributionInfo,

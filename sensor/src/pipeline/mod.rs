@@ -32,6 +32,7 @@ use crate::{
         OrchestratorResource, Owners, Parent, Process, Record, SensorBlock, Signal, TaskInfo,
         Thread,
     },
+    rendered::Rendered,
     repeats::{self, RepeatFilter},
     sink::Sink,
     snapshot::ProcSnapshot,
@@ -62,7 +63,7 @@ pub struct Context {
     /// Sensitive-location classes for `file.class`.
     pub classifier: Classifier,
     /// Declared agents, by kernel agent number - 1, ready to serialise.
-    pub agents: Vec<Arc<AgentInfo>>,
+    pub agents: Vec<Arc<Rendered<AgentInfo>>>,
     /// Registered task names by kernel task number.
     pub tasks: Tasks,
     /// Cgroups by id, for `container.*` and `orchestrator.*`.
@@ -107,6 +108,8 @@ impl Checkpoints {
 
 pub struct Pipeline {
     ctx: Context,
+    /// `ctx.host`, rendered once for every record.
+    host: Arc<Rendered<HostInfo>>,
     clock: WallClock,
     clock_sampled: Instant,
     table: ProcessTable,
@@ -155,6 +158,7 @@ impl Pipeline {
         let chain = crate::evidence::Chain::new(&ctx.instance_id);
         Self {
             chain,
+            host: Arc::new(Rendered::new(HostInfo::clone(&ctx.host))),
             checkpoints: None,
             ctx,
             clock: WallClock::sample(),
@@ -191,13 +195,13 @@ impl Pipeline {
                 Some(&"network") => "agent_sensor.network",
                 _ => "agent_sensor.sensor",
             },
-            created: clock::rfc3339(WallClock::now()),
+            created: clock::Timestamp::of(WallClock::now()),
         }
     }
 
     fn record(&self, timestamp: clock::UnixNanos, event: EventMeta) -> Record {
         Record {
-            timestamp: clock::rfc3339(timestamp),
+            timestamp: clock::Timestamp::of(timestamp),
             schema_version: record::SCHEMA_VERSION,
             event,
             identity: None,
@@ -218,7 +222,7 @@ impl Pipeline {
             registration: None,
             annotation: None,
             rotation: None,
-            host: self.ctx.host.clone(),
+            host: self.host.clone(),
             sensor: SensorBlock {
                 instance_id: self.ctx.instance_id.clone(),
                 version: env!("CARGO_PKG_VERSION"),
@@ -245,7 +249,7 @@ impl Pipeline {
         let start = self.out.len();
         match self.format {
             crate::config::Format::Ecs => {
-                serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
+                crate::record_json::write(&mut self.out, record);
                 self.chain.seal(&mut self.out, start);
             }
             crate::config::Format::Ocsf => {
@@ -424,10 +428,8 @@ impl Pipeline {
     fn sweep_table(&mut self) {
         self.held.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
         self.pending.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
-        let ids = &self.ctx.entity_ids;
         let dropped = self.table.retain_alive(|tgid, info| {
-            crate::snapshot::start_ticks(tgid)
-                .is_some_and(|t| *ids.for_ticks(tgid, t) == *info.entity_id)
+            crate::snapshot::start_ticks(tgid).is_some_and(|t| t == info.start_ticks)
         });
         if dropped > 0 {
             tracing::debug!(
