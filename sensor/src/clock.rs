@@ -66,8 +66,9 @@ pub struct Timestamp {
     bytes: [u8; Self::CAPACITY],
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.` of the last second formatted, per thread: records come in time
-/// order, so most share their second with the one before.
+/// `YYYY-MM-DDTHH:MM:SS.` of the last seconds formatted, per thread: records come in time
+/// order, so most share their second with the one before; two, because a record's event
+/// time and creation time are often in different seconds.
 #[derive(Clone, Copy)]
 struct SecondPrefix {
     secs: i64,
@@ -75,8 +76,8 @@ struct SecondPrefix {
 }
 
 thread_local! {
-    static LAST_SECOND: std::cell::Cell<SecondPrefix> = const {
-        std::cell::Cell::new(SecondPrefix { secs: i64::MIN, bytes: [0; 20] })
+    static LAST_SECONDS: std::cell::Cell<[SecondPrefix; 2]> = const {
+        std::cell::Cell::new([SecondPrefix { secs: i64::MIN, bytes: [0; 20] }; 2])
     };
 }
 
@@ -91,13 +92,16 @@ impl Timestamp {
             len: 30,
             bytes: [0; Self::CAPACITY],
         };
-        let prefix = LAST_SECOND.with(|last| {
-            let cached = last.get();
-            if cached.secs == secs {
-                return Some(cached.bytes);
+        let prefix = LAST_SECONDS.with(|last| {
+            let [newer, older] = last.get();
+            if newer.secs == secs {
+                return Some(newer.bytes);
+            }
+            if older.secs == secs {
+                return Some(older.bytes);
             }
             let bytes = second_prefix(secs)?;
-            last.set(SecondPrefix { secs, bytes });
+            last.set([SecondPrefix { secs, bytes }, newer]);
             Some(bytes)
         });
         let Some(prefix) = prefix else {

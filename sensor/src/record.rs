@@ -95,8 +95,26 @@ pub struct Id {
 
 impl Id {
     pub fn of(id: u32) -> Self {
-        Self { id: id.to_string() }
+        Self {
+            id: decimal(id.into()),
+        }
     }
+}
+
+/// `n` in decimal, without `core::fmt` (ids are on every record).
+pub fn decimal(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    String::from_utf8_lossy(&digits[i..]).into_owned()
 }
 
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
@@ -441,8 +459,9 @@ pub struct Network {
 
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct SocketInfo {
-    pub family: String,
-    pub r#type: String,
+    // Cow: the known names are static.
+    pub family: Cow<'static, str>,
+    pub r#type: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<u16>,
 }
@@ -678,6 +697,14 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["args"][0], "a\"b\n{\"forged\":1}\r\u{0}\u{1b}");
         assert!(back.get("forged").is_none());
+    }
+
+    #[test]
+    fn writes_decimals() {
+        for n in [0, 1, 9, 10, 99, 100, 4_294_967_295, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string());
+        }
+        assert_eq!(Id::of(1000).id, "1000");
     }
 
     #[test]

@@ -359,7 +359,7 @@ fn str_array<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
     out.push(b']');
 }
 
-fn unsigned(out: &mut Vec<u8>, mut v: u64) {
+pub fn unsigned(out: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -644,8 +644,8 @@ mod tests {
             direction: Some("egress"),
             bytes: Some(12),
             socket: SocketInfo {
-                family: s("inet"),
-                r#type: s(HOSTILE),
+                family: "inet".into(),
+                r#type: s(HOSTILE).into(),
                 protocol: Some(6),
             },
             socket_id: Some(s("ab")),
