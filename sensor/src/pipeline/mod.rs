@@ -126,6 +126,9 @@ pub struct Pipeline {
     stopping: bool,
     /// Serialised records waiting for the sink, reused across batches.
     out: Vec<u8>,
+    /// `event.created` of the records of the batch being handled: one clock sample for
+    /// them all (they are made within a millisecond or so).
+    batch_created: Option<clock::Timestamp>,
     /// Decisions on the cgroups made since start, for the records the kernel reported while
     /// it held them; kept as long as the kernel may still report held records.
     held: HashMap<u64, (Option<CgroupAgent>, Instant)>,
@@ -173,6 +176,7 @@ impl Pipeline {
             format: crate::config::Format::Ecs,
             stopping: false,
             out: Vec::with_capacity(1 << 20),
+            batch_created: None,
             held: HashMap::new(),
             pending: HashMap::new(),
             stats: Stats::default(),
@@ -180,6 +184,7 @@ impl Pipeline {
     }
 
     fn meta(
+        &self,
         kind: &'static str,
         category: &'static [&'static str],
         types: &'static [&'static str],
@@ -198,7 +203,9 @@ impl Pipeline {
                 Some(&"network") => "agent_sensor.network",
                 _ => "agent_sensor.sensor",
             },
-            created: clock::Timestamp::of(WallClock::now()),
+            created: self
+                .batch_created
+                .unwrap_or_else(|| clock::Timestamp::of(WallClock::now())),
         }
     }
 
@@ -297,7 +304,7 @@ impl Pipeline {
         };
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", &[], INFO, "checkpoint"),
+            self.meta("event", &[], INFO, "checkpoint"),
         );
         r.checkpoint = Some(checkpoint);
         self.emit(&r);
@@ -315,7 +322,7 @@ impl Pipeline {
         {
             // Sealed like any record, so the chain says where each file ends and which
             // file follows: a verifier can name a missing one.
-            let mut r = self.record(WallClock::now(), Self::meta("event", &[], INFO, "rotation"));
+            let mut r = self.record(WallClock::now(), self.meta("event", &[], INFO, "rotation"));
             r.rotation = Some(rotation);
             self.seal(&r);
             self.sink.rotate(&mut self.out).await?;
@@ -327,7 +334,7 @@ impl Pipeline {
     fn output_gap(&mut self, loss: crate::sink::OutputLoss) {
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("pipeline_error", &[], INFO, "gap"),
+            self.meta("pipeline_error", &[], INFO, "gap"),
         );
         r.gap = Some(Gap {
             source: "output",
@@ -348,7 +355,7 @@ impl Pipeline {
     ) -> std::io::Result<()> {
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", PROCESS, START, "sensor_start"),
+            self.meta("event", PROCESS, START, "sensor_start"),
         );
         r.process = Some(self_process(&self.ctx.entity_ids));
         r.sensor.lifecycle = Some(Lifecycle {
@@ -452,7 +459,7 @@ impl Pipeline {
         self.close_repeats(u64::MAX);
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", PROCESS, END, "sensor_stop"),
+            self.meta("event", PROCESS, END, "sensor_stop"),
         );
         r.process = Some(self_process(&self.ctx.entity_ids));
         let decode_errors: u64 = self.stats.decode_errors.values().sum();
@@ -474,7 +481,7 @@ impl Pipeline {
 
     /// A new manifest takes effect for records from now on; the record says so (or why not).
     fn reloaded(&mut self, trigger: &'static str, result: Result<Arc<Registry>, String>) {
-        let mut meta = Self::meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
+        let mut meta = self.meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
         let mut lifecycle = Lifecycle {
             reason: Some(trigger.to_owned()),
             ..Lifecycle::default()
@@ -498,7 +505,7 @@ impl Pipeline {
     fn annotation(&mut self, request: crate::registration::AnnotationRequest) {
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", CONFIGURATION, INFO, "annotation"),
+            self.meta("event", CONFIGURATION, INFO, "annotation"),
         );
         r.annotation = Some(request.annotation);
         let before = self.chain.last().map(|(sequence, _)| sequence);
@@ -513,7 +520,7 @@ impl Pipeline {
     }
 
     fn registration(&mut self, event: crate::registration::RegistrationEvent) {
-        let mut meta = Self::meta("event", IAM, CHANGE, "agent_registration");
+        let mut meta = self.meta("event", IAM, CHANGE, "agent_registration");
         meta.outcome = Some(if event.granted { "success" } else { "failure" });
         let mut r = self.record(WallClock::now(), meta);
         r.registration = Some(event);
@@ -524,7 +531,7 @@ impl Pipeline {
         self.stats.kernel_lost += report.total();
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("pipeline_error", &[], INFO, "gap"),
+            self.meta("pipeline_error", &[], INFO, "gap"),
         );
         r.gap = Some(Gap {
             source: "kernel_ring_buffer",
@@ -544,6 +551,13 @@ impl Pipeline {
             self.clock = WallClock::sample();
             self.clock_sampled = Instant::now();
         }
+        self.batch_created = Some(clock::Timestamp::of(WallClock::now()));
+        let next = self.handle_records(batch, from);
+        self.batch_created = None;
+        next
+    }
+
+    fn handle_records(&mut self, batch: &RawBatch, from: usize) -> Option<usize> {
         let mut closed = Vec::new();
         for (i, bytes) in batch.records().enumerate().skip(from) {
             if self.out.len() >= FLUSH_BYTES && i > from {
@@ -647,7 +661,7 @@ impl Pipeline {
     fn cgroup_created(&self, c: &CgroupEvent) -> Record {
         let mut r = self.record(
             self.clock.to_unix(c.ktime_ns),
-            Self::meta("event", CONFIGURATION, CREATION, "cgroup_created"),
+            self.meta("event", CONFIGURATION, CREATION, "cgroup_created"),
         );
         r.cgroup = Some(CgroupCreated {
             id: c.id,

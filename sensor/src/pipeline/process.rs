@@ -63,7 +63,7 @@ impl Pipeline {
         }
         let mut r = self.record(
             self.clock.to_unix(e.ktime_ns),
-            Self::meta("event", PROCESS, START, "exec"),
+            self.meta("event", PROCESS, START, "exec"),
         );
         r.user = Some(Id::of(e.euid));
         r.process = Some(p);
@@ -133,7 +133,7 @@ impl Pipeline {
         };
         let mut r = self.record(
             self.clock.to_unix(e.ktime_ns),
-            Self::meta("event", PROCESS, START, action),
+            self.meta("event", PROCESS, START, action),
         );
         r.user = Some(Id::of(e.uid));
         r.process = Some(p);
@@ -181,7 +181,7 @@ impl Pipeline {
         };
         let mut r = self.record(
             self.clock.to_unix(e.ktime_ns),
-            Self::meta("event", PROCESS, END, action),
+            self.meta("event", PROCESS, END, action),
         );
         r.process = Some(p);
         r
@@ -223,7 +223,7 @@ impl Pipeline {
             }
             let mut r = self.record(
                 WallClock::now(),
-                Self::meta("state", PROCESS, INFO, "snapshot"),
+                self.meta("state", PROCESS, INFO, "snapshot"),
             );
             r.user = Some(Id::of(p.euid));
             r.process = Some(proc);
