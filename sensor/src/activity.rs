@@ -4,6 +4,7 @@
 use std::{
     borrow::Cow,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
 };
 
 use sensor_common::syscall as sc;
@@ -379,32 +380,49 @@ pub fn parse_sockaddr(raw: &[u8]) -> Option<SockAddr> {
 }
 
 /// An IP address as ECS shows it (IPv4-mapped IPv6 as the IPv4 address it stands for).
-pub fn show_ip(ip: IpAddr) -> String {
+pub fn show_ip(ip: IpAddr) -> Arc<str> {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
-            .map_or_else(|| v6.to_string(), show_ipv4),
+            .map_or_else(|| v6.to_string().into(), show_ipv4),
         IpAddr::V4(v4) => show_ipv4(v4),
     }
 }
 
-/// A dotted quad written by hand: network records have up to four, and `core::fmt` was a
-/// tenth of a connect record's time.
-fn show_ipv4(v4: Ipv4Addr) -> String {
-    let mut out = String::with_capacity(15);
+/// A dotted quad written by hand into one allocation: network records have up to four,
+/// and `core::fmt` was a tenth of a connect record's time.
+fn show_ipv4(v4: Ipv4Addr) -> Arc<str> {
+    let mut out = [0u8; 15];
+    let mut len = 0;
+    let mut push = |b: u8| {
+        out[len] = b;
+        len += 1;
+    };
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            push(b'.');
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            push(b'0' + octet / 100);
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            push(b'0' + octet / 10 % 10);
         }
-        out.push(char::from(b'0' + octet % 10));
+        push(b'0' + octet % 10);
     }
-    out
+    Arc::from(std::str::from_utf8(&out[..len]).expect("ASCII digits and dots"))
+}
+
+/// `network.iana_number`: the common ones without an allocation.
+fn iana_number(protocol: u16) -> Cow<'static, str> {
+    match protocol {
+        1 => "1".into(),
+        6 => "6".into(),
+        17 => "17".into(),
+        58 => "58".into(),
+        132 => "132".into(),
+        other => crate::record::decimal(other.into()).into(),
+    }
 }
 
 fn sock_ip(family: u16, raw: &[u8; 16]) -> Option<IpAddr> {
@@ -495,11 +513,11 @@ pub fn net_blocks(
             }
         }
         SockAddr::Unix(path) => Endpoint {
-            address: Some(path.clone()),
+            address: Some(path.as_str().into()),
             ..Default::default()
         },
         SockAddr::Other(f) => Endpoint {
-            address: Some(family_name(*f).into_owned()),
+            address: Some(family_name(*f).into()),
             ..Default::default()
         },
     };
@@ -534,7 +552,7 @@ pub fn net_blocks(
     let network = Network {
         transport: transport(e),
         r#type: kind,
-        iana_number: transport(e).map(|_| crate::record::decimal(e.protocol.into())),
+        iana_number: transport(e).map(|_| iana_number(e.protocol)),
         direction,
         bytes: matches!(
             e.syscall,
@@ -630,15 +648,18 @@ mod tests {
             [1, 22, 103, 9],
         ] {
             let v4 = Ipv4Addr::from(octets);
-            assert_eq!(show_ip(IpAddr::V4(v4)), v4.to_string());
-            assert_eq!(show_ip(IpAddr::V6(v4.to_ipv6_mapped())), v4.to_string());
+            assert_eq!(*show_ip(IpAddr::V4(v4)), v4.to_string());
+            assert_eq!(*show_ip(IpAddr::V6(v4.to_ipv6_mapped())), v4.to_string());
         }
         for n in 0..=255u8 {
             let v4 = Ipv4Addr::new(n, n / 3, n.wrapping_mul(7), 100);
-            assert_eq!(show_ipv4(v4), v4.to_string());
+            assert_eq!(*show_ipv4(v4), v4.to_string());
         }
         let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        assert_eq!(show_ip(IpAddr::V6(v6)), "2001:db8::1");
+        assert_eq!(&*show_ip(IpAddr::V6(v6)), "2001:db8::1");
+        for n in [0, 1, 6, 17, 58, 132, 255, 256, u16::MAX] {
+            assert_eq!(iana_number(n), n.to_string());
+        }
     }
 
     #[test]
@@ -674,7 +695,7 @@ mod tests {
         let Some(SockAddr::Ip(ip, 443)) = parse_sockaddr(&v6) else {
             panic!()
         };
-        assert_eq!(show_ip(ip), "10.1.2.3", "v4-mapped shown as IPv4");
+        assert_eq!(&*show_ip(ip), "10.1.2.3", "v4-mapped shown as IPv4");
         let mut unix = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
         unix.extend_from_slice(b"/run/x.sock\0junk");
         assert_eq!(

@@ -417,13 +417,14 @@ pub struct OpenInfo {
 /// One end of a connection (ECS `source.*` / `destination.*`).
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Endpoint {
+    // Arc: `ip` and `address` are mostly the same text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
+    pub ip: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// The IP, or a Unix socket path (`@name` for an abstract one).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
+    pub address: Option<Arc<str>>,
     /// The name the process looked up for this address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -437,8 +438,9 @@ pub struct Network {
     /// `ipv4`, `ipv6`, `unix`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<&'static str>,
+    // Cow: the common protocol numbers are static.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub iana_number: Option<String>,
+    pub iana_number: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

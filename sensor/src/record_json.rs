@@ -646,16 +646,16 @@ mod tests {
             }),
         });
         r.source = Some(Endpoint {
-            ip: Some(s("10.0.0.1")),
+            ip: Some("10.0.0.1".into()),
             port: Some(u16::MAX),
-            address: Some(s(HOSTILE)),
+            address: Some(HOSTILE.into()),
             domain: Some(s(HOSTILE)),
         });
         r.destination = Some(Endpoint::default());
         r.network = Some(Network {
             transport: Some("tcp"),
             r#type: Some("ipv4"),
-            iana_number: Some(s("6")),
+            iana_number: Some("6".into()),
             direction: Some("egress"),
             bytes: Some(12),
             socket: SocketInfo {
