@@ -1,7 +1,11 @@
 //! File and network activity: pure functions from a decoded kernel event to the record blocks
 //! that describe it (ECS `file.*`, `source.*`, `destination.*`, `network.*`, `dns.*`), with
 //! paths made absolute and classified, flags and errors named, and addresses decoded.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use sensor_common::syscall as sc;
 
@@ -196,8 +200,27 @@ pub fn open_info(flags: u32) -> OpenInfo {
     OpenInfo {
         access,
         flags: names,
-        raw: format!("{flags:#o}"),
+        raw: octal(flags),
     }
+}
+
+/// `0o` and the octal digits (as `{:#o}` writes them), without `core::fmt`: every open
+/// record has one.
+fn octal(mut n: u32) -> String {
+    let mut digits = [0u8; 13];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n & 7) as u8;
+        n >>= 3;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(2 + digits.len() - i);
+    out.push_str("0o");
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+    out
 }
 
 fn text_and_hex(bytes: &[u8]) -> (String, Option<String>) {
@@ -235,9 +258,9 @@ pub fn file_block(e: &FileEvent, classifier: &Classifier) -> File {
         } else if is_symlink {
             (second.clone().unwrap_or_default(), Some(e.path.clone()))
         } else if is_link {
-            (second.clone().unwrap_or_default(), Some(first.clone()))
+            (second.clone().unwrap_or_default(), Some(first))
         } else {
-            (first.clone(), None)
+            (first, None)
         };
     let (path, path_hex) = text_and_hex(&subject);
     let (name, directory) = split_name(&path);
@@ -298,7 +321,7 @@ pub fn file_block(e: &FileEvent, classifier: &Classifier) -> File {
         target_path,
         destination_path,
         class,
-        inode: (e.ino != 0).then(|| e.ino.to_string()),
+        inode: (e.ino != 0).then(|| crate::record::decimal(e.ino)),
         mode: sets_mode.then(|| format!("{:04o}", e.mode & 0o7777)),
         uid: (is_chown && e.uid != u32::MAX).then(|| e.uid.to_string()),
         gid: (is_chown && e.gid != u32::MAX).then(|| e.gid.to_string()),
@@ -357,12 +380,48 @@ pub fn parse_sockaddr(raw: &[u8]) -> Option<SockAddr> {
 }
 
 /// An IP address as ECS shows it (IPv4-mapped IPv6 as the IPv4 address it stands for).
-pub fn show_ip(ip: IpAddr) -> String {
+pub fn show_ip(ip: IpAddr) -> Arc<str> {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
-            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-        v4 => v4.to_string(),
+            .map_or_else(|| v6.to_string().into(), show_ipv4),
+        IpAddr::V4(v4) => show_ipv4(v4),
+    }
+}
+
+/// A dotted quad written by hand into one allocation: network records have up to four,
+/// and `core::fmt` was a tenth of a connect record's time.
+fn show_ipv4(v4: Ipv4Addr) -> Arc<str> {
+    let mut out = [0u8; 15];
+    let mut len = 0;
+    let mut push = |b: u8| {
+        out[len] = b;
+        len += 1;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            push(b'.');
+        }
+        if octet >= 100 {
+            push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            push(b'0' + octet / 10 % 10);
+        }
+        push(b'0' + octet % 10);
+    }
+    Arc::from(std::str::from_utf8(&out[..len]).expect("ASCII digits and dots"))
+}
+
+/// `network.iana_number`: the common ones without an allocation.
+fn iana_number(protocol: u16) -> Cow<'static, str> {
+    match protocol {
+        1 => "1".into(),
+        6 => "6".into(),
+        17 => "17".into(),
+        58 => "58".into(),
+        132 => "132".into(),
+        other => crate::record::decimal(other.into()).into(),
     }
 }
 
@@ -374,7 +433,7 @@ fn sock_ip(family: u16, raw: &[u8; 16]) -> Option<IpAddr> {
     }
 }
 
-fn family_name(family: u16) -> String {
+fn family_name(family: u16) -> Cow<'static, str> {
     match i32::from(family) {
         libc::AF_UNIX => "AF_UNIX".into(),
         libc::AF_INET => "AF_INET".into(),
@@ -382,18 +441,18 @@ fn family_name(family: u16) -> String {
         libc::AF_NETLINK => "AF_NETLINK".into(),
         libc::AF_PACKET => "AF_PACKET".into(),
         0 => "unknown".into(),
-        other => format!("AF_{other}"),
+        other => format!("AF_{other}").into(),
     }
 }
 
-fn type_name(t: u16) -> String {
+fn type_name(t: u16) -> Cow<'static, str> {
     match i32::from(t) {
         libc::SOCK_STREAM => "SOCK_STREAM".into(),
         libc::SOCK_DGRAM => "SOCK_DGRAM".into(),
         libc::SOCK_RAW => "SOCK_RAW".into(),
         libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".into(),
         0 => "unknown".into(),
-        other => format!("SOCK_{other}"),
+        other => format!("SOCK_{other}").into(),
     }
 }
 
@@ -433,26 +492,32 @@ pub fn net_blocks(
     let local_ip = sock_ip(e.family, &e.local_addr);
     let remote_ip = sock_ip(e.family, &e.remote_addr);
     let endpoint = |ip: Option<IpAddr>, port: u16| {
-        ip.map(|ip| Endpoint {
-            ip: Some(show_ip(ip)),
-            address: Some(show_ip(ip)),
-            port: Some(port),
-            domain: None,
+        ip.map(|ip| {
+            let shown = show_ip(ip);
+            Endpoint {
+                ip: Some(shown.clone()),
+                address: Some(shown),
+                port: Some(port),
+                domain: None,
+            }
         })
     };
     let from_named = |addr: &SockAddr| match addr {
-        SockAddr::Ip(ip, port) => Endpoint {
-            ip: Some(show_ip(*ip)),
-            address: Some(show_ip(*ip)),
-            port: Some(*port),
-            domain: None,
-        },
+        SockAddr::Ip(ip, port) => {
+            let shown = show_ip(*ip);
+            Endpoint {
+                ip: Some(shown.clone()),
+                address: Some(shown),
+                port: Some(*port),
+                domain: None,
+            }
+        }
         SockAddr::Unix(path) => Endpoint {
-            address: Some(path.clone()),
+            address: Some(path.as_str().into()),
             ..Default::default()
         },
         SockAddr::Other(f) => Endpoint {
-            address: Some(family_name(*f)),
+            address: Some(family_name(*f).into()),
             ..Default::default()
         },
     };
@@ -487,7 +552,7 @@ pub fn net_blocks(
     let network = Network {
         transport: transport(e),
         r#type: kind,
-        iana_number: transport(e).map(|_| e.protocol.to_string()),
+        iana_number: transport(e).map(|_| iana_number(e.protocol)),
         direction,
         bytes: matches!(
             e.syscall,
@@ -568,6 +633,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn writes_octal_as_fmt_does() {
+        for n in [0, 1, 7, 8, 0o2000000, 0o100644, u32::MAX] {
+            assert_eq!(octal(n), format!("{n:#o}"));
+        }
+    }
+
+    #[test]
+    fn shows_ipv4_as_std_does() {
+        for octets in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [10, 0, 0, 1],
+            [1, 22, 103, 9],
+        ] {
+            let v4 = Ipv4Addr::from(octets);
+            assert_eq!(*show_ip(IpAddr::V4(v4)), v4.to_string());
+            assert_eq!(*show_ip(IpAddr::V6(v4.to_ipv6_mapped())), v4.to_string());
+        }
+        for n in 0..=255u8 {
+            let v4 = Ipv4Addr::new(n, n / 3, n.wrapping_mul(7), 100);
+            assert_eq!(*show_ipv4(v4), v4.to_string());
+        }
+        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(&*show_ip(IpAddr::V6(v6)), "2001:db8::1");
+        for n in [0, 1, 6, 17, 58, 132, 255, 256, u16::MAX] {
+            assert_eq!(iana_number(n), n.to_string());
+        }
+    }
+
+    #[test]
     fn decodes_open_flags() {
         let info =
             open_info((libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u32);
@@ -600,7 +695,7 @@ mod tests {
         let Some(SockAddr::Ip(ip, 443)) = parse_sockaddr(&v6) else {
             panic!()
         };
-        assert_eq!(show_ip(ip), "10.1.2.3", "v4-mapped shown as IPv4");
+        assert_eq!(&*show_ip(ip), "10.1.2.3", "v4-mapped shown as IPv4");
         let mut unix = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
         unix.extend_from_slice(b"/run/x.sock\0junk");
         assert_eq!(

@@ -39,13 +39,7 @@ impl EntityIds {
         hash.update(b"\0");
         hash.update(tgid.to_le_bytes());
         hash.update(start_ticks.to_le_bytes());
-        let digest = hash.finalize();
-        let mut out = String::with_capacity(32);
-        for byte in &digest[..16] {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{byte:02x}");
-        }
-        out
+        crate::record::hex(&hash.finalize()[..16])
     }
 }
 

@@ -9,7 +9,6 @@
 //! hashes the prefix, and reads `sequence` and `prev_hash` from the record. OCSF events
 //! (`output.format = "ocsf"`) carry the same block as the last member of `unmapped`, so their
 //! lines end with `"}}}`; the verifier tells the two shapes apart by that ending.
-use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
@@ -19,16 +18,23 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// Where a run's chain stands.
 pub struct Chain {
     instance_id: String,
+    /// `,"chain":{"instance_id":"<instance>","sequence":`, the same on every record.
+    head: Vec<u8>,
     sequence: u64,
-    prev: String,
+    /// Hex of the last record's hash.
+    prev: [u8; 64],
 }
 
 impl Chain {
     pub fn new(instance_id: &str) -> Self {
+        let mut head = b",\"chain\":{\"instance_id\":".to_vec();
+        crate::record_json::string(&mut head, instance_id);
+        head.extend_from_slice(b",\"sequence\":");
         Self {
             instance_id: instance_id.to_owned(),
+            head,
             sequence: 0,
-            prev: GENESIS.to_owned(),
+            prev: GENESIS.as_bytes().try_into().expect("64 hex digits"),
         }
     }
 
@@ -36,7 +42,7 @@ impl Chain {
     pub fn last(&self) -> Option<(u64, &str)> {
         self.sequence
             .checked_sub(1)
-            .map(|s| (s, self.prev.as_str()))
+            .map(|s| (s, std::str::from_utf8(&self.prev).expect("hex")))
     }
 
     pub fn instance_id(&self) -> &str {
@@ -62,16 +68,14 @@ impl Chain {
             debug_assert_eq!(out.last(), Some(&b'}'));
             out.pop();
         }
-        let mut head = String::with_capacity(160);
-        let _ = write!(
-            head,
-            ",\"chain\":{{\"instance_id\":\"{}\",\"sequence\":{},\"prev_hash\":\"{}\"",
-            self.instance_id, self.sequence, self.prev
-        );
-        out.extend_from_slice(head.as_bytes());
-        let hash = hex(&Sha256::digest(&out[start..]));
+        out.extend_from_slice(&self.head);
+        crate::record_json::unsigned(out, self.sequence);
+        out.extend_from_slice(b",\"prev_hash\":\"");
+        out.extend_from_slice(&self.prev);
+        out.push(b'"');
+        let hash = hex64(&Sha256::digest(&out[start..]).into());
         out.extend_from_slice(b",\"hash\":\"");
-        out.extend_from_slice(hash.as_bytes());
+        out.extend_from_slice(&hash);
         out.extend_from_slice(b"\"}");
         for _ in 0..depth {
             out.push(b'}');
@@ -82,8 +86,14 @@ impl Chain {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    crate::record::hex(bytes)
+fn hex64(digest: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
 }
 
 /// What a verifier found wrong with one line.
@@ -144,7 +154,7 @@ pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
         .filter(|h| h.iter().all(|b| b.is_ascii_hexdigit()))
         .ok_or(LineFault::NoHash)?;
     let hash = String::from_utf8_lossy(hash).into_owned();
-    let changed = hex(&Sha256::digest(prefix)) != hash;
+    let changed = crate::record::hex(&Sha256::digest(prefix)) != hash;
     let value: serde_json::Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(_) if changed => return Err(LineFault::Changed),

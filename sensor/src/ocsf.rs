@@ -721,7 +721,7 @@ mod tests {
         use crate::record::*;
         use std::sync::Arc;
         Record {
-            timestamp: "2026-12-01T15:22:22.000000001Z".into(),
+            timestamp: crate::clock::Timestamp::of(1_796_138_542_000_000_001),
             schema_version: SCHEMA_VERSION,
             event: EventMeta {
                 kind: "event",
@@ -730,7 +730,7 @@ mod tests {
                 action: "rename",
                 outcome: Some("failure"),
                 dataset: "agent_sensor.file",
-                created: "2026-12-01T15:22:22.500000000Z".into(),
+                created: crate::clock::Timestamp::of(1_796_138_542_500_000_000),
                 repeat_count: None,
             },
             identity: None,
@@ -770,7 +770,7 @@ mod tests {
             registration: None,
             annotation: None,
             rotation: None,
-            host: Arc::new(crate::host::HostInfo {
+            host: Arc::new(crate::rendered::Rendered::new(crate::host::HostInfo {
                 name: "h".into(),
                 id: None,
                 boot_id: "b".into(),
@@ -779,7 +779,7 @@ mod tests {
                     kernel: "6.1".into(),
                     kind: "linux",
                 },
-            }),
+            })),
             sensor: SensorBlock {
                 instance_id: Arc::from("run-1"),
                 version: "0.1.0",

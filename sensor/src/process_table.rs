@@ -6,6 +6,9 @@ use std::{collections::HashMap, sync::Arc};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub entity_id: Arc<str>,
+    /// Start time in clock ticks since boot: an event of the same tgid and tick is this
+    /// process, so its entity id needs no hashing.
+    pub start_ticks: u64,
     pub ppid: u32,
     pub parent_entity_id: Option<Arc<str>>,
     pub name: Arc<[u8]>,
@@ -28,6 +31,14 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn get(&self, tgid: u32) -> Option<&ProcessInfo> {
         self.by_tgid.get(&tgid)
+    }
+
+    /// The entry of `tgid` if it is the process that started at `start_ticks` (not an older
+    /// one whose pid was reused).
+    pub fn get_started(&self, tgid: u32, start_ticks: u64) -> Option<&ProcessInfo> {
+        self.by_tgid
+            .get(&tgid)
+            .filter(|info| info.start_ticks == start_ticks)
     }
 
     /// Records a process (a snapshot entry, an exec, or a forked child).
@@ -67,6 +78,7 @@ mod tests {
     fn info(start: u64) -> ProcessInfo {
         ProcessInfo {
             entity_id: Arc::from(format!("e{start}")),
+            start_ticks: start,
             ppid: 1,
             parent_entity_id: None,
             name: Arc::from(&b"x"[..]),

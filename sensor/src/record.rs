@@ -7,7 +7,7 @@ use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::Serialize;
 
-use crate::host::HostInfo;
+use crate::{clock::Timestamp, host::HostInfo, rendered::Rendered};
 
 /// Version of the record schema (see docs/schema.md); bumped on any incompatible change.
 pub const SCHEMA_VERSION: &str = "0.1";
@@ -15,7 +15,7 @@ pub const SCHEMA_VERSION: &str = "0.1";
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Record {
     #[serde(rename = "@timestamp")]
-    pub timestamp: String,
+    pub timestamp: Timestamp,
     pub schema_version: &'static str,
     pub event: EventMeta,
     /// Which AI agent did it, and how sure the attribution is.
@@ -63,7 +63,7 @@ pub struct Record {
     /// The output file this record closes, and the one that continues the trail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::sink::Rotation>,
-    pub host: Arc<HostInfo>,
+    pub host: Arc<Rendered<HostInfo>>,
     pub sensor: SensorBlock,
 }
 
@@ -80,7 +80,7 @@ pub struct EventMeta {
     pub outcome: Option<&'static str>,
     pub dataset: &'static str,
     /// When the sensor made the record (the event itself happened at `@timestamp`).
-    pub created: String,
+    pub created: Timestamp,
     /// With repeat suppression on: this record stands for this many identical occurrences
     /// since the first one was written (the record shows the latest of them).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,14 +95,32 @@ pub struct Id {
 
 impl Id {
     pub fn of(id: u32) -> Self {
-        Self { id: id.to_string() }
+        Self {
+            id: decimal(id.into()),
+        }
     }
+}
+
+/// `n` in decimal, without `core::fmt` (ids are on every record).
+pub fn decimal(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    String::from_utf8_lossy(&digits[i..]).into_owned()
 }
 
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Process {
     pub pid: u32,
-    pub entity_id: String,
+    pub entity_id: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,9 +141,9 @@ pub struct Process {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub start: Option<String>,
+    pub start: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub end: Option<String>,
+    pub end: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
     /// Effective ids.
@@ -163,7 +181,7 @@ pub struct Thread {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Parent {
     pub pid: u32,
-    pub entity_id: String,
+    pub entity_id: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
 }
@@ -202,7 +220,7 @@ pub struct RawBytes {
 }
 
 impl RawBytes {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.name.is_none()
             && self.executable.is_none()
             && self.exec_path.is_none()
@@ -214,7 +232,7 @@ impl RawBytes {
 /// delegation chain that led to it.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Identity {
-    pub agent: Arc<AgentInfo>,
+    pub agent: Arc<Rendered<AgentInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskInfo>,
     pub attribution: AttributionInfo,
@@ -399,13 +417,14 @@ pub struct OpenInfo {
 /// One end of a connection (ECS `source.*` / `destination.*`).
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Endpoint {
+    // Arc: `ip` and `address` are mostly the same text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
+    pub ip: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// The IP, or a Unix socket path (`@name` for an abstract one).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
+    pub address: Option<Arc<str>>,
     /// The name the process looked up for this address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -419,8 +438,9 @@ pub struct Network {
     /// `ipv4`, `ipv6`, `unix`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<&'static str>,
+    // Cow: the common protocol numbers are static.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub iana_number: Option<String>,
+    pub iana_number: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -441,8 +461,9 @@ pub struct Network {
 
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct SocketInfo {
-    pub family: String,
-    pub r#type: String,
+    // Cow: the known names are static.
+    pub family: Cow<'static, str>,
+    pub r#type: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<u16>,
 }
@@ -678,6 +699,14 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["args"][0], "a\"b\n{\"forged\":1}\r\u{0}\u{1b}");
         assert!(back.get("forged").is_none());
+    }
+
+    #[test]
+    fn writes_decimals() {
+        for n in [0, 1, 9, 10, 99, 100, 4_294_967_295, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string());
+        }
+        assert_eq!(Id::of(1000).id, "1000");
     }
 
     #[test]

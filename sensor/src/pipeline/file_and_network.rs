@@ -5,7 +5,7 @@ impl Pipeline {
     pub(super) fn file(&mut self, e: &FileEvent) -> Record {
         let kind = activity::file_kind(e.syscall, e.flags);
         let (outcome, error) = activity::outcome(e.ret);
-        let mut meta = Self::meta("event", FILE, kind.types, kind.action);
+        let mut meta = self.meta("event", FILE, kind.types, kind.action);
         meta.outcome = Some(outcome);
         let mut r = self.record(self.clock.to_unix(e.ktime_ns), meta);
         r.process = Some(self.process_ref(e.tgid, e.pid, e.start_boottime, &e.comm));
@@ -36,7 +36,7 @@ impl Pipeline {
             let ip = dest.ip.as_deref().and_then(|ip| ip.parse().ok());
             dest.domain = ip.and_then(|ip| self.dns.get(&ip)).map(str::to_owned);
         }
-        let mut meta = Self::meta("event", NETWORK, types, action);
+        let mut meta = self.meta("event", NETWORK, types, action);
         meta.outcome = Some(outcome);
         let mut r = self.record(self.clock.to_unix(e.ktime_ns), meta);
         r.process = Some(self.process_ref(e.tgid, e.pid, e.start_boottime, &e.comm));

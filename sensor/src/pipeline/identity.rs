@@ -330,11 +330,11 @@ fn replaces(current: TrackedProcess, m: u8) -> bool {
 }
 
 /// The `identity.agent` block of each declared agent.
-pub fn agent_infos(registry: &Registry) -> Vec<Arc<AgentInfo>> {
+pub fn agent_infos(registry: &Registry) -> Vec<Arc<Rendered<AgentInfo>>> {
     (1..=registry.len() as u32)
         .filter_map(|n| registry.get(n))
         .map(|d| {
-            Arc::new(AgentInfo {
+            Arc::new(Rendered::new(AgentInfo {
                 id: d.id.clone(),
                 spiffe_id: d.spiffe_id.clone(),
                 name: d.name.clone(),
@@ -346,7 +346,7 @@ pub fn agent_infos(registry: &Registry) -> Vec<Arc<AgentInfo>> {
                     technical: d.technical_owner.clone(),
                 },
                 allowed_tasks: d.allowed_tasks.clone(),
-            })
+            }))
         })
         .collect()
 }

@@ -32,6 +32,7 @@ use crate::{
         OrchestratorResource, Owners, Parent, Process, Record, SensorBlock, Signal, TaskInfo,
         Thread,
     },
+    rendered::Rendered,
     repeats::{self, RepeatFilter},
     sink::Sink,
     snapshot::ProcSnapshot,
@@ -62,7 +63,7 @@ pub struct Context {
     /// Sensitive-location classes for `file.class`.
     pub classifier: Classifier,
     /// Declared agents, by kernel agent number - 1, ready to serialise.
-    pub agents: Vec<Arc<AgentInfo>>,
+    pub agents: Vec<Arc<Rendered<AgentInfo>>>,
     /// Registered task names by kernel task number.
     pub tasks: Tasks,
     /// Cgroups by id, for `container.*` and `orchestrator.*`.
@@ -107,6 +108,8 @@ impl Checkpoints {
 
 pub struct Pipeline {
     ctx: Context,
+    /// `ctx.host`, rendered once for every record.
+    host: Arc<Rendered<HostInfo>>,
     clock: WallClock,
     clock_sampled: Instant,
     table: ProcessTable,
@@ -123,6 +126,9 @@ pub struct Pipeline {
     stopping: bool,
     /// Serialised records waiting for the sink, reused across batches.
     out: Vec<u8>,
+    /// `event.created` of the records of the batch being handled: one clock sample for
+    /// them all (they are made within a millisecond or so).
+    batch_created: Option<clock::Timestamp>,
     /// Decisions on the cgroups made since start, for the records the kernel reported while
     /// it held them; kept as long as the kernel may still report held records.
     held: HashMap<u64, (Option<CgroupAgent>, Instant)>,
@@ -132,6 +138,9 @@ pub struct Pipeline {
 }
 
 const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
+/// Output handed to the sink mid-batch once this much is waiting: the kernel copies a
+/// buffer that is still in cache several times faster than a whole batch's megabytes.
+const FLUSH_BYTES: usize = 256 * 1024;
 /// Longer than the kernel holds a new cgroup (`HOLD_WINDOW_NS` in `cgroup.rs`).
 const HELD_FOR: Duration = Duration::from_secs(30);
 const TABLE_SWEEP: Duration = Duration::from_secs(60);
@@ -155,6 +164,7 @@ impl Pipeline {
         let chain = crate::evidence::Chain::new(&ctx.instance_id);
         Self {
             chain,
+            host: Arc::new(Rendered::new(HostInfo::clone(&ctx.host))),
             checkpoints: None,
             ctx,
             clock: WallClock::sample(),
@@ -166,6 +176,7 @@ impl Pipeline {
             format: crate::config::Format::Ecs,
             stopping: false,
             out: Vec::with_capacity(1 << 20),
+            batch_created: None,
             held: HashMap::new(),
             pending: HashMap::new(),
             stats: Stats::default(),
@@ -173,6 +184,7 @@ impl Pipeline {
     }
 
     fn meta(
+        &self,
         kind: &'static str,
         category: &'static [&'static str],
         types: &'static [&'static str],
@@ -191,13 +203,15 @@ impl Pipeline {
                 Some(&"network") => "agent_sensor.network",
                 _ => "agent_sensor.sensor",
             },
-            created: clock::rfc3339(WallClock::now()),
+            created: self
+                .batch_created
+                .unwrap_or_else(|| clock::Timestamp::of(WallClock::now())),
         }
     }
 
     fn record(&self, timestamp: clock::UnixNanos, event: EventMeta) -> Record {
         Record {
-            timestamp: clock::rfc3339(timestamp),
+            timestamp: clock::Timestamp::of(timestamp),
             schema_version: record::SCHEMA_VERSION,
             event,
             identity: None,
@@ -218,7 +232,7 @@ impl Pipeline {
             registration: None,
             annotation: None,
             rotation: None,
-            host: self.ctx.host.clone(),
+            host: self.host.clone(),
             sensor: SensorBlock {
                 instance_id: self.ctx.instance_id.clone(),
                 version: env!("CARGO_PKG_VERSION"),
@@ -245,7 +259,7 @@ impl Pipeline {
         let start = self.out.len();
         match self.format {
             crate::config::Format::Ecs => {
-                serde_json::to_writer(&mut self.out, record).expect("records serialise to memory");
+                crate::record_json::write(&mut self.out, record);
                 self.chain.seal(&mut self.out, start);
             }
             crate::config::Format::Ocsf => {
@@ -290,7 +304,7 @@ impl Pipeline {
         };
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", &[], INFO, "checkpoint"),
+            self.meta("event", &[], INFO, "checkpoint"),
         );
         r.checkpoint = Some(checkpoint);
         self.emit(&r);
@@ -308,7 +322,7 @@ impl Pipeline {
         {
             // Sealed like any record, so the chain says where each file ends and which
             // file follows: a verifier can name a missing one.
-            let mut r = self.record(WallClock::now(), Self::meta("event", &[], INFO, "rotation"));
+            let mut r = self.record(WallClock::now(), self.meta("event", &[], INFO, "rotation"));
             r.rotation = Some(rotation);
             self.seal(&r);
             self.sink.rotate(&mut self.out).await?;
@@ -320,7 +334,7 @@ impl Pipeline {
     fn output_gap(&mut self, loss: crate::sink::OutputLoss) {
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("pipeline_error", &[], INFO, "gap"),
+            self.meta("pipeline_error", &[], INFO, "gap"),
         );
         r.gap = Some(Gap {
             source: "output",
@@ -341,7 +355,7 @@ impl Pipeline {
     ) -> std::io::Result<()> {
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", PROCESS, START, "sensor_start"),
+            self.meta("event", PROCESS, START, "sensor_start"),
         );
         r.process = Some(self_process(&self.ctx.entity_ids));
         r.sensor.lifecycle = Some(Lifecycle {
@@ -392,7 +406,11 @@ impl Pipeline {
             match message {
                 SourceMessage::Records(batch) => {
                     self.decide_new_cgroups(&batch).await;
-                    self.handle_batch(&batch);
+                    let mut from = 0;
+                    while let Some(next) = self.handle_batch(&batch, from) {
+                        self.flush().await?;
+                        from = next;
+                    }
                 }
                 SourceMessage::Lost(report) => self.gap(&report),
                 SourceMessage::Registration(event) => self.registration(event),
@@ -424,10 +442,8 @@ impl Pipeline {
     fn sweep_table(&mut self) {
         self.held.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
         self.pending.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
-        let ids = &self.ctx.entity_ids;
         let dropped = self.table.retain_alive(|tgid, info| {
-            crate::snapshot::start_ticks(tgid)
-                .is_some_and(|t| *ids.for_ticks(tgid, t) == *info.entity_id)
+            crate::snapshot::start_ticks(tgid).is_some_and(|t| t == info.start_ticks)
         });
         if dropped > 0 {
             tracing::debug!(
@@ -443,7 +459,7 @@ impl Pipeline {
         self.close_repeats(u64::MAX);
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", PROCESS, END, "sensor_stop"),
+            self.meta("event", PROCESS, END, "sensor_stop"),
         );
         r.process = Some(self_process(&self.ctx.entity_ids));
         let decode_errors: u64 = self.stats.decode_errors.values().sum();
@@ -465,7 +481,7 @@ impl Pipeline {
 
     /// A new manifest takes effect for records from now on; the record says so (or why not).
     fn reloaded(&mut self, trigger: &'static str, result: Result<Arc<Registry>, String>) {
-        let mut meta = Self::meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
+        let mut meta = self.meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
         let mut lifecycle = Lifecycle {
             reason: Some(trigger.to_owned()),
             ..Lifecycle::default()
@@ -489,7 +505,7 @@ impl Pipeline {
     fn annotation(&mut self, request: crate::registration::AnnotationRequest) {
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("event", CONFIGURATION, INFO, "annotation"),
+            self.meta("event", CONFIGURATION, INFO, "annotation"),
         );
         r.annotation = Some(request.annotation);
         let before = self.chain.last().map(|(sequence, _)| sequence);
@@ -504,7 +520,7 @@ impl Pipeline {
     }
 
     fn registration(&mut self, event: crate::registration::RegistrationEvent) {
-        let mut meta = Self::meta("event", IAM, CHANGE, "agent_registration");
+        let mut meta = self.meta("event", IAM, CHANGE, "agent_registration");
         meta.outcome = Some(if event.granted { "success" } else { "failure" });
         let mut r = self.record(WallClock::now(), meta);
         r.registration = Some(event);
@@ -515,7 +531,7 @@ impl Pipeline {
         self.stats.kernel_lost += report.total();
         let mut r = self.record(
             WallClock::now(),
-            Self::meta("pipeline_error", &[], INFO, "gap"),
+            self.meta("pipeline_error", &[], INFO, "gap"),
         );
         r.gap = Some(Gap {
             source: "kernel_ring_buffer",
@@ -528,13 +544,25 @@ impl Pipeline {
         self.emit(&r);
     }
 
-    pub fn handle_batch(&mut self, batch: &RawBatch) {
-        if self.clock_sampled.elapsed() >= CLOCK_RESAMPLE {
+    /// Handles the records of `batch` from number `from` on; stops early, with the number to
+    /// go on from, once the output holds `FLUSH_BYTES` (the caller flushes it).
+    pub fn handle_batch(&mut self, batch: &RawBatch, from: usize) -> Option<usize> {
+        if from == 0 && self.clock_sampled.elapsed() >= CLOCK_RESAMPLE {
             self.clock = WallClock::sample();
             self.clock_sampled = Instant::now();
         }
+        self.batch_created = Some(clock::Timestamp::of(WallClock::now()));
+        let next = self.handle_records(batch, from);
+        self.batch_created = None;
+        next
+    }
+
+    fn handle_records(&mut self, batch: &RawBatch, from: usize) -> Option<usize> {
         let mut closed = Vec::new();
-        for bytes in batch.records() {
+        for (i, bytes) in batch.records().enumerate().skip(from) {
+            if self.out.len() >= FLUSH_BYTES && i > from {
+                return Some(i);
+            }
             let decoded = decode::decode(bytes).map(|mut event| {
                 let wanted = self.resolve_held(&mut event) && self.resolve_pending(&mut event);
                 (event, wanted)
@@ -548,6 +576,7 @@ impl Pipeline {
                 }
             }
         }
+        None
     }
 
     /// An event the kernel reported while holding its process's cgroup gets the decision
@@ -632,7 +661,7 @@ impl Pipeline {
     fn cgroup_created(&self, c: &CgroupEvent) -> Record {
         let mut r = self.record(
             self.clock.to_unix(c.ktime_ns),
-            Self::meta("event", CONFIGURATION, CREATION, "cgroup_created"),
+            self.meta("event", CONFIGURATION, CREATION, "cgroup_created"),
         );
         r.cgroup = Some(CgroupCreated {
             id: c.id,

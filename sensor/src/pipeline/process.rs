@@ -3,9 +3,9 @@ use super::*;
 
 impl Pipeline {
     pub(super) fn exec(&mut self, e: &ExecEvent) -> Record {
-        let ids = &self.ctx.entity_ids;
-        let entity_id: Arc<str> = ids.for_kernel(e.tgid, e.start_boottime).into();
-        let parent_entity: Arc<str> = ids.for_kernel(e.ppid, e.parent_start_boottime).into();
+        let start_ticks = self.ctx.entity_ids.ticks(e.start_boottime);
+        let entity_id = self.entity_id(e.tgid, e.start_boottime);
+        let parent_entity = self.entity_id(e.ppid, e.parent_start_boottime);
         // The kernel's absolute path of what runs; the name as passed when that failed.
         let exe: &[u8] = if e.exe.is_empty() {
             &e.filename
@@ -17,6 +17,7 @@ impl Pipeline {
             e.tgid,
             ProcessInfo {
                 entity_id: entity_id.clone(),
+                start_ticks,
                 ppid: e.ppid,
                 parent_entity_id: Some(parent_entity.clone()),
                 name: Arc::from(&e.comm[..]),
@@ -29,14 +30,14 @@ impl Pipeline {
         );
         let mut p = Process {
             pid: e.tgid,
-            entity_id: entity_id.to_string(),
+            entity_id,
             thread: Some(Thread { id: e.pid }),
             args_count: Some(e.args_count),
             args_truncated: e.args_truncated,
-            start: Some(clock::rfc3339(self.clock.to_unix(e.start_boottime))),
+            start: Some(clock::Timestamp::of(self.clock.to_unix(e.start_boottime))),
             parent: Some(Parent {
                 pid: e.ppid,
-                entity_id: parent_entity.to_string(),
+                entity_id: parent_entity,
                 thread: None,
             }),
             user: Some(Id::of(e.euid)),
@@ -62,7 +63,7 @@ impl Pipeline {
         }
         let mut r = self.record(
             self.clock.to_unix(e.ktime_ns),
-            Self::meta("event", PROCESS, START, "exec"),
+            self.meta("event", PROCESS, START, "exec"),
         );
         r.user = Some(Id::of(e.euid));
         r.process = Some(p);
@@ -71,18 +72,16 @@ impl Pipeline {
 
     pub(super) fn fork(&mut self, e: &ForkEvent) -> Record {
         let ids = &self.ctx.entity_ids;
-        let parent_entity: Arc<str> = ids
-            .for_kernel(e.parent_tgid, e.parent_start_boottime)
-            .into();
-        let known = self
-            .table
-            .get(e.parent_tgid)
-            .filter(|p| p.entity_id == parent_entity)
-            .cloned();
+        let parent_ticks = ids.ticks(e.parent_start_boottime);
+        let known = self.table.get_started(e.parent_tgid, parent_ticks).cloned();
+        let parent_entity: Arc<str> = match &known {
+            Some(k) => k.entity_id.clone(),
+            None => ids.for_ticks(e.parent_tgid, parent_ticks).into(),
+        };
         let mut p = Process {
             pid: e.child_tgid,
             thread: Some(Thread { id: e.child_pid }),
-            start: Some(clock::rfc3339(self.clock.to_unix(e.start_boottime))),
+            start: Some(clock::Timestamp::of(self.clock.to_unix(e.start_boottime))),
             real_user: Some(Id::of(e.uid)),
             real_group: Some(Id::of(e.gid)),
             cgroup: Some(Cgroup { id: e.cgroup_id }),
@@ -94,28 +93,30 @@ impl Pipeline {
         }
         let action = if e.thread {
             // A thread belongs to the caller's process: same entity, the parent is the creating thread.
-            p.entity_id = parent_entity.to_string();
+            p.entity_id = parent_entity.clone();
             let grand = known.as_ref();
             p.parent = grand.and_then(|k| {
                 k.parent_entity_id.as_ref().map(|pe| Parent {
                     pid: k.ppid,
-                    entity_id: pe.to_string(),
+                    entity_id: pe.clone(),
                     thread: None,
                 })
             });
             "thread_start"
         } else {
-            let entity_id: Arc<str> = ids.for_kernel(e.child_tgid, e.start_boottime).into();
-            p.entity_id = entity_id.to_string();
+            let start_ticks = ids.ticks(e.start_boottime);
+            let entity_id: Arc<str> = ids.for_ticks(e.child_tgid, start_ticks).into();
+            p.entity_id = entity_id.clone();
             p.parent = Some(Parent {
                 pid: e.parent_tgid,
-                entity_id: parent_entity.to_string(),
+                entity_id: parent_entity.clone(),
                 thread: Some(Thread { id: e.parent_pid }),
             });
             self.table.insert(
                 e.child_tgid,
                 ProcessInfo {
                     entity_id,
+                    start_ticks,
                     ppid: e.parent_tgid,
                     parent_entity_id: Some(parent_entity),
                     name: Arc::from(&e.comm[..]),
@@ -132,7 +133,7 @@ impl Pipeline {
         };
         let mut r = self.record(
             self.clock.to_unix(e.ktime_ns),
-            Self::meta("event", PROCESS, START, action),
+            self.meta("event", PROCESS, START, action),
         );
         r.user = Some(Id::of(e.uid));
         r.process = Some(p);
@@ -140,22 +141,20 @@ impl Pipeline {
     }
 
     pub(super) fn exit(&mut self, e: &ExitEvent) -> Record {
-        let entity_id = self.ctx.entity_ids.for_kernel(e.tgid, e.start_boottime);
+        let entity_id = self.entity_id(e.tgid, e.start_boottime);
         let known = if e.process_exit {
             self.table.remove(e.tgid, &entity_id)
         } else {
-            self.table
-                .get(e.tgid)
-                .filter(|k| *k.entity_id == *entity_id)
-                .cloned()
+            let ticks = self.ctx.entity_ids.ticks(e.start_boottime);
+            self.table.get_started(e.tgid, ticks).cloned()
         };
-        let at = clock::rfc3339(self.clock.to_unix(e.ktime_ns));
+        let at = clock::Timestamp::of(self.clock.to_unix(e.ktime_ns));
         let mut p = Process {
             pid: e.tgid,
             entity_id,
             thread: Some(Thread { id: e.pid }),
-            start: Some(clock::rfc3339(self.clock.to_unix(e.start_boottime))),
-            end: e.process_exit.then(|| at.clone()),
+            start: Some(clock::Timestamp::of(self.clock.to_unix(e.start_boottime))),
+            end: e.process_exit.then_some(at),
             ..Default::default()
         };
         p.set_name(&e.comm);
@@ -182,7 +181,7 @@ impl Pipeline {
         };
         let mut r = self.record(
             self.clock.to_unix(e.ktime_ns),
-            Self::meta("event", PROCESS, END, action),
+            self.meta("event", PROCESS, END, action),
         );
         r.process = Some(p);
         r
@@ -200,11 +199,11 @@ impl Pipeline {
             let start_ns = p.start_ticks * (1_000_000_000 / ticks_per_second());
             let mut proc = Process {
                 pid: p.tgid,
-                entity_id: entity_id.to_string(),
-                start: Some(clock::rfc3339(self.clock.to_unix(start_ns))),
+                entity_id: entity_id.clone(),
+                start: Some(clock::Timestamp::of(self.clock.to_unix(start_ns))),
                 parent: parent_entity.clone().map(|e| Parent {
                     pid: p.ppid,
-                    entity_id: e,
+                    entity_id: e.into(),
                     thread: None,
                 }),
                 user: Some(Id::of(p.euid)),
@@ -224,7 +223,7 @@ impl Pipeline {
             }
             let mut r = self.record(
                 WallClock::now(),
-                Self::meta("state", PROCESS, INFO, "snapshot"),
+                self.meta("state", PROCESS, INFO, "snapshot"),
             );
             r.user = Some(Id::of(p.euid));
             r.process = Some(proc);
@@ -239,6 +238,7 @@ impl Pipeline {
                 p.tgid,
                 ProcessInfo {
                     entity_id,
+                    start_ticks: p.start_ticks,
                     ppid: p.ppid,
                     parent_entity_id: parent_entity.map(Arc::from),
                     name: Arc::from(&p.comm[..]),
@@ -261,8 +261,13 @@ impl Pipeline {
         start_boottime: u64,
         comm: &[u8],
     ) -> Process {
-        let entity_id = self.ctx.entity_ids.for_kernel(tgid, start_boottime);
-        let known = self.table.get(tgid).filter(|k| *k.entity_id == *entity_id);
+        let ids = &self.ctx.entity_ids;
+        let ticks = ids.ticks(start_boottime);
+        let known = self.table.get_started(tgid, ticks);
+        let entity_id = match known {
+            Some(k) => k.entity_id.clone(),
+            None => ids.for_ticks(tgid, ticks).into(),
+        };
         let mut p = Process {
             pid: tgid,
             thread: Some(Thread { id: pid }),
@@ -275,6 +280,17 @@ impl Pipeline {
         p.entity_id = entity_id;
         p
     }
+
+    /// The entity id of process `tgid` that started `start_boottime` after boot: the table's
+    /// when it holds that process, else derived (a hash).
+    pub(super) fn entity_id(&self, tgid: u32, start_boottime: u64) -> Arc<str> {
+        let ids = &self.ctx.entity_ids;
+        let ticks = ids.ticks(start_boottime);
+        match self.table.get_started(tgid, ticks) {
+            Some(k) => k.entity_id.clone(),
+            None => ids.for_ticks(tgid, ticks).into(),
+        }
+    }
 }
 
 /// What the process table knows of a process: its executable, parent and user.
@@ -284,7 +300,7 @@ fn apply_known(p: &mut Process, k: &ProcessInfo) {
     }
     p.parent = k.parent_entity_id.as_ref().map(|pe| Parent {
         pid: k.ppid,
-        entity_id: pe.to_string(),
+        entity_id: pe.clone(),
         thread: None,
     });
     p.user = k.euid.map(Id::of);
@@ -304,7 +320,7 @@ pub(super) fn self_process(ids: &EntityIds) -> Process {
         pid,
         entity_id: snap
             .as_ref()
-            .map(|s| ids.for_ticks(pid, s.start_ticks))
+            .map(|s| ids.for_ticks(pid, s.start_ticks).into())
             .unwrap_or_default(),
         ..Default::default()
     };
