@@ -14,13 +14,18 @@ pub const SCHEMA_VERSION: &str = "0.1";
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Record {
+    // First, with `sensor` and `identity`: what is the same on every record of a run (or of an
+    // agent's process) leads the line, so the chain hashes those bytes once per run and agent,
+    // not once per record (`evidence::Chain::seal_shared`).
+    pub host: Arc<Rendered<HostInfo>>,
+    pub sensor: SensorBlock,
+    /// Which AI agent did it, and how sure the attribution is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     #[serde(rename = "@timestamp")]
     pub timestamp: Timestamp,
     pub schema_version: &'static str,
     pub event: EventMeta,
-    /// Which AI agent did it, and how sure the attribution is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Identity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
     /// The container the process runs in (ECS `container.*`), from its cgroup and runtime.
@@ -63,8 +68,6 @@ pub struct Record {
     /// The output file this record closes, and the one that continues the trail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::sink::Rotation>,
-    pub host: Arc<Rendered<HostInfo>>,
-    pub sensor: SensorBlock,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]

@@ -13,17 +13,24 @@ use crate::record::{
     Process, Record, SensorBlock, Syscall,
 };
 
-/// Appends `record` to `out` as JSON (no newline).
-pub fn write(out: &mut Vec<u8>, record: &Record) {
+/// Appends `record` to `out` as JSON (no newline). Returns how many of its first bytes are the
+/// blocks shared by a run's or an agent's records (`host`, `sensor`, `identity`), which the
+/// chain hashes once for all of them.
+pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
+    let start = out.len();
     let mut o = Object::open(out);
-    o.time("@timestamp", &record.timestamp);
-    o.str("schema_version", record.schema_version);
-    o.key("event");
-    event(o.out, &record.event);
+    o.raw("host", record.host.json());
+    o.key("sensor");
+    sensor(o.out, &record.sensor);
     if let Some(i) = &record.identity {
         o.key("identity");
         identity(o.out, i);
     }
+    let shared = o.out.len() - start;
+    o.time("@timestamp", &record.timestamp);
+    o.str("schema_version", record.schema_version);
+    o.key("event");
+    event(o.out, &record.event);
     if let Some(p) = &record.process {
         o.key("process");
         process(o.out, p);
@@ -62,10 +69,8 @@ pub fn write(out: &mut Vec<u8>, record: &Record) {
     o.opt_serde("registration", record.registration.as_ref());
     o.opt_serde("annotation", record.annotation.as_ref());
     o.opt_serde("rotation", record.rotation.as_ref());
-    o.raw("host", record.host.json());
-    o.key("sensor");
-    sensor(o.out, &record.sensor);
     o.close();
+    shared
 }
 
 fn event(out: &mut Vec<u8>, e: &EventMeta) {

@@ -259,8 +259,8 @@ impl Pipeline {
         let start = self.out.len();
         match self.format {
             crate::config::Format::Ecs => {
-                crate::record_json::write(&mut self.out, record);
-                self.chain.seal(&mut self.out, start);
+                let shared = crate::record_json::write(&mut self.out, record);
+                self.chain.seal_shared(&mut self.out, start, shared);
             }
             crate::config::Format::Ocsf => {
                 crate::ocsf::write(&mut self.out, record);
