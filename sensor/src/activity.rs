@@ -300,13 +300,9 @@ pub fn file_block(e: &FileEvent, classifier: &Classifier) -> File {
         sc::CHOWN | sc::LCHOWN | sc::FCHOWN | sc::FCHOWNAT
     );
     // The class is of where the data is: the opened file, else the named path.
-    let class = classifier
-        .classify(
-            target_path
-                .as_deref()
-                .map(str::as_bytes)
-                .unwrap_or(&subject),
-        )
+    let class = target_path
+        .as_deref()
+        .and_then(|t| classifier.classify(t.as_bytes()))
         .or_else(|| classifier.classify(&subject))
         .or_else(|| {
             destination_path
