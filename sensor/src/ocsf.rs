@@ -734,7 +734,7 @@ mod tests {
                 repeat_count: None,
             },
             identity: None,
-            process: Some(Process {
+            process: Some(crate::record::ProcessBlock::from(Process {
                 pid: 42,
                 entity_id: "e42".into(),
                 name: Some("mv".into()),
@@ -745,7 +745,7 @@ mod tests {
                     thread: None,
                 }),
                 ..Process::default()
-            }),
+            })),
             container: None,
             orchestrator: None,
             cgroup: None,

@@ -27,7 +27,8 @@ pub struct Record {
     pub schema_version: &'static str,
     pub event: EventMeta,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    #[schemars(with = "Option<Process>")]
+    pub process: Option<ProcessBlock>,
     /// The container the process runs in (ECS `container.*`), from its cgroup and runtime.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Arc<ContainerInfo>>,
@@ -673,6 +674,36 @@ pub fn signal_name(signal: u8) -> &'static str {
         "SIGSYS",
     ];
     NAMES.get(signal as usize).copied().unwrap_or("SIGRT")
+}
+
+/// A record's `process` block: built for this record (process lifecycle records), or the one
+/// a process's activity records share, rendered once (see `pipeline::process_blocks`).
+#[derive(Debug)]
+pub enum ProcessBlock {
+    Own(Box<Process>),
+    Shared(Arc<Rendered<Process>>),
+}
+
+impl std::ops::Deref for ProcessBlock {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        match self {
+            ProcessBlock::Own(p) => p,
+            ProcessBlock::Shared(r) => r,
+        }
+    }
+}
+
+impl From<Process> for ProcessBlock {
+    fn from(p: Process) -> Self {
+        ProcessBlock::Own(Box::new(p))
+    }
+}
+
+impl Serialize for ProcessBlock {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::clock::Timestamp;
 use crate::record::{
     AttributionInfo, Endpoint, ErrorInfo, EventMeta, File, Id, Identity, Network, OpenInfo, Parent,
-    Process, Record, SensorBlock, Syscall,
+    Process, ProcessBlock, Record, SensorBlock, Syscall,
 };
 
 /// Appends `record` to `out` as JSON (no newline). Returns how many of its first bytes are the
@@ -31,9 +31,13 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.str("schema_version", record.schema_version);
     o.key("event");
     event(o.out, &record.event);
-    if let Some(p) = &record.process {
-        o.key("process");
-        process(o.out, p);
+    match &record.process {
+        Some(ProcessBlock::Own(p)) => {
+            o.key("process");
+            process(o.out, p);
+        }
+        Some(ProcessBlock::Shared(p)) => o.raw("process", p.json()),
+        None => {}
     }
     o.opt_serde("container", record.container.as_deref());
     o.opt_serde("orchestrator", record.orchestrator.as_deref());
@@ -574,7 +578,7 @@ mod tests {
                 },
             }]),
         });
-        r.process = Some(Process {
+        r.process = Some(ProcessBlock::from(Process {
             pid: u32::MAX,
             entity_id: Arc::from(HOSTILE),
             thread: Some(Thread { id: 0 }),
@@ -612,7 +616,7 @@ mod tests {
                 exec_path: None,
                 args: Some(vec![None, Some(s("00"))]),
             },
-        });
+        }));
         r.container = Some(Arc::new(ContainerInfo {
             id: s("c"),
             runtime: "containerd",
@@ -725,7 +729,9 @@ mod tests {
         }
         // The other side of every optional block and flag.
         let mut r = full();
-        let p = r.process.as_mut().unwrap();
+        let Some(ProcessBlock::Own(p)) = r.process.as_mut() else {
+            unreachable!("built above")
+        };
         p.args_truncated = false;
         p.thread = None;
         p.parent.as_mut().unwrap().thread = None;
@@ -735,6 +741,17 @@ mod tests {
         r.identity.as_mut().unwrap().delegation = Arc::from([]);
         r.syscall.as_mut().unwrap().ret = i64::MAX;
         assert_eq!(written(&r), serde_json::to_string(&r).unwrap());
+    }
+
+    #[test]
+    fn a_shared_process_block_is_written_as_its_own_would_be() {
+        let mut r = full();
+        let own = written(&r);
+        let Some(ProcessBlock::Own(p)) = r.process.take() else {
+            unreachable!("built above")
+        };
+        r.process = Some(ProcessBlock::Shared(Arc::new(Rendered::new(*p))));
+        assert_eq!(written(&r), own);
     }
 
     #[test]

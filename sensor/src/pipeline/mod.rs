@@ -42,10 +42,12 @@ use crate::{
 mod file_and_network;
 mod identity;
 mod process;
+mod process_blocks;
 
 use identity::set_container;
 pub use identity::{ContainerBlocks, agent_infos};
 use process::self_process;
+use process_blocks::{BlockSource, ProcessBlocks};
 
 /// Counters the pipeline keeps for the stop record and the logs.
 #[derive(Debug, Default, Clone)]
@@ -108,6 +110,8 @@ impl Checkpoints {
 
 pub struct Pipeline {
     ctx: Context,
+    /// Rendered `process` blocks of activity records, by thread.
+    process_blocks: ProcessBlocks,
     /// `ctx.host`, rendered once for every record.
     host: Arc<Rendered<HostInfo>>,
     clock: WallClock,
@@ -170,6 +174,7 @@ impl Pipeline {
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
             table: ProcessTable::default(),
+            process_blocks: ProcessBlocks::default(),
             dns: DnsCache::new(DNS_CACHE_ENTRIES),
             repeats: RepeatFilter::new(repeat_window_ms),
             sink,
@@ -357,7 +362,7 @@ impl Pipeline {
             WallClock::now(),
             self.meta("event", PROCESS, START, "sensor_start"),
         );
-        r.process = Some(self_process(&self.ctx.entity_ids));
+        r.process = Some(self_process(&self.ctx.entity_ids).into());
         r.sensor.lifecycle = Some(Lifecycle {
             all_processes: Some(all_processes),
             programs: Some(programs.to_vec()),
@@ -445,6 +450,8 @@ impl Pipeline {
         let dropped = self.table.retain_alive(|tgid, info| {
             crate::snapshot::start_ticks(tgid).is_some_and(|t| t == info.start_ticks)
         });
+        let table = &self.table;
+        self.process_blocks.retain(|tgid| table.get(tgid).is_some());
         if dropped > 0 {
             tracing::debug!(
                 dropped,
@@ -461,7 +468,7 @@ impl Pipeline {
             WallClock::now(),
             self.meta("event", PROCESS, END, "sensor_stop"),
         );
-        r.process = Some(self_process(&self.ctx.entity_ids));
+        r.process = Some(self_process(&self.ctx.entity_ids).into());
         let decode_errors: u64 = self.stats.decode_errors.values().sum();
         r.sensor.lifecycle = Some(Lifecycle {
             reason: Some(reason.to_owned()),

@@ -1,5 +1,6 @@
 //! Records of the process lifecycle: exec, fork, exit and the start-up snapshot.
 use super::*;
+use crate::record::ProcessBlock;
 
 impl Pipeline {
     pub(super) fn exec(&mut self, e: &ExecEvent) -> Record {
@@ -66,7 +67,7 @@ impl Pipeline {
             self.meta("event", PROCESS, START, "exec"),
         );
         r.user = Some(Id::of(e.euid));
-        r.process = Some(p);
+        r.process = Some(p.into());
         r
     }
 
@@ -136,7 +137,7 @@ impl Pipeline {
             self.meta("event", PROCESS, START, action),
         );
         r.user = Some(Id::of(e.uid));
-        r.process = Some(p);
+        r.process = Some(p.into());
         r
     }
 
@@ -183,7 +184,7 @@ impl Pipeline {
             self.clock.to_unix(e.ktime_ns),
             self.meta("event", PROCESS, END, action),
         );
-        r.process = Some(p);
+        r.process = Some(p.into());
         r
     }
 
@@ -226,7 +227,7 @@ impl Pipeline {
                 self.meta("state", PROCESS, INFO, "snapshot"),
             );
             r.user = Some(Id::of(p.euid));
-            r.process = Some(proc);
+            r.process = Some(proc.into());
             if let Some(a) = p.agent {
                 r.identity = self.identity(a, p.tgid);
             }
@@ -254,16 +255,24 @@ impl Pipeline {
     }
 
     /// The process an activity record is about, with what the table knows of it.
+    /// The `process` block of an activity record of thread `pid` of process `tgid`: shared
+    /// with the thread's earlier records while what it is made of (its comm, and what the
+    /// table knows: entity id, executable, parent, user) is unchanged, so it is built and
+    /// rendered once per process, not once per record.
     pub(super) fn process_ref(
-        &self,
+        &mut self,
         tgid: u32,
         pid: u32,
         start_boottime: u64,
         comm: &[u8],
-    ) -> Process {
+    ) -> ProcessBlock {
         let ids = &self.ctx.entity_ids;
         let ticks = ids.ticks(start_boottime);
         let known = self.table.get_started(tgid, ticks);
+        let source = BlockSource::of(ticks, comm, known);
+        if let Some(block) = self.process_blocks.get(tgid, pid, &source) {
+            return ProcessBlock::Shared(block);
+        }
         let entity_id = match known {
             Some(k) => k.entity_id.clone(),
             None => ids.for_ticks(tgid, ticks).into(),
@@ -278,7 +287,9 @@ impl Pipeline {
             apply_known(&mut p, k);
         }
         p.entity_id = entity_id;
-        p
+        let block = Arc::new(Rendered::new(p));
+        self.process_blocks.insert(tgid, pid, source, block.clone());
+        ProcessBlock::Shared(block)
     }
 
     /// The entity id of process `tgid` that started `start_boottime` after boot: the table's
