@@ -126,7 +126,11 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         events: 300_000,
-        output: std::env::temp_dir().join("agent-sensor-pipeline-replay.jsonl"),
+        // Per process: two benches at once (two checkouts) must not delete each other's file.
+        output: std::env::temp_dir().join(format!(
+            "agent-sensor-pipeline-replay-{}.jsonl",
+            std::process::id()
+        )),
         shape: None,
     };
     let mut it = std::env::args().skip(1);
