@@ -60,7 +60,9 @@ impl Pipeline {
         // Only a pending exec has kernel entries (its own, its children's) that wait on this.
         let pending = current.is_pending();
         if pending {
-            self.pending.insert(e.tgid, (decided, Instant::now()));
+            let start = self.ctx.entity_ids.ticks(e.start_boottime);
+            self.pending
+                .insert(e.tgid, (decided, Instant::now(), start));
         }
         match decided {
             Some(a) => {
@@ -86,13 +88,19 @@ impl Pipeline {
     fn decided_ancestor(&self, tgid: u32) -> Option<TrackedProcess> {
         let mut t = tgid;
         for _ in 0..64 {
-            if let Some((decided, _)) = self.pending.get(&t) {
-                return decided.map(|a| TrackedProcess {
-                    flags: a.flags | tracked_flags::INHERITED,
-                    ..a
-                });
+            let known = self.table.get(t);
+            if let Some((decided, _, start)) = self.pending.get(&t) {
+                // Only the process that was decided: pid_max can be as low as 32768, and a pid
+                // comes back well within the time a decision is kept. A process the table
+                // holds with another start time took the pid over; it is not a descendant.
+                if known.is_none_or(|k| k.start_ticks == *start) {
+                    return decided.map(|a| TrackedProcess {
+                        flags: a.flags | tracked_flags::INHERITED,
+                        ..a
+                    });
+                }
             }
-            t = self.table.get(t)?.ppid;
+            t = known?.ppid;
         }
         None
     }

@@ -136,8 +136,9 @@ pub struct Pipeline {
     /// Decisions on the cgroups made since start, for the records the kernel reported while
     /// it held them; kept as long as the kernel may still report held records.
     held: HashMap<u64, (Option<CgroupAgent>, Instant)>,
-    /// Decisions on unmatched execs (by tgid), for the records of their pending descendants.
-    pending: HashMap<u32, (Option<TrackedProcess>, Instant)>,
+    /// Decisions on unmatched execs (by tgid, with when they were made and the process's start
+    /// time in clock ticks), for the records of their pending descendants.
+    pending: HashMap<u32, (Option<TrackedProcess>, Instant, u64)>,
     pub stats: Stats,
 }
 
@@ -446,7 +447,7 @@ impl Pipeline {
     /// and decisions on cgroups the kernel no longer holds.
     fn sweep_table(&mut self) {
         self.held.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
-        self.pending.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
+        self.pending.retain(|_, (_, at, _)| at.elapsed() < HELD_FOR);
         let dropped = self.table.retain_alive(|tgid, info| {
             crate::snapshot::start_ticks(tgid).is_some_and(|t| t == info.start_ticks)
         });
