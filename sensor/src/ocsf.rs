@@ -720,20 +720,32 @@ mod tests {
     fn sample() -> Record {
         use crate::record::*;
         use std::sync::Arc;
-        Record {
-            timestamp: crate::clock::Timestamp::of(1_796_138_542_000_000_001),
-            schema_version: SCHEMA_VERSION,
-            event: EventMeta {
-                kind: "event",
-                category: &["file"],
-                kind_type: &["change"],
-                action: "rename",
-                outcome: Some("failure"),
-                dataset: "agent_sensor.file",
-                created: crate::clock::Timestamp::of(1_796_138_542_500_000_000),
-                repeat_count: None,
+        let host = Arc::new(crate::rendered::Rendered::new(crate::host::HostInfo {
+            name: "h".into(),
+            id: None,
+            boot_id: "b".into(),
+            architecture: "x86_64",
+            os: crate::host::HostOs {
+                kernel: "6.1".into(),
+                kind: "linux",
             },
-            identity: None,
+        }));
+        let sensor = SensorBlock {
+            instance_id: Arc::from("run-1"),
+            version: "0.1.0",
+            lifecycle: None,
+        };
+        let event = EventMeta {
+            kind: "event",
+            category: &["file"],
+            kind_type: &["change"],
+            action: "rename",
+            outcome: Some("failure"),
+            dataset: "agent_sensor.file",
+            created: crate::clock::Timestamp::of(1_796_138_542_500_000_000),
+            repeat_count: None,
+        };
+        Record {
             process: Some(crate::record::ProcessBlock::from(Process {
                 pid: 42,
                 entity_id: "e42".into(),
@@ -746,9 +758,6 @@ mod tests {
                 }),
                 ..Process::default()
             })),
-            container: None,
-            orchestrator: None,
-            cgroup: None,
             user: Some(Id::of(1000)),
             file: Some(File {
                 path: "/tmp/a".into(),
@@ -756,35 +765,16 @@ mod tests {
                 class: Some("ssh_key".into()),
                 ..File::default()
             }),
-            source: None,
-            destination: None,
-            network: None,
-            dns: None,
-            syscall: None,
             error: Some(ErrorInfo {
                 code: "ENOENT".into(),
                 message: "No such file".into(),
             }),
-            gap: None,
-            checkpoint: None,
-            registration: None,
-            annotation: None,
-            rotation: None,
-            host: Arc::new(crate::rendered::Rendered::new(crate::host::HostInfo {
-                name: "h".into(),
-                id: None,
-                boot_id: "b".into(),
-                architecture: "x86_64",
-                os: crate::host::HostOs {
-                    kernel: "6.1".into(),
-                    kind: "linux",
-                },
-            })),
-            sensor: SensorBlock {
-                instance_id: Arc::from("run-1"),
-                version: "0.1.0",
-                lifecycle: None,
-            },
+            ..Record::new(
+                crate::clock::Timestamp::of(1_796_138_542_000_000_001),
+                event,
+                host,
+                sensor,
+            )
         }
     }
 

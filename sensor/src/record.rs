@@ -71,6 +71,42 @@ pub struct Record {
     pub rotation: Option<crate::sink::Rotation>,
 }
 
+impl Record {
+    /// A record of `event` with its envelope and every optional block absent.
+    pub fn new(
+        timestamp: Timestamp,
+        event: EventMeta,
+        host: Arc<Rendered<HostInfo>>,
+        sensor: SensorBlock,
+    ) -> Self {
+        Self {
+            host,
+            sensor,
+            identity: None,
+            timestamp,
+            schema_version: SCHEMA_VERSION,
+            event,
+            process: None,
+            container: None,
+            orchestrator: None,
+            cgroup: None,
+            user: None,
+            file: None,
+            source: None,
+            destination: None,
+            network: None,
+            dns: None,
+            syscall: None,
+            error: None,
+            gap: None,
+            checkpoint: None,
+            registration: None,
+            annotation: None,
+            rotation: None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct EventMeta {
     pub kind: &'static str,

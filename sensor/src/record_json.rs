@@ -484,10 +484,9 @@ mod tests {
     }
 
     fn bare() -> Record {
-        Record {
-            timestamp: Timestamp::of(1_796_138_542_000_000_001),
-            schema_version: SCHEMA_VERSION,
-            event: EventMeta {
+        Record::new(
+            Timestamp::of(1_796_138_542_000_000_001),
+            EventMeta {
                 kind: "event",
                 category: &[],
                 kind_type: &[],
@@ -497,25 +496,7 @@ mod tests {
                 dataset: "agent_sensor.sensor",
                 created: Timestamp::of(1_796_138_542_500_000_000),
             },
-            identity: None,
-            process: None,
-            container: None,
-            orchestrator: None,
-            user: None,
-            file: None,
-            source: None,
-            destination: None,
-            network: None,
-            dns: None,
-            syscall: None,
-            error: None,
-            cgroup: None,
-            gap: None,
-            checkpoint: None,
-            registration: None,
-            annotation: None,
-            rotation: None,
-            host: Arc::new(Rendered::new(HostInfo {
+            Arc::new(Rendered::new(HostInfo {
                 name: s(HOSTILE),
                 id: None,
                 boot_id: s("b"),
@@ -525,12 +506,12 @@ mod tests {
                     kind: "linux",
                 },
             })),
-            sensor: SensorBlock {
+            SensorBlock {
                 instance_id: Arc::from("run-1"),
                 version: "0.1.0",
                 lifecycle: None,
             },
-        }
+        )
     }
 
     /// Every field the writer handles itself set, with hostile text wherever text goes.

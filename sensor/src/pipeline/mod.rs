@@ -216,35 +216,16 @@ impl Pipeline {
     }
 
     fn record(&self, timestamp: clock::UnixNanos, event: EventMeta) -> Record {
-        Record {
-            timestamp: clock::Timestamp::of(timestamp),
-            schema_version: record::SCHEMA_VERSION,
+        Record::new(
+            clock::Timestamp::of(timestamp),
             event,
-            identity: None,
-            process: None,
-            container: None,
-            orchestrator: None,
-            user: None,
-            file: None,
-            source: None,
-            destination: None,
-            network: None,
-            dns: None,
-            syscall: None,
-            error: None,
-            cgroup: None,
-            gap: None,
-            checkpoint: None,
-            registration: None,
-            annotation: None,
-            rotation: None,
-            host: self.host.clone(),
-            sensor: SensorBlock {
+            self.host.clone(),
+            SensorBlock {
                 instance_id: self.ctx.instance_id.clone(),
                 version: env!("CARGO_PKG_VERSION"),
                 lifecycle: None,
             },
-        }
+        )
     }
 
     fn emit(&mut self, record: &Record) {
