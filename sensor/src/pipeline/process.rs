@@ -269,8 +269,7 @@ impl Pipeline {
         let ids = &self.ctx.entity_ids;
         let ticks = ids.ticks(start_boottime);
         let known = self.table.get_started(tgid, ticks);
-        let source = BlockSource::of(ticks, comm, known);
-        if let Some(block) = self.process_blocks.get(tgid, pid, &source) {
+        if let Some(block) = self.process_blocks.get(tgid, pid, ticks, comm, known) {
             return ProcessBlock::Shared(block);
         }
         let entity_id = match known {
@@ -288,6 +287,7 @@ impl Pipeline {
         }
         p.entity_id = entity_id;
         let block = Arc::new(Rendered::new(p));
+        let source = BlockSource::of(ticks, comm, known);
         self.process_blocks.insert(tgid, pid, source, block.clone());
         ProcessBlock::Shared(block)
     }

@@ -38,21 +38,28 @@ impl BlockSource {
         }
     }
 
-    fn same_as(&self, other: &Self) -> bool {
-        fn same<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    /// Whether a block made of this is the one for `ticks`, `comm` and `known` (compared in
+    /// place: a lookup copies nothing).
+    fn matches(&self, ticks: u64, comm: &[u8], known: Option<&ProcessInfo>) -> bool {
+        fn same<T: ?Sized>(a: &Option<Arc<T>>, b: Option<&Arc<T>>) -> bool {
             match (a, b) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
                 _ => false,
             }
         }
-        self.ticks == other.ticks
-            && self.comm == other.comm
-            && self.ppid == other.ppid
-            && self.euid == other.euid
-            && same(&self.entity_id, &other.entity_id)
-            && same(&self.executable, &other.executable)
-            && same(&self.parent, &other.parent)
+        let n = comm.len().min(16);
+        self.ticks == ticks
+            && self.comm[..n] == comm[..n]
+            && self.comm[n..].iter().all(|&b| b == 0)
+            && self.ppid == known.map_or(0, |k| k.ppid)
+            && self.euid == known.and_then(|k| k.euid)
+            && same(&self.entity_id, known.map(|k| &k.entity_id))
+            && same(&self.executable, known.and_then(|k| k.executable.as_ref()))
+            && same(
+                &self.parent,
+                known.and_then(|k| k.parent_entity_id.as_ref()),
+            )
     }
 }
 
@@ -65,10 +72,17 @@ pub struct ProcessBlocks {
 }
 
 impl ProcessBlocks {
-    /// The block of thread `pid` of `tgid`, if it was made of `source`.
-    pub fn get(&self, tgid: u32, pid: u32, source: &BlockSource) -> Option<Block> {
+    /// The block of thread `pid` of `tgid`, if it was made of `ticks`, `comm` and `known`.
+    pub fn get(
+        &self,
+        tgid: u32,
+        pid: u32,
+        ticks: u64,
+        comm: &[u8],
+        known: Option<&ProcessInfo>,
+    ) -> Option<Block> {
         let (made_of, block) = self.by_thread.get(&(tgid, pid))?;
-        made_of.same_as(source).then(|| block.clone())
+        made_of.matches(ticks, comm, known).then(|| block.clone())
     }
 
     pub fn insert(&mut self, tgid: u32, pid: u32, source: BlockSource, block: Block) {
@@ -119,38 +133,18 @@ mod tests {
             BlockSource::of(5, b"sh", Some(&before_exec)),
             block("sh"),
         );
-        assert!(
-            cache
-                .get(10, 10, &BlockSource::of(5, b"sh", Some(&before_exec)))
-                .is_some()
-        );
+        assert!(cache.get(10, 10, 5, b"sh", Some(&before_exec)).is_some());
         // Another thread, a renamed thread, a new table entry (exec), a reused pid.
+        assert!(cache.get(10, 11, 5, b"sh", Some(&before_exec)).is_none());
         assert!(
             cache
-                .get(10, 11, &BlockSource::of(5, b"sh", Some(&before_exec)))
-                .is_none()
-        );
-        assert!(
-            cache
-                .get(10, 10, &BlockSource::of(5, b"worker", Some(&before_exec)))
+                .get(10, 10, 5, b"worker", Some(&before_exec))
                 .is_none()
         );
         let after_exec = info("/bin/sh");
-        assert!(
-            cache
-                .get(10, 10, &BlockSource::of(5, b"sh", Some(&after_exec)))
-                .is_none()
-        );
-        assert!(
-            cache
-                .get(10, 10, &BlockSource::of(6, b"sh", Some(&before_exec)))
-                .is_none()
-        );
-        assert!(
-            cache
-                .get(10, 10, &BlockSource::of(5, b"sh", None))
-                .is_none()
-        );
+        assert!(cache.get(10, 10, 5, b"sh", Some(&after_exec)).is_none());
+        assert!(cache.get(10, 10, 6, b"sh", Some(&before_exec)).is_none());
+        assert!(cache.get(10, 10, 5, b"sh", None).is_none());
     }
 
     #[test]
