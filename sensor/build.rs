@@ -1,5 +1,6 @@
-//! Builds the kernel programs (`sensor-ebpf`) for the BPF target with the nightly toolchain and
-//! bpf-linker, and embeds them in the daemon. `cargo xtask setup` installs both.
+//! Builds the kernel programs (`sensor-ebpf`) for the BPF target with the nightly pinned in
+//! `sensor-ebpf/rust-toolchain.toml` and bpf-linker, and embeds them in the daemon.
+//! `cargo xtask setup` installs both.
 use std::{env, path::PathBuf};
 
 fn main() -> aya_build::Result<()> {
@@ -7,14 +8,37 @@ fn main() -> aya_build::Result<()> {
     let ebpf_dir = manifest_dir.join("../sensor-ebpf");
     println!("cargo:rerun-if-env-changed=PATH");
     put_bpf_linker_on_path();
+    let toolchain = ebpf_toolchain(&ebpf_dir);
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "sensor-ebpf",
             root_dir: ebpf_dir.to_str().expect("UTF-8 repository path"),
             ..Default::default()
         }],
-        aya_build::Toolchain::Nightly,
+        aya_build::Toolchain::Custom(&toolchain),
     )
+}
+
+/// The pinned channel, or the toolchain `AGENT_SENSOR_EBPF_TOOLCHAIN` names (set-up says when
+/// that makes the bytecode differ from other machines').
+fn ebpf_toolchain(ebpf_dir: &std::path::Path) -> String {
+    println!("cargo:rerun-if-env-changed=AGENT_SENSOR_EBPF_TOOLCHAIN");
+    if let Some(chosen) = env::var("AGENT_SENSOR_EBPF_TOOLCHAIN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return chosen;
+    }
+    let file = ebpf_dir.join("rust-toolchain.toml");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    text.lines()
+        .find_map(|l| {
+            let value = l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| panic!("{} has no `channel = \"...\"` line", file.display()))
 }
 
 /// `cargo xtask setup` builds bpf-linker under the user's cache; use it when PATH has none, so a

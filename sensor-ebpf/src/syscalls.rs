@@ -51,7 +51,10 @@ pub fn current_call() -> Option<Current> {
             return None;
         }
         let read = |at: u32| core::ptr::read_volatile(regs.add(at as usize).cast::<u64>());
-        let syscall = *SYSCALL_IDS.get(read(off.regs_nr) as u32)?;
+        // The number's low 4 bytes (little-endian): arm64 keeps it in an `s32 syscallno`, and
+        // the verifier refuses a load that runs past the end of a member.
+        let nr = core::ptr::read_volatile(regs.add(off.regs_nr as usize).cast::<u32>());
+        let syscall = *SYSCALL_IDS.get(nr)?;
         if syscall == 0 {
             return None;
         }

@@ -62,7 +62,7 @@ const SYSCALLS: &[(&str, u16, libc::c_long, &str)] = &[
     ("chmod", sc::CHMOD, libc::SYS_chmod, "exit_file"),
     ("fchmod", sc::FCHMOD, libc::SYS_fchmod, "exit_file"),
     ("fchmodat", sc::FCHMODAT, libc::SYS_fchmodat, "exit_file"),
-    ("fchmodat2", sc::FCHMODAT2, libc::SYS_fchmodat2, "exit_file"),
+    ("fchmodat2", sc::FCHMODAT2, SYS_FCHMODAT2, "exit_file"),
     #[cfg(target_arch = "x86_64")]
     ("chown", sc::CHOWN, libc::SYS_chown, "exit_file"),
     #[cfg(target_arch = "x86_64")]
@@ -88,6 +88,10 @@ const SYSCALLS: &[(&str, u16, libc::c_long, &str)] = &[
     ("recvfrom", sc::RECVFROM, libc::SYS_recvfrom, "exit_net"),
     ("recvmsg", sc::RECVMSG, libc::SYS_recvmsg, "exit_net"),
 ];
+
+/// fchmodat2 (Linux 6.6) has the same number on every architecture; the libc crate (0.2.191)
+/// lacks it for aarch64.
+const SYS_FCHMODAT2: libc::c_long = 452;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -542,72 +546,78 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
             &["hierarchy_id"],
         )?,
         kernfs_node_id: need("kernfs_node.id", "kernfs_node", &["id"])?,
-        regs_args: syscall_arg_registers(btf)?,
-        regs_nr: syscall_number_register(btf)?,
-        regs_ret: return_value_register(btf)?,
+        regs_args: syscall_arg_registers(btf, Arch::NATIVE)?,
+        regs_nr: syscall_number_register(btf, Arch::NATIVE)?,
+        regs_ret: return_value_register(btf, Arch::NATIVE)?,
         dentry_window: Window::ABSENT,
         mount_window: Window::ABSENT,
         file_window: Window::ABSENT,
     })
 }
 
-/// Where `struct pt_regs` keeps the syscall's number.
-fn syscall_number_register(btf: &KernelBtf) -> Result<u32, LoadError> {
+/// The kernel ABI whose `struct pt_regs` the exit programs read: the daemon's own, but a value
+/// rather than a `cfg`, so tests check each layout against a real kernel's BTF on any host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
     #[cfg(target_arch = "x86_64")]
-    let (what, member) = ("pt_regs.orig_ax", "orig_ax");
+    pub const NATIVE: Self = Self::X86_64;
     #[cfg(target_arch = "aarch64")]
-    let (what, member) = ("pt_regs.syscallno", "syscallno");
+    pub const NATIVE: Self = Self::Aarch64;
+}
+
+fn pt_regs_member(btf: &KernelBtf, what: &'static str) -> Result<u32, LoadError> {
+    let member = what.strip_prefix("pt_regs.").expect("a pt_regs member");
     btf.member_offset("pt_regs", &[member])
         .map_err(|source| LoadError::MissingKernelMember { what, source })
 }
 
-/// Where `struct pt_regs` keeps the return value once the syscall has run.
-fn return_value_register(btf: &KernelBtf) -> Result<u32, LoadError> {
-    #[cfg(target_arch = "x86_64")]
-    return btf.member_offset("pt_regs", &["ax"]).map_err(|source| {
-        LoadError::MissingKernelMember {
-            what: "pt_regs.ax",
-            source,
-        }
-    });
-    #[cfg(target_arch = "aarch64")]
-    return btf.member_offset("pt_regs", &["regs"]).map_err(|source| {
-        LoadError::MissingKernelMember {
-            what: "pt_regs.regs",
-            source,
-        }
-    });
+/// Where `struct pt_regs` keeps the syscall's number (x86-64: `long orig_ax`; arm64:
+/// `s32 syscallno`, so the programs read 4 bytes).
+fn syscall_number_register(btf: &KernelBtf, arch: Arch) -> Result<u32, LoadError> {
+    match arch {
+        Arch::X86_64 => pt_regs_member(btf, "pt_regs.orig_ax"),
+        Arch::Aarch64 => pt_regs_member(btf, "pt_regs.syscallno"),
+    }
+}
+
+/// Where `struct pt_regs` keeps the return value once the syscall has run (arm64: x0).
+fn return_value_register(btf: &KernelBtf, arch: Arch) -> Result<u32, LoadError> {
+    match arch {
+        Arch::X86_64 => pt_regs_member(btf, "pt_regs.ax"),
+        Arch::Aarch64 => pt_regs_member(btf, "pt_regs.regs"),
+    }
 }
 
 /// Where `struct pt_regs` keeps the six syscall arguments at syscall exit.
-fn syscall_arg_registers(btf: &KernelBtf) -> Result<[u32; 6], LoadError> {
-    let need = |what: &'static str, path: &[&str]| {
-        btf.member_offset("pt_regs", path)
-            .map_err(|source| LoadError::MissingKernelMember { what, source })
-    };
-    #[cfg(target_arch = "x86_64")]
-    let registers = [
-        need("pt_regs.di", &["di"])?,
-        need("pt_regs.si", &["si"])?,
-        need("pt_regs.dx", &["dx"])?,
-        need("pt_regs.r10", &["r10"])?,
-        need("pt_regs.r8", &["r8"])?,
-        need("pt_regs.r9", &["r9"])?,
-    ];
-    // x0 holds the return value by the time the exit program runs; orig_x0 keeps argument 0.
-    #[cfg(target_arch = "aarch64")]
-    let registers = {
-        let regs = need("pt_regs.regs", &["regs"])?;
-        [
-            need("pt_regs.orig_x0", &["orig_x0"])?,
-            regs + 8,
-            regs + 16,
-            regs + 24,
-            regs + 32,
-            regs + 40,
-        ]
-    };
-    Ok(registers)
+fn syscall_arg_registers(btf: &KernelBtf, arch: Arch) -> Result<[u32; 6], LoadError> {
+    Ok(match arch {
+        Arch::X86_64 => [
+            pt_regs_member(btf, "pt_regs.di")?,
+            pt_regs_member(btf, "pt_regs.si")?,
+            pt_regs_member(btf, "pt_regs.dx")?,
+            pt_regs_member(btf, "pt_regs.r10")?,
+            pt_regs_member(btf, "pt_regs.r8")?,
+            pt_regs_member(btf, "pt_regs.r9")?,
+        ],
+        // x0..x5 (`u64 regs[31]`), but x0 holds the return value by the time the exit program
+        // runs; the kernel keeps argument 0 in orig_x0.
+        Arch::Aarch64 => {
+            let x = pt_regs_member(btf, "pt_regs.regs")?;
+            [
+                pt_regs_member(btf, "pt_regs.orig_x0")?,
+                x + 8,
+                x + 16,
+                x + 24,
+                x + 32,
+                x + 40,
+            ]
+        }
+    })
 }
 
 /// The tracefs mount point, mounting it at the usual place when nothing is mounted.
@@ -672,6 +682,16 @@ mod tests {
         let Ok(btf) = KernelBtf::from_sys_fs() else {
             panic!("this machine kind has /sys/kernel/btf/vmlinux");
         };
+        if kernel_arch(&btf) != Arch::NATIVE {
+            eprintln!(
+                "skipped: the running kernel is {:?} but this test binary is {:?} (qemu-user, \
+                 `cargo xtask cross`): the kernel's struct pt_regs is not the one this daemon \
+                 would read; syscall_registers_match_the_running_kernels_abi checks it instead",
+                kernel_arch(&btf),
+                Arch::NATIVE
+            );
+            return;
+        }
         let offsets = resolve_offsets(&btf).unwrap();
         for w in [
             offsets.dentry_window,
@@ -686,6 +706,105 @@ mod tests {
         let mut regs = offsets.regs_args;
         regs.sort_unstable();
         assert!(regs.windows(2).all(|p| p[0] < p[1]), "distinct registers");
+    }
+
+    /// `struct pt_regs` is user-visible ABI (`PTRACE_GETREGS`), fixed per architecture: x86-64
+    /// (arch/x86/include/asm/ptrace.h) and arm64 (`user_pt_regs` regs[31], sp, pc, pstate, then
+    /// orig_x0 and `s32 syscallno`, arch/arm64/include/asm/ptrace.h).
+    fn expected_registers(arch: Arch) -> ([u32; 6], u32, u32) {
+        match arch {
+            // di, si, dx, r10, r8, r9; orig_ax; ax.
+            Arch::X86_64 => ([112, 104, 96, 56, 72, 64], 120, 80),
+            // orig_x0, x1..x5; syscallno; x0.
+            Arch::Aarch64 => ([272, 8, 16, 24, 32, 40], 280, 0),
+        }
+    }
+
+    fn check_registers(btf: &KernelBtf, arch: Arch) {
+        let got = (
+            syscall_arg_registers(btf, arch).unwrap(),
+            syscall_number_register(btf, arch).unwrap(),
+            return_value_register(btf, arch).unwrap(),
+        );
+        assert_eq!(got, expected_registers(arch), "{arch:?}");
+    }
+
+    #[test]
+    fn syscall_registers_match_the_running_kernels_abi() {
+        let btf = KernelBtf::from_sys_fs().expect("this machine kind has kernel BTF");
+        check_registers(&btf, kernel_arch(&btf));
+    }
+
+    /// The running kernel's architecture, from its BTF: under qemu-user it is the host's,
+    /// whatever the test binary's.
+    fn kernel_arch(btf: &KernelBtf) -> Arch {
+        if btf.member_offset("pt_regs", &["orig_ax"]).is_ok() {
+            Arch::X86_64
+        } else {
+            Arch::Aarch64
+        }
+    }
+
+    /// An arm64 kernel's BTF, extracted by `cargo xtask setup` from Debian's arm64 kernel package
+    /// (`AGENT_SENSOR_ARM64_BTF`): the loader's arm64 choices against a real arm64 kernel.
+    #[test]
+    fn syscall_registers_match_an_arm64_kernels_btf() {
+        let Some(path) = std::env::var_os("AGENT_SENSOR_ARM64_BTF") else {
+            eprintln!(
+                "skipped: AGENT_SENSOR_ARM64_BTF is not set (`cargo xtask test` sets it to an \
+                 arm64 kernel's BTF)"
+            );
+            return;
+        };
+        let btf = KernelBtf::from_file(std::path::Path::new(&path)).unwrap();
+        check_registers(&btf, Arch::Aarch64);
+    }
+
+    /// The syscall numbers come from the libc crate; check them against the kernel's own
+    /// headers for this architecture (Debian's linux-libc-dev, or linux-libc-dev-arm64-cross).
+    #[test]
+    fn followed_syscall_numbers_match_the_kernel_headers() {
+        #[cfg(target_arch = "x86_64")]
+        let header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+        #[cfg(target_arch = "aarch64")]
+        let header = if std::path::Path::new("/usr/include/aarch64-linux-gnu").is_dir() {
+            "/usr/include/asm-generic/unistd.h"
+        } else {
+            "/usr/aarch64-linux-gnu/include/asm-generic/unistd.h"
+        };
+        let text = fs::read_to_string(header).unwrap_or_else(|e| {
+            panic!(
+                "{header}: {e}; install Debian's linux-libc-dev (arm64: linux-libc-dev-arm64-cross)"
+            )
+        });
+        // `#define __NR_openat 56`; the generic header also has `#define __NR_truncate
+        // __NR3264_truncate` with `#define __NR3264_truncate 45`.
+        let defines: std::collections::HashMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.strip_prefix("#define ")?.split_whitespace();
+                Some((words.next()?, words.next()?))
+            })
+            .collect();
+        let number_of = |name: &str| {
+            let value = defines.get(format!("__NR_{name}").as_str())?;
+            let value = defines.get(value).unwrap_or(value);
+            value.parse::<libc::c_long>().ok()
+        };
+        let mut unknown = Vec::new();
+        for &(name, _, number, _) in SYSCALLS {
+            match number_of(name) {
+                Some(n) => assert_eq!(n, number, "{name} in {header}"),
+                None => unknown.push(name),
+            }
+        }
+        // Debian 12's headers are Linux 6.1's; fchmodat2 came in 6.6.
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(SYS_FCHMODAT2, libc::SYS_fchmodat2);
+        assert!(
+            unknown.iter().all(|n| *n == "fchmodat2"),
+            "missing from {header}: {unknown:?}"
+        );
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! Project automation: `cargo xtask setup | build | run | test | bench`.
+//! Project automation: `cargo xtask setup | build | run | test | cross | bench`.
 //!
-//! `setup` installs everything the build and the tests need, idempotently: the nightly
-//! toolchain's `rust-src`, bpf-linker built against the nightly's own libLLVM, a mounted
-//! tracefs, the Debian packages the tests use, and the Python environment the OCSF test
-//! validates with (`~/.cache/agent-sensor/ocsf-venv`). Every other command runs it first.
+//! `setup` installs everything the build and the tests need, idempotently: the kernel programs'
+//! pinned nightly (`sensor-ebpf/rust-toolchain.toml`) with `rust-src`, bpf-linker built against
+//! that nightly's own libLLVM, a mounted tracefs, the Debian packages the tests use, the Python
+//! environment the OCSF test validates with (`~/.cache/agent-sensor/ocsf-venv`), and the arm64
+//! cross tools. Every other command runs the part it needs first. Set-up's own output goes to
+//! standard error: standard output is the sensor's records (`cargo xtask run | jq`).
 mod bench;
+mod cross;
 mod setup;
 
 use std::{
     env,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context as _, bail};
@@ -38,9 +41,17 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Set up, build, and run every test: unit, pipeline and privileged integration tests.
+    /// Set up, build, and run every test: the arm64 build's unit tests under qemu-user (as
+    /// `cross`), then unit, pipeline and privileged integration tests.
     Test {
         /// Extra arguments for the test binaries (a name filter, --nocapture, ...).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Cross-build the daemon for arm64 (aarch64-unknown-linux-gnu) and run its unit tests
+    /// under qemu-user.
+    Cross {
+        /// Extra arguments for the test binaries.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -56,11 +67,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Task::Setup => setup::all(&root),
         Task::Build => {
-            setup::all(&root)?;
+            setup::build_tools(&root)?;
             build_sensor()
         }
         Task::Run { args } => {
-            setup::all(&root)?;
+            setup::build_tools(&root)?;
             build_sensor()?;
             let args = if args.is_empty() {
                 ["run", "--all-processes", "--output", "-"]
@@ -82,20 +93,29 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => {
             setup::all(&root)?;
             require_root("the integration tests load kernel programs")?;
+            // First, so a kernel that refuses the programs does not hide the arm64 results.
+            cross::test(&args)?;
             build_sensor()?;
-            run(Command::new(cargo())
-                .args([
-                    "test",
-                    "--release",
-                    "--workspace",
-                    "--exclude",
-                    "sensor-ebpf",
-                    "--",
-                ])
-                // Integration tests share the kernel's tracepoints and the CPU: one at a time.
-                .arg("--test-threads=1")
-                .args(&args)
-                .env("AGENT_SENSOR_BIN", sensor_binary(&root)))
+            run_with_stdout(
+                Command::new(cargo())
+                    .args([
+                        "test",
+                        "--release",
+                        "--workspace",
+                        "--exclude",
+                        "sensor-ebpf",
+                        "--",
+                    ])
+                    // Integration tests share the kernel's tracepoints and the CPU: one at a time.
+                    .arg("--test-threads=1")
+                    .args(&args)
+                    .env("AGENT_SENSOR_BIN", sensor_binary(&root)),
+            )
+        }
+        Task::Cross { args } => {
+            setup::build_tools(&root)?;
+            setup::cross_tools()?;
+            cross::test(&args)
         }
         Task::Bench(args) => bench::run(&root, args),
     }
@@ -128,8 +148,16 @@ fn require_root(why: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command, failing with the command line if it fails.
+/// Runs a set-up or build step, failing with the command line if it fails. Its standard
+/// output goes to standard error: `cargo xtask run`'s standard output carries the sensor's
+/// records and nothing else, so `cargo xtask run | jq` works.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    run_with_stdout(cmd.stdout(Stdio::from(std::io::stderr())))
+}
+
+/// Runs a command whose standard output is the user's (the test binaries' report), failing with
+/// the command line if it fails.
+pub fn run_with_stdout(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("cannot start {cmd:?}"))?;

@@ -12,6 +12,20 @@ use crate::run;
 
 /// bpf-linker release that matches aya 0.14 and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages of the arm64 cross build (`cargo xtask cross`): a linker with arm64 glibc,
+/// and QEMU's user-mode emulator, which runs the test binaries with `-L` pointing at that glibc
+/// (no binfmt registration needed).
+const CROSS_PACKAGES: &[&str] = &[
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "qemu-user-static",
+];
+/// The file that pins the kernel programs' toolchain (sensor/build.rs reads it too).
+pub const EBPF_TOOLCHAIN_FILE: &str = "sensor-ebpf/rust-toolchain.toml";
+/// Builds the kernel programs with another installed toolchain than the pinned one.
+const EBPF_TOOLCHAIN_ENV: &str = "AGENT_SENSOR_EBPF_TOOLCHAIN";
+/// The LLVM major version bpf-linker is built for (its `llvm-22` feature).
+const LLVM_MAJOR: &str = "22";
 /// Debian packages the test suite uses.
 /// (bpftool cross-checks the BTF reader; util-linux has setpriv and unshare, iproute2 `ip`.)
 const TEST_PACKAGES: &[&str] = &[
@@ -37,18 +51,67 @@ const TEST_PACKAGES: &[&str] = &[
 pub const PYTHON_PACKAGES: &[(&str, &str)] =
     &[("ocsf-json-schema", "1.2.0"), ("jsonschema", "4.26.0")];
 
+/// Everything: what the build needs, what the tests need, and the arm64 cross tools.
 pub fn all(root: &Path) -> anyhow::Result<()> {
-    rust_src()?;
-    bpf_linker()?;
+    build_tools(root)?;
     if is_root() {
-        tracefs()?;
         debian_packages(TEST_PACKAGES)?;
         python_packages(PYTHON_PACKAGES)?;
     } else {
         eprintln!("xtask: not root: skipping tracefs and Debian packages (the sensor needs root)");
     }
-    let _ = root;
+    cross_tools()
+}
+
+/// What building and running the sensor needs: the pinned nightly with `rust-src`, bpf-linker
+/// against its LLVM, and (as root) a mounted tracefs.
+pub fn build_tools(root: &Path) -> anyhow::Result<()> {
+    let toolchain = ebpf_toolchain(root)?;
+    rust_src(&toolchain)?;
+    bpf_linker(&toolchain)?;
+    if is_root() {
+        tracefs()?;
+    }
     Ok(())
+}
+
+/// What `cargo xtask cross` needs: the userspace toolchain's aarch64 standard library, a cross
+/// linker with arm64 glibc, and QEMU's user-mode emulator to run the tests.
+pub fn cross_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = CROSS_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "the arm64 cross build needs {}: run `apt-get install {}` as root",
+                missing.join(", "),
+                missing.join(" ")
+            );
+        }
+        debian_packages(&missing)?;
+    }
+    let sysroot = PathBuf::from(output(Command::new("rustc").args(["--print", "sysroot"]))?);
+    if sysroot
+        .join("lib/rustlib")
+        .join(crate::cross::TARGET)
+        .join("lib")
+        .is_dir()
+    {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: adding the {} standard library",
+        crate::cross::TARGET
+    );
+    run(Command::new("rustup").args(["target", "add", crate::cross::TARGET])).with_context(|| {
+        format!(
+            "adding the {target} standard library failed; run `rustup target add {target}`",
+            target = crate::cross::TARGET
+        )
+    })
 }
 
 pub fn is_root() -> bool {
@@ -84,28 +147,95 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn nightly_sysroot() -> anyhow::Result<PathBuf> {
-    output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
-        .map(PathBuf::from)
-        .context(
-            "the nightly toolchain is missing; it builds the kernel programs. \
-             Install it with `rustup toolchain install nightly`",
-        )
+/// The `channel` of the kernel programs' `rust-toolchain.toml` (a dated nightly).
+pub fn pinned_ebpf_toolchain(root: &Path) -> anyhow::Result<String> {
+    let path = root.join(EBPF_TOOLCHAIN_FILE);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .find_map(|l| {
+            let value = l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+        .with_context(|| format!("{} has no `channel = \"...\"` line", path.display()))
 }
 
-fn rust_src() -> anyhow::Result<()> {
-    let sysroot = nightly_sysroot()?;
-    if sysroot
+/// The toolchain that builds the kernel programs: the pinned nightly, installed if missing
+/// (rustup fetches a dated nightly in about 20 s), or the one named by
+/// `AGENT_SENSOR_EBPF_TOOLCHAIN`; either way its LLVM must be the one bpf-linker is built for.
+fn ebpf_toolchain(root: &Path) -> anyhow::Result<String> {
+    let pinned = pinned_ebpf_toolchain(root)?;
+    let chosen = env::var(EBPF_TOOLCHAIN_ENV).ok().filter(|t| !t.is_empty());
+    let name = chosen.clone().unwrap_or_else(|| pinned.clone());
+    let version = |name: &str| output(Command::new("rustc").arg(format!("+{name}")).arg("-Vv"));
+    if version(&name).is_err() {
+        if chosen.is_some() {
+            bail!(
+                "{EBPF_TOOLCHAIN_ENV}={name} names a toolchain that is not installed; install it \
+                 or unset {EBPF_TOOLCHAIN_ENV} to use the pinned {pinned}"
+            );
+        }
+        eprintln!("xtask: installing {name}, the kernel programs' pinned toolchain");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &name,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))
+        .with_context(|| {
+            format!(
+                "installing {name} failed; run `rustup toolchain install {name} --profile \
+                 minimal --component rust-src`, or set {EBPF_TOOLCHAIN_ENV} to an installed \
+                 nightly with LLVM {LLVM_MAJOR} (its bytecode may differ from other machines')"
+            )
+        })?;
+    }
+    let version = version(&name)?;
+    let llvm = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .unwrap_or("unknown");
+    if llvm.split('.').next() != Some(LLVM_MAJOR) {
+        bail!(
+            "toolchain {name} uses LLVM {llvm}, but bpf-linker {BPF_LINKER_VERSION} is built for \
+             LLVM {LLVM_MAJOR}; use the pinned {pinned} ({EBPF_TOOLCHAIN_FILE})"
+        );
+    }
+    if chosen.is_some() && name != pinned {
+        eprintln!(
+            "xtask: building the kernel programs with {name} ({EBPF_TOOLCHAIN_ENV}), not the \
+             pinned {pinned}: the bytecode may differ from other machines'"
+        );
+    }
+    Ok(name)
+}
+
+fn sysroot(toolchain: &str) -> anyhow::Result<PathBuf> {
+    output(
+        Command::new("rustc")
+            .arg(format!("+{toolchain}"))
+            .args(["--print", "sysroot"]),
+    )
+    .map(PathBuf::from)
+}
+
+fn rust_src(toolchain: &str) -> anyhow::Result<()> {
+    if sysroot(toolchain)?
         .join("lib/rustlib/src/rust/library/core/Cargo.toml")
         .is_file()
     {
         return Ok(());
     }
-    eprintln!("xtask: installing rust-src for the nightly toolchain");
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-        .context(
-            "installing rust-src failed; run `rustup component add rust-src --toolchain nightly`",
-        )
+    eprintln!("xtask: installing rust-src for {toolchain}");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", toolchain]))
+        .with_context(|| {
+            format!(
+                "installing rust-src failed; run `rustup component add rust-src --toolchain \
+                 {toolchain}`"
+            )
+        })
 }
 
 pub fn bpf_linker_bin() -> PathBuf {
@@ -113,15 +243,10 @@ pub fn bpf_linker_bin() -> PathBuf {
 }
 
 /// bpf-linker must link against the same LLVM as the nightly rustc that emits the bitcode;
-/// Debian has no LLVM 22, so it is built against the nightly's own libLLVM.
-fn bpf_linker() -> anyhow::Result<()> {
-    let bin = bpf_linker_bin().join("bpf-linker");
-    if bin.is_file()
-        && output(Command::new(&bin).arg("--version")).is_ok_and(|v| v.contains(BPF_LINKER_VERSION))
-    {
-        return Ok(());
-    }
-    let lib = nightly_sysroot()?.join("lib");
+/// Debian has no LLVM 22, so it is built against the pinned toolchain's own libLLVM, found at run
+/// time through links in the cache (its RUNPATH).
+fn bpf_linker(toolchain: &str) -> anyhow::Result<()> {
+    let lib = sysroot(toolchain)?.join("lib");
     let llvm = fs::read_dir(&lib)
         .with_context(|| format!("reading {}", lib.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -132,28 +257,27 @@ fn bpf_linker() -> anyhow::Result<()> {
         })
         .with_context(|| {
             format!(
-                "no libLLVM.so.* in {}; is the nightly toolchain complete?",
+                "no libLLVM.so.* in {}; is the toolchain {toolchain} complete?",
                 lib.display()
             )
         })?;
     let prefix = cache_dir().join("rust-llvm");
-    let prefix_lib = prefix.join("lib");
-    fs::create_dir_all(&prefix_lib)?;
-    for link in [
-        prefix_lib.join("libLLVM.so"),
-        prefix_lib.join(llvm.file_name().expect("a file")),
-    ] {
-        let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(&llvm, &link)
-            .with_context(|| format!("linking {} to {}", link.display(), llvm.display()))?;
+    link_llvm(&prefix.join("lib"), &llvm)?;
+    // The library's file name carries LLVM's major.minor, so a linker that starts and reports
+    // its version found an ABI-compatible LLVM through the links.
+    let bin = bpf_linker_bin().join("bpf-linker");
+    if bin.is_file()
+        && output(Command::new(&bin).arg("--version")).is_ok_and(|v| v.contains(BPF_LINKER_VERSION))
+    {
+        return Ok(());
     }
     eprintln!(
         "xtask: building bpf-linker {BPF_LINKER_VERSION} against {} (a few minutes, once)",
         llvm.display()
     );
     run(Command::new("cargo")
+        .arg(format!("+{toolchain}"))
         .args([
-            "+nightly",
             "install",
             "bpf-linker",
             "--version",
@@ -164,6 +288,28 @@ fn bpf_linker() -> anyhow::Result<()> {
         .arg(cache_dir().join("bpf-linker"))
         .env("LLVM_PREFIX", &prefix))
     .context("building bpf-linker failed; see the cargo output above")
+}
+
+/// Makes `dir` hold links to `llvm` (as `libLLVM.so` and under its own name) and nothing else,
+/// touching only links that point elsewhere: other checkouts' builds may be using them.
+fn link_llvm(dir: &Path, llvm: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir)?;
+    let name = llvm.file_name().expect("a file");
+    for entry in fs::read_dir(dir)?.filter_map(Result::ok) {
+        if entry.file_name() != "libLLVM.so" && entry.file_name().as_os_str() != name {
+            fs::remove_file(entry.path())
+                .with_context(|| format!("removing the stale {}", entry.path().display()))?;
+        }
+    }
+    for link in [dir.join("libLLVM.so"), dir.join(name)] {
+        if fs::read_link(&link).is_ok_and(|target| target == llvm) {
+            continue;
+        }
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(llvm, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), llvm.display()))?;
+    }
+    Ok(())
 }
 
 fn tracefs() -> anyhow::Result<()> {
@@ -182,12 +328,7 @@ pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
+        .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -210,6 +351,13 @@ pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
             missing.join(" ")
         )
     })
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
 /// The virtual environment the OCSF test runs its validator in.
