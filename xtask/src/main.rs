@@ -109,7 +109,8 @@ fn main() -> anyhow::Result<()> {
                     // Integration tests share the kernel's tracepoints and the CPU: one at a time.
                     .arg("--test-threads=1")
                     .args(&args)
-                    .env("AGENT_SENSOR_BIN", sensor_binary(&root)),
+                    .env("AGENT_SENSOR_BIN", sensor_binary(&root))
+                    .env(cross::ARM64_BTF_ENV, cross::arm64_kernel_btf()?),
             )
         }
         Task::Cross { args } => {
