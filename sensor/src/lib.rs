@@ -42,3 +42,16 @@ pub mod snapshot;
 pub mod source;
 pub mod telemetry;
 pub mod verify;
+
+/// The time budget of a test that guards against a blow-up (hostile paths): `cargo xtask cross`
+/// runs the arm64 tests as a debug build under qemu-user, tens of times slower than natively,
+/// and says by how much in `AGENT_SENSOR_TEST_SLOWDOWN`; a blow-up still exceeds the stretched
+/// budget by far.
+#[cfg(test)]
+pub(crate) fn test_budget(native: std::time::Duration) -> std::time::Duration {
+    let slowdown = std::env::var("AGENT_SENSOR_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(1);
+    native * slowdown.max(1)
+}

@@ -6,7 +6,9 @@
 //! QEMU user mode translates the test binary's instructions and passes its system calls to the
 //! host's x86_64 kernel. The unit tests load no kernel programs (the privileged integration
 //! tests do, natively); the one that resolves the native `struct pt_regs` from the running
-//! kernel's BTF sees the host's layout there, and says so when it skips.
+//! kernel's BTF sees the host's layout there, and says so when it skips. The tests build in the
+//! dev profile (the release profile's optimisation costs minutes more on two cores), so the few
+//! with a time budget get it stretched (`AGENT_SENSOR_TEST_SLOWDOWN`).
 use std::{
     fs,
     io::Read as _,
@@ -60,7 +62,9 @@ pub fn test(args: &[String]) -> anyhow::Result<()> {
                 format!("CARGO_TARGET_{env_target}_RUNNER"),
                 format!("qemu-aarch64-static -L {SYSROOT}"),
             )
-            .env(ARM64_BTF_ENV, arm64_kernel_btf()?),
+            .env(ARM64_BTF_ENV, arm64_kernel_btf()?)
+            // A debug build, emulated: the tests' time budgets (hostile paths) are stretched.
+            .env("AGENT_SENSOR_TEST_SLOWDOWN", "20"),
     )?;
     eprintln!(
         "xtask: arm64 build and unit tests under qemu-user took {:.0} s",
