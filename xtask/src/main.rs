@@ -1,10 +1,11 @@
-//! Project automation: `cargo xtask setup | build | run | test | bench`.
+//! Project automation: `cargo xtask setup | build | run | test | matrix | bench`.
 //!
 //! `setup` installs everything the build and the tests need, idempotently: the nightly
 //! toolchain's `rust-src`, bpf-linker built against the nightly's own libLLVM, a mounted
 //! tracefs, the Debian packages the tests use, and the Python environment the OCSF test
 //! validates with (`~/.cache/agent-sensor/ocsf-venv`). Every other command runs it first.
 mod bench;
+mod matrix;
 mod setup;
 
 use std::{
@@ -38,12 +39,16 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Set up, build, and run every test: unit, pipeline and privileged integration tests.
+    /// Set up, build, and run every test: unit, pipeline and privileged integration tests,
+    /// then the kernel matrix (unless a name filter leaves it out: `-- kernel_matrix` selects it).
     Test {
         /// Extra arguments for the test binaries (a name filter, --nocapture, ...).
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Set up, build, and run the core scenario on every kernel of the matrix (Debian's 5.10,
+    /// 6.1 and 6.12 in QEMU VMs, and the host's kernel); writes target/matrix/.
+    Matrix,
     /// Set up, build, and measure overhead side by side with auditd and bpftrace, pipeline
     /// throughput and memory (about a quarter of an hour); writes target/bench/results.md.
     Bench(bench::BenchArgs),
@@ -83,7 +88,7 @@ fn main() -> anyhow::Result<()> {
             setup::all(&root)?;
             require_root("the integration tests load kernel programs")?;
             build_sensor()?;
-            run(Command::new(cargo())
+            let tests = run(Command::new(cargo())
                 .args([
                     "test",
                     "--release",
@@ -95,7 +100,26 @@ fn main() -> anyhow::Result<()> {
                 // Integration tests share the kernel's tracepoints and the CPU: one at a time.
                 .arg("--test-threads=1")
                 .args(&args)
-                .env("AGENT_SENSOR_BIN", sensor_binary(&root)))
+                .env("AGENT_SENSOR_BIN", sensor_binary(&root)));
+            // The matrix runs even when a test failed: which kernels pass says much about why.
+            let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+            let matrix = if filters.iter().all(|f| "kernel_matrix".contains(f.as_str())) {
+                matrix::run(&root)
+            } else {
+                eprintln!("xtask: the name filter leaves out the kernel matrix (kernel_matrix)");
+                Ok(())
+            };
+            match (tests, matrix) {
+                (Ok(()), m) => m,
+                (Err(t), Ok(())) => Err(t),
+                (Err(t), Err(m)) => Err(t.context(format!("and {m:#}"))),
+            }
+        }
+        Task::Matrix => {
+            setup::all(&root)?;
+            require_root("the matrix boots VMs and loads kernel programs on the host")?;
+            build_sensor()?;
+            matrix::run(&root)
         }
         Task::Bench(args) => bench::run(&root, args),
     }
@@ -112,9 +136,12 @@ fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
 fn sensor_binary(root: &Path) -> PathBuf {
-    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release/agent-sensor")
+    target_dir(root).join("release/agent-sensor")
 }
 
 fn build_sensor() -> anyhow::Result<()> {
