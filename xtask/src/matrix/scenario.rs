@@ -84,7 +84,10 @@ pub fn check(dir: &Path) -> Outcome {
     };
     let kernel = &facts["kernel"];
     out.release = kernel["release"].as_str().unwrap_or("?").to_owned();
-    out.lsm = kernel["lsm"].as_str().unwrap_or("?").to_owned();
+    out.lsm = kernel["lsm"]
+        .as_str()
+        .unwrap_or("unknown (securityfs is not mounted)")
+        .to_owned();
     if let Some(up) = kernel["uptime_at_start"]
         .as_str()
         .and_then(|u| u.parse().ok())
@@ -136,7 +139,7 @@ pub fn check(dir: &Path) -> Outcome {
         out.timings.push(("sensor start", s));
     }
     if steps["sensor_start"]["started"] != true {
-        let why = last_line(&dir.join("sensor.stderr"));
+        let why = sensor_error(&dir.join("sensor.stderr"));
         out.checks.push(fail(
             "sensor loads",
             format!(
@@ -400,6 +403,22 @@ fn check_no_loss(records: &[Value], steps: &Value) -> Check {
         NAME,
         format!("{} records, no gap, zero losses", records.len()),
     )
+}
+
+/// The sensor's error: its `agent-sensor: error:` line and the lines that continue it (for a
+/// program the kernel refused, the verifier's verdict), up to the first blank line.
+fn sensor_error(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with("agent-sensor: error:"));
+    let Some(first) = lines.next() else {
+        return last_line(path);
+    };
+    std::iter::once(first)
+        .chain(lines.take_while(|l| !l.trim().is_empty()))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// The last non-empty line of a file: the sensor's one-line error when it refuses to start.
