@@ -1,8 +1,8 @@
 //! The VM's initramfs: busybox-static (Debian's), the kernel's virtio/9p modules and an init
-//! script. Init mounts the host's `/` read-only over virtio-9p as the VM's root, so the
-//! scenario runs the host's own binaries at their host paths; writes go to tmpfs (`/tmp`,
+//! script. Init mounts the host's `/` read-only over virtio-9p and makes it the VM's root, so
+//! the scenario runs the host's own binaries at their host paths; writes go to tmpfs (`/tmp`,
 //! `/run`) and to a second, writable 9p share for results (`/run/matrix` in the VM). It then
-//! runs the share's `run.sh` in that root and powers off.
+//! runs the share's `run.sh` and powers off.
 //!
 //! The archive is written here (cpio "newc", uncompressed: the kernel unpacks it faster than it
 //! would decompress it under TCG), so the host needs no cpio tool.
@@ -20,7 +20,9 @@ use super::{
 };
 
 /// PID 1 of every VM. Each step says what failed; the host reads the console when no
-/// `exit-status` appears in the results.
+/// `exit-status` appears in the results. The host's root becomes the VM's real root
+/// (`switch_root`, not a chroot), so the scenario sees what a host sees: one mount namespace
+/// whose root is every process's root, PID 1 included.
 const INIT: &str = r#"#!/bin/busybox sh
 # agent-sensor kernel matrix: PID 1 of a test VM (written by `cargo xtask matrix`).
 B=/bin/busybox
@@ -41,9 +43,9 @@ $B mount -t tmpfs tmpfs $R/run || fail "tmpfs on /run"
 $B mkdir -p $R/run/matrix
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results $R/run/matrix \
     || fail "mounting the results share failed"
-$B mount -t proc proc $R/proc
-$B mount -t sysfs sysfs $R/sys
-$B mount -t devtmpfs devtmpfs $R/dev
+$B mount --move /proc $R/proc
+$B mount --move /sys $R/sys
+$B mount --move /dev $R/dev
 $B mkdir -p $R/dev/pts $R/dev/shm
 $B mount -t devpts devpts $R/dev/pts
 $B mount -t tmpfs tmpfs $R/dev/shm
@@ -53,13 +55,19 @@ $B mount -t bpf bpf $R/sys/fs/bpf || fail "bpffs"
 $B mount -t securityfs securityfs $R/sys/kernel/security
 $B ip link set lo up || fail "bringing up lo"
 $B hostname matrix-vm
+# After switch_root the initramfs is gone: stage 2 runs from the VM's tmpfs.
+$B cp $B $R/run/busybox
+$B cat > $R/run/stage2 <<'EOF'
+B=/run/busybox
 echo "matrix-init: running the scenario at $($B cut -d' ' -f1 /proc/uptime) s"
-$B chroot $R /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /bin/sh /run/matrix/run.sh
-echo $? > $R/run/matrix/exit-status
-$B dmesg > $R/run/matrix/dmesg.txt
+/usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /bin/sh /run/matrix/run.sh
+echo $? > /run/matrix/exit-status
+$B dmesg > /run/matrix/dmesg.txt
 $B sync
-$B umount $R/run/matrix
+$B umount /run/matrix
 $B poweroff -f
+EOF
+exec $B switch_root $R /run/busybox sh /run/stage2
 "#;
 
 /// busybox-static from Debian (bookworm), unpacked once into the cache.
