@@ -118,7 +118,9 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
         ],
         out,
     )?;
-    let started = running.wait_for(START_TIMEOUT, |r| action(r) == "sensor_start");
+    let started = running
+        .wait_for(START_TIMEOUT, |r| action(r) == "sensor_start")
+        .is_some();
     facts["steps"]["sensor_start"] = json!({
         "started": started,
         "seconds": t.elapsed().as_secs_f64(),
@@ -178,13 +180,22 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     // Everything happened before the stop, which drains what the kernel delivered; waiting for
     // the last exits first also lets pending attribution decisions settle.
     let t = Instant::now();
-    let leaf_seen = running.wait_for(RECORD_TIMEOUT, |r| {
-        action(r) == "exit" && r["process"]["args"][1] == "matrix-leaf"
-    }) && running.wait_for(RECORD_TIMEOUT, |r| {
-        action(r) == "exit" && r["process"]["pid"] == tree_pid
+    let leaf = running.wait_for(RECORD_TIMEOUT, |r| {
+        action(r) == "exec" && r["process"]["args"][1] == "matrix-leaf"
     });
-    facts["steps"]["records"] =
-        json!({ "leaf_seen": leaf_seen, "seconds": t.elapsed().as_secs_f64() });
+    let settled = leaf.is_some_and(|leaf| {
+        let pid = &leaf["process"]["pid"];
+        running
+            .wait_for(RECORD_TIMEOUT, |r| {
+                action(r) == "exit" && &r["process"]["pid"] == pid
+            })
+            .is_some()
+    }) && running
+        .wait_for(RECORD_TIMEOUT, |r| {
+            action(r) == "exit" && r["process"]["pid"] == tree_pid
+        })
+        .is_some();
+    facts["steps"]["records"] = json!({ "settled": settled, "seconds": t.elapsed().as_secs_f64() });
     let t = Instant::now();
     let status = running.stop(STOP_TIMEOUT);
     facts["steps"]["sensor_stop"] = json!({ "exit": status, "seconds": t.elapsed().as_secs_f64() });
@@ -278,22 +289,26 @@ impl Running {
         })
     }
 
-    /// Waits until a record matches, the sensor exits, or the timeout passes.
-    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+    /// The first record that matches, waiting until one comes, the sensor exits, or the
+    /// timeout passes.
+    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         let mut cursor = 0;
         loop {
             {
                 let records = self.records.lock().unwrap();
-                if records[cursor..].iter().any(&pred) {
-                    return true;
+                if let Some(found) = records[cursor..].iter().find(|r| pred(r)) {
+                    return Some(found.clone());
                 }
                 cursor = records.len();
             }
             if Instant::now() > deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
                 // One last look: the exit may have come with the record.
                 thread::sleep(Duration::from_millis(100));
-                return self.records.lock().unwrap()[cursor..].iter().any(&pred);
+                return self.records.lock().unwrap()[cursor..]
+                    .iter()
+                    .find(|r| pred(r))
+                    .cloned();
             }
             thread::sleep(Duration::from_millis(20));
         }

@@ -5,7 +5,7 @@
 //!
 //! Set-up is idempotent and cached under `~/.cache/agent-sensor/matrix`: QEMU on the host, and
 //! per kernel only what the VM needs (see `kernels`). `AGENT_SENSOR_MATRIX_KERNELS=5.10,host`
-//! runs a subset.
+//! runs a subset; `AGENT_SENSOR_BIN` puts another sensor binary through it.
 mod apt;
 mod initramfs;
 mod kernels;
@@ -69,9 +69,21 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let release = target.join("release");
     let scenario_cmd = [
         release.join("kernel-matrix-scenario"),
-        crate::sensor_binary(root),
+        // Another build of the sensor can be put through the matrix as it is.
+        env::var_os("AGENT_SENSOR_BIN").map_or_else(|| crate::sensor_binary(root), PathBuf::from),
         release.join("sensor-test-helper"),
     ];
+    for path in &scenario_cmd {
+        if [Path::new("/tmp"), Path::new("/run")]
+            .iter()
+            .any(|t| path.starts_with(t))
+        {
+            bail!(
+                "{} is under /tmp or /run, which are the VMs' own tmpfs: put it elsewhere",
+                path.display()
+            );
+        }
+    }
     eprintln!(
         "xtask: matrix: setup took {:.1} s; running the scenario on {}{}",
         started.elapsed().as_secs_f64(),
@@ -250,6 +262,12 @@ fn report(rows: &[Row], total: f64) -> String {
         out += &format!("  offers: {}\n", o.offers.join(", "));
         if !o.lacks.is_empty() {
             out += &format!("  lacks: {}\n", o.lacks.join("; "));
+        }
+        if !o.programs.is_empty() {
+            out += "  programs, as the probe verified them:\n";
+            for p in &o.programs {
+                out += &format!("    {p}\n");
+            }
         }
         if let Some(e) = &row.vm_error {
             out += &format!("  FAIL vm: {}\n", e.replace('\n', "\n       "));

@@ -21,6 +21,8 @@ pub struct Outcome {
     /// Probe features the kernel offers / lacks (with the probe's reason).
     pub offers: Vec<String>,
     pub lacks: Vec<String>,
+    /// The sensor's programs as the probe verified them: stack, instructions, or why refused.
+    pub programs: Vec<String>,
     /// The active LSMs, as the kernel lists them.
     pub lsm: String,
     /// Seconds: from boot to the scenario, the probe, the sensor's start (load + attach).
@@ -69,6 +71,7 @@ pub fn check(dir: &Path) -> Outcome {
         release: String::new(),
         offers: Vec::new(),
         lacks: Vec::new(),
+        programs: Vec::new(),
         lsm: String::new(),
         timings: Vec::new(),
     };
@@ -107,36 +110,56 @@ pub fn check(dir: &Path) -> Outcome {
     let probe: Option<Value> = fs::read_to_string(dir.join("probe.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    match (&probe, steps["probe"]["exit_code"].as_i64()) {
-        (Some(Value::Array(features)), Some(0)) => {
-            for f in features {
-                let name = f["name"].as_str().unwrap_or("?").to_owned();
-                if f["available"] == true {
-                    out.offers.push(name);
-                } else {
-                    out.lacks.push(format!(
-                        "{name} ({})",
-                        f["detail"].as_str().unwrap_or("no detail")
-                    ));
-                }
-            }
-            out.checks.push(pass(
-                "probe",
-                format!("{} of {} features", out.offers.len(), features.len()),
+    // `probe --json` is the feature list, or an object with it and the sensor's programs.
+    let features = probe
+        .as_ref()
+        .and_then(|p| p.as_array().or_else(|| p["features"].as_array()).cloned());
+    for f in features.iter().flatten() {
+        let name = f["name"].as_str().unwrap_or("?").to_owned();
+        if f["available"] == true {
+            out.offers.push(name);
+        } else {
+            out.lacks.push(format!(
+                "{name} ({})",
+                f["detail"].as_str().unwrap_or("no detail")
             ));
         }
+    }
+    match (&features, steps["probe"]["exit_code"].as_i64()) {
+        _ if steps["probe"].is_null() => out
+            .checks
+            .push(fail("probe", "not run: the scenario stopped before it")),
+        (Some(features), Some(0)) => out.checks.push(pass(
+            "probe",
+            format!("{} of {} features", out.offers.len(), features.len()),
+        )),
         (_, code) => out.checks.push(fail(
             "probe",
             format!(
-                "agent-sensor probe --json exited {code:?}: {}",
+                "agent-sensor probe --json exited {}: {}",
+                code.map_or("by a signal".to_owned(), |c| c.to_string()),
                 last_line(&dir.join("probe.stderr"))
             ),
         )),
+    }
+    if let Some(programs) = probe.as_ref().and_then(|p| p["programs"].as_array()) {
+        out.programs = programs.iter().map(program_line).collect();
     }
 
     // The sensor's start: its programs loaded and attached.
     if let Some(s) = steps["sensor_start"]["seconds"].as_f64() {
         out.timings.push(("sensor start", s));
+    }
+    if steps["sensor_start"].is_null() {
+        out.checks.push(fail(
+            "sensor loads",
+            "not run: the scenario stopped before it",
+        ));
+        for name in CHECKS {
+            out.checks
+                .push(fail(name, "not run: the scenario stopped before it"));
+        }
+        return out;
     }
     if steps["sensor_start"]["started"] != true {
         let why = sensor_error(&dir.join("sensor.stderr"));
@@ -403,6 +426,26 @@ fn check_no_loss(records: &[Value], steps: &Value) -> Check {
         NAME,
         format!("{} records, no gap, zero losses", records.len()),
     )
+}
+
+/// One program of the probe's report: `name: stack S, I insns (V verified)`, or why it does not
+/// load (every field the probe gives, since its wording is the operator's).
+fn program_line(p: &Value) -> String {
+    let name = p["name"].as_str().unwrap_or("?");
+    if p["loads"] == true {
+        return format!(
+            "{name}: stack {} B, {} insns ({} verified)",
+            p["stack"], p["insns"], p["verified_insns"]
+        );
+    }
+    let why: Vec<String> = p
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "name" | "loads"))
+        .map(|(k, v)| format!("{k}: {}", v.as_str().map_or(v.to_string(), str::to_owned)))
+        .collect();
+    format!("{name}: REFUSED ({})", why.join("; "))
 }
 
 /// The sensor's error: its `agent-sensor: error:` line and the lines that continue it (for a
