@@ -96,6 +96,14 @@ fn base_dir(current: &CurrentTask, dfd: i32, cwd: KPath) -> Option<KPath> {
     }
 }
 
+/// The record at the start of the scratch buffer, ahead of its strings.
+#[inline(always)]
+fn record_in(buf: &mut [u8; SCRATCH_SIZE]) -> &mut FileRecord {
+    // SAFETY: the scratch buffer is a map value (8-byte aligned) larger than the record, and
+    // any bit pattern is a valid record.
+    unsafe { &mut *buf.as_mut_ptr().cast::<FileRecord>() }
+}
+
 fn try_exit_file() -> Option<()> {
     let Current { id, who, call, ret } = current_call()?;
     if call.syscall >= sc::FIRST_NET {
@@ -105,105 +113,115 @@ fn try_exit_file() -> Option<()> {
     let task = current.task();
     // SAFETY: this CPU's slot.
     let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
-    let (cwd, root) = current.cwd_and_root()?;
-
-    let mut flags = 0u16;
-    let mut at = HEADER;
-    let (path_len, unreadable, cut) = put_user_str(buf, at, call.ptr1);
-    if unreadable {
-        flags |= file_flags::PATH_UNREADABLE;
-    }
-    if cut {
-        flags |= file_flags::PATH_TRUNCATED;
-    }
-    let path_relative = path_len > 0 && buf[at & (SCRATCH_SIZE - 1)] != b'/';
-    at += path_len;
-    let (path2_len, _, cut) = put_user_str(buf, at, call.ptr2);
-    if cut {
-        flags |= file_flags::PATH2_TRUNCATED;
-    }
-    let path2_relative = path2_len > 0 && buf[at & (SCRATCH_SIZE - 1)] != b'/';
-    at += path2_len;
-
-    // symlink's first path is the link's target text: it is not resolved against anything.
-    let mut base_len = 0;
-    if path_relative && call.syscall != sc::SYMLINK && call.syscall != sc::SYMLINKAT {
-        if let Some(dir) = base_dir(&current, call.dfd, cwd) {
-            let (n, cut) = put_path(buf, at, &task, dir, root);
-            if cut {
-                flags |= file_flags::BASE_TRUNCATED;
-            }
-            base_len = n;
-        }
-    }
-    at += base_len;
-    let mut base2_len = 0;
-    if path2_relative {
-        if let Some(dir) = base_dir(&current, call.dfd2, cwd) {
-            let (n, cut) = put_path(buf, at, &task, dir, root);
-            if cut {
-                flags |= file_flags::BASE2_TRUNCATED;
-            }
-            base2_len = n;
-        }
-    }
-    at += base2_len;
-
+    // The record is filled in where it is sent from, as soon as each value is known: values
+    // kept in registers across the many helper calls below would be spilled to the stack,
+    // whose 512 bytes this program shares with the path walk on kernels without private
+    // stacks.
+    let record = record_in(buf);
+    record.header = header(kind::FILE, HEADER, who);
+    record.ret = ret;
+    record.arg = call.arg;
+    record.ino = 0;
+    record.pid = id as u32;
+    record.tgid = (id >> 32) as u32;
+    record.flags = call.flags;
+    record.mode = call.mode;
+    record.uid = call.uid;
+    record.gid = call.gid;
+    record.dfd = call.dfd;
+    record.dfd2 = call.dfd2;
+    record.syscall = call.syscall;
+    record.str_flags = 0;
+    record.base_len = 0;
+    record.base2_len = 0;
+    record.resolved_len = 0;
+    record._pad = [0; 3];
     // The file the kernel acted on: the newly opened fd, or the fd argument.
     let is_open = matches!(
         call.syscall,
         sc::OPEN | sc::OPENAT | sc::OPENAT2 | sc::CREAT
     );
-    let acted_on = if is_open && ret >= 0 {
+    record.fd = if is_open && ret >= 0 {
         ret as i32
     } else {
         call.fd
     };
-    let mut resolved_len = 0;
-    let mut ino = 0;
-    if acted_on >= 0 && (call.fd >= 0 || ret >= 0) {
-        if let Some(file) = current.open_file(acted_on) {
-            let (n, cut) = put_path(buf, at, &task, file.path, root);
+    let acted_on_known = record.fd >= 0 && (call.fd >= 0 || ret >= 0);
+    let (ptr2, symlink) = (
+        call.ptr2,
+        call.syscall == sc::SYMLINK || call.syscall == sc::SYMLINKAT,
+    );
+    let (cwd, root) = current.cwd_and_root()?;
+
+    let mut at = HEADER;
+    let (path_len, unreadable, cut) = put_user_str(buf, at, call.ptr1);
+    let record = record_in(buf);
+    if unreadable {
+        record.str_flags |= file_flags::PATH_UNREADABLE;
+    }
+    if cut {
+        record.str_flags |= file_flags::PATH_TRUNCATED;
+    }
+    record.path_len = path_len as u16;
+    let path_relative = path_len > 0 && buf[at & (SCRATCH_SIZE - 1)] != b'/';
+    at += path_len;
+    let (path2_len, _, cut) = put_user_str(buf, at, ptr2);
+    let record = record_in(buf);
+    if cut {
+        record.str_flags |= file_flags::PATH2_TRUNCATED;
+    }
+    record.path2_len = path2_len as u16;
+    let path2_relative = path2_len > 0 && buf[at & (SCRATCH_SIZE - 1)] != b'/';
+    at += path2_len;
+
+    // symlink's first path is the link's target text: it is not resolved against anything.
+    if path_relative && !symlink {
+        let dfd = record_in(buf).dfd;
+        if let Some(dir) = base_dir(&current, dfd, cwd) {
+            let (n, cut) = put_path(buf, at, &task, dir, root);
+            let record = record_in(buf);
             if cut {
-                flags |= file_flags::RESOLVED_TRUNCATED;
+                record.str_flags |= file_flags::BASE_TRUNCATED;
             }
-            resolved_len = n;
-            ino = file.ino();
+            record.base_len = n as u16;
+            at += n;
         }
     }
-    at += resolved_len;
+    if path2_relative {
+        let dfd2 = record_in(buf).dfd2;
+        if let Some(dir) = base_dir(&current, dfd2, cwd) {
+            let (n, cut) = put_path(buf, at, &task, dir, root);
+            let record = record_in(buf);
+            if cut {
+                record.str_flags |= file_flags::BASE2_TRUNCATED;
+            }
+            record.base2_len = n as u16;
+            at += n;
+        }
+    }
 
-    let record = FileRecord {
-        header: header(kind::FILE, at, who),
-        start_boottime: current.process_start(),
-        ret,
-        arg: call.arg,
-        ino,
-        pid: id as u32,
-        tgid: (id >> 32) as u32,
-        flags: call.flags,
-        mode: call.mode,
-        uid: call.uid,
-        gid: call.gid,
-        dfd: call.dfd,
-        dfd2: call.dfd2,
-        fd: acted_on,
-        syscall: call.syscall,
-        str_flags: flags,
-        path_len: path_len as u16,
-        path2_len: path2_len as u16,
-        base_len: base_len as u16,
-        base2_len: base2_len as u16,
-        resolved_len: resolved_len as u16,
-        _pad: [0; 3],
-        comm: current_comm(),
-    };
-    // SAFETY: the scratch buffer is larger than the record, and 8-byte aligned like every map
-    // value: an aligned write is a few word stores, an unaligned one a store per byte.
-    unsafe { buf.as_mut_ptr().cast::<FileRecord>().write(record) };
+    if acted_on_known {
+        let fd = record_in(buf).fd;
+        if let Some(file) = current.open_file(fd) {
+            let ino = file.ino();
+            let (n, cut) = put_path(buf, at, &task, file.path, root);
+            let record = record_in(buf);
+            if cut {
+                record.str_flags |= file_flags::RESOLVED_TRUNCATED;
+            }
+            record.resolved_len = n as u16;
+            record.ino = ino;
+            at += n;
+        }
+    }
+
     if at > SCRATCH_SIZE {
         return None;
     }
+    let record = record_in(buf);
+    record.header.size = at as u32;
+    record.start_boottime = current.process_start();
+    record.comm = current_comm();
     submit_bytes(kind::FILE, buf.get(..at)?);
     Some(())
 }

@@ -1,9 +1,9 @@
 //! The only code that reads kernel structs. Member offsets come from the `OFFSETS` global
 //! (resolved from the running kernel's BTF by the loader); an absent member reads as `None`.
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
-use sensor_common::{KernelOffsets, OFFSET_ABSENT, WINDOW_MAX, Window};
+use sensor_common::{CHUNK_BYTES, Gather, KernelOffsets, OFFSET_ABSENT, SEGMENT_MAX, SEGMENTS};
 
-use crate::{globals::offsets, path::KPath};
+use crate::{globals::offsets, maps::PATHBUF, path::KPath};
 
 /// An opaque kernel pointer (`struct task_struct *`, `struct mm_struct *`, ...).
 #[derive(Clone, Copy)]
@@ -191,59 +191,75 @@ impl Task {
     }
 }
 
-/// Several members of one kernel object read with a single `bpf_probe_read_kernel` (each helper
-/// call costs more than the copy): the loader picks, from BTF, a window of the object that
-/// covers them ([`sensor_common::Window`]); members are then taken from the copy.
+/// A kernel object's members, copied with one probe read per range of its [`Gather`] (each
+/// helper call costs more than the copy) into per-CPU map memory: on the stack, the walk's
+/// chunks alone took half of the 512 bytes that kernels without private stacks allow a whole
+/// call chain.
 pub struct Chunk {
-    /// Filled by the helper up to the window's length, and only read there. Not zeroed first:
-    /// that compiled to a byte-wise memset call costing more than the read itself.
-    words: core::mem::MaybeUninit<[u64; WINDOW_WORDS]>,
-    start: u32,
+    words: *const [u64; CHUNK_WORDS],
 }
 
-const WINDOW_WORDS: usize = WINDOW_MAX as usize / 8;
+pub const CHUNK_WORDS: usize = CHUNK_BYTES / 8;
 
 impl Chunk {
-    /// Copies `window` of the object at `obj`, or `None` if it is unreadable.
+    /// Copies the ranges `gather` names of the object at `obj` into `buf`, or `None` if the
+    /// object is unreadable or the loader planned no read.
     #[inline(always)]
-    pub fn read(obj: KPtr, window: Window) -> Option<Chunk> {
-        if obj.is_null() || window.len == 0 || window.len > WINDOW_MAX {
+    pub fn read(buf: *mut [u64; CHUNK_WORDS], obj: KPtr, gather: &Gather) -> Option<Chunk> {
+        if obj.is_null() {
             return None;
         }
-        let mut chunk = Chunk {
-            words: core::mem::MaybeUninit::uninit(),
-            start: window.start,
-        };
-        // SAFETY: the destination holds WINDOW_MAX bytes; a bad source is an error.
-        let rc = unsafe {
-            generated::bpf_probe_read_kernel(
-                chunk.words.as_mut_ptr().cast(),
-                window.len,
-                obj.0.wrapping_add(window.start as usize).cast(),
-            )
-        };
-        (rc == 0).then_some(chunk)
+        let dst = buf.cast::<u8>();
+        let mut i = 0;
+        while i < SEGMENTS {
+            let w = gather.segments[i];
+            if w.len == 0 {
+                // The first range is never empty in a planned read.
+                if i == 0 {
+                    return None;
+                }
+                break;
+            }
+            if w.len > SEGMENT_MAX {
+                return None;
+            }
+            // SAFETY: range `i` lands in `buf[i * SEGMENT_MAX..][..len]`, inside the chunk; a
+            // bad source address is an error, not a fault.
+            let rc = unsafe {
+                generated::bpf_probe_read_kernel(
+                    dst.add(i * SEGMENT_MAX as usize).cast(),
+                    w.len,
+                    obj.0.wrapping_add(w.start as usize).cast(),
+                )
+            };
+            if rc != 0 {
+                return None;
+            }
+            i += 1;
+        }
+        Some(Chunk { words: buf })
     }
 
-    /// The 8-byte member at `offset` of the object.
+    /// The 8-byte member at chunk position `at` (as the loader planned it).
     #[inline(always)]
-    pub fn u64_at(&self, offset: u32) -> u64 {
-        let i = (offset.wrapping_sub(self.start) as usize / 8) & (WINDOW_WORDS - 1);
-        // SAFETY: in bounds; members lie inside the window, which the helper wrote.
-        unsafe { self.words.as_ptr().cast::<u64>().add(i).read() }
+    pub fn u64_at(&self, at: u32) -> u64 {
+        let i = (at as usize / 8) & (CHUNK_WORDS - 1);
+        // SAFETY: in bounds; the planned members lie in the copied ranges.
+        unsafe { (*self.words)[i] }
     }
 
-    /// The 4-byte member at `offset` of the object (members are naturally aligned).
+    /// The 4-byte member at chunk position `at` (members are naturally aligned, and ranges
+    /// start 8-byte aligned, so a member keeps its alignment in the chunk).
     #[inline(always)]
-    pub fn u32_at(&self, offset: u32) -> u32 {
-        let word = self.u64_at(offset & !7);
-        (word >> ((offset & 4) * 8)) as u32
+    pub fn u32_at(&self, at: u32) -> u32 {
+        let word = self.u64_at(at & !7);
+        (word >> ((at & 4) * 8)) as u32
     }
 
-    /// The pointer member at `offset`, if not null.
+    /// The pointer member at chunk position `at`, if not null.
     #[inline(always)]
-    pub fn ptr_at(&self, offset: u32) -> Option<KPtr> {
-        let p = self.u64_at(offset) as *const u8;
+    pub fn ptr_at(&self, at: u32) -> Option<KPtr> {
+        let p = self.u64_at(at) as *const u8;
         (!p.is_null()).then_some(KPtr(p))
     }
 }
@@ -300,21 +316,24 @@ impl CurrentTask {
         }
     }
 
-    /// What the file behind `fd` is: its path, inode, private data and flags, from one read
-    /// of its window.
+    /// What the file behind `fd` is: its path, inode, private data and flags, from the reads
+    /// the loader planned for this kernel's `struct file`.
     #[inline(always)]
     pub fn open_file(&self, fd: i32) -> Option<OpenFile> {
-        let off = offsets();
+        let plan = &offsets().file_read;
         let file = self.file(fd)?;
-        let w = Chunk::read(file, off.file_window)?;
+        let scratch = PATHBUF.get_ptr_mut(0)?;
+        // SAFETY: this CPU's scratch; the walk that may follow reads the file's members out of
+        // it first.
+        let w = Chunk::read(unsafe { &raw mut (*scratch).object }, file, &plan.gather)?;
         Some(OpenFile {
             path: KPath {
-                mnt: w.ptr_at(off.file_path + off.path_mnt)?,
-                dentry: w.ptr_at(off.file_path + off.path_dentry)?,
+                mnt: w.ptr_at(plan.path_mnt)?,
+                dentry: w.ptr_at(plan.path_dentry)?,
             },
-            inode: KPtr(w.u64_at(off.file_inode) as *const u8),
-            private: KPtr(w.u64_at(off.file_private) as *const u8),
-            flags: w.u32_at(off.file_flags),
+            inode: KPtr(w.u64_at(plan.inode) as *const u8),
+            private: KPtr(w.u64_at(plan.private) as *const u8),
+            flags: w.u32_at(plan.flags),
         })
     }
 

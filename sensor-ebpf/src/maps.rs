@@ -21,10 +21,9 @@ pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entr
 #[map]
 pub static TRACKED: HashMap<u32, TrackedProcess> = HashMap::with_max_entries(65536, 0);
 
-/// Per-CPU buffer a path is walked into (two windows, see `path`).
+/// Per-CPU scratch a path is walked in, and kernel objects copied to (see `path`).
 #[map]
-pub static PATHBUF: PerCpuArray<[u8; 2 * crate::path::PATH_WINDOW]> =
-    PerCpuArray::with_max_entries(1, 0);
+pub static PATHBUF: PerCpuArray<crate::path::PathScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Followed syscalls (`syscall` constants) by this architecture's syscall number: one exit
 /// program serves many syscalls and learns which from its record's `__syscall_nr`. The loader

@@ -248,20 +248,22 @@ fn try_state(ctx: &RawTracePointContext) -> Option<()> {
     let off = offsets();
     let task = Task::new(core::ptr::null(), off);
     let sk_ptr = KPtr(sk as *const u8);
-    let mut r = NetRecord {
-        header: header(kind::NET, HEADER, crate::filter::attribution_of(owner.tgid)),
-        start_boottime: owner.start_boottime,
-        pid: owner.pid,
-        tgid: owner.tgid,
-        fd: owner.fd,
-        syscall: sc::CONNECT_RESULT,
-        old_state: old as u16,
-        new_state: ctx.arg::<u64>(2) as u16,
-        sk_err: sk_ptr.read::<i32>(off.sk_err).unwrap_or(0),
-        comm: owner.comm,
-        ..Default::default()
-    };
-    fill_from_sock(&mut r, sk_ptr, &task);
-    crate::output::submit(kind::NET, &r);
+    // Built in place, as in `exit_net`: on the stack the record was most of the frame.
+    // SAFETY: this CPU's slot; map values are 8-byte aligned and hold a whole record.
+    let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    let r = unsafe { &mut *buf.as_mut_ptr().cast::<NetRecord>() };
+    *r = NetRecord::default();
+    r.header = header(kind::NET, HEADER, crate::filter::attribution_of(owner.tgid));
+    r.start_boottime = owner.start_boottime;
+    r.pid = owner.pid;
+    r.tgid = owner.tgid;
+    r.fd = owner.fd;
+    r.syscall = sc::CONNECT_RESULT;
+    r.old_state = old as u16;
+    r.new_state = ctx.arg::<u64>(2) as u16;
+    r.sk_err = sk_ptr.read::<i32>(off.sk_err).unwrap_or(0);
+    r.comm = owner.comm;
+    fill_from_sock(r, sk_ptr, &task);
+    submit_bytes(kind::NET, buf.get(..HEADER)?);
     Some(())
 }

@@ -1,16 +1,16 @@
 //! Absolute paths from the kernel's dentry and mount chain (a bounded `d_path`): the
 //! `bpf_d_path` helper is only allowed in LSM and fentry programs, which many kernels refuse.
-//! Components are written right to left into a per-CPU buffer, then copied into the record.
+//! Components are written right to left into per-CPU scratch, then copied into the record.
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
 
 use crate::{
     globals::offsets,
-    kernel::{Chunk, KPtr, Task},
+    kernel::{CHUNK_WORDS, Chunk, KPtr, Task},
     maps::PATHBUF,
 };
 
-/// Size of the window a path is assembled in; the buffer is twice as large so a component
-/// written at any masked position stays inside it.
+/// Size of the window a path is assembled in; the text buffer is twice as large so a
+/// component written at any masked position stays inside it.
 pub const PATH_WINDOW: usize = 4096;
 const MASK: usize = PATH_WINDOW - 1;
 /// Most components walked (deeper paths are cut at the top and flagged).
@@ -76,12 +76,21 @@ impl Task {
 const WALK_OK: u64 = 1 << 33;
 const WALK_TRUNCATED: u64 = 1 << 32;
 
-/// Where the walk keeps its position and outcome while it runs: in map memory, which the
-/// verifier does not track, so the states of different paths through the loop look alike and
-/// are pruned (kept in registers, each path's exact position makes a new state, and the
-/// verifier gives up after a million instructions).
-const POS_SLOT: usize = 2 * PATH_WINDOW - 16;
-const DONE_SLOT: usize = 2 * PATH_WINDOW - 8;
+/// A CPU's scratch space for the walk, in map memory: the path is assembled right to left in
+/// `text`, the objects it reads are copied into the chunks, and its position and outcome kept
+/// in `pos` and `done`, which the verifier does not track (kept in registers, each path's exact
+/// position makes a new state, and the verifier gives up after a million instructions).
+#[repr(C)]
+pub struct PathScratch {
+    /// Two windows, so a component written at any masked position stays inside.
+    pub text: [u8; 2 * PATH_WINDOW],
+    /// The mount being walked through.
+    pub mount: [u64; CHUNK_WORDS],
+    /// The dentry being walked, or the open file the fd lookup read.
+    pub object: [u64; CHUNK_WORDS],
+    pub pos: u64,
+    pub done: u64,
+}
 
 /// Hides a value's range from LLVM, so a mask the verifier needs is not optimised away (LLVM
 /// can prove the bound from an earlier comparison; the verifier cannot).
@@ -91,65 +100,49 @@ fn opaque(x: usize) -> usize {
     unsafe { core::ptr::read_volatile(&x) }
 }
 
-#[inline(always)]
-fn load(buf: &[u8; 2 * PATH_WINDOW], slot: usize) -> u64 {
-    // SAFETY: slot + 8 <= buffer size.
-    unsafe { buf.as_ptr().add(slot).cast::<u64>().read_unaligned() }
-}
-
-#[inline(always)]
-fn store(buf: &mut [u8; 2 * PATH_WINDOW], slot: usize, value: u64) {
-    // SAFETY: slot + 8 <= buffer size.
-    unsafe {
-        buf.as_mut_ptr()
-            .add(slot)
-            .cast::<u64>()
-            .write_unaligned(value)
-    }
-}
-
 /// The walk itself, as a global BPF function: the verifier checks it once, not once per call
 /// site. It takes and returns scalars only, as global functions must: `start | len << 16`,
-/// plus the flags above. Each dentry costs two probe reads (its window, then its name) and
-/// each mount one (its window gives its root, parent and mount point).
+/// plus the flags above. Each dentry costs two probe reads (its members, then its name) and
+/// each mount one (its root, parent and mount point), with this kernel's layout as planned by
+/// the loader.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn walk_path(mnt: u64, dentry: u64, root_mnt: u64, root_dentry: u64) -> u64 {
     let off = offsets();
-    let Some(buf) = PATHBUF.get_ptr_mut(0) else {
+    let (dplan, mplan) = (&off.dentry_read, &off.mount_read);
+    let Some(s) = PATHBUF.get_ptr_mut(0) else {
         return 0;
     };
     // SAFETY: this CPU's slot, valid for the map's lifetime.
-    let buf = unsafe { &mut *buf };
+    let s = unsafe { &mut *s };
     let mut dentry = KPtr(dentry as *const u8);
     let mut vfsmnt = KPtr(mnt as *const u8);
     // struct mount embeds the vfsmount: container_of.
     let mut mount = KPtr(vfsmnt.0.wrapping_sub(off.mount_mnt as usize));
-    let Some(mut mounted) = Chunk::read(mount, off.mount_window) else {
+    let Some(mut mounted) = Chunk::read(&raw mut s.mount, mount, &mplan.gather) else {
         return 0;
     };
-    let root_at = off.mount_mnt + off.vfsmount_root;
-    store(buf, POS_SLOT, (PATH_WINDOW - 1) as u64);
-    store(buf, DONE_SLOT, 0);
+    s.pos = (PATH_WINDOW - 1) as u64;
+    s.done = 0;
     for _ in 0..MAX_DEPTH {
-        let pos = load(buf, POS_SLOT) as usize & MASK;
+        let pos = opaque(s.pos as usize) & MASK;
         if dentry.0 as u64 == root_dentry && vfsmnt.0 as u64 == root_mnt {
-            store(buf, DONE_SLOT, 1);
+            s.done = 1;
             break;
         }
-        if dentry.0 as u64 == mounted.u64_at(root_at) {
+        if dentry.0 as u64 == mounted.u64_at(mplan.root) {
             // At the top of a mount: continue from where it is mounted.
-            let Some(parent) = mounted.ptr_at(off.mount_parent) else {
+            let Some(parent) = mounted.ptr_at(mplan.parent) else {
                 return 0;
             };
             if parent.0 == mount.0 {
-                store(buf, DONE_SLOT, 1);
+                s.done = 1;
                 break;
             }
-            let Some(point) = mounted.ptr_at(off.mount_mountpoint) else {
+            let Some(point) = mounted.ptr_at(mplan.mountpoint) else {
                 return 0;
             };
-            let Some(next) = Chunk::read(parent, off.mount_window) else {
+            let Some(next) = Chunk::read(&raw mut s.mount, parent, &mplan.gather) else {
                 return 0;
             };
             dentry = point;
@@ -158,18 +151,18 @@ pub extern "C" fn walk_path(mnt: u64, dentry: u64, root_mnt: u64, root_dentry: u
             vfsmnt = KPtr(mount.0.wrapping_add(off.mount_mnt as usize));
             continue;
         }
-        let Some(d) = Chunk::read(dentry, off.dentry_window) else {
+        let Some(d) = Chunk::read(&raw mut s.object, dentry, &dplan.gather) else {
             return 0;
         };
-        let Some(parent) = d.ptr_at(off.dentry_parent) else {
+        let Some(parent) = d.ptr_at(dplan.parent) else {
             return 0;
         };
         if parent.0 == dentry.0 {
-            store(buf, DONE_SLOT, 1);
+            s.done = 1;
             break;
         }
-        let len = d.u32_at(off.dentry_name + off.qstr_len);
-        let Some(name_ptr) = d.ptr_at(off.dentry_name + off.qstr_name) else {
+        let len = d.u32_at(dplan.name_len);
+        let Some(name_ptr) = d.ptr_at(dplan.name_ptr) else {
             return 0;
         };
         let len = if len > NAME_MAX { NAME_MAX } else { len } as usize;
@@ -177,26 +170,26 @@ pub extern "C" fn walk_path(mnt: u64, dentry: u64, root_mnt: u64, root_dentry: u
             break;
         }
         let at = opaque(pos - len) & MASK;
-        // SAFETY: at + NAME_MAX stays inside the two-window buffer.
+        // SAFETY: at + NAME_MAX stays inside the two-window text.
         unsafe {
             bpf_probe_read_kernel(
-                buf.as_mut_ptr().add(at).cast(),
+                s.text.as_mut_ptr().add(at).cast(),
                 (len & 0xff) as u32,
                 name_ptr.0.cast(),
             )
         };
         let slash = opaque(pos - len - 1) & MASK;
-        buf[slash] = b'/';
-        store(buf, POS_SLOT, slash as u64);
+        s.text[slash] = b'/';
+        s.pos = slash as u64;
         dentry = parent;
     }
-    let mut pos = load(buf, POS_SLOT) as usize & MASK;
+    let mut pos = opaque(s.pos as usize) & MASK;
     if pos == PATH_WINDOW - 1 {
         // The root itself.
         pos -= 1;
-        buf[pos] = b'/';
+        s.text[pos] = b'/';
     }
     let len = (PATH_WINDOW - 1 - pos) & MASK;
-    let truncated = load(buf, DONE_SLOT) == 0;
+    let truncated = s.done == 0;
     (pos & MASK) as u64 | (len as u64) << 16 | if truncated { WALK_TRUNCATED } else { 0 } | WALK_OK
 }

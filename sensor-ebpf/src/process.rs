@@ -3,8 +3,8 @@
 //! up after the fact and short-lived processes come out complete).
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns,
         generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
     macros::raw_tracepoint,
@@ -19,7 +19,7 @@ use sensor_common::{
 use crate::{
     filter::{attribute_exec, observed},
     globals::{config, offsets},
-    kernel::{KPtr, Task},
+    kernel::{KPtr, Task, current_comm},
     maps::{PATHBUF, SCRATCH, TRACKED},
     output::{submit, submit_bytes},
 };
@@ -224,48 +224,44 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     if loginuid.is_none() {
         flags |= exec_flags::NO_LOGINUID;
     }
-    let (euid, egid) = task.effective_ids();
-    let uid_gid = bpf_get_current_uid_gid();
-    let parent = task.real_parent();
     let size = env_at + env_len as usize;
-    let record = ExecRecord {
-        header: header(kind::EXEC, size, attribution),
-        start_boottime: task.process_start(),
-        parent_start_boottime: parent.map_or(0, |p| p.process_start()),
-        cgroup_id,
-        pid: task.pid(),
-        tgid,
-        ppid: parent.map_or(0, |p| p.tgid()),
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        euid,
-        egid,
-        loginuid: loginuid.unwrap_or(u32::MAX),
-        sessionid: task.sessionid(),
-        pid_ns: task.pid_ns(),
-        mnt_ns: task.mnt_ns(),
-        args_count: bprm.read::<u32>(off.bprm_argc).unwrap_or(0),
-        args_size: if args_size > u32::MAX as u64 {
-            u32::MAX
-        } else {
-            args_size as u32
-        },
-        args_len,
-        filename_len,
-        exe_len,
-        env_len,
-        flags,
-        comm: bpf_get_current_comm().unwrap_or_default(),
-    };
-    // SAFETY: the scratch buffer is larger than the record; unaligned write is fine.
-    unsafe {
-        buf.as_mut_ptr()
-            .cast::<ExecRecord>()
-            .write_unaligned(record)
-    };
     if size > SCRATCH_SIZE {
         return None;
     }
+    // The record is written field by field where it is sent from: built on the stack first,
+    // its 144 bytes made this program's frame too large for kernels without private stacks.
+    // SAFETY: the scratch buffer is a map value (8-byte aligned) larger than the record.
+    let record = unsafe { &mut *buf.as_mut_ptr().cast::<ExecRecord>() };
+    record.header = header(kind::EXEC, size, attribution);
+    let (euid, egid) = task.effective_ids();
+    record.euid = euid;
+    record.egid = egid;
+    let uid_gid = bpf_get_current_uid_gid();
+    record.uid = uid_gid as u32;
+    record.gid = (uid_gid >> 32) as u32;
+    let parent = task.real_parent();
+    record.start_boottime = task.process_start();
+    record.parent_start_boottime = parent.map_or(0, |p| p.process_start());
+    record.ppid = parent.map_or(0, |p| p.tgid());
+    record.cgroup_id = cgroup_id;
+    record.pid = task.pid();
+    record.tgid = tgid;
+    record.loginuid = loginuid.unwrap_or(u32::MAX);
+    record.sessionid = task.sessionid();
+    record.pid_ns = task.pid_ns();
+    record.mnt_ns = task.mnt_ns();
+    record.args_count = bprm.read::<u32>(off.bprm_argc).unwrap_or(0);
+    record.args_size = if args_size > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        args_size as u32
+    };
+    record.args_len = args_len;
+    record.filename_len = filename_len;
+    record.exe_len = exe_len;
+    record.env_len = env_len;
+    record.flags = flags;
+    record.comm = current_comm();
     submit_bytes(kind::EXEC, buf.get(..size)?);
     Some(())
 }
@@ -312,7 +308,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
         gid: (uid_gid >> 32) as u32,
         flags: if thread { fork_flags::THREAD } else { 0 },
         _pad: 0,
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm: current_comm(),
     };
     submit(kind::FORK, &record);
     Some(())
@@ -349,7 +345,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Option<()> {
         } else {
             0
         },
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm: current_comm(),
     };
     submit(kind::EXIT, &record);
     Some(())

@@ -1,13 +1,53 @@
 //! The small subcommands: `probe` and `check-config`.
 use std::{path::Path, process::ExitCode};
 
-use crate::{cli::ProbeArgs, config::Config, features};
+use crate::{cli::ProbeArgs, config::Config, features, loader, program_budget};
+
+/// One program `run` loads, as this kernel's verifier judged it.
+#[derive(serde::Serialize)]
+struct ProgramVerdict {
+    name: String,
+    loads: bool,
+    #[serde(flatten)]
+    stats: Option<loader::ProgramStats>,
+    /// Why the kernel refuses it and what to do, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
+}
 
 pub fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     let found = features::probe();
     let missing = features::missing_required(&found);
+    // The real programs, loaded as `run` loads them: a kernel can offer every program type and
+    // still refuse the sensor's own programs.
+    let programs: Vec<ProgramVerdict> = match loader::verify_programs(&Config::default()) {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| match r {
+                Ok(stats) => ProgramVerdict {
+                    name: stats.name.to_owned(),
+                    loads: true,
+                    stats: Some(stats),
+                    refused: None,
+                },
+                Err(e) => ProgramVerdict {
+                    name: refused_name(&e),
+                    loads: false,
+                    stats: None,
+                    refused: Some(e.to_string()),
+                },
+            })
+            .collect(),
+        Err(e) => vec![ProgramVerdict {
+            name: "all".to_owned(),
+            loads: false,
+            stats: None,
+            refused: Some(e.to_string()),
+        }],
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        let report = serde_json::json!({ "features": found, "programs": programs });
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for f in &found {
             let state = if f.available { "yes" } else { "no " };
@@ -20,16 +60,58 @@ pub fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
         }
         let used: Vec<&str> = found.iter().filter(|f| f.used).map(|f| f.name).collect();
         println!("\nthe sensor will use: {}", used.join(", "));
+        println!("\nthe sensor's programs on this kernel:");
+        for p in &programs {
+            match (&p.stats, &p.refused) {
+                (Some(s), _) => println!(
+                    "{:<20} loads    stack {} of {} bytes, {} instructions, {} verified",
+                    p.name,
+                    show(s.stack),
+                    program_budget::STACK_LIMIT,
+                    show(s.insns),
+                    s.verified_insns.map_or_else(
+                        || "not reported by this kernel".to_owned(),
+                        |n| n.to_string()
+                    ),
+                ),
+                (None, Some(why)) => println!("{:<20} REFUSED  {why}", p.name),
+                (None, None) => {}
+            }
+        }
     }
-    if missing.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    let refused: Vec<&str> = programs
+        .iter()
+        .filter(|p| !p.loads)
+        .map(|p| p.name.as_str())
+        .collect();
+    if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|f| f.name).collect();
         eprintln!(
             "agent-sensor: error: this kernel lacks what the sensor needs: {}",
             names.join(", ")
         );
-        Ok(ExitCode::FAILURE)
+        return Ok(ExitCode::FAILURE);
+    }
+    if !refused.is_empty() {
+        eprintln!(
+            "agent-sensor: error: this kernel refuses the sensor's programs: {} (see above)",
+            refused.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show<T: ToString>(n: Option<T>) -> String {
+    n.map_or_else(|| "?".to_owned(), |n| n.to_string())
+}
+
+fn refused_name(e: &loader::LoadError) -> String {
+    match e {
+        loader::LoadError::Refused { name, .. } | loader::LoadError::Program { name, .. } => {
+            (*name).to_owned()
+        }
+        _ => "?".to_owned(),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod pattern;
 pub mod pipeline;
 pub mod privileges;
 pub mod process_table;
+pub mod program_budget;
 pub mod record;
 pub mod record_json;
 pub mod registration;

@@ -9,14 +9,17 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
 use sensor_common::{
-    CgroupAgent, ExeKey, KernelOffsets, ProgramConfig, TrackedProcess, WINDOW_MAX, Window,
-    syscall as sc,
+    CgroupAgent, DentryRead, ExeKey, FileRead, Gather, KernelOffsets, MountRead, ProgramConfig,
+    SEGMENT_MAX, SEGMENTS, TrackedProcess, Window, syscall as sc,
 };
+
+use serde::Serialize;
 
 use crate::{
     btf::{BtfError, KernelBtf},
     config::Config,
     privileges,
+    program_budget::{self, ProgramBudget},
 };
 
 /// The kernel programs, built by build.rs.
@@ -113,17 +116,26 @@ pub enum LoadError {
     NoTracefs(std::io::Error),
     #[error("loading the kernel programs failed: {0}")]
     Load(#[from] aya::EbpfError),
-    #[error("program {name}: {source}{log}")]
+    #[error("program {name}: {source}")]
     Program {
         name: &'static str,
         source: ProgramError,
-        log: String,
     },
     #[error(
-        "this kernel's {what} members span {len} bytes, more than the {WINDOW_MAX} the file \
-         probes read at once; please report the kernel version"
+        "this kernel's verifier refused program {name}: {why}; what to do: {action} \
+         (RUST_LOG=debug shows the verifier's log)"
     )]
-    UnsupportedLayout { what: &'static str, len: u32 },
+    Refused {
+        name: &'static str,
+        why: String,
+        action: String,
+    },
+    #[error(
+        "this kernel's {what} members are spread over {span} bytes, more than the programs \
+         copy in {SEGMENTS} reads of {SEGMENT_MAX} bytes; please report the kernel version \
+         (`uname -r`)"
+    )]
+    UnsupportedLayout { what: &'static str, span: u32 },
     #[error("cannot read the tracepoint format of {0} in tracefs")]
     TracepointFormat(&'static str),
     #[error("map or program {0} is missing from the kernel programs (a build problem)")]
@@ -211,9 +223,14 @@ impl Sensor {
     }
 }
 
-/// Loads and attaches the programs for `config`; `pend_execs`: enter execs the daemon may
-/// still re-attribute as pending (for argv selectors and the environment marker).
-pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
+/// The kernel object opened with this kernel's offsets and `config`'s settings: maps made,
+/// no program loaded yet.
+struct Prepared {
+    ebpf: Ebpf,
+    exit_events: Vec<ExitEvent>,
+}
+
+fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
     if !privileges::can_load_bpf() {
         return Err(LoadError::NotPrivileged);
     }
@@ -247,16 +264,97 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         .map_max_entries("SYSCALL_IDS", syscall_map_len)
         .load(PROGRAMS)?;
     fill_syscall_ids(&mut ebpf, &exit_events)?;
+    Ok(Prepared { ebpf, exit_events })
+}
+
+/// The programs `load` loads, by kind, on this kernel.
+fn programs_to_load(exit_events: &[ExitEvent]) -> Vec<(&'static str, ProgramKind)> {
+    let mut names: Vec<_> = RAW_TRACEPOINTS
+        .iter()
+        .map(|&(name, _)| (name, ProgramKind::RawTracePoint))
+        .collect();
+    names.push(("exit_file", ProgramKind::TracePoint));
+    names.push(("exit_net", ProgramKind::TracePoint));
+    if exit_events.iter().any(|e| e.syscall == "connect") {
+        names.push(("enter_connect", ProgramKind::TracePoint));
+    }
+    names
+}
+
+#[derive(Clone, Copy)]
+enum ProgramKind {
+    RawTracePoint,
+    TracePoint,
+}
+
+/// Loads one program into the kernel (the verifier runs here) and says what it cost.
+fn load_program(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    kind: ProgramKind,
+    budgets: &[ProgramBudget],
+) -> Result<ProgramStats, LoadError> {
+    let info = match kind {
+        ProgramKind::RawTracePoint => {
+            let p = program_of::<RawTracePoint>(ebpf, name)?;
+            p.load().map_err(program_error(name))?;
+            p.info()
+        }
+        ProgramKind::TracePoint => {
+            let p = program_of::<TracePoint>(ebpf, name)?;
+            p.load().map_err(program_error(name))?;
+            p.info()
+        }
+    };
+    let budget = budgets.iter().find(|b| b.name == name);
+    let stats = ProgramStats {
+        name,
+        verified_insns: info.ok().and_then(|i| i.verified_instruction_count()),
+        stack: budget.map(|b| b.combined),
+        insns: budget.map(|b| b.insns),
+    };
+    tracing::debug!(
+        program = name,
+        stack_bytes = stats.stack,
+        stack_limit = program_budget::STACK_LIMIT,
+        insns = stats.insns,
+        verified_insns = stats.verified_insns,
+        "program loaded"
+    );
+    Ok(stats)
+}
+
+/// What loading one program cost the verifier. `stack` and `insns` come from the compiled
+/// object ([`program_budget`]): the stack of the deepest call chain and the instructions of the
+/// program with the functions it calls; `verified_insns` is the kernel's own count of the
+/// instructions it processed (Linux >= 5.16 reports it).
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramStats {
+    #[serde(skip)]
+    pub name: &'static str,
+    pub stack: Option<u32>,
+    pub insns: Option<usize>,
+    pub verified_insns: Option<u32>,
+}
+
+/// Loads and attaches the programs for `config`; `pend_execs`: enter execs the daemon may
+/// still re-attribute as pending (for argv selectors and the environment marker).
+pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
+    let Prepared {
+        mut ebpf,
+        exit_events,
+    } = prepare(config, pend_execs)?;
+    let budgets = program_budget::budgets(PROGRAMS).unwrap_or_default();
+    for (name, kind) in programs_to_load(&exit_events) {
+        load_program(&mut ebpf, name, kind, &budgets)?;
+    }
     let mut programs = Vec::new();
     let mut syscall_links = Vec::new();
     for &(name, tracepoint) in RAW_TRACEPOINTS {
-        attach_raw_tracepoint(&mut ebpf, name, tracepoint)?;
+        program_of::<RawTracePoint>(&mut ebpf, name)?
+            .attach(tracepoint)
+            .map_err(program_error(name))?;
         programs.push(name);
-    }
-    for exit in ["exit_file", "exit_net"] {
-        program_of::<TracePoint>(&mut ebpf, exit)?
-            .load()
-            .map_err(program_error(exit))?;
     }
     for event in &exit_events {
         let program = program_of::<TracePoint>(&mut ebpf, event.exit)?;
@@ -268,7 +366,6 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
     }
     if exit_events.iter().any(|e| e.syscall == "connect") {
         let program = program_of::<TracePoint>(&mut ebpf, "enter_connect")?;
-        program.load().map_err(program_error("enter_connect"))?;
         let link = program
             .attach("syscalls", "sys_enter_connect")
             .map_err(program_error("enter_connect"))?;
@@ -283,6 +380,20 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         programs,
         syscall_links,
     })
+}
+
+/// Loads every program `run` would load, without attaching any, and says of each whether this
+/// kernel's verifier accepts it and what it cost, or why not (for `agent-sensor probe`).
+pub fn verify_programs(config: &Config) -> Result<Vec<Result<ProgramStats, LoadError>>, LoadError> {
+    let Prepared {
+        mut ebpf,
+        exit_events,
+    } = prepare(config, true)?;
+    let budgets = program_budget::budgets(PROGRAMS).unwrap_or_default();
+    Ok(programs_to_load(&exit_events)
+        .into_iter()
+        .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets))
+        .collect())
 }
 
 /// Program names are few and live as long as the process; `Sensor::programs` wants `&'static`.
@@ -300,19 +411,84 @@ where
         .map_err(program_error(name))
 }
 
-/// A program error with the end of the verifier's log, which says why a program was refused.
+/// A program error: a refusal by the verifier becomes one line saying why and what to do,
+/// with the end of the verifier's log kept for a debug-level log line.
 fn program_error(name: &'static str) -> impl Fn(ProgramError) -> LoadError {
-    move |source: ProgramError| {
-        let log = match &source {
-            ProgramError::LoadError { verifier_log, .. } => {
-                let text = verifier_log.to_string();
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("\nverifier log (end):\n{}", tail.join("\n"))
-            }
-            _ => String::new(),
-        };
-        LoadError::Program { name, source, log }
+    move |source: ProgramError| match &source {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            tracing::debug!(program = name, "verifier log (end):\n{}", tail.join("\n"));
+            let (why, action) = diagnose(&log, io_error);
+            LoadError::Refused { name, why, action }
+        }
+        _ => LoadError::Program { name, source },
+    }
+}
+
+/// Why the verifier refused a program, from its log, and what an operator can do about it.
+pub fn diagnose(log: &str, error: &std::io::Error) -> (String, String) {
+    let report = "report `uname -r` and this message to the agent-sensor maintainers".to_owned();
+    if let Some(line) = log.lines().find(|l| l.contains("combined stack size")) {
+        let bytes = line
+            .rsplit("is ")
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(". Too large");
+        return (
+            format!(
+                "its deepest call chain needs {bytes} bytes of stack, more than the \
+                 {STACK_LIMIT} this kernel allows (it gives BPF programs no private stack)",
+                STACK_LIMIT = program_budget::STACK_LIMIT
+            ),
+            report,
+        );
+    }
+    if let Some(line) = log
+        .lines()
+        .find(|l| l.contains("unknown func") || l.contains("invalid func"))
+    {
+        let helper = line
+            .split_whitespace()
+            .find(|w| w.starts_with("bpf_") || w.contains('#'))
+            .unwrap_or(line);
+        return (
+            format!("this kernel lacks the BPF helper {helper}"),
+            "run the sensor on a kernel the README lists as supported".to_owned(),
+        );
+    }
+    if log.contains("BPF program is too large") || log.contains("too many states") {
+        return (
+            "the verifier gave up: the program needs more than the 1,000,000 instructions it \
+             checks at most"
+                .to_owned(),
+            report,
+        );
+    }
+    let last = log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+        })
+        .map(str::to_owned);
+    match last {
+        Some(line) => (format!("the verifier says: {line}"), report),
+        None if error.raw_os_error() == Some(libc::EPERM) => (
+            "permission denied with no verifier output: the kernel refuses this program type \
+             (kernel lockdown, missing CAP_BPF/CAP_PERFMON, or a kernel built without it)"
+                .to_owned(),
+            "run `agent-sensor probe` to see which program types this kernel allows".to_owned(),
+        ),
+        None => (format!("{error}"), report),
     }
 }
 
@@ -382,23 +558,11 @@ fn syscall_args_offset(tracefs: &std::path::Path) -> Result<u32, LoadError> {
         .ok_or(LoadError::TracepointFormat("syscalls/sys_enter_openat"))
 }
 
-fn attach_raw_tracepoint(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    tracepoint: &str,
-) -> Result<(), LoadError> {
-    let program = program_of::<RawTracePoint>(ebpf, name)?;
-    program.load().map_err(program_error(name))?;
-    program.attach(tracepoint).map_err(program_error(name))?;
-    Ok(())
-}
-
 /// Offsets of every kernel struct member the programs read.
 pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
     let mut offsets = member_offsets(btf)?;
     let o = offsets;
-    let mount_root = o.mount_mnt + o.vfsmount_root;
-    offsets.dentry_window = window(
+    let (gather, at) = plan_reads(
         "struct dentry (d_parent, d_name)",
         &[
             (o.dentry_parent, 8),
@@ -406,15 +570,29 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
             (o.dentry_name + o.qstr_name, 8),
         ],
     )?;
-    offsets.mount_window = window(
+    offsets.dentry_read = DentryRead {
+        gather,
+        parent: at[0],
+        name_len: at[1],
+        name_ptr: at[2],
+        _pad: 0,
+    };
+    let (gather, at) = plan_reads(
         "struct mount (mnt_parent, mnt_mountpoint, mnt.mnt_root)",
         &[
             (o.mount_parent, 8),
             (o.mount_mountpoint, 8),
-            (mount_root, 8),
+            (o.mount_mnt + o.vfsmount_root, 8),
         ],
     )?;
-    offsets.file_window = window(
+    offsets.mount_read = MountRead {
+        gather,
+        parent: at[0],
+        mountpoint: at[1],
+        root: at[2],
+        _pad: 0,
+    };
+    let (gather, at) = plan_reads(
         "struct file (f_path, f_inode, private_data, f_flags)",
         &[
             (o.file_path + o.path_mnt, 8),
@@ -424,23 +602,53 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
             (o.file_flags, 4),
         ],
     )?;
+    offsets.file_read = FileRead {
+        gather,
+        path_mnt: at[0],
+        path_dentry: at[1],
+        inode: at[2],
+        private: at[3],
+        flags: at[4],
+        _pad: 0,
+    };
     Ok(offsets)
 }
 
-/// The 8-byte aligned window of a struct that covers `members` (offset, size), which the
-/// programs read with one call; an error if it is longer than they allow.
-fn window(what: &'static str, members: &[(u32, u32)]) -> Result<Window, LoadError> {
-    let start = members.iter().map(|&(at, _)| at).min().unwrap_or(0) & !7;
-    let end = members
-        .iter()
-        .map(|&(at, size)| at + size)
-        .max()
-        .unwrap_or(0);
-    let len = end - start;
-    if len > WINDOW_MAX {
-        return Err(LoadError::UnsupportedLayout { what, len });
+/// Plans how the programs copy `members` (offset, size) of one kernel object: the fewest 8-byte
+/// aligned ranges of at most [`SEGMENT_MAX`] bytes that cover them (one on Linux 6.12+, where
+/// the members sit together; `struct file` needs two on 5.10 and 6.1), and where each member
+/// then lies in the copy. An error if this kernel spreads them over more than [`SEGMENTS`].
+fn plan_reads<const N: usize>(
+    what: &'static str,
+    members: &[(u32, u32); N],
+) -> Result<(Gather, [u32; N]), LoadError> {
+    let mut order: Vec<usize> = (0..N).collect();
+    order.sort_by_key(|&i| members[i].0);
+    let mut gather = Gather::NONE;
+    let mut at = [0; N];
+    let mut used = 0;
+    for i in order {
+        let (offset, size) = members[i];
+        let fits = used > 0 && {
+            let w = gather.segments[used - 1];
+            offset + size - w.start <= SEGMENT_MAX
+        };
+        if !fits {
+            if used == SEGMENTS {
+                let span = offset + size - gather.segments[0].start;
+                return Err(LoadError::UnsupportedLayout { what, span });
+            }
+            gather.segments[used] = Window {
+                start: offset & !7,
+                len: 0,
+            };
+            used += 1;
+        }
+        let w = &mut gather.segments[used - 1];
+        w.len = w.len.max(offset + size - w.start);
+        at[i] = (used as u32 - 1) * SEGMENT_MAX + (offset - w.start);
     }
-    Ok(Window { start, len })
+    Ok((gather, at))
 }
 
 fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
@@ -545,9 +753,8 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         regs_args: syscall_arg_registers(btf)?,
         regs_nr: syscall_number_register(btf)?,
         regs_ret: return_value_register(btf)?,
-        dentry_window: Window::ABSENT,
-        mount_window: Window::ABSENT,
-        file_window: Window::ABSENT,
+        // Planned from the members above by `resolve_offsets`.
+        ..KernelOffsets::ABSENT
     })
 }
 
@@ -648,40 +855,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_covers_its_members_from_an_aligned_start() {
+    fn members_close_together_are_copied_with_one_read() {
         // struct dentry on Linux 6.18: d_parent at 24, d_name.len at 36, d_name.name at 40.
-        let w = window("dentry", &[(24, 8), (36, 4), (40, 8)]).unwrap();
-        assert_eq!(w, Window { start: 24, len: 24 });
-        // An unaligned first member still starts the window on an 8-byte boundary.
-        let w = window("x", &[(12, 4), (20, 4)]).unwrap();
-        assert_eq!(w, Window { start: 8, len: 16 });
+        let (g, at) = plan_reads("dentry", &[(24, 8), (36, 4), (40, 8)]).unwrap();
+        assert_eq!(g.segments[0], Window { start: 24, len: 24 });
+        assert_eq!(g.segments[1].len, 0);
+        assert_eq!(at, [0, 12, 16]);
+        // An unaligned first member still starts the range on an 8-byte boundary.
+        let (g, at) = plan_reads("x", &[(12, 4), (20, 4)]).unwrap();
+        assert_eq!(g.segments[0], Window { start: 8, len: 16 });
+        assert_eq!(at, [4, 12]);
     }
 
     #[test]
-    fn members_too_far_apart_are_refused_with_what_they_are() {
-        let err = window("struct file (f_path, ...)", &[(0, 8), (64, 8)]).unwrap_err();
+    fn a_spread_out_struct_file_is_copied_with_two_reads() {
+        // struct file on Debian's 5.10 and 6.1: f_path at 16, f_inode at 32, f_flags at 64,
+        // private_data at 200 (192 bytes from f_path to its end).
+        let (g, at) = plan_reads("file", &[(16, 8), (24, 8), (32, 8), (200, 8), (64, 4)]).unwrap();
+        assert_eq!(g.segments[0], Window { start: 16, len: 52 });
+        assert_eq!(g.segments[1], Window { start: 200, len: 8 });
+        // Positions in the copy: the second range lands at SEGMENT_MAX.
+        assert_eq!(at, [0, 8, 16, SEGMENT_MAX, 48]);
+        // Each member keeps its alignment in the copy (u32_at relies on it).
+        for (&(offset, _), &pos) in [(16, 8), (24, 8), (32, 8), (200, 8), (64, 4)]
+            .iter()
+            .zip(&at)
+        {
+            assert_eq!(offset % 8, pos % 8);
+        }
+    }
+
+    #[test]
+    fn members_spread_over_more_reads_than_planned_are_refused_with_what_they_are() {
+        let err =
+            plan_reads("struct file (f_path, ...)", &[(0, 8), (100, 8), (300, 8)]).unwrap_err();
         assert!(
             err.to_string().contains("struct file (f_path, ...)")
-                && err.to_string().contains("72 bytes"),
+                && err.to_string().contains("308 bytes"),
             "{err}"
         );
     }
 
     #[test]
-    fn the_running_kernel_has_windows_and_argument_registers() {
+    fn the_running_kernel_has_planned_reads_and_argument_registers() {
         let Ok(btf) = KernelBtf::from_sys_fs() else {
             panic!("this machine kind has /sys/kernel/btf/vmlinux");
         };
         let offsets = resolve_offsets(&btf).unwrap();
-        for w in [
-            offsets.dentry_window,
-            offsets.mount_window,
-            offsets.file_window,
+        for g in [
+            offsets.dentry_read.gather,
+            offsets.mount_read.gather,
+            offsets.file_read.gather,
         ] {
-            assert!(
-                w.len > 0 && w.len <= WINDOW_MAX && w.start % 8 == 0,
-                "{w:?}"
-            );
+            assert!(g.segments[0].len > 0, "{g:?}");
+            for w in g.segments {
+                assert!(w.len <= SEGMENT_MAX && w.start % 8 == 0, "{g:?}");
+            }
         }
         let mut regs = offsets.regs_args;
         regs.sort_unstable();

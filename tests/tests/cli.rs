@@ -107,7 +107,8 @@ fn probe_reports_every_feature_and_what_it_uses() {
     require_root();
     let out = sensor(&["probe", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let features: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let features = &report["features"];
     let by_name = |n: &str| {
         features
             .as_array()
@@ -141,11 +142,31 @@ fn probe_reports_every_feature_and_what_it_uses() {
     assert_eq!(by_name("kprobe")["available"], false);
     assert_eq!(by_name("fentry")["available"], false);
     assert_eq!(by_name("lsm")["available"], false);
+    // The sensor's own programs, verified by this kernel, each within its stack budget.
+    let programs = report["programs"].as_array().unwrap();
+    for name in [
+        "sched_process_exec",
+        "sched_process_fork",
+        "sched_process_exit",
+        "exit_file",
+        "exit_net",
+    ] {
+        let p = programs
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {programs:?}"));
+        assert_eq!(p["loads"], true, "{p}");
+        let stack = p["stack"].as_u64().unwrap();
+        assert!(stack > 0 && stack <= 384, "{p}");
+        assert!(p["verified_insns"].as_u64().unwrap() > 0, "{p}");
+    }
     let text = sensor(&["probe"]);
+    let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        String::from_utf8_lossy(&text.stdout)
-            .contains("the sensor will use: btf, tracefs, raw_tracepoint, ring_buffer")
+        text.contains("the sensor will use: btf, tracefs, raw_tracepoint, ring_buffer"),
+        "{text}"
     );
+    assert!(text.contains("sched_process_exec   loads"), "{text}");
 }
 
 #[test]

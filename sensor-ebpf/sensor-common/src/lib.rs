@@ -482,30 +482,80 @@ pub struct KernelOffsets {
     /// Where `struct pt_regs` keeps the syscall's number and, at exit, its return value.
     pub regs_nr: u32,
     pub regs_ret: u32,
-    /// Windows of `struct dentry`, `struct mount` and `struct file` (start, length in bytes,
-    /// at most [`WINDOW_MAX`]) that cover every member the path walk and the fd lookup read,
-    /// so each object costs one `bpf_probe_read_kernel`, not one per member.
-    pub dentry_window: Window,
-    pub mount_window: Window,
-    pub file_window: Window,
+    /// How the path walk and the fd lookup read `struct dentry`, `struct mount` and
+    /// `struct file`: a few probe reads of whole byte ranges instead of one per member (each
+    /// helper call costs more than the copy), planned by the loader from BTF for this kernel's
+    /// layout.
+    pub dentry_read: DentryRead,
+    pub mount_read: MountRead,
+    pub file_read: FileRead,
 }
 
-/// Longest window of a kernel object read at once (see [`KernelOffsets::dentry_window`]).
-pub const WINDOW_MAX: u32 = 64;
+/// Longest byte range of a kernel object copied by one probe read ([`Gather`]).
+pub const SEGMENT_MAX: u32 = 64;
+/// Byte ranges per object read: the members a probe needs sit within 64 bytes on Linux 6.12+,
+/// but `struct file` spreads them over 192 bytes on 5.10 and 6.1.
+pub const SEGMENTS: usize = 2;
+/// Size of the buffer a [`Gather`] copies into: segment `i` lands at `i * SEGMENT_MAX`.
+pub const CHUNK_BYTES: usize = SEGMENTS * SEGMENT_MAX as usize;
 
-/// A byte range of a kernel struct: `start` is 8-byte aligned.
+/// A byte range of a kernel struct: `start` is 8-byte aligned, `len` at most [`SEGMENT_MAX`]
+/// (0: unused).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Window {
     pub start: u32,
     pub len: u32,
 }
 
-impl Window {
-    pub const ABSENT: Self = Self {
-        start: OFFSET_ABSENT,
-        len: 0,
+/// The byte ranges of one kernel object to copy, in order, into a chunk of [`CHUNK_BYTES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gather {
+    pub segments: [Window; SEGMENTS],
+}
+
+impl Gather {
+    /// Nothing to read: the programs treat the object as unreadable.
+    pub const NONE: Self = Self {
+        segments: [Window { start: 0, len: 0 }; SEGMENTS],
     };
+}
+
+/// Where the walk finds a dentry's members in its copied chunk (byte positions in the chunk).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DentryRead {
+    pub gather: Gather,
+    pub parent: u32,
+    pub name_len: u32,
+    pub name_ptr: u32,
+    pub _pad: u32,
+}
+
+/// Where the walk finds a mount's members (`mnt_parent`, `mnt_mountpoint`, `mnt.mnt_root`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountRead {
+    pub gather: Gather,
+    pub parent: u32,
+    pub mountpoint: u32,
+    pub root: u32,
+    pub _pad: u32,
+}
+
+/// Where the fd lookup finds an open file's members (`f_path`, `f_inode`, `private_data`,
+/// `f_flags`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileRead {
+    pub gather: Gather,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub inode: u32,
+    pub private: u32,
+    pub flags: u32,
+    pub _pad: u32,
 }
 
 impl KernelOffsets {
@@ -584,9 +634,29 @@ impl KernelOffsets {
         regs_args: [OFFSET_ABSENT; 6],
         regs_nr: OFFSET_ABSENT,
         regs_ret: OFFSET_ABSENT,
-        dentry_window: Window::ABSENT,
-        mount_window: Window::ABSENT,
-        file_window: Window::ABSENT,
+        dentry_read: DentryRead {
+            gather: Gather::NONE,
+            parent: 0,
+            name_len: 0,
+            name_ptr: 0,
+            _pad: 0,
+        },
+        mount_read: MountRead {
+            gather: Gather::NONE,
+            parent: 0,
+            mountpoint: 0,
+            root: 0,
+            _pad: 0,
+        },
+        file_read: FileRead {
+            gather: Gather::NONE,
+            path_mnt: 0,
+            path_dentry: 0,
+            inode: 0,
+            private: 0,
+            flags: 0,
+            _pad: 0,
+        },
     };
 }
 
@@ -731,7 +801,7 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 144);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 84 * 4);
+    assert!(size_of::<KernelOffsets>() == 104 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
     assert!(size_of::<ProgramConfig>() == 48);
     assert!(size_of::<TrackedProcess>() == 16);

@@ -69,7 +69,9 @@ impl AppendFile {
             .mode(FILE_MODE)
             .open(path)?;
         let meta = file.metadata()?;
-        if meta.permissions().mode() & 0o077 != 0 {
+        // Only a regular file is the trail's own: a device (`/dev/null`) or a pipe named as
+        // the output belongs to the system and keeps its mode.
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "the output file was readable by others: made it 0600");
             file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         }
