@@ -84,19 +84,14 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    let mut names: Vec<&str> = selected.iter().map(|k| k.name).collect();
+    if with_host {
+        names.insert(0, "the host's kernel");
+    }
     eprintln!(
-        "xtask: matrix: setup took {:.1} s; running the scenario on {}{}",
+        "xtask: matrix: setup took {:.1} s; running the scenario on {}",
         started.elapsed().as_secs_f64(),
-        selected
-            .iter()
-            .map(|k| k.name)
-            .collect::<Vec<_>>()
-            .join(", "),
-        if with_host {
-            " and the host's kernel"
-        } else {
-            ""
-        }
+        names.join(", ")
     );
 
     let mut rows = Vec::new();
