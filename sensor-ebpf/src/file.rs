@@ -23,8 +23,8 @@ const LAST_START: usize = SCRATCH_SIZE - FILENAME_CAP as usize;
 const AT_FDCWD: i32 = -100;
 
 #[tracepoint]
-pub fn exit_file(_ctx: TracePointContext) -> u32 {
-    let _ = try_exit_file();
+pub fn exit_file(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_file(&ctx);
     0
 }
 
@@ -104,8 +104,8 @@ fn record_in(buf: &mut [u8; SCRATCH_SIZE]) -> &mut FileRecord {
     unsafe { &mut *buf.as_mut_ptr().cast::<FileRecord>() }
 }
 
-fn try_exit_file() -> Option<()> {
-    let Current { id, who, call, ret } = current_call()?;
+fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
+    let Current { id, who, call, ret } = current_call(ctx)?;
     if call.syscall >= sc::FIRST_NET {
         return None;
     }

@@ -267,7 +267,9 @@ impl Chunk {
 /// The current task through its BTF-typed pointer (`bpf_get_current_task_btf`): its members are
 /// plain loads, which the verifier checks against BTF and the JIT makes fault-safe, instead of
 /// a `bpf_probe_read_kernel` call each. The offsets are read-only globals, constants to the
-/// verifier, as it requires for such loads.
+/// verifier, as it requires for such loads. Kernels before 5.11 lack the helper: there (the
+/// read-only `task_regs` setting is zero, so their verifier never sees the BTF path) the task
+/// comes from `bpf_get_current_task` and its members from probe reads.
 pub struct CurrentTask {
     ptr: *const u8,
 }
@@ -275,10 +277,13 @@ pub struct CurrentTask {
 impl CurrentTask {
     #[inline(always)]
     pub fn get() -> Self {
-        // SAFETY: a plain helper call.
-        Self {
-            ptr: unsafe { generated::bpf_get_current_task_btf() } as *const u8,
-        }
+        // SAFETY: plain helper calls.
+        let ptr = if btf_loads() {
+            unsafe { generated::bpf_get_current_task_btf() as *const u8 }
+        } else {
+            unsafe { generated::bpf_get_current_task() as *const u8 }
+        };
+        Self { ptr }
     }
 
     /// The task as an opaque pointer for probe reads.
@@ -379,14 +384,30 @@ impl OpenFile {
     }
 }
 
-/// A member of a BTF-typed object: a plain load.
+/// Whether the current task and the objects it points to are read with plain loads (see
+/// [`CurrentTask`]).
+#[inline(always)]
+fn btf_loads() -> bool {
+    crate::globals::config().task_regs != 0
+}
+
+/// A member of an object reached from the current task: a plain load of a BTF-typed pointer,
+/// or a probe read where the kernel has no such pointers (zero if unreadable).
 ///
 /// # Safety
-/// `p` must be a pointer the verifier knows by its BTF type, `offset` a member of it.
+/// With BTF loads, `p` must be a pointer the verifier knows by its BTF type, `offset` a member
+/// of it.
 #[inline(always)]
-unsafe fn load<T>(p: *const u8, offset: u32) -> T {
-    // SAFETY: see above; the JIT turns a faulting load into zero.
-    unsafe { core::ptr::read_volatile(p.wrapping_add(offset as usize).cast::<T>()) }
+unsafe fn load<T: Copy>(p: *const u8, offset: u32) -> T {
+    let at = p.wrapping_add(offset as usize).cast::<T>();
+    if btf_loads() {
+        // SAFETY: see above; the JIT turns a faulting load into zero.
+        unsafe { core::ptr::read_volatile(at) }
+    } else {
+        // SAFETY: any address; a bad one is an error, and zero is a valid T for the plain
+        // integers and pointers this reads.
+        unsafe { bpf_probe_read_kernel(at).unwrap_or(core::mem::zeroed()) }
+    }
 }
 
 /// The pointer's value as a plain number: BTF-typed pointers cannot be passed to the global
@@ -394,6 +415,10 @@ unsafe fn load<T>(p: *const u8, offset: u32) -> T {
 /// is how the verifier lets a privileged program turn one into a number.
 #[inline(always)]
 fn untyped(p: *const u8) -> *const u8 {
+    if !btf_loads() {
+        // From bpf_get_current_task and probe reads: a number already.
+        return p;
+    }
     let Some(slot) = crate::maps::POINTER_SLOT.get_ptr_mut(0) else {
         return core::ptr::null();
     };

@@ -31,6 +31,13 @@ pub static PATHBUF: PerCpuArray<crate::path::PathScratch> = PerCpuArray::with_ma
 #[map]
 pub static SYSCALL_IDS: Array<u16> = Array::with_max_entries(1, 0);
 
+/// Arguments of the syscalls observed threads are in (by pid_tgid), on kernels whose exit
+/// programs cannot read them from the saved registers. LRU: a thread killed inside a call
+/// never reaches its exit program.
+#[map]
+pub static SAVED_CALLS: LruHashMap<u64, sensor_common::SavedCall> =
+    LruHashMap::with_max_entries(16384, 0);
+
 /// Non-blocking connects waiting for their outcome, by `struct sock` address. LRU: a socket
 /// whose state never changes again must not hold its slot forever.
 #[map]

@@ -134,13 +134,13 @@ pub fn watch_nonblocking_connect(fd: i32) {
 }
 
 #[tracepoint]
-pub fn exit_net(_ctx: TracePointContext) -> u32 {
-    let _ = try_exit_net();
+pub fn exit_net(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_net(&ctx);
     0
 }
 
-fn try_exit_net() -> Option<()> {
-    let Current { id, who, call, ret } = current_call()?;
+fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
+    let Current { id, who, call, ret } = current_call(ctx)?;
     if call.syscall < sc::FIRST_NET {
         return None;
     }

@@ -11,12 +11,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use sensor_common::{CallArgs, TrackedProcess, syscall as sc};
+use sensor_common::{CallArgs, SavedCall, TrackedProcess, syscall as sc};
 
 use crate::{
     filter::observed,
     globals::{config, offsets},
-    maps::SYSCALL_IDS,
+    maps::{SAVED_CALLS, SYSCALL_IDS},
 };
 
 const AT_FDCWD: i32 = -100;
@@ -34,43 +34,98 @@ pub struct Current {
     pub ret: i64,
 }
 
-/// What the exit program reports, from the current task's `struct pt_regs`: the kernel keeps
-/// the arguments there unchanged until the syscall returns to user space, with the syscall's
-/// number and its return value. Plain loads through the BTF-typed pointer the helper returns,
-/// at offsets resolved from BTF (constants to the verifier); the tracepoint record itself
-/// could only be read with a helper call per field.
+/// What the exit program reports. Where the kernel has `bpf_task_pt_regs` (Linux >= 5.15), from
+/// the current task's `struct pt_regs`: the kernel keeps the arguments there unchanged until
+/// the syscall returns to user space, with the syscall's number and its return value. Plain
+/// loads through the BTF-typed pointer the helper returns, at offsets resolved from BTF
+/// (constants to the verifier); the tracepoint record itself could only be read with a helper
+/// call per field. On older kernels, from what the enter program saved ([`save_call`]) and the
+/// exit record's `ret`. The choice is a read-only global, so the verifier of each kernel only
+/// ever sees one of the two paths.
 #[inline(always)]
-pub fn current_call() -> Option<Current> {
+pub fn current_call(ctx: &TracePointContext) -> Option<Current> {
     let id = bpf_get_current_pid_tgid();
     let who = observed((id >> 32) as u32)?;
+    let (nr, args, ret) = if config().task_regs != 0 {
+        registers()?
+    } else {
+        // SAFETY: copied out before the entry is removed.
+        let saved = unsafe { SAVED_CALLS.get(&id) }.copied()?;
+        let _ = SAVED_CALLS.remove(&id);
+        // SAFETY: reading the tracepoint record; a bad offset is an error, not a fault.
+        let ret = unsafe { ctx.read_at::<i64>(config().syscall_ret_offset as usize) }.ok()?;
+        (saved.nr, saved.args, ret)
+    };
+    let syscall = *SYSCALL_IDS.get(nr as u32)?;
+    if syscall == 0 {
+        return None;
+    }
+    Some(Current {
+        id,
+        who,
+        call: call_args(syscall, &args),
+        ret,
+    })
+}
+
+/// The syscall's number, arguments and return value from the current task's saved registers.
+#[inline(always)]
+fn registers() -> Option<(u64, [u64; 6], i64)> {
     let off = offsets();
-    // SAFETY: plain helper calls and BTF-checked loads (see above).
+    // SAFETY: plain helper calls and BTF-checked loads (see `current_call`).
     unsafe {
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
         if regs.is_null() {
             return None;
         }
         let read = |at: u32| core::ptr::read_volatile(regs.add(at as usize).cast::<u64>());
-        let syscall = *SYSCALL_IDS.get(read(off.regs_nr) as u32)?;
-        if syscall == 0 {
-            return None;
-        }
         let a = off.regs_args;
-        let args = [
-            read(a[0]),
-            read(a[1]),
-            read(a[2]),
-            read(a[3]),
-            read(a[4]),
-            read(a[5]),
-        ];
-        Some(Current {
-            id,
-            who,
-            call: call_args(syscall, &args),
-            ret: read(off.regs_ret) as i64,
-        })
+        Some((
+            read(off.regs_nr),
+            [
+                read(a[0]),
+                read(a[1]),
+                read(a[2]),
+                read(a[3]),
+                read(a[4]),
+                read(a[5]),
+            ],
+            read(off.regs_ret) as i64,
+        ))
     }
+}
+
+/// On kernels without `bpf_task_pt_regs`: keeps an observed thread's syscall number and
+/// arguments from its `sys_enter_*` record until the exit program reports the call.
+#[inline(always)]
+fn save_call(ctx: &TracePointContext, id: u64) {
+    let at = config().syscall_args_offset as usize;
+    // SAFETY: reading the tracepoint record; a bad offset is an error, not a fault.
+    let (Ok(nr), Ok(args)) = (unsafe { ctx.read_at::<i32>(SYSCALL_NR_OFFSET) }, unsafe {
+        ctx.read_at::<[u64; 6]>(at)
+    }) else {
+        return;
+    };
+    let saved = SavedCall {
+        nr: nr as u64,
+        args,
+    };
+    if SAVED_CALLS.insert(&id, &saved, 0).is_err() {
+        crate::output::count_lost(sensor_common::kind::TRACKING);
+    }
+}
+
+/// Where every `syscalls:*` record keeps `__syscall_nr` (after the 8-byte common header).
+const SYSCALL_NR_OFFSET: usize = 8;
+
+/// The enter program of every followed syscall on kernels without `bpf_task_pt_regs`.
+#[tracepoint]
+pub fn enter_save(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if observed((id >> 32) as u32).is_some() {
+        save_call(&ctx, id);
+    }
+    0
 }
 
 /// How each syscall's arguments map onto a `CallArgs`. Files: paths in ptr1 (and ptr2),
@@ -296,10 +351,14 @@ fn enter_arg(ctx: &TracePointContext, n: usize) -> u64 {
 
 /// A non-blocking connect's watch must be set before the call: on loopback the handshake can
 /// complete inside it.
+/// Without `bpf_task_pt_regs` it saves connect's arguments too (connect has no `enter_save`).
 #[tracepoint]
 pub fn enter_connect(ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if observed(tgid).is_some() {
+    let id = bpf_get_current_pid_tgid();
+    if observed((id >> 32) as u32).is_some() {
+        if config().task_regs == 0 {
+            save_call(&ctx, id);
+        }
         crate::net::watch_nonblocking_connect(enter_arg(&ctx, 0) as i32);
     }
     0

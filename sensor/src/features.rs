@@ -5,7 +5,7 @@ use std::path::Path;
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::MapType,
-    programs::{BtfTracePoint, FEntry, KProbe, Lsm, ProgramError, ProgramType},
+    programs::{BtfTracePoint, FEntry, KProbe, Lsm, ProgramError, ProgramType, TracePoint},
     sys::{is_map_supported, is_program_supported},
 };
 use serde::Serialize;
@@ -93,6 +93,7 @@ pub fn probe() -> Vec<Feature> {
         Ok(false) => Err("no ring buffer maps (Linux < 5.8)".to_owned()),
         Err(e) => Err(format!("no ring buffer maps ({e})")),
     };
+    let task_regs = probes.task_regs();
     let cgroup2 = match crate::snapshot::cgroup2_root() {
         Some(p) => Ok(format!("cgroup2 at {}", p.display())),
         None => Err("no cgroup2 hierarchy mounted".to_owned()),
@@ -113,6 +114,7 @@ pub fn probe() -> Vec<Feature> {
         feature("lsm", false, false, lsm),
         feature("uprobe", false, false, uprobe),
         feature("ring_buffer", true, true, ringbuf),
+        feature("task_regs", false, true, task_regs),
         feature("cgroup_v2", false, false, cgroup2),
     ]
 }
@@ -185,12 +187,33 @@ impl ProbePrograms {
         })
     }
 
+    fn task_regs(&mut self) -> Result<String, String> {
+        self.with("probe_task_regs", |p: &mut TracePoint, _| p.load())
+            .map(|_| {
+                "bpf_task_pt_regs and bpf_get_current_task_btf: syscall arguments read at exit \
+                 from the saved registers"
+                    .to_owned()
+            })
+            .map_err(|e| {
+                format!(
+                    "{e}; without them (Linux < 5.15) an enter program saves each observed \
+                     call's arguments"
+                )
+            })
+    }
+
     fn kprobe(&mut self) -> Result<String, String> {
         self.with("probe_kprobe", |p: &mut KProbe, _| {
             p.load()?;
             p.attach("do_exit", 0).map(drop)
         })
     }
+}
+
+/// Whether the kernel has the helpers the exit programs read saved registers with
+/// (`bpf_task_pt_regs`, `bpf_get_current_task_btf`: Linux >= 5.15).
+pub fn task_regs_supported() -> bool {
+    ProbePrograms::load().task_regs().is_ok()
 }
 
 /// The missing required features, if any.

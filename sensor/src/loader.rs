@@ -228,6 +228,8 @@ impl Sensor {
 struct Prepared {
     ebpf: Ebpf,
     exit_events: Vec<ExitEvent>,
+    /// The kernel has `bpf_task_pt_regs`; without it, `enter_save` keeps each call's arguments.
+    task_regs: bool,
 }
 
 fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
@@ -238,7 +240,15 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
     let btf = KernelBtf::from_sys_fs().map_err(LoadError::NoBtf)?;
     let offsets = resolve_offsets(&btf)?;
     let tracefs = ensure_tracefs()?;
-    let syscall_args_offset = syscall_args_offset(&tracefs)?;
+    let syscall_args_offset = tracepoint_field_offset(&tracefs, "sys_enter_openat", "dfd")?;
+    let syscall_ret_offset = tracepoint_field_offset(&tracefs, "sys_exit_openat", "ret")?;
+    let task_regs = crate::features::task_regs_supported();
+    if !task_regs {
+        tracing::info!(
+            "this kernel has no bpf_task_pt_regs (Linux < 5.15): an enter program saves the \
+             arguments of observed syscalls"
+        );
+    }
     let exit_events = syscall_exit_events(&tracefs);
     let syscall_map_len = exit_events.iter().map(|e| e.nr + 1).max().unwrap_or(1);
     let program_config = ProgramConfig {
@@ -254,7 +264,10 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
             config.identities.is_some() || config.environment_marker.is_some(),
         ),
         pend_execs: u32::from(pend_execs),
+        task_regs: u32::from(task_regs),
         wakeup_bytes: u64::from(config.wakeup_bytes),
+        syscall_ret_offset,
+        _pad: 0,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
@@ -264,11 +277,18 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
         .map_max_entries("SYSCALL_IDS", syscall_map_len)
         .load(PROGRAMS)?;
     fill_syscall_ids(&mut ebpf, &exit_events)?;
-    Ok(Prepared { ebpf, exit_events })
+    Ok(Prepared {
+        ebpf,
+        exit_events,
+        task_regs,
+    })
 }
 
 /// The programs `load` loads, by kind, on this kernel.
-fn programs_to_load(exit_events: &[ExitEvent]) -> Vec<(&'static str, ProgramKind)> {
+fn programs_to_load(
+    exit_events: &[ExitEvent],
+    task_regs: bool,
+) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
         .map(|&(name, _)| (name, ProgramKind::RawTracePoint))
@@ -277,6 +297,9 @@ fn programs_to_load(exit_events: &[ExitEvent]) -> Vec<(&'static str, ProgramKind
     names.push(("exit_net", ProgramKind::TracePoint));
     if exit_events.iter().any(|e| e.syscall == "connect") {
         names.push(("enter_connect", ProgramKind::TracePoint));
+    }
+    if !task_regs {
+        names.push(("enter_save", ProgramKind::TracePoint));
     }
     names
 }
@@ -324,6 +347,14 @@ fn load_program(
     Ok(stats)
 }
 
+/// The programs' stack and size, from the compiled object (only reported: the verifier decides).
+fn budgets() -> Vec<ProgramBudget> {
+    program_budget::budgets(PROGRAMS).unwrap_or_else(|e| {
+        tracing::warn!("cannot work out the programs' stack use: {e}");
+        Vec::new()
+    })
+}
+
 /// What loading one program cost the verifier. `stack` and `insns` come from the compiled
 /// object ([`program_budget`]): the stack of the deepest call chain and the instructions of the
 /// program with the functions it calls; `verified_insns` is the kernel's own count of the
@@ -343,9 +374,10 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
     let Prepared {
         mut ebpf,
         exit_events,
+        task_regs,
     } = prepare(config, pend_execs)?;
-    let budgets = program_budget::budgets(PROGRAMS).unwrap_or_default();
-    for (name, kind) in programs_to_load(&exit_events) {
+    let budgets = budgets();
+    for (name, kind) in programs_to_load(&exit_events, task_regs) {
         load_program(&mut ebpf, name, kind, &budgets)?;
     }
     let mut programs = Vec::new();
@@ -363,6 +395,14 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
             .map_err(program_error(event.exit))?;
         syscall_links.push(program.take_link(link).map_err(program_error(event.exit))?);
         programs.push(leak(format!("syscall:{}", event.syscall)));
+        // connect's own enter program saves its arguments.
+        if !task_regs && event.syscall != "connect" {
+            let program = program_of::<TracePoint>(&mut ebpf, "enter_save")?;
+            let link = program
+                .attach("syscalls", &format!("sys_enter_{}", event.syscall))
+                .map_err(program_error("enter_save"))?;
+            syscall_links.push(program.take_link(link).map_err(program_error("enter_save"))?);
+        }
     }
     if exit_events.iter().any(|e| e.syscall == "connect") {
         let program = program_of::<TracePoint>(&mut ebpf, "enter_connect")?;
@@ -388,9 +428,10 @@ pub fn verify_programs(config: &Config) -> Result<Vec<Result<ProgramStats, LoadE
     let Prepared {
         mut ebpf,
         exit_events,
+        task_regs,
     } = prepare(config, true)?;
-    let budgets = program_budget::budgets(PROGRAMS).unwrap_or_default();
-    Ok(programs_to_load(&exit_events)
+    let budgets = budgets();
+    Ok(programs_to_load(&exit_events, task_regs)
         .into_iter()
         .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets))
         .collect())
@@ -537,17 +578,22 @@ fn fill_syscall_ids(ebpf: &mut Ebpf, events: &[ExitEvent]) -> Result<(), LoadErr
     Ok(())
 }
 
-/// Where a `sys_enter_*` tracepoint record keeps its first argument (the layout is the same
-/// for every syscall; read from `sys_enter_openat`). Only `connect`'s enter program uses it:
-/// the exit programs read the registers.
-fn syscall_args_offset(tracefs: &std::path::Path) -> Result<u32, LoadError> {
-    let format = fs::read_to_string(tracefs.join("events/syscalls/sys_enter_openat/format"))
-        .map_err(|_| LoadError::TracepointFormat("syscalls/sys_enter_openat"))?;
+/// Where a syscall tracepoint's record keeps `field` (the layout is the same for every
+/// syscall: read from openat's): `dfd` of `sys_enter_openat` is the first argument, which
+/// `enter_connect` (and `enter_save`, on kernels without `bpf_task_pt_regs`) read; `ret` of
+/// `sys_exit_openat` is the return value, which the exit programs read on those kernels.
+fn tracepoint_field_offset(
+    tracefs: &std::path::Path,
+    event: &'static str,
+    field: &str,
+) -> Result<u32, LoadError> {
+    let format = fs::read_to_string(tracefs.join(format!("events/syscalls/{event}/format")))
+        .map_err(|_| LoadError::TracepointFormat(event))?;
     format
         .lines()
         .find_map(|line| {
             let (decl, rest) = line.trim().strip_prefix("field:")?.split_once(';')?;
-            (decl.rsplit(' ').next()? == "dfd").then_some(())?;
+            (decl.rsplit(' ').next()? == field).then_some(())?;
             rest.trim()
                 .strip_prefix("offset:")?
                 .split(';')
@@ -555,7 +601,7 @@ fn syscall_args_offset(tracefs: &std::path::Path) -> Result<u32, LoadError> {
                 .parse()
                 .ok()
         })
-        .ok_or(LoadError::TracepointFormat("syscalls/sys_enter_openat"))
+        .ok_or(LoadError::TracepointFormat(event))
 }
 
 /// Offsets of every kernel struct member the programs read.

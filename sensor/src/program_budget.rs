@@ -78,23 +78,27 @@ pub fn budgets(elf: &[u8]) -> Result<Vec<ProgramBudget>, BudgetError> {
         });
     }
     // Calls resolved through relocations (to functions of other sections), by the call's
-    // section and byte offset.
-    let mut relocated: HashMap<(object::SectionIndex, u64), String> = HashMap::new();
+    // section and byte offset: the target section and the symbol's instruction index there. A
+    // relocation against a section's own symbol leaves the offset in the call's immediate.
+    let mut relocated: HashMap<(object::SectionIndex, u64), (object::SectionIndex, i64, bool)> =
+        HashMap::new();
     for section in file.sections() {
         for (at, reloc) in section.relocations() {
             if let RelocationTarget::Symbol(index) = reloc.target() {
                 let symbol = file.symbol_by_index(index)?;
-                if symbol.kind() == SymbolKind::Text {
-                    relocated.insert((section.index(), at), symbol.name()?.to_owned());
+                let by_section = symbol.kind() == SymbolKind::Section;
+                if let (true, Some(target)) = (
+                    symbol.kind() == SymbolKind::Text || by_section,
+                    symbol.section_index(),
+                ) {
+                    relocated.insert(
+                        (section.index(), at),
+                        (target, symbol.address() as i64 / 8, by_section),
+                    );
                 }
             }
         }
     }
-    let by_name: HashMap<&str, usize> = functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.name.as_str(), i))
-        .collect();
     let mut calls: Vec<Vec<usize>> = Vec::with_capacity(functions.len());
     for f in &functions {
         let mut callees = Vec::new();
@@ -103,15 +107,14 @@ pub fn budgets(elf: &[u8]) -> Result<Vec<ProgramBudget>, BudgetError> {
                 continue;
             }
             let at = f.start + i;
-            let callee = match relocated.get(&(f.section, at as u64 * 8)) {
-                Some(name) => by_name.get(name.as_str()).copied(),
-                None => {
-                    let target = at as i64 + 1 + i64::from(imm(insn));
-                    functions
-                        .iter()
-                        .position(|g| g.section == f.section && g.start as i64 == target)
-                }
+            let (section, target) = match relocated.get(&(f.section, at as u64 * 8)) {
+                Some(&(section, start, false)) => (section, start),
+                Some(&(section, start, true)) => (section, start + 1 + i64::from(imm(insn))),
+                None => (f.section, at as i64 + 1 + i64::from(imm(insn))),
             };
+            let callee = functions
+                .iter()
+                .position(|g| g.section == section && g.start as i64 == target);
             let section = file.section_by_index(f.section)?.name()?.to_owned();
             callees.push(callee.ok_or(BudgetError::DanglingCall { section, at })?);
         }

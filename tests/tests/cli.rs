@@ -158,7 +158,10 @@ fn probe_reports_every_feature_and_what_it_uses() {
         assert_eq!(p["loads"], true, "{p}");
         let stack = p["stack"].as_u64().unwrap();
         assert!(stack > 0 && stack <= 384, "{p}");
-        assert!(p["verified_insns"].as_u64().unwrap() > 0, "{p}");
+        // The verifier checks at most a million instructions per program: keep three quarters
+        // of that free (loops multiply as the code grows).
+        let verified = p["verified_insns"].as_u64().unwrap();
+        assert!(verified > 0 && verified <= 250_000, "{p}");
     }
     let text = sensor(&["probe"]);
     let text = String::from_utf8_lossy(&text.stdout);

@@ -292,6 +292,15 @@ pub struct CallArgs {
     pub arg2: u64,
 }
 
+/// A syscall's number and raw arguments as its `sys_enter_*` record had them, kept by thread
+/// until its exit program reports it, on kernels without `bpf_task_pt_regs`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SavedCall {
+    pub nr: u64,
+    pub args: [u64; 6],
+}
+
 /// Flags of a [`FileRecord`].
 pub mod file_flags {
     pub const PATH_TRUNCATED: u16 = 1 << 0;
@@ -691,10 +700,19 @@ pub struct ProgramConfig {
     /// ([`tracked_flags::PENDING`]), so that what it and its children do before the daemon
     /// has decided is reported, for the daemon to attribute (or drop).
     pub pend_execs: u32,
+    /// Non-zero: the kernel has `bpf_get_current_task_btf` and `bpf_task_pt_regs` (Linux >=
+    /// 5.15), so the exit programs read a syscall's arguments from its saved registers and the
+    /// current task with plain loads. Zero: an enter program saves the arguments
+    /// ([`SavedCall`]) and the task is read with probe reads.
+    pub task_regs: u32,
     /// Wake the consumer once this many bytes are waiting; below it, records are submitted
     /// without a wakeup and the consumer's timer collects them (batching wakeups is most of the
     /// cost saved per event).
     pub wakeup_bytes: u64,
+    /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs), read where
+    /// `task_regs` is zero.
+    pub syscall_ret_offset: u32,
+    pub _pad: u32,
 }
 
 impl ProgramConfig {
@@ -708,7 +726,10 @@ impl ProgramConfig {
         hold_new_cgroups: 0,
         unmatched_execs: 0,
         pend_execs: 0,
+        task_regs: 1,
         wakeup_bytes: 0,
+        syscall_ret_offset: 16,
+        _pad: 0,
     };
 }
 
@@ -803,7 +824,7 @@ const _: () = {
     assert!(size_of::<ExitRecord>() == 72);
     assert!(size_of::<KernelOffsets>() == 104 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
-    assert!(size_of::<ProgramConfig>() == 48);
+    assert!(size_of::<ProgramConfig>() == 56);
     assert!(size_of::<TrackedProcess>() == 16);
     assert!(size_of::<ExeKey>() == 16);
     assert!(align_of::<ExecRecord>() == 8);
@@ -823,4 +844,5 @@ mod pod {
     unsafe impl aya::Pod for super::TrackedProcess {}
     unsafe impl aya::Pod for super::ExeKey {}
     unsafe impl aya::Pod for super::CgroupAgent {}
+    unsafe impl aya::Pod for super::SavedCall {}
 }
