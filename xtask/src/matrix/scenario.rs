@@ -121,7 +121,7 @@ pub fn check(dir: &Path) -> Outcome {
         } else {
             out.lacks.push(format!(
                 "{name} ({})",
-                f["detail"].as_str().unwrap_or("no detail")
+                one_line(f["detail"].as_str().unwrap_or("no detail"))
             ));
         }
     }
@@ -443,9 +443,18 @@ fn program_line(p: &Value) -> String {
         .into_iter()
         .flatten()
         .filter(|(k, _)| !matches!(k.as_str(), "name" | "loads"))
-        .map(|(k, v)| format!("{k}: {}", v.as_str().map_or(v.to_string(), str::to_owned)))
+        .map(|(k, v)| format!("{k}: {}", v.as_str().map_or(v.to_string(), one_line)))
         .collect();
     format!("{name}: REFUSED ({})", why.join("; "))
+}
+
+/// A multi-line message (a verifier log) on one line of the report.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// The sensor's error: its `agent-sensor: error:` line and the lines that continue it (for a
