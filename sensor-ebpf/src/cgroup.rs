@@ -75,6 +75,6 @@ fn try_mkdir(ctx: &RawTracePointContext) -> Option<()> {
     };
     // SAFETY: the record fits at the start of the scratch buffer.
     unsafe { core::ptr::write_unaligned(buf.as_mut_ptr() as *mut CgroupRecord, record) };
-    submit_bytes(kind::CGROUP, buf.get(..size)?);
+    submit_bytes(kind::CGROUP, buf, size);
     Some(())
 }

@@ -222,6 +222,6 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
     record.header.size = at as u32;
     record.start_boottime = current.process_start();
     record.comm = current_comm();
-    submit_bytes(kind::FILE, buf.get(..at)?);
+    submit_bytes(kind::FILE, buf, at);
     Some(())
 }

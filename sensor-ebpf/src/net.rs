@@ -225,7 +225,7 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     if size > HEADER + (SOCKADDR_CAP + DNS_PAYLOAD_CAP) as usize {
         return None;
     }
-    submit_bytes(kind::NET, buf.get(..size)?);
+    submit_bytes(kind::NET, buf, size);
     Some(())
 }
 
@@ -264,6 +264,6 @@ fn try_state(ctx: &RawTracePointContext) -> Option<()> {
     r.sk_err = sk_ptr.read::<i32>(off.sk_err).unwrap_or(0);
     r.comm = owner.comm;
     fill_from_sock(r, sk_ptr, &task);
-    submit_bytes(kind::NET, buf.get(..HEADER)?);
+    submit_bytes(kind::NET, buf, HEADER);
     Some(())
 }

@@ -1,6 +1,8 @@
 //! The only code that writes to the ring buffer: its wakeup policy and the loss counters.
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 
+use sensor_common::SCRATCH_SIZE;
+
 use crate::{
     globals::config,
     maps::{EVENTS, LOST},
@@ -45,11 +47,23 @@ pub fn submit<T>(kind: u16, record: &T) {
     }
 }
 
-/// Sends a variable-length record assembled in the scratch buffer.
+/// Sends the first `len` bytes of the scratch buffer, where a variable-length record was
+/// assembled.
 #[inline(always)]
-pub fn submit_bytes(kind: u16, bytes: &[u8]) {
+pub fn submit_bytes(kind: u16, buf: &[u8; SCRATCH_SIZE], len: usize) {
+    // The helper's size must carry an upper bound the verifier can see. The callers' own checks
+    // do not always reach it: the compiler may drop one it can prove redundant, or keep the
+    // bound on a 32-bit copy that older verifiers (5.10, 6.1) do not relate to the 64-bit
+    // value. Hiding the length from the compiler makes this comparison stay, right here.
+    // SAFETY: reading a local.
+    let len = unsafe { core::ptr::read_volatile(&len) };
+    if len == 0 || len > SCRATCH_SIZE {
+        return;
+    }
+    // SAFETY: len <= the buffer's size.
+    let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr(), len) };
     if EVENTS
-        .output::<[u8]>(bytes, wakeup_flags(bytes.len() as u64))
+        .output::<[u8]>(bytes, wakeup_flags(len as u64))
         .is_err()
     {
         count_lost(kind);

@@ -262,7 +262,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     record.env_len = env_len;
     record.flags = flags;
     record.comm = current_comm();
-    submit_bytes(kind::EXEC, buf.get(..size)?);
+    submit_bytes(kind::EXEC, buf, size);
     Some(())
 }
 

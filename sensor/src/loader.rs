@@ -401,7 +401,11 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
             let link = program
                 .attach("syscalls", &format!("sys_enter_{}", event.syscall))
                 .map_err(program_error("enter_save"))?;
-            syscall_links.push(program.take_link(link).map_err(program_error("enter_save"))?);
+            syscall_links.push(
+                program
+                    .take_link(link)
+                    .map_err(program_error("enter_save"))?,
+            );
         }
     }
     if exit_events.iter().any(|e| e.syscall == "connect") {
@@ -471,6 +475,13 @@ fn program_error(name: &'static str) -> impl Fn(ProgramError) -> LoadError {
     }
 }
 
+/// The helpers the programs call that are newer than the ring buffer (Linux 5.8): number, name,
+/// and the release that added it.
+const NEWER_HELPERS: &[(u32, &str, &str)] = &[
+    (158, "bpf_get_current_task_btf", "5.11"),
+    (175, "bpf_task_pt_regs", "5.15"),
+];
+
 /// Why the verifier refused a program, from its log, and what an operator can do about it.
 pub fn diagnose(log: &str, error: &std::io::Error) -> (String, String) {
     let report = "report `uname -r` and this message to the agent-sensor maintainers".to_owned();
@@ -497,8 +508,18 @@ pub fn diagnose(log: &str, error: &std::io::Error) -> (String, String) {
             .split_whitespace()
             .find(|w| w.starts_with("bpf_") || w.contains('#'))
             .unwrap_or(line);
+        // A kernel names only the helpers it knows: name the newer ones the programs use.
+        let named = helper
+            .rsplit('#')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(|id| NEWER_HELPERS.iter().find(|h| h.0 == id))
+            .map_or_else(
+                || helper.to_owned(),
+                |(_, name, since)| format!("{name} (Linux {since}, helper {helper})"),
+            );
         return (
-            format!("this kernel lacks the BPF helper {helper}"),
+            format!("this kernel lacks the BPF helper {named}"),
             "run the sensor on a kernel the README lists as supported".to_owned(),
         );
     }
@@ -899,6 +920,27 @@ fn exit_passes_group_dead(tracefs: &std::path::Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_says_why_in_words() {
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        let (why, _) = diagnose(
+            "Func#1 ('walk_path') is safe\ncombined stack size of 2 calls is 608. Too large\n",
+            &eperm,
+        );
+        assert!(why.contains("608 bytes of stack"), "{why}");
+        let (why, action) = diagnose(
+            "10: (85) call unknown#158\ninvalid func unknown#158\n",
+            &eperm,
+        );
+        assert!(
+            why.contains("bpf_get_current_task_btf (Linux 5.11"),
+            "{why}"
+        );
+        assert!(action.contains("README"), "{action}");
+        let (why, _) = diagnose("", &eperm);
+        assert!(why.contains("refuses this program type"), "{why}");
+    }
 
     #[test]
     fn members_close_together_are_copied_with_one_read() {

@@ -593,8 +593,8 @@ mod tests {
             namespaces: Some(Namespaces { pid: 1, mnt: 2 }),
             hex: RawBytes {
                 name: Some(s("ff")),
-                executable: None,
-                exec_path: None,
+                executable: Some(s("fe")),
+                exec_path: Some(s("fd")),
                 args: Some(vec![None, Some(s("00"))]),
             },
         }));
@@ -631,8 +631,8 @@ mod tests {
             path_truncated: true,
             hex: Some(FileHex {
                 path: Some(s("ff")),
-                target_path: None,
-                destination_path: None,
+                target_path: Some(s("fe")),
+                destination_path: Some(s("fd")),
             }),
         });
         r.source = Some(Endpoint {
@@ -641,7 +641,12 @@ mod tests {
             address: Some(HOSTILE.into()),
             domain: Some(s(HOSTILE)),
         });
-        r.destination = Some(Endpoint::default());
+        r.destination = Some(Endpoint {
+            ip: Some("::1".into()),
+            port: Some(0),
+            address: Some("/run/x.sock".into()),
+            domain: Some(s("example.org")),
+        });
         r.network = Some(Network {
             transport: Some("tcp"),
             r#type: Some("ipv4"),
@@ -764,5 +769,117 @@ mod tests {
                 "{t:?}"
             );
         }
+    }
+
+    /// The property paths (`file.open.flags`) a JSON Schema allows, following `$ref`s and
+    /// `anyOf`/`oneOf`; maps (`additionalProperties`) end a path.
+    fn schema_paths(
+        schema: &serde_json::Value,
+        node: &serde_json::Value,
+        path: &str,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+            let name = r.rsplit('/').next().unwrap();
+            schema_paths(schema, &schema["$defs"][name], path, out);
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            for alt in node
+                .get(key)
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                schema_paths(schema, alt, path, out);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            schema_paths(schema, items, path, out);
+        }
+        for (name, sub) in node
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .into_iter()
+            .flatten()
+        {
+            let sub_path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            out.insert(sub_path.clone());
+            schema_paths(schema, sub, &sub_path, out);
+        }
+    }
+
+    /// The property paths present in a serialised record.
+    fn value_paths(
+        v: &serde_json::Value,
+        path: &str,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (name, sub) in m {
+                    let p = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    out.insert(p.clone());
+                    value_paths(sub, &p, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    value_paths(item, path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The writer cannot drift from the serde form: `writes_what_serde_writes` compares them on
+    /// `full()`, and this test fails when a record type gains a field (the schema is derived from
+    /// the types) that `full()` does not set, in any block the writer writes itself.
+    #[test]
+    fn full_sets_every_field_the_writer_writes_itself() {
+        let schema = crate::schema::record_schema();
+        let mut allowed = std::collections::BTreeSet::new();
+        schema_paths(&schema, &schema, "", &mut allowed);
+        let mut present = std::collections::BTreeSet::new();
+        value_paths(&serde_json::to_value(full()).unwrap(), "", &mut present);
+        // Blocks that go through serde_json whole: the same bytes by construction.
+        const BY_SERDE: &[&str] = &[
+            "host",
+            "container",
+            "orchestrator",
+            "cgroup",
+            "dns",
+            "gap",
+            "checkpoint",
+            "registration",
+            "annotation",
+            "rotation",
+            "chain",
+            "identity.task",
+            "identity.delegation",
+            "identity.agent",
+            "sensor.lifecycle",
+        ];
+        let missing: Vec<&String> = allowed
+            .iter()
+            .filter(|p| !present.contains(*p))
+            .filter(|p| {
+                !BY_SERDE
+                    .iter()
+                    .any(|b| *p == b || p.starts_with(&format!("{b}.")))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "fields the hand-written writer may not handle: set them in full() (and write \
+             them in record_json.rs): {missing:?}"
+        );
     }
 }
