@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask setup | build | run | test | cross | bench`.
+//! Project automation: `cargo xtask setup | build | run | test | cross | matrix | bench`.
 //!
 //! `setup` installs everything the build and the tests need, idempotently: the kernel programs'
 //! pinned nightly (`sensor-ebpf/rust-toolchain.toml`) with `rust-src`, bpf-linker built against
@@ -8,6 +8,7 @@
 //! standard error: standard output is the sensor's records (`cargo xtask run | jq`).
 mod bench;
 mod cross;
+mod matrix;
 mod setup;
 
 use std::{
@@ -42,7 +43,8 @@ enum Task {
         args: Vec<String>,
     },
     /// Set up, build, and run every test: the arm64 build's unit tests under qemu-user (as
-    /// `cross`), then unit, pipeline and privileged integration tests.
+    /// `cross`), unit, pipeline and privileged integration tests, then the kernel matrix
+    /// (unless a name filter leaves it out: `-- kernel_matrix` selects it).
     Test {
         /// Extra arguments for the test binaries (a name filter, --nocapture, ...).
         #[arg(last = true)]
@@ -55,6 +57,9 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Set up, build, and run the core scenario on every kernel of the matrix (Debian's 5.10,
+    /// 6.1 and 6.12 in QEMU VMs, and the host's kernel); writes target/matrix/.
+    Matrix,
     /// Set up, build, and measure overhead side by side with auditd and bpftrace, pipeline
     /// throughput and memory (about a quarter of an hour); writes target/bench/results.md.
     Bench(bench::BenchArgs),
@@ -93,10 +98,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => {
             setup::all(&root)?;
             require_root("the integration tests load kernel programs")?;
-            // First, so a kernel that refuses the programs does not hide the arm64 results.
-            cross::test(&args)?;
+            // Every part runs even when an earlier one failed: which pass says much about why.
+            let cross = cross::test(&args);
             build_sensor()?;
-            run_with_stdout(
+            let tests = run_with_stdout(
                 Command::new(cargo())
                     .args([
                         "test",
@@ -111,12 +116,31 @@ fn main() -> anyhow::Result<()> {
                     .args(&args)
                     .env("AGENT_SENSOR_BIN", sensor_binary(&root))
                     .env(cross::ARM64_BTF_ENV, cross::arm64_kernel_btf()?),
-            )
+            );
+            // The matrix runs even when a test failed: which kernels pass says much about why.
+            let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+            let matrix = if filters.iter().all(|f| "kernel_matrix".contains(f.as_str())) {
+                matrix::run(&root)
+            } else {
+                eprintln!("xtask: the name filter leaves out the kernel matrix (kernel_matrix)");
+                Ok(())
+            };
+            [cross, tests, matrix]
+                .into_iter()
+                .filter_map(Result::err)
+                .reduce(|first, next| first.context(format!("and {next:#}")))
+                .map_or(Ok(()), Err)
         }
         Task::Cross { args } => {
             setup::build_tools(&root)?;
             setup::cross_tools()?;
             cross::test(&args)
+        }
+        Task::Matrix => {
+            setup::all(&root)?;
+            require_root("the matrix boots VMs and loads kernel programs on the host")?;
+            build_sensor()?;
+            matrix::run(&root)
         }
         Task::Bench(args) => bench::run(&root, args),
     }
@@ -133,9 +157,12 @@ fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
 fn sensor_binary(root: &Path) -> PathBuf {
-    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release/agent-sensor")
+    target_dir(root).join("release/agent-sensor")
 }
 
 fn build_sensor() -> anyhow::Result<()> {

@@ -334,10 +334,13 @@ pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    // apt's progress goes to standard error: standard output is for the sensor's records.
     let apt = |args: &[&str]| {
-        run(Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
+        crate::matrix::stderr_only(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
     };
     apt(&["update", "-q"])?;
     apt(&[

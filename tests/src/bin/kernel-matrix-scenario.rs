@@ -1,0 +1,347 @@
+//! The kernel matrix's scenario, run inside each VM (and on the host for its own kernel) by
+//! `cargo xtask matrix`. It judges nothing: it runs `agent-sensor probe --json`, then the
+//! sensor around a known workload, and writes what happened to the results directory
+//! (`facts.json`: the kernel, pids, ports, paths, timings; `probe.json`; the sensor's
+//! `records.jsonl` and `sensor.stderr`). The host checks the records against the facts, so a
+//! VM that dies half-way still leaves evidence of how far it got.
+//!
+//! Usage: `kernel-matrix-scenario OUT_DIR SENSOR HELPER`
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Write as _},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+/// The verifier runs 4-6x slower under TCG, and three VMs share two cores.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+const RECORD_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The agent's cgroup (under the cgroup2 root) and the manifest's selector for it.
+const CGROUP: &str = "agent-sensor-matrix";
+const AGENT: &str = "matrix-agent";
+const WORK: &str = "/tmp/agent-sensor-matrix";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, out, sensor, helper] = &args[..] else {
+        eprintln!("usage: kernel-matrix-scenario OUT_DIR SENSOR HELPER");
+        std::process::exit(2);
+    };
+    let out = PathBuf::from(out);
+    let mut facts = json!({ "kernel": kernel_facts(), "steps": {} });
+    let result = run(&out, Path::new(sensor), Path::new(helper), &mut facts);
+    if let Err(e) = &result {
+        facts["error"] = json!(e);
+    }
+    let text = serde_json::to_string_pretty(&facts).expect("facts are JSON");
+    fs::write(out.join("facts.json"), text).expect("write facts.json");
+    if let Err(e) = result {
+        eprintln!("kernel-matrix-scenario: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn kernel_facts() -> Value {
+    let read = |p: &str| fs::read_to_string(p).map(|s| s.trim().to_owned()).ok();
+    json!({
+        "release": read("/proc/sys/kernel/osrelease"),
+        "cmdline": read("/proc/cmdline"),
+        "lsm": read("/sys/kernel/security/lsm"),
+        "btf": Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "uptime_at_start": read("/proc/uptime").and_then(|u| u.split(' ').next().map(str::to_owned)),
+    })
+}
+
+fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<(), String> {
+    // 1. What the kernel offers, by the sensor's own probe.
+    let t = Instant::now();
+    let probe = Command::new(sensor)
+        .args(["probe", "--json"])
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", sensor.display()))?;
+    fs::write(out.join("probe.json"), &probe.stdout).map_err(|e| e.to_string())?;
+    fs::write(out.join("probe.stderr"), &probe.stderr).map_err(|e| e.to_string())?;
+    facts["steps"]["probe"] = json!({
+        "exit_code": probe.status.code(),
+        "seconds": t.elapsed().as_secs_f64(),
+    });
+
+    // 2. The workload's files, the agent's cgroup and its manifest.
+    let _ = fs::remove_dir_all(WORK);
+    fs::create_dir_all(WORK).map_err(|e| format!("making {WORK}: {e}"))?;
+    let work = Path::new(WORK);
+    fs::write(work.join("opened-file"), "matrix\n").map_err(|e| e.to_string())?;
+    // Each level runs the next and then `true`, so the shell forks instead of exec'ing in place.
+    for level in 1..=3 {
+        fs::write(
+            work.join(format!("l{level}.sh")),
+            format!("/bin/sh {WORK}/l{}.sh; true\n", level + 1),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    fs::write(work.join("l4.sh"), "/bin/true matrix-leaf; true\n").map_err(|e| e.to_string())?;
+    let cgroup = format!("{}/{CGROUP}", cgroup2_root()?);
+    let _ = fs::remove_dir(&cgroup);
+    fs::create_dir(&cgroup).map_err(|e| format!("making the cgroup {cgroup}: {e}"))?;
+    let manifest = work.join("agents.yaml");
+    fs::write(
+        &manifest,
+        format!("agents:\n  - id: {AGENT}\n    selectors: [{{cgroup: /{CGROUP}}}]\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    facts["workload"] = json!({
+        "dir": WORK,
+        "cgroup": cgroup,
+        "cgroup_id": inode(&cgroup),
+        "agent": AGENT,
+        "helper": helper.canonicalize().map_err(|e| e.to_string())?,
+    });
+
+    // 3. The sensor, observing every process, with the manifest.
+    let t = Instant::now();
+    let mut running = Running::start(
+        sensor,
+        &[
+            "run",
+            "--all-processes",
+            "--output",
+            "-",
+            "--identities",
+            manifest.to_str().unwrap(),
+        ],
+        out,
+    )?;
+    let started = running
+        .wait_for(START_TIMEOUT, |r| action(r) == "sensor_start")
+        .is_some();
+    facts["steps"]["sensor_start"] = json!({
+        "started": started,
+        "seconds": t.elapsed().as_secs_f64(),
+    });
+    if !started {
+        let status = running.stop(STOP_TIMEOUT);
+        facts["steps"]["sensor_stop"] = json!({ "exit": status });
+        let _ = fs::remove_dir(&cgroup);
+        return Ok(());
+    }
+
+    let t = Instant::now();
+    // An exec with a known argv and exit code.
+    let exec = Command::new(helper)
+        .args(["exit", "3", "alpha", "two words"])
+        .spawn()
+        .map_err(|e| format!("starting the helper: {e}"))?;
+    let (exec_pid, exec_status) = wait_child(exec)?;
+    // An open by a relative path: the record must carry the absolute one.
+    let (open_pid, open_errno) = helper_output(helper, &["open", "opened-file"], Some(work))?;
+    // A connect to a listener on loopback, and one to a closed port.
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let acceptor = thread::spawn(move || listener.accept().map(|_| ()));
+    let (connect_pid, connect_errno) =
+        helper_output(helper, &["connect", &format!("127.0.0.1:{port}")], None)?;
+    let _ = acceptor.join();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let (refused_pid, refused_errno) =
+        helper_output(helper, &["connect", &format!("127.0.0.1:{closed}")], None)?;
+    // A five-level tree of short-lived processes, started in the agent's cgroup.
+    let tree = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {cgroup}/cgroup.procs && exec /bin/sh {WORK}/l1.sh"
+        ))
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let (tree_pid, tree_status) = wait_child(tree)?;
+    facts["steps"]["workload"] = json!({ "seconds": t.elapsed().as_secs_f64() });
+    facts["workload"]["exec"] = json!({
+        "pid": exec_pid, "exit_code": exec_status,
+        "args": [helper.to_str(), "exit", "3", "alpha", "two words"],
+    });
+    facts["workload"]["open"] = json!({
+        "pid": open_pid, "errno": open_errno, "path": format!("{WORK}/opened-file"),
+    });
+    facts["workload"]["connect"] =
+        json!({ "pid": connect_pid, "errno": connect_errno, "port": port });
+    facts["workload"]["refused"] =
+        json!({ "pid": refused_pid, "errno": refused_errno, "port": closed });
+    facts["workload"]["tree"] = json!({ "pid": tree_pid, "exit_code": tree_status, "levels": 5 });
+
+    // Everything happened before the stop, which drains what the kernel delivered; waiting for
+    // the last exits first also lets pending attribution decisions settle.
+    let t = Instant::now();
+    let leaf = running.wait_for(RECORD_TIMEOUT, |r| {
+        action(r) == "exec" && r["process"]["args"][1] == "matrix-leaf"
+    });
+    let settled = leaf.is_some_and(|leaf| {
+        let pid = &leaf["process"]["pid"];
+        running
+            .wait_for(RECORD_TIMEOUT, |r| {
+                action(r) == "exit" && &r["process"]["pid"] == pid
+            })
+            .is_some()
+    }) && running
+        .wait_for(RECORD_TIMEOUT, |r| {
+            action(r) == "exit" && r["process"]["pid"] == tree_pid
+        })
+        .is_some();
+    facts["steps"]["records"] = json!({ "settled": settled, "seconds": t.elapsed().as_secs_f64() });
+    let t = Instant::now();
+    let status = running.stop(STOP_TIMEOUT);
+    facts["steps"]["sensor_stop"] = json!({ "exit": status, "seconds": t.elapsed().as_secs_f64() });
+    let _ = fs::remove_dir(&cgroup);
+    Ok(())
+}
+
+fn action(r: &Value) -> &str {
+    r["event"]["action"].as_str().unwrap_or("")
+}
+
+fn wait_child(mut child: Child) -> Result<(u32, Option<i32>), String> {
+    let pid = child.id();
+    let status = child.wait().map_err(|e| e.to_string())?;
+    Ok((pid, status.code()))
+}
+
+/// Runs the helper, returning its pid and the number it prints (an errno).
+fn helper_output(
+    helper: &Path,
+    args: &[&str],
+    cwd: Option<&Path>,
+) -> Result<(u32, Option<i64>), String> {
+    let mut cmd = Command::new(helper);
+    cmd.args(args).stdout(Stdio::piped());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd.spawn().map_err(|e| format!("helper {args:?}: {e}"))?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    Ok((
+        pid,
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok(),
+    ))
+}
+
+fn inode(path: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata(path).ok().map(|m| m.ino())
+}
+
+fn cgroup2_root() -> Result<String, String> {
+    fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| e.to_string())?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_owned())
+        })
+        .ok_or_else(|| "no cgroup2 mount".to_owned())
+}
+
+/// The sensor, its stdout copied line by line to `records.jsonl` (and kept to wait on), its
+/// stderr to `sensor.stderr`.
+struct Running {
+    child: Child,
+    records: Arc<Mutex<Vec<Value>>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(sensor: &Path, args: &[&str], out: &Path) -> Result<Running, String> {
+        let stderr = fs::File::create(out.join("sensor.stderr")).map_err(|e| e.to_string())?;
+        let mut child = Command::new(sensor)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", sensor.display()))?;
+        let mut file = fs::File::create(out.join("records.jsonl")).map_err(|e| e.to_string())?;
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = records.clone();
+        let stdout = child.stdout.take().unwrap();
+        let reader = thread::spawn(move || {
+            for line in BufReader::with_capacity(1 << 20, stdout).split(b'\n') {
+                let Ok(line) = line else { break };
+                let _ = file.write_all(&line);
+                let _ = file.write_all(b"\n");
+                if let Ok(value) = serde_json::from_slice::<Value>(&line) {
+                    sink.lock().unwrap().push(value);
+                }
+            }
+        });
+        Ok(Running {
+            child,
+            records,
+            reader: Some(reader),
+        })
+    }
+
+    /// The first record that matches, waiting until one comes, the sensor exits, or the
+    /// timeout passes.
+    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut cursor = 0;
+        loop {
+            {
+                let records = self.records.lock().unwrap();
+                if let Some(found) = records[cursor..].iter().find(|r| pred(r)) {
+                    return Some(found.clone());
+                }
+                cursor = records.len();
+            }
+            if Instant::now() > deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                // One last look: the exit may have come with the record.
+                thread::sleep(Duration::from_millis(100));
+                return self.records.lock().unwrap()[cursor..]
+                    .iter()
+                    .find(|r| pred(r))
+                    .cloned();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status (`"exit N"`, `"signal N"`, or `"killed at the timeout"`).
+    fn stop(mut self, timeout: Duration) -> String {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break describe(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break "killed at the timeout".to_owned();
+                }
+            }
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => status.to_string(),
+    }
+}

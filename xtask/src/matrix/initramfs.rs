@@ -1,0 +1,178 @@
+//! The VM's initramfs: busybox-static (Debian's), the kernel's virtio/9p modules and an init
+//! script. Init mounts the host's `/` read-only over virtio-9p and makes it the VM's root, so
+//! the scenario runs the host's own binaries at their host paths; writes go to tmpfs (`/tmp`,
+//! `/run`) and to a second, writable 9p share for results (`/run/matrix` in the VM). It then
+//! runs the share's `run.sh` and powers off.
+//!
+//! The archive is written here (cpio "newc", uncompressed: the kernel unpacks it faster than it
+//! would decompress it under TCG), so the host needs no cpio tool.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::Context as _;
+
+use super::{
+    apt::{Apt, stderr_only},
+    kernels::Prepared,
+};
+
+/// PID 1 of every VM. Each step says what failed; the host reads the console when no
+/// `exit-status` appears in the results. The host's root becomes the VM's real root
+/// (`switch_root`, not a chroot), so the scenario sees what a host sees: one mount namespace
+/// whose root is every process's root, PID 1 included.
+const INIT: &str = r#"#!/bin/busybox sh
+# agent-sensor kernel matrix: PID 1 of a test VM (written by `cargo xtask matrix`).
+B=/bin/busybox
+R=/newroot
+fail() { echo "matrix-init: $*"; $B poweroff -f; }
+$B mount -t proc proc /proc
+$B mount -t sysfs sysfs /sys
+$B mount -t devtmpfs devtmpfs /dev
+for m in $($B cat /modules/order); do
+    $B insmod /modules/$m.ko || fail "insmod $m failed"
+done
+# cache=loose: the host's root does not change under a VM that lives a minute, and 9p
+# lookups without it dominate the scenario's time.
+$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot $R \
+    || fail "mounting the host's / over 9p failed"
+$B mount -t tmpfs tmpfs $R/tmp || fail "tmpfs on /tmp"
+$B mount -t tmpfs tmpfs $R/run || fail "tmpfs on /run"
+$B mkdir -p $R/run/matrix
+$B mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results $R/run/matrix \
+    || fail "mounting the results share failed"
+$B mount --move /proc $R/proc
+$B mount --move /sys $R/sys
+$B mount --move /dev $R/dev
+$B mkdir -p $R/dev/pts $R/dev/shm
+$B mount -t devpts devpts $R/dev/pts
+$B mount -t tmpfs tmpfs $R/dev/shm
+$B mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || fail "cgroup2"
+$B mount -t tracefs tracefs $R/sys/kernel/tracing || fail "tracefs"
+$B mount -t bpf bpf $R/sys/fs/bpf || fail "bpffs"
+$B mount -t securityfs securityfs $R/sys/kernel/security
+$B ip link set lo up || fail "bringing up lo"
+$B hostname matrix-vm
+# After switch_root the initramfs is gone: stage 2 runs from the VM's tmpfs.
+$B cp $B $R/run/busybox
+$B cat > $R/run/stage2 <<'EOF'
+B=/run/busybox
+echo "matrix-init: running the scenario at $($B cut -d' ' -f1 /proc/uptime) s"
+/usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /bin/sh /run/matrix/run.sh
+echo $? > /run/matrix/exit-status
+$B dmesg > /run/matrix/dmesg.txt
+$B sync
+$B umount /run/matrix
+$B poweroff -f
+EOF
+exec $B switch_root $R /run/busybox sh /run/stage2
+"#;
+
+/// busybox-static from Debian (bookworm), unpacked once into the cache.
+pub fn busybox(apt: &Apt, cache: &Path) -> anyhow::Result<PathBuf> {
+    let dir = cache.join("busybox");
+    let bin = dir.join("bin/busybox");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    apt.update()?;
+    let download = cache.join("busybox-download");
+    let deb = apt.download("busybox-static/bookworm", &download)?;
+    let _ = fs::remove_dir_all(&dir);
+    stderr_only(Command::new("dpkg").arg("-x").arg(&deb).arg(&dir))
+        .with_context(|| format!("unpacking {}", deb.display()))?;
+    fs::remove_dir_all(&download)?;
+    anyhow::ensure!(bin.is_file(), "busybox-static has no bin/busybox");
+    Ok(bin)
+}
+
+/// Writes the initramfs for `kernel` to `out`.
+pub fn write(kernel: &Prepared, busybox: &Path, out: &Path) -> anyhow::Result<()> {
+    let mut cpio = Cpio::default();
+    for dir in ["bin", "dev", "proc", "sys", "newroot", "modules"] {
+        cpio.dir(dir);
+    }
+    // The kernel opens /dev/console for init's standard streams before devtmpfs is mounted.
+    cpio.char_device("dev/console", 5, 1);
+    cpio.file("init", 0o755, INIT.as_bytes());
+    cpio.file(
+        "bin/busybox",
+        0o755,
+        &fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?,
+    );
+    for name in &kernel.modules {
+        let path = kernel.module_file(name);
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        cpio.file(&format!("modules/{name}.ko"), 0o644, &bytes);
+    }
+    cpio.file(
+        "modules/order",
+        0o644,
+        format!("{}\n", kernel.modules.join("\n")).as_bytes(),
+    );
+    fs::write(out, cpio.finish()).with_context(|| format!("writing {}", out.display()))
+}
+
+/// A cpio archive in the "newc" format the kernel unpacks (Documentation/driver-api/
+/// early-userspace/buffer-format.rst): a 110-byte ASCII header per entry, name and data each
+/// padded to 4 bytes, closed by a `TRAILER!!!` entry.
+#[derive(Default)]
+struct Cpio {
+    bytes: Vec<u8>,
+    inode: u32,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+        self.inode += 1;
+        let fields = [
+            self.inode,
+            mode,
+            0,
+            0,
+            if mode & 0o040000 != 0 { 2 } else { 1 },
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
+        self.bytes.extend_from_slice(b"070701");
+        for f in fields {
+            self.bytes.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.push(0);
+        self.pad();
+        self.bytes.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.bytes.len().is_multiple_of(4) {
+            self.bytes.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040755, (0, 0), &[]);
+    }
+
+    fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+        self.entry(name, 0o020600, (major, minor), &[]);
+    }
+
+    fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+        self.entry(name, 0o100000 | perm, (0, 0), data);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, (0, 0), &[]);
+        self.bytes
+    }
+}

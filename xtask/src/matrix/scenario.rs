@@ -1,0 +1,487 @@
+//! The host side of the scenario: reads what `kernel-matrix-scenario` left in a kernel's
+//! results directory and checks the sensor's records against it, exactly: an exec with its
+//! argv and exit code, an open with its absolute path, a connect that succeeded and one that
+//! was refused, a five-level tree of short-lived processes attributed to the agent by cgroup,
+//! and no loss. A check that could not run says why; nothing is skipped silently.
+use std::{fs, path::Path};
+
+use serde_json::Value;
+
+pub struct Check {
+    pub name: &'static str,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// What one kernel showed.
+pub struct Outcome {
+    pub checks: Vec<Check>,
+    /// `uname -r` inside the VM.
+    pub release: String,
+    /// Probe features the kernel offers / lacks (with the probe's reason).
+    pub offers: Vec<String>,
+    pub lacks: Vec<String>,
+    /// The sensor's programs as the probe verified them: stack, instructions, or why refused.
+    pub programs: Vec<String>,
+    /// The active LSMs, as the kernel lists them.
+    pub lsm: String,
+    /// Seconds: from boot to the scenario, the probe, the sensor's start (load + attach).
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        passed: true,
+        detail: detail.into(),
+    }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        passed: false,
+        detail: detail.into(),
+    }
+}
+
+fn action(r: &Value) -> &str {
+    r["event"]["action"].as_str().unwrap_or("")
+}
+
+/// The scenario's checks, in the order the report lists them.
+const CHECKS: &[&str] = &[
+    "exec",
+    "open",
+    "connect",
+    "connect refused",
+    "process tree",
+    "no loss",
+];
+
+pub fn check(dir: &Path) -> Outcome {
+    let mut out = Outcome {
+        checks: Vec::new(),
+        release: String::new(),
+        offers: Vec::new(),
+        lacks: Vec::new(),
+        programs: Vec::new(),
+        lsm: String::new(),
+        timings: Vec::new(),
+    };
+    let facts: Value = match fs::read_to_string(dir.join("facts.json")) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Err(e) => {
+            out.checks.push(fail(
+                "scenario",
+                format!("no facts.json ({e}): the scenario did not run to its end"),
+            ));
+            return out;
+        }
+    };
+    let kernel = &facts["kernel"];
+    out.release = kernel["release"].as_str().unwrap_or("?").to_owned();
+    out.lsm = kernel["lsm"]
+        .as_str()
+        .unwrap_or("unknown (securityfs is not mounted)")
+        .to_owned();
+    if let Some(up) = kernel["uptime_at_start"]
+        .as_str()
+        .and_then(|u| u.parse().ok())
+    {
+        out.timings.push(("boot", up));
+    }
+    if let Some(e) = facts["error"].as_str() {
+        out.checks
+            .push(fail("scenario", format!("the scenario failed: {e}")));
+    }
+
+    // The probe: what the kernel offers, by the sensor's own reckoning.
+    let steps = &facts["steps"];
+    if let Some(s) = steps["probe"]["seconds"].as_f64() {
+        out.timings.push(("probe", s));
+    }
+    let probe: Option<Value> = fs::read_to_string(dir.join("probe.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    // `probe --json` is the feature list, or an object with it and the sensor's programs.
+    let features = probe
+        .as_ref()
+        .and_then(|p| p.as_array().or_else(|| p["features"].as_array()).cloned());
+    for f in features.iter().flatten() {
+        let name = f["name"].as_str().unwrap_or("?").to_owned();
+        if f["available"] == true {
+            out.offers.push(name);
+        } else {
+            out.lacks.push(format!(
+                "{name} ({})",
+                one_line(f["detail"].as_str().unwrap_or("no detail"))
+            ));
+        }
+    }
+    match (&features, steps["probe"]["exit_code"].as_i64()) {
+        _ if steps["probe"].is_null() => out
+            .checks
+            .push(fail("probe", "not run: the scenario stopped before it")),
+        (Some(features), Some(0)) => out.checks.push(pass(
+            "probe",
+            format!("{} of {} features", out.offers.len(), features.len()),
+        )),
+        (_, code) => out.checks.push(fail(
+            "probe",
+            format!(
+                "agent-sensor probe --json exited {}: {}",
+                code.map_or("by a signal".to_owned(), |c| c.to_string()),
+                last_line(&dir.join("probe.stderr"))
+            ),
+        )),
+    }
+    if let Some(programs) = probe.as_ref().and_then(|p| p["programs"].as_array()) {
+        out.programs = programs.iter().map(program_line).collect();
+    }
+
+    // The sensor's start: its programs loaded and attached.
+    if let Some(s) = steps["sensor_start"]["seconds"].as_f64() {
+        out.timings.push(("sensor start", s));
+    }
+    if steps["sensor_start"].is_null() {
+        out.checks.push(fail(
+            "sensor loads",
+            "not run: the scenario stopped before it",
+        ));
+        for name in CHECKS {
+            out.checks
+                .push(fail(name, "not run: the scenario stopped before it"));
+        }
+        return out;
+    }
+    if steps["sensor_start"]["started"] != true {
+        let why = sensor_error(&dir.join("sensor.stderr"));
+        out.checks.push(fail(
+            "sensor loads",
+            format!(
+                "no sensor_start record (exit: {}): {why}",
+                steps["sensor_stop"]["exit"].as_str().unwrap_or("?")
+            ),
+        ));
+        for name in CHECKS {
+            out.checks.push(fail(
+                name,
+                "not run: the sensor did not start on this kernel",
+            ));
+        }
+        return out;
+    }
+    out.checks.push(pass("sensor loads", ""));
+    let records: Vec<Value> = fs::read_to_string(dir.join("records.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let w = &facts["workload"];
+    out.checks.push(check_exec(&records, w));
+    out.checks.push(check_open(&records, w));
+    out.checks
+        .push(check_connect(&records, &w["connect"], "connect", true));
+    out.checks.push(check_connect(
+        &records,
+        &w["refused"],
+        "connect refused",
+        false,
+    ));
+    out.checks.push(check_tree(&records, w));
+    out.checks.push(check_no_loss(&records, steps));
+    out
+}
+
+fn of_pid<'a>(records: &'a [Value], act: &str, pid: &Value) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| action(r) == act && &r["process"]["pid"] == pid)
+        .collect()
+}
+
+fn check_exec(records: &[Value], w: &Value) -> Check {
+    const NAME: &str = "exec";
+    let e = &w["exec"];
+    if e["exit_code"] != 3 {
+        return fail(
+            NAME,
+            format!("the helper exited {} instead of 3", e["exit_code"]),
+        );
+    }
+    let execs = of_pid(records, "exec", &e["pid"]);
+    let [exec] = execs[..] else {
+        return fail(
+            NAME,
+            format!("{} exec records for pid {}", execs.len(), e["pid"]),
+        );
+    };
+    if exec["process"]["args"] != e["args"] {
+        return fail(
+            NAME,
+            format!("args {} instead of {}", exec["process"]["args"], e["args"]),
+        );
+    }
+    if exec["process"]["executable"] != w["helper"] {
+        return fail(
+            NAME,
+            format!(
+                "executable {} instead of {}",
+                exec["process"]["executable"], w["helper"]
+            ),
+        );
+    }
+    let exits = of_pid(records, "exit", &e["pid"]);
+    match exits[..] {
+        [exit] if exit["process"]["exit_code"] == 3 => pass(NAME, "argv and exit code 3 exact"),
+        [exit] => fail(NAME, format!("exit record says {}", exit["process"])),
+        _ => fail(
+            NAME,
+            format!("{} exit records for pid {}", exits.len(), e["pid"]),
+        ),
+    }
+}
+
+fn check_open(records: &[Value], w: &Value) -> Check {
+    const NAME: &str = "open";
+    let o = &w["open"];
+    if o["errno"] != 0 {
+        return fail(
+            NAME,
+            format!("the helper's open failed with errno {}", o["errno"]),
+        );
+    }
+    let opens: Vec<&Value> = of_pid(records, "open", &o["pid"])
+        .into_iter()
+        .filter(|r| r["file"]["path"] == o["path"])
+        .collect();
+    match opens[..] {
+        [r] if r["event"]["outcome"] == "success" => {
+            pass(NAME, format!("relative open reported as {}", o["path"]))
+        }
+        [r] => fail(
+            NAME,
+            format!("outcome {} for {}", r["event"]["outcome"], o["path"]),
+        ),
+        _ => {
+            let seen: Vec<String> = of_pid(records, "open", &o["pid"])
+                .iter()
+                .map(|r| r["file"]["path"].to_string())
+                .collect();
+            fail(
+                NAME,
+                format!(
+                    "{} open records of {} for pid {} (its opens: {})",
+                    opens.len(),
+                    o["path"],
+                    o["pid"],
+                    seen.join(", ")
+                ),
+            )
+        }
+    }
+}
+
+fn check_connect(records: &[Value], c: &Value, name: &'static str, succeeds: bool) -> Check {
+    let (errno, outcome) = if succeeds {
+        (0, "success")
+    } else {
+        (111, "failure")
+    };
+    if c["errno"] != errno {
+        return fail(
+            name,
+            format!(
+                "the helper's connect gave errno {}, not {errno}",
+                c["errno"]
+            ),
+        );
+    }
+    let connects = of_pid(records, "connect", &c["pid"]);
+    let [r] = connects[..] else {
+        return fail(
+            name,
+            format!("{} connect records for pid {}", connects.len(), c["pid"]),
+        );
+    };
+    let mut wrong = Vec::new();
+    if r["event"]["outcome"] != outcome {
+        wrong.push(format!("outcome {}", r["event"]["outcome"]));
+    }
+    if r["destination"]["ip"] != "127.0.0.1" || r["destination"]["port"] != c["port"] {
+        wrong.push(format!("destination {}", r["destination"]));
+    }
+    if !succeeds && r["error"]["code"] != "ECONNREFUSED" {
+        wrong.push(format!("error {}", r["error"]));
+    }
+    if wrong.is_empty() {
+        pass(name, format!("127.0.0.1:{} {outcome}", c["port"]))
+    } else {
+        fail(name, wrong.join("; "))
+    }
+}
+
+/// The tree: the level-1 shell (the tree's pid, exec'd in the agent's cgroup), three nested
+/// shells and the leaf, each the child of the one before, each attributed to the agent by
+/// cgroup (the first directly, the rest inherited), each with its exit.
+fn check_tree(records: &[Value], w: &Value) -> Check {
+    const NAME: &str = "process tree";
+    let t = &w["tree"];
+    if t["exit_code"] != 0 {
+        return fail(NAME, format!("the tree's root exited {}", t["exit_code"]));
+    }
+    let levels = t["levels"].as_u64().unwrap_or(5) as usize;
+    let mut pid = t["pid"].clone();
+    let mut chain = Vec::new();
+    for level in 1..=levels {
+        let execs = of_pid(records, "exec", &pid);
+        // Level 1's pid first exec'd `sh -c`, outside the cgroup; the last exec is the tree's.
+        let Some(exec) = execs.last() else {
+            return fail(NAME, format!("level {level}: no exec record for pid {pid}"));
+        };
+        let id = &exec["identity"];
+        if id["agent"]["id"] != w["agent"] || id["attribution"]["method"] != "cgroup" {
+            return fail(
+                NAME,
+                format!(
+                    "level {level} (pid {pid}, {}): identity {id}",
+                    exec["process"]["args"]
+                ),
+            );
+        }
+        if of_pid(records, "exit", &pid).is_empty() {
+            return fail(NAME, format!("level {level} (pid {pid}): no exit record"));
+        }
+        chain.push(pid.to_string());
+        if level == levels {
+            if exec["process"]["args"] != serde_json::json!(["/bin/true", "matrix-leaf"]) {
+                return fail(NAME, format!("the leaf is {}", exec["process"]["args"]));
+            }
+            break;
+        }
+        let children: Vec<&Value> = records
+            .iter()
+            .filter(|r| action(r) == "exec" && r["process"]["parent"]["pid"] == pid)
+            .collect();
+        let [child] = children[..] else {
+            return fail(
+                NAME,
+                format!(
+                    "level {level} (pid {pid}): {} exec'd children",
+                    children.len()
+                ),
+            );
+        };
+        pid = child["process"]["pid"].clone();
+    }
+    pass(
+        NAME,
+        format!(
+            "{levels} levels (pids {}) attributed by cgroup",
+            chain.join(" > ")
+        ),
+    )
+}
+
+fn check_no_loss(records: &[Value], steps: &Value) -> Check {
+    const NAME: &str = "no loss";
+    let gaps: Vec<String> = records
+        .iter()
+        .filter(|r| action(r) == "gap")
+        .map(|r| r["gap"].to_string())
+        .collect();
+    if !gaps.is_empty() {
+        return fail(NAME, format!("gap records: {}", gaps.join("; ")));
+    }
+    let exit = steps["sensor_stop"]["exit"].as_str().unwrap_or("?");
+    if exit != "exit 0" {
+        return fail(NAME, format!("the sensor's stop ended with {exit}"));
+    }
+    let Some(stop) = records.last().filter(|r| action(r) == "sensor_stop") else {
+        return fail(NAME, "the last record is not sensor_stop");
+    };
+    let life = &stop["sensor"]["lifecycle"];
+    let zero = |k: &str| life[k].as_u64().unwrap_or(0) == 0;
+    if !(zero("kernel_lost") && zero("decode_errors") && zero("output_lost")) {
+        return fail(NAME, format!("sensor_stop reports losses: {life}"));
+    }
+    if life["records_written"].as_u64() != Some(records.len() as u64) {
+        return fail(
+            NAME,
+            format!(
+                "sensor_stop counts {} records written, the output has {}",
+                life["records_written"],
+                records.len()
+            ),
+        );
+    }
+    pass(
+        NAME,
+        format!("{} records, no gap, zero losses", records.len()),
+    )
+}
+
+/// One program of the probe's report: `name: stack S, I insns (V verified)`, or why it does not
+/// load (every field the probe gives, since its wording is the operator's).
+fn program_line(p: &Value) -> String {
+    let name = p["name"].as_str().unwrap_or("?");
+    if p["loads"] == true {
+        return format!(
+            "{name}: stack {} B, {} insns ({} verified)",
+            p["stack"], p["insns"], p["verified_insns"]
+        );
+    }
+    let why: Vec<String> = p
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "name" | "loads"))
+        .map(|(k, v)| format!("{k}: {}", v.as_str().map_or(v.to_string(), one_line)))
+        .collect();
+    format!("{name}: REFUSED ({})", why.join("; "))
+}
+
+/// A multi-line message (a verifier log) on one line of the report.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The sensor's error: its `agent-sensor: error:` line and the lines that continue it (for a
+/// program the kernel refused, the verifier's verdict), up to the first blank line.
+fn sensor_error(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with("agent-sensor: error:"));
+    let Some(first) = lines.next() else {
+        return last_line(path);
+    };
+    std::iter::once(first)
+        .chain(lines.take_while(|l| !l.trim().is_empty()))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The last non-empty line of a file: the sensor's one-line error when it refuses to start.
+pub fn last_line(path: &Path) -> String {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| format!("({} is empty or missing)", path.display()))
+}
