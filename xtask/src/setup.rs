@@ -334,13 +334,10 @@ pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
-    // apt's progress goes to standard error: standard output is for the sensor's records.
     let apt = |args: &[&str]| {
-        crate::matrix::stderr_only(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
+        run(Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
     };
     apt(&["update", "-q"])?;
     apt(&[

@@ -6,13 +6,14 @@
 //! Everything apt and dpkg print goes to standard error: `cargo xtask run | jq` and the
 //! records on standard output must never see package-manager chatter.
 use std::{
-    fs, io,
-    os::fd::AsFd as _,
+    fs,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 use anyhow::{Context as _, bail};
+
+use crate::run;
 
 /// Every suite is signed with keys in Debian's archive keyring, present on Debian hosts
 /// (package `debian-archive-keyring`).
@@ -102,24 +103,20 @@ impl Apt {
 
     /// Runs `apt-get ARGS` with this configuration, its output on standard error.
     pub fn apt_get(&self, args: &[&str]) -> anyhow::Result<()> {
-        stderr_only(
-            Command::new("apt-get")
-                .args(self.options())
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
+        run(Command::new("apt-get")
+            .args(self.options())
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
     }
 
     /// Downloads `package` (name or name=version) into `dir` and returns the .deb's path.
     pub fn download(&self, package: &str, dir: &Path) -> anyhow::Result<PathBuf> {
         fs::create_dir_all(dir)?;
         let before = debs(dir)?;
-        stderr_only(
-            Command::new("apt-get")
-                .args(self.options())
-                .args(["download", "-q", package])
-                .current_dir(dir),
-        )
+        run(Command::new("apt-get")
+            .args(self.options())
+            .args(["download", "-q", package])
+            .current_dir(dir))
         .with_context(|| format!("downloading {package}"))?;
         let name = package.split('=').next().unwrap_or(package);
         debs(dir)?
@@ -163,17 +160,4 @@ fn debs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))
         .collect())
-}
-
-/// Runs `cmd` with its standard output sent to standard error; fails naming the command.
-pub fn stderr_only(cmd: &mut Command) -> anyhow::Result<()> {
-    let err = io::stderr().as_fd().try_clone_to_owned()?;
-    let status = cmd
-        .stdout(Stdio::from(err))
-        .status()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed with {status}");
-    }
-    Ok(())
 }

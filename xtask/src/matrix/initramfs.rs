@@ -14,10 +14,8 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{
-    apt::{Apt, stderr_only},
-    kernels::Prepared,
-};
+use super::{apt::Apt, kernels::Prepared};
+use crate::run;
 
 /// PID 1 of every VM. Each step says what failed; the host reads the console when no
 /// `exit-status` appears in the results. The host's root becomes the VM's real root
@@ -81,7 +79,7 @@ pub fn busybox(apt: &Apt, cache: &Path) -> anyhow::Result<PathBuf> {
     let download = cache.join("busybox-download");
     let deb = apt.download("busybox-static/bookworm", &download)?;
     let _ = fs::remove_dir_all(&dir);
-    stderr_only(Command::new("dpkg").arg("-x").arg(&deb).arg(&dir))
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&dir))
         .with_context(|| format!("unpacking {}", deb.display()))?;
     fs::remove_dir_all(&download)?;
     anyhow::ensure!(bin.is_file(), "busybox-static has no bin/busybox");

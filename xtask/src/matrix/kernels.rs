@@ -17,7 +17,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use super::apt::{Apt, stderr_only};
+use super::apt::Apt;
+use crate::run;
 
 pub struct Kernel {
     /// Short name: the results directory and what the report calls it.
@@ -113,7 +114,7 @@ pub fn prepare(kernel: &Kernel, apt: &Apt, cache: &Path) -> anyhow::Result<Prepa
     let download = dir.join("download");
     let deb = apt.download(&format!("{package}={version}"), &download)?;
     let extract = dir.join("extract");
-    stderr_only(Command::new("dpkg").arg("-x").arg(&deb).arg(&extract))
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&extract))
         .with_context(|| format!("unpacking {}", deb.display()))?;
 
     let boot = extract.join("boot");

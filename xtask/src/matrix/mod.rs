@@ -24,8 +24,6 @@ use anyhow::{Context as _, bail};
 
 use crate::setup;
 
-pub use apt::stderr_only;
-
 /// Host tools the set-up uses: decompressors for kernels and modules, Debian's keys.
 const HOST_PACKAGES: &[&str] = &["xz-utils", "zstd", "debian-archive-keyring"];
 /// A VM's whole life: boot (3-4 s), probe, the sensor's load under TCG (the verifier runs 4-6x
@@ -117,7 +115,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     rows.extend(vm_rows);
 
     let report = report(&rows, started.elapsed().as_secs_f64());
-    eprintln!("{report}");
+    // The report is what the command is for, like a test binary's: standard output.
+    println!("{report}");
     fs::write(results.join("report.txt"), &report)?;
     let failed: Vec<&str> = rows
         .iter()
@@ -162,7 +161,7 @@ fn run_on_host(dir: &Path, cmd: &[PathBuf; 3]) -> anyhow::Result<Row> {
     fs::create_dir_all(dir)?;
     let t = Instant::now();
     // The scenario's own output is progress for the console, not records: standard error.
-    let status = apt::stderr_only(Command::new(&cmd[0]).arg(dir).args(&cmd[1..]));
+    let status = crate::run(Command::new(&cmd[0]).arg(dir).args(&cmd[1..]));
     let vm_error = status
         .err()
         .map(|e| format!("the scenario failed on the host: {e}"));

@@ -178,12 +178,20 @@ pub fn check(dir: &Path) -> Outcome {
         }
         return out;
     }
-    out.checks.push(pass("sensor loads", ""));
     let records: Vec<Value> = fs::read_to_string(dir.join("records.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    let attached = records
+        .iter()
+        .find(|r| action(r) == "sensor_start")
+        .and_then(|r| r["sensor"]["lifecycle"]["programs"].as_array())
+        .map_or(0, Vec::len);
+    out.checks.push(pass(
+        "sensor loads",
+        format!("{attached} programs and hooks attached"),
+    ));
     let w = &facts["workload"];
     out.checks.push(check_exec(&records, w));
     out.checks.push(check_open(&records, w));
