@@ -197,6 +197,16 @@ impl Sensor {
         drop(ebpf);
     }
 
+    /// A map of the loaded programs to try access with (an array of u64), for
+    /// [`privileges::map_access_needs_cap_bpf`].
+    pub fn probe_map_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self.ebpf.map("HOLDING_UNTIL")? {
+            aya::maps::Map::Array(data) => Some(data.fd().as_fd()),
+            _ => None,
+        }
+    }
+
     pub fn take_maps(&mut self) -> Result<SensorMaps, LoadError> {
         let mut take =
             |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
