@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod bounds;
 mod cgroup;
 mod file;
 mod filter;

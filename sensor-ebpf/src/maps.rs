@@ -38,6 +38,12 @@ pub static SYSCALL_IDS: Array<u16> = Array::with_max_entries(1, 0);
 pub static SAVED_CALLS: LruHashMap<u64, sensor_common::SavedCall> =
     LruHashMap::with_max_entries(16384, 0);
 
+/// The kernel's copy of each observed thread's connect address, from the LSM hook to the
+/// syscall's exit (see `net`). LRU: a connect the hook saw may never reach its exit program.
+#[map]
+pub static KERNEL_SOCKADDRS: LruHashMap<u64, sensor_common::KernelSockaddr> =
+    LruHashMap::with_max_entries(8192, 0);
+
 /// Non-blocking connects waiting for their outcome, by `struct sock` address. LRU: a socket
 /// whose state never changes again must not hold its slot forever.
 #[map]

@@ -2,18 +2,23 @@
 //! DNS responses, reporting the socket's family, type, protocol and both addresses with the
 //! outcome; and the outcome of non-blocking connects, from `inet_sock_set_state`.
 use aya_ebpf::{
-    helpers::{bpf_probe_read_user, generated::bpf_probe_read_user as read_user_bytes},
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    helpers::{
+        bpf_probe_read_user,
+        generated::{bpf_probe_read_kernel, bpf_probe_read_user as read_user_bytes},
+    },
+    macros::{lsm, raw_tracepoint, tracepoint},
+    programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use sensor_common::{
-    CallArgs, ConnectOwner, DNS_PAYLOAD_CAP, NetRecord, SOCKADDR_CAP, kind, syscall as sc,
+    CallArgs, ConnectOwner, DNS_PAYLOAD_CAP, KernelSockaddr, NetRecord, SOCKADDR_CAP, kind,
+    syscall as sc,
 };
 
 use crate::{
-    globals::offsets,
+    filter::observed,
+    globals::{config, offsets},
     kernel::{CurrentTask, KPtr, Task, current_comm},
-    maps::{CONNECTS, SCRATCH},
+    maps::{CONNECTS, KERNEL_SOCKADDRS, SCRATCH},
     output::submit_bytes,
     process::header,
     syscalls::{Current, current_call},
@@ -133,6 +138,73 @@ pub fn watch_nonblocking_connect(fd: i32) {
     let _ = CONNECTS.insert(&(sk.0 as u64), &owner, 0);
 }
 
+/// Where the kernel has BPF LSM: the address a connect uses, as the kernel copied it from user
+/// memory, before the protocol acts on it. Reading user memory at the syscall's exit instead
+/// would report whatever another thread of the process wrote there since.
+#[lsm(hook = "socket_connect")]
+pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
+    // int socket_connect(struct socket *sock, struct sockaddr *address, int addrlen), then the
+    // verdict of the BPF LSM programs before this one, which this one keeps.
+    let verdict: i32 = ctx.arg(3);
+    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if observed((id >> 32) as u32).is_some() {
+        let addr: *const u8 = ctx.arg(1);
+        let len: i32 = ctx.arg(2);
+        keep_kernel_sockaddr(id, addr, len);
+    }
+    verdict
+}
+
+#[inline(always)]
+fn keep_kernel_sockaddr(id: u64, addr: *const u8, len: i32) {
+    if addr.is_null() || len <= 0 {
+        return;
+    }
+    let n = if len as u32 > SOCKADDR_CAP {
+        SOCKADDR_CAP
+    } else {
+        len as u32
+    };
+    let Some(slot) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // Assembled in the scratch buffer (not the stack), then copied into the map.
+    // SAFETY: this CPU's slot; map values are 8-byte aligned and larger than a KernelSockaddr.
+    let value = unsafe { &mut *slot.cast::<KernelSockaddr>() };
+    value.len = n;
+    value._pad = 0;
+    // SAFETY: n <= the buffer's size; a bad source is an error, not a fault.
+    if unsafe { bpf_probe_read_kernel(value.bytes.as_mut_ptr().cast(), n, addr.cast()) } == 0 {
+        let _ = KERNEL_SOCKADDRS.insert(&id, value, 0);
+    }
+}
+
+/// The address the LSM hook kept for this thread's connect, copied into `tail`; its length.
+/// `None` without the hook, or when the call failed before the kernel used an address (a
+/// bad fd, an unreadable address): then user memory is all there is.
+#[inline(always)]
+fn kernel_sockaddr(call: &CallArgs, id: u64, tail: &mut [u8]) -> Option<usize> {
+    if config().lsm_connect == 0 || call.syscall != sc::CONNECT {
+        return None;
+    }
+    let kept = KERNEL_SOCKADDRS.get_ptr(&id)?;
+    // Copied map to map with the helper: through the stack, the 112 bytes would take a quarter
+    // of what this program and its call chain may use.
+    // SAFETY: the entry is valid until removed below; the tail holds SOCKADDR_CAP bytes.
+    let (len, rc) = unsafe {
+        (
+            (*kept).len,
+            bpf_probe_read_kernel(
+                tail.as_mut_ptr().cast(),
+                SOCKADDR_CAP,
+                (*kept).bytes.as_ptr().cast(),
+            ),
+        )
+    };
+    let _ = KERNEL_SOCKADDRS.remove(&id);
+    (rc == 0).then_some((len as usize).min(SOCKADDR_CAP as usize))
+}
+
 #[tracepoint]
 pub fn exit_net(ctx: TracePointContext) -> u32 {
     let _ = try_exit_net(&ctx);
@@ -164,13 +236,18 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     r.arg = call.flags;
     r.syscall = call.syscall;
     r.comm = current_comm();
-    let sk = sock_of(&current, sock_fd);
-    if let Some(sk) = sk {
-        fill_from_sock(r, sk, &task);
+    // A plain address (0: none), not an Option: the compiler may read an Option's payload
+    // before its tag, and 5.10's verifier refuses a read of stack it never saw written.
+    let sk = sock_of(&current, sock_fd).map_or(0, |sk| sk.0 as u64);
+    if sk != 0 {
+        fill_from_sock(r, KPtr(sk as *const u8), &task);
     }
     let (addr, addr_len) = user_sockaddr(&call);
     let mut used = 0usize;
-    if addr != 0 && addr_len > 0 {
+    if let Some(len) = kernel_sockaddr(&call, id, tail) {
+        r.addr_len = len as u16;
+        used = len;
+    } else if addr != 0 && addr_len > 0 {
         let n = if addr_len > SOCKADDR_CAP as u64 {
             SOCKADDR_CAP
         } else {
@@ -216,8 +293,8 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     }
     // A non-blocking connect that has its outcome already (or failed at once) needs no watch.
     if call.syscall == sc::CONNECT && ret != -EINPROGRESS {
-        if let Some(sk) = sk {
-            let _ = CONNECTS.remove(&(sk.0 as u64));
+        if sk != 0 {
+            let _ = CONNECTS.remove(&sk);
         }
     }
     let size = HEADER + used;

@@ -51,12 +51,8 @@ pub fn submit<T>(kind: u16, record: &T) {
 /// assembled.
 #[inline(always)]
 pub fn submit_bytes(kind: u16, buf: &[u8; SCRATCH_SIZE], len: usize) {
-    // The helper's size must carry an upper bound the verifier can see. The callers' own checks
-    // do not always reach it: the compiler may drop one it can prove redundant, or keep the
-    // bound on a 32-bit copy that older verifiers (5.10, 6.1) do not relate to the 64-bit
-    // value. Hiding the length from the compiler makes this comparison stay, right here.
-    // SAFETY: reading a local.
-    let len = unsafe { core::ptr::read_volatile(&len) };
+    // The helper's size must carry an upper bound the verifier can see, right here (`bounds`).
+    let len = crate::bounds::opaque(len);
     if len == 0 || len > SCRATCH_SIZE {
         return;
     }

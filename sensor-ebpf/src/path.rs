@@ -4,6 +4,7 @@
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
 
 use crate::{
+    bounds::opaque,
     globals::offsets,
     kernel::{CHUNK_WORDS, Chunk, KPtr, Task},
     maps::PATHBUF,
@@ -90,14 +91,6 @@ pub struct PathScratch {
     pub object: [u64; CHUNK_WORDS],
     pub pos: u64,
     pub done: u64,
-}
-
-/// Hides a value's range from LLVM, so a mask the verifier needs is not optimised away (LLVM
-/// can prove the bound from an earlier comparison; the verifier cannot).
-#[inline(always)]
-fn opaque(x: usize) -> usize {
-    // SAFETY: reading a local.
-    unsafe { core::ptr::read_volatile(&x) }
 }
 
 /// The walk itself, as a global BPF function: the verifier checks it once, not once per call

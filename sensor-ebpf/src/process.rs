@@ -17,6 +17,7 @@ use sensor_common::{
 };
 
 use crate::{
+    bounds::scratch_offset,
     filter::{attribute_exec, observed},
     globals::{config, offsets},
     kernel::{KPtr, Task, current_comm},
@@ -147,12 +148,16 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
 
     // The file name as passed to exec, after argv.
     let mut filename_len: u32 = 0;
-    match bprm.read::<*const u8>(off.bprm_filename) {
-        Some(name) if !name.is_null() && args_len <= ARGS_CAP => {
-            // SAFETY: EXEC_HEADER + ARGS_CAP + FILENAME_CAP <= SCRATCH_SIZE.
+    let filename_at = scratch_offset(
+        EXEC_HEADER + args_len as usize,
+        SCRATCH_SIZE - FILENAME_CAP as usize,
+    );
+    match (bprm.read::<*const u8>(off.bprm_filename), filename_at) {
+        (Some(name), Some(at)) if !name.is_null() => {
+            // SAFETY: at + FILENAME_CAP <= SCRATCH_SIZE.
             let ret = unsafe {
                 bpf_probe_read_kernel_str(
-                    buf.as_mut_ptr().add(EXEC_HEADER + args_len as usize).cast(),
+                    buf.as_mut_ptr().add(at).cast(),
                     FILENAME_CAP,
                     name.cast(),
                 )
@@ -181,12 +186,13 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
                 if w.truncated {
                     flags |= exec_flags::EXE_TRUNCATED;
                 }
-                if let Some(pathbuf) = PATHBUF.get_ptr(0) {
-                    // SAFETY: exe_at + FILENAME_CAP <= SCRATCH_SIZE (asserted in sensor-common);
-                    // start + len stays in the path buffer.
+                let at = scratch_offset(exe_at, SCRATCH_SIZE - FILENAME_CAP as usize);
+                if let (Some(pathbuf), Some(at)) = (PATHBUF.get_ptr(0), at) {
+                    // SAFETY: at + FILENAME_CAP <= SCRATCH_SIZE; start + len stays in the path
+                    // buffer.
                     unsafe {
                         bpf_probe_read_kernel(
-                            buf.as_mut_ptr().add(exe_at).cast(),
+                            buf.as_mut_ptr().add(at).cast(),
                             exe_len,
                             (pathbuf as *const u8)
                                 .add(w.start & (FILENAME_CAP as usize - 1))
@@ -209,13 +215,15 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
             } else {
                 size as u32
             };
-            // SAFETY: env_at + ENV_CAP <= SCRATCH_SIZE (asserted in sensor-common).
-            if n > 0
-                && unsafe {
-                    bpf_probe_read_user(buf.as_mut_ptr().add(env_at).cast(), n, start as *const _)
+            let at = scratch_offset(env_at, SCRATCH_SIZE - ENV_CAP as usize);
+            if let (true, Some(at)) = (n > 0, at) {
+                // SAFETY: at + ENV_CAP <= SCRATCH_SIZE.
+                if unsafe {
+                    bpf_probe_read_user(buf.as_mut_ptr().add(at).cast(), n, start as *const _)
                 } == 0
-            {
-                env_len = n;
+                {
+                    env_len = n;
+                }
             }
         }
     }

@@ -26,6 +26,9 @@ pub struct Config {
     pub poll_interval_ms: u32,
     /// Capacity of the kernel's tracked-process map (agents' and `--pid` processes at once).
     pub tracked_processes: u32,
+    /// Use BPF LSM hooks where the kernel has them (connect addresses as the kernel copied
+    /// them); off: the tracepoint path everywhere.
+    pub lsm_hooks: bool,
     /// Where records go, and how durably.
     pub output: Output,
     /// Operator rules for `file.class`, checked after the built-in ones.
@@ -63,6 +66,7 @@ impl Default for Config {
             wakeup_bytes: 256 * 1024,
             poll_interval_ms: 20,
             tracked_processes: 65_536,
+            lsm_hooks: true,
             output: Output::default(),
             file_classes: Vec::new(),
             repeat_window_ms: 0,
@@ -156,6 +160,7 @@ struct RawKernel {
     ring_buffer_bytes: Option<Spanned<u32>>,
     wakeup_bytes: Option<Spanned<u32>>,
     poll_interval_ms: Option<Spanned<u32>>,
+    lsm_hooks: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,6 +347,9 @@ impl Config {
         }
         if let Some(v) = raw.kernel.wakeup_bytes {
             config.wakeup_bytes = v.into_inner();
+        }
+        if let Some(v) = raw.kernel.lsm_hooks {
+            config.lsm_hooks = v;
         }
         if config.wakeup_bytes >= config.ring_buffer_bytes {
             return Err(at(

@@ -210,6 +210,12 @@ impl ProbePrograms {
     }
 }
 
+/// Whether BPF LSM programs load and attach here, with `bpf` among the active LSMs.
+pub fn lsm_supported() -> bool {
+    let active = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    active.split(',').any(|l| l.trim() == "bpf") && ProbePrograms::load().lsm().is_ok()
+}
+
 /// Whether the kernel has the helpers the exit programs read saved registers with
 /// (`bpf_task_pt_regs`, `bpf_get_current_task_btf`: Linux >= 5.15).
 pub fn task_regs_supported() -> bool {

@@ -6,7 +6,7 @@ use std::{fs, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
+    programs::{Lsm, ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
 use sensor_common::{
     CgroupAgent, DentryRead, ExeKey, FileRead, Gather, KernelOffsets, MountRead, ProgramConfig,
@@ -108,6 +108,8 @@ pub enum LoadError {
          CONFIG_DEBUG_INFO_BTF=y (/sys/kernel/btf/vmlinux)"
     )]
     NoBtf(BtfError),
+    #[error("the kernel's BTF cannot be read for the LSM hooks ({0})")]
+    LsmBtf(aya::BtfError),
     #[error("this kernel's BTF lacks {what}, which the process probes read ({source})")]
     MissingKernelMember {
         what: &'static str,
@@ -197,6 +199,16 @@ impl Sensor {
         drop(ebpf);
     }
 
+    /// A map of the loaded programs to try access with (an array of u64), for
+    /// [`privileges::map_access_needs_cap_bpf`].
+    pub fn probe_map_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self.ebpf.map("HOLDING_UNTIL")? {
+            aya::maps::Map::Array(data) => Some(data.fd().as_fd()),
+            _ => None,
+        }
+    }
+
     pub fn take_maps(&mut self) -> Result<SensorMaps, LoadError> {
         let mut take =
             |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
@@ -234,6 +246,8 @@ struct Prepared {
     exit_events: Vec<ExitEvent>,
     /// The kernel has `bpf_task_pt_regs`; without it, `enter_save` keeps each call's arguments.
     task_regs: bool,
+    /// Connect addresses come from the BPF LSM `socket_connect` hook.
+    lsm_connect: bool,
 }
 
 fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
@@ -251,6 +265,13 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
         tracing::info!(
             "this kernel has no bpf_task_pt_regs (Linux < 5.15): an enter program saves the \
              arguments of observed syscalls"
+        );
+    }
+    let lsm_connect = config.lsm_hooks && crate::features::lsm_supported();
+    if config.lsm_hooks && !lsm_connect {
+        tracing::info!(
+            "this kernel has no BPF LSM (or `bpf` is not in its lsm= list): connect addresses \
+             are read from user memory at the syscall's exit"
         );
     }
     let exit_events = syscall_exit_events(&tracefs);
@@ -271,7 +292,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
         task_regs: u32::from(task_regs),
         wakeup_bytes: u64::from(config.wakeup_bytes),
         syscall_ret_offset,
-        _pad: 0,
+        lsm_connect: u32::from(lsm_connect),
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
@@ -285,6 +306,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
         ebpf,
         exit_events,
         task_regs,
+        lsm_connect,
     })
 }
 
@@ -292,6 +314,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
 fn programs_to_load(
     exit_events: &[ExitEvent],
     task_regs: bool,
+    lsm_connect: bool,
 ) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
@@ -305,6 +328,9 @@ fn programs_to_load(
     if !task_regs {
         names.push(("enter_save", ProgramKind::TracePoint));
     }
+    if lsm_connect {
+        names.push(("lsm_socket_connect", ProgramKind::Lsm("socket_connect")));
+    }
     names
 }
 
@@ -312,6 +338,8 @@ fn programs_to_load(
 enum ProgramKind {
     RawTracePoint,
     TracePoint,
+    /// A BPF LSM program, on the hook named.
+    Lsm(&'static str),
 }
 
 /// Loads one program into the kernel (the verifier runs here) and says what it cost.
@@ -330,6 +358,12 @@ fn load_program(
         ProgramKind::TracePoint => {
             let p = program_of::<TracePoint>(ebpf, name)?;
             p.load().map_err(program_error(name))?;
+            p.info()
+        }
+        ProgramKind::Lsm(hook) => {
+            let btf = aya::Btf::from_sys_fs().map_err(LoadError::LsmBtf)?;
+            let p = program_of::<Lsm>(ebpf, name)?;
+            p.load(hook, &btf).map_err(program_error(name))?;
             p.info()
         }
     };
@@ -379,9 +413,10 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         mut ebpf,
         exit_events,
         task_regs,
+        lsm_connect,
     } = prepare(config, pend_execs)?;
     let budgets = budgets();
-    for (name, kind) in programs_to_load(&exit_events, task_regs) {
+    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_connect) {
         load_program(&mut ebpf, name, kind, &budgets)?;
     }
     let mut programs = Vec::new();
@@ -412,6 +447,12 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
             );
         }
     }
+    if lsm_connect {
+        program_of::<Lsm>(&mut ebpf, "lsm_socket_connect")?
+            .attach()
+            .map_err(program_error("lsm_socket_connect"))?;
+        programs.push("lsm:socket_connect");
+    }
     if exit_events.iter().any(|e| e.syscall == "connect") {
         let program = program_of::<TracePoint>(&mut ebpf, "enter_connect")?;
         let link = program
@@ -437,9 +478,10 @@ pub fn verify_programs(config: &Config) -> Result<Vec<Result<ProgramStats, LoadE
         mut ebpf,
         exit_events,
         task_regs,
+        lsm_connect,
     } = prepare(config, true)?;
     let budgets = budgets();
-    Ok(programs_to_load(&exit_events, task_regs)
+    Ok(programs_to_load(&exit_events, task_regs, lsm_connect)
         .into_iter()
         .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets))
         .collect())

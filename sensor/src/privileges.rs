@@ -101,3 +101,54 @@ pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Whether this kernel refuses map access (through descriptors already held) to a process
+/// without `CAP_BPF`. Kernels before 6.5 check it at the `bpf()` syscall's entry for every
+/// command while `kernel.unprivileged_bpf_disabled` is set (Debian's default), so there the
+/// daemon must keep `CAP_BPF` to update its selector maps and read the loss counters; newer
+/// kernels check only when programs are loaded and maps made. Tried for real: a child process
+/// keeps only [`KEPT_AFTER_LOAD`] and looks up key 0 of `map_fd`, an array of u64.
+///
+/// Call it before any thread exists (it forks).
+pub fn map_access_needs_cap_bpf(map_fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+
+    // SAFETY: fork with no other thread; the child makes raw syscalls only, then _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let mut data = [CapData::default(); 2];
+        for &cap in KEPT_AFTER_LOAD {
+            let slot = &mut data[(cap / 32) as usize];
+            slot.effective |= 1 << (cap % 32);
+            slot.permitted |= 1 << (cap % 32);
+        }
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let (key, mut value) = (0u32, 0u64);
+        // union bpf_attr for BPF_MAP_LOOKUP_ELEM: map_fd, pad, key, value, flags.
+        let attr: [u64; 4] = [
+            map_fd.as_raw_fd() as u32 as u64,
+            &key as *const u32 as u64,
+            &mut value as *mut u64 as u64,
+            0,
+        ];
+        // SAFETY: raw syscalls with valid pointers; _exit never returns.
+        unsafe {
+            if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+                libc::_exit(2);
+            }
+            let rc = libc::syscall(libc::SYS_bpf, 1, attr.as_ptr(), size_of_val(&attr));
+            let refused = rc != 0 && *libc::__errno_location() == libc::EPERM;
+            libc::_exit(i32::from(refused));
+        }
+    }
+    if pid < 0 {
+        return false;
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just made.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1
+}

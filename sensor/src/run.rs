@@ -76,11 +76,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let pend_execs =
         config.environment_marker.is_some() || attribution::current(&registry).has_argv_selectors();
     let mut sensor = loader::load(&config, pend_execs)?;
+    let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
+    if sensor
+        .probe_map_fd()
+        .is_some_and(privileges::map_access_needs_cap_bpf)
+    {
+        tracing::info!(
+            "this kernel checks CAP_BPF on every map access (Linux < 6.5 with \
+             kernel.unprivileged_bpf_disabled set): the daemon keeps CAP_BPF"
+        );
+        keep.push(privileges::CAP_BPF);
+    }
     let maps = sensor.take_maps()?;
     // Opened with privileges, so a bad path fails before anything runs.
     let sink = Sink::open(&config.output).context("opening the output")?;
-    privileges::drop_all_but(privileges::KEPT_AFTER_LOAD)
-        .context("dropping capabilities after loading")?;
+    privileges::drop_all_but(&keep).context("dropping capabilities after loading")?;
     tracing::info!(programs = ?sensor.programs, all_processes = config.all_processes, "kernel programs attached");
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -50,8 +50,8 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Cross-build the daemon for arm64 (aarch64-unknown-linux-gnu) and run its unit tests
-    /// under qemu-user.
+    /// Cross-build the daemon for arm64 (aarch64-unknown-linux-gnu), run its unit tests under
+    /// qemu-user, and run it on Debian's arm64 kernel in a VM.
     Cross {
         /// Extra arguments for the test binaries.
         #[arg(last = true)]
@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             setup::all(&root)?;
             require_root("the integration tests load kernel programs")?;
             // Every part runs even when an earlier one failed: which pass says much about why.
-            let cross = cross::test(&args);
+            let cross = cross::test(&root, &args);
             build_sensor()?;
             let tests = run_with_stdout(
                 Command::new(cargo())
@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         Task::Cross { args } => {
             setup::build_tools(&root)?;
             setup::cross_tools()?;
-            cross::test(&args)
+            cross::test(&root, &args)
         }
         Task::Matrix => {
             setup::all(&root)?;

@@ -19,6 +19,9 @@ const CROSS_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "qemu-user-static",
+    // The arm64 VM: Debian's keys for its private apt lists, and xz for the kernel's modules.
+    "debian-archive-keyring",
+    "xz-utils",
 ];
 /// The file that pins the kernel programs' toolchain (sensor/build.rs reads it too).
 pub const EBPF_TOOLCHAIN_FILE: &str = "sensor-ebpf/rust-toolchain.toml";

@@ -301,6 +301,16 @@ pub struct SavedCall {
     pub args: [u64; 6],
 }
 
+/// A connect's address as the kernel copied it from user memory, kept by thread from the LSM
+/// hook to the syscall's exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSockaddr {
+    pub len: u32,
+    pub _pad: u32,
+    pub bytes: [u8; SOCKADDR_CAP as usize],
+}
+
 /// Flags of a [`FileRecord`].
 pub mod file_flags {
     pub const PATH_TRUNCATED: u16 = 1 << 0;
@@ -712,7 +722,10 @@ pub struct ProgramConfig {
     /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs), read where
     /// `task_regs` is zero.
     pub syscall_ret_offset: u32,
-    pub _pad: u32,
+    /// Non-zero: the BPF LSM `socket_connect` hook keeps the kernel's own copy of each observed
+    /// connect's address ([`KernelSockaddr`]), which `exit_net` reports instead of re-reading
+    /// user memory (which another thread may have changed since the kernel copied it).
+    pub lsm_connect: u32,
 }
 
 impl ProgramConfig {
@@ -729,7 +742,7 @@ impl ProgramConfig {
         task_regs: 1,
         wakeup_bytes: 0,
         syscall_ret_offset: 16,
-        _pad: 0,
+        lsm_connect: 0,
     };
 }
 
@@ -845,4 +858,5 @@ mod pod {
     unsafe impl aya::Pod for super::ExeKey {}
     unsafe impl aya::Pod for super::CgroupAgent {}
     unsafe impl aya::Pod for super::SavedCall {}
+    unsafe impl aya::Pod for super::KernelSockaddr {}
 }
