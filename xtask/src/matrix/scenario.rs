@@ -183,14 +183,26 @@ pub fn check(dir: &Path) -> Outcome {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let attached = records
+    // What the sensor chose on this kernel: the hooks beyond its syscall tracepoints (BPF LSM
+    // where the kernel has it) by name, the syscall tracepoints by number.
+    let attached: Vec<&str> = records
         .iter()
         .find(|r| action(r) == "sensor_start")
         .and_then(|r| r["sensor"]["lifecycle"]["programs"].as_array())
-        .map_or(0, Vec::len);
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let (syscalls, hooks): (Vec<&str>, Vec<&str>) =
+        attached.iter().partition(|p| p.starts_with("syscall:"));
     out.checks.push(pass(
         "sensor loads",
-        format!("{attached} programs and hooks attached"),
+        format!(
+            "{} attached: {} and {} syscall tracepoints",
+            attached.len(),
+            hooks.join(", "),
+            syscalls.len()
+        ),
     ));
     let w = &facts["workload"];
     out.checks.push(check_exec(&records, w));
