@@ -203,11 +203,16 @@ pub fn check(dir: &Path) -> Outcome {
     out
 }
 
-/// Where the kernel has BPF LSM, the sensor took the connects' addresses from its
-/// `socket_connect` hook; a second run with the hook off made the same connects. Both sources
-/// must give the same records (but for the pids and ports of each run).
+/// Where the kernel has BPF LSM, the sensor took the addresses of connects, binds and sends
+/// from its hooks; a second run with the hooks off made the same calls. Both sources must give
+/// the same records (but for each run's pids, ports, times and socket ids).
 fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
     const NAME: &str = "sources agree";
+    const HOOKS: [&str; 3] = [
+        "lsm:socket_connect",
+        "lsm:socket_bind",
+        "lsm:socket_sendmsg",
+    ];
     let start_programs = |records: &[Value]| -> Vec<String> {
         records
             .iter()
@@ -218,9 +223,9 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
             .filter_map(|p| p.as_str().map(str::to_owned))
             .collect()
     };
-    let hook = "lsm:socket_connect".to_owned();
+    let any_hook = |programs: &[String]| programs.iter().any(|p| p.starts_with("lsm:"));
     if !lsm.split(',').any(|m| m == "bpf") {
-        return if start_programs(records).contains(&hook) {
+        return if any_hook(&start_programs(records)) {
             fail(
                 NAME,
                 "the sensor attached an LSM hook on a kernel without BPF LSM",
@@ -229,10 +234,11 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
             pass(NAME, "one source here: no BPF LSM, the tracepoint path")
         };
     }
-    if !start_programs(records).contains(&hook) {
+    let attached = start_programs(records);
+    if let Some(missing) = HOOKS.iter().find(|h| !attached.iter().any(|a| a == *h)) {
         return fail(
             NAME,
-            "BPF LSM is active but the sensor did not attach lsm:socket_connect",
+            format!("BPF LSM is active but the sensor did not attach {missing}"),
         );
     }
     let t = &w["tracepoints"];
@@ -251,46 +257,11 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    if start_programs(&other).contains(&hook) {
-        return fail(
-            NAME,
-            "kernel.lsm_hooks = false still attached lsm:socket_connect",
-        );
+    if any_hook(&start_programs(&other)) {
+        return fail(NAME, "kernel.lsm_hooks = false still attached an LSM hook");
     }
-    // What a connect record says, but for the run's own pids, ports, times and chain.
-    let said = |records: &[Value], c: &Value| -> Result<Value, String> {
-        let found = of_pid(records, "connect", &c["pid"]);
-        let [r] = found[..] else {
-            return Err(format!(
-                "{} connect records for pid {}",
-                found.len(),
-                c["pid"]
-            ));
-        };
-        if r["destination"]["port"] != c["port"] {
-            return Err(format!(
-                "destination {} for port {}",
-                r["destination"], c["port"]
-            ));
-        }
-        // The socket's id is its kernel address: another socket, another id.
-        let mut network = r["network"].clone();
-        if let Some(n) = network.as_object_mut() {
-            n.remove("socket_id");
-        }
-        Ok(serde_json::json!({
-            "outcome": r["event"]["outcome"],
-            "category": r["event"]["category"],
-            "type": r["event"]["type"],
-            "destination_ip": r["destination"]["ip"],
-            "source_ip": r["source"]["ip"],
-            "network": network,
-            "syscall": r["syscall"],
-            "error": r["error"],
-        }))
-    };
     let mut differ = Vec::new();
-    for which in ["connect", "refused"] {
+    for which in ["connect", "refused", "udp"] {
         match (said(records, &w[which]), said(&other, &t[which])) {
             (Ok(a), Ok(b)) if a == b => {}
             (Ok(a), Ok(b)) => differ.push(format!("{which}: LSM {a} vs tracepoints {b}")),
@@ -301,11 +272,49 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
     if differ.is_empty() {
         pass(
             NAME,
-            "connect records from the LSM hook and from the tracepoints are the same",
+            "connect, bind and UDP send records from the LSM hooks and from the tracepoints \
+             are the same",
         )
     } else {
         fail(NAME, differ.join("; "))
     }
+}
+
+/// What the network records of one workload process say, in order, but for the run's own
+/// pids, ports, times, socket ids and chain: its connect, or its bind and three UDP sends.
+fn said(records: &[Value], call: &Value) -> Result<Value, String> {
+    let calls: Vec<Value> = records
+        .iter()
+        .filter(|r| {
+            r["process"]["pid"] == call["pid"] && matches!(action(r), "connect" | "bind" | "send")
+        })
+        .map(|r| {
+            // The socket's id is its kernel address: another socket, another id.
+            let mut network = r["network"].clone();
+            if let Some(n) = network.as_object_mut() {
+                n.remove("socket_id");
+            }
+            serde_json::json!({
+                "action": action(r),
+                "outcome": r["event"]["outcome"],
+                "source_ip": r["source"]["ip"],
+                "destination_ip": r["destination"]["ip"],
+                "to_the_workload_port": r["destination"]["port"] == call["port"],
+                "network": network,
+                "syscall": r["syscall"]["name"],
+                "error": r["error"],
+            })
+        })
+        .collect();
+    let expected = if call.get("errno").is_some() { 1 } else { 4 };
+    if calls.len() != expected {
+        return Err(format!(
+            "{} network records for pid {}, not {expected}",
+            calls.len(),
+            call["pid"]
+        ));
+    }
+    Ok(Value::Array(calls))
 }
 
 fn of_pid<'a>(records: &'a [Value], act: &str, pid: &Value) -> Vec<&'a Value> {
