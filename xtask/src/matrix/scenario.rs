@@ -146,6 +146,7 @@ pub fn check(dir: &Path) -> Outcome {
     }
     if let Some(programs) = probe.as_ref().and_then(|p| p["programs"].as_array()) {
         out.programs = programs.iter().map(program_line).collect();
+        out.checks.push(check_budgets(programs));
     }
 
     // The sensor's start: its programs loaded and attached.
@@ -547,6 +548,41 @@ fn check_no_loss(records: &[Value], steps: &Value) -> Check {
 
 /// One program of the probe's report: `name: stack S, I insns (V verified)`, or why it does not
 /// load (every field the probe gives, since its wording is the operator's).
+/// Stack of the deepest call chain (from the object, the same on every kernel) and the
+/// instructions this kernel's verifier processed (Linux >= 5.16 reports them), each program
+/// within the margins the sensor keeps: 384 of 512 bytes, 250,000 of a million instructions.
+fn check_budgets(programs: &[Value]) -> Check {
+    const NAME: &str = "budgets";
+    const STACK: u64 = 384;
+    const VERIFIED: u64 = 250_000;
+    let over: Vec<String> = programs
+        .iter()
+        .filter(|p| p["loads"] == true)
+        .filter(|p| {
+            p["stack"].as_u64().is_none_or(|s| s > STACK)
+                || p["verified_insns"].as_u64().is_some_and(|v| v > VERIFIED)
+        })
+        .map(program_line)
+        .collect();
+    let most = programs
+        .iter()
+        .filter_map(|p| p["verified_insns"].as_u64())
+        .max();
+    if !over.is_empty() {
+        return fail(
+            NAME,
+            format!("over {STACK} B of stack or {VERIFIED} verified instructions: {over:?}"),
+        );
+    }
+    pass(
+        NAME,
+        match most {
+            Some(n) => format!("stack within {STACK} B, at most {n} instructions verified"),
+            None => format!("stack within {STACK} B (this kernel does not report verified counts)"),
+        },
+    )
+}
+
 fn program_line(p: &Value) -> String {
     let name = p["name"].as_str().unwrap_or("?");
     if p["loads"] == true {
