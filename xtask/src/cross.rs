@@ -97,10 +97,10 @@ fn env_target() -> String {
     TARGET.to_uppercase().replace('-', "_")
 }
 
-/// The BTF of Debian's arm64 kernel ([`vm::kernel`]): with it the tests check the loader's
+/// The BTF of Debian's arm64 6.12 kernel ([`vm::kernel`]): with it the tests check the loader's
 /// arm64 `struct pt_regs` offsets against a real arm64 kernel.
 pub fn arm64_kernel_btf() -> anyhow::Result<PathBuf> {
-    Ok(vm::kernel()?.btf())
+    Ok(vm::kernel(vm::BTF_SUITE)?.btf())
 }
 
 /// The kernel's `.BTF` section inside an image: a little-endian BTF header (magic 0xeb9f,
