@@ -236,9 +236,11 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     r.arg = call.flags;
     r.syscall = call.syscall;
     r.comm = current_comm();
-    let sk = sock_of(&current, sock_fd);
-    if let Some(sk) = sk {
-        fill_from_sock(r, sk, &task);
+    // A plain address (0: none), not an Option: the compiler may read an Option's payload
+    // before its tag, and 5.10's verifier refuses a read of stack it never saw written.
+    let sk = sock_of(&current, sock_fd).map_or(0, |sk| sk.0 as u64);
+    if sk != 0 {
+        fill_from_sock(r, KPtr(sk as *const u8), &task);
     }
     let (addr, addr_len) = user_sockaddr(&call);
     let mut used = 0usize;
@@ -291,8 +293,8 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
     }
     // A non-blocking connect that has its outcome already (or failed at once) needs no watch.
     if call.syscall == sc::CONNECT && ret != -EINPROGRESS {
-        if let Some(sk) = sk {
-            let _ = CONNECTS.remove(&(sk.0 as u64));
+        if sk != 0 {
+            let _ = CONNECTS.remove(&sk);
         }
     }
     let size = HEADER + used;
