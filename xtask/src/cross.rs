@@ -1,6 +1,6 @@
 //! `cargo xtask cross`: builds the daemon (`agent-sensor`) and `sensor-common` for arm64 and runs
 //! their unit tests under QEMU's user-mode emulator, then runs the daemon on Debian's arm64
-//! kernel in a VM ([`vm`]), so an arm64 node gets a binary that was compiled, unit-tested and
+//! kernels in VMs ([`vm`]), so an arm64 node gets a binary that was compiled, unit-tested and
 //! seen working. The kernel programs embedded in it are built for the arm64 kernel ABI
 //! (aya-build passes the userspace target's arch as `bpf_target_arch`).
 //!
