@@ -2,7 +2,8 @@
 //! `cargo xtask matrix`. It judges nothing: it runs `agent-sensor probe --json`, then the
 //! sensor around a known workload, and writes what happened to the results directory
 //! (`facts.json`: the kernel, pids, ports, paths, timings; `probe.json`; the sensor's
-//! `records.jsonl` and `sensor.stderr`). The host checks the records against the facts, so a
+//! `records.jsonl` and `sensor.stderr`; where the kernel has BPF LSM, also
+//! `tracepoints-records.jsonl` from a second run without the LSM hook). The host checks the records against the facts, so a
 //! VM that dies half-way still leaves evidence of how far it got.
 //!
 //! Usage: `kernel-matrix-scenario OUT_DIR SENSOR HELPER`
@@ -142,18 +143,7 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     // An open by a relative path: the record must carry the absolute one.
     let (open_pid, open_errno) = helper_output(helper, &["open", "opened-file"], Some(work))?;
     // A connect to a listener on loopback, and one to a closed port.
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let acceptor = thread::spawn(move || listener.accept().map(|_| ()));
-    let (connect_pid, connect_errno) =
-        helper_output(helper, &["connect", &format!("127.0.0.1:{port}")], None)?;
-    let _ = acceptor.join();
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let (refused_pid, refused_errno) =
-        helper_output(helper, &["connect", &format!("127.0.0.1:{closed}")], None)?;
+    let (connect, refused) = connects(helper)?;
     // A five-level tree of short-lived processes, started in the agent's cgroup.
     let tree = Command::new("/bin/sh")
         .arg("-c")
@@ -171,10 +161,8 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     facts["workload"]["open"] = json!({
         "pid": open_pid, "errno": open_errno, "path": format!("{WORK}/opened-file"),
     });
-    facts["workload"]["connect"] =
-        json!({ "pid": connect_pid, "errno": connect_errno, "port": port });
-    facts["workload"]["refused"] =
-        json!({ "pid": refused_pid, "errno": refused_errno, "port": closed });
+    facts["workload"]["connect"] = connect;
+    facts["workload"]["refused"] = refused;
     facts["workload"]["tree"] = json!({ "pid": tree_pid, "exit_code": tree_status, "levels": 5 });
 
     // Everything happened before the stop, which drains what the kernel delivered; waiting for
@@ -200,7 +188,77 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     let status = running.stop(STOP_TIMEOUT);
     facts["steps"]["sensor_stop"] = json!({ "exit": status, "seconds": t.elapsed().as_secs_f64() });
     let _ = fs::remove_dir(&cgroup);
+
+    // 4. Where the kernel has BPF LSM, the sensor takes a connect's address from its
+    // `socket_connect` hook. The same connects once more with the hook off give the host the
+    // tracepoint path's records to compare: either source must give the same records.
+    if facts["kernel"]["lsm"]
+        .as_str()
+        .is_some_and(|l| l.split(',').any(|m| m == "bpf"))
+    {
+        facts["workload"]["tracepoints"] = tracepoint_source(out, sensor, helper, work)?;
+    }
     Ok(())
+}
+
+/// A connect to a listener on loopback and one to a closed port: each its pid, errno and port.
+fn connects(helper: &Path) -> Result<(Value, Value), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let acceptor = thread::spawn(move || listener.accept().map(|_| ()));
+    let (connect_pid, connect_errno) =
+        helper_output(helper, &["connect", &format!("127.0.0.1:{port}")], None)?;
+    let _ = acceptor.join();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let (refused_pid, refused_errno) =
+        helper_output(helper, &["connect", &format!("127.0.0.1:{closed}")], None)?;
+    Ok((
+        json!({ "pid": connect_pid, "errno": connect_errno, "port": port }),
+        json!({ "pid": refused_pid, "errno": refused_errno, "port": closed }),
+    ))
+}
+
+/// The connects again, under a sensor told not to use LSM hooks (`kernel.lsm_hooks = false`);
+/// its records go to `tracepoints-records.jsonl`.
+fn tracepoint_source(
+    out: &Path,
+    sensor: &Path,
+    helper: &Path,
+    work: &Path,
+) -> Result<Value, String> {
+    let config = work.join("tracepoints.toml");
+    fs::write(&config, "[kernel]\nlsm_hooks = false\n").map_err(|e| e.to_string())?;
+    let mut running = Running::start_named(
+        sensor,
+        &[
+            "run",
+            "--all-processes",
+            "--output",
+            "-",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        out,
+        "tracepoints-",
+    )?;
+    if running
+        .wait_for(START_TIMEOUT, |r| action(r) == "sensor_start")
+        .is_none()
+    {
+        let status = running.stop(STOP_TIMEOUT);
+        return Ok(json!({ "started": false, "exit": status }));
+    }
+    let (connect, refused) = connects(helper)?;
+    for pid in [&connect["pid"], &refused["pid"]] {
+        running.wait_for(RECORD_TIMEOUT, |r| {
+            action(r) == "connect" && &r["process"]["pid"] == pid
+        });
+    }
+    let status = running.stop(STOP_TIMEOUT);
+    Ok(json!({ "started": true, "exit": status, "connect": connect, "refused": refused }))
 }
 
 fn action(r: &Value) -> &str {
@@ -259,7 +317,18 @@ struct Running {
 
 impl Running {
     fn start(sensor: &Path, args: &[&str], out: &Path) -> Result<Running, String> {
-        let stderr = fs::File::create(out.join("sensor.stderr")).map_err(|e| e.to_string())?;
+        Self::start_named(sensor, args, out, "")
+    }
+
+    /// As `start`, its files named with `prefix` (`PREFIXrecords.jsonl`, `PREFIXsensor.stderr`).
+    fn start_named(
+        sensor: &Path,
+        args: &[&str],
+        out: &Path,
+        prefix: &str,
+    ) -> Result<Running, String> {
+        let stderr = fs::File::create(out.join(format!("{prefix}sensor.stderr")))
+            .map_err(|e| e.to_string())?;
         let mut child = Command::new(sensor)
             .args(args)
             .env("RUST_LOG", "debug")
@@ -268,7 +337,8 @@ impl Running {
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", sensor.display()))?;
-        let mut file = fs::File::create(out.join("records.jsonl")).map_err(|e| e.to_string())?;
+        let mut file = fs::File::create(out.join(format!("{prefix}records.jsonl")))
+            .map_err(|e| e.to_string())?;
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = records.clone();
         let stdout = child.stdout.take().unwrap();

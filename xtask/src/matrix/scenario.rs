@@ -2,7 +2,8 @@
 //! results directory and checks the sensor's records against it, exactly: an exec with its
 //! argv and exit code, an open with its absolute path, a connect that succeeded and one that
 //! was refused, a five-level tree of short-lived processes attributed to the agent by cgroup,
-//! and no loss. A check that could not run says why; nothing is skipped silently.
+//! no loss, and, where the kernel has BPF LSM, the same connect records from the LSM hook as
+//! from the tracepoint path. A check that could not run says why; nothing is skipped silently.
 use std::{fs, path::Path};
 
 use serde_json::Value;
@@ -63,6 +64,7 @@ const CHECKS: &[&str] = &[
     "connect refused",
     "process tree",
     "no loss",
+    "sources agree",
 ];
 
 pub fn check(dir: &Path) -> Outcome {
@@ -197,7 +199,113 @@ pub fn check(dir: &Path) -> Outcome {
     ));
     out.checks.push(check_tree(&records, w));
     out.checks.push(check_no_loss(&records, steps));
+    out.checks.push(check_sources(dir, &records, w, &out.lsm));
     out
+}
+
+/// Where the kernel has BPF LSM, the sensor took the connects' addresses from its
+/// `socket_connect` hook; a second run with the hook off made the same connects. Both sources
+/// must give the same records (but for the pids and ports of each run).
+fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
+    const NAME: &str = "sources agree";
+    let start_programs = |records: &[Value]| -> Vec<String> {
+        records
+            .iter()
+            .find(|r| action(r) == "sensor_start")
+            .and_then(|r| r["sensor"]["lifecycle"]["programs"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect()
+    };
+    let hook = "lsm:socket_connect".to_owned();
+    if !lsm.split(',').any(|m| m == "bpf") {
+        return if start_programs(records).contains(&hook) {
+            fail(
+                NAME,
+                "the sensor attached an LSM hook on a kernel without BPF LSM",
+            )
+        } else {
+            pass(NAME, "one source here: no BPF LSM, the tracepoint path")
+        };
+    }
+    if !start_programs(records).contains(&hook) {
+        return fail(
+            NAME,
+            "BPF LSM is active but the sensor did not attach lsm:socket_connect",
+        );
+    }
+    let t = &w["tracepoints"];
+    if t["started"] != true {
+        return fail(
+            NAME,
+            format!(
+                "the sensor with kernel.lsm_hooks = false did not start ({}): {}",
+                t["exit"].as_str().unwrap_or("not run"),
+                sensor_error(&dir.join("tracepoints-sensor.stderr"))
+            ),
+        );
+    }
+    let other: Vec<Value> = fs::read_to_string(dir.join("tracepoints-records.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if start_programs(&other).contains(&hook) {
+        return fail(
+            NAME,
+            "kernel.lsm_hooks = false still attached lsm:socket_connect",
+        );
+    }
+    // What a connect record says, but for the run's own pids, ports, times and chain.
+    let said = |records: &[Value], c: &Value| -> Result<Value, String> {
+        let found = of_pid(records, "connect", &c["pid"]);
+        let [r] = found[..] else {
+            return Err(format!(
+                "{} connect records for pid {}",
+                found.len(),
+                c["pid"]
+            ));
+        };
+        if r["destination"]["port"] != c["port"] {
+            return Err(format!(
+                "destination {} for port {}",
+                r["destination"], c["port"]
+            ));
+        }
+        // The socket's id is its kernel address: another socket, another id.
+        let mut network = r["network"].clone();
+        if let Some(n) = network.as_object_mut() {
+            n.remove("socket_id");
+        }
+        Ok(serde_json::json!({
+            "outcome": r["event"]["outcome"],
+            "category": r["event"]["category"],
+            "type": r["event"]["type"],
+            "destination_ip": r["destination"]["ip"],
+            "source_ip": r["source"]["ip"],
+            "network": network,
+            "syscall": r["syscall"],
+            "error": r["error"],
+        }))
+    };
+    let mut differ = Vec::new();
+    for which in ["connect", "refused"] {
+        match (said(records, &w[which]), said(&other, &t[which])) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(a), Ok(b)) => differ.push(format!("{which}: LSM {a} vs tracepoints {b}")),
+            (Err(e), _) => differ.push(format!("{which}, LSM source: {e}")),
+            (_, Err(e)) => differ.push(format!("{which}, tracepoint source: {e}")),
+        }
+    }
+    if differ.is_empty() {
+        pass(
+            NAME,
+            "connect records from the LSM hook and from the tracepoints are the same",
+        )
+    } else {
+        fail(NAME, differ.join("; "))
+    }
 }
 
 fn of_pid<'a>(records: &'a [Value], act: &str, pid: &Value) -> Vec<&'a Value> {
