@@ -38,8 +38,8 @@ pub static SYSCALL_IDS: Array<u16> = Array::with_max_entries(1, 0);
 pub static SAVED_CALLS: LruHashMap<u64, sensor_common::SavedCall> =
     LruHashMap::with_max_entries(16384, 0);
 
-/// The kernel's copy of each observed thread's connect address, from the LSM hook to the
-/// syscall's exit (see `net`). LRU: a connect the hook saw may never reach its exit program.
+/// The kernel's copy of each observed thread's connect, bind or send address, from the LSM hook
+/// to the syscall's exit (see `net`). LRU: a call the hook saw may never reach a followed exit.
 #[map]
 pub static KERNEL_SOCKADDRS: LruHashMap<u64, sensor_common::KernelSockaddr> =
     LruHashMap::with_max_entries(8192, 0);

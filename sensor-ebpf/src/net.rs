@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use sensor_common::{
-    CallArgs, ConnectOwner, DNS_PAYLOAD_CAP, KernelSockaddr, NetRecord, SOCKADDR_CAP, kind,
-    syscall as sc,
+    CallArgs, ConnectOwner, DNS_PAYLOAD_CAP, KernelSockaddr, NetRecord, SOCKADDR_CAP, address_hook,
+    kind, syscall as sc,
 };
 
 use crate::{
@@ -138,26 +138,46 @@ pub fn watch_nonblocking_connect(fd: i32) {
     let _ = CONNECTS.insert(&(sk.0 as u64), &owner, 0);
 }
 
-/// Where the kernel has BPF LSM: the address a connect uses, as the kernel copied it from user
-/// memory, before the protocol acts on it. Reading user memory at the syscall's exit instead
-/// would report whatever another thread of the process wrote there since.
+/// Where the kernel has BPF LSM: the address a connect, bind or send uses, as the kernel copied
+/// it from user memory, before the protocol acts on it. Reading user memory at the syscall's
+/// exit instead would report whatever another thread of the process wrote there since.
+/// Each program returns the verdict of the BPF LSM programs before it, unchanged.
 #[lsm(hook = "socket_connect")]
 pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
-    // int socket_connect(struct socket *sock, struct sockaddr *address, int addrlen), then the
-    // verdict of the BPF LSM programs before this one, which this one keeps.
-    let verdict: i32 = ctx.arg(3);
-    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    if observed((id >> 32) as u32).is_some() {
-        let addr: *const u8 = ctx.arg(1);
-        let len: i32 = ctx.arg(2);
-        keep_kernel_sockaddr(id, addr, len);
-    }
-    verdict
+    // int socket_connect(struct socket *sock, struct sockaddr *address, int addrlen)
+    keep_kernel_sockaddr(address_hook::CONNECT, ctx.arg(1), ctx.arg(2));
+    ctx.arg(3)
 }
 
+#[lsm(hook = "socket_bind")]
+pub fn lsm_socket_bind(ctx: LsmContext) -> i32 {
+    // int socket_bind(struct socket *sock, struct sockaddr *address, int addrlen)
+    keep_kernel_sockaddr(address_hook::BIND, ctx.arg(1), ctx.arg(2));
+    ctx.arg(3)
+}
+
+#[lsm(hook = "socket_sendmsg")]
+pub fn lsm_socket_sendmsg(ctx: LsmContext) -> i32 {
+    // int socket_sendmsg(struct socket *sock, struct msghdr *msg, int size): the kernel's
+    // msghdr points at its own copy of the address (none for a connected socket).
+    let msg = KPtr(ctx.arg::<*const u8>(1));
+    let off = offsets();
+    let name = msg.read::<u64>(off.msghdr_name).unwrap_or(0);
+    let len = msg.read::<i32>(off.msghdr_namelen).unwrap_or(0);
+    keep_kernel_sockaddr(address_hook::SEND, name as *const u8, len);
+    ctx.arg(3)
+}
+
+/// Keeps, for an observed thread, the address a hook saw. A send without one drops what an
+/// earlier send kept, so its exit cannot take a stale address.
 #[inline(always)]
-fn keep_kernel_sockaddr(id: u64, addr: *const u8, len: i32) {
+fn keep_kernel_sockaddr(hook: u32, addr: *const u8, len: i32) {
+    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if observed((id >> 32) as u32).is_none() {
+        return;
+    }
     if addr.is_null() || len <= 0 {
+        let _ = KERNEL_SOCKADDRS.remove(&id);
         return;
     }
     let n = if len as u32 > SOCKADDR_CAP {
@@ -172,28 +192,41 @@ fn keep_kernel_sockaddr(id: u64, addr: *const u8, len: i32) {
     // SAFETY: this CPU's slot; map values are 8-byte aligned and larger than a KernelSockaddr.
     let value = unsafe { &mut *slot.cast::<KernelSockaddr>() };
     value.len = n;
-    value._pad = 0;
+    value.hook = hook;
     // SAFETY: n <= the buffer's size; a bad source is an error, not a fault.
     if unsafe { bpf_probe_read_kernel(value.bytes.as_mut_ptr().cast(), n, addr.cast()) } == 0 {
         let _ = KERNEL_SOCKADDRS.insert(&id, value, 0);
     }
 }
 
-/// The address the LSM hook kept for this thread's connect, copied into `tail`; its length.
-/// `None` without the hook, or when the call failed before the kernel used an address (a
-/// bad fd, an unreadable address): then user memory is all there is.
+/// The address the LSM hook kept for this thread's call, copied into `tail`; its length. `None`
+/// without the hooks, for a call no hook serves, or when the call failed before the kernel used
+/// an address (a bad fd, an unreadable address): then user memory is all there is. sendmmsg
+/// sends several messages and is reported by its first, from user memory: what the hook kept
+/// (the last) is dropped.
 #[inline(always)]
 fn kernel_sockaddr(call: &CallArgs, id: u64, tail: &mut [u8]) -> Option<usize> {
-    if config().lsm_connect == 0 || call.syscall != sc::CONNECT {
+    if config().lsm_addresses == 0 {
         return None;
     }
+    let hook = match call.syscall {
+        sc::CONNECT => address_hook::CONNECT,
+        sc::BIND => address_hook::BIND,
+        sc::SENDTO | sc::SENDMSG => address_hook::SEND,
+        sc::SENDMMSG => {
+            let _ = KERNEL_SOCKADDRS.remove(&id);
+            return None;
+        }
+        _ => return None,
+    };
     let kept = KERNEL_SOCKADDRS.get_ptr(&id)?;
     // Copied map to map with the helper: through the stack, the 112 bytes would take a quarter
     // of what this program and its call chain may use.
     // SAFETY: the entry is valid until removed below; the tail holds SOCKADDR_CAP bytes.
-    let (len, rc) = unsafe {
+    let (len, kept_by, rc) = unsafe {
         (
             (*kept).len,
+            (*kept).hook,
             bpf_probe_read_kernel(
                 tail.as_mut_ptr().cast(),
                 SOCKADDR_CAP,
@@ -202,7 +235,7 @@ fn kernel_sockaddr(call: &CallArgs, id: u64, tail: &mut [u8]) -> Option<usize> {
         )
     };
     let _ = KERNEL_SOCKADDRS.remove(&id);
-    (rc == 0).then_some((len as usize).min(SOCKADDR_CAP as usize))
+    (rc == 0 && kept_by == hook).then_some((len as usize).min(SOCKADDR_CAP as usize))
 }
 
 #[tracepoint]

@@ -2,7 +2,8 @@
 //! exit from the task's saved registers and normalised to one layout ([`CallArgs`]). With no
 //! enter program to save them, an unobserved process pays one program and one map lookup per
 //! call, and an observed one no map insert and delete. `connect` alone keeps an enter
-//! program: a non-blocking connect's outcome can arrive before its exit (see `net`).
+//! program: a non-blocking connect's outcome can arrive before its exit (see `net`). Kernels
+//! before 5.15 cannot read the saved registers: there `enter_save` keeps the arguments.
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_user,

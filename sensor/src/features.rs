@@ -111,7 +111,7 @@ pub fn probe() -> Vec<Feature> {
         feature("tp_btf", false, false, probes.tp_btf()),
         feature("kprobe", false, false, probes.kprobe()),
         feature("fentry", false, false, probes.fentry()),
-        feature("lsm", false, false, lsm),
+        feature("lsm", false, true, lsm),
         feature("uprobe", false, false, uprobe),
         feature("ring_buffer", true, true, ringbuf),
         feature("task_regs", false, true, task_regs),

@@ -39,6 +39,14 @@ const RAW_TRACEPOINTS: &[(&str, &str)] = &[
     ("cgroup_mkdir", "cgroup_mkdir"),
 ];
 
+/// The BPF LSM programs that keep the kernel's copy of a connect's, bind's or send's address
+/// (`kernel.lsm_hooks`), and their hooks.
+const LSM_ADDRESS_HOOKS: &[(&str, &str)] = &[
+    ("lsm_socket_connect", "socket_connect"),
+    ("lsm_socket_bind", "socket_bind"),
+    ("lsm_socket_sendmsg", "socket_sendmsg"),
+];
+
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
 /// shared exit program that reports it (which reads the arguments itself, see
 /// `sensor-ebpf/src/syscalls.rs`). arm64 has none of the legacy path calls (`open`, ...).
@@ -246,8 +254,8 @@ struct Prepared {
     exit_events: Vec<ExitEvent>,
     /// The kernel has `bpf_task_pt_regs`; without it, `enter_save` keeps each call's arguments.
     task_regs: bool,
-    /// Connect addresses come from the BPF LSM `socket_connect` hook.
-    lsm_connect: bool,
+    /// Connect, bind and send addresses come from BPF LSM hooks.
+    lsm_addresses: bool,
 }
 
 fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
@@ -267,11 +275,11 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
              arguments of observed syscalls"
         );
     }
-    let lsm_connect = config.lsm_hooks && crate::features::lsm_supported();
-    if config.lsm_hooks && !lsm_connect {
+    let lsm_addresses = config.lsm_hooks && crate::features::lsm_supported();
+    if config.lsm_hooks && !lsm_addresses {
         tracing::info!(
-            "this kernel has no BPF LSM (or `bpf` is not in its lsm= list): connect addresses \
-             are read from user memory at the syscall's exit"
+            "this kernel has no BPF LSM (or `bpf` is not in its lsm= list): the addresses of \
+             connects, binds and sends are read from user memory at the syscall's exit"
         );
     }
     let exit_events = syscall_exit_events(&tracefs);
@@ -292,7 +300,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
         task_regs: u32::from(task_regs),
         wakeup_bytes: u64::from(config.wakeup_bytes),
         syscall_ret_offset,
-        lsm_connect: u32::from(lsm_connect),
+        lsm_addresses: u32::from(lsm_addresses),
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
@@ -306,7 +314,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
         ebpf,
         exit_events,
         task_regs,
-        lsm_connect,
+        lsm_addresses,
     })
 }
 
@@ -314,7 +322,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
 fn programs_to_load(
     exit_events: &[ExitEvent],
     task_regs: bool,
-    lsm_connect: bool,
+    lsm_addresses: bool,
 ) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
@@ -328,8 +336,12 @@ fn programs_to_load(
     if !task_regs {
         names.push(("enter_save", ProgramKind::TracePoint));
     }
-    if lsm_connect {
-        names.push(("lsm_socket_connect", ProgramKind::Lsm("socket_connect")));
+    if lsm_addresses {
+        names.extend(
+            LSM_ADDRESS_HOOKS
+                .iter()
+                .map(|&(name, hook)| (name, ProgramKind::Lsm(hook))),
+        );
     }
     names
 }
@@ -413,10 +425,10 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         mut ebpf,
         exit_events,
         task_regs,
-        lsm_connect,
+        lsm_addresses,
     } = prepare(config, pend_execs)?;
     let budgets = budgets();
-    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_connect) {
+    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses) {
         load_program(&mut ebpf, name, kind, &budgets)?;
     }
     let mut programs = Vec::new();
@@ -447,11 +459,13 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
             );
         }
     }
-    if lsm_connect {
-        program_of::<Lsm>(&mut ebpf, "lsm_socket_connect")?
-            .attach()
-            .map_err(program_error("lsm_socket_connect"))?;
-        programs.push("lsm:socket_connect");
+    if lsm_addresses {
+        for &(name, hook) in LSM_ADDRESS_HOOKS {
+            program_of::<Lsm>(&mut ebpf, name)?
+                .attach()
+                .map_err(program_error(name))?;
+            programs.push(leak(format!("lsm:{hook}")));
+        }
     }
     if exit_events.iter().any(|e| e.syscall == "connect") {
         let program = program_of::<TracePoint>(&mut ebpf, "enter_connect")?;
@@ -478,10 +492,10 @@ pub fn verify_programs(config: &Config) -> Result<Vec<Result<ProgramStats, LoadE
         mut ebpf,
         exit_events,
         task_regs,
-        lsm_connect,
+        lsm_addresses,
     } = prepare(config, true)?;
     let budgets = budgets();
-    Ok(programs_to_load(&exit_events, task_regs, lsm_connect)
+    Ok(programs_to_load(&exit_events, task_regs, lsm_addresses)
         .into_iter()
         .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets))
         .collect())
@@ -863,6 +877,8 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
             &["hierarchy_id"],
         )?,
         kernfs_node_id: need("kernfs_node.id", "kernfs_node", &["id"])?,
+        msghdr_name: optional("msghdr", &["msg_name"]),
+        msghdr_namelen: optional("msghdr", &["msg_namelen"]),
         regs_args: syscall_arg_registers(btf, Arch::NATIVE)?,
         regs_nr: syscall_number_register(btf, Arch::NATIVE)?,
         regs_ret: return_value_register(btf, Arch::NATIVE)?,

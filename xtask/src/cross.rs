@@ -1,6 +1,6 @@
 //! `cargo xtask cross`: builds the daemon (`agent-sensor`) and `sensor-common` for arm64 and runs
 //! their unit tests under QEMU's user-mode emulator, then runs the daemon on Debian's arm64
-//! kernel in a VM ([`vm`]), so an arm64 node gets a binary that was compiled, unit-tested and
+//! kernels in VMs ([`vm`]), so an arm64 node gets a binary that was compiled, unit-tested and
 //! seen working. The kernel programs embedded in it are built for the arm64 kernel ABI
 //! (aya-build passes the userspace target's arch as `bpf_target_arch`).
 //!
@@ -97,10 +97,10 @@ fn env_target() -> String {
     TARGET.to_uppercase().replace('-', "_")
 }
 
-/// The BTF of Debian's arm64 kernel ([`vm::kernel`]): with it the tests check the loader's
+/// The BTF of Debian's arm64 6.12 kernel ([`vm::kernel`]): with it the tests check the loader's
 /// arm64 `struct pt_regs` offsets against a real arm64 kernel.
 pub fn arm64_kernel_btf() -> anyhow::Result<PathBuf> {
-    Ok(vm::kernel()?.btf())
+    Ok(vm::kernel(vm::BTF_SUITE)?.btf())
 }
 
 /// The kernel's `.BTF` section inside an image: a little-endian BTF header (magic 0xeb9f,

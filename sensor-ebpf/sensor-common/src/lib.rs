@@ -301,14 +301,22 @@ pub struct SavedCall {
     pub args: [u64; 6],
 }
 
-/// A connect's address as the kernel copied it from user memory, kept by thread from the LSM
-/// hook to the syscall's exit.
+/// An address as the kernel copied it from user memory, kept by thread from the LSM hook to the
+/// syscall's exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct KernelSockaddr {
     pub len: u32,
-    pub _pad: u32,
+    /// Which hook kept it ([`address_hook`]): only the matching syscall's exit takes it.
+    pub hook: u32,
     pub bytes: [u8; SOCKADDR_CAP as usize],
+}
+
+/// The LSM hooks that keep a [`KernelSockaddr`].
+pub mod address_hook {
+    pub const CONNECT: u32 = 1;
+    pub const BIND: u32 = 2;
+    pub const SEND: u32 = 3;
 }
 
 /// Flags of a [`FileRecord`].
@@ -494,6 +502,10 @@ pub struct KernelOffsets {
     pub cgroup_root: u32,
     pub cgroup_root_hierarchy_id: u32,
     pub kernfs_node_id: u32,
+    /// `struct msghdr`'s `msg_name` and `msg_namelen` (the kernel's copy of a send's address,
+    /// read by the `socket_sendmsg` LSM hook).
+    pub msghdr_name: u32,
+    pub msghdr_namelen: u32,
     /// Where the syscall arguments are in `struct pt_regs` (x86-64: di, si, dx, r10, r8, r9;
     /// arm64: orig_x0, then regs[1..6], since x0 holds the return value by then): the exit
     /// programs read them there, so no enter program has to save them.
@@ -650,6 +662,8 @@ impl KernelOffsets {
         cgroup_root: OFFSET_ABSENT,
         cgroup_root_hierarchy_id: OFFSET_ABSENT,
         kernfs_node_id: OFFSET_ABSENT,
+        msghdr_name: OFFSET_ABSENT,
+        msghdr_namelen: OFFSET_ABSENT,
         regs_args: [OFFSET_ABSENT; 6],
         regs_nr: OFFSET_ABSENT,
         regs_ret: OFFSET_ABSENT,
@@ -722,10 +736,11 @@ pub struct ProgramConfig {
     /// Offset of `ret` in a `syscalls:sys_exit_*` record (from tracefs), read where
     /// `task_regs` is zero.
     pub syscall_ret_offset: u32,
-    /// Non-zero: the BPF LSM `socket_connect` hook keeps the kernel's own copy of each observed
-    /// connect's address ([`KernelSockaddr`]), which `exit_net` reports instead of re-reading
-    /// user memory (which another thread may have changed since the kernel copied it).
-    pub lsm_connect: u32,
+    /// Non-zero: the BPF LSM `socket_connect`, `socket_bind` and `socket_sendmsg` hooks keep the
+    /// kernel's own copy of the address of each observed connect, bind and send
+    /// ([`KernelSockaddr`]), which `exit_net` reports instead of re-reading user memory (which
+    /// another thread may have changed since the kernel copied it).
+    pub lsm_addresses: u32,
 }
 
 impl ProgramConfig {
@@ -742,7 +757,7 @@ impl ProgramConfig {
         task_regs: 1,
         wakeup_bytes: 0,
         syscall_ret_offset: 16,
-        lsm_connect: 0,
+        lsm_addresses: 0,
     };
 }
 
@@ -835,7 +850,7 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 144);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 104 * 4);
+    assert!(size_of::<KernelOffsets>() == 106 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
     assert!(size_of::<ProgramConfig>() == 56);
     assert!(size_of::<TrackedProcess>() == 16);

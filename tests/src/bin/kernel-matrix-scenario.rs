@@ -142,8 +142,9 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     let (exec_pid, exec_status) = wait_child(exec)?;
     // An open by a relative path: the record must carry the absolute one.
     let (open_pid, open_errno) = helper_output(helper, &["open", "opened-file"], Some(work))?;
-    // A connect to a listener on loopback, and one to a closed port.
+    // A connect to a listener on loopback, and one to a closed port; a bind and UDP sends.
     let (connect, refused) = connects(helper)?;
+    let udp = udp_sends(helper)?;
     // A five-level tree of short-lived processes, started in the agent's cgroup.
     let tree = Command::new("/bin/sh")
         .arg("-c")
@@ -163,6 +164,7 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     });
     facts["workload"]["connect"] = connect;
     facts["workload"]["refused"] = refused;
+    facts["workload"]["udp"] = udp;
     facts["workload"]["tree"] = json!({ "pid": tree_pid, "exit_code": tree_status, "levels": 5 });
 
     // Everything happened before the stop, which drains what the kernel delivered; waiting for
@@ -189,8 +191,8 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     facts["steps"]["sensor_stop"] = json!({ "exit": status, "seconds": t.elapsed().as_secs_f64() });
     let _ = fs::remove_dir(&cgroup);
 
-    // 4. Where the kernel has BPF LSM, the sensor takes a connect's address from its
-    // `socket_connect` hook. The same connects once more with the hook off give the host the
+    // 4. Where the kernel has BPF LSM, the sensor takes the addresses of connects, binds and
+    // sends from its hooks. The same calls once more with the hooks off give the host the
     // tracepoint path's records to compare: either source must give the same records.
     if facts["kernel"]["lsm"]
         .as_str()
@@ -199,6 +201,15 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
         facts["workload"]["tracepoints"] = tracepoint_source(out, sensor, helper, work)?;
     }
     Ok(())
+}
+
+/// UDP from a socket bound to 127.0.0.1:0 to a port on loopback, by sendto, sendmsg and
+/// sendmmsg: the helper's pid and the port.
+fn udp_sends(helper: &Path) -> Result<Value, String> {
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = target.local_addr().map_err(|e| e.to_string())?.port();
+    let (pid, _) = helper_output(helper, &["udp-send", &format!("127.0.0.1:{port}")], None)?;
+    Ok(json!({ "pid": pid, "port": port }))
 }
 
 /// A connect to a listener on loopback and one to a closed port: each its pid, errno and port.
@@ -252,13 +263,19 @@ fn tracepoint_source(
         return Ok(json!({ "started": false, "exit": status }));
     }
     let (connect, refused) = connects(helper)?;
+    let udp = udp_sends(helper)?;
     for pid in [&connect["pid"], &refused["pid"]] {
         running.wait_for(RECORD_TIMEOUT, |r| {
             action(r) == "connect" && &r["process"]["pid"] == pid
         });
     }
+    running.wait_for(RECORD_TIMEOUT, |r| {
+        action(r) == "exit" && r["process"]["pid"] == udp["pid"]
+    });
     let status = running.stop(STOP_TIMEOUT);
-    Ok(json!({ "started": true, "exit": status, "connect": connect, "refused": refused }))
+    Ok(json!({
+        "started": true, "exit": status, "connect": connect, "refused": refused, "udp": udp,
+    }))
 }
 
 fn action(r: &Value) -> &str {

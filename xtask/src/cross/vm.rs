@@ -1,6 +1,6 @@
 //! The arm64 daemon on an arm64 kernel, in a VM (QEMU's TCG emulates the CPU; about a minute).
 //!
-//! Debian's arm64 kernel boots a busybox initramfs that mounts the host's `/` read-only over
+//! Debian's arm64 kernels (bookworm's 6.1, trixie's 6.12) boot a busybox initramfs that mounts the host's `/` read-only over
 //! virtio-9p at `/host` and runs the cross-built daemon from there, with the arm64 glibc of the
 //! host's `/usr/aarch64-linux-gnu`: `probe` (every program must load), then `run` over a short
 //! workload. The host checks the records, chosen to exercise each register the exit programs
@@ -27,9 +27,11 @@ use crate::{
     setup::{cache_dir, output},
 };
 
-/// The Debian suite of the arm64 kernel: trixie's 6.12 (bookworm's 6.1 refuses
-/// `sched_process_exec` on arm64 as on x86-64; the kernel matrix covers 6.1).
-const KERNEL_SUITE: &str = "trixie";
+/// The Debian suites whose current arm64 kernel the VM boots, one after the other: bookworm's
+/// 6.1 and trixie's 6.12.
+const KERNEL_SUITES: &[&str] = &["bookworm", "trixie"];
+/// The kernel whose BTF the loader's unit tests read.
+pub const BTF_SUITE: &str = "trixie";
 /// Where QEMU 10 comes from, as for the kernel matrix.
 const QEMU_SUITE: &str = "bookworm-backports";
 /// The modules that mount a 9p share over virtio-mmio, in load order; those a kernel has
@@ -60,16 +62,16 @@ impl Kernel {
     }
 }
 
-/// Debian's current arm64 kernel of [`KERNEL_SUITE`], prepared once (about 40 s: apt's arm64
-/// lists, a 90 MB package of which the image and six modules are kept).
-pub fn kernel() -> anyhow::Result<Kernel> {
-    let dir = cache_dir().join(format!("arm64-kernel-{KERNEL_SUITE}"));
+/// Debian's current arm64 kernel of `suite`, prepared once (about 40 s: apt's arm64 lists, a
+/// 60-90 MB package of which the image and a few modules are kept).
+pub fn kernel(suite: &str) -> anyhow::Result<Kernel> {
+    let dir = cache_dir().join(format!("arm64-kernel-{suite}"));
     let kernel = Kernel { dir: dir.clone() };
     if dir.join("ready").is_file() {
         return Ok(kernel);
     }
-    eprintln!("xtask: fetching Debian's arm64 kernel ({KERNEL_SUITE}) for the arm64 VM (once)");
-    let apt = Apt::new(&dir.join("apt"), KERNEL_SUITE, "arm64")?;
+    eprintln!("xtask: fetching Debian's arm64 kernel ({suite}) for the arm64 VM (once)");
+    let apt = Apt::new(&dir.join("apt"), suite, "arm64")?;
     // The metapackage names the current versioned kernel package.
     let depends = output(
         apt.command("apt-cache")
@@ -136,20 +138,31 @@ pub fn kernel() -> anyhow::Result<Kernel> {
     Ok(kernel)
 }
 
-/// Boots the arm64 kernel with the daemon at `binary` (a host path) and checks what it reports.
+/// Boots each arm64 kernel with the daemon at `binary` (a host path) and checks what it reports.
 pub fn boot(binary: &Path) -> anyhow::Result<()> {
-    let kernel = kernel()?;
+    let failed: Vec<String> = KERNEL_SUITES
+        .iter()
+        .filter_map(|suite| boot_one(suite, binary).err().map(|e| format!("{e:#}")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(())
+}
+
+fn boot_one(suite: &str, binary: &Path) -> anyhow::Result<()> {
+    let kernel = kernel(suite)?;
     let qemu = qemu()?;
     let work = cache_dir().join("arm64-vm");
     let busybox = busybox(&work)?;
-    let results = work.join("results");
+    let results = work.join(format!("results-{suite}"));
     let _ = fs::remove_dir_all(&results);
     fs::create_dir_all(&results)?;
     fs::write(results.join("binary"), format!("{}\n", binary.display()))?;
     let initramfs = work.join("initramfs.cpio");
     write_initramfs(&kernel, &busybox, &initramfs)?;
 
-    eprintln!("xtask: booting Debian's arm64 kernel under QEMU (TCG) with the arm64 daemon");
+    eprintln!("xtask: booting Debian's arm64 kernel ({suite}) under QEMU (TCG) with the daemon");
     let start = Instant::now();
     let mut child = Command::new(&qemu)
         .args([
@@ -289,8 +302,14 @@ fn check(results: &Path) -> anyhow::Result<()> {
         results.join("records.jsonl").display(),
         results.join("run.err").display()
     );
+    // The connect's address comes from the BPF LSM hook where the kernel runs it (6.12 here).
+    let lsm = if read("run.err").contains("lsm:socket_connect") {
+        ", connect seen by the BPF LSM hook"
+    } else {
+        ""
+    };
     eprintln!(
-        "xtask: arm64 VM ({}): every program loads; {} records, the workload's as expected",
+        "xtask: arm64 VM ({}): every program loads; {} records, the workload's as expected{lsm}",
         read("uname").trim(),
         records.len()
     );
@@ -314,6 +333,8 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# The probe reads the active LSMs here: BPF LSM is on by default on Debian's 6.1 and 6.12.
+mount -t securityfs securityfs /sys/kernel/security
 ip link set lo up
 uname -rm > /out/uname
 # The daemon is the host's arm64 build; its loader and libraries are the host's arm64 glibc.
@@ -324,7 +345,8 @@ echo $? > /out/probe-status
 $S run --all-processes --output /out/records.jsonl 2> /out/run.err &
 pid=$!
 i=0
-while [ $i -lt 120 ] && ! grep -q sensor_start /out/records.jsonl 2>/dev/null; do
+while [ $i -lt 120 ] && kill -0 $pid 2>/dev/null \
+    && ! grep -q sensor_start /out/records.jsonl 2>/dev/null; do
     sleep 1; i=$((i + 1))
 done
 mkdir /tmp/arm64-vm

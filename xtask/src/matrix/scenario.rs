@@ -146,6 +146,7 @@ pub fn check(dir: &Path) -> Outcome {
     }
     if let Some(programs) = probe.as_ref().and_then(|p| p["programs"].as_array()) {
         out.programs = programs.iter().map(program_line).collect();
+        out.checks.push(check_budgets(programs));
     }
 
     // The sensor's start: its programs loaded and attached.
@@ -223,11 +224,16 @@ pub fn check(dir: &Path) -> Outcome {
     out
 }
 
-/// Where the kernel has BPF LSM, the sensor took the connects' addresses from its
-/// `socket_connect` hook; a second run with the hook off made the same connects. Both sources
-/// must give the same records (but for the pids and ports of each run).
+/// Where the kernel has BPF LSM, the sensor took the addresses of connects, binds and sends
+/// from its hooks; a second run with the hooks off made the same calls. Both sources must give
+/// the same records (but for each run's pids, ports, times and socket ids).
 fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
     const NAME: &str = "sources agree";
+    const HOOKS: [&str; 3] = [
+        "lsm:socket_connect",
+        "lsm:socket_bind",
+        "lsm:socket_sendmsg",
+    ];
     let start_programs = |records: &[Value]| -> Vec<String> {
         records
             .iter()
@@ -238,9 +244,9 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
             .filter_map(|p| p.as_str().map(str::to_owned))
             .collect()
     };
-    let hook = "lsm:socket_connect".to_owned();
+    let any_hook = |programs: &[String]| programs.iter().any(|p| p.starts_with("lsm:"));
     if !lsm.split(',').any(|m| m == "bpf") {
-        return if start_programs(records).contains(&hook) {
+        return if any_hook(&start_programs(records)) {
             fail(
                 NAME,
                 "the sensor attached an LSM hook on a kernel without BPF LSM",
@@ -249,10 +255,11 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
             pass(NAME, "one source here: no BPF LSM, the tracepoint path")
         };
     }
-    if !start_programs(records).contains(&hook) {
+    let attached = start_programs(records);
+    if let Some(missing) = HOOKS.iter().find(|h| !attached.iter().any(|a| a == *h)) {
         return fail(
             NAME,
-            "BPF LSM is active but the sensor did not attach lsm:socket_connect",
+            format!("BPF LSM is active but the sensor did not attach {missing}"),
         );
     }
     let t = &w["tracepoints"];
@@ -271,46 +278,11 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    if start_programs(&other).contains(&hook) {
-        return fail(
-            NAME,
-            "kernel.lsm_hooks = false still attached lsm:socket_connect",
-        );
+    if any_hook(&start_programs(&other)) {
+        return fail(NAME, "kernel.lsm_hooks = false still attached an LSM hook");
     }
-    // What a connect record says, but for the run's own pids, ports, times and chain.
-    let said = |records: &[Value], c: &Value| -> Result<Value, String> {
-        let found = of_pid(records, "connect", &c["pid"]);
-        let [r] = found[..] else {
-            return Err(format!(
-                "{} connect records for pid {}",
-                found.len(),
-                c["pid"]
-            ));
-        };
-        if r["destination"]["port"] != c["port"] {
-            return Err(format!(
-                "destination {} for port {}",
-                r["destination"], c["port"]
-            ));
-        }
-        // The socket's id is its kernel address: another socket, another id.
-        let mut network = r["network"].clone();
-        if let Some(n) = network.as_object_mut() {
-            n.remove("socket_id");
-        }
-        Ok(serde_json::json!({
-            "outcome": r["event"]["outcome"],
-            "category": r["event"]["category"],
-            "type": r["event"]["type"],
-            "destination_ip": r["destination"]["ip"],
-            "source_ip": r["source"]["ip"],
-            "network": network,
-            "syscall": r["syscall"],
-            "error": r["error"],
-        }))
-    };
     let mut differ = Vec::new();
-    for which in ["connect", "refused"] {
+    for which in ["connect", "refused", "udp"] {
         match (said(records, &w[which]), said(&other, &t[which])) {
             (Ok(a), Ok(b)) if a == b => {}
             (Ok(a), Ok(b)) => differ.push(format!("{which}: LSM {a} vs tracepoints {b}")),
@@ -321,11 +293,49 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
     if differ.is_empty() {
         pass(
             NAME,
-            "connect records from the LSM hook and from the tracepoints are the same",
+            "connect, bind and UDP send records from the LSM hooks and from the tracepoints \
+             are the same",
         )
     } else {
         fail(NAME, differ.join("; "))
     }
+}
+
+/// What the network records of one workload process say, in order, but for the run's own
+/// pids, ports, times, socket ids and chain: its connect, or its bind and three UDP sends.
+fn said(records: &[Value], call: &Value) -> Result<Value, String> {
+    let calls: Vec<Value> = records
+        .iter()
+        .filter(|r| {
+            r["process"]["pid"] == call["pid"] && matches!(action(r), "connect" | "bind" | "send")
+        })
+        .map(|r| {
+            // The socket's id is its kernel address: another socket, another id.
+            let mut network = r["network"].clone();
+            if let Some(n) = network.as_object_mut() {
+                n.remove("socket_id");
+            }
+            serde_json::json!({
+                "action": action(r),
+                "outcome": r["event"]["outcome"],
+                "source_ip": r["source"]["ip"],
+                "destination_ip": r["destination"]["ip"],
+                "to_the_workload_port": r["destination"]["port"] == call["port"],
+                "network": network,
+                "syscall": r["syscall"]["name"],
+                "error": r["error"],
+            })
+        })
+        .collect();
+    let expected = if call.get("errno").is_some() { 1 } else { 4 };
+    if calls.len() != expected {
+        return Err(format!(
+            "{} network records for pid {}, not {expected}",
+            calls.len(),
+            call["pid"]
+        ));
+    }
+    Ok(Value::Array(calls))
 }
 
 fn of_pid<'a>(records: &'a [Value], act: &str, pid: &Value) -> Vec<&'a Value> {
@@ -558,6 +568,41 @@ fn check_no_loss(records: &[Value], steps: &Value) -> Check {
 
 /// One program of the probe's report: `name: stack S, I insns (V verified)`, or why it does not
 /// load (every field the probe gives, since its wording is the operator's).
+/// Stack of the deepest call chain (from the object, the same on every kernel) and the
+/// instructions this kernel's verifier processed (Linux >= 5.16 reports them), each program
+/// within the margins the sensor keeps: 384 of 512 bytes, 250,000 of a million instructions.
+fn check_budgets(programs: &[Value]) -> Check {
+    const NAME: &str = "budgets";
+    const STACK: u64 = 384;
+    const VERIFIED: u64 = 250_000;
+    let over: Vec<String> = programs
+        .iter()
+        .filter(|p| p["loads"] == true)
+        .filter(|p| {
+            p["stack"].as_u64().is_none_or(|s| s > STACK)
+                || p["verified_insns"].as_u64().is_some_and(|v| v > VERIFIED)
+        })
+        .map(program_line)
+        .collect();
+    let most = programs
+        .iter()
+        .filter_map(|p| p["verified_insns"].as_u64())
+        .max();
+    if !over.is_empty() {
+        return fail(
+            NAME,
+            format!("over {STACK} B of stack or {VERIFIED} verified instructions: {over:?}"),
+        );
+    }
+    pass(
+        NAME,
+        match most {
+            Some(n) => format!("stack within {STACK} B, at most {n} instructions verified"),
+            None => format!("stack within {STACK} B (this kernel does not report verified counts)"),
+        },
+    )
+}
+
 fn program_line(p: &Value) -> String {
     let name = p["name"].as_str().unwrap_or("?");
     if p["loads"] == true {
