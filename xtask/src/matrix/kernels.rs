@@ -98,21 +98,26 @@ pub fn prepare(kernel: &Kernel, apt: &Apt, cache: &Path) -> anyhow::Result<Prepa
         }
     }
     apt.update()?;
-    let (package, version) = match resolve(kernel, apt) {
-        Ok(found) => found,
-        // Lists from an earlier run may name a package the mirror has since dropped.
-        Err(_) => {
-            apt.refresh()?;
-            resolve(kernel, apt)?
-        }
-    };
-    eprintln!(
-        "xtask: matrix: fetching {package} {version} for the {} VM",
-        kernel.name
-    );
     let _ = fs::remove_dir_all(&dir);
     let download = dir.join("download");
-    let deb = apt.download(&format!("{package}={version}"), &download)?;
+    let fetch = || -> anyhow::Result<(String, String, PathBuf)> {
+        let (package, version) = resolve(kernel, apt)?;
+        eprintln!(
+            "xtask: matrix: fetching {package} {version} for the {} VM",
+            kernel.name
+        );
+        let deb = apt.download(&format!("{package}={version}"), &download)?;
+        Ok((package, version, deb))
+    };
+    // Lists cached by an earlier run may name a package the mirror has since replaced.
+    let (package, version, deb) = match fetch() {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("xtask: matrix: {e:#}; refreshing the package lists");
+            apt.refresh()?;
+            fetch()?
+        }
+    };
     let extract = dir.join("extract");
     run(Command::new("dpkg").arg("-x").arg(&deb).arg(&extract))
         .with_context(|| format!("unpacking {}", deb.display()))?;
