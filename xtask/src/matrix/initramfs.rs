@@ -174,3 +174,44 @@ impl Cpio {
         self.bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The archive unpacks with an independent cpio (busybox's, from busybox-static, which the
+    /// test set-up installs) to exactly what was put in.
+    #[test]
+    fn the_archive_unpacks_to_what_was_written() {
+        let dir = std::env::temp_dir().join(format!("xtask-cpio-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("out")).unwrap();
+        let mut cpio = Cpio::default();
+        cpio.dir("bin");
+        cpio.file("bin/tool", 0o755, b"#!/bin/sh\necho hi\n");
+        cpio.file("odd-length", 0o644, b"12345");
+        cpio.file("empty", 0o600, b"");
+        fs::write(dir.join("a.cpio"), cpio.finish()).unwrap();
+        let status = Command::new("busybox")
+            .args(["cpio", "-i", "-d", "-F"])
+            .arg(dir.join("a.cpio"))
+            .current_dir(dir.join("out"))
+            .status()
+            .expect("busybox (Debian package busybox-static)");
+        assert!(status.success());
+        let out = dir.join("out");
+        assert_eq!(
+            fs::read(out.join("bin/tool")).unwrap(),
+            b"#!/bin/sh\necho hi\n"
+        );
+        assert_eq!(fs::read(out.join("odd-length")).unwrap(), b"12345");
+        assert_eq!(fs::read(out.join("empty")).unwrap(), b"");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(out.join("bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -367,3 +367,16 @@ fn decompress(path: &Path) -> anyhow::Result<Vec<u8>> {
     }
     Ok(out.stdout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_come_from_the_modinfo_entry() {
+        let module = b"\x7fELF...\0license=GPL\0depends=9pnet,netfs,virtio-ring\0vermagic=6.1\0";
+        assert_eq!(depends(module), ["9pnet", "netfs", "virtio_ring"]);
+        assert!(depends(b"\0depends=\0").is_empty());
+        assert!(depends(b"no modinfo").is_empty());
+    }
+}

@@ -566,8 +566,6 @@ fn check_no_loss(records: &[Value], steps: &Value) -> Check {
     )
 }
 
-/// One program of the probe's report: `name: stack S, I insns (V verified)`, or why it does not
-/// load (every field the probe gives, since its wording is the operator's).
 /// Stack of the deepest call chain (from the object, the same on every kernel) and the
 /// instructions this kernel's verifier processed (Linux >= 5.16 reports them), each program
 /// within the margins the sensor keeps: 384 of 512 bytes, 250,000 of a million instructions.
@@ -603,6 +601,8 @@ fn check_budgets(programs: &[Value]) -> Check {
     )
 }
 
+/// One program of the probe's report: `name: stack S, I insns (V verified)`, or why it does not
+/// load (every field the probe gives, since its wording is the operator's).
 fn program_line(p: &Value) -> String {
     let name = p["name"].as_str().unwrap_or("?");
     if p["loads"] == true {
@@ -657,4 +657,98 @@ pub fn last_line(path: &Path) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| format!("({} is empty or missing)", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checks must fail when a record is missing or wrong: a checker that passes
+    //! everything would prove nothing on any kernel.
+    use serde_json::json;
+
+    use super::*;
+
+    fn exec(pid: u64, parent: u64, args: Value, method: &str) -> Value {
+        json!({"event": {"action": "exec"}, "process": {"pid": pid, "parent": {"pid": parent},
+               "args": args}, "identity": {"agent": {"id": "a"}, "attribution": {"method": method}}})
+    }
+
+    fn exit(pid: u64) -> Value {
+        json!({"event": {"action": "exit"}, "process": {"pid": pid, "exit_code": 0}})
+    }
+
+    fn tree(method_of_level_3: &str) -> Vec<Value> {
+        let mut records = Vec::new();
+        for (i, pid) in (10..15).enumerate() {
+            let args = if pid == 14 {
+                json!(["/bin/true", "matrix-leaf"])
+            } else {
+                json!(["/bin/sh", format!("l{}.sh", i + 1)])
+            };
+            let method = if pid == 12 {
+                method_of_level_3
+            } else {
+                "cgroup"
+            };
+            records.push(exec(pid, pid - 1, args, method));
+            records.push(exit(pid));
+        }
+        records
+    }
+
+    fn workload() -> Value {
+        json!({"agent": "a", "tree": {"pid": 10, "exit_code": 0, "levels": 5}})
+    }
+
+    #[test]
+    fn a_whole_tree_attributed_by_cgroup_passes() {
+        let c = check_tree(&tree("cgroup"), &workload());
+        assert!(c.passed, "{}", c.detail);
+        assert!(c.detail.contains("10 > 11 > 12 > 13 > 14"), "{}", c.detail);
+    }
+
+    #[test]
+    fn a_level_attributed_otherwise_or_without_its_exit_fails() {
+        let c = check_tree(&tree("executable"), &workload());
+        assert!(!c.passed && c.detail.starts_with("level 3"), "{}", c.detail);
+        let mut records = tree("cgroup");
+        records.retain(|r| !(action(r) == "exit" && r["process"]["pid"] == 13));
+        let c = check_tree(&records, &workload());
+        assert!(
+            !c.passed && c.detail.contains("no exit record"),
+            "{}",
+            c.detail
+        );
+    }
+
+    #[test]
+    fn a_gap_or_a_loss_at_stop_fails_no_loss() {
+        let stop = |lost: u64| {
+            json!({"event": {"action": "sensor_stop"},
+                   "sensor": {"lifecycle": {"kernel_lost": lost, "records_written": 2}}})
+        };
+        let steps = json!({"sensor_stop": {"exit": "exit 0"}});
+        let start = json!({"event": {"action": "sensor_start"}});
+        assert!(check_no_loss(&[start.clone(), stop(0)], &steps).passed);
+        assert!(!check_no_loss(&[start.clone(), stop(1)], &steps).passed);
+        let gap = json!({"event": {"action": "gap"}, "gap": {"lost": 1}});
+        assert!(!check_no_loss(&[gap, stop(0)], &steps).passed);
+        let killed = json!({"sensor_stop": {"exit": "signal 9"}});
+        assert!(!check_no_loss(&[start, stop(0)], &killed).passed);
+    }
+
+    #[test]
+    fn an_exec_needs_its_exact_argv_and_exit_code() {
+        let w = json!({"helper": "/h", "exec": {"pid": 7, "exit_code": 3,
+                       "args": ["/h", "exit", "3", "alpha", "two words"]}});
+        let record = |args: Value| {
+            json!({"event": {"action": "exec"},
+                   "process": {"pid": 7, "args": args, "executable": "/h"}})
+        };
+        let done = json!({"event": {"action": "exit"}, "process": {"pid": 7, "exit_code": 3}});
+        let exact = record(json!(["/h", "exit", "3", "alpha", "two words"]));
+        assert!(check_exec(&[exact.clone(), done.clone()], &w).passed);
+        let split = record(json!(["/h", "exit", "3", "alpha", "two", "words"]));
+        assert!(!check_exec(&[split, done], &w).passed);
+        assert!(!check_exec(&[exact], &w).passed, "no exit record");
+    }
 }
