@@ -67,6 +67,27 @@ pub fn raise_memlock_limit() {
     }
 }
 
+/// Leaves this thread's effective and permitted sets holding only `keep` (no inheritable).
+fn capset(keep: &[u32]) -> io::Result<()> {
+    let mut data = [CapData::default(); 2];
+    for &cap in keep {
+        let slot = &mut data[(cap / 32) as usize];
+        slot.effective |= 1 << (cap % 32);
+        slot.permitted |= 1 << (cap % 32);
+    }
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and a two-element data array, as capset(2) requires for version 3.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Drops every capability but `keep` from the effective, permitted, inheritable and bounding
 /// sets, and sets no_new_privs, so neither this process nor anything it could run regains them.
 pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
@@ -80,21 +101,7 @@ pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
             unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         }
     }
-    let mut data = [CapData::default(); 2];
-    for &cap in keep {
-        let slot = &mut data[(cap / 32) as usize];
-        slot.effective |= 1 << (cap % 32);
-        slot.permitted |= 1 << (cap % 32);
-    }
-    let mut header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: header and a two-element data array, as capset(2) requires for version 3.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    capset(keep)?;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
@@ -116,16 +123,6 @@ pub fn map_access_needs_cap_bpf(map_fd: std::os::fd::BorrowedFd<'_>) -> bool {
     // SAFETY: fork with no other thread; the child makes raw syscalls only, then _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let mut data = [CapData::default(); 2];
-        for &cap in KEPT_AFTER_LOAD {
-            let slot = &mut data[(cap / 32) as usize];
-            slot.effective |= 1 << (cap % 32);
-            slot.permitted |= 1 << (cap % 32);
-        }
-        let mut header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
         let (key, mut value) = (0u32, 0u64);
         // union bpf_attr for BPF_MAP_LOOKUP_ELEM: map_fd, pad, key, value, flags.
         let attr: [u64; 4] = [
@@ -136,7 +133,7 @@ pub fn map_access_needs_cap_bpf(map_fd: std::os::fd::BorrowedFd<'_>) -> bool {
         ];
         // SAFETY: raw syscalls with valid pointers; _exit never returns.
         unsafe {
-            if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+            if capset(KEPT_AFTER_LOAD).is_err() {
                 libc::_exit(2);
             }
             let rc = libc::syscall(libc::SYS_bpf, 1, attr.as_ptr(), size_of_val(&attr));

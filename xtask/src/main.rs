@@ -7,6 +7,7 @@
 //! cross tools. Every other command runs the part it needs first. Set-up's own output goes to
 //! standard error: standard output is the sensor's records (`cargo xtask run | jq`).
 mod bench;
+mod cpio;
 mod cross;
 mod matrix;
 mod setup;

@@ -23,6 +23,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{
+    cpio::Cpio,
     run,
     setup::{cache_dir, output},
 };
@@ -373,73 +374,25 @@ fn write_initramfs(kernel: &Kernel, busybox: &Path, out: &Path) -> anyhow::Resul
     for dir in [
         "bin", "dev", "proc", "sys", "host", "out", "tmp", "run", "lib", "modules",
     ] {
-        cpio.entry(dir, 0o040755, b"");
+        cpio.dir(dir);
     }
-    cpio.entry("init", 0o100755, INIT.as_bytes());
-    cpio.entry("bin/busybox", 0o100755, &fs::read(busybox)?);
-    cpio.entry(
+    cpio.file("init", 0o755, INIT.as_bytes());
+    cpio.file("bin/busybox", 0o755, &fs::read(busybox)?);
+    cpio.symlink(
         "lib/ld-linux-aarch64.so.1",
-        0o120777,
-        b"/host/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1",
+        "/host/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1",
     );
     let mut order = String::new();
     for name in MODULES {
         let path = kernel.dir.join("modules").join(format!("{name}.ko"));
         if let Ok(bytes) = fs::read(&path) {
-            cpio.entry(&format!("modules/{name}.ko"), 0o100644, &bytes);
+            cpio.file(&format!("modules/{name}.ko"), 0o644, &bytes);
             order.push_str(name);
             order.push('\n');
         }
     }
-    cpio.entry("modules/order", 0o100644, order.as_bytes());
+    cpio.file("modules/order", 0o644, order.as_bytes());
     fs::write(out, cpio.finish()).with_context(|| format!("writing {}", out.display()))
-}
-
-/// A "newc" cpio archive, the format the kernel unpacks as an initramfs: a 110-byte ASCII
-/// header per entry, name and data each padded to 4 bytes, then a `TRAILER!!!` entry.
-#[derive(Default)]
-struct Cpio {
-    bytes: Vec<u8>,
-    inode: u32,
-}
-
-impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
-        self.inode += 1;
-        let header = format!(
-            "070701{:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            self.inode,
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            0,
-            0,
-            name.len() + 1,
-            0
-        );
-        self.bytes.extend(header.as_bytes());
-        self.bytes.extend(name.as_bytes());
-        self.bytes.push(0);
-        self.pad();
-        self.bytes.extend(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while !self.bytes.len().is_multiple_of(4) {
-            self.bytes.push(0);
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.inode = 0;
-        self.entry("TRAILER!!!", 0, b"");
-        self.bytes
-    }
 }
 
 /// QEMU's arm64 system emulator, unpacked from qemu-system-arm of [`QEMU_SUITE`].
@@ -564,27 +517,4 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cpio_entry_is_a_newc_header_then_padded_name_and_data() {
-        let mut cpio = Cpio::default();
-        cpio.entry("ab", 0o100644, b"xyz");
-        let bytes = cpio.finish();
-        let header = std::str::from_utf8(&bytes[..110]).unwrap();
-        assert!(header.starts_with("070701"));
-        // mode, then filesize (3) and namesize (3, with its NUL) at their fixed places.
-        assert_eq!(&header[14..22], "000081a4");
-        assert_eq!(&header[54..62], "00000003");
-        assert_eq!(&header[94..102], "00000003");
-        // 110 + "ab\0" = 113, padded to 116; data 3 bytes padded to 120; then the trailer.
-        assert_eq!(&bytes[113..116], &[0, 0, 0]);
-        assert_eq!(&bytes[116..119], b"xyz");
-        assert_eq!(&bytes[120..126], b"070701");
-        assert!(bytes.len().is_multiple_of(4));
-    }
 }

@@ -15,7 +15,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{apt::Apt, kernels::Prepared};
-use crate::run;
+use crate::{cpio::Cpio, run};
 
 /// PID 1 of every VM. Each step says what failed; the host reads the console when no
 /// `exit-status` appears in the results. The host's root becomes the VM's real root
@@ -111,68 +111,6 @@ pub fn write(kernel: &Prepared, busybox: &Path, out: &Path) -> anyhow::Result<()
         format!("{}\n", kernel.modules.join("\n")).as_bytes(),
     );
     fs::write(out, cpio.finish()).with_context(|| format!("writing {}", out.display()))
-}
-
-/// A cpio archive in the "newc" format the kernel unpacks (Documentation/driver-api/
-/// early-userspace/buffer-format.rst): a 110-byte ASCII header per entry, name and data each
-/// padded to 4 bytes, closed by a `TRAILER!!!` entry.
-#[derive(Default)]
-struct Cpio {
-    bytes: Vec<u8>,
-    inode: u32,
-}
-
-impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
-        self.inode += 1;
-        let fields = [
-            self.inode,
-            mode,
-            0,
-            0,
-            if mode & 0o040000 != 0 { 2 } else { 1 },
-            0,
-            data.len() as u32,
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0,
-        ];
-        self.bytes.extend_from_slice(b"070701");
-        for f in fields {
-            self.bytes.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        self.bytes.extend_from_slice(name.as_bytes());
-        self.bytes.push(0);
-        self.pad();
-        self.bytes.extend_from_slice(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while !self.bytes.len().is_multiple_of(4) {
-            self.bytes.push(0);
-        }
-    }
-
-    fn dir(&mut self, name: &str) {
-        self.entry(name, 0o040755, (0, 0), &[]);
-    }
-
-    fn char_device(&mut self, name: &str, major: u32, minor: u32) {
-        self.entry(name, 0o020600, (major, minor), &[]);
-    }
-
-    fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
-        self.entry(name, 0o100000 | perm, (0, 0), data);
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, (0, 0), &[]);
-        self.bytes
-    }
 }
 
 #[cfg(test)]
