@@ -71,17 +71,6 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         env::var_os("AGENT_SENSOR_BIN").map_or_else(|| crate::sensor_binary(root), PathBuf::from),
         release.join("sensor-test-helper"),
     ];
-    for path in &scenario_cmd {
-        if [Path::new("/tmp"), Path::new("/run")]
-            .iter()
-            .any(|t| path.starts_with(t))
-        {
-            bail!(
-                "{} is under /tmp or /run, which are the VMs' own tmpfs: put it elsewhere",
-                path.display()
-            );
-        }
-    }
     let mut names: Vec<&str> = selected.iter().map(|k| k.name).collect();
     if with_host {
         names.insert(0, "the host's kernel");
@@ -186,14 +175,30 @@ fn run_vm(
     let dir = results.join(kernel.name);
     fs::create_dir_all(&dir)?;
     // The VM sees this directory as /run/matrix and the host's / as its own root, so the
-    // scenario runs the host's binaries at their host paths.
+    // scenario runs the host's binaries at their host paths; but the VM's /tmp and /run are
+    // its own tmpfs, so a binary there (a checkout under /tmp) is copied into this directory.
+    let mut in_vm = Vec::new();
+    for path in cmd {
+        if [Path::new("/tmp"), Path::new("/run")]
+            .iter()
+            .any(|t| path.starts_with(t))
+        {
+            let name = path.file_name().context("a binary has a file name")?;
+            fs::create_dir_all(dir.join("bin"))?;
+            fs::copy(path, dir.join("bin").join(name))
+                .with_context(|| format!("copying {} for the VM", path.display()))?;
+            in_vm.push(Path::new("/run/matrix/bin").join(name));
+        } else {
+            in_vm.push(path.clone());
+        }
+    }
     fs::write(
         dir.join("run.sh"),
         format!(
             "#!/bin/sh\nexec {} /run/matrix {} {}\n",
-            cmd[0].display(),
-            cmd[1].display(),
-            cmd[2].display()
+            in_vm[0].display(),
+            in_vm[1].display(),
+            in_vm[2].display()
         ),
     )?;
     let initramfs = results.join(format!("{}-initramfs.cpio", kernel.name));
