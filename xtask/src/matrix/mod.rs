@@ -276,5 +276,19 @@ fn report(rows: &[Row], total: f64) -> String {
             out += &format!("  {mark} {:<16} {}\n", c.name, c.detail);
         }
     }
+    // A closing line in the form test runners use: every check of every kernel (a VM that
+    // failed before its checks counts as one failure).
+    let passed: usize = rows
+        .iter()
+        .map(|r| r.outcome.checks.iter().filter(|c| c.passed).count())
+        .sum();
+    let failed: usize = rows
+        .iter()
+        .map(|r| {
+            r.outcome.checks.iter().filter(|c| !c.passed).count()
+                + usize::from(r.vm_error.is_some())
+        })
+        .sum();
+    out += &format!("\nmatrix: {passed} passed, {failed} failed");
     out
 }
