@@ -116,6 +116,11 @@ pub enum LoadError {
          CONFIG_DEBUG_INFO_BTF=y (/sys/kernel/btf/vmlinux)"
     )]
     NoBtf(BtfError),
+    #[error(
+        "this kernel has no BPF ring buffer (Linux 5.8 added it), which the programs report \
+         through; run the sensor on Linux 5.8 or later"
+    )]
+    NoRingBuffer,
     #[error("the kernel's BTF cannot be read for the LSM hooks ({0})")]
     LsmBtf(aya::BtfError),
     #[error("this kernel's BTF lacks {what}, which the process probes read ({source})")]
@@ -264,6 +269,9 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
     }
     privileges::raise_memlock_limit();
     let btf = KernelBtf::from_sys_fs().map_err(LoadError::NoBtf)?;
+    if !aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(true) {
+        return Err(LoadError::NoRingBuffer);
+    }
     let offsets = resolve_offsets(&btf)?;
     let tracefs = ensure_tracefs()?;
     let syscall_args_offset = tracepoint_field_offset(&tracefs, "sys_enter_openat", "dfd")?;
