@@ -43,9 +43,10 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Set up, build, and run every test: the arm64 build's unit tests under qemu-user (as
-    /// `cross`), unit, pipeline and privileged integration tests, then the kernel matrix
-    /// (unless a name filter leaves it out: `-- kernel_matrix` selects it).
+    /// Set up, build, and run every test: rustfmt and clippy (no warning), the arm64 build's
+    /// unit tests under qemu-user (as `cross`), unit, pipeline and privileged integration
+    /// tests, then the kernel matrix (unless a name filter leaves it out: `-- kernel_matrix`
+    /// selects it).
     Test {
         /// Extra arguments for the test binaries (a name filter, --nocapture, ...).
         #[arg(last = true)]
@@ -100,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             setup::all(&root)?;
             require_root("the integration tests load kernel programs")?;
             // Every part runs even when an earlier one failed: which pass says much about why.
+            let lints = lints();
             let cross = cross::test(&root, &args);
             build_sensor()?;
             let tests = run_with_stdout(
@@ -126,7 +128,7 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("xtask: the name filter leaves out the kernel matrix (kernel_matrix)");
                 Ok(())
             };
-            [cross, tests, matrix]
+            [lints, cross, tests, matrix]
                 .into_iter()
                 .filter_map(Result::err)
                 .reduce(|first, next| first.context(format!("and {next:#}")))
@@ -156,6 +158,35 @@ fn repo_root() -> PathBuf {
 
 fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// The habits the code keeps: rustfmt's layout and no clippy warning, in every crate the host
+/// builds (the kernel programs' crate is formatted too; clippy cannot build it for the host).
+fn lints() -> anyhow::Result<()> {
+    let have = |tool: &str| {
+        Command::new(cargo())
+            .args([tool, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("clippy") || !have("fmt") {
+        eprintln!("xtask: installing clippy and rustfmt for the default toolchain");
+        run(Command::new("rustup").args(["component", "add", "clippy", "rustfmt"]))
+            .context("installing clippy and rustfmt failed")?;
+    }
+    run_with_stdout(Command::new(cargo()).args(["fmt", "--all", "--check"]))
+        .context("the code is not formatted: run `cargo fmt --all`")?;
+    run_with_stdout(Command::new(cargo()).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "sensor-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found something: see its messages above")
 }
 
 fn target_dir(root: &Path) -> PathBuf {
