@@ -210,16 +210,22 @@ impl ProbePrograms {
     }
 }
 
-/// Whether BPF LSM programs load and attach here, with `bpf` among the active LSMs.
-pub fn lsm_supported() -> bool {
-    let active = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-    active.split(',').any(|l| l.trim() == "bpf") && ProbePrograms::load().lsm().is_ok()
+/// What the loader picks its program variants by, probed with one load of the probe programs.
+pub struct Variants {
+    /// BPF LSM programs load and attach here, with `bpf` among the active LSMs.
+    pub lsm: bool,
+    /// The kernel has the helpers the exit programs read saved registers with
+    /// (`bpf_task_pt_regs`, `bpf_get_current_task_btf`: Linux >= 5.15).
+    pub task_regs: bool,
 }
 
-/// Whether the kernel has the helpers the exit programs read saved registers with
-/// (`bpf_task_pt_regs`, `bpf_get_current_task_btf`: Linux >= 5.15).
-pub fn task_regs_supported() -> bool {
-    ProbePrograms::load().task_regs().is_ok()
+pub fn variants() -> Variants {
+    let mut probes = ProbePrograms::load();
+    let active = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    Variants {
+        lsm: active.split(',').any(|l| l.trim() == "bpf") && probes.lsm().is_ok(),
+        task_regs: probes.task_regs().is_ok(),
+    }
 }
 
 /// The missing required features, if any.

@@ -276,14 +276,15 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
     let tracefs = ensure_tracefs()?;
     let syscall_args_offset = tracepoint_field_offset(&tracefs, "sys_enter_openat", "dfd")?;
     let syscall_ret_offset = tracepoint_field_offset(&tracefs, "sys_exit_openat", "ret")?;
-    let task_regs = crate::features::task_regs_supported();
+    let variants = crate::features::variants();
+    let task_regs = variants.task_regs;
     if !task_regs {
         tracing::info!(
             "this kernel has no bpf_task_pt_regs (Linux < 5.15): an enter program saves the \
              arguments of observed syscalls"
         );
     }
-    let lsm_addresses = config.lsm_hooks && crate::features::lsm_supported();
+    let lsm_addresses = config.lsm_hooks && variants.lsm;
     if config.lsm_hooks && !lsm_addresses {
         tracing::info!(
             "this kernel has no BPF LSM (or `bpf` is not in its lsm= list): the addresses of \
@@ -368,6 +369,7 @@ fn load_program(
     name: &'static str,
     kind: ProgramKind,
     budgets: &[ProgramBudget],
+    lsm_btf: &mut Option<aya::Btf>,
 ) -> Result<ProgramStats, LoadError> {
     let info = match kind {
         ProgramKind::RawTracePoint => {
@@ -381,9 +383,13 @@ fn load_program(
             p.info()
         }
         ProgramKind::Lsm(hook) => {
-            let btf = aya::Btf::from_sys_fs().map_err(LoadError::LsmBtf)?;
+            // Parsed once for all the LSM programs: the kernel's BTF is megabytes.
+            if lsm_btf.is_none() {
+                *lsm_btf = Some(aya::Btf::from_sys_fs().map_err(LoadError::LsmBtf)?);
+            }
+            let btf = lsm_btf.as_ref().expect("parsed above");
             let p = program_of::<Lsm>(ebpf, name)?;
-            p.load(hook, &btf).map_err(program_error(name))?;
+            p.load(hook, btf).map_err(program_error(name))?;
             p.info()
         }
     };
@@ -436,8 +442,9 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         lsm_addresses,
     } = prepare(config, pend_execs)?;
     let budgets = budgets();
+    let mut lsm_btf = None;
     for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses) {
-        load_program(&mut ebpf, name, kind, &budgets)?;
+        load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf)?;
     }
     let mut programs = Vec::new();
     let mut syscall_links = Vec::new();
@@ -503,9 +510,10 @@ pub fn verify_programs(config: &Config) -> Result<Vec<Result<ProgramStats, LoadE
         lsm_addresses,
     } = prepare(config, true)?;
     let budgets = budgets();
+    let mut lsm_btf = None;
     Ok(programs_to_load(&exit_events, task_regs, lsm_addresses)
         .into_iter()
-        .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets))
+        .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
         .collect())
 }
 
