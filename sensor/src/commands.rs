@@ -1,7 +1,9 @@
 //! The small subcommands: `probe` and `check-config`.
 use std::{path::Path, process::ExitCode};
 
-use crate::{cli::ProbeArgs, config::Config, features, loader, program_budget};
+use crate::{
+    cli::ProbeArgs, config::Config, kernel::features, kernel::loader, kernel::program_budget,
+};
 
 /// One program `run` loads, as this kernel's verifier judged it.
 #[derive(serde::Serialize)]
@@ -122,7 +124,7 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
-    let agents = crate::manifest::load(path)?;
+    let agents = crate::identity::manifest::load(path)?;
     println!("{}: ok, {} agent(s)", path.display(), agents.len());
     for a in &agents {
         let selectors: Vec<String> = a.selectors.iter().map(ToString::to_string).collect();
@@ -151,7 +153,7 @@ pub fn annotate(args: &crate::cli::AnnotateArgs) -> anyhow::Result<ExitCode> {
 /// Sends one request to the control socket and prints the reply; failure unless `ok`.
 fn send(socket: &Path, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
-    let reply = crate::registration::request(socket, body).with_context(|| {
+    let reply = crate::identity::registration::request(socket, body).with_context(|| {
         format!(
             "cannot reach the sensor at {} (is it running?)",
             socket.display()
@@ -171,8 +173,10 @@ pub fn verify(
     key: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let key = key.map(crate::signing::load_verifying_key).transpose()?;
-    let report = crate::verify::verify(paths, key.as_ref())?;
+    let key = key
+        .map(crate::evidence::signing::load_verifying_key)
+        .transpose()?;
+    let report = crate::evidence::verify::verify(paths, key.as_ref())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -186,7 +190,7 @@ pub fn verify(
 }
 
 pub fn keygen(dir: &Path) -> anyhow::Result<ExitCode> {
-    let (private, public) = crate::signing::keygen(dir)?;
+    let (private, public) = crate::evidence::signing::keygen(dir)?;
     println!(
         "private key: {} (keep it on the host, 0600)\npublic key:  {} (give it to auditors)",
         private.display(),

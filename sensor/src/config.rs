@@ -8,7 +8,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::fspath::{ClassRule, Classifier};
+use crate::enrich::fspath::{ClassRule, Classifier};
 use toml::Spanned;
 
 /// The whole configuration. Every field has a default, so an empty file is valid.
@@ -51,7 +51,7 @@ pub struct Config {
     pub registration_uids: Vec<u32>,
     pub registration_gids: Vec<u32>,
     /// Where container runtimes keep what they record of containers (`[containers]`).
-    pub runtimes: crate::container::RuntimeSources,
+    pub runtimes: crate::enrich::container::RuntimeSources,
 }
 
 /// Where the registration socket is unless configured.
@@ -78,7 +78,7 @@ impl Default for Config {
             registration_socket: PathBuf::from(DEFAULT_REGISTRATION_SOCKET),
             registration_uids: Vec::new(),
             registration_gids: Vec::new(),
-            runtimes: crate::container::RuntimeSources::default(),
+            runtimes: crate::enrich::container::RuntimeSources::default(),
         }
     }
 }

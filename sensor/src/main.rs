@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Command::Verify { paths, json, key } => commands::verify(&paths, key.as_deref(), json),
         Command::Keygen { dir } => commands::keygen(&dir),
         Command::Schema => {
-            print!("{}", agent_sensor::schema::rendered());
+            print!("{}", agent_sensor::record::schema::rendered());
             Ok(ExitCode::SUCCESS)
         }
         Command::Identities(cli::IdentitiesCommand::Check { path }) => {

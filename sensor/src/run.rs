@@ -10,21 +10,23 @@ use tokio::{
 };
 
 use crate::{
-    attribution::{self, Registry, SharedRegistry, Tasks},
     cli::RunArgs,
     config::Config,
-    container::Catalog,
-    entity::EntityIds,
-    fspath::Classifier,
-    host::{self, HostInfo},
-    loader, manifest,
+    enrich::container::Catalog,
+    enrich::entity::EntityIds,
+    enrich::fspath::Classifier,
+    enrich::host::{self, HostInfo},
+    enrich::snapshot::{self, ProcSnapshot},
+    identity::manifest,
+    identity::registration,
+    identity::registry::{self, Registry, SharedRegistry, Tasks},
+    identity::selectors::{SelectorSync, SharedSelectors, Tracked},
+    kernel::loader,
+    kernel::privileges,
     pipeline::agent_infos,
     pipeline::{Context, Pipeline},
-    privileges, registration,
-    selectors::{SelectorSync, SharedSelectors, Tracked},
     sink::Sink,
-    snapshot::{self, ProcSnapshot},
-    source::KernelSource,
+    source::ring::KernelSource,
 };
 
 /// Settings from the file with the command line on top.
@@ -58,12 +60,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     // The key is read before anything is loaded: a missing or exposed key is a start-up error.
     let signing_key = match &config.signing_key {
-        Some(path) => Some(crate::signing::load_signing_key(path)?),
+        Some(path) => Some(crate::evidence::signing::load_signing_key(path)?),
         None => None,
     };
     let registry: SharedRegistry =
         Arc::new(std::sync::RwLock::new(Arc::new(Registry::new(agents))));
-    if !config.all_processes && args.pids.is_empty() && attribution::current(&registry).is_empty() {
+    if !config.all_processes && args.pids.is_empty() && registry::current(&registry).is_empty() {
         tracing::warn!(
             "observing no process: declare agents (--identities), or pass --all-processes or --pid PID"
         );
@@ -74,7 +76,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // decides on execs (argv selectors, the marker). Argv selectors a reload adds apply to
     // unmatched execs only (a restart makes them apply to every exec).
     let pend_execs =
-        config.environment_marker.is_some() || attribution::current(&registry).has_argv_selectors();
+        config.environment_marker.is_some() || registry::current(&registry).has_argv_selectors();
     let mut sensor = loader::load(&config, pend_execs)?;
     let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
     if sensor
@@ -127,7 +129,7 @@ async fn async_main(
     let hangup = signal(SignalKind::hangup())?;
     let host = Arc::new(HostInfo::discover().context("reading host identity from /proc")?);
     let tasks = Tasks::default();
-    let cgroups = crate::selectors::CgroupIndex::default();
+    let cgroups = crate::identity::selectors::CgroupIndex::default();
     let tracked: Tracked = Arc::new(std::sync::Mutex::new(maps.tracked));
     // The programs are attached, so anything that starts from now on is seen; the snapshot
     // covers what ran before. Selectors and tracked trees are in the kernel's maps, and running
@@ -150,7 +152,7 @@ async fn async_main(
             .context("making an instance id")?
             .into(),
         classifier: Classifier::new(&config.file_classes).context("compiling file classes")?,
-        agents: agent_infos(&attribution::current(&registry)),
+        agents: agent_infos(&registry::current(&registry)),
         tasks: tasks.clone(),
         cgroups: cgroups.clone(),
         selectors: Some(selector_sync.clone()),
@@ -267,7 +269,7 @@ const SELECTOR_REFRESH: Duration = Duration::from_millis(250);
 struct Reload {
     registry: SharedRegistry,
     manifest: Option<std::path::PathBuf>,
-    events: mpsc::Sender<crate::source::SourceMessage>,
+    events: mpsc::Sender<crate::source::ring::SourceMessage>,
 }
 
 impl Reload {
@@ -293,7 +295,7 @@ impl Reload {
         let result = manifest::load(path)
             .map_err(|e| e.to_string())
             .map(|decls| {
-                let next = Arc::new(attribution::current(&self.registry).reloaded(decls));
+                let next = Arc::new(registry::current(&self.registry).reloaded(decls));
                 *self.registry.write().expect("no poisoned lock") = next.clone();
                 next
             });
@@ -306,7 +308,7 @@ impl Reload {
         }
         let _ = self
             .events
-            .send(crate::source::SourceMessage::Reloaded { trigger, result })
+            .send(crate::source::ring::SourceMessage::Reloaded { trigger, result })
             .await;
     }
 }

@@ -17,10 +17,11 @@ use std::{
 
 use agent_sensor::{
     config::{Output, OutputTarget},
-    decode, manifest,
+    decode,
+    identity::manifest,
     pipeline::Pipeline,
-    replay,
     sink::Sink,
+    source::replay,
 };
 
 mod records;

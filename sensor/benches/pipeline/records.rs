@@ -7,7 +7,7 @@ use sensor_common::{
     TrackedProcess, exit_flags, kind, method, syscall, tracked_flags,
 };
 
-use agent_sensor::source::RawBatch;
+use agent_sensor::source::ring::RawBatch;
 
 /// The kernel source's batch bound: under load every batch is full.
 const BATCH_RECORDS: usize = 4096;
@@ -43,7 +43,7 @@ impl Shape {
 
 /// At least `events` records of `shape`, in batches; the number of records made.
 pub fn batches(shape: Shape, events: usize) -> (Vec<RawBatch>, usize) {
-    let mut s = Synth::new(agent_sensor::clock::boottime_ns());
+    let mut s = Synth::new(agent_sensor::enrich::clock::boottime_ns());
     let root = s.spawn_root();
     while s.records < events {
         match shape {

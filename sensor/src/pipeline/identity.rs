@@ -68,14 +68,14 @@ impl Pipeline {
             Some(a) => {
                 let _ = map.insert(e.tgid, a, 0);
                 if own.is_some() || pending {
-                    crate::selectors::attribute_children(&mut map, e.tgid, a);
+                    crate::identity::selectors::attribute_children(&mut map, e.tgid, a);
                 }
                 e.attribution = a;
                 true
             }
             None => {
                 if pending {
-                    crate::selectors::release_pending(&mut map, e.tgid);
+                    crate::identity::selectors::release_pending(&mut map, e.tgid);
                 }
                 e.attribution = TrackedProcess::default();
                 self.ctx.all_processes
@@ -151,7 +151,7 @@ impl Pipeline {
 
     /// The agent an argv selector names for this exec.
     fn argv_agent(&self, e: &ExecEvent) -> Option<u32> {
-        let registry = attribution::current(&self.ctx.registry);
+        let registry = registry::current(&self.ctx.registry);
         let exe: &[u8] = if e.exe.is_empty() {
             &e.filename
         } else {

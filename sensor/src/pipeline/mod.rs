@@ -13,30 +13,30 @@ use tokio::sync::mpsc;
 use sensor_common::{CgroupAgent, TrackedProcess, method, tracked_flags};
 
 use crate::{
-    activity,
-    attribution::{self, Registry, Tasks},
-    clock::{self, WallClock},
-    container::{self, ContainerMeta, PodMeta},
+    builder::activity,
+    builder::repeats::{self, RepeatFilter},
     decode::{
         self, CgroupEvent, ExecEvent, ExitEvent, ExitStatus, FileEvent, ForkEvent, KernelEvent,
         NetEvent,
     },
-    dns_cache::DnsCache,
-    entity::EntityIds,
-    fspath::Classifier,
-    host::HostInfo,
-    process_table::{ProcessInfo, ProcessTable},
+    enrich::clock::{self, WallClock},
+    enrich::container::{self, ContainerMeta, PodMeta},
+    enrich::dns_cache::DnsCache,
+    enrich::entity::EntityIds,
+    enrich::fspath::Classifier,
+    enrich::host::HostInfo,
+    enrich::process_table::{ProcessInfo, ProcessTable},
+    enrich::snapshot::ProcSnapshot,
+    identity::registry::{self, Registry, Tasks},
+    record::rendered::Rendered,
     record::{
         self, AgentInfo, AttributionInfo, Cgroup, CgroupCreated, ContainerImage, ContainerInfo,
         EventMeta, Gap, Hop, HopProcess, Id, Identity, Lifecycle, Namespaces, Orchestrator,
         OrchestratorResource, Owners, Parent, Process, Record, SensorBlock, Signal, TaskInfo,
         Thread,
     },
-    rendered::Rendered,
-    repeats::{self, RepeatFilter},
     sink::Sink,
-    snapshot::ProcSnapshot,
-    source::{LossReport, RawBatch, SourceMessage},
+    source::ring::{LossReport, RawBatch, SourceMessage},
 };
 
 mod file_and_network;
@@ -69,18 +69,18 @@ pub struct Context {
     /// Registered task names by kernel task number.
     pub tasks: Tasks,
     /// Cgroups by id, for `container.*` and `orchestrator.*`.
-    pub cgroups: crate::selectors::CgroupIndex,
+    pub cgroups: crate::identity::selectors::CgroupIndex,
     /// Decides the cgroups made while running (the kernel holds them until then); none when
     /// the pipeline runs without the kernel (a replay).
-    pub selectors: Option<crate::selectors::SharedSelectors>,
+    pub selectors: Option<crate::identity::selectors::SharedSelectors>,
     /// Every process is observed, agent or not.
     pub all_processes: bool,
     /// The environment marker (`NAME=`).
     pub marker: Option<Vec<u8>>,
     /// The declared agents (for argv selectors).
-    pub registry: crate::attribution::SharedRegistry,
+    pub registry: crate::identity::registry::SharedRegistry,
     /// The kernel map processes attributed in userspace are entered in; none without a kernel.
-    pub tracked: Option<crate::selectors::Tracked>,
+    pub tracked: Option<crate::identity::selectors::Tracked>,
 }
 
 /// When and with what key checkpoints are signed.
@@ -120,7 +120,7 @@ pub struct Pipeline {
     dns: DnsCache,
     repeats: RepeatFilter,
     /// Every record's place in the evidence chain.
-    chain: crate::evidence::Chain,
+    chain: crate::evidence::chain::Chain,
     /// Signs checkpoints, when a key is configured.
     checkpoints: Option<Checkpoints>,
     sink: Sink,
@@ -166,7 +166,7 @@ const INFO: &[&str] = &["info"];
 
 impl Pipeline {
     pub fn new(ctx: Context, sink: Sink, repeat_window_ms: u32) -> Self {
-        let chain = crate::evidence::Chain::new(&ctx.instance_id);
+        let chain = crate::evidence::chain::Chain::new(&ctx.instance_id);
         Self {
             chain,
             host: Arc::new(Rendered::new(HostInfo::clone(&ctx.host))),
@@ -246,11 +246,11 @@ impl Pipeline {
         let start = self.out.len();
         match self.format {
             crate::config::Format::Ecs => {
-                let shared = crate::record_json::write(&mut self.out, record);
+                let shared = crate::encode::ecs::write(&mut self.out, record);
                 self.chain.seal_shared(&mut self.out, start, shared);
             }
             crate::config::Format::Ocsf => {
-                crate::ocsf::write(&mut self.out, record);
+                crate::encode::ocsf::write(&mut self.out, record);
                 self.chain.seal_ocsf(&mut self.out, start);
             }
         }
@@ -282,11 +282,12 @@ impl Pipeline {
             return;
         };
         let hash = hash.to_owned();
-        let message = crate::signing::checkpoint_message(self.chain.instance_id(), sequence, &hash);
+        let message =
+            crate::evidence::signing::checkpoint_message(self.chain.instance_id(), sequence, &hash);
         let checkpoint = record::Checkpoint {
             covers_sequence: sequence,
             covers_hash: hash,
-            signature: crate::signing::sign(&c.key, &message),
+            signature: crate::evidence::signing::sign(&c.key, &message),
             public_key: record::hex(c.key.verifying_key().as_bytes()),
         };
         let mut r = self.record(
@@ -430,7 +431,7 @@ impl Pipeline {
         self.held.retain(|_, (_, at)| at.elapsed() < HELD_FOR);
         self.pending.retain(|_, (_, at, _)| at.elapsed() < HELD_FOR);
         let dropped = self.table.retain_alive(|tgid, info| {
-            crate::snapshot::start_ticks(tgid).is_some_and(|t| t == info.start_ticks)
+            crate::enrich::snapshot::start_ticks(tgid).is_some_and(|t| t == info.start_ticks)
         });
         let table = &self.table;
         self.process_blocks.retain(|tgid| table.get(tgid).is_some());
@@ -491,7 +492,7 @@ impl Pipeline {
     }
 
     /// An operator's annotation: sealed, answered with its place, and signed at once.
-    fn annotation(&mut self, request: crate::registration::AnnotationRequest) {
+    fn annotation(&mut self, request: crate::identity::registration::AnnotationRequest) {
         let mut r = self.record(
             WallClock::now(),
             self.meta("event", CONFIGURATION, INFO, "annotation"),
@@ -508,7 +509,7 @@ impl Pipeline {
         self.checkpoint(true);
     }
 
-    fn registration(&mut self, event: crate::registration::RegistrationEvent) {
+    fn registration(&mut self, event: crate::identity::registration::RegistrationEvent) {
         let mut meta = self.meta("event", IAM, CHANGE, "agent_registration");
         meta.outcome = Some(if event.granted { "success" } else { "failure" });
         let mut r = self.record(WallClock::now(), meta);

@@ -326,7 +326,7 @@ pub(super) fn ticks_per_second() -> u64 {
 /// The sensor's own process, for its start and stop records.
 pub(super) fn self_process(ids: &EntityIds) -> Process {
     let pid = std::process::id();
-    let snap = crate::snapshot::read_process(pid, None);
+    let snap = crate::enrich::snapshot::read_process(pid, None);
     let mut p = Process {
         pid,
         entity_id: snap

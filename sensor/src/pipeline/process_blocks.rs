@@ -5,7 +5,7 @@
 //! identity: the cache holds the entry's `Arc`s, so their addresses cannot be reused).
 use std::{collections::HashMap, sync::Arc};
 
-use crate::{process_table::ProcessInfo, record::Process, rendered::Rendered};
+use crate::{enrich::process_table::ProcessInfo, record::Process, record::rendered::Rendered};
 
 /// Most threads remembered; beyond it the cache starts again (a host with that many active
 /// threads pays one rebuild each).

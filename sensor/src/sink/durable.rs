@@ -18,8 +18,8 @@ use super::{
     trail::TrailDir,
 };
 use crate::{
-    clock::WallClock,
     config::{Fsync, Output, OutputTarget},
+    enrich::clock::WallClock,
 };
 
 /// A rotation, as its record states it (`rotation.*`): the file it closes, and the next.
@@ -404,7 +404,7 @@ mod tests {
     }
 
     fn records(n: usize) -> Vec<u8> {
-        let mut chain = crate::evidence::Chain::new("run");
+        let mut chain = crate::evidence::chain::Chain::new("run");
         let mut out = Vec::new();
         for i in 0..n {
             let start = out.len();

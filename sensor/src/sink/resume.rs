@@ -10,7 +10,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::evidence;
+use crate::evidence::chain;
 
 /// The record a new run continues from (`sensor.lifecycle.previous`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -60,7 +60,7 @@ fn name(path: &Path) -> String {
 }
 
 /// The last line of `file` that is a sealed, unchanged record, and the offset after it.
-fn last_sealed(file: &File, len: u64) -> io::Result<Option<(evidence::Sealed, u64)>> {
+fn last_sealed(file: &File, len: u64) -> io::Result<Option<(chain::Sealed, u64)>> {
     let mut window = (64 << 10).min(len);
     loop {
         let start = len - window;
@@ -74,7 +74,7 @@ fn last_sealed(file: &File, len: u64) -> io::Result<Option<(evidence::Sealed, u6
             let Some(line_start) = line_start.or((start == 0).then_some(0)) else {
                 break;
             };
-            if let Ok(sealed) = evidence::check_line(&buf[line_start..nl])
+            if let Ok(sealed) = chain::check_line(&buf[line_start..nl])
                 && !sealed.changed
             {
                 return Ok(Some((sealed, start + nl as u64 + 1)));
@@ -91,7 +91,7 @@ fn last_sealed(file: &File, len: u64) -> io::Result<Option<(evidence::Sealed, u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::Chain;
+    use crate::evidence::chain::Chain;
 
     fn sealed_lines(n: usize, pad: usize) -> Vec<u8> {
         let mut chain = Chain::new("run-a");

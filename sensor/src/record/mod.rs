@@ -3,11 +3,14 @@
 //! raw bytes that may be hostile: they are rendered as UTF-8 (invalid bytes replaced), and
 //! whenever a replacement happened the exact bytes are kept, hex-encoded, under `process.hex`, so
 //! nothing is lost or forged. serde_json escapes quotes, newlines and control characters.
+
+pub mod rendered;
+pub mod schema;
 use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::Serialize;
 
-use crate::{clock::Timestamp, host::HostInfo, rendered::Rendered};
+use crate::{enrich::clock::Timestamp, enrich::host::HostInfo, record::rendered::Rendered};
 
 /// Version of the record schema (see docs/schema.md); bumped on any incompatible change.
 pub const SCHEMA_VERSION: &str = "0.1";
@@ -62,10 +65,10 @@ pub struct Record {
     pub checkpoint: Option<Checkpoint>,
     /// A request on the registration socket.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub registration: Option<crate::registration::RegistrationEvent>,
+    pub registration: Option<crate::identity::registration::RegistrationEvent>,
     /// An operator's annotation (`event.action: annotation`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub annotation: Option<crate::registration::Annotation>,
+    pub annotation: Option<crate::identity::registration::Annotation>,
     /// The output file this record closes, and the one that continues the trail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::sink::Rotation>,

@@ -16,10 +16,10 @@ use sensor_common::{
 use serde::Serialize;
 
 use crate::{
-    btf::{BtfError, KernelBtf},
     config::Config,
-    privileges,
-    program_budget::{self, ProgramBudget},
+    kernel::btf::{BtfError, KernelBtf},
+    kernel::privileges,
+    kernel::program_budget::{self, ProgramBudget},
 };
 
 /// The kernel programs, built by build.rs.
@@ -276,7 +276,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
     let tracefs = ensure_tracefs()?;
     let syscall_args_offset = tracepoint_field_offset(&tracefs, "sys_enter_openat", "dfd")?;
     let syscall_ret_offset = tracepoint_field_offset(&tracefs, "sys_exit_openat", "ret")?;
-    let variants = crate::features::variants();
+    let variants = crate::kernel::features::variants();
     let task_regs = variants.task_regs;
     if !task_regs {
         tracing::info!(
@@ -992,7 +992,7 @@ pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
 
 /// Where tracefs is mounted, if it is.
 pub fn tracefs_path() -> Option<PathBuf> {
-    crate::snapshot::mount_point("tracefs")
+    crate::enrich::snapshot::mount_point("tracefs")
 }
 
 /// Linux 6.16 added `group_dead` to `sched_process_exit`; its format file shows it.

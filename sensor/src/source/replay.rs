@@ -10,13 +10,13 @@ use std::{io, sync::Arc};
 use tokio::sync::mpsc;
 
 use crate::{
-    attribution::{Registry, Tasks},
-    entity::EntityIds,
-    fspath::Classifier,
-    host::{self, HostInfo},
-    manifest::AgentDecl,
+    enrich::entity::EntityIds,
+    enrich::fspath::Classifier,
+    enrich::host::{self, HostInfo},
+    identity::manifest::AgentDecl,
+    identity::registry::{Registry, Tasks},
     pipeline::{Context, Pipeline, Stats, agent_infos},
-    source::{RawBatch, SourceMessage},
+    source::ring::{RawBatch, SourceMessage},
 };
 
 /// A pipeline context for `agents` (kernel agent number `n` is `agents[n - 1]`), with this

@@ -10,7 +10,7 @@ use std::{
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::{fspath::PathGlob, pattern::Pattern};
+use crate::{enrich::fspath::PathGlob, identity::pattern::Pattern};
 
 /// One declared agent.
 #[derive(Clone, Debug, PartialEq, Eq)]

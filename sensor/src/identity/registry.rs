@@ -12,10 +12,10 @@ use std::{
 use sensor_common::{CgroupAgent, ExeKey, method};
 
 use crate::{
-    container::ContainerMeta,
-    fspath::PathGlob,
-    manifest::{AgentDecl, ContainerSelector, KubernetesSelector, SelectorDecl},
-    pattern::Pattern,
+    enrich::container::ContainerMeta,
+    enrich::fspath::PathGlob,
+    identity::manifest::{AgentDecl, ContainerSelector, KubernetesSelector, SelectorDecl},
+    identity::pattern::Pattern,
 };
 
 /// Most directories a cgroup scan or an executable glob expansion visits.
@@ -440,8 +440,8 @@ mod tests {
     #[test]
     fn container_and_pod_selectors_decide_cgroups() {
         use crate::{
-            container::PodMeta,
-            manifest::{ContainerSelector, KubernetesSelector},
+            enrich::container::PodMeta,
+            identity::manifest::{ContainerSelector, KubernetesSelector},
         };
         let p = |s: &str| Some(Pattern::new(s).unwrap());
         let registry = Registry::new(vec![

@@ -12,7 +12,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::evidence::{self, LineFault, Sealed};
+use crate::evidence::chain::{self, LineFault, Sealed};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
@@ -277,7 +277,7 @@ impl Verifier<'_> {
     }
 
     fn line(&mut self, file: &Path, number: u64, line: &[u8], complete: bool) {
-        let sealed = match evidence::check_line(line) {
+        let sealed = match chain::check_line(line) {
             Ok(s) => s,
             Err(LineFault::NoHash) => {
                 // Perhaps a crash's torn write: what follows decides.
@@ -453,11 +453,14 @@ impl Verifier<'_> {
         else {
             return signed_through;
         };
-        let message =
-            crate::signing::checkpoint_message(&sealed.instance_id, *covers, covered_hash);
+        let message = crate::evidence::signing::checkpoint_message(
+            &sealed.instance_id,
+            *covers,
+            covered_hash,
+        );
         let matches_chain =
             previous.is_some_and(|p| p.sequence == *covers && p.hash == *covered_hash);
-        if matches_chain && crate::signing::verify(key, &message, signature) {
+        if matches_chain && crate::evidence::signing::verify(key, &message, signature) {
             self.report.checkpoints_verified += 1;
             return Some(*covers + 1);
         }
@@ -472,7 +475,7 @@ impl Verifier<'_> {
 
     /// A new run's start names the last record of the run before: the trail must end that
     /// run exactly there.
-    fn link(&mut self, file: &Path, number: u64, sealed: &Sealed, link: &evidence::Link) {
+    fn link(&mut self, file: &Path, number: u64, sealed: &Sealed, link: &chain::Link) {
         let (old, new) = (&link.instance_id, &sealed.instance_id);
         let Some(p) = self.chains.get(old) else {
             if self.last.is_none() {
@@ -542,7 +545,7 @@ impl Verifier<'_> {
                         sealed.instance_id, sealed.sequence, sealed.sequence
                     ),
                 );
-            } else if sealed.prev_hash != evidence::GENESIS {
+            } else if sealed.prev_hash != chain::GENESIS {
                 self.finding(
                     file,
                     number,
@@ -636,7 +639,7 @@ impl Verifier<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::Chain;
+    use crate::evidence::chain::Chain;
     use serde_json::{Value, json};
 
     /// Writes trails of sealed records to a scratch directory.

@@ -11,8 +11,8 @@ use sensor_common::syscall as sc;
 
 use crate::{
     decode::{FileEvent, NetEvent},
-    dns,
-    fspath::{self, Classifier},
+    enrich::dns,
+    enrich::fspath::{self, Classifier},
     record::{
         self, Dns, DnsAnswer, DnsQuestion, Endpoint, ErrorInfo, File, FileHex, Network, OpenInfo,
         SocketInfo, Syscall,

@@ -371,7 +371,7 @@ mod tests {
         time::{Duration, Instant},
     };
 
-    use crate::fspath::{ClassRule, Classifier};
+    use crate::enrich::fspath::{ClassRule, Classifier};
 
     fn rule(class: &str, patterns: &[&str]) -> ClassRule {
         ClassRule {

@@ -21,10 +21,10 @@ use tokio::{
 };
 
 use crate::{
-    attribution::{self, SharedRegistry, Tasks},
-    selectors::Tracked,
-    snapshot,
-    source::SourceMessage,
+    enrich::snapshot,
+    identity::registry::{self, SharedRegistry, Tasks},
+    identity::selectors::Tracked,
+    source::ring::SourceMessage,
 };
 
 /// Longest request line accepted.
@@ -304,7 +304,7 @@ impl Server {
                 task,
                 session,
             } => {
-                let registry = attribution::current(&self.registry);
+                let registry = registry::current(&self.registry);
                 event.op = "register";
                 event.pid = Some(pid);
                 event.agent = Some(agent.clone());
@@ -386,7 +386,7 @@ impl Server {
             }
             Request::Annotate { .. } => unreachable!("annotations are handled by `handle`"),
             Request::List => {
-                let registry = attribution::current(&self.registry);
+                let registry = registry::current(&self.registry);
                 event.op = "list";
                 event.granted = true;
                 let map = self.tracked.lock().expect("no poisoned lock");

@@ -98,7 +98,7 @@ pub fn read_process(tgid: u32, cgroup_root: Option<&Path>) -> Option<ProcSnapsho
         cgroup_id: cgroup_id(&dir, cgroup_root),
         exe_key: fs::metadata(dir.join("exe"))
             .ok()
-            .map(|m| crate::attribution::exe_key(&m)),
+            .map(|m| crate::identity::registry::exe_key(&m)),
         agent: None,
     })
 }

@@ -7,7 +7,7 @@
 //! registration, reload, cgroup made) are OCSF Base Events (class 0, activity Other) named by
 //! `activity_name`. What OCSF has no attribute for stays, in the ECS record's own shape, under
 //! `unmapped.agent_sensor` (OCSF's place for source data it does not model), and the evidence
-//! chain is sealed into `unmapped.chain` (see [`crate::evidence::Chain::seal_ocsf`]), so every
+//! chain is sealed into `unmapped.chain` (see [`crate::evidence::chain::Chain::seal_ocsf`]), so every
 //! line still validates against the OCSF schema, which allows no extra top-level fields.
 use serde_json::{Map, Value, json};
 
@@ -652,7 +652,7 @@ pub fn event(record: &Record) -> Value {
 }
 
 /// Writes the OCSF event of `record` to `out` with `unmapped` last, so the evidence chain can
-/// be sealed into it ([`crate::evidence::Chain::seal_ocsf`]).
+/// be sealed into it ([`crate::evidence::chain::Chain::seal_ocsf`]).
 pub fn write(out: &mut Vec<u8>, record: &Record) {
     let Value::Object(mut event) = event(record) else {
         unreachable!("an event is an object")
@@ -720,16 +720,18 @@ mod tests {
     fn sample() -> Record {
         use crate::record::*;
         use std::sync::Arc;
-        let host = Arc::new(crate::rendered::Rendered::new(crate::host::HostInfo {
-            name: "h".into(),
-            id: None,
-            boot_id: "b".into(),
-            architecture: "x86_64",
-            os: crate::host::HostOs {
-                kernel: "6.1".into(),
-                kind: "linux",
+        let host = Arc::new(crate::record::rendered::Rendered::new(
+            crate::enrich::host::HostInfo {
+                name: "h".into(),
+                id: None,
+                boot_id: "b".into(),
+                architecture: "x86_64",
+                os: crate::enrich::host::HostOs {
+                    kernel: "6.1".into(),
+                    kind: "linux",
+                },
             },
-        }));
+        ));
         let sensor = SensorBlock {
             instance_id: Arc::from("run-1"),
             version: "0.1.0",
@@ -742,7 +744,7 @@ mod tests {
             action: "rename",
             outcome: Some("failure"),
             dataset: "agent_sensor.file",
-            created: crate::clock::Timestamp::of(1_796_138_542_500_000_000),
+            created: crate::enrich::clock::Timestamp::of(1_796_138_542_500_000_000),
             repeat_count: None,
         };
         Record {
@@ -770,7 +772,7 @@ mod tests {
                 message: "No such file".into(),
             }),
             ..Record::new(
-                crate::clock::Timestamp::of(1_796_138_542_000_000_001),
+                crate::enrich::clock::Timestamp::of(1_796_138_542_000_000_001),
                 event,
                 host,
                 sensor,
@@ -812,7 +814,7 @@ mod tests {
     fn writes_unmapped_last_and_seals_the_chain_into_it() {
         let mut out = Vec::new();
         write(&mut out, &sample());
-        let mut chain = crate::evidence::Chain::new("run-1");
+        let mut chain = crate::evidence::chain::Chain::new("run-1");
         chain.seal_ocsf(&mut out, 0);
         assert_eq!(out.pop(), Some(b'\n'));
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -821,7 +823,7 @@ mod tests {
             "OCSF allows no extra top-level field"
         );
         assert_eq!(v["unmapped"]["chain"]["sequence"], 0);
-        let sealed = crate::evidence::check_line(&out).unwrap();
+        let sealed = crate::evidence::chain::check_line(&out).unwrap();
         assert!(!sealed.changed);
         assert_eq!(sealed.action, "rename");
         assert_eq!(sealed.instance_id, "run-1");

@@ -10,7 +10,7 @@ use aya::{
 };
 use serde::Serialize;
 
-use crate::{btf::KernelBtf, loader};
+use crate::{kernel::btf::KernelBtf, kernel::loader};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Feature {
@@ -94,7 +94,7 @@ pub fn probe() -> Vec<Feature> {
         Err(e) => Err(format!("no ring buffer maps ({e})")),
     };
     let task_regs = probes.task_regs();
-    let cgroup2 = match crate::snapshot::cgroup2_root() {
+    let cgroup2 = match crate::enrich::snapshot::cgroup2_root() {
         Some(p) => Ok(format!("cgroup2 at {}", p.display())),
         None => Err("no cgroup2 hierarchy mounted".to_owned()),
     };

@@ -59,12 +59,12 @@ pub enum SourceMessage {
     /// The identity manifest was read again (or could not be).
     Reloaded {
         trigger: &'static str,
-        result: Result<std::sync::Arc<crate::attribution::Registry>, String>,
+        result: Result<std::sync::Arc<crate::identity::registry::Registry>, String>,
     },
     /// A request on the registration socket, granted or refused.
-    Registration(crate::registration::RegistrationEvent),
+    Registration(crate::identity::registration::RegistrationEvent),
     /// An operator's annotation, to be sealed (and signed) in the trail.
-    Annotation(crate::registration::AnnotationRequest),
+    Annotation(crate::identity::registration::AnnotationRequest),
     /// The source stopped after a final drain; nothing follows.
     Stopped {
         reason: String,

@@ -7,7 +7,7 @@
 //! from it, OCSF maps through it, and the tests hold this writer to it.
 use serde::Serialize;
 
-use crate::clock::Timestamp;
+use crate::enrich::clock::Timestamp;
 use crate::record::{
     AttributionInfo, Endpoint, ErrorInfo, EventMeta, File, Id, Identity, Network, OpenInfo, Parent,
     Process, ProcessBlock, Record, SensorBlock, Syscall,
@@ -472,9 +472,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        host::{HostInfo, HostOs},
+        enrich::host::{HostInfo, HostOs},
+        record::rendered::Rendered,
         record::*,
-        rendered::Rendered,
     };
 
     const HOSTILE: &str = "a\"b\\c\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{fffd}\u{2028}{\"forged\":1}";
@@ -844,7 +844,7 @@ mod tests {
     /// the types) that `full()` does not set, in any block the writer writes itself.
     #[test]
     fn full_sets_every_field_the_writer_writes_itself() {
-        let schema = crate::schema::record_schema();
+        let schema = crate::record::schema::record_schema();
         let mut allowed = std::collections::BTreeSet::new();
         schema_paths(&schema, &schema, "", &mut allowed);
         let mut present = std::collections::BTreeSet::new();

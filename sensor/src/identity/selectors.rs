@@ -14,10 +14,10 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 use sensor_common::{CgroupAgent, TrackedProcess, method};
 
 use crate::{
-    attribution::{self, MapEntries, SharedRegistry},
-    container::{self, Catalog, ContainerMeta},
-    loader::SelectorMaps,
-    snapshot::{self, ProcSnapshot},
+    enrich::container::{self, Catalog, ContainerMeta},
+    enrich::snapshot::{self, ProcSnapshot},
+    identity::registry::{self, MapEntries, SharedRegistry},
+    kernel::loader::SelectorMaps,
 };
 
 pub type Tracked = Arc<Mutex<BpfHashMap<MapData, u32, TrackedProcess>>>;
@@ -94,7 +94,7 @@ impl SelectorSync {
         let dirs = self
             .cgroup_root
             .as_deref()
-            .map(attribution::cgroup_dirs)
+            .map(registry::cgroup_dirs)
             .unwrap_or_default();
         let mut containers: HashMap<u64, Arc<ContainerMeta>> = HashMap::new();
         let mut live: HashSet<String> = HashSet::new();
@@ -108,7 +108,7 @@ impl SelectorSync {
         }
         self.catalog
             .retain(&live.iter().map(String::as_str).collect());
-        let want = attribution::current(&self.registry).map_entries(&dirs, &containers);
+        let want = registry::current(&self.registry).map_entries(&dirs, &containers);
         let scanned: HashSet<u64> = dirs.iter().map(|(_, id)| *id).collect();
         {
             let mut index = self.index.write().expect("no poisoned lock");
@@ -178,7 +178,7 @@ impl SelectorSync {
             None => None,
         };
         let decision =
-            attribution::current(&self.registry).cgroup_agent(path.as_bytes(), meta.as_deref());
+            registry::current(&self.registry).cgroup_agent(path.as_bytes(), meta.as_deref());
         self.index.write().expect("no poisoned lock").insert(
             id,
             CgroupInfo {
@@ -221,7 +221,7 @@ impl SelectorSync {
     /// Attributes running processes by their own selectors (the kernel only decides at exec),
     /// unless the kernel already holds an equal or stronger attribution for them.
     pub fn attribute_running<'a>(&self, procs: impl Iterator<Item = &'a mut ProcSnapshot>) {
-        let registry = attribution::current(&self.registry);
+        let registry = registry::current(&self.registry);
         let mut map = self.tracked.lock().expect("no poisoned lock");
         for p in procs {
             let Some((agent, m)) =

@@ -34,7 +34,7 @@ const SHARED_STATES: usize = 8;
 impl Chain {
     pub fn new(instance_id: &str) -> Self {
         let mut head = b",\"chain\":{\"instance_id\":".to_vec();
-        crate::record_json::string(&mut head, instance_id);
+        crate::encode::ecs::string(&mut head, instance_id);
         head.extend_from_slice(b",\"sequence\":");
         Self {
             instance_id: instance_id.to_owned(),
@@ -97,7 +97,7 @@ impl Chain {
             out.pop();
         }
         out.extend_from_slice(&self.head);
-        crate::record_json::unsigned(out, self.sequence);
+        crate::encode::ecs::unsigned(out, self.sequence);
         out.extend_from_slice(b",\"prev_hash\":\"");
         out.extend_from_slice(&self.prev);
         out.push(b'"');
