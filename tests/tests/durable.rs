@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{Value, require_root, scratch_dir, sensor_binary};
+use sensor_tests::{Launch, Sensor, Value, require_root, scratch_dir, sensor_binary};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// The start of a record, cut short.
@@ -54,48 +54,13 @@ impl Drop for Load {
     }
 }
 
-/// A sensor writing to the output its config names; its stderr goes to a file.
-struct Running {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Running {
-    fn start(config: &Path, load: &Load, stderr: PathBuf) -> Running {
-        let child = Command::new(sensor_binary())
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--pid", &load.pid()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        Running { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-        self.child.wait().unwrap()
-    }
-
-    /// SIGTERM, and a clean exit.
-    fn stop(mut self) {
-        let status = self.signal(libc::SIGTERM);
-        assert!(status.success(), "{status}: {}", self.stderr());
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A sensor observing `load`, writing to the output its config names.
+fn start_sensor(config: &Path, load: &Load) -> Sensor {
+    Launch::new()
+        .config(config)
+        .args(["--pid", &load.pid()])
+        .output_from_config()
+        .start()
 }
 
 /// A tmpfs mounted for one test, unmounted however the test ends.
@@ -261,7 +226,7 @@ fn kill_9_under_load_then_restart_links_the_runs_and_only_the_torn_tail_is_repor
     let mut expected_previous = Vec::new();
     let mut expected_torn = Vec::new();
     for run in 0..3 {
-        let mut sensor = Running::start(&config, &load, scratch.join(format!("stderr-{run}")));
+        let sensor = start_sensor(&config, &load);
         wait_until(
             "the sensor_start record",
             || sensor.stderr(),
@@ -281,7 +246,7 @@ fn kill_9_under_load_then_restart_links_the_runs_and_only_the_torn_tail_is_repor
             || sensor.stderr(),
             || line_count(&trail) > before + 3000,
         );
-        let status = sensor.signal(libc::SIGKILL);
+        let status = sensor.kill(libc::SIGKILL).status;
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(9)
@@ -387,7 +352,7 @@ fn rotation_under_load_names_each_next_file_and_a_missing_one_is_found() {
     )
     .unwrap();
     let mut load = Load::start(50, "0.02");
-    let sensor = Running::start(&config, &load, scratch.join("stderr"));
+    let sensor = start_sensor(&config, &load);
     wait_until(
         "the sensor_start record",
         || sensor.stderr(),
@@ -498,7 +463,7 @@ fn files_also_rotate_by_age() {
     std::fs::create_dir(&trail).unwrap();
     std::fs::set_permissions(&trail, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut load = Load::start(5, "0.1");
-    let sensor = Running::start(&config, &load, scratch.join("stderr"));
+    let sensor = start_sensor(&config, &load);
     wait_until(
         "the sensor_start record",
         || sensor.stderr(),
@@ -541,7 +506,7 @@ fn a_full_disk_is_a_gap_record_once_space_returns_and_the_chain_verifies() {
     )
     .unwrap();
     let mut load = Load::start(20, "0.05");
-    let sensor = Running::start(&config, &load, scratch.join("stderr"));
+    let sensor = start_sensor(&config, &load);
     wait_until(
         "the sensor_start record",
         || sensor.stderr(),

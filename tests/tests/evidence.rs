@@ -2,7 +2,7 @@
 //! kind of tampering is detected and located.
 use std::process::Command;
 
-use sensor_tests::{require_root, scratch_dir, sensor_binary};
+use sensor_tests::{Launch, action, require_root, scratch_dir, sensor_binary};
 
 fn verify(path: &std::path::Path) -> (bool, serde_json::Value) {
     let out = Command::new(sensor_binary())
@@ -18,21 +18,18 @@ fn verify(path: &std::path::Path) -> (bool, serde_json::Value) {
 /// Runs the sensor (all processes, writing to `trail`) while `execs` short processes run,
 /// then stops it with SIGTERM.
 fn record_trail(trail: &std::path::Path, extra: &[&std::ffi::OsStr], execs: usize) {
-    let mut child = Command::new(sensor_binary())
-        .args(["run", "--all-processes", "--output"])
-        .arg(trail)
+    let sensor = Launch::new()
+        .arg("--all-processes")
+        .output(trail)
         .args(extra)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+        .start();
     for _ in 0..execs {
         assert!(Command::new("/bin/true").status().unwrap().success());
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    sensor.wait_for_count("the execs", execs, |r| {
+        action(r) == "exec" && r["process"]["name"] == "true"
+    });
+    sensor.stop();
 }
 
 fn only_finding(report: &serde_json::Value) -> (&str, u64) {
@@ -286,7 +283,7 @@ fn signed_checkpoints_expose_a_rewritten_chain() {
 
 #[test]
 fn an_operators_annotation_is_sealed_signed_and_attributed_to_who_connected() {
-    use sensor_tests::{Sensor, action};
+    use sensor_tests::Sensor;
     require_root();
     let dir = scratch_dir("annotate");
     sensor_tests::keygen(&dir.join("keys"));

@@ -5,7 +5,7 @@ use std::{
     process::Command,
 };
 
-use sensor_tests::{Sensor, Value, action, of_process, scratch_dir};
+use sensor_tests::{Sensor, Value, action, dns_exchange, of_process, scratch_dir};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
 
@@ -214,14 +214,8 @@ fn udp_sends_report_their_destination() {
 fn dns_queries_and_answers_name_the_later_connect() {
     // A namespace with only loopback: a DNS server on 127.0.0.1:53 there, and a client that
     // asks it for a name and connects to the answer.
-    let script = format!(
-        "ip link set lo up && {{ {HELPER} dns-server & }} && sleep 0.3 && {HELPER} dns-client agent-test.example; wait"
-    );
     let sensor = Sensor::start(&["--all-processes"]);
-    let out = Command::new("unshare")
-        .args(["--net", "sh", "-c", &script])
-        .output()
-        .unwrap();
+    let out = dns_exchange(HELPER);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("10.1.2.3:80"), "{stdout}");

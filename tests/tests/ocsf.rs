@@ -5,12 +5,12 @@
 //! event is refused, and `agent-sensor verify` verifies the OCSF trail and finds a change in it.
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    process::Command,
 };
 
-use sensor_tests::{Value, cgroup2_root, require_root, scratch_dir, sensor_binary};
+use sensor_tests::{
+    AgentRun, Launch, Value, dns_exchange, ecs_part, file_and_network_activity, sensor_binary,
+};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
 const OCSF_VERSION: &str = "1.8.0";
@@ -75,133 +75,49 @@ for n, line in enumerate(open(sys.argv[2]), 1):
 
 /// The sensor's own name for what an event records.
 fn action(e: &Value) -> &str {
-    e["unmapped"]["agent_sensor"]["event"]["action"]
-        .as_str()
-        .unwrap_or("")
-}
-
-fn read_events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-/// Waits until the output holds an event matching `pred`.
-fn wait_for(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // Only whole lines: the sensor may be mid-write.
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
-        if whole
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .any(|e| pred(&e))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {out:?}");
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    sensor_tests::action(ecs_part(e))
 }
 
 #[test]
 fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
-    require_root();
-    let dir = scratch_dir("ocsf");
-    sensor_tests::keygen(&dir.join("keys"));
-    let cg_name = format!("agent-sensor-ocsf-{}", std::process::id());
-    std::fs::write(
-        dir.join("agents.yaml"),
-        format!(
-            "agents:\n  - id: ocsf-agent\n    name: OCSF test agent\n    owners: {{business: a@example.com}}\n    selectors: [{{cgroup: /{cg_name}/**}}]\n"
-        ),
-    )
-    .unwrap();
-    let socket = dir.join("control.sock");
-    std::fs::write(
-        dir.join("sensor.toml"),
-        format!(
-            "[observe]\nall_processes = true\n[evidence]\nsigning_key = \"keys/sensor.key\"\ncheckpoint_records = 50\n[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let trail = dir.join("events.jsonl");
-    let sensor = Running(
-        Command::new(sensor_binary())
-            .args(["run", "--format", "ocsf", "--config"])
-            .arg(dir.join("sensor.toml"))
-            .arg("--output")
-            .arg(&trail)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let run = AgentRun::new(
+        "ocsf",
+        &[
+            ("id", "ocsf-agent"),
+            ("name", "OCSF test agent"),
+            ("owners", "{business: a@example.com}"),
+        ],
     );
-    wait_for(&trail, "the sensor's start", |e| {
-        action(e) == "sensor_start"
-    });
+    let dir = &run.dir;
+    let trail = dir.join("events.jsonl");
+    let sensor = Launch::new()
+        .config(&run.config)
+        .ocsf()
+        .output(&trail)
+        .start();
 
     // An agent's process: exec, fork, exit with the agent as actor.
-    let cg = format!("{}/{cg_name}", cgroup2_root());
-    std::fs::create_dir_all(&cg).unwrap();
-    run_ok(Command::new("/bin/sh").args([
-        "-c",
-        &format!("echo $$ > {cg}/cgroup.procs && {HELPER} fork"),
-    ]));
-    // Files: open, mkdir, rename, unlink, ...
-    let work = dir.join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    run_ok(Command::new(HELPER).arg("files").arg(&work));
-    // Network: a TCP connect and a UDP send.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    run_ok(Command::new(HELPER).args(["connect", &addr]));
-    run_ok(Command::new(HELPER).args(["udp-send", "127.0.0.1:9"]));
+    run.in_agent_cgroup(&format!("{HELPER} fork"));
+    // Files (open, mkdir, rename, unlink, ...) and network (a TCP connect and a UDP send).
+    file_and_network_activity(HELPER, &dir.join("work"));
     // DNS: a query and its answer, in a namespace with a DNS server on its loopback.
-    run_ok(Command::new("unshare").args([
-        "--net",
-        "sh",
-        "-c",
-        &format!(
-            "ip link set lo up && {{ {HELPER} dns-server & }} && sleep 0.3 && {HELPER} dns-client agent-test.example; wait"
-        ),
-    ]));
+    let dns = dns_exchange(HELPER);
+    assert!(dns.status.success(), "{dns:?}");
     // An operator's annotation (signed at once: a checkpoint follows).
-    run_ok(
-        Command::new(sensor_binary())
-            .args(["annotate", "--kind", "note", "--author", "test", "--text"])
-            .arg("ocsf \"check\"\n")
-            .arg("--socket")
-            .arg(&socket),
-    );
-    wait_for(&trail, "the DNS answer", |e| {
+    let out = run.control(&[
+        "annotate",
+        "--kind",
+        "note",
+        "--author",
+        "test",
+        "--text",
+        "ocsf \"check\"\n",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    sensor.wait_for("the DNS answer", |e| {
         e["class_uid"] == 4003 && e["activity_id"] == 2
     });
-    // SAFETY: signalling the sensor child.
-    unsafe { libc::kill(sensor.0.id() as i32, libc::SIGTERM) };
-    let mut sensor = sensor;
-    assert!(sensor.0.wait().unwrap().success());
-    let _ = std::fs::remove_dir(&cg);
-    let events = read_events(&trail);
+    let events = sensor.stop().records;
 
     // Every kind of event is there, in its class.
     let has = |class: u64, activity: u64, act: &str| {
@@ -326,5 +242,5 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
             "line {line} was not refused: {complaints:?}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

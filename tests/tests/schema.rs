@@ -4,7 +4,7 @@
 //! a record with a field the schema does not know is refused.
 use std::{path::Path, process::Command};
 
-use sensor_tests::{Sensor, action, cgroup2_root, scratch_dir, sensor_binary};
+use sensor_tests::{AgentRun, Launch, action, file_and_network_activity};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
 
@@ -39,78 +39,24 @@ for n, line in enumerate(open(sys.argv[2]), 1):
 
 #[test]
 fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
-    let dir = scratch_dir("schema");
-    sensor_tests::keygen(&dir.join("keys"));
-    let cg_name = format!("agent-sensor-schema-{}", std::process::id());
-    std::fs::write(
-        dir.join("agents.yaml"),
-        format!(
-            "agents:\n  - id: schema-agent\n    owners: {{business: a@example.com}}\n    selectors: [{{cgroup: /{cg_name}/**}}]\n"
-        ),
-    )
-    .unwrap();
-    let socket = dir.join("control.sock");
-    std::fs::write(
-        dir.join("sensor.toml"),
-        format!(
-            "[observe]\nall_processes = true\n[evidence]\nsigning_key = \"keys/sensor.key\"\ncheckpoint_records = 50\n[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let sensor = Sensor::start(&["--config", dir.join("sensor.toml").to_str().unwrap()]);
+    let run = AgentRun::new(
+        "schema",
+        &[
+            ("id", "schema-agent"),
+            ("owners", "{business: a@example.com}"),
+        ],
+    );
+    let dir = &run.dir;
+    let sensor = Launch::new().config(&run.config).start();
     // A new agent cgroup with a process in it: cgroup_created, exec, fork, exit.
-    let cg = format!("{}/{cg_name}", cgroup2_root());
-    std::fs::create_dir_all(&cg).unwrap();
-    let in_cgroup = format!("echo $$ > {cg}/cgroup.procs && {HELPER} exit 0");
-    assert!(
-        Command::new("/bin/sh")
-            .args(["-c", &in_cgroup])
-            .status()
-            .unwrap()
-            .success()
-    );
+    run.in_agent_cgroup(&format!("{HELPER} exit 0"));
     // File and network activity.
-    let work = dir.join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    assert!(
-        Command::new(HELPER)
-            .args(["files", work.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    assert!(
-        Command::new(HELPER)
-            .args(["connect", &addr])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new(HELPER)
-            .args(["udp-send", "127.0.0.1:9"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    file_and_network_activity(HELPER, &dir.join("work"));
     // Control socket: a registration, a refused one, an annotation; a manifest reload.
-    let helper = std::process::Command::new(HELPER)
-        .args(["exit", "0"])
-        .spawn()
-        .unwrap();
-    let control = |args: &[&str]| {
-        Command::new(sensor_binary())
-            .args(args)
-            .args(["--socket", socket.to_str().unwrap()])
-            .output()
-            .unwrap()
-    };
-    let _ = control(&["register", "--pid", "999999999", "--agent", "schema-agent"]);
+    let helper = Command::new(HELPER).args(["exit", "0"]).spawn().unwrap();
+    let _ = run.control(&["register", "--pid", "999999999", "--agent", "schema-agent"]);
     assert!(
-        control(&[
+        run.control(&[
             "annotate",
             "--kind",
             "note",
@@ -122,13 +68,11 @@ fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
         .status
         .success()
     );
-    // SAFETY: signalling the sensor child.
-    unsafe { libc::kill(sensor.pid() as i32, libc::SIGHUP) };
+    sensor.signal(libc::SIGHUP);
     sensor.wait_for("the reload", |r| action(r) == "identities_reloaded");
     let mut helper = helper;
     let _ = helper.wait();
     let records = sensor.stop().records;
-    let _ = std::fs::remove_dir(&cg);
 
     let mut seen: Vec<&str> = records.iter().map(action).collect();
     seen.sort_unstable();
@@ -188,5 +132,5 @@ fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
             "line {line} was not refused: {complaints:?}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
