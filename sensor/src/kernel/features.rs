@@ -10,7 +10,7 @@ use aya::{
 };
 use serde::Serialize;
 
-use crate::{kernel::btf::KernelBtf, kernel::loader};
+use crate::kernel::{btf::KernelBtf, programs, tracefs};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Feature {
@@ -67,7 +67,7 @@ pub fn probe() -> Vec<Feature> {
         )),
         Err(e) => Err(format!("{e}; the kernel needs CONFIG_DEBUG_INFO_BTF=y")),
     };
-    let tracefs = match loader::tracefs_path() {
+    let tracefs = match tracefs::tracefs_path() {
         Some(p) => Ok(format!("mounted at {}", p.display())),
         None => Err("not mounted: mount -t tracefs nodev /sys/kernel/tracing".to_owned()),
     };
@@ -142,7 +142,7 @@ impl ProbePrograms {
             .and_then(|btf| {
                 EbpfLoader::new()
                     .map_max_entries("EVENTS", 64 * 1024)
-                    .load(loader::program_object())
+                    .load(programs::program_object())
                     .map(|ebpf| (ebpf, btf))
                     .map_err(|e| format!("cannot load the probe programs: {e}"))
             });

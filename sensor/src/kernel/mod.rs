@@ -1,8 +1,25 @@
-//! The kernel side of the daemon: the only code that touches `aya::Ebpf`. It checks
-//! privileges, reads the running kernel's BTF, probes which program variants this kernel
-//! accepts, loads and attaches the programs, and keeps their budgets in check.
+//! The kernel side of the daemon. It checks privileges, reads the running kernel's BTF, probes
+//! which program variants this kernel accepts, loads and attaches the programs, and keeps their
+//! budgets in check.
+//!
+//! - [`loader`]: prepares the kernel object, loads and attaches the programs, hands out the maps
+//!   (with [`features`]' probe programs, the only code that touches `aya::Ebpf`).
+//! - [`programs`]: the compiled object, which program attaches where, the followed syscalls.
+//! - [`offsets`]: the kernel struct members the programs read, located in BTF, and the reads
+//!   that copy them.
+//! - [`tracefs`]: the tracefs mount, the syscall tracepoints this kernel has, their record layout.
+//! - [`refusal`]: a verifier refusal turned into one line saying why and what to do.
+//! - [`features`]: what this kernel offers (`agent-sensor probe`) and the program variants it
+//!   accepts.
+//! - [`btf`]: a reader for the kernel's BTF.
+//! - [`privileges`]: whether the programs can be loaded; dropping capabilities afterwards.
+//! - [`program_budget`]: each program's stack and size, read from the compiled object.
 pub mod btf;
 pub mod features;
 pub mod loader;
+pub mod offsets;
 pub mod privileges;
 pub mod program_budget;
+pub mod programs;
+pub mod refusal;
+pub mod tracefs;

@@ -331,7 +331,8 @@ mod tests {
 
     #[test]
     fn every_kernel_program_keeps_its_margin_under_the_verifiers_limits() {
-        let budgets = budgets(crate::kernel::loader::program_object()).expect("the object parses");
+        let budgets =
+            budgets(crate::kernel::programs::program_object()).expect("the object parses");
         assert!(
             budgets.iter().any(|b| b.name == "sched_process_exec"),
             "programs found: {budgets:?}"

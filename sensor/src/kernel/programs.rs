@@ -1,0 +1,146 @@
+//! The kernel programs as built: the compiled object, which program attaches where, and the
+//! syscalls the exit programs follow (with this architecture's number for each).
+use sensor_common::syscall as sc;
+
+/// The kernel programs, built by build.rs.
+pub(crate) static PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
+
+/// The kernel programs, for the feature probe (which loads its own copy).
+pub fn program_object() -> &'static [u8] {
+    PROGRAMS
+}
+
+/// Every raw-tracepoint program and the tracepoint it attaches to.
+pub(crate) const RAW_TRACEPOINTS: &[(&str, &str)] = &[
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+    ("inet_sock_set_state", "inet_sock_set_state"),
+    ("cgroup_mkdir", "cgroup_mkdir"),
+];
+
+/// The BPF LSM programs that keep the kernel's copy of a connect's, bind's or send's address
+/// (`kernel.lsm_hooks`), and their hooks.
+pub(crate) const LSM_ADDRESS_HOOKS: &[(&str, &str)] = &[
+    ("lsm_socket_connect", "socket_connect"),
+    ("lsm_socket_bind", "socket_bind"),
+    ("lsm_socket_sendmsg", "socket_sendmsg"),
+];
+
+/// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
+/// shared exit program that reports it (which reads the arguments itself, see
+/// `sensor-ebpf/src/syscalls.rs`). arm64 has none of the legacy path calls (`open`, ...).
+pub(crate) const SYSCALLS: &[(&str, u16, libc::c_long, &str)] = &[
+    #[cfg(target_arch = "x86_64")]
+    ("open", sc::OPEN, libc::SYS_open, "exit_file"),
+    ("openat", sc::OPENAT, libc::SYS_openat, "exit_file"),
+    ("openat2", sc::OPENAT2, libc::SYS_openat2, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("creat", sc::CREAT, libc::SYS_creat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("rename", sc::RENAME, libc::SYS_rename, "exit_file"),
+    ("renameat", sc::RENAMEAT, libc::SYS_renameat, "exit_file"),
+    ("renameat2", sc::RENAMEAT2, libc::SYS_renameat2, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("unlink", sc::UNLINK, libc::SYS_unlink, "exit_file"),
+    ("unlinkat", sc::UNLINKAT, libc::SYS_unlinkat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("rmdir", sc::RMDIR, libc::SYS_rmdir, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("mkdir", sc::MKDIR, libc::SYS_mkdir, "exit_file"),
+    ("mkdirat", sc::MKDIRAT, libc::SYS_mkdirat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("chmod", sc::CHMOD, libc::SYS_chmod, "exit_file"),
+    ("fchmod", sc::FCHMOD, libc::SYS_fchmod, "exit_file"),
+    ("fchmodat", sc::FCHMODAT, libc::SYS_fchmodat, "exit_file"),
+    ("fchmodat2", sc::FCHMODAT2, SYS_FCHMODAT2, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("chown", sc::CHOWN, libc::SYS_chown, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("lchown", sc::LCHOWN, libc::SYS_lchown, "exit_file"),
+    ("fchown", sc::FCHOWN, libc::SYS_fchown, "exit_file"),
+    ("fchownat", sc::FCHOWNAT, libc::SYS_fchownat, "exit_file"),
+    ("truncate", sc::TRUNCATE, libc::SYS_truncate, "exit_file"),
+    ("ftruncate", sc::FTRUNCATE, libc::SYS_ftruncate, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("link", sc::LINK, libc::SYS_link, "exit_file"),
+    ("linkat", sc::LINKAT, libc::SYS_linkat, "exit_file"),
+    #[cfg(target_arch = "x86_64")]
+    ("symlink", sc::SYMLINK, libc::SYS_symlink, "exit_file"),
+    ("symlinkat", sc::SYMLINKAT, libc::SYS_symlinkat, "exit_file"),
+    ("connect", sc::CONNECT, libc::SYS_connect, "exit_net"),
+    ("accept", sc::ACCEPT, libc::SYS_accept, "exit_net"),
+    ("accept4", sc::ACCEPT4, libc::SYS_accept4, "exit_net"),
+    ("bind", sc::BIND, libc::SYS_bind, "exit_net"),
+    ("listen", sc::LISTEN, libc::SYS_listen, "exit_net"),
+    ("sendto", sc::SENDTO, libc::SYS_sendto, "exit_net"),
+    ("sendmsg", sc::SENDMSG, libc::SYS_sendmsg, "exit_net"),
+    ("sendmmsg", sc::SENDMMSG, libc::SYS_sendmmsg, "exit_net"),
+    ("recvfrom", sc::RECVFROM, libc::SYS_recvfrom, "exit_net"),
+    ("recvmsg", sc::RECVMSG, libc::SYS_recvmsg, "exit_net"),
+];
+
+/// fchmodat2 (Linux 6.6) has the same number on every architecture; the libc crate (0.2.191)
+/// lacks it for aarch64.
+const SYS_FCHMODAT2: libc::c_long = 452;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The syscall numbers come from the libc crate; check them against the kernel's own
+    /// headers for this architecture (Debian's linux-libc-dev, or linux-libc-dev-arm64-cross).
+    #[test]
+    fn followed_syscall_numbers_match_the_kernel_headers() {
+        #[cfg(target_arch = "x86_64")]
+        let header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+        #[cfg(target_arch = "aarch64")]
+        let header = if std::path::Path::new("/usr/include/aarch64-linux-gnu").is_dir() {
+            "/usr/include/asm-generic/unistd.h"
+        } else {
+            "/usr/aarch64-linux-gnu/include/asm-generic/unistd.h"
+        };
+        let text = std::fs::read_to_string(header).unwrap_or_else(|e| {
+            panic!(
+                "{header}: {e}; install Debian's linux-libc-dev (arm64: linux-libc-dev-arm64-cross)"
+            )
+        });
+        // `#define __NR_openat 56`; the generic header also has `#define __NR_truncate
+        // __NR3264_truncate` with `#define __NR3264_truncate 45`.
+        let defines: std::collections::HashMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.strip_prefix("#define ")?.split_whitespace();
+                Some((words.next()?, words.next()?))
+            })
+            .collect();
+        let number_of = |name: &str| {
+            let value = defines.get(format!("__NR_{name}").as_str())?;
+            let value = defines.get(value).unwrap_or(value);
+            value.parse::<libc::c_long>().ok()
+        };
+        let mut unknown = Vec::new();
+        for &(name, _, number, _) in SYSCALLS {
+            match number_of(name) {
+                Some(n) => assert_eq!(n, number, "{name} in {header}"),
+                None => unknown.push(name),
+            }
+        }
+        // Debian 12's headers are Linux 6.1's; fchmodat2 came in 6.6.
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(SYS_FCHMODAT2, libc::SYS_fchmodat2);
+        assert!(
+            unknown.iter().all(|n| *n == "fchmodat2"),
+            "missing from {header}: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn every_followed_syscall_number_is_distinct() {
+        let mut numbers: Vec<_> = SYSCALLS.iter().map(|s| s.2).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), SYSCALLS.len());
+    }
+}
