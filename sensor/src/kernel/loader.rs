@@ -6,20 +6,20 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{Lsm, ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
-use sensor_common::{CgroupAgent, ExeKey, ProgramConfig, SEGMENT_MAX, SEGMENTS, TrackedProcess};
+use sensor_common::{CgroupAgent, ExeKey, ProgramConfig, TrackedProcess};
 
 use serde::Serialize;
 
 use crate::{
     config::Config,
     kernel::btf::{BtfError, KernelBtf},
-    kernel::offsets::resolve_offsets,
+    kernel::offsets::{OffsetError, resolve_offsets},
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS},
     kernel::refusal::diagnose,
     kernel::tracefs::{
-        ExitEvent, ensure_tracefs, exit_passes_group_dead, syscall_exit_events,
+        ExitEvent, TracefsError, ensure_tracefs, exit_passes_group_dead, syscall_exit_events,
         tracepoint_field_offset,
     },
 };
@@ -43,16 +43,10 @@ pub enum LoadError {
     NoRingBuffer,
     #[error("the kernel's BTF cannot be read for the LSM hooks ({0})")]
     LsmBtf(aya::BtfError),
-    #[error("this kernel's BTF lacks {what}, which the process probes read ({source})")]
-    MissingKernelMember {
-        what: &'static str,
-        source: BtfError,
-    },
-    #[error(
-        "tracefs is not mounted and could not be mounted ({0}); run \
-         `mount -t tracefs nodev /sys/kernel/tracing`"
-    )]
-    NoTracefs(std::io::Error),
+    #[error(transparent)]
+    Offsets(#[from] OffsetError),
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
     #[error("loading the kernel programs failed: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("program {name}: {source}")]
@@ -69,14 +63,6 @@ pub enum LoadError {
         why: String,
         action: String,
     },
-    #[error(
-        "this kernel's {what} members are spread over {span} bytes, more than the programs \
-         copy in {SEGMENTS} reads of {SEGMENT_MAX} bytes; please report the kernel version \
-         (`uname -r`)"
-    )]
-    UnsupportedLayout { what: &'static str, span: u32 },
-    #[error("cannot read the tracepoint format of {0} in tracefs")]
-    TracepointFormat(&'static str),
     #[error("map or program {0} is missing from the kernel programs (a build problem)")]
     MissingMap(&'static str),
     #[error("map {name}: {source}")]

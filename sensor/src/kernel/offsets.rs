@@ -4,10 +4,26 @@ use sensor_common::{
     DentryRead, FileRead, Gather, KernelOffsets, MountRead, SEGMENT_MAX, SEGMENTS, Window,
 };
 
-use crate::kernel::{btf::KernelBtf, loader::LoadError};
+use crate::kernel::btf::{BtfError, KernelBtf};
+
+/// Why this kernel's struct layout cannot be handed to the programs.
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetError {
+    #[error("this kernel's BTF lacks {what}, which the process probes read ({source})")]
+    MissingKernelMember {
+        what: &'static str,
+        source: BtfError,
+    },
+    #[error(
+        "this kernel's {what} members are spread over {span} bytes, more than the programs \
+         copy in {SEGMENTS} reads of {SEGMENT_MAX} bytes; please report the kernel version \
+         (`uname -r`)"
+    )]
+    UnsupportedLayout { what: &'static str, span: u32 },
+}
 
 /// Offsets of every kernel struct member the programs read.
-pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
+pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
     let mut offsets = member_offsets(btf)?;
     let o = offsets;
     let (gather, at) = plan_reads(
@@ -69,7 +85,7 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
 fn plan_reads<const N: usize>(
     what: &'static str,
     members: &[(u32, u32); N],
-) -> Result<(Gather, [u32; N]), LoadError> {
+) -> Result<(Gather, [u32; N]), OffsetError> {
     let mut order: Vec<usize> = (0..N).collect();
     order.sort_by_key(|&i| members[i].0);
     let mut gather = Gather::NONE;
@@ -84,7 +100,7 @@ fn plan_reads<const N: usize>(
         if !fits {
             if used == SEGMENTS {
                 let span = offset + size - gather.segments[0].start;
-                return Err(LoadError::UnsupportedLayout { what, span });
+                return Err(OffsetError::UnsupportedLayout { what, span });
             }
             gather.segments[used] = Window {
                 start: offset & !7,
@@ -99,10 +115,10 @@ fn plan_reads<const N: usize>(
     Ok((gather, at))
 }
 
-fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
+fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
     let need = |what: &'static str, st: &str, path: &[&str]| {
         btf.member_offset(st, path)
-            .map_err(|source| LoadError::MissingKernelMember { what, source })
+            .map_err(|source| OffsetError::MissingKernelMember { what, source })
     };
     // Optional members: kernels without CONFIG_AUDIT have no login uid.
     let optional = |st: &str, path: &[&str]| {
@@ -140,7 +156,7 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, LoadError> {
         pid_numbers: need("pid.numbers", "pid", &["numbers"])?,
         upid_size: btf
             .struct_size("upid")
-            .map_err(|source| LoadError::MissingKernelMember {
+            .map_err(|source| OffsetError::MissingKernelMember {
                 what: "struct upid",
                 source,
             })?,
@@ -223,15 +239,15 @@ impl Arch {
     pub const NATIVE: Self = Self::Aarch64;
 }
 
-fn pt_regs_member(btf: &KernelBtf, what: &'static str) -> Result<u32, LoadError> {
+fn pt_regs_member(btf: &KernelBtf, what: &'static str) -> Result<u32, OffsetError> {
     let member = what.strip_prefix("pt_regs.").expect("a pt_regs member");
     btf.member_offset("pt_regs", &[member])
-        .map_err(|source| LoadError::MissingKernelMember { what, source })
+        .map_err(|source| OffsetError::MissingKernelMember { what, source })
 }
 
 /// Where `struct pt_regs` keeps the syscall's number (x86-64: `long orig_ax`; arm64:
 /// `s32 syscallno`, so the programs read 4 bytes).
-fn syscall_number_register(btf: &KernelBtf, arch: Arch) -> Result<u32, LoadError> {
+fn syscall_number_register(btf: &KernelBtf, arch: Arch) -> Result<u32, OffsetError> {
     match arch {
         Arch::X86_64 => pt_regs_member(btf, "pt_regs.orig_ax"),
         Arch::Aarch64 => pt_regs_member(btf, "pt_regs.syscallno"),
@@ -239,7 +255,7 @@ fn syscall_number_register(btf: &KernelBtf, arch: Arch) -> Result<u32, LoadError
 }
 
 /// Where `struct pt_regs` keeps the return value once the syscall has run (arm64: x0).
-fn return_value_register(btf: &KernelBtf, arch: Arch) -> Result<u32, LoadError> {
+fn return_value_register(btf: &KernelBtf, arch: Arch) -> Result<u32, OffsetError> {
     match arch {
         Arch::X86_64 => pt_regs_member(btf, "pt_regs.ax"),
         Arch::Aarch64 => pt_regs_member(btf, "pt_regs.regs"),
@@ -247,7 +263,7 @@ fn return_value_register(btf: &KernelBtf, arch: Arch) -> Result<u32, LoadError> 
 }
 
 /// Where `struct pt_regs` keeps the six syscall arguments at syscall exit.
-fn syscall_arg_registers(btf: &KernelBtf, arch: Arch) -> Result<[u32; 6], LoadError> {
+fn syscall_arg_registers(btf: &KernelBtf, arch: Arch) -> Result<[u32; 6], OffsetError> {
     Ok(match arch {
         Arch::X86_64 => [
             pt_regs_member(btf, "pt_regs.di")?,

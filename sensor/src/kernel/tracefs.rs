@@ -2,7 +2,19 @@
 //! exit tracepoint on this kernel, and the layout of the tracepoint records the programs read.
 use std::{fs, path::PathBuf};
 
-use crate::kernel::{loader::LoadError, programs::SYSCALLS};
+use crate::kernel::programs::SYSCALLS;
+
+/// What the loader cannot do without tracefs.
+#[derive(Debug, thiserror::Error)]
+pub enum TracefsError {
+    #[error(
+        "tracefs is not mounted and could not be mounted ({0}); run \
+         `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    NotMounted(std::io::Error),
+    #[error("cannot read the tracepoint format of {0} in tracefs")]
+    Format(&'static str),
+}
 
 /// A followed syscall's exit tracepoint on this kernel.
 pub(crate) struct ExitEvent {
@@ -44,9 +56,9 @@ pub(crate) fn tracepoint_field_offset(
     tracefs: &std::path::Path,
     event: &'static str,
     field: &str,
-) -> Result<u32, LoadError> {
+) -> Result<u32, TracefsError> {
     let format = fs::read_to_string(tracefs.join(format!("events/syscalls/{event}/format")))
-        .map_err(|_| LoadError::TracepointFormat(event))?;
+        .map_err(|_| TracefsError::Format(event))?;
     format
         .lines()
         .find_map(|line| {
@@ -59,11 +71,11 @@ pub(crate) fn tracepoint_field_offset(
                 .parse()
                 .ok()
         })
-        .ok_or(LoadError::TracepointFormat(event))
+        .ok_or(TracefsError::Format(event))
 }
 
 /// The tracefs mount point, mounting it at the usual place when nothing is mounted.
-pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
+pub fn ensure_tracefs() -> Result<PathBuf, TracefsError> {
     if let Some(path) = tracefs_path() {
         return Ok(path);
     }
@@ -79,7 +91,7 @@ pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
         )
     };
     if rc != 0 {
-        return Err(LoadError::NoTracefs(std::io::Error::last_os_error()));
+        return Err(TracefsError::NotMounted(std::io::Error::last_os_error()));
     }
     Ok(PathBuf::from("/sys/kernel/tracing"))
 }
