@@ -468,13 +468,18 @@ fn escape(out: &mut Vec<u8>, b: u8) {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeMap, sync::Arc};
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        sync::Arc,
+    };
 
     use super::*;
     use crate::{
         enrich::host::{HostInfo, HostOs},
+        identity::registration::{Annotation, RegistrationEvent},
         record::rendered::Rendered,
         record::*,
+        sink::{LastRecord, Rotation},
     };
 
     const HOSTILE: &str = "a\"b\\c\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{fffd}\u{2028}{\"forged\":1}";
@@ -772,12 +777,13 @@ mod tests {
     }
 
     /// The property paths (`file.open.flags`) a JSON Schema allows, following `$ref`s and
-    /// `anyOf`/`oneOf`; maps (`additionalProperties`) end a path.
+    /// `anyOf`/`oneOf`; maps (`additionalProperties`) end a path. Each with whether it may be
+    /// left out (not `required` by the object around it).
     fn schema_paths(
         schema: &serde_json::Value,
         node: &serde_json::Value,
         path: &str,
-        out: &mut std::collections::BTreeSet<String>,
+        out: &mut BTreeMap<String, bool>,
     ) {
         if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
             let name = r.rsplit('/').next().unwrap();
@@ -796,6 +802,11 @@ mod tests {
         if let Some(items) = node.get("items") {
             schema_paths(schema, items, path, out);
         }
+        let required = |name: &str| {
+            node.get("required")
+                .and_then(|r| r.as_array())
+                .is_some_and(|r| r.iter().any(|n| n == name))
+        };
         for (name, sub) in node
             .get("properties")
             .and_then(|p| p.as_object())
@@ -807,17 +818,14 @@ mod tests {
             } else {
                 format!("{path}.{name}")
             };
-            out.insert(sub_path.clone());
+            // Required where any schema of it says so (the per-kind conditions repeat some).
+            *out.entry(sub_path.clone()).or_insert(true) &= !required(name);
             schema_paths(schema, sub, &sub_path, out);
         }
     }
 
     /// The property paths present in a serialised record.
-    fn value_paths(
-        v: &serde_json::Value,
-        path: &str,
-        out: &mut std::collections::BTreeSet<String>,
-    ) {
+    fn value_paths(v: &serde_json::Value, path: &str, out: &mut BTreeSet<String>) {
         match v {
             serde_json::Value::Object(m) => {
                 for (name, sub) in m {
@@ -839,47 +847,630 @@ mod tests {
         }
     }
 
+    /// Blocks the writer hands to serde_json whole: the same bytes by construction.
+    const BY_SERDE: &[&str] = &[
+        "host",
+        "container",
+        "orchestrator",
+        "cgroup",
+        "dns",
+        "gap",
+        "checkpoint",
+        "registration",
+        "annotation",
+        "rotation",
+        "identity.task",
+        "identity.delegation",
+        "identity.agent",
+        "sensor.lifecycle",
+    ];
+
+    /// The record's fields (from the schema, which is derived from the types) that the writer
+    /// writes itself, each block it hands to serde among them but not the fields inside those,
+    /// with whether each may be left out. `chain` is sealed on later, not written here.
+    fn writer_fields() -> BTreeMap<String, bool> {
+        let schema = crate::record::schema::record_schema();
+        let mut fields = BTreeMap::new();
+        schema_paths(&schema, &schema, "", &mut fields);
+        fields.retain(|p, _| {
+            p != "chain"
+                && !p.starts_with("chain.")
+                && !BY_SERDE.iter().any(|b| p.starts_with(&format!("{b}.")))
+        });
+        fields
+    }
+
     /// The writer cannot drift from the serde form: `writes_what_serde_writes` compares them on
     /// `full()`, and this test fails when a record type gains a field (the schema is derived from
     /// the types) that `full()` does not set, in any block the writer writes itself.
     #[test]
     fn full_sets_every_field_the_writer_writes_itself() {
-        let schema = crate::record::schema::record_schema();
-        let mut allowed = std::collections::BTreeSet::new();
-        schema_paths(&schema, &schema, "", &mut allowed);
-        let mut present = std::collections::BTreeSet::new();
+        let mut present = BTreeSet::new();
         value_paths(&serde_json::to_value(full()).unwrap(), "", &mut present);
-        // Blocks that go through serde_json whole: the same bytes by construction.
-        const BY_SERDE: &[&str] = &[
-            "host",
-            "container",
-            "orchestrator",
-            "cgroup",
-            "dns",
-            "gap",
-            "checkpoint",
-            "registration",
-            "annotation",
-            "rotation",
-            "chain",
-            "identity.task",
-            "identity.delegation",
-            "identity.agent",
-            "sensor.lifecycle",
-        ];
-        let missing: Vec<&String> = allowed
-            .iter()
-            .filter(|p| !present.contains(*p))
-            .filter(|p| {
-                !BY_SERDE
-                    .iter()
-                    .any(|b| *p == b || p.starts_with(&format!("{b}.")))
-            })
+        let missing: Vec<String> = writer_fields()
+            .into_keys()
+            .filter(|p| !present.contains(p))
+            .filter(|p| !BY_SERDE.contains(&p.as_str()))
             .collect();
         assert!(
             missing.is_empty(),
             "fields the hand-written writer may not handle: set them in full() (and write \
-             them in record_json.rs): {missing:?}"
+             them in encode/ecs.rs): {missing:?}"
         );
+    }
+
+    /// How many records the generated tests write (a fixed seed: the same ones every run).
+    const GENERATED: usize = 1500;
+
+    fn generated() -> impl Iterator<Item = Record> {
+        let mut g = Gen(0x5eed_ec5e_0000_0012);
+        (0..GENERATED).map(move |_| g.record())
+    }
+
+    /// The writer cannot drift from the serde form, whatever a record holds: byte for byte the
+    /// same on thousands of generated records, every optional block and field set in some and
+    /// left out in others (`generated_records_cover_every_field_the_writer_writes` checks that).
+    #[test]
+    fn generated_records_are_written_as_serde_writes_them() {
+        for (n, r) in generated().enumerate() {
+            let ours = written(&r);
+            let serde = serde_json::to_string(&r).unwrap();
+            if ours != serde {
+                let at = ours
+                    .bytes()
+                    .zip(serde.bytes())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(ours.len().min(serde.len()));
+                let from = at.saturating_sub(60);
+                panic!(
+                    "generated record {n}: the writer and serde part at byte {at}:\n  \
+                     writer: {:?}\n  serde:  {:?}",
+                    ours.get(from..(at + 60).min(ours.len())).unwrap_or(&ours),
+                    serde
+                        .get(from..(at + 60).min(serde.len()))
+                        .unwrap_or(&serde),
+                );
+            }
+        }
+    }
+
+    /// The generator is complete: every field of the schema the writer writes itself (and each
+    /// block it hands to serde) is present in some generated record, and each optional one
+    /// absent from some record that has the block around it.
+    #[test]
+    fn generated_records_cover_every_field_the_writer_writes() {
+        let fields = writer_fields();
+        let mut present = BTreeSet::new();
+        let mut absent = BTreeSet::new();
+        for r in generated() {
+            let mut here = BTreeSet::new();
+            value_paths(&serde_json::to_value(&r).unwrap(), "", &mut here);
+            for path in fields.keys() {
+                let parent = path.rsplit_once('.').map(|(p, _)| p);
+                if here.contains(path) {
+                    present.insert(path.clone());
+                } else if parent.is_none_or(|p| here.contains(p)) {
+                    absent.insert(path.clone());
+                }
+            }
+        }
+        let never_set: Vec<&String> = fields.keys().filter(|p| !present.contains(*p)).collect();
+        let never_left_out: Vec<&String> = fields
+            .iter()
+            .filter(|(p, optional)| **optional && !absent.contains(*p))
+            .map(|(p, _)| p)
+            .collect();
+        assert!(
+            never_set.is_empty() && never_left_out.is_empty(),
+            "the record generator (Gen in encode/ecs.rs) never sets {never_set:?} and never \
+             leaves out {never_left_out:?}: generate the new fields, and write them in \
+             encode/ecs.rs"
+        );
+    }
+
+    /// Hostile text where kernel and operator text goes: quotes, backslashes, newlines and
+    /// carriage returns, control characters, invalid UTF-8 (rendered, with its exact bytes
+    /// in `hex`), U+2028/U+2029, an attempt to forge a field, and huge strings. The
+    /// hot-path writer and serde both keep each record on one line, as one object with no
+    /// forged field, every string read back exactly as it went in, and they agree byte for
+    /// byte.
+    #[test]
+    fn hostile_strings_cannot_break_the_line_in_either_writer() {
+        let bytes: &[u8] = b"a\"b\\c\n{\"forged\":1}\r\x00\x1b\x7f\xff\xfe\xc3(\xe2\x80\xa8";
+        let huge = format!("{}\n{HOSTILE}", "x\u{2029}\"".repeat(1 << 16));
+        let mut r = full();
+        let Some(ProcessBlock::Own(p)) = r.process.as_mut() else {
+            unreachable!("built above")
+        };
+        p.set_name(bytes);
+        p.set_executable(bytes);
+        p.set_args(&[bytes.to_vec(), b"\xff".to_vec(), huge.as_bytes().to_vec()]);
+        let f = r.file.as_mut().unwrap();
+        f.path = huge.clone();
+        f.name = Some(crate::record::text(bytes).0);
+        r.error.as_mut().unwrap().message = huge.clone();
+        let process = serde_json::to_value(&r.process).unwrap();
+        assert_eq!(
+            process["hex"]["name"],
+            hex(bytes),
+            "the exact bytes are kept"
+        );
+        assert_eq!(process["name"], crate::record::text(bytes).0);
+
+        let serde = serde_json::to_string(&r).unwrap();
+        let ours = written(&r);
+        for (who, line) in [("writer", &ours), ("serde", &serde)] {
+            assert!(
+                !line.contains(['\n', '\r']),
+                "{who}: a raw line break in the line"
+            );
+            assert!(!line.bytes().any(|b| b < 0x20), "{who}: a raw control byte");
+            let back: serde_json::Value = serde_json::from_str(line).unwrap();
+            let keys: Vec<&String> = back.as_object().unwrap().keys().collect();
+            let expected: Vec<String> = serde_json::to_value(&r)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            assert_eq!(keys, expected.iter().collect::<Vec<_>>(), "{who}");
+            assert!(back.get("forged").is_none(), "{who}");
+            assert_eq!(back["process"]["name"], process["name"], "{who}");
+            assert_eq!(back["process"]["args"], process["args"], "{who}");
+            assert_eq!(back["process"]["args"][2], huge, "{who}");
+            assert_eq!(back["file"]["path"], huge, "{who}");
+            assert_eq!(back["error"]["message"], huge, "{who}");
+            assert_eq!(back["host"]["name"], HOSTILE, "{who}");
+            assert_eq!(back["identity"]["agent"]["id"], HOSTILE, "{who}");
+        }
+        assert!(ours == serde, "the writer and serde differ on hostile text");
+    }
+
+    /// Text fragments a generated string is made of: plain, every kind of escape, what the
+    /// eight-byte scan must stop at, multi-byte UTF-8 (U+2028 and U+2029 included, which
+    /// JSON leaves as they are), and an attempt to close the string and forge a field.
+    const FRAGMENTS: &[&str] = &[
+        "",
+        "a",
+        "/usr/bin/python3",
+        "0123456789abcdef",
+        " ",
+        "\"",
+        "\\",
+        "\n",
+        "\r",
+        "\t",
+        "\u{8}",
+        "\u{c}",
+        "\u{0}",
+        "\u{1b}",
+        "\u{1f}",
+        "\u{7f}",
+        "é",
+        "\u{fffd}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{10ffff}",
+        "😀",
+        "\",\"forged\":1,\"x\":\"",
+        "{\"forged\":1}",
+    ];
+
+    /// `&'static str` fields (actions, methods, names the sensor chooses): their usual values
+    /// and hostile ones, so the writer's handling of them is tested too.
+    const STATICS: &[&str] = &["", "exec", "tcp", "strong", HOSTILE, "\u{2028}\"\\\n"];
+
+    /// A fixed-seed generator of records (SplitMix64): each optional field of each block set
+    /// or left out at random, numbers at their edges or anywhere, text from [`FRAGMENTS`] or
+    /// kernel bytes rendered as the pipeline renders them (invalid UTF-8 replaced). Every
+    /// struct is built by a literal naming all its fields, so a new field does not compile
+    /// until it is generated here too; `generated_records_cover_every_field_the_writer_writes`
+    /// checks that it is set in some records and left out in others.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn bool(&mut self) -> bool {
+            self.next() & 1 == 1
+        }
+
+        fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
+            self.bool().then(|| f(self))
+        }
+
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())]
+        }
+
+        fn u64(&mut self) -> u64 {
+            match self.below(4) {
+                0 => self.pick(&[0, 1, 9, 10, 99, 100, u64::from(u32::MAX), u64::MAX]),
+                1 => self.next(),
+                _ => self.next() % 100_000,
+            }
+        }
+
+        fn u32(&mut self) -> u32 {
+            self.u64() as u32
+        }
+
+        fn u16(&mut self) -> u16 {
+            self.u64() as u16
+        }
+
+        fn u8(&mut self) -> u8 {
+            self.u64() as u8
+        }
+
+        fn i64(&mut self) -> i64 {
+            match self.below(3) {
+                0 => self.pick(&[i64::MIN, -1, 0, 1, i64::MAX]),
+                1 => self.next() as i64,
+                _ => -(self.below(200) as i64),
+            }
+        }
+
+        fn time(&mut self) -> Timestamp {
+            Timestamp::of(match self.below(3) {
+                0 => self.pick(&[-1, 0, 1, 1_796_138_542_000_000_001]),
+                _ => i128::from(self.next() >> 8),
+            })
+        }
+
+        fn text(&mut self) -> String {
+            if self.below(8) == 0 {
+                // Kernel bytes, invalid UTF-8 among them, rendered as records render them.
+                let bytes: Vec<u8> = (0..self.below(24)).map(|_| self.next() as u8).collect();
+                return crate::record::text(&bytes).0;
+            }
+            (0..self.below(5)).map(|_| self.pick(FRAGMENTS)).collect()
+        }
+
+        fn texts(&mut self) -> Vec<String> {
+            (0..self.below(4)).map(|_| self.text()).collect()
+        }
+
+        fn opt_text(&mut self) -> Option<String> {
+            self.opt(Self::text)
+        }
+
+        fn statics(&mut self) -> &'static [&'static str] {
+            self.pick(&[
+                &[][..],
+                &["file"][..],
+                &["network", "x"][..],
+                &[HOSTILE][..],
+            ])
+        }
+
+        fn id(&mut self) -> Id {
+            if self.bool() {
+                Id::of(self.u32())
+            } else {
+                Id { id: self.text() }
+            }
+        }
+
+        fn labels(&mut self) -> BTreeMap<String, String> {
+            (0..self.below(3))
+                .map(|_| (self.text(), self.text()))
+                .collect()
+        }
+
+        fn record(&mut self) -> Record {
+            let mut r = Record::new(
+                self.time(),
+                EventMeta {
+                    kind: self.pick(STATICS),
+                    category: self.statics(),
+                    kind_type: self.statics(),
+                    action: self.pick(STATICS),
+                    outcome: self.opt(|g| g.pick(STATICS)),
+                    dataset: self.pick(STATICS),
+                    created: self.time(),
+                    repeat_count: self.opt(Self::u64),
+                },
+                Arc::new(Rendered::new(HostInfo {
+                    name: self.text(),
+                    id: self.opt_text(),
+                    boot_id: self.text(),
+                    architecture: self.pick(STATICS),
+                    os: HostOs {
+                        kernel: self.text(),
+                        kind: self.pick(STATICS),
+                    },
+                })),
+                SensorBlock {
+                    instance_id: Arc::from(self.text()),
+                    version: self.pick(STATICS),
+                    lifecycle: self.opt(Self::lifecycle),
+                },
+            );
+            // Every optional block, each set or not.
+            r.identity = self.opt(Self::identity);
+            r.process = self.opt(|g| {
+                let p = g.process();
+                if g.bool() {
+                    ProcessBlock::from(p)
+                } else {
+                    ProcessBlock::Shared(Arc::new(Rendered::new(p)))
+                }
+            });
+            r.container = self.opt(|g| {
+                Arc::new(ContainerInfo {
+                    id: g.text(),
+                    runtime: g.pick(STATICS),
+                    name: g.opt_text(),
+                    image: g.opt(|g| ContainerImage { name: g.text() }),
+                    labels: g.labels(),
+                })
+            });
+            r.orchestrator = self.opt(|g| {
+                Arc::new(Orchestrator {
+                    r#type: g.pick(STATICS),
+                    namespace: g.opt_text(),
+                    resource: OrchestratorResource {
+                        r#type: g.pick(STATICS),
+                        name: g.opt_text(),
+                        id: g.opt_text(),
+                        labels: g.labels(),
+                        annotations: g.labels(),
+                    },
+                    service_account: g.opt_text(),
+                })
+            });
+            r.cgroup = self.opt(|g| CgroupCreated {
+                id: g.u64(),
+                path: g.text(),
+            });
+            r.user = self.opt(Self::id);
+            r.file = self.opt(Self::file);
+            r.source = self.opt(Self::endpoint);
+            r.destination = self.opt(Self::endpoint);
+            r.network = self.opt(Self::network);
+            r.dns = self.opt(Self::dns);
+            r.syscall = self.opt(|g| Syscall {
+                name: g.pick(STATICS),
+                ret: g.i64(),
+            });
+            r.error = self.opt(|g| ErrorInfo {
+                code: g.text(),
+                message: g.text(),
+            });
+            r.gap = self.opt(|g| Gap {
+                source: g.pick(STATICS),
+                lost: g.u64(),
+                by_kind: (0..g.below(3))
+                    .map(|_| (g.pick(STATICS), g.u64()))
+                    .collect(),
+                error: g.opt(|g| g.pick(STATICS)),
+                start: g.opt_text(),
+                end: g.opt_text(),
+            });
+            r.checkpoint = self.opt(|g| Checkpoint {
+                covers_sequence: g.u64(),
+                covers_hash: g.text(),
+                signature: g.text(),
+                public_key: g.text(),
+            });
+            r.registration = self.opt(|g| RegistrationEvent {
+                op: g.pick(STATICS),
+                granted: g.bool(),
+                reason: g.opt_text(),
+                peer_pid: g.opt(|g| g.i64() as i32),
+                peer_uid: g.u32(),
+                peer_gid: g.u32(),
+                pid: g.opt(Self::u32),
+                agent: g.opt_text(),
+                task: g.opt_text(),
+                session: g.opt_text(),
+            });
+            r.annotation = self.opt(|g| Annotation {
+                kind: g.text(),
+                author: g.text(),
+                text: g.text(),
+                subject: g.opt_text(),
+                peer_pid: g.opt(|g| g.i64() as i32),
+                peer_uid: g.u32(),
+                peer_gid: g.u32(),
+            });
+            r.rotation = self.opt(|g| Rotation {
+                reason: g.pick(STATICS),
+                file: g.text(),
+                next_file: g.text(),
+            });
+            r
+        }
+
+        fn lifecycle(&mut self) -> Lifecycle {
+            Lifecycle {
+                reason: self.opt_text(),
+                all_processes: self.opt(Self::bool),
+                programs: self.opt(|g| (0..g.below(3)).map(|_| g.pick(STATICS)).collect()),
+                records_written: self.opt(Self::u64),
+                kernel_lost: self.opt(Self::u64),
+                decode_errors: self.opt(Self::u64),
+                output_lost: self.opt(Self::u64),
+                previous: self.opt(|g| LastRecord {
+                    instance_id: g.text(),
+                    sequence: g.u64(),
+                    hash: g.text(),
+                    file: g.text(),
+                    torn_bytes: g.pick(&[0, 1, u64::MAX]),
+                }),
+            }
+        }
+
+        fn identity(&mut self) -> Identity {
+            Identity {
+                agent: Arc::new(Rendered::new(AgentInfo {
+                    id: self.text(),
+                    spiffe_id: self.opt_text(),
+                    name: self.opt_text(),
+                    purpose: self.opt_text(),
+                    team: self.opt_text(),
+                    data_sensitivity: self.opt_text(),
+                    owners: Owners {
+                        business: self.opt_text(),
+                        technical: self.opt_text(),
+                    },
+                    allowed_tasks: self.texts(),
+                })),
+                task: self.opt(|g| TaskInfo {
+                    id: g.text(),
+                    session: g.opt_text(),
+                }),
+                attribution: AttributionInfo {
+                    method: self.pick(STATICS),
+                    trust: self.pick(STATICS),
+                    inherited: self.bool(),
+                },
+                delegation: (0..self.below(3))
+                    .map(|_| Hop {
+                        from: self.text(),
+                        to: self.text(),
+                        process: HopProcess {
+                            pid: self.u32(),
+                            entity_id: self.text(),
+                        },
+                    })
+                    .collect(),
+            }
+        }
+
+        fn process(&mut self) -> Process {
+            Process {
+                pid: self.u32(),
+                entity_id: Arc::from(self.text()),
+                thread: self.opt(|g| Thread { id: g.u32() }),
+                name: self.opt_text(),
+                executable: self.opt_text(),
+                exec_path: self.opt_text(),
+                args: self.opt(Self::texts),
+                args_count: self.opt(Self::u32),
+                args_truncated: self.bool(),
+                command_line: self.opt_text(),
+                start: self.opt(Self::time),
+                end: self.opt(Self::time),
+                parent: self.opt(|g| Parent {
+                    pid: g.u32(),
+                    entity_id: Arc::from(g.text()),
+                    thread: g.opt(|g| Thread { id: g.u32() }),
+                }),
+                user: self.opt(Self::id),
+                group: self.opt(Self::id),
+                real_user: self.opt(Self::id),
+                real_group: self.opt(Self::id),
+                login_user: self.opt(Self::id),
+                session_id: self.opt(Self::u32),
+                exit_code: self.opt(Self::u8),
+                exit_signal: self.opt(|g| Signal {
+                    number: g.u8(),
+                    name: g.pick(STATICS),
+                    core_dumped: g.bool(),
+                }),
+                cgroup: self.opt(|g| Cgroup { id: g.u64() }),
+                namespaces: self.opt(|g| Namespaces {
+                    pid: g.u32(),
+                    mnt: g.u32(),
+                }),
+                hex: RawBytes {
+                    name: self.opt_text(),
+                    executable: self.opt_text(),
+                    exec_path: self.opt_text(),
+                    args: self.opt(|g| (0..g.below(3)).map(|_| g.opt_text()).collect()),
+                },
+            }
+        }
+
+        fn file(&mut self) -> File {
+            File {
+                path: self.text(),
+                name: self.opt_text(),
+                directory: self.opt_text(),
+                target_path: self.opt_text(),
+                destination_path: self.opt_text(),
+                class: self.opt_text(),
+                inode: self.opt_text(),
+                mode: self.opt_text(),
+                uid: self.opt_text(),
+                gid: self.opt_text(),
+                size: self.opt(Self::u64),
+                fd: self.opt(|g| g.i64() as i32),
+                open: self.opt(|g| OpenInfo {
+                    access: g.pick(STATICS),
+                    flags: (0..g.below(3)).map(|_| g.pick(STATICS)).collect(),
+                    raw: g.text(),
+                }),
+                path_truncated: self.bool(),
+                hex: self.opt(|g| FileHex {
+                    path: g.opt_text(),
+                    target_path: g.opt_text(),
+                    destination_path: g.opt_text(),
+                }),
+            }
+        }
+
+        fn endpoint(&mut self) -> Endpoint {
+            Endpoint {
+                ip: self.opt(|g| Arc::from(g.text())),
+                port: self.opt(Self::u16),
+                address: self.opt(|g| Arc::from(g.text())),
+                domain: self.opt_text(),
+            }
+        }
+
+        fn network(&mut self) -> Network {
+            Network {
+                transport: self.opt(|g| g.pick(STATICS)),
+                r#type: self.opt(|g| g.pick(STATICS)),
+                iana_number: self.opt(|g| g.text().into()),
+                direction: self.opt(|g| g.pick(STATICS)),
+                bytes: self.opt(Self::u64),
+                socket: SocketInfo {
+                    family: self.text().into(),
+                    r#type: self.pick(STATICS).into(),
+                    protocol: self.opt(Self::u16),
+                },
+                socket_id: self.opt_text(),
+                connect_state: self.opt(|g| g.pick(STATICS)),
+                backlog: self.opt(Self::u32),
+                messages: self.opt(Self::u64),
+            }
+        }
+
+        fn dns(&mut self) -> Dns {
+            Dns {
+                r#type: self.pick(STATICS),
+                id: self.u16(),
+                question: self.opt(|g| DnsQuestion {
+                    name: g.text(),
+                    r#type: g.text(),
+                }),
+                response_code: self.opt_text(),
+                answers: (0..self.below(3))
+                    .map(|_| DnsAnswer {
+                        name: self.text(),
+                        r#type: self.text(),
+                        ttl: self.u32(),
+                        data: self.opt_text(),
+                    })
+                    .collect(),
+                resolved_ip: self.texts(),
+                incomplete: self.bool(),
+            }
+        }
     }
 }
