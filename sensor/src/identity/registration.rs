@@ -391,8 +391,8 @@ impl Server {
                 event.granted = true;
                 let map = self.tracked.lock().expect("no poisoned lock");
                 let list: Vec<serde_json::Value> = map
-                    .iter()
-                    .filter_map(Result::ok)
+                    .entries()
+                    .into_iter()
                     .filter(|(_, v)| v.agent != 0)
                     .map(|(pid, v)| {
                         let task = self.tasks.get(v.task);

@@ -6,11 +6,12 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::Hash,
+    ops::DerefMut,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use sensor_common::{CgroupAgent, TrackedProcess, method};
 
 use crate::{
@@ -20,7 +21,60 @@ use crate::{
     kernel::loader::SelectorMaps,
 };
 
-pub type Tracked = Arc<Mutex<BpfHashMap<MapData, u32, TrackedProcess>>>;
+/// The tracked-process map (by tgid): the kernel's, or a [`HashMap`] standing in for it where
+/// there is no kernel (a replay).
+pub type Tracked = Arc<Mutex<dyn TrackedMap>>;
+
+/// What the daemon does with the tracked-process map, in the kernel map's own terms.
+pub trait TrackedMap: Send {
+    fn get(&self, tgid: &u32, flags: u64) -> Result<TrackedProcess, MapError>;
+    fn insert(&mut self, tgid: u32, value: TrackedProcess, flags: u64) -> Result<(), MapError>;
+    fn remove(&mut self, tgid: &u32) -> Result<(), MapError>;
+    /// Every entry (those the kernel could not read are left out).
+    fn entries(&self) -> Vec<(u32, TrackedProcess)>;
+}
+
+impl TrackedMap for BpfHashMap<MapData, u32, TrackedProcess> {
+    fn get(&self, tgid: &u32, flags: u64) -> Result<TrackedProcess, MapError> {
+        BpfHashMap::get(self, tgid, flags)
+    }
+
+    fn insert(&mut self, tgid: u32, value: TrackedProcess, flags: u64) -> Result<(), MapError> {
+        BpfHashMap::insert(self, tgid, value, flags)
+    }
+
+    fn remove(&mut self, tgid: &u32) -> Result<(), MapError> {
+        BpfHashMap::remove(self, tgid)
+    }
+
+    fn entries(&self) -> Vec<(u32, TrackedProcess)> {
+        self.iter().filter_map(Result::ok).collect()
+    }
+}
+
+/// The map without a kernel: what a replay's decisions are entered in.
+impl TrackedMap for HashMap<u32, TrackedProcess> {
+    fn get(&self, tgid: &u32, _flags: u64) -> Result<TrackedProcess, MapError> {
+        HashMap::get(self, tgid)
+            .copied()
+            .ok_or(MapError::KeyNotFound)
+    }
+
+    fn insert(&mut self, tgid: u32, value: TrackedProcess, _flags: u64) -> Result<(), MapError> {
+        HashMap::insert(self, tgid, value);
+        Ok(())
+    }
+
+    fn remove(&mut self, tgid: &u32) -> Result<(), MapError> {
+        HashMap::remove(self, tgid)
+            .map(drop)
+            .ok_or(MapError::KeyNotFound)
+    }
+
+    fn entries(&self) -> Vec<(u32, TrackedProcess)> {
+        self.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
 
 /// What the sensor knows of a cgroup v2 directory.
 #[derive(Clone, Debug)]
@@ -60,7 +114,8 @@ fn sync_map<K: aya::Pod + Eq + Hash, V: aya::Pod + PartialEq>(
 
 pub struct SelectorSync {
     registry: SharedRegistry,
-    maps: SelectorMaps,
+    /// None without a kernel (a replay): decisions are made and recorded, nothing is entered.
+    maps: Option<SelectorMaps>,
     tracked: Tracked,
     cgroup_root: Option<PathBuf>,
     current: MapEntries,
@@ -78,9 +133,28 @@ impl SelectorSync {
     ) -> Self {
         Self {
             registry,
-            maps,
+            maps: Some(maps),
             tracked,
             cgroup_root: snapshot::cgroup2_root(),
+            current: MapEntries::default(),
+            index,
+            catalog,
+        }
+    }
+
+    /// Decides cgroups as a live run does, with no kernel maps to keep and no cgroup tree to
+    /// read: for replays of recorded kernel records (decisions on held cgroups).
+    pub fn without_kernel(
+        registry: SharedRegistry,
+        tracked: Tracked,
+        index: CgroupIndex,
+        catalog: Catalog,
+    ) -> Self {
+        Self {
+            registry,
+            maps: None,
+            tracked,
+            cgroup_root: None,
             current: MapEntries::default(),
             index,
             catalog,
@@ -127,9 +201,11 @@ impl SelectorSync {
             std::mem::take(&mut self.current.executables),
             std::mem::take(&mut self.current.uids),
         );
-        sync_map(&mut self.maps.cgroups, &want.cgroups, &mut have_c);
-        sync_map(&mut self.maps.executables, &want.executables, &mut have_e);
-        sync_map(&mut self.maps.uids, &want.uids, &mut have_u);
+        if let Some(maps) = self.maps.as_mut() {
+            sync_map(&mut maps.cgroups, &want.cgroups, &mut have_c);
+            sync_map(&mut maps.executables, &want.executables, &mut have_e);
+            sync_map(&mut maps.uids, &want.uids, &mut have_u);
+        }
         self.current = MapEntries {
             cgroups: have_c,
             executables: have_e,
@@ -147,9 +223,12 @@ impl SelectorSync {
     /// Releases the held cgroups the scan saw: it has decided them (a cgroup whose
     /// `cgroup_mkdir` record was lost, too). One made since the scan stays held until decided.
     fn release_held(&mut self, scanned: &HashSet<u64>) {
-        let held: Vec<u64> = self.maps.held.keys().filter_map(Result::ok).collect();
+        let Some(maps) = self.maps.as_mut() else {
+            return;
+        };
+        let held: Vec<u64> = maps.held.keys().filter_map(Result::ok).collect();
         for id in held.into_iter().filter(|id| scanned.contains(id)) {
-            let _ = self.maps.held.remove(&id);
+            let _ = maps.held.remove(&id);
         }
         self.stop_holding_if_idle();
     }
@@ -158,13 +237,16 @@ impl SelectorSync {
     /// paying the held-cgroup lookup. Cleared first and checked after: a cgroup made in
     /// between is seen, and the window put back.
     fn stop_holding_if_idle(&mut self) {
-        let until = self.maps.holding_until.get(&0, 0).unwrap_or(0);
-        if until == 0 || self.maps.held.keys().next().is_some() {
+        let Some(maps) = self.maps.as_mut() else {
+            return;
+        };
+        let until = maps.holding_until.get(&0, 0).unwrap_or(0);
+        if until == 0 || maps.held.keys().next().is_some() {
             return;
         }
-        let _ = self.maps.holding_until.set(0, 0, 0);
-        if self.maps.held.keys().next().is_some() {
-            let _ = self.maps.holding_until.set(0, until, 0);
+        let _ = maps.holding_until.set(0, 0, 0);
+        if maps.held.keys().next().is_some() {
+            let _ = maps.holding_until.set(0, until, 0);
         }
     }
 
@@ -187,20 +269,27 @@ impl SelectorSync {
             },
         );
         if let Some(agent) = decision {
-            if let Err(e) = self.maps.cgroups.insert(id, agent, 0) {
+            if let Some(Err(e)) = self.maps.as_mut().map(|m| m.cgroups.insert(id, agent, 0)) {
                 tracing::warn!(cgroup = path, "cannot enter a cgroup selector: {e}");
             }
             self.current.cgroups.insert(id, agent);
             // Before the release and after it: a process forked in between by a parent not
             // yet attributed is in the second reading.
             self.attribute_members(&path, agent);
-            let _ = self.maps.held.remove(&id);
+            self.release(id);
             self.attribute_members(&path, agent);
         } else {
-            let _ = self.maps.held.remove(&id);
+            self.release(id);
         }
         self.stop_holding_if_idle();
         decision
+    }
+
+    /// Lets the kernel report the cgroup's processes as it does any others'.
+    fn release(&mut self, id: u64) {
+        if let Some(maps) = self.maps.as_mut() {
+            let _ = maps.held.remove(&id);
+        }
     }
 
     /// Attributes the processes in a cgroup to its agent (unless more strongly attributed).
@@ -245,7 +334,7 @@ const CHILDREN_LIMIT: usize = 4096;
 /// `value`, unless more strongly attributed: those forked before their parent was attributed
 /// in userspace would otherwise escape it.
 pub fn attribute_children(
-    map: &mut BpfHashMap<MapData, u32, TrackedProcess>,
+    map: &mut impl DerefMut<Target = dyn TrackedMap>,
     tgid: u32,
     value: TrackedProcess,
 ) {
@@ -260,7 +349,7 @@ pub fn attribute_children(
 
 /// Removes `tgid` and its live descendants from the kernel map where they are still pending
 /// (an unmatched exec turned out to be nobody's).
-pub fn release_pending(map: &mut BpfHashMap<MapData, u32, TrackedProcess>, tgid: u32) {
+pub fn release_pending(map: &mut impl DerefMut<Target = dyn TrackedMap>, tgid: u32) {
     for p in std::iter::once(tgid).chain(live_descendants(tgid)) {
         if map.get(&p, 0).is_ok_and(|t| t.is_pending()) {
             let _ = map.remove(&p);
@@ -297,7 +386,7 @@ fn live_descendants(tgid: u32) -> Vec<u32> {
 /// Enters `tgid` as `value`, unless the kernel already holds an equal or stronger
 /// attribution for it; returns the attribution in force.
 fn attribute(
-    map: &mut BpfHashMap<MapData, u32, TrackedProcess>,
+    map: &mut impl DerefMut<Target = dyn TrackedMap>,
     tgid: u32,
     value: TrackedProcess,
 ) -> Option<TrackedProcess> {

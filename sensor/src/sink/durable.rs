@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{
     OpenError,
     backlog::{Backlog, OutputLoss},
-    file::{self, AppendFile, Partial},
+    file::{self, AppendFile, Partial, Room},
     resume::{self, LastRecord},
     trail::TrailDir,
 };
@@ -65,6 +65,8 @@ pub struct Durable {
     max_file_age: Duration,
     previous: Option<LastRecord>,
     refused_total: u64,
+    /// A smaller file system than the real one (tests).
+    room: Option<Room>,
 }
 
 impl Durable {
@@ -110,7 +112,14 @@ impl Durable {
             max_file_age: Duration::from_millis(output.max_file_age_ms),
             previous,
             refused_total: 0,
+            room: None,
         })
+    }
+
+    /// Writes from now on take `room`, and fail once it is used up (see [`Room`]).
+    pub fn set_room(&mut self, room: Room) {
+        self.file.set_room(Some(room.clone()));
+        self.room = Some(room);
     }
 
     /// The last record of the trail as this run found it.
@@ -241,6 +250,8 @@ impl Durable {
                 }
             },
         };
+        let mut next = next;
+        next.set_room(self.room.clone());
         let done = std::mem::replace(&mut self.file, next);
         // The closed file is final, rotation record included: make it durable now.
         if self.fsync != Fsync::Never {

@@ -6,6 +6,10 @@ use std::{
     io::{self, Write as _},
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Instant,
 };
 
@@ -18,6 +22,43 @@ pub struct AppendFile {
     /// Bytes in the file, all of them whole records (after `open_existing`'s repair).
     len: u64,
     opened: Instant,
+    /// A file system smaller than the real one (tests).
+    room: Option<Room>,
+}
+
+/// The free space of a file system smaller than the one the output is on, shared by the files
+/// that use it: what a test without privileges uses where it cannot mount a small one. Writes
+/// beyond it fail with `ENOSPC` as on a full disk, and a partly written record cut off again
+/// gives its bytes back.
+#[derive(Clone, Debug, Default)]
+pub struct Room(Arc<AtomicU64>);
+
+impl Room {
+    pub fn new(bytes: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(bytes)))
+    }
+
+    /// Frees `bytes` more, as deleting a file would.
+    pub fn free(&self, bytes: u64) {
+        self.0.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// Bytes still free.
+    pub fn left(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Takes up to `wanted` bytes; how many it got.
+    fn take(&self, wanted: usize) -> usize {
+        let wanted = wanted as u64;
+        let before = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                Some(left.saturating_sub(wanted))
+            })
+            .unwrap_or_default();
+        before.min(wanted) as usize
+    }
 }
 
 /// A write that stopped early; the file holds `written` more bytes, ending on a record
@@ -55,6 +96,7 @@ impl AppendFile {
             path: path.to_owned(),
             len: 0,
             opened: Instant::now(),
+            room: None,
         })
     }
 
@@ -80,6 +122,7 @@ impl AppendFile {
             path: path.to_owned(),
             len: meta.len(),
             opened: Instant::now(),
+            room: None,
         };
         if this.len > 0 && last_byte(&this.file, this.len)? != b'\n' {
             this.file.write_all(b"\n")?;
@@ -112,12 +155,29 @@ impl AppendFile {
         self.opened.elapsed()
     }
 
+    /// Writes to this file from now on take `room` (see [`Room`]).
+    pub fn set_room(&mut self, room: Option<Room>) {
+        self.room = room;
+    }
+
     /// Appends `records` (whole lines). On an error, whatever part of a record got in is cut
     /// off again; `Partial::written` says how many bytes of `records` are now in the file.
     pub fn append(&mut self, records: &[u8]) -> Result<(), Partial> {
         let mut done = 0;
         while done < records.len() {
-            match self.file.write(&records[done..]) {
+            let mut chunk = &records[done..];
+            if let Some(room) = &self.room {
+                chunk = &chunk[..room.take(chunk.len())];
+                if chunk.is_empty() {
+                    let full = io::Error::from_raw_os_error(libc::ENOSPC);
+                    return Err(self.cut_back(records, done, full));
+                }
+            }
+            let written = self.file.write(chunk);
+            if let Some(room) = &self.room {
+                room.free((chunk.len() - written.as_ref().map_or(0, |n| *n)) as u64);
+            }
+            match written {
                 Ok(0) => {
                     return Err(self.cut_back(records, done, io::ErrorKind::WriteZero.into()));
                 }
@@ -136,6 +196,9 @@ impl AppendFile {
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
         if whole < done {
+            if let Some(room) = &self.room {
+                room.free((done - whole) as u64);
+            }
             // Shrinking needs no space, so this works on a full disk too.
             if let Err(e) = self.file.set_len(self.len + whole as u64) {
                 return Partial {
@@ -233,6 +296,25 @@ mod tests {
     }
 
     #[test]
+    fn a_file_system_with_little_room_takes_whole_records_until_freed() {
+        let dir = scratch("room");
+        let path = dir.join("out.jsonl");
+        let mut f = AppendFile::create_new(&path).unwrap();
+        let room = Room::new(10);
+        f.set_room(Some(room.clone()));
+        f.append(b"{\"a\":1}\n").unwrap();
+        // 2 bytes left: the next record gets in part way and is cut off again.
+        let e = f.append(b"{\"b\":2}\n{\"c\":3}\n").unwrap_err();
+        assert_eq!(error_name(&e.error), "ENOSPC");
+        assert_eq!((e.written, f.len(), room.left()), (0, 8, 2));
+        room.free(100);
+        f.append(b"{\"b\":2}\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(room.left(), 94);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_full_disk_leaves_only_whole_records() {
         // /dev/full fails every write with ENOSPC; a partial write is cut back by length.
         let mut f = AppendFile {
@@ -243,6 +325,7 @@ mod tests {
             path: PathBuf::from("/dev/full"),
             len: 0,
             opened: Instant::now(),
+            room: None,
         };
         let e = f.append(b"{}\n{}\n").unwrap_err();
         assert!(is_out_of_space(&e.error), "{:?}", e.error);

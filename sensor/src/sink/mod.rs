@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt as _;
 
 pub use backlog::OutputLoss;
 pub use durable::Rotation;
+pub use file::Room;
 pub use resume::LastRecord;
 pub use trail::{counter_of, file_name};
 
@@ -80,6 +81,14 @@ impl Sink {
         match &mut self.inner {
             Inner::Files(f) => Some(f.as_deref_mut().expect("the sink is not in use")),
             Inner::Stdout(_) => None,
+        }
+    }
+
+    /// Makes a file output act as if its file system had only `room` free: what tests without
+    /// privileges use to fill the disk (and free it) where they cannot mount a small one.
+    pub fn limit_room(&mut self, room: Room) {
+        if let Some(f) = self.files_mut() {
+            f.set_room(room);
         }
     }
 
