@@ -176,7 +176,7 @@ pub fn verify(
     let key = key
         .map(crate::evidence::signing::load_verifying_key)
         .transpose()?;
-    let report = crate::evidence::verify::verify(paths, key.as_ref())?;
+    let report = crate::audit::verify::verify(paths, key.as_ref())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

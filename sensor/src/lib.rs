@@ -3,6 +3,7 @@
 //! Pipeline: [`loader`] attaches the kernel programs; [`source`] drains their ring buffer;
 //! [`decode`] turns raw records into typed events; [`pipeline`] enriches them ([`process_table`],
 //! [`snapshot`], [`clock`], [`entity`], [`host`]) into [`record`]s for a [`sink`].
+pub mod audit;
 pub mod builder;
 pub mod cli;
 pub mod commands;

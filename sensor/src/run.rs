@@ -15,7 +15,7 @@ use crate::{
     enrich::container::Catalog,
     enrich::entity::EntityIds,
     enrich::fspath::Classifier,
-    enrich::host::{self, HostInfo},
+    enrich::host,
     enrich::snapshot::{self, ProcSnapshot},
     identity::manifest,
     identity::registration,
@@ -25,6 +25,7 @@ use crate::{
     kernel::privileges,
     pipeline::agent_infos,
     pipeline::{Context, Pipeline},
+    record::host::HostInfo,
     sink::Sink,
     source::ring::KernelSource,
 };
@@ -269,7 +270,7 @@ const SELECTOR_REFRESH: Duration = Duration::from_millis(250);
 struct Reload {
     registry: SharedRegistry,
     manifest: Option<std::path::PathBuf>,
-    events: mpsc::Sender<crate::source::ring::SourceMessage>,
+    events: mpsc::Sender<crate::pipeline::inbox::Message>,
 }
 
 impl Reload {
@@ -308,7 +309,7 @@ impl Reload {
         }
         let _ = self
             .events
-            .send(crate::source::ring::SourceMessage::Reloaded { trigger, result })
+            .send(crate::pipeline::inbox::Message::Reloaded { trigger, result })
             .await;
     }
 }

@@ -4,9 +4,9 @@
 //! loopback, and a mixed agent session.
 use sensor_common::{TrackedProcess, method, syscall};
 
-use agent_sensor::source::{
-    forge::{Forge, Proc},
-    ring::RawBatch,
+use agent_sensor::{
+    pipeline::inbox::RawBatch,
+    source::forge::{Forge, Proc},
 };
 
 #[derive(Clone, Copy, Debug)]

@@ -7,7 +7,7 @@
 //! from it, OCSF maps through it, and the tests hold this writer to it.
 use serde::Serialize;
 
-use crate::enrich::clock::Timestamp;
+use crate::record::time::Timestamp;
 use crate::record::{
     AttributionInfo, Endpoint, ErrorInfo, EventMeta, File, Id, Identity, Network, OpenInfo, Parent,
     Process, ProcessBlock, Record, SensorBlock, Syscall,
@@ -475,11 +475,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        enrich::host::{HostInfo, HostOs},
-        identity::registration::{Annotation, RegistrationEvent},
+        record::host::{HostInfo, HostOs},
+        record::registration::{Annotation, RegistrationEvent},
         record::rendered::Rendered,
+        record::trail::{LastRecord, Rotation},
         record::*,
-        sink::{LastRecord, Rotation},
     };
 
     const HOSTILE: &str = "a\"b\\c\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}é\u{fffd}\u{2028}{\"forged\":1}";

@@ -721,12 +721,12 @@ mod tests {
         use crate::record::*;
         use std::sync::Arc;
         let host = Arc::new(crate::record::rendered::Rendered::new(
-            crate::enrich::host::HostInfo {
+            crate::record::host::HostInfo {
                 name: "h".into(),
                 id: None,
                 boot_id: "b".into(),
                 architecture: "x86_64",
-                os: crate::enrich::host::HostOs {
+                os: crate::record::host::HostOs {
                     kernel: "6.1".into(),
                     kind: "linux",
                 },
@@ -744,7 +744,7 @@ mod tests {
             action: "rename",
             outcome: Some("failure"),
             dataset: "agent_sensor.file",
-            created: crate::enrich::clock::Timestamp::of(1_796_138_542_500_000_000),
+            created: crate::record::time::Timestamp::of(1_796_138_542_500_000_000),
             repeat_count: None,
         };
         Record {
@@ -772,7 +772,7 @@ mod tests {
                 message: "No such file".into(),
             }),
             ..Record::new(
-                crate::enrich::clock::Timestamp::of(1_796_138_542_000_000_001),
+                crate::record::time::Timestamp::of(1_796_138_542_000_000_001),
                 event,
                 host,
                 sensor,

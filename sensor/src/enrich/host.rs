@@ -1,27 +1,7 @@
 //! Who and where this sensor is: host identity, boot id, and this run's instance id.
 use std::{fs, io};
 
-use serde::Serialize;
-
-/// The host block of every record (ECS `host.*`).
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct HostInfo {
-    pub name: String,
-    /// `/etc/machine-id`, when the host has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Changes at every boot; with a pid and a start time it names a process uniquely.
-    pub boot_id: String,
-    pub architecture: &'static str,
-    pub os: HostOs,
-}
-
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct HostOs {
-    pub kernel: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-}
+use crate::record::host::{HostInfo, HostOs};
 
 fn read_trimmed(path: &str) -> io::Result<String> {
     Ok(fs::read_to_string(path)?.trim().to_owned())

@@ -20,7 +20,7 @@ pub struct ProcessInfo {
     pub agent: u32,
     pub chain: Arc<[crate::record::Hop]>,
     /// The container it runs in, from its cgroup when it exec'd, forked or was found.
-    pub container: Option<Arc<crate::pipeline::ContainerBlocks>>,
+    pub container: Option<Arc<crate::record::ContainerBlocks>>,
 }
 
 #[derive(Debug, Default)]

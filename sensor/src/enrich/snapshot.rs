@@ -96,9 +96,7 @@ pub fn read_process(tgid: u32, cgroup_root: Option<&Path>) -> Option<ProcSnapsho
         gid: status.rgid,
         egid: status.egid,
         cgroup_id: cgroup_id(&dir, cgroup_root),
-        exe_key: fs::metadata(dir.join("exe"))
-            .ok()
-            .map(|m| crate::identity::registry::exe_key(&m)),
+        exe_key: fs::metadata(dir.join("exe")).ok().map(|m| exe_key(&m)),
         agent: None,
     })
 }
@@ -131,6 +129,19 @@ pub fn descendants(procs: &HashMap<u32, ProcSnapshot>, roots: &[u32]) -> Vec<u32
         i += 1;
     }
     out
+}
+
+/// The kernel's key for a file: inode and the device number as the kernel encodes it
+/// (`MKDEV(major, minor)` = major << 20 | minor), not the userspace `st_dev` encoding.
+pub fn exe_key(meta: &std::fs::Metadata) -> sensor_common::ExeKey {
+    let dev = meta.dev();
+    // SAFETY: pure functions of an integer.
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    sensor_common::ExeKey {
+        ino: meta.ino(),
+        dev: (major << 20) | minor,
+        _pad: 0,
+    }
 }
 
 #[cfg(test)]

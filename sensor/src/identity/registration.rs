@@ -13,18 +13,18 @@
 use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
 
 use sensor_common::{TrackedProcess, method};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
     sync::mpsc,
 };
 
+use crate::record::registration::{Annotation, RegistrationEvent};
 use crate::{
     enrich::snapshot,
     identity::registry::{self, SharedRegistry, Tasks},
     identity::selectors::Tracked,
-    source::ring::SourceMessage,
 };
 
 /// Longest request line accepted.
@@ -59,20 +59,6 @@ pub const ANNOTATION_KINDS: &[&str] = &["review", "override", "acknowledgement",
 /// Longest annotation text and author accepted (bytes).
 const MAX_TEXT: usize = 16 * 1024;
 const MAX_AUTHOR: usize = 256;
-
-/// An operator's annotation, as the pipeline records it.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct Annotation {
-    pub kind: String,
-    /// Who the operator says they are; `peer_uid` is who the kernel says connected.
-    pub author: String,
-    pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    pub peer_pid: Option<i32>,
-    pub peer_uid: u32,
-    pub peer_gid: u32,
-}
 
 /// An annotation on its way to the pipeline, which answers with its place in the chain.
 pub struct AnnotationRequest {
@@ -120,23 +106,6 @@ fn check_annotation(
     Ok(())
 }
 
-/// What the pipeline records about a request.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct RegistrationEvent {
-    /// `register`, `end_task`, `list`, `annotate` (refused ones), or `invalid`.
-    pub op: &'static str,
-    pub granted: bool,
-    pub reason: Option<String>,
-    /// The peer, as the kernel reports it.
-    pub peer_pid: Option<i32>,
-    pub peer_uid: u32,
-    pub peer_gid: u32,
-    pub pid: Option<u32>,
-    pub agent: Option<String>,
-    pub task: Option<String>,
-    pub session: Option<String>,
-}
-
 /// Who may use the socket besides root.
 #[derive(Clone, Debug, Default)]
 pub struct Allowed {
@@ -144,12 +113,14 @@ pub struct Allowed {
     pub gids: Vec<u32>,
 }
 
-pub struct Server {
+/// The socket's request handler. `M` is the pipeline's inbox message: the server only needs
+/// to make one from what it records.
+pub struct Server<M> {
     pub registry: SharedRegistry,
     pub tasks: Tasks,
     pub tracked: Tracked,
     pub allowed: Allowed,
-    pub events: mpsc::Sender<SourceMessage>,
+    pub events: mpsc::Sender<M>,
 }
 
 /// Binds the socket (replacing a stale one), owner-only unless other uids are allowed.
@@ -169,7 +140,10 @@ pub fn bind(path: &Path, allowed: &Allowed) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-impl Server {
+impl<M> Server<M>
+where
+    M: From<RegistrationEvent> + From<AnnotationRequest> + Send + 'static,
+{
     pub async fn serve(self: Arc<Self>, listener: UnixListener) {
         loop {
             match listener.accept().await {
@@ -260,7 +234,7 @@ impl Server {
         } else {
             tracing::warn!(op = event.op, uid, reason = ?event.reason, "registration refused");
         }
-        let _ = self.events.send(SourceMessage::Registration(event)).await;
+        let _ = self.events.send(M::from(event)).await;
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
         let _ = write.write_all(&out).await;
@@ -275,12 +249,7 @@ impl Server {
         );
         let (placed, answer) = tokio::sync::oneshot::channel();
         let request = AnnotationRequest { annotation, placed };
-        if self
-            .events
-            .send(SourceMessage::Annotation(request))
-            .await
-            .is_err()
-        {
+        if self.events.send(M::from(request)).await.is_err() {
             return serde_json::json!({"ok": false, "error": "the sensor is stopping"});
         }
         match answer.await {

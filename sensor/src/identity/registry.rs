@@ -14,6 +14,7 @@ use sensor_common::{CgroupAgent, ExeKey, method};
 use crate::{
     enrich::container::ContainerMeta,
     enrich::fspath::PathGlob,
+    enrich::snapshot::exe_key,
     identity::manifest::{AgentDecl, ContainerSelector, KubernetesSelector, SelectorDecl},
     identity::pattern::Pattern,
 };
@@ -267,19 +268,6 @@ fn pod_matches(s: &KubernetesSelector, m: &ContainerMeta) -> bool {
         && matches_opt(&s.container, m.name.as_deref())
         && matches_opt(&s.service_account, pod.service_account.as_deref())
         && labels_match(&s.labels, &pod.labels)
-}
-
-/// The kernel's key for a file: inode and the device number as the kernel encodes it
-/// (`MKDEV(major, minor)` = major << 20 | minor), not the userspace `st_dev` encoding.
-pub fn exe_key(meta: &std::fs::Metadata) -> ExeKey {
-    let dev = meta.dev();
-    // SAFETY: pure functions of an integer.
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    ExeKey {
-        ino: meta.ino(),
-        dev: (major << 20) | minor,
-        _pad: 0,
-    }
 }
 
 /// Files a glob names now.

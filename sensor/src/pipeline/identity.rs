@@ -283,15 +283,8 @@ impl Pipeline {
     }
 }
 
-/// The `container` and `orchestrator` blocks of a container's records, built once and shared.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ContainerBlocks {
-    container: Arc<ContainerInfo>,
-    orchestrator: Option<Arc<Orchestrator>>,
-}
-
 impl ContainerBlocks {
-    fn of(m: &ContainerMeta) -> Self {
+    pub(super) fn of(m: &ContainerMeta) -> Self {
         Self {
             container: Arc::new(ContainerInfo {
                 id: m.id.clone(),
@@ -378,10 +371,4 @@ fn trust_name(m: u8) -> &'static str {
         2 => "medium",
         _ => "weak",
     }
-}
-
-/// The container and pod blocks of a record.
-pub(super) fn set_container(r: &mut Record, c: &ContainerBlocks) {
-    r.container = Some(c.container.clone());
-    r.orchestrator = c.orchestrator.clone();
 }

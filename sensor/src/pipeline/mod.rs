@@ -10,6 +10,8 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use inbox::{LossReport, Message, RawBatch};
+
 use sensor_common::{CgroupAgent, TrackedProcess, method, tracked_flags};
 
 use crate::{
@@ -24,28 +26,27 @@ use crate::{
     enrich::dns_cache::DnsCache,
     enrich::entity::EntityIds,
     enrich::fspath::Classifier,
-    enrich::host::HostInfo,
     enrich::process_table::{ProcessInfo, ProcessTable},
     enrich::snapshot::ProcSnapshot,
     identity::registry::{self, Registry, Tasks},
+    record::host::HostInfo,
     record::rendered::Rendered,
     record::{
-        self, AgentInfo, AttributionInfo, Cgroup, CgroupCreated, ContainerImage, ContainerInfo,
-        EventMeta, Gap, Hop, HopProcess, Id, Identity, Lifecycle, Namespaces, Orchestrator,
-        OrchestratorResource, Owners, Parent, Process, Record, SensorBlock, Signal, TaskInfo,
-        Thread,
+        self, AgentInfo, AttributionInfo, Cgroup, CgroupCreated, ContainerBlocks, ContainerImage,
+        ContainerInfo, EventMeta, Gap, Hop, HopProcess, Id, Identity, Lifecycle, Namespaces,
+        Orchestrator, OrchestratorResource, Owners, Parent, Process, Record, SensorBlock, Signal,
+        TaskInfo, Thread,
     },
     sink::Sink,
-    source::ring::{LossReport, RawBatch, SourceMessage},
 };
 
 mod file_and_network;
 mod identity;
+pub mod inbox;
 mod process;
 mod process_blocks;
 
-use identity::set_container;
-pub use identity::{ContainerBlocks, agent_infos};
+pub use identity::agent_infos;
 use process::self_process;
 use process_blocks::{BlockSource, ProcessBlocks};
 
@@ -132,7 +133,7 @@ pub struct Pipeline {
     out: Vec<u8>,
     /// `event.created` of the records of the batch being handled: one clock sample for
     /// them all (they are made within a millisecond or so).
-    batch_created: Option<clock::Timestamp>,
+    batch_created: Option<crate::record::time::Timestamp>,
     /// Decisions on the cgroups made since start, for the records the kernel reported while
     /// it held them; kept as long as the kernel may still report held records.
     held: HashMap<u64, (Option<CgroupAgent>, Instant)>,
@@ -211,13 +212,13 @@ impl Pipeline {
             },
             created: self
                 .batch_created
-                .unwrap_or_else(|| clock::Timestamp::of(WallClock::now())),
+                .unwrap_or_else(|| crate::record::time::Timestamp::of(WallClock::now())),
         }
     }
 
     fn record(&self, timestamp: clock::UnixNanos, event: EventMeta) -> Record {
         Record::new(
-            clock::Timestamp::of(timestamp),
+            crate::record::time::Timestamp::of(timestamp),
             event,
             self.host.clone(),
             SensorBlock {
@@ -357,7 +358,7 @@ impl Pipeline {
     }
 
     /// Runs until the source stops; writes the stop record last.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<SourceMessage>) -> std::io::Result<Stats> {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Message>) -> std::io::Result<Stats> {
         let mut reason = "source ended".to_owned();
         let mut sweep = tokio::time::interval(TABLE_SWEEP);
         sweep.tick().await;
@@ -392,7 +393,7 @@ impl Pipeline {
             };
             let Some(message) = message else { break };
             match message {
-                SourceMessage::Records(batch) => {
+                Message::Records(batch) => {
                     self.decide_new_cgroups(&batch).await;
                     let mut from = 0;
                     while let Some(next) = self.handle_batch(&batch, from) {
@@ -400,11 +401,11 @@ impl Pipeline {
                         from = next;
                     }
                 }
-                SourceMessage::Lost(report) => self.gap(&report),
-                SourceMessage::Registration(event) => self.registration(event),
-                SourceMessage::Annotation(request) => self.annotation(request),
-                SourceMessage::Reloaded { trigger, result } => self.reloaded(trigger, result),
-                SourceMessage::Stopped { reason: why } => {
+                Message::Lost(report) => self.gap(&report),
+                Message::Registration(event) => self.registration(event),
+                Message::Annotation(request) => self.annotation(request),
+                Message::Reloaded { trigger, result } => self.reloaded(trigger, result),
+                Message::Stopped { reason: why } => {
                     reason = why;
                     break;
                 }
@@ -509,7 +510,7 @@ impl Pipeline {
         self.checkpoint(true);
     }
 
-    fn registration(&mut self, event: crate::identity::registration::RegistrationEvent) {
+    fn registration(&mut self, event: crate::record::registration::RegistrationEvent) {
         let mut meta = self.meta("event", IAM, CHANGE, "agent_registration");
         meta.outcome = Some(if event.granted { "success" } else { "failure" });
         let mut r = self.record(WallClock::now(), meta);
@@ -541,7 +542,7 @@ impl Pipeline {
             self.clock = WallClock::sample();
             self.clock_sampled = Instant::now();
         }
-        self.batch_created = Some(clock::Timestamp::of(WallClock::now()));
+        self.batch_created = Some(crate::record::time::Timestamp::of(WallClock::now()));
         let next = self.handle_records(batch, from);
         self.batch_created = None;
         next
@@ -658,7 +659,7 @@ impl Pipeline {
             path: String::from_utf8_lossy(&c.path).into_owned(),
         });
         if let Some(blocks) = self.container_of(c.id) {
-            set_container(&mut r, &blocks);
+            r.set_container(&blocks);
         }
         if let Some(Some(a)) = self.held.get(&c.id).map(|(d, _)| *d) {
             let attribution = TrackedProcess {
@@ -683,7 +684,7 @@ impl Pipeline {
         };
         record.identity = self.identity(event.attribution(), tgid);
         if let Some(c) = self.table.get(tgid).and_then(|k| k.container.as_deref()) {
-            set_container(&mut record, c);
+            record.set_container(&c);
         }
         record
     }

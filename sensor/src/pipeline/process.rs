@@ -35,7 +35,9 @@ impl Pipeline {
             thread: Some(Thread { id: e.pid }),
             args_count: Some(e.args_count),
             args_truncated: e.args_truncated,
-            start: Some(clock::Timestamp::of(self.clock.to_unix(e.start_boottime))),
+            start: Some(crate::record::time::Timestamp::of(
+                self.clock.to_unix(e.start_boottime),
+            )),
             parent: Some(Parent {
                 pid: e.ppid,
                 entity_id: parent_entity,
@@ -82,7 +84,9 @@ impl Pipeline {
         let mut p = Process {
             pid: e.child_tgid,
             thread: Some(Thread { id: e.child_pid }),
-            start: Some(clock::Timestamp::of(self.clock.to_unix(e.start_boottime))),
+            start: Some(crate::record::time::Timestamp::of(
+                self.clock.to_unix(e.start_boottime),
+            )),
             real_user: Some(Id::of(e.uid)),
             real_group: Some(Id::of(e.gid)),
             cgroup: Some(Cgroup { id: e.cgroup_id }),
@@ -149,12 +153,14 @@ impl Pipeline {
             let ticks = self.ctx.entity_ids.ticks(e.start_boottime);
             self.table.get_started(e.tgid, ticks).cloned()
         };
-        let at = clock::Timestamp::of(self.clock.to_unix(e.ktime_ns));
+        let at = crate::record::time::Timestamp::of(self.clock.to_unix(e.ktime_ns));
         let mut p = Process {
             pid: e.tgid,
             entity_id,
             thread: Some(Thread { id: e.pid }),
-            start: Some(clock::Timestamp::of(self.clock.to_unix(e.start_boottime))),
+            start: Some(crate::record::time::Timestamp::of(
+                self.clock.to_unix(e.start_boottime),
+            )),
             end: e.process_exit.then_some(at),
             ..Default::default()
         };
@@ -201,7 +207,9 @@ impl Pipeline {
             let mut proc = Process {
                 pid: p.tgid,
                 entity_id: entity_id.clone(),
-                start: Some(clock::Timestamp::of(self.clock.to_unix(start_ns))),
+                start: Some(crate::record::time::Timestamp::of(
+                    self.clock.to_unix(start_ns),
+                )),
                 parent: parent_entity.clone().map(|e| Parent {
                     pid: p.ppid,
                     entity_id: e.into(),
@@ -232,7 +240,7 @@ impl Pipeline {
                 r.identity = self.identity(a, p.tgid);
             }
             if let Some(c) = p.cgroup_id.and_then(|id| self.container_of(id)) {
-                set_container(&mut r, &c);
+                r.set_container(&c);
             }
             self.emit(&r);
             self.table.insert(

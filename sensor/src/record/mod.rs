@@ -4,13 +4,17 @@
 //! whenever a replacement happened the exact bytes are kept, hex-encoded, under `process.hex`, so
 //! nothing is lost or forged. serde_json escapes quotes, newlines and control characters.
 
+pub mod host;
+pub mod registration;
 pub mod rendered;
 pub mod schema;
+pub mod time;
+pub mod trail;
 use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::Serialize;
 
-use crate::{enrich::clock::Timestamp, enrich::host::HostInfo, record::rendered::Rendered};
+use crate::{record::host::HostInfo, record::rendered::Rendered, record::time::Timestamp};
 
 /// Version of the record schema (see docs/schema.md); bumped on any incompatible change.
 pub const SCHEMA_VERSION: &str = "0.1";
@@ -65,16 +69,22 @@ pub struct Record {
     pub checkpoint: Option<Checkpoint>,
     /// A request on the registration socket.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub registration: Option<crate::identity::registration::RegistrationEvent>,
+    pub registration: Option<crate::record::registration::RegistrationEvent>,
     /// An operator's annotation (`event.action: annotation`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub annotation: Option<crate::identity::registration::Annotation>,
+    pub annotation: Option<crate::record::registration::Annotation>,
     /// The output file this record closes, and the one that continues the trail.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rotation: Option<crate::sink::Rotation>,
+    pub rotation: Option<crate::record::trail::Rotation>,
 }
 
 impl Record {
+    /// The container and pod blocks of a record about a process in that container.
+    pub fn set_container(&mut self, c: &ContainerBlocks) {
+        self.container = Some(c.container.clone());
+        self.orchestrator = c.orchestrator.clone();
+    }
+
     /// A record of `event` with its envelope and every optional block absent.
     pub fn new(
         timestamp: Timestamp,
@@ -340,6 +350,13 @@ pub struct Hop {
 pub struct HopProcess {
     pub pid: u32,
     pub entity_id: String,
+}
+
+/// The `container` and `orchestrator` blocks of a container's records, built once and shared.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ContainerBlocks {
+    pub container: Arc<ContainerInfo>,
+    pub orchestrator: Option<Arc<Orchestrator>>,
 }
 
 /// ECS `container.*`: the container a process runs in, with what its runtime records.
@@ -620,7 +637,7 @@ pub struct Lifecycle {
     pub output_lost: Option<u64>,
     /// Start: the last record of the trail this run continues, as found on disk.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous: Option<crate::sink::LastRecord>,
+    pub previous: Option<crate::record::trail::LastRecord>,
 }
 
 /// Lossy UTF-8 of kernel bytes, plus their hex when the conversion replaced anything.

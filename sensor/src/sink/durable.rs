@@ -2,34 +2,24 @@
 //! files. Writes whole records only, syncs by the configured policy, and when the disk is
 //! full holds records (bounded) and tries again, so that what it could not keep is counted
 //! rather than lost in silence. Runs on a blocking thread (see `Sink`).
+use crate::record::trail::{LastRecord, Rotation};
 use std::{
     io,
     path::Path,
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
-
 use super::{
     OpenError,
     backlog::{Backlog, OutputLoss},
     file::{self, AppendFile, Partial, Room},
-    resume::{self, LastRecord},
+    resume,
     trail::TrailDir,
 };
 use crate::{
     config::{Fsync, Output, OutputTarget},
     enrich::clock::WallClock,
 };
-
-/// A rotation, as its record states it (`rotation.*`): the file it closes, and the next.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Rotation {
-    /// `size` or `age`.
-    pub reason: &'static str,
-    pub file: String,
-    pub next_file: String,
-}
 
 /// How long a clean stop waits for a full disk before giving up on the held records.
 const STOP_PATIENCE: Duration = Duration::from_secs(5);

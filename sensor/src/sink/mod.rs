@@ -12,14 +12,13 @@ mod file;
 mod resume;
 mod trail;
 
+use crate::record::trail::{LastRecord, Rotation};
 use std::{io, path::PathBuf, time::Duration};
 
 use tokio::io::AsyncWriteExt as _;
 
 pub use backlog::OutputLoss;
-pub use durable::Rotation;
 pub use file::Room;
-pub use resume::LastRecord;
 pub use trail::{counter_of, file_name};
 
 use crate::config::{Output, OutputTarget};

@@ -1,6 +1,7 @@
 //! Where a trail on disk ends: the last whole, sealed record (and how many bytes of a torn
 //! record follow it), so a new run's `sensor_start` can link to it. Reads backwards from the
 //! end, so the cost does not grow with the trail.
+use crate::record::trail::LastRecord;
 use std::{
     fs::File,
     io,
@@ -8,26 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Serialize;
-
 use crate::evidence::chain;
-
-/// The record a new run continues from (`sensor.lifecycle.previous`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct LastRecord {
-    pub instance_id: String,
-    pub sequence: u64,
-    pub hash: String,
-    /// The file it is in (its name, within the trail's directory).
-    pub file: String,
-    /// Bytes after it that are not a whole record: a write cut short by a crash.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub torn_bytes: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
 
 /// How far back from a file's end to look for a whole record. Records are at most tens of
 /// KiB; anything longer than this at the end of a file is not a tail a crash leaves.

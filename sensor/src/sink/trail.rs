@@ -78,7 +78,7 @@ impl TrailDir {
     }
 
     /// Takes the next file name, stamped with `now` (UTC, for people; order is the counter's).
-    pub fn reserve_name(&mut self, now: crate::enrich::clock::UnixNanos) -> String {
+    pub fn reserve_name(&mut self, now: crate::record::time::UnixNanos) -> String {
         self.counter += 1;
         file_name(self.counter, now)
     }
@@ -94,9 +94,9 @@ impl TrailDir {
     }
 }
 
-pub fn file_name(counter: u64, now: crate::enrich::clock::UnixNanos) -> String {
+pub fn file_name(counter: u64, now: crate::record::time::UnixNanos) -> String {
     // 2026-12-01T11:33:00.123456789Z -> 20261201T113300Z
-    let stamp: String = crate::enrich::clock::rfc3339(now)[..19]
+    let stamp: String = crate::record::time::rfc3339(now)[..19]
         .chars()
         .filter(|c| !matches!(c, '-' | ':'))
         .collect();

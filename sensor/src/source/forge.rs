@@ -12,7 +12,7 @@ use sensor_common::{
     RecordHeader, TrackedProcess, exec_flags, exit_flags, kind, syscall, tracked_flags,
 };
 
-use crate::source::ring::RawBatch;
+use crate::pipeline::inbox::RawBatch;
 
 /// The kernel source's batch bound: under load every batch is full.
 pub const BATCH_RECORDS: usize = 4096;

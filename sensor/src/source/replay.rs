@@ -12,11 +12,12 @@ use tokio::sync::mpsc;
 use crate::{
     enrich::entity::EntityIds,
     enrich::fspath::Classifier,
-    enrich::host::{self, HostInfo},
+    enrich::host,
     identity::manifest::AgentDecl,
     identity::registry::{Registry, Tasks},
+    pipeline::inbox::{Message, RawBatch},
     pipeline::{Context, Pipeline, Stats, agent_infos},
-    source::ring::{RawBatch, SourceMessage},
+    record::host::HostInfo,
 };
 
 /// A pipeline context for `agents` (kernel agent number `n` is `agents[n - 1]`), with this
@@ -48,12 +49,12 @@ pub async fn replay(pipeline: Pipeline, batches: Vec<RawBatch>) -> io::Result<St
     let (tx, rx) = mpsc::channel(64);
     let feeder = tokio::spawn(async move {
         for batch in batches {
-            if tx.send(SourceMessage::Records(batch)).await.is_err() {
+            if tx.send(Message::Records(batch)).await.is_err() {
                 return;
             }
         }
         let _ = tx
-            .send(SourceMessage::Stopped {
+            .send(Message::Stopped {
                 reason: "replay ended".to_owned(),
             })
             .await;

@@ -3,6 +3,7 @@
 //! pipeline, and turns the kernel's per-CPU loss counters into loss reports.
 use std::time::Duration;
 
+use crate::pipeline::inbox::{LossReport, Message, RawBatch};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use sensor_common::kind;
 use tokio::{
@@ -10,66 +11,6 @@ use tokio::{
     sync::{mpsc, watch},
     time::{Instant, MissedTickBehavior},
 };
-
-/// Records copied out of the ring buffer, back to back; `ends[i]` is where record `i` ends.
-#[derive(Debug, Default)]
-pub struct RawBatch {
-    pub bytes: Vec<u8>,
-    pub ends: Vec<usize>,
-}
-
-impl RawBatch {
-    pub fn push(&mut self, record: &[u8]) {
-        self.bytes.extend_from_slice(record);
-        self.ends.push(self.bytes.len());
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(s, e)| &self.bytes[s..e])
-    }
-}
-
-/// Records the kernel could not deliver since the last report, by record kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LossReport {
-    pub by_kind: Vec<(&'static str, u64)>,
-}
-
-impl LossReport {
-    pub fn total(&self) -> u64 {
-        self.by_kind.iter().map(|(_, n)| n).sum()
-    }
-}
-
-/// What the source (and the control tasks) send down the pipeline, in order.
-pub enum SourceMessage {
-    Records(RawBatch),
-    Lost(LossReport),
-    /// The identity manifest was read again (or could not be).
-    Reloaded {
-        trigger: &'static str,
-        result: Result<std::sync::Arc<crate::identity::registry::Registry>, String>,
-    },
-    /// A request on the registration socket, granted or refused.
-    Registration(crate::identity::registration::RegistrationEvent),
-    /// An operator's annotation, to be sealed (and signed) in the trail.
-    Annotation(crate::identity::registration::AnnotationRequest),
-    /// The source stopped after a final drain; nothing follows.
-    Stopped {
-        reason: String,
-    },
-}
 
 pub fn kind_name(k: u16) -> &'static str {
     match k {
@@ -117,7 +58,7 @@ impl KernelSource {
     /// Runs until `stop` turns true, then drains what the kernel already delivered.
     pub async fn run(
         mut self,
-        tx: mpsc::Sender<SourceMessage>,
+        tx: mpsc::Sender<Message>,
         mut stop: watch::Receiver<Option<String>>,
     ) {
         let mut tick = tokio::time::interval(self.poll_interval);
@@ -149,12 +90,12 @@ impl KernelSource {
         };
         // Final drain: everything the kernel delivered before we stopped reading.
         if self.drain(&tx).await && self.report_losses(&tx).await {
-            let _ = tx.send(SourceMessage::Stopped { reason }).await;
+            let _ = tx.send(Message::Stopped { reason }).await;
         }
     }
 
     /// Copies out every waiting record; false when the pipeline is gone.
-    async fn drain(&mut self, tx: &mpsc::Sender<SourceMessage>) -> bool {
+    async fn drain(&mut self, tx: &mpsc::Sender<Message>) -> bool {
         loop {
             let mut batch = RawBatch::default();
             {
@@ -170,7 +111,7 @@ impl KernelSource {
                 return true;
             }
             let full = batch.len() >= BATCH_RECORDS || batch.bytes.len() >= BATCH_BYTES;
-            if tx.send(SourceMessage::Records(batch)).await.is_err() {
+            if tx.send(Message::Records(batch)).await.is_err() {
                 return false;
             }
             if !full {
@@ -180,7 +121,7 @@ impl KernelSource {
     }
 
     /// Sends the growth of the kernel's loss counters since the last report, if any.
-    async fn report_losses(&mut self, tx: &mpsc::Sender<SourceMessage>) -> bool {
+    async fn report_losses(&mut self, tx: &mpsc::Sender<Message>) -> bool {
         let mut report = LossReport::default();
         for k in 0..kind::COUNT {
             let total: u64 = match self.lost.get(&k, 0) {
@@ -203,7 +144,7 @@ impl KernelSource {
             lost = report.total(),
             "the kernel ring buffer was full: events lost"
         );
-        tx.send(SourceMessage::Lost(report)).await.is_ok()
+        tx.send(Message::Lost(report)).await.is_ok()
     }
 }
 

@@ -11,19 +11,19 @@ use std::{
 };
 
 use agent_sensor::{
+    audit::verify::{self, Report},
     config::{Fsync, Output, OutputTarget},
     enrich::container::{Catalog, RuntimeSources},
-    evidence::verify::{self, Report},
     identity::{
         manifest,
         selectors::{SelectorSync, Tracked},
     },
-    pipeline::{Checkpoints, Pipeline, Stats},
-    sink::Sink,
-    source::{
-        replay,
-        ring::{LossReport, RawBatch, SourceMessage},
+    pipeline::{
+        Checkpoints, Pipeline, Stats,
+        inbox::{LossReport, Message, RawBatch},
     },
+    sink::Sink,
+    source::replay,
 };
 pub use agent_sensor::{
     sink::Room,
@@ -308,11 +308,11 @@ async fn feed(pipeline: Pipeline, steps: Vec<Step>) -> std::io::Result<Stats> {
     let feeder = tokio::spawn(async move {
         for step in steps {
             let message = match step {
-                Step::Records(batch) => SourceMessage::Records(batch),
-                Step::Lost(by_kind) => SourceMessage::Lost(LossReport { by_kind }),
+                Step::Records(batch) => Message::Records(batch),
+                Step::Lost(by_kind) => Message::Lost(LossReport { by_kind }),
                 Step::Free(room, bytes) => {
                     for _ in 0..2 {
-                        let empty = SourceMessage::Records(RawBatch::default());
+                        let empty = Message::Records(RawBatch::default());
                         if tx.send(empty).await.is_err() {
                             return;
                         }
@@ -326,7 +326,7 @@ async fn feed(pipeline: Pipeline, steps: Vec<Step>) -> std::io::Result<Stats> {
             }
         }
         let _ = tx
-            .send(SourceMessage::Stopped {
+            .send(Message::Stopped {
                 reason: "replay ended".to_owned(),
             })
             .await;

@@ -1,0 +1,76 @@
+//! The pipeline's inbox: what the kernel source, the registration socket and the manifest
+//! watcher send it, in one bounded channel, in order.
+use crate::identity::registration::AnnotationRequest;
+use crate::record::registration::RegistrationEvent;
+
+/// Records copied out of the ring buffer, back to back; `ends[i]` is where record `i` ends.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    pub bytes: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+impl RawBatch {
+    pub fn push(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(s, e)| &self.bytes[s..e])
+    }
+}
+
+/// Records the kernel could not deliver since the last report, by record kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LossReport {
+    pub by_kind: Vec<(&'static str, u64)>,
+}
+
+impl LossReport {
+    pub fn total(&self) -> u64 {
+        self.by_kind.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// What the source (and the control tasks) send down the pipeline, in order.
+pub enum Message {
+    Records(RawBatch),
+    Lost(LossReport),
+    /// The identity manifest was read again (or could not be).
+    Reloaded {
+        trigger: &'static str,
+        result: Result<std::sync::Arc<crate::identity::registry::Registry>, String>,
+    },
+    /// A request on the registration socket, granted or refused.
+    Registration(RegistrationEvent),
+    /// An operator's annotation, to be sealed (and signed) in the trail.
+    Annotation(AnnotationRequest),
+    /// The source stopped after a final drain; nothing follows.
+    Stopped {
+        reason: String,
+    },
+}
+
+impl From<RegistrationEvent> for Message {
+    fn from(event: RegistrationEvent) -> Self {
+        Self::Registration(event)
+    }
+}
+
+impl From<AnnotationRequest> for Message {
+    fn from(request: AnnotationRequest) -> Self {
+        Self::Annotation(request)
+    }
+}

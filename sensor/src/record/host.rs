@@ -1,0 +1,23 @@
+//! The `host` block of every record (ECS `host.*`): who and where the sensor runs. Filled by
+//! `enrich::host`.
+use serde::Serialize;
+
+/// The host block of every record (ECS `host.*`).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct HostInfo {
+    pub name: String,
+    /// `/etc/machine-id`, when the host has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Changes at every boot; with a pid and a start time it names a process uniquely.
+    pub boot_id: String,
+    pub architecture: &'static str,
+    pub os: HostOs,
+}
+
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct HostOs {
+    pub kernel: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
