@@ -684,7 +684,7 @@ impl Pipeline {
         };
         record.identity = self.identity(event.attribution(), tgid);
         if let Some(c) = self.table.get(tgid).and_then(|k| k.container.as_deref()) {
-            record.set_container(&c);
+            record.set_container(c);
         }
         record
     }
