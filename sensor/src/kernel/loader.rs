@@ -17,7 +17,7 @@ use crate::{
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS},
-    kernel::refusal::diagnose,
+    kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
         ExitEvent, TracefsError, ensure_tracefs, exit_passes_group_dead, syscall_exit_events,
         tracepoint_field_offset,
@@ -55,13 +55,12 @@ pub enum LoadError {
         source: ProgramError,
     },
     #[error(
-        "this kernel's verifier refused program {name}: {why}; what to do: {action} \
+        "this kernel's verifier refused program {name}: {refusal} \
          (RUST_LOG=debug shows the verifier's log)"
     )]
     Refused {
         name: &'static str,
-        why: String,
-        action: String,
+        refusal: Refusal,
     },
     #[error("map or program {0} is missing from the kernel programs (a build problem)")]
     MissingMap(&'static str),
@@ -450,8 +449,8 @@ fn program_error(name: &'static str) -> impl Fn(ProgramError) -> LoadError {
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             tracing::debug!(program = name, "verifier log (end):\n{}", tail.join("\n"));
-            let (why, action) = diagnose(&log, io_error);
-            LoadError::Refused { name, why, action }
+            let refusal = diagnose(&log, io_error);
+            LoadError::Refused { name, refusal }
         }
         _ => LoadError::Program { name, source },
     }

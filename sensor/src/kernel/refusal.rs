@@ -9,8 +9,29 @@ const NEWER_HELPERS: &[(u32, &str, &str)] = &[
     (175, "bpf_task_pt_regs", "5.15"),
 ];
 
-/// Why the verifier refused a program, from its log, and what an operator can do about it.
-pub fn diagnose(log: &str, error: &std::io::Error) -> (String, String) {
+/// Why the verifier refused a program, and what an operator can do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason, in words.
+    pub why: String,
+    /// What to do about it.
+    pub action: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; what to do: {}", self.why, self.action)
+    }
+}
+
+/// Why the verifier refused a program, from its log (or, without one, the load's `error`), and
+/// what an operator can do about it.
+pub fn diagnose(log: &str, error: &std::io::Error) -> Refusal {
+    let (why, action) = why_and_action(log, error);
+    Refusal { why, action }
+}
+
+fn why_and_action(log: &str, error: &std::io::Error) -> (String, String) {
     let report = "report `uname -r` and this message to the agent-sensor maintainers".to_owned();
     if let Some(line) = log.lines().find(|l| l.contains("combined stack size")) {
         let bytes = line
@@ -88,12 +109,12 @@ mod tests {
     #[test]
     fn a_refusal_says_why_in_words() {
         let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
-        let (why, _) = diagnose(
+        let Refusal { why, .. } = diagnose(
             "Func#1 ('walk_path') is safe\ncombined stack size of 2 calls is 608. Too large\n",
             &eperm,
         );
         assert!(why.contains("608 bytes of stack"), "{why}");
-        let (why, action) = diagnose(
+        let Refusal { why, action } = diagnose(
             "10: (85) call unknown#158\ninvalid func unknown#158\n",
             &eperm,
         );
@@ -102,7 +123,7 @@ mod tests {
             "{why}"
         );
         assert!(action.contains("README"), "{action}");
-        let (why, _) = diagnose("", &eperm);
+        let Refusal { why, .. } = diagnose("", &eperm);
         assert!(why.contains("refuses this program type"), "{why}");
     }
 }
