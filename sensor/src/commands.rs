@@ -18,11 +18,15 @@ struct ProgramVerdict {
 }
 
 pub fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
-    let found = features::probe();
+    let features::Findings {
+        features: found,
+        variants,
+    } = features::probe();
     let missing = features::missing_required(&found);
     // The real programs, loaded as `run` loads them: a kernel can offer every program type and
     // still refuse the sensor's own programs.
-    let programs: Vec<ProgramVerdict> = match loader::verify_programs(&Config::default()) {
+    let programs: Vec<ProgramVerdict> = match loader::verify_programs(&Config::default(), variants)
+    {
         Ok(results) => results
             .into_iter()
             .map(|r| match r {

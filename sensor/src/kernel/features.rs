@@ -128,8 +128,17 @@ fn bpf_lsm_active(active: &str) -> bool {
     active.split(',').any(|l| l.trim() == "bpf")
 }
 
+/// What [`probe`] found: every feature, and the program variants the loader would pick.
+pub struct Findings {
+    /// Every feature, required or not, and whether this kernel offers it.
+    pub features: Vec<Feature>,
+    /// The variants, from the same load of the probe programs (for
+    /// [`loader::verify_programs`](crate::kernel::loader::verify_programs)).
+    pub variants: Variants,
+}
+
 /// Probes every feature; needs privileges for the program-load checks.
-pub fn probe() -> Vec<Feature> {
+pub fn probe() -> Findings {
     let btf = match KernelBtf::from_sys_fs() {
         Ok(btf) => Ok(format!(
             "/sys/kernel/btf/vmlinux, {} types",
@@ -167,7 +176,12 @@ pub fn probe() -> Vec<Feature> {
         Some(p) => Ok(format!("cgroup2 at {}", p.display())),
         None => Err(Unavailable::NoCgroup2),
     };
-    vec![
+    // As `variants` decides them.
+    let variants = Variants {
+        lsm: lsm.is_ok(),
+        task_regs: task_regs.is_ok(),
+    };
+    let features = vec![
         feature("btf", true, true, btf),
         feature("tracefs", true, true, tracefs),
         feature(
@@ -185,7 +199,8 @@ pub fn probe() -> Vec<Feature> {
         feature("ring_buffer", true, true, ringbuf),
         feature("task_regs", false, true, task_regs),
         feature("cgroup_v2", false, false, cgroup2),
-    ]
+    ];
+    Findings { features, variants }
 }
 
 /// The sensor's own empty probe programs (sensor-ebpf's `probes` module), loaded and attached
@@ -281,6 +296,7 @@ impl ProbePrograms {
 }
 
 /// What the loader picks its program variants by, probed with one load of the probe programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variants {
     /// BPF LSM programs load and attach here, with `bpf` among the active LSMs.
     pub lsm: bool,
@@ -289,6 +305,7 @@ pub struct Variants {
     pub task_regs: bool,
 }
 
+/// Probes the variants alone (what `run` needs), with one load of the probe programs.
 pub fn variants() -> Variants {
     let mut probes = ProbePrograms::load();
     Variants {

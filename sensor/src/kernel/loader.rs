@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::{
     config::Config,
     kernel::btf::{BtfError, KernelBtf},
+    kernel::features::{self, Variants},
     kernel::offsets::{OffsetError, resolve_offsets},
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
@@ -168,7 +169,12 @@ struct Prepared {
     lsm_addresses: bool,
 }
 
-fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
+/// `variants`: what the feature probe found, if it already ran; probed here otherwise.
+fn prepare(
+    config: &Config,
+    pend_execs: bool,
+    variants: Option<Variants>,
+) -> Result<Prepared, LoadError> {
     if !privileges::can_load_bpf() {
         return Err(LoadError::NotPrivileged);
     }
@@ -181,7 +187,7 @@ fn prepare(config: &Config, pend_execs: bool) -> Result<Prepared, LoadError> {
     let tracefs = ensure_tracefs()?;
     let syscall_args_offset = tracepoint_field_offset(&tracefs, "sys_enter_openat", "dfd")?;
     let syscall_ret_offset = tracepoint_field_offset(&tracefs, "sys_exit_openat", "ret")?;
-    let variants = crate::kernel::features::variants();
+    let variants = variants.unwrap_or_else(features::variants);
     let task_regs = variants.task_regs;
     if !task_regs {
         tracing::info!(
@@ -345,7 +351,7 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
         exit_events,
         task_regs,
         lsm_addresses,
-    } = prepare(config, pend_execs)?;
+    } = prepare(config, pend_execs, None)?;
     let budgets = budgets();
     let mut lsm_btf = None;
     for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses) {
@@ -406,14 +412,18 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
 }
 
 /// Loads every program `run` would load, without attaching any, and says of each whether this
-/// kernel's verifier accepts it and what it cost, or why not (for `agent-sensor probe`).
-pub fn verify_programs(config: &Config) -> Result<Vec<Result<ProgramStats, LoadError>>, LoadError> {
+/// kernel's verifier accepts it and what it cost, or why not (for `agent-sensor probe`, which
+/// has probed the `variants` already).
+pub fn verify_programs(
+    config: &Config,
+    variants: Variants,
+) -> Result<Vec<Result<ProgramStats, LoadError>>, LoadError> {
     let Prepared {
         mut ebpf,
         exit_events,
         task_regs,
         lsm_addresses,
-    } = prepare(config, true)?;
+    } = prepare(config, true, Some(variants))?;
     let budgets = budgets();
     let mut lsm_btf = None;
     Ok(programs_to_load(&exit_events, task_regs, lsm_addresses)
