@@ -42,7 +42,9 @@ pub enum BtfError {
     /// that it prints exactly once however the caller formats the chain.
     #[error("cannot read BTF file {}: {error}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         error: std::io::Error,
     },
 
@@ -51,55 +53,95 @@ pub enum BtfError {
         "truncated BTF: {what} at byte offset {offset} needs {needed} bytes, only {available} left"
     )]
     Truncated {
+        /// What was being read.
         what: String,
+        /// Where it starts.
         offset: usize,
+        /// The bytes it needs.
         needed: usize,
+        /// The bytes left from `offset`.
         available: usize,
     },
 
     /// Structurally invalid data other than truncation.
     #[error("malformed BTF at byte offset {offset}: {what}")]
-    Malformed { what: String, offset: usize },
+    Malformed {
+        /// What is wrong.
+        what: String,
+        /// Where.
+        offset: usize,
+    },
 
+    /// The header's magic is not BTF's.
     #[error("not BTF: magic is {0:#06x}, expected 0xeb9f")]
     BadMagic(u16),
 
+    /// BTF of a big-endian kernel.
     #[error("big-endian BTF (magic read as 0x9feb) is not supported")]
     BigEndian,
 
+    /// A BTF version other than 1.
     #[error("unsupported BTF version {0} (only version 1 is understood)")]
     UnsupportedVersion(u8),
 
+    /// A type of a kind this reader cannot skip.
     #[error("BTF type {type_id} at byte offset {offset} has unknown kind {kind}")]
     UnknownKind {
+        /// The kind (`BTF_KIND_*`).
         kind: u8,
+        /// The type's id.
         type_id: u32,
+        /// Where the type starts.
         offset: usize,
     },
 
     /// A type refers to a type id past the end of the table (also what module/split BTF looks
     /// like when read on its own, since it refers to vmlinux type ids).
     #[error("malformed BTF: type {referrer} refers to type id {type_id}, which does not exist")]
-    BadTypeId { referrer: u32, type_id: u32 },
+    BadTypeId {
+        /// The type that refers.
+        referrer: u32,
+        /// The id it refers to.
+        type_id: u32,
+    },
 
     /// A typedef/modifier chain or anonymous member nesting that does not end (cyclic data).
     #[error("malformed BTF: type chain starting at type {type_id} is deeper than {MAX_DEPTH}")]
-    TooDeep { type_id: u32 },
+    TooDeep {
+        /// Where the chain starts.
+        type_id: u32,
+    },
 
+    /// No struct or union of that name.
     #[error("struct or union `{0}` not found in kernel BTF")]
     NoStruct(String),
 
     /// `member` is the dotted path up to and including the element that was not found.
     #[error("struct `{struct_name}` has no member `{member}`")]
-    NoMember { struct_name: String, member: String },
+    NoMember {
+        /// The struct looked in.
+        struct_name: String,
+        /// The path, up to the missing member.
+        member: String,
+    },
 
+    /// The member is a bitfield.
     #[error("`{struct_name}.{member}` is a bitfield, it has no byte offset or size")]
-    Bitfield { struct_name: String, member: String },
+    Bitfield {
+        /// The struct looked in.
+        struct_name: String,
+        /// The member's path.
+        member: String,
+    },
 
+    /// The member does not start on a byte.
     #[error("`{struct_name}.{member}` is at bit offset {bit_offset}, not on a byte boundary")]
     Unaligned {
+        /// The struct looked in.
         struct_name: String,
+        /// The member's path.
         member: String,
+        /// Its offset in bits.
         bit_offset: u64,
     },
 
@@ -109,27 +151,39 @@ pub enum BtfError {
         "cannot look up `{next}` in `{struct_name}.{member}`: its type is {kind}, not a struct or union"
     )]
     NotComposite {
+        /// The struct looked in.
         struct_name: String,
+        /// The path so far.
         member: String,
+        /// The element asked for next.
         next: String,
+        /// The kind of what `member` is.
         kind: &'static str,
     },
 
+    /// A lookup with no member named.
     #[error("empty member path for struct `{0}`")]
     EmptyPath(String),
 
     /// The member's type has no size (void, a forward declaration, a function, ...).
     #[error("`{struct_name}.{member}` has no size: its type is {kind}")]
     NoSize {
+        /// The struct looked in.
         struct_name: String,
+        /// The member's path.
         member: String,
+        /// The kind of its type.
         kind: &'static str,
     },
 
+    /// An offset or size past `u32`.
     #[error("`{struct_name}.{member}`: {what} does not fit in 32 bits")]
     Overflow {
+        /// The struct looked in.
         struct_name: String,
+        /// The member's path.
         member: String,
+        /// What overflowed.
         what: &'static str,
     },
 
@@ -138,7 +192,12 @@ pub enum BtfError {
     #[error(
         "`{name}` names {count} different struct/union definitions that disagree; cannot pick one"
     )]
-    Ambiguous { name: String, count: usize },
+    Ambiguous {
+        /// The name.
+        name: String,
+        /// How many definitions have it.
+        count: usize,
+    },
 }
 
 /// BTF type kinds (`BTF_KIND_*`), plus `Void` for type id 0.
@@ -244,6 +303,10 @@ struct Type {
     kind_flag: bool,
     name_off: u32,
     /// A size for INT/ENUM/ENUM64/STRUCT/UNION/FLOAT/DATASEC, a type id for most others.
+    #[expect(
+        clippy::struct_field_names,
+        reason = "BTF's own name for this union of size and type"
+    )]
     size_or_type: u32,
     extra: Extra,
 }
@@ -302,7 +365,7 @@ impl std::fmt::Debug for KernelBtf {
             .field("types", &self.type_count())
             .field("members", &self.members.len())
             .field("string_bytes", &self.strings.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -1563,7 +1626,7 @@ mod tests {
     // ---- the running kernel ----------------------------------------------------------------
 
     /// The sensor requires kernel BTF, so these tests do too (no skipping).
-    fn kernel() -> Option<KernelBtf> {
+    fn kernel() -> KernelBtf {
         let start = std::time::Instant::now();
         let btf = KernelBtf::from_sys_fs().expect("kernel BTF parses");
         eprintln!(
@@ -1571,12 +1634,12 @@ mod tests {
             btf.type_count(),
             start.elapsed()
         );
-        Some(btf)
+        btf
     }
 
     #[test]
     fn real_kernel_offsets() {
-        let Some(btf) = kernel() else { return };
+        let btf = kernel();
         let off = |s: &str, p: &[&str]| {
             btf.member_offset(s, p)
                 .unwrap_or_else(|e| panic!("{s}.{}: {e}", p.join(".")))
@@ -1667,7 +1730,7 @@ mod tests {
     /// Cross-checks against bpftool's raw dump (`cargo xtask setup` installs bpftool).
     #[test]
     fn real_kernel_matches_bpftool() {
-        let Some(btf) = kernel() else { return };
+        let btf = kernel();
         let out = std::process::Command::new("bpftool")
             .args(["btf", "dump", "file", SYS_FS_VMLINUX, "format", "raw"])
             .output();

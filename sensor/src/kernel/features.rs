@@ -17,23 +17,23 @@ use crate::kernel::{
 
 /// One thing the sensor may use, and whether this kernel offers it.
 #[derive(Clone, Debug, Serialize)]
-pub struct Feature {
+pub(crate) struct Feature {
     /// Its name in `agent-sensor probe`'s output.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// This kernel offers it.
-    pub available: bool,
+    pub(crate) available: bool,
     /// Needed for the sensor to run at all.
-    pub required: bool,
+    pub(crate) required: bool,
     /// The sensor attaches programs of this kind today.
-    pub used: bool,
+    pub(crate) used: bool,
     /// What was found, or why the kernel lacks it and what to do about it.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// Why this kernel lacks a feature, in words an operator can act on: the `detail` of an
 /// unavailable [`Feature`].
 #[derive(Debug, thiserror::Error)]
-pub enum Unavailable {
+pub(crate) enum Unavailable {
     /// No readable `/sys/kernel/btf/vmlinux`.
     #[error("{0}; the kernel needs CONFIG_DEBUG_INFO_BTF=y")]
     NoBtf(BtfError),
@@ -82,7 +82,7 @@ pub enum Unavailable {
 
 /// Why the probe programs could not be loaded at all.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeLoadError {
+pub(crate) enum ProbeLoadError {
     /// aya cannot read the kernel's BTF, which the BTF-based probes load against.
     #[error("no kernel BTF: {0}")]
     NoBtf(aya::BtfError),
@@ -129,16 +129,16 @@ fn bpf_lsm_active(active: &str) -> bool {
 }
 
 /// What [`probe`] found: every feature, and the program variants the loader would pick.
-pub struct Findings {
+pub(crate) struct Findings {
     /// Every feature, required or not, and whether this kernel offers it.
-    pub features: Vec<Feature>,
+    pub(crate) features: Vec<Feature>,
     /// The variants, from the same load of the probe programs (for
     /// [`loader::verify_programs`](crate::kernel::loader::verify_programs)).
-    pub variants: Variants,
+    pub(crate) variants: Variants,
 }
 
 /// Probes every feature; needs privileges for the program-load checks.
-pub fn probe() -> Findings {
+pub(crate) fn probe() -> Findings {
     let btf = match KernelBtf::from_sys_fs() {
         Ok(btf) => Ok(format!(
             "/sys/kernel/btf/vmlinux, {} types",
@@ -297,16 +297,16 @@ impl ProbePrograms {
 
 /// What the loader picks its program variants by, probed with one load of the probe programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Variants {
+pub(crate) struct Variants {
     /// BPF LSM programs load and attach here, with `bpf` among the active LSMs.
-    pub lsm: bool,
+    pub(crate) lsm: bool,
     /// The kernel has the helpers the exit programs read saved registers with
     /// (`bpf_task_pt_regs`, `bpf_get_current_task_btf`: Linux >= 5.15).
-    pub task_regs: bool,
+    pub(crate) task_regs: bool,
 }
 
 /// Probes the variants alone (what `run` needs), with one load of the probe programs.
-pub fn variants() -> Variants {
+pub(crate) fn variants() -> Variants {
     let mut probes = ProbePrograms::load();
     Variants {
         lsm: bpf_lsm_active(&active_lsms()) && probes.lsm().is_ok(),
@@ -315,7 +315,7 @@ pub fn variants() -> Variants {
 }
 
 /// The missing required features, if any.
-pub fn missing_required(features: &[Feature]) -> Vec<&Feature> {
+pub(crate) fn missing_required(features: &[Feature]) -> Vec<&Feature> {
     features
         .iter()
         .filter(|f| f.required && !f.available)

@@ -25,86 +25,114 @@ use crate::{
     },
 };
 
+/// Why the programs could not be loaded or attached; each message says what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
+    /// Neither root nor the capabilities that load BPF programs.
     #[error(
         "agent-sensor needs root (or CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN) to load its \
          kernel programs; run it as root or grant those capabilities"
     )]
     NotPrivileged,
+    /// No readable kernel BTF, which the offsets come from.
     #[error(
         "kernel BTF is unavailable ({0}); agent-sensor needs a kernel built with \
          CONFIG_DEBUG_INFO_BTF=y (/sys/kernel/btf/vmlinux)"
     )]
     NoBtf(BtfError),
+    /// No BPF ring buffer (before Linux 5.8).
     #[error(
         "this kernel has no BPF ring buffer (Linux 5.8 added it), which the programs report \
          through; run the sensor on Linux 5.8 or later"
     )]
     NoRingBuffer,
+    /// aya cannot read the kernel's BTF, which the LSM programs load against.
     #[error("the kernel's BTF cannot be read for the LSM hooks ({0})")]
     LsmBtf(aya::BtfError),
+    /// The kernel's struct layout cannot be handed to the programs.
     #[error(transparent)]
     Offsets(#[from] OffsetError),
+    /// tracefs is missing or unreadable.
     #[error(transparent)]
     Tracefs(#[from] TracefsError),
+    /// The kernel object could not be opened (maps made, globals set).
     #[error("loading the kernel programs failed: {0}")]
     Load(#[from] aya::EbpfError),
+    /// A program failed other than by the verifier's refusal (attaching, for instance).
     #[error("program {name}: {source}")]
     Program {
+        /// The program.
         name: &'static str,
+        /// What aya reported.
         source: ProgramError,
     },
+    /// The verifier refused a program.
     #[error(
         "this kernel's verifier refused program {name}: {refusal} \
          (RUST_LOG=debug shows the verifier's log)"
     )]
     Refused {
+        /// The program.
         name: &'static str,
+        /// Why, and what to do.
         refusal: Refusal,
     },
+    /// The object lacks a map or program the loader expects.
     #[error("map or program {0} is missing from the kernel programs (a build problem)")]
     MissingMap(&'static str),
+    /// A map could not be taken out or filled.
     #[error("map {name}: {source}")]
     Map {
+        /// The map.
         name: &'static str,
+        /// What aya reported.
         source: aya::maps::MapError,
     },
 }
 
 /// Loaded, attached programs and the maps the daemon reads.
-pub struct Sensor {
+pub(crate) struct Sensor {
     /// Owns the programs and their links: dropping it detaches everything.
-    pub ebpf: Ebpf,
-    pub programs: Vec<&'static str>,
+    pub(crate) ebpf: Ebpf,
+    /// What is attached, for the start record: raw tracepoints by name, `syscall:<name>` and
+    /// `lsm:<hook>`.
+    pub(crate) programs: Vec<&'static str>,
     /// The syscall tracepoint attachments, owned here so `detach` can end them in parallel.
     syscall_links: Vec<TracePointLink>,
 }
 
 /// Maps taken out of the loaded object for the source and the attribution stage.
-pub struct SensorMaps {
-    pub events: RingBuf<MapData>,
-    pub lost: PerCpuArray<MapData, u64>,
-    pub tracked: BpfHashMap<MapData, u32, TrackedProcess>,
-    pub selectors: SelectorMaps,
+pub(crate) struct SensorMaps {
+    /// The ring buffer the programs report through.
+    pub(crate) events: RingBuf<MapData>,
+    /// Per CPU, the records the programs could not write (the ring buffer was full).
+    pub(crate) lost: PerCpuArray<MapData, u64>,
+    /// The processes the programs follow, by tgid.
+    pub(crate) tracked: BpfHashMap<MapData, u32, TrackedProcess>,
+    /// The selector maps, for the attribution stage.
+    pub(crate) selectors: SelectorMaps,
 }
 
 /// The kernel's selector maps: agent numbers by cgroup id, executable and uid, and the new
 /// cgroups waiting for a decision.
 pub struct SelectorMaps {
-    pub cgroups: BpfHashMap<MapData, u64, CgroupAgent>,
-    pub held: BpfHashMap<MapData, u64, u64>,
+    /// Agent numbers by cgroup id.
+    pub(crate) cgroups: BpfHashMap<MapData, u64, CgroupAgent>,
+    /// New cgroups waiting for a decision.
+    pub(crate) held: BpfHashMap<MapData, u64, u64>,
     /// Until when the kernel checks untracked processes against `held`.
-    pub holding_until: aya::maps::Array<MapData, u64>,
-    pub executables: BpfHashMap<MapData, ExeKey, u32>,
-    pub uids: BpfHashMap<MapData, u32, u32>,
+    pub(crate) holding_until: aya::maps::Array<MapData, u64>,
+    /// Agent numbers by executable.
+    pub(crate) executables: BpfHashMap<MapData, ExeKey, u32>,
+    /// Agent numbers by uid.
+    pub(crate) uids: BpfHashMap<MapData, u32, u32>,
 }
 
 impl Sensor {
     /// Detaches everything. Each syscall tracepoint detach waits for an RCU grace period
     /// (about 100 ms here), so 37 of them one after another would hold up shutdown for seconds;
     /// in parallel they share the wait.
-    pub fn detach(self) {
+    pub(crate) fn detach(self) {
         let Self {
             ebpf,
             syscall_links,
@@ -120,7 +148,7 @@ impl Sensor {
 
     /// A map of the loaded programs to try access with (an array of u64), for
     /// [`privileges::map_access_needs_cap_bpf`].
-    pub fn probe_map_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+    pub(crate) fn probe_map_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
         match self.ebpf.map("HOLDING_UNTIL")? {
             aya::maps::Map::Array(data) => Some(data.fd().as_fd()),
@@ -128,7 +156,8 @@ impl Sensor {
         }
     }
 
-    pub fn take_maps(&mut self) -> Result<SensorMaps, LoadError> {
+    /// Takes the maps the daemon reads out of the loaded object (once).
+    pub(crate) fn take_maps(&mut self) -> Result<SensorMaps, LoadError> {
         let mut take =
             |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
         let events = take("EVENTS")?;
@@ -335,17 +364,21 @@ fn budgets() -> Vec<ProgramBudget> {
 /// program with the functions it calls; `verified_insns` is the kernel's own count of the
 /// instructions it processed (Linux >= 5.16 reports it).
 #[derive(Clone, Debug, Serialize)]
-pub struct ProgramStats {
+pub(crate) struct ProgramStats {
+    /// The program.
     #[serde(skip)]
-    pub name: &'static str,
-    pub stack: Option<u32>,
-    pub insns: Option<usize>,
-    pub verified_insns: Option<u32>,
+    pub(crate) name: &'static str,
+    /// Bytes of stack of its deepest call chain.
+    pub(crate) stack: Option<u32>,
+    /// Its instructions, with the functions it calls.
+    pub(crate) insns: Option<usize>,
+    /// The instructions the verifier processed.
+    pub(crate) verified_insns: Option<u32>,
 }
 
 /// Loads and attaches the programs for `config`; `pend_execs`: enter execs the daemon may
 /// still re-attribute as pending (for argv selectors and the environment marker).
-pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
+pub(crate) fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
     let Prepared {
         mut ebpf,
         exit_events,
@@ -414,7 +447,7 @@ pub fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
 /// Loads every program `run` would load, without attaching any, and says of each whether this
 /// kernel's verifier accepts it and what it cost, or why not (for `agent-sensor probe`, which
 /// has probed the `variants` already).
-pub fn verify_programs(
+pub(crate) fn verify_programs(
     config: &Config,
     variants: Variants,
 ) -> Result<Vec<Result<ProgramStats, LoadError>>, LoadError> {

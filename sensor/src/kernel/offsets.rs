@@ -8,22 +8,31 @@ use crate::kernel::btf::{BtfError, KernelBtf};
 
 /// Why this kernel's struct layout cannot be handed to the programs.
 #[derive(Debug, thiserror::Error)]
-pub enum OffsetError {
+pub(crate) enum OffsetError {
+    /// A member the programs read is not in this kernel's BTF.
     #[error("this kernel's BTF lacks {what}, which the process probes read ({source})")]
     MissingKernelMember {
+        /// The member (`task_struct.pid`).
         what: &'static str,
+        /// What the BTF lookup said.
         source: BtfError,
     },
+    /// The members of one object are too far apart for the programs' reads.
     #[error(
         "this kernel's {what} members are spread over {span} bytes, more than the programs \
          copy in {SEGMENTS} reads of {SEGMENT_MAX} bytes; please report the kernel version \
          (`uname -r`)"
     )]
-    UnsupportedLayout { what: &'static str, span: u32 },
+    UnsupportedLayout {
+        /// The object and its members.
+        what: &'static str,
+        /// The bytes from the first read's start to the end of the member that did not fit.
+        span: u32,
+    },
 }
 
 /// Offsets of every kernel struct member the programs read.
-pub fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
+pub(crate) fn resolve_offsets(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
     let mut offsets = member_offsets(btf)?;
     let o = offsets;
     let (gather, at) = plan_reads(
@@ -227,16 +236,27 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
 /// The kernel ABI whose `struct pt_regs` the exit programs read: the daemon's own, but a value
 /// rather than a `cfg`, so tests check each layout against a real kernel's BTF on any host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "outside tests only the native architecture is ever chosen"
+    )
+)]
+enum Arch {
+    /// x86-64: arguments in di, si, dx, r10, r8, r9.
     X86_64,
+    /// arm64: arguments in x0..x5 (x0 kept in orig_x0).
     Aarch64,
 }
 
 impl Arch {
+    /// The architecture this daemon was built for.
     #[cfg(target_arch = "x86_64")]
-    pub const NATIVE: Self = Self::X86_64;
+    const NATIVE: Self = Self::X86_64;
+    /// The architecture this daemon was built for.
     #[cfg(target_arch = "aarch64")]
-    pub const NATIVE: Self = Self::Aarch64;
+    const NATIVE: Self = Self::Aarch64;
 }
 
 fn pt_regs_member(btf: &KernelBtf, what: &'static str) -> Result<u32, OffsetError> {

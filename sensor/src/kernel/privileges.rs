@@ -2,15 +2,20 @@
 //! longer needs once they are attached (it keeps reading procfs, nothing more).
 use std::io;
 
-pub const CAP_DAC_READ_SEARCH: u32 = 2;
-pub const CAP_SYS_PTRACE: u32 = 19;
-pub const CAP_SYS_ADMIN: u32 = 21;
-pub const CAP_PERFMON: u32 = 38;
-pub const CAP_BPF: u32 = 39;
+/// Capability numbers (`linux/capability.h`): reading any file and directory.
+pub(crate) const CAP_DAC_READ_SEARCH: u32 = 2;
+/// Reading other processes' `/proc/<pid>` entries (`exe`, `environ`).
+pub(crate) const CAP_SYS_PTRACE: u32 = 19;
+/// Everything, BPF included on kernels before `CAP_BPF`.
+pub(crate) const CAP_SYS_ADMIN: u32 = 21;
+/// Tracing programs (with `CAP_BPF`).
+pub(crate) const CAP_PERFMON: u32 = 38;
+/// Loading BPF programs and making maps (Linux 5.8).
+pub(crate) const CAP_BPF: u32 = 39;
 
 /// What the daemon keeps after loading: reading any process's procfs entries (`exe`,
 /// `cmdline`, `cgroup` of other users' processes) needs these two.
-pub const KEPT_AFTER_LOAD: &[u32] = &[CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE];
+pub(crate) const KEPT_AFTER_LOAD: &[u32] = &[CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE];
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
@@ -48,18 +53,18 @@ fn has(data: &[CapData; 2], cap: u32) -> bool {
 }
 
 /// Whether this process may load and attach tracing programs.
-pub fn can_load_bpf() -> bool {
+pub(crate) fn can_load_bpf() -> bool {
     capget().is_ok_and(|d| has(&d, CAP_SYS_ADMIN) || (has(&d, CAP_BPF) && has(&d, CAP_PERFMON)))
 }
 
 /// Older kernels charge BPF maps to RLIMIT_MEMLOCK; newer ones (5.11+) to the cgroup.
-pub fn raise_memlock_limit() {
+pub(crate) fn raise_memlock_limit() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: a valid rlimit pointer.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
         tracing::debug!(
             "could not raise RLIMIT_MEMLOCK: {}",
             io::Error::last_os_error()
@@ -90,7 +95,7 @@ fn capset(keep: &[u32]) -> io::Result<()> {
 
 /// Drops every capability but `keep` from the effective, permitted, inheritable and bounding
 /// sets, and sets no_new_privs, so neither this process nor anything it could run regains them.
-pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
+pub(crate) fn drop_all_but(keep: &[u32]) -> io::Result<()> {
     let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -98,7 +103,7 @@ pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
     for cap in 0..=last_cap {
         if !keep.contains(&cap) {
             // SAFETY: prctl with integer arguments. EINVAL for caps this kernel lacks is fine.
-            unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
         }
     }
     capset(keep)?;
@@ -117,7 +122,7 @@ pub fn drop_all_but(keep: &[u32]) -> io::Result<()> {
 /// keeps only [`KEPT_AFTER_LOAD`] and looks up key 0 of `map_fd`, an array of u64.
 ///
 /// Call it before any thread exists (it forks).
-pub fn map_access_needs_cap_bpf(map_fd: std::os::fd::BorrowedFd<'_>) -> bool {
+pub(crate) fn map_access_needs_cap_bpf(map_fd: std::os::fd::BorrowedFd<'_>) -> bool {
     use std::os::fd::AsRawFd;
 
     // SAFETY: fork with no other thread; the child makes raw syscalls only, then _exit.
@@ -126,9 +131,9 @@ pub fn map_access_needs_cap_bpf(map_fd: std::os::fd::BorrowedFd<'_>) -> bool {
         let (key, mut value) = (0u32, 0u64);
         // union bpf_attr for BPF_MAP_LOOKUP_ELEM: map_fd, pad, key, value, flags.
         let attr: [u64; 4] = [
-            map_fd.as_raw_fd() as u32 as u64,
-            &key as *const u32 as u64,
-            &mut value as *mut u64 as u64,
+            u64::from(map_fd.as_raw_fd() as u32),
+            (&raw const key) as u64,
+            (&raw mut value) as u64,
             0,
         ];
         // SAFETY: raw syscalls with valid pointers; _exit never returns.
@@ -146,6 +151,6 @@ pub fn map_access_needs_cap_bpf(map_fd: std::os::fd::BorrowedFd<'_>) -> bool {
     }
     let mut status = 0;
     // SAFETY: waiting for the child just made.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    unsafe { libc::waitpid(pid, &raw mut status, 0) };
     libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1
 }

@@ -3,43 +3,53 @@
 //! instruction count. Frames are fixed when the object is compiled, so these numbers hold on
 //! every kernel; kernels without private BPF stacks (all before 6.13, and some builds after)
 //! refuse a call chain whose frames add up to more than 512 bytes, so a test keeps every
-//! program under [`STACK_BUDGET`] with a margin for the next change.
+//! program under a budget (`STACK_BUDGET`, `INSN_BUDGET`) with a margin for the next change.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SymbolKind};
 
 /// The verifier's limit on a call chain's combined stack (`MAX_BPF_STACK`).
-pub const STACK_LIMIT: u32 = 512;
+pub(crate) const STACK_LIMIT: u32 = 512;
 /// The most a program's call chain may use here: a quarter of the limit stays free, so a
 /// layout change or a compiler upgrade that grows a frame fails a test, not a node.
-pub const STACK_BUDGET: u32 = 384;
+#[cfg(test)]
+const STACK_BUDGET: u32 = 384;
 /// The most instructions a program (with the functions it calls) may have. Kernels verify up
 /// to a million processed instructions per program; loops multiply a program's own count, so
 /// its size stays far below.
-pub const INSN_BUDGET: usize = 8192;
+#[cfg(test)]
+const INSN_BUDGET: usize = 8192;
 
 /// One program's demands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProgramBudget {
+pub(crate) struct ProgramBudget {
     /// The program's name (its entry function's symbol).
-    pub name: String,
+    pub(crate) name: String,
     /// The entry function's own stack frame in bytes.
-    pub frame: u32,
+    pub(crate) frame: u32,
     /// The deepest call chain's stack as the verifier adds it: each frame rounded up to 32
     /// bytes.
-    pub combined: u32,
+    pub(crate) combined: u32,
     /// The functions of that chain, entry first.
-    pub chain: Vec<String>,
+    pub(crate) chain: Vec<String>,
     /// Instructions of the program and every function it calls.
-    pub insns: usize,
+    pub(crate) insns: usize,
 }
 
+/// Why the budgets cannot be read from the object.
 #[derive(Debug, thiserror::Error)]
-pub enum BudgetError {
+pub(crate) enum BudgetError {
+    /// The object is not a readable ELF file.
     #[error("the kernel programs' object cannot be parsed: {0}")]
     Parse(#[from] object::Error),
+    /// A BPF-to-BPF call whose target is no function of the object.
     #[error("the kernel programs' object has a call at {section}+{at} that goes nowhere")]
-    DanglingCall { section: String, at: usize },
+    DanglingCall {
+        /// The section of the call.
+        section: String,
+        /// The call's instruction index in it.
+        at: usize,
+    },
 }
 
 /// A function of the object: where its instructions are.
@@ -52,7 +62,7 @@ struct Function {
 }
 
 /// The budget of every program (every function in a section other than `.text`) in `elf`.
-pub fn budgets(elf: &[u8]) -> Result<Vec<ProgramBudget>, BudgetError> {
+pub(crate) fn budgets(elf: &[u8]) -> Result<Vec<ProgramBudget>, BudgetError> {
     let file = object::File::parse(elf)?;
     let mut functions = Vec::new();
     for symbol in file.symbols() {
@@ -103,14 +113,14 @@ pub fn budgets(elf: &[u8]) -> Result<Vec<ProgramBudget>, BudgetError> {
     for f in &functions {
         let mut callees = Vec::new();
         for (i, insn) in f.insns.iter().enumerate() {
-            if !is_pseudo_call(insn) {
+            if !is_pseudo_call(*insn) {
                 continue;
             }
             let at = f.start + i;
             let (section, target) = match relocated.get(&(f.section, at as u64 * 8)) {
                 Some(&(section, start, false)) => (section, start),
-                Some(&(section, start, true)) => (section, start + 1 + i64::from(imm(insn))),
-                None => (f.section, at as i64 + 1 + i64::from(imm(insn))),
+                Some(&(section, start, true)) => (section, start + 1 + i64::from(imm(*insn))),
+                None => (f.section, at as i64 + 1 + i64::from(imm(*insn))),
             };
             let callee = functions
                 .iter()
@@ -176,12 +186,12 @@ fn reach(f: usize, calls: &[Vec<usize>], seen: &mut HashSet<usize>) {
     }
 }
 
-fn is_pseudo_call(insn: &[u8; 8]) -> bool {
+fn is_pseudo_call(insn: [u8; 8]) -> bool {
     // BPF_JMP | BPF_CALL with src_reg BPF_PSEUDO_CALL.
     insn[0] == 0x85 && insn[1] >> 4 == 1
 }
 
-fn imm(insn: &[u8; 8]) -> i32 {
+fn imm(insn: [u8; 8]) -> i32 {
     i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]])
 }
 
@@ -200,7 +210,7 @@ fn frame_size(insns: &[[u8; 8]]) -> u32 {
             let off = i16::from_le_bytes([insn[2], insn[3]]);
             // `ja` with a 32-bit offset (gotol) keeps it in imm.
             let delta = if class == 0x06 && op == 0x00 {
-                i64::from(imm(insn))
+                i64::from(imm(*insn))
             } else {
                 i64::from(off)
             };
@@ -250,7 +260,7 @@ fn frame_size(insns: &[[u8; 8]]) -> u32 {
                     deepest = deepest.max(-(b + off));
                 }
                 // Atomic fetch operations write their result into src.
-                if code & 0x07 == 0x03 && code & 0xe0 == 0xc0 && imm(insn) & 0x01 != 0 {
+                if code & 0x07 == 0x03 && code & 0xe0 == 0xc0 && imm(*insn) & 0x01 != 0 {
                     fp.remove(&src);
                 }
             }
@@ -258,7 +268,7 @@ fn frame_size(insns: &[[u8; 8]]) -> u32 {
             0x07 => {
                 let tracked = match code {
                     0xbf => base(src, &fp),
-                    0x07 => fp.get(&dst).map(|b| b + i64::from(imm(insn))),
+                    0x07 => fp.get(&dst).map(|b| b + i64::from(imm(*insn))),
                     _ => None,
                 };
                 match tracked {

@@ -7,7 +7,7 @@ pub(crate) static PROGRAMS: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
 
 /// The kernel programs, for the feature probe (which loads its own copy).
-pub fn program_object() -> &'static [u8] {
+pub(crate) fn program_object() -> &'static [u8] {
     PROGRAMS
 }
 

@@ -11,11 +11,11 @@ const NEWER_HELPERS: &[(u32, &str, &str)] = &[
 
 /// Why the verifier refused a program, and what an operator can do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The reason, in words.
-    pub why: String,
+    pub(crate) why: String,
     /// What to do about it.
-    pub action: String,
+    pub(crate) action: String,
 }
 
 impl std::fmt::Display for Refusal {
@@ -26,7 +26,7 @@ impl std::fmt::Display for Refusal {
 
 /// Why the verifier refused a program, from its log (or, without one, the load's `error`), and
 /// what an operator can do about it.
-pub fn diagnose(log: &str, error: &std::io::Error) -> Refusal {
+pub(crate) fn diagnose(log: &str, error: &std::io::Error) -> Refusal {
     let (why, action) = why_and_action(log, error);
     Refusal { why, action }
 }

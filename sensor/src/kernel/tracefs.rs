@@ -6,22 +6,27 @@ use crate::kernel::programs::SYSCALLS;
 
 /// What the loader cannot do without tracefs.
 #[derive(Debug, thiserror::Error)]
-pub enum TracefsError {
+pub(crate) enum TracefsError {
+    /// Nothing is mounted, and mounting tracefs failed.
     #[error(
         "tracefs is not mounted and could not be mounted ({0}); run \
          `mount -t tracefs nodev /sys/kernel/tracing`"
     )]
     NotMounted(std::io::Error),
+    /// A syscall tracepoint's format file is missing or lacks the field.
     #[error("cannot read the tracepoint format of {0} in tracefs")]
     Format(&'static str),
 }
 
 /// A followed syscall's exit tracepoint on this kernel.
 pub(crate) struct ExitEvent {
+    /// The syscall's name, as in its tracepoints (`sys_exit_openat`).
     pub(crate) syscall: &'static str,
+    /// The sensor's own number for it (`sensor_common::syscall`).
     pub(crate) id: u16,
     /// The syscall's number: the exit record's `__syscall_nr`.
     pub(crate) nr: u32,
+    /// The exit program that reports it.
     pub(crate) exit: &'static str,
 }
 
@@ -75,7 +80,7 @@ pub(crate) fn tracepoint_field_offset(
 }
 
 /// The tracefs mount point, mounting it at the usual place when nothing is mounted.
-pub fn ensure_tracefs() -> Result<PathBuf, TracefsError> {
+pub(crate) fn ensure_tracefs() -> Result<PathBuf, TracefsError> {
     if let Some(path) = tracefs_path() {
         return Ok(path);
     }
@@ -97,7 +102,7 @@ pub fn ensure_tracefs() -> Result<PathBuf, TracefsError> {
 }
 
 /// Where tracefs is mounted, if it is.
-pub fn tracefs_path() -> Option<PathBuf> {
+pub(crate) fn tracefs_path() -> Option<PathBuf> {
     crate::enrich::snapshot::mount_point("tracefs")
 }
 
