@@ -6,14 +6,16 @@ use crate::{
 };
 
 /// One program `run` loads, as this kernel's verifier judged it.
+#[serde_with::skip_serializing_none]
 #[derive(serde::Serialize)]
 struct ProgramVerdict {
     name: String,
     loads: bool,
+    // Flattened: `None` writes nothing by itself.
     #[serde(flatten)]
+    #[serialize_always]
     stats: Option<loader::ProgramStats>,
     /// Why the kernel refuses it and what to do, when it does.
-    #[serde(skip_serializing_if = "Option::is_none")]
     refused: Option<String>,
 }
 

@@ -36,6 +36,7 @@ pub struct TornTail {
 }
 
 /// One sensor run, as the trail shows it.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Run {
     pub instance_id: String,
@@ -46,7 +47,6 @@ pub struct Run {
     /// It wrote its stop record (a clean end).
     pub stopped: bool,
     /// The run whose last record this run's start links to.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub continues: Option<String>,
 }
 
@@ -58,6 +58,7 @@ pub struct StartsAfter {
     pub file: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub files: u64,
@@ -74,7 +75,6 @@ pub struct Report {
     /// Records after each run's last valid checkpoint (a run cut short by a crash has some).
     pub unsigned_tail: u64,
     pub runs: Vec<Run>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub starts_after: Option<StartsAfter>,
 }
 

@@ -3,11 +3,11 @@
 use serde::Serialize;
 
 /// The host block of every record (ECS `host.*`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct HostInfo {
     pub name: String,
     /// `/etc/machine-id`, when the host has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Changes at every boot; with a pid and a start time it names a process uniquely.
     pub boot_id: String,

@@ -3,6 +3,10 @@
 //! raw bytes that may be hostile: they are rendered as UTF-8 (invalid bytes replaced), and
 //! whenever a replacement happened the exact bytes are kept, hex-encoded, under `process.hex`, so
 //! nothing is lost or forged. serde_json escapes quotes, newlines and control characters.
+//!
+//! Record types carry `#[serde_with::skip_serializing_none]`: an absent `Option` field is left
+//! out of the line, and the schema has it optional; a field marked `#[serialize_always]` (and
+//! every field of `registration`) is written as `null` instead.
 
 pub mod host;
 pub mod registration;
@@ -19,6 +23,7 @@ use crate::{record::host::HostInfo, record::rendered::Rendered, record::time::Ti
 /// Version of the record schema (see docs/schema.md); bumped on any incompatible change.
 pub const SCHEMA_VERSION: &str = "0.1";
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Record {
     // First, with `sensor` and `identity`: what is the same on every record of a run (or of an
@@ -27,54 +32,36 @@ pub struct Record {
     pub host: Arc<Rendered<HostInfo>>,
     pub sensor: SensorBlock,
     /// Which AI agent did it, and how sure the attribution is.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
     #[serde(rename = "@timestamp")]
     pub timestamp: Timestamp,
     pub schema_version: &'static str,
     pub event: EventMeta,
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Process>")]
     pub process: Option<ProcessBlock>,
     /// The container the process runs in (ECS `container.*`), from its cgroup and runtime.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Arc<ContainerInfo>>,
     /// The Kubernetes pod, when the container is one's (ECS `orchestrator.*`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub orchestrator: Option<Arc<Orchestrator>>,
     /// A cgroup made while the sensor ran (`cgroup_created`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<CgroupCreated>,
     /// The effective user of the process (ECS `user.*`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<File>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<Endpoint>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<Endpoint>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub syscall: Option<Syscall>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
     /// A signed checkpoint.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
     /// A request on the registration socket.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<crate::record::registration::RegistrationEvent>,
     /// An operator's annotation (`event.action: annotation`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub annotation: Option<crate::record::registration::Annotation>,
     /// The output file this record closes, and the one that continues the trail.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::record::trail::Rotation>,
 }
 
@@ -120,6 +107,7 @@ impl Record {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct EventMeta {
     pub kind: &'static str,
@@ -129,14 +117,12 @@ pub struct EventMeta {
     pub kind_type: &'static [&'static str],
     pub action: &'static str,
     /// `success`, `failure` or `unknown` (the result is not known yet).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'static str>,
     pub dataset: &'static str,
     /// When the sensor made the record (the event itself happened at `@timestamp`).
     pub created: Timestamp,
     /// With repeat suppression on: this record stands for this many identical occurrences
     /// since the first one was written (the record shows the latest of them).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat_count: Option<u64>,
 }
 
@@ -170,56 +156,37 @@ pub fn decimal(mut n: u64) -> String {
     String::from_utf8_lossy(&digits[i..]).into_owned()
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Process {
     pub pid: u32,
     pub entity_id: Arc<str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub executable: Option<String>,
     /// exec: the path the caller passed to execve when it differs from `executable` (relative,
     /// through a symlink, or a script whose interpreter is the executable).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exec_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub args_count: Option<u32>,
     /// argv was longer than the configured bound: `args` holds its beginning only.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub args_truncated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
     /// Effective ids.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub real_user: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub real_group: Option<Id>,
     /// Audit login uid and session, where the kernel keeps them and they are set.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub login_user: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_signal: Option<Signal>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<Cgroup>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Namespaces>,
     /// Exact bytes of fields that were not valid UTF-8.
     #[serde(skip_serializing_if = "RawBytes::is_empty")]
@@ -231,11 +198,11 @@ pub struct Thread {
     pub id: u32,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Parent {
     pub pid: u32,
     pub entity_id: Arc<str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
 }
 
@@ -259,16 +226,13 @@ pub struct Namespaces {
 }
 
 /// Hex of the exact bytes of fields that had to be lossily converted.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct RawBytes {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub executable: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exec_path: Option<String>,
     /// One entry per argument, `null` for arguments that were valid UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<Option<String>>>,
 }
 
@@ -283,10 +247,10 @@ impl RawBytes {
 
 /// The `identity` block: the agent, its owners, the task, how it was attributed, and the
 /// delegation chain that led to it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Identity {
     pub agent: Arc<Rendered<AgentInfo>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskInfo>,
     pub attribution: AttributionInfo,
     /// Each hop from one agent to another that led to this process, oldest first.
@@ -294,36 +258,31 @@ pub struct Identity {
     pub delegation: Arc<[Hop]>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AgentInfo {
     pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub spiffe_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_sensitivity: Option<String>,
     pub owners: Owners,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub allowed_tasks: Vec<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Owners {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub business: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub technical: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TaskInfo {
     pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
 
@@ -360,13 +319,12 @@ pub struct ContainerBlocks {
 }
 
 /// ECS `container.*`: the container a process runs in, with what its runtime records.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ContainerInfo {
     pub id: String,
     pub runtime: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<ContainerImage>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -378,23 +336,21 @@ pub struct ContainerImage {
 }
 
 /// ECS `orchestrator.*`: the Kubernetes pod of the container.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Orchestrator {
     pub r#type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub resource: OrchestratorResource,
     /// The pod's service account (from the token mounted in the container).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OrchestratorResource {
     pub r#type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -410,56 +366,42 @@ pub struct CgroupCreated {
 }
 
 /// The file a file record is about (ECS `file.*`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct File {
     /// Absolute, normalised path as the process named it.
     pub path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
     /// Where the path led: the file the kernel opened when it differs from `path` (a symlink
     /// was followed); a symlink's target text; a hard link's existing file.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_path: Option<String>,
     /// rename: the new path.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_path: Option<String>,
     /// A sensitive-location class (`ssh_key`, `cloud_credentials`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub inode: Option<String>,
     /// Mode given to create, mkdir or chmod, as octal (`"0644"`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// chown's new owner and group.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
     /// truncate's new size.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub open: Option<OpenInfo>,
     /// Some path was longer than the kernel side copies and was cut.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_truncated: bool,
     /// Exact bytes of paths that were not valid UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hex: Option<FileHex>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct FileHex {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_path: Option<String>,
 }
 
@@ -475,68 +417,56 @@ pub struct OpenInfo {
 }
 
 /// One end of a connection (ECS `source.*` / `destination.*`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Endpoint {
     // Arc: `ip` and `address` are mostly the same text.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// The IP, or a Unix socket path (`@name` for an abstract one).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<Arc<str>>,
     /// The name the process looked up for this address.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Network {
     /// `tcp`, `udp`, ...
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub transport: Option<&'static str>,
     /// `ipv4`, `ipv6`, `unix`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<&'static str>,
     // Cow: the common protocol numbers are static.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iana_number: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
     /// Socket family, type and protocol as the kernel has them.
     pub socket: SocketInfo,
     /// Names the same socket across records of this sensor run (not a kernel address).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub socket_id: Option<String>,
     /// A non-blocking connect that had not finished when connect returned.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<u64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct SocketInfo {
     // Cow: the known names are static.
     pub family: Cow<'static, str>,
     pub r#type: Cow<'static, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<u16>,
 }
 
 /// A DNS message seen on UDP port 53 (ECS `dns.*`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Dns {
     /// `query` or `answer`.
     pub r#type: &'static str,
     pub id: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub question: Option<DnsQuestion>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_code: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<DnsAnswer>,
@@ -553,12 +483,12 @@ pub struct DnsQuestion {
     pub r#type: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DnsAnswer {
     pub name: String,
     pub r#type: String,
     pub ttl: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
 }
 
@@ -590,6 +520,7 @@ pub struct Checkpoint {
 }
 
 /// Events that the sensor knows it did not deliver.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Gap {
     /// Where they were lost, e.g. `kernel_ring_buffer`.
@@ -599,44 +530,34 @@ pub struct Gap {
     pub by_kind: BTreeMap<&'static str, u64>,
     /// Output losses: why the output refused them (`ENOSPC`, `EDQUOT`), and the
     /// `@timestamp`s of the first and last.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<String>,
 }
 
 /// The sensor block of every record (not ECS `agent.*`, which readers would take for the AI
 /// agent).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SensorBlock {
     pub instance_id: Arc<str>,
     pub version: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
 }
 
 /// Details of sensor start and stop records.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Lifecycle {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub all_processes: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub programs: Option<Vec<&'static str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub records_written: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_lost: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_errors: Option<u64>,
     /// Stop: records the output had no room for (each counted in a `gap` record).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_lost: Option<u64>,
     /// Start: the last record of the trail this run continues, as found on disk.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub previous: Option<crate::record::trail::LastRecord>,
 }
 

@@ -3,14 +3,16 @@
 use serde::Serialize;
 
 /// An operator's annotation, as the pipeline records it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Annotation {
     pub kind: String,
     /// Who the operator says they are; `peer_uid` is who the kernel says connected.
     pub author: String,
     pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    // `null` when the kernel did not say: always present (the schema requires it).
+    #[serialize_always]
     pub peer_pid: Option<i32>,
     pub peer_uid: u32,
     pub peer_gid: u32,

@@ -75,10 +75,10 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for Rendered<T> {
 mod tests {
     use super::*;
 
+    #[serde_with::skip_serializing_none]
     #[derive(Clone, Serialize)]
     struct Block {
         name: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     }
 
