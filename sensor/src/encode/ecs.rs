@@ -381,6 +381,7 @@ fn str_array<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
     out.push(b']');
 }
 
+/// Appends `v` in decimal (a JSON number).
 pub fn unsigned(out: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();

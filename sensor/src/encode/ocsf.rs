@@ -25,11 +25,17 @@ const SEVERITY_MEDIUM: u64 = 3;
 /// An OCSF class and activity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Class {
+    /// `class_uid`.
     pub uid: u64,
+    /// `class_name`.
     pub name: &'static str,
+    /// `category_uid`.
     pub category_uid: u64,
+    /// `category_name`.
     pub category_name: &'static str,
+    /// `activity_id`.
     pub activity_id: u64,
+    /// `activity_name`.
     pub activity_name: &'static str,
 }
 
@@ -150,7 +156,9 @@ pub fn class_of(action: &'static str, has_dns: bool, dns_answer: bool) -> Class 
 pub struct Finding {
     /// Stable id of this finding (`finding_info.uid`).
     pub uid: String,
+    /// `finding_info.title`.
     pub title: String,
+    /// `finding_info.desc`.
     pub desc: Option<String>,
     /// OCSF severity: 1 informational .. 5 critical, 6 fatal.
     pub severity_id: u8,
@@ -239,7 +247,7 @@ pub fn epoch_ms(t: &str) -> Option<i64> {
     if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(10) != Some(&b'T') {
         return None;
     }
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let millis = match b.get(19) {
         Some(b'.') => {
@@ -254,11 +262,11 @@ pub fn epoch_ms(t: &str) -> Option<i64> {
         _ => 0,
     };
     // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
+    let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + millis)
@@ -354,9 +362,8 @@ fn rcode_id(name: &str) -> u64 {
 
 /// The OCSF event of a record.
 pub fn event(record: &Record) -> Value {
-    let mut ecs = match serde_json::to_value(record).expect("records serialise") {
-        Value::Object(m) => m,
-        _ => unreachable!("a record is an object"),
+    let Value::Object(mut ecs) = serde_json::to_value(record).expect("records serialise") else {
+        unreachable!("a record is an object")
     };
     let action = record.event.action;
     let dns_answer = record.dns.as_ref().is_some_and(|d| d.r#type == "answer");
@@ -479,9 +486,10 @@ pub fn event(record: &Record) -> Value {
                 _ => {}
             }
             // The process that made it (or, without a parent, the process itself).
-            let actor_process = parent
-                .map(|parent| json!({"pid": parent["pid"], "uid": parent["entity_id"]}))
-                .unwrap_or_else(|| po.clone());
+            let actor_process = parent.map_or_else(
+                || po.clone(),
+                |parent| json!({"pid": parent["pid"], "uid": parent["entity_id"]}),
+            );
             out.insert("process".into(), po);
             actor.insert("process".into(), actor_process);
         } else {
@@ -784,7 +792,7 @@ mod tests {
     fn maps_a_file_record_and_keeps_the_rest_unmapped() {
         let e = event(&sample());
         assert_eq!(e["class_uid"], 1001);
-        assert_eq!(e["type_uid"], 100105);
+        assert_eq!(e["type_uid"], 1001 * 100 + 5);
         assert_eq!(e["time"], 1_796_138_542_000_i64);
         assert_eq!(e["status_id"], 2);
         assert_eq!(e["status_code"], "ENOENT");
@@ -841,7 +849,7 @@ mod tests {
         };
         let e = detection_finding(&f, &evidence);
         assert_eq!(e["class_uid"], 2004);
-        assert_eq!(e["type_uid"], 200401);
+        assert_eq!(e["type_uid"], 2004 * 100 + 1);
         assert_eq!(e["finding_info"]["uid"], "f-1");
         assert_eq!(e["severity"], "High");
         assert_eq!(e["evidences"][0]["file"]["path"], "/tmp/a");

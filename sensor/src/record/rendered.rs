@@ -7,12 +7,14 @@ use std::ops::Deref;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+/// A value and its JSON, rendered once; it serialises as that JSON, verbatim.
 pub struct Rendered<T> {
     value: T,
     json: Box<RawValue>,
 }
 
 impl<T: Serialize> Rendered<T> {
+    /// Renders `value`.
     pub fn new(value: T) -> Self {
         let json = serde_json::value::to_raw_value(&value).expect("the block serialises");
         Self { value, json }

@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn every_kind_is_listed_once_and_the_schema_is_closed() {
         let mut kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
-        kinds.sort();
+        kinds.sort_unstable();
         kinds.dedup();
         assert_eq!(kinds.len(), KINDS.len());
         let schema = record_schema();

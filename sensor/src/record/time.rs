@@ -36,6 +36,7 @@ impl Timestamp {
     /// Room for any year an i64 second count reaches, sign included.
     const CAPACITY: usize = 48;
 
+    /// The timestamp of `t`.
     pub fn of(t: UnixNanos) -> Self {
         let secs = t.div_euclid(1_000_000_000) as i64;
         let nanos = t.rem_euclid(1_000_000_000) as u32;
@@ -91,6 +92,7 @@ impl Timestamp {
         out
     }
 
+    /// The timestamp's text.
     pub fn as_str(&self) -> &str {
         // SAFETY: only ASCII digits and separators are ever written.
         unsafe { std::str::from_utf8_unchecked(&self.bytes[..usize::from(self.len)]) }
