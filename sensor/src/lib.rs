@@ -19,6 +19,7 @@ pub mod record;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod stage;
 pub mod telemetry;
 
 /// The time budget of a test that guards against a blow-up (hostile paths): `cargo xtask cross`

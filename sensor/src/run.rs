@@ -10,6 +10,7 @@ use tokio::{
 };
 
 use crate::{
+    builder::identity::agent_infos,
     cli::RunArgs,
     config::Config,
     enrich::container::Catalog,
@@ -23,7 +24,6 @@ use crate::{
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
     kernel::loader,
     kernel::privileges,
-    pipeline::agent_infos,
     pipeline::{Context, Pipeline},
     record::host::HostInfo,
     sink::Sink,
@@ -174,7 +174,7 @@ async fn async_main(
     let mut pipeline = Pipeline::new(ctx, sink, config.repeat_window_ms);
     pipeline.set_format(config.output.format);
     if let Some(key) = signing_key {
-        pipeline.sign_with(crate::pipeline::Checkpoints::new(
+        pipeline.sign_with(crate::evidence::sealer::Checkpoints::new(
             key,
             config.checkpoint_records,
             config.checkpoint_interval_ms,

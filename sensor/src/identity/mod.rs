@@ -5,4 +5,5 @@ pub mod manifest;
 pub mod pattern;
 pub mod registration;
 pub mod registry;
+pub mod resolver;
 pub mod selectors;

@@ -74,3 +74,17 @@ impl From<AnnotationRequest> for Message {
         Self::Annotation(request)
     }
 }
+
+impl From<&LossReport> for crate::record::Gap {
+    /// The `gap` block of the records the kernel could not deliver.
+    fn from(report: &LossReport) -> Self {
+        Self {
+            source: "kernel_ring_buffer",
+            lost: report.total(),
+            by_kind: report.by_kind.iter().copied().collect(),
+            error: None,
+            start: None,
+            end: None,
+        }
+    }
+}

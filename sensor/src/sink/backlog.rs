@@ -17,6 +17,20 @@ pub struct OutputLoss {
     pub error: &'static str,
 }
 
+impl From<OutputLoss> for crate::record::Gap {
+    /// The `gap` block of the records a full output refused.
+    fn from(loss: OutputLoss) -> Self {
+        Self {
+            source: "output",
+            lost: loss.lost,
+            by_kind: loss.by_kind,
+            error: Some(loss.error),
+            start: Some(loss.start),
+            end: Some(loss.end),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Backlog {
     bytes: Vec<u8>,

@@ -10,13 +10,14 @@ use std::{io, sync::Arc};
 use tokio::sync::mpsc;
 
 use crate::{
+    builder::identity::agent_infos,
     enrich::entity::EntityIds,
     enrich::fspath::Classifier,
     enrich::host,
     identity::manifest::AgentDecl,
     identity::registry::{Registry, Tasks},
     pipeline::inbox::{Message, RawBatch},
-    pipeline::{Context, Pipeline, Stats, agent_infos},
+    pipeline::{Context, Pipeline, Stats},
     record::host::HostInfo,
 };
 

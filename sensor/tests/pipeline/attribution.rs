@@ -504,7 +504,6 @@ fn a_delegation_chain_grows_by_one_hop_per_agent_change() {
 /// its map (pending) are its own, like its exec record: not inherited. Today they get the
 /// decision through `decided_ancestor`, which flags every decision it hands out `INHERITED`.
 #[test]
-#[ignore = "bug: a decided process's own pending-stamped records say inherited: true"]
 fn a_decided_process_own_pending_records_are_not_inherited() {
     let mut f = forge();
     let root = f.process(None, attributed(REVIEWER, method::CGROUP));

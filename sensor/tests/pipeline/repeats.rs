@@ -107,7 +107,6 @@ fn without_a_window_every_occurrence_is_written() {
 /// agent. Today they lose it — with a repeat window, file records are built without the
 /// identity (and container) blocks (`handle_event` calls `file`, not `build`, for them).
 #[test]
-#[ignore = "bug: with repeat_window_ms > 0, file records carry no identity"]
 fn folded_and_unfolded_file_records_keep_their_identity() {
     let mut f = forge();
     let p = f.process(None, attributed(1, method::CGROUP));

@@ -14,12 +14,13 @@ use agent_sensor::{
     audit::verify::{self, Report},
     config::{Fsync, Output, OutputTarget},
     enrich::container::{Catalog, RuntimeSources},
+    evidence::sealer::Checkpoints,
     identity::{
         manifest,
         selectors::{SelectorSync, Tracked},
     },
     pipeline::{
-        Checkpoints, Pipeline, Stats,
+        Pipeline, Stats,
         inbox::{LossReport, Message, RawBatch},
     },
     sink::Sink,

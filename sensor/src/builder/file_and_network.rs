@@ -1,7 +1,11 @@
 //! Records of file and network activity.
-use super::*;
+use super::{Builder, FILE, NETWORK, activity};
+use crate::{
+    decode::{FileEvent, NetEvent},
+    record::{self, Record},
+};
 
-impl Pipeline {
+impl Builder {
     pub(super) fn file(&mut self, e: &FileEvent) -> Record {
         let kind = activity::file_kind(e.syscall, e.flags);
         let (outcome, error) = activity::outcome(e.ret);
@@ -9,7 +13,7 @@ impl Pipeline {
         meta.outcome = Some(outcome);
         let mut r = self.record(self.clock.to_unix(e.ktime_ns), meta);
         r.process = Some(self.process_ref(e.tgid, e.pid, e.start_boottime, &e.comm));
-        r.file = Some(activity::file_block(e, &self.ctx.classifier));
+        r.file = Some(activity::file_block(e, &self.classifier));
         r.syscall = Some(activity::syscall_block(e.syscall, e.ret));
         r.error = error;
         r
@@ -53,7 +57,7 @@ impl Pipeline {
     pub(super) fn socket_id(&self, sock: u64) -> String {
         use sha2::{Digest as _, Sha256};
         let digest = Sha256::new()
-            .chain_update(self.ctx.instance_id.as_bytes())
+            .chain_update(self.instance_id.as_bytes())
             .chain_update(sock.to_le_bytes())
             .finalize();
         record::hex(&digest[..8])

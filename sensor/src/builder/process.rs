@@ -1,10 +1,21 @@
 //! Records of the process lifecycle: exec, fork, exit and the start-up snapshot.
-use super::*;
-use crate::record::ProcessBlock;
+use std::sync::Arc;
 
-impl Pipeline {
+use super::{Builder, END, INFO, PROCESS, START, process_blocks::BlockSource};
+use crate::{
+    decode::{ExecEvent, ExitEvent, ExitStatus, ForkEvent},
+    enrich::{
+        clock::WallClock, entity::EntityIds, process_table::ProcessInfo, snapshot::ProcSnapshot,
+    },
+    record::{
+        self, Cgroup, Id, Namespaces, Parent, Process, ProcessBlock, Record, Signal, Thread,
+        rendered::Rendered, time::Timestamp,
+    },
+};
+
+impl Builder {
     pub(super) fn exec(&mut self, e: &ExecEvent) -> Record {
-        let start_ticks = self.ctx.entity_ids.ticks(e.start_boottime);
+        let start_ticks = self.entity_ids.ticks(e.start_boottime);
         let entity_id = self.entity_id(e.tgid, e.start_boottime);
         let parent_entity = self.entity_id(e.ppid, e.parent_start_boottime);
         // The kernel's absolute path of what runs; the name as passed when that failed.
@@ -35,9 +46,7 @@ impl Pipeline {
             thread: Some(Thread { id: e.pid }),
             args_count: Some(e.args_count),
             args_truncated: e.args_truncated,
-            start: Some(crate::record::time::Timestamp::of(
-                self.clock.to_unix(e.start_boottime),
-            )),
+            start: Some(Timestamp::of(self.clock.to_unix(e.start_boottime))),
             parent: Some(Parent {
                 pid: e.ppid,
                 entity_id: parent_entity,
@@ -74,7 +83,7 @@ impl Pipeline {
     }
 
     pub(super) fn fork(&mut self, e: &ForkEvent) -> Record {
-        let ids = &self.ctx.entity_ids;
+        let ids = &self.entity_ids;
         let parent_ticks = ids.ticks(e.parent_start_boottime);
         let known = self.table.get_started(e.parent_tgid, parent_ticks).cloned();
         let parent_entity: Arc<str> = match &known {
@@ -84,9 +93,7 @@ impl Pipeline {
         let mut p = Process {
             pid: e.child_tgid,
             thread: Some(Thread { id: e.child_pid }),
-            start: Some(crate::record::time::Timestamp::of(
-                self.clock.to_unix(e.start_boottime),
-            )),
+            start: Some(Timestamp::of(self.clock.to_unix(e.start_boottime))),
             real_user: Some(Id::of(e.uid)),
             real_group: Some(Id::of(e.gid)),
             cgroup: Some(Cgroup { id: e.cgroup_id }),
@@ -150,17 +157,15 @@ impl Pipeline {
         let known = if e.process_exit {
             self.table.remove(e.tgid, &entity_id)
         } else {
-            let ticks = self.ctx.entity_ids.ticks(e.start_boottime);
+            let ticks = self.entity_ids.ticks(e.start_boottime);
             self.table.get_started(e.tgid, ticks).cloned()
         };
-        let at = crate::record::time::Timestamp::of(self.clock.to_unix(e.ktime_ns));
+        let at = Timestamp::of(self.clock.to_unix(e.ktime_ns));
         let mut p = Process {
             pid: e.tgid,
             entity_id,
             thread: Some(Thread { id: e.pid }),
-            start: Some(crate::record::time::Timestamp::of(
-                self.clock.to_unix(e.start_boottime),
-            )),
+            start: Some(Timestamp::of(self.clock.to_unix(e.start_boottime))),
             end: e.process_exit.then_some(at),
             ..Default::default()
         };
@@ -195,9 +200,9 @@ impl Pipeline {
     }
 
     /// State records for processes that ran before the sensor started.
-    pub async fn snapshot(&mut self, procs: &[&ProcSnapshot]) -> std::io::Result<()> {
+    pub(super) fn snapshot_records(&mut self, procs: &[&ProcSnapshot], out: &mut Vec<Record>) {
         for p in procs {
-            let ids = &self.ctx.entity_ids;
+            let ids = &self.entity_ids;
             let entity_id: Arc<str> = ids.for_ticks(p.tgid, p.start_ticks).into();
             let parent_entity = procs
                 .iter()
@@ -207,9 +212,7 @@ impl Pipeline {
             let mut proc = Process {
                 pid: p.tgid,
                 entity_id: entity_id.clone(),
-                start: Some(crate::record::time::Timestamp::of(
-                    self.clock.to_unix(start_ns),
-                )),
+                start: Some(Timestamp::of(self.clock.to_unix(start_ns))),
                 parent: parent_entity.clone().map(|e| Parent {
                     pid: p.ppid,
                     entity_id: e.into(),
@@ -242,7 +245,7 @@ impl Pipeline {
             if let Some(c) = p.cgroup_id.and_then(|id| self.container_of(id)) {
                 r.set_container(&c);
             }
-            self.emit(&r);
+            out.push(r);
             self.table.insert(
                 p.tgid,
                 ProcessInfo {
@@ -259,7 +262,6 @@ impl Pipeline {
                 },
             );
         }
-        self.flush().await
     }
 
     /// The process an activity record is about, with what the table knows of it.
@@ -274,7 +276,7 @@ impl Pipeline {
         start_boottime: u64,
         comm: &[u8],
     ) -> ProcessBlock {
-        let ids = &self.ctx.entity_ids;
+        let ids = &self.entity_ids;
         let ticks = ids.ticks(start_boottime);
         let known = self.table.get_started(tgid, ticks);
         if let Some(block) = self.process_blocks.get(tgid, pid, ticks, comm, known) {
@@ -303,7 +305,7 @@ impl Pipeline {
     /// The entity id of process `tgid` that started `start_boottime` after boot: the table's
     /// when it holds that process, else derived (a hash).
     pub(super) fn entity_id(&self, tgid: u32, start_boottime: u64) -> Arc<str> {
-        let ids = &self.ctx.entity_ids;
+        let ids = &self.entity_ids;
         let ticks = ids.ticks(start_boottime);
         match self.table.get_started(tgid, ticks) {
             Some(k) => k.entity_id.clone(),

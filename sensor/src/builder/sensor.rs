@@ -1,0 +1,113 @@
+//! The sensor's own records: its start and stop, what it lost, where the output rotated,
+//! signed checkpoints, registration requests, operators' annotations and manifest reloads.
+use super::{
+    Builder, CHANGE, CONFIGURATION, END, IAM, INFO, PROCESS, START, process::self_process,
+};
+use crate::{
+    enrich::clock::WallClock,
+    record::{Lifecycle, Record},
+    stage::SensorEvent,
+};
+
+impl Builder {
+    pub(super) fn sensor_record(&mut self, event: SensorEvent) -> Record {
+        match event {
+            SensorEvent::Start {
+                programs,
+                all_processes,
+                previous,
+            } => {
+                let mut r = self.record(
+                    WallClock::now(),
+                    self.meta("event", PROCESS, START, "sensor_start"),
+                );
+                r.process = Some(self_process(&self.entity_ids).into());
+                r.sensor.lifecycle = Some(Lifecycle {
+                    all_processes: Some(all_processes),
+                    programs: Some(programs),
+                    previous,
+                    ..Lifecycle::default()
+                });
+                r
+            }
+            SensorEvent::Stop {
+                reason,
+                records_written,
+                kernel_lost,
+                decode_errors,
+                output_lost,
+            } => {
+                let mut r = self.record(
+                    WallClock::now(),
+                    self.meta("event", PROCESS, END, "sensor_stop"),
+                );
+                r.process = Some(self_process(&self.entity_ids).into());
+                r.sensor.lifecycle = Some(Lifecycle {
+                    reason: Some(reason),
+                    records_written: Some(records_written),
+                    kernel_lost: Some(kernel_lost),
+                    decode_errors: Some(decode_errors),
+                    output_lost: Some(output_lost),
+                    ..Lifecycle::default()
+                });
+                r
+            }
+            SensorEvent::Gap(gap) => {
+                let mut r = self.record(
+                    WallClock::now(),
+                    self.meta("pipeline_error", &[], INFO, "gap"),
+                );
+                r.gap = Some(gap);
+                r
+            }
+            SensorEvent::Rotation(rotation) => {
+                let mut r =
+                    self.record(WallClock::now(), self.meta("event", &[], INFO, "rotation"));
+                r.rotation = Some(rotation);
+                r
+            }
+            SensorEvent::Checkpoint(checkpoint) => {
+                let mut r = self.record(
+                    WallClock::now(),
+                    self.meta("event", &[], INFO, "checkpoint"),
+                );
+                r.checkpoint = Some(checkpoint);
+                r
+            }
+            SensorEvent::Registration(event) => {
+                let mut meta = self.meta("event", IAM, CHANGE, "agent_registration");
+                meta.outcome = Some(if event.granted { "success" } else { "failure" });
+                let mut r = self.record(WallClock::now(), meta);
+                r.registration = Some(event);
+                r
+            }
+            SensorEvent::Annotation(annotation) => {
+                let mut r = self.record(
+                    WallClock::now(),
+                    self.meta("event", CONFIGURATION, INFO, "annotation"),
+                );
+                r.annotation = Some(annotation);
+                r
+            }
+            SensorEvent::Reloaded { trigger, error } => {
+                let mut meta = self.meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
+                let reason = match error {
+                    None => {
+                        meta.outcome = Some("success");
+                        trigger.to_owned()
+                    }
+                    Some(e) => {
+                        meta.outcome = Some("failure");
+                        format!("{trigger}: {e}")
+                    }
+                };
+                let mut r = self.record(WallClock::now(), meta);
+                r.sensor.lifecycle = Some(Lifecycle {
+                    reason: Some(reason),
+                    ..Lifecycle::default()
+                });
+                r
+            }
+        }
+    }
+}
