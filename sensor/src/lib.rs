@@ -1,8 +1,23 @@
 //! agent-sensor's daemon and CLI, as a library so tests and tools can drive each stage.
 //!
-//! Pipeline: [`loader`] attaches the kernel programs; [`source`] drains their ring buffer;
-//! [`decode`] turns raw records into typed events; [`pipeline`] enriches them ([`process_table`],
-//! [`snapshot`], [`clock`], [`entity`], [`host`]) into [`record`]s for a [`sink`].
+//! The folders are the stages, in the order data flows through them:
+//!
+//! | stage | folder | its job |
+//! | --- | --- | --- |
+//! | kernel | [`kernel`] | privileges, BTF, feature probes, loading and attaching the programs |
+//! | source | [`source`] | the ring buffer of a live run, or recorded records replayed |
+//! | decode | [`decode`] | raw kernel bytes to a typed event (the only code that reads them) |
+//! | resolve | [`identity`] | which agent a process is: manifest, registry, selectors, registration socket, [`identity::resolver`] |
+//! | build | [`builder`] | records from events and caches: `event.*`, `process.*`, `file.*`, network, `identity.*` and `container.*` blocks, the sensor's own records |
+//! | enrich | [`enrich`] | the caches builders read: process table, entity ids, host, clock, DNS, file classes, containers |
+//! | record | [`record`] | the record types and their schema (what every stage passes on) |
+//! | seal | [`encode`], [`evidence`] | a record as bytes (ECS or OCSF), sealed into the hash chain, signed checkpoints |
+//! | sink | [`sink`] | where sealed records go: stdout, a file, a trail directory |
+//!
+//! [`pipeline`] is the loop that moves data between the stages (their traits are in
+//! [`stage`]) and its inbox; [`audit`] is what auditors run over trails afterwards; [`run`],
+//! [`commands`], [`cli`] and [`config`] are the daemon and its command line. Imports go one
+//! way: no two modules, and no two folders, need each other (`tests/layout.rs` checks).
 pub mod audit;
 pub mod builder;
 pub mod cli;

@@ -105,6 +105,17 @@ pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
     None
 }
 
+/// A JSON object of strings as a map (other values are skipped).
+fn string_map(v: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

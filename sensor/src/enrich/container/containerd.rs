@@ -10,7 +10,7 @@ use std::{
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 
-use super::{ContainerMeta, PodMeta, kubernetes};
+use super::{ContainerMeta, PodMeta, kubernetes, string_map};
 
 /// The default address of containerd's API socket.
 pub const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
@@ -351,17 +351,6 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<(u32, String)> {
         .unwrap_or_default()
         .to_owned();
     Some((code, message))
-}
-
-/// A JSON object of strings as a map (other values are skipped).
-pub fn string_map(v: &serde_json::Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub fn sandbox_config(json: &[u8]) -> Option<(BTreeMap<String, String>, BTreeMap
     if !config.is_object() {
         return None;
     }
-    let map = |m: &serde_json::Value| super::containerd::string_map(m);
+    let map = |m: &serde_json::Value| super::string_map(m);
     Some((map(&config["labels"]), map(&config["annotations"])))
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{ContainerMeta, containerd::string_map, kubernetes};
+use super::{ContainerMeta, kubernetes, string_map};
 
 /// containers/storage's default graph root.
 pub const DEFAULT_ROOT: &str = "/var/lib/containers/storage";
