@@ -100,6 +100,16 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
     run.in_agent_cgroup(&format!("{HELPER} fork"));
     // Files (open, mkdir, rename, unlink, ...) and network (a TCP connect and a UDP send).
     file_and_network_activity(HELPER, &dir.join("work"));
+    // A listen that names no address (a Unix socket): the socket itself is the endpoint.
+    let listen = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)",
+        ])
+        .arg(dir.join("listen.sock"))
+        .status()
+        .expect("run python3");
+    assert!(listen.success(), "{listen:?}");
     // DNS: a query and its answer, in a namespace with a DNS server on its loopback.
     let dns = dns_exchange(HELPER);
     assert!(dns.status.success(), "{dns:?}");
@@ -137,6 +147,7 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
         (1001, 4, "unlink"),
         (4001, 1, "connect"),
         (4001, 6, "send"),
+        (4001, 7, "listen"),
         (4003, 1, "send"),
         (4003, 2, "receive"),
         (0, 99, "annotation"),

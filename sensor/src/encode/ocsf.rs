@@ -583,6 +583,16 @@ pub fn event(record: &Record) -> Value {
             }
         }
         out.insert("connection_info".into(), ci);
+        // OCSF wants an endpoint on every network event. A call that names no address (a
+        // listen on a Unix socket, a send on a connected one) is about the socket itself:
+        // the local endpoint, named by the socket's id.
+        if !out.contains_key("src_endpoint") && !out.contains_key("dst_endpoint") {
+            let local = match &n.socket_id {
+                Some(id) => json!({"uid": id}),
+                None => json!({"name": n.socket.family}),
+            };
+            out.insert("src_endpoint".into(), local);
+        }
         if let Some(bytes) = n.bytes {
             let mut traffic = json!({"bytes": bytes});
             let (b, p) = if action == "receive" {
@@ -816,6 +826,32 @@ mod tests {
             "2026-12-01T15:22:22.000000001Z"
         );
         assert_eq!(e["device"]["hw_info"]["cpu_architecture_id"], 1);
+    }
+
+    #[test]
+    fn a_network_event_without_an_address_names_its_socket_as_the_endpoint() {
+        let mut r = sample();
+        r.file = None;
+        r.event.action = "listen";
+        r.event.category = &["network"];
+        r.network = Some(crate::record::Network {
+            socket: crate::record::SocketInfo {
+                family: "AF_UNIX".into(),
+                ..Default::default()
+            },
+            socket_id: Some("13b561516a94254f".to_owned()),
+            backlog: Some(1),
+            ..Default::default()
+        });
+        let e = event(&r);
+        assert_eq!(
+            (e["class_uid"].clone(), e["activity_id"].clone()),
+            (json!(4001), json!(7))
+        );
+        assert_eq!(e["src_endpoint"], json!({"uid": "13b561516a94254f"}));
+        assert!(e.get("dst_endpoint").is_none(), "{e}");
+        r.network.as_mut().unwrap().socket_id = None;
+        assert_eq!(event(&r)["src_endpoint"], json!({"name": "AF_UNIX"}));
     }
 
     #[test]
