@@ -27,6 +27,7 @@ pub mod decode;
 pub mod encode;
 pub mod enrich;
 pub mod evidence;
+pub mod glob;
 pub mod identity;
 pub mod kernel;
 pub mod pipeline;

@@ -6,8 +6,11 @@
 //! The rule engine is not written yet; when it is, it runs inside `Pipeline::run` and is
 //! measured here with no change.
 //!
-//! `cargo bench -p agent-sensor --bench pipeline -- [--events N] [--output FILE] [--shape S]`
-//! (`cargo xtask bench` runs it.)
+//! Then file classification alone (`classify.rs`): the classifier index against `globset` on
+//! the built-in rules, per path and to build, as one more JSON object.
+//!
+//! `cargo bench -p agent-sensor --bench pipeline -- [--events N] [--output FILE] [--shape S]
+//! [--only pipeline|classify] [--quick]` (`cargo xtask bench` runs it.)
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     path::PathBuf,
@@ -24,6 +27,7 @@ use agent_sensor::{
     source::replay,
 };
 
+mod classify;
 mod records;
 
 use records::Shape;
@@ -122,6 +126,10 @@ struct Args {
     output: PathBuf,
     /// Only this shape (for profiling one), or all.
     shape: Option<String>,
+    /// Only the pipeline replay or only file classification; both when `None`.
+    only: Option<String>,
+    /// A tenth of the classification calls.
+    quick: bool,
 }
 
 fn parse_args() -> Args {
@@ -133,6 +141,8 @@ fn parse_args() -> Args {
             std::process::id()
         )),
         shape: None,
+        only: None,
+        quick: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -140,9 +150,16 @@ fn parse_args() -> Args {
             "--events" => args.events = it.next().and_then(|n| n.parse().ok()).expect("--events N"),
             "--output" => args.output = it.next().expect("--output FILE").into(),
             "--shape" => args.shape = Some(it.next().expect("--shape open|exec|connect|mixed")),
+            "--only" => {
+                let part = it.next().filter(|p| p == "pipeline" || p == "classify");
+                args.only = Some(part.expect("--only pipeline|classify"));
+            }
+            "--quick" => args.quick = true,
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
-            other => panic!("unknown argument {other:?}; use --events N, --output FILE, --shape S"),
+            other => panic!(
+                "unknown argument {other:?}; use --events N, --output FILE, --shape S, --only P, --quick"
+            ),
         }
     }
     args
@@ -154,8 +171,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    let part = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
     let shapes = Shape::ALL
         .into_iter()
+        .filter(|_| part("pipeline"))
         .filter(|s| args.shape.as_deref().is_none_or(|name| name == s.name()));
     for shape in shapes {
         let (batches, events) = records::batches(shape, args.events);
@@ -224,5 +243,8 @@ fn main() {
             per_event(output_bytes),
             events as f64 / decode.cpu,
         );
+    }
+    if part("classify") {
+        println!("{}", classify::measure(if args.quick { 10 } else { 1 }));
     }
 }

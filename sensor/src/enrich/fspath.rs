@@ -14,26 +14,14 @@
 //! is not a separator or a dropped `.`/`..` component goes through unchanged, invalid UTF-8 and
 //! control bytes included. Escaping them for output is the sink's job.
 //!
-//! # Glob syntax
+//! # Patterns
 //!
-//! A [`ClassRule`] pattern is matched against the **whole** path, byte for byte and
-//! case-sensitively. `/` always separates components: it cannot be escaped, and no wildcard or
-//! byte class matches it.
-//!
-//! | syntax | matches |
-//! | --- | --- |
-//! | `*` | any run of bytes (also none) within one component; leading dots too, unlike a shell |
-//! | `?` | exactly one byte within one component |
-//! | `**` | as a whole component: zero or more whole components (`/a/**` also matches `/a`); anywhere else it is just `*` |
-//! | `[abc]`, `[a-z]` | one byte in the set; `]` first in the set and `-` first or last are literal |
-//! | `[!x]`, `[^x]` | one byte not in the set |
-//! | `\c` | the byte `c` literally (also inside `[...]`) |
-//! | anything else | itself |
-//!
-//! Classes are byte classes: a multi-byte UTF-8 character inside `[...]` adds each of its bytes.
-//! A pattern must be absolute (start with `/`) or start with the component `**` (so `**/.env`
-//! matches a `.env` in any directory). It may not contain empty components (`//`, a trailing
-//! `/`) or `.`/`..` components, which could never match a normalised path.
+//! A [`ClassRule`] pattern is a path glob of the one dialect users write everywhere
+//! (`docs/patterns.md`; parsed and matched by [`crate::glob::PathGlob`], the same as the
+//! identity manifest's cgroup and executable selectors), matched against the **whole** path,
+//! byte for byte and case-sensitively: `*`, `?` and `[...]` within one component, `**` as a
+//! whole component for any number of components, `\` for a literal. A pattern must be
+//! absolute or start with `**/` (so `**/.env` matches a `.env` in any directory).
 //!
 //! A relative path (what [`absolute`] returns when the base directory was unknown) can only
 //! match patterns that start with `**`. That is deliberate: `.ssh/id_rsa` relative to an unknown
@@ -68,19 +56,18 @@
 //!
 //! # Cost
 //!
-//! Patterns are compiled once, in [`Classifier::new`]. Matching never backtracks more than one
-//! level: `**` over components and `*` over bytes are matched with the iterative
-//! "remember the last star" algorithm, which is exact for such patterns because every other
-//! element consumes exactly one component (or byte). The elements after the last star are
-//! checked against the end of the path first, which rejects most paths at once. A match costs
-//! at most O(pattern length × path length), with no exponential blow-up on hostile paths.
+//! Patterns are compiled once, in [`Classifier::new`]; matching one costs at most
+//! O(pattern length × path length) with no exponential blow-up (see [`crate::glob`]).
 //!
 //! [`Classifier::classify`] runs for every file record, so it does not try every pattern: an
 //! index built in [`Classifier::new`] (the `index` module) picks the few patterns a path could
 //! match from its leading directories and its last components, and only those are matched.
-//! Nothing is allocated per path.
+//! Nothing is allocated per path. `cargo xtask bench` measures it against the `globset` crate
+//! on the same rules (docs/benchmark.md, "File classification").
 
 use std::fmt;
+
+use crate::glob::{GlobError, PathGlob};
 
 mod index;
 
@@ -160,30 +147,29 @@ pub struct ClassRule {
 /// Why a [`ClassRule`] was rejected by [`Classifier::new`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PatternError {
+    /// The class name is not one or more of `[a-z0-9_]`.
     #[error("file class name {class:?} is invalid: use one or more of a-z, 0-9 and _")]
-    BadClassName { class: String },
+    BadClassName {
+        /// The name as given.
+        class: String,
+    },
+    /// The rule lists no pattern.
     #[error("file class {class:?} has no patterns")]
-    NoPatterns { class: String },
-    #[error("file class {class:?} has an empty pattern")]
-    Empty { class: String },
-    #[error(
-        "file class {class:?}: pattern {pattern:?} is not absolute: start it with `/` or `**/`"
-    )]
-    NotAbsolute { class: String, pattern: String },
-    #[error(
-        "file class {class:?}: pattern {pattern:?} has an empty component (`//` or a trailing `/`)"
-    )]
-    EmptyComponent { class: String, pattern: String },
-    #[error(
-        "file class {class:?}: pattern {pattern:?} has a `.` or `..` component, which never matches a normalised path"
-    )]
-    DotComponent { class: String, pattern: String },
-    #[error("file class {class:?}: pattern {pattern:?} has a `[` without its closing `]`")]
-    UnterminatedClass { class: String, pattern: String },
-    #[error("file class {class:?}: pattern {pattern:?} has a range whose end is below its start")]
-    ReversedRange { class: String, pattern: String },
-    #[error("file class {class:?}: pattern {pattern:?} has a `\\` with nothing to escape")]
-    TrailingEscape { class: String, pattern: String },
+    NoPatterns {
+        /// The rule's class.
+        class: String,
+    },
+    /// One of the rule's patterns is not a valid path glob.
+    #[error("file class {class:?}: pattern {pattern:?} {error}")]
+    Glob {
+        /// The rule's class.
+        class: String,
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        #[source]
+        error: GlobError,
+    },
 }
 
 /// The built-in rules, in the order they are checked. See the module docs for the choices.
@@ -319,7 +305,7 @@ pub struct Classifier {
 #[derive(Clone, Debug)]
 struct CompiledRule {
     class: String,
-    patterns: Vec<Pattern>,
+    patterns: Vec<PathGlob>,
 }
 
 impl Classifier {
@@ -374,7 +360,7 @@ impl Classifier {
         };
         let first = self.index.first_match(trimmed, |number| {
             let (rule, p) = pattern(number);
-            rule.patterns[p].matches_path(trimmed)
+            rule.patterns[p].matches_trimmed(trimmed)
         })?;
         Some(pattern(first).0.class.as_str())
     }
@@ -391,72 +377,12 @@ impl Classifier {
         let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
         self.rules
             .iter()
-            .find(|rule| rule.patterns.iter().any(|p| p.matches(&components)))
-            .map(|rule| rule.class.as_str())
-    }
-}
-
-/// One compiled path glob (the syntax above), for matchers outside the classifier, such as
-/// agent selectors over executables and cgroup paths.
-#[derive(Clone, Debug)]
-pub struct PathGlob {
-    pattern: Pattern,
-}
-
-impl PathGlob {
-    /// Compiles an absolute glob; the error says what is wrong with it.
-    pub fn new(glob: &str) -> Result<Self, String> {
-        Pattern::compile(glob)
-            .map(|pattern| Self { pattern })
-            .map_err(|flaw| match flaw {
-                Flaw::Empty => "the pattern is empty".to_owned(),
-                Flaw::NotAbsolute => {
-                    "the pattern is not absolute: start it with `/` or `**/`".to_owned()
-                }
-                Flaw::EmptyComponent => {
-                    "the pattern has an empty component (`//` or a trailing `/`)".to_owned()
-                }
-                Flaw::DotComponent => "a `.` or `..` component can never match".to_owned(),
-                Flaw::UnterminatedClass => "a `[` is not closed".to_owned(),
-                Flaw::ReversedRange => "a range in `[...]` is reversed".to_owned(),
-                Flaw::TrailingEscape => "the pattern ends in `\\`".to_owned(),
+            .find(|rule| {
+                rule.patterns
+                    .iter()
+                    .any(|p| p.matches_components(&components))
             })
-    }
-
-    /// Whether the glob matches the whole absolute `path`.
-    pub fn matches(&self, path: &[u8]) -> bool {
-        if path.is_empty() {
-            return false;
-        }
-        self.pattern
-            .matches_path(path.strip_suffix(b"/").unwrap_or(path))
-    }
-
-    /// The glob's fixed leading directories (`/opt/a` for `/opt/a/*/bin`), where a search for
-    /// its matches can start.
-    pub fn literal_prefix(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for step in self.pattern.steps.iter().skip(1) {
-            match step {
-                Step::One(Segment::Literal(name)) => {
-                    out.push(b'/');
-                    out.extend_from_slice(name);
-                }
-                _ => break,
-            }
-        }
-        if out.is_empty() {
-            out.push(b'/');
-        }
-        out
-    }
-
-    /// Whether the glob has no wildcard at all (an exact path).
-    pub fn is_literal(&self) -> bool {
-        self.pattern
-            .steps
-            .iter()
-            .all(|s| matches!(s, Step::One(Segment::Literal(_))))
+            .map(|rule| rule.class.as_str())
     }
 }
 
@@ -480,437 +406,18 @@ impl CompiledRule {
         let patterns = rule
             .patterns
             .iter()
-            .map(|pattern| Pattern::compile(pattern).map_err(|flaw| flaw.error(class, pattern)))
+            .map(|pattern| {
+                PathGlob::new(pattern).map_err(|error| PatternError::Glob {
+                    class: class.clone(),
+                    pattern: pattern.clone(),
+                    error,
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             class: class.clone(),
             patterns,
         })
-    }
-}
-
-/// What is wrong with a pattern, before the rule's context is added.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flaw {
-    Empty,
-    NotAbsolute,
-    EmptyComponent,
-    DotComponent,
-    UnterminatedClass,
-    ReversedRange,
-    TrailingEscape,
-}
-
-impl Flaw {
-    fn error(self, class: &str, pattern: &str) -> PatternError {
-        let (class, pattern) = (class.to_owned(), pattern.to_owned());
-        match self {
-            Flaw::Empty => PatternError::Empty { class },
-            Flaw::NotAbsolute => PatternError::NotAbsolute { class, pattern },
-            Flaw::EmptyComponent => PatternError::EmptyComponent { class, pattern },
-            Flaw::DotComponent => PatternError::DotComponent { class, pattern },
-            Flaw::UnterminatedClass => PatternError::UnterminatedClass { class, pattern },
-            Flaw::ReversedRange => PatternError::ReversedRange { class, pattern },
-            Flaw::TrailingEscape => PatternError::TrailingEscape { class, pattern },
-        }
-    }
-}
-
-/// One element of a sequence pattern: something that matches exactly one element of the
-/// subject, or a star that matches any run of them. Used twice: components over a path
-/// (`**` is the star), and bytes over a component (`*` is the star).
-#[derive(Clone, Debug)]
-enum Step<T> {
-    One(T),
-    Star,
-}
-
-/// A compiled pattern: its components, `**` as [`Step::Star`].
-#[derive(Clone, Debug)]
-struct Pattern {
-    steps: Box<[Step<Segment>]>,
-}
-
-/// One pattern component other than `**`.
-#[derive(Clone, Debug)]
-enum Segment {
-    /// No wildcards (after unescaping): compared as a whole.
-    Literal(Box<[u8]>),
-    Glob(Box<[Step<ByteToken>]>),
-}
-
-/// One byte-matching element of a component glob.
-#[derive(Clone, Debug)]
-enum ByteToken {
-    Literal(u8),
-    /// `?`
-    Any,
-    /// `[...]`, negation already applied.
-    Set(ByteSet),
-}
-
-/// A set of bytes, as a 256-bit bitmap.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct ByteSet([u64; 4]);
-
-impl ByteSet {
-    fn insert(&mut self, b: u8) {
-        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
-    }
-
-    fn contains(&self, b: u8) -> bool {
-        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
-    }
-
-    fn negate(&mut self) {
-        for word in &mut self.0 {
-            *word = !*word;
-        }
-    }
-}
-
-impl Pattern {
-    fn compile(pattern: &str) -> Result<Self, Flaw> {
-        let bytes = pattern.as_bytes();
-        if bytes.is_empty() {
-            return Err(Flaw::Empty);
-        }
-        if bytes == b"/" {
-            // Only the root, which `classify` splits into [""].
-            return Ok(Self {
-                steps: Box::new([Step::One(Segment::Literal(Box::new([])))]),
-            });
-        }
-        let absolute = bytes[0] == b'/';
-        if !(absolute || bytes == b"**" || bytes.starts_with(b"**/")) {
-            return Err(Flaw::NotAbsolute);
-        }
-        let mut steps: Vec<Step<Segment>> = Vec::new();
-        for (index, component) in bytes.split(|&b| b == b'/').enumerate() {
-            if component.is_empty() {
-                if index == 0 {
-                    // The root of an absolute pattern, matching the path's leading "".
-                    steps.push(Step::One(Segment::Literal(Box::new([]))));
-                    continue;
-                }
-                return Err(Flaw::EmptyComponent);
-            }
-            match Segment::compile(component)? {
-                // `**/**` is `**`.
-                Step::Star if matches!(steps.last(), Some(Step::Star)) => {}
-                step => steps.push(step),
-            }
-        }
-        Ok(Self {
-            steps: steps.into_boxed_slice(),
-        })
-    }
-
-    /// Whether the pattern matches a path split at its slashes (the reference for
-    /// [`Self::matches_path`]).
-    #[cfg(test)]
-    fn matches(&self, components: &[&[u8]]) -> bool {
-        wildmatch(&self.steps, components, |segment, component| {
-            segment.matches(component)
-        })
-    }
-
-    /// Whether the pattern matches `path`, a non-empty path trimmed of one trailing `/`:
-    /// "/a/b" is the components "", "a", "b"; "" (the root) is [""], so `/*` does not match
-    /// the root.
-    ///
-    /// [`wildmatch`] over components, walked in place rather than split into a vector: the
-    /// subject is `Some(bytes)` for the components `bytes.split('/')`, `None` for none.
-    fn matches_path(&self, path: &[u8]) -> bool {
-        let (mut steps, mut subject) = (&self.steps[..], Some(path));
-        // The steps after the last star can only match the path's last components.
-        while let Some((Step::One(segment), steps_rest)) = steps.split_last() {
-            let Some(components) = subject else {
-                return false;
-            };
-            let (before, last) = split_last(components);
-            if !segment.matches(last) {
-                return false;
-            }
-            steps = steps_rest;
-            subject = before;
-        }
-        let mut pi = 0;
-        let mut resume: Option<(usize, Option<&[u8]>)> = None;
-        loop {
-            match (steps.get(pi), subject) {
-                (Some(Step::Star), _) => {
-                    if pi + 1 == steps.len() {
-                        return true;
-                    }
-                    pi += 1;
-                    resume = Some((pi, subject));
-                    continue;
-                }
-                (Some(Step::One(segment)), Some(components)) => {
-                    let (first, after) = split_first(components);
-                    if segment.matches(first) {
-                        pi += 1;
-                        subject = after;
-                        continue;
-                    }
-                }
-                (None, None) => return true,
-                _ => {}
-            }
-            // The last star takes one more component.
-            match resume {
-                Some((star_pi, Some(components))) => {
-                    let after = split_first(components).1;
-                    resume = Some((star_pi, after));
-                    pi = star_pi;
-                    subject = after;
-                }
-                _ => return false,
-            }
-        }
-    }
-}
-
-/// The high bit of each byte of `word` that is a `/`, exactly (no borrow between bytes, so
-/// the lowest and the highest set bits are both right).
-fn slashes(word: u64) -> u64 {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let x = word ^ 0x2f2f_2f2f_2f2f_2f2f;
-    // A byte's high bit ends up set iff the byte is non-zero.
-    let nonzero = ((x & !HIGH).wrapping_add(!HIGH)) | x;
-    !nonzero & HIGH
-}
-
-/// The first `/` in `bytes`, eight bytes at a time: components can be 4 KiB long.
-fn find_slash(bytes: &[u8]) -> Option<usize> {
-    let mut start = 0;
-    while let Some(chunk) = bytes.get(start..start + 8) {
-        let found = slashes(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        if found != 0 {
-            return Some(start + found.trailing_zeros() as usize / 8);
-        }
-        start += 8;
-    }
-    bytes[start..]
-        .iter()
-        .position(|&b| b == b'/')
-        .map(|i| start + i)
-}
-
-/// The last `/` in `bytes`, eight bytes at a time.
-fn rfind_slash(bytes: &[u8]) -> Option<usize> {
-    let mut end = bytes.len();
-    while end >= 8 {
-        let chunk = &bytes[end - 8..end];
-        let found = slashes(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        if found != 0 {
-            return Some(end - 1 - found.leading_zeros() as usize / 8);
-        }
-        end -= 8;
-    }
-    bytes[..end].iter().rposition(|&b| b == b'/')
-}
-
-/// Byte-slice equality without a call into libc's `memcmp`, which costs more than the
-/// comparison itself for names as short as path components.
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut a, mut b) = (a, b);
-    while let (Some((x, a_rest)), Some((y, b_rest))) =
-        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
-    {
-        if u64::from_ne_bytes(*x) != u64::from_ne_bytes(*y) {
-            return false;
-        }
-        (a, b) = (a_rest, b_rest);
-    }
-    a.iter().zip(b).all(|(x, y)| x == y)
-}
-
-/// The first component of `components` and the rest (`None` when it was the only one).
-fn split_first(components: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match find_slash(components) {
-        Some(slash) => (&components[..slash], Some(&components[slash + 1..])),
-        None => (components, None),
-    }
-}
-
-/// The last component of `components` and the ones before it (`None` when it was the only one).
-fn split_last(components: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    match rfind_slash(components) {
-        Some(slash) => (Some(&components[..slash]), &components[slash + 1..]),
-        None => (None, components),
-    }
-}
-
-impl Segment {
-    /// Compiles one non-empty pattern component; `**` becomes [`Step::Star`].
-    fn compile(component: &[u8]) -> Result<Step<Self>, Flaw> {
-        if component == b"**" {
-            return Ok(Step::Star);
-        }
-        let mut tokens: Vec<Step<ByteToken>> = Vec::new();
-        let mut i = 0;
-        while let Some(&b) = component.get(i) {
-            i += 1;
-            let token = match b {
-                b'*' => {
-                    // `**` inside a component, or `***`, is `*`.
-                    if !matches!(tokens.last(), Some(Step::Star)) {
-                        tokens.push(Step::Star);
-                    }
-                    continue;
-                }
-                b'?' => ByteToken::Any,
-                b'\\' => {
-                    let &escaped = component.get(i).ok_or(Flaw::TrailingEscape)?;
-                    i += 1;
-                    ByteToken::Literal(escaped)
-                }
-                b'[' => {
-                    let (set, used) = parse_byte_class(&component[i..])?;
-                    i += used;
-                    ByteToken::Set(set)
-                }
-                _ => ByteToken::Literal(b),
-            };
-            tokens.push(Step::One(token));
-        }
-        let literal: Option<Vec<u8>> = tokens
-            .iter()
-            .map(|token| match token {
-                Step::One(ByteToken::Literal(b)) => Some(*b),
-                _ => None,
-            })
-            .collect();
-        Ok(Step::One(match literal {
-            Some(literal) if literal == b"." || literal == b".." => {
-                return Err(Flaw::DotComponent);
-            }
-            Some(literal) => Segment::Literal(literal.into_boxed_slice()),
-            None => Segment::Glob(tokens.into_boxed_slice()),
-        }))
-    }
-
-    fn matches(&self, component: &[u8]) -> bool {
-        match self {
-            Segment::Literal(literal) => same(literal, component),
-            Segment::Glob(tokens) => wildmatch(tokens, component, |token, &b| token.matches(b)),
-        }
-    }
-}
-
-impl ByteToken {
-    fn matches(&self, b: u8) -> bool {
-        match self {
-            ByteToken::Literal(literal) => *literal == b,
-            ByteToken::Any => true,
-            ByteToken::Set(set) => set.contains(b),
-        }
-    }
-}
-
-/// Parses a byte class; `s` starts just after the `[`. Returns the set and the number of bytes
-/// used, the closing `]` included.
-fn parse_byte_class(s: &[u8]) -> Result<(ByteSet, usize), Flaw> {
-    let next = |i: &mut usize| -> Result<u8, Flaw> {
-        let b = *s.get(*i).ok_or(Flaw::UnterminatedClass)?;
-        *i += 1;
-        Ok(b)
-    };
-    let mut i = 0;
-    let negated = matches!(s.first(), Some(b'!' | b'^'));
-    if negated {
-        i += 1;
-    }
-    let mut set = ByteSet::default();
-    let mut first = true;
-    loop {
-        let mut low = next(&mut i)?;
-        if low == b']' && !first {
-            break;
-        }
-        first = false;
-        if low == b'\\' {
-            low = next(&mut i)?;
-        }
-        // A range, unless the `-` is the last byte of the set (`[a-]`).
-        if s.get(i) == Some(&b'-') && s.get(i + 1).is_some_and(|&b| b != b']') {
-            i += 1;
-            let mut high = next(&mut i)?;
-            if high == b'\\' {
-                high = next(&mut i)?;
-            }
-            if high < low {
-                return Err(Flaw::ReversedRange);
-            }
-            for b in low..=high {
-                set.insert(b);
-            }
-        } else {
-            set.insert(low);
-        }
-    }
-    if negated {
-        set.negate();
-    }
-    Ok((set, i))
-}
-
-/// Whether `pattern` matches all of `subject`, where each [`Step::One`] matches one element
-/// (as `one` decides) and each [`Step::Star`] any run of elements.
-///
-/// Iterative, remembering only the last star: when a later step fails, the last star takes one
-/// more element and matching resumes after it. That is exact, because every other step
-/// consumes exactly one element, so the leftmost match of the steps between two stars is always
-/// the best one. At most O(pattern × subject) calls of `one`.
-fn wildmatch<P, S>(pattern: &[Step<P>], subject: &[S], one: impl Fn(&P, &S) -> bool) -> bool {
-    // The steps after the last star can only match the subject's tail: check them first.
-    let (mut pattern, mut subject) = (pattern, subject);
-    while let Some((Step::One(p), pattern_rest)) = pattern.split_last() {
-        match subject.split_last() {
-            Some((s, subject_rest)) if one(p, s) => {
-                pattern = pattern_rest;
-                subject = subject_rest;
-            }
-            _ => return false,
-        }
-    }
-    // Now the pattern is empty or ends with a star.
-    let (mut pi, mut si) = (0, 0);
-    // After the last star seen: where its steps start, and where in the subject they were last
-    // tried.
-    let mut resume: Option<(usize, usize)> = None;
-    loop {
-        match pattern.get(pi) {
-            Some(Step::Star) => {
-                if pi + 1 == pattern.len() {
-                    return true;
-                }
-                pi += 1;
-                resume = Some((pi, si));
-                continue;
-            }
-            Some(Step::One(p)) if si < subject.len() && one(p, &subject[si]) => {
-                pi += 1;
-                si += 1;
-                continue;
-            }
-            None if si == subject.len() => return true,
-            _ => {}
-        }
-        match resume {
-            Some((star_pi, star_si)) if star_si < subject.len() => {
-                resume = Some((star_pi, star_si + 1));
-                pi = star_pi;
-                si = star_si + 1;
-            }
-            _ => return false,
-        }
     }
 }
 
@@ -1078,310 +585,13 @@ mod tests {
         }
     }
 
-    // ---- glob ----
-
-    fn pattern(p: &str) -> Pattern {
-        Pattern::compile(p).unwrap_or_else(|flaw| panic!("{p:?}: {flaw:?}"))
-    }
-
-    /// Whether `p` matches `path`, split as `classify` splits it.
-    fn m(p: &str, path: &str) -> bool {
-        matches_bytes(&pattern(p), path.as_bytes())
-    }
-
-    fn matches_bytes(pattern: &Pattern, path: &[u8]) -> bool {
-        let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-        let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
-        let in_place = pattern.matches_path(trimmed);
-        assert_eq!(in_place, pattern.matches(&components), "{path:?}");
-        in_place
-    }
-
-    #[test]
-    fn literals_match_the_whole_path_only() {
-        assert!(m("/etc/shadow", "/etc/shadow"));
-        assert!(!m("/etc/shadow", "/etc/shadow-"));
-        assert!(!m("/etc/shadow", "/etc/shado"));
-        assert!(!m("/etc/shadow", "/x/etc/shadow"));
-        assert!(!m("/etc/shadow", "/etc/shadow/x"));
-        assert!(!m("/etc/shadow", "etc/shadow"));
-        assert!(!m("/etc/shadow", "/ETC/SHADOW"));
-    }
-
-    #[test]
-    fn the_root_pattern_matches_only_the_root() {
-        assert!(m("/", "/"));
-        assert!(!m("/", "/a"));
-        assert!(!m("/*", "/"));
-        assert!(m("/*", "/a"));
-        assert!(m("/**", "/"));
-    }
-
-    #[test]
-    fn star_stays_within_one_component() {
-        assert!(m("/etc/sudoers.d/*", "/etc/sudoers.d/90-cloud"));
-        assert!(m("/a/*", "/a/.hidden"));
-        assert!(m("/a/x*", "/a/x"));
-        assert!(m("/a/*x*y", "/a/axxbxy"));
-        assert!(!m("/a/*", "/a/b/c"));
-        assert!(!m("/a/*", "/a"));
-        assert!(!m("/*/c", "/a/b/c"));
-        assert!(m("/a/*.key", "/a/server.key"));
-        assert!(!m("/a/*.key", "/a/server.key.bak"));
-        assert!(m("/a/x**y", "/a/xzzy"), "`**` inside a component is `*`");
-        assert!(!m("/a/x**y", "/a/x/y"));
-    }
-
-    #[test]
-    fn question_mark_is_exactly_one_byte() {
-        assert!(m("/a/?", "/a/b"));
-        assert!(!m("/a/?", "/a/"));
-        assert!(!m("/a/?", "/a/bc"));
-        assert!(!m("/a?b", "/a/b"));
-        assert!(m("/a/??", "/a/\u{e9}"), "two UTF-8 bytes are two bytes");
-        assert!(matches_bytes(&pattern("/a/?"), b"/a/\xff"));
-    }
-
-    #[test]
-    fn double_star_at_the_start() {
-        let p = "**/.ssh/id_*";
-        assert!(m(p, "/root/.ssh/id_rsa"));
-        assert!(m(p, "/home/a/b/c/.ssh/id_ed25519"));
-        assert!(m(p, "/.ssh/id_rsa"), "zero components");
-        assert!(m(p, ".ssh/id_rsa"), "relative paths match `**` patterns");
-        assert!(!m(p, "/root/.ssh/x/id_rsa"));
-        assert!(!m(p, "/root/.ssh"));
-        assert!(m("**", "/anything/at/all"));
-        assert!(m("**", "/"));
-    }
-
-    #[test]
-    fn double_star_in_the_middle() {
-        let p = "/etc/**/pki/*.key";
-        assert!(m(p, "/etc/pki/ca.key"), "zero components");
-        assert!(m(p, "/etc/kubernetes/pki/ca.key"));
-        assert!(m(p, "/etc/a/b/c/pki/ca.key"));
-        assert!(!m(p, "/etc/kubernetes/pki/etcd/ca.key"));
-        assert!(!m(p, "/var/etc/pki/ca.key"));
-        assert!(m("/a/**/**/b", "/a/b"));
-        assert!(m("/a/**/b/**/c", "/a/x/b/y/b/c"));
-        assert!(!m("/a/**/b/**/c", "/a/x/c"));
-    }
-
-    #[test]
-    fn double_star_at_the_end() {
-        let p = "/etc/ssl/private/**";
-        assert!(m(p, "/etc/ssl/private/server.key"));
-        assert!(m(p, "/etc/ssl/private/a/b/c"));
-        assert!(
-            m(p, "/etc/ssl/private"),
-            "zero components: the directory itself"
-        );
-        assert!(!m(p, "/etc/ssl/privatex"));
-        assert!(!m(p, "/etc/ssl"));
-    }
-
-    #[test]
-    fn byte_classes() {
-        assert!(m("/[abc]", "/b"));
-        assert!(!m("/[abc]", "/d"));
-        assert!(!m("/[abc]", "/ab"));
-        assert!(m("/x[a-z0-9]", "/x7"));
-        assert!(!m("/x[a-z0-9]", "/xA"));
-        assert!(m("/[!x]", "/y"));
-        assert!(!m("/[!x]", "/x"));
-        assert!(m("/[^x]", "/y"));
-        assert!(!m("/[^x]", "/x"));
-        assert!(m("/[]]", "/]"), "`]` first is literal");
-        assert!(m("/[!]]", "/a"));
-        assert!(!m("/[!]]", "/]"));
-        assert!(m("/[a-]", "/-"), "`-` last is literal");
-        assert!(m("/[-a]", "/-"), "`-` first is literal");
-        assert!(m("/[\\]x]", "/]"));
-        assert!(m("/[\\!]", "/!"));
-        assert!(!m("/[\\!]", "/a"));
-        assert!(m("/[*?]", "/*"));
-        assert!(!m("/[*?]", "/a"), "wildcards are literal in a class");
-        assert!(matches_bytes(&pattern("/[!a]"), b"/\xff"));
-        assert!(!m("/[!a]", "/"), "a class still needs one byte");
-    }
-
-    #[test]
-    fn escapes() {
-        assert!(m("/a\\*", "/a*"));
-        assert!(!m("/a\\*", "/ab"));
-        assert!(m("/a\\?", "/a?"));
-        assert!(!m("/a\\?", "/ab"));
-        assert!(m("/\\[x]", "/[x]"));
-        assert!(m("/a\\\\b", "/a\\b"));
-        assert!(m("/\\a", "/a"));
-        assert!(m("/x/\\*\\*", "/x/**"), "an escaped `**` is literal");
-        assert!(!m("/x/\\*\\*", "/x/y"));
-    }
-
-    #[test]
-    fn patterns_are_checked() {
-        let err = |p: &str| Pattern::compile(p).unwrap_err();
-        assert_eq!(err(""), Flaw::Empty);
-        assert_eq!(err("etc/shadow"), Flaw::NotAbsolute);
-        assert_eq!(err("*/shadow"), Flaw::NotAbsolute);
-        assert_eq!(err("**shadow"), Flaw::NotAbsolute);
-        assert_eq!(err("/etc//shadow"), Flaw::EmptyComponent);
-        assert_eq!(err("/etc/"), Flaw::EmptyComponent);
-        assert_eq!(err("**/"), Flaw::EmptyComponent);
-        assert_eq!(err("/etc/../shadow"), Flaw::DotComponent);
-        assert_eq!(err("**/./x"), Flaw::DotComponent);
-        assert_eq!(err("/a/\\.\\."), Flaw::DotComponent);
-        assert_eq!(err("/a[bc"), Flaw::UnterminatedClass);
-        assert_eq!(err("/a[]"), Flaw::UnterminatedClass);
-        assert_eq!(
-            err("/a[b/c]"),
-            Flaw::UnterminatedClass,
-            "`/` ends a component"
-        );
-        assert_eq!(err("/a[b\\"), Flaw::UnterminatedClass);
-        assert_eq!(err("/[z-a]"), Flaw::ReversedRange);
-        assert_eq!(err("/a\\"), Flaw::TrailingEscape);
-        assert_eq!(err("/a\\/b"), Flaw::TrailingEscape, "`/` cannot be escaped");
-        for ok in ["/", "**", "**/x", "/**", "/a.b/..c/...", "/[a-a]"] {
-            assert!(Pattern::compile(ok).is_ok(), "{ok:?}");
-        }
-    }
-
-    /// The obvious exponential matcher, as a reference.
-    fn naive<P, S>(pattern: &[Step<P>], subject: &[S], one: &dyn Fn(&P, &S) -> bool) -> bool {
-        match pattern.split_first() {
-            None => subject.is_empty(),
-            Some((Step::Star, rest)) => {
-                (0..=subject.len()).any(|k| naive(rest, &subject[k..], one))
-            }
-            Some((Step::One(p), rest)) => {
-                subject.first().is_some_and(|s| one(p, s)) && naive(rest, &subject[1..], one)
-            }
-        }
-    }
-
-    fn naive_path(pattern: &Pattern, path: &[u8]) -> bool {
-        let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-        let components: Vec<&[u8]> = trimmed.split(|&b| b == b'/').collect();
-        naive(
-            &pattern.steps,
-            &components,
-            &|segment: &Segment, c: &&[u8]| match segment {
-                Segment::Literal(l) => **l == **c,
-                Segment::Glob(g) => naive(g, c, &|t: &ByteToken, b: &u8| t.matches(*b)),
-            },
-        )
-    }
-
-    #[test]
-    fn slash_search_finds_every_slash() {
-        for len in 0..40 {
-            for at in 0..len {
-                for other in [
-                    None,
-                    Some(0),
-                    Some(at / 2),
-                    Some((at + len) / 2),
-                    Some(len - 1),
-                ] {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[at] = b'/';
-                    // Bytes one off '/' in either bit must not count.
-                    bytes
-                        .iter_mut()
-                        .step_by(3)
-                        .filter(|b| **b == b'a')
-                        .for_each(|b| *b = b'.');
-                    bytes
-                        .iter_mut()
-                        .skip(1)
-                        .step_by(5)
-                        .filter(|b| **b != b'/')
-                        .for_each(|b| *b = b'\xaf');
-                    if let Some(o) = other {
-                        bytes[o] = b'/';
-                    }
-                    let first = bytes.iter().position(|&b| b == b'/');
-                    let last = bytes.iter().rposition(|&b| b == b'/');
-                    assert_eq!(find_slash(&bytes), first, "{bytes:?}");
-                    assert_eq!(rfind_slash(&bytes), last, "{bytes:?}");
-                }
-            }
-            assert_eq!(find_slash(&vec![0; len]), None);
-            assert_eq!(rfind_slash(&vec![0xff; len]), None);
-        }
-    }
-
-    #[test]
-    fn agrees_with_the_naive_matcher() {
-        // xorshift64: deterministic, no dependency.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        let segments = [
-            "**", "*", "a", "b", "a*", "*b", "?", "[ab]", "[!a]", "*a*", "a?b",
-        ];
-        let names = ["a", "b", "ab", "ba", "aab", "abb", "bab", "x"];
-        let mut agreed = 0;
-        for _ in 0..4000 {
-            let lead = if next(2) == 0 { "" } else { "**" };
-            let mut p = lead.to_owned();
-            for _ in 0..1 + next(4) {
-                p.push('/');
-                p.push_str(segments[next(segments.len())]);
-            }
-            let mut path = String::new();
-            for _ in 0..next(6) {
-                path.push('/');
-                path.push_str(names[next(names.len())]);
-            }
-            if path.is_empty() {
-                path.push('/');
-            }
-            let compiled = pattern(&p);
-            let (fast, slow) = (m(&p, &path), naive_path(&compiled, path.as_bytes()));
-            assert_eq!(fast, slow, "pattern {p:?} path {path:?}");
-            agreed += usize::from(fast);
-        }
-        assert!(
-            agreed > 200,
-            "the generator should produce matches too ({agreed})"
-        );
-    }
-
-    fn assert_fast(p: &str, path: &[u8], expected: bool) {
-        let compiled = pattern(p);
-        let start = Instant::now();
-        assert_eq!(matches_bytes(&compiled, path), expected, "{p:?}");
-        let took = start.elapsed();
-        assert!(
-            took < crate::test_budget(Duration::from_millis(50)),
-            "{p:?} took {took:?}"
-        );
-    }
+    // ---- Classifier ----
 
     #[test]
     fn hostile_paths_do_not_blow_up() {
         let one_name = format!("/{}", "a".repeat(4095)).into_bytes();
         let many_names = "/a".repeat(2048).into_bytes();
         let mixed = "/aaaaaaaaaaaaaaa".repeat(256).into_bytes();
-        for path in [&one_name, &many_names, &mixed] {
-            assert_fast("**/**/**/*a*a*a*a*b", path, false);
-            assert_fast("**/*a*a*a*a*a*a*a*a*b*/**", path, false);
-            assert_fast("**/a*/**/a*/**/a*/**/b*/**", path, false);
-            // Matches need components of at least five `a`s.
-            let long_names = path != &many_names;
-            assert_fast("**/**/**/*a*a*a*a*a", path, long_names);
-            assert_fast("/**/*a*a*a*a*a*/**", path, long_names);
-        }
-        assert_fast("/a/**/a/**/a/**/a/**/b", &many_names, false);
-        assert_fast("/a/**/a/**/a/**/a/**/a", &many_names, true);
-
         let classifier = Classifier::new(&[]).unwrap();
         let start = Instant::now();
         for path in [&one_name, &many_names, &mixed] {
@@ -1393,8 +603,6 @@ mod tests {
             "built-ins took {took:?}"
         );
     }
-
-    // ---- Classifier ----
 
     fn builtin() -> Classifier {
         Classifier::new(&[]).expect("the built-in rules compile")
@@ -1636,7 +844,6 @@ mod tests {
     #[test]
     fn invalid_operator_rules_are_rejected() {
         let err = |r: ClassRule| Classifier::new(&[r]).unwrap_err();
-        let (class, pattern) = ("c".to_owned(), "etc/x".to_owned());
         assert_eq!(
             err(rule("Bad-Name", &["/x"])),
             PatternError::BadClassName {
@@ -1651,42 +858,25 @@ mod tests {
             err(rule("c", &[])),
             PatternError::NoPatterns { class: "c".into() }
         );
-        assert_eq!(
-            err(rule("c", &["/x", ""])),
-            PatternError::Empty { class: "c".into() }
-        );
-        assert_eq!(
-            err(rule("c", &["/x", "etc/x"])),
-            PatternError::NotAbsolute {
-                class: class.clone(),
-                pattern: pattern.clone()
-            }
-        );
-        type Make = fn(String, String) -> PatternError;
-        let cases: [(&str, Make); 5] = [
-            ("/a//b", |class, pattern| PatternError::EmptyComponent {
-                class,
-                pattern,
-            }),
-            ("/a/../b", |class, pattern| PatternError::DotComponent {
-                class,
-                pattern,
-            }),
-            ("/a[b", |class, pattern| PatternError::UnterminatedClass {
-                class,
-                pattern,
-            }),
-            ("/[9-0]", |class, pattern| PatternError::ReversedRange {
-                class,
-                pattern,
-            }),
-            ("/a\\", |class, pattern| PatternError::TrailingEscape {
-                class,
-                pattern,
-            }),
+        let cases = [
+            ("", GlobError::Empty),
+            ("etc/x", GlobError::NotAbsolute),
+            ("/a//b", GlobError::EmptyComponent),
+            ("/a/../b", GlobError::DotComponent),
+            ("/a[b", GlobError::UnterminatedClass),
+            ("/[9-0]", GlobError::ReversedRange),
+            ("/a\\", GlobError::TrailingEscape),
         ];
-        for (p, make) in cases {
-            assert_eq!(err(rule("c", &[p])), make("c".into(), p.into()), "{p:?}");
+        for (p, error) in cases {
+            assert_eq!(
+                err(rule("c", &["/x", p])),
+                PatternError::Glob {
+                    class: "c".into(),
+                    pattern: p.into(),
+                    error
+                },
+                "{p:?}"
+            );
         }
     }
 

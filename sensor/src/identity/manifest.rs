@@ -10,7 +10,7 @@ use std::{
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::{enrich::fspath::PathGlob, identity::pattern::Pattern};
+use crate::{glob::PathGlob, identity::pattern::Pattern};
 
 /// One declared agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl fmt::Display for SelectorDecl {
     }
 }
 
-/// Every given key must match (patterns: `*`, `?`; see `pattern`).
+/// Every given key must match (name patterns of the one glob dialect: `docs/patterns.md`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerSelector {
     pub id: Option<Pattern>,
@@ -200,7 +200,7 @@ struct RawKubernetes {
 /// Compiles an optional pattern, naming the key in the error.
 fn pattern(key: &str, value: Option<String>) -> Result<Option<Pattern>, String> {
     value
-        .map(|v| Pattern::new(&v).map_err(|e| format!("{key} {v:?}: {e}")))
+        .map(|v| Pattern::new(&v).map_err(|e| format!("{key} {v:?} {e}")))
         .transpose()
 }
 
@@ -211,7 +211,7 @@ fn label_patterns(labels: BTreeMap<String, String>) -> Result<Vec<(String, Patte
             if k.is_empty() {
                 return Err("a label key cannot be empty".to_owned());
             }
-            let p = Pattern::new(&v).map_err(|e| format!("label {k:?} = {v:?}: {e}"))?;
+            let p = Pattern::new(&v).map_err(|e| format!("label {k:?} = {v:?} {e}"))?;
             Ok((k, p))
         })
         .collect()
@@ -410,20 +410,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
             let selector = if let Some(argv) = r.argv {
                 if let Some(x) = &r.executable {
                     PathGlob::new(x)
-                        .map_err(|e| at(sloc, format!("agent {}: executable {x:?}: {e}", a.id)))?;
+                        .map_err(|e| at(sloc, format!("agent {}: executable {x:?} {e}", a.id)))?;
                 }
                 SelectorDecl::Argv {
                     executable: r.executable,
                     argv: Pattern::new(&argv)
-                        .map_err(|e| at(sloc, format!("agent {}: argv {argv:?}: {e}", a.id)))?,
+                        .map_err(|e| at(sloc, format!("agent {}: argv {argv:?} {e}", a.id)))?,
                 }
             } else if let Some(c) = r.cgroup {
                 PathGlob::new(&c)
-                    .map_err(|e| at(sloc, format!("agent {}: cgroup {c:?}: {e}", a.id)))?;
+                    .map_err(|e| at(sloc, format!("agent {}: cgroup {c:?} {e}", a.id)))?;
                 SelectorDecl::Cgroup(c)
             } else if let Some(x) = r.executable {
                 PathGlob::new(&x)
-                    .map_err(|e| at(sloc, format!("agent {}: executable {x:?}: {e}", a.id)))?;
+                    .map_err(|e| at(sloc, format!("agent {}: executable {x:?} {e}", a.id)))?;
                 SelectorDecl::Executable(x)
             } else if let Some(c) = r.container {
                 SelectorDecl::Container(

@@ -1,20 +1,27 @@
-//! Shell-style patterns for names that are not paths (images, pods, labels, argv): `*` matches
-//! any run of bytes, `?` one byte, `\` makes the next character literal; everything else
-//! matches itself. Matching is linear in the text (no backtracking blow-up on hostile input).
+//! Patterns for names that are not paths (images, pods, labels, argv), in the one glob dialect
+//! of [`crate::glob`] (`docs/patterns.md`): `*` any run of bytes (`/` and spaces included),
+//! `?` one byte, `[...]` one byte of a set, `\` makes the next character literal; everything
+//! else matches itself. Matching is linear in the text (no backtracking blow-up on hostile
+//! input).
 use std::fmt;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Token {
-    Byte(u8),
-    AnyOne,
-    AnyRun,
-}
+use crate::glob::{GlobError, NameGlob};
 
-#[derive(Clone, PartialEq, Eq)]
+/// A compiled name pattern that remembers how it was written (for messages and for comparing
+/// declarations).
+#[derive(Clone)]
 pub struct Pattern {
     source: String,
-    tokens: Vec<Token>,
+    glob: NameGlob,
 }
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Pattern {}
 
 impl fmt::Debug for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -23,64 +30,23 @@ impl fmt::Debug for Pattern {
 }
 
 impl Pattern {
-    pub fn new(source: &str) -> Result<Self, String> {
-        if source.is_empty() {
-            return Err("an empty pattern matches nothing; leave the key out instead".into());
-        }
-        let mut tokens = Vec::new();
-        let mut bytes = source.bytes();
-        while let Some(b) = bytes.next() {
-            tokens.push(match b {
-                b'*' => Token::AnyRun,
-                b'?' => Token::AnyOne,
-                b'\\' => Token::Byte(
-                    bytes
-                        .next()
-                        .ok_or("a trailing '\\' escapes nothing (write '\\\\')")?,
-                ),
-                b => Token::Byte(b),
-            });
-        }
+    /// Compiles `source`; the error says what is wrong with it (an empty pattern is one: leave
+    /// the key out instead).
+    pub fn new(source: &str) -> Result<Self, GlobError> {
         Ok(Self {
+            glob: NameGlob::new(source)?,
             source: source.to_owned(),
-            tokens,
         })
     }
 
+    /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source
     }
 
     /// Whether the whole of `text` matches.
     pub fn matches(&self, text: &[u8]) -> bool {
-        // The classic greedy match with one remembered star: O(pattern * text) at worst.
-        let (mut p, mut t) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match self.tokens.get(p) {
-                Some(Token::AnyRun) => {
-                    star = Some((p, t));
-                    p += 1;
-                }
-                Some(Token::AnyOne) => {
-                    p += 1;
-                    t += 1;
-                }
-                Some(Token::Byte(b)) if *b == text[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((sp, st)) => {
-                        p = sp + 1;
-                        t = st + 1;
-                        star = Some((sp, st + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        self.tokens[p..].iter().all(|t| *t == Token::AnyRun)
+        self.glob.matches(text)
     }
 }
 
@@ -116,8 +82,9 @@ mod tests {
 
     #[test]
     fn refuses_what_would_surprise() {
-        assert!(Pattern::new("").is_err());
-        assert!(Pattern::new("abc\\").is_err());
+        assert_eq!(Pattern::new(""), Err(GlobError::Empty));
+        assert_eq!(Pattern::new("abc\\"), Err(GlobError::TrailingEscape));
+        assert_eq!(Pattern::new("v[1"), Err(GlobError::UnterminatedClass));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use sensor_common::{CgroupAgent, ExeKey, method};
 
 use crate::{
     enrich::container::ContainerMeta,
-    enrich::fspath::PathGlob,
     enrich::snapshot::exe_key,
+    glob::PathGlob,
     identity::manifest::{AgentDecl, ContainerSelector, KubernetesSelector, SelectorDecl},
     identity::pattern::Pattern,
 };

@@ -187,7 +187,14 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("xtask bench: memory measurement failed: {e}");
     }
     check_interrupt()?;
-    let pipeline = pipeline::measure(&dir, args.quick).map_err(|e| format!("{e:#}"));
+    let (pipeline, classify) = match pipeline::measure(&dir, args.quick) {
+        Ok(m) => (
+            Ok(m.pipeline),
+            m.classify
+                .ok_or_else(|| "the pipeline benchmark printed no classification".to_owned()),
+        ),
+        Err(e) => (Err(format!("{e:#}")), Err(format!("{e:#}"))),
+    };
 
     let results = Results {
         date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -209,6 +216,7 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
         kernel_cost,
         memory,
         pipeline,
+        classify,
     };
     fs::write(
         dir.join("results.json"),

@@ -1,6 +1,7 @@
 //! Userspace pipeline throughput: runs the sensor crate's `pipeline` benchmark (a replay of
 //! synthesised kernel records through decode, attribution, enrichment, the chain and the file
-//! sink, with a counting allocator) and reads its JSON lines.
+//! sink, with a counting allocator) and reads its JSON lines; the same run measures file
+//! classification, the classifier index side by side with `globset` on the same rules.
 use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
@@ -20,6 +21,38 @@ pub struct PipelineResult {
     pub decode_events_per_core_second: f64,
 }
 
+/// File classification on the built-in rules: the daemon's classifier index, `globset` (all
+/// patterns in one set, and a set per rule tried in order) and every pattern tried in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClassifyResult {
+    pub rules: usize,
+    pub patterns: usize,
+    pub paths: Vec<ClassifyPath>,
+    pub mean_index_ns: f64,
+    pub mean_globset_ns: f64,
+    pub mean_globset_per_rule_ns: f64,
+    pub mean_every_pattern_ns: f64,
+    pub index_build_us: f64,
+    pub globset_build_us: f64,
+}
+
+/// CPU nanoseconds to classify one path.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClassifyPath {
+    pub path: String,
+    pub class: Option<String>,
+    pub index_ns: f64,
+    pub globset_ns: f64,
+    pub globset_per_rule_ns: f64,
+    pub every_pattern_ns: f64,
+}
+
+/// What one run of the benchmark binary reports.
+pub struct Measured {
+    pub pipeline: Vec<PipelineResult>,
+    pub classify: Option<ClassifyResult>,
+}
+
 pub fn build() -> anyhow::Result<()> {
     crate::run(
         Command::new(crate::cargo())
@@ -32,7 +65,7 @@ fn bench_args() -> [&'static str; 5] {
     ["bench", "-p", "agent-sensor", "--bench", "pipeline"]
 }
 
-pub fn measure(out_dir: &Path, quick: bool) -> anyhow::Result<Vec<PipelineResult>> {
+pub fn measure(out_dir: &Path, quick: bool) -> anyhow::Result<Measured> {
     let events = if quick { EVENTS / 10 } else { EVENTS };
     let output = out_dir.join("pipeline-replay.jsonl");
     let out = Command::new(crate::cargo())
@@ -42,15 +75,31 @@ pub fn measure(out_dir: &Path, quick: bool) -> anyhow::Result<Vec<PipelineResult
         .arg(events.to_string())
         .arg("--output")
         .arg(&output)
+        .args(quick.then_some("--quick"))
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("running the pipeline benchmark")?;
     if !out.status.success() {
         bail!("the pipeline benchmark failed with {}", out.status);
     }
-    String::from_utf8_lossy(&out.stdout)
+    let mut measured = Measured {
+        pipeline: Vec::new(),
+        classify: None,
+    };
+    for line in String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).with_context(|| format!("a pipeline result: {l}")))
-        .collect()
+    {
+        let context = || format!("a pipeline benchmark result: {line}");
+        let mut value: serde_json::Value = serde_json::from_str(line).with_context(context)?;
+        match value.get_mut("classify").map(serde_json::Value::take) {
+            Some(classify) => {
+                measured.classify = Some(serde_json::from_value(classify).with_context(context)?);
+            }
+            None => measured
+                .pipeline
+                .push(serde_json::from_value(value).with_context(context)?),
+        }
+    }
+    Ok(measured)
 }

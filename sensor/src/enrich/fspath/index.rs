@@ -17,7 +17,7 @@ use std::{
     hash::{BuildHasherDefault, Hasher},
 };
 
-use super::{ByteToken, Pattern, Segment, Step, same, split_first, split_last};
+use crate::glob::{ByteToken, PathGlob, Segment, Step, same, split_first, split_last};
 
 /// How many of a path's last components the tail keys look at (a key further from the end
 /// than that is filed as a name anywhere instead).
@@ -79,7 +79,7 @@ enum Key<'a> {
 
 impl Index {
     /// Files `patterns`, numbered by position (which is their priority).
-    pub(super) fn new<'a>(patterns: impl IntoIterator<Item = &'a Pattern>) -> Self {
+    pub(super) fn new<'a>(patterns: impl IntoIterator<Item = &'a PathGlob>) -> Self {
         let mut index = Self {
             trie: vec![Node::default()],
             tail: Vec::new(),
@@ -127,7 +127,7 @@ impl Index {
     }
 
     /// The lowest-numbered pattern for which `matches` holds among those that could match
-    /// `path` (trimmed of one trailing `/`, as [`Pattern::matches_path`] takes it).
+    /// `path` (trimmed of one trailing `/`, as [`PathGlob::matches_trimmed`] takes it).
     pub(super) fn first_match(&self, path: &[u8], matches: impl Fn(u32) -> bool) -> Option<u32> {
         let mut best = Best {
             number: u32::MAX,
@@ -259,8 +259,8 @@ fn filter_bit(name: &[u8]) -> usize {
 }
 
 /// The most selective condition of `pattern` that is cheap to check.
-fn key(pattern: &Pattern) -> Key<'_> {
-    let steps = &pattern.steps;
+fn key(pattern: &PathGlob) -> Key<'_> {
+    let steps = pattern.steps();
     let head: Vec<&[u8]> = steps.iter().map_while(literal).collect();
     // An absolute pattern's head starts with the root's "": more than that (or an exact path
     // such as "/") narrows the search.
@@ -685,54 +685,5 @@ mod tests {
             took < crate::test_budget(Duration::from_millis(50)),
             "took {took:?}"
         );
-    }
-
-    /// This thread's CPU time: the machine is shared, wall time would count the others.
-    fn cpu_time() -> Duration {
-        let mut t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `t` is a valid timespec to write to.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-    }
-
-    /// `cargo test --release -p agent-sensor --lib -- --ignored --nocapture classify_cost`
-    #[test]
-    #[ignore = "a timing, not a check"]
-    fn classify_cost() {
-        let classifier = Classifier::new(&[]).unwrap();
-        // The best of several runs: other work on the machine only ever slows a run down.
-        let per_call = |f: &dyn Fn() -> Option<&'static str>, rounds: u32| {
-            (0..9)
-                .map(|_| {
-                    let start = cpu_time();
-                    for _ in 0..rounds / 9 {
-                        black_box(f());
-                    }
-                    (cpu_time() - start).as_nanos() as f64 / f64::from(rounds / 9)
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
-        let classifier: &'static Classifier = Box::leak(Box::new(classifier));
-        for path in [
-            "/srv/agent/data/chunk-03.parquet",
-            "/usr/lib/x86_64-linux-gnu/libc.so.6",
-            "/home/alice/project/src/main.rs",
-            "/etc/ld.so.cache",
-            "/home/alice/.ssh/id_rsa",
-            "/run/secrets/kubernetes.io/serviceaccount/token",
-        ] {
-            let fast = per_call(
-                &|| classifier.classify(black_box(path.as_bytes())),
-                2_000_000,
-            );
-            let slow = per_call(
-                &|| classifier.classify_slowly(black_box(path.as_bytes())),
-                200_000,
-            );
-            println!("{path}: {fast:.1} ns (every pattern: {slow:.0} ns)");
-        }
     }
 }
