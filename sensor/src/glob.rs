@@ -850,4 +850,107 @@ mod tests {
         assert_fast("/a/**/a/**/a/**/a/**/b", &many_names, false);
         assert_fast("/a/**/a/**/a/**/a/**/a", &many_names, true);
     }
+
+    // ---- names, and the one dialect ----
+
+    fn name(p: &str, n: &str) -> bool {
+        NameGlob::new(p)
+            .unwrap_or_else(|e| panic!("{p:?}: {e:?}"))
+            .matches(n.as_bytes())
+    }
+
+    #[test]
+    fn names_have_no_separator() {
+        assert!(name("*agent.py*", "python3 /opt/agent.py --serve"));
+        assert!(name("docker.io/*", "docker.io/library/busybox:1.36"));
+        assert!(name("**", "a/b"), "`**` is `*`");
+        assert!(name("a**b", "a/x/b"));
+        assert!(name("a?b", "a/b"), "`?` matches a `/` in a name");
+        assert!(name("a[/]b", "a/b"));
+        assert!(name("\\/", "/"));
+        assert!(name("*", ""), "`*` matches an empty name");
+    }
+
+    #[test]
+    fn names_take_the_whole_dialect() {
+        assert!(name("reviewer-[0-9]", "reviewer-7"));
+        assert!(!name("reviewer-[0-9]", "reviewer-x"));
+        assert!(name("reviewer-[!0-9]", "reviewer-x"));
+        assert!(name("[^a]", "b"));
+        assert!(name("[]]", "]"));
+        assert!(name("v\\[1\\]", "v[1]"), "an escaped `[` is literal");
+        assert!(!name("v\\[1\\]", "v1"));
+        assert!(name("{a,b}", "{a,b}"), "braces are not special");
+        assert!(!name("Busybox", "busybox"), "case-sensitive");
+        assert!(name("??", "\u{e9}"), "`?` is one byte");
+        let err = |p: &str| NameGlob::new(p).unwrap_err();
+        assert_eq!(err(""), GlobError::Empty);
+        assert_eq!(err("abc\\"), GlobError::TrailingEscape);
+        assert_eq!(err("v[1"), GlobError::UnterminatedClass);
+        assert_eq!(err("[z-a]"), GlobError::ReversedRange);
+        // Path rules do not apply to names.
+        for ok in ["relative", ".", "..", "a//b", "a/"] {
+            assert!(NameGlob::new(ok).is_ok(), "{ok:?}");
+        }
+    }
+
+    /// Every pattern of a few pieces: what the same-meaning tests go through.
+    fn slash_free_patterns() -> Vec<String> {
+        const PIECES: [&str; 12] = [
+            "*", "**", "?", "a", "b", "[ab]", "[!a]", "[a-c]", "\\*", "\\a", ".", "\\",
+        ];
+        let mut out: Vec<String> = PIECES.iter().map(|p| (*p).to_owned()).collect();
+        for a in PIECES {
+            for b in PIECES {
+                out.push(format!("{a}{b}"));
+                for c in ["a", "*", "[b-c]"] {
+                    out.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        out.push("[a".to_owned());
+        out.push("[c-a]".to_owned());
+        out
+    }
+
+    #[test]
+    fn the_same_pattern_means_the_same_in_names_and_paths() {
+        let names = [
+            "", "a", "b", "c", "ab", "ba", "aab", "abc", "*", "*a", "a*", ".", "..", ".a", "x",
+            "aaaa", "\\",
+        ];
+        let mut compared = 0;
+        for p in slash_free_patterns() {
+            let as_path = PathGlob::new(&format!("/{p}"));
+            let as_name = NameGlob::new(&p);
+            match (&as_path, &as_name) {
+                // `.` and `..` are names, but never path components.
+                (Err(GlobError::DotComponent), Ok(_)) => {
+                    assert!(matches!(p.replace('\\', "").as_str(), "." | ".."), "{p:?}");
+                    continue;
+                }
+                (Err(path), Err(name)) => {
+                    assert_eq!(path, name, "the same mistake in {p:?}");
+                    continue;
+                }
+                (Ok(_), Ok(_)) => {}
+                _ => panic!("{p:?}: {as_path:?} as a path, {as_name:?} as a name"),
+            }
+            let (as_path, as_name) = (as_path.unwrap(), as_name.unwrap());
+            for n in names {
+                let in_name = as_name.matches(n.as_bytes());
+                let in_path = as_path.matches(format!("/{n}").as_bytes());
+                // "/" + "" is the root, which no glob of one component matches.
+                if !n.is_empty() {
+                    assert_eq!(in_name, in_path, "pattern {p:?}, name {n:?}");
+                }
+                let reference = naive(&as_name.tokens, n.as_bytes(), &|t: &ByteToken, b: &u8| {
+                    t.matches(*b)
+                });
+                assert_eq!(in_name, reference, "pattern {p:?}, name {n:?}");
+                compared += usize::from(in_name);
+            }
+        }
+        assert!(compared > 500, "too few matches to tell: {compared}");
+    }
 }

@@ -604,6 +604,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn file_classes_and_path_selectors_agree() {
+        // The same pattern in a `[[file.classes]]` rule and in a manifest's `cgroup:` or
+        // `executable:` selector (a PathGlob) picks the same paths.
+        let builtin = builtin();
+        let patterns = [
+            "/srv/*/secrets/**",
+            "**/*.key",
+            "/opt/[a-c]*/bin/?x",
+            "/opt/keys/[!.]*",
+            "**/q\\*",
+            "/**",
+            "/",
+        ];
+        let paths = [
+            "/srv/app/secrets",
+            "/srv/app/secrets/db/password",
+            "/srv/app/x/secrets/y",
+            "/opt/app/bin/ax",
+            "/opt/dpp/bin/ax",
+            "/opt/keys/signing",
+            "/opt/keys/.hidden",
+            "/a/q*",
+            "/a/qx",
+            "/home/alice/x.key",
+            "/",
+            "relative/q*",
+        ];
+        for p in patterns {
+            let glob = PathGlob::new(p).unwrap();
+            let classifier = Classifier::new(&[rule("c", &[p])]).unwrap();
+            for path in paths {
+                let path = path.as_bytes();
+                let expected = builtin
+                    .classify(path)
+                    .or_else(|| glob.matches(path).then_some("c"));
+                assert_eq!(classifier.classify(path), expected, "{p:?} {path:?}");
+            }
+        }
+    }
+
     fn builtin() -> Classifier {
         Classifier::new(&[]).expect("the built-in rules compile")
     }
@@ -891,5 +932,10 @@ mod tests {
         );
         let e = Classifier::new(&[rule("x", &["/a\\"])]).unwrap_err();
         assert!(e.to_string().contains("\"/a\\\\\""), "{e}");
+        let e = Classifier::new(&[rule("keys", &["/srv/[z-a]"])]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "file class \"keys\": pattern \"/srv/[z-a]\" has a range whose end is below its start"
+        );
     }
 }

@@ -601,6 +601,39 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_pattern_is_located_and_explained() {
+        // Name patterns and path globs are one dialect: the same mistakes, said the same way.
+        let cases = [
+            (
+                "kubernetes: {pod: 'reviewer-[0-9'}",
+                "agent a: kubernetes pod \"reviewer-[0-9\" has a `[` without its closing `]`",
+            ),
+            (
+                "container: {labels: {tier: 'x\\'}}",
+                "agent a: label \"tier\" = \"x\\\\\" has a `\\` with nothing to escape",
+            ),
+            (
+                "cgroup: '/agents/[b-a]'",
+                "agent a: cgroup \"/agents/[b-a]\" has a range whose end is below its start",
+            ),
+            (
+                "executable: /opt//x",
+                "agent a: executable \"/opt//x\" has an empty component",
+            ),
+            (
+                "{executable: /opt/x, argv: ''}",
+                "agent a: argv \"\" is empty",
+            ),
+        ];
+        for (selector, message) in cases {
+            let text = format!("agents:\n  - id: a\n    selectors:\n      - {selector}\n");
+            let e = parse_str(&text).unwrap_err();
+            assert!(e.to_string().starts_with("agents.yaml:4:"), "{e}");
+            assert!(e.message.starts_with(message), "{selector}: {e}");
+        }
+    }
+
+    #[test]
     fn duplicate_ids_across_files_are_refused() {
         let dir = std::env::temp_dir().join(format!("manifest-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

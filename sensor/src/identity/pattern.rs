@@ -81,6 +81,14 @@ mod tests {
     }
 
     #[test]
+    fn byte_classes_as_in_paths() {
+        // The one dialect: `[...]` is a set here too (it was a literal `[` before).
+        assert!(m("reviewer-[0-9]", "reviewer-3"));
+        assert!(!m("reviewer-[0-9]", "reviewer-a"));
+        assert!(m(r"\[x]", "[x]"));
+    }
+
+    #[test]
     fn refuses_what_would_surprise() {
         assert_eq!(Pattern::new(""), Err(GlobError::Empty));
         assert_eq!(Pattern::new("abc\\"), Err(GlobError::TrailingEscape));
