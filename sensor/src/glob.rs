@@ -36,6 +36,7 @@
 //! after the last star are checked against the end of the subject first, which rejects most
 //! subjects at once. A match costs at most O(pattern length × subject length), with no
 //! exponential blow-up on hostile input, and allocates nothing.
+#![warn(missing_docs)]
 
 /// What is wrong with a pattern. The message is a predicate, to follow the pattern it is about
 /// (`executable "bin/x" is not absolute: ...`); callers add where the pattern came from.
@@ -750,7 +751,7 @@ mod tests {
                     None,
                     Some(0),
                     Some(at / 2),
-                    Some((at + len) / 2),
+                    Some(usize::midpoint(at, len)),
                     Some(len - 1),
                 ] {
                     let mut bytes = vec![b'a'; len];
@@ -799,7 +800,7 @@ mod tests {
         for _ in 0..4000 {
             let lead = if next(2) == 0 { "" } else { "**" };
             let mut p = lead.to_owned();
-            for _ in 0..1 + next(4) {
+            for _ in 0..=next(4) {
                 p.push('/');
                 p.push_str(segments[next(segments.len())]);
             }

@@ -131,7 +131,7 @@ fn cpu_time() -> Duration {
         tv_nsec: 0,
     };
     // SAFETY: `t` is a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut t) };
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
@@ -144,7 +144,7 @@ fn per_call<T>(calls: u32, mut f: impl FnMut() -> T) -> f64 {
             for _ in 0..round {
                 black_box(f());
             }
-            (cpu_time() - start).as_nanos() as f64 / f64::from(round)
+            cpu_time().saturating_sub(start).as_secs_f64() * 1e9 / f64::from(round)
         })
         .fold(f64::INFINITY, f64::min)
 }
@@ -220,7 +220,7 @@ pub fn measure(scale: u32) -> serde_json::Value {
     eprintln!(
         "classify: building the built-in rules: index {index_build_us:.0} µs, globset {globset_build_us:.0} µs"
     );
-    let n = PATHS.len() as f64;
+    let n = f64::from(u32::try_from(PATHS.len()).expect("a few paths"));
     serde_json::json!({
         "classify": {
             "rules": Classifier::builtin_rules().len(),

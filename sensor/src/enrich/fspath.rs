@@ -64,6 +64,7 @@
 //! match from its leading directories and its last components, and only those are matched.
 //! Nothing is allocated per path. `cargo xtask bench` measures it against the `globset` crate
 //! on the same rules (docs/benchmark.md, "File classification").
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -893,7 +894,9 @@ mod tests {
         );
         assert_eq!(
             err(rule("", &["/x"])),
-            PatternError::BadClassName { class: "".into() }
+            PatternError::BadClassName {
+                class: String::new()
+            }
         );
         assert_eq!(
             err(rule("c", &[])),

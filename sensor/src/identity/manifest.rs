@@ -1,6 +1,8 @@
 //! The identity manifest: agents declared once, in YAML (a file, or a directory of them such
 //! as a mounted ConfigMap), parsed into plain data and validated with file, line and reason for
 //! every mistake before anything uses it.
+#![warn(missing_docs)]
+
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
@@ -10,20 +12,33 @@ use std::{
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::{glob::PathGlob, identity::pattern::Pattern};
+use crate::{
+    glob::{GlobError, PathGlob},
+    identity::pattern::Pattern,
+};
 
 /// One declared agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentDecl {
+    /// The agent's id (`agent.id`): 1 to 64 of a-z, 0-9, `-`, `_`, `.`.
     pub id: String,
+    /// Its SPIFFE id, a `spiffe://` URI.
     pub spiffe_id: Option<String>,
+    /// A name for people.
     pub name: Option<String>,
+    /// What it is for.
     pub purpose: Option<String>,
+    /// Who answers for what it does.
     pub business_owner: Option<String>,
+    /// Who runs it.
     pub technical_owner: Option<String>,
+    /// The team it belongs to.
     pub team: Option<String>,
+    /// One of [`SENSITIVITY_TIERS`].
     pub data_sensitivity: Option<String>,
+    /// The tasks it may be registered for.
     pub allowed_tasks: Vec<String>,
+    /// Which processes are the agent; none: only registration attributes it.
     pub selectors: Vec<SelectorDecl>,
     /// Where it was declared, for messages.
     pub origin: String,
@@ -36,6 +51,7 @@ pub enum SelectorDecl {
     Cgroup(String),
     /// An executable path or glob (`/opt/reviewer/bin/*`).
     Executable(String),
+    /// The effective uid at exec.
     Uid(u32),
     /// What the container runtime records of the container the process runs in.
     Container(ContainerSelector),
@@ -44,7 +60,9 @@ pub enum SelectorDecl {
     /// The command line (argv joined by spaces) an exec'd process got, optionally only for an
     /// executable path or glob.
     Argv {
+        /// Only for this executable path or glob.
         executable: Option<String>,
+        /// The name pattern over argv joined by spaces.
         argv: Pattern,
     },
 }
@@ -53,10 +71,9 @@ impl fmt::Display for SelectorDecl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pat =
             |key: &str, p: &Option<Pattern>| p.as_ref().map(|p| format!(" {key}={:?}", p.as_str()));
-        let labels = |l: &[(String, Pattern)], prefix: &str| -> String {
+        let labels = |f: &mut fmt::Formatter<'_>, l: &[(String, Pattern)], prefix: &str| {
             l.iter()
-                .map(|(k, p)| format!(" {prefix}{k}={:?}", p.as_str()))
-                .collect()
+                .try_for_each(|(k, p)| write!(f, " {prefix}{k}={:?}", p.as_str()))
         };
         match self {
             Self::Cgroup(g) => write!(f, "cgroup {g:?}"),
@@ -77,7 +94,7 @@ impl fmt::Display for SelectorDecl {
                 if let Some(r) = &c.runtime {
                     write!(f, " runtime={r}")?;
                 }
-                f.write_str(&labels(&c.labels, "labels."))
+                labels(f, &c.labels, "labels.")
             }
             Self::Kubernetes(k) => {
                 write!(f, "kubernetes")?;
@@ -92,7 +109,7 @@ impl fmt::Display for SelectorDecl {
                 {
                     f.write_str(&part)?;
                 }
-                f.write_str(&labels(&k.labels, "pod labels."))
+                labels(f, &k.labels, "pod labels.")
             }
             Self::Argv { executable, argv } => {
                 write!(f, "argv {:?}", argv.as_str())?;
@@ -108,20 +125,28 @@ impl fmt::Display for SelectorDecl {
 /// Every given key must match (name patterns of the one glob dialect: `docs/patterns.md`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerSelector {
+    /// The container id.
     pub id: Option<Pattern>,
+    /// The image reference, as the runtime records it.
     pub image: Option<Pattern>,
+    /// The container name.
     pub name: Option<Pattern>,
     /// `containerd`, `cri-o`, `docker` or `podman`.
     pub runtime: Option<String>,
+    /// Labels that must be present, each value matching its pattern.
     pub labels: Vec<(String, Pattern)>,
 }
 
 /// Every given key must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KubernetesSelector {
+    /// The pod's namespace.
     pub namespace: Option<Pattern>,
+    /// The pod's name.
     pub pod: Option<Pattern>,
+    /// The container's name within the pod.
     pub container: Option<Pattern>,
+    /// The pod's service account.
     pub service_account: Option<Pattern>,
     /// The pod's labels.
     pub labels: Vec<(String, Pattern)>,
@@ -197,35 +222,65 @@ struct RawKubernetes {
     labels: BTreeMap<String, String>,
 }
 
+/// What is wrong with a container or kubernetes selector (the manifest adds file and line).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum SelectorError {
+    #[error("{key} {value:?} {error}")]
+    Pattern {
+        key: &'static str,
+        value: String,
+        error: GlobError,
+    },
+    #[error("label {key:?} = {value:?} {error}")]
+    Label {
+        key: String,
+        value: String,
+        error: GlobError,
+    },
+    #[error("a label key cannot be empty")]
+    EmptyLabelKey,
+    #[error("container runtime {0:?} must be one of {runtimes}", runtimes = RUNTIMES.join(", "))]
+    Runtime(String),
+    #[error("a container selector needs at least one of id, image, name, runtime, labels")]
+    EmptyContainer,
+    #[error(
+        "a kubernetes selector needs at least one of namespace, pod, container, service_account, labels"
+    )]
+    EmptyKubernetes,
+}
+
 /// Compiles an optional pattern, naming the key in the error.
-fn pattern(key: &str, value: Option<String>) -> Result<Option<Pattern>, String> {
+fn pattern(key: &'static str, value: Option<String>) -> Result<Option<Pattern>, SelectorError> {
     value
-        .map(|v| Pattern::new(&v).map_err(|e| format!("{key} {v:?} {e}")))
+        .map(|value| {
+            Pattern::new(&value).map_err(|error| SelectorError::Pattern { key, value, error })
+        })
         .transpose()
 }
 
-fn label_patterns(labels: BTreeMap<String, String>) -> Result<Vec<(String, Pattern)>, String> {
+fn label_patterns(
+    labels: BTreeMap<String, String>,
+) -> Result<Vec<(String, Pattern)>, SelectorError> {
     labels
         .into_iter()
-        .map(|(k, v)| {
-            if k.is_empty() {
-                return Err("a label key cannot be empty".to_owned());
+        .map(|(key, value)| {
+            if key.is_empty() {
+                return Err(SelectorError::EmptyLabelKey);
             }
-            let p = Pattern::new(&v).map_err(|e| format!("label {k:?} = {v:?} {e}"))?;
-            Ok((k, p))
+            match Pattern::new(&value) {
+                Ok(p) => Ok((key, p)),
+                Err(error) => Err(SelectorError::Label { key, value, error }),
+            }
         })
         .collect()
 }
 
 impl RawContainer {
-    fn compile(self) -> Result<ContainerSelector, String> {
+    fn compile(self) -> Result<ContainerSelector, SelectorError> {
         if let Some(r) = &self.runtime
             && !RUNTIMES.contains(&r.as_str())
         {
-            return Err(format!(
-                "container runtime {r:?} must be one of {}",
-                RUNTIMES.join(", ")
-            ));
+            return Err(SelectorError::Runtime(r.clone()));
         }
         let s = ContainerSelector {
             id: pattern("container id", self.id)?,
@@ -235,17 +290,14 @@ impl RawContainer {
             labels: label_patterns(self.labels)?,
         };
         if s == ContainerSelector::default() {
-            return Err(
-                "a container selector needs at least one of id, image, name, runtime, labels"
-                    .into(),
-            );
+            return Err(SelectorError::EmptyContainer);
         }
         Ok(s)
     }
 }
 
 impl RawKubernetes {
-    fn compile(self) -> Result<KubernetesSelector, String> {
+    fn compile(self) -> Result<KubernetesSelector, SelectorError> {
         let s = KubernetesSelector {
             namespace: pattern("kubernetes namespace", self.namespace)?,
             pod: pattern("kubernetes pod", self.pod)?,
@@ -254,7 +306,7 @@ impl RawKubernetes {
             labels: label_patterns(self.labels)?,
         };
         if s == KubernetesSelector::default() {
-            return Err("a kubernetes selector needs at least one of namespace, pod, container, service_account, labels".into());
+            return Err(SelectorError::EmptyKubernetes);
         }
         Ok(s)
     }
@@ -263,8 +315,11 @@ impl RawKubernetes {
 /// A manifest mistake, located.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ManifestError {
+    /// The manifest file.
     pub file: PathBuf,
+    /// Line and column, when the mistake has a place.
     pub line: Option<(u64, u64)>,
+    /// What is wrong.
     pub message: String,
 }
 

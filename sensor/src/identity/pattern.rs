@@ -3,6 +3,8 @@
 //! `?` one byte, `[...]` one byte of a set, `\` makes the next character literal; everything
 //! else matches itself. Matching is linear in the text (no backtracking blow-up on hostile
 //! input).
+#![warn(missing_docs)]
+
 use std::fmt;
 
 use crate::glob::{GlobError, NameGlob};

@@ -623,12 +623,12 @@ mod tests {
         ];
         let mut classified = 0;
         for round in 0..300 {
-            let rules: Vec<ClassRule> = (0..1 + next(4))
+            let rules: Vec<ClassRule> = (0..=next(4))
                 .map(|r| {
-                    let patterns: Vec<String> = (0..1 + next(3))
+                    let patterns: Vec<String> = (0..=next(3))
                         .map(|_| {
                             let mut p = if next(2) == 0 { "" } else { "**" }.to_owned();
-                            for _ in 0..1 + next(5) {
+                            for _ in 0..=next(5) {
                                 p.push('/');
                                 p.push_str(segments[next(segments.len())]);
                             }
