@@ -15,9 +15,10 @@
 //! | sink | [`sink`] | where sealed records go: stdout, a file, a trail directory |
 //!
 //! [`pipeline`] is the loop that moves data between the stages (their traits are in
-//! [`stage`]) and its inbox; [`audit`] is what auditors run over trails afterwards; [`run`],
-//! [`commands`], [`cli`] and [`config`] are the daemon and its command line. Imports go one
-//! way: no two modules, and no two folders, need each other (`tests/layout.rs` checks).
+//! [`stage`]) and its inbox; [`glob`] is the one pattern dialect users write, for identity
+//! selectors and file classes alike; [`audit`] is what auditors run over trails afterwards;
+//! [`run`], [`commands`], [`cli`] and [`config`] are the daemon and its command line. Imports
+//! go one way: no two modules, and no two folders, need each other (`tests/layout.rs` checks).
 pub mod audit;
 pub mod builder;
 pub mod cli;
