@@ -12,6 +12,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::encode::Encoded;
+
 /// Hex SHA-256 of all zeros: the `prev_hash` of the first record of a chain with no past.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -76,6 +78,11 @@ impl Chain {
     /// `,"hash":"<64 hex>"}}}` and a newline.
     pub fn seal_ocsf(&mut self, out: &mut Vec<u8>, start: usize) {
         self.seal_nested(out, start, 0, 2);
+    }
+
+    /// Seals a record an [`crate::encode::Encoder`] wrote at `out[start..]`, where it says.
+    pub fn seal_encoded(&mut self, out: &mut Vec<u8>, start: usize, encoded: Encoded) {
+        self.seal_nested(out, start, encoded.shared, encoded.depth);
     }
 
     /// The hash state after `prefix`, from the kept ones or computed and kept.

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::{
     config::Format,
-    encode,
+    encode::{Ecs, Encoder, Ocsf},
     evidence::{chain::Chain, signing},
     record::{self, Checkpoint, Record},
     stage::Seal,
@@ -40,7 +40,7 @@ impl Checkpoints {
 
 /// Encodes and seals records; see the module doc.
 pub struct Sealer {
-    format: Format,
+    encoder: &'static dyn Encoder,
     chain: Chain,
     /// Signs checkpoints, when a key is configured.
     checkpoints: Option<Checkpoints>,
@@ -50,7 +50,7 @@ impl Sealer {
     /// A new chain for sensor run `instance_id`, in ECS records, without checkpoints.
     pub fn new(instance_id: &str) -> Self {
         Self {
-            format: Format::Ecs,
+            encoder: &Ecs,
             chain: Chain::new(instance_id),
             checkpoints: None,
         }
@@ -58,7 +58,10 @@ impl Sealer {
 
     /// Writes records in this format from now on.
     pub fn set_format(&mut self, format: Format) {
-        self.format = format;
+        self.encoder = match format {
+            Format::Ecs => &Ecs,
+            Format::Ocsf => &Ocsf,
+        };
     }
 
     /// Signs checkpoints from now on.
@@ -75,16 +78,8 @@ impl Sealer {
 impl Seal for Sealer {
     fn seal(&mut self, record: &Record, out: &mut Vec<u8>) {
         let start = out.len();
-        match self.format {
-            Format::Ecs => {
-                let shared = encode::ecs::write(out, record);
-                self.chain.seal_shared(out, start, shared);
-            }
-            Format::Ocsf => {
-                encode::ocsf::write(out, record);
-                self.chain.seal_ocsf(out, start);
-            }
-        }
+        let encoded = self.encoder.encode(out, record);
+        self.chain.seal_encoded(out, start, encoded);
         // A checkpoint does not count towards the next one.
         if record.checkpoint.is_none()
             && let Some(c) = self.checkpoints.as_mut()
