@@ -293,13 +293,11 @@ impl Reload {
     /// Reads the manifest again; a bad one is reported and the registry in force stays.
     async fn run(&self, trigger: &'static str) {
         let Some(path) = &self.manifest else { return };
-        let result = manifest::load(path)
-            .map_err(|e| e.to_string())
-            .map(|decls| {
-                let next = Arc::new(registry::current(&self.registry).reloaded(decls));
-                *self.registry.write().expect("no poisoned lock") = next.clone();
-                next
-            });
+        let result = manifest::load(path).map(|decls| {
+            let next = Arc::new(registry::current(&self.registry).reloaded(decls));
+            *self.registry.write().expect("no poisoned lock") = next.clone();
+            next
+        });
         match &result {
             Ok(r) => tracing::info!(trigger, agents = r.len(), "identity manifest reloaded"),
             Err(e) => tracing::error!(

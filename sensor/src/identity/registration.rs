@@ -62,8 +62,41 @@ const MAX_AUTHOR: usize = 256;
 
 /// An annotation on its way to the pipeline, which answers with its place in the chain.
 pub struct AnnotationRequest {
+    /// What the operator appends, with the peer's credentials.
     pub annotation: Annotation,
-    pub placed: tokio::sync::oneshot::Sender<Result<(u64, String), String>>,
+    /// Where the pipeline answers: the annotation record's place in the chain, which the
+    /// operator gets back to cite it, or why it was not recorded.
+    pub placed: tokio::sync::oneshot::Sender<Result<Placed, NotRecorded>>,
+}
+
+/// Where an annotation was sealed in the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The annotation record's sequence number.
+    pub sequence: u64,
+    /// The annotation record's hash (hex), what later records and annotations cite.
+    pub hash: String,
+}
+
+/// Why the pipeline did not record an annotation; the operator gets this as the error.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotRecorded {
+    /// A full output refused it (counted in the next gap record like any other record).
+    #[error("the output is full; the annotation was not recorded")]
+    OutputFull,
+}
+
+/// Why an annotation request is refused before it reaches the pipeline.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum InvalidAnnotation {
+    #[error("annotation kind {0:?} must be one of {kinds}", kinds = ANNOTATION_KINDS.join(", "))]
+    Kind(String),
+    #[error("the author must be 1 to {MAX_AUTHOR} bytes")]
+    Author,
+    #[error("the text must be 1 to {MAX_TEXT} bytes")]
+    Text,
+    #[error("the subject must be a record's hash (64 hex digits)")]
+    Subject,
 }
 
 /// What a refused request asked for, as far as it says (for the record of the refusal).
@@ -85,23 +118,20 @@ fn check_annotation(
     author: &str,
     text: &str,
     subject: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), InvalidAnnotation> {
     if !ANNOTATION_KINDS.contains(&kind) {
-        return Err(format!(
-            "annotation kind {kind:?} must be one of {}",
-            ANNOTATION_KINDS.join(", ")
-        ));
+        return Err(InvalidAnnotation::Kind(kind.to_owned()));
     }
     if author.is_empty() || author.len() > MAX_AUTHOR {
-        return Err(format!("the author must be 1 to {MAX_AUTHOR} bytes"));
+        return Err(InvalidAnnotation::Author);
     }
     if text.is_empty() || text.len() > MAX_TEXT {
-        return Err(format!("the text must be 1 to {MAX_TEXT} bytes"));
+        return Err(InvalidAnnotation::Text);
     }
     if let Some(h) = subject
         && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        return Err("the subject must be a record's hash (64 hex digits)".to_owned());
+        return Err(InvalidAnnotation::Subject);
     }
     Ok(())
 }
@@ -200,7 +230,7 @@ where
                         event.op = "annotate";
                         match check_annotation(&kind, &author, &text, subject.as_deref()) {
                             Err(why) => {
-                                event.reason = Some(why);
+                                event.reason = Some(why.to_string());
                                 serde_json::json!({"ok": false, "error": event.reason})
                             }
                             Ok(()) => {
@@ -253,10 +283,10 @@ where
             return serde_json::json!({"ok": false, "error": "the sensor is stopping"});
         }
         match answer.await {
-            Ok(Ok((sequence, hash))) => {
+            Ok(Ok(Placed { sequence, hash })) => {
                 serde_json::json!({"ok": true, "sequence": sequence, "hash": hash})
             }
-            Ok(Err(e)) => serde_json::json!({"ok": false, "error": e}),
+            Ok(Err(e)) => serde_json::json!({"ok": false, "error": e.to_string()}),
             Err(_) => serde_json::json!({"ok": false, "error": "the sensor is stopping"}),
         }
     }
@@ -390,4 +420,44 @@ pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<Strin
     let mut reply = String::new();
     std::io::BufReader::new(stream).read_line(&mut reply)?;
     Ok(reply.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals are what the client reads and what the refusal record says: their text
+    /// is part of the interface.
+    #[test]
+    fn annotation_refusals_say_why() {
+        let why = |kind, author: &str, text: &str, subject| {
+            check_annotation(kind, author, text, subject)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            why("praise", "a", "t", None),
+            "annotation kind \"praise\" must be one of review, override, acknowledgement, note"
+        );
+        assert_eq!(
+            why("note", "", "t", None),
+            "the author must be 1 to 256 bytes"
+        );
+        assert_eq!(
+            why("note", "a", "", None),
+            "the text must be 1 to 16384 bytes"
+        );
+        assert_eq!(
+            why("note", "a", "t", Some("abc")),
+            "the subject must be a record's hash (64 hex digits)"
+        );
+        assert_eq!(
+            check_annotation("note", "a", "t", Some(&"0f".repeat(32))),
+            Ok(())
+        );
+        assert_eq!(
+            NotRecorded::OutputFull.to_string(),
+            "the output is full; the annotation was not recorded"
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The pipeline's inbox: what the kernel source, the registration socket and the manifest
 //! watcher send it, in one bounded channel, in order.
-use crate::identity::registration::AnnotationRequest;
+use crate::identity::{
+    manifest::ManifestError, registration::AnnotationRequest, registry::Registry,
+};
 use crate::record::registration::RegistrationEvent;
 
 /// Records copied out of the ring buffer, back to back; `ends[i]` is where record `i` ends.
@@ -51,7 +53,7 @@ pub enum Message {
     /// The identity manifest was read again (or could not be).
     Reloaded {
         trigger: &'static str,
-        result: Result<std::sync::Arc<crate::identity::registry::Registry>, String>,
+        result: Result<std::sync::Arc<Registry>, ManifestError>,
     },
     /// A request on the registration socket, granted or refused.
     Registration(RegistrationEvent),

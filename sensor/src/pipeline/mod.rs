@@ -14,7 +14,9 @@ use crate::{
     enrich::{clock, entity::EntityIds, fspath::Classifier, snapshot::ProcSnapshot},
     evidence::sealer::{Checkpoints, Sealer},
     identity::{
-        registry::{SharedRegistry, Tasks},
+        manifest::ManifestError,
+        registration::{AnnotationRequest, NotRecorded, Placed},
+        registry::{Registry, SharedRegistry, Tasks},
         resolver::{Resolver, ResolverParts},
         selectors::{CgroupIndex, SharedSelectors, Tracked},
     },
@@ -313,11 +315,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
     }
 
     /// A new manifest takes effect for records from now on; the record says so (or why not).
-    fn reloaded(
-        &mut self,
-        trigger: &'static str,
-        result: Result<Arc<crate::identity::registry::Registry>, String>,
-    ) {
+    fn reloaded(&mut self, trigger: &'static str, result: Result<Arc<Registry>, ManifestError>) {
         let error = match result {
             Ok(registry) => {
                 let agents = crate::builder::identity::agent_infos(&registry);
@@ -325,19 +323,22 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
                 self.builder.reload(&agents);
                 None
             }
-            Err(e) => Some(e),
+            Err(e) => Some(e.to_string()),
         };
         self.sensor(SensorEvent::Reloaded { trigger, error });
     }
 
     /// An operator's annotation: sealed, answered with its place, and signed at once.
-    fn annotation(&mut self, request: crate::identity::registration::AnnotationRequest) {
+    fn annotation(&mut self, request: AnnotationRequest) {
         let before = self.sealer.last().map(|(sequence, _)| sequence);
         self.sensor(SensorEvent::Annotation(request.annotation));
         let placed = match self.sealer.last() {
-            Some((sequence, hash)) if Some(sequence) != before => Ok((sequence, hash.to_owned())),
+            Some((sequence, hash)) if Some(sequence) != before => Ok(Placed {
+                sequence,
+                hash: hash.to_owned(),
+            }),
             // Refused by a full output: counted in its gap record like any other.
-            _ => Err("the output is full; the annotation was not recorded".to_owned()),
+            _ => Err(NotRecorded::OutputFull),
         };
         let _ = request.placed.send(placed);
         self.checkpoint(true);
