@@ -1,5 +1,6 @@
 //! The only code that reads raw kernel bytes: a pure function from one ring-buffer record to a
 //! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
+#![warn(missing_docs)]
 use sensor_common::{
     CgroupRecord, ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION,
     RecordHeader, TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,
@@ -8,11 +9,17 @@ use sensor_common::{
 /// A decoded kernel record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelEvent {
+    /// A process ran a new program.
     Exec(ExecEvent),
+    /// A process or thread was created.
     Fork(ForkEvent),
+    /// A thread ended (with the last one, the process).
     Exit(ExitEvent),
+    /// A file syscall.
     File(FileEvent),
+    /// A network syscall, or a connect completing.
     Net(NetEvent),
+    /// A cgroup was made.
     Cgroup(CgroupEvent),
 }
 
@@ -53,6 +60,7 @@ impl KernelEvent {
         }
     }
 
+    /// The agent attribution the kernel had for the process (none for a cgroup's).
     pub fn attribution(&self) -> TrackedProcess {
         match self {
             Self::Exec(e) => e.attribution,
@@ -65,37 +73,59 @@ impl KernelEvent {
     }
 }
 
+/// A successful exec: the process, its credentials and namespaces, and the program it now runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "one bool per independent kernel flag bit, each its own output field"
+)]
 pub struct ExecEvent {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
     pub ktime_ns: u64,
     /// The agent attribution the kernel had for the process.
     pub attribution: TrackedProcess,
+    /// The thread that exec'd (equal to `tgid` after exec).
     pub pid: u32,
+    /// The process.
     pub tgid: u32,
+    /// The real parent's process.
     pub ppid: u32,
+    /// The process's start time, ns since boot: with `tgid`, names it across pid reuse.
     pub start_boottime: u64,
+    /// The parent's start time, naming the parent the same way.
     pub parent_start_boottime: u64,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
+    /// Effective user id: whose rights the program runs with.
     pub euid: u32,
+    /// Effective group id.
     pub egid: u32,
-    /// None when unset (`(uid_t)-1`) or when the kernel keeps none.
+    /// The audit login uid: the user who logged in, kept across `su` and `sudo`. None when
+    /// unset (`(uid_t)-1`) or when the kernel keeps none.
     pub loginuid: Option<u32>,
+    /// The audit session id, under the same conditions as `loginuid`.
     pub sessionid: Option<u32>,
+    /// The cgroup v2 id (inode number of its directory): which container or unit it runs in.
     pub cgroup_id: u64,
+    /// Inode number of its pid namespace.
     pub pid_ns: u32,
+    /// Inode number of its mount namespace.
     pub mnt_ns: u32,
     /// The file name as passed to exec (raw bytes: not necessarily UTF-8).
     pub filename: Vec<u8>,
     /// The absolute path of the file the kernel runs (for a script, its interpreter); empty
     /// when it could not be walked.
     pub exe: Vec<u8>,
+    /// `exe` was cut at the kernel's limit.
     pub exe_truncated: bool,
     /// No selector attributed the process in the kernel: reported for the daemon's argv and
     /// marker checks only.
     pub unmatched: bool,
     /// The start of the environment, when unmatched and the environment-marker check is on.
     pub env: Option<Vec<u8>>,
+    /// `filename` was cut at the kernel's limit.
     pub filename_truncated: bool,
     /// argv, split at NULs; the last element may be cut when `args_truncated`.
     pub args: Vec<Vec<u8>>,
@@ -103,48 +133,72 @@ pub struct ExecEvent {
     pub args_count: u32,
     /// Bytes argv takes in the process.
     pub args_size: u32,
+    /// argv was longer than the kernel copies: `args` is its start.
     pub args_truncated: bool,
+    /// argv could not be read from the new image's memory: `args` is empty.
     pub args_unreadable: bool,
+    /// The task's `comm` (the kernel's 15-byte name), after the exec.
     pub comm: Vec<u8>,
 }
 
+/// A new task from fork or clone: a child process, or a thread of the caller's process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForkEvent {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
     pub ktime_ns: u64,
     /// The agent attribution the kernel had for the process.
     pub attribution: TrackedProcess,
+    /// The new task's thread id.
     pub child_pid: u32,
+    /// The new task's process (the parent's for a thread).
     pub child_tgid: u32,
+    /// The thread that called fork or clone.
     pub parent_pid: u32,
+    /// The process that called fork or clone.
     pub parent_tgid: u32,
+    /// The child process's start time (for a thread: its group leader's), ns since boot.
     pub start_boottime: u64,
+    /// The parent process's start time, ns since boot.
     pub parent_start_boottime: u64,
+    /// The cgroup v2 id the child starts in.
     pub cgroup_id: u64,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
     /// A new thread in the parent's process rather than a new process.
     pub thread: bool,
+    /// The task's `comm` (inherited from the parent).
     pub comm: Vec<u8>,
 }
 
+/// A task ended; `process_exit` says whether its process ended with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitEvent {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
     pub ktime_ns: u64,
     /// The agent attribution the kernel had for the process.
     pub attribution: TrackedProcess,
+    /// The thread that exited.
     pub pid: u32,
+    /// Its process.
     pub tgid: u32,
+    /// The process's start time, ns since boot, naming the same process as its exec and fork.
     pub start_boottime: u64,
+    /// How it ended.
     pub status: ExitStatus,
     /// The last thread exited: the process is gone.
     pub process_exit: bool,
+    /// The task's `comm`.
     pub comm: Vec<u8>,
 }
 
 /// A cgroup v2 directory made (and held in the kernel until the daemon decides on it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CgroupEvent {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
     pub ktime_ns: u64,
+    /// The cgroup's id: what `cgroup_id` of the processes in it will say.
     pub id: u64,
     /// Relative to the cgroup2 mount, as the kernel names it (`/kubepods/.../<id>`).
     pub path: Vec<u8>,
@@ -153,42 +207,56 @@ pub struct CgroupEvent {
 /// A file syscall with its outcome. Paths are raw bytes as the kernel had them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEvent {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
     pub ktime_ns: u64,
     /// The agent attribution the kernel had for the process.
     pub attribution: TrackedProcess,
+    /// The calling thread.
     pub pid: u32,
+    /// The calling process.
     pub tgid: u32,
+    /// The process's start time, ns since boot.
     pub start_boottime: u64,
     /// A `sensor_common::syscall` constant.
     pub syscall: u16,
+    /// The syscall's return: an fd, 0, or `-errno`.
     pub ret: i64,
+    /// The call's flags argument (open's `O_*`, the `AT_*` flags of the `*at` calls).
     pub flags: u32,
+    /// The mode argument (open with `O_CREAT`, mkdir, chmod).
     pub mode: u32,
-    /// chown's owner and group; `u32::MAX` when left unchanged.
+    /// chown's owner; `u32::MAX` when left unchanged.
     pub uid: u32,
+    /// chown's group; `u32::MAX` when left unchanged.
     pub gid: u32,
     /// truncate's length, openat2's resolve flags.
     pub arg: u64,
     /// Inode of the file acted on, when known.
     pub ino: u64,
+    /// The directory fd `path` is relative to (`AT_FDCWD` for the working directory).
     pub dfd: i32,
+    /// The directory fd `path2` is relative to.
     pub dfd2: i32,
     /// The fd argument, or the fd an open returned.
     pub fd: i32,
-    /// The path argument as passed, and the second one (rename/link/symlink).
+    /// The path argument as passed.
     pub path: Vec<u8>,
+    /// The second path argument (rename, link, symlink), as passed.
     pub path2: Vec<u8>,
-    /// The absolute directories relative paths are relative to (empty when absolute).
+    /// The absolute directory a relative `path` is relative to (empty when absolute).
     pub base: Vec<u8>,
+    /// The same for `path2`.
     pub base2: Vec<u8>,
     /// The absolute path of the file the kernel acted on (opened file, fd's file).
     pub resolved: Vec<u8>,
     /// `sensor_common::file_flags`.
     pub str_flags: u16,
+    /// The task's `comm`.
     pub comm: Vec<u8>,
 }
 
 impl FileEvent {
+    /// A path or its base directory was cut at the kernel's limit: the full path is not known.
     pub fn path_truncated(&self) -> bool {
         self.str_flags & (file_flags::PATH_TRUNCATED | file_flags::BASE_TRUNCATED) != 0
     }
@@ -197,43 +265,72 @@ impl FileEvent {
 /// A network syscall, or the outcome of a non-blocking connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetEvent {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
     pub ktime_ns: u64,
     /// The agent attribution the kernel had for the process.
     pub attribution: TrackedProcess,
+    /// The calling thread.
     pub pid: u32,
+    /// The calling process.
     pub tgid: u32,
+    /// The process's start time, ns since boot.
     pub start_boottime: u64,
+    /// A `sensor_common::syscall` constant (`CONNECT_RESULT` for a completed connect).
     pub syscall: u16,
+    /// The syscall's return: a count, an fd, 0, or `-errno`.
     pub ret: i64,
+    /// The kernel socket's address: names the socket across records; hashed before it is shown.
     pub sock_id: u64,
+    /// Bytes sent or received, or sendmmsg's message count.
     pub bytes: u64,
+    /// The socket's fd.
     pub fd: i32,
+    /// listen's backlog, the send and receive flags, accept4's flags.
     pub arg: u32,
+    /// The socket's address family (`AF_*`).
     pub family: u16,
+    /// The socket's type (`SOCK_*`).
     pub sock_type: u16,
+    /// The socket's protocol number (`IPPROTO_*`).
     pub protocol: u16,
+    /// The socket's own port, host byte order.
     pub local_port: u16,
+    /// The peer's port, host byte order; 0 when not connected.
     pub remote_port: u16,
+    /// The socket's own address: IPv6, or IPv4 in the first four bytes.
     pub local_addr: [u8; 16],
+    /// The peer's address, laid out as `local_addr`.
     pub remote_addr: [u8; 16],
+    /// A completed connect's TCP state after the change (`TCP_ESTABLISHED` on success).
     pub new_state: u16,
+    /// The TCP state before it.
     pub old_state: u16,
+    /// The socket's error: why a connect failed.
     pub sk_err: i32,
     /// The sockaddr the process passed or received, raw.
     pub sockaddr: Vec<u8>,
     /// The datagram, for DNS.
     pub payload: Vec<u8>,
+    /// The task's `comm`.
     pub comm: Vec<u8>,
 }
 
 /// How a task ended, decoded from `task_struct::exit_code`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
+    /// It called exit with this status.
     Exited(u8),
-    Signaled { signal: u8, core_dumped: bool },
+    /// A signal ended it.
+    Signaled {
+        /// The signal's number.
+        signal: u8,
+        /// It left a core dump.
+        core_dumped: bool,
+    },
 }
 
 impl ExitStatus {
+    /// Decodes `exit_code`: `status << 8`, or the signal with 0x80 set on a core dump.
     pub fn from_raw(code: u32) -> Self {
         let signal = (code & 0x7f) as u8;
         if signal == 0 {
@@ -250,19 +347,43 @@ impl ExitStatus {
 /// Why a record could not be decoded; `kind()` names the counter it is counted under.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
+    /// Fewer bytes than a record header.
     #[error("record of {len} bytes is shorter than its header")]
-    ShortHeader { len: usize },
+    ShortHeader {
+        /// The bytes that arrived.
+        len: usize,
+    },
+    /// A kind this daemon does not know.
     #[error("record kind {0} is unknown")]
     UnknownKind(u16),
+    /// Written by kernel programs of another layout version.
     #[error("record version {found} differs from the daemon's {expected}")]
-    Version { found: u16, expected: u16 },
+    Version {
+        /// The record's version.
+        found: u16,
+        /// The daemon's ([`RECORD_VERSION`]).
+        expected: u16,
+    },
+    /// Shorter than its header says.
     #[error("record says {claimed} bytes but {len} arrived")]
-    SizeMismatch { claimed: u32, len: usize },
+    SizeMismatch {
+        /// The size in its header.
+        claimed: u32,
+        /// The bytes that arrived.
+        len: usize,
+    },
+    /// Too short for its kind's fixed part, or for the trailing data its lengths claim.
     #[error("{what} record of {len} bytes is too short for its fixed part or trailing data")]
-    Truncated { what: &'static str, len: usize },
+    Truncated {
+        /// The record's kind.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+    },
 }
 
 impl DecodeError {
+    /// The name it is counted under in the pipeline's decode-error counters.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::ShortHeader { .. } => "short_header",
@@ -286,6 +407,8 @@ fn read_record<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeErr
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
+/// Decodes one ring-buffer record (its header, the fixed part of its kind and its trailing
+/// data), checking every length against the bytes that arrived.
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let header: RecordHeader =
         read_record(bytes, "header").map_err(|_| DecodeError::ShortHeader { len: bytes.len() })?;
@@ -494,7 +617,7 @@ fn decode_net(bytes: &[u8]) -> Result<NetEvent, DecodeError> {
 
 /// Splits the NUL-separated argv block of a process. Empty arguments are kept; the block's
 /// final NUL does not start another argument. A block cut short ends with a partial argument.
-pub fn split_args(block: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn split_args(block: &[u8]) -> Vec<Vec<u8>> {
     if block.is_empty() {
         return Vec::new();
     }
@@ -552,8 +675,8 @@ mod tests {
         unsafe {
             out.as_mut_ptr()
                 .cast::<ExecRecord>()
-                .write_unaligned(record)
-        };
+                .write_unaligned(record);
+        }
         out.extend_from_slice(args);
         out.extend_from_slice(filename);
         out
@@ -636,7 +759,7 @@ mod tests {
             }
         );
         assert_eq!(
-            ExitStatus::from_raw(0x80 | 11),
+            ExitStatus::from_raw(0x80 | 0x0b),
             ExitStatus::Signaled {
                 signal: 11,
                 core_dumped: true
