@@ -25,11 +25,15 @@ const AT_FDCWD: i32 = -100;
 /// One forged process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proc {
+    /// Its process id.
     pub tgid: u32,
     /// ns since boot (`start_boottime`).
     pub start: u64,
+    /// Its parent's process id.
     pub parent: u32,
+    /// Its parent's start time, ns since boot.
     pub parent_start: u64,
+    /// The cgroup its records name ([`CGROUP_ID`] unless a test chooses one).
     pub cgroup_id: u64,
     /// What the kernel's tracked-process map holds for it: its records' header attribution.
     pub attribution: TrackedProcess,
@@ -37,6 +41,7 @@ pub struct Proc {
 
 impl Proc {
     /// The same process, its records carrying `attribution`.
+    #[must_use]
     pub fn with(self, attribution: TrackedProcess) -> Self {
         Self {
             attribution,
@@ -52,6 +57,7 @@ pub struct Exec<'a> {
     pub filename: &'a [u8],
     /// The absolute path of the file the kernel runs.
     pub exe: &'a [u8],
+    /// argv, one slice per argument (without NULs).
     pub args: &'a [&'a [u8]],
     /// [`exec_flags`]: `UNMATCHED` for an exec no kernel selector matched.
     pub flags: u32,
@@ -90,6 +96,7 @@ impl Forge {
 
     /// Hands out process ids from `pid` on (above `pid_max`'s limit, 4194304, no process of
     /// the machine has them: nothing read from `/proc` about them can be a real process's).
+    #[must_use]
     pub fn first_pid(mut self, pid: u32) -> Self {
         self.next_pid = pid;
         self.first_pid = pid;
@@ -280,8 +287,8 @@ impl Forge {
             egid: 1000,
             loginuid: 1000,
             sessionid: 3,
-            pid_ns: 4026531836,
-            mnt_ns: 4026531832,
+            pid_ns: 4_026_531_836,
+            mnt_ns: 4_026_531_832,
             args_count: e.args.len() as u32,
             args_size: argv.len() as u32,
             args_len: argv.len() as u32,

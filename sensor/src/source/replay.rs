@@ -30,10 +30,10 @@ pub fn context(agents: Vec<AgentDecl>) -> io::Result<Context> {
         entity_ids: EntityIds::new(&host.boot_id),
         host,
         instance_id: host::new_instance_id()?.into(),
-        classifier: Classifier::new(&[]).map_err(|e| io::Error::other(e.to_string()))?,
+        classifier: Classifier::new(&[]).map_err(io::Error::other)?,
         agents: agent_infos(&registry),
         tasks: Tasks::default(),
-        cgroups: Default::default(),
+        cgroups: Arc::default(),
         // No kernel: no held cgroups to decide.
         selectors: None,
         all_processes: false,

@@ -12,7 +12,8 @@ use tokio::{
     time::{Instant, MissedTickBehavior},
 };
 
-pub fn kind_name(k: u16) -> &'static str {
+/// The name a kind's losses are reported under.
+fn kind_name(k: u16) -> &'static str {
     match k {
         kind::EXEC => "exec",
         kind::FORK => "fork",
@@ -30,6 +31,7 @@ const BATCH_RECORDS: usize = 4096;
 const BATCH_BYTES: usize = 1 << 20;
 const LOSS_CHECK: Duration = Duration::from_secs(1);
 
+/// The live source: the kernel's ring buffer of records and its per-CPU loss counters.
 pub struct KernelSource {
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
@@ -38,15 +40,18 @@ pub struct KernelSource {
 }
 
 impl KernelSource {
+    /// Reads `ring`, waking at least every `poll_interval`; `lost` is the kernel's per-CPU
+    /// count of records it could not reserve, by kind.
     pub fn new(
         ring: RingBuf<MapData>,
         lost: PerCpuArray<MapData, u64>,
         poll_interval: Duration,
     ) -> std::io::Result<Self> {
+        // A failure converts to its cause, the `io::Error` (dropping the ring buffer it gives
+        // back).
         // SAFETY: the ring buffer owns its fd and moves into the AsyncFd, so the fd stays open
         // for as long as it is registered.
-        let ring =
-            unsafe { AsyncFd::register(ring) }.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let ring = unsafe { AsyncFd::register(ring) }?;
         Ok(Self {
             ring,
             lost,
