@@ -9,7 +9,7 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
         tv_nsec: 0,
     };
     // SAFETY: a valid clock id and a valid out pointer.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &raw mut ts) };
     assert_eq!(rc, 0, "clock_gettime({clock}) failed");
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
@@ -28,25 +28,29 @@ pub struct WallClock {
 }
 
 impl WallClock {
+    /// The offset between the two clocks now.
     pub fn sample() -> Self {
         // Bracket the realtime read with two boottime reads to halve the sampling error.
         let before = clock_ns(libc::CLOCK_BOOTTIME);
         let real = clock_ns(libc::CLOCK_REALTIME);
         let after = clock_ns(libc::CLOCK_BOOTTIME);
         Self {
-            offset: real - (before + after) / 2,
+            offset: real - i128::midpoint(before, after),
         }
     }
 
     #[cfg(test)]
-    pub fn with_offset(offset: i128) -> Self {
+    fn with_offset(offset: i128) -> Self {
         Self { offset }
     }
 
+    /// The wall-clock time of a kernel stamp (`boot_ns` on CLOCK_BOOTTIME).
     pub fn to_unix(self, boot_ns: u64) -> UnixNanos {
         i128::from(boot_ns) + self.offset
     }
 
+    /// The wall-clock time now: for what the sensor does itself rather than what the kernel
+    /// stamped.
     pub fn now() -> UnixNanos {
         clock_ns(libc::CLOCK_REALTIME)
     }

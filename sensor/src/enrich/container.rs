@@ -16,23 +16,32 @@ pub use catalog::{Catalog, RuntimeSources};
 /// What a container's runtime records of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerMeta {
+    /// The container id (64 hex digits).
     pub id: String,
     /// `containerd`, `cri-o`, `docker` or `podman`: where the metadata came from.
     pub runtime: &'static str,
     /// Kubernetes' container name when in a pod, else the runtime's name for it.
     pub name: Option<String>,
+    /// The image reference it was created from, as the runtime recorded it.
     pub image: Option<String>,
+    /// The container's labels, as the runtime keeps them.
     pub labels: BTreeMap<String, String>,
+    /// The pod it runs in, when the runtime's labels or annotations name one.
     pub pod: Option<PodMeta>,
 }
 
 /// The Kubernetes pod a container belongs to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodMeta {
+    /// The pod's namespace.
     pub namespace: Option<String>,
+    /// The pod's name.
     pub name: Option<String>,
+    /// The pod's uid.
     pub uid: Option<String>,
+    /// The pod's labels (from its sandbox, where the runtime keeps them).
     pub labels: BTreeMap<String, String>,
+    /// The pod's annotations (from its sandbox; containerd's CRI plugin only).
     pub annotations: BTreeMap<String, String>,
     /// The service account (in the pod's namespace) whose token is mounted in the container.
     pub service_account: Option<String>,
@@ -44,6 +53,7 @@ pub struct ContainerRef {
     /// `containerd`, `cri-o`, `docker`, `podman`, or `kubernetes` (a pod cgroup whose runtime
     /// the path does not say).
     pub runtime: &'static str,
+    /// The container id the path names.
     pub id: String,
     /// The Kubernetes pod's uid, when the path is under `kubepods`.
     pub pod_uid: Option<String>,
@@ -86,7 +96,7 @@ pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
             let runtime = match components.first() {
                 Some(&"docker") => "docker",
                 Some(c) if c.starts_with("kubepods") => "kubernetes",
-                Some(&"libpod_parent") | Some(&"machine.slice") => "podman",
+                Some(&("libpod_parent" | "machine.slice")) => "podman",
                 _ => "containerd",
             };
             (runtime, name)
@@ -123,27 +133,27 @@ mod tests {
     const ID: &str = "4b8ac0e6f2d1c9a7e3b5d8f0a2c4e6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0";
     const POD: &str = "1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6";
 
-    fn c(runtime: &'static str, pod: Option<&str>) -> Option<ContainerRef> {
-        Some(ContainerRef {
+    fn c(runtime: &'static str, pod: Option<&str>) -> ContainerRef {
+        ContainerRef {
             runtime,
             id: ID.into(),
             pod_uid: pod.map(Into::into),
-        })
+        }
     }
 
     #[test]
     fn kubernetes_with_the_cgroupfs_driver() {
         assert_eq!(
             from_cgroup_path(&format!("/kubepods/burstable/pod{POD}/{ID}")),
-            c("kubernetes", Some(POD))
+            Some(c("kubernetes", Some(POD)))
         );
         assert_eq!(
             from_cgroup_path(&format!("/kubepods/pod{POD}/{ID}")),
-            c("kubernetes", Some(POD))
+            Some(c("kubernetes", Some(POD)))
         );
         assert_eq!(
             from_cgroup_path(&format!("/kubepods/besteffort/pod{POD}/crio-{ID}")),
-            c("cri-o", Some(POD))
+            Some(c("cri-o", Some(POD)))
         );
     }
 
@@ -158,7 +168,11 @@ mod tests {
             let path = format!(
                 "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod_slice}.slice/{prefix}-{ID}.scope"
             );
-            assert_eq!(from_cgroup_path(&path), c(runtime, Some(POD)), "{path}");
+            assert_eq!(
+                from_cgroup_path(&path),
+                Some(c(runtime, Some(POD))),
+                "{path}"
+            );
         }
     }
 
@@ -166,29 +180,29 @@ mod tests {
     fn docker_podman_and_plain_containerd() {
         assert_eq!(
             from_cgroup_path(&format!("/docker/{ID}")),
-            c("docker", None)
+            Some(c("docker", None))
         );
         assert_eq!(
             from_cgroup_path(&format!("/system.slice/docker-{ID}.scope")),
-            c("docker", None)
+            Some(c("docker", None))
         );
         assert_eq!(
             from_cgroup_path(&format!("/machine.slice/libpod-{ID}.scope")),
-            c("podman", None)
+            Some(c("podman", None))
         );
         assert_eq!(
             from_cgroup_path(&format!(
                 "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"
             )),
-            c("podman", None)
+            Some(c("podman", None))
         );
         assert_eq!(
             from_cgroup_path(&format!("/libpod_parent/libpod-{ID}")),
-            c("podman", None)
+            Some(c("podman", None))
         );
         assert_eq!(
             from_cgroup_path(&format!("/k8s.io/{ID}")),
-            c("containerd", None)
+            Some(c("containerd", None))
         );
     }
 

@@ -52,13 +52,19 @@ const CLASS_IN: u16 = 1;
 /// A decoded DNS message: header fields, questions and answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsMessage {
+    /// The transaction id, which pairs a response with its query.
     pub id: u16,
+    /// The QR bit: a response rather than a query.
     pub is_response: bool,
+    /// The kind of query (0: a standard query).
     pub opcode: u8,
+    /// The response code (0: no error; see [`rcode_name`]).
     pub rcode: u8,
     /// TC bit set by the server
     pub truncated_by_server: bool,
+    /// The question section, at most [`MAX_RECORDS`].
     pub questions: Vec<Question>,
+    /// The answer section, at most [`MAX_RECORDS`].
     pub answers: Vec<Answer>,
     /// true when the captured bytes ended before the message did (parsing stopped early but what
     /// was decoded is kept). Also set when a later question or answer is malformed (a bad name,
@@ -87,18 +93,24 @@ impl DnsMessage {
 /// One entry of the question section; `name` is in presentation form (see the module doc).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Question {
+    /// The name asked about.
     pub name: String,
+    /// The record type asked for (see [`type_name`]).
     pub qtype: u16,
+    /// The class asked for (1: IN, the internet).
     pub qclass: u16,
 }
 
 /// One resource record of the answer section; `name` is in presentation form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
+    /// The name the record is for.
     pub name: String,
+    /// The record's type (see [`type_name`]).
     pub rtype: u16,
     /// As sent (RFC 2181 would read values with the top bit set as 0).
     pub ttl: u32,
+    /// What the record says, for the types the sensor uses.
     pub data: AnswerData,
 }
 
@@ -106,29 +118,67 @@ pub struct Answer {
 /// well-formed name that exactly fills the RDATA; anything else is `Other`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnswerData {
+    /// An IPv4 address for the name.
     A(Ipv4Addr),
+    /// An IPv6 address for the name.
     Aaaa(Ipv6Addr),
+    /// The name is an alias of this one (presentation form).
     Cname(String),
+    /// Any other type, class or shape: not decoded.
     Other,
 }
 
 /// Why a payload could not be decoded as DNS at all (its header or first question is unreadable).
 #[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DnsError {
+    /// Shorter than the fixed header.
     #[error("message of {len} bytes is shorter than the 12-byte DNS header")]
-    ShortHeader { len: usize },
+    ShortHeader {
+        /// The message's length.
+        len: usize,
+    },
+    /// The first question does not fit in the message.
     #[error("message of {len} bytes ends inside its first question")]
-    Truncated { len: usize },
+    Truncated {
+        /// The message's length.
+        len: usize,
+    },
+    /// A name longer on the wire than RFC 1035 allows.
     #[error("name at byte {offset} is longer than 255 bytes")]
-    NameTooLong { offset: usize },
+    NameTooLong {
+        /// Where the name starts.
+        offset: usize,
+    },
+    /// A label type other than a plain label or a compression pointer.
     #[error("label at byte {offset} has unsupported type 0x{byte:02x} (extended or reserved)")]
-    BadLabelType { offset: usize, byte: u8 },
+    BadLabelType {
+        /// Where the label starts.
+        offset: usize,
+        /// Its first byte, whose top two bits give the type.
+        byte: u8,
+    },
+    /// A compression pointer that does not point backwards.
     #[error("compression pointer at byte {offset} points forward, to byte {target}")]
-    ForwardPointer { offset: usize, target: usize },
+    ForwardPointer {
+        /// Where the pointer is.
+        offset: usize,
+        /// Where it points.
+        target: usize,
+    },
+    /// A compression pointer into the part of the name already read: it would loop.
     #[error("compression pointer at byte {offset} points back into its own name, to byte {target}")]
-    PointerLoop { offset: usize, target: usize },
+    PointerLoop {
+        /// Where the pointer is.
+        offset: usize,
+        /// Where it points.
+        target: usize,
+    },
+    /// A name that follows more pointers than it could have labels.
     #[error("name at byte {offset} follows more than {MAX_POINTERS} compression pointers")]
-    TooManyPointers { offset: usize },
+    TooManyPointers {
+        /// Where the name starts.
+        offset: usize,
+    },
 }
 
 impl DnsError {
@@ -1207,7 +1257,7 @@ mod tests {
         let mut rng = Rng(42);
         for _ in 0..5000 {
             let mut bytes = base.clone();
-            for _ in 0..1 + rng.below(4) {
+            for _ in 0..=rng.below(4) {
                 let i = rng.below(bytes.len());
                 bytes[i] = match rng.below(4) {
                     0 => 0xc0,

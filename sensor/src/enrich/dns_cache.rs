@@ -6,6 +6,7 @@ use std::{
     net::IpAddr,
 };
 
+/// The name each address was last an answer for, the newest `capacity` addresses.
 pub struct DnsCache {
     names: HashMap<IpAddr, String>,
     order: VecDeque<IpAddr>,
@@ -13,6 +14,7 @@ pub struct DnsCache {
 }
 
 impl DnsCache {
+    /// An empty cache that keeps up to `capacity` addresses.
     pub fn new(capacity: usize) -> Self {
         Self {
             names: HashMap::new(),
@@ -33,14 +35,17 @@ impl DnsCache {
         }
     }
 
+    /// The name that last resolved to `ip`, if it is still remembered.
     pub fn get(&self, ip: &IpAddr) -> Option<&str> {
         self.names.get(ip).map(String::as_str)
     }
 
+    /// How many addresses it remembers.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// It remembers no address.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

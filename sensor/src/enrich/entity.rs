@@ -4,6 +4,7 @@
 //! resolution procfs reports; a pid cannot wrap around within one tick).
 use sha2::{Digest, Sha256};
 
+/// Makes entity ids for the processes of this boot.
 #[derive(Clone, Debug)]
 pub struct EntityIds {
     boot_id: String,
@@ -12,6 +13,8 @@ pub struct EntityIds {
 }
 
 impl EntityIds {
+    /// The ids of the boot `boot_id` (`/proc/sys/kernel/random/boot_id`), at this kernel's
+    /// clock-tick rate.
     pub fn new(boot_id: &str) -> Self {
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -8,6 +8,8 @@ fn read_trimmed(path: &str) -> io::Result<String> {
 }
 
 impl HostInfo {
+    /// Reads this host's name, machine id, boot id and kernel release from procfs and
+    /// `/etc/machine-id` (a missing machine id is left out).
     pub fn discover() -> io::Result<Self> {
         Ok(Self {
             name: read_trimmed("/proc/sys/kernel/hostname")?,

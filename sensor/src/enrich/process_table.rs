@@ -3,32 +3,40 @@
 //! number of live processes; a periodic sweep drops entries whose exit was lost.
 use std::{collections::HashMap, sync::Arc};
 
+/// What the table keeps of one process: the `process.*` context its later records repeat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
+    /// Its `process.entity_id`.
     pub entity_id: Arc<str>,
     /// Start time in clock ticks since boot: an event of the same tgid and tick is this
     /// process, so its entity id needs no hashing.
     pub start_ticks: u64,
+    /// Its parent's process id.
     pub ppid: u32,
+    /// Its parent's entity id, when the parent was known.
     pub parent_entity_id: Option<Arc<str>>,
+    /// Its `comm`.
     pub name: Arc<[u8]>,
+    /// The absolute path of the program it runs; none for a kernel thread.
     pub executable: Option<Arc<[u8]>>,
     /// Effective uid as of exec (or the snapshot); a fork inherits it.
     pub euid: Option<u32>,
-    /// The agent number the kernel attributed it to (0: none), and the delegation hops that
-    /// led to that agent.
+    /// The agent number the kernel attributed it to (0: none).
     pub agent: u32,
+    /// The delegation hops that led to that agent.
     pub chain: Arc<[crate::record::Hop]>,
     /// The container it runs in, from its cgroup when it exec'd, forked or was found.
     pub container: Option<Arc<crate::record::ContainerBlocks>>,
 }
 
+/// The live processes the sensor knows, by tgid.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
     by_tgid: HashMap<u32, ProcessInfo>,
 }
 
 impl ProcessTable {
+    /// The entry of `tgid`, whichever process holds that pid now.
     pub fn get(&self, tgid: u32) -> Option<&ProcessInfo> {
         self.by_tgid.get(&tgid)
     }
@@ -55,10 +63,12 @@ impl ProcessTable {
         }
     }
 
+    /// How many processes it holds.
     pub fn len(&self) -> usize {
         self.by_tgid.len()
     }
 
+    /// It holds no process.
     pub fn is_empty(&self) -> bool {
         self.by_tgid.is_empty()
     }

@@ -12,18 +12,27 @@ use crate::decode::split_args;
 /// One process as procfs shows it.
 #[derive(Clone, Debug)]
 pub struct ProcSnapshot {
+    /// Its process id.
     pub tgid: u32,
+    /// Its parent's process id.
     pub ppid: u32,
     /// Start time in clock ticks since boot (`/proc/PID/stat` field 22).
     pub start_ticks: u64,
+    /// Its `comm`.
     pub comm: Vec<u8>,
+    /// Where `/proc/PID/exe` points; none for a kernel thread.
     pub executable: Option<Vec<u8>>,
+    /// Its argv, from `/proc/PID/cmdline`.
     pub args: Vec<Vec<u8>>,
-    /// Real, effective uid and gid.
+    /// Real user id.
     pub uid: u32,
+    /// Effective user id.
     pub euid: u32,
+    /// Real group id.
     pub gid: u32,
+    /// Effective group id.
     pub egid: u32,
+    /// Its cgroup v2 id, as the kernel's records give it; none without a cgroup2 mount.
     pub cgroup_id: Option<u64>,
     /// The executable's kernel key, for executable selectors.
     pub exe_key: Option<sensor_common::ExeKey>,
@@ -115,7 +124,10 @@ pub fn read_all() -> HashMap<u32, ProcSnapshot> {
 }
 
 /// `tgid`s of `roots` and all their descendants in `procs`, parents before children.
-pub fn descendants(procs: &HashMap<u32, ProcSnapshot>, roots: &[u32]) -> Vec<u32> {
+pub fn descendants<S: std::hash::BuildHasher>(
+    procs: &HashMap<u32, ProcSnapshot, S>,
+    roots: &[u32],
+) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for p in procs.values() {
         children.entry(p.ppid).or_default().push(p.tgid);

@@ -16,8 +16,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// Where the runtimes keep what they know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeSources {
+    /// containerd's API socket.
     pub containerd_socket: PathBuf,
+    /// The containers/storage root of podman and CRI-O.
     pub storage_root: PathBuf,
+    /// Docker's data root.
     pub docker_root: PathBuf,
 }
 
@@ -36,6 +39,7 @@ enum Known {
     Missing { since: Instant },
 }
 
+/// The metadata of each container seen, by id, and the runtimes to ask about new ones.
 pub struct Catalog {
     sources: RuntimeSources,
     containerd: containerd::Client,
@@ -45,6 +49,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// An empty catalog that asks the runtimes at `sources` (nothing is asked until a lookup).
     pub fn new(sources: RuntimeSources) -> Self {
         Self {
             containerd: containerd::Client::new(&sources.containerd_socket),

@@ -1,7 +1,7 @@
 //! Kubernetes facts about a container, from what its runtime records: the labels and
 //! annotations the kubelet (through CRI) puts on containers and pod sandboxes, and the
 //! service account of the token the kubelet mounted into the container.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, io::Read as _};
 
 use base64::Engine as _;
 
@@ -93,7 +93,6 @@ pub fn service_account_from_spec(spec: &serde_json::Value) -> Option<String> {
     let token = std::path::Path::new(source).join("token");
     let file = std::fs::File::open(&token).ok()?;
     let mut text = String::new();
-    use std::io::Read as _;
     file.take(MAX_TOKEN).read_to_string(&mut text).ok()?;
     service_account_from_token(text.trim())
 }
