@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 /// Records refused while the output was full, reported by one `gap` record.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct OutputLoss {
+    /// How many.
     pub lost: u64,
     /// By `event.action`.
     pub by_kind: BTreeMap<&'static str, u64>,
-    /// `@timestamp` of the first and the last refused record.
+    /// `@timestamp` of the first refused record.
     pub start: String,
+    /// `@timestamp` of the last refused record.
     pub end: String,
     /// Why the output could not take them (`ENOSPC`, `EDQUOT`).
     pub error: &'static str,

@@ -34,6 +34,7 @@ pub struct AppendFile {
 pub struct Room(Arc<AtomicU64>);
 
 impl Room {
+    /// A file system with `bytes` free.
     pub fn new(bytes: u64) -> Self {
         Self(Arc::new(AtomicU64::new(bytes)))
     }

@@ -6,6 +6,7 @@
 //! File I/O runs on tokio's blocking threads: a write can wait on the disk (dirty-page
 //! throttling, `fdatasync`), and the kernel source must keep draining the ring buffer
 //! meanwhile.
+#![warn(missing_docs)]
 mod backlog;
 mod durable;
 mod file;
@@ -19,29 +20,41 @@ use tokio::io::AsyncWriteExt as _;
 
 pub use backlog::OutputLoss;
 pub use file::Room;
-pub use trail::{counter_of, file_name};
+pub(crate) use trail::counter_of;
 
 use crate::config::{Output, OutputTarget};
 use durable::Durable;
 
+/// Why the configured output cannot be opened: the run does not start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The file system refused.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// What was being opened or created.
+        path: PathBuf,
+        /// The file system's error.
+        source: io::Error,
+    },
+    /// A trail directory's path (ending in `/`) names something else.
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
+    /// A single-file output's path names a directory.
     #[error(
         "{0} is a directory: end the output path with `/` to write a trail of rotated files there"
     )]
     IsADirectory(PathBuf),
+    /// The trail directory belongs to another user than the sensor (that user's uid).
     #[error(
         "{0} belongs to uid {1}: the sensor could not create its files there once it drops privileges; chown it to root"
     )]
     NotOwned(PathBuf, u32),
+    /// Another sensor holds the output's lock.
     #[error("another agent-sensor is writing to {0} (it holds the lock)")]
     Busy(PathBuf),
 }
 
+/// The output the pipeline writes sealed records to: standard output, or files.
 pub struct Sink {
     inner: Inner,
 }
@@ -53,6 +66,7 @@ enum Inner {
 }
 
 impl Sink {
+    /// Standard output: takes everything at once, never full, never rotates.
     pub fn stdout() -> Self {
         Self {
             inner: Inner::Stdout(tokio::io::stdout()),
@@ -102,6 +116,8 @@ impl Sink {
         self.files().is_none_or(|f| f.admits(pending))
     }
 
+    /// Counts a record `admits` turned away (its `event.action` and `@timestamp`), for the
+    /// `gap` record `take_loss` reports.
     pub fn refuse(&mut self, action: &'static str, timestamp: &str) {
         if let Some(f) = self.files_mut() {
             f.refuse(action, timestamp);

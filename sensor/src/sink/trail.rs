@@ -70,7 +70,7 @@ impl TrailDir {
     /// The trail's files, oldest first.
     pub fn files(&self) -> io::Result<Vec<(u64, PathBuf)>> {
         let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.path)?
-            .filter_map(|e| e.ok())
+            .filter_map(Result::ok)
             .filter_map(|e| Some((counter_of(&e.file_name().to_string_lossy())?, e.path())))
             .collect();
         files.sort();
@@ -94,6 +94,8 @@ impl TrailDir {
     }
 }
 
+/// The name of the trail's file number `counter`, made at `now` (UTC, to the second): names
+/// sort in chain order.
 pub fn file_name(counter: u64, now: crate::record::time::UnixNanos) -> String {
     // 2026-12-01T11:33:00.123456789Z -> 20261201T113300Z
     let stamp: String = crate::record::time::rfc3339(now)[..19]
