@@ -14,13 +14,17 @@ use serde::Serialize;
 
 use crate::evidence::chain::{self, LineFault, Sealed};
 
+/// An integrity failure: the trail is not what the sensor wrote at this place.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
+    /// The file it is in.
     pub file: PathBuf,
+    /// Its line in that file, from 1 (for a missing file: the rotation record that named it).
     pub line: u64,
     /// `changed`, `unreadable`, `truncated`, `removed`, `reordered`, `unlinked`,
     /// `missing_file`, `bad_checkpoint`, `unsigned`.
     pub kind: &'static str,
+    /// What exactly is wrong there, for a person.
     pub detail: String,
 }
 
@@ -29,9 +33,13 @@ pub struct Finding {
 /// links to the record just before it, i.e. the sensor found the trail ending there.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct TornTail {
+    /// The file it is in.
     pub file: PathBuf,
+    /// Its line in that file, from 1.
     pub line: u64,
+    /// How much of the record was written.
     pub bytes: u64,
+    /// The next run's start record links to the record before it.
     pub confirmed: bool,
 }
 
@@ -39,10 +47,15 @@ pub struct TornTail {
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Run {
+    /// The run's `sensor.instance_id`, which names its chain.
     pub instance_id: String,
+    /// Its records in the trail.
     pub records: u64,
+    /// The sequence of its first record in the trail (0 unless older files were not given).
     pub first_sequence: u64,
+    /// The sequence of its last record in the trail.
     pub last_sequence: u64,
+    /// The file its last record is in: where to look for a run that did not stop.
     pub last_file: PathBuf,
     /// It wrote its stop record (a clean end).
     pub stopped: bool,
@@ -53,16 +66,24 @@ pub struct Run {
 /// The trail's first run continues one whose records were not given (older files).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct StartsAfter {
+    /// The earlier run.
     pub instance_id: String,
+    /// The sequence of its last record, which the first run's start links to.
     pub sequence: u64,
+    /// The file that record was in, as the start record names it.
     pub file: String,
 }
 
+/// What `verify` found: the verdict ([`Report::intact`]) and everything behind it; the
+/// `--json` output of `agent-sensor verify`.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// Files read.
     pub files: u64,
+    /// Sealed records read.
     pub records: u64,
+    /// Sensor runs (chains) in the trail.
     pub instances: usize,
     /// Integrity failures: any makes the trail untrustworthy where it says.
     pub findings: Vec<Finding>,
@@ -74,11 +95,16 @@ pub struct Report {
     pub checkpoints_verified: u64,
     /// Records after each run's last valid checkpoint (a run cut short by a crash has some).
     pub unsigned_tail: u64,
+    /// Each sensor run, in the order its first record was read.
     pub runs: Vec<Run>,
+    /// Set when the trail begins after files that were not given (deleted old files): not a
+    /// failure, but what the verdict does not cover.
     pub starts_after: Option<StartsAfter>,
 }
 
 impl Report {
+    /// No integrity finding: every chain is complete and unaltered (losses the sensor recorded
+    /// and torn tails do not count against it).
     pub fn intact(&self) -> bool {
         self.findings.is_empty()
     }
@@ -386,20 +412,19 @@ impl Verifier<'_> {
         } else {
             sealed.hash
         };
-        let run = match self.chains.get(&sealed.instance_id) {
-            Some(p) => p.run,
-            None => {
-                self.report.runs.push(Run {
-                    instance_id: sealed.instance_id.clone(),
-                    records: 0,
-                    first_sequence: sealed.sequence,
-                    last_sequence: sealed.sequence,
-                    last_file: PathBuf::new(),
-                    stopped: false,
-                    continues: sealed.previous.as_ref().map(|p| p.instance_id.clone()),
-                });
-                self.report.runs.len() - 1
-            }
+        let run = if let Some(p) = self.chains.get(&sealed.instance_id) {
+            p.run
+        } else {
+            self.report.runs.push(Run {
+                instance_id: sealed.instance_id.clone(),
+                records: 0,
+                first_sequence: sealed.sequence,
+                last_sequence: sealed.sequence,
+                last_file: PathBuf::new(),
+                stopped: false,
+                continues: sealed.previous.as_ref().map(|p| p.instance_id.clone()),
+            });
+            self.report.runs.len() - 1
         };
         let r = &mut self.report.runs[run];
         r.records += 1;
