@@ -331,7 +331,7 @@ pub enum ExitStatus {
 
 impl ExitStatus {
     /// Decodes `exit_code`: `status << 8`, or the signal with 0x80 set on a core dump.
-    pub fn from_raw(code: u32) -> Self {
+    pub(crate) fn from_raw(code: u32) -> Self {
         let signal = (code & 0x7f) as u8;
         if signal == 0 {
             Self::Exited(((code >> 8) & 0xff) as u8)

@@ -72,7 +72,7 @@ fn pod_uid(component: &str) -> Option<String> {
 }
 
 /// The container a cgroup path (as in `/proc/PID/cgroup`'s `0::` line) belongs to, if any.
-pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
+pub(crate) fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
     let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let kube = components
         .first()

@@ -471,7 +471,7 @@ fn push_label(out: &mut Vec<u8>, label: &[u8]) {
 
 /// The mnemonic of an RR type (IANA registry), or `TYPE<n>` (RFC 3597) for any other value.
 #[must_use]
-pub fn type_name(t: u16) -> Cow<'static, str> {
+pub(crate) fn type_name(t: u16) -> Cow<'static, str> {
     let name = match t {
         1 => "A",
         2 => "NS",
@@ -533,7 +533,7 @@ pub fn type_name(t: u16) -> Cow<'static, str> {
 
 /// The mnemonic of a header RCODE (RFC 1035, RFC 2136, RFC 8490), or `RCODE<n>` otherwise.
 #[must_use]
-pub fn rcode_name(rcode: u8) -> Cow<'static, str> {
+pub(crate) fn rcode_name(rcode: u8) -> Cow<'static, str> {
     let name = match rcode {
         0 => "NOERROR",
         1 => "FORMERR",

@@ -41,13 +41,9 @@ impl DnsCache {
     }
 
     /// How many addresses it remembers.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.names.len()
-    }
-
-    /// It remembers no address.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
     }
 }
 

@@ -26,17 +26,19 @@ impl EntityIds {
     }
 
     /// Start time in ticks since boot, as in field 22 of `/proc/PID/stat`.
-    pub fn ticks(&self, start_boottime_ns: u64) -> u64 {
+    pub(crate) fn ticks(&self, start_boottime_ns: u64) -> u64 {
         start_boottime_ns / self.ns_per_tick
     }
 
-    /// The entity id of process `tgid` that started `start_boottime_ns` after boot.
-    pub fn for_kernel(&self, tgid: u32, start_boottime_ns: u64) -> String {
+    /// The entity id of process `tgid` that started `start_boottime_ns` after boot (the
+    /// builder goes through [`Self::ticks`], which its process table keeps).
+    #[cfg(test)]
+    fn for_kernel(&self, tgid: u32, start_boottime_ns: u64) -> String {
         self.for_ticks(tgid, self.ticks(start_boottime_ns))
     }
 
     /// The entity id from a procfs start time in ticks.
-    pub fn for_ticks(&self, tgid: u32, start_ticks: u64) -> String {
+    pub(crate) fn for_ticks(&self, tgid: u32, start_ticks: u64) -> String {
         let mut hash = Sha256::new();
         hash.update(self.boot_id.as_bytes());
         hash.update(b"\0");

@@ -27,6 +27,6 @@ impl HostInfo {
 }
 
 /// A fresh random id for this run of the sensor (a UUID from the kernel's generator).
-pub fn new_instance_id() -> io::Result<String> {
+pub(crate) fn new_instance_id() -> io::Result<String> {
     read_trimmed("/proc/sys/kernel/random/uuid")
 }

@@ -43,7 +43,7 @@ impl ProcessTable {
 
     /// The entry of `tgid` if it is the process that started at `start_ticks` (not an older
     /// one whose pid was reused).
-    pub fn get_started(&self, tgid: u32, start_ticks: u64) -> Option<&ProcessInfo> {
+    pub(crate) fn get_started(&self, tgid: u32, start_ticks: u64) -> Option<&ProcessInfo> {
         self.by_tgid
             .get(&tgid)
             .filter(|info| info.start_ticks == start_ticks)
@@ -74,7 +74,10 @@ impl ProcessTable {
     }
 
     /// Drops entries for which `alive` says no (their exit record was lost).
-    pub fn retain_alive(&mut self, mut alive: impl FnMut(u32, &ProcessInfo) -> bool) -> usize {
+    pub(crate) fn retain_alive(
+        &mut self,
+        mut alive: impl FnMut(u32, &ProcessInfo) -> bool,
+    ) -> usize {
         let before = self.by_tgid.len();
         self.by_tgid.retain(|tgid, info| alive(*tgid, info));
         before - self.by_tgid.len()

@@ -55,17 +55,17 @@ fn parse_stat(stat: &[u8]) -> Option<(Vec<u8>, u32, u64)> {
 }
 
 /// Start time in ticks of the process now holding `tgid`, if any.
-pub fn start_ticks(tgid: u32) -> Option<u64> {
+pub(crate) fn start_ticks(tgid: u32) -> Option<u64> {
     parse_stat(&fs::read(format!("/proc/{tgid}/stat")).ok()?).map(|(_, _, t)| t)
 }
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
-pub fn cgroup2_root() -> Option<PathBuf> {
+pub(crate) fn cgroup2_root() -> Option<PathBuf> {
     mount_point("cgroup2")
 }
 
 /// Where a filesystem of type `fstype` is mounted (the first such mount).
-pub fn mount_point(fstype: &str) -> Option<PathBuf> {
+pub(crate) fn mount_point(fstype: &str) -> Option<PathBuf> {
     let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
     mounts.lines().find_map(|line| {
         let mut f = line.split(' ');
@@ -83,7 +83,7 @@ fn cgroup_id(proc_dir: &Path, root: Option<&Path>) -> Option<u64> {
 }
 
 /// Reads one process; `None` when it vanished meanwhile (or is not a process directory).
-pub fn read_process(tgid: u32, cgroup_root: Option<&Path>) -> Option<ProcSnapshot> {
+pub(crate) fn read_process(tgid: u32, cgroup_root: Option<&Path>) -> Option<ProcSnapshot> {
     let dir = PathBuf::from(format!("/proc/{tgid}"));
     let (comm, ppid, start_ticks) = parse_stat(&fs::read(dir.join("stat")).ok()?)?;
     let status = procfs::process::Process::new(tgid as i32)
@@ -111,7 +111,7 @@ pub fn read_process(tgid: u32, cgroup_root: Option<&Path>) -> Option<ProcSnapsho
 }
 
 /// Every process in procfs, by tgid.
-pub fn read_all() -> HashMap<u32, ProcSnapshot> {
+pub(crate) fn read_all() -> HashMap<u32, ProcSnapshot> {
     let root = cgroup2_root();
     let Ok(entries) = fs::read_dir("/proc") else {
         return HashMap::new();
@@ -124,7 +124,7 @@ pub fn read_all() -> HashMap<u32, ProcSnapshot> {
 }
 
 /// `tgid`s of `roots` and all their descendants in `procs`, parents before children.
-pub fn descendants<S: std::hash::BuildHasher>(
+pub(crate) fn descendants<S: std::hash::BuildHasher>(
     procs: &HashMap<u32, ProcSnapshot, S>,
     roots: &[u32],
 ) -> Vec<u32> {
@@ -145,7 +145,7 @@ pub fn descendants<S: std::hash::BuildHasher>(
 
 /// The kernel's key for a file: inode and the device number as the kernel encodes it
 /// (`MKDEV(major, minor)` = major << 20 | minor), not the userspace `st_dev` encoding.
-pub fn exe_key(meta: &std::fs::Metadata) -> sensor_common::ExeKey {
+pub(crate) fn exe_key(meta: &std::fs::Metadata) -> sensor_common::ExeKey {
     let dev = meta.dev();
     // SAFETY: pure functions of an integer.
     let (major, minor) = (libc::major(dev), libc::minor(dev));
