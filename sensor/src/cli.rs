@@ -1,8 +1,10 @@
 //! The `agent-sensor` command line: argument definitions and dispatch.
+#![warn(missing_docs)]
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The whole command line: one subcommand.
 #[derive(Debug, Parser)]
 #[command(
     name = "agent-sensor",
@@ -10,10 +12,12 @@ use clap::{Args, Parser, Subcommand};
     about = "eBPF host sensor: attributes process activity to AI-agent identities and writes it as JSON Lines evidence"
 )]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; `main` runs each from [`crate::commands`] or [`crate::run`].
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the kernel programs and write records until SIGINT or SIGTERM.
@@ -56,6 +60,7 @@ pub enum Command {
     Identities(IdentitiesCommand),
 }
 
+/// What `identities` can do.
 #[derive(Debug, Subcommand)]
 pub enum IdentitiesCommand {
     /// Validate a manifest (a file or a directory) and list its agents.
@@ -65,6 +70,7 @@ pub enum IdentitiesCommand {
     },
 }
 
+/// The options of `run`, on top of the configuration file's settings.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// TOML configuration file (defaults apply to everything it leaves out).
@@ -88,6 +94,7 @@ pub struct RunArgs {
     pub identities: Option<PathBuf>,
 }
 
+/// The options of `register`: what to register, end or list, and where the socket is.
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
     /// The process to attribute (with its descendants).
@@ -113,6 +120,7 @@ pub struct RegisterArgs {
     pub socket: PathBuf,
 }
 
+/// The options of `annotate`: the annotation, and where the socket is.
 #[derive(Debug, Args)]
 pub struct AnnotateArgs {
     /// `review`, `override`, `acknowledgement` or `note`.
@@ -132,6 +140,7 @@ pub struct AnnotateArgs {
     pub socket: PathBuf,
 }
 
+/// The options of `probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// Machine-readable output.

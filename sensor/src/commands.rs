@@ -1,4 +1,6 @@
-//! The small subcommands: `probe` and `check-config`.
+//! The subcommands other than `run`: `probe`, `check-config`, `identities check`, `register`,
+//! `annotate`, `verify`, `keygen`, each returning the exit code `main` ends with.
+#![warn(missing_docs)]
 use std::{path::Path, process::ExitCode};
 
 use crate::{
@@ -19,6 +21,9 @@ struct ProgramVerdict {
     refused: Option<String>,
 }
 
+/// `probe`: reports the kernel's features and loads the real programs as `run` would, so an
+/// operator learns before deploying whether this kernel takes them, and why not; failure when
+/// it does not.
 pub fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     let features::Findings {
         features: found,
@@ -123,12 +128,15 @@ fn refused_name(e: &loader::LoadError) -> String {
     }
 }
 
+/// `check-config`: validates a configuration file without a kernel and prints the effective
+/// settings.
 pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(file)?;
     println!("{file}: ok\n{config:#?}", file = file.display());
     Ok(ExitCode::SUCCESS)
 }
 
+/// `identities check`: validates a manifest without a kernel and lists its agents and selectors.
 pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
     let agents = crate::identity::manifest::load(path)?;
     println!("{}: ok, {} agent(s)", path.display(), agents.len());
@@ -139,6 +147,8 @@ pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `register`: asks the running sensor to attribute a process tree, end its task, or list
+/// attributions; prints the reply, failure when refused.
 pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
     let body = if args.list {
         serde_json::json!({"op": "list"})
@@ -150,6 +160,8 @@ pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
     send(&args.socket, &body)
 }
 
+/// `annotate`: appends an operator's annotation to the running sensor's trail; prints its place
+/// in the chain, failure when refused.
 pub fn annotate(args: &crate::cli::AnnotateArgs) -> anyhow::Result<ExitCode> {
     let body = serde_json::json!({"op": "annotate", "kind": args.kind, "author": args.author,
         "text": args.text, "subject": args.subject});
@@ -174,6 +186,8 @@ fn send(socket: &Path, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `verify`: checks trails for completeness and alteration (and checkpoint signatures, given
+/// the public key); failure unless intact.
 pub fn verify(
     paths: &[std::path::PathBuf],
     key: Option<&Path>,
@@ -195,6 +209,7 @@ pub fn verify(
     })
 }
 
+/// `keygen`: makes the sensor's signing key pair in `dir`, never overwriting one.
 pub fn keygen(dir: &Path) -> anyhow::Result<ExitCode> {
     let (private, public) = crate::evidence::signing::keygen(dir)?;
     println!(

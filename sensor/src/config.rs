@@ -1,5 +1,6 @@
 //! Configuration: a TOML file parsed into plain data, validated with file, line and reason for
 //! every mistake, before anything is loaded (so `check-config` and tests need no kernel).
+#![warn(missing_docs)]
 use std::{
     fmt,
     ops::Range,
@@ -45,10 +46,13 @@ pub struct Config {
     pub signing_key: Option<PathBuf>,
     /// A checkpoint after this many records, or this many milliseconds, whichever comes first.
     pub checkpoint_records: u32,
+    /// ... and the milliseconds (a quiet run still gets its records signed).
     pub checkpoint_interval_ms: u32,
     /// The registration socket, and who besides root may use it.
     pub registration_socket: PathBuf,
+    /// Uids besides root that may use the registration socket.
     pub registration_uids: Vec<u32>,
+    /// Gids whose members may use it.
     pub registration_gids: Vec<u32>,
     /// Where container runtimes keep what they record of containers (`[containers]`).
     pub runtimes: crate::enrich::container::RuntimeSources,
@@ -179,7 +183,9 @@ struct RawOutput {
 /// rotated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
+    /// Stdout, a file, or a directory of rotated files.
     pub target: OutputTarget,
+    /// How soon written records are forced to disk: the records a crash can lose.
     pub fsync: Fsync,
     /// A directory's file is rotated once it holds this many bytes (it may exceed them by the
     /// last batch and the rotation record).
@@ -204,6 +210,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format `output.format` or `--format` names (`ecs`, `ocsf`); `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "ecs" => Some(Self::Ecs),
@@ -226,8 +233,10 @@ impl Default for Output {
     }
 }
 
+/// Where records are written (`output.path`, `--output`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputTarget {
+    /// Standard output (`-`), for a pipe into a collector.
     Stdout,
     /// One file, appended to across runs.
     File(PathBuf),
@@ -262,9 +271,11 @@ pub enum Fsync {
 /// A configuration mistake, located in its file.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The configuration file.
     pub file: PathBuf,
     /// 1-based line and column, when known.
     pub line: Option<(usize, usize)>,
+    /// What is wrong, and what would be right.
     pub message: String,
 }
 
@@ -292,6 +303,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl Config {
+    /// Reads and validates the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
@@ -301,6 +313,8 @@ impl Config {
         Self::parse(path, &text)
     }
 
+    /// Validates `text`, the content of `path` (named in errors): every key known, every value in
+    /// range, file-class rules compiled.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let at = |span: Option<Range<usize>>, message: String| ConfigError {
             file: path.to_owned(),

@@ -1,5 +1,6 @@
 //! `agent-sensor run`: load, attach, drop privileges, snapshot, then run the source and the
 //! pipeline until a signal, and shut down in order (drain, stop record, detach).
+#![warn(missing_docs)]
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
@@ -31,7 +32,7 @@ use crate::{
 };
 
 /// Settings from the file with the command line on top.
-pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
+pub(crate) fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -53,6 +54,8 @@ pub fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// `run`: the daemon. Loads and attaches the kernel programs, drops privileges, and runs until
+/// SIGINT or SIGTERM; errors are start-up failures or an output that stopped taking records.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = effective_config(&args)?;
     let agents = match &config.identities {

@@ -3,6 +3,7 @@
 //! ([`crate::pipeline`]) owns one of each ([`crate::identity::resolver::Resolver`],
 //! [`crate::builder::Builder`], [`crate::evidence::sealer::Sealer`]) and the sink; a stage
 //! never calls another. This module depends only on the data types that cross between them.
+#![warn(missing_docs)]
 use std::{future::Future, sync::Arc};
 
 use sensor_common::TrackedProcess;

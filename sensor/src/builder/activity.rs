@@ -20,12 +20,12 @@ use crate::{
 };
 
 /// What kind of record a file event makes.
-pub struct FileKind {
+pub(crate) struct FileKind {
     pub action: &'static str,
     pub types: &'static [&'static str],
 }
 
-pub fn file_kind(syscall: u16, flags: u32) -> FileKind {
+pub(crate) fn file_kind(syscall: u16, flags: u32) -> FileKind {
     let (action, types): (&str, &[&str]) = match syscall {
         // unlinkat(AT_REMOVEDIR) is how libc implements rmdir on some architectures.
         sc::UNLINKAT if flags as i32 & libc::AT_REMOVEDIR != 0 => ("rmdir", &["deletion"]),
@@ -44,7 +44,7 @@ pub fn file_kind(syscall: u16, flags: u32) -> FileKind {
     FileKind { action, types }
 }
 
-pub fn syscall_name(syscall: u16) -> &'static str {
+pub(crate) fn syscall_name(syscall: u16) -> &'static str {
     match syscall {
         sc::OPEN => "open",
         sc::OPENAT => "openat",
@@ -88,7 +88,7 @@ pub fn syscall_name(syscall: u16) -> &'static str {
 }
 
 /// `event.outcome` and `error.*` of a syscall's return value.
-pub fn outcome(ret: i64) -> (&'static str, Option<ErrorInfo>) {
+pub(crate) fn outcome(ret: i64) -> (&'static str, Option<ErrorInfo>) {
     if ret >= 0 {
         ("success", None)
     } else {
@@ -97,7 +97,7 @@ pub fn outcome(ret: i64) -> (&'static str, Option<ErrorInfo>) {
     }
 }
 
-pub fn error_info(errno: i32) -> ErrorInfo {
+pub(crate) fn error_info(errno: i32) -> ErrorInfo {
     ErrorInfo {
         code: errno_name(errno).map_or_else(|| format!("E{errno}"), str::to_owned),
         message: std::io::Error::from_raw_os_error(errno).to_string(),
@@ -105,7 +105,7 @@ pub fn error_info(errno: i32) -> ErrorInfo {
 }
 
 /// Names of the errnos file and network calls return.
-pub fn errno_name(errno: i32) -> Option<&'static str> {
+pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
     Some(match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
@@ -158,7 +158,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
 }
 
 /// Decoded open flags: the access mode and the named flags set.
-pub fn open_info(flags: u32) -> OpenInfo {
+pub(crate) fn open_info(flags: u32) -> OpenInfo {
     let f = flags as i32;
     let access = if f & libc::O_PATH != 0 {
         "path"
@@ -242,7 +242,7 @@ fn split_name(path: &str) -> (Option<String>, Option<String>) {
 }
 
 /// The `file` block of a file event.
-pub fn file_block(e: &FileEvent, classifier: &Classifier) -> File {
+pub(crate) fn file_block(e: &FileEvent, classifier: &Classifier) -> File {
     let base = |b: &[u8]| (!b.is_empty()).then_some(b.to_vec());
     let is_symlink = matches!(e.syscall, sc::SYMLINK | sc::SYMLINKAT);
     let is_link = matches!(e.syscall, sc::LINK | sc::LINKAT);
@@ -330,7 +330,7 @@ pub fn file_block(e: &FileEvent, classifier: &Classifier) -> File {
     }
 }
 
-pub fn syscall_block(syscall: u16, ret: i64) -> Syscall {
+pub(crate) fn syscall_block(syscall: u16, ret: i64) -> Syscall {
     Syscall {
         name: syscall_name(syscall),
         ret,
@@ -339,13 +339,13 @@ pub fn syscall_block(syscall: u16, ret: i64) -> Syscall {
 
 /// A socket address a process named, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SockAddr {
+pub(crate) enum SockAddr {
     Ip(IpAddr, u16),
     Unix(String),
     Other(u16),
 }
 
-pub fn parse_sockaddr(raw: &[u8]) -> Option<SockAddr> {
+pub(crate) fn parse_sockaddr(raw: &[u8]) -> Option<SockAddr> {
     let family = u16::from_ne_bytes([*raw.first()?, *raw.get(1)?]);
     match i32::from(family) {
         libc::AF_INET if raw.len() >= 8 => {
@@ -376,7 +376,7 @@ pub fn parse_sockaddr(raw: &[u8]) -> Option<SockAddr> {
 }
 
 /// An IP address as ECS shows it (IPv4-mapped IPv6 as the IPv4 address it stands for).
-pub fn show_ip(ip: IpAddr) -> Arc<str> {
+pub(crate) fn show_ip(ip: IpAddr) -> Arc<str> {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -466,7 +466,7 @@ fn transport(e: &NetEvent) -> Option<&'static str> {
 }
 
 /// What kind of record a network event makes.
-pub fn net_kind(e: &NetEvent) -> (&'static str, &'static [&'static str]) {
+pub(crate) fn net_kind(e: &NetEvent) -> (&'static str, &'static [&'static str]) {
     match e.syscall {
         sc::CONNECT => ("connect", &["connection", "start"]),
         sc::CONNECT_RESULT => ("connect_completed", &["connection"]),
@@ -480,7 +480,7 @@ pub fn net_kind(e: &NetEvent) -> (&'static str, &'static [&'static str]) {
 }
 
 /// The network blocks of an event: (source, destination, network).
-pub fn net_blocks(
+pub(crate) fn net_blocks(
     e: &NetEvent,
     socket_id: Option<String>,
 ) -> (Option<Endpoint>, Option<Endpoint>, Network) {
@@ -570,7 +570,7 @@ pub fn net_blocks(
 }
 
 /// Outcome of a network event: syscalls by their return; a completed connect by its state.
-pub fn net_outcome(e: &NetEvent) -> (&'static str, Option<ErrorInfo>) {
+pub(crate) fn net_outcome(e: &NetEvent) -> (&'static str, Option<ErrorInfo>) {
     const TCP_ESTABLISHED: u16 = 1;
     match e.syscall {
         sc::CONNECT_RESULT if e.new_state == TCP_ESTABLISHED => ("success", None),
@@ -581,7 +581,7 @@ pub fn net_outcome(e: &NetEvent) -> (&'static str, Option<ErrorInfo>) {
 }
 
 /// The DNS block of a datagram to or from port 53, if it parses.
-pub fn dns_block(payload: &[u8]) -> Option<Dns> {
+pub(crate) fn dns_block(payload: &[u8]) -> Option<Dns> {
     let msg = dns::parse(payload).ok()?;
     let question = msg.questions.first().map(|q| DnsQuestion {
         name: q.name.clone(),

@@ -3,6 +3,7 @@
 //! builds one family: [`process`] the process lifecycle, [`file_and_network`] activity (from
 //! the pure block functions of [`activity`]), [`identity`] the identity and container blocks,
 //! [`sensor`] the sensor's own records; [`repeats`] folds exact repeats.
+#![warn(missing_docs)]
 use std::{sync::Arc, time::Instant};
 
 use sensor_common::TrackedProcess;

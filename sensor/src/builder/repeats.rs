@@ -20,13 +20,13 @@ struct Window {
     latest: Option<Record>,
 }
 
-pub struct RepeatFilter {
+pub(crate) struct RepeatFilter {
     window_ns: u64,
     open: HashMap<u64, Window>,
 }
 
 /// What identifies an exact repeat.
-pub fn key(e: &FileEvent) -> u64 {
+pub(crate) fn key(e: &FileEvent) -> u64 {
     let mut h = DefaultHasher::new();
     (
         e.tgid,
@@ -44,20 +44,20 @@ pub fn key(e: &FileEvent) -> u64 {
 }
 
 impl RepeatFilter {
-    pub fn new(window_ms: u32) -> Self {
+    pub(crate) fn new(window_ms: u32) -> Self {
         Self {
             window_ns: u64::from(window_ms) * 1_000_000,
             open: HashMap::new(),
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.window_ns > 0
     }
 
     /// Takes a record about to be written: returns it if it must be written now, or keeps it
     /// as a repeat. `closed` receives windows this one displaced.
-    pub fn offer(
+    pub(crate) fn offer(
         &mut self,
         key: u64,
         now_ns: u64,
@@ -89,7 +89,7 @@ impl RepeatFilter {
     }
 
     /// Closes the windows that are over at `now_ns`, oldest first.
-    pub fn close_due(&mut self, now_ns: u64, closed: &mut Vec<Record>) {
+    pub(crate) fn close_due(&mut self, now_ns: u64, closed: &mut Vec<Record>) {
         let window = self.window_ns;
         let mut due: Vec<(u64, u64)> = self
             .open

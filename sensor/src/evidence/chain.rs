@@ -34,6 +34,8 @@ pub struct Chain {
 const SHARED_STATES: usize = 8;
 
 impl Chain {
+    /// A chain with no past for the run `instance_id`: its first record has sequence 0 and
+    /// [`GENESIS`] as `prev_hash`.
     pub fn new(instance_id: &str) -> Self {
         let mut head = b",\"chain\":{\"instance_id\":".to_vec();
         crate::encode::ecs::string(&mut head, instance_id);
@@ -54,6 +56,7 @@ impl Chain {
             .map(|s| (s, std::str::from_utf8(&self.prev).expect("hex")))
     }
 
+    /// The run whose records this chain seals (every record's `chain.instance_id`).
     pub fn instance_id(&self) -> &str {
         &self.instance_id
     }
@@ -156,9 +159,13 @@ pub struct Sealed {
     /// The bytes do not hash to the hash they carry: the record was changed (its fields are
     /// then only what it claims).
     pub changed: bool,
+    /// The run it claims to belong to.
     pub instance_id: String,
+    /// Its place in that run's chain.
     pub sequence: u64,
+    /// The hash it claims for the record before it: a gap or a reorder shows here.
     pub prev_hash: String,
+    /// The hash it carries (checked against its bytes: see `changed`).
     pub hash: String,
     /// `event.action`, to tell recorded losses (`gap`) from tampering.
     pub action: String,
@@ -174,8 +181,11 @@ pub struct Sealed {
 /// (`sensor.lifecycle.previous`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
+    /// The earlier run.
     pub instance_id: String,
+    /// Its last record's sequence number.
     pub sequence: u64,
+    /// Its last record's hash, which the new run vouches for.
     pub hash: String,
     /// The file it was in.
     pub file: String,

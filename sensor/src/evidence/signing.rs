@@ -9,17 +9,25 @@ use std::{
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
+/// Why a key could not be made or read; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The key file.
         path: PathBuf,
+        /// The system's reason.
         source: std::io::Error,
     },
+    /// `keygen` found a key in the way: keys are never overwritten (a lost one is lost for good).
     #[error("{0} already exists: refusing to overwrite a key (move it away first)")]
     Exists(PathBuf),
+    /// The file does not hold 64 hex digits of a valid key.
     #[error("{0}: not a hex-encoded 32-byte Ed25519 key")]
     Malformed(PathBuf),
+    /// The private key's mode (given) lets others read it: the daemon does not sign with a key
+    /// anyone else may have copied.
     #[error("{0}: the private key is readable by others (mode {1:o}); chmod 600 it")]
     Exposed(PathBuf, u32),
 }
@@ -75,6 +83,7 @@ pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf), KeyError> {
     Ok((private, public))
 }
 
+/// Reads the daemon's private key, refusing one that others can read.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     let mode = std::fs::metadata(path)
         .map_err(io(path))?
@@ -87,6 +96,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     Ok(SigningKey::from_bytes(&read_hex32(path)?))
 }
 
+/// Reads a public key, for verifying checkpoints.
 pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
     VerifyingKey::from_bytes(&read_hex32(path)?).map_err(|_| KeyError::Malformed(path.to_owned()))
 }
@@ -97,10 +107,13 @@ pub fn checkpoint_message(instance_id: &str, sequence: u64, hash: &str) -> Vec<u
     format!("agent-sensor checkpoint v1\n{instance_id}\n{sequence}\n{hash}\n").into_bytes()
 }
 
+/// The Ed25519 signature of `message`, as the 128 hex digits a checkpoint record carries.
 pub fn sign(key: &SigningKey, message: &[u8]) -> String {
     crate::record::hex(&key.sign(message).to_bytes())
 }
 
+/// Whether `signature_hex` (as [`sign`] writes it) is `key`'s signature of `message`; a
+/// malformed signature is simply not valid.
 pub fn verify(key: &VerifyingKey, message: &[u8], signature_hex: &str) -> bool {
     if signature_hex.len() != 128 {
         return false;

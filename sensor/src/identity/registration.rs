@@ -34,7 +34,7 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
+enum Request {
     Register {
         pid: u32,
         agent: String,
@@ -138,23 +138,30 @@ fn check_annotation(
 
 /// Who may use the socket besides root.
 #[derive(Clone, Debug, Default)]
-pub struct Allowed {
-    pub uids: Vec<u32>,
-    pub gids: Vec<u32>,
+pub(crate) struct Allowed {
+    /// Uids that may, by the peer's credentials.
+    pub(crate) uids: Vec<u32>,
+    /// Gids that may, by the peer's primary group.
+    pub(crate) gids: Vec<u32>,
 }
 
 /// The socket's request handler. `M` is the pipeline's inbox message: the server only needs
 /// to make one from what it records.
-pub struct Server<M> {
-    pub registry: SharedRegistry,
-    pub tasks: Tasks,
-    pub tracked: Tracked,
-    pub allowed: Allowed,
-    pub events: mpsc::Sender<M>,
+pub(crate) struct Server<M> {
+    /// The declared agents a registration must name.
+    pub(crate) registry: SharedRegistry,
+    /// Where registered task names get their numbers.
+    pub(crate) tasks: Tasks,
+    /// The kernel map registrations are entered in.
+    pub(crate) tracked: Tracked,
+    /// Who may ask besides root.
+    pub(crate) allowed: Allowed,
+    /// The pipeline's inbox: every request's record, and annotations to seal.
+    pub(crate) events: mpsc::Sender<M>,
 }
 
 /// Binds the socket (replacing a stale one), owner-only unless other uids are allowed.
-pub fn bind(path: &Path, allowed: &Allowed) -> std::io::Result<UnixListener> {
+pub(crate) fn bind(path: &Path, allowed: &Allowed) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -174,7 +181,8 @@ impl<M> Server<M>
 where
     M: From<RegistrationEvent> + From<AnnotationRequest> + Send + 'static,
 {
-    pub async fn serve(self: Arc<Self>, listener: UnixListener) {
+    /// Answers connections until the task is aborted, each in a task of its own.
+    pub(crate) async fn serve(self: Arc<Self>, listener: UnixListener) {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
@@ -411,7 +419,7 @@ where
 }
 
 /// The client side, for `agent-sensor register`: sends one request, returns the reply line.
-pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<String> {
+pub(crate) fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<String> {
     use std::io::{BufRead as _, Write as _};
     let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
     let mut line = serde_json::to_vec(body).map_err(std::io::Error::other)?;

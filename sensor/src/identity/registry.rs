@@ -32,6 +32,8 @@ struct Compiled {
     argv: Vec<(Option<PathGlob>, Pattern)>,
 }
 
+/// The declared agents, numbered as the kernel knows them, with their selectors compiled: what
+/// attribution, registration and the selector maps ask about agents.
 pub struct Registry {
     /// Index = agent number - 1. Numbers stay with their agent across reloads: the kernel map
     /// holds them for running processes.
@@ -43,6 +45,7 @@ pub struct Registry {
 /// The registry in force, replaced whole on reload; readers take the `Arc` they need.
 pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
 
+/// The registry in force now (a reload after this does not change what it returns).
 pub fn current(shared: &SharedRegistry) -> Arc<Registry> {
     shared.read().expect("no poisoned lock").clone()
 }
@@ -50,8 +53,11 @@ pub fn current(shared: &SharedRegistry) -> Arc<Registry> {
 /// What the selectors compile to now: kernel map contents.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct MapEntries {
+    /// Cgroups (by id) whose processes are an agent's.
     pub cgroups: HashMap<u64, CgroupAgent>,
+    /// Executables (by device and inode) whose exec makes a process an agent, by agent number.
     pub executables: HashMap<ExeKey, u32>,
+    /// Uids whose execs are an agent's, by agent number.
     pub uids: HashMap<u32, u32>,
 }
 
@@ -93,6 +99,7 @@ impl Registry {
                 .unwrap_or(true)
     }
 
+    /// The registry of a first load: agent numbers 1, 2, ... in declaration order.
     pub fn new(decls: Vec<AgentDecl>) -> Self {
         let agents = decls
             .into_iter()
@@ -119,10 +126,12 @@ impl Registry {
         Self { agents, removed }
     }
 
+    /// Whether no agent was ever declared (then only `--pid` or `--all-processes` observe anything).
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
     }
 
+    /// How many agents have a number, including those a reload removed.
     pub fn len(&self) -> usize {
         self.agents.len()
     }
@@ -134,6 +143,7 @@ impl Registry {
             .map(|(d, _)| d)
     }
 
+    /// The number the kernel calls agent `id` by, also after a reload removed it.
     pub fn number_of(&self, id: &str) -> Option<u32> {
         self.agents
             .iter()
@@ -357,6 +367,7 @@ impl Tasks {
         names.len() as u32
     }
 
+    /// The task and session the kernel calls `number` (0: no task).
     pub fn get(&self, number: u32) -> Option<TaskName> {
         let names = self.names.read().expect("no poisoned lock");
         names.get((number as usize).checked_sub(1)?).cloned()

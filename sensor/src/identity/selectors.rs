@@ -27,8 +27,11 @@ pub type Tracked = Arc<Mutex<dyn TrackedMap>>;
 
 /// What the daemon does with the tracked-process map, in the kernel map's own terms.
 pub trait TrackedMap: Send {
+    /// The attribution of process `tgid` (an error when it has none).
     fn get(&self, tgid: &u32, flags: u64) -> Result<TrackedProcess, MapError>;
+    /// Attributes process `tgid`: its records and its children's carry `value`.
     fn insert(&mut self, tgid: u32, value: TrackedProcess, flags: u64) -> Result<(), MapError>;
+    /// Forgets process `tgid`'s attribution.
     fn remove(&mut self, tgid: &u32) -> Result<(), MapError>;
     /// Every entry (those the kernel could not read are left out).
     fn entries(&self) -> Vec<(u32, TrackedProcess)>;
@@ -112,6 +115,8 @@ fn sync_map<K: aya::Pod + Eq + Hash, V: aya::Pod + PartialEq>(
     *have = want.iter().map(|(k, v)| (*k, *v)).collect();
 }
 
+/// Keeps the kernel's selector maps equal to what the declared selectors match on this system
+/// now: cgroups and executables appear and go, so the globs are compiled again against it.
 pub struct SelectorSync {
     registry: SharedRegistry,
     /// None without a kernel (a replay): decisions are made and recorded, nothing is entered.
@@ -124,6 +129,8 @@ pub struct SelectorSync {
 }
 
 impl SelectorSync {
+    /// A sync that enters the registry's selectors in `maps` (nothing is entered until
+    /// [`SelectorSync::refresh`]).
     pub fn new(
         registry: SharedRegistry,
         maps: SelectorMaps,
@@ -322,6 +329,7 @@ impl SelectorSync {
         }
     }
 
+    /// Where the cgroup2 hierarchy is mounted, once found (cgroup selectors are relative to it).
     pub fn cgroup_root(&self) -> Option<&Path> {
         self.cgroup_root.as_deref()
     }

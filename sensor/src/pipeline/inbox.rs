@@ -8,24 +8,30 @@ use crate::record::registration::RegistrationEvent;
 /// Records copied out of the ring buffer, back to back; `ends[i]` is where record `i` ends.
 #[derive(Debug, Default)]
 pub struct RawBatch {
+    /// The records' bytes, as the kernel wrote them.
     pub bytes: Vec<u8>,
+    /// Where each record ends in `bytes`.
     pub ends: Vec<usize>,
 }
 
 impl RawBatch {
+    /// Appends a copy of one kernel record.
     pub fn push(&mut self, record: &[u8]) {
         self.bytes.extend_from_slice(record);
         self.ends.push(self.bytes.len());
     }
 
+    /// How many records the batch holds.
     pub fn len(&self) -> usize {
         self.ends.len()
     }
 
+    /// Whether the batch holds no record.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
+    /// The records in the order the kernel wrote them.
     pub fn records(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
@@ -37,10 +43,12 @@ impl RawBatch {
 /// Records the kernel could not deliver since the last report, by record kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LossReport {
+    /// How many of each kind (`exec`, `file`, ...) were lost; the `gap` record's `by_kind`.
     pub by_kind: Vec<(&'static str, u64)>,
 }
 
 impl LossReport {
+    /// Records lost, of every kind.
     pub fn total(&self) -> u64 {
         self.by_kind.iter().map(|(_, n)| n).sum()
     }
@@ -48,11 +56,15 @@ impl LossReport {
 
 /// What the source (and the control tasks) send down the pipeline, in order.
 pub enum Message {
+    /// Kernel records, in the order they were read from the ring buffer.
     Records(RawBatch),
+    /// Records the kernel dropped (a full ring buffer): they become a `gap` record.
     Lost(LossReport),
     /// The identity manifest was read again (or could not be).
     Reloaded {
+        /// What made the sensor read it (`SIGHUP`, `file change`): the record says.
         trigger: &'static str,
+        /// The registry now in force, or why the manifest was refused (the old one stays).
         result: Result<std::sync::Arc<Registry>, ManifestError>,
     },
     /// A request on the registration socket, granted or refused.
@@ -61,6 +73,7 @@ pub enum Message {
     Annotation(AnnotationRequest),
     /// The source stopped after a final drain; nothing follows.
     Stopped {
+        /// Why (`signal SIGTERM`, `replay ended`): the stop record's reason.
         reason: String,
     },
 }

@@ -4,6 +4,7 @@
 //! (a full output refuses records before they enter the chain, and a `gap` record takes their
 //! place), the timers (process table sweep, repeat windows, checkpoints, sink upkeep), and the
 //! run's counters. Decode errors are counted by kind; kernel losses become `gap` records.
+#![warn(missing_docs)]
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
