@@ -95,7 +95,7 @@ impl Meter {
 
     fn stop(self) -> Measured {
         Measured {
-            cpu: (cpu_time() - self.cpu).as_secs_f64(),
+            cpu: cpu_time().saturating_sub(self.cpu).as_secs_f64(),
             wall: self.wall.elapsed().as_secs_f64(),
             allocations: ALLOCATIONS.load(Relaxed) - self.allocations,
             bytes: ALLOCATED_BYTES.load(Relaxed) - self.bytes,
@@ -114,7 +114,7 @@ fn cpu_time() -> Duration {
     // SAFETY: getrusage writes into the struct it is given.
     let usage = unsafe {
         let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
         usage
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);

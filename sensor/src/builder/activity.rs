@@ -159,16 +159,6 @@ pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
 
 /// Decoded open flags: the access mode and the named flags set.
 pub(crate) fn open_info(flags: u32) -> OpenInfo {
-    let f = flags as i32;
-    let access = if f & libc::O_PATH != 0 {
-        "path"
-    } else {
-        match f & libc::O_ACCMODE {
-            libc::O_RDONLY => "read",
-            libc::O_WRONLY => "write",
-            _ => "read_write",
-        }
-    };
     const NAMED: &[(i32, &str)] = &[
         (libc::O_CREAT, "create"),
         (libc::O_EXCL, "exclusive"),
@@ -183,6 +173,16 @@ pub(crate) fn open_info(flags: u32) -> OpenInfo {
         (libc::O_NOATIME, "noatime"),
         (libc::O_CLOEXEC, "cloexec"),
     ];
+    let f = flags as i32;
+    let access = if f & libc::O_PATH != 0 {
+        "path"
+    } else {
+        match f & libc::O_ACCMODE {
+            libc::O_RDONLY => "read",
+            libc::O_WRONLY => "write",
+            _ => "read_write",
+        }
+    };
     let mut names: Vec<&'static str> = NAMED
         .iter()
         .filter(|(bit, _)| f & bit == *bit)
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn writes_octal_as_fmt_does() {
-        for n in [0, 1, 7, 8, 0o2000000, 0o100644, u32::MAX] {
+        for n in [0, 1, 7, 8, 0o2_000_000, 0o100_644, u32::MAX] {
             assert_eq!(octal(n), format!("{n:#o}"));
         }
     }

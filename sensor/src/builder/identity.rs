@@ -94,20 +94,19 @@ impl Builder {
     pub(super) fn container_of(&self, cgroup_id: u64) -> Option<Arc<ContainerBlocks>> {
         let index = self.cgroups.read().expect("no poisoned lock");
         let info = index.get(&cgroup_id)?;
-        let meta = match &info.container {
-            Some(meta) => meta.clone(),
-            None => {
-                let c = container::from_cgroup_path(&info.path)?;
-                Arc::new(ContainerMeta {
-                    id: c.id,
-                    runtime: c.runtime,
-                    pod: c.pod_uid.map(|uid| PodMeta {
-                        uid: Some(uid),
-                        ..Default::default()
-                    }),
+        let meta = if let Some(meta) = &info.container {
+            meta.clone()
+        } else {
+            let c = container::from_cgroup_path(&info.path)?;
+            Arc::new(ContainerMeta {
+                id: c.id,
+                runtime: c.runtime,
+                pod: c.pod_uid.map(|uid| PodMeta {
+                    uid: Some(uid),
                     ..Default::default()
-                })
-            }
+                }),
+                ..Default::default()
+            })
         };
         Some(Arc::new(ContainerBlocks::of(&meta)))
     }

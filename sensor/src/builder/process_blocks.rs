@@ -41,7 +41,7 @@ impl BlockSource {
     /// Whether a block made of this is the one for `ticks`, `comm` and `known` (compared in
     /// place: a lookup copies nothing).
     fn matches(&self, ticks: u64, comm: &[u8], known: Option<&ProcessInfo>) -> bool {
-        fn same<T: ?Sized>(a: &Option<Arc<T>>, b: Option<&Arc<T>>) -> bool {
+        fn same<T: ?Sized>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
             match (a, b) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
@@ -54,10 +54,13 @@ impl BlockSource {
             && self.comm[n..].iter().all(|&b| b == 0)
             && self.ppid == known.map_or(0, |k| k.ppid)
             && self.euid == known.and_then(|k| k.euid)
-            && same(&self.entity_id, known.map(|k| &k.entity_id))
-            && same(&self.executable, known.and_then(|k| k.executable.as_ref()))
+            && same(self.entity_id.as_ref(), known.map(|k| &k.entity_id))
             && same(
-                &self.parent,
+                self.executable.as_ref(),
+                known.and_then(|k| k.executable.as_ref()),
+            )
+            && same(
+                self.parent.as_ref(),
                 known.and_then(|k| k.parent_entity_id.as_ref()),
             )
     }

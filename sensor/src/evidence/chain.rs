@@ -204,7 +204,7 @@ pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
     let hash = suffix
         .strip_prefix(b",\"hash\":\"")
         .and_then(|s| s.strip_suffix(close))
-        .filter(|h| h.iter().all(|b| b.is_ascii_hexdigit()))
+        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
         .ok_or(LineFault::NoHash)?;
     let hash = String::from_utf8_lossy(hash).into_owned();
     let changed = crate::record::hex(&Sha256::digest(prefix)) != hash;

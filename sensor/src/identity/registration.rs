@@ -217,56 +217,55 @@ where
             task: None,
             session: None,
         };
-        let reply =
-            if uid != 0 && !self.allowed.uids.contains(&uid) && !self.allowed.gids.contains(&gid) {
-                event.op = requested_op(&line);
-                event.reason = Some(format!(
-                    "uid {uid} (gid {gid}) may not use the control socket"
-                ));
-                serde_json::json!({"ok": false, "error": event.reason})
-            } else if line.len() > MAX_REQUEST {
-                event.reason = Some("request too long".to_owned());
-                serde_json::json!({"ok": false, "error": event.reason})
-            } else {
-                match serde_json::from_slice::<Request>(&line) {
-                    Ok(Request::Annotate {
-                        kind,
-                        author,
-                        text,
-                        subject,
-                    }) => {
-                        event.op = "annotate";
-                        match check_annotation(&kind, &author, &text, subject.as_deref()) {
-                            Err(why) => {
-                                event.reason = Some(why.to_string());
-                                serde_json::json!({"ok": false, "error": event.reason})
-                            }
-                            Ok(()) => {
-                                let annotation = Annotation {
-                                    kind,
-                                    author,
-                                    text,
-                                    subject,
-                                    peer_pid,
-                                    peer_uid: uid,
-                                    peer_gid: gid,
-                                };
-                                let reply = self.annotate(annotation).await;
-                                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
-                                out.push(b'\n');
-                                let _ = write.write_all(&out).await;
-                                // The annotation record itself is the record of the request.
-                                return;
-                            }
-                        }
-                    }
-                    Ok(request) => self.apply(request, &mut event),
-                    Err(e) => {
-                        event.reason = Some(format!("malformed request: {e}"));
+        let reply = if uid != 0
+            && !self.allowed.uids.contains(&uid)
+            && !self.allowed.gids.contains(&gid)
+        {
+            event.op = requested_op(&line);
+            event.reason = Some(format!(
+                "uid {uid} (gid {gid}) may not use the control socket"
+            ));
+            serde_json::json!({"ok": false, "error": event.reason})
+        } else if line.len() > MAX_REQUEST {
+            event.reason = Some("request too long".to_owned());
+            serde_json::json!({"ok": false, "error": event.reason})
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(Request::Annotate {
+                    kind,
+                    author,
+                    text,
+                    subject,
+                }) => {
+                    event.op = "annotate";
+                    if let Err(why) = check_annotation(&kind, &author, &text, subject.as_deref()) {
+                        event.reason = Some(why.to_string());
                         serde_json::json!({"ok": false, "error": event.reason})
+                    } else {
+                        let annotation = Annotation {
+                            kind,
+                            author,
+                            text,
+                            subject,
+                            peer_pid,
+                            peer_uid: uid,
+                            peer_gid: gid,
+                        };
+                        let reply = self.annotate(annotation).await;
+                        let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+                        out.push(b'\n');
+                        let _ = write.write_all(&out).await;
+                        // The annotation record itself is the record of the request.
+                        return;
                     }
                 }
-            };
+                Ok(request) => self.apply(request, &mut event),
+                Err(e) => {
+                    event.reason = Some(format!("malformed request: {e}"));
+                    serde_json::json!({"ok": false, "error": event.reason})
+                }
+            }
+        };
         if event.granted {
             tracing::info!(op = event.op, uid, pid = ?event.pid, agent = ?event.agent, "registration granted");
         } else {

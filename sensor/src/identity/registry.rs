@@ -65,6 +65,7 @@ impl Registry {
     /// The registry after a reload: agents already known keep their numbers (with their new
     /// declaration); agents no longer declared keep theirs too, without selectors, so running
     /// processes stay attributed; new agents get new numbers.
+    #[must_use]
     pub fn reloaded(&self, decls: Vec<AgentDecl>) -> Self {
         let mut decls: Vec<Option<AgentDecl>> = decls.into_iter().map(Some).collect();
         let mut removed = Vec::new();
@@ -250,9 +251,8 @@ impl Registry {
     }
 }
 
-fn matches_opt(p: &Option<Pattern>, value: Option<&str>) -> bool {
-    p.as_ref()
-        .is_none_or(|p| value.is_some_and(|v| p.matches(v.as_bytes())))
+fn matches_opt(p: Option<&Pattern>, value: Option<&str>) -> bool {
+    p.is_none_or(|p| value.is_some_and(|v| p.matches(v.as_bytes())))
 }
 
 fn labels_match(
@@ -264,19 +264,19 @@ fn labels_match(
 }
 
 fn container_matches(s: &ContainerSelector, m: &ContainerMeta) -> bool {
-    matches_opt(&s.id, Some(&m.id))
-        && matches_opt(&s.image, m.image.as_deref())
-        && matches_opt(&s.name, m.name.as_deref())
+    matches_opt(s.id.as_ref(), Some(&m.id))
+        && matches_opt(s.image.as_ref(), m.image.as_deref())
+        && matches_opt(s.name.as_ref(), m.name.as_deref())
         && s.runtime.as_deref().is_none_or(|r| r == m.runtime)
         && labels_match(&s.labels, &m.labels)
 }
 
 fn pod_matches(s: &KubernetesSelector, m: &ContainerMeta) -> bool {
     let Some(pod) = &m.pod else { return false };
-    matches_opt(&s.namespace, pod.namespace.as_deref())
-        && matches_opt(&s.pod, pod.name.as_deref())
-        && matches_opt(&s.container, m.name.as_deref())
-        && matches_opt(&s.service_account, pod.service_account.as_deref())
+    matches_opt(s.namespace.as_ref(), pod.namespace.as_deref())
+        && matches_opt(s.pod.as_ref(), pod.name.as_deref())
+        && matches_opt(s.container.as_ref(), m.name.as_deref())
+        && matches_opt(s.service_account.as_ref(), pod.service_account.as_deref())
         && labels_match(&s.labels, &pod.labels)
 }
 

@@ -74,19 +74,16 @@ impl Resolver {
         let Some(cgroup) = event.attribution().held_cgroup() else {
             return true;
         };
-        match self.held.get(&cgroup).and_then(|(d, _)| *d) {
-            Some(a) => {
-                event.set_attribution(TrackedProcess {
-                    agent: a.agent,
-                    method: a.method,
-                    ..Default::default()
-                });
-                true
-            }
-            None => {
-                event.set_attribution(TrackedProcess::default());
-                self.parts.all_processes
-            }
+        if let Some(a) = self.held.get(&cgroup).and_then(|(d, _)| *d) {
+            event.set_attribution(TrackedProcess {
+                agent: a.agent,
+                method: a.method,
+                ..Default::default()
+            });
+            true
+        } else {
+            event.set_attribution(TrackedProcess::default());
+            self.parts.all_processes
         }
     }
 
@@ -150,22 +147,19 @@ impl Resolver {
             self.pending
                 .insert(e.tgid, (decided, Instant::now(), start));
         }
-        match decided {
-            Some(a) => {
-                let _ = map.insert(e.tgid, a, 0);
-                if own.is_some() || pending {
-                    selectors::attribute_children(&mut map, e.tgid, a);
-                }
-                e.attribution = a;
-                true
+        if let Some(a) = decided {
+            let _ = map.insert(e.tgid, a, 0);
+            if own.is_some() || pending {
+                selectors::attribute_children(&mut map, e.tgid, a);
             }
-            None => {
-                if pending {
-                    selectors::release_pending(&mut map, e.tgid);
-                }
-                e.attribution = TrackedProcess::default();
-                self.parts.all_processes
+            e.attribution = a;
+            true
+        } else {
+            if pending {
+                selectors::release_pending(&mut map, e.tgid);
             }
+            e.attribution = TrackedProcess::default();
+            self.parts.all_processes
         }
     }
 
@@ -233,15 +227,12 @@ impl Resolver {
                 };
             }
         }
-        match decided {
-            Some(a) => {
-                event.set_attribution(a);
-                true
-            }
-            None => {
-                event.set_attribution(TrackedProcess::default());
-                self.parts.all_processes
-            }
+        if let Some(a) = decided {
+            event.set_attribution(a);
+            true
+        } else {
+            event.set_attribution(TrackedProcess::default());
+            self.parts.all_processes
         }
     }
 

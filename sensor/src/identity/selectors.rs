@@ -56,7 +56,7 @@ impl TrackedMap for BpfHashMap<MapData, u32, TrackedProcess> {
 }
 
 /// The map without a kernel: what a replay's decisions are entered in.
-impl TrackedMap for HashMap<u32, TrackedProcess> {
+impl<S: std::hash::BuildHasher + Send> TrackedMap for HashMap<u32, TrackedProcess, S> {
     fn get(&self, tgid: &u32, _flags: u64) -> Result<TrackedProcess, MapError> {
         HashMap::get(self, tgid)
             .copied()

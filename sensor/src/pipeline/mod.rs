@@ -90,7 +90,9 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
 /// Output handed to the sink mid-batch once this much is waiting: the kernel copies a
 /// buffer that is still in cache several times faster than a whole batch's megabytes.
 const FLUSH_BYTES: usize = 256 * 1024;
-const TABLE_SWEEP: Duration = Duration::from_secs(60);
+/// How often the stages forget what no record can refer to any more (processes whose exit
+/// record was lost, decisions on processes gone).
+const TABLE_SWEEP: Duration = Duration::from_mins(1);
 /// How often folded repeats are checked for a closed window.
 const REPEAT_TICK: Duration = Duration::from_millis(100);
 
@@ -143,7 +145,7 @@ impl Pipeline {
         let mut checkpoint_tick = tokio::time::interval(Duration::from_secs(1));
         // File outputs have work that time alone makes due: syncs, retries, age rotation.
         let sink_period = self.sink.tick();
-        let mut sink_tick = tokio::time::interval(sink_period.unwrap_or(Duration::from_secs(3600)));
+        let mut sink_tick = tokio::time::interval(sink_period.unwrap_or(Duration::from_hours(1)));
         loop {
             let message = tokio::select! {
                 message = rx.recv() => message,

@@ -52,6 +52,10 @@ fn owned(i: Option<(&str, &str, &str)>) -> Who {
     i.map(|(a, m, t)| (a.to_owned(), m.to_owned(), t.to_owned()))
 }
 
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "a `Who` to compare with, written beside `None` in the expectations"
+)]
 fn id(agent: &str, method: &str, trust: &str) -> Who {
     Some((agent.to_owned(), method.to_owned(), trust.to_owned()))
 }

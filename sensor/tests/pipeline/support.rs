@@ -51,7 +51,9 @@ pub fn forge() -> Forge {
 pub fn agent(id: &str, selectors: &[&str]) -> String {
     let mut yaml = format!("  - id: {id}\n    name: Agent {id}\n    selectors:\n");
     for s in selectors {
-        yaml.push_str(&format!("      - {s}\n"));
+        yaml.push_str("      - ");
+        yaml.push_str(s);
+        yaml.push('\n');
     }
     yaml
 }
@@ -174,7 +176,7 @@ impl Outcome {
         let mut lines = self.lines.clone();
         edit(&mut lines);
         let path = self.dir.join(name);
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let text: String = lines.iter().flat_map(|l| [l.as_str(), "\n"]).collect();
         std::fs::write(&path, text).expect("write the tampered copy");
         path
     }
