@@ -1,8 +1,8 @@
 //! The builder stage: records from kernel events, with what the caches know (the process
 //! table, containers, DNS answers, wall-clock time), and the sensor's own records. Each file
-//! builds one family: [`process`] the process lifecycle, [`file_and_network`] activity (from
+//! builds one family: `process` the process lifecycle, `file_and_network` activity (from
 //! the pure block functions of [`activity`]), [`identity`] the identity and container blocks,
-//! [`sensor`] the sensor's own records; [`repeats`] folds exact repeats.
+//! `sensor` the sensor's own records; [`repeats`] folds exact repeats.
 #![warn(missing_docs)]
 use std::{sync::Arc, time::Instant};
 

@@ -3,7 +3,7 @@
 //! executable, uid); it holds the records of a cgroup made since start until the selectors
 //! decide it, and marks an exec pending when only userspace can decide it (argv selectors, the
 //! environment marker). The trust rules (which source may replace which) are `method::trust`
-//! in `sensor-common`, shared with the kernel, and [`replaces`] here.
+//! in `sensor-common`, shared with the kernel, and `replaces` here.
 use std::{collections::HashMap, time::Instant};
 
 use sensor_common::{CgroupAgent, TrackedProcess, method, tracked_flags};
