@@ -361,7 +361,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
 
     /// Handles the records of `batch` from number `from` on; stops early, with the number to
     /// go on from, once the output holds `FLUSH_BYTES` (the caller flushes it).
-    pub fn handle_batch(&mut self, batch: &RawBatch, from: usize) -> Option<usize> {
+    fn handle_batch(&mut self, batch: &RawBatch, from: usize) -> Option<usize> {
         self.builder.begin_batch();
         let next = self.handle_records(batch, from);
         self.builder.end_batch();
