@@ -17,7 +17,7 @@ impl Cpio {
             mode,
             0,
             0,
-            if mode & 0o040000 != 0 { 2 } else { 1 },
+            if mode & 0o040_000 != 0 { 2 } else { 1 },
             0,
             data.len() as u32,
             0,
@@ -45,19 +45,19 @@ impl Cpio {
     }
 
     pub fn dir(&mut self, name: &str) {
-        self.entry(name, 0o040755, (0, 0), &[]);
+        self.entry(name, 0o040_755, (0, 0), &[]);
     }
 
     pub fn char_device(&mut self, name: &str, major: u32, minor: u32) {
-        self.entry(name, 0o020600, (major, minor), &[]);
+        self.entry(name, 0o020_600, (major, minor), &[]);
     }
 
     pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
-        self.entry(name, 0o100000 | perm, (0, 0), data);
+        self.entry(name, 0o100_000 | perm, (0, 0), data);
     }
 
     pub fn symlink(&mut self, name: &str, target: &str) {
-        self.entry(name, 0o120777, (0, 0), target.as_bytes());
+        self.entry(name, 0o120_777, (0, 0), target.as_bytes());
     }
 
     pub fn finish(mut self) -> Vec<u8> {

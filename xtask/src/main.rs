@@ -145,7 +145,7 @@ fn main() -> anyhow::Result<()> {
             build_sensor()?;
             matrix::run(&root)
         }
-        Task::Bench(args) => bench::run(&root, args),
+        Task::Bench(args) => bench::run(&root, &args),
     }
 }
 

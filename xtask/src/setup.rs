@@ -129,12 +129,13 @@ unsafe extern "C" {
 
 /// Where set-up keeps what it builds (outside the repo, shared by clones).
 pub fn cache_dir() -> PathBuf {
-    env::var_os("AGENT_SENSOR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
+    env::var_os("AGENT_SENSOR_CACHE").map_or_else(
+        || {
             PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into()))
                 .join(".cache/agent-sensor")
-        })
+        },
+        PathBuf::from,
+    )
 }
 
 pub fn output(cmd: &mut Command) -> anyhow::Result<String> {

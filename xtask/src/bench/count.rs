@@ -97,7 +97,7 @@ struct Gap {
 
 /// The sensor's output: delivered events, and the losses its `gap` records admit.
 pub fn sensor_output(path: &Path, expect: &Expect) -> anyhow::Result<(Delivered, u64)> {
-    let w = expect.report.pid;
+    let workload = expect.report.pid;
     let mut d = Delivered::default();
     let mut lost = 0;
     let mut unreadable = 0u64;
@@ -111,21 +111,21 @@ pub fn sensor_output(path: &Path, expect: &Expect) -> anyhow::Result<(Delivered,
         }
         let Some(p) = &r.process else { return };
         let parent = p.parent.as_ref().map(|p| p.pid);
-        if p.pid != w && parent != Some(w) {
+        if p.pid != workload && parent != Some(workload) {
             return;
         }
         d.records += 1;
-        let own = p.pid == w;
-        let n = r.event.repeat_count.unwrap_or(1);
+        let own = p.pid == workload;
+        let count = r.event.repeat_count.unwrap_or(1);
         match &*r.event.action {
             "open" if own && r.file.and_then(|f| f.path).as_deref() == Some(expect.target) => {
-                d.events.opens += n
+                d.events.opens += count;
             }
-            "exec" if parent == Some(w) => d.events.execs += n,
+            "exec" if parent == Some(workload) => d.events.execs += count,
             "connect" if own && r.destination.and_then(|d| d.port) == expect.report.port => {
-                d.events.connects += n
+                d.events.connects += count;
             }
-            "accept" if own => d.events.accepts += n,
+            "accept" if own => d.events.accepts += count,
             _ => {}
         }
     })?;
@@ -188,7 +188,7 @@ pub fn audit_log(path: &Path, key: &str, expect: &Expect) -> anyhow::Result<Deli
                 }
             }
             "PATH" if raw.split(' ').any(|f| f == target) && opens.remove(serial) => {
-                d.events.opens += 1
+                d.events.opens += 1;
             }
             _ => {}
         }

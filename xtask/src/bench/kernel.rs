@@ -153,7 +153,7 @@ mod tests {
         let prog = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t2067\nprog_type:\t5\n\
                     prog_jited:\t1\nprog_tag:\t0123456789abcdef\nmemlock:\t4096\nprog_id:\t42\n\
                     run_time_ns:\t123456\nrun_cnt:\t789\nrecursion_misses:\t0\n";
-        assert_eq!(prog_fdinfo(prog), Some((789, 123456)));
+        assert_eq!(prog_fdinfo(prog), Some((789, 123_456)));
         let map = "pos:\t0\nflags:\t02000002\nmap_type:\t27\nkey_size:\t0\nmax_entries:\t4096\n";
         assert_eq!(prog_fdinfo(map), None);
         assert_eq!(prog_fdinfo("pos:\t0\nflags:\t0100002\n"), None);

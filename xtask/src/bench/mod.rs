@@ -69,7 +69,7 @@ pub(super) fn check_interrupt() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.report_from {
         let text =
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -265,7 +265,7 @@ agents:
     selectors:
       - cgroup: {}
 ",
-            cgroups.agent_selector()
+            system::Cgroups::agent_selector()
         ),
     )?;
     let sensor_config = dir.join("sensor.toml");

@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     fs,
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -163,7 +164,7 @@ impl SensorRun {
             cpu_start: 0,
         };
         let log_path = tools.dir.join(format!("{name}.log"));
-        wait_until("the sensor's start record", Duration::from_secs(60), || {
+        wait_until("the sensor's start record", Duration::from_mins(1), || {
             if let Some(status) = run.child.try_wait()? {
                 bail!(
                     "agent-sensor exited with {status} while starting:\n{}",
@@ -187,14 +188,14 @@ impl SensorRun {
         settle(
             "agent-sensor",
             Duration::from_millis(400),
-            Duration::from_secs(300),
+            Duration::from_mins(5),
             || file_size(&self.output),
         )
     }
 
     /// SIGINT, as an operator stops it; it drains, writes its stop record and exits 0.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let status = system::stop(&mut self.child, libc::SIGINT, Duration::from_secs(60))?;
+        let status = system::stop(&mut self.child, libc::SIGINT, Duration::from_mins(1))?;
         if !status.success() {
             bail!("agent-sensor exited with {status}");
         }
@@ -326,7 +327,6 @@ impl AuditRun {
         let conf = dir.join("auditd.conf");
         fs::write(&conf, auditd_conf(&log, &plugins))?;
         // auditd refuses a configuration others can write.
-        use std::os::unix::fs::PermissionsExt as _;
         fs::set_permissions(&conf, fs::Permissions::from_mode(0o600))?;
         let auditd = Command::new("auditd")
             .arg("-n")
@@ -377,12 +377,13 @@ impl AuditRun {
             "-k",
             AUDIT_KEY,
         ])?;
-        run.lost_start = run.lost()?;
+        run.lost_start = Self::lost()?;
         run.cpu_start = run.cpu()?;
         Ok(run)
     }
 
-    fn lost(&self) -> anyhow::Result<u64> {
+    /// The kernel's count of audit records lost (`auditctl -s`).
+    fn lost() -> anyhow::Result<u64> {
         Ok(audit_status()?
             .get("lost")
             .and_then(|l| l.parse().ok())
@@ -399,11 +400,11 @@ impl AuditRun {
         settle(
             "auditd",
             Duration::from_millis(500),
-            Duration::from_secs(300),
+            Duration::from_mins(5),
             || file_size(&self.log),
         )?;
         let cpu = self.cpu()? - self.cpu_start;
-        let lost = self.lost()? - self.lost_start;
+        let lost = Self::lost()? - self.lost_start;
         auditctl(&["-D", "-k", AUDIT_KEY])?;
         let status = system::stop(&mut self.auditd, libc::SIGTERM, Duration::from_secs(30))?;
         if !status.success() {
@@ -507,7 +508,7 @@ impl BpftraceRun {
             cpu_start: 0,
         };
         // bpftrace compiles, then attaches; an open by a probe workload shows when it is done.
-        wait_until("bpftrace to attach", Duration::from_secs(120), || {
+        wait_until("bpftrace to attach", Duration::from_mins(2), || {
             if let Some(status) = run.child.try_wait()? {
                 bail!(
                     "bpftrace exited with {status}:\n{}",
@@ -530,7 +531,7 @@ impl BpftraceRun {
         settle(
             "bpftrace",
             Duration::from_millis(400),
-            Duration::from_secs(300),
+            Duration::from_mins(5),
             || system::cpu_ns(pid).unwrap_or(0),
         )?;
         let cpu = system::cpu_ns(pid)? - self.cpu_start;

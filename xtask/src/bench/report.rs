@@ -89,7 +89,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(if n % 2 == 1 {
         v[n / 2]
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
     })
 }
 
@@ -283,7 +283,7 @@ impl Results {
                 let Some(s) = self.summary(mode, config) else {
                     continue;
                 };
-                let ratio = match (config, s.ratio(), self.spread(&s.ratios)) {
+                let ratio = match (config, s.ratio(), Self::spread(&s.ratios)) {
                     (Config::Unattached, _, _) => "baseline".to_owned(),
                     (_, Some(r), Some((lo, hi))) => format!("{r:.3} [{lo:.3}–{hi:.3}]"),
                     _ => "—".to_owned(),
@@ -341,7 +341,7 @@ impl Results {
         md.push('\n');
     }
 
-    fn spread(&self, v: &[f64]) -> Option<(f64, f64)> {
+    fn spread(v: &[f64]) -> Option<(f64, f64)> {
         let lo = v.iter().copied().reduce(f64::min)?;
         let hi = v.iter().copied().reduce(f64::max)?;
         Some((lo, hi))
@@ -682,7 +682,7 @@ impl Results {
 
 /// 1234567.8 -> "1,234,568".
 fn thousands(v: f64) -> String {
-    let s = format!("{:.0}", v);
+    let s = format!("{v:.0}");
     let (sign, digits) = s.strip_prefix('-').map_or(("", &s[..]), |d| ("-", d));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

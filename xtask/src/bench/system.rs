@@ -49,7 +49,7 @@ impl Cgroups {
     }
 
     /// The agent cgroup's path as the sensor's manifest names it (relative to the mount).
-    pub fn agent_selector(&self) -> String {
+    pub fn agent_selector() -> String {
         format!("/{CGROUP_DIR}/agent")
     }
 }
@@ -112,6 +112,10 @@ fn clock_ticks() -> u64 {
 
 /// Resident memory of a process, from `/proc/PID/status`, in KiB.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[allow(
+    clippy::struct_field_names,
+    reason = "the names are results.json's keys, and say the unit there"
+)]
 pub struct Memory {
     pub rss_kib: u64,
     pub anon_kib: u64,
@@ -365,14 +369,14 @@ pub struct Quiet {
     budget: Duration,
 }
 
-const OBSERVER_PATIENCE: Duration = Duration::from_secs(120);
+const OBSERVER_PATIENCE: Duration = Duration::from_mins(2);
 const CPU_PATIENCE: Duration = Duration::from_secs(30);
 
 impl Quiet {
     pub fn new() -> Self {
         Self {
             tolerated: Vec::new(),
-            budget: Duration::from_secs(600),
+            budget: Duration::from_mins(10),
         }
     }
 
@@ -403,7 +407,7 @@ impl Quiet {
                     "xtask bench: still running after {OBSERVER_PATIENCE:?}, measuring alongside: {}",
                     observers.join(", ")
                 );
-                self.tolerated = observers.clone();
+                self.tolerated.clone_from(&observers);
             }
             let busy_cores = busy_cores(Duration::from_millis(500));
             let patience = CPU_PATIENCE.min(self.budget);
@@ -476,9 +480,10 @@ impl Machine {
             .to_owned();
         // Firecracker and other hypervisors say so in DMI or the cpu flags.
         let virtualisation = if cpuinfo.contains(" hypervisor") {
-            fs::read_to_string("/sys/class/dmi/id/sys_vendor")
-                .map(|v| format!("virtual machine ({})", v.trim()))
-                .unwrap_or_else(|_| "virtual machine".to_owned())
+            fs::read_to_string("/sys/class/dmi/id/sys_vendor").map_or_else(
+                |_| "virtual machine".to_owned(),
+                |v| format!("virtual machine ({})", v.trim()),
+            )
         } else {
             "bare metal".to_owned()
         };

@@ -46,7 +46,7 @@ const MODULES: &[&str] = &[
     "9p",
 ];
 /// Boot, probe (the verifier is several times slower under TCG) and the workload.
-const DEADLINE: Duration = Duration::from_secs(300);
+const DEADLINE: Duration = Duration::from_mins(5);
 
 /// A prepared arm64 kernel: `Image`, its `vmlinux.btf`, and `modules/<name>.ko`.
 pub struct Kernel {
@@ -124,7 +124,7 @@ pub fn kernel(suite: &str) -> anyhow::Result<Kernel> {
         }) else {
             continue;
         };
-        let ko = if file_name(found).ends_with(".xz") {
+        let ko = if found.extension().is_some_and(|e| e == "xz") {
             let out = Command::new("xz").arg("-dc").arg(found).output()?;
             ensure!(out.status.success(), "xz -dc {} failed", found.display());
             out.stdout
@@ -487,7 +487,7 @@ impl Apt {
         })?;
         files(&download)?
             .into_iter()
-            .find(|p| file_name(p).ends_with(".deb"))
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
             .with_context(|| format!("apt-get download {package} left no .deb"))
     }
 }

@@ -6,6 +6,7 @@
 //! Everything apt and dpkg print goes to standard error: `cargo xtask run | jq` and the
 //! records on standard output must never see package-manager chatter.
 use std::{
+    fmt::Write as _,
     fs,
     path::{Path, PathBuf},
     process::Command,
@@ -41,17 +42,15 @@ impl Apt {
             fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("making {}", dir.join(sub).display()))?;
         }
-        let sources: String = suites
-            .iter()
-            .map(|suite| {
-                let mirror = if suite.ends_with("-security") {
-                    SECURITY
-                } else {
-                    MIRROR
-                };
-                format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n")
-            })
-            .collect();
+        let mut sources = String::new();
+        for suite in suites {
+            let mirror = if suite.ends_with("-security") {
+                SECURITY
+            } else {
+                MIRROR
+            };
+            let _ = writeln!(sources, "deb [signed-by={KEYRING}] {mirror} {suite} main");
+        }
         let list = dir.join("sources.list");
         if fs::read_to_string(&list).ok().as_deref() != Some(sources.as_str()) {
             fs::write(&list, sources).with_context(|| format!("writing {}", list.display()))?;

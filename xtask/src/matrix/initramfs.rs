@@ -115,6 +115,8 @@ pub fn write(kernel: &Prepared, busybox: &Path, out: &Path) -> anyhow::Result<()
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     /// The archive unpacks with an independent cpio (busybox's, from busybox-static, which the
@@ -144,7 +146,6 @@ mod tests {
         );
         assert_eq!(fs::read(out.join("odd-length")).unwrap(), b"12345");
         assert_eq!(fs::read(out.join("empty")).unwrap(), b"");
-        use std::os::unix::fs::PermissionsExt as _;
         let mode = fs::metadata(out.join("bin/tool"))
             .unwrap()
             .permissions()

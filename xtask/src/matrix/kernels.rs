@@ -92,7 +92,7 @@ pub fn prepare(kernel: &Kernel, apt: &Apt, cache: &Path) -> anyhow::Result<Prepa
     if let Ok(text) = fs::read_to_string(&stamp)
         && let Ok(mut prepared) = serde_json::from_str::<Prepared>(&text)
     {
-        prepared.dir = dir.clone();
+        prepared.dir.clone_from(&dir);
         if prepared.vmlinux().is_file() {
             return Ok(prepared);
         }
@@ -309,29 +309,31 @@ fn module_closure(root: &Path, wanted: &[&str]) -> anyhow::Result<Vec<(String, P
         .collect();
     let mut order = Vec::new();
     let mut seen = HashSet::new();
-    fn visit(
-        name: &str,
-        files: &HashMap<String, PathBuf>,
-        builtin: &HashSet<String>,
-        seen: &mut HashSet<String>,
-        order: &mut Vec<(String, PathBuf)>,
-    ) -> anyhow::Result<()> {
-        if !seen.insert(name.to_owned()) || builtin.contains(name) {
-            return Ok(());
-        }
-        let path = files
-            .get(name)
-            .with_context(|| format!("module {name} is neither a file nor built in"))?;
-        for dep in depends(&decompress(path)?) {
-            visit(&dep, files, builtin, seen, order)?;
-        }
-        order.push((name.to_owned(), path.clone()));
-        Ok(())
-    }
     for name in wanted {
         visit(name, &files, &builtin, &mut seen, &mut order)?;
     }
     Ok(order)
+}
+
+/// Appends module `name` to `order` after its dependencies, unless it is built in or `seen`.
+fn visit(
+    name: &str,
+    files: &HashMap<String, PathBuf>,
+    builtin: &HashSet<String>,
+    seen: &mut HashSet<String>,
+    order: &mut Vec<(String, PathBuf)>,
+) -> anyhow::Result<()> {
+    if !seen.insert(name.to_owned()) || builtin.contains(name) {
+        return Ok(());
+    }
+    let path = files
+        .get(name)
+        .with_context(|| format!("module {name} is neither a file nor built in"))?;
+    for dep in depends(&decompress(path)?) {
+        visit(&dep, files, builtin, seen, order)?;
+    }
+    order.push((name.to_owned(), path.clone()));
+    Ok(())
 }
 
 /// The `depends=` entry of a module's `.modinfo` (NUL-separated `key=value` strings).

@@ -88,11 +88,14 @@ pub fn check(dir: &Path) -> Outcome {
         }
     };
     let kernel = &facts["kernel"];
-    out.release = kernel["release"].as_str().unwrap_or("?").to_owned();
-    out.lsm = kernel["lsm"]
+    kernel["release"]
+        .as_str()
+        .unwrap_or("?")
+        .clone_into(&mut out.release);
+    kernel["lsm"]
         .as_str()
         .unwrap_or("unknown (securityfs is not mounted)")
-        .to_owned();
+        .clone_into(&mut out.lsm);
     if let Some(up) = kernel["uptime_at_start"]
         .as_str()
         .and_then(|u| u.parse().ok())
@@ -667,7 +670,7 @@ mod tests {
 
     use super::*;
 
-    fn exec(pid: u64, parent: u64, args: Value, method: &str) -> Value {
+    fn exec(pid: u64, parent: u64, args: &Value, method: &str) -> Value {
         json!({"event": {"action": "exec"}, "process": {"pid": pid, "parent": {"pid": parent},
                "args": args}, "identity": {"agent": {"id": "a"}, "attribution": {"method": method}}})
     }
@@ -689,7 +692,7 @@ mod tests {
             } else {
                 "cgroup"
             };
-            records.push(exec(pid, pid - 1, args, method));
+            records.push(exec(pid, pid - 1, &args, method));
             records.push(exit(pid));
         }
         records
