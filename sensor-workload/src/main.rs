@@ -273,7 +273,7 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage writes into the struct it is given.
     let usage = unsafe {
         let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(who, &mut usage);
+        libc::getrusage(who, &raw mut usage);
         usage
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -283,7 +283,7 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
 fn wait(child: libc::pid_t) -> i32 {
     let mut status = 0;
     // SAFETY: waiting for our own child.
-    let rc = unsafe { libc::waitpid(child, &mut status, 0) };
+    let rc = unsafe { libc::waitpid(child, &raw mut status, 0) };
     assert_eq!(rc, child, "waitpid: {}", std::io::Error::last_os_error());
     status
 }
