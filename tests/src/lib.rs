@@ -9,6 +9,7 @@
 //! the activity several tests make.
 use std::{
     ffi::{OsStr, OsString},
+    fmt::Write as _,
     io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -83,11 +84,13 @@ impl Launch {
         }
     }
 
+    #[must_use]
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.args.push(arg.as_ref().to_owned());
         self
     }
 
+    #[must_use]
     pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
@@ -95,24 +98,28 @@ impl Launch {
     }
 
     /// `--config PATH`.
+    #[must_use]
     pub fn config(self, path: &Path) -> Self {
         self.arg("--config").arg(path)
     }
 
     /// `--format ocsf`: every line an OCSF event, the record's own fields under
     /// `unmapped.agent_sensor` (see [`ecs_part`]).
+    #[must_use]
     pub fn ocsf(mut self) -> Self {
         self.ocsf = true;
         self.arg("--format").arg("ocsf")
     }
 
     /// `--output PATH`: records go to a file, which the runner follows.
+    #[must_use]
     pub fn output(mut self, path: &Path) -> Self {
         self.output = Destination::File(path.to_owned());
         self
     }
 
     /// Records go where the config says; the test reads them itself.
+    #[must_use]
     pub fn output_from_config(mut self) -> Self {
         self.output = Destination::Config;
         self
@@ -295,7 +302,7 @@ impl Sensor {
             .iter()
             .rev()
             .take(10)
-            .map(|r| r.to_string())
+            .map(ToString::to_string)
             .collect();
         format!(
             "\n--- sensor stderr ---\n{}\n--- last records ({} in all) ---\n{}",
@@ -334,13 +341,12 @@ impl Sensor {
             if found.len() >= n {
                 return found;
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {n} x {what}; saw {}{}",
-                    found.len(),
-                    self.context()
-                );
-            }
+            assert!(
+                Instant::now() <= deadline,
+                "timed out waiting for {n} x {what}; saw {}{}",
+                found.len(),
+                self.context()
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -461,7 +467,10 @@ pub fn keygen(keys: &std::path::Path) {
 
 /// Writes records as JSON Lines.
 pub fn write_json_lines(path: &std::path::Path, records: &[Value]) {
-    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    let mut text = String::new();
+    for r in records {
+        let _ = writeln!(text, "{r}");
+    }
     std::fs::write(path, text).unwrap();
 }
 
@@ -515,9 +524,9 @@ impl AgentRun {
         let mut manifest = String::from("agents:\n");
         for (i, (key, value)) in agent.iter().enumerate() {
             let lead = if i == 0 { "  - " } else { "    " };
-            manifest.push_str(&format!("{lead}{key}: {value}\n"));
+            let _ = writeln!(manifest, "{lead}{key}: {value}");
         }
-        manifest.push_str(&format!("    selectors: [{{cgroup: /{cg_name}/**}}]\n"));
+        let _ = writeln!(manifest, "    selectors: [{{cgroup: /{cg_name}/**}}]");
         std::fs::write(dir.join("agents.yaml"), manifest).unwrap();
         let socket = dir.join("control.sock");
         let config = dir.join("sensor.toml");

@@ -180,8 +180,7 @@ fn the_running_daemon_keeps_only_the_capabilities_it_needs() {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("{name} missing"))
+            .map_or_else(|| panic!("{name} missing"), str::trim)
             .to_owned()
     };
     // CAP_DAC_READ_SEARCH (2) and CAP_SYS_PTRACE (19), nothing else, in every set.

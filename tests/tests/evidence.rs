@@ -1,6 +1,6 @@
 //! The evidence chain, end to end: a trail the real sensor wrote verifies as intact, and each
 //! kind of tampering is detected and located.
-use std::process::Command;
+use std::{fmt::Write as _, os::unix::fs::PermissionsExt as _, process::Command};
 
 use sensor_tests::{Launch, action, require_root, scratch_dir, sensor_binary};
 
@@ -51,7 +51,6 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
     let (ok, report) = verify(&trail);
     assert!(ok, "{report}");
     assert_eq!(report["instances"], 1);
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&trail).unwrap().permissions().mode() & 0o777,
         0o600,
@@ -155,7 +154,12 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
 fn rechain(lines: &mut [String], from: usize) {
     use sha2::{Digest as _, Sha256};
     const SUFFIX: usize = ",\"hash\":\"".len() + 64 + "\"}}".len();
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hex = |b: &[u8]| {
+        b.iter().fold(String::new(), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+    };
     let hash_of = |line: &str| line[line.len() - SUFFIX + 9..line.len() - 3].to_owned();
     for i in from..lines.len() {
         let prev = hash_of(&lines[i - 1]);
@@ -178,7 +182,6 @@ fn signed_checkpoints_expose_a_rewritten_chain() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(keys.join("sensor.key"))
             .unwrap()

@@ -1,6 +1,6 @@
 //! File activity, end to end: a helper performs known file operations; every field the sensor
 //! reports is compared with what it did.
-use std::{os::unix::fs::MetadataExt as _, process::Command};
+use std::{io::Write as _, os::unix::fs::MetadataExt as _, process::Command};
 
 use sensor_tests::{Sensor, Value, action, of_process, scratch_dir};
 
@@ -232,7 +232,6 @@ fn a_burst_of_100000_opens_is_all_accounted_for() {
         .unwrap();
     let pid = shell.id();
     let sensor = Sensor::start(&["--pid", &pid.to_string()]);
-    use std::io::Write as _;
     writeln!(shell.stdin.take().unwrap(), "go").unwrap();
     assert!(shell.wait().unwrap().success());
     sensor.wait_for("the helper's exit", |r| sensor_tests::is(r, "exit", pid));

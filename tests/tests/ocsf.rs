@@ -17,12 +17,13 @@ const OCSF_VERSION: &str = "1.8.0";
 
 /// The validator's Python, in the environment `cargo xtask setup` makes.
 fn python() -> PathBuf {
-    let cache = std::env::var_os("AGENT_SENSOR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
+    let cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
+        || {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
                 .join(".cache/agent-sensor")
-        });
+        },
+        PathBuf::from,
+    );
     let python = cache.join("ocsf-venv/bin/python3");
     assert!(
         python.is_file(),

@@ -1,6 +1,7 @@
 //! The verifier at scale: a 1 GiB rotated trail is verified in one pass with memory that does
 //! not grow with it, and a one-byte change deep inside is still located by file and line.
 use std::{
+    fmt::Write as _,
     io::Write as _,
     path::{Path, PathBuf},
     process::Command,
@@ -13,7 +14,10 @@ const TOTAL: u64 = 1 << 30;
 const FILE_BYTES: u64 = 64 << 20;
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Writes a trail as the sensor's directory output would: one run, sealed records of about

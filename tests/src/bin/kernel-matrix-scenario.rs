@@ -21,9 +21,9 @@ use std::{
 use serde_json::{Value, json};
 
 /// The verifier runs 4-6x slower under TCG, and three VMs share two cores.
-const START_TIMEOUT: Duration = Duration::from_secs(300);
-const RECORD_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_mins(5);
+const RECORD_TIMEOUT: Duration = Duration::from_mins(1);
+const STOP_TIMEOUT: Duration = Duration::from_mins(1);
 /// The agent's cgroup (under the cgroup2 root) and the manifest's selector for it.
 const CGROUP: &str = "agent-sensor-matrix";
 const AGENT: &str = "matrix-agent";

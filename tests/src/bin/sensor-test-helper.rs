@@ -10,7 +10,7 @@ fn main() {
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let mode = args.get(1).map(String::as_str).unwrap_or("");
+    let mode = args.get(1).map_or("", String::as_str);
     match mode {
         // `exit CODE [ignored...]`: exit with CODE; the other arguments are for the argv tests.
         "exit" => exit(args[2].parse().expect("exit code")),
@@ -24,7 +24,7 @@ fn main() {
             println!("{child}");
             let mut status = 0;
             // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(child, &mut status, 0) };
+            unsafe { libc::waitpid(child, &raw mut status, 0) };
         }
         // Start a thread, print its thread id, join it.
         "thread" => {
@@ -58,7 +58,7 @@ fn main() {
             println!("{child}");
             let mut status = 0;
             // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(child, &mut status, 0) };
+            unsafe { libc::waitpid(child, &raw mut status, 0) };
         }
         // `exec PROGRAM ARGS...`: replace this process (exec without fork).
         "exec" => {
@@ -216,13 +216,7 @@ fn connect_nonblocking(addr: &str) {
     let socket = socket2_free_socket(&addr);
     let (storage, len) = sockaddr(&addr);
     // SAFETY: a valid socket and address.
-    let rc = unsafe {
-        libc::connect(
-            socket.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
+    let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const storage).cast(), len) };
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap();
     assert!(
         rc < 0 && errno == libc::EINPROGRESS,
@@ -234,7 +228,7 @@ fn connect_nonblocking(addr: &str) {
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, 5000) };
+    unsafe { libc::poll(&raw mut pfd, 1, 5000) };
     let mut err: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: valid out pointers.
@@ -243,8 +237,8 @@ fn connect_nonblocking(addr: &str) {
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
+            (&raw mut err).cast(),
+            &raw mut len,
         )
     };
     println!("{err}");
@@ -282,7 +276,7 @@ fn sockaddr(addr: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::sockl
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
             (storage, size_of::<libc::sockaddr_in>() as libc::socklen_t)
         }
         std::net::SocketAddr::V6(v6) => {
@@ -296,7 +290,7 @@ fn sockaddr(addr: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::sockl
                 sin6_scope_id: 0,
             };
             // SAFETY: sockaddr_storage is larger than sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
             (storage, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
         }
     }
@@ -315,12 +309,12 @@ fn udp_send(addr: &str) {
     };
     // SAFETY: all-zero is a valid msghdr; then the fields are set.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
+    msg.msg_name = (&raw mut storage).cast();
     msg.msg_namelen = len;
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     // SAFETY: a valid socket and message.
-    assert!(unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) } > 0);
+    assert!(unsafe { libc::sendmsg(socket.as_raw_fd(), &raw const msg, 0) } > 0);
     // SAFETY: all-zero is a valid mmsghdr.
     let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
     msgs[0].msg_hdr = msg;
