@@ -2,17 +2,26 @@
 //! (`sensor`). Everything here is `#[repr(C)]` plain data whose layout is asserted at compile
 //! time, so both sides agree byte for byte. With the `user` feature, the daemon gets the
 //! `aya::Pod` impls it needs to hand globals to the loader.
+//!
+//! Pids and tids are as the root pid namespace sees them; times are `CLOCK_BOOTTIME`
+//! nanoseconds; a `comm` is the task's name, NUL-padded (at most 15 bytes and a NUL).
 #![no_std]
+#![warn(missing_docs)]
 
 /// Version of the record layouts below; bumped on any change to a record's bytes.
 pub const RECORD_VERSION: u16 = 2;
 
 /// Kinds of ring-buffer record (`RecordHeader::kind`), also the index of their loss counter.
 pub mod kind {
+    /// An [`ExecRecord`](super::ExecRecord).
     pub const EXEC: u16 = 1;
+    /// A [`ForkRecord`](super::ForkRecord).
     pub const FORK: u16 = 2;
+    /// An [`ExitRecord`](super::ExitRecord).
     pub const EXIT: u16 = 3;
+    /// A [`FileRecord`](super::FileRecord).
     pub const FILE: u16 = 4;
+    /// A [`NetRecord`](super::NetRecord).
     pub const NET: u16 = 5;
     /// Reserved: an in-flight syscall that could not be remembered between enter and exit,
     /// before the exit programs read the arguments from the registers themselves.
@@ -20,7 +29,7 @@ pub mod kind {
     /// A process could not be entered in the tracked-process map (full): its activity, and
     /// its descendants', goes unattributed. Counted in the loss counters, never a record kind.
     pub const TRACKING: u16 = 7;
-    /// A cgroup v2 directory was made ([`CgroupRecord`]).
+    /// A cgroup v2 directory was made ([`CgroupRecord`](super::CgroupRecord)).
     pub const CGROUP: u16 = 8;
     /// Number of slots in the per-CPU loss counter map (kinds are < this).
     pub const COUNT: u32 = 9;
@@ -127,6 +136,7 @@ pub mod exec_flags {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecRecord {
+    /// `kind` is [`kind::EXEC`].
     pub header: RecordHeader,
     /// Start time of the process (its thread group leader), ns since boot (`start_boottime`).
     pub start_boottime: u64,
@@ -136,12 +146,17 @@ pub struct ExecRecord {
     pub cgroup_id: u64,
     /// Thread id of the task that exec'd (equals `tgid` after exec).
     pub pid: u32,
+    /// Thread group id (the process id).
     pub tgid: u32,
     /// Thread group id of the real parent.
     pub ppid: u32,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
+    /// Effective user id, after exec (set-user-id applied).
     pub euid: u32,
+    /// Effective group id, after exec.
     pub egid: u32,
     /// Audit login uid (`u32::MAX` when unset).
     pub loginuid: u32,
@@ -165,6 +180,7 @@ pub struct ExecRecord {
     pub env_len: u32,
     /// [`exec_flags`].
     pub flags: u32,
+    /// The task's name after exec (the new image's file name).
     pub comm: [u8; 16],
 }
 
@@ -178,23 +194,31 @@ pub mod fork_flags {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ForkRecord {
+    /// `kind` is [`kind::FORK`]; the attribution is the parent's.
     pub header: RecordHeader,
     /// Start time of the child's process (for a thread: its group leader's).
     pub start_boottime: u64,
     /// Start time of the parent process's group leader.
     pub parent_start_boottime: u64,
+    /// cgroup v2 id of the parent, which the child starts in.
     pub cgroup_id: u64,
-    /// Child thread id and thread group id.
+    /// Child thread id.
     pub child_pid: u32,
+    /// Child thread group id (the parent's, for a thread).
     pub child_tgid: u32,
-    /// Thread and thread group id of the task that called fork/clone.
+    /// Thread id of the task that called fork/clone.
     pub parent_pid: u32,
+    /// Thread group id of the task that called fork/clone.
     pub parent_tgid: u32,
+    /// Real user id of the parent (the child's too).
     pub uid: u32,
+    /// Real group id of the parent (the child's too).
     pub gid: u32,
     /// [`fork_flags`].
     pub flags: u32,
+    /// Padding; always 0.
     pub _pad: u32,
+    /// The parent's name, which the child starts with.
     pub comm: [u8; 16],
 }
 
@@ -208,20 +232,28 @@ pub mod exit_flags {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExitRecord {
+    /// `kind` is [`kind::EXIT`].
     pub header: RecordHeader,
     /// Start time of the process (its group leader), to name the same entity as exec and fork.
     pub start_boottime: u64,
+    /// Thread id of the exiting task.
     pub pid: u32,
+    /// Thread group id of the exiting task.
     pub tgid: u32,
     /// `task_struct::exit_code`: `status << 8 | signal`, 0x80 set on a core dump.
     pub exit_code: u32,
     /// [`exit_flags`].
     pub flags: u32,
+    /// The exiting task's name.
     pub comm: [u8; 16],
 }
 
 /// The file and network syscalls the programs follow (`FileRecord::syscall`,
 /// `NetRecord::syscall`), independent of the architecture's syscall numbers.
+#[allow(
+    missing_docs,
+    reason = "each constant is the syscall of its name (man 2 NAME)"
+)]
 pub mod syscall {
     pub const OPEN: u16 = 1;
     pub const OPENAT: u16 = 2;
@@ -249,7 +281,7 @@ pub mod syscall {
     pub const LINKAT: u16 = 24;
     pub const SYMLINK: u16 = 25;
     pub const SYMLINKAT: u16 = 26;
-    /// Below: network.
+    /// This and above: network.
     pub const FIRST_NET: u16 = 40;
     pub const CONNECT: u16 = 40;
     pub const ACCEPT: u16 = 41;
@@ -272,23 +304,30 @@ pub mod syscall {
 pub struct CallArgs {
     /// [`syscall`] constant.
     pub syscall: u16,
+    /// Padding; always 0.
     pub _pad: u16,
-    /// Open flags, rename/link/unlink/chmod/chown `AT_*`/`RENAME_*` flags, send/recv flags.
+    /// Open flags, rename/link/unlink/chmod/chown `AT_*`/`RENAME_*` flags, send/recv and
+    /// accept4 flags, listen's backlog.
     pub flags: u32,
+    /// Mode of open/creat/mkdir/chmod.
     pub mode: u32,
-    /// Directory fds the paths are relative to (`AT_FDCWD` = -100).
+    /// Directory fd the first path is relative to (`AT_FDCWD` = -100).
     pub dfd: i32,
+    /// Directory fd the second path is relative to (rename, link, symlink).
     pub dfd2: i32,
-    /// The fd argument of fd-based calls (fchmod, connect, sendto, ...).
+    /// The fd argument of fd-based calls (fchmod, connect, sendto, ...); -1 for others.
     pub fd: i32,
-    /// chown's owner and group (`u32::MAX`: unchanged).
+    /// chown's owner (`u32::MAX`: unchanged).
     pub uid: u32,
+    /// chown's group (`u32::MAX`: unchanged).
     pub gid: u32,
-    /// User pointers: paths, or a sockaddr / msghdr / buffer for network calls.
+    /// User pointer: the first path, or a network call's sockaddr.
     pub ptr1: u64,
+    /// User pointer: the second path, or a network call's msghdr / buffer.
     pub ptr2: u64,
-    /// truncate length, openat2 resolve flags, sockaddr length, buffer length, sendmmsg vlen.
+    /// truncate length, openat2 resolve flags, sockaddr length (recvfrom: a pointer to it).
     pub arg: u64,
+    /// Buffer length (sendto, recvfrom), sendmmsg's vlen.
     pub arg2: u64,
 }
 
@@ -297,7 +336,9 @@ pub struct CallArgs {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SavedCall {
+    /// The architecture's syscall number.
     pub nr: u64,
+    /// The six argument registers, in order.
     pub args: [u64; 6],
 }
 
@@ -306,25 +347,35 @@ pub struct SavedCall {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct KernelSockaddr {
+    /// Bytes of `bytes` in use (the address length, at most [`SOCKADDR_CAP`]).
     pub len: u32,
     /// Which hook kept it ([`address_hook`]): only the matching syscall's exit takes it.
     pub hook: u32,
+    /// The sockaddr, raw.
     pub bytes: [u8; SOCKADDR_CAP as usize],
 }
 
 /// The LSM hooks that keep a [`KernelSockaddr`].
 pub mod address_hook {
+    /// `socket_connect`: a connect's address.
     pub const CONNECT: u32 = 1;
+    /// `socket_bind`: a bind's address.
     pub const BIND: u32 = 2;
+    /// `socket_sendmsg`: a send's destination (sendto, sendmsg).
     pub const SEND: u32 = 3;
 }
 
 /// Flags of a [`FileRecord`].
 pub mod file_flags {
+    /// The path argument filled [`super::FILENAME_CAP`] and may be cut.
     pub const PATH_TRUNCATED: u16 = 1 << 0;
+    /// The second path argument filled [`super::FILENAME_CAP`] and may be cut.
     pub const PATH2_TRUNCATED: u16 = 1 << 1;
+    /// The first path's base directory is cut at the top (the walk did not reach the root).
     pub const BASE_TRUNCATED: u16 = 1 << 2;
+    /// The second path's base directory is cut at the top.
     pub const BASE2_TRUNCATED: u16 = 1 << 3;
+    /// The resolved path is cut at the top.
     pub const RESOLVED_TRUNCATED: u16 = 1 << 4;
     /// The path argument could not be read from user memory.
     pub const PATH_UNREADABLE: u16 = 1 << 5;
@@ -338,7 +389,9 @@ pub mod file_flags {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FileRecord {
+    /// `kind` is [`kind::FILE`].
     pub header: RecordHeader,
+    /// Start time of the calling process (its group leader).
     pub start_boottime: u64,
     /// The syscall's return value (fd, 0, or -errno).
     pub ret: i64,
@@ -346,24 +399,41 @@ pub struct FileRecord {
     pub arg: u64,
     /// Inode number of the resolved file, 0 when unknown.
     pub ino: u64,
+    /// Thread id of the caller.
     pub pid: u32,
+    /// Thread group id of the caller.
     pub tgid: u32,
+    /// The call's flags ([`CallArgs::flags`]).
     pub flags: u32,
+    /// The call's mode ([`CallArgs::mode`]).
     pub mode: u32,
+    /// chown's owner (`u32::MAX`: unchanged or not a chown).
     pub uid: u32,
+    /// chown's group (`u32::MAX`: unchanged or not a chown).
     pub gid: u32,
+    /// Directory fd the first path is relative to (`AT_FDCWD` = -100).
     pub dfd: i32,
+    /// Directory fd the second path is relative to.
     pub dfd2: i32,
+    /// The file acted on: the fd an open returned, or the fd argument; -1 for neither.
     pub fd: i32,
+    /// [`syscall`] constant.
     pub syscall: u16,
     /// [`file_flags`].
     pub str_flags: u16,
+    /// Bytes of the path argument that follow the record.
     pub path_len: u16,
+    /// Bytes of the second path argument that follow.
     pub path2_len: u16,
+    /// Bytes of the first path's base directory that follow (0: absolute, or unknown).
     pub base_len: u16,
+    /// Bytes of the second path's base directory that follow.
     pub base2_len: u16,
+    /// Bytes of the resolved absolute path that follow (0: unknown).
     pub resolved_len: u16,
+    /// Padding; always 0.
     pub _pad: [u16; 3],
+    /// The caller's name.
     pub comm: [u8; 16],
 }
 
@@ -374,34 +444,52 @@ pub struct FileRecord {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NetRecord {
+    /// `kind` is [`kind::NET`].
     pub header: RecordHeader,
+    /// Start time of the calling process (its group leader).
     pub start_boottime: u64,
+    /// The syscall's return value (-errno on failure); 0 for `CONNECT_RESULT`.
     pub ret: i64,
     /// Identifies the socket across records (the kernel's `struct sock` address, hashed by
     /// userspace before it is shown).
     pub sock_id: u64,
     /// Bytes sent or received (the call's return) or sendmmsg's message count.
     pub bytes: u64,
+    /// Thread id of the caller.
     pub pid: u32,
+    /// Thread group id of the caller.
     pub tgid: u32,
+    /// The socket's fd (for accept: the new socket's).
     pub fd: i32,
     /// listen backlog, send/recv flags, accept4 flags.
     pub arg: u32,
+    /// [`syscall`] constant.
     pub syscall: u16,
+    /// The socket's address family (`AF_INET`, `AF_INET6`, ...); 0 when unknown.
     pub family: u16,
+    /// The socket's type (`SOCK_STREAM`, `SOCK_DGRAM`, ...); 0 when unknown.
     pub sock_type: u16,
+    /// The socket's protocol (`IPPROTO_TCP`, ...); 0 when unknown.
     pub protocol: u16,
+    /// The socket's local port.
     pub local_port: u16,
+    /// The socket's peer port.
     pub remote_port: u16,
-    /// TCP state after the change (CONNECT_RESULT), and before it.
+    /// TCP state after the change (`CONNECT_RESULT`).
     pub new_state: u16,
+    /// TCP state before the change (`CONNECT_RESULT`).
     pub old_state: u16,
     /// `sk->sk_err` (CONNECT_RESULT: why a connect failed).
     pub sk_err: i32,
+    /// Bytes of sockaddr that follow the record.
     pub addr_len: u16,
+    /// Bytes of DNS datagram that follow the sockaddr.
     pub payload_len: u16,
+    /// The socket's local address.
     pub local_addr: [u8; 16],
+    /// The socket's peer address.
     pub remote_addr: [u8; 16],
+    /// The caller's name.
     pub comm: [u8; 16],
 }
 
@@ -414,11 +502,17 @@ pub const DNS_PAYLOAD_CAP: u32 = 512;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnectOwner {
+    /// Start time of the connecting process (its group leader).
     pub start_boottime: u64,
+    /// Thread id of the task that called connect.
     pub pid: u32,
+    /// Thread group id of the task that called connect.
     pub tgid: u32,
+    /// The socket's fd.
     pub fd: i32,
+    /// Padding; always 0.
     pub _pad: u32,
+    /// The caller's name.
     pub comm: [u8; 16],
 }
 
@@ -428,97 +522,171 @@ pub struct ConnectOwner {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelOffsets {
+    /// `task_struct.pid`.
     pub task_pid: u32,
+    /// `task_struct.tgid`.
     pub task_tgid: u32,
+    /// `task_struct.real_parent`.
     pub task_real_parent: u32,
+    /// `task_struct.group_leader`.
     pub task_group_leader: u32,
+    /// `task_struct.start_boottime`.
     pub task_start_boottime: u32,
+    /// `task_struct.mm`.
     pub task_mm: u32,
+    /// `task_struct.cred`.
     pub task_cred: u32,
+    /// `task_struct.nsproxy`.
     pub task_nsproxy: u32,
+    /// `task_struct.thread_pid`.
     pub task_thread_pid: u32,
+    /// `task_struct.loginuid` (absent without `CONFIG_AUDIT`).
     pub task_loginuid: u32,
+    /// `task_struct.sessionid` (absent without `CONFIG_AUDIT`).
     pub task_sessionid: u32,
+    /// `task_struct.exit_code`.
     pub task_exit_code: u32,
+    /// `task_struct.signal`.
     pub task_signal: u32,
+    /// `signal_struct.live`.
     pub signal_live: u32,
+    /// `mm_struct.arg_start`.
     pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`.
     pub mm_arg_end: u32,
+    /// `mm_struct.env_start`.
     pub mm_env_start: u32,
+    /// `mm_struct.env_end`.
     pub mm_env_end: u32,
+    /// `cred.euid`.
     pub cred_euid: u32,
+    /// `cred.egid`.
     pub cred_egid: u32,
+    /// `nsproxy.mnt_ns`.
     pub nsproxy_mnt_ns: u32,
+    /// `mnt_namespace.ns.inum`.
     pub mnt_ns_inum: u32,
+    /// `pid.level`.
     pub pid_level: u32,
+    /// `pid.numbers`.
     pub pid_numbers: u32,
+    /// `sizeof(struct upid)`, the stride of `pid.numbers`.
     pub upid_size: u32,
+    /// `upid.ns`.
     pub upid_ns: u32,
+    /// `pid_namespace.ns.inum`.
     pub pid_ns_inum: u32,
+    /// `linux_binprm.filename`.
     pub bprm_filename: u32,
+    /// `linux_binprm.argc`.
     pub bprm_argc: u32,
+    /// `linux_binprm.file`.
     pub bprm_file: u32,
     // Paths: task->fs, struct path, dentries and mounts (for the kernel-side d_path walk).
+    /// `task_struct.fs`.
     pub task_fs: u32,
+    /// `fs_struct.pwd`.
     pub fs_pwd: u32,
+    /// `fs_struct.root`.
     pub fs_root: u32,
+    /// `path.mnt`.
     pub path_mnt: u32,
+    /// `path.dentry`.
     pub path_dentry: u32,
+    /// `dentry.d_parent`.
     pub dentry_parent: u32,
+    /// `dentry.d_name`.
     pub dentry_name: u32,
+    /// `qstr.name`.
     pub qstr_name: u32,
+    /// `qstr.len`.
     pub qstr_len: u32,
+    /// `dentry.d_inode`.
     pub dentry_inode: u32,
+    /// `inode.i_ino`.
     pub inode_ino: u32,
+    /// `inode.i_sb`.
     pub inode_sb: u32,
+    /// `super_block.s_dev`.
     pub sb_dev: u32,
+    /// `vfsmount.mnt_root`.
     pub vfsmount_root: u32,
+    /// `mount.mnt`.
     pub mount_mnt: u32,
+    /// `mount.mnt_parent`.
     pub mount_parent: u32,
+    /// `mount.mnt_mountpoint`.
     pub mount_mountpoint: u32,
     // Files: task->files->fdt->fd[n]->f_path / private_data.
+    /// `task_struct.files`.
     pub task_files: u32,
+    /// `files_struct.fdt`.
     pub files_fdt: u32,
+    /// `fdtable.fd`.
     pub fdt_fd: u32,
+    /// `fdtable.max_fds`.
     pub fdt_max_fds: u32,
+    /// `file.f_path`.
     pub file_path: u32,
+    /// `file.private_data`.
     pub file_private: u32,
+    /// `file.f_inode`.
     pub file_inode: u32,
+    /// `file.f_flags`.
     pub file_flags: u32,
     // Sockets: socket->sk, and struct sock's common part.
+    /// `socket.sk`.
     pub socket_sk: u32,
+    /// `sock.skc_family`.
     pub sk_family: u32,
+    /// `sock.skc_num`.
     pub sk_num: u32,
+    /// `sock.skc_dport`.
     pub sk_dport: u32,
+    /// `sock.skc_rcv_saddr`.
     pub sk_rcv_saddr: u32,
+    /// `sock.skc_daddr`.
     pub sk_daddr: u32,
+    /// `sock.skc_v6_rcv_saddr` (absent without IPv6).
     pub sk_v6_rcv_saddr: u32,
+    /// `sock.skc_v6_daddr` (absent without IPv6).
     pub sk_v6_daddr: u32,
+    /// `sock.sk_type` (absent before Linux 5.6, where it is a bitfield).
     pub sk_type: u32,
+    /// `sock.sk_protocol` (absent before Linux 5.6, where it is a bitfield).
     pub sk_protocol: u32,
+    /// `sock.sk_err`.
     pub sk_err: u32,
     // cgroup_mkdir
+    /// `cgroup.kn`.
     pub cgroup_kn: u32,
+    /// `cgroup.root`.
     pub cgroup_root: u32,
+    /// `cgroup_root.hierarchy_id`.
     pub cgroup_root_hierarchy_id: u32,
+    /// `kernfs_node.id`.
     pub kernfs_node_id: u32,
-    /// `struct msghdr`'s `msg_name` and `msg_namelen` (the kernel's copy of a send's address,
-    /// read by the `socket_sendmsg` LSM hook).
+    /// `msghdr.msg_name`: the kernel's copy of a send's address, read by the `socket_sendmsg`
+    /// LSM hook.
     pub msghdr_name: u32,
+    /// `msghdr.msg_namelen`.
     pub msghdr_namelen: u32,
     /// Where the syscall arguments are in `struct pt_regs` (x86-64: di, si, dx, r10, r8, r9;
     /// arm64: orig_x0, then regs[1..6], since x0 holds the return value by then): the exit
     /// programs read them there, so no enter program has to save them.
     pub regs_args: [u32; 6],
-    /// Where `struct pt_regs` keeps the syscall's number and, at exit, its return value.
+    /// Where `struct pt_regs` keeps the syscall's number.
     pub regs_nr: u32,
+    /// Where `struct pt_regs` keeps the syscall's return value, at exit.
     pub regs_ret: u32,
     /// How the path walk and the fd lookup read `struct dentry`, `struct mount` and
     /// `struct file`: a few probe reads of whole byte ranges instead of one per member (each
     /// helper call costs more than the copy), planned by the loader from BTF for this kernel's
-    /// layout.
+    /// layout. This one: `struct dentry`.
     pub dentry_read: DentryRead,
+    /// How `struct mount` is read (see `dentry_read`).
     pub mount_read: MountRead,
+    /// How `struct file` is read (see `dentry_read`).
     pub file_read: FileRead,
 }
 
@@ -535,7 +703,9 @@ pub const CHUNK_BYTES: usize = SEGMENTS * SEGMENT_MAX as usize;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Window {
+    /// Offset of the range in the struct, in bytes.
     pub start: u32,
+    /// Length of the range in bytes.
     pub len: u32,
 }
 
@@ -543,6 +713,7 @@ pub struct Window {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Gather {
+    /// The ranges; segment `i` is copied to `i * SEGMENT_MAX` in the chunk.
     pub segments: [Window; SEGMENTS],
 }
 
@@ -557,10 +728,15 @@ impl Gather {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DentryRead {
+    /// What to copy.
     pub gather: Gather,
+    /// `d_parent`.
     pub parent: u32,
+    /// `d_name.len`.
     pub name_len: u32,
+    /// `d_name.name`.
     pub name_ptr: u32,
+    /// Padding; always 0.
     pub _pad: u32,
 }
 
@@ -568,10 +744,15 @@ pub struct DentryRead {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MountRead {
+    /// What to copy.
     pub gather: Gather,
+    /// `mnt_parent`.
     pub parent: u32,
+    /// `mnt_mountpoint`.
     pub mountpoint: u32,
+    /// `mnt.mnt_root`.
     pub root: u32,
+    /// Padding; always 0.
     pub _pad: u32,
 }
 
@@ -580,12 +761,19 @@ pub struct MountRead {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileRead {
+    /// What to copy.
     pub gather: Gather,
+    /// `f_path.mnt`.
     pub path_mnt: u32,
+    /// `f_path.dentry`.
     pub path_dentry: u32,
+    /// `f_inode`.
     pub inode: u32,
+    /// `private_data` (a socket file's `struct socket`).
     pub private: u32,
+    /// `f_flags`.
     pub flags: u32,
+    /// Padding; always 0.
     pub _pad: u32,
 }
 
@@ -744,6 +932,8 @@ pub struct ProgramConfig {
 }
 
 impl ProgramConfig {
+    /// What the programs see if the loader set nothing: tracked processes only, 4 KiB of argv,
+    /// arguments read from the saved registers.
     pub const DEFAULT: Self = Self {
         all_processes: 0,
         args_max: 4096,
@@ -776,6 +966,7 @@ pub struct TrackedProcess {
     pub method: u8,
     /// [`tracked_flags`].
     pub flags: u8,
+    /// Padding; always 0.
     pub _pad: u16,
 }
 
@@ -813,8 +1004,11 @@ impl TrackedProcess {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CgroupAgent {
+    /// Agent number, as in [`TrackedProcess::agent`].
     pub agent: u32,
+    /// [`method::CGROUP`] or [`method::CONTAINER`].
     pub method: u8,
+    /// Padding; always 0.
     pub _pad: [u8; 3],
 }
 
@@ -823,11 +1017,13 @@ pub struct CgroupAgent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CgroupRecord {
+    /// `kind` is [`kind::CGROUP`].
     pub header: RecordHeader,
     /// The cgroup's id: its kernfs node id, what `bpf_get_current_cgroup_id` returns.
     pub id: u64,
     /// Bytes of path that follow, without a NUL.
     pub path_len: u32,
+    /// Padding; always 0.
     pub _pad: u32,
 }
 
@@ -838,8 +1034,12 @@ pub const CGROUP_PATH_CAP: u32 = 4096;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ExeKey {
+    /// The file's inode number.
     pub ino: u64,
+    /// Its file system's device as the kernel encodes it (`super_block::s_dev`:
+    /// `major << 20 | minor`), not userspace's `st_dev`.
     pub dev: u32,
+    /// Padding; always 0.
     pub _pad: u32,
 }
 
