@@ -89,6 +89,12 @@ pub(crate) enum ProbeLoadError {
     /// The kernel refused the probe programs' object.
     #[error("cannot load the probe programs: {0}")]
     Load(aya::EbpfError),
+    /// This binary was built without its kernel programs (no bpf-linker at build time).
+    #[error(
+        "this agent-sensor was built without its kernel programs; run `cargo xtask setup`, \
+         then build it again"
+    )]
+    NotBuilt,
 }
 
 fn feature(
@@ -223,6 +229,11 @@ fn error_chain(e: &ProgramError) -> String {
 
 impl ProbePrograms {
     fn load() -> Self {
+        if programs::program_object().is_empty() {
+            return Self {
+                ebpf: Err(Arc::new(ProbeLoadError::NotBuilt)),
+            };
+        }
         let ebpf = Btf::from_sys_fs()
             .map_err(ProbeLoadError::NoBtf)
             .and_then(|btf| {

@@ -28,6 +28,12 @@ use crate::{
 /// Why the programs could not be loaded or attached; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LoadError {
+    /// This binary was built without its kernel programs (no bpf-linker at build time).
+    #[error(
+        "this agent-sensor was built without its kernel programs (bpf-linker was missing when \
+         it was built); run `cargo xtask setup`, then build it again"
+    )]
+    NotBuilt,
     /// Neither root nor the capabilities that load BPF programs.
     #[error(
         "agent-sensor needs root (or CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN) to load its \
@@ -204,6 +210,9 @@ fn prepare(
     pend_execs: bool,
     variants: Option<Variants>,
 ) -> Result<Prepared, LoadError> {
+    if PROGRAMS.is_empty() {
+        return Err(LoadError::NotBuilt);
+    }
     if !privileges::can_load_bpf() {
         return Err(LoadError::NotPrivileged);
     }

@@ -341,8 +341,13 @@ mod tests {
 
     #[test]
     fn every_kernel_program_keeps_its_margin_under_the_verifiers_limits() {
-        let budgets =
-            budgets(crate::kernel::programs::program_object()).expect("the object parses");
+        let object = crate::kernel::programs::program_object();
+        if object.is_empty() && std::env::var_os("CI").is_none() {
+            // build.rs said so: this machine has no bpf-linker (CI always builds them).
+            eprintln!("skipped: this build has no kernel programs; run `cargo xtask setup`");
+            return;
+        }
+        let budgets = budgets(object).expect("the object parses");
         assert!(
             budgets.iter().any(|b| b.name == "sched_process_exec"),
             "programs found: {budgets:?}"
