@@ -204,16 +204,19 @@ impl Build for Builder {
         self.batch_created = None;
     }
 
-    fn build(&mut self, event: KernelEvent, attribution: TrackedProcess, out: &mut Vec<Record>) {
+    fn build(
+        &mut self,
+        event: KernelEvent,
+        attribution: TrackedProcess,
+        closed: &mut Vec<Record>,
+    ) -> Option<Record> {
         let record = self.event_record(&event, attribution);
         match &event {
             KernelEvent::File(e) if self.repeats.enabled() => {
                 let key = repeats::key(e);
-                if let Some(r) = self.repeats.offer(key, e.ktime_ns, record, out) {
-                    out.push(r);
-                }
+                self.repeats.offer(key, e.ktime_ns, record, closed)
             }
-            _ => out.push(record),
+            _ => Some(record),
         }
     }
 

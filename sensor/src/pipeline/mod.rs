@@ -388,8 +388,11 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             else {
                 continue;
             };
-            self.builder.build(event, attribution, &mut built);
+            let record = self.builder.build(event, attribution, &mut built);
             for r in built.drain(..) {
+                self.emit(&r);
+            }
+            if let Some(r) = record {
                 self.emit(&r);
             }
             self.checkpoint(false);
