@@ -18,11 +18,10 @@ fn main() -> aya_build::Result<()> {
         let required = ["CI", "AGENT_SENSOR_REQUIRE_EBPF"]
             .iter()
             .any(|v| env::var_os(v).is_some_and(|v| !v.is_empty()));
-        if required {
-            panic!(
-                "bpf-linker is missing and the kernel programs are required: run `cargo xtask setup`"
-            );
-        }
+        assert!(
+            !required,
+            "bpf-linker is missing and the kernel programs are required: run `cargo xtask setup`"
+        );
         println!(
             "cargo:warning=building agent-sensor WITHOUT its kernel programs (no bpf-linker): \
              it will refuse to load them; run `cargo xtask setup`, then build again"

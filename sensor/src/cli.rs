@@ -1,5 +1,4 @@
 //! The `agent-sensor` command line: argument definitions and dispatch.
-#![warn(missing_docs)]
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

@@ -1,6 +1,5 @@
 //! The subcommands other than `run`: `probe`, `check-config`, `identities check`, `register`,
 //! `annotate`, `verify`, `keygen`, each returning the exit code `main` ends with.
-#![warn(missing_docs)]
 use std::{path::Path, process::ExitCode};
 
 use crate::{

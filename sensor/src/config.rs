@@ -1,6 +1,5 @@
 //! Configuration: a TOML file parsed into plain data, validated with file, line and reason for
 //! every mistake, before anything is loaded (so `check-config` and tests need no kernel).
-#![warn(missing_docs)]
 use std::{
     fmt,
     ops::Range,

@@ -1,6 +1,5 @@
 //! The only code that reads raw kernel bytes: a pure function from one ring-buffer record to a
 //! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
-#![warn(missing_docs)]
 use sensor_common::{
     CgroupRecord, ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION,
     RecordHeader, TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,

@@ -36,7 +36,6 @@
 //! after the last star are checked against the end of the subject first, which rejects most
 //! subjects at once. A match costs at most O(pattern length × subject length), with no
 //! exponential blow-up on hostile input, and allocates nothing.
-#![warn(missing_docs)]
 
 /// What is wrong with a pattern. The message is a predicate, to follow the pattern it is about
 /// (`executable "bin/x" is not absolute: ...`); callers add where the pattern came from.

@@ -19,6 +19,8 @@
 //! selectors and file classes alike; [`audit`] is what auditors run over trails afterwards;
 //! [`run`], [`commands`], [`cli`] and [`config`] are the daemon and its command line. Imports
 //! go one way: no two modules, and no two folders, need each other (`tests/layout.rs` checks).
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod builder;
 pub mod cli;

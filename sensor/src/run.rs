@@ -1,6 +1,5 @@
 //! `agent-sensor run`: load, attach, drop privileges, snapshot, then run the source and the
 //! pipeline until a signal, and shut down in order (drain, stop record, detach).
-#![warn(missing_docs)]
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};

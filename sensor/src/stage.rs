@@ -3,7 +3,6 @@
 //! ([`crate::pipeline`]) owns one of each ([`crate::identity::resolver::Resolver`],
 //! [`crate::builder::Builder`], [`crate::evidence::sealer::Sealer`]) and the sink; a stage
 //! never calls another. This module depends only on the data types that cross between them.
-#![warn(missing_docs)]
 use std::{future::Future, sync::Arc};
 
 use sensor_common::TrackedProcess;
@@ -61,7 +60,7 @@ pub trait Build {
     /// through a `Vec` on every event costs the pipeline about 5%.)
     fn build(
         &mut self,
-        event: KernelEvent,
+        event: &KernelEvent,
         attribution: TrackedProcess,
         closed: &mut Vec<Record>,
     ) -> Option<Record>;

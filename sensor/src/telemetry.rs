@@ -1,5 +1,4 @@
 //! The daemon's own logs: structured, on standard error, kept apart from the record stream.
-#![warn(missing_docs)]
 use tracing_subscriber::EnvFilter;
 
 /// `RUST_LOG` overrides the level (default `info`).

@@ -1,4 +1,3 @@
 //! What auditors run over trails, after the fact: the verifier that proves each sensor run's
 //! chain complete and unaltered (or says where it is not).
-#![warn(missing_docs)]
 pub mod verify;

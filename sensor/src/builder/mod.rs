@@ -3,7 +3,6 @@
 //! builds one family: `process` the process lifecycle, `file_and_network` activity (from
 //! the pure block functions of [`activity`]), [`identity`] the identity and container blocks,
 //! `sensor` the sensor's own records; [`repeats`] folds exact repeats.
-#![warn(missing_docs)]
 use std::{sync::Arc, time::Instant};
 
 use sensor_common::TrackedProcess;
@@ -175,13 +174,23 @@ impl Builder {
 
     /// The record of a process or activity event, with its identity and container.
     fn event_record(&mut self, event: &KernelEvent, attribution: TrackedProcess) -> Record {
-        let (mut record, tgid) = match event {
-            KernelEvent::Exec(e) => (self.exec(e), e.tgid),
-            KernelEvent::Fork(e) => (self.fork(e), e.child_tgid),
-            KernelEvent::Exit(e) => (self.exit(e), e.tgid),
-            KernelEvent::File(e) => (self.file(e), e.tgid),
-            KernelEvent::Net(e) => (self.net(e), e.tgid),
+        // Built in place: a `Record` is 2 KB, and a tuple or a temporary around it is a copy
+        // per event.
+        let mut record = match event {
+            KernelEvent::Exec(e) => self.exec(e),
+            KernelEvent::Fork(e) => self.fork(e),
+            KernelEvent::Exit(e) => self.exit(e),
+            KernelEvent::File(e) => self.file(e),
+            KernelEvent::Net(e) => self.net(e),
             KernelEvent::Cgroup(c) => return self.cgroup_created(c, attribution),
+        };
+        let tgid = match event {
+            KernelEvent::Exec(e) => e.tgid,
+            KernelEvent::Fork(e) => e.child_tgid,
+            KernelEvent::Exit(e) => e.tgid,
+            KernelEvent::File(e) => e.tgid,
+            KernelEvent::Net(e) => e.tgid,
+            KernelEvent::Cgroup(_) => 0,
         };
         record.identity = self.identity(attribution, tgid);
         if let Some(c) = self.table.get(tgid).and_then(|k| k.container.as_deref()) {
@@ -206,18 +215,17 @@ impl Build for Builder {
 
     fn build(
         &mut self,
-        event: KernelEvent,
+        event: &KernelEvent,
         attribution: TrackedProcess,
         closed: &mut Vec<Record>,
     ) -> Option<Record> {
-        let record = self.event_record(&event, attribution);
-        match &event {
-            KernelEvent::File(e) if self.repeats.enabled() => {
-                let key = repeats::key(e);
-                self.repeats.offer(key, e.ktime_ns, record, closed)
-            }
-            _ => Some(record),
+        if let KernelEvent::File(e) = event
+            && self.repeats.enabled()
+        {
+            let record = self.event_record(event, attribution);
+            return self.repeats.offer(repeats::key(e), e.ktime_ns, record, closed);
         }
+        Some(self.event_record(event, attribution))
     }
 
     fn snapshot(&mut self, processes: &[&ProcSnapshot], out: &mut Vec<Record>) {

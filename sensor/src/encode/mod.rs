@@ -1,7 +1,6 @@
 //! Records as bytes, one [`Encoder`] per output format: the ECS-style JSON writer (the
 //! default, [`Ecs`]) and OCSF ([`Ocsf`]). An encoder writes the record without its chain
 //! block and says where that block goes; the sealer (`evidence::sealer`) seals it in.
-#![warn(missing_docs)]
 use crate::record::Record;
 
 pub mod ecs;

@@ -64,7 +64,6 @@
 //! match from its leading directories and its last components, and only those are matched.
 //! Nothing is allocated per path. `cargo xtask bench` measures it against the `globset` crate
 //! on the same rules (docs/benchmark.md, "File classification").
-#![warn(missing_docs)]
 
 use std::fmt;
 

@@ -1,7 +1,6 @@
 //! What userspace adds to kernel events, from caches that background tasks keep fresh: the
 //! process table and start-up snapshot, entity ids, host identity, wall-clock time, DNS
 //! answers, file classes and containers.
-#![warn(missing_docs)]
 pub mod clock;
 pub mod container;
 pub mod dns;

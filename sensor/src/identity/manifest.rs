@@ -1,7 +1,6 @@
 //! The identity manifest: agents declared once, in YAML (a file, or a directory of them such
 //! as a mounted ConfigMap), parsed into plain data and validated with file, line and reason for
 //! every mistake before anything uses it.
-#![warn(missing_docs)]
 
 use std::{
     collections::{BTreeMap, HashMap},

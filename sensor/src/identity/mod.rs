@@ -1,7 +1,6 @@
 //! Who a process is: the agents declared in the manifest, the registry of agents and
 //! registered tasks, the selectors that compile declarations into kernel map entries, the
 //! registration socket, and the name patterns the selectors use.
-#![warn(missing_docs)]
 pub mod manifest;
 pub mod pattern;
 pub mod registration;

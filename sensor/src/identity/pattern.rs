@@ -3,7 +3,6 @@
 //! `?` one byte, `[...]` one byte of a set, `\` makes the next character literal; everything
 //! else matches itself. Matching is linear in the text (no backtracking blow-up on hostile
 //! input).
-#![warn(missing_docs)]
 
 use std::fmt;
 

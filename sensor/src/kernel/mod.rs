@@ -14,7 +14,6 @@
 //! - [`btf`]: a reader for the kernel's BTF.
 //! - [`privileges`]: whether the programs can be loaded; dropping capabilities afterwards.
 //! - [`program_budget`]: each program's stack and size, read from the compiled object.
-#![warn(missing_docs)]
 pub mod btf;
 pub mod features;
 pub mod loader;

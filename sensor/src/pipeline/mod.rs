@@ -4,7 +4,6 @@
 //! (a full output refuses records before they enter the chain, and a `gap` record takes their
 //! place), the timers (process table sweep, repeat windows, checkpoints, sink upkeep), and the
 //! run's counters. Decode errors are counted by kind; kernel losses become `gap` records.
-#![warn(missing_docs)]
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
@@ -388,12 +387,12 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             else {
                 continue;
             };
-            let record = self.builder.build(event, attribution, &mut built);
+            let record = self.builder.build(&event, attribution, &mut built);
             for r in built.drain(..) {
                 self.emit(&r);
             }
-            if let Some(r) = record {
-                self.emit(&r);
+            if let Some(r) = &record {
+                self.emit(r);
             }
             self.checkpoint(false);
         }

@@ -7,7 +7,6 @@
 //! Record types carry `#[serde_with::skip_serializing_none]`: an absent `Option` field is left
 //! out of the line, and the schema has it optional; a field marked `#[serialize_always]` (and
 //! every field of `registration`) is written as `null` instead.
-#![warn(missing_docs)]
 
 pub mod host;
 pub mod registration;

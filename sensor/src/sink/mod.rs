@@ -6,7 +6,6 @@
 //! File I/O runs on tokio's blocking threads: a write can wait on the disk (dirty-page
 //! throttling, `fdatasync`), and the kernel source must keep draining the ring buffer
 //! meanwhile.
-#![warn(missing_docs)]
 mod backlog;
 mod durable;
 mod file;
