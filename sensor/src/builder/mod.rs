@@ -223,7 +223,9 @@ impl Build for Builder {
             && self.repeats.enabled()
         {
             let record = self.event_record(event, attribution);
-            return self.repeats.offer(repeats::key(e), e.ktime_ns, record, closed);
+            return self
+                .repeats
+                .offer(repeats::key(e), e.ktime_ns, record, closed);
         }
         Some(self.event_record(event, attribution))
     }
