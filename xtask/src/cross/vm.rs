@@ -11,7 +11,8 @@
 //! Everything is fetched once into the cache with private apt configurations, leaving the host's
 //! sources and packages as they are: the kernel package, busybox-static (arm64), and
 //! qemu-system-arm from bookworm-backports (unpacked, not installed: it must match the host's
-//! QEMU 10 packages, which the kernel matrix installs from there).
+//! QEMU 10 packages, whose shared libraries it runs with; [`boot`] installs those as the kernel
+//! matrix does, since the cross tests run first).
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -141,6 +142,7 @@ pub fn kernel(suite: &str) -> anyhow::Result<Kernel> {
 
 /// Boots each arm64 kernel with the daemon at `binary` (a host path) and checks what it reports.
 pub fn boot(binary: &Path) -> anyhow::Result<()> {
+    crate::matrix::install_qemu()?;
     let failed: Vec<String> = KERNEL_SUITES
         .iter()
         .filter_map(|suite| boot_one(suite, binary).err().map(|e| format!("{e:#}")))

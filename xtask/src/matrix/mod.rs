@@ -42,11 +42,19 @@ struct Row {
     outcome: scenario::Outcome,
 }
 
+/// Installs the host's QEMU (qemu-system-x86 from bookworm-backports) unless one is on PATH:
+/// the matrix's VMs run on it, and the arm64 VMs' unpacked qemu-system-arm needs its shared
+/// libraries.
+pub fn install_qemu() -> anyhow::Result<()> {
+    let cache = setup::cache_dir().join("matrix");
+    qemu::install(&apt::Apt::new(cache.join("apt-qemu"), qemu::SUITES)?)
+}
+
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let cache = setup::cache_dir().join("matrix");
     setup::debian_packages(HOST_PACKAGES)?;
-    qemu::install(&apt::Apt::new(cache.join("apt-qemu"), qemu::SUITES)?)?;
+    install_qemu()?;
     let apt = apt::Apt::new(cache.join("apt-kernels"), kernels::SUITES)?;
     let (selected, with_host) = selection()?;
     let prepared = selected
