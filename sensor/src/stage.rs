@@ -74,6 +74,9 @@ pub trait Build {
     /// Folded repeats whose window closed by `now_ns` (boot time), pushed onto `out`.
     fn close_repeats(&mut self, now_ns: u64, out: &mut Vec<Record>);
 
+    /// Whether exact repeats are folded (the loop then closes their windows on a timer).
+    fn folds_repeats(&self) -> bool;
+
     /// What the builder knows of live processes (the resolver reads ancestors from it).
     fn processes(&self) -> &ProcessTable;
 
@@ -136,6 +139,9 @@ pub trait Seal {
     /// The checkpoint over the chain so far when one is due, or when `force`d and a record
     /// was sealed since the last one; the sealer counts it as made.
     fn checkpoint(&mut self, force: bool) -> Option<Checkpoint>;
+
+    /// Whether checkpoints are signed (the loop then asks on a timer whether one is due).
+    fn signs(&self) -> bool;
 
     /// The sequence number and hash of the last record sealed.
     fn last(&self) -> Option<(u64, &str)>;

@@ -109,11 +109,6 @@ impl Builder {
         }
     }
 
-    /// Whether exact repeats are folded (the loop then closes windows on a timer).
-    pub fn folds_repeats(&self) -> bool {
-        self.repeats.enabled()
-    }
-
     fn meta(
         &self,
         kind: &'static str,
@@ -240,6 +235,10 @@ impl Build for Builder {
 
     fn close_repeats(&mut self, now_ns: u64, out: &mut Vec<Record>) {
         self.repeats.close_due(now_ns, out);
+    }
+
+    fn folds_repeats(&self) -> bool {
+        self.repeats.enabled()
     }
 
     fn processes(&self) -> &ProcessTable {

@@ -68,11 +68,6 @@ impl Sealer {
     pub fn sign_with(&mut self, checkpoints: Checkpoints) {
         self.checkpoints = Some(checkpoints);
     }
-
-    /// Whether checkpoints are signed (the loop then asks on a timer whether one is due).
-    pub fn signs(&self) -> bool {
-        self.checkpoints.is_some()
-    }
 }
 
 impl Seal for Sealer {
@@ -104,6 +99,10 @@ impl Seal for Sealer {
         c.since = 0;
         c.last = Instant::now();
         Some(checkpoint)
+    }
+
+    fn signs(&self) -> bool {
+        self.checkpoints.is_some()
     }
 
     fn last(&self) -> Option<(u64, &str)> {

@@ -131,6 +131,22 @@ impl Pipeline {
     pub fn sign_with(&mut self, checkpoints: Checkpoints) {
         self.sealer.sign_with(checkpoints);
     }
+}
+
+impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
+    /// A pipeline of these stages writing to `sink`.
+    pub fn from_stages(resolver: R, builder: B, sealer: S, sink: Sink) -> Self {
+        Self {
+            resolver,
+            builder,
+            sealer,
+            sink,
+            stopping: false,
+            out: Vec::with_capacity(1 << 20),
+            built: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
 
     /// Runs until the inbox says the source stopped (or every sender is gone); writes the
     /// stop record last.
@@ -195,22 +211,6 @@ impl Pipeline {
         }
         self.stop(&reason).await?;
         Ok(self.stats)
-    }
-}
-
-impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
-    /// A pipeline of these stages writing to `sink`.
-    pub fn from_stages(resolver: R, builder: B, sealer: S, sink: Sink) -> Self {
-        Self {
-            resolver,
-            builder,
-            sealer,
-            sink,
-            stopping: false,
-            out: Vec::with_capacity(1 << 20),
-            built: Vec::new(),
-            stats: Stats::default(),
-        }
     }
 
     /// The first record of a run.
