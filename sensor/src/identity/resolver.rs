@@ -32,7 +32,7 @@ pub struct ResolverParts {
     pub all_processes: bool,
     /// The environment marker (`NAME=`).
     pub marker: Option<Vec<u8>>,
-    /// The declared agents (for argv selectors and the marker).
+    /// The declared agents (for argv selectors).
     pub registry: SharedRegistry,
     /// The kernel map processes attributed in userspace are entered in; none without a kernel.
     pub tracked: Option<Tracked>,
