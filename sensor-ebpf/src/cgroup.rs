@@ -48,7 +48,7 @@ fn try_mkdir(ctx: &RawTracePointContext) -> Option<()> {
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // Held before it is reported: no process can be in it yet (it is not visible until this
     // tracepoint returns), so none of its records can precede this one.
-    let _ = HELD_CGROUPS.insert(&id, &now, 0);
+    let _ = HELD_CGROUPS.insert(id, now, 0);
     if let Some(until) = HOLDING_UNTIL.get_ptr_mut(0) {
         // SAFETY: one u64 slot; racing writers all store a time in the near future.
         unsafe { *until = now + HOLD_WINDOW_NS };

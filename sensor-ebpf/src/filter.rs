@@ -17,7 +17,7 @@ pub fn observed(tgid: u32) -> Option<TrackedProcess> {
         return None;
     }
     // SAFETY: copied out at once.
-    match unsafe { TRACKED.get(&tgid) } {
+    match unsafe { TRACKED.get(tgid) } {
         Some(t) => Some(*t),
         None => match held_cgroup(cfg.hold_new_cgroups) {
             Some(cgroup) => Some(TrackedProcess::held(cgroup)),
@@ -47,29 +47,29 @@ fn held_cgroup(holding: u32) -> Option<u64> {
 #[inline(always)]
 pub fn is_held(cgroup: u64) -> bool {
     // SAFETY: only tested for presence.
-    unsafe { HELD_CGROUPS.get(&cgroup) }.is_some()
+    unsafe { HELD_CGROUPS.get(cgroup) }.is_some()
 }
 
 /// The attribution of a process that may not be the current one (softirq context).
 #[inline(always)]
 pub fn attribution_of(tgid: u32) -> TrackedProcess {
     // SAFETY: copied out at once.
-    unsafe { TRACKED.get(&tgid) }.copied().unwrap_or_default()
+    unsafe { TRACKED.get(tgid) }.copied().unwrap_or_default()
 }
 
 /// The strongest selector this exec matches: cgroup, then executable, then uid.
 #[inline(always)]
 fn matched(cgroup_id: u64, exe: Option<ExeKey>, uid: u32) -> Option<(u32, u8)> {
     // SAFETY (all three): values copied out at once.
-    if let Some(c) = unsafe { CGROUP_AGENTS.get(&cgroup_id) } {
+    if let Some(c) = unsafe { CGROUP_AGENTS.get(cgroup_id) } {
         return Some((c.agent, c.method));
     }
-    if let Some(key) = exe {
-        if let Some(agent) = unsafe { EXE_AGENTS.get(&key) } {
-            return Some((*agent, method::EXECUTABLE));
-        }
+    if let Some(key) = exe
+        && let Some(agent) = unsafe { EXE_AGENTS.get(key) }
+    {
+        return Some((*agent, method::EXECUTABLE));
     }
-    unsafe { UID_AGENTS.get(&uid) }.map(|agent| (*agent, method::UID))
+    unsafe { UID_AGENTS.get(uid) }.map(|agent| (*agent, method::UID))
 }
 
 /// Whether the daemon's own checks at exec (argv selectors, the marker) may still change an
@@ -98,7 +98,7 @@ pub fn attribute_exec(
     uid: u32,
 ) -> Option<TrackedProcess> {
     // SAFETY: copied out at once.
-    let current = unsafe { TRACKED.get(&tgid) }.copied();
+    let current = unsafe { TRACKED.get(tgid) }.copied();
     let found = matched(cgroup_id, exe, uid);
     let decided = match (current, found) {
         (current, None) => current,
@@ -143,12 +143,12 @@ pub fn attribute_exec(
             }
         }
     };
-    if let Some(d) = decided {
-        if Some(d) != current {
-            // A full map leaves the process unattributed: counted, and reported as a gap.
-            if TRACKED.insert(&tgid, &d, 0).is_err() {
-                crate::output::count_lost(sensor_common::kind::TRACKING);
-            }
+    if let Some(d) = decided
+        && Some(d) != current
+    {
+        // A full map leaves the process unattributed: counted, and reported as a gap.
+        if TRACKED.insert(tgid, d, 0).is_err() {
+            crate::output::count_lost(sensor_common::kind::TRACKING);
         }
     }
     decided

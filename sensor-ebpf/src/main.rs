@@ -18,7 +18,9 @@ mod probes;
 mod process;
 mod syscalls;
 
-#[cfg(not(test))]
+// Only for the BPF target: a host build (clippy over the whole workspace) links std, which
+// has its own.
+#[cfg(all(not(test), target_arch = "bpf"))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any program that could reach this, so it is never run.

@@ -135,7 +135,7 @@ pub fn watch_nonblocking_connect(fd: i32) {
         _pad: 0,
         comm: current_comm(),
     };
-    let _ = CONNECTS.insert(&(sk.0 as u64), &owner, 0);
+    let _ = CONNECTS.insert(sk.0 as u64, owner, 0);
 }
 
 /// Where the kernel has BPF LSM: the address a connect, bind or send uses, as the kernel copied
@@ -177,7 +177,7 @@ fn keep_kernel_sockaddr(hook: u32, addr: *const u8, len: i32) {
         return;
     }
     if addr.is_null() || len <= 0 {
-        let _ = KERNEL_SOCKADDRS.remove(&id);
+        let _ = KERNEL_SOCKADDRS.remove(id);
         return;
     }
     let n = if len as u32 > SOCKADDR_CAP {
@@ -195,7 +195,7 @@ fn keep_kernel_sockaddr(hook: u32, addr: *const u8, len: i32) {
     value.hook = hook;
     // SAFETY: n <= the buffer's size; a bad source is an error, not a fault.
     if unsafe { bpf_probe_read_kernel(value.bytes.as_mut_ptr().cast(), n, addr.cast()) } == 0 {
-        let _ = KERNEL_SOCKADDRS.insert(&id, value, 0);
+        let _ = KERNEL_SOCKADDRS.insert(id, value, 0);
     }
 }
 
@@ -214,12 +214,12 @@ fn kernel_sockaddr(call: &CallArgs, id: u64, tail: &mut [u8]) -> Option<usize> {
         sc::BIND => address_hook::BIND,
         sc::SENDTO | sc::SENDMSG => address_hook::SEND,
         sc::SENDMMSG => {
-            let _ = KERNEL_SOCKADDRS.remove(&id);
+            let _ = KERNEL_SOCKADDRS.remove(id);
             return None;
         }
         _ => return None,
     };
-    let kept = KERNEL_SOCKADDRS.get_ptr(&id)?;
+    let kept = KERNEL_SOCKADDRS.get_ptr(id)?;
     // Copied map to map with the helper: through the stack, the 112 bytes would take a quarter
     // of what this program and its call chain may use.
     // SAFETY: the entry is valid until removed below; the tail holds SOCKADDR_CAP bytes.
@@ -234,7 +234,7 @@ fn kernel_sockaddr(call: &CallArgs, id: u64, tail: &mut [u8]) -> Option<usize> {
             ),
         )
     };
-    let _ = KERNEL_SOCKADDRS.remove(&id);
+    let _ = KERNEL_SOCKADDRS.remove(id);
     (rc == 0 && kept_by == hook).then_some((len as usize).min(SOCKADDR_CAP as usize))
 }
 
@@ -325,10 +325,8 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
         }
     }
     // A non-blocking connect that has its outcome already (or failed at once) needs no watch.
-    if call.syscall == sc::CONNECT && ret != -EINPROGRESS {
-        if sk != 0 {
-            let _ = CONNECTS.remove(&sk);
-        }
+    if call.syscall == sc::CONNECT && ret != -EINPROGRESS && sk != 0 {
+        let _ = CONNECTS.remove(sk);
     }
     let size = HEADER + used;
     r.header = header(kind::NET, size, who);
@@ -353,8 +351,8 @@ fn try_state(ctx: &RawTracePointContext) -> Option<()> {
         return None;
     }
     // SAFETY: copied out before removal.
-    let owner = unsafe { CONNECTS.get(&sk) }.copied()?;
-    let _ = CONNECTS.remove(&sk);
+    let owner = unsafe { CONNECTS.get(sk) }.copied()?;
+    let _ = CONNECTS.remove(sk);
     let off = offsets();
     let task = Task::new(core::ptr::null(), off);
     let sk_ptr = KPtr(sk as *const u8);

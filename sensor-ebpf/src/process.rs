@@ -99,7 +99,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
             flags: attribution.flags | tracked_flags::PENDING,
             ..attribution
         };
-        if TRACKED.insert(&tgid, &pending, 0).is_err() {
+        if TRACKED.insert(tgid, pending, 0).is_err() {
             crate::output::count_lost(kind::TRACKING);
         }
         pending
@@ -179,51 +179,49 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
     // The absolute path of the file the kernel runs, from its dentries.
     let mut exe_len: u32 = 0;
     let exe_at = EXEC_HEADER + args_len as usize + filename_len as usize;
-    if let (Some(file), Some((_, root))) = (bprm.follow(off.bprm_file), task.cwd_and_root()) {
-        if let Some(path) = task.path_at(file, off.file_path) {
-            if let Some(w) = task.walk(path, root) {
-                exe_len = (w.len & (FILENAME_CAP as usize - 1)) as u32;
-                if w.truncated {
-                    flags |= exec_flags::EXE_TRUNCATED;
-                }
-                let at = scratch_offset(exe_at, SCRATCH_SIZE - FILENAME_CAP as usize);
-                if let (Some(pathbuf), Some(at)) = (PATHBUF.get_ptr(0), at) {
-                    // SAFETY: at + FILENAME_CAP <= SCRATCH_SIZE; start + len stays in the path
-                    // buffer.
-                    unsafe {
-                        bpf_probe_read_kernel(
-                            buf.as_mut_ptr().add(at).cast(),
-                            exe_len,
-                            (pathbuf as *const u8)
-                                .add(w.start & (FILENAME_CAP as usize - 1))
-                                .cast(),
-                        )
-                    };
-                }
-            }
+    if let (Some(file), Some((_, root))) = (bprm.follow(off.bprm_file), task.cwd_and_root())
+        && let Some(path) = task.path_at(file, off.file_path)
+        && let Some(w) = task.walk(path, root)
+    {
+        exe_len = (w.len & (FILENAME_CAP as usize - 1)) as u32;
+        if w.truncated {
+            flags |= exec_flags::EXE_TRUNCATED;
+        }
+        let at = scratch_offset(exe_at, SCRATCH_SIZE - FILENAME_CAP as usize);
+        if let (Some(pathbuf), Some(at)) = (PATHBUF.get_ptr(0), at) {
+            // SAFETY: at + FILENAME_CAP <= SCRATCH_SIZE; start + len stays in the path
+            // buffer.
+            unsafe {
+                bpf_probe_read_kernel(
+                    buf.as_mut_ptr().add(at).cast(),
+                    exe_len,
+                    (pathbuf as *const u8)
+                        .add(w.start & (FILENAME_CAP as usize - 1))
+                        .cast(),
+                )
+            };
         }
     }
 
     // The start of the environment, for the daemon's marker check.
     let env_at = exe_at + exe_len as usize;
     let mut env_len: u32 = 0;
-    if flags & exec_flags::ENV_INCLUDED != 0 {
-        if let Some((start, end)) = task.env_range() {
-            let size = end.saturating_sub(start);
-            let n = if size > ENV_CAP as u64 {
-                ENV_CAP
-            } else {
-                size as u32
-            };
-            let at = scratch_offset(env_at, SCRATCH_SIZE - ENV_CAP as usize);
-            if let (true, Some(at)) = (n > 0, at) {
-                // SAFETY: at + ENV_CAP <= SCRATCH_SIZE.
-                if unsafe {
-                    bpf_probe_read_user(buf.as_mut_ptr().add(at).cast(), n, start as *const _)
-                } == 0
-                {
-                    env_len = n;
-                }
+    if flags & exec_flags::ENV_INCLUDED != 0
+        && let Some((start, end)) = task.env_range()
+    {
+        let size = end.saturating_sub(start);
+        let n = if size > ENV_CAP as u64 {
+            ENV_CAP
+        } else {
+            size as u32
+        };
+        let at = scratch_offset(env_at, SCRATCH_SIZE - ENV_CAP as usize);
+        if let (true, Some(at)) = (n > 0, at) {
+            // SAFETY: at + ENV_CAP <= SCRATCH_SIZE.
+            if unsafe { bpf_probe_read_user(buf.as_mut_ptr().add(at).cast(), n, start as *const _) }
+                == 0
+            {
+                env_len = n;
             }
         }
     }
@@ -290,12 +288,12 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
     if !thread {
         // Inherit tracking here, before the child first runs, so no activity escapes.
         // SAFETY: the value is copied out at once.
-        if let Some(value) = unsafe { TRACKED.get(&parent_tgid) }.copied() {
+        if let Some(value) = unsafe { TRACKED.get(parent_tgid) }.copied() {
             let value = TrackedProcess {
                 flags: value.flags | tracked_flags::INHERITED,
                 ..value
             };
-            if TRACKED.insert(&child_tgid, &value, 0).is_err() {
+            if TRACKED.insert(child_tgid, value, 0).is_err() {
                 crate::output::count_lost(kind::TRACKING);
             }
         }
@@ -339,7 +337,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Option<()> {
     let wanted = observed(tgid);
     if group_dead {
         // Ignoring the result: most processes were never tracked.
-        let _ = TRACKED.remove(&tgid);
+        let _ = TRACKED.remove(tgid);
     }
     let attribution = wanted?;
     let record = ExitRecord {

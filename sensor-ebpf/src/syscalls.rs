@@ -51,8 +51,8 @@ pub fn current_call(ctx: &TracePointContext) -> Option<Current> {
         registers()?
     } else {
         // SAFETY: copied out before the entry is removed.
-        let saved = unsafe { SAVED_CALLS.get(&id) }.copied()?;
-        let _ = SAVED_CALLS.remove(&id);
+        let saved = unsafe { SAVED_CALLS.get(id) }.copied()?;
+        let _ = SAVED_CALLS.remove(id);
         // SAFETY: reading the tracepoint record; a bad offset is an error, not a fault.
         let ret = unsafe { ctx.read_at::<i64>(config().syscall_ret_offset as usize) }.ok()?;
         (saved.nr, saved.args, ret)
@@ -114,7 +114,7 @@ fn save_call(ctx: &TracePointContext, id: u64) {
         nr: nr as u64,
         args,
     };
-    if SAVED_CALLS.insert(&id, &saved, 0).is_err() {
+    if SAVED_CALLS.insert(id, saved, 0).is_err() {
         crate::output::count_lost(sensor_common::kind::TRACKING);
     }
 }
