@@ -11,6 +11,8 @@ use serde::Deserialize;
 use crate::enrich::fspath::{ClassRule, Classifier};
 use toml::Spanned;
 
+pub mod sinks;
+
 /// The whole configuration. Every field has a default, so an empty file is valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -55,6 +57,8 @@ pub struct Config {
     pub registration_gids: Vec<u32>,
     /// Where container runtimes keep what they record of containers (`[containers]`).
     pub runtimes: crate::enrich::container::RuntimeSources,
+    /// Pipelines records are delivered to besides the output (`[[sinks]]`).
+    pub sinks: Vec<sinks::SinkConfig>,
 }
 
 /// Where the registration socket is unless configured.
@@ -82,6 +86,7 @@ impl Default for Config {
             registration_uids: Vec::new(),
             registration_gids: Vec::new(),
             runtimes: crate::enrich::container::RuntimeSources::default(),
+            sinks: Vec::new(),
         }
     }
 }
@@ -104,6 +109,8 @@ struct RawConfig {
     evidence: RawEvidence,
     #[serde(default)]
     containers: RawContainers,
+    #[serde(default)]
+    sinks: Vec<Spanned<sinks::RawSink>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,6 +466,7 @@ impl Config {
             );
         }
         config.output = parse_output(raw.output, &at)?;
+        config.sinks = sinks::parse(raw.sinks, path.parent(), &at)?;
         Ok(config)
     }
 }

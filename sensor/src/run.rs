@@ -26,7 +26,7 @@ use crate::{
     kernel::privileges,
     pipeline::{Context, Pipeline},
     record::host::HostInfo,
-    sink::Sink,
+    sink::{Sink, forward::Forwarders},
     source::ring::KernelSource,
 };
 
@@ -94,8 +94,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let maps = sensor.take_maps()?;
     // Opened with privileges, so a bad path fails before anything runs.
-    let sink = Sink::open(&config.output).context("opening the output")?;
+    let mut sink = Sink::open(&config.output).context("opening the output")?;
+    let forwarders = Forwarders::open(&config.sinks).context("opening the sinks' queues")?;
     privileges::drop_all_but(&keep).context("dropping capabilities after loading")?;
+    // Capabilities are per thread: the delivery threads start without them.
+    sink.deliver_to(forwarders)
+        .context("starting the sinks' delivery threads")?;
     tracing::info!(programs = ?sensor.programs, all_processes = config.all_processes, "kernel programs attached");
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -693,6 +693,7 @@ mod tests {
             error: Some("ENOSPC"),
             start: Some(s("t1")),
             end: None,
+            sink: None,
         });
         r.checkpoint = Some(Checkpoint {
             covers_sequence: 1,
@@ -1259,6 +1260,11 @@ mod tests {
                 error: g.opt(|g| g.pick(STATICS)),
                 start: g.opt_text(),
                 end: g.opt_text(),
+                sink: g.opt(|g| crate::record::SinkGap {
+                    name: g.text(),
+                    first_sequence: g.u64(),
+                    last_sequence: g.u64(),
+                }),
             });
             r.checkpoint = self.opt(|g| Checkpoint {
                 covers_sequence: g.u64(),

@@ -100,6 +100,7 @@ impl From<&LossReport> for crate::record::Gap {
             error: None,
             start: None,
             end: None,
+            sink: None,
         }
     }
 }

@@ -273,7 +273,17 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         }
     }
 
+    /// Seals a `gap` record for the records each sink's queue could not take, once it has
+    /// room again (or `now`): the trail says which records that sink will not get.
+    fn sink_losses(&mut self, now: bool) {
+        for loss in self.sink.take_sink_losses(now) {
+            let gap = self.builder.sensor(SensorEvent::Gap(loss.into()));
+            self.seal(&gap);
+        }
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
+        self.sink_losses(false);
         self.sink.write(&mut self.out).await?;
         // Not at stop: the stop record ends the run's last file.
         if !self.stopping
@@ -301,6 +311,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
     async fn stop(&mut self, reason: &str) -> std::io::Result<()> {
         self.stopping = true;
         self.close_repeats(u64::MAX);
+        self.sink_losses(true);
         let decode_errors: u64 = self.stats.decode_errors.values().sum();
         self.sensor(SensorEvent::Stop {
             reason: reason.to_owned(),

@@ -688,6 +688,19 @@ pub struct Gap {
     pub start: Option<String>,
     /// Output losses: the `@timestamp` of the last.
     pub end: Option<String>,
+    /// Sink losses (`source: sink`): which sink, and the records it will not get.
+    pub sink: Option<SinkGap>,
+}
+
+/// The records one sink's queue could not take: they are in the output, not in that sink.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SinkGap {
+    /// The sink's name (`[[sinks]] name`).
+    pub name: String,
+    /// The `chain.sequence` of the first record it will not get.
+    pub first_sequence: u64,
+    /// ... and of the last (all those between are missing too).
+    pub last_sequence: u64,
 }
 
 /// The sensor block of every record (not ECS `agent.*`, which readers would take for the AI

@@ -29,6 +29,7 @@ impl From<OutputLoss> for crate::record::Gap {
             error: Some(loss.error),
             start: Some(loss.start),
             end: Some(loss.end),
+            sink: None,
         }
     }
 }

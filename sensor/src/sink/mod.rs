@@ -3,12 +3,16 @@
 //! can take more (a full disk), and reports rotations and losses for the pipeline to put on
 //! the record.
 //!
+//! Sealed records also go to the pipelines of `[[sinks]]` ([`forward`]): queued on disk for
+//! each before the output gets them, delivered by threads of their own.
+//!
 //! File I/O runs on tokio's blocking threads: a write can wait on the disk (dirty-page
 //! throttling, `fdatasync`), and the kernel source must keep draining the ring buffer
 //! meanwhile.
 mod backlog;
 mod durable;
 mod file;
+pub mod forward;
 mod resume;
 mod trail;
 
@@ -23,6 +27,7 @@ pub(crate) use trail::counter_of;
 
 use crate::config::{Output, OutputTarget};
 use durable::Durable;
+use forward::{Forwarders, health::SinkHealth, queue::SinkLoss};
 
 /// Why the configured output cannot be opened: the run does not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +58,12 @@ pub enum OpenError {
     Busy(PathBuf),
 }
 
-/// The output the pipeline writes sealed records to: standard output, or files.
+/// The output the pipeline writes sealed records to: standard output, or files; and the
+/// queues of the configured sinks.
 pub struct Sink {
     inner: Inner,
+    /// `None` without sinks, and while a blocking thread has them.
+    forward: Option<Box<Forwarders>>,
 }
 
 enum Inner {
@@ -69,6 +77,7 @@ impl Sink {
     pub fn stdout() -> Self {
         Self {
             inner: Inner::Stdout(tokio::io::stdout()),
+            forward: None,
         }
     }
 
@@ -78,8 +87,53 @@ impl Sink {
             OutputTarget::Stdout => Self::stdout(),
             _ => Self {
                 inner: Inner::Files(Some(Box::new(Durable::open(output)?))),
+                forward: None,
             },
         })
+    }
+
+    /// Every sealed record from now on also goes to these sinks, whose delivery starts now.
+    pub fn deliver_to(&mut self, mut forwarders: Forwarders) -> io::Result<()> {
+        if forwarders.is_empty() {
+            return Ok(());
+        }
+        forwarders.start()?;
+        self.forward = Some(Box::new(forwarders));
+        Ok(())
+    }
+
+    /// The sinks' health, when there are sinks.
+    pub fn sink_health(&self) -> Option<SinkHealth> {
+        self.forward.as_ref().map(|f| f.health())
+    }
+
+    /// Records sinks' queues could not take, once they have room again (or `now`): the
+    /// caller seals a `gap` record for each, before the next records.
+    pub fn take_sink_losses(&mut self, now: bool) -> Vec<SinkLoss> {
+        self.forward
+            .as_mut()
+            .map_or_else(Vec::new, |f| f.take_losses(now))
+    }
+
+    /// Queues the records in `out` for every sink (on a blocking thread: the queues are
+    /// files), before the output takes them.
+    async fn forward(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let Some(mut forwarders) = self.forward.take() else {
+            return Ok(());
+        };
+        let bytes = std::mem::take(out);
+        let (forwarders, bytes) = tokio::task::spawn_blocking(move || {
+            forwarders.append(&bytes);
+            (forwarders, bytes)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("the sink queue thread failed: {e}")))?;
+        self.forward = Some(forwarders);
+        *out = bytes;
+        Ok(())
     }
 
     fn files(&self) -> Option<&Durable> {
@@ -153,6 +207,7 @@ impl Sink {
     /// Takes the whole records in `out` (leaving it empty, its capacity kept): written, or
     /// held while the disk is full. Errors end the run.
     pub async fn write(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.forward(out).await?;
         let idle = out.is_empty() && !self.maintenance_due();
         match &mut self.inner {
             Inner::Stdout(_) if out.is_empty() => Ok(()),
@@ -168,15 +223,23 @@ impl Sink {
 
     /// Writes the rotation record in `out` as the current file's last and moves on.
     pub async fn rotate(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.forward(out).await?;
         self.blocking(out, Durable::rotate).await
     }
 
-    /// At a clean stop: writes everything (waiting a little for a full disk) and syncs.
+    /// At a clean stop: writes everything (waiting a little for a full disk) and syncs; the
+    /// sinks deliver what they can within their timeout, the rest stays queued.
     pub async fn finish(&mut self) -> io::Result<()> {
-        match &mut self.inner {
+        let result = match &mut self.inner {
             Inner::Stdout(stdout) => stdout.flush().await,
             Inner::Files(_) => self.blocking(&mut Vec::new(), |d, _| d.finish()).await,
+        };
+        if let Some(mut forwarders) = self.forward.take() {
+            tokio::task::spawn_blocking(move || forwarders.finish())
+                .await
+                .map_err(|e| io::Error::other(format!("the sink threads failed: {e}")))?;
         }
+        result
     }
 
     async fn blocking(

@@ -1,0 +1,332 @@
+//! The `[[sinks]]` tables: pipelines records are delivered to besides the output, each with
+//! its own disk-backed queue. Parsed into plain data here; `crate::sink::forward` runs them.
+//! Every mistake names the sink (`sinks[NAME]`, or `sinks[N]` before it has a name) and field.
+use std::{
+    collections::BTreeSet,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::ConfigError;
+
+/// One `[[sinks]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSink {
+    name: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    queue_dir: Option<Spanned<String>>,
+    queue_bytes: Option<Spanned<u64>>,
+    batch_records: Option<Spanned<u32>>,
+    timeout_ms: Option<Spanned<u32>>,
+    retry_max_ms: Option<Spanned<u32>>,
+}
+
+/// A pipeline records are delivered to, at least once, through a queue of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// Names the sink in logs, health, `gap` records and its queue directory.
+    pub name: String,
+    /// What it delivers to.
+    pub kind: SinkKind,
+    /// The queue's directory: `<queue_dir>/<name>/`.
+    pub queue_dir: PathBuf,
+    /// Records queued and not yet acknowledged, in bytes, at most; beyond this they are
+    /// dropped for this sink (they are still in the output) and a `gap` record says which.
+    pub queue_bytes: u64,
+    /// Records sent before waiting for an acknowledgement.
+    pub batch_records: u32,
+    /// How long a connect, a write or an acknowledgement may take before the attempt fails.
+    pub timeout_ms: u32,
+    /// The longest wait between attempts (the back-off doubles from 100 ms up to this).
+    pub retry_max_ms: u32,
+}
+
+/// The kinds of sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    /// `type = "socket"`: JSON Lines over a stream socket, for collectors such as Vector or
+    /// Fluent Bit.
+    Socket(StreamAddress),
+}
+
+/// Where a socket sink connects (`address`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamAddress {
+    /// `unix:/path/to/socket`.
+    Unix(PathBuf),
+    /// `tcp:host:port`.
+    Tcp(String),
+}
+
+impl StreamAddress {
+    /// `unix:PATH` (absolute) or `tcp:HOST:PORT`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            return path
+                .starts_with('/')
+                .then(|| Self::Unix(PathBuf::from(path)));
+        }
+        let hostport = text.strip_prefix("tcp:")?;
+        let (host, port) = hostport.rsplit_once(':')?;
+        (!host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0))
+            .then(|| Self::Tcp(hostport.to_owned()))
+    }
+}
+
+impl std::fmt::Display for StreamAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Tcp(hostport) => write!(f, "tcp:{hostport}"),
+        }
+    }
+}
+
+/// Where queues live unless `queue_dir` says otherwise.
+pub const DEFAULT_QUEUE_DIR: &str = "/var/lib/agent-sensor/queue";
+
+/// Checks every `[[sinks]]` table; relative queue directories are taken from the config
+/// file's directory (`config_dir`).
+pub(super) fn parse(
+    raw: Vec<Spanned<RawSink>>,
+    config_dir: Option<&Path>,
+    at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<Vec<SinkConfig>, ConfigError> {
+    let mut names = BTreeSet::new();
+    let mut sinks = Vec::new();
+    for (index, spanned) in raw.into_iter().enumerate() {
+        let table = spanned.span();
+        let raw = spanned.into_inner();
+        let Some(name) = raw.name else {
+            return Err(at(
+                Some(table),
+                format!("sinks[{index}].name is missing: every sink needs a name"),
+            ));
+        };
+        let valid = !name.get_ref().is_empty()
+            && name.get_ref().len() <= 64
+            && name
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(at(
+                Some(name.span()),
+                format!(
+                    "sinks[{index}].name must be 1 to 64 letters, digits, `-` or `_` (it names the queue directory), not {:?}",
+                    name.get_ref()
+                ),
+            ));
+        }
+        if !names.insert(name.get_ref().clone()) {
+            return Err(at(
+                Some(name.span()),
+                format!("sinks[{index}].name {:?} is used twice", name.get_ref()),
+            ));
+        }
+        let label = format!("sinks[{}]", name.get_ref());
+        let field = |v: &Option<Spanned<u64>>, field: &str, range: Range<u64>, default: u64| {
+            let Some(v) = v else { return Ok(default) };
+            if range.contains(v.get_ref()) {
+                Ok(*v.get_ref())
+            } else {
+                Err(at(
+                    Some(v.span()),
+                    format!(
+                        "{label}.{field} must be between {} and {}",
+                        range.start,
+                        range.end - 1
+                    ),
+                ))
+            }
+        };
+        let widen = |v: Option<Spanned<u32>>| {
+            v.map(|v| {
+                let span = v.span();
+                Spanned::new(span, u64::from(v.into_inner()))
+            })
+        };
+        let queue_bytes = field(&raw.queue_bytes, "queue_bytes", 65_536..(1 << 40) + 1, 1 << 28)?;
+        let batch_records = field(&widen(raw.batch_records), "batch_records", 1..100_001, 500)?;
+        let timeout_ms = field(&widen(raw.timeout_ms), "timeout_ms", 100..600_001, 5000)?;
+        let retry_max_ms = field(&widen(raw.retry_max_ms), "retry_max_ms", 100..3_600_001, 30_000)?;
+        let kind = match raw.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None => {
+                return Err(at(
+                    Some(table),
+                    format!("{label}.type is missing: \"socket\""),
+                ));
+            }
+            Some("socket") => {
+                let Some(address) = raw.address else {
+                    return Err(at(
+                        Some(table),
+                        format!(
+                            "{label}.address is missing: \"unix:/path/to/socket\" or \"tcp:host:port\""
+                        ),
+                    ));
+                };
+                SinkKind::Socket(StreamAddress::parse(address.get_ref()).ok_or_else(|| {
+                    at(
+                        Some(address.span()),
+                        format!(
+                            "{label}.address must be \"unix:/absolute/path\" or \"tcp:host:port\", not {:?}",
+                            address.get_ref()
+                        ),
+                    )
+                })?)
+            }
+            Some(other) => {
+                let span = raw.kind.as_ref().map(Spanned::span);
+                return Err(at(
+                    span,
+                    format!("{label}.type must be \"socket\", not {other:?}"),
+                ));
+            }
+        };
+        let queue_dir = match raw.queue_dir {
+            Some(dir) if dir.get_ref().is_empty() => {
+                return Err(at(
+                    Some(dir.span()),
+                    format!("{label}.queue_dir must not be empty"),
+                ));
+            }
+            Some(dir) => {
+                let dir = PathBuf::from(dir.into_inner());
+                config_dir.map_or(dir.clone(), |base| base.join(&dir))
+            }
+            None => PathBuf::from(DEFAULT_QUEUE_DIR),
+        };
+        sinks.push(SinkConfig {
+            name: name.into_inner(),
+            kind,
+            queue_dir,
+            queue_bytes,
+            batch_records: u32::try_from(batch_records).expect("checked above"),
+            timeout_ms: u32::try_from(timeout_ms).expect("checked above"),
+            retry_max_ms: u32::try_from(retry_max_ms).expect("checked above"),
+        });
+    }
+    Ok(sinks)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/agent-sensor/sensor.toml"), text)
+    }
+
+    #[test]
+    fn reads_every_sink_setting() {
+        let c = parse(
+            "[[sinks]]\nname = \"vector\"\ntype = \"socket\"\naddress = \"unix:/run/vector.sock\"\n\
+             queue_dir = \"queues\"\nqueue_bytes = 65536\nbatch_records = 10\ntimeout_ms = 100\n\
+             retry_max_ms = 1000\n\
+             [[sinks]]\nname = \"relay-2\"\ntype = \"socket\"\naddress = \"tcp:127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks,
+            vec![
+                SinkConfig {
+                    name: "vector".into(),
+                    kind: SinkKind::Socket(StreamAddress::Unix("/run/vector.sock".into())),
+                    queue_dir: "/etc/agent-sensor/queues".into(),
+                    queue_bytes: 65_536,
+                    batch_records: 10,
+                    timeout_ms: 100,
+                    retry_max_ms: 1000,
+                },
+                SinkConfig {
+                    name: "relay-2".into(),
+                    kind: SinkKind::Socket(StreamAddress::Tcp("127.0.0.1:9000".into())),
+                    queue_dir: DEFAULT_QUEUE_DIR.into(),
+                    queue_bytes: 1 << 28,
+                    batch_records: 500,
+                    timeout_ms: 5000,
+                    retry_max_ms: 30_000,
+                },
+            ]
+        );
+        assert!(parse("").unwrap().sinks.is_empty());
+    }
+
+    #[test]
+    fn names_the_sink_and_field_of_each_mistake() {
+        let sink = "[[sinks]]\nname = \"v\"\ntype = \"socket\"\naddress = \"unix:/s\"\n";
+        let cases = [
+            (
+                "[[sinks]]\ntype = \"socket\"\n".to_owned(),
+                1,
+                "sinks[0].name is missing",
+            ),
+            (
+                "[[sinks]]\nname = \"a/b\"\n".to_owned(),
+                2,
+                "sinks[0].name must be",
+            ),
+            (format!("{sink}{sink}"), 6, "sinks[1].name \"v\" is used twice"),
+            (
+                "[[sinks]]\nname = \"v\"\ntype = \"kafka\"\n".to_owned(),
+                3,
+                "sinks[v].type must be \"socket\", not \"kafka\"",
+            ),
+            (
+                "[[sinks]]\nname = \"v\"\n".to_owned(),
+                1,
+                "sinks[v].type is missing",
+            ),
+            (
+                "[[sinks]]\nname = \"v\"\ntype = \"socket\"\n".to_owned(),
+                1,
+                "sinks[v].address is missing",
+            ),
+            (
+                "[[sinks]]\nname = \"v\"\ntype = \"socket\"\naddress = \"tcp:host\"\n".to_owned(),
+                4,
+                "sinks[v].address must be",
+            ),
+            (
+                "[[sinks]]\nname = \"v\"\ntype = \"socket\"\naddress = \"unix:rel\"\n".to_owned(),
+                4,
+                "sinks[v].address must be",
+            ),
+            (format!("{sink}queue_bytes = 10\n"), 5, "sinks[v].queue_bytes must be between 65536"),
+            (format!("{sink}batch_records = 0\n"), 5, "sinks[v].batch_records"),
+            (format!("{sink}timeout_ms = 5\n"), 5, "sinks[v].timeout_ms"),
+            (format!("{sink}retry_max_ms = 5\n"), 5, "sinks[v].retry_max_ms"),
+            (format!("{sink}queue_dir = \"\"\n"), 5, "sinks[v].queue_dir"),
+            (format!("{sink}adress = \"x\"\n"), 5, "adress"),
+        ];
+        for (text, line, reason) in cases {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line.map(|l| l.0), Some(line), "{text}: {e}");
+            assert!(e.message.contains(reason), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn reads_addresses() {
+        assert_eq!(
+            StreamAddress::parse("tcp:[::1]:5140"),
+            Some(StreamAddress::Tcp("[::1]:5140".into()))
+        );
+        for bad in ["tcp::5140", "tcp:h:0", "tcp:h:x", "udp:h:1", "unix:", "/s"] {
+            assert_eq!(StreamAddress::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            StreamAddress::parse("unix:/run/v.sock").unwrap().to_string(),
+            "unix:/run/v.sock"
+        );
+    }
+}

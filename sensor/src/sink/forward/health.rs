@@ -1,0 +1,131 @@
+//! Each sink's health, as its delivery thread last saw it, for `/readyz`, metrics and logs:
+//! a cheap snapshot any task can take ([`SinkHealth::statuses`]).
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+
+use super::queue::QueueView;
+
+/// Where a sink stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkState {
+    /// Nothing tried yet.
+    Starting,
+    /// The last attempt delivered.
+    Up,
+    /// The last attempt failed; the next waits out the back-off.
+    Retrying,
+}
+
+/// One sink's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SinkStatus {
+    /// The sink's name.
+    pub name: String,
+    /// Where it delivers to.
+    pub address: String,
+    /// Where it stands.
+    pub state: SinkState,
+    /// Records delivered (acknowledged) by this run.
+    pub delivered: u64,
+    /// Failed attempts by this run.
+    pub failures: u64,
+    /// Why the last attempt failed, while it is retrying.
+    pub last_error: Option<String>,
+    /// Bytes queued and not yet acknowledged.
+    pub queued_bytes: u64,
+    /// The queue's bound.
+    pub queue_bytes: u64,
+    /// Records being dropped now for want of room in the queue (a `gap` record will count
+    /// them).
+    pub dropping: u64,
+}
+
+/// What a delivery thread updates.
+#[derive(Clone)]
+pub(super) struct Tracker {
+    status: Arc<Mutex<SinkStatus>>,
+}
+
+impl Tracker {
+    pub fn new(name: &str, address: String, queue_bytes: u64) -> Self {
+        Self {
+            status: Arc::new(Mutex::new(SinkStatus {
+                name: name.to_owned(),
+                address,
+                state: SinkState::Starting,
+                delivered: 0,
+                failures: 0,
+                last_error: None,
+                queued_bytes: 0,
+                queue_bytes,
+                dropping: 0,
+            })),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut SinkStatus) -> T) -> T {
+        f(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub fn delivered(&self, records: u64) {
+        let was = self.with(|s| {
+            s.delivered += records;
+            s.last_error = None;
+            std::mem::replace(&mut s.state, SinkState::Up)
+        });
+        if was != SinkState::Up {
+            let name = self.with(|s| s.name.clone());
+            tracing::info!(sink = %name, "sink delivering");
+        }
+    }
+
+    pub fn failed(&self, error: &std::io::Error) {
+        let (name, address, first) = self.with(|s| {
+            s.failures += 1;
+            let first = s.state != SinkState::Retrying;
+            s.state = SinkState::Retrying;
+            s.last_error = Some(error.to_string());
+            (s.name.clone(), s.address.clone(), first)
+        });
+        // Once per outage; the status keeps the latest reason.
+        if first {
+            tracing::warn!(sink = %name, %address, %error, "sink cannot deliver: records stay queued and are retried");
+        }
+    }
+}
+
+/// Every sink's status, readable from any task.
+#[derive(Clone, Default)]
+pub struct SinkHealth {
+    sinks: Arc<[(Tracker, QueueView)]>,
+}
+
+impl SinkHealth {
+    pub(super) fn new(sinks: Vec<(Tracker, QueueView)>) -> Self {
+        Self {
+            sinks: sinks.into(),
+        }
+    }
+
+    /// A snapshot of each sink, in configuration order.
+    pub fn statuses(&self) -> Vec<SinkStatus> {
+        self.sinks
+            .iter()
+            .map(|(tracker, queue)| {
+                let mut status = tracker.with(|s| s.clone());
+                (status.queued_bytes, status.queue_bytes) = queue.fill();
+                status.dropping = queue.dropping();
+                status
+            })
+            .collect()
+    }
+
+    /// No sink is failing or dropping records (a sink that has not tried yet counts as ready).
+    pub fn ready(&self) -> bool {
+        self.statuses()
+            .iter()
+            .all(|s| s.state != SinkState::Retrying && s.dropping == 0)
+    }
+}

@@ -1,0 +1,162 @@
+//! Sinks that carry the sealed records to pipelines (`[[sinks]]`), besides the output: each
+//! with its own disk-backed [`queue`], its own delivery thread ([`delivery`]), and a health
+//! status ([`health`]). The pipeline appends every sealed record to every queue, in chain
+//! order, before the output gets it; a record leaves a queue only once the sink's other side
+//! acknowledged it, and a restart resumes from there. A full queue drops records for that sink
+//! only (the output still has them), and the `gap` record the pipeline seals for them says
+//! which sequences that sink will never see.
+//!
+//! Transports ([`stream`]) speak one protocol each; what they send is the output's bytes,
+//! the same canonical JSON (or OCSF) lines, so `agent-sensor verify` checks what a pipeline
+//! received.
+mod delivery;
+pub mod health;
+pub mod queue;
+pub mod stream;
+
+use std::{io, path::PathBuf, thread::JoinHandle, time::Duration};
+
+use crate::config::sinks::{SinkConfig, SinkKind};
+use health::{SinkHealth, Tracker};
+use queue::{QueueWriter, SinkLoss};
+
+/// One protocol: sends a batch of whole records and returns once the other side has
+/// acknowledged all of them (or why not). Reconnects as needed.
+pub trait Transport: Send {
+    /// Where it delivers to, for health and logs.
+    fn describe(&self) -> String;
+    /// Sends `records` (whole JSON lines) and waits for their acknowledgement.
+    fn deliver(&mut self, records: &[u8]) -> io::Result<()>;
+    /// Drops the connection (after a failure, or at stop).
+    fn disconnect(&mut self);
+}
+
+/// Why a sink's queue could not be opened: the run does not start.
+#[derive(Debug, thiserror::Error)]
+#[error("sink {sink}: queue {}: {source}", dir.display())]
+pub struct QueueOpenError {
+    /// The sink's name.
+    pub sink: String,
+    /// Its queue directory.
+    pub dir: PathBuf,
+    /// What the file system said.
+    pub source: io::Error,
+}
+
+struct Forwarder {
+    writer: QueueWriter,
+    /// Taken by `start`.
+    idle: Option<(queue::QueueReader, Box<dyn Transport>, delivery::Settings, Tracker)>,
+    name: String,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Every configured sink: their queues, and their delivery threads once started.
+pub struct Forwarders {
+    sinks: Vec<Forwarder>,
+    health: SinkHealth,
+}
+
+impl Forwarders {
+    /// Opens each sink's queue (`<queue_dir>/<name>/`): call it with the privileges needed to
+    /// create them. Nothing is delivered before [`Forwarders::start`].
+    pub fn open(configs: &[SinkConfig]) -> Result<Self, QueueOpenError> {
+        let mut sinks = Vec::new();
+        let mut views = Vec::new();
+        for config in configs {
+            let dir = config.queue_dir.join(&config.name);
+            let (writer, reader, view) = queue::open(&dir, &config.name, config.queue_bytes)
+                .map_err(|source| QueueOpenError {
+                    sink: config.name.clone(),
+                    dir: dir.clone(),
+                    source,
+                })?;
+            let timeout = Duration::from_millis(u64::from(config.timeout_ms));
+            let transport: Box<dyn Transport> = match &config.kind {
+                SinkKind::Socket(address) => {
+                    Box::new(stream::SocketStream::new(address.clone(), timeout))
+                }
+            };
+            let tracker = Tracker::new(&config.name, transport.describe(), config.queue_bytes);
+            views.push((tracker.clone(), view));
+            let settings = delivery::Settings {
+                batch_records: config.batch_records,
+                retry_max: Duration::from_millis(u64::from(config.retry_max_ms)),
+                drain: timeout,
+            };
+            sinks.push(Forwarder {
+                writer,
+                idle: Some((reader, transport, settings, tracker)),
+                name: config.name.clone(),
+                thread: None,
+            });
+        }
+        Ok(Self {
+            sinks,
+            health: SinkHealth::new(views),
+        })
+    }
+
+    /// Whether any sink is configured.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    /// Starts each sink's delivery thread: what the queues held from the last run goes
+    /// first.
+    pub fn start(&mut self) -> io::Result<()> {
+        for sink in &mut self.sinks {
+            let Some((reader, transport, settings, tracker)) = sink.idle.take() else {
+                continue;
+            };
+            sink.thread = Some(
+                std::thread::Builder::new()
+                    .name(format!("sink-{}", sink.name))
+                    .spawn(move || delivery::run(reader, transport, &tracker, &settings))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Every sink's health, readable from any task.
+    pub fn health(&self) -> SinkHealth {
+        self.health.clone()
+    }
+
+    /// Queues whole sealed records (the next ones of the chain, in order) for every sink.
+    /// Writes to the queues' files: call it off the async threads.
+    pub fn append(&mut self, records: &[u8]) {
+        for sink in &mut self.sinks {
+            sink.writer.append(records);
+        }
+    }
+
+    /// The records each sink could not queue, once its queue has room again (or `now`): the
+    /// caller seals a `gap` record for each.
+    pub fn take_losses(&mut self, now: bool) -> Vec<SinkLoss> {
+        self.sinks
+            .iter_mut()
+            .filter_map(|s| s.writer.take_loss(now))
+            .collect()
+    }
+
+    /// At stop: each sink delivers what it can within its `timeout_ms`; the rest stays queued
+    /// for the next run. Blocks until the threads ended.
+    pub fn finish(&mut self) {
+        for sink in &self.sinks {
+            sink.writer.stop();
+        }
+        for sink in &mut self.sinks {
+            if let Some(thread) = sink.thread.take()
+                && thread.join().is_err()
+            {
+                tracing::error!(sink = %sink.name, "the sink's delivery thread panicked");
+            }
+        }
+        for status in self.health.statuses() {
+            if status.queued_bytes > 0 {
+                tracing::warn!(sink = %status.name, queued_bytes = status.queued_bytes, "records stay queued for the sink's next run");
+            }
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! A sink's disk-backed queue: sealed records appended by the pipeline, read and acknowledged
+//! by the sink's delivery thread, kept across restarts.
+//!
+//! On disk (a directory per sink, 0700): `segment-<offset>.jsonl` files holding whole records,
+//! each named by the offset of its first byte in the sink's stream, and `acked`, the offset up
+//! to which the other side acknowledged. Delivery resumes from `acked` after a restart; a
+//! segment wholly before it is deleted. Files are not synced: the queue survives the sensor's
+//! crash (the page cache does), not the host's.
+//!
+//! Bounded by `queue_bytes` of unacknowledged records: what does not fit is not queued, and is
+//! counted by sequence for the `gap` record. Once records were dropped, none is queued again
+//! until the queue is half empty and the `gap` record was taken, so the gap is one hole.
+use std::{
+    collections::VecDeque,
+    fs::{self, File, OpenOptions},
+    io::{self, Write as _},
+    os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+/// Records a sink could not queue, reported by one `gap` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkLoss {
+    /// The sink's name.
+    pub sink: String,
+    /// How many records.
+    pub lost: u64,
+    /// The chain sequence of the first.
+    pub first_sequence: u64,
+    /// ... and of the last.
+    pub last_sequence: u64,
+    /// Why: `queue_full`, or `queue_write_failed` (the queue's disk refused).
+    pub error: &'static str,
+}
+
+impl From<SinkLoss> for crate::record::Gap {
+    /// The `gap` block of the records a sink's queue could not take.
+    fn from(loss: SinkLoss) -> Self {
+        Self {
+            source: "sink",
+            lost: loss.lost,
+            by_kind: std::collections::BTreeMap::new(),
+            error: Some(loss.error),
+            start: None,
+            end: None,
+            sink: Some(crate::record::SinkGap {
+                name: loss.sink,
+                first_sequence: loss.first_sequence,
+                last_sequence: loss.last_sequence,
+            }),
+        }
+    }
+}
+
+const ACKED: &str = "acked";
+
+/// What the writer and the reader share.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled on new records and on stop.
+    wake: Condvar,
+}
+
+struct State {
+    /// Offset just past the last queued record.
+    end: u64,
+    /// Offset up to which records are acknowledged.
+    acked: u64,
+    /// Start offsets of the segment files, oldest first; the last is being appended to.
+    segments: VecDeque<u64>,
+    /// Records not queued since the last `gap` was taken.
+    loss: Option<SinkLoss>,
+    /// Set when the sensor stops: the reader drains what it can, then ends.
+    stopping: bool,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn segment_path(dir: &Path, start: u64) -> PathBuf {
+    dir.join(format!("segment-{start:020}.jsonl"))
+}
+
+/// Opens (or creates) the queue in `dir`: the writer for the pipeline, the reader for the
+/// delivery thread, and a view for health reports.
+pub fn open(
+    dir: &Path,
+    sink: &str,
+    bound: u64,
+) -> io::Result<(QueueWriter, QueueReader, QueueView)> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let mut segments: Vec<u64> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(start) = name
+            .strip_prefix("segment-")
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            segments.push(start);
+        }
+    }
+    segments.sort_unstable();
+    let acked = match fs::read_to_string(dir.join(ACKED)) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not an offset", dir.join(ACKED).display()),
+            )
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => segments.first().copied().unwrap_or(0),
+        Err(e) => return Err(e),
+    };
+    let (file, start, len) = match segments.last() {
+        Some(&start) => {
+            let path = segment_path(dir, start);
+            let file = OpenOptions::new().read(true).append(true).open(&path)?;
+            // A crash in the middle of an append leaves part of a record: cut it off (the
+            // record is in the output; the delivery goes on with whole records only).
+            let len = whole_records_len(&file)?;
+            file.set_len(len)?;
+            (file, start, len)
+        }
+        None => {
+            let start = acked;
+            segments.push(start);
+            (create_segment(dir, start)?, start, 0)
+        }
+    };
+    let end = start + len;
+    // Within what is on disk, whatever the cursor file says.
+    let acked = acked.clamp(segments[0], end);
+    let state = State {
+        end,
+        acked,
+        segments: segments.into(),
+        loss: None,
+        stopping: false,
+    };
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        wake: Condvar::new(),
+    });
+    let mut reader = QueueReader {
+        dir: dir.to_owned(),
+        shared: shared.clone(),
+        sent: acked,
+        file: None,
+    };
+    reader.forget_acked_segments();
+    let writer = QueueWriter {
+        dir: dir.to_owned(),
+        sink: sink.to_owned(),
+        shared: shared.clone(),
+        bound,
+        segment_bytes: (bound / 4).clamp(64 * 1024, 16 << 20),
+        file,
+        segment_len: len,
+        next_sequence: 0,
+    };
+    Ok((writer, reader, QueueView { shared, bound }))
+}
+
+fn create_segment(dir: &Path, start: u64) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(segment_path(dir, start))
+}
+
+/// The length of `file` up to and including its last newline.
+fn whole_records_len(file: &File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut pos = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while pos > 0 {
+        let n = usize::try_from(pos.min(buf.len() as u64)).expect("fits the buffer");
+        pos -= n as u64;
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(pos + i as u64 + 1);
+        }
+    }
+    Ok(0)
+}
+
+/// The pipeline's end: appends sealed records.
+pub struct QueueWriter {
+    dir: PathBuf,
+    sink: String,
+    shared: Arc<Shared>,
+    bound: u64,
+    segment_bytes: u64,
+    file: File,
+    segment_len: u64,
+    /// The chain sequence of the next record handed over (a run's chain starts at 0).
+    next_sequence: u64,
+}
+
+impl QueueWriter {
+    /// Queues the whole records in `records` that fit; the rest are counted as lost.
+    pub fn append(&mut self, records: &[u8]) {
+        let count = records.iter().filter(|&&b| b == b'\n').count() as u64;
+        let first_sequence = self.next_sequence;
+        self.next_sequence += count;
+        let take = {
+            let state = lock(&self.shared);
+            let room = self.bound.saturating_sub(state.end - state.acked);
+            if state.loss.is_some() {
+                0
+            } else if records.len() as u64 <= room {
+                records.len()
+            } else {
+                let room = usize::try_from(room).unwrap_or(usize::MAX);
+                records[..room]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+            }
+        };
+        let (taken, error) = match self.write(&records[..take]) {
+            Ok(()) => (take, "queue_full"),
+            Err(e) => {
+                tracing::warn!(sink = %self.sink, error = %e, "the sink's queue cannot be written: its records are dropped for this sink and counted");
+                (0, "queue_write_failed")
+            }
+        };
+        let mut state = lock(&self.shared);
+        state.end += taken as u64;
+        let kept = records[..taken].iter().filter(|&&b| b == b'\n').count() as u64;
+        if kept < count {
+            let loss = state.loss.get_or_insert_with(|| SinkLoss {
+                sink: self.sink.clone(),
+                lost: 0,
+                first_sequence: first_sequence + kept,
+                last_sequence: 0,
+                error,
+            });
+            loss.lost += count - kept;
+            loss.last_sequence = first_sequence + count - 1;
+        }
+        drop(state);
+        if taken > 0 {
+            self.shared.wake.notify_all();
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.segment_len >= self.segment_bytes {
+            let start = lock(&self.shared).end;
+            self.file = create_segment(&self.dir, start)?;
+            self.segment_len = 0;
+            lock(&self.shared).segments.push_back(start);
+        }
+        if let Err(e) = self.file.write_all(bytes) {
+            // No part of a record may stay: the reader would deliver it.
+            self.file.set_len(self.segment_len)?;
+            return Err(e);
+        }
+        self.segment_len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The records the queue could not take, once it has room again (half empty), or `now`:
+    /// the caller seals a `gap` record for them, which the queue then takes.
+    pub fn take_loss(&mut self, now: bool) -> Option<SinkLoss> {
+        let mut state = lock(&self.shared);
+        let half = state.end - state.acked <= self.bound / 2;
+        if state.loss.is_some() && (now || half) {
+            state.loss.take()
+        } else {
+            None
+        }
+    }
+
+    /// Tells the reader to deliver what it can by `deadline` and end.
+    pub fn stop(&self) {
+        lock(&self.shared).stopping = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// What the delivery thread's next step is.
+pub enum Next {
+    /// Records to send (whole lines, in `batch`), and their count; acknowledge with
+    /// [`QueueReader::ack`].
+    Batch(u64),
+    /// Nothing new yet.
+    Idle,
+    /// The sensor is stopping and everything queued was delivered.
+    Done,
+}
+
+/// The delivery thread's end: reads records from the last acknowledged one and acknowledges
+/// them.
+pub struct QueueReader {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    /// Offset just past the records handed out and not yet acknowledged.
+    sent: u64,
+    /// The segment open for reading, by start offset.
+    file: Option<(u64, File)>,
+}
+
+/// Most bytes handed out in one batch (a batch ends at a record anyway).
+const BATCH_BYTES: u64 = 4 << 20;
+
+impl QueueReader {
+    /// Fills `batch` with up to `max_records` whole records after the last acknowledged ones
+    /// (waiting up to `wait` for some).
+    pub fn next(&mut self, max_records: u32, batch: &mut Vec<u8>, wait: Duration) -> io::Result<Next> {
+        batch.clear();
+        let (start, stop) = {
+            let mut state = lock(&self.shared);
+            let deadline = Instant::now() + wait;
+            while state.end == self.sent && !state.stopping {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(Next::Idle);
+                }
+                state = self
+                    .shared
+                    .wake
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            if state.end == self.sent {
+                return Ok(Next::Done);
+            }
+            let i = state.segments.partition_point(|&s| s <= self.sent) - 1;
+            let start = state.segments[i];
+            let stop = state.segments.get(i + 1).copied().unwrap_or(state.end);
+            (start, stop.min(state.end).min(self.sent + BATCH_BYTES))
+        };
+        if self.file.as_ref().is_none_or(|(s, _)| *s != start) {
+            self.file = Some((start, File::open(segment_path(&self.dir, start))?));
+        }
+        let (_, file) = self.file.as_ref().expect("opened above");
+        let len = usize::try_from(stop - self.sent).expect("a batch fits in memory");
+        batch.resize(len, 0);
+        file.read_exact_at(batch, self.sent - start)?;
+        // Whole records, at most `max_records` of them.
+        let mut records = 0u64;
+        let mut cut = 0;
+        for (i, _) in batch.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            records += 1;
+            cut = i + 1;
+            if records == u64::from(max_records) {
+                break;
+            }
+        }
+        batch.truncate(cut);
+        if records == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: a record longer than {BATCH_BYTES} bytes",
+                    segment_path(&self.dir, start).display()
+                ),
+            ));
+        }
+        self.sent += cut as u64;
+        Ok(Next::Batch(records))
+    }
+
+    /// The records handed out were delivered: they leave the queue.
+    pub fn ack(&mut self) -> io::Result<()> {
+        let tmp = self.dir.join("acked.tmp");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        writeln!(file, "{}", self.sent)?;
+        drop(file);
+        fs::rename(&tmp, self.dir.join(ACKED))?;
+        lock(&self.shared).acked = self.sent;
+        self.forget_acked_segments();
+        Ok(())
+    }
+
+    /// The records handed out were not delivered: they are handed out again.
+    pub fn rewind(&mut self) {
+        self.sent = lock(&self.shared).acked;
+    }
+
+    /// Waits `pause` (or less, if the sensor stops meanwhile); says whether it is stopping.
+    pub fn pause(&self, pause: Duration) -> bool {
+        let state = lock(&self.shared);
+        let (state, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(state, pause, |s| !s.stopping)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.stopping
+    }
+
+    /// Whether the sensor is stopping.
+    pub fn stopping(&self) -> bool {
+        lock(&self.shared).stopping
+    }
+
+    /// Deletes the segments wholly acknowledged (never the one being appended to).
+    fn forget_acked_segments(&mut self) {
+        let mut gone = Vec::new();
+        {
+            let mut state = lock(&self.shared);
+            while state.segments.len() > 1 && state.segments[1] <= state.acked {
+                gone.extend(state.segments.pop_front());
+            }
+        }
+        for start in gone {
+            if self.file.as_ref().is_some_and(|(s, _)| *s == start) {
+                self.file = None;
+            }
+            if let Err(e) = fs::remove_file(segment_path(&self.dir, start)) {
+                tracing::warn!(error = %e, segment = start, "cannot delete a delivered queue segment");
+            }
+        }
+    }
+}
+
+/// Reads how full a queue is, for health reports.
+#[derive(Clone)]
+pub struct QueueView {
+    shared: Arc<Shared>,
+    bound: u64,
+}
+
+impl QueueView {
+    /// Bytes queued and not acknowledged, and the bound.
+    pub fn fill(&self) -> (u64, u64) {
+        let state = lock(&self.shared);
+        (state.end - state.acked, self.bound)
+    }
+
+    /// Records currently being dropped for this sink (queue full), not yet in a `gap`.
+    pub fn dropping(&self) -> u64 {
+        lock(&self.shared).loss.as_ref().map_or(0, |l| l.lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(from: u64, n: u64, pad: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in from..from + n {
+            out.extend_from_slice(format!("{{\"n\":\"{i:08}\",\"pad\":\"{}\"}}\n", "x".repeat(pad)).as_bytes());
+        }
+        out
+    }
+
+    fn drain(reader: &mut QueueReader, max: u32) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut batch = Vec::new();
+        while let Next::Batch(_) = reader.next(max, &mut batch, Duration::ZERO).unwrap() {
+            all.extend_from_slice(&batch);
+            reader.ack().unwrap();
+        }
+        all
+    }
+
+    #[test]
+    fn delivers_in_order_and_resumes_after_reopening() {
+        let dir = tempdir();
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
+        w.append(&lines(0, 10, 10));
+        let mut batch = Vec::new();
+        assert!(matches!(r.next(4, &mut batch, Duration::ZERO).unwrap(), Next::Batch(4)));
+        assert_eq!(batch, lines(0, 4, 10));
+        r.ack().unwrap();
+        // Handed out, not acknowledged: after a restart they come again.
+        assert!(matches!(r.next(4, &mut batch, Duration::ZERO).unwrap(), Next::Batch(4)));
+        drop((w, r));
+        let (mut w, mut r, view) = open(&dir, "s", 1 << 20).unwrap();
+        assert_eq!(view.fill().0, lines(4, 6, 10).len() as u64);
+        w.append(&lines(10, 2, 10));
+        assert_eq!(drain(&mut r, 100), lines(4, 8, 10));
+        assert_eq!(view.fill().0, 0);
+    }
+
+    #[test]
+    fn rewinds_what_was_not_delivered() {
+        let dir = tempdir();
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
+        w.append(&lines(0, 3, 1));
+        let mut batch = Vec::new();
+        r.next(2, &mut batch, Duration::ZERO).unwrap();
+        r.rewind();
+        assert_eq!(drain(&mut r, 2), lines(0, 3, 1));
+    }
+
+    #[test]
+    fn rolls_segments_and_deletes_the_delivered_ones() {
+        let dir = tempdir();
+        let (mut w, mut r, _) = open(&dir, "s", 256 * 1024).unwrap();
+        for i in 0..100 {
+            w.append(&lines(i * 10, 10, 100));
+        }
+        let segments = || {
+            fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("segment-"))
+                .count()
+        };
+        assert!(segments() > 1, "{}", segments());
+        assert_eq!(drain(&mut r, 7), lines(0, 1000, 100)[..].to_vec());
+        assert_eq!(segments(), 1);
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn counts_what_does_not_fit_and_reports_it_once_half_empty() {
+        let dir = tempdir();
+        let bound = 65_536;
+        let (mut w, mut r, view) = open(&dir, "s", bound).unwrap();
+        let record = lines(0, 1, 100).len() as u64;
+        let fit = bound / record;
+        w.append(&lines(0, fit + 5, 100));
+        w.append(&lines(fit + 5, 3, 100));
+        assert_eq!(view.dropping(), 8);
+        assert_eq!(w.take_loss(false), None, "the queue is still full");
+        let mut batch = Vec::new();
+        r.next(u32::try_from(fit / 2 + 1).unwrap(), &mut batch, Duration::ZERO).unwrap();
+        r.ack().unwrap();
+        assert_eq!(
+            w.take_loss(false),
+            Some(SinkLoss {
+                sink: "s".into(),
+                lost: 8,
+                first_sequence: fit,
+                last_sequence: fit + 7,
+                error: "queue_full",
+            })
+        );
+        w.append(&lines(fit + 8, 1, 100));
+        let rest = drain(&mut r, 1000);
+        assert!(rest.ends_with(&lines(fit + 8, 1, 100)), "queued again after the report");
+        assert_eq!(w.take_loss(true), None);
+    }
+
+    #[test]
+    fn cuts_a_torn_record_when_reopening() {
+        let dir = tempdir();
+        let (mut w, r, _) = open(&dir, "s", 1 << 20).unwrap();
+        w.append(&lines(0, 2, 1));
+        drop((w, r));
+        let seg = segment_path(&dir, 0);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(b"{\"torn").unwrap();
+        let (_, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
+        assert_eq!(drain(&mut r, 10), lines(0, 2, 1));
+    }
+
+    #[test]
+    fn stopping_ends_the_reader_once_drained() {
+        let dir = tempdir();
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
+        w.append(&lines(0, 1, 1));
+        w.stop();
+        let mut batch = Vec::new();
+        assert!(matches!(r.next(10, &mut batch, Duration::from_secs(5)).unwrap(), Next::Batch(1)));
+        r.ack().unwrap();
+        assert!(matches!(r.next(10, &mut batch, Duration::from_secs(5)).unwrap(), Next::Done));
+        assert!(r.pause(Duration::from_secs(5)));
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "agent-sensor-queue-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        dir.join("q")
+    }
+}

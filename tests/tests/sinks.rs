@@ -1,0 +1,508 @@
+//! Sinks to pipelines, end to end, against the real sensor and real readers on loopback: two
+//! socket sinks at once (a Unix socket and TCP) each get every record of the trail, in
+//! order, across reader outages, a reader that dies mid-stream, and a `kill -9` of the sensor
+//! while the readers are down; what they received verifies. A queue filled past its bound
+//! ends in a `gap` record naming the sink and the sequences it lost, which `verify` locates
+//! in what that sink received.
+use std::{
+    collections::HashSet,
+    io::{Read as _, Write as _},
+    net::{Shutdown, TcpListener, TcpStream},
+    os::unix::net::{UnixListener, UnixStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU8, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use sensor_tests::{Launch, Sensor, Value, require_root, scratch_dir, sensor_binary};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A shell that opens a file in bursts, once told to go, until dropped.
+struct Load {
+    child: Child,
+}
+
+impl Load {
+    fn start() -> Load {
+        let script = "read go; while :; do i=0; while [ $i -lt 50 ]; do : < /etc/hostname; i=$((i+1)); done; sleep 0.01; done";
+        let child = Command::new("/bin/sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Load { child }
+    }
+
+    fn go(&mut self) {
+        writeln!(self.child.stdin.as_mut().unwrap(), "go").unwrap();
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+enum Address {
+    Unix(PathBuf),
+    Tcp(u16),
+}
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+enum Conn {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.read(buf),
+            Conn::Tcp(s) => s.read(buf),
+        }
+    }
+
+    fn set_read_timeout(&self, t: Duration) {
+        match self {
+            Conn::Unix(s) => s.set_read_timeout(Some(t)).unwrap(),
+            Conn::Tcp(s) => s.set_read_timeout(Some(t)).unwrap(),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Conn::Unix(s) => s.shutdown(Shutdown::Write),
+            Conn::Tcp(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+}
+
+const SERVING: u8 = 0;
+/// Stop the way a collector shuts down: close our sending side, read until the sensor
+/// closes.
+const GRACEFUL: u8 = 1;
+/// Stop at once, unread bytes and all (a crash).
+const CRASH: u8 = 2;
+
+/// A reader on loopback, as a collector's socket source is: keeps every whole line it read.
+struct Collector {
+    address: Address,
+    received: Arc<Mutex<Vec<u8>>>,
+    running: Option<(Arc<AtomicU8>, thread::JoinHandle<()>)>,
+}
+
+impl Collector {
+    fn new(address: Address) -> Collector {
+        Collector {
+            address,
+            received: Arc::default(),
+            running: None,
+        }
+    }
+
+    fn config_address(&self) -> String {
+        match &self.address {
+            Address::Unix(path) => format!("unix:{}", path.display()),
+            Address::Tcp(port) => format!("tcp:127.0.0.1:{port}"),
+        }
+    }
+
+    fn up(&mut self) {
+        assert!(self.running.is_none());
+        let listener = match &self.address {
+            Address::Unix(path) => {
+                let _ = std::fs::remove_file(path);
+                let l = UnixListener::bind(path).unwrap();
+                l.set_nonblocking(true).unwrap();
+                Listener::Unix(l)
+            }
+            Address::Tcp(port) => {
+                let l = TcpListener::bind(("127.0.0.1", *port)).unwrap();
+                l.set_nonblocking(true).unwrap();
+                Listener::Tcp(l)
+            }
+        };
+        let mode = Arc::new(AtomicU8::new(SERVING));
+        let (m, received) = (mode.clone(), self.received.clone());
+        let thread = thread::spawn(move || serve(&listener, &m, &received));
+        self.running = Some((mode, thread));
+    }
+
+    fn down(&mut self, how: u8) {
+        let (mode, thread) = self.running.take().expect("running");
+        mode.store(how, Ordering::Release);
+        thread.join().unwrap();
+        if let Address::Unix(path) = &self.address {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Whole lines received, each once (a sink delivers at least once), in arrival order.
+    fn lines(&self) -> Vec<Vec<u8>> {
+        let received = self.received.lock().unwrap();
+        let mut seen = HashSet::new();
+        received
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter(|l| seen.insert(l.to_vec()))
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if self.running.is_some() {
+            self.down(CRASH);
+        }
+    }
+}
+
+fn serve(listener: &Listener, mode: &AtomicU8, received: &Mutex<Vec<u8>>) {
+    let mut conn: Option<Conn> = None;
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut keep = |pending: &mut Vec<u8>, bytes: &[u8]| {
+        pending.extend_from_slice(bytes);
+        if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
+            received.lock().unwrap().extend(pending.drain(..=end));
+        }
+    };
+    loop {
+        match mode.load(Ordering::Acquire) {
+            CRASH => return,
+            GRACEFUL => {
+                if let Some(mut c) = conn.take() {
+                    c.shutdown_write();
+                    c.set_read_timeout(Duration::from_secs(10));
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        keep(&mut pending, &buf[..n]);
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
+        let Some(c) = conn.as_mut() else {
+            let accepted = match listener {
+                Listener::Unix(l) => l.accept().map(|(s, _)| {
+                    s.set_nonblocking(false).unwrap();
+                    Conn::Unix(s)
+                }),
+                Listener::Tcp(l) => l.accept().map(|(s, _)| {
+                    s.set_nonblocking(false).unwrap();
+                    Conn::Tcp(s)
+                }),
+            };
+            match accepted {
+                Ok(c) => {
+                    c.set_read_timeout(Duration::from_millis(20));
+                    pending.clear();
+                    conn = Some(c);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+            continue;
+        };
+        match c.read(&mut buf) {
+            Ok(0) => conn = None,
+            Ok(n) => keep(&mut pending, &buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => conn = None,
+        }
+    }
+}
+
+fn wait_until(what: &str, context: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The trail's whole lines, in order (a torn last line left by a `kill -9` is not a record).
+fn trail_lines(dir: &Path) -> Vec<Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut lines = Vec::new();
+    for f in files {
+        let text = std::fs::read(f).unwrap();
+        let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        lines.extend(text[..whole].split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+    }
+    lines
+}
+
+fn parse(line: &[u8]) -> Value {
+    serde_json::from_slice(line).unwrap()
+}
+
+fn action(r: &Value) -> &str {
+    r["event"]["action"].as_str().unwrap_or("")
+}
+
+fn verify(path: &Path) -> (bool, Value) {
+    let out = Command::new(sensor_binary())
+        .args(["verify", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    (out.status.success(), report)
+}
+
+fn write_lines(path: &Path, lines: &[Vec<u8>]) {
+    let mut text = Vec::new();
+    for l in lines {
+        text.extend_from_slice(l);
+        text.push(b'\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_sensor(config: &Path, load: &Load) -> Sensor {
+    Launch::new()
+        .config(config)
+        .args(["--pid", &load.child.id().to_string()])
+        .output_from_config()
+        .start()
+}
+
+#[test]
+fn two_socket_sinks_get_every_record_in_order_across_outages_and_a_kill_9() {
+    require_root();
+    let scratch = scratch_dir("sinks-outages");
+    let trail = scratch.join("trail");
+    let mut unix = Collector::new(Address::Unix(scratch.join("collector.sock")));
+    let mut tcp = Collector::new(Address::Tcp(free_port()));
+    let config = scratch.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\npath = \"{}/\"\n\
+             [[sinks]]\nname = \"unix\"\ntype = \"socket\"\naddress = \"{}\"\nqueue_dir = \"queues\"\n\
+             batch_records = 100\ntimeout_ms = 2000\nretry_max_ms = 200\n\
+             [[sinks]]\nname = \"tcp\"\ntype = \"socket\"\naddress = \"{}\"\nqueue_dir = \"queues\"\n\
+             timeout_ms = 2000\nretry_max_ms = 200\n",
+            trail.display(),
+            unix.config_address(),
+            tcp.config_address(),
+        ),
+    )
+    .unwrap();
+    let mut load = Load::start();
+    unix.up();
+    tcp.up();
+    let sensor = start_sensor(&config, &load);
+    load.go();
+    let progress = |c: &Collector, more: usize| {
+        let before = c.lines().len();
+        wait_until(
+            "records to arrive",
+            || format!("{} lines so far", c.lines().len()),
+            || c.lines().len() >= before + more,
+        );
+    };
+    progress(&unix, 1000);
+    progress(&tcp, 1000);
+    // Both readers go away for a while under load, and come back.
+    unix.down(GRACEFUL);
+    tcp.down(GRACEFUL);
+    thread::sleep(Duration::from_secs(1));
+    unix.up();
+    tcp.up();
+    progress(&unix, 1000);
+    progress(&tcp, 1000);
+    // The Unix reader dies with unread records.
+    unix.down(CRASH);
+    thread::sleep(Duration::from_millis(300));
+    unix.up();
+    progress(&unix, 500);
+    // The sensor is killed while both readers are down; its successor delivers the rest.
+    unix.down(GRACEFUL);
+    tcp.down(GRACEFUL);
+    thread::sleep(Duration::from_millis(500));
+    let killed = sensor.kill(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed.status),
+        Some(9)
+    );
+    let sensor = start_sensor(&config, &load);
+    thread::sleep(Duration::from_millis(500));
+    unix.up();
+    tcp.up();
+    progress(&unix, 500);
+    drop(load);
+    // Everything in the trail so far arrives, then the stop record does.
+    for c in [&unix, &tcp] {
+        wait_until(
+            "the readers to catch up with the trail",
+            || format!("{} received, {} in the trail", c.lines().len(), trail_lines(&trail).len()),
+            || c.lines().len() == trail_lines(&trail).len(),
+        );
+    }
+    sensor.stop();
+    let trail_now = trail_lines(&trail);
+    for (name, c) in [("unix", &unix), ("tcp", &tcp)] {
+        wait_until(
+            "the stop record",
+            || format!("{name}: {} received, {} in the trail", c.lines().len(), trail_now.len()),
+            || c.lines().len() == trail_now.len(),
+        );
+        let got = c.lines();
+        assert!(
+            got == trail_now,
+            "{name}: what the sink received is not the trail, record for record ({} and {})",
+            got.len(),
+            trail_now.len()
+        );
+        assert_eq!(action(&parse(got.last().unwrap())), "sensor_stop");
+        let received = scratch.join(format!("{name}.jsonl"));
+        write_lines(&received, &got);
+        let (ok, report) = verify(&received);
+        assert!(ok, "{name}: verify refused what the sink received: {report:#}");
+        assert_eq!(report["instances"], 2, "{report:#}");
+    }
+    let statuses = std::fs::read_dir(scratch.join("queues/unix")).unwrap().count();
+    assert!(statuses >= 2, "the queue keeps its segment and cursor");
+    unix.down(GRACEFUL);
+    tcp.down(GRACEFUL);
+}
+
+#[test]
+fn a_queue_filled_past_its_bound_is_a_gap_record_that_verify_locates() {
+    require_root();
+    let scratch = scratch_dir("sinks-full");
+    let trail = scratch.join("trail");
+    let mut collector = Collector::new(Address::Tcp(free_port()));
+    let config = scratch.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\npath = \"{}/\"\n\
+             [[sinks]]\nname = \"small\"\ntype = \"socket\"\naddress = \"{}\"\nqueue_dir = \"{}\"\n\
+             queue_bytes = 65536\ntimeout_ms = 2000\nretry_max_ms = 100\n",
+            trail.display(),
+            collector.config_address(),
+            scratch.join("queues").display(),
+        ),
+    )
+    .unwrap();
+    let mut load = Load::start();
+    // The reader is down from the start: 64 KiB of records fill the queue.
+    let sensor = start_sensor(&config, &load);
+    load.go();
+    wait_until(
+        "records beyond the queue's bound",
+        || sensor.stderr(),
+        || trail_lines(&trail).len() > 2000,
+    );
+    collector.up();
+    // Once the queue is half empty again, the trail says what the sink lost.
+    let is_sink_gap = |l: &Vec<u8>| {
+        let r = parse(l);
+        action(&r) == "gap" && r["gap"]["source"] == "sink"
+    };
+    wait_until(
+        "the sink's gap record",
+        || sensor.stderr(),
+        || trail_lines(&trail).iter().any(is_sink_gap),
+    );
+    drop(load);
+    wait_until(
+        "the reader to catch up with the trail",
+        || format!("{} received", collector.lines().len()),
+        || {
+            let got = collector.lines();
+            got.last() == trail_lines(&trail).last()
+        },
+    );
+    sensor.stop();
+    let trail_now = trail_lines(&trail);
+    wait_until(
+        "the stop record",
+        || format!("{} received", collector.lines().len()),
+        || collector.lines().last() == trail_now.last(),
+    );
+    let (ok, report) = verify(&trail);
+    assert!(ok, "the trail itself is whole: {report:#}");
+    // What the sink did not get is exactly what its gap records name.
+    let got: HashSet<Vec<u8>> = collector.lines().into_iter().collect();
+    let missing: Vec<u64> = trail_now
+        .iter()
+        .filter(|l| !got.contains(*l))
+        .map(|l| parse(l)["chain"]["sequence"].as_u64().unwrap())
+        .collect();
+    let mut named = Vec::new();
+    for gap in trail_now.iter().filter(|l| is_sink_gap(l)).map(|l| parse(l)) {
+        assert_eq!(gap["gap"]["sink"]["name"], "small", "{gap}");
+        assert_eq!(gap["gap"]["error"], "queue_full", "{gap}");
+        let first = gap["gap"]["sink"]["first_sequence"].as_u64().unwrap();
+        let last = gap["gap"]["sink"]["last_sequence"].as_u64().unwrap();
+        assert_eq!(gap["gap"]["lost"].as_u64(), Some(last - first + 1), "{gap}");
+        named.extend(first..=last);
+    }
+    assert!(!missing.is_empty(), "the queue was filled past its bound");
+    assert_eq!(missing, named, "the gap records name exactly what the sink lost");
+    // verify finds the hole in what the sink received, where it is.
+    let received = scratch.join("received.jsonl");
+    let lines = collector.lines();
+    write_lines(&received, &lines);
+    let (ok, report) = verify(&received);
+    assert!(!ok, "a hole in the received stream is a finding");
+    let findings = report["findings"].as_array().unwrap();
+    let removed: Vec<&Value> = findings.iter().filter(|f| f["kind"] == "removed").collect();
+    assert_eq!(removed.len(), findings.len(), "{report:#}");
+    let first_missing = missing[0];
+    let after = lines
+        .iter()
+        .position(|l| parse(l)["chain"]["sequence"].as_u64() > Some(first_missing))
+        .unwrap();
+    assert_eq!(
+        removed[0]["line"].as_u64(),
+        Some(after as u64 + 1),
+        "located at the first record after the hole: {report:#}"
+    );
+    collector.down(GRACEFUL);
+}
