@@ -98,7 +98,7 @@ fn exec_and_exit_with_hostile_argv_are_reported_exactly() {
     assert_eq!(exec["event"]["kind"], "event");
     assert_eq!(exec["event"]["category"][0], "process");
     assert_eq!(exec["event"]["type"][0], "start");
-    assert_eq!(exec["schema_version"], "0.1");
+    assert_eq!(exec["schema_version"], "0.2");
     assert!(exec["host"]["name"].is_string() && exec["host"]["boot_id"].is_string());
 
     // The exit names the same process and carries its code.

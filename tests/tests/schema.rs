@@ -10,7 +10,7 @@ const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
 
 /// Validates every line of `records` against the schema; returns the validator's complaints.
 fn validate(records: &Path) -> Vec<String> {
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/record-0.1.json");
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/record-0.2.json");
     let script = r#"
 import json, sys
 from jsonschema import Draft202012Validator

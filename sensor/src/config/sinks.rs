@@ -152,10 +152,20 @@ pub(super) fn parse(
                 Spanned::new(span, u64::from(v.into_inner()))
             })
         };
-        let queue_bytes = field(&raw.queue_bytes, "queue_bytes", 65_536..(1 << 40) + 1, 1 << 28)?;
+        let queue_bytes = field(
+            &raw.queue_bytes,
+            "queue_bytes",
+            65_536..(1 << 40) + 1,
+            1 << 28,
+        )?;
         let batch_records = field(&widen(raw.batch_records), "batch_records", 1..100_001, 500)?;
         let timeout_ms = field(&widen(raw.timeout_ms), "timeout_ms", 100..600_001, 5000)?;
-        let retry_max_ms = field(&widen(raw.retry_max_ms), "retry_max_ms", 100..3_600_001, 30_000)?;
+        let retry_max_ms = field(
+            &widen(raw.retry_max_ms),
+            "retry_max_ms",
+            100..3_600_001,
+            30_000,
+        )?;
         let kind = match raw.kind.as_ref().map(|k| k.get_ref().as_str()) {
             None => {
                 return Err(at(
@@ -275,7 +285,11 @@ mod tests {
                 2,
                 "sinks[0].name must be",
             ),
-            (format!("{sink}{sink}"), 6, "sinks[1].name \"v\" is used twice"),
+            (
+                format!("{sink}{sink}"),
+                6,
+                "sinks[1].name \"v\" is used twice",
+            ),
             (
                 "[[sinks]]\nname = \"v\"\ntype = \"kafka\"\n".to_owned(),
                 3,
@@ -301,10 +315,22 @@ mod tests {
                 4,
                 "sinks[v].address must be",
             ),
-            (format!("{sink}queue_bytes = 10\n"), 5, "sinks[v].queue_bytes must be between 65536"),
-            (format!("{sink}batch_records = 0\n"), 5, "sinks[v].batch_records"),
+            (
+                format!("{sink}queue_bytes = 10\n"),
+                5,
+                "sinks[v].queue_bytes must be between 65536",
+            ),
+            (
+                format!("{sink}batch_records = 0\n"),
+                5,
+                "sinks[v].batch_records",
+            ),
             (format!("{sink}timeout_ms = 5\n"), 5, "sinks[v].timeout_ms"),
-            (format!("{sink}retry_max_ms = 5\n"), 5, "sinks[v].retry_max_ms"),
+            (
+                format!("{sink}retry_max_ms = 5\n"),
+                5,
+                "sinks[v].retry_max_ms",
+            ),
             (format!("{sink}queue_dir = \"\"\n"), 5, "sinks[v].queue_dir"),
             (format!("{sink}adress = \"x\"\n"), 5, "adress"),
         ];
@@ -325,7 +351,9 @@ mod tests {
             assert_eq!(StreamAddress::parse(bad), None, "{bad}");
         }
         assert_eq!(
-            StreamAddress::parse("unix:/run/v.sock").unwrap().to_string(),
+            StreamAddress::parse("unix:/run/v.sock")
+                .unwrap()
+                .to_string(),
             "unix:/run/v.sock"
         );
     }

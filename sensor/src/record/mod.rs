@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::{record::host::HostInfo, record::rendered::Rendered, record::time::Timestamp};
 
 /// Version of the record schema (see docs/schema.md); bumped on any incompatible change.
-pub const SCHEMA_VERSION: &str = "0.1";
+pub const SCHEMA_VERSION: &str = "0.2";
 
 /// One output record: an event (`event.action` says which kind) with the blocks that kind carries;
 /// absent blocks are left out of the line.

@@ -39,7 +39,11 @@ pub(super) fn run(
                 break;
             }
         }
-        let records = match queue.next(settings.batch_records, &mut batch, Duration::from_millis(200)) {
+        let records = match queue.next(
+            settings.batch_records,
+            &mut batch,
+            Duration::from_millis(200),
+        ) {
             Ok(Next::Batch(records)) => records,
             Ok(Next::Idle) => continue,
             Ok(Next::Done) => break,

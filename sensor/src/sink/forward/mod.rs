@@ -46,7 +46,12 @@ pub struct QueueOpenError {
 struct Forwarder {
     writer: QueueWriter,
     /// Taken by `start`.
-    idle: Option<(queue::QueueReader, Box<dyn Transport>, delivery::Settings, Tracker)>,
+    idle: Option<(
+        queue::QueueReader,
+        Box<dyn Transport>,
+        delivery::Settings,
+        Tracker,
+    )>,
     name: String,
     thread: Option<JoinHandle<()>>,
 }

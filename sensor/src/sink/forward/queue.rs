@@ -77,7 +77,10 @@ struct State {
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn segment_path(dir: &Path, start: u64) -> PathBuf {
@@ -119,21 +122,18 @@ pub fn open(
         Err(e) if e.kind() == io::ErrorKind::NotFound => segments.first().copied().unwrap_or(0),
         Err(e) => return Err(e),
     };
-    let (file, start, len) = match segments.last() {
-        Some(&start) => {
-            let path = segment_path(dir, start);
-            let file = OpenOptions::new().read(true).append(true).open(&path)?;
-            // A crash in the middle of an append leaves part of a record: cut it off (the
-            // record is in the output; the delivery goes on with whole records only).
-            let len = whole_records_len(&file)?;
-            file.set_len(len)?;
-            (file, start, len)
-        }
-        None => {
-            let start = acked;
-            segments.push(start);
-            (create_segment(dir, start)?, start, 0)
-        }
+    let (file, start, len) = if let Some(&start) = segments.last() {
+        let path = segment_path(dir, start);
+        let file = OpenOptions::new().read(true).append(true).open(&path)?;
+        // A crash in the middle of an append leaves part of a record: cut it off (the
+        // record is in the output; the delivery goes on with whole records only).
+        let len = whole_records_len(&file)?;
+        file.set_len(len)?;
+        (file, start, len)
+    } else {
+        let start = acked;
+        segments.push(start);
+        (create_segment(dir, start)?, start, 0)
     };
     let end = start + len;
     // Within what is on disk, whatever the cursor file says.
@@ -178,6 +178,11 @@ fn create_segment(dir: &Path, start: u64) -> io::Result<File> {
         .open(segment_path(dir, start))
 }
 
+/// How many records (lines) `bytes` holds.
+fn lines_in(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |n, &b| n + u64::from(b == b'\n'))
+}
+
 /// The length of `file` up to and including its last newline.
 fn whole_records_len(file: &File) -> io::Result<u64> {
     let len = file.metadata()?.len();
@@ -210,7 +215,7 @@ pub struct QueueWriter {
 impl QueueWriter {
     /// Queues the whole records in `records` that fit; the rest are counted as lost.
     pub fn append(&mut self, records: &[u8]) {
-        let count = records.iter().filter(|&&b| b == b'\n').count() as u64;
+        let count = lines_in(records);
         let first_sequence = self.next_sequence;
         self.next_sequence += count;
         let take = {
@@ -237,7 +242,7 @@ impl QueueWriter {
         };
         let mut state = lock(&self.shared);
         state.end += taken as u64;
-        let kept = records[..taken].iter().filter(|&&b| b == b'\n').count() as u64;
+        let kept = lines_in(&records[..taken]);
         if kept < count {
             let loss = state.loss.get_or_insert_with(|| SinkLoss {
                 sink: self.sink.clone(),
@@ -321,7 +326,12 @@ const BATCH_BYTES: u64 = 4 << 20;
 impl QueueReader {
     /// Fills `batch` with up to `max_records` whole records after the last acknowledged ones
     /// (waiting up to `wait` for some).
-    pub fn next(&mut self, max_records: u32, batch: &mut Vec<u8>, wait: Duration) -> io::Result<Next> {
+    pub fn next(
+        &mut self,
+        max_records: u32,
+        batch: &mut Vec<u8>,
+        wait: Duration,
+    ) -> io::Result<Next> {
         batch.clear();
         let (start, stop) = {
             let mut state = lock(&self.shared);
@@ -462,7 +472,9 @@ mod tests {
     fn lines(from: u64, n: u64, pad: usize) -> Vec<u8> {
         let mut out = Vec::new();
         for i in from..from + n {
-            out.extend_from_slice(format!("{{\"n\":\"{i:08}\",\"pad\":\"{}\"}}\n", "x".repeat(pad)).as_bytes());
+            out.extend_from_slice(
+                format!("{{\"n\":\"{i:08}\",\"pad\":\"{}\"}}\n", "x".repeat(pad)).as_bytes(),
+            );
         }
         out
     }
@@ -483,11 +495,17 @@ mod tests {
         let (mut w, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
         w.append(&lines(0, 10, 10));
         let mut batch = Vec::new();
-        assert!(matches!(r.next(4, &mut batch, Duration::ZERO).unwrap(), Next::Batch(4)));
+        assert!(matches!(
+            r.next(4, &mut batch, Duration::ZERO).unwrap(),
+            Next::Batch(4)
+        ));
         assert_eq!(batch, lines(0, 4, 10));
         r.ack().unwrap();
         // Handed out, not acknowledged: after a restart they come again.
-        assert!(matches!(r.next(4, &mut batch, Duration::ZERO).unwrap(), Next::Batch(4)));
+        assert!(matches!(
+            r.next(4, &mut batch, Duration::ZERO).unwrap(),
+            Next::Batch(4)
+        ));
         drop((w, r));
         let (mut w, mut r, view) = open(&dir, "s", 1 << 20).unwrap();
         assert_eq!(view.fill().0, lines(4, 6, 10).len() as u64);
@@ -517,7 +535,13 @@ mod tests {
         let segments = || {
             fs::read_dir(&dir)
                 .unwrap()
-                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("segment-"))
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("segment-")
+                })
                 .count()
         };
         assert!(segments() > 1, "{}", segments());
@@ -539,7 +563,12 @@ mod tests {
         assert_eq!(view.dropping(), 8);
         assert_eq!(w.take_loss(false), None, "the queue is still full");
         let mut batch = Vec::new();
-        r.next(u32::try_from(fit / 2 + 1).unwrap(), &mut batch, Duration::ZERO).unwrap();
+        r.next(
+            u32::try_from(fit / 2 + 1).unwrap(),
+            &mut batch,
+            Duration::ZERO,
+        )
+        .unwrap();
         r.ack().unwrap();
         assert_eq!(
             w.take_loss(false),
@@ -553,7 +582,10 @@ mod tests {
         );
         w.append(&lines(fit + 8, 1, 100));
         let rest = drain(&mut r, 1000);
-        assert!(rest.ends_with(&lines(fit + 8, 1, 100)), "queued again after the report");
+        assert!(
+            rest.ends_with(&lines(fit + 8, 1, 100)),
+            "queued again after the report"
+        );
         assert_eq!(w.take_loss(true), None);
     }
 
@@ -577,9 +609,15 @@ mod tests {
         w.append(&lines(0, 1, 1));
         w.stop();
         let mut batch = Vec::new();
-        assert!(matches!(r.next(10, &mut batch, Duration::from_secs(5)).unwrap(), Next::Batch(1)));
+        assert!(matches!(
+            r.next(10, &mut batch, Duration::from_secs(5)).unwrap(),
+            Next::Batch(1)
+        ));
         r.ack().unwrap();
-        assert!(matches!(r.next(10, &mut batch, Duration::from_secs(5)).unwrap(), Next::Done));
+        assert!(matches!(
+            r.next(10, &mut batch, Duration::from_secs(5)).unwrap(),
+            Next::Done
+        ));
         assert!(r.pause(Duration::from_secs(5)));
     }
 

@@ -217,7 +217,10 @@ mod tests {
         // The reader is gone: the next batch is not counted as delivered.
         let e = sink.deliver(b"{\"a\":2}\n").unwrap_err();
         assert!(
-            matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused),
+            matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ),
             "{e}"
         );
         std::fs::remove_file(&path).unwrap();
