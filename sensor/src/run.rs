@@ -95,7 +95,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let maps = sensor.take_maps()?;
     // Opened with privileges, so a bad path fails before anything runs.
     let mut sink = Sink::open(&config.output).context("opening the output")?;
-    let forwarders = Forwarders::open(&config.sinks).context("opening the sinks' queues")?;
+    let forwarders =
+        Forwarders::open(&config.sinks, sink.previous()).context("opening the sinks' queues")?;
     privileges::drop_all_but(&keep).context("dropping capabilities after loading")?;
     // Capabilities are per thread: the delivery threads start without them.
     sink.deliver_to(forwarders)

@@ -176,7 +176,7 @@ fn serve(listener: &Listener, mode: &AtomicU8, received: &Mutex<Vec<u8>>) {
     let mut conn: Option<Conn> = None;
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
-    let mut keep = |pending: &mut Vec<u8>, bytes: &[u8]| {
+    let keep = |pending: &mut Vec<u8>, bytes: &[u8]| {
         pending.extend_from_slice(bytes);
         if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
             received.lock().unwrap().extend(pending.drain(..=end));
@@ -260,7 +260,12 @@ fn trail_lines(dir: &Path) -> Vec<Vec<u8>> {
     for f in files {
         let text = std::fs::read(f).unwrap();
         let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        lines.extend(text[..whole].split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+        lines.extend(
+            text[..whole]
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
     }
     lines
 }
@@ -378,7 +383,13 @@ fn two_socket_sinks_get_every_record_in_order_across_outages_and_a_kill_9() {
     for c in [&unix, &tcp] {
         wait_until(
             "the readers to catch up with the trail",
-            || format!("{} received, {} in the trail", c.lines().len(), trail_lines(&trail).len()),
+            || {
+                format!(
+                    "{} received, {} in the trail",
+                    c.lines().len(),
+                    trail_lines(&trail).len()
+                )
+            },
             || c.lines().len() == trail_lines(&trail).len(),
         );
     }
@@ -387,7 +398,13 @@ fn two_socket_sinks_get_every_record_in_order_across_outages_and_a_kill_9() {
     for (name, c) in [("unix", &unix), ("tcp", &tcp)] {
         wait_until(
             "the stop record",
-            || format!("{name}: {} received, {} in the trail", c.lines().len(), trail_now.len()),
+            || {
+                format!(
+                    "{name}: {} received, {} in the trail",
+                    c.lines().len(),
+                    trail_now.len()
+                )
+            },
             || c.lines().len() == trail_now.len(),
         );
         let got = c.lines();
@@ -401,10 +418,15 @@ fn two_socket_sinks_get_every_record_in_order_across_outages_and_a_kill_9() {
         let received = scratch.join(format!("{name}.jsonl"));
         write_lines(&received, &got);
         let (ok, report) = verify(&received);
-        assert!(ok, "{name}: verify refused what the sink received: {report:#}");
+        assert!(
+            ok,
+            "{name}: verify refused what the sink received: {report:#}"
+        );
         assert_eq!(report["instances"], 2, "{report:#}");
     }
-    let statuses = std::fs::read_dir(scratch.join("queues/unix")).unwrap().count();
+    let statuses = std::fs::read_dir(scratch.join("queues/unix"))
+        .unwrap()
+        .count();
     assert!(statuses >= 2, "the queue keeps its segment and cursor");
     unix.down(GRACEFUL);
     tcp.down(GRACEFUL);
@@ -475,7 +497,11 @@ fn a_queue_filled_past_its_bound_is_a_gap_record_that_verify_locates() {
         .map(|l| parse(l)["chain"]["sequence"].as_u64().unwrap())
         .collect();
     let mut named = Vec::new();
-    for gap in trail_now.iter().filter(|l| is_sink_gap(l)).map(|l| parse(l)) {
+    for gap in trail_now
+        .iter()
+        .filter(|l| is_sink_gap(l))
+        .map(|l| parse(l))
+    {
         assert_eq!(gap["gap"]["sink"]["name"], "small", "{gap}");
         assert_eq!(gap["gap"]["error"], "queue_full", "{gap}");
         let first = gap["gap"]["sink"]["first_sequence"].as_u64().unwrap();
@@ -484,7 +510,10 @@ fn a_queue_filled_past_its_bound_is_a_gap_record_that_verify_locates() {
         named.extend(first..=last);
     }
     assert!(!missing.is_empty(), "the queue was filled past its bound");
-    assert_eq!(missing, named, "the gap records name exactly what the sink lost");
+    assert_eq!(
+        missing, named,
+        "the gap records name exactly what the sink lost"
+    );
     // verify finds the hole in what the sink received, where it is.
     let received = scratch.join("received.jsonl");
     let lines = collector.lines();

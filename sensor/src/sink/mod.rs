@@ -208,6 +208,12 @@ impl Sink {
     /// held while the disk is full. Errors end the run.
     pub async fn write(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         self.forward(out).await?;
+        self.write_output(out).await?;
+        self.publish();
+        Ok(())
+    }
+
+    async fn write_output(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         let idle = out.is_empty() && !self.maintenance_due();
         match &mut self.inner {
             Inner::Stdout(_) if out.is_empty() => Ok(()),
@@ -224,7 +230,16 @@ impl Sink {
     /// Writes the rotation record in `out` as the current file's last and moves on.
     pub async fn rotate(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         self.forward(out).await?;
-        self.blocking(out, Durable::rotate).await
+        self.blocking(out, Durable::rotate).await?;
+        self.publish();
+        Ok(())
+    }
+
+    /// The output has what was queued for the sinks: they may deliver it.
+    fn publish(&mut self) {
+        if let Some(forwarders) = &mut self.forward {
+            forwarders.publish();
+        }
     }
 
     /// At a clean stop: writes everything (waiting a little for a full disk) and syncs; the

@@ -1,7 +1,8 @@
 //! Sinks that carry the sealed records to pipelines (`[[sinks]]`), besides the output: each
 //! with its own disk-backed [`queue`], its own delivery thread ([`delivery`]), and a health
 //! status ([`health`]). The pipeline appends every sealed record to every queue, in chain
-//! order, before the output gets it; a record leaves a queue only once the sink's other side
+//! order, before the output gets it, and publishes it to the delivery threads once the output
+//! has it (a sink never gets a record the trail lacks); a record leaves a queue only once the sink's other side
 //! acknowledged it, and a restart resumes from there. A full queue drops records for that sink
 //! only (the output still has them), and the `gap` record the pipeline seals for them says
 //! which sequences that sink will never see.
@@ -16,7 +17,10 @@ pub mod stream;
 
 use std::{io, path::PathBuf, thread::JoinHandle, time::Duration};
 
-use crate::config::sinks::{SinkConfig, SinkKind};
+use crate::{
+    config::sinks::{SinkConfig, SinkKind},
+    record::trail::LastRecord,
+};
 use health::{SinkHealth, Tracker};
 use queue::{QueueWriter, SinkLoss};
 
@@ -64,18 +68,26 @@ pub struct Forwarders {
 
 impl Forwarders {
     /// Opens each sink's queue (`<queue_dir>/<name>/`): call it with the privileges needed to
-    /// create them. Nothing is delivered before [`Forwarders::start`].
-    pub fn open(configs: &[SinkConfig]) -> Result<Self, QueueOpenError> {
+    /// create them. `trail_end` is where the output's trail ends (its last record), to cut
+    /// records a crash left queued and not written. Nothing is delivered before
+    /// [`Forwarders::start`].
+    pub fn open(
+        configs: &[SinkConfig],
+        trail_end: Option<&LastRecord>,
+    ) -> Result<Self, QueueOpenError> {
+        let trail_end = trail_end.map(|r| (r.instance_id.as_str(), r.sequence));
         let mut sinks = Vec::new();
         let mut views = Vec::new();
         for config in configs {
             let dir = config.queue_dir.join(&config.name);
-            let (writer, reader, view) = queue::open(&dir, &config.name, config.queue_bytes)
-                .map_err(|source| QueueOpenError {
-                    sink: config.name.clone(),
-                    dir: dir.clone(),
-                    source,
-                })?;
+            let (writer, reader, view) =
+                queue::open(&dir, &config.name, config.queue_bytes, trail_end).map_err(
+                    |source| QueueOpenError {
+                        sink: config.name.clone(),
+                        dir: dir.clone(),
+                        source,
+                    },
+                )?;
             let timeout = Duration::from_millis(u64::from(config.timeout_ms));
             let transport: Box<dyn Transport> = match &config.kind {
                 SinkKind::Socket(address) => {
@@ -133,6 +145,13 @@ impl Forwarders {
     pub fn append(&mut self, records: &[u8]) {
         for sink in &mut self.sinks {
             sink.writer.append(records);
+        }
+    }
+
+    /// The output has every record appended so far: the sinks may deliver them.
+    pub fn publish(&mut self) {
+        for sink in &mut self.sinks {
+            sink.writer.publish();
         }
     }
 

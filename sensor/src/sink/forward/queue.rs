@@ -7,6 +7,11 @@
 //! segment wholly before it is deleted. Files are not synced: the queue survives the sensor's
 //! crash (the page cache does), not the host's.
 //!
+//! Records are appended before the output gets them, and published to the reader only once
+//! the output has them: the sink never gets a record the trail lacks. Records appended and
+//! never published (a crash in between) are cut off at the next open, which is told where the
+//! trail ends.
+//!
 //! Bounded by `queue_bytes` of unacknowledged records: what does not fit is not queued, and is
 //! counted by sequence for the `gap` record. Once records were dropped, none is queued again
 //! until the queue is half empty and the `gap` record was taken, so the gap is one hole.
@@ -88,11 +93,14 @@ fn segment_path(dir: &Path, start: u64) -> PathBuf {
 }
 
 /// Opens (or creates) the queue in `dir`: the writer for the pipeline, the reader for the
-/// delivery thread, and a view for health reports.
+/// delivery thread, and a view for health reports. `trail_end` is the output's last record
+/// (run and sequence), when the output is a trail: records of that run after it were queued
+/// and never written to the trail (a crash between the two), and are cut off.
 pub fn open(
     dir: &Path,
     sink: &str,
     bound: u64,
+    trail_end: Option<(&str, u64)>,
 ) -> io::Result<(QueueWriter, QueueReader, QueueView)> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -127,7 +135,10 @@ pub fn open(
         let file = OpenOptions::new().read(true).append(true).open(&path)?;
         // A crash in the middle of an append leaves part of a record: cut it off (the
         // record is in the output; the delivery goes on with whole records only).
-        let len = whole_records_len(&file)?;
+        let mut len = whole_records_len(&file)?;
+        if let Some(end) = trail_end {
+            len = not_beyond(&file, len, end)?.max(acked.saturating_sub(start).min(len));
+        }
         file.set_len(len)?;
         (file, start, len)
     } else {
@@ -164,6 +175,7 @@ pub fn open(
         segment_bytes: (bound / 4).clamp(64 * 1024, 16 << 20),
         file,
         segment_len: len,
+        unpublished: 0,
         next_sequence: 0,
     };
     Ok((writer, reader, QueueView { shared, bound }))
@@ -181,6 +193,25 @@ fn create_segment(dir: &Path, start: u64) -> io::Result<File> {
 /// How many records (lines) `bytes` holds.
 fn lines_in(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0, |n, &b| n + u64::from(b == b'\n'))
+}
+
+/// The length of the first `len` bytes of `file` without the records of run `end.0` after
+/// sequence `end.1` at its end.
+fn not_beyond(file: &File, len: u64, end: (&str, u64)) -> io::Result<u64> {
+    let mut bytes = vec![0u8; usize::try_from(len).expect("a segment fits in memory")];
+    file.read_exact_at(&mut bytes, 0)?;
+    let mut keep = bytes.len();
+    while keep > 0 {
+        let start = bytes[..keep - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        match crate::evidence::chain::check_line(&bytes[start..keep - 1]) {
+            Ok(r) if r.instance_id == end.0 && r.sequence > end.1 => keep = start,
+            _ => break,
+        }
+    }
+    Ok(keep as u64)
 }
 
 /// The length of `file` up to and including its last newline.
@@ -208,6 +239,8 @@ pub struct QueueWriter {
     segment_bytes: u64,
     file: File,
     segment_len: u64,
+    /// Bytes appended and not yet published to the reader.
+    unpublished: u64,
     /// The chain sequence of the next record handed over (a run's chain starts at 0).
     next_sequence: u64,
 }
@@ -220,7 +253,9 @@ impl QueueWriter {
         self.next_sequence += count;
         let take = {
             let state = lock(&self.shared);
-            let room = self.bound.saturating_sub(state.end - state.acked);
+            let room = self
+                .bound
+                .saturating_sub(state.end + self.unpublished - state.acked);
             if state.loss.is_some() {
                 0
             } else if records.len() as u64 <= room {
@@ -240,8 +275,8 @@ impl QueueWriter {
                 (0, "queue_write_failed")
             }
         };
+        self.unpublished += taken as u64;
         let mut state = lock(&self.shared);
-        state.end += taken as u64;
         let kept = lines_in(&records[..taken]);
         if kept < count {
             let loss = state.loss.get_or_insert_with(|| SinkLoss {
@@ -254,10 +289,15 @@ impl QueueWriter {
             loss.lost += count - kept;
             loss.last_sequence = first_sequence + count - 1;
         }
-        drop(state);
-        if taken > 0 {
-            self.shared.wake.notify_all();
+    }
+
+    /// The output has the records appended so far: the reader may hand them out.
+    pub fn publish(&mut self) {
+        if self.unpublished == 0 {
+            return;
         }
+        lock(&self.shared).end += std::mem::take(&mut self.unpublished);
+        self.shared.wake.notify_all();
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -265,7 +305,7 @@ impl QueueWriter {
             return Ok(());
         }
         if self.segment_len >= self.segment_bytes {
-            let start = lock(&self.shared).end;
+            let start = lock(&self.shared).end + self.unpublished;
             self.file = create_segment(&self.dir, start)?;
             self.segment_len = 0;
             lock(&self.shared).segments.push_back(start);
@@ -479,6 +519,11 @@ mod tests {
         out
     }
 
+    fn put(w: &mut QueueWriter, records: &[u8]) {
+        w.append(records);
+        w.publish();
+    }
+
     fn drain(reader: &mut QueueReader, max: u32) -> Vec<u8> {
         let mut all = Vec::new();
         let mut batch = Vec::new();
@@ -492,8 +537,8 @@ mod tests {
     #[test]
     fn delivers_in_order_and_resumes_after_reopening() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
-        w.append(&lines(0, 10, 10));
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        put(&mut w, &lines(0, 10, 10));
         let mut batch = Vec::new();
         assert!(matches!(
             r.next(4, &mut batch, Duration::ZERO).unwrap(),
@@ -507,9 +552,9 @@ mod tests {
             Next::Batch(4)
         ));
         drop((w, r));
-        let (mut w, mut r, view) = open(&dir, "s", 1 << 20).unwrap();
+        let (mut w, mut r, view) = open(&dir, "s", 1 << 20, None).unwrap();
         assert_eq!(view.fill().0, lines(4, 6, 10).len() as u64);
-        w.append(&lines(10, 2, 10));
+        put(&mut w, &lines(10, 2, 10));
         assert_eq!(drain(&mut r, 100), lines(4, 8, 10));
         assert_eq!(view.fill().0, 0);
     }
@@ -517,8 +562,8 @@ mod tests {
     #[test]
     fn rewinds_what_was_not_delivered() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
-        w.append(&lines(0, 3, 1));
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        put(&mut w, &lines(0, 3, 1));
         let mut batch = Vec::new();
         r.next(2, &mut batch, Duration::ZERO).unwrap();
         r.rewind();
@@ -528,9 +573,9 @@ mod tests {
     #[test]
     fn rolls_segments_and_deletes_the_delivered_ones() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 256 * 1024).unwrap();
+        let (mut w, mut r, _) = open(&dir, "s", 256 * 1024, None).unwrap();
         for i in 0..100 {
-            w.append(&lines(i * 10, 10, 100));
+            put(&mut w, &lines(i * 10, 10, 100));
         }
         let segments = || {
             fs::read_dir(&dir)
@@ -555,11 +600,11 @@ mod tests {
     fn counts_what_does_not_fit_and_reports_it_once_half_empty() {
         let dir = tempdir();
         let bound = 65_536;
-        let (mut w, mut r, view) = open(&dir, "s", bound).unwrap();
+        let (mut w, mut r, view) = open(&dir, "s", bound, None).unwrap();
         let record = lines(0, 1, 100).len() as u64;
         let fit = bound / record;
-        w.append(&lines(0, fit + 5, 100));
-        w.append(&lines(fit + 5, 3, 100));
+        put(&mut w, &lines(0, fit + 5, 100));
+        put(&mut w, &lines(fit + 5, 3, 100));
         assert_eq!(view.dropping(), 8);
         assert_eq!(w.take_loss(false), None, "the queue is still full");
         let mut batch = Vec::new();
@@ -580,7 +625,7 @@ mod tests {
                 error: "queue_full",
             })
         );
-        w.append(&lines(fit + 8, 1, 100));
+        put(&mut w, &lines(fit + 8, 1, 100));
         let rest = drain(&mut r, 1000);
         assert!(
             rest.ends_with(&lines(fit + 8, 1, 100)),
@@ -592,21 +637,21 @@ mod tests {
     #[test]
     fn cuts_a_torn_record_when_reopening() {
         let dir = tempdir();
-        let (mut w, r, _) = open(&dir, "s", 1 << 20).unwrap();
-        w.append(&lines(0, 2, 1));
+        let (mut w, r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        put(&mut w, &lines(0, 2, 1));
         drop((w, r));
         let seg = segment_path(&dir, 0);
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(b"{\"torn").unwrap();
-        let (_, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
+        let (_, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
         assert_eq!(drain(&mut r, 10), lines(0, 2, 1));
     }
 
     #[test]
     fn stopping_ends_the_reader_once_drained() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 1 << 20).unwrap();
-        w.append(&lines(0, 1, 1));
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        put(&mut w, &lines(0, 1, 1));
         w.stop();
         let mut batch = Vec::new();
         assert!(matches!(
@@ -619,6 +664,39 @@ mod tests {
             Next::Done
         ));
         assert!(r.pause(Duration::from_secs(5)));
+    }
+
+    fn sealed(chain: &mut crate::evidence::chain::Chain, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let start = out.len();
+            out.extend_from_slice(br#"{"event":{"action":"open"}}"#);
+            chain.seal(&mut out, start);
+        }
+        out
+    }
+
+    #[test]
+    fn cuts_records_the_trail_never_got_and_keeps_the_rest() {
+        let dir = tempdir();
+        let mut older = crate::evidence::chain::Chain::new("run-1");
+        let mut run = crate::evidence::chain::Chain::new("run-2");
+        let (mut w, r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        put(&mut w, &sealed(&mut older, 3));
+        let written = sealed(&mut run, 4);
+        put(&mut w, &written);
+        // Appended, then the sensor died before the output had them.
+        w.append(&sealed(&mut run, 2));
+        drop((w, r));
+        // The trail ends at run-2's sequence 3.
+        let (_, mut r, _) = open(&dir, "s", 1 << 20, Some(("run-2", 3))).unwrap();
+        let all = drain(&mut r, 100);
+        assert!(all.ends_with(&written), "the records the trail has stay");
+        assert_eq!(lines_in(&all), 7);
+        // Never below what was delivered, nor into another run.
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, Some(("run-2", 0))).unwrap();
+        put(&mut w, &sealed(&mut run, 1));
+        assert_eq!(lines_in(&drain(&mut r, 100)), 1);
     }
 
     fn tempdir() -> PathBuf {
