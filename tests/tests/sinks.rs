@@ -21,7 +21,7 @@ use std::{
 
 use sensor_tests::{Launch, Sensor, Value, require_root, scratch_dir, sensor_binary};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A shell that opens a file in bursts, once told to go, until dropped.
 struct Load {
