@@ -35,6 +35,8 @@ pub enum Command {
     /// running sensor's trail, sealed in the chain and signed at once; prints its place.
     Annotate(AnnotateArgs),
     /// Check that trails of records are complete and unaltered, and say where they are not.
+    /// Exit status: 0 complete and unaltered, 1 altered, 2 no verdict (bad arguments, an
+    /// unreadable file or key), 3 intact but incomplete (a run without its stop record).
     Verify {
         /// Files or directories of records.
         #[arg(required = true)]
@@ -45,7 +47,14 @@ pub enum Command {
         /// The sensor's public key (`sensor.pub`): also check every checkpoint's signature.
         #[arg(long, value_name = "PUB")]
         key: Option<PathBuf>,
+        /// A live trail: the newest run may still be writing (no stop record yet, a record
+        /// half written at the end).
+        #[arg(long)]
+        allow_open_end: bool,
     },
+    /// The auditor's report of a trail, per agent (HTML, Markdown or JSON), with the
+    /// verifier's verdict at the top; the exit status is the verdict's, as `verify` gives it.
+    Report(ReportArgs),
     /// Print the JSON Schema of the records this version writes (the contract for consumers).
     Schema,
     /// Make the sensor's Ed25519 key pair (refuses to overwrite).
@@ -145,4 +154,33 @@ pub struct ProbeArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The options of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Trail files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// `html` (one self-contained page), `markdown` or `json`.
+    #[arg(long, default_value = "markdown", value_parser = ["html", "markdown", "json"])]
+    pub format: String,
+    /// Write the report here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Only this agent (`identity.agent.id`).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only records at or after this time (RFC 3339 in UTC, e.g. 2026-12-07T02:50:29Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records before this time (RFC 3339 in UTC).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// The sensor's public key (`sensor.pub`): check every checkpoint's signature.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// A live trail: the newest run may still be writing.
+    #[arg(long)]
+    pub allow_open_end: bool,
 }

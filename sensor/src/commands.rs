@@ -186,26 +186,82 @@ fn send(socket: &Path, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
 }
 
 /// `verify`: checks trails for completeness and alteration (and checkpoint signatures, given
-/// the public key); failure unless intact.
+/// the public key); the exit status is the verdict's (`audit::verdict`), and 2 when there is
+/// none (an unreadable file or key).
 pub fn verify(
     paths: &[std::path::PathBuf],
     key: Option<&Path>,
     json: bool,
+    allow_open_end: bool,
 ) -> anyhow::Result<ExitCode> {
-    let key = key
-        .map(crate::evidence::signing::load_verifying_key)
-        .transpose()?;
-    let report = crate::audit::verify::verify(paths, key.as_ref())?;
+    use crate::audit::verdict::{Answer, EXIT_ERROR};
+    let verified = || -> anyhow::Result<_> {
+        let key = key
+            .map(crate::evidence::signing::load_verifying_key)
+            .transpose()?;
+        Ok(crate::audit::verify::verify(paths, key.as_ref())?)
+    };
+    let report = match verified() {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("agent-sensor: error: {e:#}");
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+    };
+    let answer = Answer::new(&report, allow_open_end);
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", report.human());
+        print!("{}", report.human_with(answer.verdict.describe()));
     }
-    Ok(if report.intact() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(answer.exit_code))
+}
+
+/// `report`: the auditor's report of a trail in the form asked for; the exit status is the
+/// verdict's, as `verify` gives it, and 2 when there is none (bad times, an unreadable trail).
+pub fn report(args: &crate::cli::ReportArgs) -> anyhow::Result<ExitCode> {
+    use crate::audit::{report, verdict::EXIT_ERROR};
+    let made = || -> anyhow::Result<(String, u8)> {
+        let time = |flag: &str, t: &Option<String>| {
+            t.as_deref()
+                .map(|t| {
+                    report::when::parse_rfc3339(t).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{flag} {t:?} is not an RFC 3339 time in UTC (like 2026-12-07T02:50:29Z)"
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let options = report::Options {
+            paths: args.paths.clone(),
+            key: args.key.clone(),
+            since: time("--since", &args.since)?,
+            until: time("--until", &args.until)?,
+            agent: args.agent.clone(),
+            allow_open_end: args.allow_open_end,
+        };
+        let made = report::build(&options)?;
+        let text = match args.format.as_str() {
+            "html" => report::html::render(&made),
+            "json" => serde_json::to_string_pretty(&made)? + "\n",
+            _ => report::markdown::render(&made),
+        };
+        Ok((text, made.evidence.exit_code))
+    };
+    let (text, code) = match made() {
+        Ok(made) => made,
+        Err(e) => {
+            eprintln!("agent-sensor: error: {e:#}");
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::from(code))
 }
 
 /// `keygen`: makes the sensor's signing key pair in `dir`, never overwriting one.

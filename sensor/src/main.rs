@@ -16,7 +16,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => commands::check_config(&file),
         Command::Register(args) => commands::register(&args),
         Command::Annotate(args) => commands::annotate(&args),
-        Command::Verify { paths, json, key } => commands::verify(&paths, key.as_deref(), json),
+        Command::Verify {
+            paths,
+            json,
+            key,
+            allow_open_end,
+        } => commands::verify(&paths, key.as_deref(), json, allow_open_end),
+        Command::Report(args) => commands::report(&args),
         Command::Keygen { dir } => commands::keygen(&dir),
         Command::Schema => {
             print!("{}", agent_sensor::record::schema::rendered());

@@ -156,6 +156,8 @@ fn count_action(dir: &Path, act: &str) -> usize {
     lines_with(dir, Some(&format!("\"action\":\"{act}\"")))
 }
 
+/// `verify --json [--key KEY] DIR`: whether it is complete and unaltered (exit 0), and its
+/// report (`verdict` says which otherwise).
 fn verify(dir: &Path, key: Option<&Path>) -> (bool, Value) {
     let mut cmd = Command::new(sensor_binary());
     cmd.args(["verify", "--json"]);
@@ -277,9 +279,13 @@ fn kill_9_under_load_then_restart_links_the_runs_and_only_the_torn_tail_is_repor
             }));
         }
         expected_previous.push(last_whole_record(&trail));
-        // Before the restart: the trail verifies, its end is only a torn tail.
-        let (ok, report) = verify(&trail, None);
-        assert!(ok, "after kill -9 the trail verifies: {report}");
+        // Before the restart: the trail is intact, its end only a torn tail, and incomplete:
+        // the killed run has no stop record.
+        let (_, report) = verify(&trail, None);
+        assert_eq!(
+            report["verdict"], "incomplete",
+            "after kill -9 the trail is intact but incomplete: {report}"
+        );
     }
     drop(load);
 
@@ -303,8 +309,15 @@ fn kill_9_under_load_then_restart_links_the_runs_and_only_the_torn_tail_is_repor
     );
 
     let pubkey = keys.join("sensor.pub");
-    let (ok, report) = verify(&trail, Some(&pubkey));
-    assert!(ok, "{report}");
+    let (_, report) = verify(&trail, Some(&pubkey));
+    assert_eq!(
+        report["verdict"], "incomplete",
+        "two runs were killed: {report}"
+    );
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
     assert_eq!(report["instances"], 3);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(

@@ -5,14 +5,23 @@ use std::{fmt::Write as _, os::unix::fs::PermissionsExt as _, process::Command};
 use sensor_tests::{Launch, action, require_root, scratch_dir, sensor_binary};
 
 fn verify(path: &std::path::Path) -> (bool, serde_json::Value) {
+    let (code, report) = verify_with(path, &[]);
+    (code == 0, report)
+}
+
+/// `verify --json EXTRA PATH`: its exit status and report; the status is the report's verdict.
+fn verify_with(path: &std::path::Path, extra: &[&str]) -> (i32, serde_json::Value) {
     let out = Command::new(sensor_binary())
         .args(["verify", "--json"])
+        .args(extra)
         .arg(path)
         .output()
         .unwrap();
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
-    (out.status.success(), report)
+    let code = out.status.code().unwrap();
+    assert_eq!(report["exit_code"], code, "{report}");
+    (code, report)
 }
 
 /// Runs the sensor (all processes, writing to `trail`) while `execs` short processes run,
@@ -50,6 +59,7 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
 
     let (ok, report) = verify(&trail);
     assert!(ok, "{report}");
+    assert_eq!(report["verdict"], "complete");
     assert_eq!(report["instances"], 1);
     assert_eq!(
         std::fs::metadata(&trail).unwrap().permissions().mode() & 0o777,
@@ -74,8 +84,8 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
         1,
     );
     let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-    let (ok, report) = verify(&write("changed.jsonl", &changed));
-    assert!(!ok);
+    let (code, report) = verify_with(&write("changed.jsonl", &changed), &[]);
+    assert_eq!((code, &report["verdict"]), (1, &"altered".into()));
     assert_eq!(only_finding(&report), ("changed", 5));
 
     // A removed record.
@@ -103,12 +113,24 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
     assert_eq!(report["findings"][0]["line"], 5);
 
     // A file cut short inside its last record: what a crash mid-write leaves, so a torn
-    // tail, reported where it is, not tampering.
+    // tail, reported where it is, not tampering; but the run has no stop record, so the
+    // trail is incomplete (exit 3), unless it is a live trail still being written.
     let cut = &text[..text.len() - 40];
     let path = dir.join("cut.jsonl");
     std::fs::write(&path, cut).unwrap();
-    let (ok, report) = verify(&path);
-    assert!(ok, "{report}");
+    let (code, report) = verify_with(&path, &[]);
+    assert_eq!((code, &report["verdict"]), (3, &"incomplete".into()));
+    let incomplete = report["incomplete"].as_array().unwrap();
+    assert_eq!(incomplete.len(), 2, "{report}");
+    assert!(
+        incomplete[0].as_str().unwrap().contains(&format!(
+            "has no stop record after sequence {}",
+            lines.len() - 2
+        )),
+        "{report}"
+    );
+    let (code, open) = verify_with(&path, &["--allow-open-end"]);
+    assert_eq!((code, &open["verdict"]), (0, &"complete".into()), "{open}");
     assert_eq!(
         report["torn_tails"],
         serde_json::json!([{
@@ -128,6 +150,19 @@ fn a_real_trail_verifies_and_every_kind_of_tampering_is_located() {
     assert!(!ok);
     assert_eq!(report["findings"][0]["kind"], "unreadable", "{report}");
     assert_eq!(report["findings"][0]["line"], 5, "{report}");
+
+    // Whole records cut from the end (the stop record with them): intact, incomplete.
+    let (code, report) = verify_with(&write("cut-whole.jsonl", &lines[..lines.len() - 3]), &[]);
+    assert_eq!((code, &report["verdict"]), (3, &"incomplete".into()));
+    assert!(report["findings"].as_array().unwrap().is_empty());
+    // No verdict at all: a trail that is not there is neither complete nor altered.
+    let out = Command::new(sensor_binary())
+        .arg("verify")
+        .arg(dir.join("no-such-trail.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
 
     // The start of the trail missing.
     let (ok, report) = verify(&write("headless.jsonl", &lines[3..]));

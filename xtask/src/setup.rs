@@ -46,6 +46,8 @@ const TEST_PACKAGES: &[&str] = &[
     "python3-jsonschema",
     // The OCSF validator's virtual environment (`python_packages`).
     "python3-venv",
+    // The report's HTML page, rendered and screenshot in a real browser (tests/tests/report.rs).
+    "chromium",
 ];
 
 /// PyPI packages the OCSF test validates with, pinned, in a virtual environment under the

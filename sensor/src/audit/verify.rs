@@ -109,8 +109,18 @@ impl Report {
         self.findings.is_empty()
     }
 
-    /// The human summary: one line per finding, torn tail and unfinished run, then a verdict.
+    /// The human summary: one line per finding, torn tail and unfinished run, then whether
+    /// the trail is intact.
     pub fn human(&self) -> String {
+        self.human_with(if self.intact() {
+            "intact"
+        } else {
+            "NOT INTACT"
+        })
+    }
+
+    /// [`Report::human`] ending with `verdict`, as `audit::verdict` words it.
+    pub fn human_with(&self, verdict: &str) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
         for f in &self.findings {
@@ -156,15 +166,7 @@ impl Report {
         let _ = writeln!(
             out,
             "{}: {} records in {} file(s) from {} sensor run(s), {} recorded gap(s)",
-            if self.intact() {
-                "intact"
-            } else {
-                "NOT INTACT"
-            },
-            self.records,
-            self.files,
-            self.instances,
-            self.recorded_gaps
+            verdict, self.records, self.files, self.instances, self.recorded_gaps
         );
         out
     }
@@ -229,12 +231,35 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// One sealed record as the verifier reads it, handed to a caller that wants more of the trail
+/// than the verdict (the auditor's report), so the trail is read and parsed once.
+pub struct Observed<'a> {
+    /// The file it is in.
+    pub file: &'a Path,
+    /// Its line in that file, from 1.
+    pub line: u64,
+    /// Its chain block (and whether its bytes match its hash: `sealed.changed`).
+    pub sealed: &'a Sealed,
+    /// The line parsed: an ECS record, or an OCSF event.
+    pub value: &'a serde_json::Value,
+}
+
 /// Verifies trails; with `key`, also every checkpoint's signature, and that each run is signed.
 pub fn verify(
     paths: &[PathBuf],
     key: Option<&ed25519_dalek::VerifyingKey>,
 ) -> std::io::Result<Report> {
+    verify_each(paths, key, &mut |_| {})
+}
+
+/// [`verify`], handing each sealed record to `each` as it is read.
+pub fn verify_each(
+    paths: &[PathBuf],
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    each: &mut dyn FnMut(&Observed<'_>),
+) -> std::io::Result<Report> {
     let mut v = Verifier {
+        each,
         key,
         report: Report::default(),
         chains: HashMap::new(),
@@ -251,6 +276,7 @@ pub fn verify(
 }
 
 struct Verifier<'k> {
+    each: &'k mut dyn FnMut(&Observed<'_>),
     key: Option<&'k ed25519_dalek::VerifyingKey>,
     report: Report,
     chains: HashMap<String, Position>,
@@ -303,7 +329,7 @@ impl Verifier<'_> {
     }
 
     fn line(&mut self, file: &Path, number: u64, line: &[u8], complete: bool) {
-        let sealed = match chain::check_line(line) {
+        let (sealed, value) = match chain::check_line_value(line) {
             Ok(s) => s,
             Err(LineFault::NoHash) => {
                 // Perhaps a crash's torn write: what follows decides.
@@ -336,6 +362,12 @@ impl Verifier<'_> {
             }
         };
         self.settle_torn(Some(&sealed));
+        (self.each)(&Observed {
+            file,
+            line: number,
+            sealed: &sealed,
+            value: &value,
+        });
         self.sealed(file, number, sealed);
     }
 

@@ -194,6 +194,12 @@ pub struct Link {
 /// Checks one line (without its newline): an ECS record (`chain` at the top) or an OCSF event
 /// (`unmapped.chain`, the record's own fields under `unmapped.agent_sensor`).
 pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
+    check_line_value(line).map(|(sealed, _)| sealed)
+}
+
+/// [`check_line`], also giving the line parsed (the whole event, ECS or OCSF), so a reader
+/// that wants the record's fields does not parse it twice.
+pub fn check_line_value(line: &[u8]) -> Result<(Sealed, serde_json::Value), LineFault> {
     let ocsf = line.ends_with(b"\"}}}");
     let close: &[u8] = if ocsf { b"\"}}}" } else { b"\"}}" };
     let suffix_len = ",\"hash\":\"".len() + 64 + close.len();
@@ -221,7 +227,7 @@ pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
         }
         Err(_) => return Err(LineFault::Unreadable),
     };
-    let (chain, value) = if ocsf {
+    let (chain, record) = if ocsf {
         (
             &value["unmapped"]["chain"],
             &value["unmapped"]["agent_sensor"],
@@ -229,6 +235,17 @@ pub fn check_line(line: &[u8]) -> Result<Sealed, LineFault> {
     } else {
         (&value["chain"], &value)
     };
+    let sealed = sealed(changed, hash, chain, record)?;
+    Ok((sealed, value))
+}
+
+/// The chain block and the fields the verifier reads, from a parsed record.
+fn sealed(
+    changed: bool,
+    hash: String,
+    chain: &serde_json::Value,
+    value: &serde_json::Value,
+) -> Result<Sealed, LineFault> {
     Ok(Sealed {
         changed,
         instance_id: chain["instance_id"]

@@ -1,0 +1,169 @@
+//! Time for the report: RFC 3339 timestamps read back into nanoseconds (records' `@timestamp`,
+//! `--since` and `--until`), and the activity histogram's buckets, which widen as the trail's
+//! time span grows so their number stays bounded.
+use serde::Serialize;
+
+/// Nanoseconds since the Unix epoch of an RFC 3339 time in UTC (`Z` or `+00:00`), seconds
+/// optionally with a fraction of up to 9 digits; `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<i128> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = b.get(from..from + len)?;
+        digits.iter().try_fold(0i64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: i128 = 0;
+    if b.get(i) == Some(&b'.') {
+        let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let frac = num(i + 1, digits)?;
+        nanos = i128::from(frac) * 10i128.pow(9 - digits as u32);
+        i += 1 + digits;
+    }
+    if !matches!(&s[i..], "Z" | "z" | "+00:00") {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 (UTC, seconds) of a second count.
+pub fn seconds_rfc3339(secs: i64) -> String {
+    let full = crate::record::time::rfc3339(i128::from(secs) * 1_000_000_000);
+    // `…:SS.000000000Z` → `…:SSZ`
+    match full.split_once('.') {
+        Some((head, _)) => format!("{head}Z"),
+        None => full,
+    }
+}
+
+/// Activity over time in at most [`Histogram::BUCKETS`] buckets: the width doubles (pairs of
+/// buckets merge) whenever a record falls beyond the last one.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Histogram {
+    /// The first bucket's start (seconds since the epoch).
+    pub start: i64,
+    /// Each bucket's width in seconds.
+    pub bucket_seconds: i64,
+    /// Per bucket: records of processes, files, network, and everything else.
+    pub buckets: Vec<[u64; 4]>,
+}
+
+impl Histogram {
+    /// The most buckets kept.
+    pub const BUCKETS: usize = 120;
+
+    /// Counts a record at `secs` in column `column` (0 process, 1 file, 2 network, 3 other).
+    pub fn add(&mut self, secs: i64, column: usize) {
+        if self.bucket_seconds == 0 {
+            self.start = secs;
+            self.bucket_seconds = 1;
+        }
+        // Earlier than the first bucket (clocks and runs interleave a little): the first.
+        let offset = (secs - self.start).max(0);
+        while offset / self.bucket_seconds >= Self::BUCKETS as i64 {
+            self.widen();
+        }
+        let i = (offset / self.bucket_seconds) as usize;
+        if self.buckets.len() <= i {
+            self.buckets.resize(i + 1, [0; 4]);
+        }
+        self.buckets[i][column] += 1;
+    }
+
+    fn widen(&mut self) {
+        self.bucket_seconds *= 2;
+        let merged = self
+            .buckets
+            .chunks(2)
+            .map(|pair| {
+                let mut sum = pair[0];
+                if let Some(b) = pair.get(1) {
+                    for (s, x) in sum.iter_mut().zip(b) {
+                        *s += x;
+                    }
+                }
+                sum
+            })
+            .collect();
+        self.buckets = merged;
+    }
+
+    /// Records counted.
+    pub fn total(&self) -> u64 {
+        self.buckets.iter().flatten().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_timestamps_and_user_times_parse_to_the_nanosecond() {
+        let t = 1_796_614_229_123_456_789i128;
+        let written = crate::record::time::rfc3339(t);
+        assert_eq!(parse_rfc3339(&written), Some(t));
+        assert_eq!(
+            parse_rfc3339("2026-12-07T02:50:29Z"),
+            Some(1_796_611_829 * 1_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-12-07T02:50:29.5+00:00"),
+            Some(1_796_611_829_500_000_000)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        for bad in [
+            "2026-12-07",
+            "2026-13-07T02:50:29Z",
+            "2026-12-07T02:50:29+01:00",
+            "2026-12-07T02:50:29.Z",
+            "yesterday",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        assert_eq!(seconds_rfc3339(1_796_611_829), "2026-12-07T02:50:29Z");
+    }
+
+    #[test]
+    fn the_histogram_widens_and_keeps_every_record() {
+        let mut h = Histogram::default();
+        for s in 0..1000 {
+            h.add(1000 + s, (s % 4) as usize);
+        }
+        assert!(h.buckets.len() <= Histogram::BUCKETS);
+        assert_eq!(h.total(), 1000);
+        assert_eq!(h.bucket_seconds, 16);
+        assert_eq!(h.buckets[0], [4, 4, 4, 4]);
+    }
+}
