@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: the overhead benchmark. Runs the repo's workload under each
 //! configuration (nothing attached, agent-sensor with the workload an agent and not, auditd,
 //! bpftrace), interleaved over several repetitions with the order rotated, then the userspace
-//! pipeline replay and the daemon's memory, and writes the report to `target/bench/`.
+//! pipeline replay, the daemon's memory, and `verify` and `report` side by side over a 1 GiB
+//! trail, and writes the report to `target/bench/`.
 //!
 //! Everything it changes on the host (cgroups, audit rules and settings, running observers) is
 //! undone when it ends, also on error or Ctrl-C.
+mod audit;
 mod count;
 mod kernel;
 mod memory;
@@ -51,6 +53,9 @@ pub struct BenchArgs {
     /// Copy the results into docs/benchmark.md.
     #[arg(long)]
     update_docs: bool,
+    /// Only `verify` and `report` over the 1 GiB trail, printed (nothing loaded in the kernel).
+    #[arg(long)]
+    audit_only: bool,
     /// Measure nothing: write the report again from an earlier run's results.json.
     #[arg(long, value_name = "RESULTS_JSON")]
     report_from: Option<std::path::PathBuf>,
@@ -77,6 +82,20 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         return write_report(root, dir, &results, args.update_docs);
+    }
+    if args.audit_only {
+        crate::run(Command::new(crate::cargo()).args([
+            "build",
+            "--release",
+            "-p",
+            "agent-sensor",
+        ]))?;
+        let sensor = crate::sensor_binary(root);
+        let dir = sensor.parent().expect("target/release").join("../bench");
+        fs::create_dir_all(&dir)?;
+        let measured = audit::measure(&sensor, &dir, args.quick)?;
+        println!("{}", report::audit_markdown(&measured, "###"));
+        return Ok(());
     }
     let started = Instant::now();
     crate::setup::all(root)?;
@@ -196,6 +215,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         Err(e) => (Err(format!("{e:#}")), Err(format!("{e:#}"))),
     };
 
+    check_interrupt()?;
+    let audit = audit::measure(&bench.tools.sensor, &dir, args.quick).map_err(|e| format!("{e:#}"));
+    if let Err(e) = &audit {
+        eprintln!("xtask bench: the audit measurement failed: {e}");
+    }
+
     let results = Results {
         date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         commit: commit(root),
@@ -217,6 +242,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         memory,
         pipeline,
         classify,
+        audit,
     };
     fs::write(
         dir.join("results.json"),
