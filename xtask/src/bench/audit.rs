@@ -228,3 +228,38 @@ pub fn measure(sensor: &Path, out_dir: &Path, quick: bool) -> anyhow::Result<Aud
         report_peak_kib: best[1].1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trail_is_chained_and_each_record_hashes_to_its_seal() {
+        let dir = std::env::temp_dir().join(format!("xtask-audit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let records = write_trail(&dir, 4 << 20).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        assert_eq!(names.len() as u64, FILES);
+        let mut prev = "0".repeat(64);
+        let mut sequence = 0;
+        for name in &names {
+            for line in std::fs::read_to_string(name).unwrap().lines() {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(value["chain"]["sequence"], sequence);
+                assert_eq!(value["chain"]["prev_hash"], prev.as_str());
+                let cut = line.len() - ",\"hash\":\"".len() - 64 - "\"}}".len();
+                let hash = hex(&Sha256::digest(&line.as_bytes()[..cut]));
+                assert_eq!(value["chain"]["hash"], hash.as_str());
+                prev = hash;
+                sequence += 1;
+            }
+        }
+        assert_eq!(sequence, records);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

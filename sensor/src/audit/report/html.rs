@@ -96,9 +96,12 @@ pub fn render(r: &Report) -> String {
     let mut classes: Vec<(String, u64)> = Vec::new();
     for a in &r.agents {
         for d in &a.network.destinations {
-            let name = d.domain.clone().unwrap_or_else(|| d.address.clone());
+            let name = match &d.domain {
+                Some(domain) => format!("{domain} ({})", d.address),
+                None => d.address.clone(),
+            };
             let label = match d.port {
-                Some(p) => format!("{}: {name}:{p}", a.id),
+                Some(p) => format!("{}: {name} port {p}", a.id),
                 None => format!("{}: {name}", a.id),
             };
             destinations.push((label, d.records));
@@ -275,7 +278,7 @@ fn span(agents: &[Agent]) -> Option<(i64, i64)> {
 /// as marks (each with a tooltip naming the record).
 fn timeline(out: &mut String, agents: &[Agent]) {
     const LABEL: f64 = 180.0;
-    const WIDTH: f64 = 1100.0;
+    const WIDTH: f64 = 960.0;
     const LANE: f64 = 60.0;
     let _ = writeln!(out, "<h2>Timeline</h2>");
     let Some((t0, t1)) = span(agents) else {
@@ -387,7 +390,7 @@ fn bar_chart(out: &mut String, id: &str, title: &str, items: &mut [(String, u64)
     for (i, (label, n)) in items.iter().enumerate() {
         let y = i * 22 + 2;
         let w = (*n as f64 / most * 260.0).max(3.0);
-        let short: String = label.chars().take(40).collect();
+        let short: String = label.chars().take(38).collect();
         let _ = writeln!(
             out,
             "<text x=\"0\" y=\"{}\">{}</text><rect x=\"250\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" fill=\"{colour}\"><title>{}: {n}</title></rect><text x=\"{:.1}\" y=\"{}\">{n}</text>",

@@ -14,8 +14,8 @@ pub fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '!' | '(' | ')'
-            | '{' | '}' | '&' => {
+            // A link needs `[`; a heading `#`; a row `|`; emphasis `*`, `_`, `~`; HTML `<`, `&`.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '!' | '&' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -469,7 +469,7 @@ mod tests {
         assert!(!t.contains('\n') && !t.contains('\r'));
         assert_eq!(
             t,
-            "a\\|b\\u{a}\\# heading\\u{d}\\[x\\]\\(http://evil\\)\\<script\\>\\`"
+            "a\\|b\\u{a}\\# heading\\u{d}\\[x\\](http://evil)\\<script\\>\\`"
         );
     }
 }
