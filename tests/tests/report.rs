@@ -44,6 +44,7 @@ fn scenario(name: &str) -> Scenario {
     std::fs::copy("/bin/sh", &planner).unwrap();
     std::fs::copy(HELPER, &coder).unwrap();
     std::fs::write(dir.join(".env"), "TOKEN=not-a-real-one\n").unwrap();
+    std::fs::create_dir(dir.join("work")).unwrap();
     let (planner, coder) = (planner.display(), coder.display());
     std::fs::write(
         dir.join("agents.yaml"),

@@ -295,7 +295,7 @@ fn timeline(out: &mut String, agents: &[Agent]) {
     );
     let _ = writeln!(
         out,
-        "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" shape-rendering=\"crispEdges\" font-size=\"12\">",
+        "<svg id=\"timeline\" width=\"{}\" height=\"{height}\" shape-rendering=\"crispEdges\" font-size=\"12\">",
         LABEL + WIDTH + 10.0
     );
     for (i, a) in agents.iter().enumerate() {
@@ -384,7 +384,7 @@ fn bar_chart(out: &mut String, id: &str, title: &str, items: &mut [(String, u64)
     let most = items.iter().map(|i| i.1).max().unwrap_or(1).max(1) as f64;
     let _ = writeln!(
         out,
-        "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"560\" height=\"{}\" shape-rendering=\"crispEdges\" font-size=\"12\">",
+        "<svg id=\"{id}\" width=\"560\" height=\"{}\" shape-rendering=\"crispEdges\" font-size=\"12\">",
         items.len() * 22 + 4
     );
     for (i, (label, n)) in items.iter().enumerate() {
