@@ -466,3 +466,196 @@ pub fn build(options: &Options) -> anyhow::Result<Report> {
     })?;
     Ok(collector.finish(options, &verified, key.as_ref()))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::evidence::chain::Chain;
+
+    /// A sealed trail of synthetic records in a scratch file: two agents, one delegating to
+    /// the other, files, a destination, a record kind the report has no section for, a
+    /// refused registration, a review of one record, a gap and a checkpoint.
+    struct Synthetic {
+        path: PathBuf,
+    }
+
+    impl Drop for Synthetic {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    fn identity(agent: &str, hop: bool) -> Value {
+        let mut i = json!({
+            "agent": {"id": agent, "owners": {}},
+            "attribution": {"method": "cgroup", "trust": "strong"},
+        });
+        if agent == "planner" {
+            i["agent"]["owners"] = json!({"business": "ops@example.com"});
+            i["agent"]["allowed_tasks"] = json!(["plan-1"]);
+            i["task"] = json!({"id": "plan-1", "session": "s1"});
+        }
+        if hop {
+            i["delegation"] = json!([{"from": "planner", "to": "coder", "process": {"pid": 7, "entity_id": "e7"}}]);
+        }
+        i
+    }
+
+    fn synthetic(name: &str) -> Synthetic {
+        let t = |s: u32| format!("2026-12-07T03:00:{s:02}.000000000Z");
+        let mut records = vec![json!({"@timestamp": t(0), "event": {"action": "sensor_start"}})];
+        records.push(json!({"identity": identity("planner", false), "@timestamp": t(1), "event": {"action": "open", "outcome": "success"}, "file": {"path": "/srv/.env", "class": "env_file", "open": {"access": "read"}}}));
+        records.push(json!({"identity": identity("coder", true), "@timestamp": t(2), "event": {"action": "exec"}, "process": {"pid": 7, "executable": "/usr/bin/coder"}}));
+        records.push(json!({"identity": identity("coder", true), "@timestamp": t(3), "event": {"action": "open", "outcome": "success"}, "file": {"path": "/work/out.txt", "open": {"access": "write"}}}));
+        records.push(json!({"identity": identity("coder", true), "@timestamp": t(4), "event": {"action": "rename", "outcome": "failure"}, "file": {"path": "/work/out.txt"}}));
+        records.push(json!({"identity": identity("coder", true), "@timestamp": t(5), "event": {"action": "connect", "outcome": "success"}, "destination": {"address": "10.1.2.3", "port": 443, "domain": "api.example.com"}, "network": {"transport": "tcp"}}));
+        records.push(json!({"identity": identity("coder", true), "@timestamp": t(6), "event": {"action": "policy_decision", "outcome": "failure"}, "policy_decision": {"rule": "no-ssh"}}));
+        records.push(json!({"@timestamp": t(7), "event": {"action": "agent_registration", "outcome": "failure"}, "registration": {"op": "register", "granted": false, "reason": "task not allowed", "agent": "planner"}}));
+        records.push(json!({"@timestamp": t(8), "event": {"action": "gap"}, "gap": {"source": "kernel_ring_buffer", "lost": 5}}));
+        records.push(json!({"@timestamp": t(9), "event": {"action": "checkpoint"}, "checkpoint": {"public_key": "ab12"}}));
+        records.push(json!({"@timestamp": t(10), "event": {"action": "sensor_stop"}}));
+        let mut chain = Chain::new("run-1");
+        let mut bytes = Vec::new();
+        let mut hashes = Vec::new();
+        for (i, r) in records.iter_mut().enumerate() {
+            if i == 9 {
+                // The review, of coder's connect (the 6th record), before the checkpoint.
+                let review = json!({"@timestamp": t(9), "event": {"action": "annotation"}, "annotation": {"kind": "review", "author": "a@example.com", "text": "ok", "subject": hashes[5], "peer_uid": 0}});
+                let mut out = serde_json::to_vec(&review).unwrap();
+                chain.seal(&mut out, 0);
+                bytes.extend_from_slice(&out);
+            }
+            let mut out = serde_json::to_vec(r).unwrap();
+            chain.seal(&mut out, 0);
+            hashes.push(chain.last().unwrap().1.to_owned());
+            bytes.extend_from_slice(&out);
+        }
+        let path = std::env::temp_dir().join(format!("report-{name}-{}.jsonl", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        Synthetic { path }
+    }
+
+    fn build_on(trail: &Synthetic, options: Options) -> Report {
+        build(&Options {
+            paths: vec![trail.path.clone()],
+            ..options
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn each_agent_is_tallied_with_links_to_its_records() {
+        let trail = synthetic("tallied");
+        let r = build_on(&trail, Options::default());
+        assert_eq!(r.evidence.verdict, Verdict::Complete);
+        assert_eq!(r.scope.records_read, 12);
+        let ids: Vec<&str> = r.agents.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["coder", "planner"]);
+        let (coder, planner) = (&r.agents[0], &r.agents[1]);
+        assert_eq!(coder.processes.execs, 1);
+        assert_eq!(
+            coder.processes.delegations[0].key,
+            "planner → coder (pid 7)"
+        );
+        // Every record of the process carries the hop; it is counted on its exec.
+        assert_eq!(coder.processes.delegations[0].records, 1);
+        let work = &coder.files.classes[0];
+        assert_eq!(work.class, "unclassified");
+        assert_eq!((work.reads, work.writes, work.failures), (0, 2, 1));
+        assert_eq!(work.paths[0].actions, ["open", "rename"]);
+        assert_eq!((work.first.line, work.last.line), (4, 5));
+        let env = &planner.files.classes[0];
+        assert_eq!(
+            (env.class.as_str(), env.reads, env.writes),
+            ("env_file", 1, 0)
+        );
+        let d = &coder.network.destinations[0];
+        assert_eq!(
+            (d.address.as_str(), d.port, d.domain.as_deref()),
+            ("10.1.2.3", Some(443), Some("api.example.com"))
+        );
+        // A kind without a section of its own: counted, linked, sampled.
+        let policy = coder
+            .kinds
+            .iter()
+            .find(|k| k.action == "policy_decision")
+            .unwrap();
+        assert_eq!(policy.records, 1);
+        assert_eq!(policy.samples[0].what, r#"{"rule":"no-ssh"}"#);
+        assert_eq!(planner.tasks[0].key, "plan-1 (session s1)");
+        assert_eq!(planner.registrations.refused.total, 1);
+        assert_eq!(r.annotations.items[0].about_agent.as_deref(), Some("coder"));
+        assert_eq!(r.gaps.lost, 5);
+        assert_eq!(r.evidence.signing.keys[0].public_key, "ab12");
+        assert!(
+            r.evidence
+                .missing
+                .iter()
+                .any(|m| m.contains("signatures were not checked"))
+        );
+        // Each link is the record's place in the trail.
+        let text = std::fs::read_to_string(&trail.path).unwrap();
+        let line: Value = serde_json::from_str(text.lines().nth(5).unwrap()).unwrap();
+        assert_eq!(d.first.line, 6);
+        assert_eq!(line["chain"]["hash"], d.first.hash_hex());
+        assert_eq!(line["chain"]["sequence"], d.first.sequence);
+        // The SOC 2 mapping says what is missing.
+        let missing = |a: &Agent, area: &str| {
+            a.soc2
+                .iter()
+                .find(|c| c.area == area)
+                .unwrap()
+                .missing
+                .clone()
+        };
+        assert!(
+            missing(coder, "identity_and_ownership")
+                .contains(&"no business owner declared".to_owned())
+        );
+        assert!(
+            !missing(planner, "identity_and_ownership")
+                .contains(&"no business owner declared".to_owned())
+        );
+        assert!(
+            missing(planner, "access_and_least_privilege")
+                .iter()
+                .any(|m| m.starts_with("no policy decisions"))
+        );
+        assert!(
+            missing(coder, "monitoring_and_anomalies")
+                .iter()
+                .any(|m| m.starts_with("gaps in the range"))
+        );
+    }
+
+    #[test]
+    fn a_range_and_an_agent_narrow_what_is_counted_not_what_is_verified() {
+        let trail = synthetic("range");
+        let r = build_on(
+            &trail,
+            Options {
+                since: when::parse_rfc3339("2026-12-07T03:00:03Z"),
+                until: when::parse_rfc3339("2026-12-07T03:00:06Z"),
+                ..Options::default()
+            },
+        );
+        assert_eq!((r.scope.records_read, r.scope.records_in_range), (12, 3));
+        assert_eq!(r.agents.len(), 1);
+        assert_eq!(r.agents[0].records, 3);
+        let r = build_on(
+            &trail,
+            Options {
+                agent: Some("planner".into()),
+                ..Options::default()
+            },
+        );
+        let ids: Vec<&str> = r.agents.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["planner"]);
+        assert_eq!(
+            r.agents[0].records, 2,
+            "its open and the registration naming it"
+        );
+    }
+}
