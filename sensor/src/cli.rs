@@ -183,4 +183,8 @@ pub struct ReportArgs {
     /// A live trail: the newest run may still be writing.
     #[arg(long)]
     pub allow_open_end: bool,
+    /// The identity manifest (a YAML file or a directory): list its agents with no records in
+    /// range too, and show each declaration as the manifest has it now.
+    #[arg(long, value_name = "PATH")]
+    pub identities: Option<PathBuf>,
 }

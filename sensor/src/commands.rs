@@ -240,6 +240,7 @@ pub fn report(args: &crate::cli::ReportArgs) -> anyhow::Result<ExitCode> {
             until: time("--until", &args.until)?,
             agent: args.agent.clone(),
             allow_open_end: args.allow_open_end,
+            manifest: args.identities.clone(),
         };
         let made = report::build(&options)?;
         let text = match args.format.as_str() {

@@ -209,7 +209,11 @@ fn agent_of(r: &Value) -> Option<&str> {
 fn the_report_of_a_real_multi_agent_run_is_a_view_of_its_records() {
     let s = scenario("report");
     let key = s.public_key.to_str().unwrap();
-    let (code, r) = json_report(&["--key", key], &s.trail);
+    let manifest = s.dir.join("agents.yaml");
+    let (code, r) = json_report(
+        &["--key", key, "--identities", manifest.to_str().unwrap()],
+        &s.trail,
+    );
     assert_eq!(code, 0, "{r}");
     let e = &r["evidence"];
     assert_eq!(e["verdict"], "complete", "{e}");
@@ -294,8 +298,25 @@ fn the_report_of_a_real_multi_agent_run_is_a_view_of_its_records() {
         "{methods:?}"
     );
 
+    // The manifest given declares them as their records do.
+    assert_eq!(planner["manifest"]["business_owner"], "ops@example.com");
+    assert!(
+        planner["selectors"][0]
+            .as_str()
+            .unwrap()
+            .contains("planner-sh"),
+        "{planner}"
+    );
     let coder = agent(&r, "coder");
     assert!(coder["declaration"]["business_owner"].is_null());
+    for a in [planner, coder] {
+        let flagged = a["soc2"][0]["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m.as_str().unwrap().contains("declares it otherwise"));
+        assert!(!flagged, "{a}");
+    }
     let hops = &coder["processes"]["delegations"];
     assert!(
         hops[0]["key"]

@@ -9,6 +9,8 @@ use std::{
 
 use serde_json::Value;
 
+use crate::identity::manifest::AgentDecl;
+
 use crate::audit::{
     report::{
         Agent, Annotation, Counted, Declaration, Destination, Evidence, FileClass, FilePath, Files,
@@ -461,6 +463,7 @@ impl Collector {
         options: &Options,
         verified: &verify::Report,
         key: Option<&ed25519_dalek::VerifyingKey>,
+        declared: &[AgentDecl],
     ) -> Report {
         let verdict = Verdict::of(verified, options.allow_open_end);
         let mut missing = open_ends(verified, options.allow_open_end);
@@ -555,6 +558,19 @@ impl Collector {
             .into_iter()
             .map(|(id, acc)| agent(id, acc))
             .collect();
+        // Declared agents with no record in range are listed too: an auditor asks why.
+        for d in declared {
+            if options.agent.as_ref().is_some_and(|a| *a != d.id) {
+                continue;
+            }
+            if !agents.iter().any(|a| a.id == d.id) {
+                agents.push(agent(d.id.clone(), AgentAcc::new(0)));
+            }
+            if let Some(a) = agents.iter_mut().find(|a| a.id == d.id) {
+                a.manifest = Some(Declaration::of_manifest(d));
+                a.selectors = d.selectors.iter().map(ToString::to_string).collect();
+            }
+        }
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         for a in &mut agents {
             a.soc2 = soc2::criteria(a, &evidence, &self.gaps, &self.annotations, &self.reloads);
@@ -617,6 +633,7 @@ fn declaration(a: &Value, link: &Link) -> Declaration {
             })
             .unwrap_or_default(),
         first: Some(link.clone()),
+        origin: None,
     }
 }
 
@@ -933,6 +950,8 @@ fn agent(id: String, acc: AgentAcc) -> Agent {
         id,
         declaration: acc.declaration.map(|(_, d)| d),
         declaration_changes: acc.changes.into_iter().map(|(_, d)| d).collect(),
+        manifest: None,
+        selectors: Vec::new(),
         identity_sources: sources,
         records: acc.records,
         first: acc.first,

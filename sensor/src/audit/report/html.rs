@@ -501,7 +501,7 @@ fn agent(out: &mut String, i: usize, a: &Agent) {
         esc(a.last.as_deref().unwrap_or("-"))
     );
     let _ = writeln!(out, "<h3>Declaration</h3>");
-    match &a.declaration {
+    match a.declaration.as_ref().or(a.manifest.as_ref()) {
         None => {
             let _ = writeln!(
                 out,
@@ -536,9 +536,34 @@ fn agent(out: &mut String, i: usize, a: &Agent) {
             );
             if let Some(l) = &d.first {
                 let _ = writeln!(out, "<tr><th>declared in</th><td>{}</td></tr>", link(l));
+            } else if let Some(o) = &d.origin {
+                let _ = writeln!(
+                    out,
+                    "<tr><th>declared in</th><td>the manifest, {}</td></tr>",
+                    esc(o)
+                );
             }
             let _ = writeln!(out, "</table>");
         }
+    }
+    if let Some(m) = &a.manifest {
+        let _ = writeln!(
+            out,
+            "<p>The manifest ({}) selects it by {}{}.</p>",
+            esc(m.origin.as_deref().unwrap_or("given")),
+            if a.selectors.is_empty() {
+                "registration only".to_owned()
+            } else {
+                esc(&a.selectors.join("; "))
+            },
+            match &a.declaration {
+                Some(d) if !d.same_as(m) => {
+                    ", and <b class=\"missing\">declares it otherwise than its records</b>"
+                }
+                Some(_) => ", and declares it as its records do",
+                None => ", and no record of it is in range",
+            }
+        );
     }
     for c in &a.declaration_changes {
         let _ = writeln!(

@@ -280,7 +280,7 @@ fn agent(out: &mut String, a: &Agent) {
         a.last.as_deref().map_or("-".into(), text)
     );
     let _ = writeln!(out, "\n### Declaration\n");
-    match &a.declaration {
+    match a.declaration.as_ref().or(a.manifest.as_ref()) {
         None => {
             let _ = writeln!(out, "No record in range carries its declaration.");
         }
@@ -312,8 +312,27 @@ fn agent(out: &mut String, a: &Agent) {
             );
             if let Some(l) = &d.first {
                 let _ = writeln!(out, "| declared in | {} |", link(l));
+            } else if let Some(o) = &d.origin {
+                let _ = writeln!(out, "| declared in | the manifest, {} |", text(o));
             }
         }
+    }
+    if let Some(m) = &a.manifest {
+        let _ = writeln!(
+            out,
+            "\nThe manifest ({}) selects it by {}{}.",
+            text(m.origin.as_deref().unwrap_or("given")),
+            if a.selectors.is_empty() {
+                "registration only".to_owned()
+            } else {
+                text(&a.selectors.join("; "))
+            },
+            match &a.declaration {
+                Some(d) if !d.same_as(m) => ", and **declares it otherwise than its records**",
+                Some(_) => ", and declares it as its records do",
+                None => ", and no record of it is in range",
+            }
+        );
     }
     for c in &a.declaration_changes {
         let _ = writeln!(

@@ -39,6 +39,9 @@ pub struct Options {
     pub agent: Option<String>,
     /// A live trail: the newest run may lack its stop record.
     pub allow_open_end: bool,
+    /// The identity manifest: declared agents with no records in range are listed too, and
+    /// each agent's declaration is shown as the manifest has it now.
+    pub manifest: Option<PathBuf>,
 }
 
 /// How many items each list of the report shows (the rest are counted, not named).
@@ -187,6 +190,10 @@ pub struct Agent {
     pub declaration: Option<Declaration>,
     /// Later records declaring it otherwise (a manifest change), with the first of each.
     pub declaration_changes: Vec<Declaration>,
+    /// As the manifest given (`--identities`) declares it now, when it does.
+    pub manifest: Option<Declaration>,
+    /// The manifest's selectors for it: which processes are the agent.
+    pub selectors: Vec<String>,
     /// How its processes were attributed, and how much to trust it.
     pub identity_sources: Vec<Source>,
     /// Its records in range.
@@ -239,6 +246,49 @@ pub struct Declaration {
     pub allowed_tasks: Vec<String>,
     /// The first record declaring it so.
     pub first: Option<Link>,
+    /// The manifest's file and line, for a declaration read from the manifest.
+    pub origin: Option<String>,
+}
+
+impl Declaration {
+    /// An agent as the manifest declares it.
+    pub fn of_manifest(a: &crate::identity::manifest::AgentDecl) -> Self {
+        Self {
+            name: a.name.clone(),
+            spiffe_id: a.spiffe_id.clone(),
+            purpose: a.purpose.clone(),
+            team: a.team.clone(),
+            data_sensitivity: a.data_sensitivity.clone(),
+            business_owner: a.business_owner.clone(),
+            technical_owner: a.technical_owner.clone(),
+            allowed_tasks: a.allowed_tasks.clone(),
+            first: None,
+            origin: Some(a.origin.clone()),
+        }
+    }
+
+    /// The same declaration, wherever each was read.
+    pub fn same_as(&self, other: &Self) -> bool {
+        (
+            &self.name,
+            &self.spiffe_id,
+            &self.purpose,
+            &self.team,
+            &self.data_sensitivity,
+            &self.business_owner,
+            &self.technical_owner,
+            &self.allowed_tasks,
+        ) == (
+            &other.name,
+            &other.spiffe_id,
+            &other.purpose,
+            &other.team,
+            &other.data_sensitivity,
+            &other.business_owner,
+            &other.technical_owner,
+            &other.allowed_tasks,
+        )
+    }
 }
 
 /// An attribution method.
@@ -460,11 +510,17 @@ pub fn build(options: &Options) -> anyhow::Result<Report> {
         .as_deref()
         .map(crate::evidence::signing::load_verifying_key)
         .transpose()?;
+    let declared = options
+        .manifest
+        .as_deref()
+        .map(crate::identity::manifest::load)
+        .transpose()?
+        .unwrap_or_default();
     let mut collector = collect::Collector::new(options);
     let verified = verify::verify_each(&options.paths, key.as_ref(), &mut |record| {
         collector.record(record);
     })?;
-    Ok(collector.finish(options, &verified, key.as_ref()))
+    Ok(collector.finish(options, &verified, key.as_ref(), &declared))
 }
 
 #[cfg(test)]
@@ -627,6 +683,66 @@ mod tests {
             missing(coder, "monitoring_and_anomalies")
                 .iter()
                 .any(|m| m.starts_with("gaps in the range"))
+        );
+    }
+
+    #[test]
+    fn a_manifest_lists_idle_agents_and_shows_where_a_declaration_changed() {
+        let trail = synthetic("manifest");
+        let manifest = trail.path.with_extension("yaml");
+        std::fs::write(
+            &manifest,
+            "agents:\n  - id: planner\n    owners: {business: ops@example.com}\n    allowed_tasks: [plan-1]\n    selectors: [{uid: 4241}]\n  - id: coder\n    purpose: now declared\n  - id: idle\n    owners: {business: b@example.com}\n    selectors: [{uid: 4242}]\n",
+        )
+        .unwrap();
+        let r = build_on(
+            &trail,
+            Options {
+                manifest: Some(manifest.clone()),
+                ..Options::default()
+            },
+        );
+        let _ = std::fs::remove_file(&manifest);
+        let ids: Vec<&str> = r.agents.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["coder", "idle", "planner"]);
+        let (coder, idle, planner) = (&r.agents[0], &r.agents[1], &r.agents[2]);
+        assert_eq!(idle.records, 0);
+        assert_eq!(idle.selectors, ["uid 4242"]);
+        let origin = idle.manifest.as_ref().unwrap().origin.as_deref().unwrap();
+        assert!(origin.starts_with(manifest.to_str().unwrap()), "{origin}");
+        let identity = |a: &Agent| {
+            a.soc2
+                .iter()
+                .find(|c| c.area == "identity_and_ownership")
+                .unwrap()
+                .clone()
+        };
+        assert!(
+            identity(idle)
+                .shows
+                .contains(&"declared in the manifest, with no record in range".to_owned())
+        );
+        assert!(
+            identity(idle)
+                .shows
+                .contains(&"business owner: b@example.com".to_owned())
+        );
+        let otherwise = |a: &Agent| {
+            identity(a)
+                .missing
+                .iter()
+                .any(|m| m.contains("declares it otherwise"))
+        };
+        assert!(otherwise(coder));
+        assert!(!otherwise(planner));
+        let md = markdown::render(&r);
+        assert!(
+            md.contains("selects it by uid 4242, and no record of it is in range"),
+            "{md}"
+        );
+        assert!(
+            md.contains("**declares it otherwise than its records**"),
+            "{md}"
         );
     }
 

@@ -26,7 +26,7 @@ const SENSITIVE: &[&str] = &[
 ];
 
 /// One area of the mapping.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Criterion {
     /// `identity_and_ownership`, `access_and_least_privilege`, `monitoring_and_anomalies`,
     /// `change_and_review`.
@@ -60,9 +60,20 @@ pub fn criteria(
 fn identity(agent: &Agent) -> Criterion {
     let mut shows = Vec::new();
     let mut missing = Vec::new();
-    match &agent.declaration {
+    if agent.records == 0 {
+        shows.push("declared in the manifest, with no record in range".into());
+    }
+    if let (Some(m), Some(t)) = (&agent.manifest, &agent.declaration)
+        && !m.same_as(t)
+    {
+        missing.push(format!(
+            "the manifest ({}) declares it otherwise than its records in range do",
+            m.origin.as_deref().unwrap_or("given")
+        ));
+    }
+    match agent.declaration.as_ref().or(agent.manifest.as_ref()) {
         None => missing.push(
-            "no declaration: none of the agent's records in range carries the manifest's block"
+            "no declaration: none of the agent's records in range carries the manifest's block, and no manifest declares it"
                 .into(),
         ),
         Some(d) => {
@@ -118,6 +129,7 @@ fn access(agent: &Agent) -> Criterion {
     let allowed = agent
         .declaration
         .as_ref()
+        .or(agent.manifest.as_ref())
         .map(|d| d.allowed_tasks.clone())
         .unwrap_or_default();
     if allowed.is_empty() {
