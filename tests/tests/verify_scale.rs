@@ -1,5 +1,7 @@
 //! The verifier at scale: a 1 GiB rotated trail is verified in one pass with memory that does
-//! not grow with it, and a one-byte change deep inside is still located by file and line.
+//! not grow with it, and a one-byte change deep inside is still located by file and line. The
+//! auditor's report over the same trail stays within the same memory bound, although every
+//! record names a path of its own.
 use std::{
     fmt::Write as _,
     io::Write as _,
@@ -42,6 +44,7 @@ fn write_trail(dir: &Path) -> (Vec<String>, u64) {
         prev = hash;
     };
     let mut n = 1;
+    let mut opens = 0u64;
     while written < TOTAL {
         names.push(name(n));
         let file = std::fs::File::create(dir.join(name(n))).unwrap();
@@ -52,8 +55,14 @@ fn write_trail(dir: &Path) -> (Vec<String>, u64) {
             file.write_all(&line).unwrap();
         }
         while in_file < FILE_BYTES {
+            // Twenty agents, each record a path of its own (nearly 1 KiB): what the report's
+            // tallies must bound.
+            opens += 1;
+            let agent = opens % 20;
             seal(
-                &format!("\"event\":{{\"action\":\"open\"}},\"file\":{{\"path\":\"/{pad}\"}}"),
+                &format!(
+                    "\"identity\":{{\"agent\":{{\"id\":\"agent-{agent}\"}},\"attribution\":{{\"method\":\"cgroup\",\"trust\":\"strong\"}}}},\"event\":{{\"action\":\"open\"}},\"file\":{{\"path\":\"/{opens}/{pad}\",\"open\":{{\"access\":\"read\"}}}}"
+                ),
                 &mut line,
             );
             file.write_all(&line).unwrap();
@@ -79,8 +88,14 @@ fn write_trail(dir: &Path) -> (Vec<String>, u64) {
 
 /// Runs `verify --json` and returns its report and the peak memory of the verifier (KiB).
 fn verify(dir: &Path) -> (bool, Value, i64) {
+    run(&["verify", "--json"], dir)
+}
+
+/// Runs `agent-sensor ARGS DIR`: whether it exited 0, its JSON output, and the peak memory of
+/// the commands run so far (KiB).
+fn run(args: &[&str], dir: &Path) -> (bool, Value, i64) {
     let out = Command::new(sensor_binary())
-        .args(["verify", "--json"])
+        .args(args)
         .arg(dir)
         .output()
         .unwrap();
@@ -111,6 +126,33 @@ fn a_1_gib_trail_verifies_with_bounded_memory_and_a_deep_change_is_located() {
     assert!(
         peak < 64 * 1024,
         "the verifier peaked at {peak} KiB on a 1 GiB trail: memory must not grow with it"
+    );
+
+    let started = std::time::Instant::now();
+    let (ok, report, peak) = run(&["report", "--format", "json"], &dir);
+    println!(
+        "reported on {TOTAL} bytes in {:?}, peak memory (of verify and report) {peak} KiB",
+        started.elapsed()
+    );
+    assert!(ok, "{}", report["evidence"]);
+    assert_eq!(report["evidence"]["verdict"], "complete");
+    assert_eq!(report["scope"]["records_read"], records);
+    let agents = report["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 20);
+    let counted: u64 = agents.iter().map(|a| a["records"].as_u64().unwrap()).sum();
+    assert_eq!(
+        counted,
+        records - 17,
+        "all but the start, rotation and stop records"
+    );
+    let paths = &agents[0]["files"]["classes"][0]["paths_rest"];
+    assert_eq!(
+        paths["capped"], true,
+        "more paths than a tally keeps: {paths}"
+    );
+    assert!(
+        peak < 64 * 1024,
+        "the report peaked at {peak} KiB on a 1 GiB trail: memory must not grow with it"
     );
 
     // One byte changed in the 12th file: found there, at its line.

@@ -25,10 +25,11 @@ use crate::audit::{
 
 /// Records remembered (hash → agent) to say whose record an annotation is about.
 pub const RECENT: usize = 65_536;
-/// Distinct keys per tally (agents, paths of a class, destinations, ...).
-const KEYS: usize = 10_000;
-/// Distinct paths kept per file class.
-const PATHS: usize = 2_000;
+/// Distinct keys per tally (agents, executables, destinations, ...): a path can be 4 KiB, so
+/// this and [`PATHS`] are what bound the report's memory.
+const KEYS: usize = 2_000;
+/// Distinct paths kept per file class of an agent.
+const PATHS: usize = 500;
 /// Samples kept per record kind without a section of its own.
 const SAMPLES: usize = 10;
 /// Marks kept per agent timeline.
