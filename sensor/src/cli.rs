@@ -66,6 +66,31 @@ pub enum Command {
     /// Work with identity manifests.
     #[command(subcommand)]
     Identities(IdentitiesCommand),
+    /// Work with detection rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// What `rules` can do.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load rule files (or directories of them) and report each rule that does not load,
+    /// as `file:line:column: reason`; fails when any does not.
+    Check {
+        /// Sigma rule files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Replay recorded events (JSON Lines as the sensor writes them) through the rules and
+    /// print one JSON line per alert.
+    Test {
+        /// Sigma rule files or directories.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
+        /// The recorded events (`-` for standard input).
+        #[arg(long)]
+        events: PathBuf,
+    },
 }
 
 /// What `identities` can do.
@@ -100,6 +125,9 @@ pub struct RunArgs {
     /// The identity manifest (a YAML file or a directory): the agents to observe.
     #[arg(long, value_name = "PATH")]
     pub identities: Option<PathBuf>,
+    /// Detection rules (a Sigma file or a directory of them), on top of the config's; repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
 }
 
 /// The options of `register`: what to register, end or list, and where the socket is.

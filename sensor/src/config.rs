@@ -59,6 +59,11 @@ pub struct Config {
     pub runtimes: crate::enrich::container::RuntimeSources,
     /// Pipelines records are delivered to besides the output (`[[sinks]]`).
     pub sinks: Vec<sinks::SinkConfig>,
+    /// Detection rule files and directories (`[rules] files`), relative to the config file.
+    pub rules: Vec<PathBuf>,
+    /// Start with the rules that load when some are unsupported (each is logged), instead of
+    /// refusing to start (`[rules] skip_unsupported`).
+    pub rules_skip_unsupported: bool,
 }
 
 /// Where the registration socket is unless configured.
@@ -87,6 +92,8 @@ impl Default for Config {
             registration_gids: Vec::new(),
             runtimes: crate::enrich::container::RuntimeSources::default(),
             sinks: Vec::new(),
+            rules: Vec::new(),
+            rules_skip_unsupported: false,
         }
     }
 }
@@ -111,6 +118,16 @@ struct RawConfig {
     containers: RawContainers,
     #[serde(default)]
     sinks: Vec<Spanned<sinks::RawSink>>,
+    #[serde(default)]
+    rules: RawRules,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    skip_unsupported: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -465,6 +482,14 @@ impl Config {
                     .map_or(manifest.clone(), |dir| dir.join(&manifest)),
             );
         }
+        // Relative to the config file, like the manifest.
+        config.rules = raw
+            .rules
+            .files
+            .iter()
+            .map(|f| path.parent().map_or(f.clone(), |dir| dir.join(f)))
+            .collect();
+        config.rules_skip_unsupported = raw.rules.skip_unsupported.unwrap_or(false);
         config.output = parse_output(raw.output, &at)?;
         config.sinks = sinks::parse(raw.sinks, path.parent(), &at)?;
         Ok(config)

@@ -10,6 +10,7 @@
 //! | resolve | [`identity`] | which agent a process is: manifest, registry, selectors, registration socket, [`identity::resolver`] |
 //! | build | [`builder`] | records from events and caches: `event.*`, `process.*`, `file.*`, network, `identity.*` and `container.*` blocks, the sensor's own records |
 //! | enrich | [`enrich`] | the caches builders read: process table, entity ids, host, clock, DNS, file classes, containers |
+//! | rules | [`rules`] | alerts from records: Sigma rules over the sensor's fields, between build and seal |
 //! | record | [`record`] | the record types and their schema (what every stage passes on) |
 //! | seal | [`encode`], [`evidence`] | a record as bytes (ECS or OCSF), sealed into the hash chain, signed checkpoints |
 //! | sink | [`sink`] | where sealed records go: stdout, a file, a trail directory |
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod kernel;
 pub mod pipeline;
 pub mod record;
+pub mod rules;
 pub mod run;
 pub mod sink;
 pub mod source;

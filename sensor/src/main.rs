@@ -31,6 +31,12 @@ fn main() -> ExitCode {
         Command::Identities(cli::IdentitiesCommand::Check { path }) => {
             commands::check_identities(&path)
         }
+        Command::Rules(cli::RulesCommand::Check { paths }) => {
+            agent_sensor::rules::workflow::check(&paths)
+        }
+        Command::Rules(cli::RulesCommand::Test { rules, events }) => {
+            agent_sensor::rules::workflow::test(&rules, &events)
+        }
     };
     match result {
         Ok(code) => code,

@@ -50,7 +50,36 @@ pub(crate) fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(path) = &args.identities {
         config.identities = Some(path.clone());
     }
+    config.rules.extend(args.rules.iter().cloned());
     Ok(config)
+}
+
+/// The configured detection rules, compiled; none configured is `None`. A rule that does not
+/// load is a start-up error unless `rules.skip_unsupported` says to go on without it.
+fn load_rules(config: &Config) -> anyhow::Result<Option<crate::rules::Rules>> {
+    if config.rules.is_empty() {
+        return Ok(None);
+    }
+    let loaded = crate::rules::Rules::load(&config.rules);
+    if !loaded.rejected.is_empty() {
+        let list: Vec<String> = loaded.rejected.iter().map(ToString::to_string).collect();
+        if !config.rules_skip_unsupported {
+            anyhow::bail!(
+                "{} rule(s) not loaded (set rules.skip_unsupported to start without them):\n{}",
+                list.len(),
+                list.join("\n")
+            );
+        }
+        for r in &list {
+            tracing::warn!("rule not loaded: {r}");
+        }
+    }
+    tracing::info!(
+        rules = loaded.rules.len(),
+        files = loaded.files,
+        "detection rules loaded"
+    );
+    Ok(Some(loaded.rules))
 }
 
 /// `run`: the daemon. Loads and attaches the kernel programs, drops privileges, and runs until
@@ -61,6 +90,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => manifest::load(path)?,
         None => Vec::new(),
     };
+    let rules = load_rules(&config)?;
     // The key is read before anything is loaded: a missing or exposed key is a start-up error.
     let signing_key = match &config.signing_key {
         Some(path) => Some(crate::evidence::signing::load_signing_key(path)?),
@@ -109,7 +139,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let result = runtime.block_on(async_main(
         config,
-        signing_key,
+        Prepared { signing_key, rules },
         registry,
         args.pids,
         sensor.programs.clone(),
@@ -121,15 +151,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// What `run` read and compiled before loading the kernel programs (bad ones fail first).
+struct Prepared {
+    signing_key: Option<ed25519_dalek::SigningKey>,
+    rules: Option<crate::rules::Rules>,
+}
+
 async fn async_main(
     config: Config,
-    signing_key: Option<ed25519_dalek::SigningKey>,
+    prepared: Prepared,
     registry: SharedRegistry,
     pids: Vec<u32>,
     programs: Vec<&'static str>,
     maps: loader::SensorMaps,
     sink: Sink,
 ) -> anyhow::Result<()> {
+    let Prepared { signing_key, rules } = prepared;
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -180,6 +217,9 @@ async fn async_main(
     observed.sort_by_key(|p| p.tgid);
     let mut pipeline = Pipeline::new(ctx, sink, config.repeat_window_ms);
     pipeline.set_format(config.output.format);
+    if let Some(rules) = rules {
+        pipeline.detect_with(Box::new(rules));
+    }
     if let Some(key) = signing_key {
         pipeline.sign_with(crate::evidence::sealer::Checkpoints::new(
             key,

@@ -12,6 +12,7 @@ use crate::{
     enrich::{process_table::ProcessTable, snapshot::ProcSnapshot},
     record::{
         AgentInfo, Checkpoint, Gap, Record,
+        alert::Raised,
         registration::{Annotation, RegistrationEvent},
         rendered::Rendered,
         trail::{LastRecord, Rotation},
@@ -121,6 +122,8 @@ pub enum SensorEvent {
     Registration(RegistrationEvent),
     /// An operator's annotation.
     Annotation(Annotation),
+    /// A detection rule fired on a record.
+    Alert(Box<Raised>),
     /// The identity manifest was read again (`Ok`), or could not be (`Err`, why).
     Reloaded {
         /// What made the sensor read it.
@@ -128,6 +131,14 @@ pub enum SensorEvent {
         /// Why it could not be taken, if it could not.
         error: Option<String>,
     },
+}
+
+/// Alerts from records: detection rules, run on each record once it is sealed (so an alert
+/// can name it by sequence number) and before the next one. Pure: what it knows comes from
+/// the records it was shown.
+pub trait Detect {
+    /// The alerts `record`, sealed as `sequence`, raises, pushed onto `out`.
+    fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>);
 }
 
 /// Records as sealed bytes: the output format's encoder, the evidence chain and signed

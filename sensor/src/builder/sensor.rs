@@ -3,9 +3,12 @@
 use super::{
     Builder, CHANGE, CONFIGURATION, END, IAM, INFO, PROCESS, START, process::self_process,
 };
+
+/// ECS `event.category` of an alert.
+const INTRUSION_DETECTION: &[&str] = &["intrusion_detection"];
 use crate::{
     enrich::clock::WallClock,
-    record::{Lifecycle, Record},
+    record::{Lifecycle, Record, alert::Raised},
     stage::SensorEvent,
 };
 
@@ -87,6 +90,23 @@ impl Builder {
                     self.meta("event", CONFIGURATION, INFO, "annotation"),
                 );
                 r.annotation = Some(annotation);
+                r
+            }
+            SensorEvent::Alert(raised) => {
+                let Raised {
+                    alert,
+                    timestamp,
+                    identity,
+                    process,
+                } = *raised;
+                let mut meta = self.meta("alert", INTRUSION_DETECTION, INFO, "alert");
+                meta.dataset = "agent_sensor.rules";
+                let mut r = self.record(WallClock::now(), meta);
+                // When the event happened; `event.created` says when the rule fired.
+                r.timestamp = timestamp;
+                r.identity = identity;
+                r.process = process;
+                r.alert = Some(Box::new(alert));
                 r
             }
             SensorEvent::Reloaded { trigger, error } => {

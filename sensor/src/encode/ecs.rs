@@ -73,6 +73,7 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.opt_serde("registration", record.registration.as_ref());
     o.opt_serde("annotation", record.annotation.as_ref());
     o.opt_serde("rotation", record.rotation.as_ref());
+    o.opt_serde("alert", record.alert.as_deref());
     o.close();
     shared
 }
@@ -861,6 +862,7 @@ mod tests {
         "registration",
         "annotation",
         "rotation",
+        "alert",
         "identity.task",
         "identity.delegation",
         "identity.agent",
@@ -1297,6 +1299,23 @@ mod tests {
                 reason: g.pick(STATICS),
                 file: g.text(),
                 next_file: g.text(),
+            });
+            r.alert = self.opt(|g| {
+                Box::new(crate::record::alert::Alert {
+                    rule: crate::record::alert::AlertRule {
+                        id: g.opt_text(),
+                        title: g.text(),
+                        author: g.opt_text(),
+                        ruleset: g.pick(STATICS),
+                    },
+                    severity: g.pick(STATICS),
+                    tags: g.texts(),
+                    message: g.text(),
+                    trigger: crate::record::alert::Trigger {
+                        sequence: vec![g.u64()],
+                        action: g.pick(STATICS),
+                    },
+                })
             });
             r
         }

@@ -150,8 +150,8 @@ pub fn class_of(action: &'static str, has_dns: bool, dns_answer: bool) -> Class 
     }
 }
 
-/// A detection, for a Detection Finding (2004). There is no rule engine yet: this is the seam
-/// one will call with what it found and the record that set it off.
+/// A detection, for a Detection Finding (2004): what an alert record (`event.action: alert`)
+/// found, with the record that carries it as the evidence.
 #[derive(Debug, Clone)]
 pub struct Finding {
     /// Stable id of this finding (`finding_info.uid`).
@@ -662,11 +662,53 @@ pub fn event(record: &Record) -> Value {
     if let Some(p) = proc_rest {
         ecs.insert("process".into(), p);
     }
+    if let Some(alert) = &record.alert {
+        // An alert is a Detection Finding whose evidence is the alert's process and agent;
+        // the rule's attribution, tags and triggering sequence numbers stay in `unmapped`.
+        let finding = Finding {
+            uid: format!(
+                "{}:{}:{}",
+                record.sensor.instance_id,
+                alert.trigger.sequence.first().copied().unwrap_or_default(),
+                alert.rule.id.as_deref().unwrap_or(&alert.rule.title)
+            ),
+            title: alert.rule.title.clone(),
+            desc: Some(alert.message.clone()),
+            severity_id: severity_id(alert.severity),
+            rule: Some(
+                alert
+                    .rule
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| alert.rule.title.clone()),
+            ),
+        };
+        let Value::Object(mut f) = detection_finding(&finding, &Value::Object(out)) else {
+            unreachable!("a finding is an object")
+        };
+        f.insert("message".into(), json!(alert.message));
+        f.insert(
+            "unmapped".into(),
+            json!({ "agent_sensor": Value::Object(ecs) }),
+        );
+        return Value::Object(f);
+    }
     out.insert(
         "unmapped".into(),
         json!({ "agent_sensor": Value::Object(ecs) }),
     );
     Value::Object(out)
+}
+
+/// OCSF `severity_id` of a rule's level.
+fn severity_id(level: &str) -> u8 {
+    match level {
+        "low" => 2,
+        "medium" => 3,
+        "high" => 4,
+        "critical" => 5,
+        _ => 1,
+    }
 }
 
 /// Writes the OCSF event of `record` to `out` with `unmapped` last, so the evidence chain can
@@ -871,6 +913,40 @@ mod tests {
         assert!(!sealed.changed);
         assert_eq!(sealed.action, "rename");
         assert_eq!(sealed.instance_id, "run-1");
+    }
+
+    #[test]
+    fn an_alert_record_is_a_detection_finding() {
+        use crate::record::alert::{Alert, AlertRule, Trigger};
+        let mut r = sample();
+        r.file = None;
+        r.error = None;
+        r.event.action = "alert";
+        r.alert = Some(Box::new(Alert {
+            rule: AlertRule {
+                id: Some("rule-1".into()),
+                title: "Shell to a callback port".into(),
+                author: Some("Someone".into()),
+                ruleset: "sigma",
+            },
+            severity: "high",
+            tags: vec!["attack.t1059".into()],
+            message: "mv (pid 42) did it".into(),
+            trigger: Trigger {
+                sequence: vec![7],
+                action: "rename",
+            },
+        }));
+        let e = event(&r);
+        assert_eq!(e["class_uid"], 2004);
+        assert_eq!(e["severity_id"], 4);
+        assert_eq!(e["finding_info"]["uid"], "run-1:7:rule-1");
+        assert_eq!(e["finding_info"]["title"], "Shell to a callback port");
+        assert_eq!(e["evidences"][0]["actor"]["process"]["pid"], 42);
+        let kept = &e["unmapped"]["agent_sensor"]["alert"];
+        assert_eq!(kept["rule"]["author"], "Someone");
+        assert_eq!(kept["trigger"]["sequence"][0], 7);
+        assert_eq!(kept["tags"][0], "attack.t1059");
     }
 
     #[test]

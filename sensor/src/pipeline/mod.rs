@@ -20,9 +20,10 @@ use crate::{
         resolver::{Resolver, ResolverParts},
         selectors::{CgroupIndex, SharedSelectors, Tracked},
     },
+    record::alert::Raised,
     record::{Record, host::HostInfo},
     sink::Sink,
-    stage::{Agents, Build, Resolve, Seal, SensorEvent},
+    stage::{Agents, Build, Detect, Resolve, Seal, SensorEvent},
 };
 
 pub mod inbox;
@@ -82,6 +83,10 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
     out: Vec<u8>,
     /// Records built and not yet sealed, reused across events.
     built: Vec<Record>,
+    /// Detection rules, run on each record once it is sealed; none without rules.
+    detector: Option<Box<dyn Detect + Send>>,
+    /// Alerts raised by the record just sealed, reused across records.
+    raised: Vec<Raised>,
     /// The run's counters.
     pub stats: Stats,
 }
@@ -144,8 +149,15 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             stopping: false,
             out: Vec::with_capacity(1 << 20),
             built: Vec::new(),
+            detector: None,
+            raised: Vec::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Runs these detection rules on every record sealed from now on.
+    pub fn detect_with(&mut self, detector: Box<dyn Detect + Send>) {
+        self.detector = Some(detector);
     }
 
     /// Runs until the inbox says the source stopped (or every sender is gone); writes the
@@ -253,6 +265,29 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             self.seal(&gap);
         }
         self.seal(record);
+        self.detect(record);
+    }
+
+    /// Runs the rules on `record`, just sealed, and seals the alerts it raised right after
+    /// it (a full output refuses them as it refuses any record: counted in a gap record).
+    fn detect(&mut self, record: &Record) {
+        let Some(detector) = self.detector.as_mut() else {
+            return;
+        };
+        let Some((sequence, _)) = self.sealer.last() else {
+            return;
+        };
+        detector.detect(record, sequence, &mut self.raised);
+        let mut raised = std::mem::take(&mut self.raised);
+        for alert in raised.drain(..) {
+            let r = self.builder.sensor(SensorEvent::Alert(Box::new(alert)));
+            if !self.stopping && !self.sink.admits(self.out.len()) {
+                self.sink.refuse(r.event.action, &r.timestamp);
+                continue;
+            }
+            self.seal(&r);
+        }
+        self.raised = raised;
     }
 
     fn seal(&mut self, record: &Record) {

@@ -8,6 +8,7 @@
 //! out of the line, and the schema has it optional; a field marked `#[serialize_always]` (and
 //! every field of `registration`) is written as `null` instead.
 
+pub mod alert;
 pub mod host;
 pub mod registration;
 pub mod rendered;
@@ -81,6 +82,8 @@ pub struct Record {
     pub annotation: Option<crate::record::registration::Annotation>,
     /// The output file this record closes, and the one that continues the trail.
     pub rotation: Option<crate::record::trail::Rotation>,
+    /// What a detection rule found (`event.action: alert`).
+    pub alert: Option<Box<crate::record::alert::Alert>>,
 }
 
 impl Record {
@@ -121,6 +124,7 @@ impl Record {
             registration: None,
             annotation: None,
             rotation: None,
+            alert: None,
         }
     }
 }

@@ -41,6 +41,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("identities_reloaded", &[]),
     ("cgroup_created", &["cgroup"]),
     ("annotation", &["annotation"]),
+    ("alert", &["alert"]),
 ];
 
 /// The schema of every record this version writes.

@@ -1,0 +1,124 @@
+//! What rules know of a record's parent process (Sigma's `ParentImage`, `ParentCommandLine`):
+//! learnt from the records themselves (exec and snapshot say what a process runs, fork that a
+//! child runs what its parent ran until it execs, exit that it is gone), so the daemon and a
+//! replay of recorded events know the same. Bounded: past [`CAPACITY`] processes the oldest
+//! entry is forgotten first (its children then match no `Parent*` value).
+use std::collections::{HashMap, VecDeque};
+
+use crate::rules::fields::Fields;
+
+/// The most processes remembered at once.
+pub const CAPACITY: usize = 65_536;
+
+/// What a process runs, as its last exec (or snapshot) said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Image {
+    /// Its `process.executable`.
+    pub executable: Option<String>,
+    /// Its `process.command_line`.
+    pub command_line: Option<String>,
+}
+
+/// Processes by `entity_id`; see the module doc.
+#[derive(Debug, Default)]
+pub struct Lineage {
+    images: HashMap<String, Image>,
+    /// Entity ids in the order they were first remembered, for forgetting the oldest.
+    order: VecDeque<String>,
+}
+
+impl Lineage {
+    /// Learns from one record.
+    pub fn observe(&mut self, f: &Fields<'_>) {
+        let Some(id) = f.entity_id else { return };
+        match f.action {
+            "exec" | "snapshot" => self.remember(
+                id,
+                Image {
+                    executable: f.executable.map(str::to_owned),
+                    command_line: f.command_line.map(str::to_owned),
+                },
+            ),
+            "fork" => {
+                if let Some(parent) = f.parent_entity_id.and_then(|p| self.images.get(p)) {
+                    let image = parent.clone();
+                    self.remember(id, image);
+                }
+            }
+            "exit" => {
+                self.images.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The image of the process named `entity_id`, if remembered.
+    pub fn image(&self, entity_id: &str) -> Option<&Image> {
+        self.images.get(entity_id)
+    }
+
+    fn remember(&mut self, id: &str, image: Image) {
+        if let Some(known) = self.images.get_mut(id) {
+            *known = image;
+            return;
+        }
+        while self.images.len() >= CAPACITY {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.images.remove(&oldest);
+        }
+        // Ids of processes that exited are still queued: drop them while they lead.
+        while self
+            .order
+            .front()
+            .is_some_and(|k| !self.images.contains_key(k))
+        {
+            self.order.pop_front();
+        }
+        self.images.insert(id.to_owned(), image);
+        self.order.push_back(id.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(action: &'a str, id: &'a str, parent: Option<&'a str>) -> Fields<'a> {
+        Fields {
+            action,
+            entity_id: Some(id),
+            parent_entity_id: parent,
+            executable: Some("/usr/bin/bash"),
+            command_line: Some("bash -c x"),
+            ..Fields::default()
+        }
+    }
+
+    #[test]
+    fn a_forked_child_runs_what_its_parent_ran_until_exit() {
+        let mut l = Lineage::default();
+        l.observe(&fields("exec", "p", None));
+        l.observe(&fields("fork", "c", Some("p")));
+        assert_eq!(
+            l.image("c").and_then(|i| i.executable.as_deref()),
+            Some("/usr/bin/bash")
+        );
+        l.observe(&fields("exit", "c", None));
+        assert!(l.image("c").is_none());
+        assert!(l.image("p").is_some());
+    }
+
+    #[test]
+    fn stays_bounded() {
+        let mut l = Lineage::default();
+        let ids: Vec<String> = (0..CAPACITY + 10).map(|i| i.to_string()).collect();
+        for id in &ids {
+            l.observe(&fields("exec", id, None));
+        }
+        assert_eq!(l.images.len(), CAPACITY);
+        assert!(l.image("0").is_none());
+        assert!(l.image(&ids[CAPACITY + 9]).is_some());
+    }
+}

@@ -1,0 +1,343 @@
+//! Detection rules: the stage between build and seal that turns records into alerts
+//! (docs/rules.md). Pure and deterministic: what it knows comes from the records it is shown
+//! ([`lineage`] for parent processes) and the rules it was loaded with, so the daemon and
+//! `agent-sensor rules test` over recorded events give the same alerts.
+//!
+//! [`fields`] picks out what rules read of a record and which Sigma log source it feeds;
+//! [`sigma`] loads Sigma rules and evaluates them; [`workflow`] is `agent-sensor rules check`
+//! and `rules test`. Rules run in the pipeline's loop, once per
+//! sealed record: when they fall behind, the loop's inbox fills, then the kernel's ring
+//! buffer, and the kernel counts what it could not write (a `gap` record), as for any slow
+//! stage; the kernel reader itself never waits on them.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+use crate::{
+    record::{
+        Parent, Process, ProcessBlock, Record,
+        alert::{Alert, AlertRule, Raised, Trigger},
+    },
+    stage::Detect,
+};
+
+pub mod fields;
+pub mod lineage;
+pub mod sigma;
+pub mod workflow;
+
+use fields::{Category, Fields};
+use lineage::Lineage;
+use sigma::{Rejection, SigmaEngine, SigmaEvent, SigmaRules};
+
+/// The loaded rules and what they remember; see the module doc.
+pub struct Rules {
+    sigma: SigmaRules,
+    lineage: Lineage,
+    /// User names by uid, from `/etc/passwd` as it was when the rules were loaded.
+    users: HashMap<u32, String>,
+    hits: Vec<usize>,
+}
+
+/// Rules loaded from files, and those that were not.
+pub struct Loaded {
+    /// The rules that loaded.
+    pub rules: Rules,
+    /// Every rule (or file) that did not, with why.
+    pub rejected: Vec<Rejection>,
+    /// The rule files read.
+    pub files: usize,
+}
+
+impl Rules {
+    /// Loads every rule file in `paths` (a directory: its `.yml` and `.yaml` files, all
+    /// levels down, in name order).
+    pub fn load(paths: &[PathBuf]) -> Loaded {
+        let mut sigma = SigmaRules::default();
+        let mut rejected = Vec::new();
+        let mut files = Vec::new();
+        for path in paths {
+            if let Err(e) = rule_files(path, &mut files) {
+                rejected.push(Rejection {
+                    file: path.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    title: None,
+                    reason: format!("cannot read: {e}"),
+                });
+            }
+        }
+        for file in &files {
+            match std::fs::read_to_string(file) {
+                Ok(text) => {
+                    sigma.add_file(file, &text, &mut rejected);
+                }
+                Err(e) => rejected.push(Rejection {
+                    file: file.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    title: None,
+                    reason: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        Loaded {
+            rules: Rules::from_sigma(sigma),
+            rejected,
+            files: files.len(),
+        }
+    }
+
+    /// Rules of these Sigma rules.
+    pub fn from_sigma(sigma: SigmaRules) -> Self {
+        Self {
+            sigma,
+            lineage: Lineage::default(),
+            users: std::fs::read_to_string("/etc/passwd")
+                .map(|text| users(&text))
+                .unwrap_or_default(),
+            hits: Vec::new(),
+        }
+    }
+
+    /// How many rules are loaded.
+    pub fn len(&self) -> usize {
+        self.sigma.len()
+    }
+
+    /// Whether no rule is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.sigma.is_empty()
+    }
+
+    /// The alerts of a record's `fields`, each with its rendered message; learns from the
+    /// record (lineage) whether or not any rule fires.
+    fn evaluate(&mut self, f: &Fields<'_>, mut alert: impl FnMut(&sigma::RuleInfo, String)) {
+        if let Some(category) = f.category {
+            let parent = f.parent_entity_id.and_then(|p| self.lineage.image(p));
+            let event = SigmaEvent {
+                fields: f,
+                parent,
+                user: f.uid.and_then(|u| self.users.get(&u)).map(String::as_str),
+            };
+            self.hits.clear();
+            self.sigma.matching(&event, category, &mut self.hits);
+            for &i in &self.hits {
+                let rule = self.sigma.rule(i);
+                alert(rule, message(rule, category, f));
+            }
+        }
+        self.lineage.observe(f);
+    }
+
+    /// The alerts of one recorded line (an ECS record as the sensor writes it): the same
+    /// evaluation as the daemon's, for `agent-sensor rules test`.
+    pub fn test_line(&mut self, line: &Value) -> Vec<Alert> {
+        let f = Fields::of_json(line);
+        let sequence = line
+            .get("chain")
+            .and_then(|c| c.get("sequence"))
+            .and_then(Value::as_u64);
+        let action = record_action(f.action);
+        let mut out = Vec::new();
+        self.evaluate(&f, |rule, message| {
+            out.push(alert(rule, message, sequence.into_iter().collect(), action));
+        });
+        out
+    }
+}
+
+impl Detect for Rules {
+    fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {
+        let f = Fields::of_record(record);
+        self.evaluate(&f, |rule, message| {
+            out.push(Raised {
+                alert: alert(rule, message, vec![sequence], record.event.action),
+                timestamp: record.timestamp,
+                identity: record.identity.clone(),
+                process: record.process.as_ref().map(process_of),
+            });
+        });
+    }
+}
+
+fn alert(
+    rule: &sigma::RuleInfo,
+    message: String,
+    sequence: Vec<u64>,
+    action: &'static str,
+) -> Alert {
+    Alert {
+        rule: AlertRule {
+            id: rule.id.clone(),
+            title: rule.title.clone(),
+            author: rule.author.clone(),
+            ruleset: "sigma",
+        },
+        severity: rule.level,
+        tags: rule.tags.clone(),
+        message,
+        trigger: Trigger { sequence, action },
+    }
+}
+
+/// The record kinds a rule can fire on, as static names (a recorded line's are borrowed).
+fn record_action(action: &str) -> &'static str {
+    [
+        "exec", "open", "rename", "link", "symlink", "connect", "accept",
+    ]
+    .into_iter()
+    .find(|a| *a == action)
+    .unwrap_or("unknown")
+}
+
+/// What an alert says happened: the rule's title, then who did what.
+fn message(rule: &sigma::RuleInfo, category: Category, f: &Fields<'_>) -> String {
+    let who = format!(
+        "{} (pid {})",
+        f.executable.unwrap_or("an unknown executable"),
+        f.pid
+            .map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+    );
+    let what = match category {
+        Category::ProcessCreation => {
+            format!("{who} started: {}", f.command_line.unwrap_or(""))
+        }
+        Category::FileEvent => format!(
+            "{who} created or overwrote {}",
+            f.target_filename.unwrap_or("a file")
+        ),
+        Category::NetworkConnection => {
+            let peer = match (f.destination_domain, f.destination_ip) {
+                (Some(name), Some(ip)) => format!("{name} ({ip})"),
+                (None, Some(ip)) => ip.to_owned(),
+                (Some(name), None) => name.to_owned(),
+                (None, None) => "an unknown address".to_owned(),
+            };
+            let port = f
+                .destination_port
+                .map_or_else(String::new, |p| format!(" port {p}"));
+            if f.initiated == Some(false) {
+                format!("{who} accepted a connection on {peer}{port}")
+            } else {
+                format!("{who} connected to {peer}{port}")
+            }
+        }
+    };
+    format!("{}: {what}", rule.title)
+}
+
+/// The alert's own copy of the triggering record's process: shared blocks are shared again;
+/// a block of the record's own keeps what names the process and what it ran.
+fn process_of(p: &ProcessBlock) -> ProcessBlock {
+    match p {
+        ProcessBlock::Shared(shared) => ProcessBlock::Shared(shared.clone()),
+        ProcessBlock::Own(p) => Process {
+            pid: p.pid,
+            entity_id: p.entity_id.clone(),
+            name: p.name.clone(),
+            executable: p.executable.clone(),
+            exec_path: p.exec_path.clone(),
+            command_line: p.command_line.clone(),
+            parent: p.parent.as_ref().map(|parent| Parent {
+                pid: parent.pid,
+                entity_id: parent.entity_id.clone(),
+                thread: None,
+            }),
+            user: p.user.clone(),
+            ..Process::default()
+        }
+        .into(),
+    }
+}
+
+/// Rule files under `path`: itself if a file, else its `.yml`/`.yaml` files, recursively.
+fn rule_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if !std::fs::metadata(path)?.is_dir() {
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            rule_files(&entry, out)?;
+        } else if entry.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// User names by uid from `/etc/passwd`'s text (`name:password:uid:...`).
+fn users(passwd: &str) -> HashMap<u32, String> {
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split(':');
+            let name = parts.next()?;
+            let uid = parts.nth(1)?.parse().ok()?;
+            Some((uid, name.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_user_names() {
+        let u = users("root:x:0:0:root:/root:/bin/bash\nbad line\nnobody:x:65534:65534::/:/x\n");
+        assert_eq!(u.get(&0).map(String::as_str), Some("root"));
+        assert_eq!(u.get(&65534).map(String::as_str), Some("nobody"));
+        assert_eq!(u.len(), 2);
+    }
+
+    /// The SigmaHQ Linux rules of the three categories the sensor feeds (../shared/sigma):
+    /// every one loads except those that need what the sensor does not record.
+    #[test]
+    fn the_sigma_linux_corpus_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sigma");
+        let mut files = Vec::new();
+        for dir in [
+            "rules/linux",
+            "rules-threat-hunting/linux",
+            "rules-emerging-threats",
+        ] {
+            rule_files(&root.join(dir), &mut files)
+                .expect("the Sigma corpus is at ../shared/sigma");
+        }
+        // The corpus's rules of these categories for product linux.
+        let wanted: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                text.contains("product: linux")
+                    && ["process_creation", "file_event", "network_connection"]
+                        .iter()
+                        .any(|c| text.contains(&format!("category: {c}")))
+            })
+            .collect();
+        assert_eq!(wanted.len(), 167);
+        let loaded = Rules::load(&wanted);
+        for r in &loaded.rejected {
+            println!("rejected: {r}");
+        }
+        // The three that match on CurrentDirectory: the exec record has no working
+        // directory (docs/rules.md).
+        assert_eq!(loaded.rules.len(), 164);
+        assert_eq!(loaded.rejected.len(), 3);
+        assert!(
+            loaded
+                .rejected
+                .iter()
+                .all(|r| r.reason.contains("CurrentDirectory"))
+        );
+    }
+}

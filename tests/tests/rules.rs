@@ -1,0 +1,299 @@
+//! Detection rules end to end: the sensor runs with the SigmaHQ Linux rules of
+//! `../shared/sigma` (process creation, file events, network connections), real processes in
+//! an agent's cgroup do what some of those rules describe, and each alert comes out of the
+//! running sensor attributed to the agent, naming the rule (id, title, author) and the record
+//! that set it off by its sequence number; what the rules exclude (a read, a connection to
+//! localhost) raises nothing. `agent-sensor rules test` then replays the run's own records
+//! through the same rules and finds the same alerts.
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use sensor_tests::{AgentRun, Launch, Value, action, scratch_dir, sensor_binary};
+
+const AGENT: &str = "rules-agent";
+const BASE64_DECODE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
+const SHELL_FROM_TMP: &str = "2fade0b6-7423-4835-9d4f-335b39b83867";
+const REVERSE_SHELL: &str = "83dcd9f6-9ca8-4af7-a16e-a1c7a6b51871";
+
+/// The corpus's Linux rule folders of the three categories the sensor feeds.
+fn sigma_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sigma/rules/linux");
+    ["process_creation", "file_event", "network_connection"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect()
+}
+
+/// The id the corpus gives the rule in `file` (read from the file, not assumed).
+fn rule_id(file: &str) -> String {
+    let text = std::fs::read_to_string(sigma_dirs()[1].join(file)).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn alerts_of<'a>(records: &'a [Value], id: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| action(r) == "alert" && r["alert"]["rule"]["id"] == id)
+        .collect()
+}
+
+fn by_sequence(records: &[Value], sequence: &Value) -> Value {
+    records
+        .iter()
+        .find(|r| r["chain"]["sequence"] == *sequence)
+        .cloned()
+        .unwrap_or_else(|| panic!("no record with sequence {sequence}"))
+}
+
+#[test]
+fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
+    let ebpf_backdoor = rule_id("file_event_lnx_triple_cross_rootkit_persistence.yml");
+    let run = AgentRun::new(
+        "rules",
+        &[("id", AGENT), ("data_sensitivity", "restricted")],
+    );
+    let mut config = std::fs::read_to_string(&run.config).unwrap();
+    let dirs: Vec<String> = sigma_dirs()
+        .iter()
+        .map(|d| format!("{:?}", d.display().to_string()))
+        .collect();
+    // Two of these rules need the working directory, which the sensor does not
+    // record: they are reported and left out.
+    let _ = write!(
+        config,
+        "[rules]\nfiles = [{}]\nskip_unsupported = true\n",
+        dirs.join(", ")
+    );
+    std::fs::write(&run.config, config).unwrap();
+    let sensor = Launch::new().config(&run.config).start();
+
+    // /tmp/agent-sensor-rules-work-PID: a program under /tmp that starts a shell.
+    let work = scratch_dir("rules-work");
+    assert!(work.starts_with("/tmp/"));
+    let timeout = work.join("timeout");
+    std::fs::copy("/usr/bin/timeout", &timeout).unwrap();
+    let backdoor = work.join("ebpfbackdoor");
+    let localhost = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    run.in_agent_cgroup(&format!(
+        "echo aGVsbG8= | base64 -d >/dev/null \
+         && {timeout} 5 /bin/sh -c true \
+         && : > {backdoor} && cat {backdoor} \
+         && bash -c 'exec 3<>/dev/tcp/127.0.0.1/{local}' \
+         && bash -c 'exec 3<>/dev/tcp/127.0.0.2/{remote}'",
+        timeout = timeout.display(),
+        backdoor = backdoor.display(),
+        local = localhost.local_addr().unwrap().port(),
+        remote = elsewhere.local_addr().unwrap().port(),
+    ));
+    for id in [BASE64_DECODE, SHELL_FROM_TMP, &ebpf_backdoor, REVERSE_SHELL] {
+        sensor.wait_for(&format!("an alert of rule {id}"), |r| {
+            action(r) == "alert"
+                && r["alert"]["rule"]["id"] == id
+                && r["identity"]["agent"]["id"] == AGENT
+        });
+    }
+    let done = sensor.stop();
+    let records = &done.records;
+    assert!(
+        done.stderr.contains("CurrentDirectory"),
+        "the rules left out are named: {}",
+        done.stderr
+    );
+
+    // Decode Base64 Encoded Text: the exec of base64 by the agent.
+    let base64: Vec<&Value> = alerts_of(records, BASE64_DECODE)
+        .into_iter()
+        .filter(|a| a["identity"]["agent"]["id"] == AGENT)
+        .collect();
+    assert_eq!(base64.len(), 1, "{base64:?}");
+    let alert = base64[0];
+    assert_eq!(
+        alert["alert"]["rule"]["title"],
+        "Decode Base64 Encoded Text"
+    );
+    assert_eq!(
+        alert["alert"]["rule"]["author"],
+        "Daniil Yugoslavskiy, oscd.community"
+    );
+    assert_eq!(alert["alert"]["rule"]["ruleset"], "sigma");
+    assert_eq!(alert["alert"]["severity"], "low");
+    assert!(
+        alert["alert"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("attack.t1027"))
+    );
+    assert_eq!(alert["event"]["kind"], "alert");
+    assert_eq!(alert["identity"]["agent"]["data_sensitivity"], "restricted");
+    let trigger = by_sequence(records, &alert["alert"]["trigger"]["sequence"][0]);
+    assert_eq!(action(&trigger), "exec");
+    assert_eq!(alert["alert"]["trigger"]["action"], "exec");
+    assert!(
+        trigger["process"]["executable"]
+            .as_str()
+            .unwrap()
+            .ends_with("/base64")
+    );
+    assert_eq!(trigger["identity"]["agent"]["id"], AGENT);
+    assert_eq!(alert["process"]["pid"], trigger["process"]["pid"]);
+    assert_eq!(alert["@timestamp"], trigger["@timestamp"]);
+    // Sealed right after the record that set it off.
+    assert_eq!(
+        alert["chain"]["sequence"].as_u64(),
+        trigger["chain"]["sequence"].as_u64().map(|s| s + 1)
+    );
+    assert!(
+        alert["alert"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("base64 -d")
+    );
+
+    // Shell Execution Of Process Located In Tmp Directory: ParentImage is the copy of
+    // timeout under /tmp that forked and exec'd the shell.
+    let shell = alerts_of(records, SHELL_FROM_TMP);
+    let shell: Vec<&&Value> = shell
+        .iter()
+        .filter(|a| a["identity"]["agent"]["id"] == AGENT)
+        .collect();
+    assert_eq!(shell.len(), 1, "{shell:?}");
+    let trigger = by_sequence(records, &shell[0]["alert"]["trigger"]["sequence"][0]);
+    assert_eq!(action(&trigger), "exec");
+    assert!(["/dash", "/sh", "/bash"].iter().any(|s| {
+        trigger["process"]["executable"]
+            .as_str()
+            .unwrap()
+            .ends_with(s)
+    }));
+
+    // The eBPF backdoor file: created once (the alert), read once (nothing).
+    let file = alerts_of(records, &ebpf_backdoor);
+    assert_eq!(file.len(), 1, "a read must not feed file_event: {file:?}");
+    let trigger = by_sequence(records, &file[0]["alert"]["trigger"]["sequence"][0]);
+    assert_eq!(action(&trigger), "open");
+    assert_eq!(trigger["file"]["path"], backdoor.to_str().unwrap());
+    assert!(
+        trigger["file"]["open"]["flags"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("create"))
+    );
+    let reads = records.iter().filter(|r| {
+        action(r) == "open"
+            && r["file"]["path"] == backdoor.to_str().unwrap()
+            && r["file"]["open"]["access"] == "read"
+    });
+    assert_eq!(reads.count(), 1, "cat read the file");
+
+    // Linux Reverse Shell Indicator: bash to 127.0.0.2 fires, bash to 127.0.0.1 does not.
+    let shells: Vec<Value> = alerts_of(records, REVERSE_SHELL)
+        .into_iter()
+        .filter(|a| a["identity"]["agent"]["id"] == AGENT)
+        .map(|a| by_sequence(records, &a["alert"]["trigger"]["sequence"][0]))
+        .collect();
+    let peers: BTreeSet<&str> = shells
+        .iter()
+        .map(|t| t["destination"]["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, BTreeSet::from(["127.0.0.2"]), "{shells:?}");
+    assert!(shells.iter().all(|t| action(t) == "connect"));
+
+    // `rules test` replays the run through the same rules: the same alerts, on the same
+    // sequence numbers.
+    let events = run.dir.join("events.jsonl");
+    let mut text = String::new();
+    for r in records {
+        let _ = writeln!(text, "{r}");
+    }
+    std::fs::write(&events, text).unwrap();
+    let mut cmd = Command::new(sensor_binary());
+    cmd.args(["rules", "test", "--rules"]).args(sigma_dirs());
+    let out = cmd.arg("--events").arg(&events).output().unwrap();
+    // The whole folders include the two unsupported rules: `rules test` refuses them.
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CurrentDirectory"));
+    let supported: Vec<PathBuf> = sigma_dirs()
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap()
+                .contains("CurrentDirectory")
+        })
+        .collect();
+    let out = Command::new(sensor_binary())
+        .args(["rules", "test", "--rules"])
+        .args(&supported)
+        .arg("--events")
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let replayed: BTreeSet<(String, u64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let a = &v["alert"];
+            (
+                a["rule"]["id"].as_str().unwrap().to_owned(),
+                a["trigger"]["sequence"][0].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let live: BTreeSet<(String, u64)> = records
+        .iter()
+        .filter(|r| action(r) == "alert")
+        .map(|a| {
+            (
+                a["alert"]["rule"]["id"].as_str().unwrap().to_owned(),
+                a["alert"]["trigger"]["sequence"][0].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(replayed, live);
+}
+
+#[test]
+fn rules_check_names_file_line_column_and_reason() {
+    let dir = scratch_dir("rules-check");
+    let bad = dir.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "title: Encoded payload\nid: 0b0b0b0b-0000-4000-8000-000000000001\nlogsource:\n    product: linux\n    category: process_creation\ndetection:\n    selection:\n        CommandLine|base64offset|contains: 'curl'\n    condition: selection\n",
+    )
+    .unwrap();
+    let out = Command::new(sensor_binary())
+        .args(["rules", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}:8:9: rule \"Encoded payload\"", bad.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("base64offset"), "{stdout}");
+
+    let out = Command::new(sensor_binary())
+        .args(["rules", "check"])
+        .args(sigma_dirs())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("133 rule(s) loaded from 135 file(s), 2 not loaded"),
+        "{stdout}"
+    );
+}
