@@ -275,6 +275,10 @@ async fn async_main(
         Reload {
             registry: registry.clone(),
             manifest: config.identities.clone(),
+            events: tx_control.clone(),
+        },
+        RulesReload {
+            config: config.clone(),
             events: tx_control,
         },
         hangup,
@@ -359,15 +363,67 @@ impl Reload {
     }
 }
 
+/// What reloading the detection rules needs: their paths and how to treat rules that do not
+/// load, from the config.
+struct RulesReload {
+    config: Config,
+    events: mpsc::Sender<crate::pipeline::inbox::Message>,
+}
+
+impl RulesReload {
+    /// The newest modification time of the rule files and directories, and how many there
+    /// are (a file removed is a change too); `None` without rules.
+    fn stamp(&self) -> Option<(std::time::SystemTime, usize)> {
+        if self.config.rules.is_empty() {
+            return None;
+        }
+        let mut files = Vec::new();
+        for path in &self.config.rules {
+            files.push(path.clone());
+            let _ = crate::rules::rule_files(path, &mut files);
+        }
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let newest = files.iter().filter_map(|f| mtime(f)).max()?;
+        Some((newest, files.len()))
+    }
+
+    /// Compiles the rules again, off the runtime's thread; rules that do not load keep the
+    /// old ones in force (unless `rules.skip_unsupported`), and the record says why.
+    async fn run(&self, trigger: &'static str) {
+        if self.config.rules.is_empty() {
+            return;
+        }
+        let config = self.config.clone();
+        let result = tokio::task::spawn_blocking(move || load_rules(&config))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| loaded.map_err(|e| format!("{e:#}")))
+            .and_then(|rules| rules.ok_or_else(|| "no rules configured".to_owned()));
+        match &result {
+            Ok(r) => tracing::info!(trigger, rules = r.len(), "detection rules reloaded"),
+            Err(e) => tracing::error!(
+                trigger,
+                "detection rules not reloaded, keeping the previous ones: {e}"
+            ),
+        }
+        let _ = self
+            .events
+            .send(crate::pipeline::inbox::Message::RulesReloaded { trigger, result })
+            .await;
+    }
+}
+
 /// Keeps the selector maps current; when a cgroup starts matching, attributes the processes
-/// already in it. Reloads the manifest on SIGHUP or when it changes.
+/// already in it. Reloads the manifest and the detection rules on SIGHUP or when they change.
 async fn keep_selectors_current(
     sync: SharedSelectors,
     reload: Reload,
+    rules: RulesReload,
     mut hangup: tokio::signal::unix::Signal,
 ) {
     let mut tick = tokio::time::interval(SELECTOR_REFRESH);
     let mut stamp = reload.stamp();
+    let mut rules_stamp = rules.stamp();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -376,8 +432,16 @@ async fn keep_selectors_current(
                     stamp = now;
                     reload.run("file change").await;
                 }
+                let now = rules.stamp();
+                if now != rules_stamp {
+                    rules_stamp = now;
+                    rules.run("file change").await;
+                }
             }
-            _ = hangup.recv() => reload.run("SIGHUP").await,
+            _ = hangup.recv() => {
+                reload.run("SIGHUP").await;
+                rules.run("SIGHUP").await;
+            }
         }
         let mut sync = sync.lock().await;
         if !sync.refresh().await.is_empty() {

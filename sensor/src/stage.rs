@@ -124,6 +124,14 @@ pub enum SensorEvent {
     Annotation(Annotation),
     /// A detection rule fired on a record.
     Alert(Box<Raised>),
+    /// The detection rules were read again: how many are in force (`Ok`), or why the new
+    /// ones were refused (`Err`; the old ones stay).
+    RulesReloaded {
+        /// What made the sensor read them.
+        trigger: &'static str,
+        /// The rules in force, or why the new ones were refused.
+        result: Result<usize, String>,
+    },
     /// The identity manifest was read again (`Ok`), or could not be (`Err`, why).
     Reloaded {
         /// What made the sensor read it.
@@ -137,8 +145,14 @@ pub enum SensorEvent {
 /// can name it by sequence number) and before the next one. Pure: what it knows comes from
 /// the records it was shown.
 pub trait Detect {
+    /// The compiled rules a reload hands over.
+    type Rules;
+
     /// The alerts `record`, sealed as `sequence`, raises, pushed onto `out`.
     fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>);
+
+    /// These rules apply from the next record on (what was learnt of processes stays).
+    fn reload(&mut self, next: Self::Rules);
 }
 
 /// Records as sealed bytes: the output format's encoder, the evidence chain and signed

@@ -3,8 +3,9 @@
 //! single-threaded runtime. Reports events per second of CPU time (one core) and heap
 //! allocations per event, per workload shape, as one JSON object per line on stdout.
 //!
-//! The rule engine is not written yet; when it is, it runs inside `Pipeline::run` and is
-//! measured here with no change.
+//! Each shape is replayed twice: without rules, then with the SigmaHQ Linux rules of
+//! `../shared/sigma` (process creation, file events, network connections) and the example
+//! rules loaded, the rules stage timed on its own inside the same loop.
 //!
 //! Then file classification alone (`classify.rs`): the classifier index against `globset` on
 //! the built-in rules, per path and to build, as one more JSON object.
@@ -23,8 +24,11 @@ use agent_sensor::{
     decode,
     identity::manifest,
     pipeline::Pipeline,
+    record::{Record, alert::Raised},
+    rules::Rules,
     sink::Sink,
     source::replay,
+    stage::Detect,
 };
 
 mod classify;
@@ -165,6 +169,53 @@ fn parse_args() -> Args {
     args
 }
 
+/// The rules, timing themselves: nanoseconds spent in `detect` and alerts raised.
+struct Timed {
+    rules: Rules,
+    spent_ns: std::sync::Arc<AtomicU64>,
+    alerts: std::sync::Arc<AtomicU64>,
+}
+
+impl Detect for Timed {
+    type Rules = Rules;
+
+    fn reload(&mut self, next: Rules) {
+        self.rules.reload(next);
+    }
+
+    fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {
+        let start = Instant::now();
+        let before = out.len();
+        self.rules.detect(record, sequence, out);
+        self.spent_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+        self.alerts.fetch_add((out.len() - before) as u64, Relaxed);
+    }
+}
+
+/// The whole Linux Sigma corpus of the three categories, and the example rules.
+fn all_rules() -> Rules {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sigma = root.join("../../shared/sigma");
+    let mut paths = vec![root.join("../examples/rules")];
+    for dir in [
+        "rules/linux",
+        "rules-threat-hunting/linux",
+        "rules-emerging-threats",
+    ] {
+        paths.push(sigma.join(dir));
+    }
+    // Every rule that loads (the corpus also has other categories and services).
+    let loaded = Rules::load(&paths);
+    eprintln!(
+        "rules: {} loaded from {} files ({} not loaded: other categories and services, CurrentDirectory)",
+        loaded.rules.len(),
+        loaded.files,
+        loaded.rejected.len()
+    );
+    loaded.rules
+}
+
 fn main() {
     let args = parse_args();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -220,8 +271,51 @@ fn main() {
             "one record per event"
         );
 
+        // Again with every rule loaded, the rules stage timed inside the same loop.
+        let _ = std::fs::remove_file(&args.output);
+        let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
+        let ctx = replay::context(agents).expect("a pipeline context");
+        let timed = Timed {
+            rules: all_rules(),
+            spent_ns: std::sync::Arc::default(),
+            alerts: std::sync::Arc::default(),
+        };
+        let (rules_loaded, spent_ns, alerts) = (
+            timed.rules.len(),
+            timed.spent_ns.clone(),
+            timed.alerts.clone(),
+        );
+        let (batches, _) = records::batches(shape, args.events);
+        let meter = Meter::start();
+        let with_rules_stats = runtime
+            .block_on(async {
+                let sink = Sink::open(&Output {
+                    target: OutputTarget::File(args.output.clone()),
+                    ..Output::default()
+                })
+                .map_err(std::io::Error::other)?;
+                let mut pipeline = Pipeline::new(ctx, sink, 0);
+                pipeline.detect_with(Box::new(timed));
+                replay::replay(pipeline, batches).await
+            })
+            .expect("the replay with rules");
+        let with_rules = meter.stop();
+        let _ = std::fs::remove_file(&args.output);
+        let alerts = alerts.load(Relaxed);
+        assert_eq!(
+            with_rules_stats.records_written,
+            events as u64 + 1 + alerts,
+            "one record per event, and the alerts"
+        );
+        let rules_seconds = spent_ns.load(Relaxed) as f64 / 1e9;
+
         let per_event = |n: u64| n as f64 / events as f64;
         let line = serde_json::json!({
+            "rules_loaded": rules_loaded,
+            "with_rules_events_per_core_second": events as f64 / with_rules.cpu,
+            "with_rules_allocations_per_event": per_event(with_rules.allocations),
+            "rules_stage_events_per_second": events as f64 / rules_seconds,
+            "alerts": alerts,
             "shape": shape.name(),
             "events": events,
             "cpu_seconds": full.cpu,
@@ -242,6 +336,11 @@ fn main() {
             per_event(full.allocations),
             per_event(output_bytes),
             events as f64 / decode.cpu,
+        );
+        eprintln!(
+            "          with {rules_loaded} rules: {:>9.0} events/s/core, rules stage alone {:.0} events/s, {alerts} alerts",
+            events as f64 / with_rules.cpu,
+            events as f64 / rules_seconds,
         );
     }
     if part("classify") {

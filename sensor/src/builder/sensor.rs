@@ -109,6 +109,25 @@ impl Builder {
                 r.alert = Some(Box::new(alert));
                 r
             }
+            SensorEvent::RulesReloaded { trigger, result } => {
+                let mut meta = self.meta("event", CONFIGURATION, CHANGE, "rules_reloaded");
+                let reason = match result {
+                    Ok(rules) => {
+                        meta.outcome = Some("success");
+                        format!("{trigger}: {rules} rules")
+                    }
+                    Err(e) => {
+                        meta.outcome = Some("failure");
+                        format!("{trigger}: {e}")
+                    }
+                };
+                let mut r = self.record(WallClock::now(), meta);
+                r.sensor.lifecycle = Some(Lifecycle {
+                    reason: Some(reason),
+                    ..Lifecycle::default()
+                });
+                r
+            }
             SensorEvent::Reloaded { trigger, error } => {
                 let mut meta = self.meta("event", CONFIGURATION, CHANGE, "identities_reloaded");
                 let reason = match error {

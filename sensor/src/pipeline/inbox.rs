@@ -67,6 +67,13 @@ pub enum Message {
         /// The registry now in force, or why the manifest was refused (the old one stays).
         result: Result<std::sync::Arc<Registry>, ManifestError>,
     },
+    /// The detection rules were read again (or could not be).
+    RulesReloaded {
+        /// What made the sensor read them (`SIGHUP`, `file change`).
+        trigger: &'static str,
+        /// The rules now in force, or why they were refused (the old ones stay).
+        result: Result<crate::rules::Rules, String>,
+    },
     /// A request on the registration socket, granted or refused.
     Registration(RegistrationEvent),
     /// An operator's annotation, to be sealed (and signed) in the trail.

@@ -22,6 +22,7 @@ use crate::{
     },
     record::alert::Raised,
     record::{Record, host::HostInfo},
+    rules::Rules,
     sink::Sink,
     stage::{Agents, Build, Detect, Resolve, Seal, SensorEvent},
 };
@@ -84,7 +85,7 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
     /// Records built and not yet sealed, reused across events.
     built: Vec<Record>,
     /// Detection rules, run on each record once it is sealed; none without rules.
-    detector: Option<Box<dyn Detect + Send>>,
+    detector: Option<Box<dyn Detect<Rules = Rules> + Send>>,
     /// Alerts raised by the record just sealed, reused across records.
     raised: Vec<Raised>,
     /// The run's counters.
@@ -156,7 +157,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
     }
 
     /// Runs these detection rules on every record sealed from now on.
-    pub fn detect_with(&mut self, detector: Box<dyn Detect + Send>) {
+    pub fn detect_with(&mut self, detector: Box<dyn Detect<Rules = Rules> + Send>) {
         self.detector = Some(detector);
     }
 
@@ -213,6 +214,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
                 Message::Registration(event) => self.sensor(SensorEvent::Registration(event)),
                 Message::Annotation(request) => self.annotation(request),
                 Message::Reloaded { trigger, result } => self.reloaded(trigger, result),
+                Message::RulesReloaded { trigger, result } => self.rules_reloaded(trigger, result),
                 Message::Stopped { reason: why } => {
                     reason = why;
                     break;
@@ -374,6 +376,20 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             Err(e) => Some(e.to_string()),
         };
         self.sensor(SensorEvent::Reloaded { trigger, error });
+    }
+
+    /// New detection rules apply from the next record on; the record says so (or why not).
+    fn rules_reloaded(&mut self, trigger: &'static str, result: Result<Rules, String>) {
+        let result = match (result, self.detector.as_mut()) {
+            (Ok(rules), Some(detector)) => {
+                let n = rules.len();
+                detector.reload(rules);
+                Ok(n)
+            }
+            (Ok(_), None) => Err("the sensor was started without rules".to_owned()),
+            (Err(e), _) => Err(e),
+        };
+        self.sensor(SensorEvent::RulesReloaded { trigger, result });
     }
 
     /// An operator's annotation: sealed, answered with its place, and signed at once.

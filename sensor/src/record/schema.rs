@@ -39,6 +39,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("rotation", &["rotation"]),
     ("agent_registration", &["registration"]),
     ("identities_reloaded", &[]),
+    ("rules_reloaded", &[]),
     ("cgroup_created", &["cgroup"]),
     ("annotation", &["annotation"]),
     ("alert", &["alert"]),

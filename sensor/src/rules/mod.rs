@@ -151,6 +151,13 @@ impl Rules {
 }
 
 impl Detect for Rules {
+    type Rules = Rules;
+
+    fn reload(&mut self, next: Rules) {
+        self.sigma = next.sigma;
+        self.users = next.users;
+    }
+
     fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {
         let f = Fields::of_record(record);
         self.evaluate(&f, |rule, message| {
@@ -255,7 +262,7 @@ fn process_of(p: &ProcessBlock) -> ProcessBlock {
 }
 
 /// Rule files under `path`: itself if a file, else its `.yml`/`.yaml` files, recursively.
-fn rule_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub fn rule_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if !std::fs::metadata(path)?.is_dir() {
         out.push(path.to_owned());
         return Ok(());
@@ -297,6 +304,14 @@ mod tests {
         assert_eq!(u.get(&0).map(String::as_str), Some("root"));
         assert_eq!(u.get(&65534).map(String::as_str), Some("nobody"));
         assert_eq!(u.len(), 2);
+    }
+
+    #[test]
+    fn the_example_rules_load() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules");
+        let loaded = Rules::load(&[examples]);
+        assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
+        assert_eq!((loaded.rules.len(), loaded.files), (3, 3));
     }
 
     /// The SigmaHQ Linux rules of the three categories the sensor feeds (../shared/sigma):

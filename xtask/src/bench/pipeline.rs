@@ -19,6 +19,14 @@ pub struct PipelineResult {
     pub allocated_bytes_per_event: f64,
     pub output_bytes_per_event: f64,
     pub decode_events_per_core_second: f64,
+    /// Rules loaded for the replay with rules (the Linux Sigma corpus and the examples).
+    pub rules_loaded: usize,
+    /// The same replay with every rule loaded.
+    pub with_rules_events_per_core_second: f64,
+    /// The rules stage alone, timed inside that replay.
+    pub rules_stage_events_per_second: f64,
+    /// Alerts the rules raised on the synthesised records.
+    pub alerts: u64,
 }
 
 /// File classification on the built-in rules: the daemon's classifier index, `globset` (all
