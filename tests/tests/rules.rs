@@ -297,3 +297,97 @@ fn rules_check_names_file_line_column_and_reason() {
         "{stdout}"
     );
 }
+
+/// A rule of `Image|endswith: /<tool>` with its own id.
+fn tool_rule(id: &str, tool: &str) -> String {
+    format!(
+        "title: {tool} ran\nid: {id}\nauthor: test\nlogsource:\n    product: linux\n    category: process_creation\ndetection:\n    selection:\n        Image|endswith: '/{tool}'\n    condition: selection\nlevel: medium\n"
+    )
+}
+
+#[test]
+fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad() {
+    const OLD: &str = "0b0b0b0b-0000-4000-8000-0000000000a1";
+    const NEW: &str = "0b0b0b0b-0000-4000-8000-0000000000a2";
+    const LOAD: usize = 3000;
+    let run = AgentRun::new("rules-reload", &[("id", AGENT)]);
+    let rules = run.dir.join("rules.yml");
+    std::fs::write(&rules, tool_rule(OLD, "base64")).unwrap();
+    // Only the agent's processes: the count of its execs below is exact.
+    std::fs::write(
+        &run.config,
+        format!(
+            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n[rules]\nfiles = [\"rules.yml\"]\n",
+            run.socket.display()
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().config(&run.config).start();
+    let reloaded = |n: usize, outcome: &'static str| {
+        sensor.wait_for_count(&format!("{n} rules_reloaded records"), n, |r| {
+            action(r) == "rules_reloaded"
+        })[n - 1]["event"]["outcome"]
+            == outcome
+    };
+
+    // Load in the agent's cgroup all along: execs of `true`, every one reported.
+    std::fs::create_dir_all(&run.cgroup).unwrap();
+    let mut load = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs && i=0; while [ $i -lt {LOAD} ]; do /bin/true; i=$((i+1)); done",
+                run.cgroup
+            ),
+        ])
+        .spawn()
+        .unwrap();
+
+    // A bad file: refused, the old rule stays in force.
+    std::fs::write(&rules, "title: broken\ndetection: [unclosed\n").unwrap();
+    assert!(reloaded(1, "failure"));
+    run.in_agent_cgroup("echo aGk= | base64 -d >/dev/null");
+    sensor.wait_for("the old rule, still in force", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == OLD
+    });
+
+    // A good file: the new rule from the next record on, the old one gone.
+    std::fs::write(&rules, tool_rule(NEW, "tac")).unwrap();
+    assert!(reloaded(2, "success"));
+    run.in_agent_cgroup("echo x | tac >/dev/null && echo aGk= | base64 -d >/dev/null");
+    sensor.wait_for("the new rule", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == NEW
+    });
+
+    // SIGHUP reads them again too.
+    sensor.signal(libc::SIGHUP);
+    assert!(reloaded(3, "success"));
+    assert!(load.wait().unwrap().success());
+    let done = sensor.stop();
+    let records = &done.records;
+    let reloads: Vec<&Value> = records
+        .iter()
+        .filter(|r| action(r) == "rules_reloaded")
+        .collect();
+    let reason = |i: usize| reloads[i]["sensor"]["lifecycle"]["reason"].as_str().unwrap();
+    assert!(reason(0).starts_with("file change: "), "{}", reason(0));
+    assert!(reason(0).contains("rules.yml"), "the refusal names the file: {}", reason(0));
+    assert_eq!(reason(1), "file change: 1 rules");
+    assert_eq!(reason(2), "SIGHUP: 1 rules");
+    // One alert of the old rule (before the good reload), none after it.
+    assert_eq!(alerts_of(records, OLD).len(), 1);
+    assert_eq!(alerts_of(records, NEW).len(), 1);
+    // No event lost while rules were reloaded under load.
+    let trues = records
+        .iter()
+        .filter(|r| {
+            action(r) == "exec"
+                && r["process"]["executable"]
+                    .as_str()
+                    .is_some_and(|e| e.ends_with("/true"))
+                && r["identity"]["agent"]["id"] == AGENT
+        })
+        .count();
+    assert_eq!(trues, LOAD);
+    assert!(records.iter().all(|r| action(r) != "gap"));
+}
