@@ -369,9 +369,17 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
         .iter()
         .filter(|r| action(r) == "rules_reloaded")
         .collect();
-    let reason = |i: usize| reloads[i]["sensor"]["lifecycle"]["reason"].as_str().unwrap();
+    let reason = |i: usize| {
+        reloads[i]["sensor"]["lifecycle"]["reason"]
+            .as_str()
+            .unwrap()
+    };
     assert!(reason(0).starts_with("file change: "), "{}", reason(0));
-    assert!(reason(0).contains("rules.yml"), "the refusal names the file: {}", reason(0));
+    assert!(
+        reason(0).contains("rules.yml"),
+        "the refusal names the file: {}",
+        reason(0)
+    );
     assert_eq!(reason(1), "file change: 1 rules");
     assert_eq!(reason(2), "SIGHUP: 1 rules");
     // One alert of the old rule (before the good reload), none after it.
