@@ -398,7 +398,8 @@ impl RulesReload {
             .await
             .map_err(|e| e.to_string())
             .and_then(|loaded| loaded.map_err(|e| format!("{e:#}")))
-            .and_then(|rules| rules.ok_or_else(|| "no rules configured".to_owned()));
+            .and_then(|rules| rules.ok_or_else(|| "no rules configured".to_owned()))
+            .map(Box::new);
         match &result {
             Ok(r) => tracing::info!(trigger, rules = r.len(), "detection rules reloaded"),
             Err(e) => tracing::error!(

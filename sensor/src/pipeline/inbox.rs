@@ -72,7 +72,7 @@ pub enum Message {
         /// What made the sensor read them (`SIGHUP`, `file change`).
         trigger: &'static str,
         /// The rules now in force, or why they were refused (the old ones stay).
-        result: Result<crate::rules::Rules, String>,
+        result: Result<Box<crate::rules::Rules>, String>,
     },
     /// A request on the registration socket, granted or refused.
     Registration(RegistrationEvent),

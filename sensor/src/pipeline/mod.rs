@@ -379,11 +379,11 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
     }
 
     /// New detection rules apply from the next record on; the record says so (or why not).
-    fn rules_reloaded(&mut self, trigger: &'static str, result: Result<Rules, String>) {
+    fn rules_reloaded(&mut self, trigger: &'static str, result: Result<Box<Rules>, String>) {
         let result = match (result, self.detector.as_mut()) {
             (Ok(rules), Some(detector)) => {
                 let n = rules.len();
-                detector.reload(rules);
+                detector.reload(*rules);
                 Ok(n)
             }
             (Ok(_), None) => Err("the sensor was started without rules".to_owned()),
