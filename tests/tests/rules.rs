@@ -75,6 +75,8 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
     std::fs::write(&run.config, config).unwrap();
     let sensor = Launch::new().config(&run.config).start();
 
+    // Each step runs in a process of its own, started in the agent's cgroup (the script's
+    // own shell joined the cgroup after its exec, so its attribution is a race).
     // /tmp/agent-sensor-rules-work-PID: a program under /tmp that starts a shell.
     let work = scratch_dir("rules-work");
     assert!(work.starts_with("/tmp/"));
@@ -86,7 +88,7 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
     run.in_agent_cgroup(&format!(
         "echo aGVsbG8= | base64 -d >/dev/null \
          && {timeout} 5 /bin/sh -c true \
-         && : > {backdoor} && cat {backdoor} \
+         && /bin/sh -c ': > {backdoor}' && cat {backdoor} \
          && bash -c 'exec 3<>/dev/tcp/127.0.0.1/{local}' \
          && bash -c 'exec 3<>/dev/tcp/127.0.0.2/{remote}'",
         timeout = timeout.display(),
