@@ -258,8 +258,12 @@ pub fn report(args: &crate::cli::ReportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("agent-sensor: error: cannot write {}: {e}", path.display());
+                return Ok(ExitCode::from(EXIT_ERROR));
+            }
+        }
         None => print!("{text}"),
     }
     Ok(ExitCode::from(code))

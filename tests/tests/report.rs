@@ -416,6 +416,9 @@ fn the_report_of_a_real_multi_agent_run_is_a_view_of_its_records() {
         err.contains("--since \"yesterday\" is not an RFC 3339 time"),
         "{err}"
     );
+    let (code, err) = report(&["--output", "/nonexistent/report.md"], &[&s.trail]);
+    assert_eq!(code, 2, "no report, no verdict: {err}");
+    assert!(err.contains("cannot write /nonexistent/report.md"), "{err}");
 
     // An altered record: the report says so at the top and leaves the record uncounted.
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
