@@ -602,3 +602,65 @@ pub fn dns_exchange(helper: &str) -> Output {
         .output()
         .expect("run unshare")
 }
+
+/// The OCSF version the sensor writes, which the validator checks events against.
+pub const OCSF_VERSION: &str = "1.8.0";
+
+/// The validator's Python, in the environment `cargo xtask setup` makes.
+fn ocsf_python() -> PathBuf {
+    let cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/agent-sensor")
+        },
+        PathBuf::from,
+    );
+    let python = cache.join("ocsf-venv/bin/python3");
+    assert!(
+        python.is_file(),
+        "no {}: run `cargo xtask setup` (it installs ocsf-json-schema and jsonschema there)",
+        python.display()
+    );
+    python
+}
+
+/// Validates every line of `events` against the OCSF class its `class_uid` names, with the
+/// profiles its `metadata.profiles` declares; returns the validator's complaints.
+pub fn validate_ocsf(events: &Path) -> Vec<String> {
+    let script = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+from ocsf_json_schema import get_ocsf_schema, OcsfJsonSchemaEmbedded
+ocsf = OcsfJsonSchemaEmbedded(get_ocsf_schema(version=sys.argv[1]))
+validators = {}
+for n, line in enumerate(open(sys.argv[2]), 1):
+    event = json.loads(line)
+    uid = event.get("class_uid")
+    profiles = tuple(event.get("metadata", {}).get("profiles", []))
+    if (uid, profiles) not in validators:
+        try:
+            name = ocsf.lookup_class_name_from_uid(class_uid=uid)
+        except Exception:
+            print(f"line {n}: class_uid: no OCSF class {uid!r}")
+            continue
+        schema = ocsf.get_class_schema(class_name=name, profiles=list(profiles))
+        Draft202012Validator.check_schema(schema)
+        validators[(uid, profiles)] = Draft202012Validator(schema)
+    for e in validators[(uid, profiles)].iter_errors(event):
+        print(f"line {n}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}")
+"#;
+    let out = Command::new(ocsf_python())
+        .args(["-c", script, OCSF_VERSION])
+        .arg(events)
+        .output()
+        .expect("run the OCSF validator");
+    assert!(
+        out.status.success(),
+        "the validator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -3,76 +3,14 @@
 //! schema (the schema.ocsf.io export packaged by PyPI's `ocsf-json-schema`, checked with
 //! Python's `jsonschema`; `cargo xtask setup` installs both in a virtual environment), a broken
 //! event is refused, and `agent-sensor verify` verifies the OCSF trail and finds a change in it.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
 use sensor_tests::{
     AgentRun, Launch, Value, dns_exchange, ecs_part, file_and_network_activity, sensor_binary,
+    validate_ocsf as validate,
 };
 
 const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
-const OCSF_VERSION: &str = "1.8.0";
-
-/// The validator's Python, in the environment `cargo xtask setup` makes.
-fn python() -> PathBuf {
-    let cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/agent-sensor")
-        },
-        PathBuf::from,
-    );
-    let python = cache.join("ocsf-venv/bin/python3");
-    assert!(
-        python.is_file(),
-        "no {}: run `cargo xtask setup` (it installs ocsf-json-schema and jsonschema there)",
-        python.display()
-    );
-    python
-}
-
-/// Validates every line of `events` against the OCSF class its `class_uid` names, with the
-/// profiles its `metadata.profiles` declares; returns the validator's complaints.
-fn validate(events: &Path) -> Vec<String> {
-    let script = r#"
-import json, sys
-from jsonschema import Draft202012Validator
-from ocsf_json_schema import get_ocsf_schema, OcsfJsonSchemaEmbedded
-ocsf = OcsfJsonSchemaEmbedded(get_ocsf_schema(version=sys.argv[1]))
-validators = {}
-for n, line in enumerate(open(sys.argv[2]), 1):
-    event = json.loads(line)
-    uid = event.get("class_uid")
-    profiles = tuple(event.get("metadata", {}).get("profiles", []))
-    if (uid, profiles) not in validators:
-        try:
-            name = ocsf.lookup_class_name_from_uid(class_uid=uid)
-        except Exception:
-            print(f"line {n}: class_uid: no OCSF class {uid!r}")
-            continue
-        schema = ocsf.get_class_schema(class_name=name, profiles=list(profiles))
-        Draft202012Validator.check_schema(schema)
-        validators[(uid, profiles)] = Draft202012Validator(schema)
-    for e in validators[(uid, profiles)].iter_errors(event):
-        print(f"line {n}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}")
-"#;
-    let out = Command::new(python())
-        .args(["-c", script, OCSF_VERSION])
-        .arg(events)
-        .output()
-        .expect("run the OCSF validator");
-    assert!(
-        out.status.success(),
-        "the validator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The sensor's own name for what an event records.
 fn action(e: &Value) -> &str {

@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use sensor_tests::{AgentRun, Launch, Value, action, scratch_dir, sensor_binary};
+use sensor_tests::{AgentRun, Launch, Value, action, scratch_dir, sensor_binary, validate_ocsf};
 
 const AGENT: &str = "rules-agent";
 const BASE64_DECODE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
@@ -400,4 +400,34 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
         .count();
     assert_eq!(trues, LOAD);
     assert!(records.iter().all(|r| action(r) != "gap"));
+}
+
+#[test]
+fn an_alert_in_ocsf_output_is_a_detection_finding_the_schema_accepts() {
+    let run = AgentRun::new("rules-ocsf", &[("id", AGENT)]);
+    let rules = run.dir.join("rules.yml");
+    std::fs::write(
+        &rules,
+        tool_rule("0b0b0b0b-0000-4000-8000-0000000000b1", "base64"),
+    )
+    .unwrap();
+    let trail = run.dir.join("trail.jsonl");
+    let sensor = Launch::new()
+        .config(&run.config)
+        .arg("--rules")
+        .arg(&rules)
+        .ocsf()
+        .output(&trail)
+        .start();
+    run.in_agent_cgroup("echo aGk= | base64 -d >/dev/null");
+    let finding = sensor.wait_for("a Detection Finding", |e| e["class_uid"] == 2004);
+    sensor.stop();
+    assert_eq!(finding["finding_info"]["title"], "base64 ran");
+    assert_eq!(
+        finding["unmapped"]["agent_sensor"]["identity"]["agent"]["id"],
+        AGENT
+    );
+    assert_eq!(finding["evidences"][0]["actor"]["app_uid"], AGENT);
+    let complaints = validate_ocsf(&trail);
+    assert!(complaints.is_empty(), "{complaints:#?}");
 }
