@@ -237,6 +237,14 @@ fn owned(v: &Value, path: &[&str]) -> Option<String> {
 /// A record's own block, compact, for a line of the report: the block named like its action,
 /// else its first block that every record does not carry.
 fn summary(record: &Value, action: &str) -> String {
+    // An alert says what happened in a sentence of its own.
+    if action == "alert"
+        && let Some(message) = str_of(record, &["alert", "message"])
+    {
+        let severity = str_of(record, &["alert", "severity"]).unwrap_or("alert");
+        let rule = str_of(record, &["alert", "rule", "id"]).unwrap_or("?");
+        return format!("{severity}: {message} (rule {rule})");
+    }
     let block = record.get(action).or_else(|| {
         record.as_object().and_then(|o| {
             o.iter()
@@ -967,5 +975,29 @@ fn agent(id: String, acc: AgentAcc) -> Agent {
         kinds: kinds.into_iter().map(|(k, e)| kind(k, e)).collect(),
         notable: acc.notable,
         soc2: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::summary;
+
+    #[test]
+    fn a_kind_without_a_section_is_summarized_by_its_own_block() {
+        let alert = json!({"event": {"action": "alert"}, "alert": {"severity": "high", "message": "curl wrote a shell", "rule": {"id": "r-1"}}});
+        assert_eq!(
+            summary(&alert, "alert"),
+            "high: curl wrote a shell (rule r-1)"
+        );
+        let decision = json!({"host": {}, "event": {"action": "policy_decision"}, "policy": {"rule": "no-ssh"}});
+        assert_eq!(
+            summary(&decision, "policy_decision"),
+            r#"{"rule":"no-ssh"}"#
+        );
+        let long = json!({"tool_call": {"arguments": "é".repeat(300)}});
+        let s = summary(&long, "tool_call");
+        assert!(s.ends_with('…') && s.len() <= 244, "{s}");
     }
 }
