@@ -64,6 +64,9 @@ pub struct Config {
     /// Start with the rules that load when some are unsupported (each is logged), instead of
     /// refusing to start (`[rules] skip_unsupported`).
     pub rules_skip_unsupported: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`[metrics] listen`); none: not
+    /// served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where the registration socket is unless configured.
@@ -94,6 +97,7 @@ impl Default for Config {
             sinks: Vec::new(),
             rules: Vec::new(),
             rules_skip_unsupported: false,
+            metrics_listen: None,
         }
     }
 }
@@ -120,6 +124,8 @@ struct RawConfig {
     sinks: Vec<Spanned<sinks::RawSink>>,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +134,12 @@ struct RawRules {
     #[serde(default)]
     files: Vec<PathBuf>,
     skip_unsupported: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -490,6 +502,17 @@ impl Config {
             .map(|f| path.parent().map_or(f.clone(), |dir| dir.join(f)))
             .collect();
         config.rules_skip_unsupported = raw.rules.skip_unsupported.unwrap_or(false);
+        if let Some(v) = raw.metrics.listen {
+            config.metrics_listen = Some(v.get_ref().parse().map_err(|_| {
+                at(
+                    Some(v.span()),
+                    format!(
+                        "metrics.listen must be an IP address and port (\"127.0.0.1:9464\", \"[::1]:9464\"), not {:?}",
+                        v.get_ref()
+                    ),
+                )
+            })?);
+        }
         config.output = parse_output(raw.output, &at)?;
         config.sinks = sinks::parse(raw.sinks, path.parent(), &at)?;
         Ok(config)
@@ -740,6 +763,20 @@ mod tests {
             assert_eq!(e.line.map(|l| l.0), Some(line), "{text}: {e}");
             assert!(e.message.contains(reason), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn reads_the_metrics_address() {
+        assert_eq!(parse("").unwrap().metrics_listen, None);
+        let c = parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let e = parse("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(2));
+        assert!(
+            e.message
+                .contains("metrics.listen must be an IP address and port"),
+            "{e}"
+        );
     }
 
     #[test]

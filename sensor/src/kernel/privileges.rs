@@ -57,19 +57,84 @@ pub(crate) fn can_load_bpf() -> bool {
     capget().is_ok_and(|d| has(&d, CAP_SYS_ADMIN) || (has(&d, CAP_BPF) && has(&d, CAP_PERFMON)))
 }
 
-/// Older kernels charge BPF maps to RLIMIT_MEMLOCK; newer ones (5.11+) to the cgroup.
-pub(crate) fn raise_memlock_limit() {
+/// A capability `run` needs and this process lacks; the message names it and says why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Missing {
+    /// Loading and attaching the programs.
+    #[error(
+        "agent-sensor needs root (or CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN) to load its \
+         kernel programs, and lacks {0}; run it as root or grant the capabilities \
+         docs/operations.md lists"
+    )]
+    Load(String),
+    /// Kept after loading.
+    #[error(
+        "agent-sensor lacks {0}, which it keeps after loading to read other processes' /proc \
+         entries; grant it (docs/operations.md, \"Privileges\")"
+    )]
+    Kept(&'static str),
+    /// This kernel charges maps to the locked-memory limit and it cannot be raised.
+    #[error(
+        "agent-sensor lacks CAP_SYS_RESOURCE, which this kernel (before 5.11, it charges BPF \
+         maps to RLIMIT_MEMLOCK) needs to raise the locked-memory limit ({0}); grant it, or \
+         raise the limit (LimitMEMLOCK=infinity, ulimit -l unlimited)"
+    )]
+    Memlock(String),
+}
+
+/// The names of the capabilities that [`KEPT_AFTER_LOAD`] holds.
+fn kept_name(cap: u32) -> &'static str {
+    match cap {
+        CAP_DAC_READ_SEARCH => "CAP_DAC_READ_SEARCH",
+        CAP_SYS_PTRACE => "CAP_SYS_PTRACE",
+        _ => "a capability",
+    }
+}
+
+/// Checks, before anything is loaded, that this process holds every capability `run`
+/// needs: loading (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) and those it keeps after
+/// loading. Naming the missing one here is clearer than the EPERM a later step would get.
+pub fn check_run() -> Result<(), Missing> {
+    let data = capget().unwrap_or_default();
+    if !(has(&data, CAP_SYS_ADMIN) || (has(&data, CAP_BPF) && has(&data, CAP_PERFMON))) {
+        let lacking: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+            .into_iter()
+            .filter(|&(cap, _)| !has(&data, cap))
+            .map(|(_, name)| name)
+            .collect();
+        return Err(Missing::Load(lacking.join(" and ")));
+    }
+    match KEPT_AFTER_LOAD.iter().find(|&&cap| !has(&data, cap)) {
+        Some(&cap) => Err(Missing::Kept(kept_name(cap))),
+        None => Ok(()),
+    }
+}
+
+/// Older kernels (before 5.11) charge BPF maps to RLIMIT_MEMLOCK, newer ones to the cgroup:
+/// on an older kernel a limit that cannot be raised (no CAP_SYS_RESOURCE) is an error
+/// naming it; on a newer one it does not matter.
+pub(crate) fn raise_memlock_limit() -> Result<(), Missing> {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: a valid rlimit pointer.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
-        tracing::debug!(
-            "could not raise RLIMIT_MEMLOCK: {}",
-            io::Error::last_os_error()
-        );
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } == 0 {
+        return Ok(());
     }
+    let error = io::Error::last_os_error();
+    if kernel_release().is_some_and(|version| version < (5, 11)) {
+        return Err(Missing::Memlock(error.to_string()));
+    }
+    tracing::debug!("could not raise RLIMIT_MEMLOCK (not needed on this kernel): {error}");
+    Ok(())
+}
+
+/// The running kernel's major and minor version.
+fn kernel_release() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release.trim().split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 /// Leaves this thread's effective and permitted sets holding only `keep` (no inheritable).

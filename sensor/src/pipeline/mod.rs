@@ -28,8 +28,10 @@ use crate::{
 };
 
 pub mod inbox;
+pub mod metrics;
 
 use inbox::{Message, RawBatch};
+use metrics::PipelineMetrics;
 
 /// Counters the pipeline keeps for the stop record and the logs.
 #[derive(Debug, Default, Clone)]
@@ -90,6 +92,8 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
     raised: Vec<Raised>,
     /// The run's counters.
     pub stats: Stats,
+    /// What `/metrics` reports of the pipeline (shared with the endpoint).
+    metrics: Arc<PipelineMetrics>,
 }
 
 /// Output handed to the sink mid-batch once this much is waiting: the kernel copies a
@@ -114,6 +118,7 @@ impl Pipeline {
             tracked: ctx.tracked,
         });
         resolver.reload(&ctx.agents);
+        let agents = ctx.agents.len();
         let sealer = Sealer::new(&ctx.instance_id);
         let builder = Builder::new(BuilderParts {
             host: ctx.host,
@@ -125,7 +130,9 @@ impl Pipeline {
             cgroups: ctx.cgroups,
             repeat_window_ms,
         });
-        Self::from_stages(resolver, builder, sealer, sink)
+        let pipeline = Self::from_stages(resolver, builder, sealer, sink);
+        pipeline.metrics.agents.set(agents as u64);
+        pipeline
     }
 
     /// Writes records in this format from now on.
@@ -153,12 +160,18 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             detector: None,
             raised: Vec::new(),
             stats: Stats::default(),
+            metrics: Arc::default(),
         }
     }
 
     /// Runs these detection rules on every record sealed from now on.
     pub fn detect_with(&mut self, detector: Box<dyn Detect<Rules = Rules> + Send>) {
         self.detector = Some(detector);
+    }
+
+    /// The pipeline's metrics, for the endpoint's registry and readiness check.
+    pub fn metrics(&self) -> Arc<PipelineMetrics> {
+        self.metrics.clone()
     }
 
     /// Runs until the inbox says the source stopped (or every sender is gone); writes the
@@ -209,6 +222,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
                 }
                 Message::Lost(report) => {
                     self.stats.kernel_lost += report.total();
+                    self.metrics.kernel_lost(&report.by_kind);
                     self.sensor(SensorEvent::Gap((&report).into()));
                 }
                 Message::Registration(event) => self.sensor(SensorEvent::Registration(event)),
@@ -239,7 +253,10 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             previous: self.sink.previous().cloned(),
         };
         self.sensor(start);
-        self.flush().await
+        self.flush().await?;
+        self.metrics.programs.set(programs.len() as u64);
+        self.metrics.started.set(1);
+        Ok(())
     }
 
     /// State records for processes that ran before the sensor started.
@@ -322,6 +339,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
     async fn flush(&mut self) -> std::io::Result<()> {
         self.sink_losses(false);
         self.sink.write(&mut self.out).await?;
+        self.update_metrics();
         // Not at stop: the stop record ends the run's last file.
         if !self.stopping
             && let Some(rotation) = self.sink.rotation_due()
@@ -333,6 +351,16 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             self.sink.rotate(&mut self.out).await?;
         }
         Ok(())
+    }
+
+    /// Copies the stages' own totals into the metrics: once per flush, not per record.
+    fn update_metrics(&self) {
+        let m = &self.metrics;
+        m.records_sealed.raise_to(self.stats.records_written);
+        m.output_refused.raise_to(self.sink.refused_total());
+        m.output_held_bytes.set(self.sink.held_bytes() as u64);
+        m.output_admits.set(u64::from(self.sink.admits(0)));
+        m.processes.set(self.builder.processes().len() as u64);
     }
 
     /// Writes the folded repeats whose window is over.
@@ -369,6 +397,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         let error = match result {
             Ok(registry) => {
                 let agents = crate::builder::identity::agent_infos(&registry);
+                self.metrics.agents.set(agents.len() as u64);
                 self.resolver.reload(&agents);
                 self.builder.reload(&agents);
                 None
@@ -437,10 +466,12 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
                 next = Some(i);
                 break;
             }
+            self.metrics.kernel_record(bytes);
             let mut event = match decode::decode(bytes) {
                 Ok(event) => event,
                 Err(e) => {
                     *self.stats.decode_errors.entry(e.kind()).or_default() += 1;
+                    self.metrics.decode_error(e.kind());
                     tracing::warn!(error = %e, "undecodable kernel record");
                     continue;
                 }

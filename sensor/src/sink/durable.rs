@@ -150,6 +150,11 @@ impl Durable {
         self.refused_total
     }
 
+    /// Sealed bytes held in memory while the disk cannot take them.
+    pub fn held_bytes(&self) -> usize {
+        self.backlog.len()
+    }
+
     /// Writes `records` (whole lines) after anything held, or holds them if the disk is
     /// full. Fails only on errors other than a full disk (the run ends: the sensor cannot
     /// keep its trail).

@@ -188,6 +188,11 @@ impl Sink {
         self.files().map_or(0, Durable::refused_total)
     }
 
+    /// Sealed bytes held in memory while the output cannot take them (files only).
+    pub fn held_bytes(&self) -> usize {
+        self.files().map_or(0, Durable::held_bytes)
+    }
+
     /// A file rotation is due; the caller seals its record and passes it to `rotate`.
     pub fn rotation_due(&mut self) -> Option<Rotation> {
         self.files_mut().and_then(Durable::rotation_due)

@@ -1,0 +1,241 @@
+//! What an SRE runs the sensor with, against the real daemon: Debian's Prometheus server
+//! scrapes its `/metrics` and a PromQL query over the HTTP API gives the exact count of the
+//! execs a test made; `promtool check metrics` accepts the exposition; `/healthz` and
+//! `/readyz` answer.
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use sensor_tests::{Launch, Value, action, scratch_dir};
+
+const TIMEOUT: Duration = Duration::from_mins(1);
+/// How many execs the workload makes.
+const EXECS: usize = 25;
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `port`: the status and the body.
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Waits until `GET path` answers `status`.
+fn wait_for_status(port: u16, path: &str, status: u16) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let answer = http_get(port, path);
+        if let Ok((s, body)) = &answer
+            && *s == status
+        {
+            return body.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {path} never answered {status}: {answer:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A config that serves metrics on `port` and nothing else.
+fn metrics_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("agent-sensor.toml");
+    std::fs::write(&path, format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    path
+}
+
+/// A shell that runs `/bin/true` [`EXECS`] times once told to go.
+struct Workload(Child);
+
+impl Workload {
+    fn start() -> Self {
+        let script = format!(
+            "read go; i=0; while [ $i -lt {EXECS} ]; do /bin/true; i=$((i+1)); done; read end"
+        );
+        Workload(
+            Command::new("/bin/sh")
+                .args(["-c", &script])
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn go(&mut self) {
+        writeln!(self.0.stdin.as_mut().unwrap(), "go").unwrap();
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Debian's Prometheus server scraping `target` every second, its API on `port`.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: u16) -> Self {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+                 scrape_configs:\n  - job_name: agent-sensor\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (Debian's `prometheus` package; cargo xtask setup installs it)");
+        Prometheus { child, port }
+    }
+
+    /// The value of an instant PromQL query with one result, once it has one.
+    fn query(&self, promql: &str) -> Option<String> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (status, body) = http_get(self.port, &format!("/api/v1/query?query={encoded}")).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let answer: Value = serde_json::from_str(&body).ok()?;
+        let result = answer["data"]["result"].as_array()?;
+        (result.len() == 1).then(|| result[0]["value"][1].as_str().map(str::to_owned))?
+    }
+
+    /// Waits until `promql` gives `expected`.
+    fn wait_for(&self, promql: &str, expected: &str, dir: &Path) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let value = self.query(promql);
+            if value.as_deref() == Some(expected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{promql} is {value:?}, not {expected}\n--- prometheus log ---\n{}",
+                std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_exact_count_of_execs() {
+    let dir = scratch_dir("prometheus");
+    let port = free_port();
+    let mut work = Workload::start();
+    let sensor = Launch::new()
+        .config(&metrics_config(&dir, port))
+        .args(["--pid", &work.0.id().to_string()])
+        .start();
+    assert_eq!(wait_for_status(port, "/readyz", 200), "ready\n");
+    assert_eq!(wait_for_status(port, "/healthz", 200), "ok\n");
+    let prometheus = Prometheus::start(&dir, port);
+    prometheus.wait_for("up{job=\"agent-sensor\"}", "1", &dir);
+
+    work.go();
+    sensor.wait_for_count("the workload's execs", EXECS, |r| {
+        action(r) == "exec" && r["process"]["args"][0] == "/bin/true"
+    });
+    let execs = EXECS.to_string();
+    prometheus.wait_for(
+        "agent_sensor_kernel_records_total{job=\"agent-sensor\",kind=\"exec\"}",
+        &execs,
+        &dir,
+    );
+    prometheus.wait_for(
+        "sum(agent_sensor_kernel_records_total{kind=~\"fork|exit\"})",
+        &(2 * EXECS).to_string(),
+        &dir,
+    );
+    prometheus.wait_for("agent_sensor_output_admitting", "1", &dir);
+    prometheus.wait_for("sum(agent_sensor_decode_errors_total)", "0", &dir);
+
+    // What promtool, the server's own linter, says of the exposition (names, types, help).
+    let (status, exposition) = http_get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's `prometheus` package)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, _) = http_get(port, "/nothing").unwrap();
+    assert_eq!(status, 404);
+    drop(prometheus);
+    sensor.stop();
+}
