@@ -145,6 +145,10 @@ pub struct RegisterArgs {
     /// The session the task belongs to.
     #[arg(long)]
     pub session: Option<String>,
+    /// Take --pid over from another agent that holds it by a strong attribution (its own
+    /// registration, cgroup or container match); the registration record names that agent.
+    #[arg(long = "override", conflicts_with_all = ["end_task", "list"])]
+    pub overrides: bool,
     /// End the task of --pid instead of registering.
     #[arg(long, conflicts_with_all = ["agent", "task", "session", "list"])]
     pub end_task: bool,

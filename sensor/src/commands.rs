@@ -142,6 +142,7 @@ pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
     for a in &agents {
         let selectors: Vec<String> = a.selectors.iter().map(ToString::to_string).collect();
         println!("  {} ({}): {}", a.id, a.origin, selectors.join(", "));
+        println!("    {}", a.policy.summary());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -154,7 +155,8 @@ pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
     } else if args.end_task {
         serde_json::json!({"op": "end_task", "pid": args.pid})
     } else {
-        serde_json::json!({"op": "register", "pid": args.pid, "agent": args.agent, "task": args.task, "session": args.session})
+        serde_json::json!({"op": "register", "pid": args.pid, "agent": args.agent, "task": args.task, "session": args.session,
+            "override": args.overrides})
     };
     send(&args.socket, &body)
 }

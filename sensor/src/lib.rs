@@ -9,6 +9,7 @@
 //! | decode | [`decode`] | raw kernel bytes to a typed event (the only code that reads them) |
 //! | resolve | [`identity`] | which agent a process is: manifest, registry, selectors, registration socket, [`identity::resolver`] |
 //! | build | [`builder`] | records from events and caches: `event.*`, `process.*`, `file.*`, network, `identity.*` and `container.*` blocks, the sensor's own records |
+//! | decide | [`policy`] | each agent's policy (declared in the manifest) and the decision on each of its actions: `policy_decision` records |
 //! | enrich | [`enrich`] | the caches builders read: process table, entity ids, host, clock, DNS, file classes, containers |
 //! | rules | [`rules`] | alerts from records: Sigma rules over the sensor's fields, between build and seal |
 //! | record | [`record`] | the record types and their schema (what every stage passes on) |
@@ -37,6 +38,7 @@ pub mod identity;
 pub mod kernel;
 pub mod operate;
 pub mod pipeline;
+pub mod policy;
 pub mod record;
 pub mod rules;
 pub mod run;

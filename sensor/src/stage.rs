@@ -11,8 +11,9 @@ use crate::{
     decode::{CgroupEvent, KernelEvent},
     enrich::{process_table::ProcessTable, snapshot::ProcSnapshot},
     record::{
-        AgentInfo, Checkpoint, Gap, Record,
+        AgentInfo, Checkpoint, Gap, Identity, Record,
         alert::Raised,
+        policy::PolicyDecision,
         registration::{Annotation, RegistrationEvent},
         rendered::Rendered,
         trail::{LastRecord, Rotation},
@@ -131,6 +132,14 @@ pub enum SensorEvent {
         trigger: &'static str,
         /// The rules in force, or why the new ones were refused.
         result: Result<usize, String>,
+    },
+    /// A policy decision on an agent's action, with the `identity` block of the process that
+    /// did it (none for a registration).
+    Decision {
+        /// What was decided.
+        decision: PolicyDecision,
+        /// Who did it.
+        identity: Option<Identity>,
     },
     /// The identity manifest was read again (`Ok`), or could not be (`Err`, why).
     Reloaded {

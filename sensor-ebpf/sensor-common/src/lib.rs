@@ -92,6 +92,20 @@ pub mod method {
             _ => 0,
         }
     }
+
+    /// The method's name, as records and `register --list` write it.
+    pub const fn name(method: u8) -> &'static str {
+        match method {
+            REGISTRATION => "registration",
+            CGROUP => "cgroup",
+            EXECUTABLE => "executable",
+            UID => "uid",
+            ENVIRONMENT => "environment",
+            CONTAINER => "container",
+            ARGV => "argv",
+            _ => "none",
+        }
+    }
 }
 
 /// Flags of a [`TrackedProcess`].

@@ -163,16 +163,7 @@ pub fn agent_infos(registry: &Registry) -> Agents {
 }
 
 fn method_name(m: u8) -> &'static str {
-    match m {
-        method::REGISTRATION => "registration",
-        method::CGROUP => "cgroup",
-        method::EXECUTABLE => "executable",
-        method::UID => "uid",
-        method::ENVIRONMENT => "environment",
-        method::CONTAINER => "container",
-        method::ARGV => "argv",
-        _ => "none",
-    }
+    method::name(m)
 }
 
 fn trust_name(m: u8) -> &'static str {

@@ -1,16 +1,18 @@
 //! The sensor's own records: its start and stop, what it lost, where the output rotated,
-//! signed checkpoints, registration requests, operators' annotations and manifest reloads.
+//! signed checkpoints, registration requests, operators' annotations, manifest reloads and
+//! policy decisions.
 use super::{
     Builder, CHANGE, CONFIGURATION, END, IAM, INFO, PROCESS, START, process::self_process,
 };
-
-/// ECS `event.category` of an alert.
-const INTRUSION_DETECTION: &[&str] = &["intrusion_detection"];
 use crate::{
     enrich::clock::WallClock,
     record::{Lifecycle, Record, alert::Raised},
     stage::SensorEvent,
 };
+
+/// ECS `event.category` of an alert and of a policy decision, and the type of a refusal.
+const INTRUSION_DETECTION: &[&str] = &["intrusion_detection"];
+const DENIED: &[&str] = &["denied"];
 
 impl Builder {
     pub(super) fn sensor_record(&mut self, event: SensorEvent) -> Record {
@@ -126,6 +128,18 @@ impl Builder {
                     reason: Some(reason),
                     ..Lifecycle::default()
                 });
+                r
+            }
+            SensorEvent::Decision { decision, identity } => {
+                let kind_type = if decision.outcome == "denied" {
+                    DENIED
+                } else {
+                    INFO
+                };
+                let meta = self.meta("event", INTRUSION_DETECTION, kind_type, "policy_decision");
+                let mut r = self.record(WallClock::now(), meta);
+                r.identity = identity;
+                r.policy = Some(decision);
                 r
             }
             SensorEvent::Reloaded { trigger, error } => {

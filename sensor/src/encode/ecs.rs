@@ -74,6 +74,7 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.opt_serde("annotation", record.annotation.as_ref());
     o.opt_serde("rotation", record.rotation.as_ref());
     o.opt_serde("alert", record.alert.as_deref());
+    o.opt_serde("policy", record.policy.as_ref());
     o.close();
     shared
 }
@@ -480,6 +481,7 @@ mod tests {
         record::host::{HostInfo, HostOs},
         record::registration::{Annotation, RegistrationEvent},
         record::rendered::Rendered,
+        record::policy::{DecidedAction, PolicyDecision},
         record::trail::{LastRecord, Rotation},
         record::*,
     };
@@ -863,6 +865,7 @@ mod tests {
         "annotation",
         "rotation",
         "alert",
+        "policy",
         "identity.task",
         "identity.delegation",
         "identity.agent",
@@ -1285,6 +1288,7 @@ mod tests {
                 agent: g.opt_text(),
                 task: g.opt_text(),
                 session: g.opt_text(),
+                overrode: g.opt_text(),
             });
             r.annotation = self.opt(|g| Annotation {
                 kind: g.text(),
@@ -1316,6 +1320,21 @@ mod tests {
                         action: g.pick(STATICS),
                     },
                 })
+            });
+            r.policy = self.opt(|g| PolicyDecision {
+                agent: g.text(),
+                task: g.opt_text(),
+                rule: g.pick(STATICS),
+                version: g.text(),
+                mode: g.pick(STATICS),
+                outcome: g.pick(STATICS),
+                target: g.text(),
+                reason: g.text(),
+                action: DecidedAction {
+                    name: g.pick(STATICS),
+                    sequence: g.opt(Self::u64),
+                    hash: g.opt_text(),
+                },
             });
             r
         }

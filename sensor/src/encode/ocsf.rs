@@ -4,7 +4,7 @@
 //! network records Network Activity (4001), or DNS Activity (4003) when they carry a DNS
 //! message; `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
 //! itself; the sensor's own evidence records (gap, checkpoint, rotation, annotation,
-//! registration, reload, cgroup made) are OCSF Base Events (class 0, activity Other) named by
+//! registration, reload, cgroup made, policy decision) are OCSF Base Events (class 0, activity Other) named by
 //! `activity_name`. What OCSF has no attribute for stays, in the ECS record's own shape, under
 //! `unmapped.agent_sensor` (OCSF's place for source data it does not model), and the evidence
 //! chain is sealed into `unmapped.chain` (see [`crate::evidence::chain::Chain::seal_ocsf`]), so every
@@ -369,7 +369,8 @@ pub fn event(record: &Record) -> Value {
     let dns_answer = record.dns.as_ref().is_some_and(|d| d.r#type == "answer");
     let c = class_of(action, record.dns.is_some(), dns_answer);
     let mut out = Map::new();
-    let severity = if record.gap.is_some() {
+    // A gap, or a policy violation or denial.
+    let severity = if record.gap.is_some() || record.policy.is_some() {
         SEVERITY_MEDIUM
     } else {
         SEVERITY_INFORMATIONAL
@@ -657,6 +658,10 @@ pub fn event(record: &Record) -> Value {
         }
     }
 
+    if let Some(p) = &record.policy {
+        out.insert("message".into(), json!(p.reason));
+    }
+
     // Everything OCSF has no attribute for, in the ECS record's shape (`event`, `sensor`,
     // `identity`, `checkpoint`, `gap`, ... and the unmapped rest of `process` and `file`).
     if let Some(p) = proc_rest {
@@ -766,6 +771,7 @@ mod tests {
             ("gap", 0, 99),
             ("checkpoint", 0, 99),
             ("annotation", 0, 99),
+            ("policy_decision", 0, 99),
         ];
         for (action, uid, activity) in cases {
             let c = class_of(action, false, false);

@@ -6,6 +6,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use serde_saphyr::Spanned;
 use crate::{
     glob::{GlobError, PathGlob},
     identity::pattern::Pattern,
+    policy::form::{self, Policy, RawPolicy},
 };
 
 /// One declared agent.
@@ -39,6 +41,8 @@ pub struct AgentDecl {
     pub allowed_tasks: Vec<String>,
     /// Which processes are the agent; none: only registration attributes it.
     pub selectors: Vec<SelectorDecl>,
+    /// What it may do (`policy:`; without one, only `allowed_tasks` is enforced).
+    pub policy: Arc<Policy>,
     /// Where it was declared, for messages.
     pub origin: String,
 }
@@ -179,6 +183,7 @@ struct RawAgent {
     allowed_tasks: Vec<String>,
     #[serde(default)]
     selectors: Vec<Spanned<RawSelector>>,
+    policy: Option<Spanned<RawPolicy>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -494,6 +499,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
             };
             selectors.push(selector);
         }
+        let policy = form::compile(&a.allowed_tasks, a.policy.as_ref().map(|p| &p.value))
+            .map_err(|e| {
+                let place = e.at.or(a.policy.as_ref().map(|p| p.referenced));
+                at(place, format!("agent {} policy: {}", a.id, e.message))
+            })?;
         out.push(AgentDecl {
             origin: format!("{}:{}", file.display(), loc.map_or(0, |l| l.line())),
             id: a.id,
@@ -506,6 +516,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
             data_sensitivity: a.data_sensitivity,
             allowed_tasks: a.allowed_tasks,
             selectors,
+            policy: Arc::new(policy),
         });
     }
     Ok(out)

@@ -1,6 +1,7 @@
 //! Who a process is: the agents declared in the manifest, the registry of agents and
 //! registered tasks, the selectors that compile declarations into kernel map entries, the
-//! registration socket, and the name patterns the selectors use.
+//! registration socket and what it may register (`guard`), and the name patterns the selectors use.
+pub(crate) mod guard;
 pub mod manifest;
 pub mod pattern;
 pub mod registration;

@@ -8,6 +8,7 @@
 //! `{"op":"register","pid":123,"agent":"reviewer","task":"pr-42","session":"s1"}` →
 //! `{"ok":true}`; `{"op":"end_task","pid":123}`; `{"op":"list"}` →
 //! `{"ok":true,"attributions":[{"pid":123,"agent":"reviewer","task":"pr-42",...}]}`;
+//! a register request may add `"override":true` (see `guard`, which decides what may be named);
 //! `{"op":"annotate","kind":"review","author":"alice","text":"...","subject":"<record hash>"}`
 //! → `{"ok":true,"sequence":N,"hash":"..."}` (the annotation's own place in the chain).
 use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
@@ -20,9 +21,11 @@ use tokio::{
     sync::mpsc,
 };
 
+use crate::policy::{decide, form::Mode};
 use crate::record::registration::{Annotation, RegistrationEvent};
 use crate::{
     enrich::snapshot,
+    identity::guard,
     identity::registry::{self, SharedRegistry, Tasks},
     identity::selectors::Tracked,
 };
@@ -40,6 +43,9 @@ enum Request {
         agent: String,
         task: Option<String>,
         session: Option<String>,
+        /// Take the process over from another agent that holds it by a strong attribution.
+        #[serde(default, rename = "override")]
+        overrides: bool,
     },
     EndTask {
         pid: u32,
@@ -216,6 +222,7 @@ where
             agent: None,
             task: None,
             session: None,
+            overrode: None,
         };
         let reply = if uid != 0
             && !self.allowed.uids.contains(&uid)
@@ -309,6 +316,7 @@ where
                 agent,
                 task,
                 session,
+                overrides,
             } => {
                 let registry = registry::current(&self.registry);
                 event.op = "register";
@@ -322,9 +330,11 @@ where
                 else {
                     return refuse(event, format!("no agent {agent:?} is declared"));
                 };
+                // Outside `allowed_tasks`: refused in enforce mode (the default); in audit
+                // mode granted, and the pipeline records the violation after this request.
                 if let (Some(t), Some(decl)) = (&task, registry.get(number))
-                    && !decl.allowed_tasks.is_empty()
-                    && !decl.allowed_tasks.contains(t)
+                    && decide::task(&decl.policy, &decl.allowed_tasks, t)
+                        .is_some_and(|v| v.mode == Mode::Enforce)
                 {
                     return refuse(
                         event,
@@ -339,9 +349,24 @@ where
                     return refuse(event, format!("no process {pid}"));
                 }
                 let mut map = self.tracked.lock().expect("no poisoned lock");
-                let previous = map
-                    .get(&pid, 0)
-                    .ok()
+                let current = map.get(&pid, 0).ok();
+                let target = guard::Target {
+                    pid,
+                    kernel_thread: guard::is_kernel_thread(pid),
+                    current,
+                };
+                let name_of = |n| {
+                    registry
+                        .get(n)
+                        .map_or_else(|| format!("#{n}"), |a| a.id.clone())
+                };
+                let overridden =
+                    match guard::check(target, std::process::id(), number, overrides, name_of) {
+                        Ok(overridden) => overridden,
+                        Err(why) => return refuse(event, why.to_string()),
+                    };
+                event.overrode = overridden.map(name_of);
+                let previous = current
                     .map(|p| p.agent)
                     .filter(|a| *a != 0 && *a != number);
                 let direct = TrackedProcess {
@@ -354,8 +379,10 @@ where
                 };
                 // The process, then its descendants (parents first: a fork racing with this
                 // is inherited in the kernel).
+                let sensor = std::process::id();
                 for (i, tgid) in snapshot::descendants(&procs, &[pid])
                     .into_iter()
+                    .filter(|tgid| *tgid != sensor)
                     .enumerate()
                 {
                     let value = if i == 0 {
@@ -407,7 +434,8 @@ where
                             "agent": registry.get(v.agent).map(|a| a.id.clone()),
                             "task": task.as_ref().map(|t| t.0.clone()),
                             "session": task.and_then(|t| t.1),
-                            "method": v.method,
+                            "method": sensor_common::method::name(v.method),
+                            "inherited": v.flags & sensor_common::tracked_flags::INHERITED != 0,
                         })
                     })
                     .collect();

@@ -380,6 +380,7 @@ mod tests {
 
     fn agent(id: &str, selectors: Vec<SelectorDecl>) -> AgentDecl {
         AgentDecl {
+            policy: std::sync::Arc::default(),
             id: id.into(),
             spiffe_id: None,
             name: None,

@@ -21,6 +21,7 @@ use crate::{
         selectors::{CgroupIndex, SharedSelectors, Tracked},
     },
     record::alert::Raised,
+    policy::Policies,
     record::{Record, host::HostInfo},
     rules::Rules,
     sink::Sink,
@@ -90,6 +91,8 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
     detector: Option<Box<dyn Detect<Rules = Rules> + Send>>,
     /// Alerts raised by the record just sealed, reused across records.
     raised: Vec<Raised>,
+    /// The agents' policies: a decision record follows each action one does not allow.
+    policies: Policies,
     /// The run's counters.
     pub stats: Stats,
     /// What `/metrics` reports of the pipeline (shared with the endpoint).
@@ -109,6 +112,7 @@ impl Pipeline {
     /// The pipeline of a run: the stages made from `ctx`, writing ECS records to `sink`,
     /// folding exact file repeats within `repeat_window_ms` (0: never).
     pub fn new(ctx: Context, sink: Sink, repeat_window_ms: u32) -> Self {
+        let policies = policies_of(&crate::identity::registry::current(&ctx.registry));
         let mut resolver = Resolver::new(ResolverParts {
             entity_ids: ctx.entity_ids.clone(),
             selectors: ctx.selectors,
@@ -130,8 +134,9 @@ impl Pipeline {
             cgroups: ctx.cgroups,
             repeat_window_ms,
         });
-        let pipeline = Self::from_stages(resolver, builder, sealer, sink);
+        let mut pipeline = Self::from_stages(resolver, builder, sealer, sink);
         pipeline.metrics.agents.set(agents as u64);
+        pipeline.policies = policies;
         pipeline
     }
 
@@ -159,6 +164,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             built: Vec::new(),
             detector: None,
             raised: Vec::new(),
+            policies: Policies::default(),
             stats: Stats::default(),
             metrics: Arc::default(),
         }
@@ -275,9 +281,24 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
     /// takes their place in it. At stop everything is taken: the last records wait for room
     /// (briefly) in the sink.
     fn emit(&mut self, record: &Record) {
+        let sealed = self.emit_one(record);
+        if self.policies.is_empty() {
+            return;
+        }
+        let at = if sealed { self.sealer.last() } else { None };
+        if let Some((decision, identity)) = self.policies.decide(record, at) {
+            let r = self
+                .builder
+                .sensor(SensorEvent::Decision { decision, identity });
+            self.emit_one(&r);
+        }
+    }
+
+    /// [`Self::emit`] without the policy decision; whether the record was sealed.
+    fn emit_one(&mut self, record: &Record) -> bool {
         if !self.stopping && !self.sink.admits(self.out.len()) {
             self.sink.refuse(record.event.action, &record.timestamp);
-            return;
+            return false;
         }
         if let Some(loss) = self.sink.take_loss(self.stopping) {
             let gap = self.builder.sensor(SensorEvent::Gap(loss.into()));
@@ -285,6 +306,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         }
         self.seal(record);
         self.detect(record);
+        true
     }
 
     /// Runs the rules on `record`, just sealed, and seals the alerts it raised right after
@@ -398,6 +420,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             Ok(registry) => {
                 let agents = crate::builder::identity::agent_infos(&registry);
                 self.metrics.agents.set(agents.len() as u64);
+                self.policies = policies_of(&registry);
                 self.resolver.reload(&agents);
                 self.builder.reload(&agents);
                 None
@@ -492,4 +515,12 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         self.built = built;
         next
     }
+}
+
+/// The policies of the agents `registry` declares now.
+fn policies_of(registry: &Registry) -> Policies {
+    let declared = (1..=u32::try_from(registry.len()).unwrap_or(u32::MAX))
+        .filter(|n| registry.is_declared(*n))
+        .filter_map(|n| registry.get(n));
+    Policies::new(declared.map(|a| (a.id.as_str(), &a.policy, a.allowed_tasks.as_slice())))
 }

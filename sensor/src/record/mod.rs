@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod host;
+pub mod policy;
 pub mod registration;
 pub mod rendered;
 pub mod schema;
@@ -84,6 +85,8 @@ pub struct Record {
     pub rotation: Option<crate::record::trail::Rotation>,
     /// What a detection rule found (`event.action: alert`).
     pub alert: Option<Box<crate::record::alert::Alert>>,
+    /// A policy decision on an agent's action (`event.action: policy_decision`).
+    pub policy: Option<crate::record::policy::PolicyDecision>,
 }
 
 impl Record {
@@ -125,6 +128,7 @@ impl Record {
             annotation: None,
             rotation: None,
             alert: None,
+            policy: None,
         }
     }
 }

@@ -46,4 +46,7 @@ pub struct RegistrationEvent {
     pub task: Option<String>,
     /// The session it names.
     pub session: Option<String>,
+    /// The agent a granted `override` took the process from (`null` when it took it from
+    /// nobody: the process was unattributed, weakly or inherited, or the same agent's).
+    pub overrode: Option<String>,
 }

@@ -43,6 +43,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("cgroup_created", &["cgroup"]),
     ("annotation", &["annotation"]),
     ("alert", &["alert"]),
+    ("policy_decision", &["policy"]),
 ];
 
 /// The schema of every record this version writes.

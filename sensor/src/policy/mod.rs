@@ -1,0 +1,109 @@
+//! Per-agent policy: the form the manifest declares it in (`form`), the pure decision on one
+//! record (`decide`), and the agents' policies in force, which turn a violation into the
+//! block of a `policy_decision` record linked to the action's record.
+use std::{collections::HashMap, sync::Arc};
+
+use crate::record::{
+    Identity, Record,
+    policy::{DecidedAction, PolicyDecision},
+};
+
+pub mod decide;
+pub mod form;
+
+use decide::Violation;
+use form::{Mode, Policy};
+
+/// One agent's policy and the tasks it may be registered for.
+struct AgentPolicy {
+    policy: Arc<Policy>,
+    allowed_tasks: Vec<String>,
+}
+
+/// The policies in force, by agent id; only agents with a rule that records decisions.
+#[derive(Default)]
+pub struct Policies {
+    by_agent: HashMap<String, AgentPolicy>,
+}
+
+impl Policies {
+    /// The policies of these agents: (id, policy, allowed tasks).
+    pub fn new<'a>(agents: impl IntoIterator<Item = (&'a str, &'a Arc<Policy>, &'a [String])>) -> Self {
+        let records = |p: &Policy, tasks: &[String]| {
+            let audited = |m: Option<Mode>| m.is_some_and(|m| m != Mode::Observe);
+            (!tasks.is_empty() && p.tasks != Mode::Observe)
+                || audited(p.egress.as_ref().map(|r| r.mode))
+                || audited(p.files.as_ref().map(|r| r.mode))
+                || audited(p.executables.as_ref().map(|r| r.mode))
+        };
+        let by_agent = agents
+            .into_iter()
+            .filter(|(_, p, tasks)| records(p, tasks))
+            .map(|(id, policy, tasks)| {
+                let entry = AgentPolicy {
+                    policy: policy.clone(),
+                    allowed_tasks: tasks.to_vec(),
+                };
+                (id.to_owned(), entry)
+            })
+            .collect();
+        Self { by_agent }
+    }
+
+    /// Whether no agent's policy records decisions (the pipeline then asks nothing).
+    pub fn is_empty(&self) -> bool {
+        self.by_agent.is_empty()
+    }
+
+    /// The decision on `record` (an agent's activity, or a registration request) when a rule
+    /// does not allow it, with the identity of the process that did it; `sealed` is the
+    /// record's place in the chain (none when a full output refused it).
+    pub fn decide(
+        &self,
+        record: &Record,
+        sealed: Option<(u64, &str)>,
+    ) -> Option<(PolicyDecision, Option<Identity>)> {
+        let (agent, task, violation, identity) = if let Some(reg) = &record.registration {
+            if reg.op != "register" {
+                return None;
+            }
+            let agent = reg.agent.as_deref()?;
+            let a = self.by_agent.get(agent)?;
+            let violation = decide::task(&a.policy, &a.allowed_tasks, reg.task.as_deref()?)?;
+            (agent, reg.task.clone(), violation, None)
+        } else {
+            let identity = record.identity.as_ref()?;
+            let agent = identity.agent.id.as_str();
+            let a = self.by_agent.get(agent)?;
+            let violation = decide::check(&a.policy, record)?;
+            let task = identity.task.as_ref().map(|t| t.id.clone());
+            (agent, task, violation, Some(identity.clone()))
+        };
+        let Violation {
+            rule,
+            mode,
+            target,
+            reason,
+        } = violation;
+        let decision = PolicyDecision {
+            agent: agent.to_owned(),
+            task,
+            rule,
+            version: self.by_agent[agent].policy.version.clone(),
+            mode: mode.name(),
+            outcome: if mode == Mode::Enforce {
+                "denied"
+            } else {
+                "violation"
+            },
+            target,
+            reason,
+            action: DecidedAction {
+                name: record.event.action,
+                sequence: sealed.map(|(s, _)| s),
+                hash: sealed.map(|(_, h)| h.to_owned()),
+            },
+        };
+        Some((decision, identity))
+    }
+}

@@ -1,0 +1,192 @@
+//! Per-agent policy, end to end: real agent processes (by executable, by cgroup, registered)
+//! open files, connect and exec, allowed and not, under rules in audit and observe mode; a
+//! registration for a task outside `allowed_tasks` in audit and enforce mode. Every decision
+//! must be the one the manifest says, linked to its action's record; bystanders get none.
+use std::{path::Path, process::Command};
+
+use sensor_tests::{Sensor, Value, action, cgroup2_root, scratch_dir, sensor_binary};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_sensor-test-helper");
+
+fn agent_of(r: &Value) -> &str {
+    r["identity"]["agent"]["id"].as_str().unwrap_or("")
+}
+
+/// The rules both agents get, in `mode`: `dir/allowed/**` readable (and what a program
+/// reads to start), nothing writable, only `allowed_port` on loopback, only `exe` runs.
+fn rules(mode: &str, dir: &Path, allowed_port: u16, exe: &str) -> String {
+    let d = dir.display();
+    format!(
+        "    policy:\n      version: \"{mode}-1\"\n      egress:\n        mode: {mode}\n        allow: [{{cidr: 127.0.0.1, ports: [{allowed_port}]}}]\n      files:\n        mode: {mode}\n        read: {{paths: [\"{d}/allowed/**\", \"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/ld.so.cache\", \"/proc/**\", \"/sys/**\", \"/dev/**\"]}}\n      executables:\n        mode: {mode}\n        allow: [\"{exe}\"]\n"
+    )
+}
+
+/// The agent `exe` (a copy of the helper) doing each action once: open an allowed file and a
+/// forbidden one, connect to the allowed port and a forbidden one, then exec `/bin/true`.
+fn act(exe: &str, dir: &Path, allowed_port: u16, forbidden_port: u16) {
+    let allowed = dir.join("allowed/notes.txt");
+    let secret = dir.join("secret.txt");
+    for args in [
+        vec!["open".to_owned(), allowed.display().to_string()],
+        vec!["open".to_owned(), secret.display().to_string()],
+        vec!["connect".to_owned(), format!("127.0.0.1:{allowed_port}")],
+        vec!["connect".to_owned(), format!("127.0.0.1:{forbidden_port}")],
+        vec!["exec".to_owned(), "/bin/true".to_owned()],
+    ] {
+        let out = Command::new(exe).args(&args).output().unwrap();
+        assert!(out.status.success(), "{exe} {args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
+    let dir = scratch_dir("policy-audit");
+    std::fs::create_dir_all(dir.join("allowed")).unwrap();
+    std::fs::write(dir.join("allowed/notes.txt"), "ok").unwrap();
+    std::fs::write(dir.join("secret.txt"), "secret").unwrap();
+    let audited = dir.join("audited-agent").display().to_string();
+    let observed = dir.join("observed-agent").display().to_string();
+    std::fs::copy(HELPER, &audited).unwrap();
+    std::fs::copy(HELPER, &observed).unwrap();
+    let allowed_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let forbidden_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let allowed_port = allowed_listener.local_addr().unwrap().port();
+    let forbidden_port = forbidden_listener.local_addr().unwrap().port();
+    let cg_name = format!("agent-sensor-policy-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
+    std::fs::create_dir_all(&cg).unwrap();
+    let socket = dir.join("control.sock");
+    let manifest = format!(
+        "agents:\n  - id: audited\n    selectors: [{{executable: {audited}}}]\n{}  - id: observed\n    selectors: [{{executable: {observed}}}]\n{}  - id: in-cgroup\n    selectors: [{{cgroup: /{cg_name}}}]\n    policy:\n      executables: {{mode: audit, allow: [/usr/bin/sh, /bin/sh, /usr/bin/dash, /bin/dash]}}\n  - id: lenient\n    allowed_tasks: [review]\n    policy: {{tasks: {{mode: audit}}}}\n  - id: strict\n    allowed_tasks: [review]\n",
+        rules("audit", &dir, allowed_port, &audited),
+        rules("observe", &dir, allowed_port, &observed),
+    );
+    std::fs::write(dir.join("agents.yaml"), manifest).unwrap();
+    std::fs::write(
+        dir.join("sensor.toml"),
+        format!(
+            "[observe]\nall_processes = true\n[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let check = Command::new(sensor_binary())
+        .args(["identities", "check"])
+        .arg(dir.join("agents.yaml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(
+            "policy audit-1: tasks enforce, egress audit (1 allowed), files audit (8 read, 0 write), executables audit (1 allowed)"
+        ),
+        "{check:?}"
+    );
+    let config = dir.join("sensor.toml");
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+
+    act(&audited, &dir, allowed_port, forbidden_port);
+    act(&observed, &dir, allowed_port, forbidden_port);
+    act(HELPER, &dir, allowed_port, forbidden_port);
+    // A shell in the agent's cgroup runs a program outside its allowed executables.
+    let script = format!("echo $$ > {cg}/cgroup.procs && exec /bin/sh -c '/bin/true in-cgroup'");
+    assert!(Command::new("/bin/sh").args(["-c", &script]).status().unwrap().success());
+    // Registrations for a task outside allowed_tasks: granted under audit, refused under
+    // enforce (the default).
+    let mut sleeper = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+    let register = |agent: &str| {
+        Command::new(sensor_binary())
+            .args(["register", "--socket", socket.to_str().unwrap()])
+            .args(["--pid", &sleeper.id().to_string(), "--agent", agent, "--task", "deploy"])
+            .output()
+            .unwrap()
+    };
+    assert!(register("lenient").status.success());
+    let refused = register("strict");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("not among agent \\\"strict\\\"'s allowed tasks"), "{refused:?}");
+    sensor.wait_for("the strict registration's decision", |r| {
+        r["policy"]["agent"] == "strict"
+    });
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let records = &done.records;
+
+    let decisions: Vec<&Value> = records
+        .iter()
+        .filter(|r| action(r) == "policy_decision")
+        .collect();
+    // Each decision follows its action's record and cites its sequence and hash.
+    for d in &decisions {
+        let p = &d["policy"];
+        let seq = p["action"]["sequence"].as_u64().unwrap();
+        assert_eq!(d["chain"]["sequence"].as_u64(), Some(seq + 1), "{d}");
+        let acted = records
+            .iter()
+            .find(|r| r["chain"]["sequence"].as_u64() == Some(seq))
+            .unwrap();
+        assert_eq!(acted["chain"]["hash"], p["action"]["hash"]);
+        assert_eq!(action(acted), p["action"]["name"].as_str().unwrap());
+        if action(acted) != "agent_registration" {
+            assert_eq!(agent_of(acted), p["agent"].as_str().unwrap(), "{d}");
+            assert_eq!(d["identity"], acted["identity"]);
+        }
+        assert_eq!(d["event"]["category"][0], "intrusion_detection");
+    }
+    let summary: Vec<(String, String, String, String)> = decisions
+        .iter()
+        .map(|d| {
+            let p = &d["policy"];
+            let s = |k: &str| p[k].as_str().unwrap_or("").to_owned();
+            (s("agent"), s("rule"), s("target"), s("outcome"))
+        })
+        .collect();
+    let has = |agent: &str, rule: &str, target: &str, outcome: &str| {
+        summary.iter().any(|(a, r, t, o)| a == agent && r == rule && t == target && o == outcome)
+    };
+    let secret = dir.join("secret.txt").display().to_string();
+    let allowed = dir.join("allowed/notes.txt").display().to_string();
+    assert!(has("audited", "files.read", &secret, "violation"), "{summary:#?}");
+    assert!(
+        has("audited", "egress", &format!("127.0.0.1:{forbidden_port}"), "violation"),
+        "{summary:#?}"
+    );
+    assert!(has("audited", "executables", "/usr/bin/true", "violation"), "{summary:#?}");
+    assert!(has("in-cgroup", "executables", "/usr/bin/true", "violation"), "{summary:#?}");
+    assert!(has("lenient", "tasks", "deploy", "violation"), "{summary:#?}");
+    assert!(has("strict", "tasks", "deploy", "denied"), "{summary:#?}");
+    // Nothing allowed was decided against; observe mode and bystanders decide nothing.
+    for (agent, rule, target, _) in &summary {
+        assert!(
+            ["audited", "in-cgroup", "lenient", "strict"].contains(&agent.as_str()),
+            "{agent} {rule} {target}"
+        );
+        assert_ne!(target, &allowed);
+        assert_ne!(target, &format!("127.0.0.1:{allowed_port}"));
+        assert_ne!(target, &audited);
+    }
+    let audited_rules = decisions
+        .iter()
+        .filter(|d| d["policy"]["agent"] == "audited")
+        .map(|d| (d["policy"]["mode"].clone(), d["policy"]["version"].clone()));
+    for (mode, version) in audited_rules {
+        assert_eq!((mode.as_str(), version.as_str()), (Some("audit"), Some("audit-1")));
+    }
+    // The observed agent and the bystander did the same things, on the record.
+    for who in [&observed, HELPER] {
+        assert!(
+            records.iter().any(|r| action(r) == "open"
+                && r["file"]["path"] == secret.as_str()
+                && r["process"]["executable"] == who),
+            "{who}'s open of the secret is on the record"
+        );
+    }
+    let granted = records
+        .iter()
+        .find(|r| action(r) == "agent_registration" && r["registration"]["agent"] == "lenient")
+        .unwrap();
+    assert_eq!(granted["registration"]["granted"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
