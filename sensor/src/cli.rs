@@ -34,6 +34,9 @@ pub enum Command {
     /// Append an operator's annotation (a review, an override, an acknowledgement) to the
     /// running sensor's trail, sealed in the chain and signed at once; prints its place.
     Annotate(AnnotateArgs),
+    /// Grant an agent a time-bound exception to one rule of its policy (who, why, for how
+    /// long) over the control socket; recorded before it takes effect; prints its place.
+    Except(ExceptArgs),
     /// Check that trails of records are complete and unaltered, and say where they are not.
     /// Exit status: 0 complete and unaltered, 1 altered, 2 no verdict (bad arguments, an
     /// unreadable file or key), 3 intact but incomplete (a run without its stop record).
@@ -175,6 +178,29 @@ pub struct AnnotateArgs {
     /// The hash of the record the annotation is about.
     #[arg(long, value_name = "HASH")]
     pub subject: Option<String>,
+    /// The sensor's control socket.
+    #[arg(long, default_value = crate::config::DEFAULT_REGISTRATION_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// The options of `except`: the exception, and where the socket is.
+#[derive(Debug, Args)]
+pub struct ExceptArgs {
+    /// The declared agent id.
+    #[arg(long)]
+    pub agent: String,
+    /// The rule: `egress`, `files.read`, `files.write`, `executables` or `tasks`.
+    #[arg(long)]
+    pub rule: String,
+    /// How long it lasts, in seconds (at most a week).
+    #[arg(long)]
+    pub seconds: u64,
+    /// Who grants it (the record also carries the uid the kernel reports).
+    #[arg(long)]
+    pub author: String,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
     /// The sensor's control socket.
     #[arg(long, default_value = crate::config::DEFAULT_REGISTRATION_SOCKET)]
     pub socket: PathBuf,

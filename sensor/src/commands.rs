@@ -1,5 +1,5 @@
 //! The subcommands other than `run`: `probe`, `check-config`, `identities check`, `register`,
-//! `annotate`, `verify`, `keygen`, each returning the exit code `main` ends with.
+//! `annotate`, `except`, `verify`, `keygen`, each returning the exit code `main` ends with.
 use std::{path::Path, process::ExitCode};
 
 use crate::{
@@ -166,6 +166,14 @@ pub fn register(args: &crate::cli::RegisterArgs) -> anyhow::Result<ExitCode> {
 pub fn annotate(args: &crate::cli::AnnotateArgs) -> anyhow::Result<ExitCode> {
     let body = serde_json::json!({"op": "annotate", "kind": args.kind, "author": args.author,
         "text": args.text, "subject": args.subject});
+    send(&args.socket, &body)
+}
+
+/// `except`: grants an agent a time-bound exception to one rule over the running sensor's
+/// control socket; prints its place in the chain and its end, failure when refused.
+pub fn except(args: &crate::cli::ExceptArgs) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({"op": "except", "agent": args.agent, "rule": args.rule,
+        "seconds": args.seconds, "author": args.author, "reason": args.reason});
     send(&args.socket, &body)
 }
 

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => commands::check_config(&file),
         Command::Register(args) => commands::register(&args),
         Command::Annotate(args) => commands::annotate(&args),
+        Command::Except(args) => commands::except(&args),
         Command::Verify {
             paths,
             json,

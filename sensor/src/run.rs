@@ -222,6 +222,8 @@ async fn async_main(
     if let Some(rules) = rules {
         pipeline.detect_with(Box::new(rules));
     }
+    let exceptions = crate::policy::exceptions::Exceptions::default();
+    pipeline.share_exceptions(exceptions.clone());
     if let Some(key) = signing_key {
         pipeline.sign_with(crate::evidence::sealer::Checkpoints::new(
             key,
@@ -272,6 +274,7 @@ async fn async_main(
             tracked: tracked.clone(),
             allowed,
             events: tx.clone(),
+            exceptions: exceptions.clone(),
         });
         tokio::spawn(server.serve(listener))
     };

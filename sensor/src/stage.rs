@@ -13,7 +13,7 @@ use crate::{
     record::{
         AgentInfo, Checkpoint, Gap, Identity, Record,
         alert::Raised,
-        policy::PolicyDecision,
+        policy::{PolicyDecision, PolicyException},
         registration::{Annotation, RegistrationEvent},
         rendered::Rendered,
         trail::{LastRecord, Rotation},
@@ -141,6 +141,8 @@ pub enum SensorEvent {
         /// Who did it.
         identity: Option<Identity>,
     },
+    /// An operator's exception to a rule, granted over the control socket.
+    Exception(PolicyException),
     /// The identity manifest was read again (`Ok`), or could not be (`Err`, why).
     Reloaded {
         /// What made the sensor read it.

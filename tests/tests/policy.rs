@@ -190,3 +190,123 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
     assert_eq!(granted["registration"]["granted"], true);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_exception_lets_the_action_through_until_it_ends_and_says_so() {
+    let dir = scratch_dir("policy-exception");
+    let exe = dir.join("excepted-agent").display().to_string();
+    std::fs::copy(HELPER, &exe).unwrap();
+    let forbidden = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let forbidden = format!("127.0.0.1:{}", forbidden.local_addr().unwrap().port());
+    let socket = dir.join("control.sock");
+    std::fs::write(
+        dir.join("agents.yaml"),
+        format!(
+            "agents:\n  - id: strict\n    allowed_tasks: [review]\n  - id: excepted\n    selectors: [{{executable: {exe}}}]\n    policy:\n      egress: {{mode: audit, allow: [{{cidr: 192.0.2.1}}]}}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    let control = |args: &[&str]| {
+        let out = Command::new(sensor_binary())
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let except = |agent: &str, rule: &str, seconds: &str| {
+        control(&[
+            "except", "--agent", agent, "--rule", rule, "--seconds", seconds, "--author",
+            "alice", "--reason", "INC-42",
+        ])
+    };
+    // Refused requests say why.
+    for (agent, rule, seconds, why) in [
+        ("nobody", "tasks", "5", "no agent \\\"nobody\\\" is declared"),
+        ("strict", "files", "5", "rule \\\"files\\\" must be one of"),
+        ("strict", "tasks", "0", "seconds must be 1 to 604800"),
+    ] {
+        let (ok, reply) = except(agent, rule, seconds);
+        assert!(!ok && reply.contains(why), "{reply}");
+    }
+    let mut sleeper = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let register = || {
+        control(&["register", "--pid", &pid, "--agent", "strict", "--task", "deploy"]).0
+    };
+    let connect = || {
+        let out = Command::new(&exe).args(["connect", &forbidden]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    // Two exceptions of 3 s; within them the registration goes through and the connect is
+    // allowed, after them both are decided against again.
+    let (ok, granted) = except("strict", "tasks", "3");
+    assert!(ok, "{granted}");
+    let (ok, egress) = except("excepted", "egress", "3");
+    assert!(ok, "{egress}");
+    let granted: Value = serde_json::from_str(&granted).unwrap();
+    let egress: Value = serde_json::from_str(&egress).unwrap();
+    assert!(register(), "the exception lets the registration through");
+    connect();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert!(!register(), "the exception ended");
+    connect();
+    sensor.wait_for_count("four decisions", 4, |r| action(r) == "policy_decision");
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let done = sensor.stop();
+
+    let exceptions: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "policy_exception")
+        .collect();
+    assert_eq!(exceptions.len(), 2);
+    assert_eq!(exceptions[0]["chain"]["sequence"], granted["sequence"]);
+    assert_eq!(exceptions[0]["chain"]["hash"], granted["hash"]);
+    assert_eq!(exceptions[0]["exception"]["agent"], "strict");
+    assert_eq!(exceptions[0]["exception"]["rule"], "tasks");
+    assert_eq!(exceptions[0]["exception"]["author"], "alice");
+    assert_eq!(exceptions[0]["exception"]["reason"], "INC-42");
+    assert_eq!(exceptions[0]["exception"]["peer_uid"], 0);
+    assert_eq!(exceptions[0]["exception"]["until"], granted["until"]);
+    let decisions: Vec<(&str, &str, &Value)> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "policy_decision")
+        .map(|r| {
+            let p = &r["policy"];
+            (p["rule"].as_str().unwrap(), p["outcome"].as_str().unwrap(), &p["exception"])
+        })
+        .collect();
+    assert_eq!(decisions.len(), 4, "{decisions:#?}");
+    assert_eq!(decisions[0].0, "tasks");
+    assert_eq!(decisions[0].1, "allowed");
+    assert_eq!(decisions[0].2["sequence"], granted["sequence"]);
+    assert_eq!(decisions[0].2["author"], "alice");
+    assert_eq!(decisions[1].0, "egress");
+    assert_eq!(decisions[1].1, "allowed");
+    assert_eq!(decisions[1].2["sequence"], egress["sequence"]);
+    assert_eq!((decisions[2].0, decisions[2].1), ("tasks", "denied"));
+    assert!(decisions[2].2.is_null());
+    assert_eq!((decisions[3].0, decisions[3].1), ("egress", "violation"));
+    assert!(decisions[3].2.is_null());
+    let refused = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "agent_registration" && r["registration"]["op"] == "except")
+        .count();
+    assert_eq!(refused, 3, "each refused request is on the record");
+    let _ = std::fs::remove_dir_all(&dir);
+}

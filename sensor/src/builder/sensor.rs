@@ -1,6 +1,6 @@
 //! The sensor's own records: its start and stop, what it lost, where the output rotated,
-//! signed checkpoints, registration requests, operators' annotations, manifest reloads and
-//! policy decisions.
+//! signed checkpoints, registration requests, operators' annotations, manifest reloads,
+//! policy decisions and operators' exceptions to a policy.
 use super::{
     Builder, CHANGE, CONFIGURATION, END, IAM, INFO, PROCESS, START, process::self_process,
 };
@@ -140,6 +140,12 @@ impl Builder {
                 let mut r = self.record(WallClock::now(), meta);
                 r.identity = identity;
                 r.policy = Some(decision);
+                r
+            }
+            SensorEvent::Exception(exception) => {
+                let meta = self.meta("event", CONFIGURATION, CHANGE, "policy_exception");
+                let mut r = self.record(WallClock::now(), meta);
+                r.exception = Some(exception);
                 r
             }
             SensorEvent::Reloaded { trigger, error } => {

@@ -75,6 +75,7 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.opt_serde("rotation", record.rotation.as_ref());
     o.opt_serde("alert", record.alert.as_deref());
     o.opt_serde("policy", record.policy.as_ref());
+    o.opt_serde("exception", record.exception.as_ref());
     o.close();
     shared
 }
@@ -481,7 +482,7 @@ mod tests {
         record::host::{HostInfo, HostOs},
         record::registration::{Annotation, RegistrationEvent},
         record::rendered::Rendered,
-        record::policy::{DecidedAction, PolicyDecision},
+        record::policy::{DecidedAction, ExceptionRef, PolicyDecision, PolicyException},
         record::trail::{LastRecord, Rotation},
         record::*,
     };
@@ -866,6 +867,7 @@ mod tests {
         "rotation",
         "alert",
         "policy",
+        "exception",
         "identity.task",
         "identity.delegation",
         "identity.agent",
@@ -1335,6 +1337,21 @@ mod tests {
                     sequence: g.opt(Self::u64),
                     hash: g.opt_text(),
                 },
+                exception: g.opt(|g| ExceptionRef {
+                    sequence: g.opt(Self::u64),
+                    author: g.text(),
+                    until: crate::record::time::Timestamp::of(g.i64().into()),
+                }),
+            });
+            r.exception = self.opt(|g| PolicyException {
+                agent: g.text(),
+                rule: g.text(),
+                author: g.text(),
+                reason: g.text(),
+                until: crate::record::time::Timestamp::of(g.i64().into()),
+                peer_pid: g.opt(|g| g.i64() as i32),
+                peer_uid: g.u32(),
+                peer_gid: g.u32(),
             });
             r
         }

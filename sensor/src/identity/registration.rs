@@ -10,8 +10,10 @@
 //! `{"ok":true,"attributions":[{"pid":123,"agent":"reviewer","task":"pr-42",...}]}`;
 //! a register request may add `"override":true` (see `guard`, which decides what may be named);
 //! `{"op":"annotate","kind":"review","author":"alice","text":"...","subject":"<record hash>"}`
-//! → `{"ok":true,"sequence":N,"hash":"..."}` (the annotation's own place in the chain).
-use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
+//! → `{"ok":true,"sequence":N,"hash":"..."}` (the annotation's own place in the chain);
+//! `{"op":"except","agent":"a","rule":"egress","seconds":600,"author":"alice","reason":"..."}`
+//! → `{"ok":true,"sequence":N,"hash":"...","until":"<RFC 3339>"}` (in force once recorded).
+use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc, time::SystemTime};
 
 use sensor_common::{TrackedProcess, method};
 use serde::Deserialize;
@@ -21,8 +23,16 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::policy::{decide, form::Mode};
-use crate::record::registration::{Annotation, RegistrationEvent};
+use crate::policy::{
+    decide,
+    exceptions::{self, Exception, Exceptions},
+    form::Mode,
+};
+use crate::record::{
+    policy::PolicyException,
+    registration::{Annotation, RegistrationEvent},
+    time::Timestamp,
+};
 use crate::{
     enrich::snapshot,
     identity::guard,
@@ -58,6 +68,14 @@ enum Request {
         /// The hash of the record it is about, if any.
         subject: Option<String>,
     },
+    /// An operator's time-bound exception to one rule of one agent's policy.
+    Except {
+        agent: String,
+        rule: String,
+        seconds: u64,
+        author: String,
+        reason: String,
+    },
 }
 
 /// The kinds of annotation an operator can append.
@@ -65,6 +83,15 @@ pub const ANNOTATION_KINDS: &[&str] = &["review", "override", "acknowledgement",
 /// Longest annotation text and author accepted (bytes).
 const MAX_TEXT: usize = 16 * 1024;
 const MAX_AUTHOR: usize = 256;
+
+/// An operator's exception on its way to the pipeline, which records it and answers with its
+/// place in the chain; the server puts it in force then.
+pub struct ExceptionRequest {
+    /// What the operator grants, with the peer's credentials.
+    pub exception: PolicyException,
+    /// Where the pipeline answers, as for an annotation.
+    pub placed: tokio::sync::oneshot::Sender<Result<Placed, NotRecorded>>,
+}
 
 /// An annotation on its way to the pipeline, which answers with its place in the chain.
 pub struct AnnotationRequest {
@@ -115,6 +142,7 @@ fn requested_op(line: &[u8]) -> &'static str {
         Some("end_task") => "end_task",
         Some("list") => "list",
         Some("annotate") => "annotate",
+        Some("except") => "except",
         _ => "invalid",
     }
 }
@@ -164,6 +192,8 @@ pub(crate) struct Server<M> {
     pub(crate) allowed: Allowed,
     /// The pipeline's inbox: every request's record, and annotations to seal.
     pub(crate) events: mpsc::Sender<M>,
+    /// Operators' exceptions in force (the pipeline decides under the same ones).
+    pub(crate) exceptions: Exceptions,
 }
 
 /// Binds the socket (replacing a stale one), owner-only unless other uids are allowed.
@@ -185,7 +215,7 @@ pub(crate) fn bind(path: &Path, allowed: &Allowed) -> std::io::Result<UnixListen
 
 impl<M> Server<M>
 where
-    M: From<RegistrationEvent> + From<AnnotationRequest> + Send + 'static,
+    M: From<RegistrationEvent> + From<AnnotationRequest> + From<ExceptionRequest> + Send + 'static,
 {
     /// Answers connections until the task is aborted, each in a task of its own.
     pub(crate) async fn serve(self: Arc<Self>, listener: UnixListener) {
@@ -266,6 +296,49 @@ where
                         return;
                     }
                 }
+                Ok(Request::Except {
+                    agent,
+                    rule,
+                    seconds,
+                    author,
+                    reason,
+                }) => {
+                    event.op = "except";
+                    event.agent = Some(agent.clone());
+                    let registry = registry::current(&self.registry);
+                    let declared = registry
+                        .number_of(&agent)
+                        .is_some_and(|n| registry.is_declared(n));
+                    let until = exceptions::check(&rule, seconds, &author, &reason, SystemTime::now());
+                    match (declared, until) {
+                        (false, _) => {
+                            event.reason = Some(format!("no agent {agent:?} is declared"));
+                            serde_json::json!({"ok": false, "error": event.reason})
+                        }
+                        (true, Err(why)) => {
+                            event.reason = Some(why.to_string());
+                            serde_json::json!({"ok": false, "error": event.reason})
+                        }
+                        (true, Ok(until)) => {
+                            let exception = PolicyException {
+                                agent,
+                                rule,
+                                author,
+                                reason,
+                                until: Timestamp::of(crate::policy::unix_nanos(until)),
+                                peer_pid,
+                                peer_uid: uid,
+                                peer_gid: gid,
+                            };
+                            let reply = self.except(exception, until).await;
+                            let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+                            out.push(b'\n');
+                            let _ = write.write_all(&out).await;
+                            // The exception record itself is the record of the request.
+                            return;
+                        }
+                    }
+                }
                 Ok(request) => self.apply(request, &mut event),
                 Err(e) => {
                     event.reason = Some(format!("malformed request: {e}"));
@@ -282,6 +355,41 @@ where
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
         let _ = write.write_all(&out).await;
+    }
+
+    /// Hands an exception to the pipeline, waits for its place in the chain, and puts it in
+    /// force: only a recorded exception lets anything through.
+    async fn except(&self, exception: PolicyException, until: SystemTime) -> serde_json::Value {
+        tracing::info!(
+            agent = exception.agent,
+            rule = exception.rule,
+            uid = exception.peer_uid,
+            "policy exception"
+        );
+        let in_force = Exception {
+            agent: exception.agent.clone(),
+            rule: exception.rule.clone(),
+            author: exception.author.clone(),
+            until,
+            sequence: None,
+        };
+        let until_text = exception.until.as_str().to_owned();
+        let (placed, answer) = tokio::sync::oneshot::channel();
+        let request = ExceptionRequest { exception, placed };
+        if self.events.send(M::from(request)).await.is_err() {
+            return serde_json::json!({"ok": false, "error": "the sensor is stopping"});
+        }
+        match answer.await {
+            Ok(Ok(Placed { sequence, hash })) => {
+                self.exceptions.grant(Exception {
+                    sequence: Some(sequence),
+                    ..in_force
+                });
+                serde_json::json!({"ok": true, "sequence": sequence, "hash": hash, "until": until_text})
+            }
+            Ok(Err(e)) => serde_json::json!({"ok": false, "error": e.to_string()}),
+            Err(_) => serde_json::json!({"ok": false, "error": "the sensor is stopping"}),
+        }
     }
 
     /// Hands an annotation to the pipeline and waits for its place in the chain.
@@ -335,6 +443,10 @@ where
                 if let (Some(t), Some(decl)) = (&task, registry.get(number))
                     && decide::task(&decl.policy, &decl.allowed_tasks, t)
                         .is_some_and(|v| v.mode == Mode::Enforce)
+                    && self
+                        .exceptions
+                        .in_force(&agent, "tasks", SystemTime::now())
+                        .is_none()
                 {
                     return refuse(
                         event,
@@ -417,7 +529,9 @@ where
                 event.granted = true;
                 serde_json::json!({"ok": true})
             }
-            Request::Annotate { .. } => unreachable!("annotations are handled by `handle`"),
+            Request::Annotate { .. } | Request::Except { .. } => {
+                unreachable!("annotations and exceptions are handled by `handle`")
+            }
             Request::List => {
                 let registry = registry::current(&self.registry);
                 event.op = "list";

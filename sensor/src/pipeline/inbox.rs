@@ -1,7 +1,7 @@
 //! The pipeline's inbox: what the kernel source, the registration socket and the manifest
 //! watcher send it, in one bounded channel, in order.
 use crate::identity::{
-    manifest::ManifestError, registration::AnnotationRequest, registry::Registry,
+    manifest::ManifestError, registration::{AnnotationRequest, ExceptionRequest}, registry::Registry,
 };
 use crate::record::registration::RegistrationEvent;
 
@@ -78,6 +78,8 @@ pub enum Message {
     Registration(RegistrationEvent),
     /// An operator's annotation, to be sealed (and signed) in the trail.
     Annotation(AnnotationRequest),
+    /// An operator's exception to a policy rule, to be sealed (and signed) in the trail.
+    Exception(ExceptionRequest),
     /// The source stopped after a final drain; nothing follows.
     Stopped {
         /// Why (`signal SIGTERM`, `replay ended`): the stop record's reason.
@@ -88,6 +90,12 @@ pub enum Message {
 impl From<RegistrationEvent> for Message {
     fn from(event: RegistrationEvent) -> Self {
         Self::Registration(event)
+    }
+}
+
+impl From<ExceptionRequest> for Message {
+    fn from(request: ExceptionRequest) -> Self {
+        Self::Exception(request)
     }
 }
 

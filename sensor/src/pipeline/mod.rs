@@ -15,13 +15,13 @@ use crate::{
     evidence::sealer::{Checkpoints, Sealer},
     identity::{
         manifest::ManifestError,
-        registration::{AnnotationRequest, NotRecorded, Placed},
+        registration::{AnnotationRequest, ExceptionRequest, NotRecorded, Placed},
         registry::{Registry, SharedRegistry, Tasks},
         resolver::{Resolver, ResolverParts},
         selectors::{CgroupIndex, SharedSelectors, Tracked},
     },
+    policy::{Policies, exceptions::Exceptions},
     record::alert::Raised,
-    policy::Policies,
     record::{Record, host::HostInfo},
     rules::Rules,
     sink::Sink,
@@ -93,6 +93,8 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
     raised: Vec<Raised>,
     /// The agents' policies: a decision record follows each action one does not allow.
     policies: Policies,
+    /// Operators' exceptions in force (shared with the control socket).
+    exceptions: Exceptions,
     /// The run's counters.
     pub stats: Stats,
     /// What `/metrics` reports of the pipeline (shared with the endpoint).
@@ -145,6 +147,11 @@ impl Pipeline {
         self.sealer.set_format(format);
     }
 
+    /// Decides under the exceptions the control socket grants into `exceptions`.
+    pub fn share_exceptions(&mut self, exceptions: Exceptions) {
+        self.exceptions = exceptions;
+    }
+
     /// Signs checkpoints from now on.
     pub fn sign_with(&mut self, checkpoints: Checkpoints) {
         self.sealer.sign_with(checkpoints);
@@ -165,6 +172,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             detector: None,
             raised: Vec::new(),
             policies: Policies::default(),
+            exceptions: Exceptions::default(),
             stats: Stats::default(),
             metrics: Arc::default(),
         }
@@ -233,6 +241,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
                 }
                 Message::Registration(event) => self.sensor(SensorEvent::Registration(event)),
                 Message::Annotation(request) => self.annotation(request),
+                Message::Exception(request) => self.exception(request),
                 Message::Reloaded { trigger, result } => self.reloaded(trigger, result),
                 Message::RulesReloaded { trigger, result } => self.rules_reloaded(trigger, result),
                 Message::Stopped { reason: why } => {
@@ -286,7 +295,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             return;
         }
         let at = if sealed { self.sealer.last() } else { None };
-        if let Some((decision, identity)) = self.policies.decide(record, at) {
+        if let Some((decision, identity)) = self.policies.decide(record, at, &self.exceptions) {
             let r = self
                 .builder
                 .sensor(SensorEvent::Decision { decision, identity });
@@ -454,6 +463,21 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
                 hash: hash.to_owned(),
             }),
             // Refused by a full output: counted in its gap record like any other.
+            _ => Err(NotRecorded::OutputFull),
+        };
+        let _ = request.placed.send(placed);
+        self.checkpoint(true);
+    }
+
+    /// An operator's exception: sealed, answered with its place, and signed at once.
+    fn exception(&mut self, request: ExceptionRequest) {
+        let before = self.sealer.last().map(|(sequence, _)| sequence);
+        self.sensor(SensorEvent::Exception(request.exception));
+        let placed = match self.sealer.last() {
+            Some((sequence, hash)) if Some(sequence) != before => Ok(Placed {
+                sequence,
+                hash: hash.to_owned(),
+            }),
             _ => Err(NotRecorded::OutputFull),
         };
         let _ = request.placed.send(placed);

@@ -1,15 +1,20 @@
 //! Per-agent policy: the form the manifest declares it in (`form`), the pure decision on one
-//! record (`decide`), and the agents' policies in force, which turn a violation into the
-//! block of a `policy_decision` record linked to the action's record.
-use std::{collections::HashMap, sync::Arc};
+//! record (`decide`), operators' time-bound exceptions (`exceptions`), and the agents'
+//! policies in force, which turn a violation into the block of a `policy_decision` record
+//! linked to the action's record.
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use crate::record::{
     Identity, Record,
-    policy::{DecidedAction, PolicyDecision},
+    policy::{DecidedAction, ExceptionRef, PolicyDecision},
+    time::Timestamp,
 };
 
 pub mod decide;
+pub mod exceptions;
 pub mod form;
+
+use exceptions::Exceptions;
 
 use decide::Violation;
 use form::{Mode, Policy};
@@ -57,11 +62,13 @@ impl Policies {
 
     /// The decision on `record` (an agent's activity, or a registration request) when a rule
     /// does not allow it, with the identity of the process that did it; `sealed` is the
-    /// record's place in the chain (none when a full output refused it).
+    /// record's place in the chain (none when a full output refused it). Under an exception
+    /// in force the outcome is `allowed`.
     pub fn decide(
         &self,
         record: &Record,
         sealed: Option<(u64, &str)>,
+        exceptions: &Exceptions,
     ) -> Option<(PolicyDecision, Option<Identity>)> {
         let (agent, task, violation, identity) = if let Some(reg) = &record.registration {
             if reg.op != "register" {
@@ -85,17 +92,19 @@ impl Policies {
             target,
             reason,
         } = violation;
+        let exception = exceptions.in_force(agent, rule, SystemTime::now());
+        let outcome = match (&exception, mode) {
+            (Some(_), _) => "allowed",
+            (None, Mode::Enforce) => "denied",
+            (None, _) => "violation",
+        };
         let decision = PolicyDecision {
             agent: agent.to_owned(),
             task,
             rule,
             version: self.by_agent[agent].policy.version.clone(),
             mode: mode.name(),
-            outcome: if mode == Mode::Enforce {
-                "denied"
-            } else {
-                "violation"
-            },
+            outcome,
             target,
             reason,
             action: DecidedAction {
@@ -103,7 +112,20 @@ impl Policies {
                 sequence: sealed.map(|(s, _)| s),
                 hash: sealed.map(|(_, h)| h.to_owned()),
             },
+            exception: exception.map(|e| ExceptionRef {
+                sequence: e.sequence,
+                author: e.author,
+                until: Timestamp::of(unix_nanos(e.until)),
+            }),
         };
         Some((decision, identity))
+    }
+}
+
+/// `t` in nanoseconds since the Unix epoch.
+pub fn unix_nanos(t: SystemTime) -> i128 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
+        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
     }
 }

@@ -87,6 +87,8 @@ pub struct Record {
     pub alert: Option<Box<crate::record::alert::Alert>>,
     /// A policy decision on an agent's action (`event.action: policy_decision`).
     pub policy: Option<crate::record::policy::PolicyDecision>,
+    /// An operator's exception to a rule (`event.action: policy_exception`).
+    pub exception: Option<crate::record::policy::PolicyException>,
 }
 
 impl Record {
@@ -129,6 +131,7 @@ impl Record {
             rotation: None,
             alert: None,
             policy: None,
+            exception: None,
         }
     }
 }

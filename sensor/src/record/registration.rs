@@ -26,7 +26,7 @@ pub struct Annotation {
 /// What the pipeline records about a request.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RegistrationEvent {
-    /// `register`, `end_task`, `list`, `annotate` (refused ones), or `invalid`.
+    /// `register`, `end_task`, `list`, `annotate` and `except` (refused ones), or `invalid`.
     pub op: &'static str,
     /// Whether the request was granted.
     pub granted: bool,

@@ -44,6 +44,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("annotation", &["annotation"]),
     ("alert", &["alert"]),
     ("policy_decision", &["policy"]),
+    ("policy_exception", &["exception"]),
 ];
 
 /// The schema of every record this version writes.
