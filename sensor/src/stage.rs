@@ -136,8 +136,8 @@ pub enum SensorEvent {
     /// A policy decision on an agent's action, with the `identity` block of the process that
     /// did it (none for a registration).
     Decision {
-        /// What was decided.
-        decision: PolicyDecision,
+        /// What was decided (boxed: the other events are smaller).
+        decision: Box<PolicyDecision>,
         /// Who did it.
         identity: Option<Identity>,
     },

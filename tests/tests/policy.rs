@@ -90,21 +90,38 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
     act(HELPER, &dir, allowed_port, forbidden_port);
     // A shell in the agent's cgroup runs a program outside its allowed executables.
     let script = format!("echo $$ > {cg}/cgroup.procs && exec /bin/sh -c '/bin/true in-cgroup'");
-    assert!(Command::new("/bin/sh").args(["-c", &script]).status().unwrap().success());
+    assert!(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
     // Registrations for a task outside allowed_tasks: granted under audit, refused under
     // enforce (the default).
     let mut sleeper = Command::new("/bin/sleep").arg("30").spawn().unwrap();
     let register = |agent: &str| {
         Command::new(sensor_binary())
             .args(["register", "--socket", socket.to_str().unwrap()])
-            .args(["--pid", &sleeper.id().to_string(), "--agent", agent, "--task", "deploy"])
+            .args([
+                "--pid",
+                &sleeper.id().to_string(),
+                "--agent",
+                agent,
+                "--task",
+                "deploy",
+            ])
             .output()
             .unwrap()
     };
     assert!(register("lenient").status.success());
     let refused = register("strict");
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stdout).contains("not among agent \\\"strict\\\"'s allowed tasks"), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stdout)
+            .contains("not among agent \\\"strict\\\"'s allowed tasks"),
+        "{refused:?}"
+    );
     sensor.wait_for("the strict registration's decision", |r| {
         r["policy"]["agent"] == "strict"
     });
@@ -144,18 +161,37 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
         })
         .collect();
     let has = |agent: &str, rule: &str, target: &str, outcome: &str| {
-        summary.iter().any(|(a, r, t, o)| a == agent && r == rule && t == target && o == outcome)
+        summary
+            .iter()
+            .any(|(a, r, t, o)| a == agent && r == rule && t == target && o == outcome)
     };
     let secret = dir.join("secret.txt").display().to_string();
     let allowed = dir.join("allowed/notes.txt").display().to_string();
-    assert!(has("audited", "files.read", &secret, "violation"), "{summary:#?}");
     assert!(
-        has("audited", "egress", &format!("127.0.0.1:{forbidden_port}"), "violation"),
+        has("audited", "files.read", &secret, "violation"),
         "{summary:#?}"
     );
-    assert!(has("audited", "executables", "/usr/bin/true", "violation"), "{summary:#?}");
-    assert!(has("in-cgroup", "executables", "/usr/bin/true", "violation"), "{summary:#?}");
-    assert!(has("lenient", "tasks", "deploy", "violation"), "{summary:#?}");
+    assert!(
+        has(
+            "audited",
+            "egress",
+            &format!("127.0.0.1:{forbidden_port}"),
+            "violation"
+        ),
+        "{summary:#?}"
+    );
+    assert!(
+        has("audited", "executables", "/usr/bin/true", "violation"),
+        "{summary:#?}"
+    );
+    assert!(
+        has("in-cgroup", "executables", "/usr/bin/true", "violation"),
+        "{summary:#?}"
+    );
+    assert!(
+        has("lenient", "tasks", "deploy", "violation"),
+        "{summary:#?}"
+    );
     assert!(has("strict", "tasks", "deploy", "denied"), "{summary:#?}");
     // Nothing allowed was decided against; observe mode and bystanders decide nothing.
     for (agent, rule, target, _) in &summary {
@@ -172,7 +208,10 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
         .filter(|d| d["policy"]["agent"] == "audited")
         .map(|d| (d["policy"]["mode"].clone(), d["policy"]["version"].clone()));
     for (mode, version) in audited_rules {
-        assert_eq!((mode.as_str(), version.as_str()), (Some("audit"), Some("audit-1")));
+        assert_eq!(
+            (mode.as_str(), version.as_str()),
+            (Some("audit"), Some("audit-1"))
+        );
     }
     // The observed agent and the bystander did the same things, on the record.
     for who in [&observed, HELPER] {
@@ -223,17 +262,34 @@ fn an_exception_lets_the_action_through_until_it_ends_and_says_so() {
             .arg(&socket)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let except = |agent: &str, rule: &str, seconds: &str| {
         control(&[
-            "except", "--agent", agent, "--rule", rule, "--seconds", seconds, "--author",
-            "alice", "--reason", "INC-42",
+            "except",
+            "--agent",
+            agent,
+            "--rule",
+            rule,
+            "--seconds",
+            seconds,
+            "--author",
+            "alice",
+            "--reason",
+            "INC-42",
         ])
     };
     // Refused requests say why.
     for (agent, rule, seconds, why) in [
-        ("nobody", "tasks", "5", "no agent \\\"nobody\\\" is declared"),
+        (
+            "nobody",
+            "tasks",
+            "5",
+            "no agent \\\"nobody\\\" is declared",
+        ),
         ("strict", "files", "5", "rule \\\"files\\\" must be one of"),
         ("strict", "tasks", "0", "seconds must be 1 to 604800"),
     ] {
@@ -243,10 +299,16 @@ fn an_exception_lets_the_action_through_until_it_ends_and_says_so() {
     let mut sleeper = Command::new("/bin/sleep").arg("30").spawn().unwrap();
     let pid = sleeper.id().to_string();
     let register = || {
-        control(&["register", "--pid", &pid, "--agent", "strict", "--task", "deploy"]).0
+        control(&[
+            "register", "--pid", &pid, "--agent", "strict", "--task", "deploy",
+        ])
+        .0
     };
     let connect = || {
-        let out = Command::new(&exe).args(["connect", &forbidden]).output().unwrap();
+        let out = Command::new(&exe)
+            .args(["connect", &forbidden])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{out:?}");
     };
     // Two exceptions of 3 s; within them the registration goes through and the connect is
@@ -287,7 +349,11 @@ fn an_exception_lets_the_action_through_until_it_ends_and_says_so() {
         .filter(|r| action(r) == "policy_decision")
         .map(|r| {
             let p = &r["policy"];
-            (p["rule"].as_str().unwrap(), p["outcome"].as_str().unwrap(), &p["exception"])
+            (
+                p["rule"].as_str().unwrap(),
+                p["outcome"].as_str().unwrap(),
+                &p["exception"],
+            )
         })
         .collect();
     assert_eq!(decisions.len(), 4, "{decisions:#?}");

@@ -53,7 +53,10 @@ fn pid_1_kernel_threads_the_sensor_and_a_held_process_are_refused_unless_overrid
             .args(extra)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let sensor_pid = sensor.pid().to_string();
     let refusals = [
@@ -86,7 +89,7 @@ fn pid_1_kernel_threads_the_sensor_and_a_held_process_are_refused_unless_overrid
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["pid"].to_string() == pid)
+        .find(|a| a["pid"].as_u64() == pid.parse().ok())
         .unwrap_or_else(|| panic!("{list}"));
     assert_eq!(mine["agent"], "taker");
     assert_eq!(mine["method"], "registration");
@@ -117,7 +120,10 @@ fn pid_1_kernel_threads_the_sensor_and_a_held_process_are_refused_unless_overrid
     assert_eq!(granted.len(), 2, "the override and the list: {granted:#?}");
     assert_eq!(granted[0]["registration"]["overrode"], "holder");
     assert_eq!(granted[0]["registration"]["pid"].to_string(), pid);
-    for refused in requests.iter().filter(|r| r["registration"]["granted"] == false) {
+    for refused in requests
+        .iter()
+        .filter(|r| r["registration"]["granted"] == false)
+    {
         assert_eq!(refused["event"]["outcome"], "failure");
         assert!(refused["registration"]["reason"].is_string(), "{refused}");
         assert!(refused["registration"]["overrode"].is_null(), "{refused}");

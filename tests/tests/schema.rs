@@ -1,5 +1,5 @@
 //! The record schema is a contract: every record a real run writes — process, file, network,
-//! identity, registration, annotation, checkpoint and lifecycle records — validates against
+//! identity, registration, annotation, policy, checkpoint and lifecycle records — validates against
 //! `schema/record-<version>.json` with an independent validator (Python's `jsonschema`), and
 //! a record with a field the schema does not know is refused.
 use std::{path::Path, process::Command};
@@ -44,6 +44,11 @@ fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
         &[
             ("id", "schema-agent"),
             ("owners", "{business: a@example.com}"),
+            // Every exec of the agent is a violation: policy_decision records.
+            (
+                "policy",
+                "{executables: {mode: audit, allow: [/nonexistent]}}",
+            ),
         ],
     );
     let dir = &run.dir;
@@ -64,6 +69,23 @@ fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
             "test",
             "--text",
             "schema \"check\"\n"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        run.control(&[
+            "except",
+            "--agent",
+            "schema-agent",
+            "--rule",
+            "egress",
+            "--seconds",
+            "60",
+            "--author",
+            "test",
+            "--reason",
+            "schema",
         ])
         .status
         .success()
@@ -94,6 +116,8 @@ fn every_kind_of_record_a_real_run_writes_matches_the_schema() {
         "annotation",
         "checkpoint",
         "identities_reloaded",
+        "policy_decision",
+        "policy_exception",
         "sensor_stop",
     ] {
         assert!(

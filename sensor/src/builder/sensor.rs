@@ -139,7 +139,7 @@ impl Builder {
                 let meta = self.meta("event", INTRUSION_DETECTION, kind_type, "policy_decision");
                 let mut r = self.record(WallClock::now(), meta);
                 r.identity = identity;
-                r.policy = Some(decision);
+                r.policy = Some(*decision);
                 r
             }
             SensorEvent::Exception(exception) => {

@@ -480,9 +480,9 @@ mod tests {
     use super::*;
     use crate::{
         record::host::{HostInfo, HostOs},
+        record::policy::{DecidedAction, ExceptionRef, PolicyDecision, PolicyException},
         record::registration::{Annotation, RegistrationEvent},
         record::rendered::Rendered,
-        record::policy::{DecidedAction, ExceptionRef, PolicyDecision, PolicyException},
         record::trail::{LastRecord, Rotation},
         record::*,
     };

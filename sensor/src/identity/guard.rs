@@ -101,13 +101,13 @@ fn stat_flags(stat: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn entry(agent: u32, m: u8, flags: u8) -> Option<TrackedProcess> {
-        Some(TrackedProcess {
+    fn entry(agent: u32, m: u8, flags: u8) -> TrackedProcess {
+        TrackedProcess {
             agent,
             method: m,
             flags,
             ..Default::default()
-        })
+        }
     }
 
     fn decide(pid: u32, kthread: bool, current: Option<TrackedProcess>, o: bool) -> String {
@@ -131,7 +131,10 @@ mod tests {
                 "pid 1 may not be registered: every process the host starts would become the agent's"
             );
             assert_eq!(decide(2, true, None, o), "process 2 is a kernel thread");
-            assert_eq!(decide(77, false, None, o), "process 77 is the sensor itself");
+            assert_eq!(
+                decide(77, false, None, o),
+                "process 77 is the sensor itself"
+            );
         }
     }
 
@@ -139,13 +142,16 @@ mod tests {
     fn a_strong_attribution_of_another_agent_needs_override() {
         for m in [method::REGISTRATION, method::CGROUP, method::CONTAINER] {
             assert_eq!(
-                decide(10, false, entry(3, m, 0), false),
+                decide(10, false, Some(entry(3, m, 0)), false),
                 format!(
                     "process 10 is attributed to agent \"agent-3\" by {} (strong trust); say override to take it over",
                     method::name(m)
                 )
             );
-            assert_eq!(decide(10, false, entry(3, m, 0), true), "granted over 3");
+            assert_eq!(
+                decide(10, false, Some(entry(3, m, 0)), true),
+                "granted over 3"
+            );
         }
     }
 
@@ -157,17 +163,17 @@ mod tests {
             method::ARGV,
             method::ENVIRONMENT,
         ] {
-            assert_eq!(decide(10, false, entry(3, m, 0), false), "granted");
+            assert_eq!(decide(10, false, Some(entry(3, m, 0)), false), "granted");
         }
         // Inherited from a registered parent: registering the child is a delegation.
-        let inherited = entry(3, method::REGISTRATION, tracked_flags::INHERITED);
+        let inherited = Some(entry(3, method::REGISTRATION, tracked_flags::INHERITED));
         assert_eq!(decide(10, false, inherited, false), "granted");
         // The same agent again (a new task), or nobody's.
         assert_eq!(
-            decide(10, false, entry(5, method::CGROUP, 0), false),
+            decide(10, false, Some(entry(5, method::CGROUP, 0)), false),
             "granted"
         );
-        assert_eq!(decide(10, false, entry(0, 0, 0), false), "granted");
+        assert_eq!(decide(10, false, Some(entry(0, 0, 0)), false), "granted");
         assert_eq!(decide(10, false, None, true), "granted");
     }
 

@@ -499,8 +499,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
             };
             selectors.push(selector);
         }
-        let policy = form::compile(&a.allowed_tasks, a.policy.as_ref().map(|p| &p.value))
-            .map_err(|e| {
+        let policy =
+            form::compile(&a.allowed_tasks, a.policy.as_ref().map(|p| &p.value)).map_err(|e| {
                 let place = e.at.or(a.policy.as_ref().map(|p| p.referenced));
                 at(place, format!("agent {} policy: {}", a.id, e.message))
             })?;

@@ -309,7 +309,8 @@ where
                     let declared = registry
                         .number_of(&agent)
                         .is_some_and(|n| registry.is_declared(n));
-                    let until = exceptions::check(&rule, seconds, &author, &reason, SystemTime::now());
+                    let until =
+                        exceptions::check(&rule, seconds, &author, &reason, SystemTime::now());
                     match (declared, until) {
                         (false, _) => {
                             event.reason = Some(format!("no agent {agent:?} is declared"));
@@ -478,9 +479,7 @@ where
                         Err(why) => return refuse(event, why.to_string()),
                     };
                 event.overrode = overridden.map(name_of);
-                let previous = current
-                    .map(|p| p.agent)
-                    .filter(|a| *a != 0 && *a != number);
+                let previous = current.map(|p| p.agent).filter(|a| *a != 0 && *a != number);
                 let direct = TrackedProcess {
                     agent: number,
                     task: task_number,

@@ -1,7 +1,9 @@
 //! The pipeline's inbox: what the kernel source, the registration socket and the manifest
 //! watcher send it, in one bounded channel, in order.
 use crate::identity::{
-    manifest::ManifestError, registration::{AnnotationRequest, ExceptionRequest}, registry::Registry,
+    manifest::ManifestError,
+    registration::{AnnotationRequest, ExceptionRequest},
+    registry::Registry,
 };
 use crate::record::registration::RegistrationEvent;
 

@@ -296,9 +296,10 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         }
         let at = if sealed { self.sealer.last() } else { None };
         if let Some((decision, identity)) = self.policies.decide(record, at, &self.exceptions) {
-            let r = self
-                .builder
-                .sensor(SensorEvent::Decision { decision, identity });
+            let r = self.builder.sensor(SensorEvent::Decision {
+                decision: Box::new(decision),
+                identity,
+            });
             self.emit_one(&r);
         }
     }

@@ -59,7 +59,10 @@ pub fn task(policy: &Policy, allowed_tasks: &[String], task: &str) -> Option<Vio
 }
 
 fn executable(policy: &Policy, record: &Record) -> Option<Violation> {
-    let rule = policy.executables.as_ref().filter(|r| r.mode != Mode::Observe)?;
+    let rule = policy
+        .executables
+        .as_ref()
+        .filter(|r| r.mode != Mode::Observe)?;
     let exe = record.process.as_ref()?.executable.as_deref()?;
     (!rule.allow.iter().any(|g| g.matches(exe.as_bytes()))).then(|| Violation {
         rule: "executables",
@@ -117,7 +120,11 @@ fn files(policy: &Policy, record: &Record, write: bool) -> Option<Violation> {
     let followed = (record.event.action == "open")
         .then_some(file.target_path.as_deref())
         .flatten();
-    let paths = [Some(file.path.as_str()), followed, file.destination_path.as_deref()];
+    let paths = [
+        Some(file.path.as_str()),
+        followed,
+        file.destination_path.as_deref(),
+    ];
     let class = file.class.as_deref();
     let denied = paths
         .into_iter()
@@ -142,8 +149,8 @@ mod tests {
 
     use super::*;
     use crate::record::{
-        EventMeta, File, Network, OpenInfo, Process, ProcessBlock, SensorBlock, host, rendered,
-        time::Timestamp, Endpoint,
+        Endpoint, EventMeta, File, Network, OpenInfo, Process, ProcessBlock, SensorBlock, host,
+        rendered, time::Timestamp,
     };
 
     fn policy(block: &str) -> Policy {
@@ -222,7 +229,10 @@ mod tests {
         let p = policy(
             "      egress:\n        mode: audit\n        allow: [{cidr: 10.0.0.0/8, ports: [443]}, {dns: \"*.example.org\"}, {cidr: \"fd00::/8\"}]\n",
         );
-        assert_eq!(verdict(&p, &to("connect", "10.9.8.7", 443, None, false)), None);
+        assert_eq!(
+            verdict(&p, &to("connect", "10.9.8.7", 443, None, false)),
+            None
+        );
         assert_eq!(
             verdict(&p, &to("connect", "10.9.8.7", 80, None, false)),
             Some(("egress", "10.9.8.7:80".into()))
@@ -275,7 +285,11 @@ mod tests {
         let mut key = open("/root/.ssh/id_rsa", "read", None);
         key.file.as_mut().unwrap().class = Some("ssh_key".into());
         assert_eq!(verdict(&p, &key), None);
-        assert_eq!(verdict(&p, &open("/etc", "path", None)), None, "O_PATH reads nothing");
+        assert_eq!(
+            verdict(&p, &open("/etc", "path", None)),
+            None,
+            "O_PATH reads nothing"
+        );
         let mut rename = record("rename");
         rename.file = Some(File {
             path: "/tmp/a".into(),
@@ -312,8 +326,14 @@ mod tests {
         let tasks = ["review".to_owned()];
         assert!(task(&p, &tasks, "review").is_none());
         let v = task(&p, &tasks, "deploy").unwrap();
-        assert_eq!((v.rule, v.mode, v.target.as_str()), ("tasks", Mode::Audit, "deploy"));
-        assert!(task(&p, &[], "anything").is_none(), "no allowed_tasks: any task");
+        assert_eq!(
+            (v.rule, v.mode, v.target.as_str()),
+            ("tasks", Mode::Audit, "deploy")
+        );
+        assert!(
+            task(&p, &[], "anything").is_none(),
+            "no allowed_tasks: any task"
+        );
         let observed = policy(
             "      tasks: {mode: observe}\n      executables:\n        mode: observe\n        allow: []\n",
         );

@@ -8,7 +8,13 @@ use std::{
 };
 
 /// The rules an exception can name.
-pub const RULES: &[&str] = &["egress", "files.read", "files.write", "executables", "tasks"];
+pub const RULES: &[&str] = &[
+    "egress",
+    "files.read",
+    "files.write",
+    "executables",
+    "tasks",
+];
 /// The longest exception (a week): a standing exception belongs in the manifest.
 pub const MAX_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -109,7 +115,9 @@ mod tests {
         });
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(
-            exceptions.in_force("a", "egress", at(59)).map(|e| e.sequence),
+            exceptions
+                .in_force("a", "egress", at(59))
+                .map(|e| e.sequence),
             Some(Some(9))
         );
         assert_eq!(exceptions.in_force("a", "egress", at(60)), None, "ended");
@@ -130,8 +138,17 @@ mod tests {
             "rule \"files\" must be one of egress, files.read, files.write, executables, tasks"
         );
         assert_eq!(why("tasks", 0, "a", "r"), "seconds must be 1 to 604800");
-        assert_eq!(why("tasks", 604_801, "a", "r"), "seconds must be 1 to 604800");
-        assert_eq!(why("tasks", 1, "", "r"), "the author must be 1 to 256 bytes");
-        assert_eq!(why("tasks", 1, "a", ""), "the reason must be 1 to 16384 bytes");
+        assert_eq!(
+            why("tasks", 604_801, "a", "r"),
+            "seconds must be 1 to 604800"
+        );
+        assert_eq!(
+            why("tasks", 1, "", "r"),
+            "the author must be 1 to 256 bytes"
+        );
+        assert_eq!(
+            why("tasks", 1, "a", ""),
+            "the reason must be 1 to 16384 bytes"
+        );
     }
 }

@@ -57,7 +57,11 @@ impl Policy {
     pub fn summary(&self) -> String {
         let mut parts = vec![format!("tasks {}", self.tasks.name())];
         if let Some(r) = &self.egress {
-            parts.push(format!("egress {} ({} allowed)", r.mode.name(), r.allow.len()));
+            parts.push(format!(
+                "egress {} ({} allowed)",
+                r.mode.name(),
+                r.allow.len()
+            ));
         }
         if let Some(r) = &self.files {
             let n = |s: &FileSet| s.paths.len() + s.classes.len();
@@ -292,8 +296,7 @@ fn declared(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> String {
 /// The version decisions cite when the policy declares none.
 fn version_of(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> String {
     let hash = Sha256::digest(declared(allowed_tasks, raw).as_bytes());
-    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::record::hex(&hash[..8]))
 }
 
 fn path_globs(paths: &[String], what: &str, at: Location) -> Result<Vec<PathGlob>, PolicyError> {
@@ -457,13 +460,24 @@ mod tests {
         assert!(net.contains(ip("::ffff:10.1.0.9")));
         assert!(!net.contains(ip("10.2.0.1")));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
-        assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains(ip("2001:db8::1")));
+        assert!(
+            !Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains(ip("2001:db8::1"))
+        );
         let one = Cidr::parse("192.0.2.7").unwrap();
         assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
         let v6 = Cidr::parse("2001:db8::/32").unwrap();
         assert!(v6.contains(ip("2001:db8:ffff::1")) && !v6.contains(ip("2001:db9::1")));
         assert!(Cidr::parse("::/0").unwrap().contains(ip("::1")));
-        for bad in ["10.0.0.0/33", "::/129", "10.0.0/8", "host", "10.0.0.0/x", ""] {
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "host",
+            "10.0.0.0/x",
+            "",
+        ] {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }
         assert_eq!(net.to_string(), "10.1.0.0/16");
@@ -471,7 +485,8 @@ mod tests {
 
     /// `identities check`'s message for an agent `a` with this policy block (indented 4).
     fn mistake(policy: &str) -> String {
-        let text = format!("agents:\n  - id: a\n    selectors: [{{uid: 1}}]\n    policy:\n{policy}");
+        let text =
+            format!("agents:\n  - id: a\n    selectors: [{{uid: 1}}]\n    policy:\n{policy}");
         crate::identity::manifest::parse(std::path::Path::new("m.yaml"), &text)
             .unwrap_err()
             .to_string()
@@ -510,24 +525,34 @@ mod tests {
             ),
             (
                 "      version: \"\"\n",
-                "m.yaml:5:5: agent a policy: policy version \"\" must be 1 to 128 printable characters",
+                "m.yaml:5:7: agent a policy: policy version \"\" must be 1 to 128 printable characters",
             ),
         ];
         for (policy, expected) in cases {
             let message = mistake(policy);
-            assert!(message.starts_with(expected), "{message}\nexpected {expected}");
+            assert!(
+                message.starts_with(expected),
+                "{message}\nexpected {expected}"
+            );
         }
         // Unknown keys and modes are serde's errors, located by the parser.
         let unknown = mistake("      egress:\n        mode: audit\n        deny: []\n");
-        assert!(unknown.starts_with("m.yaml:8:") && unknown.contains("deny"), "{unknown}");
+        assert!(
+            unknown.starts_with("m.yaml:7:") && unknown.contains("deny"),
+            "{unknown}"
+        );
         let mode = mistake("      files:\n        mode: block\n");
-        assert!(mode.starts_with("m.yaml:7:") && mode.contains("block"), "{mode}");
+        assert!(
+            mode.starts_with("m.yaml:6:") && mode.contains("block"),
+            "{mode}"
+        );
     }
 
     #[test]
     fn a_full_policy_compiles() {
         let text = "agents:\n  - id: a\n    allowed_tasks: [review]\n    selectors: [{uid: 1}]\n    policy:\n      tasks: {mode: audit}\n      egress:\n        mode: audit\n        allow: [{dns: \"*.example.org\", ports: [443]}, {cidr: \"fd00::/8\"}]\n      files:\n        mode: observe\n        read: {paths: [\"/srv/**\"], classes: [ssh_key]}\n      executables:\n        mode: audit\n        allow: [/usr/bin/git]\n";
-        let agents = crate::identity::manifest::parse(std::path::Path::new("m.yaml"), text).unwrap();
+        let agents =
+            crate::identity::manifest::parse(std::path::Path::new("m.yaml"), text).unwrap();
         let p = &agents[0].policy;
         assert_eq!(p.tasks, Mode::Audit);
         assert_eq!(p.egress.as_ref().unwrap().allow.len(), 2);

@@ -33,7 +33,9 @@ pub struct Policies {
 
 impl Policies {
     /// The policies of these agents: (id, policy, allowed tasks).
-    pub fn new<'a>(agents: impl IntoIterator<Item = (&'a str, &'a Arc<Policy>, &'a [String])>) -> Self {
+    pub fn new<'a>(
+        agents: impl IntoIterator<Item = (&'a str, &'a Arc<Policy>, &'a [String])>,
+    ) -> Self {
         let records = |p: &Policy, tasks: &[String]| {
             let audited = |m: Option<Mode>| m.is_some_and(|m| m != Mode::Observe);
             (!tasks.is_empty() && p.tasks != Mode::Observe)
