@@ -17,6 +17,7 @@ mod path;
 mod probes;
 mod process;
 mod syscalls;
+mod tls;
 
 // Only for the BPF target: a host build (clippy over the whole workspace) links std, which
 // has its own.

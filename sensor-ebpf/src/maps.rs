@@ -77,3 +77,14 @@ pub static UID_AGENTS: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
 /// `kernel::untyped`).
 #[map]
 pub static POINTER_SLOT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Capture settings of the agents whose manifest entry turns TLS capture on, by agent number
+/// (see `tls`).
+#[map]
+pub static TLS_AGENTS: HashMap<u32, sensor_common::TlsCapture> = HashMap::with_max_entries(1024, 0);
+
+/// TLS calls of opted-in agents in progress, by pid_tgid. LRU: a thread killed inside a call
+/// never returns.
+#[map]
+pub static TLS_CALLS: LruHashMap<u64, sensor_common::TlsCall> =
+    LruHashMap::with_max_entries(8192, 0);

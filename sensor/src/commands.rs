@@ -140,7 +140,8 @@ pub fn check_identities(path: &Path) -> anyhow::Result<ExitCode> {
     let agents = crate::identity::manifest::load(path)?;
     println!("{}: ok, {} agent(s)", path.display(), agents.len());
     for a in &agents {
-        let selectors: Vec<String> = a.selectors.iter().map(ToString::to_string).collect();
+        let mut selectors: Vec<String> = a.selectors.iter().map(ToString::to_string).collect();
+        selectors.extend(a.capture.map(|c| c.to_string()));
         println!("  {} ({}): {}", a.id, a.origin, selectors.join(", "));
         println!("    {}", a.policy.summary());
     }

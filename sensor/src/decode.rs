@@ -2,7 +2,8 @@
 //! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
 use sensor_common::{
     CgroupRecord, ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION,
-    RecordHeader, TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,
+    RecordHeader, TlsRecord, TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,
+    tls_direction, tls_flags,
 };
 
 /// A decoded kernel record.
@@ -20,6 +21,8 @@ pub enum KernelEvent {
     Net(NetEvent),
     /// A cgroup was made.
     Cgroup(CgroupEvent),
+    /// Plaintext an opted-in agent passed through its TLS library.
+    Tls(TlsEvent),
 }
 
 impl KernelEvent {
@@ -32,6 +35,7 @@ impl KernelEvent {
             Self::File(e) => e.ktime_ns,
             Self::Net(e) => e.ktime_ns,
             Self::Cgroup(e) => e.ktime_ns,
+            Self::Tls(e) => e.ktime_ns,
         }
     }
 
@@ -44,6 +48,7 @@ impl KernelEvent {
             Self::File(e) => Some(e.tgid),
             Self::Net(e) => Some(e.tgid),
             Self::Cgroup(_) => None,
+            Self::Tls(e) => Some(e.tgid),
         }
     }
 
@@ -56,6 +61,7 @@ impl KernelEvent {
             Self::File(e) => e.attribution = a,
             Self::Net(e) => e.attribution = a,
             Self::Cgroup(_) => {}
+            Self::Tls(e) => e.attribution = a,
         }
     }
 
@@ -68,6 +74,7 @@ impl KernelEvent {
             Self::File(e) => e.attribution,
             Self::Net(e) => e.attribution,
             Self::Cgroup(_) => TrackedProcess::default(),
+            Self::Tls(e) => e.attribution,
         }
     }
 }
@@ -201,6 +208,37 @@ pub struct CgroupEvent {
     pub id: u64,
     /// Relative to the cgroup2 mount, as the kernel names it (`/kubepods/.../<id>`).
     pub path: Vec<u8>,
+}
+
+/// Plaintext one `SSL_read`/`SSL_write` call of an opted-in agent moved (up to its bound).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsEvent {
+    /// CLOCK_BOOTTIME nanoseconds when the call returned.
+    pub ktime_ns: u64,
+    /// The agent attribution the kernel had for the process.
+    pub attribution: TrackedProcess,
+    /// The calling thread.
+    pub pid: u32,
+    /// The process.
+    pub tgid: u32,
+    /// The process's start time, ns since boot.
+    pub start_boottime: u64,
+    /// The connection (the library's `SSL *`), unique among the process's open connections.
+    pub ssl: u64,
+    /// True: the process sent it (`SSL_write`); false: received it.
+    pub sent: bool,
+    /// Bytes the call moved.
+    pub len: u64,
+    /// What was copied: the first bytes of it.
+    pub data: Vec<u8>,
+    /// The call moved more than the agent's bound (`data` is its start).
+    pub truncated: bool,
+    /// The plaintext could not be read from the process's memory.
+    pub unreadable: bool,
+    /// The agent's content policy (0 full, 1 redacted, 2 digest).
+    pub content: u8,
+    /// The task's name.
+    pub comm: [u8; 16],
 }
 
 /// A file syscall with its outcome. Paths are raw bytes as the kernel had them.
@@ -432,6 +470,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::FILE => decode_file(bytes).map(KernelEvent::File),
         kind::NET => decode_net(bytes).map(KernelEvent::Net),
         kind::CGROUP => decode_cgroup(bytes).map(KernelEvent::Cgroup),
+        kind::TLS => decode_tls(bytes).map(KernelEvent::Tls),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -517,6 +556,27 @@ fn decode_cgroup(bytes: &[u8]) -> Result<CgroupEvent, DecodeError> {
         ktime_ns: r.header.ktime_ns,
         id: r.id,
         path,
+    })
+}
+
+fn decode_tls(bytes: &[u8]) -> Result<TlsEvent, DecodeError> {
+    let r: TlsRecord = read_record(bytes, "tls")?;
+    let tail = &bytes[size_of::<TlsRecord>()..];
+    let [data] = pieces(tail, [r.data_len as usize], "tls", bytes.len())?;
+    Ok(TlsEvent {
+        ktime_ns: r.header.ktime_ns,
+        attribution: r.header.attribution,
+        pid: r.pid,
+        tgid: r.tgid,
+        start_boottime: r.start_boottime,
+        ssl: r.ssl,
+        sent: r.direction == tls_direction::WRITE,
+        len: r.len,
+        data,
+        truncated: r.flags & tls_flags::TRUNCATED != 0,
+        unreadable: r.flags & tls_flags::UNREADABLE != 0,
+        content: r.content,
+        comm: r.comm,
     })
 }
 

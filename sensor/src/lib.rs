@@ -8,6 +8,7 @@
 //! | source | [`source`] | the ring buffer of a live run, or recorded records replayed |
 //! | decode | [`decode`] | raw kernel bytes to a typed event (the only code that reads them) |
 //! | resolve | [`identity`] | which agent a process is: manifest, registry, selectors, registration socket, [`identity::resolver`] |
+//! | reassemble | [`llm`] | captured TLS plaintext to HTTP exchanges read in their LLM provider's shape, credentials masked |
 //! | build | [`builder`] | records from events and caches: `event.*`, `process.*`, `file.*`, network, `identity.*` and `container.*` blocks, the sensor's own records |
 //! | decide | [`policy`] | each agent's policy (declared in the manifest) and the decision on each of its actions: `policy_decision` records |
 //! | enrich | [`enrich`] | the caches builders read: process table, entity ids, host, clock, DNS, file classes, containers |
@@ -36,6 +37,7 @@ pub mod evidence;
 pub mod glob;
 pub mod identity;
 pub mod kernel;
+pub mod llm;
 pub mod operate;
 pub mod pipeline;
 pub mod policy;

@@ -24,6 +24,7 @@ use crate::{
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
     kernel::loader,
     kernel::privileges,
+    kernel::tls_attach::TlsAttacher,
     operate::{endpoint::Endpoint, metrics::Registry as Metrics},
     pipeline::{Context, Pipeline},
     record::host::HostInfo,
@@ -112,8 +113,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let pend_execs =
         config.environment_marker.is_some() || registry::current(&registry).has_argv_selectors();
     privileges::check_run()?;
-    let mut sensor = loader::load(&config, pend_execs)?;
+    let tls = registry::current(&registry).captures_tls();
+    let mut sensor = loader::load(&config, pend_execs, tls)?;
     let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
+    // TLS capture attaches uprobes as agents map libraries: perf events and BPF links.
+    let mut tls_attacher = if tls {
+        keep.extend([privileges::CAP_BPF, privileges::CAP_PERFMON]);
+        let mut attacher = TlsAttacher::new(&mut sensor.ebpf)?;
+        attacher.sync_agents(&registry::current(&registry).tls_captures());
+        attacher.attach_system(&mut sensor.ebpf);
+        sensor.programs.push("uprobe:tls");
+        Some(attacher)
+    } else {
+        None
+    };
     if sensor
         .probe_map_fd()
         .is_some_and(privileges::map_access_needs_cap_bpf)
@@ -129,6 +142,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut sink = Sink::open(&config.output).context("opening the output")?;
     let forwarders =
         Forwarders::open(&config.sinks, sink.previous()).context("opening the sinks' queues")?;
+    keep.sort_unstable();
+    keep.dedup();
     privileges::drop_all_but(&keep).context("dropping capabilities after loading")?;
     // Capabilities are per thread: the delivery threads start without them.
     sink.deliver_to(forwarders)
@@ -147,6 +162,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         sensor.programs.clone(),
         maps,
         sink,
+        tls_attacher.as_mut().map(|a| (a, &mut sensor.ebpf)),
     ));
     // Detach only after the pipeline has drained and written its stop record.
     sensor.detach();
@@ -159,6 +175,10 @@ struct Prepared {
     rules: Option<crate::rules::Rules>,
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the daemon's parts, each handed over once by `run`"
+)]
 async fn async_main(
     config: Config,
     prepared: Prepared,
@@ -167,6 +187,7 @@ async fn async_main(
     programs: Vec<&'static str>,
     maps: loader::SensorMaps,
     sink: Sink,
+    mut tls: Option<(&mut TlsAttacher, &mut aya::Ebpf)>,
 ) -> anyhow::Result<()> {
     let Prepared { signing_key, rules } = prepared;
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
@@ -294,14 +315,28 @@ async fn async_main(
     ));
     let mut pipeline = tokio::spawn(pipeline.run(rx));
 
-    let reason = tokio::select! {
-        _ = sigint.recv() => "SIGINT".to_owned(),
-        _ = sigterm.recv() => "SIGTERM".to_owned(),
-        result = &mut pipeline => {
-            // The pipeline only ends early on an output error.
-            let _ = source.await;
-            let stats = result.context("pipeline task")?.context("writing records")?;
-            bail!("the pipeline stopped unexpectedly after {} records", stats.records_written);
+    // TLS capture follows the agents' libraries here, not in a task: it needs the loaded
+    // object, which this function borrows.
+    let mut tls_tick = tokio::time::interval(TLS_SCAN);
+    let reason = loop {
+        tokio::select! {
+            _ = sigint.recv() => break "SIGINT".to_owned(),
+            _ = sigterm.recv() => break "SIGTERM".to_owned(),
+            result = &mut pipeline => {
+                // The pipeline only ends early on an output error.
+                let _ = source.await;
+                let stats = result.context("pipeline task")?.context("writing records")?;
+                bail!("the pipeline stopped unexpectedly after {} records", stats.records_written);
+            }
+            _ = tls_tick.tick(), if tls.is_some() => {
+                if let Some((attacher, ebpf)) = tls.as_mut() {
+                    attacher.sync_agents(&registry::current(&registry).tls_captures());
+                    if attacher.has_agents() {
+                        let entries = tracked.lock().expect("no poisoned lock").entries();
+                        attacher.scan(ebpf, &entries);
+                    }
+                }
+            }
         }
     };
     tracing::info!(%reason, "stopping: draining the kernel's records");
@@ -346,6 +381,9 @@ async fn serve_metrics(
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
     Ok(tokio::spawn(endpoint.serve(listener)))
 }
+
+/// How often opted-in agents' processes are checked for TLS libraries not yet attached.
+const TLS_SCAN: Duration = Duration::from_millis(100);
 
 /// How often selectors are compiled again against the system (new cgroups, new files).
 const SELECTOR_REFRESH: Duration = Duration::from_millis(250);

@@ -73,7 +73,8 @@ pub trait Build {
     /// A record of the sensor's own (start, stop, loss, rotation, checkpoint, ...).
     fn sensor(&mut self, event: SensorEvent) -> Record;
 
-    /// Folded repeats whose window closed by `now_ns` (boot time), pushed onto `out`.
+    /// Folded repeats whose window closed by `now_ns` (boot time), pushed onto `out`; at
+    /// `u64::MAX` (stopping), also every LLM exchange still under way, marked incomplete.
     fn close_repeats(&mut self, now_ns: u64, out: &mut Vec<Record>);
 
     /// Whether exact repeats are folded (the loop then closes their windows on a timer).

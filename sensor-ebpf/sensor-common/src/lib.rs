@@ -31,8 +31,10 @@ pub mod kind {
     pub const TRACKING: u16 = 7;
     /// A cgroup v2 directory was made ([`CgroupRecord`](super::CgroupRecord)).
     pub const CGROUP: u16 = 8;
+    /// Plaintext an opted-in agent passed through its TLS library ([`TlsRecord`](super::TlsRecord)).
+    pub const TLS: u16 = 9;
     /// Number of slots in the per-CPU loss counter map (kinds are < this).
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Most argv bytes the kernel side can copy for one exec (the configured bound is clamped to it).
@@ -1088,4 +1090,89 @@ mod pod {
     unsafe impl aya::Pod for super::CgroupAgent {}
     unsafe impl aya::Pod for super::SavedCall {}
     unsafe impl aya::Pod for super::KernelSockaddr {}
+    unsafe impl aya::Pod for super::TlsCapture {}
 }
+
+/// Most plaintext bytes one TLS call's record carries (the configured per-agent bound is
+/// clamped to it).
+pub const TLS_DATA_CAP: u32 = 16 * 1024;
+
+/// Which way a [`TlsRecord`]'s plaintext went.
+pub mod tls_direction {
+    /// `SSL_write`, `SSL_write_ex`: the process sent it.
+    pub const WRITE: u8 = 1;
+    /// `SSL_read`, `SSL_read_ex`: the process received it.
+    pub const READ: u8 = 2;
+}
+
+/// Flags of a [`TlsRecord`].
+pub mod tls_flags {
+    /// The call moved more than the agent's bound: only the first `data_len` bytes follow.
+    pub const TRUNCATED: u16 = 1 << 0;
+    /// The plaintext could not be read from the process's memory: no data follows.
+    pub const UNREADABLE: u16 = 1 << 1;
+}
+
+/// An opted-in agent's capture settings, by agent number (`TLS_AGENTS`), filled by the daemon
+/// from the manifest's `capture:` blocks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsCapture {
+    /// Most plaintext bytes copied per call (at most [`TLS_DATA_CAP`]).
+    pub max_bytes: u32,
+    /// The agent's content policy, passed through to the daemon (0 full, 1 redacted, 2 digest).
+    pub content: u32,
+}
+
+/// A TLS call of an opted-in agent's thread, from the library function's entry to its return
+/// (by pid_tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsCall {
+    /// The `SSL *`: names the connection across calls.
+    pub ssl: u64,
+    /// The plaintext buffer.
+    pub buf: u64,
+    /// The `_ex` forms' `size_t *` out-parameter (bytes moved); 0 for `SSL_read`/`SSL_write`.
+    pub moved: u64,
+    /// The agent's settings when the call began.
+    pub capture: TlsCapture,
+    /// [`tls_direction`].
+    pub direction: u8,
+    /// Padding; always 0.
+    pub _pad: [u8; 7],
+}
+
+/// Plaintext an opted-in agent's process wrote to or read from a TLS connection, at the
+/// library function's return. Followed by `data_len` bytes of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsRecord {
+    /// `kind` is [`kind::TLS`].
+    pub header: RecordHeader,
+    /// Start time of the calling process (its group leader).
+    pub start_boottime: u64,
+    /// The `SSL *` the call was on: names the connection (hashed by userspace before shown).
+    pub ssl: u64,
+    /// Bytes the call moved (its real length).
+    pub len: u64,
+    /// Thread id of the caller.
+    pub pid: u32,
+    /// Thread group id of the caller.
+    pub tgid: u32,
+    /// Bytes of plaintext that follow.
+    pub data_len: u32,
+    /// The agent's content policy ([`TlsCapture::content`]).
+    pub content: u8,
+    /// [`tls_direction`].
+    pub direction: u8,
+    /// [`tls_flags`].
+    pub flags: u16,
+    /// The caller's name.
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(size_of::<TlsCapture>() == 8);
+const _: () = assert!(size_of::<TlsCall>() == 40);
+const _: () = assert!(size_of::<TlsRecord>() == 88);
+const _: () = assert!(size_of::<TlsRecord>() + TLS_DATA_CAP as usize <= SCRATCH_SIZE);

@@ -40,6 +40,11 @@ impl Builder {
             let ip = dest.ip.as_deref().and_then(|ip| ip.parse().ok());
             dest.domain = ip.and_then(|ip| self.dns.get(&ip)).map(str::to_owned);
         }
+        if action == "connect"
+            && let Some(to) = &destination
+        {
+            self.destinations.connected(e.pid, to);
+        }
         let mut meta = self.meta("event", NETWORK, types, action);
         meta.outcome = Some(outcome);
         let mut r = self.record(self.clock.to_unix(e.ktime_ns), meta);

@@ -2,7 +2,7 @@
 //! table, containers, DNS answers, wall-clock time), and the sensor's own records. Each file
 //! builds one family: `process` the process lifecycle, `file_and_network` activity (from
 //! the pure block functions of [`activity`]), [`identity`] the identity and container blocks,
-//! `sensor` the sensor's own records; [`repeats`] folds exact repeats.
+//! `llm` LLM API exchanges, `sensor` the sensor's own records; [`repeats`] folds exact repeats.
 use std::{sync::Arc, time::Instant};
 
 use sensor_common::TrackedProcess;
@@ -24,6 +24,7 @@ use crate::{
 pub mod activity;
 mod file_and_network;
 pub mod identity;
+mod llm;
 mod process;
 mod process_blocks;
 pub mod repeats;
@@ -72,6 +73,10 @@ pub struct Builder {
     process_blocks: ProcessBlocks,
     dns: DnsCache,
     repeats: RepeatFilter,
+    /// LLM exchanges under way on opted-in agents' TLS connections.
+    llm: crate::llm::Assembler,
+    /// Where those connections go.
+    destinations: llm::Destinations,
 }
 
 const CLOCK_RESAMPLE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -106,6 +111,8 @@ impl Builder {
             process_blocks: ProcessBlocks::default(),
             dns: DnsCache::new(DNS_CACHE_ENTRIES),
             repeats: RepeatFilter::new(parts.repeat_window_ms),
+            llm: crate::llm::Assembler::default(),
+            destinations: llm::Destinations::default(),
         }
     }
 
@@ -178,6 +185,7 @@ impl Builder {
             KernelEvent::File(e) => self.file(e),
             KernelEvent::Net(e) => self.net(e),
             KernelEvent::Cgroup(c) => return self.cgroup_created(c, attribution),
+            KernelEvent::Tls(_) => unreachable!("build() hands TLS calls to the assembler"),
         };
         let tgid = match event {
             KernelEvent::Exec(e) => e.tgid,
@@ -185,7 +193,7 @@ impl Builder {
             KernelEvent::Exit(e) => e.tgid,
             KernelEvent::File(e) => e.tgid,
             KernelEvent::Net(e) => e.tgid,
-            KernelEvent::Cgroup(_) => 0,
+            KernelEvent::Cgroup(_) | KernelEvent::Tls(_) => 0,
         };
         record.identity = self.identity(attribution, tgid);
         if let Some(c) = self.table.get(tgid).and_then(|k| k.container.as_deref()) {
@@ -214,6 +222,10 @@ impl Build for Builder {
         attribution: TrackedProcess,
         closed: &mut Vec<Record>,
     ) -> Option<Record> {
+        if let KernelEvent::Tls(e) = event {
+            self.tls(e, closed);
+            return None;
+        }
         if let KernelEvent::File(e) = event
             && self.repeats.enabled()
         {
@@ -235,6 +247,9 @@ impl Build for Builder {
 
     fn close_repeats(&mut self, now_ns: u64, out: &mut Vec<Record>) {
         self.repeats.close_due(now_ns, out);
+        if now_ns == u64::MAX {
+            self.finish_exchanges(out);
+        }
     }
 
     fn folds_repeats(&self) -> bool {

@@ -76,6 +76,7 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.opt_serde("alert", record.alert.as_deref());
     o.opt_serde("policy", record.policy.as_ref());
     o.opt_serde("exception", record.exception.as_ref());
+    o.opt_serde("llm", record.llm.as_deref());
     o.close();
     shared
 }
@@ -868,6 +869,7 @@ mod tests {
         "alert",
         "policy",
         "exception",
+        "llm",
         "identity.task",
         "identity.delegation",
         "identity.agent",
@@ -1353,7 +1355,69 @@ mod tests {
                 peer_uid: g.u32(),
                 peer_gid: g.u32(),
             });
+            r.llm = self.opt(|g| Box::new(g.llm()));
             r
+        }
+
+        fn content(&mut self) -> crate::record::llm::Content {
+            crate::record::llm::Content {
+                text: self.opt_text(),
+                sha256: self.text(),
+                length: self.u64(),
+            }
+        }
+
+        fn llm(&mut self) -> crate::record::llm::LlmExchange {
+            use crate::record::llm::{
+                LlmExchange, LlmMessage, LlmRequest, LlmResponse, LlmUsage, ToolUse,
+            };
+            LlmExchange {
+                provider: self.pick(STATICS),
+                operation: self.opt(|g| g.pick(STATICS)),
+                model: self.opt_text(),
+                response_model: self.opt_text(),
+                content_policy: self.pick(STATICS),
+                connection: self.text(),
+                request: LlmRequest {
+                    method: self.text(),
+                    host: self.opt_text(),
+                    path: self.text(),
+                    body_bytes: self.u64(),
+                    body_sha256: self.text(),
+                    truncated: self.bool(),
+                    stream: self.bool(),
+                },
+                response: self.opt(|g| LlmResponse {
+                    status: g.u16(),
+                    body_bytes: g.u64(),
+                    body_sha256: g.text(),
+                    truncated: g.bool(),
+                    stream: g.bool(),
+                    finish_reason: g.opt_text(),
+                    text: g.opt(Self::content),
+                    tool_calls: (0..g.below(3))
+                        .map(|_| ToolUse {
+                            id: g.opt_text(),
+                            name: g.text(),
+                            arguments: g.content(),
+                        })
+                        .collect(),
+                    error: g.opt(Self::content),
+                }),
+                prompt: (0..self.below(3))
+                    .map(|_| LlmMessage {
+                        role: self.text(),
+                        content: self.content(),
+                    })
+                    .collect(),
+                usage: self.opt(|g| LlmUsage {
+                    input_tokens: g.opt(Self::u64),
+                    output_tokens: g.opt(Self::u64),
+                }),
+                latency_ms: self.opt(|g| g.u64() as f64 / 7.0),
+                incomplete: self.bool(),
+                parse_error: self.opt_text(),
+            }
         }
 
         fn lifecycle(&mut self) -> Lifecycle {

@@ -2,7 +2,7 @@
 //!
 //! Process records become Process Activity (1007), file records File System Activity (1001),
 //! network records Network Activity (4001), or DNS Activity (4003) when they carry a DNS
-//! message; `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
+//! message; LLM API exchanges (`llm_exchange`) HTTP Activity (4002); `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
 //! itself; the sensor's own evidence records (gap, checkpoint, rotation, annotation,
 //! registration, reload, cgroup made, policy decision and exception) are OCSF Base Events (class 0, activity Other) named by
 //! `activity_name`. What OCSF has no attribute for stays, in the ECS record's own shape, under
@@ -148,6 +148,23 @@ pub fn class_of(action: &'static str, has_dns: bool, dns_answer: bool) -> Class 
             _ => class(0, "Base Event", 0, "Uncategorized", 99, other),
         },
     }
+}
+
+/// HTTP Activity (4002), its activity by the request's method.
+pub fn http_class(method: &str) -> Class {
+    let (id, name) = match method {
+        "CONNECT" => (1, "Connect"),
+        "DELETE" => (2, "Delete"),
+        "GET" => (3, "Get"),
+        "HEAD" => (4, "Head"),
+        "OPTIONS" => (5, "Options"),
+        "POST" => (6, "Post"),
+        "PUT" => (7, "Put"),
+        "TRACE" => (8, "Trace"),
+        "PATCH" => (9, "Patch"),
+        _ => (99, "Other"),
+    };
+    class(4002, "HTTP Activity", 4, "Network Activity", id, name)
 }
 
 /// A detection, for a Detection Finding (2004): what an alert record (`event.action: alert`)
@@ -367,7 +384,10 @@ pub fn event(record: &Record) -> Value {
     };
     let action = record.event.action;
     let dns_answer = record.dns.as_ref().is_some_and(|d| d.r#type == "answer");
-    let c = class_of(action, record.dns.is_some(), dns_answer);
+    let c = match &record.llm {
+        Some(l) => http_class(&l.request.method),
+        None => class_of(action, record.dns.is_some(), dns_answer),
+    };
     let mut out = Map::new();
     // A gap, or a policy violation or denial.
     let severity = if record.gap.is_some() || record.policy.is_some() {
@@ -642,6 +662,30 @@ pub fn event(record: &Record) -> Value {
         }
     }
 
+    // HTTP Activity: an LLM API exchange; what the API shape says stays in `unmapped.llm`.
+    if let Some(l) = &record.llm {
+        let mut url = json!({"path": l.request.path});
+        if let Some(h) = &l.request.host {
+            url["hostname"] = json!(h);
+        }
+        out.insert(
+            "http_request".into(),
+            json!({"http_method": l.request.method, "url": url, "length": l.request.body_bytes}),
+        );
+        // An endpoint on every network event: the Host the request named, when the connect
+        // behind the connection was not seen.
+        if !out.contains_key("dst_endpoint") {
+            let host = l.request.host.as_deref().unwrap_or("unknown");
+            out.insert("dst_endpoint".into(), json!({"hostname": host}));
+        }
+        if let Some(r) = &l.response {
+            out.insert(
+                "http_response".into(),
+                json!({"code": r.status, "length": r.body_bytes}),
+            );
+        }
+    }
+
     // Application Lifecycle: the sensor itself.
     if c.uid == 6002 {
         out.insert(
@@ -782,6 +826,9 @@ mod tests {
         assert_eq!(class_of("send", true, false).activity_id, 1);
         assert_eq!(class_of("receive", true, true).activity_id, 2);
         assert_eq!(class_of("gap", false, false).activity_name, "gap");
+        assert_eq!(http_class("POST").uid, 4002);
+        assert_eq!(http_class("POST").activity_id, 6);
+        assert_eq!(http_class("BREW").activity_id, 99);
     }
 
     fn sample() -> Record {

@@ -14,7 +14,10 @@ use serde_saphyr::Spanned;
 
 use crate::{
     glob::{GlobError, PathGlob},
-    identity::pattern::Pattern,
+    identity::{
+        capture::{CapturePolicy, RawCapture},
+        pattern::Pattern,
+    },
     policy::form::{self, Policy, RawPolicy},
 };
 
@@ -43,6 +46,8 @@ pub struct AgentDecl {
     pub selectors: Vec<SelectorDecl>,
     /// What it may do (`policy:`; without one, only `allowed_tasks` is enforced).
     pub policy: Arc<Policy>,
+    /// What of its content the sensor captures (`capture:`); none: nothing.
+    pub capture: Option<CapturePolicy>,
     /// Where it was declared, for messages.
     pub origin: String,
 }
@@ -184,6 +189,7 @@ struct RawAgent {
     #[serde(default)]
     selectors: Vec<Spanned<RawSelector>>,
     policy: Option<Spanned<RawPolicy>>,
+    capture: Option<Spanned<RawCapture>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +510,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
                 let place = e.at.or(a.policy.as_ref().map(|p| p.referenced));
                 at(place, format!("agent {} policy: {}", a.id, e.message))
             })?;
+        let capture = a
+            .capture
+            .map(|c| {
+                let cloc = Some(c.referenced);
+                c.value
+                    .compile()
+                    .map_err(|e| at(cloc, format!("agent {}: {e}", a.id)))
+            })
+            .transpose()?;
         out.push(AgentDecl {
             origin: format!("{}:{}", file.display(), loc.map_or(0, |l| l.line())),
             id: a.id,
@@ -517,6 +532,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<AgentDecl>, ManifestError> {
             allowed_tasks: a.allowed_tasks,
             selectors,
             policy: Arc::new(policy),
+            capture,
         });
     }
     Ok(out)
@@ -718,5 +734,45 @@ mod tests {
         std::fs::remove_file(dir.join("b.yml")).unwrap();
         assert_eq!(load(&dir).unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn capture_is_opt_in_and_validated() {
+        use crate::identity::capture::{CapturePolicy, ContentPolicy};
+        let agents = parse_str("agents:\n  - id: a\n    selectors: [{uid: 1}]\n").unwrap();
+        assert_eq!(agents[0].capture, None);
+        let agents = parse_str(
+            "agents:\n  - id: a\n    capture: {tls: true, content: digest, max_bytes: 4096}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            agents[0].capture,
+            Some(CapturePolicy {
+                tls: true,
+                content: ContentPolicy::Digest,
+                max_bytes: 4096
+            })
+        );
+        let agents = parse_str("agents:\n  - id: a\n    capture: {tls: true}\n").unwrap();
+        assert_eq!(
+            agents[0].capture.map(|c| (c.content, c.max_bytes)),
+            Some((ContentPolicy::Redacted, 16 * 1024))
+        );
+        let e =
+            parse_str("agents:\n  - id: a\n    capture:\n      content: everything\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(4), "{e}");
+        assert!(
+            e.message.contains("content \"everything\" must be one of"),
+            "{e}"
+        );
+        let e =
+            parse_str("agents:\n  - id: a\n    capture:\n      max_bytes: 1048576\n").unwrap_err();
+        assert!(
+            e.message.contains("max_bytes 1048576 must be between"),
+            "{e}"
+        );
+        let e =
+            parse_str("agents:\n  - id: a\n    capture: {tls: true, pcap: true}\n").unwrap_err();
+        assert_eq!(e.line.map(|l| l.0), Some(3), "{e}");
     }
 }

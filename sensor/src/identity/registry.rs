@@ -162,7 +162,30 @@ impl Registry {
         })
     }
 
-    /// Whether any agent is chosen by its command line.
+    /// Whether any agent turns TLS capture on (`capture: {tls: true}`).
+    pub fn captures_tls(&self) -> bool {
+        self.agents
+            .iter()
+            .any(|(d, _)| d.capture.is_some_and(|c| c.tls))
+    }
+
+    /// The agents that turn TLS capture on, by number, with their settings for the kernel.
+    pub fn tls_captures(&self) -> Vec<(u32, sensor_common::TlsCapture)> {
+        (1..=self.len() as u32)
+            .filter_map(|n| {
+                let c = self.get(n)?.capture.filter(|c| c.tls)?;
+                Some((
+                    n,
+                    sensor_common::TlsCapture {
+                        max_bytes: c.max_bytes.min(sensor_common::TLS_DATA_CAP),
+                        content: c.content.to_kernel(),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Whether any agent has argv selectors.
     pub fn has_argv_selectors(&self) -> bool {
         self.agents.iter().any(|(_, c)| !c.argv.is_empty())
     }
@@ -391,6 +414,7 @@ mod tests {
             data_sensitivity: None,
             allowed_tasks: vec![],
             selectors,
+            capture: None,
             origin: "test".into(),
         }
     }

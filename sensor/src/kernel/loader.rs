@@ -4,7 +4,7 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{Lsm, ProgramError, RawTracePoint, TracePoint, trace_point::TracePointLink},
+    programs::{Lsm, ProgramError, RawTracePoint, TracePoint, UProbe, trace_point::TracePointLink},
 };
 use sensor_common::{CgroupAgent, ExeKey, ProgramConfig, TrackedProcess};
 
@@ -17,7 +17,9 @@ use crate::{
     kernel::offsets::{OffsetError, resolve_offsets},
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
-    kernel::programs::{LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS},
+    kernel::programs::{
+        LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES, TLS_RETURN_PROBE,
+    },
     kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
         ExitEvent, TracefsError, ensure_tracefs, exit_passes_group_dead, syscall_exit_events,
@@ -280,10 +282,12 @@ fn prepare(
 }
 
 /// The programs `load` loads, by kind, on this kernel.
+/// `tls`: the TLS capture programs too (attached later, by `tls_attach`).
 fn programs_to_load(
     exit_events: &[ExitEvent],
     task_regs: bool,
     lsm_addresses: bool,
+    tls: bool,
 ) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
@@ -304,6 +308,14 @@ fn programs_to_load(
                 .map(|&(name, hook)| (name, ProgramKind::Lsm(hook))),
         );
     }
+    if tls {
+        names.extend(
+            TLS_ENTRY_PROBES
+                .iter()
+                .map(|&(name, _)| (name, ProgramKind::UProbe)),
+        );
+        names.push((TLS_RETURN_PROBE, ProgramKind::UProbe));
+    }
     names
 }
 
@@ -313,6 +325,8 @@ enum ProgramKind {
     TracePoint,
     /// A BPF LSM program, on the hook named.
     Lsm(&'static str),
+    /// A uprobe or uretprobe (the TLS capture).
+    UProbe,
 }
 
 /// Loads one program into the kernel (the verifier runs here) and says what it cost.
@@ -331,6 +345,11 @@ fn load_program(
         }
         ProgramKind::TracePoint => {
             let p = program_of::<TracePoint>(ebpf, name)?;
+            p.load().map_err(program_error(name))?;
+            p.info()
+        }
+        ProgramKind::UProbe => {
+            let p = program_of::<UProbe>(ebpf, name)?;
             p.load().map_err(program_error(name))?;
             p.info()
         }
@@ -389,8 +408,9 @@ pub(crate) struct ProgramStats {
 }
 
 /// Loads and attaches the programs for `config`; `pend_execs`: enter execs the daemon may
-/// still re-attribute as pending (for argv selectors and the environment marker).
-pub(crate) fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadError> {
+/// still re-attribute as pending (for argv selectors and the environment marker); `tls`: load
+/// the TLS capture programs (an agent opted in), which `tls_attach` attaches.
+pub(crate) fn load(config: &Config, pend_execs: bool, tls: bool) -> Result<Sensor, LoadError> {
     let Prepared {
         mut ebpf,
         exit_events,
@@ -399,7 +419,7 @@ pub(crate) fn load(config: &Config, pend_execs: bool) -> Result<Sensor, LoadErro
     } = prepare(config, pend_execs, None)?;
     let budgets = budgets();
     let mut lsm_btf = None;
-    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses) {
+    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls) {
         load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf)?;
     }
     let mut programs = Vec::new();
@@ -471,10 +491,12 @@ pub(crate) fn verify_programs(
     } = prepare(config, true, Some(variants))?;
     let budgets = budgets();
     let mut lsm_btf = None;
-    Ok(programs_to_load(&exit_events, task_regs, lsm_addresses)
-        .into_iter()
-        .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
-        .collect())
+    Ok(
+        programs_to_load(&exit_events, task_regs, lsm_addresses, true)
+            .into_iter()
+            .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
+            .collect(),
+    )
 }
 
 /// Program names are few and live as long as the process; `Sensor::programs` wants `&'static`.

@@ -14,6 +14,8 @@
 //! - [`btf`]: a reader for the kernel's BTF.
 //! - [`privileges`]: whether the programs can be loaded; dropping capabilities afterwards.
 //! - [`program_budget`]: each program's stack and size, read from the compiled object.
+//! - [`tls_attach`]: the TLS capture programs attached to the TLS libraries opted-in agents
+//!   map, and the kernel's map of those agents.
 pub mod btf;
 pub mod features;
 pub mod loader;
@@ -22,4 +24,5 @@ pub mod privileges;
 pub mod program_budget;
 pub mod programs;
 pub mod refusal;
+pub mod tls_attach;
 pub mod tracefs;

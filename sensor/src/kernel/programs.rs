@@ -28,6 +28,17 @@ pub(crate) const LSM_ADDRESS_HOOKS: &[(&str, &str)] = &[
     ("lsm_socket_sendmsg", "socket_sendmsg"),
 ];
 
+/// The TLS capture's entry uprobes and the TLS library function each follows (attached by
+/// `tls_attach`, where opted-in agents map a TLS library); [`TLS_RETURN_PROBE`] follows all four.
+pub(crate) const TLS_ENTRY_PROBES: &[(&str, &str)] = &[
+    ("ssl_write", "SSL_write"),
+    ("ssl_write_ex", "SSL_write_ex"),
+    ("ssl_read", "SSL_read"),
+    ("ssl_read_ex", "SSL_read_ex"),
+];
+/// The TLS capture's return uprobe.
+pub(crate) const TLS_RETURN_PROBE: &str = "ssl_return";
+
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
 /// shared exit program that reports it (which reads the arguments itself, see
 /// `sensor-ebpf/src/syscalls.rs`). arm64 has none of the legacy path calls (`open`, ...).

@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod host;
 pub mod policy;
+pub mod llm;
 pub mod registration;
 pub mod rendered;
 pub mod schema;
@@ -89,6 +90,8 @@ pub struct Record {
     pub policy: Option<crate::record::policy::PolicyDecision>,
     /// An operator's exception to a rule (`event.action: policy_exception`).
     pub exception: Option<crate::record::policy::PolicyException>,
+    /// An LLM API exchange an opted-in agent made over TLS (`llm_exchange`).
+    pub llm: Option<Box<crate::record::llm::LlmExchange>>,
 }
 
 impl Record {
@@ -132,6 +135,7 @@ impl Record {
             alert: None,
             policy: None,
             exception: None,
+            llm: None,
         }
     }
 }
@@ -551,7 +555,7 @@ pub struct OpenInfo {
 
 /// One end of a connection (ECS `source.*` / `destination.*`).
 #[serde_with::skip_serializing_none]
-#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Endpoint {
     // Arc: `ip` and `address` are mostly the same text.
     /// The IP address (IPv4-mapped IPv6 addresses as IPv4).

@@ -32,6 +32,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("listen", &["process", "network", "syscall"]),
     ("send", &["process", "network", "syscall"]),
     ("receive", &["process", "network", "syscall"]),
+    ("llm_exchange", &["process", "llm"]),
     ("sensor_start", &["process"]),
     ("sensor_stop", &["process"]),
     ("gap", &["gap"]),

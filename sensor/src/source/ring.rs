@@ -23,6 +23,7 @@ fn kind_name(k: u16) -> &'static str {
         kind::INFLIGHT => "inflight",
         kind::TRACKING => "tracking",
         kind::CGROUP => "cgroup",
+        kind::TLS => "tls",
         _ => "other",
     }
 }

@@ -1,0 +1,85 @@
+//! `llm_exchange` records: the exchanges the [`crate::llm`] assembler reassembled from an
+//! opted-in agent's TLS plaintext, with the process, and the destination of the connect the
+//! same thread made last before the connection's first captured call.
+use std::collections::HashMap;
+
+use super::{Builder, NETWORK};
+use crate::{
+    decode::TlsEvent,
+    llm::Finished,
+    record::{Endpoint, Record},
+};
+
+const PROTOCOL: &[&str] = &["protocol"];
+/// Most threads whose last connect is remembered; beyond it the memory starts over.
+const MAX_CONNECTS: usize = 4096;
+
+/// Where each connection went: the last connect of each thread, and what each TLS connection
+/// took from it when first seen.
+#[derive(Default)]
+pub(super) struct Destinations {
+    last_connect: HashMap<u32, Endpoint>,
+    connections: HashMap<(u32, u64), Endpoint>,
+}
+
+impl Destinations {
+    /// A thread connected to `to`.
+    pub(super) fn connected(&mut self, pid: u32, to: &Endpoint) {
+        if self.last_connect.len() >= MAX_CONNECTS {
+            self.last_connect.clear();
+        }
+        self.last_connect.insert(pid, to.clone());
+    }
+
+    fn seen(&mut self, e: &TlsEvent) {
+        if self.connections.contains_key(&(e.tgid, e.ssl)) {
+            return;
+        }
+        if self.connections.len() >= MAX_CONNECTS {
+            self.connections.clear();
+        }
+        if let Some(to) = self.last_connect.get(&e.pid) {
+            self.connections.insert((e.tgid, e.ssl), to.clone());
+        }
+    }
+}
+
+impl Builder {
+    /// Takes a captured TLS call; the exchanges it completes become records in `out`.
+    pub(super) fn tls(&mut self, e: &TlsEvent, out: &mut Vec<Record>) {
+        self.destinations.seen(e);
+        let mut finished = Vec::new();
+        self.llm.feed(e, &mut finished);
+        for f in finished {
+            out.push(self.exchange_record(f, Some(e.ssl)));
+        }
+    }
+
+    /// Ends every exchange under way (the sensor is stopping), each marked incomplete.
+    pub(super) fn finish_exchanges(&mut self, out: &mut Vec<Record>) {
+        let mut finished = Vec::new();
+        self.llm.finish_idle(u64::MAX, 0, &mut finished);
+        for f in finished {
+            out.push(self.exchange_record(f, None));
+        }
+    }
+
+    fn exchange_record(&mut self, f: Finished, ssl: Option<u64>) -> Record {
+        let mut meta = self.meta("event", NETWORK, PROTOCOL, "llm_exchange");
+        meta.outcome = Some(match f.exchange.response.as_ref().map(|r| r.status) {
+            Some(200..=399) => "success",
+            Some(_) => "failure",
+            None => "unknown",
+        });
+        let mut r = self.record(self.clock.to_unix(f.ktime_ns), meta);
+        r.process = Some(self.process_ref(f.tgid, f.pid, f.start_boottime, &f.comm));
+        r.destination =
+            ssl.and_then(|ssl| self.destinations.connections.get(&(f.tgid, ssl)).cloned());
+        r.identity = self.identity(f.attribution, f.tgid);
+        if let Some(c) = self.table.get(f.tgid).and_then(|k| k.container.as_deref()) {
+            r.set_container(c);
+        }
+        r.llm = Some(Box::new(f.exchange));
+        r
+    }
+}

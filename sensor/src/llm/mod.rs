@@ -1,0 +1,278 @@
+//! LLM API exchanges from captured TLS plaintext: each connection's two byte streams (what the
+//! agent wrote, what it read) reassembled into HTTP/1.1 messages ([`http`]), each request
+//! matched with its response in order, and the pair read in its provider's API shape
+//! ([`provider`]) with credentials masked ([`redact`]) into the block of one `llm_exchange`
+//! record. A connection is a process's TLS connection object (`SSL *`).
+
+pub mod http;
+pub mod provider;
+pub mod redact;
+
+use std::collections::{HashMap, VecDeque};
+
+use sensor_common::TrackedProcess;
+
+use crate::{decode::TlsEvent, identity::capture::ContentPolicy, record::llm::LlmExchange};
+
+/// Most connections followed at once; the least recently used one is finished beyond it.
+const MAX_CONNECTIONS: usize = 256;
+/// Most requests of one connection waiting for their responses.
+const MAX_WAITING: usize = 64;
+/// A connection quiet this long has its exchange under way finished, marked incomplete.
+pub const IDLE_NS: u64 = 30_000_000_000;
+
+/// An exchange ready for its record, with who made it.
+#[derive(Debug)]
+pub struct Finished {
+    /// The record's block.
+    pub exchange: LlmExchange,
+    /// The attribution of the process when its last captured call returned.
+    pub attribution: TrackedProcess,
+    /// The process.
+    pub tgid: u32,
+    /// The thread of the last call.
+    pub pid: u32,
+    /// The process's start time (ns since boot).
+    pub start_boottime: u64,
+    /// When the exchange ended (its last byte, CLOCK_BOOTTIME ns).
+    pub ktime_ns: u64,
+    /// The task's name at the last call.
+    pub comm: [u8; 16],
+}
+
+struct Connection {
+    requests: http::Stream,
+    responses: http::Stream,
+    waiting: VecDeque<http::Message>,
+    policy: ContentPolicy,
+    attribution: TrackedProcess,
+    pid: u32,
+    start_boottime: u64,
+    last_ns: u64,
+    comm: [u8; 16],
+    id: String,
+}
+
+/// Follows the connections of opted-in agents; see the module doc.
+#[derive(Default)]
+pub struct Assembler {
+    connections: HashMap<(u32, u64), Connection>,
+    /// Connections given up because they are not HTTP/1.x, or their framing broke.
+    pub unparsed: u64,
+    last_idle_check: u64,
+}
+
+/// A connection's name in records: not the raw pointer (an address in the agent's memory).
+fn connection_id(tgid: u32, start_boottime: u64, ssl: u64) -> String {
+    let bytes = [
+        &tgid.to_le_bytes()[..],
+        &start_boottime.to_le_bytes(),
+        &ssl.to_le_bytes(),
+    ]
+    .concat();
+    let digest = redact::sha256_hex(&bytes);
+    digest[..16].to_owned()
+}
+
+impl Assembler {
+    /// Whether any exchange is under way.
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty()
+    }
+
+    /// Takes one captured call; exchanges it completes (and idle ones it notices) go to `out`.
+    pub fn feed(&mut self, e: &TlsEvent, out: &mut Vec<Finished>) {
+        if e.ktime_ns.saturating_sub(self.last_idle_check) > 1_000_000_000 {
+            self.last_idle_check = e.ktime_ns;
+            self.finish_idle(e.ktime_ns, IDLE_NS, out);
+        }
+        let key = (e.tgid, e.ssl);
+        if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
+            let oldest = self
+                .connections
+                .iter()
+                .min_by_key(|(_, c)| c.last_ns)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                let c = self.connections.remove(&k).expect("present");
+                finish(c, e.tgid, out);
+            }
+        }
+        let conn = self.connections.entry(key).or_insert_with(|| Connection {
+            requests: http::Stream::new(true),
+            responses: http::Stream::new(false),
+            waiting: VecDeque::new(),
+            policy: ContentPolicy::from_kernel(e.content),
+            attribution: e.attribution,
+            pid: e.pid,
+            start_boottime: e.start_boottime,
+            last_ns: e.ktime_ns,
+            comm: e.comm,
+            id: connection_id(e.tgid, e.start_boottime, e.ssl),
+        });
+        conn.attribution = e.attribution;
+        conn.pid = e.pid;
+        conn.comm = e.comm;
+        conn.last_ns = e.ktime_ns;
+        let missing = e.len.saturating_sub(e.data.len() as u64);
+        let was_broken = conn.requests.broken().is_some() || conn.responses.broken().is_some();
+        let mut done = Vec::new();
+        if e.sent {
+            conn.requests.feed(&e.data, missing, e.ktime_ns, &mut done);
+            for req in done {
+                if req.method == "HEAD" {
+                    conn.responses.no_body_next += 1;
+                }
+                if conn.waiting.len() >= MAX_WAITING {
+                    let old = conn.waiting.pop_front().expect("full");
+                    out.push(conn.finished(&old, None, e.tgid));
+                }
+                conn.waiting.push_back(req);
+            }
+        } else {
+            conn.responses.feed(&e.data, missing, e.ktime_ns, &mut done);
+            for resp in done {
+                // A response to a request sent before capture began has nothing to pair with.
+                if !resp.early
+                    && let Some(req) = conn.waiting.pop_front()
+                {
+                    out.push(conn.finished(&req, Some(&resp), e.tgid));
+                }
+            }
+            // A client stops reading a stream at its final event, before the end of the
+            // framing may have been read: the exchange is whole at that event.
+            if let Some(resp) = conn.responses.current_mut()
+                && !resp.early
+                && provider::stream_ended(resp)
+                && let Some(req) = conn.waiting.pop_front()
+            {
+                resp.early = true;
+                let resp = resp.clone();
+                out.push(conn.finished(&req, Some(&resp), e.tgid));
+            }
+        }
+        if !was_broken && (conn.requests.broken().is_some() || conn.responses.broken().is_some()) {
+            self.unparsed += 1;
+        }
+    }
+
+    /// Finishes connections quiet for `idle_ns` by `now_ns` (all of them with `u64::MAX`).
+    pub fn finish_idle(&mut self, now_ns: u64, idle_ns: u64, out: &mut Vec<Finished>) {
+        let quiet: Vec<(u32, u64)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| now_ns.saturating_sub(c.last_ns) >= idle_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in quiet {
+            let c = self.connections.remove(&k).expect("present");
+            finish(c, k.0, out);
+        }
+    }
+}
+
+/// A connection's exchanges still under way, ended.
+fn finish(mut c: Connection, tgid: u32, out: &mut Vec<Finished>) {
+    let cut_response = c.responses.finish();
+    let cut_request = c.requests.finish();
+    if let Some(resp) = cut_response
+        && let Some(req) = c.waiting.pop_front()
+    {
+        out.push(c.finished(&req, Some(&resp), tgid));
+    }
+    while let Some(req) = c.waiting.pop_front() {
+        out.push(c.finished(&req, None, tgid));
+    }
+    if let Some(req) = cut_request {
+        out.push(c.finished(&req, None, tgid));
+    }
+}
+
+impl Connection {
+    fn finished(&self, req: &http::Message, resp: Option<&http::Message>, tgid: u32) -> Finished {
+        let ktime_ns = resp.map_or(req.last_ns, |r| r.last_ns);
+        Finished {
+            exchange: provider::exchange(req, resp, self.policy, self.id.clone()),
+            attribution: self.attribution,
+            tgid,
+            pid: self.pid,
+            start_boottime: self.start_boottime,
+            ktime_ns,
+            comm: self.comm,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(ssl: u64, sent: bool, data: &[u8], len: u64, t: u64) -> TlsEvent {
+        TlsEvent {
+            ktime_ns: t,
+            attribution: TrackedProcess::default(),
+            pid: 7,
+            tgid: 7,
+            start_boottime: 1,
+            ssl,
+            sent,
+            len,
+            data: data.to_vec(),
+            truncated: len > data.len() as u64,
+            unreadable: false,
+            content: 0,
+            comm: [0; 16],
+        }
+    }
+
+    #[test]
+    fn a_body_that_looks_like_http_forges_no_exchange() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let req = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        a.feed(&call(1, true, req, req.len() as u64, 1), &mut out);
+        let body = "{\"x\":\"\\r\\n\\r\\nHTTP/1.1 200 OK\\r\\n\\r\\nPOST / HTTP/1.1\"}";
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        a.feed(
+            &call(1, false, resp.as_bytes(), resp.len() as u64, 2),
+            &mut out,
+        );
+        a.finish_idle(u64::MAX, 0, &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_connections_stay_bounded() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let pieces: [&[u8]; 6] = [
+            b"POST /v1/messages HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n",
+            b"5\r\ndata:\r\n",
+            b"\r\n\r\n0\r\n\r\n",
+            b"\xff\x00\x13garbage",
+            b"data: [DONE]\n\n",
+        ];
+        for t in 0..20_000 {
+            let piece = pieces[(next() % 6) as usize];
+            let cut = (next() as usize) % (piece.len() + 1);
+            let ssl = next() % 300;
+            let missing = if next() % 10 == 0 { next() % 100 } else { 0 };
+            let e = call(ssl, next() % 2 == 0, &piece[..cut], cut as u64 + missing, t);
+            a.feed(&e, &mut out);
+            assert!(a.connections.len() <= MAX_CONNECTIONS);
+        }
+        a.finish_idle(u64::MAX, 0, &mut out);
+        assert!(a.is_empty());
+    }
+}

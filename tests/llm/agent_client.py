@@ -1,0 +1,59 @@
+"""An agent's LLM calls through the real `openai` and `anthropic` SDKs, against the local
+provider server: prints one JSON line per call with what the client itself sent and got, for
+the test to compare with the sensor's records.
+
+Usage: agent_client.py BASE_URL CA_FILE SCENARIO (all | one | big | cut)
+"""
+import json
+import os
+import sys
+
+import anthropic
+import openai
+
+OPENAI_KEY = "sk-proj-T3stK3yAbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+ANTHROPIC_KEY = "sk-ant-api03-T3stK3yAbCdEfGhIjKlMnOpQrStUvWxYz0123456789-AbCdEfGh"
+SECRET_IN_PROMPT = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+TOOLS_OPENAI = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+TOOLS_ANTHROPIC = [{"name": "get_weather", "description": "Weather of a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+
+
+def log(**fields):
+    print(json.dumps({"pid": os.getpid(), **fields}), flush=True)
+
+
+def main():
+    base, ca, scenario = sys.argv[1:4]
+    oa = openai.OpenAI(base_url=base + "/v1", api_key=OPENAI_KEY, max_retries=0,
+                       http_client=openai.DefaultHttpxClient(verify=ca))
+    an = anthropic.Anthropic(base_url=base, api_key=ANTHROPIC_KEY, max_retries=0,
+                             http_client=anthropic.DefaultHttpxClient(verify=ca))
+    system = "You are a careful assistant."
+    user = f"What is the weather in Paris? (my token is {SECRET_IN_PROMPT})"
+    if scenario in ("all", "one"):
+        r = oa.chat.completions.create(model="gpt-test-1", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], tools=TOOLS_OPENAI)
+        call = r.choices[0].message.tool_calls[0]
+        log(call="openai", model=r.model, tool=call.function.name, arguments=call.function.arguments, system=system, user=user,
+            input_tokens=r.usage.prompt_tokens, output_tokens=r.usage.completion_tokens)
+    if scenario != "all":
+        if scenario == "big":
+            big = "x" * (1 << 20)
+            r = oa.chat.completions.create(model="gpt-test-big", messages=[{"role": "user", "content": big}])
+            log(call="openai-big", text=r.choices[0].message.content)
+        if scenario == "cut":
+            text = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(model="cut-stream", messages=[{"role": "user", "content": "stream please"}], stream=True) if c.choices)
+            log(call="openai-cut", text=text)
+        return
+    text = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(model="gpt-test-stream", messages=[{"role": "user", "content": "stream please"}], stream=True) if c.choices)
+    log(call="openai-stream", text=text)
+    m = an.messages.create(model="claude-test-1", max_tokens=64, system=system, messages=[{"role": "user", "content": user}], tools=TOOLS_ANTHROPIC)
+    tool = next(b for b in m.content if b.type == "tool_use")
+    log(call="anthropic", model=m.model, text=m.content[0].text, tool=tool.name, arguments=json.dumps(tool.input), tool_id=tool.id,
+        input_tokens=m.usage.input_tokens, output_tokens=m.usage.output_tokens)
+    with an.messages.stream(model="claude-test-stream", max_tokens=64, messages=[{"role": "user", "content": "stream please"}]) as s:
+        text = "".join(s.text_stream)
+    log(call="anthropic-stream", text=text)
+
+
+if __name__ == "__main__":
+    main()

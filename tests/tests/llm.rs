@@ -1,0 +1,365 @@
+//! TLS plaintext capture, end to end: real agents (the `openai` and `anthropic` Python SDKs,
+//! over Debian's libssl.so.3) call a local HTTPS server speaking each provider's API shape
+//! (`tests/llm/provider_server.py`, certificate signed by a CA made for the run), and every
+//! exchange of an opted-in agent becomes one `llm_exchange` record, checked field by field
+//! against what the client itself logged; credentials never appear; a 1 MiB prompt is cut and
+//! flagged; a stream without its final event is marked incomplete; an agent that did not opt
+//! in, and the server itself, produce nothing.
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sensor_tests::{Launch, Value, action, cgroup2_root, run_ok, scratch_dir};
+
+/// The agents' Python, in the environment `cargo xtask setup` makes (with the SDKs).
+fn venv_python() -> PathBuf {
+    let cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/agent-sensor")
+        },
+        PathBuf::from,
+    );
+    let python = cache.join("ocsf-venv/bin/python3");
+    assert!(
+        python.is_file(),
+        "no {}: run `cargo xtask setup` (it installs openai and anthropic there)",
+        python.display()
+    );
+    python
+}
+
+fn script(name: &str) -> String {
+    format!("{}/llm/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`.
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(dir));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=agent-sensor test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        p("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    (p("ca.pem"), p("server.pem"), p("server.key"))
+}
+
+/// The provider server, stopped on drop.
+struct Provider {
+    child: Child,
+    port: u16,
+}
+
+impl Provider {
+    fn start(dir: &Path, cert: &Path, key: &Path) -> Provider {
+        let port_file = dir.join("port");
+        let _ = std::fs::remove_file(&port_file);
+        // Owned at once, so a failed start still stops it (on drop).
+        let mut provider = Provider {
+            child: Command::new("/usr/bin/python3")
+                .arg(script("provider_server.py"))
+                .args([cert, key, &port_file])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start the provider server"),
+            port: 0,
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                provider.port = port;
+                return provider;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the provider server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the agent client's `scenario` in cgroup `cg`; returns the lines it logged.
+fn agent(cg: &str, provider: &Provider, ca: &Path, scenario: &str) -> Vec<Value> {
+    std::fs::create_dir_all(cg).unwrap();
+    let cmd = format!(
+        "echo $$ > {cg}/cgroup.procs && exec {} {} https://127.0.0.1:{} {} {scenario}",
+        venv_python().display(),
+        script("agent_client.py"),
+        provider.port,
+        ca.display()
+    );
+    let out = Command::new("/bin/sh").args(["-c", &cmd]).output().unwrap();
+    assert!(out.status.success(), "the agent client failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn agent_of(r: &Value) -> &str {
+    r["identity"]["agent"]["id"].as_str().unwrap_or("")
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The exchange of `agent` whose request named `model`.
+fn exchange<'a>(records: &'a [Value], agent: &str, model: &str) -> &'a Value {
+    let found: Vec<&Value> = records
+        .iter()
+        .filter(|r| agent_of(r) == agent && r["llm"]["model"] == model)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one exchange of {agent} for {model}: {found:?}"
+    );
+    &found[0]["llm"]
+}
+
+#[test]
+fn an_opted_in_agents_llm_calls_become_exchange_records_and_nobody_elses_do() {
+    let dir = scratch_dir("llm-capture");
+    let (ca, cert, key) = test_ca(&dir);
+    let provider = Provider::start(&dir, &cert, &key);
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let cgroup = |name: &str| format!("{root}/agent-sensor-llm-{name}-{tag}");
+    let (full_cg, digest_cg, off_cg) = (cgroup("full"), cgroup("digest"), cgroup("off"));
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: llm-full\n    selectors: [{{cgroup: /agent-sensor-llm-full-{tag}/**}}]\n    capture: {{tls: true, content: full, max_bytes: 16384}}\n  - id: llm-digest\n    selectors: [{{cgroup: /agent-sensor-llm-digest-{tag}/**}}]\n    capture: {{tls: true, content: digest}}\n  - id: llm-off\n    selectors: [{{cgroup: /agent-sensor-llm-off-{tag}/**}}]\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    let full = agent(&full_cg, &provider, &ca, "all");
+    let big = agent(&full_cg, &provider, &ca, "big");
+    let cut = agent(&full_cg, &provider, &ca, "cut");
+    let digest = agent(&digest_cg, &provider, &ca, "one");
+    let off = agent(&off_cg, &provider, &ca, "one");
+    sensor.wait_for_count("the exchanges", 7, |r| action(r) == "llm_exchange");
+    let done = sensor.stop();
+    for cg in [&full_cg, &digest_cg, &off_cg] {
+        let _ = std::fs::remove_dir(cg);
+    }
+    let records: Vec<Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "llm_exchange")
+        .cloned()
+        .collect();
+
+    // Every exchange record follows the record schema (an independent validator).
+    let lines = dir.join("exchanges.jsonl");
+    sensor_tests::write_json_lines(&lines, &records);
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/record-0.2.json");
+    let check = "import json, sys\nfrom jsonschema import Draft202012Validator\nv = Draft202012Validator(json.load(open(sys.argv[1])))\nfor n, line in enumerate(open(sys.argv[2]), 1):\n    for e in v.iter_errors(json.loads(line)):\n        print(f\"line {n}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}\")\n";
+    let out = Command::new("python3")
+        .args(["-c", check, schema])
+        .arg(&lines)
+        .output()
+        .expect("python3 with jsonschema");
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Only the opted-in agents' calls, each once; never the server's side, nor anyone else's.
+    let per_agent = |a: &str| records.iter().filter(|r| agent_of(r) == a).count();
+    assert_eq!(per_agent("llm-full"), 6, "{records:#?}");
+    assert_eq!(per_agent("llm-digest"), 1);
+    assert_eq!(
+        records.len(),
+        7,
+        "nothing from llm-off or the server: {records:#?}"
+    );
+    assert_eq!(off.len(), 1, "the bystander did make its call");
+
+    // Credentials never enter the trail: not the API keys the SDKs sent in their headers,
+    // nor the token in the prompt.
+    let all = done
+        .records
+        .iter()
+        .map(Value::to_string)
+        .collect::<String>();
+    for secret in [
+        "sk-proj-T3stK3y",
+        "sk-ant-api03-T3stK3y",
+        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+    ] {
+        assert!(!all.contains(secret), "{secret} is in the trail");
+    }
+
+    // OpenAI, a tool call: field by field against the client's own log.
+    let log = &full[0];
+    let x = exchange(&records, "llm-full", "gpt-test-1");
+    assert_eq!(x["provider"], "openai");
+    assert_eq!(x["operation"], "chat.completions");
+    assert_eq!(x["content_policy"], "full");
+    assert_eq!(x["request"]["method"], "POST");
+    assert_eq!(x["request"]["path"], "/v1/chat/completions");
+    assert_eq!(x["request"]["truncated"], false);
+    assert_eq!(x["incomplete"], false);
+    assert_eq!(x["prompt"][0]["role"], "system");
+    assert_eq!(x["prompt"][0]["content"]["text"], log["system"]);
+    assert_eq!(x["prompt"][1]["role"], "user");
+    let user = log["user"].as_str().unwrap();
+    assert_eq!(
+        x["prompt"][1]["content"]["text"],
+        "What is the weather in Paris? (my token is [REDACTED])"
+    );
+    // The digest is of what was sent, before masking.
+    assert_eq!(x["prompt"][1]["content"]["sha256"], sha256_hex(user));
+    assert_eq!(x["prompt"][1]["content"]["length"], user.len());
+    let r = &x["response"];
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["finish_reason"], "tool_calls");
+    assert_eq!(r["tool_calls"][0]["name"], log["tool"]);
+    assert_eq!(r["tool_calls"][0]["arguments"]["text"], log["arguments"]);
+    assert_eq!(x["usage"]["input_tokens"], log["input_tokens"]);
+    assert_eq!(x["usage"]["output_tokens"], log["output_tokens"]);
+    assert!(x["latency_ms"].as_f64().unwrap() > 0.0);
+    let record = records
+        .iter()
+        .find(|r| r["llm"]["model"] == "gpt-test-1")
+        .unwrap();
+    assert_eq!(record["process"]["pid"], log["pid"]);
+    assert_eq!(record["destination"]["ip"], "127.0.0.1");
+    assert_eq!(record["destination"]["port"], provider.port);
+    assert_eq!(record["event"]["outcome"], "success");
+
+    // OpenAI, streamed: the deltas joined, whole at [DONE].
+    let x = exchange(&records, "llm-full", "gpt-test-stream");
+    assert_eq!(x["request"]["stream"], true);
+    assert_eq!(x["response"]["stream"], true);
+    assert_eq!(x["response"]["text"]["text"], full[1]["text"]);
+    assert_eq!(x["incomplete"], false);
+    assert_eq!(x["usage"]["output_tokens"], 3);
+
+    // Anthropic, a tool use, then streamed.
+    let log = &full[2];
+    let x = exchange(&records, "llm-full", "claude-test-1");
+    assert_eq!(x["provider"], "anthropic");
+    assert_eq!(x["operation"], "messages");
+    assert_eq!(x["prompt"][0]["role"], "system");
+    assert_eq!(x["response"]["text"]["text"], log["text"]);
+    assert_eq!(x["response"]["finish_reason"], "tool_use");
+    assert_eq!(x["response"]["tool_calls"][0]["id"], log["tool_id"]);
+    assert_eq!(x["response"]["tool_calls"][0]["name"], log["tool"]);
+    let args: Value = serde_json::from_str(
+        x["response"]["tool_calls"][0]["arguments"]["text"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let logged: Value = serde_json::from_str(log["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, logged);
+    assert_eq!(x["usage"]["input_tokens"], log["input_tokens"]);
+    assert_eq!(x["usage"]["output_tokens"], log["output_tokens"]);
+    let x = exchange(&records, "llm-full", "claude-test-stream");
+    assert_eq!(x["response"]["text"]["text"], full[3]["text"]);
+    assert_eq!(x["response"]["finish_reason"], "end_turn");
+    assert_eq!(x["incomplete"], false);
+
+    // A 1 MiB prompt: its length on the wire, cut at the agent's bound and flagged; the
+    // response after it is still read.
+    let x = records
+        .iter()
+        .map(|r| &r["llm"])
+        .find(|x| x["request"]["truncated"] == true)
+        .expect("the truncated request");
+    assert!(
+        x["request"]["body_bytes"].as_u64().unwrap() > 1 << 20,
+        "{x}"
+    );
+    assert_eq!(x["incomplete"], true);
+    assert_eq!(x["response"]["text"]["text"], big[0]["text"]);
+
+    // A stream that ends without its final event: recorded, marked incomplete.
+    let x = exchange(&records, "llm-full", "cut-stream");
+    assert_eq!(x["incomplete"], true);
+    assert_eq!(x["response"]["text"]["text"], cut[0]["text"]);
+
+    // The digest policy keeps no content, only what proves it.
+    let x = exchange(&records, "llm-digest", "gpt-test-1");
+    assert_eq!(x["content_policy"], "digest");
+    let user = digest[0]["user"].as_str().unwrap();
+    assert!(x["prompt"][1]["content"].get("text").is_none(), "{x}");
+    assert_eq!(x["prompt"][1]["content"]["sha256"], sha256_hex(user));
+    assert!(
+        x["response"]["tool_calls"][0]["arguments"]
+            .get("text")
+            .is_none()
+    );
+}
