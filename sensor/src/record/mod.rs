@@ -10,8 +10,8 @@
 
 pub mod alert;
 pub mod host;
-pub mod policy;
 pub mod llm;
+pub mod policy;
 pub mod registration;
 pub mod rendered;
 pub mod schema;
