@@ -15,7 +15,7 @@
 //! | rules | [`rules`] | alerts from records: Sigma rules over the sensor's fields, between build and seal |
 //! | record | [`record`] | the record types and their schema (what every stage passes on) |
 //! | seal | [`encode`], [`evidence`] | a record as bytes (ECS or OCSF), sealed into the hash chain, signed checkpoints |
-//! | sink | [`sink`] | where sealed records go: stdout, a file, a trail directory |
+//! | sink | [`sink`] | where sealed records go: stdout, a file, a trail directory; the `[[sinks]]` to pipelines (a disk queue each) |
 //! | operate | [`operate`] | what SREs run it with: the metrics registry, `/metrics`, `/healthz`, `/readyz` |
 //!
 //! [`pipeline`] is the loop that moves data between the stages (their traits are in

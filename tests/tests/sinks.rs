@@ -3,7 +3,9 @@
 //! order, across reader outages, a reader that dies mid-stream, and a `kill -9` of the sensor
 //! while the readers are down; what they received verifies. A queue filled past its bound
 //! ends in a `gap` record naming the sink and the sequences it lost, which `verify` locates
-//! in what that sink received.
+//! in what that sink received. NATS JetStream (Debian's `nats-server`, stopped under load and
+//! restarted, and the sensor killed while it is down) holds every record exactly once, in
+//! order, each with the message id of its run and sequence.
 use std::{
     collections::HashSet,
     io::{Read as _, Write as _},
@@ -543,4 +545,280 @@ fn a_queue_filled_past_its_bound_is_a_gap_record_that_verify_locates() {
         "located at the first record after the hole: {report:#}"
     );
     collector.down(GRACEFUL);
+}
+
+/// A NATS server with JetStream on loopback, its store in `dir` (kept across restarts).
+struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl NatsServer {
+    fn start(port: u16, dir: &Path) -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+        };
+        server.up();
+        server
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian's nats-server; cargo xtask setup installs it)");
+        self.child = Some(child);
+        wait_until("nats-server to listen", String::new, || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// Stops it the way a service manager does (SIGTERM).
+    fn down(&mut self) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Just enough of a NATS client for requests to the JetStream API.
+struct NatsClient {
+    writer: TcpStream,
+    reader: std::io::BufReader<TcpStream>,
+    next: u64,
+}
+
+impl NatsClient {
+    fn connect(port: u16) -> NatsClient {
+        use std::io::BufRead as _;
+        let writer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        writer
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        writer.set_nodelay(true).unwrap();
+        let mut reader = std::io::BufReader::new(writer.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("INFO"), "{line}");
+        let mut c = NatsClient {
+            writer,
+            reader,
+            next: 0,
+        };
+        c.writer
+            .write_all(b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB _INBOX.test.* 1\r\nPING\r\n")
+            .unwrap();
+        loop {
+            line.clear();
+            c.reader.read_line(&mut line).unwrap();
+            if line.starts_with("PONG") {
+                return c;
+            }
+        }
+    }
+
+    fn request(&mut self, subject: &str, payload: &str) -> Value {
+        self.requests(subject, &[payload.to_owned()]).remove(0)
+    }
+
+    /// Sends every request at once, then reads the answers (in the order asked).
+    fn requests(&mut self, subject: &str, payloads: &[String]) -> Vec<Value> {
+        let first = self.next + 1;
+        let mut out = Vec::new();
+        for payload in payloads {
+            self.next += 1;
+            write!(
+                out,
+                "PUB {subject} _INBOX.test.{} {}\r\n{payload}\r\n",
+                self.next,
+                payload.len()
+            )
+            .unwrap();
+        }
+        self.writer.write_all(&out).unwrap();
+        let mut answers = vec![Value::Null; payloads.len()];
+        let mut missing = payloads.len();
+        while missing > 0 {
+            let (n, answer) = self.answer();
+            if let Some(i) = n.checked_sub(first).and_then(|i| usize::try_from(i).ok())
+                && i < answers.len()
+                && answers[i].is_null()
+            {
+                answers[i] = answer;
+                missing -= 1;
+            }
+        }
+        answers
+    }
+
+    /// The next answer and the number of the request it answers.
+    fn answer(&mut self) -> (u64, Value) {
+        use std::io::BufRead as _;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let fields: Vec<&str> = line.trim_end().split(' ').collect();
+            match fields[0] {
+                "PING" => self.writer.write_all(b"PONG\r\n").unwrap(),
+                "MSG" | "HMSG" => {
+                    let total: usize = fields.last().unwrap().parse().unwrap();
+                    let mut body = vec![0u8; total + 2];
+                    self.reader.read_exact(&mut body).unwrap();
+                    assert_eq!(fields[0], "MSG", "a status instead of an answer: {body:?}");
+                    let n = fields[1].rsplit('.').next().unwrap().parse().unwrap();
+                    return (n, serde_json::from_slice(&body[..total]).unwrap());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn messages(&mut self, stream: &str) -> u64 {
+        let info = self.request(&format!("$JS.API.STREAM.INFO.{stream}"), "");
+        info["state"]["messages"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{info}"))
+    }
+
+    /// Every message of the stream, in order, with its `Nats-Msg-Id`.
+    fn read_all(&mut self, stream: &str) -> Vec<(String, Vec<u8>)> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let count = self.messages(stream);
+        let asks: Vec<String> = (1..=count)
+            .map(|seq| format!("{{\"seq\":{seq}}}"))
+            .collect();
+        asks.chunks(500)
+            .flat_map(|chunk| self.requests(&format!("$JS.API.STREAM.MSG.GET.{stream}"), chunk))
+            .map(|got| {
+                let m = &got["message"];
+                let headers = b64.decode(m["hdrs"].as_str().unwrap()).unwrap();
+                let headers = String::from_utf8(headers).unwrap();
+                let id = headers
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Nats-Msg-Id: "))
+                    .unwrap_or_else(|| panic!("no Nats-Msg-Id: {headers}"))
+                    .to_owned();
+                (id, b64.decode(m["data"].as_str().unwrap()).unwrap())
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn jetstream_gets_every_record_exactly_once_across_server_restarts_and_a_kill_9() {
+    require_root();
+    let scratch = scratch_dir("sinks-nats");
+    let trail = scratch.join("trail");
+    let port = free_port();
+    let mut server = NatsServer::start(port, &scratch.join("jetstream"));
+    let created = NatsClient::connect(port).request(
+        "$JS.API.STREAM.CREATE.EVIDENCE",
+        r#"{"name":"EVIDENCE","subjects":["evidence"],"storage":"file","duplicate_window":600000000000}"#,
+    );
+    assert!(created.get("error").is_none(), "{created}");
+    let config = scratch.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\npath = \"{}/\"\n\
+             [[sinks]]\nname = \"jetstream\"\ntype = \"nats\"\naddress = \"tcp:127.0.0.1:{port}\"\n\
+             subject = \"evidence\"\nqueue_dir = \"queues\"\nbatch_records = 200\n\
+             timeout_ms = 2000\nretry_max_ms = 200\n",
+            trail.display(),
+        ),
+    )
+    .unwrap();
+    let mut load = Load::start();
+    let sensor = start_sensor(&config, &load);
+    load.go();
+    let stored = || NatsClient::connect(port).messages("EVIDENCE");
+    let grows_by = |more: u64| {
+        let before = stored();
+        wait_until(
+            "records in the stream",
+            || format!("{} stored", stored()),
+            || stored() >= before + more,
+        );
+    };
+    grows_by(1000);
+    // The server stops under load and comes back.
+    server.down();
+    thread::sleep(Duration::from_secs(1));
+    server.up();
+    grows_by(1000);
+    // The sensor is killed while the server is down; its successor delivers the rest.
+    server.down();
+    thread::sleep(Duration::from_millis(500));
+    sensor.kill(libc::SIGKILL);
+    let sensor = start_sensor(&config, &load);
+    thread::sleep(Duration::from_millis(500));
+    server.up();
+    grows_by(500);
+    drop(load);
+    wait_until(
+        "the stream to catch up with the trail",
+        || {
+            format!(
+                "{} stored, {} in the trail",
+                stored(),
+                trail_lines(&trail).len()
+            )
+        },
+        || stored() == trail_lines(&trail).len() as u64,
+    );
+    sensor.stop();
+    let trail_now = trail_lines(&trail);
+    wait_until(
+        "the stop record",
+        || format!("{} stored, {} in the trail", stored(), trail_now.len()),
+        || stored() == trail_now.len() as u64,
+    );
+    let messages = NatsClient::connect(port).read_all("EVIDENCE");
+    let lines: Vec<Vec<u8>> = messages.iter().map(|(_, data)| data.clone()).collect();
+    assert!(
+        lines == trail_now,
+        "the stream is not the trail, record for record, once each ({} and {})",
+        lines.len(),
+        trail_now.len()
+    );
+    for (id, data) in &messages {
+        let r = parse(data);
+        assert_eq!(
+            *id,
+            format!(
+                "{}-{}",
+                r["chain"]["instance_id"].as_str().unwrap(),
+                r["chain"]["sequence"]
+            )
+        );
+    }
+    let received = scratch.join("jetstream.jsonl");
+    write_lines(&received, &lines);
+    let (ok, report) = verify(&received);
+    assert!(ok, "verify refused what JetStream holds: {report:#}");
+    assert_eq!(report["instances"], 2, "{report:#}");
 }

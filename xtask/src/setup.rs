@@ -54,6 +54,8 @@ const TEST_PACKAGES: &[&str] = &[
     "mmdebstrap",
     // The TLS capture tests' certificates (a test CA made per run).
     "openssl",
+    // The NATS JetStream sink's test server.
+    "nats-server",
 ];
 
 /// PyPI packages the tests run, pinned, in a virtual environment under the cache: for the

@@ -20,6 +20,7 @@ pub(super) struct RawSink {
     #[serde(rename = "type")]
     kind: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
+    subject: Option<Spanned<String>>,
     queue_dir: Option<Spanned<String>>,
     queue_bytes: Option<Spanned<u64>>,
     batch_records: Option<Spanned<u32>>,
@@ -53,6 +54,14 @@ pub enum SinkKind {
     /// `type = "socket"`: JSON Lines over a stream socket, for collectors such as Vector or
     /// Fluent Bit.
     Socket(StreamAddress),
+    /// `type = "nats"`: NATS JetStream, each record published to `subject` with a
+    /// `Nats-Msg-Id` of its run and sequence, and its publish acknowledgement awaited.
+    Nats {
+        /// `tcp:host:port` of a NATS server.
+        hostport: String,
+        /// The subject a JetStream stream captures.
+        subject: String,
+    },
 }
 
 /// Where a socket sink connects (`address`).
@@ -102,8 +111,8 @@ pub(super) fn parse(
     let mut sinks = Vec::new();
     for (index, spanned) in raw.into_iter().enumerate() {
         let table = spanned.span();
-        let raw = spanned.into_inner();
-        let Some(name) = raw.name else {
+        let mut raw = spanned.into_inner();
+        let Some(name) = raw.name.take() else {
             return Err(at(
                 Some(table),
                 format!("sinks[{index}].name is missing: every sink needs a name"),
@@ -152,6 +161,7 @@ pub(super) fn parse(
                 Spanned::new(span, u64::from(v.into_inner()))
             })
         };
+        let kind = parse_kind(&raw, &label, table, at)?;
         let queue_bytes = field(
             &raw.queue_bytes,
             "queue_bytes",
@@ -166,40 +176,6 @@ pub(super) fn parse(
             100..3_600_001,
             30_000,
         )?;
-        let kind = match raw.kind.as_ref().map(|k| k.get_ref().as_str()) {
-            None => {
-                return Err(at(
-                    Some(table),
-                    format!("{label}.type is missing: \"socket\""),
-                ));
-            }
-            Some("socket") => {
-                let Some(address) = raw.address else {
-                    return Err(at(
-                        Some(table),
-                        format!(
-                            "{label}.address is missing: \"unix:/path/to/socket\" or \"tcp:host:port\""
-                        ),
-                    ));
-                };
-                SinkKind::Socket(StreamAddress::parse(address.get_ref()).ok_or_else(|| {
-                    at(
-                        Some(address.span()),
-                        format!(
-                            "{label}.address must be \"unix:/absolute/path\" or \"tcp:host:port\", not {:?}",
-                            address.get_ref()
-                        ),
-                    )
-                })?)
-            }
-            Some(other) => {
-                let span = raw.kind.as_ref().map(Spanned::span);
-                return Err(at(
-                    span,
-                    format!("{label}.type must be \"socket\", not {other:?}"),
-                ));
-            }
-        };
         let queue_dir = match raw.queue_dir {
             Some(dir) if dir.get_ref().is_empty() => {
                 return Err(at(
@@ -226,6 +202,87 @@ pub(super) fn parse(
     Ok(sinks)
 }
 
+fn parse_kind(
+    raw: &RawSink,
+    label: &str,
+    table: Range<usize>,
+    at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<SinkKind, ConfigError> {
+    let kind = raw.kind.as_ref().map(|k| k.get_ref().as_str());
+    let address = || {
+        let Some(address) = &raw.address else {
+            return Err(at(
+                Some(table.clone()),
+                format!(
+                    "{label}.address is missing: \"unix:/path/to/socket\" or \"tcp:host:port\""
+                ),
+            ));
+        };
+        StreamAddress::parse(address.get_ref())
+            .map(|a| (a, address.span()))
+            .ok_or_else(|| {
+                at(
+                    Some(address.span()),
+                    format!(
+                        "{label}.address must be \"unix:/absolute/path\" or \"tcp:host:port\", not {:?}",
+                        address.get_ref()
+                    ),
+                )
+            })
+    };
+    if let (Some(subject), Some("socket")) = (&raw.subject, kind) {
+        return Err(at(
+            Some(subject.span()),
+            format!("{label}.subject is for type = \"nats\""),
+        ));
+    }
+    match kind {
+        None => Err(at(
+            Some(table),
+            format!("{label}.type is missing: \"socket\" or \"nats\""),
+        )),
+        Some("socket") => Ok(SinkKind::Socket(address()?.0)),
+        Some("nats") => {
+            let hostport = match address()? {
+                (StreamAddress::Tcp(hostport), _) => hostport,
+                (StreamAddress::Unix(_), span) => {
+                    return Err(at(
+                        Some(span),
+                        format!("{label}.address must be \"tcp:host:port\" for a NATS server"),
+                    ));
+                }
+            };
+            let Some(subject) = &raw.subject else {
+                return Err(at(
+                    Some(table),
+                    format!("{label}.subject is missing: the subject a JetStream stream captures"),
+                ));
+            };
+            let valid = !subject.get_ref().is_empty()
+                && subject.get_ref().split('.').all(|t| {
+                    !t.is_empty() && t != "*" && t != ">" && t.bytes().all(|b| b.is_ascii_graphic())
+                });
+            if !valid {
+                return Err(at(
+                    Some(subject.span()),
+                    format!(
+                        "{label}.subject must be a NATS subject without wildcards (tokens of printable characters between dots), not {:?}",
+                        subject.get_ref()
+                    ),
+                ));
+            }
+            Ok(SinkKind::Nats {
+                hostport,
+                subject: subject.get_ref().clone(),
+            })
+        }
+        Some(other) => Err(at(
+            raw.kind.as_ref().map(Spanned::span),
+            format!("{label}.type must be \"socket\" or \"nats\", not {other:?}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::{Config, ConfigError};
@@ -242,7 +299,8 @@ mod tests {
             "[[sinks]]\nname = \"vector\"\ntype = \"socket\"\naddress = \"unix:/run/vector.sock\"\n\
              queue_dir = \"queues\"\nqueue_bytes = 65536\nbatch_records = 10\ntimeout_ms = 100\n\
              retry_max_ms = 1000\n\
-             [[sinks]]\nname = \"relay-2\"\ntype = \"socket\"\naddress = \"tcp:127.0.0.1:9000\"\n",
+             [[sinks]]\nname = \"relay-2\"\ntype = \"socket\"\naddress = \"tcp:127.0.0.1:9000\"\n\
+             [[sinks]]\nname = \"js\"\ntype = \"nats\"\naddress = \"tcp:127.0.0.1:4222\"\nsubject = \"evidence.host1\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -260,6 +318,18 @@ mod tests {
                 SinkConfig {
                     name: "relay-2".into(),
                     kind: SinkKind::Socket(StreamAddress::Tcp("127.0.0.1:9000".into())),
+                    queue_dir: DEFAULT_QUEUE_DIR.into(),
+                    queue_bytes: 1 << 28,
+                    batch_records: 500,
+                    timeout_ms: 5000,
+                    retry_max_ms: 30_000,
+                },
+                SinkConfig {
+                    name: "js".into(),
+                    kind: SinkKind::Nats {
+                        hostport: "127.0.0.1:4222".into(),
+                        subject: "evidence.host1".into(),
+                    },
                     queue_dir: DEFAULT_QUEUE_DIR.into(),
                     queue_bytes: 1 << 28,
                     batch_records: 500,
@@ -293,7 +363,7 @@ mod tests {
             (
                 "[[sinks]]\nname = \"v\"\ntype = \"kafka\"\n".to_owned(),
                 3,
-                "sinks[v].type must be \"socket\", not \"kafka\"",
+                "sinks[v].type must be \"socket\" or \"nats\", not \"kafka\"",
             ),
             (
                 "[[sinks]]\nname = \"v\"\n".to_owned(),
@@ -333,6 +403,22 @@ mod tests {
             ),
             (format!("{sink}queue_dir = \"\"\n"), 5, "sinks[v].queue_dir"),
             (format!("{sink}adress = \"x\"\n"), 5, "adress"),
+            (format!("{sink}subject = \"x\"\n"), 5, "sinks[v].subject is for type = \"nats\""),
+            (
+                "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"unix:/s\"\n".to_owned(),
+                4,
+                "sinks[n].address must be \"tcp:host:port\" for a NATS server",
+            ),
+            (
+                "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:4222\"\n".to_owned(),
+                1,
+                "sinks[n].subject is missing",
+            ),
+            (
+                "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:4222\"\nsubject = \"a.*\"\n".to_owned(),
+                5,
+                "sinks[n].subject must be a NATS subject",
+            ),
         ];
         for (text, line, reason) in cases {
             let e = parse(&text).unwrap_err();

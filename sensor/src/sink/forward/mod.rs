@@ -7,11 +7,12 @@
 //! only (the output still has them), and the `gap` record the pipeline seals for them says
 //! which sequences that sink will never see.
 //!
-//! Transports ([`stream`]) speak one protocol each; what they send is the output's bytes,
+//! Transports ([`stream`], [`nats`]) speak one protocol each; what they send is the output's bytes,
 //! the same canonical JSON (or OCSF) lines, so `agent-sensor verify` checks what a pipeline
 //! received.
 mod delivery;
 pub mod health;
+pub mod nats;
 pub mod queue;
 pub mod stream;
 
@@ -92,6 +93,9 @@ impl Forwarders {
             let transport: Box<dyn Transport> = match &config.kind {
                 SinkKind::Socket(address) => {
                     Box::new(stream::SocketStream::new(address.clone(), timeout))
+                }
+                SinkKind::Nats { hostport, subject } => {
+                    Box::new(nats::Nats::new(hostport.clone(), subject.clone(), timeout))
                 }
             };
             let tracker = Tracker::new(&config.name, transport.describe(), config.queue_bytes);
