@@ -324,6 +324,9 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
         ),
     )
     .unwrap();
+    // The cgroup exists before the sensor starts, so it is matched at start: this test is
+    // about reloads under load, not about deciding a cgroup made while the load runs.
+    std::fs::create_dir_all(&run.cgroup).unwrap();
     let sensor = Launch::new().config(&run.config).start();
     let reloaded = |n: usize, outcome: &'static str| {
         sensor.wait_for_count(&format!("{n} rules_reloaded records"), n, |r| {
@@ -333,7 +336,6 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
     };
 
     // Load in the agent's cgroup all along: execs of `true`, every one reported.
-    std::fs::create_dir_all(&run.cgroup).unwrap();
     let mut load = Command::new("/bin/sh")
         .args([
             "-c",
