@@ -28,7 +28,10 @@ use crate::{
     operate::{endpoint::Endpoint, metrics::Registry as Metrics},
     pipeline::{Context, Pipeline},
     record::host::HostInfo,
-    sink::{Sink, forward::Forwarders},
+    sink::{
+        Sink,
+        forward::{Forwarders, health::SinkHealth},
+    },
     source::ring::KernelSource,
 };
 
@@ -238,6 +241,7 @@ async fn async_main(
         .filter(|p| config.all_processes || p.agent.is_some())
         .collect();
     observed.sort_by_key(|p| p.tgid);
+    let sink_health = sink.sink_health();
     let mut pipeline = Pipeline::new(ctx, sink, config.repeat_window_ms);
     pipeline.set_format(config.output.format);
     if let Some(rules) = rules {
@@ -253,7 +257,7 @@ async fn async_main(
         ));
     }
     let endpoint = match config.metrics_listen {
-        Some(address) => Some(serve_metrics(address, &pipeline).await?),
+        Some(address) => Some(serve_metrics(address, &pipeline, sink_health).await?),
         None => None,
     };
     // The control socket exists before the start record says the sensor runs: a client
@@ -362,10 +366,11 @@ async fn async_main(
 }
 
 /// Binds the metrics endpoint (a start-up error names the address) and serves the pipeline's
-/// metrics there; ready once the pipeline says so.
+/// and the sinks' metrics there; ready once the pipeline says so and every sink is healthy.
 async fn serve_metrics(
     address: std::net::SocketAddr,
     pipeline: &Pipeline,
+    sinks: Option<SinkHealth>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = crate::operate::endpoint::bind(address)
         .await
@@ -374,9 +379,18 @@ async fn serve_metrics(
     let registry = Metrics::default();
     let metrics = pipeline.metrics();
     registry.register(metrics.clone());
+    if let Some(sinks) = &sinks {
+        registry.register(Arc::new(sinks.clone()));
+    }
     let endpoint = Endpoint {
         registry,
-        ready: Arc::new(move || metrics.ready()),
+        ready: Arc::new(move || {
+            metrics.ready()?;
+            sinks
+                .as_ref()
+                .and_then(SinkHealth::unready)
+                .map_or(Ok(()), Err)
+        }),
     };
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
     Ok(tokio::spawn(endpoint.serve(listener)))

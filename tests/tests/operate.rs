@@ -239,3 +239,70 @@ fn prometheus_scrapes_the_exact_count_of_execs() {
     drop(prometheus);
     sensor.stop();
 }
+
+/// A sink that cannot deliver makes `/readyz` answer 503 naming it, and its metrics say so;
+/// once its reader is there, the records arrive, the sink is up and the sensor ready again.
+#[test]
+fn readyz_and_metrics_follow_a_sinks_health() {
+    let dir = scratch_dir("sink-health");
+    let port = free_port();
+    let socket = dir.join("collector.sock");
+    let config = dir.join("agent-sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[[sinks]]\nname = \"collector\"\ntype = \"socket\"\naddress = \"unix:{}\"\nqueue_dir = \"{}\"\nretry_max_ms = 200\n",
+            socket.display(),
+            dir.join("queue").display()
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().config(&config).start();
+
+    // Nobody listens: the sink retries, and readiness names it and why.
+    let why = wait_for_status(port, "/readyz", 503);
+    assert!(
+        why.contains("sink collector cannot deliver to unix:"),
+        "{why}"
+    );
+    let metrics = wait_for_status(port, "/metrics", 200);
+    assert!(
+        metrics.contains("agent_sensor_sink_up{sink=\"collector\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE agent_sensor_sink_failures_total counter"));
+
+    // The collector comes: the queued records arrive, the sink is up, the sensor ready.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // It reads until the sensor stops (a reader that went away would fail the sink again).
+    let reader = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut received = String::new();
+        let _ = stream.read_to_string(&mut received);
+        received
+    });
+    assert_eq!(wait_for_status(port, "/readyz", 200), "ready\n");
+    let metrics = wait_for_status(port, "/metrics", 200);
+    assert!(
+        metrics.contains("agent_sensor_sink_up{sink=\"collector\"} 1"),
+        "{metrics}"
+    );
+    let delivered = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("agent_sensor_sink_delivered_records_total{sink=\"collector\"} ")
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(delivered >= 1, "{metrics}");
+    sensor.stop();
+    let received = reader.join().unwrap();
+    assert!(
+        received.lines().count() as u64 >= delivered,
+        "{delivered} delivered, received: {received}"
+    );
+    assert!(
+        received.contains("\"action\":\"sensor_start\""),
+        "{received}"
+    );
+}

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 
 use super::queue::QueueView;
+use crate::operate::metrics::{Collect, Exposition, Kind};
 
 /// Where a sink stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -124,8 +125,82 @@ impl SinkHealth {
 
     /// No sink is failing or dropping records (a sink that has not tried yet counts as ready).
     pub fn ready(&self) -> bool {
-        self.statuses()
-            .iter()
-            .all(|s| s.state != SinkState::Retrying && s.dropping == 0)
+        self.unready().is_none()
+    }
+
+    /// Why the first sink that is not healthy is not, for `/readyz`.
+    pub fn unready(&self) -> Option<String> {
+        self.statuses().into_iter().find_map(|s| {
+            if s.dropping > 0 {
+                Some(format!(
+                    "sink {} is dropping records: its queue is full",
+                    s.name
+                ))
+            } else if s.state == SinkState::Retrying {
+                Some(format!(
+                    "sink {} cannot deliver to {}: {}",
+                    s.name,
+                    s.address,
+                    s.last_error.as_deref().unwrap_or("no reason given")
+                ))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// A metric family of the sinks: its name, kind, help and the value it takes of a status.
+type Family = (&'static str, Kind, &'static str, fn(&SinkStatus) -> u64);
+
+/// Each sink's status as metrics, labelled by the sink's name (from the config, escaped by the
+/// exposition like every label value).
+impl Collect for SinkHealth {
+    fn collect(&self, out: &mut Exposition) {
+        let statuses = self.statuses();
+        let families: [Family; 6] = [
+            (
+                "sink_up",
+                Kind::Gauge,
+                "1 while the sink's last attempt delivered or none was made yet, 0 while it retries.",
+                |s| u64::from(s.state != SinkState::Retrying),
+            ),
+            (
+                "sink_delivered_records_total",
+                Kind::Counter,
+                "Records the sink acknowledged, by this run.",
+                |s| s.delivered,
+            ),
+            (
+                "sink_failures_total",
+                Kind::Counter,
+                "Failed delivery attempts, by this run.",
+                |s| s.failures,
+            ),
+            (
+                "sink_queued_bytes",
+                Kind::Gauge,
+                "Bytes in the sink's queue not yet acknowledged (its backlog).",
+                |s| s.queued_bytes,
+            ),
+            (
+                "sink_queue_limit_bytes",
+                Kind::Gauge,
+                "The bound of the sink's queue.",
+                |s| s.queue_bytes,
+            ),
+            (
+                "sink_dropping_records",
+                Kind::Gauge,
+                "Records being dropped now for want of room in the queue (a gap record will count them).",
+                |s| s.dropping,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            out.family(name, kind, help);
+            for status in &statuses {
+                out.sample(name, &[("sink", &status.name)], value(status));
+            }
+        }
     }
 }
