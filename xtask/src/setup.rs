@@ -10,6 +10,8 @@ use anyhow::{Context as _, bail};
 
 use crate::run;
 
+mod helm;
+
 /// bpf-linker release that matches aya 0.14 and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages of the arm64 cross build (`cargo xtask cross`): a linker with arm64 glibc,
@@ -81,6 +83,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     if is_root() {
         debian_packages(TEST_PACKAGES)?;
         python_packages(PYTHON_PACKAGES)?;
+        helm::install()?;
     } else {
         eprintln!("xtask: not root: skipping tracefs and Debian packages (the sensor needs root)");
     }
