@@ -1,6 +1,8 @@
-//! New cgroup v2 directories (`cgroup_mkdir`): reported to the daemon and held until it has
-//! decided whether they are an agent's (a cgroup selector, or a container's metadata), so the
-//! first processes of a new container or agent cgroup are attributed like the later ones.
+//! Cgroup v2 changes that decide attribution. New directories (`cgroup_mkdir`): reported to the
+//! daemon and held until it has decided whether they are an agent's (a cgroup selector, or a
+//! container's metadata), so the first processes of a new container or agent cgroup are
+//! attributed like the later ones. Processes moved into an agent's cgroup
+//! (`cgroup_attach_task`): attributed at the move, not at their next exec.
 use aya_ebpf::{
     helpers::{bpf_ktime_get_boot_ns, generated::bpf_probe_read_kernel_str},
     macros::raw_tracepoint,
@@ -9,6 +11,7 @@ use aya_ebpf::{
 use sensor_common::{CGROUP_PATH_CAP, CgroupRecord, TrackedProcess, kind};
 
 use crate::{
+    filter::attribute_migration,
     globals::{config, offsets},
     kernel::KPtr,
     maps::{HELD_CGROUPS, HOLDING_UNTIL, SCRATCH},
@@ -28,22 +31,42 @@ pub fn cgroup_mkdir(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-fn try_mkdir(ctx: &RawTracePointContext) -> Option<()> {
-    if config().hold_new_cgroups == 0 {
-        return None;
-    }
+/// The id of a cgroup of the unified (v2) hierarchy (whose hierarchy id is 0: its ids are what
+/// processes report); `None` for a v1 cgroup.
+#[inline(always)]
+fn unified_id(cgroup: KPtr) -> Option<u64> {
     let off = offsets();
-    let cgroup = KPtr(ctx.arg::<*const u8>(0));
-    // Only the unified (v2) hierarchy, whose id is 0: its ids are what processes report.
     let hierarchy = cgroup
         .follow(off.cgroup_root)?
         .read::<i32>(off.cgroup_root_hierarchy_id)?;
     if hierarchy != 0 {
         return None;
     }
-    let id = cgroup
+    cgroup
         .follow(off.cgroup_kn)?
-        .read::<u64>(off.kernfs_node_id)?;
+        .read::<u64>(off.kernfs_node_id)
+}
+
+/// A process (or one thread: `cgroup.threads`) moved into a cgroup, fired once per move after
+/// it succeeded, for the thread group's leader: (cgroup, path, task, whole thread group).
+#[raw_tracepoint(tracepoint = "cgroup_attach_task")]
+pub fn cgroup_attach_task(ctx: RawTracePointContext) -> i32 {
+    let _ = try_attach(&ctx);
+    0
+}
+
+fn try_attach(ctx: &RawTracePointContext) -> Option<()> {
+    let id = unified_id(KPtr(ctx.arg::<*const u8>(0)))?;
+    let tgid = KPtr(ctx.arg::<*const u8>(2)).read::<u32>(offsets().task_tgid)?;
+    attribute_migration(tgid, id);
+    Some(())
+}
+
+fn try_mkdir(ctx: &RawTracePointContext) -> Option<()> {
+    if config().hold_new_cgroups == 0 {
+        return None;
+    }
+    let id = unified_id(KPtr(ctx.arg::<*const u8>(0)))?;
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // Held before it is reported: no process can be in it yet (it is not visible until this

@@ -99,8 +99,31 @@ pub fn attribute_exec(
 ) -> Option<TrackedProcess> {
     // SAFETY: copied out at once.
     let current = unsafe { TRACKED.get(tgid) }.copied();
-    let found = matched(cgroup_id, exe, uid);
-    let decided = match (current, found) {
+    store(tgid, current, decide(current, matched(cgroup_id, exe, uid)))
+}
+
+/// Re-decides a process's attribution when it is moved into another cgroup (a write to
+/// `cgroup.procs`, not a fork or exec): moved into an agent's cgroup, it is that agent's from
+/// now on, by the same rule as at exec. Without this a process that moves itself into an
+/// agent's cgroup would stay unattributed until it next execs.
+#[inline(always)]
+pub fn attribute_migration(tgid: u32, cgroup_id: u64) {
+    if tgid == config().sensor_tgid {
+        return;
+    }
+    // SAFETY (both): copied out at once.
+    let Some(found) = (unsafe { CGROUP_AGENTS.get(cgroup_id) }).map(|c| (c.agent, c.method)) else {
+        return;
+    };
+    let current = unsafe { TRACKED.get(tgid) }.copied();
+    store(tgid, current, decide(current, Some(found)));
+}
+
+/// The attribution a process gets from what it had (`current`) and the selector it now matches
+/// (`found`: agent and method).
+#[inline(always)]
+fn decide(current: Option<TrackedProcess>, found: Option<(u32, u8)>) -> Option<TrackedProcess> {
+    match (current, found) {
         (current, None) => current,
         (None, Some((agent, m))) => Some(TrackedProcess {
             agent,
@@ -142,7 +165,16 @@ pub fn attribute_exec(
                 })
             }
         }
-    };
+    }
+}
+
+/// Stores a changed attribution; returns it.
+#[inline(always)]
+fn store(
+    tgid: u32,
+    current: Option<TrackedProcess>,
+    decided: Option<TrackedProcess>,
+) -> Option<TrackedProcess> {
     if let Some(d) = decided
         && Some(d) != current
     {

@@ -681,3 +681,68 @@ fn argv_selectors_attribute_the_process_its_children_and_a_delegation_hop() {
         "the non-matching run is absent"
     );
 }
+
+#[test]
+fn a_process_moved_into_an_agent_cgroup_is_the_agents_before_it_execs() {
+    let dir = scratch_dir("migration");
+    let root = cgroup2_root();
+    let cg_name = format!("agent-sensor-moved-{}", std::process::id());
+    let cg = format!("{root}/{cg_name}");
+    let other = format!("{root}/agent-sensor-not-an-agent-{}", std::process::id());
+    std::fs::create_dir_all(&cg).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!("agents:\n  - id: moved-agent\n    selectors: [{{cgroup: /{cg_name}}}]\n"),
+    )
+    .unwrap();
+    let secret = dir.join("secret.txt");
+    let bystander_file = dir.join("bystander.txt");
+    std::fs::write(&secret, "s\n").unwrap();
+    std::fs::write(&bystander_file, "b\n").unwrap();
+    let sensor = Sensor::start(&["--identities", manifest.to_str().unwrap()]);
+    // The shell moves itself (a write to cgroup.procs: no fork, no exec), then reads a file with
+    // a builtin redirection and forks a subshell, neither of which execs.
+    let moved = |cgroup: &str, file: &Path| {
+        let script = format!(
+            "echo $$ > {cgroup}/cgroup.procs && read line < {} && ( : ) && echo $$",
+            file.display()
+        );
+        let out = Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let bystander = moved(&other, &bystander_file);
+    let agent = moved(&cg, &secret);
+    let read = sensor.wait_for("the moved shell's read", |r| {
+        action(r) == "open" && r["file"]["path"] == secret.to_str().unwrap()
+    });
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir(&other);
+
+    assert_eq!(pid_of(&read), agent);
+    assert_eq!(agent_of(&read), "moved-agent");
+    assert_eq!(read["identity"]["attribution"]["method"], "cgroup");
+    assert!(
+        done.records.iter().any(|r| action(r) == "fork"
+            && r["process"]["parent"]["pid"] == agent
+            && agent_of(r) == "moved-agent"),
+        "the moved shell's fork is the agent's"
+    );
+    // A process moved into a cgroup of no agent stays unobserved.
+    assert!(
+        !done.records.iter().any(
+            |r| pid_of(r) == bystander || r["file"]["path"] == bystander_file.to_str().unwrap()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

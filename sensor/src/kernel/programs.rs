@@ -18,6 +18,7 @@ pub(crate) const RAW_TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_exit", "sched_process_exit"),
     ("inet_sock_set_state", "inet_sock_set_state"),
     ("cgroup_mkdir", "cgroup_mkdir"),
+    ("cgroup_attach_task", "cgroup_attach_task"),
 ];
 
 /// The BPF LSM programs that keep the kernel's copy of a connect's, bind's or send's address
