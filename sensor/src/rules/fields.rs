@@ -78,6 +78,29 @@ pub struct Fields<'a> {
     pub initiated: Option<bool>,
     /// `network.transport`.
     pub transport: Option<&'a str>,
+    /// `@timestamp`.
+    pub timestamp: &'a str,
+    /// `event.outcome`.
+    pub outcome: Option<&'a str>,
+    /// `file.path`: the path as the process named it.
+    pub file_path: Option<&'a str>,
+    /// `file.class`: the sensitive-location class.
+    pub file_class: Option<&'a str>,
+    /// `file.open.access`.
+    pub file_access: Option<&'a str>,
+    /// `identity.agent.id`.
+    pub agent_id: Option<&'a str>,
+    /// `identity.agent.team`.
+    pub agent_team: Option<&'a str>,
+    /// `identity.agent.data_sensitivity`.
+    pub data_sensitivity: Option<&'a str>,
+    /// `identity.task.id`.
+    pub task_id: Option<&'a str>,
+    /// Whether `identity.task.id` is among the agent's `allowed_tasks` (an agent that lists
+    /// none allows any); `None` without a task.
+    pub task_allowed: Option<bool>,
+    /// `identity.attribution.method`.
+    pub attribution_method: Option<&'a str>,
 }
 
 /// Which log source a record of `action` feeds, given what the record says of itself.
@@ -150,6 +173,24 @@ impl<'a> Fields<'a> {
             f.transport = n.transport;
         }
         f.initiated = initiated(action);
+        f.timestamp = r.timestamp.as_str();
+        f.outcome = r.event.outcome;
+        if let Some(file) = &r.file {
+            f.file_path = Some(&file.path);
+            f.file_class = file.class.as_deref();
+            f.file_access = file.open.as_ref().map(|o| o.access);
+        }
+        if let Some(id) = &r.identity {
+            f.agent_id = Some(&id.agent.id);
+            f.agent_team = id.agent.team.as_deref();
+            f.data_sensitivity = id.agent.data_sensitivity.as_deref();
+            f.task_id = id.task.as_ref().map(|t| &*t.id);
+            f.task_allowed = id.task.as_ref().map(|t| {
+                let allowed = &id.agent.allowed_tasks;
+                allowed.is_empty() || allowed.contains(&t.id)
+            });
+            f.attribution_method = Some(id.attribution.method);
+        }
         f
     }
 
@@ -172,6 +213,7 @@ impl<'a> Fields<'a> {
                 });
         let ip = matches!(s(&["network", "type"]), Some("ipv4" | "ipv6"));
         let path = s(&["file", "path"]);
+        let task_id = s(&["identity", "task", "id"]);
         Fields {
             category: category_of(action, success, creates, ip),
             action,
@@ -194,6 +236,23 @@ impl<'a> Fields<'a> {
             destination_domain: s(&["destination", "domain"]),
             initiated: initiated(action),
             transport: s(&["network", "transport"]),
+            timestamp: s(&["@timestamp"]).unwrap_or(""),
+            outcome: s(&["event", "outcome"]),
+            file_path: path,
+            file_class: s(&["file", "class"]),
+            file_access: access,
+            agent_id: s(&["identity", "agent", "id"]),
+            agent_team: s(&["identity", "agent", "team"]),
+            data_sensitivity: s(&["identity", "agent", "data_sensitivity"]),
+            task_id,
+            task_allowed: task_id.map(|t| {
+                at(v, &["identity", "agent", "allowed_tasks"])
+                    .and_then(Value::as_array)
+                    .is_none_or(|allowed| {
+                        allowed.is_empty() || allowed.iter().any(|a| a.as_str() == Some(t))
+                    })
+            }),
+            attribution_method: s(&["identity", "attribution", "method"]),
         }
     }
 }

@@ -4,8 +4,8 @@
 //! `agent-sensor rules test` over recorded events give the same alerts.
 //!
 //! [`fields`] picks out what rules read of a record and which Sigma log source it feeds;
-//! [`sigma`] loads Sigma rules and evaluates them; [`workflow`] is `agent-sensor rules check`
-//! and `rules test`. Rules run in the pipeline's loop, once per
+//! [`sigma`] loads Sigma rules and evaluates them; [`native`] is the sensor's own condition
+//! language and sequence rules; [`workflow`] is `agent-sensor rules check` and `rules test`. Rules run in the pipeline's loop, once per
 //! sealed record: when they fall behind, the loop's inbox fills, then the kernel's ring
 //! buffer, and the kernel counts what it could not write (a `gap` record), as for any slow
 //! stage; the kernel reader itself never waits on them.
@@ -26,16 +26,19 @@ use crate::{
 
 pub mod fields;
 pub mod lineage;
+pub mod native;
 pub mod sigma;
 pub mod workflow;
 
 use fields::{Category, Fields};
 use lineage::Lineage;
-use sigma::{Rejection, SigmaEngine, SigmaEvent, SigmaRules};
+use native::{NativeRules, field::View};
+use sigma::{Rejection, RuleInfo, SigmaEngine, SigmaEvent, SigmaRules};
 
 /// The loaded rules and what they remember; see the module doc.
 pub struct Rules {
     sigma: SigmaRules,
+    native: NativeRules,
     lineage: Lineage,
     /// User names by uid, from `/etc/passwd` as it was when the rules were loaded.
     users: HashMap<u32, String>,
@@ -54,9 +57,11 @@ pub struct Loaded {
 
 impl Rules {
     /// Loads every rule file in `paths` (a directory: its `.yml` and `.yaml` files, all
-    /// levels down, in name order).
+    /// levels down, in name order): native rules when the file has a top-level `rules:`,
+    /// `lists:` or `macros:` key, else Sigma.
     pub fn load(paths: &[PathBuf]) -> Loaded {
         let mut sigma = SigmaRules::default();
+        let mut native = NativeRules::default();
         let mut rejected = Vec::new();
         let mut files = Vec::new();
         for path in paths {
@@ -72,6 +77,9 @@ impl Rules {
         }
         for file in &files {
             match std::fs::read_to_string(file) {
+                Ok(text) if native::is_native(&text) => {
+                    native.add_file(file, &text, &mut rejected);
+                }
                 Ok(text) => {
                     sigma.add_file(file, &text, &mut rejected);
                 }
@@ -85,16 +93,17 @@ impl Rules {
             }
         }
         Loaded {
-            rules: Rules::from_sigma(sigma),
+            rules: Rules::new(sigma, native),
             rejected,
             files: files.len(),
         }
     }
 
-    /// Rules of these Sigma rules.
-    pub fn from_sigma(sigma: SigmaRules) -> Self {
+    /// Rules of these Sigma and native rules.
+    pub fn new(sigma: SigmaRules, native: NativeRules) -> Self {
         Self {
             sigma,
+            native,
             lineage: Lineage::default(),
             users: std::fs::read_to_string("/etc/passwd")
                 .map(|text| users(&text))
@@ -105,30 +114,56 @@ impl Rules {
 
     /// How many rules are loaded.
     pub fn len(&self) -> usize {
-        self.sigma.len()
+        self.sigma.len() + self.native.len()
     }
 
     /// Whether no rule is loaded.
     pub fn is_empty(&self) -> bool {
-        self.sigma.is_empty()
+        self.sigma.is_empty() && self.native.is_empty()
     }
 
-    /// The alerts of a record's `fields`, each with its rendered message; learns from the
-    /// record (lineage) whether or not any rule fires.
-    fn evaluate(&mut self, f: &Fields<'_>, mut alert: impl FnMut(&sigma::RuleInfo, String)) {
-        if let Some(category) = f.category {
-            let parent = f.parent_entity_id.and_then(|p| self.lineage.image(p));
+    /// Native rules' state dropped while it could still matter, and alerts their rate limits
+    /// held back.
+    pub fn native_counts(&self) -> (u64, u64) {
+        (self.native.evictions(), self.native.suppressed)
+    }
+
+    /// The alerts of a record's `fields` (sealed as `sequence`), each with its rule, rule set,
+    /// rendered message and triggering records; learns from the record (lineage) whether or
+    /// not any rule fires.
+    fn evaluate(
+        &mut self,
+        f: &Fields<'_>,
+        sequence: Option<u64>,
+        mut alert: impl FnMut(&RuleInfo, &'static str, String, Vec<u64>),
+    ) {
+        let parent = f.parent_entity_id.and_then(|p| self.lineage.image(p));
+        let user = f.uid.and_then(|u| self.users.get(&u)).map(String::as_str);
+        if let Some(category) = f.category
+            && !self.sigma.is_empty()
+        {
             let event = SigmaEvent {
                 fields: f,
                 parent,
-                user: f.uid.and_then(|u| self.users.get(&u)).map(String::as_str),
+                user,
             };
             self.hits.clear();
             self.sigma.matching(&event, category, &mut self.hits);
             for &i in &self.hits {
                 let rule = self.sigma.rule(i);
-                alert(rule, message(rule, category, f));
+                let message = message(rule, category, f);
+                alert(rule, "sigma", message, sequence.into_iter().collect());
             }
+        }
+        if !self.native.is_empty() {
+            let view = View {
+                fields: f,
+                parent,
+                user,
+            };
+            self.native.evaluate(&view, sequence, &mut |fired| {
+                alert(fired.rule, "native", fired.message, fired.sequences);
+            });
         }
         self.lineage.observe(f);
     }
@@ -143,8 +178,8 @@ impl Rules {
             .and_then(Value::as_u64);
         let action = record_action(f.action);
         let mut out = Vec::new();
-        self.evaluate(&f, |rule, message| {
-            out.push(alert(rule, message, sequence.into_iter().collect(), action));
+        self.evaluate(&f, sequence, |rule, ruleset, message, sequences| {
+            out.push(alert(rule, ruleset, message, sequences, action));
         });
         out
     }
@@ -155,14 +190,15 @@ impl Detect for Rules {
 
     fn reload(&mut self, next: Rules) {
         self.sigma = next.sigma;
+        self.native = next.native;
         self.users = next.users;
     }
 
     fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {
         let f = Fields::of_record(record);
-        self.evaluate(&f, |rule, message| {
+        self.evaluate(&f, Some(sequence), |rule, ruleset, message, sequences| {
             out.push(Raised {
-                alert: alert(rule, message, vec![sequence], record.event.action),
+                alert: alert(rule, ruleset, message, sequences, record.event.action),
                 timestamp: record.timestamp,
                 identity: record.identity.clone(),
                 process: record.process.as_ref().map(process_of),
@@ -172,7 +208,8 @@ impl Detect for Rules {
 }
 
 fn alert(
-    rule: &sigma::RuleInfo,
+    rule: &RuleInfo,
+    ruleset: &'static str,
     message: String,
     sequence: Vec<u64>,
     action: &'static str,
@@ -182,7 +219,7 @@ fn alert(
             id: rule.id.clone(),
             title: rule.title.clone(),
             author: rule.author.clone(),
-            ruleset: "sigma",
+            ruleset,
         },
         severity: rule.level,
         tags: rule.tags.clone(),
@@ -193,16 +230,15 @@ fn alert(
 
 /// The record kinds a rule can fire on, as static names (a recorded line's are borrowed).
 fn record_action(action: &str) -> &'static str {
-    [
-        "exec", "open", "rename", "link", "symlink", "connect", "accept",
-    ]
-    .into_iter()
-    .find(|a| *a == action)
-    .unwrap_or("unknown")
+    crate::record::schema::KINDS
+        .iter()
+        .map(|(kind, _)| *kind)
+        .find(|a| *a == action)
+        .unwrap_or("unknown")
 }
 
 /// What an alert says happened: the rule's title, then who did what.
-fn message(rule: &sigma::RuleInfo, category: Category, f: &Fields<'_>) -> String {
+fn message(rule: &RuleInfo, category: Category, f: &Fields<'_>) -> String {
     let who = format!(
         "{} (pid {})",
         f.executable.unwrap_or("an unknown executable"),

@@ -1,0 +1,163 @@
+//! The fields native rules read, by the record's own (ECS) names, each resolved once at load
+//! to a [`Field`] and read at evaluation from the same [`Fields`] view Sigma rules use.
+use crate::rules::{fields::Fields, lineage::Image};
+
+/// What kind of value a field holds: which operators apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text: `=`, `!=`, `in`, `startswith`, `endswith`, `contains`, `glob`, `regex`.
+    Text,
+    /// A path: as text, with `glob` in the path dialect.
+    Path,
+    /// An IP address: as text, and `cidr`.
+    Address,
+    /// A number: `=`, `!=`, `<`, `<=`, `>`, `>=`, `in`.
+    Number,
+    /// `true` or `false`: `=`, `!=`.
+    Bool,
+}
+
+/// A field of the record (or learnt about it), resolved at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Action,
+    Outcome,
+    Pid,
+    Executable,
+    CommandLine,
+    ParentExecutable,
+    ParentCommandLine,
+    UserId,
+    UserName,
+    LoginUserId,
+    FilePath,
+    FileClass,
+    FileAccess,
+    DestinationIp,
+    DestinationPort,
+    DestinationDomain,
+    SourceIp,
+    SourcePort,
+    Transport,
+    AgentId,
+    AgentTeam,
+    DataSensitivity,
+    TaskId,
+    TaskAllowed,
+    AttributionMethod,
+}
+
+/// Every field a native rule can name (docs/rules.md keeps the same table).
+pub const FIELDS: &[(&str, Field, Kind)] = &[
+    ("event.action", Field::Action, Kind::Text),
+    ("event.outcome", Field::Outcome, Kind::Text),
+    ("process.pid", Field::Pid, Kind::Number),
+    ("process.executable", Field::Executable, Kind::Path),
+    ("process.command_line", Field::CommandLine, Kind::Text),
+    (
+        "process.parent.executable",
+        Field::ParentExecutable,
+        Kind::Path,
+    ),
+    (
+        "process.parent.command_line",
+        Field::ParentCommandLine,
+        Kind::Text,
+    ),
+    ("user.id", Field::UserId, Kind::Number),
+    ("user.name", Field::UserName, Kind::Text),
+    ("process.login_user.id", Field::LoginUserId, Kind::Number),
+    ("file.path", Field::FilePath, Kind::Path),
+    ("file.class", Field::FileClass, Kind::Text),
+    ("file.open.access", Field::FileAccess, Kind::Text),
+    ("destination.ip", Field::DestinationIp, Kind::Address),
+    ("destination.port", Field::DestinationPort, Kind::Number),
+    ("destination.domain", Field::DestinationDomain, Kind::Text),
+    ("source.ip", Field::SourceIp, Kind::Address),
+    ("source.port", Field::SourcePort, Kind::Number),
+    ("network.transport", Field::Transport, Kind::Text),
+    ("identity.agent.id", Field::AgentId, Kind::Text),
+    ("identity.agent.team", Field::AgentTeam, Kind::Text),
+    (
+        "identity.agent.data_sensitivity",
+        Field::DataSensitivity,
+        Kind::Text,
+    ),
+    ("identity.task.id", Field::TaskId, Kind::Text),
+    ("identity.task.allowed", Field::TaskAllowed, Kind::Bool),
+    (
+        "identity.attribution.method",
+        Field::AttributionMethod,
+        Kind::Text,
+    ),
+];
+
+/// The field called `name`, and its kind.
+pub fn named(name: &str) -> Option<(Field, Kind)> {
+    FIELDS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, f, k)| (f, k))
+}
+
+/// A field's value in one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Text (also paths and addresses).
+    Text(&'a str),
+    /// A number.
+    Number(i64),
+    /// A truth value.
+    Bool(bool),
+}
+
+/// One record as native rules see it: its fields, its parent's image and its user's name.
+pub struct View<'a> {
+    /// The record's fields.
+    pub fields: &'a Fields<'a>,
+    /// What the parent process runs, if known.
+    pub parent: Option<&'a Image>,
+    /// The effective user's name, if known.
+    pub user: Option<&'a str>,
+}
+
+impl View<'_> {
+    /// `field`'s value, if the record has it.
+    pub fn get(&self, field: Field) -> Option<Value<'_>> {
+        fn text(s: Option<&str>) -> Option<Value<'_>> {
+            s.map(Value::Text)
+        }
+        let f = self.fields;
+        let number = |n: Option<u32>| n.map(|n| Value::Number(i64::from(n)));
+        let port = |n: Option<u16>| n.map(|n| Value::Number(i64::from(n)));
+        match field {
+            Field::Action => (!f.action.is_empty()).then_some(Value::Text(f.action)),
+            Field::Outcome => text(f.outcome),
+            Field::Pid => number(f.pid),
+            Field::Executable => text(f.executable),
+            Field::CommandLine => text(f.command_line),
+            Field::ParentExecutable => text(self.parent.and_then(|p| p.executable.as_deref())),
+            Field::ParentCommandLine => {
+                text(self.parent.and_then(|p| p.command_line.as_deref()))
+            }
+            Field::UserId => number(f.uid),
+            Field::UserName => text(self.user),
+            Field::LoginUserId => number(f.login_uid),
+            Field::FilePath => text(f.file_path),
+            Field::FileClass => text(f.file_class),
+            Field::FileAccess => text(f.file_access),
+            Field::DestinationIp => text(f.destination_ip),
+            Field::DestinationPort => port(f.destination_port),
+            Field::DestinationDomain => text(f.destination_domain),
+            Field::SourceIp => text(f.source_ip),
+            Field::SourcePort => port(f.source_port),
+            Field::Transport => text(f.transport),
+            Field::AgentId => text(f.agent_id),
+            Field::AgentTeam => text(f.agent_team),
+            Field::DataSensitivity => text(f.data_sensitivity),
+            Field::TaskId => text(f.task_id),
+            Field::TaskAllowed => f.task_allowed.map(Value::Bool),
+            Field::AttributionMethod => text(f.attribution_method),
+        }
+    }
+}
