@@ -347,7 +347,80 @@ mod tests {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules");
         let loaded = Rules::load(&[examples]);
         assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
-        assert_eq!((loaded.rules.len(), loaded.files), (3, 3));
+        // Three Sigma rules and one native file of three rules.
+        assert_eq!((loaded.rules.len(), loaded.files), (6, 4));
+        assert_eq!(loaded.rules.native.len(), 3);
+    }
+
+    /// The example native rules fire as they say on recorded lines (`rules test`'s path).
+    #[test]
+    fn the_example_native_rules_fire_on_recorded_lines() {
+        let examples =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules/agent-native.yml");
+        let mut rules = Rules::load(&[examples]).rules;
+        let agent = |tier: &str| {
+            serde_json::json!({"id": "coder", "data_sensitivity": tier,
+                               "allowed_tasks": ["review"]})
+        };
+        let exec = |seq: u64, second: u32, tier: &str, task: &str| {
+            serde_json::json!({
+                "@timestamp": format!("2026-12-07T06:00:{second:02}.000000000Z"),
+                "event": {"action": "exec"}, "chain": {"sequence": seq},
+                "process": {"pid": 5, "executable": "/usr/bin/bash",
+                            "command_line": "bash -c 'curl x\n'", "entity_id": "e5"},
+                "identity": {"agent": agent(tier), "task": {"id": task}}})
+        };
+        let titles = |alerts: Vec<Alert>| -> Vec<(String, String, Vec<u64>)> {
+            alerts
+                .into_iter()
+                .map(|a| (a.rule.id.unwrap(), a.message, a.trigger.sequence))
+                .collect()
+        };
+        assert_eq!(
+            titles(rules.test_line(&exec(1, 0, "restricted", "review"))),
+            [(
+                "agent-native-restricted-shell".to_owned(),
+                "agent coder started a shell: bash -c 'curl x\\n' (parent -)".to_owned(),
+                vec![1]
+            )]
+        );
+        // Rate limited: one a minute per agent.
+        assert!(
+            rules
+                .test_line(&exec(2, 1, "restricted", "review"))
+                .is_empty()
+        );
+        assert_eq!(rules.native_counts(), (0, 1));
+        let hits = titles(rules.test_line(&exec(3, 2, "internal", "deploy")));
+        assert_eq!(hits[0].0, "agent-native-task-not-declared");
+        assert_eq!(
+            hits[0].1,
+            "agent coder runs task deploy, not among its allowed tasks"
+        );
+
+        let open = serde_json::json!({
+            "@timestamp": "2026-12-07T06:00:03.000000000Z", "chain": {"sequence": 4},
+            "event": {"action": "open"}, "identity": {"agent": agent("internal")},
+            "file": {"path": "/home/a/.aws/credentials", "class": "cloud_credentials",
+                     "open": {"access": "read", "flags": []}}});
+        let connect = |seq: u64, ip: &str| {
+            serde_json::json!({
+                "@timestamp": "2026-12-07T06:00:04.000000000Z", "chain": {"sequence": seq},
+                "event": {"action": "connect"}, "identity": {"agent": agent("internal")},
+                "network": {"type": "ipv4", "transport": "tcp"},
+                "destination": {"ip": ip, "port": 443}})
+        };
+        assert!(rules.test_line(&open).is_empty());
+        assert!(rules.test_line(&connect(5, "127.0.0.1")).is_empty());
+        assert!(rules.test_line(&connect(6, "10.1.1.1")).is_empty());
+        let hits = titles(rules.test_line(&connect(7, "203.0.113.9")));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].0, "agent-native-secret-then-egress");
+        assert_eq!(hits[0].2, [4, 7]);
+        assert_eq!(
+            hits[0].1,
+            "agent coder connected to 203.0.113.9 port 443 after reading a credential"
+        );
     }
 
     /// The SigmaHQ Linux rules of the three categories the sensor feeds (../shared/sigma):

@@ -120,7 +120,9 @@ impl Cidr {
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self.network, addr.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(a)) => {
@@ -309,10 +311,11 @@ impl Compiler<'_> {
                 };
                 Test::Bool(if op == Op::Eq { b } else { !b })
             }
-            (Kind::Number | Kind::Bool, _) => return Err(wrong()),
+            (Kind::Number | Kind::Bool, _) | (_, Op::Lt | Op::Le | Op::Gt | Op::Ge) => {
+                return Err(wrong());
+            }
             (_, Op::Eq) => Test::TextEq(text()),
             (_, Op::Ne) => Test::TextNe(text()),
-            (_, Op::Lt | Op::Le | Op::Gt | Op::Ge) => return Err(wrong()),
             (_, Op::StartsWith) => Test::StartsWith(text()),
             (_, Op::EndsWith) => Test::EndsWith(text()),
             (_, Op::Contains) => Test::Contains(text()),
@@ -337,9 +340,9 @@ impl Compiler<'_> {
                         )
                     })?,
             ),
-            (Kind::Address, Op::Cidr) => Test::Cidr(
-                Cidr::parse(&value.text).map_err(|e| self.error(value.offset, e))?,
-            ),
+            (Kind::Address, Op::Cidr) => {
+                Test::Cidr(Cidr::parse(&value.text).map_err(|e| self.error(value.offset, e))?)
+            }
             (_, Op::Cidr) => return Err(wrong()),
         })
     }
@@ -381,16 +384,18 @@ mod tests {
     use super::*;
     use crate::rules::{fields::Fields, lineage::Image, native::lang::parse};
 
-    fn scope_parts() -> (
-        HashMap<String, Vec<String>>,
-        HashMap<String, Result<Expr, SyntaxError>>,
-    ) {
+    type Macros = HashMap<String, Result<Expr, SyntaxError>>;
+
+    fn scope_parts() -> (HashMap<String, Vec<String>>, Macros) {
         let lists = HashMap::from([(
             "shells".to_owned(),
             vec!["/bin/sh".to_owned(), "/bin/bash".to_owned()],
         )]);
         let macro_text = [
-            ("spawned_shell", "event.action = exec and process.executable in (shells)"),
+            (
+                "spawned_shell",
+                "event.action = exec and process.executable in (shells)",
+            ),
             ("loop_a", "loop_b"),
             ("loop_b", "event.action = exec and loop_a"),
             ("broken", "event.action = = exec"),
@@ -491,8 +496,14 @@ mod tests {
             // A test on a field the record lacks is false, whatever the operator.
             ("file.path != /x", false),
             ("not file.path = /x", true),
-            ("event.action = open or process.pid = 42 and user.id = 0", false),
-            ("(event.action = open or process.pid = 42) and user.id = 1000", true),
+            (
+                "event.action = open or process.pid = 42 and user.id = 0",
+                false,
+            ),
+            (
+                "(event.action = open or process.pid = 42) and user.id = 1000",
+                true,
+            ),
         ] {
             assert_eq!(holds(cond, &f), want, "{cond}");
         }
@@ -518,28 +529,70 @@ mod tests {
         assert!(err.message.contains("not a number"));
         assert!(e("nope = 1").message.contains("unknown field \"nope\""));
         assert_eq!(e("event.action = exec and nope = 1").offset, 24);
-        assert!(e("process.executable").message.contains("needs an operator"));
+        assert!(
+            e("process.executable")
+                .message
+                .contains("needs an operator")
+        );
         assert!(e("whatever").message.contains("no macro"));
-        assert!(e("process.pid contains 1").message.contains("does not apply"));
-        assert!(e("process.executable < 1").message.contains("does not apply"));
-        assert!(e("process.executable cidr 10.0.0.0/8").message.contains("does not apply"));
-        assert!(e("destination.ip cidr 10.0.0.0/33").message.contains("prefix"));
-        assert!(e("destination.ip cidr nonsense").message.contains("not an IP"));
-        assert!(e("process.command_line regex '('").message.contains("regex"));
-        assert!(e("process.executable glob 'bin/*'").message.contains("absolute"));
-        assert!(e("identity.task.allowed = maybe").message.contains("true or false"));
+        assert!(
+            e("process.pid contains 1")
+                .message
+                .contains("does not apply")
+        );
+        assert!(
+            e("process.executable < 1")
+                .message
+                .contains("does not apply")
+        );
+        assert!(
+            e("process.executable cidr 10.0.0.0/8")
+                .message
+                .contains("does not apply")
+        );
+        assert!(
+            e("destination.ip cidr 10.0.0.0/33")
+                .message
+                .contains("prefix")
+        );
+        assert!(
+            e("destination.ip cidr nonsense")
+                .message
+                .contains("not an IP")
+        );
+        assert!(
+            e("process.command_line regex '('")
+                .message
+                .contains("regex")
+        );
+        assert!(
+            e("process.executable glob 'bin/*'")
+                .message
+                .contains("absolute")
+        );
+        assert!(
+            e("identity.task.allowed = maybe")
+                .message
+                .contains("true or false")
+        );
         assert!(e("process.pid in (1, x)").message.contains("not a number"));
         // A macro that reaches itself, and errors inside a macro's body, name the macro.
         let cycle = e("loop_a");
         assert_eq!(cycle.origin, Origin::Macro("loop_b".to_owned()));
-        assert!(cycle.message.contains("loop_a -> loop_b -> loop_a"), "{cycle:?}");
+        assert!(
+            cycle.message.contains("loop_a -> loop_b -> loop_a"),
+            "{cycle:?}"
+        );
         let broken = e("broken");
         assert_eq!(
             (broken.origin, broken.offset),
             (Origin::Macro("broken".to_owned()), 15)
         );
         let bad = e("event.action = exec and bad_field");
-        assert_eq!((bad.origin, bad.offset), (Origin::Macro("bad_field".to_owned()), 0));
+        assert_eq!(
+            (bad.origin, bad.offset),
+            (Origin::Macro("bad_field".to_owned()), 0)
+        );
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub enum Kind {
 }
 
 /// A field of the record (or learnt about it), resolved at load.
+#[allow(
+    missing_docs,
+    reason = "each variant is the field `FIELDS` names next to it"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     Action,
@@ -137,9 +141,7 @@ impl View<'_> {
             Field::Executable => text(f.executable),
             Field::CommandLine => text(f.command_line),
             Field::ParentExecutable => text(self.parent.and_then(|p| p.executable.as_deref())),
-            Field::ParentCommandLine => {
-                text(self.parent.and_then(|p| p.command_line.as_deref()))
-            }
+            Field::ParentCommandLine => text(self.parent.and_then(|p| p.command_line.as_deref())),
             Field::UserId => number(f.uid),
             Field::UserName => text(self.user),
             Field::LoginUserId => number(f.login_uid),

@@ -505,7 +505,10 @@ mod tests {
         assert_eq!(shape(r#"p regex "^a\\.b\"$""#), "p regex \"^a\\\\.b\\\"$\"");
         assert_eq!(shape("ip cidr 10.0.0.0/8"), "ip cidr \"10.0.0.0/8\"");
         assert_eq!(shape("f exists"), "f exists");
-        assert_eq!(shape("f in (a, 'b c', list)"), "f in [\"a\", \"b c\", \"list\"]");
+        assert_eq!(
+            shape("f in (a, 'b c', list)"),
+            "f in [\"a\", \"b c\", \"list\"]"
+        );
         assert_eq!(shape("f in shells"), "f in [\"shells\"]");
     }
 

@@ -5,6 +5,7 @@
 //! records bounded ([`state`]). Every error names the file, line and column.
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    fmt::Write as _,
     path::Path,
 };
 
@@ -246,7 +247,10 @@ impl NativeRules {
             compile::compile(&expr, scope).map_err(|e| place(e, c))
         };
         if self.ids.contains(&rule.id) {
-            return Err((None, format!("a rule with id {:?} is already loaded", rule.id)));
+            return Err((
+                None,
+                format!("a rule with id {:?} is already loaded", rule.id),
+            ));
         }
         let condition = match (&rule.condition, &rule.sequence) {
             (Some(c), None) => Condition::Single(condition(c)?),
@@ -293,19 +297,12 @@ impl NativeRules {
         };
         let level = match &rule.severity {
             None => "medium",
-            Some(s) => SEVERITIES
-                .iter()
-                .find(|l| **l == s.value)
-                .ok_or_else(|| {
-                    (
-                        Some(position(s.defined)),
-                        format!(
-                            "severity {:?}: one of {}",
-                            s.value,
-                            SEVERITIES.join(", ")
-                        ),
-                    )
-                })?,
+            Some(s) => SEVERITIES.iter().find(|l| **l == s.value).ok_or_else(|| {
+                (
+                    Some(position(s.defined)),
+                    format!("severity {:?}: one of {}", s.value, SEVERITIES.join(", ")),
+                )
+            })?,
         };
         for tag in &rule.tags {
             check_tag(&tag.value).map_err(|e| (Some(position(tag.defined)), e))?;
@@ -372,10 +369,10 @@ impl NativeRules {
                     let mut done = None;
                     if then.matches(view)
                         && let Some((started, first_seq)) = self.pending.remove(i, key)
+                        && now >= started
+                        && now - started <= *within
                     {
-                        if now >= started && now - started <= *within {
-                            done = Some(first_seq.into_iter().chain(sequence).collect());
-                        }
+                        done = Some(first_seq.into_iter().chain(sequence).collect());
                     }
                     if first.matches(view) {
                         let lifetime = |r: usize| lifetime_of(&self.rules, r);
@@ -458,26 +455,33 @@ fn default_message(title: &str, view: &View<'_>) -> String {
     let mut out = format!("{title}: {} by ", f.action);
     output::escape_into(&mut out, f.executable.unwrap_or("an unknown executable"));
     if let Some(pid) = f.pid {
-        out.push_str(&format!(" (pid {pid})"));
+        let _ = write!(out, " (pid {pid})");
     }
     out
 }
+
+/// What is wrong, at which (line, column).
+type Placed = ((usize, usize), String);
 
 /// Each list's values, a value naming another list standing for its values; a list that
 /// reaches itself is refused at its position.
 fn expand_lists(
     raw: &BTreeMap<String, Spanned<Vec<String>>>,
-) -> Result<HashMap<String, Vec<String>>, ((usize, usize), String)> {
+) -> Result<HashMap<String, Vec<String>>, Placed> {
     fn expand(
         name: &str,
         raw: &BTreeMap<String, Spanned<Vec<String>>>,
         path: &mut Vec<String>,
         out: &mut Vec<String>,
-    ) -> Result<(), ((usize, usize), String)> {
+    ) -> Result<(), Placed> {
         if path.iter().any(|p| p == name) {
             return Err((
                 position(raw[path[0].as_str()].defined),
-                format!("list {:?} refers to itself ({} -> {name})", path[0], path.join(" -> ")),
+                format!(
+                    "list {:?} refers to itself ({} -> {name})",
+                    path[0],
+                    path.join(" -> ")
+                ),
             ));
         }
         path.push(name.to_owned());

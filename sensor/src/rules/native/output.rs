@@ -165,6 +165,11 @@ mod tests {
             "the % of the unknown field"
         );
         assert_eq!(Template::parse("a {process.pid").unwrap_err().0, 2);
-        assert!(Template::parse("{nope}").unwrap_err().1.contains("\"nope\""));
+        assert!(
+            Template::parse("{nope}")
+                .unwrap_err()
+                .1
+                .contains("\"nope\"")
+        );
     }
 }

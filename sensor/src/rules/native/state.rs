@@ -39,7 +39,15 @@ impl<V> Bounded<V> {
 
     /// Sets the entry of `rule` and `key`; `now` and `lifetime` (ns) say which entries have
     /// expired when room must be made.
-    pub fn insert(&mut self, rule: usize, key: &str, started: i128, value: V, now: i128, lifetime: &dyn Fn(usize) -> i128) {
+    pub fn insert(
+        &mut self,
+        rule: usize,
+        key: &str,
+        started: i128,
+        value: V,
+        now: i128,
+        lifetime: &dyn Fn(usize) -> i128,
+    ) {
         let k = (rule, key.to_owned());
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&k) {
             self.entries
@@ -60,35 +68,58 @@ impl<V> Bounded<V> {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Nanoseconds since the epoch of an RFC 3339 UTC timestamp as records carry it
 /// (`2026-12-07T06:01:02.123456789Z`; the fraction may be shorter or absent).
 pub fn nanos(text: &str) -> Option<i128> {
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let s = text.get(r)?;
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, min, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let rest = &text[19..];
     let rest = rest.strip_suffix('Z')?;
     let frac = match rest.strip_prefix('.') {
-        Some(digits) if !digits.is_empty() && digits.len() <= 9 && digits.bytes().all(|c| c.is_ascii_digit()) => {
+        Some(digits)
+            if !digits.is_empty()
+                && digits.len() <= 9
+                && digits.bytes().all(|c| c.is_ascii_digit()) =>
+        {
             digits.parse::<i128>().ok()? * 10i128.pow(9 - digits.len() as u32)
         }
         None if rest.is_empty() => 0,
         _ => return None,
     };
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
-    let days = days_from_civil(y, m, d);
-    Some(i128::from(days * 86_400 + h * 3600 + min * 60 + s) * 1_000_000_000 + frac)
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(i128::from(seconds) * 1_000_000_000 + frac)
 }
 
 /// Days since 1970-01-01 of a Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -114,7 +145,14 @@ mod tests {
         }
         assert_eq!(nanos("1970-01-01T00:00:01Z"), Some(1_000_000_000));
         assert_eq!(nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        for bad in ["", "yesterday", "1970-01-01T00:00:01", "1970-13-01T00:00:00Z", "1970-01-01T00:00:00.Z", "1970-01-01T00:00:00+01:00"] {
+        for bad in [
+            "",
+            "yesterday",
+            "1970-01-01T00:00:01",
+            "1970-13-01T00:00:00Z",
+            "1970-01-01T00:00:00.Z",
+            "1970-01-01T00:00:00+01:00",
+        ] {
             assert_eq!(nanos(bad), None, "{bad}");
         }
     }

@@ -68,7 +68,10 @@ fn a_file_loads_and_fires_with_its_template_and_limit() {
     assert!(rejected.is_empty(), "{rejected:?}");
     assert_eq!(rules.len(), 2);
     let info = &rules.rules[0].info;
-    assert_eq!((info.level, info.author.as_deref()), ("high", Some("tests")));
+    assert_eq!(
+        (info.level, info.author.as_deref()),
+        ("high", Some("tests"))
+    );
     assert_eq!(info.tags, ["attack.t1059.004", "attack.execution"]);
 
     let t = |s: u32| format!("2026-12-07T06:00:{s:02}.000000000Z");
@@ -98,7 +101,10 @@ fn a_file_loads_and_fires_with_its_template_and_limit() {
     f.task_allowed = Some(false);
     let hits = fire(&mut rules, &f, 16);
     assert_eq!(hits[0].0, "Task outside the declaration");
-    assert_eq!(hits[0].1, "Task outside the declaration: exec by /bin/bash (pid 9)");
+    assert_eq!(
+        hits[0].1,
+        "Task outside the declaration: exec by /bin/bash (pid 9)"
+    );
 }
 
 const SEQUENCE: &str = r"rules:
@@ -155,7 +161,10 @@ fn a_sequence_fires_in_order_within_its_window_for_the_same_agent() {
     assert!(fire(&mut rules, &connect_at("a", &t20, "10.0.0.1"), 8).is_empty());
     // The latest read counts.
     assert!(fire(&mut rules, &read_at("a", &t20), 9).is_empty());
-    assert_eq!(fire(&mut rules, &connect_at("a", &t25, "10.0.0.1"), 10)[0].2, [9, 10]);
+    assert_eq!(
+        fire(&mut rules, &connect_at("a", &t25, "10.0.0.1"), 10)[0].2,
+        [9, 10]
+    );
     // A record of no agent takes no part.
     let mut orphan = read_at("a", &t25);
     orphan.agent_id = None;
@@ -166,27 +175,41 @@ fn a_sequence_fires_in_order_within_its_window_for_the_same_agent() {
 #[test]
 fn errors_name_file_line_and_column() {
     // Within a plain condition: the column of the unknown field.
-    let r = rejection("rules:\n  - id: a\n    title: A\n    condition: event.action = exec and nope = 1\n");
+    let r = rejection(
+        "rules:\n  - id: a\n    title: A\n    condition: event.action = exec and nope = 1\n",
+    );
     assert_eq!((r.line, r.column), (4, 40), "{r}");
-    assert!(r.to_string().starts_with("n.yml:4:40: rule \"A\": unknown field \"nope\""), "{r}");
+    assert!(
+        r.to_string()
+            .starts_with("n.yml:4:40: rule \"A\": unknown field \"nope\""),
+        "{r}"
+    );
     // Quoted.
     let r = rejection("rules:\n  - id: a\n    title: A\n    condition: \"process.pid = x\"\n");
     assert_eq!((r.line, r.column), (4, 31), "{r}");
     // A block scalar, on its second line.
-    let r = rejection("rules:\n  - id: a\n    title: A\n    condition: >\n      event.action = exec\n      and process.pid < x\n");
+    let r = rejection(
+        "rules:\n  - id: a\n    title: A\n    condition: >\n      event.action = exec\n      and process.pid < x\n",
+    );
     assert_eq!((r.line, r.column), (6, 25), "{r}");
     // The end of the condition.
     let r = rejection("rules:\n  - id: a\n    title: A\n    condition: event.action = exec and\n");
     assert_eq!((r.line, r.column), (4, 39), "{r}");
     // In a macro's body: the macro's line.
-    let r = rejection("macros:\n  m: process.pid = x\nrules:\n  - id: a\n    title: A\n    condition: m\n");
+    let r = rejection(
+        "macros:\n  m: process.pid = x\nrules:\n  - id: a\n    title: A\n    condition: m\n",
+    );
     assert_eq!((r.line, r.column), (2, 20), "{r}");
     assert!(r.reason.contains("in macro \"m\""), "{r}");
     // Macro and list cycles.
-    let r = rejection("macros:\n  m: n\n  n: m\nrules:\n  - id: a\n    title: A\n    condition: m\n");
+    let r =
+        rejection("macros:\n  m: n\n  n: m\nrules:\n  - id: a\n    title: A\n    condition: m\n");
     assert!(r.reason.contains("refers to itself"), "{r}");
     let (_, rejected) = load("lists:\n  a: [b]\n  b: [a]\nrules: []\n");
-    assert!(rejected[0].reason.contains("list \"a\" refers to itself"), "{rejected:?}");
+    assert!(
+        rejected[0].reason.contains("list \"a\" refers to itself"),
+        "{rejected:?}"
+    );
     assert_eq!(rejected[0].line, 2);
     // Unknown keys, severities, tags, templates, sequences.
     let r = rejection("rules:\n  - id: a\n    title: A\n    conditoin: x\n");
@@ -200,13 +223,23 @@ fn errors_name_file_line_and_column() {
     assert_eq!((r.line, r.column), (5, 18), "{r}");
     let r = rejection(&format!("{base}    limit: {{alerts: 0, seconds: 1}}\n"));
     assert!(r.reason.contains("at least 1"), "{r}");
-    let r = rejection("rules:\n  - id: a\n    title: A\n    sequence:\n      by: host\n      within: 5\n      steps: [event.action = exec, event.action = exit]\n");
-    assert_eq!((r.line, r.reason.contains("agent or process")), (5, true), "{r}");
-    let r = rejection("rules:\n  - id: a\n    title: A\n    sequence:\n      by: agent\n      within: 5\n      steps: [event.action = exec]\n");
+    let r = rejection(
+        "rules:\n  - id: a\n    title: A\n    sequence:\n      by: host\n      within: 5\n      steps: [event.action = exec, event.action = exit]\n",
+    );
+    assert_eq!(
+        (r.line, r.reason.contains("agent or process")),
+        (5, true),
+        "{r}"
+    );
+    let r = rejection(
+        "rules:\n  - id: a\n    title: A\n    sequence:\n      by: agent\n      within: 5\n      steps: [event.action = exec]\n",
+    );
     assert!(r.reason.contains("two steps"), "{r}");
     let r = rejection("rules:\n  - id: a\n    title: A\n");
     assert!(r.reason.contains("either a condition or a sequence"), "{r}");
-    let (rules, rejected) = load(&format!("{base}  - id: a\n    title: B\n    condition: event.action = exit\n"));
+    let (rules, rejected) = load(&format!(
+        "{base}  - id: a\n    title: B\n    condition: event.action = exit\n"
+    ));
     assert_eq!(rules.len(), 1);
     assert!(rejected[0].reason.contains("already loaded"));
     assert_eq!(rejected[0].line, 5);
@@ -216,7 +249,11 @@ fn errors_name_file_line_and_column() {
 fn tells_native_files_from_sigma() {
     assert!(is_native(FILE));
     assert!(is_native(SEQUENCE));
-    assert!(!is_native("title: x\nlogsource:\n  product: linux\ndetection:\n  sel:\n    Image: x\n  condition: sel\n"));
+    assert!(!is_native(
+        "title: x\nlogsource:\n  product: linux\ndetection:\n  sel:\n    Image: x\n  condition: sel\n"
+    ));
     // A Sigma correlation's nested `rules:` is indented.
-    assert!(!is_native("title: c\ncorrelation:\n  type: event_count\n  rules:\n    - x\n"));
+    assert!(!is_native(
+        "title: c\ncorrelation:\n  type: event_count\n  rules:\n    - x\n"
+    ));
 }
