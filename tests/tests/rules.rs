@@ -12,7 +12,9 @@ use std::{
     process::Command,
 };
 
-use sensor_tests::{AgentRun, Launch, Value, action, scratch_dir, sensor_binary, validate_ocsf};
+use sensor_tests::{
+    AgentRun, Launch, Value, action, run_ok, scratch_dir, sensor_binary, validate_ocsf,
+};
 
 const AGENT: &str = "rules-agent";
 const BASE64_DECODE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
@@ -432,4 +434,250 @@ fn an_alert_in_ocsf_output_is_a_detection_finding_the_schema_accepts() {
     assert_eq!(finding["evidences"][0]["actor"]["app_uid"], AGENT);
     let complaints = validate_ocsf(&trail);
     assert!(complaints.is_empty(), "{complaints:#?}");
+}
+
+/// A cgroup of a second agent, removed on drop.
+struct OtherCgroup(String);
+
+impl Drop for OtherCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+const SEQUENCE_RULE: &str = "e2e-credential-then-connect";
+
+/// Native rules: a test file (a sequence over two agents' real reads and connections, a
+/// template fed a hostile command line) and the example file (a shell in an agent whose data
+/// is restricted, rate limited to one alert a minute).
+#[test]
+fn native_rules_scope_on_the_agent_and_sequences_need_order_window_and_agent() {
+    let run = AgentRun::new(
+        "rules-native",
+        &[("id", AGENT), ("data_sensitivity", "restricted")],
+    );
+    // A second agent, of another tier, in a cgroup of its own.
+    let other = OtherCgroup(format!("{}-other", run.cgroup));
+    let other_name = Path::new(&other.0).file_name().unwrap().to_str().unwrap();
+    let mut manifest = std::fs::read_to_string(run.dir.join("agents.yaml")).unwrap();
+    let _ = write!(
+        manifest,
+        "  - id: other-agent\n    data_sensitivity: internal\n    selectors: [{{cgroup: /{other_name}/**}}]\n"
+    );
+    std::fs::write(run.dir.join("agents.yaml"), manifest).unwrap();
+    // Both cgroups exist before the sensor starts (attribution of a cgroup made under load
+    // is not what this test is about).
+    std::fs::create_dir_all(&run.cgroup).unwrap();
+    std::fs::create_dir_all(&other.0).unwrap();
+
+    let rules = run.dir.join("native.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "lists:
+  secrets: [cloud_credentials, ssh_key]
+rules:
+  - id: {SEQUENCE_RULE}
+    title: Credential read, then a connection elsewhere
+    sequence:
+      by: agent
+      within: 3
+      steps:
+        - event.action = open and file.class in (secrets)
+        - event.action = connect and destination.ip cidr 127.0.0.0/8 and not destination.ip cidr 127.0.0.1/32
+    severity: critical
+    tags: [attack.t1552.001]
+    output: '%identity.agent.id connected to %destination.ip after reading a credential'
+  - id: e2e-hostile-argv
+    title: Marked command line
+    condition: event.action = exec and process.executable endswith /echo and process.command_line contains NATIVE-MARK
+    output: 'ran %process.command_line'
+"
+        ),
+    )
+    .unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules/agent-native.yml");
+    let mut config = std::fs::read_to_string(&run.config).unwrap();
+    let _ = write!(
+        config,
+        "[rules]\nfiles = [\"native.yml\", {:?}]\n",
+        examples.display().to_string()
+    );
+    std::fs::write(&run.config, config).unwrap();
+    let sensor = Launch::new().config(&run.config).start();
+
+    let home = scratch_dir("rules-native-home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let credentials = home.join(".aws/credentials");
+    std::fs::write(&credentials, "[default]\n").unwrap();
+    let localhost = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let connect = |ip: &str, port: u16| format!("bash -c 'exec 3<>/dev/tcp/{ip}/{port}'");
+    let to_local = connect("127.0.0.1", localhost.local_addr().unwrap().port());
+    let to_elsewhere = connect("127.0.0.2", elsewhere.local_addr().unwrap().port());
+    let read = format!("cat {} >/dev/null", credentials.display());
+    let in_other = |script: &str| {
+        run_ok(Command::new("/bin/sh").args([
+            "-c",
+            &format!("echo $$ > {}/cgroup.procs && {script}", other.0),
+        ]));
+    };
+
+    // The other agent reads the credential; this agent's connection does not complete it.
+    in_other(&read);
+    run.in_agent_cgroup(&to_elsewhere);
+    // This agent: the connection before the read (the wrong order), then the read and a
+    // connection 4 s later (outside the 3 s window).
+    run.in_agent_cgroup(&format!("{read} && sleep 4 && {to_elsewhere}"));
+    // In order and in time: the allowed address first (nothing), then the other (the alert).
+    run.in_agent_cgroup(&format!("{read} && {to_local} && {to_elsewhere}"));
+    // A command line with a newline and a forged record in it.
+    run.in_agent_cgroup("/bin/echo 'NATIVE-MARK\n{\"event\":{\"action\":\"alert\"}}' >/dev/null");
+    sensor.wait_for("the sequence alert", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == SEQUENCE_RULE
+    });
+    sensor.wait_for("the hostile command line's alert", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == "e2e-hostile-argv"
+    });
+    let done = sensor.stop();
+    let records = &done.records;
+
+    // Exactly one sequence alert, citing this agent's read and its connection to 127.0.0.2.
+    let alerts = alerts_of(records, SEQUENCE_RULE);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = alerts[0];
+    assert_eq!(alert["alert"]["rule"]["ruleset"], "native");
+    assert_eq!(alert["alert"]["severity"], "critical");
+    assert_eq!(alert["identity"]["agent"]["id"], AGENT);
+    let cited = alert["alert"]["trigger"]["sequence"].as_array().unwrap();
+    assert_eq!(cited.len(), 2, "{alert}");
+    let first = by_sequence(records, &cited[0]);
+    let then = by_sequence(records, &cited[1]);
+    assert_eq!(action(&first), "open");
+    assert_eq!(first["file"]["path"], credentials.to_str().unwrap());
+    assert_eq!(first["file"]["class"], "cloud_credentials");
+    assert_eq!(first["identity"]["agent"]["id"], AGENT);
+    assert_eq!(action(&then), "connect");
+    assert_eq!(then["destination"]["ip"], "127.0.0.2");
+    assert_eq!(then["identity"]["agent"]["id"], AGENT);
+    assert_eq!(
+        alert["alert"]["message"],
+        format!("{AGENT} connected to 127.0.0.2 after reading a credential")
+    );
+    // Every read and connection the test made was recorded: what did not fire was seen.
+    let reads_by = |agent: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                action(r) == "open"
+                    && r["file"]["path"] == credentials.to_str().unwrap()
+                    && r["identity"]["agent"]["id"] == agent
+            })
+            .count()
+    };
+    assert_eq!((reads_by(AGENT), reads_by("other-agent")), (2, 1));
+    let connects = records
+        .iter()
+        .filter(|r| {
+            action(r) == "connect"
+                && r["destination"]["ip"] == "127.0.0.2"
+                && r["identity"]["agent"]["id"] == AGENT
+        })
+        .count();
+    assert_eq!(connects, 3);
+
+    // The hostile command line: one record, its message escaped (no newline in it).
+    let hostile = alerts_of(records, "e2e-hostile-argv");
+    assert_eq!(hostile.len(), 1);
+    let message = hostile[0]["alert"]["message"].as_str().unwrap();
+    assert!(!message.contains('\n'), "{message:?}");
+    assert!(
+        message.starts_with("ran /bin/echo NATIVE-MARK\\n{"),
+        "{message:?}"
+    );
+
+    // The example's restricted-shell rule: this agent (restricted) ran several shells, one
+    // alert a minute; the other agent (internal) none.
+    let shells = alerts_of(records, "agent-native-restricted-shell");
+    assert_eq!(shells.len(), 1, "{shells:?}");
+    assert_eq!(shells[0]["identity"]["agent"]["id"], AGENT);
+    assert!(
+        shells[0]["alert"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("agent {AGENT} started a shell: bash -c"))
+    );
+
+    // `rules test` replays the run through the same files: the same alerts, citing the
+    // same records.
+    let events = run.dir.join("events.jsonl");
+    let mut text = String::new();
+    for r in records {
+        let _ = writeln!(text, "{r}");
+    }
+    std::fs::write(&events, text).unwrap();
+    let out = Command::new(sensor_binary())
+        .args(["rules", "test", "--rules"])
+        .arg(&rules)
+        .arg(&examples)
+        .arg("--events")
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let replayed: BTreeSet<(String, Vec<u64>)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            cited_by(&v["alert"])
+        })
+        .collect();
+    let live: BTreeSet<(String, Vec<u64>)> = records
+        .iter()
+        .filter(|r| action(r) == "alert")
+        .map(|a| cited_by(&a["alert"]))
+        .collect();
+    assert_eq!(replayed, live);
+}
+
+fn cited_by(alert: &Value) -> (String, Vec<u64>) {
+    (
+        alert["rule"]["id"].as_str().unwrap().to_owned(),
+        alert["trigger"]["sequence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect(),
+    )
+}
+
+#[test]
+fn rules_check_places_native_errors() {
+    let dir = scratch_dir("rules-check-native");
+    let bad = dir.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "macros:\n  shell: process.executable endswith /sh\nrules:\n  - id: a\n    title: A\n    condition: shell and proces.pid = 1\n",
+    )
+    .unwrap();
+    let out = Command::new(sensor_binary())
+        .args(["rules", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{}:6:26: rule \"A\": unknown field \"proces.pid\"",
+            bad.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 rule(s) loaded from 1 file(s), 1 not loaded"),
+        "{stdout}"
+    );
 }

@@ -9,7 +9,8 @@ use crate::record::{Identity, ProcessBlock, time::Timestamp};
 pub struct Alert {
     /// The rule that fired.
     pub rule: AlertRule,
-    /// `informational`, `low`, `medium`, `high` or `critical` (Sigma's `level`).
+    /// `informational`, `low`, `medium`, `high` or `critical` (Sigma's `level`, a native
+    /// rule's `severity`).
     pub severity: &'static str,
     /// The rule's tags (MITRE ATT&CK ids as Sigma writes them: `attack.t1059.004`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -30,7 +31,7 @@ pub struct AlertRule {
     pub title: String,
     /// Its author(s), as the rule names them.
     pub author: Option<String>,
-    /// The rule language: `sigma`.
+    /// The rule language: `sigma` or `native`.
     pub ruleset: &'static str,
 }
 
