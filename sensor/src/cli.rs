@@ -107,7 +107,7 @@ pub enum IdentitiesCommand {
 }
 
 /// The options of `run`, on top of the configuration file's settings.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// TOML configuration file (defaults apply to everything it leaves out).
     #[arg(long, short)]

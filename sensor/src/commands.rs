@@ -127,10 +127,10 @@ fn refused_name(e: &loader::LoadError) -> String {
     }
 }
 
-/// `check-config`: validates a configuration file without a kernel and prints the effective
-/// settings.
+/// `check-config`: validates a configuration file, with the environment's overrides, without a
+/// kernel and prints the effective settings.
 pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(file)?;
+    let config = Config::load_with_environment(Some(file))?;
     println!("{file}: ok\n{config:#?}", file = file.display());
     Ok(ExitCode::SUCCESS)
 }

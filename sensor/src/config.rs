@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::enrich::fspath::{ClassRule, Classifier};
 use toml::Spanned;
 
+pub mod environment;
 pub mod sinks;
 
 /// The whole configuration. Every field has a default, so an empty file is valid.

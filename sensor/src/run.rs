@@ -25,7 +25,7 @@ use crate::{
     kernel::loader,
     kernel::privileges,
     kernel::tls_attach::TlsAttacher,
-    operate::{endpoint::Endpoint, metrics::Registry as Metrics},
+    operate::{endpoint::Endpoint, metrics::Registry as Metrics, reload::ConfigReload},
     pipeline::{Context, Pipeline},
     record::host::HostInfo,
     sink::{
@@ -37,10 +37,7 @@ use crate::{
 
 /// Settings from the file with the command line on top.
 pub(crate) fn effective_config(args: &RunArgs) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::load_with_environment(args.config.as_deref())?;
     if args.all_processes {
         config.all_processes = true;
     }
@@ -157,8 +154,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let reread = {
+        let args = args.clone();
+        move || effective_config(&args)
+    };
     let result = runtime.block_on(async_main(
-        config,
+        ConfigReload::new(config, reread),
         Prepared { signing_key, rules },
         registry,
         args.pids,
@@ -183,7 +184,7 @@ struct Prepared {
     reason = "the daemon's parts, each handed over once by `run`"
 )]
 async fn async_main(
-    config: Config,
+    reload: ConfigReload,
     prepared: Prepared,
     registry: SharedRegistry,
     pids: Vec<u32>,
@@ -193,6 +194,7 @@ async fn async_main(
     mut tls: Option<(&mut TlsAttacher, &mut aya::Ebpf)>,
 ) -> anyhow::Result<()> {
     let Prepared { signing_key, rules } = prepared;
+    let config = reload.running().clone();
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -315,6 +317,7 @@ async fn async_main(
             config: config.clone(),
             events: tx_control,
         },
+        reload,
         hangup,
     ));
     let mut pipeline = tokio::spawn(pipeline.run(rx));
@@ -500,11 +503,13 @@ impl RulesReload {
 }
 
 /// Keeps the selector maps current; when a cgroup starts matching, attributes the processes
-/// already in it. Reloads the manifest and the detection rules on SIGHUP or when they change.
+/// already in it. Reloads the manifest and the detection rules on SIGHUP (after the
+/// configuration, which may name others) or when they change.
 async fn keep_selectors_current(
     sync: SharedSelectors,
-    reload: Reload,
-    rules: RulesReload,
+    mut reload: Reload,
+    mut rules: RulesReload,
+    mut config: ConfigReload,
     mut hangup: tokio::signal::unix::Signal,
 ) {
     let mut tick = tokio::time::interval(SELECTOR_REFRESH);
@@ -525,6 +530,12 @@ async fn keep_selectors_current(
                 }
             }
             _ = hangup.recv() => {
+                config.reread();
+                reload.manifest.clone_from(&config.running().identities);
+                rules.config = config.running().clone();
+                // Read now: files the new config names are not a change to reload again.
+                stamp = reload.stamp();
+                rules_stamp = rules.stamp();
                 reload.run("SIGHUP").await;
                 rules.run("SIGHUP").await;
             }

@@ -287,3 +287,49 @@ fn the_example_manifest_is_valid_and_a_bad_one_is_located() {
     );
     assert!(stderr(&out).contains("agent id \"Bad Agent\""));
 }
+
+#[test]
+fn environment_overrides_win_over_the_file_and_a_bad_one_is_named() {
+    let dir = std::env::temp_dir().join("agent-sensor-cli-env-test");
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sensor.toml");
+    fs::write(&file, "[observe]\nall_processes = false\n").unwrap();
+    let with_env = |args: &[&str], vars: &[(&str, &str)]| {
+        Command::new(sensor_binary())
+            .args(args)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = with_env(
+        &["check-config", file.to_str().unwrap()],
+        &[
+            ("AGENT_SENSOR_OBSERVE_ALL_PROCESSES", "true"),
+            ("AGENT_SENSOR_OUTPUT_PATH", "/var/lib/agent-sensor/trail/"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(effective.contains("all_processes: true"), "{effective}");
+    assert!(
+        effective.contains("\"/var/lib/agent-sensor/trail/\""),
+        "{effective}"
+    );
+    // `run` reads the same overrides (and refuses the same mistakes) before loading anything.
+    for args in [
+        vec!["run", "--config", file.to_str().unwrap()],
+        vec!["run"],
+        vec!["check-config", file.to_str().unwrap()],
+    ] {
+        let out = with_env(&args, &[("AGENT_SENSOR_KERNEL_POLL_INTERVAL_MS", "0")]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "AGENT_SENSOR_KERNEL_POLL_INTERVAL_MS: kernel.poll_interval_ms must be between 1 and 1000"
+            ),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    }
+}

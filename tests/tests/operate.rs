@@ -306,3 +306,71 @@ fn readyz_and_metrics_follow_a_sinks_health() {
         "{received}"
     );
 }
+
+/// A Sigma rule that fires when `tool` runs.
+fn tool_rule(id: &str, tool: &str) -> String {
+    format!(
+        "title: {tool} ran\nid: {id}\nlogsource:\n    product: linux\n    category: process_creation\ndetection:\n    selection:\n        Image|endswith: '/{tool}'\n    condition: selection\nlevel: low\n"
+    )
+}
+
+#[test]
+fn sighup_rereads_the_config_taking_rule_files_and_keeping_it_when_it_is_bad() {
+    let dir = scratch_dir("config-reload");
+    std::fs::write(
+        dir.join("one.yml"),
+        tool_rule("0c0c0c0c-0000-4000-8000-000000000001", "tac"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("two.yml"),
+        tool_rule("0c0c0c0c-0000-4000-8000-000000000002", "rev"),
+    )
+    .unwrap();
+    let config = dir.join("sensor.toml");
+    std::fs::write(&config, "[rules]\nfiles = [\"one.yml\"]\n").unwrap();
+    let sensor = Launch::new().config(&config).start();
+    let reloads = |n: usize| {
+        let all = sensor.wait_for_count(&format!("{n} rules_reloaded"), n, |r| {
+            action(r) == "rules_reloaded"
+        });
+        all[n - 1]["sensor"]["lifecycle"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Another rule file (taken) and a kernel setting (only a restart takes it).
+    std::fs::write(
+        &config,
+        "[rules]\nfiles = [\"one.yml\", \"two.yml\"]\n[kernel]\npoll_interval_ms = 50\n",
+    )
+    .unwrap();
+    sensor.signal(libc::SIGHUP);
+    assert_eq!(reloads(1), "SIGHUP: 2 rules");
+
+    // A mistake: the whole file is refused and the running configuration stays.
+    std::fs::write(
+        &config,
+        "[rules]\nfiles = [\"one.yml\"]\n[kernel]\npoll_interval_ms = 0\n",
+    )
+    .unwrap();
+    sensor.signal(libc::SIGHUP);
+    assert_eq!(reloads(2), "SIGHUP: 2 rules");
+
+    let done = sensor.stop();
+    let log = &done.stderr;
+    assert!(
+        log.contains(
+            "configuration reloaded; changed but only taken at the next restart: kernel.poll_interval_ms"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "configuration not reloaded, keeping the running one: {}:4:20: kernel.poll_interval_ms must be between 1 and 1000",
+            config.display()
+        )),
+        "{log}"
+    );
+}
