@@ -26,6 +26,10 @@ pub(super) struct RawSink {
     batch_records: Option<Spanned<u32>>,
     timeout_ms: Option<Spanned<u32>>,
     retry_max_ms: Option<Spanned<u32>>,
+    tls_ca_file: Option<Spanned<String>>,
+    tls_cert_file: Option<Spanned<String>>,
+    tls_key_file: Option<Spanned<String>>,
+    tls_server_name: Option<Spanned<String>>,
 }
 
 /// A pipeline records are delivered to, at least once, through a queue of its own.
@@ -46,6 +50,21 @@ pub struct SinkConfig {
     pub timeout_ms: u32,
     /// The longest wait between attempts (the back-off doubles from 100 ms up to this).
     pub retry_max_ms: u32,
+    /// TLS on the connection (`tls_*`; socket sinks over TCP and syslog sinks).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A sink's TLS settings, turned on by `tls_ca_file`: the server must present a certificate
+/// that CA signed, for `server_name`; a client certificate is offered when configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The PEM file of the CA (or CAs) the server's certificate must chain to; the system's
+    /// roots are not used.
+    pub ca_file: PathBuf,
+    /// The client certificate chain (PEM) and its private key, both or neither.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// The name the server's certificate must carry; the address's host by default.
+    pub server_name: Option<String>,
 }
 
 /// The kinds of sink.
@@ -54,6 +73,12 @@ pub enum SinkKind {
     /// `type = "socket"`: JSON Lines over a stream socket, for collectors such as Vector or
     /// Fluent Bit.
     Socket(StreamAddress),
+    /// `type = "syslog"`: RFC 5424 messages over TCP with octet-counted framing (RFC 6587),
+    /// or over TLS (RFC 5425) with `tls_ca_file`.
+    Syslog {
+        /// `tcp:host:port` of a syslog receiver.
+        hostport: String,
+    },
     /// `type = "nats"`: NATS JetStream, each record published to `subject` with a
     /// `Nats-Msg-Id` of its run and sequence, and its publish acknowledgement awaited.
     Nats {
@@ -162,6 +187,7 @@ pub(super) fn parse(
             })
         };
         let kind = parse_kind(&raw, &label, table, at)?;
+        let tls = parse_tls(&mut raw, &kind, &label, config_dir, at)?;
         let queue_bytes = field(
             &raw.queue_bytes,
             "queue_bytes",
@@ -197,9 +223,94 @@ pub(super) fn parse(
             batch_records: u32::try_from(batch_records).expect("checked above"),
             timeout_ms: u32::try_from(timeout_ms).expect("checked above"),
             retry_max_ms: u32::try_from(retry_max_ms).expect("checked above"),
+            tls,
         });
     }
     Ok(sinks)
+}
+
+/// The `tls_*` fields: only with `tls_ca_file`, and only on a TCP connection the sensor
+/// makes itself (socket over TCP, syslog).
+fn parse_tls(
+    raw: &mut RawSink,
+    kind: &SinkKind,
+    label: &str,
+    config_dir: Option<&Path>,
+    at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let path = |field: &str, v: Option<Spanned<String>>| -> Result<Option<PathBuf>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        if v.get_ref().is_empty() {
+            return Err(at(
+                Some(v.span()),
+                format!("{label}.{field} must not be empty"),
+            ));
+        }
+        let p = PathBuf::from(v.into_inner());
+        Ok(Some(config_dir.map_or(p.clone(), |base| base.join(&p))))
+    };
+    let Some(ca) = raw.tls_ca_file.take() else {
+        let stray = [
+            ("tls_cert_file", &raw.tls_cert_file),
+            ("tls_key_file", &raw.tls_key_file),
+            ("tls_server_name", &raw.tls_server_name),
+        ];
+        if let Some((field, Some(v))) = stray.into_iter().find(|(_, v)| v.is_some()) {
+            return Err(at(
+                Some(v.span()),
+                format!(
+                    "{label}.{field} needs tls_ca_file (TLS is on only with a CA to check the server against)"
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    match kind {
+        SinkKind::Socket(StreamAddress::Tcp(_)) | SinkKind::Syslog { .. } => {}
+        SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::Nats { .. } => {
+            return Err(at(
+                Some(ca.span()),
+                format!("{label}.tls_ca_file: TLS is for socket sinks over TCP and syslog sinks"),
+            ));
+        }
+    }
+    let ca_file = path("tls_ca_file", Some(ca))?.expect("given");
+    let cert = raw.tls_cert_file.take();
+    let key = raw.tls_key_file.take();
+    let client = match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((
+            path("tls_cert_file", Some(cert))?.expect("given"),
+            path("tls_key_file", Some(key))?.expect("given"),
+        )),
+        (Some(one), None) | (None, Some(one)) => {
+            return Err(at(
+                Some(one.span()),
+                format!("{label}.tls_cert_file and tls_key_file go together: give both or neither"),
+            ));
+        }
+    };
+    let server_name = match raw.tls_server_name.take() {
+        Some(name)
+            if name.get_ref().is_empty()
+                || !name.get_ref().bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            return Err(at(
+                Some(name.span()),
+                format!(
+                    "{label}.tls_server_name must be a DNS name or an IP address, not {:?}",
+                    name.get_ref()
+                ),
+            ));
+        }
+        Some(name) => Some(name.into_inner()),
+        None => None,
+    };
+    Ok(Some(TlsFiles {
+        ca_file,
+        client,
+        server_name,
+    }))
 }
 
 fn parse_kind(
@@ -230,7 +341,7 @@ fn parse_kind(
                 )
             })
     };
-    if let (Some(subject), Some("socket")) = (&raw.subject, kind) {
+    if let (Some(subject), Some("socket" | "syslog")) = (&raw.subject, kind) {
         return Err(at(
             Some(subject.span()),
             format!("{label}.subject is for type = \"nats\""),
@@ -239,9 +350,16 @@ fn parse_kind(
     match kind {
         None => Err(at(
             Some(table),
-            format!("{label}.type is missing: \"socket\" or \"nats\""),
+            format!("{label}.type is missing: \"socket\", \"syslog\" or \"nats\""),
         )),
         Some("socket") => Ok(SinkKind::Socket(address()?.0)),
+        Some("syslog") => match address()? {
+            (StreamAddress::Tcp(hostport), _) => Ok(SinkKind::Syslog { hostport }),
+            (StreamAddress::Unix(_), span) => Err(at(
+                Some(span),
+                format!("{label}.address must be \"tcp:host:port\" for a syslog receiver"),
+            )),
+        },
         Some("nats") => {
             let hostport = match address()? {
                 (StreamAddress::Tcp(hostport), _) => hostport,
@@ -278,7 +396,7 @@ fn parse_kind(
         }
         Some(other) => Err(at(
             raw.kind.as_ref().map(Spanned::span),
-            format!("{label}.type must be \"socket\" or \"nats\", not {other:?}"),
+            format!("{label}.type must be \"socket\", \"syslog\" or \"nats\", not {other:?}"),
         )),
     }
 }
@@ -314,6 +432,7 @@ mod tests {
                     batch_records: 10,
                     timeout_ms: 100,
                     retry_max_ms: 1000,
+                    tls: None,
                 },
                 SinkConfig {
                     name: "relay-2".into(),
@@ -323,6 +442,7 @@ mod tests {
                     batch_records: 500,
                     timeout_ms: 5000,
                     retry_max_ms: 30_000,
+                    tls: None,
                 },
                 SinkConfig {
                     name: "js".into(),
@@ -335,6 +455,7 @@ mod tests {
                     batch_records: 500,
                     timeout_ms: 5000,
                     retry_max_ms: 30_000,
+                    tls: None,
                 },
             ]
         );
@@ -363,7 +484,7 @@ mod tests {
             (
                 "[[sinks]]\nname = \"v\"\ntype = \"kafka\"\n".to_owned(),
                 3,
-                "sinks[v].type must be \"socket\" or \"nats\", not \"kafka\"",
+                "sinks[v].type must be \"socket\", \"syslog\" or \"nats\", not \"kafka\"",
             ),
             (
                 "[[sinks]]\nname = \"v\"\n".to_owned(),
@@ -422,6 +543,88 @@ mod tests {
         ];
         for (text, line, reason) in cases {
             let e = parse(&text).unwrap_err();
+            assert_eq!(e.line.map(|l| l.0), Some(line), "{text}: {e}");
+            assert!(e.message.contains(reason), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn reads_syslog_and_tls_settings() {
+        let c = parse(
+            "[[sinks]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"tcp:logs.example:6514\"\n\
+             tls_ca_file = \"ca.pem\"\ntls_cert_file = \"/etc/c.pem\"\ntls_key_file = \"k.pem\"\n\
+             tls_server_name = \"collector.example\"\n\
+             [[sinks]]\nname = \"plain\"\ntype = \"syslog\"\naddress = \"tcp:127.0.0.1:514\"\n\
+             [[sinks]]\nname = \"vector\"\ntype = \"socket\"\naddress = \"tcp:127.0.0.1:9000\"\ntls_ca_file = \"/ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks[0].kind,
+            SinkKind::Syslog {
+                hostport: "logs.example:6514".into()
+            }
+        );
+        assert_eq!(
+            c.sinks[0].tls,
+            Some(TlsFiles {
+                ca_file: "/etc/agent-sensor/ca.pem".into(),
+                client: Some(("/etc/c.pem".into(), "/etc/agent-sensor/k.pem".into())),
+                server_name: Some("collector.example".into()),
+            })
+        );
+        assert_eq!(c.sinks[1].tls, None);
+        assert_eq!(
+            c.sinks[2].tls,
+            Some(TlsFiles {
+                ca_file: "/ca.pem".into(),
+                client: None,
+                server_name: None,
+            })
+        );
+        let cases = [
+            (
+                "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"unix:/dev/log\"\n",
+                4,
+                "sinks[s].address must be \"tcp:host:port\" for a syslog receiver",
+            ),
+            (
+                "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"tcp:h:1\"\ntls_cert_file = \"c\"\n",
+                5,
+                "sinks[s].tls_cert_file needs tls_ca_file",
+            ),
+            (
+                "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"tcp:h:1\"\ntls_ca_file = \"a\"\ntls_key_file = \"k\"\n",
+                6,
+                "sinks[s].tls_cert_file and tls_key_file go together",
+            ),
+            (
+                "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"tcp:h:1\"\ntls_ca_file = \"\"\n",
+                5,
+                "sinks[s].tls_ca_file must not be empty",
+            ),
+            (
+                "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"tcp:h:1\"\ntls_ca_file = \"a\"\ntls_server_name = \"a b\"\n",
+                6,
+                "sinks[s].tls_server_name must be a DNS name",
+            ),
+            (
+                "[[sinks]]\nname = \"u\"\ntype = \"socket\"\naddress = \"unix:/s\"\ntls_ca_file = \"a\"\n",
+                5,
+                "sinks[u].tls_ca_file: TLS is for socket sinks over TCP and syslog sinks",
+            ),
+            (
+                "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\ntls_ca_file = \"a\"\n",
+                6,
+                "sinks[n].tls_ca_file: TLS is for",
+            ),
+            (
+                "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\n",
+                5,
+                "sinks[s].subject is for type = \"nats\"",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            let e = parse(text).unwrap_err();
             assert_eq!(e.line.map(|l| l.0), Some(line), "{text}: {e}");
             assert!(e.message.contains(reason), "{text}: {e}");
         }

@@ -7,19 +7,22 @@
 //! only (the output still has them), and the `gap` record the pipeline seals for them says
 //! which sequences that sink will never see.
 //!
-//! Transports ([`stream`], [`nats`]) speak one protocol each; what they send is the output's bytes,
+//! Transports ([`stream`], [`syslog`], [`nats`]) speak one protocol each; what they send is the output's bytes,
 //! the same canonical JSON (or OCSF) lines, so `agent-sensor verify` checks what a pipeline
 //! received.
 mod delivery;
 pub mod health;
+pub mod keys;
 pub mod nats;
 pub mod queue;
 pub mod stream;
+pub mod syslog;
+pub mod tls;
 
 use std::{io, path::PathBuf, thread::JoinHandle, time::Duration};
 
 use crate::{
-    config::sinks::{SinkConfig, SinkKind},
+    config::sinks::{SinkConfig, SinkKind, StreamAddress},
     record::trail::LastRecord,
 };
 use health::{SinkHealth, Tracker};
@@ -36,16 +39,27 @@ pub trait Transport: Send {
     fn disconnect(&mut self);
 }
 
-/// Why a sink's queue could not be opened: the run does not start.
+/// Why a sink could not be opened: the run does not start.
 #[derive(Debug, thiserror::Error)]
-#[error("sink {sink}: queue {}: {source}", dir.display())]
-pub struct QueueOpenError {
-    /// The sink's name.
-    pub sink: String,
-    /// Its queue directory.
-    pub dir: PathBuf,
-    /// What the file system said.
-    pub source: io::Error,
+pub enum OpenError {
+    /// Its queue directory or files.
+    #[error("sink {sink}: queue {}: {source}", dir.display())]
+    Queue {
+        /// The sink's name.
+        sink: String,
+        /// Its queue directory.
+        dir: PathBuf,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// Its TLS files or settings.
+    #[error("sink {sink}: {message}")]
+    Tls {
+        /// The sink's name.
+        sink: String,
+        /// Which file or setting, and what is wrong.
+        message: String,
+    },
 }
 
 struct Forwarder {
@@ -72,10 +86,7 @@ impl Forwarders {
     /// create them. `trail_end` is where the output's trail ends (its last record), to cut
     /// records a crash left queued and not written. Nothing is delivered before
     /// [`Forwarders::start`].
-    pub fn open(
-        configs: &[SinkConfig],
-        trail_end: Option<&LastRecord>,
-    ) -> Result<Self, QueueOpenError> {
+    pub fn open(configs: &[SinkConfig], trail_end: Option<&LastRecord>) -> Result<Self, OpenError> {
         let trail_end = trail_end.map(|r| (r.instance_id.as_str(), r.sequence));
         let mut sinks = Vec::new();
         let mut views = Vec::new();
@@ -83,16 +94,36 @@ impl Forwarders {
             let dir = config.queue_dir.join(&config.name);
             let (writer, reader, view) =
                 queue::open(&dir, &config.name, config.queue_bytes, trail_end).map_err(
-                    |source| QueueOpenError {
+                    |source| OpenError::Queue {
                         sink: config.name.clone(),
                         dir: dir.clone(),
                         source,
                     },
                 )?;
             let timeout = Duration::from_millis(u64::from(config.timeout_ms));
+            let tls = match (&config.tls, &config.kind) {
+                (
+                    Some(files),
+                    SinkKind::Socket(StreamAddress::Tcp(hostport)) | SinkKind::Syslog { hostport },
+                ) => {
+                    let host = hostport
+                        .rsplit_once(':')
+                        .map_or(hostport.as_str(), |(h, _)| h);
+                    Some(
+                        tls::Tls::load(files, host).map_err(|message| OpenError::Tls {
+                            sink: config.name.clone(),
+                            message,
+                        })?,
+                    )
+                }
+                _ => None,
+            };
             let transport: Box<dyn Transport> = match &config.kind {
                 SinkKind::Socket(address) => {
-                    Box::new(stream::SocketStream::new(address.clone(), timeout))
+                    Box::new(stream::SocketStream::new(address.clone(), tls, timeout))
+                }
+                SinkKind::Syslog { hostport } => {
+                    Box::new(syslog::Syslog::new(hostport.clone(), tls, timeout))
                 }
                 SinkKind::Nats { hostport, subject } => {
                     Box::new(nats::Nats::new(hostport.clone(), subject.clone(), timeout))

@@ -8,6 +8,10 @@
 //! connection is dropped and the batch is sent again on a new one. A Unix reader that closes
 //! without reading what was sent gets it again on its next connection (records may then
 //! arrive twice, never not at all).
+//!
+//! Over TCP the stream may be TLS ([`super::tls`]): the handshake is made at connect, and a
+//! batch counts as delivered once its encrypted bytes are acknowledged, as above. The syslog
+//! sink sends its frames through the same stream.
 use std::{
     io::{self, Write as _},
     net::{TcpStream, ToSocketAddrs as _},
@@ -18,12 +22,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::Transport;
+use super::{
+    Transport,
+    tls::{Tls, TlsStream},
+};
 use crate::config::sinks::StreamAddress;
 
 /// A connected stream, or none between attempts.
 pub struct SocketStream {
     address: StreamAddress,
+    tls: Option<Tls>,
     timeout: Duration,
     connection: Option<Connection>,
 }
@@ -31,6 +39,7 @@ pub struct SocketStream {
 enum Connection {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Connection {
@@ -38,6 +47,7 @@ impl Connection {
         match self {
             Self::Unix(s) => s.as_raw_fd(),
             Self::Tcp(s) => s.as_raw_fd(),
+            Self::Tls(s) => s.sock.as_raw_fd(),
         }
     }
 
@@ -45,6 +55,7 @@ impl Connection {
         let result = match self {
             Self::Unix(s) => s.write_all(bytes),
             Self::Tcp(s) => s.write_all(bytes),
+            Self::Tls(s) => s.write_all(bytes).and_then(|()| s.flush()),
         };
         result.map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
@@ -60,10 +71,12 @@ impl Connection {
 }
 
 impl SocketStream {
-    /// A sink for `address`; each connect, write and acknowledgement may take `timeout`.
-    pub fn new(address: StreamAddress, timeout: Duration) -> Self {
+    /// A sink for `address` (with `tls`, over TCP only); each connect, handshake, write and
+    /// acknowledgement may take `timeout`.
+    pub fn new(address: StreamAddress, tls: Option<Tls>, timeout: Duration) -> Self {
         Self {
             address,
+            tls,
             timeout,
             connection: None,
         }
@@ -94,7 +107,14 @@ impl SocketStream {
                 let s = connected.ok_or(last)?;
                 s.set_write_timeout(Some(self.timeout))?;
                 s.set_nodelay(true)?;
-                Connection::Tcp(s)
+                match &self.tls {
+                    Some(tls) => {
+                        // The handshake reads: bounded like every other wait.
+                        s.set_read_timeout(Some(self.timeout))?;
+                        Connection::Tls(Box::new(tls.connect(s)?))
+                    }
+                    None => Connection::Tcp(s),
+                }
             }
         };
         Ok(connection)
@@ -103,7 +123,10 @@ impl SocketStream {
 
 impl Transport for SocketStream {
     fn describe(&self) -> String {
-        self.address.to_string()
+        match self.tls {
+            Some(_) => format!("{} (TLS)", self.address),
+            None => self.address.to_string(),
+        }
     }
 
     fn deliver(&mut self, records: &[u8]) -> io::Result<()> {
@@ -200,7 +223,11 @@ mod tests {
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let mut sink = SocketStream::new(StreamAddress::Unix(path.clone()), Duration::from_secs(5));
+        let mut sink = SocketStream::new(
+            StreamAddress::Unix(path.clone()),
+            None,
+            Duration::from_secs(5),
+        );
         let (close, closing) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
@@ -232,6 +259,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let mut sink = SocketStream::new(
             StreamAddress::Tcp(format!("127.0.0.1:{port}")),
+            None,
             Duration::from_millis(300),
         );
         let holder = std::thread::spawn(move || {
