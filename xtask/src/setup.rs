@@ -58,6 +58,9 @@ const TEST_PACKAGES: &[&str] = &[
     "openssl",
     // The NATS JetStream sink's test server.
     "nats-server",
+    // The syslog sink's test receiver, plain TCP and TLS (its OpenSSL netstream driver).
+    "rsyslog",
+    "rsyslog-openssl",
 ];
 
 /// PyPI packages the tests run, pinned, in a virtual environment under the cache: for the
@@ -75,6 +78,9 @@ pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
     // The TLS capture tests' agents: the providers' own SDKs, over Debian's libssl.
     ("openai", "3.51.0"),
     ("anthropic", "2.10.0"),
+    // The OTLP sink's test receiver decodes with the official OpenTelemetry messages.
+    ("opentelemetry-proto", "1.45.2"),
+    ("protobuf", "7.36.2"),
 ];
 
 /// Everything: what the build needs, what the tests need, and the arm64 cross tools.

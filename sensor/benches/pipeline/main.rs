@@ -7,6 +7,10 @@
 //! `../shared/sigma` (process creation, file events, network connections) and the example
 //! rules loaded, the rules stage timed on its own inside the same loop.
 //!
+//! Once more with a `[[sinks]]` socket sink (its disk queue, its delivery thread, a Unix
+//! socket reader of this process that discards what it reads): the sink path's cost, side by
+//! side with the output alone.
+//!
 //! Then file classification alone (`classify.rs`): the classifier index against `globset` on
 //! the built-in rules, per path and to build, as one more JSON object.
 //!
@@ -20,13 +24,16 @@ use std::{
 };
 
 use agent_sensor::{
-    config::{Output, OutputTarget},
+    config::{
+        Output, OutputTarget,
+        sinks::{SinkConfig, SinkKind, StreamAddress},
+    },
     decode,
     identity::manifest,
     pipeline::Pipeline,
     record::{Record, alert::Raised},
     rules::Rules,
-    sink::Sink,
+    sink::{Sink, forward::Forwarders},
     source::replay,
     stage::Detect,
 };
@@ -271,6 +278,54 @@ fn main() {
             "one record per event"
         );
 
+        // Again with a socket sink: the queue's writes and the delivery thread count too.
+        let with_sink = {
+            let dir = args.output.with_extension("sink");
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("the sink's directory");
+            let socket = dir.join("reader.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&socket).expect("a socket");
+            let reader = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().expect("the sink connects");
+                std::io::copy(&mut s, &mut std::io::sink()).expect("reading the sink")
+            });
+            let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
+            let ctx = replay::context(agents).expect("a pipeline context");
+            let (batches, _) = records::batches(shape, args.events);
+            let config = SinkConfig {
+                name: "bench".into(),
+                kind: SinkKind::Socket(StreamAddress::Unix(socket)),
+                queue_dir: dir.clone(),
+                queue_bytes: 1 << 32,
+                batch_records: 500,
+                timeout_ms: 60_000,
+                retry_max_ms: 1000,
+                tls: None,
+            };
+            let meter = Meter::start();
+            runtime
+                .block_on(async {
+                    let mut sink = Sink::open(&Output {
+                        target: OutputTarget::File(args.output.clone()),
+                        ..Output::default()
+                    })
+                    .map_err(std::io::Error::other)?;
+                    let forwarders = Forwarders::open(std::slice::from_ref(&config), None)
+                        .map_err(std::io::Error::other)?;
+                    sink.deliver_to(forwarders)?;
+                    replay::replay(Pipeline::new(ctx, sink, 0), batches).await
+                })
+                .expect("the replay with a sink");
+            // The stop drained the queue into the socket; the reader ends with it.
+            let read = reader.join().expect("the reader");
+            let measured = meter.stop();
+            let output_bytes = std::fs::metadata(&args.output).map_or(0, |m| m.len());
+            assert_eq!(read, output_bytes, "the sink delivered the whole output");
+            let _ = std::fs::remove_file(&args.output);
+            let _ = std::fs::remove_dir_all(&dir);
+            measured
+        };
+
         // Again with every rule loaded, the rules stage timed inside the same loop.
         let _ = std::fs::remove_file(&args.output);
         let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
@@ -312,6 +367,8 @@ fn main() {
         let per_event = |n: u64| n as f64 / events as f64;
         let line = serde_json::json!({
             "rules_loaded": rules_loaded,
+            "with_sink_events_per_core_second": events as f64 / with_sink.cpu,
+            "with_sink_allocations_per_event": per_event(with_sink.allocations),
             "with_rules_events_per_core_second": events as f64 / with_rules.cpu,
             "with_rules_allocations_per_event": per_event(with_rules.allocations),
             "rules_stage_events_per_second": events as f64 / rules_seconds,
@@ -336,6 +393,11 @@ fn main() {
             per_event(full.allocations),
             per_event(output_bytes),
             events as f64 / decode.cpu,
+        );
+        eprintln!(
+            "          with a socket sink: {:>9.0} events/s/core, {:.1} allocations/event",
+            events as f64 / with_sink.cpu,
+            per_event(with_sink.allocations),
         );
         eprintln!(
             "          with {rules_loaded} rules: {:>9.0} events/s/core, rules stage alone {:.0} events/s, {alerts} alerts",

@@ -79,6 +79,12 @@ pub enum SinkKind {
         /// `tcp:host:port` of a syslog receiver.
         hostport: String,
     },
+    /// `type = "otlp"`: OTLP logs over HTTP/protobuf (`POST /v1/logs`), HTTPS with
+    /// `tls_ca_file`.
+    Otlp {
+        /// `tcp:host:port` of an OTLP/HTTP receiver.
+        hostport: String,
+    },
     /// `type = "nats"`: NATS JetStream, each record published to `subject` with a
     /// `Nats-Msg-Id` of its run and sequence, and its publish acknowledgement awaited.
     Nats {
@@ -266,11 +272,15 @@ fn parse_tls(
         return Ok(None);
     };
     match kind {
-        SinkKind::Socket(StreamAddress::Tcp(_)) | SinkKind::Syslog { .. } => {}
+        SinkKind::Socket(StreamAddress::Tcp(_))
+        | SinkKind::Syslog { .. }
+        | SinkKind::Otlp { .. } => {}
         SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::Nats { .. } => {
             return Err(at(
                 Some(ca.span()),
-                format!("{label}.tls_ca_file: TLS is for socket sinks over TCP and syslog sinks"),
+                format!(
+                    "{label}.tls_ca_file: TLS is for socket sinks over TCP, syslog and otlp sinks"
+                ),
             ));
         }
     }
@@ -341,7 +351,7 @@ fn parse_kind(
                 )
             })
     };
-    if let (Some(subject), Some("socket" | "syslog")) = (&raw.subject, kind) {
+    if let (Some(subject), Some("socket" | "syslog" | "otlp")) = (&raw.subject, kind) {
         return Err(at(
             Some(subject.span()),
             format!("{label}.subject is for type = \"nats\""),
@@ -350,7 +360,7 @@ fn parse_kind(
     match kind {
         None => Err(at(
             Some(table),
-            format!("{label}.type is missing: \"socket\", \"syslog\" or \"nats\""),
+            format!("{label}.type is missing: \"socket\", \"syslog\", \"otlp\" or \"nats\""),
         )),
         Some("socket") => Ok(SinkKind::Socket(address()?.0)),
         Some("syslog") => match address()? {
@@ -358,6 +368,13 @@ fn parse_kind(
             (StreamAddress::Unix(_), span) => Err(at(
                 Some(span),
                 format!("{label}.address must be \"tcp:host:port\" for a syslog receiver"),
+            )),
+        },
+        Some("otlp") => match address()? {
+            (StreamAddress::Tcp(hostport), _) => Ok(SinkKind::Otlp { hostport }),
+            (StreamAddress::Unix(_), span) => Err(at(
+                Some(span),
+                format!("{label}.address must be \"tcp:host:port\" for an OTLP/HTTP receiver"),
             )),
         },
         Some("nats") => {
@@ -396,7 +413,9 @@ fn parse_kind(
         }
         Some(other) => Err(at(
             raw.kind.as_ref().map(Spanned::span),
-            format!("{label}.type must be \"socket\", \"syslog\" or \"nats\", not {other:?}"),
+            format!(
+                "{label}.type must be \"socket\", \"syslog\", \"otlp\" or \"nats\", not {other:?}"
+            ),
         )),
     }
 }
@@ -484,7 +503,7 @@ mod tests {
             (
                 "[[sinks]]\nname = \"v\"\ntype = \"kafka\"\n".to_owned(),
                 3,
-                "sinks[v].type must be \"socket\", \"syslog\" or \"nats\", not \"kafka\"",
+                "sinks[v].type must be \"socket\", \"syslog\", \"otlp\" or \"nats\", not \"kafka\"",
             ),
             (
                 "[[sinks]]\nname = \"v\"\n".to_owned(),
@@ -555,6 +574,7 @@ mod tests {
              tls_ca_file = \"ca.pem\"\ntls_cert_file = \"/etc/c.pem\"\ntls_key_file = \"k.pem\"\n\
              tls_server_name = \"collector.example\"\n\
              [[sinks]]\nname = \"plain\"\ntype = \"syslog\"\naddress = \"tcp:127.0.0.1:514\"\n\
+             [[sinks]]\nname = \"otel\"\ntype = \"otlp\"\naddress = \"tcp:127.0.0.1:4318\"\ntls_ca_file = \"/ca.pem\"\n\
              [[sinks]]\nname = \"vector\"\ntype = \"socket\"\naddress = \"tcp:127.0.0.1:9000\"\ntls_ca_file = \"/ca.pem\"\n",
         )
         .unwrap();
@@ -574,7 +594,14 @@ mod tests {
         );
         assert_eq!(c.sinks[1].tls, None);
         assert_eq!(
-            c.sinks[2].tls,
+            c.sinks[2].kind,
+            SinkKind::Otlp {
+                hostport: "127.0.0.1:4318".into()
+            }
+        );
+        assert!(c.sinks[2].tls.is_some());
+        assert_eq!(
+            c.sinks[3].tls,
             Some(TlsFiles {
                 ca_file: "/ca.pem".into(),
                 client: None,
@@ -586,6 +613,11 @@ mod tests {
                 "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"unix:/dev/log\"\n",
                 4,
                 "sinks[s].address must be \"tcp:host:port\" for a syslog receiver",
+            ),
+            (
+                "[[sinks]]\nname = \"o\"\ntype = \"otlp\"\naddress = \"unix:/s\"\n",
+                4,
+                "sinks[o].address must be \"tcp:host:port\" for an OTLP/HTTP receiver",
             ),
             (
                 "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"tcp:h:1\"\ntls_cert_file = \"c\"\n",
@@ -610,7 +642,7 @@ mod tests {
             (
                 "[[sinks]]\nname = \"u\"\ntype = \"socket\"\naddress = \"unix:/s\"\ntls_ca_file = \"a\"\n",
                 5,
-                "sinks[u].tls_ca_file: TLS is for socket sinks over TCP and syslog sinks",
+                "sinks[u].tls_ca_file: TLS is for socket sinks over TCP, syslog and otlp sinks",
             ),
             (
                 "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\ntls_ca_file = \"a\"\n",

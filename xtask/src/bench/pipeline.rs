@@ -21,6 +21,12 @@ pub struct PipelineResult {
     pub decode_events_per_core_second: f64,
     /// Rules loaded for the replay with rules (the Linux Sigma corpus and the examples).
     pub rules_loaded: usize,
+    /// The same replay with a `[[sinks]]` socket sink delivering every record (its queue and
+    /// delivery thread included); absent from results of before it was measured.
+    #[serde(default)]
+    pub with_sink_events_per_core_second: f64,
+    #[serde(default)]
+    pub with_sink_allocations_per_event: f64,
     /// The same replay with every rule loaded.
     pub with_rules_events_per_core_second: f64,
     /// The rules stage alone, timed inside that replay.

@@ -543,25 +543,32 @@ impl Results {
             "Synthesised kernel records (the programs' own byte layouts, shaped like the workload's \
              modes) replayed through decode, attribution, enrichment, the evidence chain and the \
              file sink on the daemon's single-threaded runtime; CPU time of the whole process \
-             (the file sink writes on a helper thread). Then the same replay with every rule loaded \
+             (the file sink writes on a helper thread). The same replay with a `[[sinks]]` socket \
+             sink too (its disk queue and delivery thread, to a Unix socket reader in the same \
+             process: the sink path's whole cost). Then the same replay with every rule loaded \
              (the Linux Sigma corpus of ../shared/sigma and examples/rules), the rules stage \
              timed on its own inside the loop.\n"
         );
         let _ = writeln!(
             md,
-            "| shape | events/s/core | allocations/event | bytes allocated/event | output bytes/event | decode alone, events/s/core | with rules, events/s/core | rules stage alone, events/s | alerts |"
+            "| shape | events/s/core | allocations/event | bytes allocated/event | output bytes/event | decode alone, events/s/core | with a socket sink, events/s/core | with a socket sink, allocations/event | with rules, events/s/core | rules stage alone, events/s | alerts |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in results {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {:.1} | {} | {} | {} |",
                 r.shape,
                 thousands(r.events_per_core_second),
                 r.allocations_per_event,
                 r.allocated_bytes_per_event,
                 r.output_bytes_per_event,
                 thousands(r.decode_events_per_core_second),
+                thousands(r.with_sink_events_per_core_second),
+                r.with_sink_allocations_per_event,
                 thousands(r.with_rules_events_per_core_second),
                 thousands(r.rules_stage_events_per_second),
                 r.alerts,

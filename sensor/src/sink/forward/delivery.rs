@@ -8,15 +8,18 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    Transport,
+    Rejected, Transport,
     health::Tracker,
-    queue::{Next, QueueReader},
+    keys::RecordKeys,
+    queue::{Next, QueueReader, SinkLoss},
 };
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 
 /// The settings a delivery loop runs with.
 pub(super) struct Settings {
+    /// The sink's name, for the `gap` record of a rejected batch.
+    pub name: String,
     pub batch_records: u32,
     pub retry_max: Duration,
     /// How long, once the sensor stops, delivery may go on draining the queue.
@@ -64,13 +67,25 @@ pub(super) fn run(
                 tracker.delivered(records);
                 retry = FIRST_RETRY;
             }
+            Err(e) if rejection(&e).is_some() => {
+                tracker.failed(&e);
+                let lost = rejection(&e).and_then(|r| r.lost).unwrap_or(records);
+                let loss = rejected(&settings.name, &batch, lost.min(records));
+                if let Err(e) = queue.reject(loss) {
+                    tracker.failed(&e);
+                    queue.rewind();
+                }
+            }
             Err(e) => {
                 transport.disconnect();
                 tracker.failed(&e);
                 queue.rewind();
                 // At stop, one failed attempt ends the drain: the rest waits in the queue
-                // for the next run.
-                if queue.stopping() || queue.pause(retry) {
+                // for the next run. The other side may say how long to wait.
+                let pause = transport
+                    .retry_after()
+                    .map_or(retry, |asked| asked.min(settings.retry_max));
+                if queue.stopping() || queue.pause(pause) {
                     break;
                 }
                 retry = (retry * 2).min(settings.retry_max);
@@ -78,4 +93,26 @@ pub(super) fn run(
         }
     }
     transport.disconnect();
+}
+
+fn rejection(e: &std::io::Error) -> Option<&Rejected> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Rejected>())
+}
+
+/// The loss of a rejected batch: its records' sequences, from its first and last lines.
+fn rejected(sink: &str, batch: &[u8], lost: u64) -> SinkLoss {
+    let mut lines = batch.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let first = lines.next().map(RecordKeys::of).and_then(|k| k.sequence);
+    let last = lines
+        .next_back()
+        .map(RecordKeys::of)
+        .and_then(|k| k.sequence);
+    SinkLoss {
+        sink: sink.to_owned(),
+        lost,
+        first_sequence: first.unwrap_or(0),
+        last_sequence: last.or(first).unwrap_or(0),
+        error: "rejected",
+    }
 }

@@ -14,6 +14,7 @@ mod delivery;
 pub mod health;
 pub mod keys;
 pub mod nats;
+pub mod otlp;
 pub mod queue;
 pub mod stream;
 pub mod syslog;
@@ -37,6 +38,27 @@ pub trait Transport: Send {
     fn deliver(&mut self, records: &[u8]) -> io::Result<()>;
     /// Drops the connection (after a failure, or at stop).
     fn disconnect(&mut self);
+    /// How long the other side asked to be left alone after the last failure, if it said.
+    fn retry_after(&mut self) -> Option<Duration> {
+        None
+    }
+}
+
+/// A `deliver` error meaning the other side refused the batch as it is, so sending it again
+/// cannot help: the batch leaves the queue and the loss is recorded (`gap.error: rejected`).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejected {
+    /// How many of the batch's records were refused, if the other side said (else all).
+    pub lost: Option<u64>,
+    /// What the other side said.
+    pub reason: String,
+}
+
+impl From<Rejected> for io::Error {
+    fn from(rejected: Rejected) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, rejected)
+    }
 }
 
 /// Why a sink could not be opened: the run does not start.
@@ -104,7 +126,9 @@ impl Forwarders {
             let tls = match (&config.tls, &config.kind) {
                 (
                     Some(files),
-                    SinkKind::Socket(StreamAddress::Tcp(hostport)) | SinkKind::Syslog { hostport },
+                    SinkKind::Socket(StreamAddress::Tcp(hostport))
+                    | SinkKind::Syslog { hostport }
+                    | SinkKind::Otlp { hostport },
                 ) => {
                     let host = hostport
                         .rsplit_once(':')
@@ -116,7 +140,11 @@ impl Forwarders {
                         })?,
                     )
                 }
-                _ => None,
+                // The config allows TLS only on the kinds above.
+                (None, _)
+                | (Some(_), SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::Nats { .. }) => {
+                    None
+                }
             };
             let transport: Box<dyn Transport> = match &config.kind {
                 SinkKind::Socket(address) => {
@@ -125,6 +153,9 @@ impl Forwarders {
                 SinkKind::Syslog { hostport } => {
                     Box::new(syslog::Syslog::new(hostport.clone(), tls, timeout))
                 }
+                SinkKind::Otlp { hostport } => {
+                    Box::new(otlp::Otlp::new(hostport.clone(), tls, timeout))
+                }
                 SinkKind::Nats { hostport, subject } => {
                     Box::new(nats::Nats::new(hostport.clone(), subject.clone(), timeout))
                 }
@@ -132,6 +163,7 @@ impl Forwarders {
             let tracker = Tracker::new(&config.name, transport.describe(), config.queue_bytes);
             views.push((tracker.clone(), view));
             let settings = delivery::Settings {
+                name: config.name.clone(),
                 batch_records: config.batch_records,
                 retry_max: Duration::from_millis(u64::from(config.retry_max_ms)),
                 drain: timeout,
@@ -190,13 +222,15 @@ impl Forwarders {
         }
     }
 
-    /// The records each sink could not queue, once its queue has room again (or `now`): the
-    /// caller seals a `gap` record for each.
+    /// The records each sink could not queue, once its queue has room again (or `now`), and
+    /// those its other side rejected: the caller seals a `gap` record for each.
     pub fn take_losses(&mut self, now: bool) -> Vec<SinkLoss> {
-        self.sinks
-            .iter_mut()
-            .filter_map(|s| s.writer.take_loss(now))
-            .collect()
+        let mut losses = Vec::new();
+        for sink in &mut self.sinks {
+            losses.extend(sink.writer.take_rejected());
+            losses.extend(sink.writer.take_loss(now));
+        }
+        losses
     }
 
     /// At stop: each sink delivers what it can within its `timeout_ms`; the rest stays queued

@@ -36,7 +36,8 @@ pub struct SinkLoss {
     pub first_sequence: u64,
     /// ... and of the last.
     pub last_sequence: u64,
-    /// Why: `queue_full`, or `queue_write_failed` (the queue's disk refused).
+    /// Why: `queue_full`, `queue_write_failed` (the queue's disk refused), or `rejected`
+    /// (the sink's other side refused them as sent).
     pub error: &'static str,
 }
 
@@ -77,6 +78,8 @@ struct State {
     segments: VecDeque<u64>,
     /// Records not queued since the last `gap` was taken.
     loss: Option<SinkLoss>,
+    /// Batches the other side rejected, not yet taken for a `gap` record.
+    rejected: Vec<SinkLoss>,
     /// Set when the sensor stops: the reader drains what it can, then ends.
     stopping: bool,
 }
@@ -154,6 +157,7 @@ pub fn open(
         acked,
         segments: segments.into(),
         loss: None,
+        rejected: Vec::new(),
         stopping: false,
     };
     let shared = Arc::new(Shared {
@@ -331,6 +335,11 @@ impl QueueWriter {
         }
     }
 
+    /// The batches the sink's other side rejected since last asked.
+    pub fn take_rejected(&mut self) -> Vec<SinkLoss> {
+        std::mem::take(&mut lock(&self.shared).rejected)
+    }
+
     /// Tells the reader to deliver what it can by `deadline` and end.
     pub fn stop(&self) {
         lock(&self.shared).stopping = true;
@@ -441,6 +450,14 @@ impl QueueReader {
         fs::rename(&tmp, self.dir.join(ACKED))?;
         lock(&self.shared).acked = self.sent;
         self.forget_acked_segments();
+        Ok(())
+    }
+
+    /// The other side refused the records handed out: they leave the queue, and `loss` is
+    /// kept for the pipeline's next `gap` record.
+    pub fn reject(&mut self, loss: SinkLoss) -> io::Result<()> {
+        self.ack()?;
+        lock(&self.shared).rejected.push(loss);
         Ok(())
     }
 

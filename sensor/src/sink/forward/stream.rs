@@ -3,11 +3,17 @@
 //!
 //! A stream has no acknowledgement of its own, so a batch counts as delivered once the
 //! socket's send queue is empty (`SIOCOUTQ`): on a Unix socket, once the reader has read it;
-//! on TCP, once the reader's kernel has acknowledged it (a reader that dies holding unread
-//! bytes loses them). A reader that closed its end is noticed before the next batch: the
-//! connection is dropped and the batch is sent again on a new one. A Unix reader that closes
-//! without reading what was sent gets it again on its next connection (records may then
-//! arrive twice, never not at all).
+//! on TCP, once the reader's kernel has acknowledged it. A reader that closed its end is
+//! noticed before the next batch: the connection is dropped and the batch is sent again on a
+//! new one. A Unix reader that closes without reading what was sent gets it again on its next
+//! connection (records may then arrive twice, never not at all).
+//!
+//! A TCP reader that stops (or dies) loses what its kernel held unread, which TCP cannot tell
+//! the sender. So over TCP the last [`REPLAY_BYTES`] of records delivered are kept in memory
+//! and sent again first on every new connection after one was lost: the receiver gets them
+//! twice when it had read them (drop exact duplicates), and misses none of them when it had
+//! not. What a receiver loses beyond that window (its own in-memory queue, a receive buffer
+//! grown larger) is not covered.
 //!
 //! Over TCP the stream may be TLS ([`super::tls`]): the handshake is made at connect, and a
 //! batch counts as delivered once its encrypted bytes are acknowledged, as above. The syslog
@@ -28,8 +34,18 @@ use super::{
 };
 use crate::config::sinks::StreamAddress;
 
+/// What a TCP stream sends again on a new connection: the most a receiving kernel commonly
+/// holds unread (Linux's default `net.ipv4.tcp_rmem` maximum is 6 MiB).
+pub const REPLAY_BYTES: usize = 8 << 20;
+
 /// A connected stream, or none between attempts.
 pub struct SocketStream {
+    /// TCP only: the last batches delivered (whole records), at least the last
+    /// [`REPLAY_BYTES`] of them, oldest first.
+    replay: std::collections::VecDeque<Vec<u8>>,
+    replay_len: usize,
+    /// A connection was lost since the replay was last sent.
+    lost_one: bool,
     address: StreamAddress,
     tls: Option<Tls>,
     timeout: Duration,
@@ -75,6 +91,9 @@ impl SocketStream {
     /// acknowledgement may take `timeout`.
     pub fn new(address: StreamAddress, tls: Option<Tls>, timeout: Duration) -> Self {
         Self {
+            replay: std::collections::VecDeque::new(),
+            replay_len: 0,
+            lost_one: false,
             address,
             tls,
             timeout,
@@ -133,24 +152,52 @@ impl Transport for SocketStream {
         if let Some(c) = &self.connection
             && closed(c.fd(), libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR)
         {
-            self.connection = None;
+            self.disconnect();
         }
         if self.connection.is_none() {
             self.connection = Some(self.connect()?);
         }
         let c = self.connection.as_mut().expect("connected above");
-        let result = c.write_all(records, self.timeout).and_then(|()| {
-            let fd = c.fd();
-            acknowledged(fd, self.timeout, matches!(c, Connection::Unix(_)))
-        });
+        let unix = matches!(c, Connection::Unix(_));
+        let replay = !unix && self.lost_one;
+        let mut result = Ok(());
+        if replay {
+            for batch in &self.replay {
+                result = c.write_all(batch, self.timeout);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        let result = result
+            .and_then(|()| c.write_all(records, self.timeout))
+            .and_then(|()| acknowledged(c.fd(), self.timeout, unix));
         if result.is_err() {
-            self.connection = None;
+            self.disconnect();
+            return result;
+        }
+        if replay {
+            self.lost_one = false;
+        }
+        if !unix {
+            self.replay.push_back(records.to_vec());
+            self.replay_len += records.len();
+            while self
+                .replay
+                .front()
+                .is_some_and(|oldest| self.replay_len - oldest.len() >= REPLAY_BYTES)
+            {
+                let oldest = self.replay.pop_front().expect("checked");
+                self.replay_len -= oldest.len();
+            }
         }
         result
     }
 
     fn disconnect(&mut self) {
-        self.connection = None;
+        if self.connection.take().is_some() {
+            self.lost_one = true;
+        }
     }
 }
 
@@ -251,6 +298,39 @@ mod tests {
             "{e}"
         );
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_new_tcp_connection_gets_the_last_records_again_first() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut sink = SocketStream::new(
+            StreamAddress::Tcp(format!("127.0.0.1:{port}")),
+            None,
+            Duration::from_secs(5),
+        );
+        let (first_closed, wait_closed) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            // The first reader takes one line and stops (a receiver restarting) ...
+            let (s, _) = listener.accept().unwrap();
+            let mut first = String::new();
+            BufReader::new(s).read_line(&mut first).unwrap();
+            first_closed.send(()).unwrap();
+            // ... the next one gets that line again, then the new one.
+            let (s, _) = listener.accept().unwrap();
+            let mut lines = BufReader::new(s);
+            let mut second = String::new();
+            lines.read_line(&mut second).unwrap();
+            lines.read_line(&mut second).unwrap();
+            (first, second)
+        });
+        sink.deliver(b"{\"a\":1}\n").unwrap();
+        wait_closed.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        sink.deliver(b"{\"a\":2}\n").unwrap();
+        let (first, second) = reader.join().unwrap();
+        assert_eq!(first, "{\"a\":1}\n");
+        assert_eq!(second, "{\"a\":1}\n{\"a\":2}\n");
     }
 
     #[test]
