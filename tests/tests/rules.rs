@@ -681,3 +681,72 @@ fn rules_check_places_native_errors() {
         "{stdout}"
     );
 }
+
+/// A Sigma correlation (event_count) over the sensor's own timestamps: three execs of a tool
+/// by the agent within the timespan give one alert, on the third; the rule the correlation
+/// counts (`generate` left at Sigma's default, false) gives none of its own.
+#[test]
+fn a_sigma_event_count_correlation_fires_on_the_third_exec() {
+    const COUNTED: &str = "0c0c0c0c-0000-4000-8000-0000000000b1";
+    const CORRELATION: &str = "0c0c0c0c-0000-4000-8000-0000000000b2";
+    let run = AgentRun::new("rules-corr", &[("id", AGENT)]);
+    std::fs::create_dir_all(&run.cgroup).unwrap();
+    let work = scratch_dir("rules-corr-work");
+    let tool = work.join(format!("corr-tool-{}", std::process::id()));
+    std::fs::copy("/usr/bin/true", &tool).unwrap();
+    std::fs::write(
+        run.dir.join("corr.yml"),
+        format!(
+            "title: correlated tool ran
+id: {COUNTED}
+name: corr_tool_ran
+logsource:
+    product: linux
+    category: process_creation
+detection:
+    selection:
+        Image: '{tool}'
+    condition: selection
+---
+title: correlated tool ran three times
+id: {CORRELATION}
+author: test
+correlation:
+    type: event_count
+    rules: [corr_tool_ran]
+    group-by: [User]
+    timespan: 60s
+    condition:
+        gte: 3
+level: high
+",
+            tool = tool.display()
+        ),
+    )
+    .unwrap();
+    let mut config = std::fs::read_to_string(&run.config).unwrap();
+    config.push_str("[rules]\nfiles = [\"corr.yml\"]\n");
+    std::fs::write(&run.config, config).unwrap();
+    let sensor = Launch::new().config(&run.config).start();
+    let tool = tool.display().to_string();
+    run.in_agent_cgroup(&format!("{tool} && {tool} && {tool}"));
+    let alert = sensor.wait_for("the correlation's alert", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == CORRELATION
+    });
+    let done = sensor.stop();
+    let records = &done.records;
+    assert_eq!(alerts_of(records, CORRELATION).len(), 1);
+    assert!(alerts_of(records, COUNTED).is_empty());
+    assert_eq!(alert["alert"]["rule"]["ruleset"], "sigma");
+    assert_eq!(alert["alert"]["severity"], "high");
+    let execs: Vec<&Value> = records
+        .iter()
+        .filter(|r| action(r) == "exec" && r["process"]["executable"] == tool.as_str())
+        .collect();
+    assert_eq!(execs.len(), 3);
+    assert_eq!(
+        alert["alert"]["trigger"]["sequence"][0],
+        execs[2]["chain"]["sequence"]
+    );
+    assert_eq!(alert["identity"]["agent"]["id"], AGENT);
+}

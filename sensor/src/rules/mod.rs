@@ -92,6 +92,7 @@ impl Rules {
                 }),
             }
         }
+        sigma.finish(&mut rejected);
         Loaded {
             rules: Rules::new(sigma, native),
             rejected,
@@ -147,8 +148,11 @@ impl Rules {
                 parent,
                 user,
             };
+            let seconds = native::state::nanos(f.timestamp)
+                .and_then(|ns| i64::try_from(ns.div_euclid(1_000_000_000)).ok());
             self.hits.clear();
-            self.sigma.matching(&event, category, &mut self.hits);
+            self.sigma
+                .matching(&event, category, seconds, &mut self.hits);
             for &i in &self.hits {
                 let rule = self.sigma.rule(i);
                 let message = message(rule, category, f);

@@ -10,8 +10,11 @@
 //! of the three offsets before 0.26, so rules using it are rejected.
 use std::{borrow::Cow, collections::HashMap, fmt, path::Path};
 
-use rsigma_eval::{Engine, Event, EventValue};
-use rsigma_parser::{Detection, Level, LogSource, Modifier, SigmaRule, SigmaValue};
+use rsigma_eval::{CorrelationConfig, CorrelationEngine, Event, EventValue, TimestampFallback};
+use rsigma_parser::{
+    ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType, Detection, Level,
+    LogSource, Modifier, SigmaRule, SigmaValue,
+};
 use serde_json::{Map, Value};
 
 use crate::rules::{
@@ -60,15 +63,44 @@ pub struct RuleInfo {
 }
 
 /// What the sensor needs of a Sigma evaluator: the rules of a log source that `event`
-/// matches, by their index in the order they were added.
+/// matches, and the correlation rules it completes, by their index in the order they were
+/// added.
 pub trait SigmaEngine {
-    /// Pushes the index of every rule of `category` that `event` matches onto `hits`.
-    fn matching(&self, event: &SigmaEvent<'_>, category: Category, hits: &mut Vec<usize>);
+    /// Pushes the index of every rule of `category` that `event` matches, then of every
+    /// correlation rule it completes at `seconds` (the record's own time, since the epoch;
+    /// without one, no correlation is fed), onto `hits`.
+    fn matching(
+        &mut self,
+        event: &SigmaEvent<'_>,
+        category: Category,
+        seconds: Option<i64>,
+        hits: &mut Vec<usize>,
+    );
+}
+
+/// A correlation rule waiting for every rule file to be read (the rules it names may be in
+/// any of them).
+struct PendingCorrelation {
+    rule: CorrelationRule,
+    file: String,
+    line: usize,
+    column: usize,
 }
 
 /// The loaded Sigma rules.
 pub struct SigmaRules {
-    engine: Engine,
+    /// rsigma's detection engine inside its correlation engine (which keeps the state of
+    /// correlations; detections are asked of the inner engine with the log source).
+    engine: CorrelationEngine,
+    /// Correlation rules loaded.
+    correlations: usize,
+    pending: Vec<PendingCorrelation>,
+    /// The ids and names of the detection rules loaded (which correlations refer to), and
+    /// their index in `rules`.
+    names: HashMap<String, usize>,
+    /// By index in `rules`: only a correlation asks for it (`generate: false`, Sigma's
+    /// default), so its own matches are not alerts.
+    quiet: Vec<bool>,
     /// By rsigma's rule key (id, else title), the index in `rules`.
     keys: HashMap<String, usize>,
     rules: Vec<RuleInfo>,
@@ -84,7 +116,17 @@ impl Default for SigmaRules {
             ..LogSource::default()
         };
         Self {
-            engine: Engine::new(),
+            engine: CorrelationEngine::new(CorrelationConfig {
+                // Only the record's own time: nothing falls back to the wall clock.
+                timestamp_fallback: TimestampFallback::Skip,
+                max_state_entries: CORRELATION_STATES,
+                max_group_entries: Some(CORRELATION_GROUP_ENTRIES),
+                ..CorrelationConfig::default()
+            }),
+            correlations: 0,
+            pending: Vec::new(),
+            names: HashMap::new(),
+            quiet: Vec::new(),
             keys: HashMap::new(),
             rules: Vec::new(),
             logsources: [
@@ -96,12 +138,38 @@ impl Default for SigmaRules {
     }
 }
 
+/// Correlation state rsigma keeps at most (groups across all correlations; past it, it drops
+/// expired state and then the oldest), and entries per group (past it, the oldest go).
+pub const CORRELATION_STATES: usize = 100_000;
+/// See [`CORRELATION_STATES`].
+pub const CORRELATION_GROUP_ENTRIES: usize = 1_000;
+
 impl SigmaEngine for SigmaRules {
-    fn matching(&self, event: &SigmaEvent<'_>, category: Category, hits: &mut Vec<usize>) {
+    fn matching(
+        &mut self,
+        event: &SigmaEvent<'_>,
+        category: Category,
+        seconds: Option<i64>,
+        hits: &mut Vec<usize>,
+    ) {
         let logsource = &self.logsources[category as usize];
-        for m in self.engine.evaluate_with_logsource(event, logsource) {
+        let mut results = self
+            .engine
+            .engine()
+            .evaluate_with_logsource(event, logsource);
+        if self.correlations > 0
+            && !results.is_empty()
+            && let Some(seconds) = seconds
+        {
+            // Detections of rules only a correlation asks for (`generate: false`) are
+            // left out here, and the correlations they complete added.
+            results = self.engine.process_with_detections(event, results, seconds);
+        }
+        for m in results {
             let key = m.header.rule_id.as_ref().unwrap_or(&m.header.rule_title);
-            if let Some(&i) = self.keys.get(key) {
+            if let Some(&i) = self.keys.get(key)
+                && !self.quiet[i]
+            {
                 hits.push(i);
             }
         }
@@ -147,14 +215,14 @@ impl SigmaRules {
             let (line, column) = position_in(e);
             rejected.push(reject(line, column, None, e.clone()));
         }
-        for c in &collection.correlations {
-            let (line, column) = key_position(text, "correlation", 1);
-            rejected.push(reject(
+        for (n, c) in collection.correlations.iter().enumerate() {
+            let (line, column) = nth_key_position(text, "correlation", n);
+            self.pending.push(PendingCorrelation {
+                rule: c.clone(),
+                file: name.clone(),
                 line,
                 column,
-                Some(&c.title),
-                "correlation rules are not supported yet".to_owned(),
-            ));
+            });
         }
         for f in &collection.filters {
             let (line, column) = key_position(text, "filter", 1);
@@ -204,13 +272,103 @@ impl SigmaRules {
                 format!("does not compile: {e}"),
             )
         })?;
+        for n in rule.id.iter().chain(&rule.name) {
+            self.names.insert(n.clone(), self.rules.len());
+        }
         self.keys.insert(key, self.rules.len());
+        self.quiet.push(false);
         self.rules.push(RuleInfo {
             id: rule.id.clone(),
             title: rule.title.clone(),
             author: rule.author.clone(),
             level: rule.level.as_ref().map_or("medium", Level::as_str),
             tags: rule.tags.clone(),
+        });
+        Ok(())
+    }
+
+    /// Compiles the correlation rules read, now that every rule file is: each must name
+    /// only loaded rules and group by fields the sensor maps.
+    pub fn finish(&mut self, rejected: &mut Vec<Rejection>) {
+        for p in std::mem::take(&mut self.pending) {
+            let title = p.rule.title.clone();
+            match self.add_correlation(&p.rule) {
+                Ok(()) => {}
+                Err(reason) => rejected.push(Rejection {
+                    file: p.file,
+                    line: p.line,
+                    column: p.column,
+                    title: Some(title),
+                    reason,
+                }),
+            }
+        }
+    }
+
+    fn add_correlation(&mut self, c: &CorrelationRule) -> Result<(), String> {
+        if let Some(missing) = c.rules.iter().find(|r| !self.names.contains_key(*r)) {
+            return Err(format!(
+                "correlation refers to rule {missing:?}, which is not loaded"
+            ));
+        }
+        let aliases: Vec<&str> = c.aliases.iter().map(|a| a.alias.as_str()).collect();
+        let mut fields: Vec<&String> = c.group_by.iter().collect();
+        if let CorrelationCondition::Threshold { field: Some(f), .. } = &c.condition {
+            fields.extend(f);
+        }
+        for a in &c.aliases {
+            fields.extend(a.mapping.values());
+        }
+        let mapped = |f: &str| {
+            [PROCESS_FIELDS, FILE_FIELDS, NETWORK_FIELDS]
+                .iter()
+                .any(|list| list.contains(&f))
+        };
+        if let Some(f) = fields
+            .iter()
+            .find(|f| !aliases.contains(&f.as_str()) && !mapped(f))
+        {
+            return Err(format!(
+                "correlation field {f:?} has no sensor field (docs/rules.md lists the mapped ones)"
+            ));
+        }
+        let key = c.id.clone().unwrap_or_else(|| c.title.clone());
+        if self.keys.contains_key(&key) {
+            return Err(format!("a rule with id {key:?} is already loaded"));
+        }
+        // Sigma: a temporal correlation without a condition needs every rule it names.
+        // rsigma 0.23 reads the absent condition as `gte: 1` (any one rule), so that is
+        // made the count of rules (an explicit `gte: 1` is read the same way).
+        let mut c = c.clone();
+        if matches!(
+            c.correlation_type,
+            CorrelationType::Temporal | CorrelationType::TemporalOrdered
+        ) && let CorrelationCondition::Threshold {
+            predicates,
+            field: None,
+            ..
+        } = &mut c.condition
+            && predicates.as_slice() == [(ConditionOperator::Gte, 1)]
+        {
+            predicates[0].1 = c.rules.len() as u64;
+        }
+        self.engine
+            .add_correlation(&c)
+            .map_err(|e| format!("correlation does not compile: {e}"))?;
+        self.correlations += 1;
+        if !c.generate {
+            for r in &c.rules {
+                self.quiet[self.names[r]] = true;
+            }
+        }
+        self.keys.insert(key, self.rules.len());
+        self.quiet.push(false);
+        self.rules.push(RuleInfo {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            author: c.author.clone(),
+            level: c.level.as_ref().map_or("medium", Level::as_str),
+            tags: c.tags.clone(),
         });
         Ok(())
     }
@@ -384,6 +542,18 @@ fn key_position(text: &str, key: &str, default: usize) -> (usize, usize) {
     (default, 1)
 }
 
+/// Where the `n`th (from 0) top-level `key:` is written, else 1:1.
+fn nth_key_position(text: &str, key: &str, n: usize) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .nth(n)
+        .map_or((1, 1), |(i, _)| (i + 1, 1))
+}
+
 /// Where a field key (`Field:` or `Field|modifier:`) is first written.
 fn field_position(text: &str, field: &str) -> (usize, usize) {
     for (i, line) in text.lines().enumerate() {
@@ -509,17 +679,22 @@ mod tests {
         let mut rules = SigmaRules::default();
         let mut rejected = Vec::new();
         rules.add_file(Path::new("t.yml"), yaml, &mut rejected);
+        rules.finish(&mut rejected);
         (rules, rejected)
     }
 
-    fn hits(rules: &SigmaRules, fields: &Fields<'_>) -> Vec<String> {
+    fn hits(rules: &mut SigmaRules, fields: &Fields<'_>) -> Vec<String> {
+        hits_at(rules, fields, None)
+    }
+
+    fn hits_at(rules: &mut SigmaRules, fields: &Fields<'_>, seconds: Option<i64>) -> Vec<String> {
         let event = SigmaEvent {
             fields,
             parent: None,
             user: None,
         };
         let mut out = Vec::new();
-        rules.matching(&event, fields.category.unwrap(), &mut out);
+        rules.matching(&event, fields.category.unwrap(), seconds, &mut out);
         out.into_iter()
             .map(|i| rules.rule(i).title.clone())
             .collect()
@@ -543,7 +718,7 @@ tags:
 
     #[test]
     fn matches_case_insensitively_and_keeps_attribution() {
-        let (rules, rejected) = load(CURL);
+        let (mut rules, rejected) = load(CURL);
         assert!(rejected.is_empty(), "{rejected:?}");
         let exec = Fields {
             category: Some(Category::ProcessCreation),
@@ -552,7 +727,7 @@ tags:
             command_line: Some("curl http://x/evil.sh"),
             ..Fields::default()
         };
-        assert_eq!(hits(&rules, &exec), ["curl to pipe"]);
+        assert_eq!(hits(&mut rules, &exec), ["curl to pipe"]);
         let info = rules.rule(0);
         assert_eq!(info.author.as_deref(), Some("someone"));
         assert_eq!(info.level, "high");
@@ -561,7 +736,7 @@ tags:
 
     #[test]
     fn a_rule_never_fires_on_another_category() {
-        let (rules, _) = load(CURL);
+        let (mut rules, _) = load(CURL);
         // The same values on a file record: the process rule must not fire.
         let file = Fields {
             category: Some(Category::FileEvent),
@@ -570,13 +745,13 @@ tags:
             command_line: Some("curl EVIL"),
             ..Fields::default()
         };
-        assert!(hits(&rules, &file).is_empty());
+        assert!(hits(&mut rules, &file).is_empty());
     }
 
     #[test]
     fn re_is_case_sensitive() {
         let yaml = CURL.replace("CommandLine|contains: 'EVIL'", "CommandLine|re: 'EVIL'");
-        let (rules, rejected) = load(&yaml);
+        let (mut rules, rejected) = load(&yaml);
         assert!(rejected.is_empty(), "{rejected:?}");
         let mut exec = Fields {
             category: Some(Category::ProcessCreation),
@@ -585,9 +760,9 @@ tags:
             command_line: Some("curl evil"),
             ..Fields::default()
         };
-        assert!(hits(&rules, &exec).is_empty());
+        assert!(hits(&mut rules, &exec).is_empty());
         exec.command_line = Some("curl EVIL");
-        assert_eq!(hits(&rules, &exec).len(), 1);
+        assert_eq!(hits(&mut rules, &exec).len(), 1);
     }
 
     #[test]
@@ -620,5 +795,208 @@ tags:
         let (_, rejected) = load("title: x\n  bad: [unclosed\n");
         assert_eq!(rejected.len(), 1);
         assert!(rejected[0].line >= 2, "{}", rejected[0]);
+    }
+}
+
+#[cfg(test)]
+mod correlation_tests {
+    use super::*;
+
+    fn load(yaml: &str) -> (SigmaRules, Vec<Rejection>) {
+        let mut rules = SigmaRules::default();
+        let mut rejected = Vec::new();
+        rules.add_file(Path::new("c.yml"), yaml, &mut rejected);
+        rules.finish(&mut rejected);
+        (rules, rejected)
+    }
+
+    /// Two detection rules (a tool ran; a connection to a port) and correlations over them.
+    const BASE: &str = "title: tool ran
+id: 22222222-0000-0000-0000-000000000001
+name: tool_ran
+logsource:
+    product: linux
+    category: process_creation
+detection:
+    selection:
+        Image|endswith: '/corr-tool'
+    condition: selection
+---
+title: other tool ran
+id: 22222222-0000-0000-0000-000000000002
+name: other_ran
+logsource:
+    product: linux
+    category: process_creation
+detection:
+    selection:
+        Image|endswith: '/corr-other'
+    condition: selection
+---
+title: connection
+id: 22222222-0000-0000-0000-000000000003
+name: connection
+logsource:
+    product: linux
+    category: network_connection
+detection:
+    selection:
+        Initiated: 'true'
+    condition: selection
+";
+
+    fn exec<'a>(image: &'a str, user: &'a str) -> Fields<'a> {
+        Fields {
+            category: Some(Category::ProcessCreation),
+            action: "exec",
+            executable: Some(image),
+            command_line: Some(user),
+            ..Fields::default()
+        }
+    }
+
+    fn hits_at(rules: &mut SigmaRules, f: &Fields<'_>, user: &str, seconds: i64) -> Vec<String> {
+        let event = SigmaEvent {
+            fields: f,
+            parent: None,
+            user: Some(user),
+        };
+        let mut out = Vec::new();
+        rules.matching(&event, f.category.unwrap(), Some(seconds), &mut out);
+        out.into_iter()
+            .map(|i| rules.rule(i).title.clone())
+            .collect()
+    }
+
+    #[test]
+    fn event_count_fires_on_the_nth_within_the_timespan_per_group() {
+        let yaml = format!(
+            "{BASE}---
+title: tool ran three times
+id: 22222222-0000-0000-0000-0000000000c1
+correlation:
+    type: event_count
+    rules: [tool_ran]
+    group-by: [User]
+    timespan: 10s
+    condition:
+        gte: 3
+level: high
+"
+        );
+        let (mut rules, rejected) = load(&yaml);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let tool = exec("/tmp/corr-tool", "");
+        // `generate` is false by default: the referenced rule's own matches are not alerts.
+        assert!(hits_at(&mut rules, &tool, "alice", 100).is_empty());
+        assert!(hits_at(&mut rules, &tool, "bob", 101).is_empty());
+        assert!(hits_at(&mut rules, &tool, "alice", 102).is_empty());
+        // 20 s on, the first has left the window.
+        assert!(hits_at(&mut rules, &tool, "alice", 113).is_empty());
+        assert!(hits_at(&mut rules, &tool, "alice", 114).is_empty());
+        assert_eq!(
+            hits_at(&mut rules, &tool, "alice", 115),
+            ["tool ran three times"]
+        );
+        // Other rules are untouched.
+        let other = exec("/tmp/corr-other", "");
+        assert_eq!(
+            hits_at(&mut rules, &other, "alice", 114),
+            ["other tool ran"]
+        );
+    }
+
+    #[test]
+    fn value_count_counts_distinct_values() {
+        let yaml = format!(
+            "{BASE}---
+title: many ports
+correlation:
+    type: value_count
+    rules: [connection]
+    group-by: [Image]
+    timespan: 1m
+    condition:
+        field: DestinationPort
+        gte: 3
+"
+        );
+        let (mut rules, rejected) = load(&yaml);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let connect = |port: u16| Fields {
+            category: Some(Category::NetworkConnection),
+            action: "connect",
+            executable: Some("/usr/bin/nc"),
+            destination_ip: Some("10.0.0.1"),
+            destination_port: Some(port),
+            initiated: Some(true),
+            ..Fields::default()
+        };
+        assert!(hits_at(&mut rules, &connect(22), "u", 0).is_empty());
+        assert!(hits_at(&mut rules, &connect(22), "u", 1).is_empty());
+        assert!(hits_at(&mut rules, &connect(80), "u", 2).is_empty());
+        assert_eq!(hits_at(&mut rules, &connect(443), "u", 3), ["many ports"]);
+    }
+
+    #[test]
+    fn temporal_needs_every_rule_within_the_timespan() {
+        let yaml = format!(
+            "{BASE}---
+title: both tools
+correlation:
+    type: temporal
+    rules: [tool_ran, other_ran]
+    group-by: [User]
+    timespan: 5s
+    generate: true
+"
+        );
+        let (mut rules, rejected) = load(&yaml);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let tool = exec("/tmp/corr-tool", "");
+        let other = exec("/tmp/corr-other", "");
+        // generate: true keeps the referenced rules' own alerts.
+        assert_eq!(hits_at(&mut rules, &tool, "a", 0), ["tool ran"]);
+        assert_eq!(hits_at(&mut rules, &other, "b", 1), ["other tool ran"]);
+        assert_eq!(hits_at(&mut rules, &other, "a", 9), ["other tool ran"]);
+        assert_eq!(
+            hits_at(&mut rules, &tool, "a", 10),
+            ["tool ran", "both tools"]
+        );
+    }
+
+    #[test]
+    fn a_correlation_of_unknown_rules_or_fields_is_refused_with_its_reason() {
+        let missing = format!(
+            "{BASE}---
+title: missing
+correlation:
+    type: event_count
+    rules: [nope]
+    timespan: 10s
+    condition:
+        gte: 2
+"
+        );
+        let (rules, rejected) = load(&missing);
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rejected.len(), 1);
+        assert!(rejected[0].reason.contains("\"nope\""), "{}", rejected[0]);
+        assert_eq!(
+            missing.lines().nth(rejected[0].line - 1),
+            Some("correlation:"),
+            "{}",
+            rejected[0]
+        );
+        let field = missing.replace(
+            "rules: [nope]",
+            "rules: [tool_ran]\n    group-by: [CurrentDirectory]",
+        );
+        let (_, rejected) = load(&field);
+        assert!(
+            rejected[0].reason.contains("\"CurrentDirectory\""),
+            "{}",
+            rejected[0]
+        );
     }
 }
