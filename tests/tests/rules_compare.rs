@@ -56,97 +56,105 @@ impl Lineage {
 
 /// The Sigma category of a record and its Sigma fields, per docs/rules.md's tables.
 fn sigma_event(
-    r: &Value,
+    record: &Value,
     lineage: &Lineage,
     users: &HashMap<String, String>,
 ) -> Option<(&'static str, sigma_rust::Event)> {
-    let a = action(r);
-    let ok = r["event"]["outcome"] != "failure";
-    let open = &r["file"]["open"];
+    let kind = action(record);
+    let ok = record["event"]["outcome"] != "failure";
+    let open = &record["file"]["open"];
     let writes = matches!(open["access"].as_str(), Some("write" | "read_write"));
     let creates = open["flags"]
         .as_array()
         .is_some_and(|f| f.iter().any(|f| f == "create" || f == "truncate"));
-    let ip = matches!(r["network"]["type"].as_str(), Some("ipv4" | "ipv6"));
-    let category = match a {
+    let ip = matches!(record["network"]["type"].as_str(), Some("ipv4" | "ipv6"));
+    let category = match kind {
         "exec" => "process_creation",
         "open" if ok && writes && creates => "file_event",
         "rename" | "link" | "symlink" if ok => "file_event",
         "connect" | "accept" if ip => "network_connection",
         _ => return None,
     };
-    let mut e = sigma_rust::Event::new();
-    let p = &r["process"];
+    let mut event = sigma_rust::Event::new();
+    let process = &record["process"];
     let mut text = |name: &str, v: &Value| {
         if let Some(s) = v.as_str() {
-            e.insert(name.to_owned(), s.to_owned());
+            event.insert(name.to_owned(), s.to_owned());
         }
     };
-    text("Image", &p["executable"]);
-    let uid = r["user"]["id"].as_str().or(p["user"]["id"].as_str());
+    text("Image", &process["executable"]);
+    let uid = record["user"]["id"]
+        .as_str()
+        .or(process["user"]["id"].as_str());
     if let Some(uid) = uid {
         let name = users.get(uid).cloned().unwrap_or_else(|| uid.to_owned());
-        e.insert("User", name);
+        event.insert("User", name);
     }
-    if let Some(pid) = p["pid"].as_i64() {
-        e.insert("ProcessId", pid);
+    if let Some(pid) = process["pid"].as_i64() {
+        event.insert("ProcessId", pid);
     }
     match category {
         "process_creation" => {
-            if let Some(s) = p["command_line"].as_str() {
-                e.insert("CommandLine", s.to_owned());
+            if let Some(s) = process["command_line"].as_str() {
+                event.insert("CommandLine", s.to_owned());
             }
-            if let Some((exe, cmd)) = p["parent"]["entity_id"]
+            if let Some((exe, cmd)) = process["parent"]["entity_id"]
                 .as_str()
                 .and_then(|id| lineage.0.get(id))
             {
                 if let Some(exe) = exe {
-                    e.insert("ParentImage", exe.clone());
+                    event.insert("ParentImage", exe.clone());
                 }
                 if let Some(cmd) = cmd {
-                    e.insert("ParentCommandLine", cmd.clone());
+                    event.insert("ParentCommandLine", cmd.clone());
                 }
             }
-            if let Some(login) = p["login_user"]["id"]
+            if let Some(login) = process["login_user"]["id"]
                 .as_str()
                 .and_then(|s| s.parse::<i64>().ok())
             {
-                e.insert("LogonId", login);
+                event.insert("LogonId", login);
             }
         }
         "file_event" => {
-            let f = &r["file"];
-            let target = match a {
-                "rename" => f["destination_path"].as_str().or(f["path"].as_str()),
-                "open" => f["target_path"].as_str().or(f["path"].as_str()),
-                _ => f["path"].as_str(),
+            let file = &record["file"];
+            let target = match kind {
+                "rename" => file["destination_path"].as_str().or(file["path"].as_str()),
+                "open" => file["target_path"].as_str().or(file["path"].as_str()),
+                _ => file["path"].as_str(),
             };
             if let Some(t) = target {
-                e.insert("TargetFilename", t.to_owned());
+                event.insert("TargetFilename", t.to_owned());
             }
         }
         _ => {
-            let d = &r["destination"];
-            let s = &r["source"];
+            let destination = &record["destination"];
+            let source = &record["source"];
             for (name, v) in [
-                ("DestinationIp", &d["ip"]),
-                ("DestinationHostname", &d["domain"]),
-                ("SourceIp", &s["ip"]),
-                ("Protocol", &r["network"]["transport"]),
+                ("DestinationIp", &destination["ip"]),
+                ("DestinationHostname", &destination["domain"]),
+                ("SourceIp", &source["ip"]),
+                ("Protocol", &record["network"]["transport"]),
             ] {
                 if let Some(t) = v.as_str() {
-                    e.insert(name, t.to_owned());
+                    event.insert(name, t.to_owned());
                 }
             }
-            for (name, v) in [("DestinationPort", &d["port"]), ("SourcePort", &s["port"])] {
+            for (name, v) in [
+                ("DestinationPort", &destination["port"]),
+                ("SourcePort", &source["port"]),
+            ] {
                 if let Some(n) = v.as_i64() {
-                    e.insert(name, n);
+                    event.insert(name, n);
                 }
             }
-            e.insert("Initiated", if a == "connect" { "true" } else { "false" });
+            event.insert(
+                "Initiated",
+                if kind == "connect" { "true" } else { "false" },
+            );
         }
     }
-    Some((category, e))
+    Some((category, event))
 }
 
 #[test]
