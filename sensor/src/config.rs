@@ -213,6 +213,8 @@ struct RawOutput {
     max_file_age_ms: Option<Spanned<u64>>,
     buffer_bytes: Option<Spanned<u64>>,
     format: Option<Spanned<String>>,
+    retention_bytes: Option<Spanned<u64>>,
+    retention_age_ms: Option<Spanned<u64>>,
 }
 
 /// Where records go, how often they are made durable, and (for a directory) when a file is
@@ -233,6 +235,11 @@ pub struct Output {
     pub buffer_bytes: u64,
     /// How records are written: our ECS-style records, or OCSF events.
     pub format: Format,
+    /// A directory's old files are removed while all its files together exceed this
+    /// (0: no size limit).
+    pub retention_bytes: u64,
+    /// ... and once last written longer ago than this (0: no age limit).
+    pub retention_age_ms: u64,
 }
 
 /// The shape of the output lines (`output.format`, `--format`).
@@ -265,6 +272,8 @@ impl Default for Output {
             max_file_age_ms: 3_600_000,
             buffer_bytes: 16 * 1024 * 1024,
             format: Format::Ecs,
+            retention_bytes: 0,
+            retention_age_ms: 0,
         }
     }
 }
@@ -546,13 +555,41 @@ fn parse_output(
             "max_file_age_ms",
             raw.max_file_age_ms.as_ref().map(Spanned::span),
         ),
+        (
+            "retention_bytes",
+            raw.retention_bytes.as_ref().map(Spanned::span),
+        ),
+        (
+            "retention_age_ms",
+            raw.retention_age_ms.as_ref().map(Spanned::span),
+        ),
     ] {
         if let (true, Some(span)) = (not_a_directory, span) {
             return Err(at(
                 Some(span),
-                format!("output.{name} rotates the files of a directory: end output.path with `/`"),
+                format!(
+                    "output.{name} applies to the files of a directory: end output.path with `/`"
+                ),
             ));
         }
+    }
+    if let Some(v) = raw.retention_bytes {
+        if *v.get_ref() != 0 && *v.get_ref() < 8192 {
+            return Err(at(
+                Some(v.span()),
+                "output.retention_bytes must be 0 (no limit) or at least 8192".to_owned(),
+            ));
+        }
+        output.retention_bytes = v.into_inner();
+    }
+    if let Some(v) = raw.retention_age_ms {
+        if *v.get_ref() != 0 && *v.get_ref() < 1000 {
+            return Err(at(
+                Some(v.span()),
+                "output.retention_age_ms must be 0 (no limit) or at least 1000".to_owned(),
+            ));
+        }
+        output.retention_age_ms = v.into_inner();
     }
     let interval = raw.fsync_interval_ms.map(|v| {
         let ms = *v.get_ref();
@@ -688,7 +725,8 @@ mod tests {
         let c = parse(
             "[output]\npath = \"/var/log/agent-sensor/\"\nfsync = \"interval\"\n\
              fsync_interval_ms = 250\nmax_file_bytes = 1048576\nmax_file_age_ms = 60000\n\
-             buffer_bytes = 65536\nformat = \"ocsf\"\n",
+             buffer_bytes = 65536\nformat = \"ocsf\"\nretention_bytes = 1073741824\n\
+             retention_age_ms = 604800000\n",
         )
         .unwrap();
         assert_eq!(
@@ -700,8 +738,27 @@ mod tests {
                 max_file_age_ms: 60_000,
                 buffer_bytes: 65_536,
                 format: Format::Ocsf,
+                retention_bytes: 1 << 30,
+                retention_age_ms: 604_800_000,
             }
         );
+        for (setting, message) in [
+            (
+                "path = \"a.jsonl\"\nretention_bytes = 65536",
+                "output.retention_bytes applies to the files of a directory",
+            ),
+            (
+                "retention_bytes = 100",
+                "output.retention_bytes must be 0 (no limit) or at least 8192",
+            ),
+            (
+                "retention_age_ms = 10",
+                "output.retention_age_ms must be 0 (no limit) or at least 1000",
+            ),
+        ] {
+            let e = parse(&format!("[output]\n{setting}\n")).unwrap_err();
+            assert!(e.message.starts_with(message), "{e}");
+        }
         assert_eq!(parse("").unwrap().output.format, Format::Ecs);
         let c = parse("[output]\npath = \"t.jsonl\"\nfsync = \"every_record\"\n").unwrap();
         assert_eq!(

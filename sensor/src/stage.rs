@@ -118,6 +118,8 @@ pub enum SensorEvent {
     Gap(Gap),
     /// The output moved on to a new file.
     Rotation(Rotation),
+    /// Old files of the trail directory are removed by retention (the record comes first).
+    Retention(crate::record::trail::Retention),
     /// A signed checkpoint over the chain so far.
     Checkpoint(Checkpoint),
     /// A request on the registration socket, granted or refused.

@@ -74,6 +74,17 @@ pub struct StartsAfter {
     pub file: String,
 }
 
+/// The trail begins right after a file a `trail_retention` record says retention removed.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct RetainedBefore {
+    /// The removed file whose last record the trail's first record follows.
+    pub removed_file: String,
+    /// The `trail_retention` record that names it.
+    pub record_file: PathBuf,
+    /// Its line.
+    pub record_line: u64,
+}
+
 /// What `verify` found: the verdict ([`Report::intact`]) and everything behind it; the
 /// `--json` output of `agent-sensor verify`.
 #[serde_with::skip_serializing_none]
@@ -100,6 +111,9 @@ pub struct Report {
     /// Set when the trail begins after files that were not given (deleted old files): not a
     /// failure, but what the verdict does not cover.
     pub starts_after: Option<StartsAfter>,
+    /// Set when what precedes the trail was removed by retention, as a record in the trail
+    /// says: the trail's start is accounted for.
+    pub retained_before: Option<RetainedBefore>,
 }
 
 impl Report {
@@ -147,12 +161,24 @@ impl Report {
                 }
             );
         }
-        if let Some(s) = &self.starts_after {
-            let _ = writeln!(
-                out,
-                "the trail starts after record {} of run {} (in {}, not given)",
-                s.sequence, s.instance_id, s.file
-            );
+        match (&self.starts_after, &self.retained_before) {
+            (_, Some(r)) => {
+                let _ = writeln!(
+                    out,
+                    "the trail starts after {}, removed by retention ({}:{})",
+                    r.removed_file,
+                    r.record_file.display(),
+                    r.record_line
+                );
+            }
+            (Some(s), None) => {
+                let _ = writeln!(
+                    out,
+                    "the trail starts after record {} of run {} (in {}, not given, and no trail_retention record names it removed)",
+                    s.sequence, s.instance_id, s.file
+                );
+            }
+            (None, None) => {}
         }
         for r in self.runs.iter().filter(|r| !r.stopped) {
             let _ = writeln!(
@@ -190,6 +216,15 @@ struct Expected {
     line: u64,
     instance_id: String,
     after: u64,
+}
+
+/// The trail's first record follows one that is not in the trail: accounted for if a
+/// `trail_retention` record names the file that record was in.
+struct Start {
+    /// The record it follows: run, sequence, hash.
+    follows: (String, u64, String),
+    /// What to report if nothing accounts for it.
+    finding: Option<(PathBuf, u64, &'static str, String)>,
 }
 
 /// A line that is not a sealed record, until what follows says whether it is a torn tail.
@@ -268,6 +303,8 @@ pub fn verify_each(
         missing: None,
         torn: None,
         unsealed: 0,
+        start: None,
+        retained: Vec::new(),
     };
     for file in files(paths)? {
         v.file(&file)?;
@@ -290,6 +327,10 @@ struct Verifier<'k> {
     /// Lines since the last sealed record that were not readable records (each already a
     /// finding): a sequence jump they account for is not reported again as removed records.
     unsealed: u64,
+    /// What the trail's first record follows, when that is not in the trail.
+    start: Option<Start>,
+    /// The files `trail_retention` records name, each with where its record is.
+    retained: Vec<(chain::Link, PathBuf, u64)>,
 }
 
 impl Verifier<'_> {
@@ -417,6 +458,9 @@ impl Verifier<'_> {
         if sealed.action == "gap" {
             self.report.recorded_gaps += 1;
         }
+        for link in &sealed.retained {
+            self.retained.push((link.clone(), file.to_owned(), number));
+        }
         // Rotated files concatenated into one: the continuation is right here.
         if self.expected.as_ref().is_some_and(|e| e.file == file) {
             self.expected = None;
@@ -541,6 +585,10 @@ impl Verifier<'_> {
                     sequence: link.sequence,
                     file: link.file.clone(),
                 });
+                self.start = Some(Start {
+                    follows: (old.clone(), link.sequence, link.hash.clone()),
+                    finding: None,
+                });
             } else {
                 self.finding(
                     file,
@@ -593,15 +641,30 @@ impl Verifier<'_> {
     fn place(&mut self, file: &Path, number: u64, sealed: &Sealed) {
         let Some(last) = self.chains.get(&sealed.instance_id) else {
             if sealed.sequence != 0 {
-                self.finding(
-                    file,
-                    number,
-                    "removed",
-                    format!(
-                        "instance {} starts at sequence {}: its first {} records are missing",
-                        sealed.instance_id, sealed.sequence, sealed.sequence
-                    ),
+                let detail = format!(
+                    "instance {} starts at sequence {}: its first {} records are missing",
+                    sealed.instance_id, sealed.sequence, sealed.sequence
                 );
+                if self.last.is_none() {
+                    // The trail's very start: retention may have removed what came before.
+                    self.start = Some(Start {
+                        follows: (
+                            sealed.instance_id.clone(),
+                            sealed.sequence - 1,
+                            sealed.prev_hash.clone(),
+                        ),
+                        finding: Some((
+                            file.to_owned(),
+                            number,
+                            "removed",
+                            format!(
+                                "{detail}, and no trail_retention record names the file they were in: deleted"
+                            ),
+                        )),
+                    });
+                } else {
+                    self.finding(file, number, "removed", detail);
+                }
             } else if sealed.prev_hash != chain::GENESIS {
                 self.finding(
                     file,
@@ -658,6 +721,25 @@ impl Verifier<'_> {
             // A whole line, but not a record: nothing a crash leaves.
             Some(t) => self.finding(&t.file, t.line, "unreadable", "not a sealed record".into()),
             None => {}
+        }
+        if let Some(start) = self.start.take() {
+            let (instance, sequence, hash) = &start.follows;
+            let by_retention = self.retained.iter().rev().find(|(l, _, _)| {
+                l.instance_id == *instance && l.sequence == *sequence && l.hash == *hash
+            });
+            match (by_retention, start.finding) {
+                (Some((link, record_file, record_line)), _) => {
+                    self.report.retained_before = Some(RetainedBefore {
+                        removed_file: link.file.clone(),
+                        record_file: record_file.clone(),
+                        record_line: *record_line,
+                    });
+                }
+                (None, Some((file, line, kind, detail))) => {
+                    self.finding(&file, line, kind, detail);
+                }
+                (None, None) => {}
+            }
         }
         if let Some(m) = self.missing.take().or(self.expected.take()) {
             self.finding(
@@ -929,5 +1011,107 @@ mod tests {
                 .detail
                 .contains(&format!("continues run b from {F2}"))
         );
+    }
+
+    /// Where `run`'s chain stands: the last record sealed (run, sequence, hash).
+    fn last_of(t: &Trail, run: &str) -> (String, u64, String) {
+        let (sequence, hash) = t.chains[run].last().unwrap();
+        (run.to_owned(), sequence, hash.to_owned())
+    }
+
+    /// A `trail_retention` record of `run` naming `removed`, each file by its last record.
+    fn retention(t: &mut Trail, run: &str, removed: &[(&str, (String, u64, String))]) -> Vec<u8> {
+        let removed: Vec<Value> = removed
+            .iter()
+            .map(|(file, (of, sequence, hash))| {
+                json!({"file": file, "reason": "size", "bytes": 1,
+                       "last": {"instance_id": of, "sequence": sequence, "hash": hash}})
+            })
+            .collect();
+        t.record(
+            run,
+            json!({"event": {"action": "trail_retention"}, "retention": {"removed": removed, "max_bytes": 1, "max_age_ms": 0}}),
+        )
+    }
+
+    #[test]
+    fn a_start_removed_by_retention_is_accounted_for_and_one_deleted_is_not() {
+        // F1 (records 0..=2 of run a) went; F2 goes on from sequence 3 and holds the record
+        // of the removal.
+        let mut t = Trail::new("retention-2");
+        let _f1 = [
+            t.action("a", "sensor_start"),
+            t.action("a", "exec"),
+            t.rotation("a", F1, F2),
+        ];
+        let end_of_f1 = last_of(&t, "a");
+        assert_eq!(end_of_f1.1, 2);
+        let f2 = [
+            t.action("a", "exec"),
+            retention(&mut t, "a", &[(F1, end_of_f1)]),
+            t.action("a", "exec"),
+        ];
+        t.write(F2, &f2, b"");
+        let r = t.verify();
+        assert!(r.intact(), "{:?}", r.findings);
+        assert_eq!(
+            r.retained_before,
+            Some(RetainedBefore {
+                removed_file: F1.into(),
+                record_file: t.dir.join(F2),
+                record_line: 2,
+            })
+        );
+        assert!(r.human().contains(&format!(
+            "the trail starts after {F1}, removed by retention"
+        )));
+
+        // The same start with no record of a removal: deleted.
+        let mut u = Trail::new("retention-3");
+        let _ = [
+            u.action("a", "sensor_start"),
+            u.action("a", "exec"),
+            u.rotation("a", F1, F2),
+        ];
+        let g2 = [u.action("a", "exec"), u.action("a", "exec")];
+        u.write(F2, &g2, b"");
+        let r = u.verify();
+        assert_eq!(kinds(&r), ["removed"], "{:?}", r.findings);
+        assert!(
+            r.findings[0].detail.ends_with("deleted"),
+            "{}",
+            r.findings[0].detail
+        );
+
+        // A record naming some other file does not account for it.
+        let mut w = Trail::new("retention-4");
+        let _ = [
+            w.action("a", "sensor_start"),
+            w.action("a", "exec"),
+            w.rotation("a", F1, F2),
+        ];
+        let h2 = [w.action("a", "exec"), w.action("a", "exec")];
+        let elsewhere = last_of(&w, "a");
+        let h3 = [retention(&mut w, "a", &[(F3, elsewhere)])];
+        w.write(F2, &h2, b"");
+        w.write(F3, &h3, b"");
+        assert_eq!(kinds(&w.verify()), ["removed"]);
+    }
+
+    #[test]
+    fn a_new_run_after_files_removed_by_retention_is_accounted_for() {
+        let mut t = Trail::new("retention-runs");
+        let _old = [t.action("a", "sensor_start"), t.action("a", "sensor_stop")];
+        let end_of_a = last_of(&t, "a");
+        let b = [
+            t.start_after("b", "a", F1),
+            retention(&mut t, "b", &[(F1, end_of_a)]),
+            t.action("b", "sensor_stop"),
+        ];
+        t.write(F2, &b, b"");
+        let r = t.verify();
+        assert!(r.intact(), "{:?}", r.findings);
+        assert_eq!(r.retained_before.as_ref().unwrap().removed_file, F1);
+        assert!(r.starts_after.is_some());
     }
 }

@@ -2,7 +2,7 @@
 //! signed checkpoints, registration requests, operators' annotations, manifest reloads,
 //! policy decisions and operators' exceptions to a policy.
 use super::{
-    Builder, CHANGE, CONFIGURATION, END, IAM, INFO, PROCESS, START, process::self_process,
+    Builder, CHANGE, CONFIGURATION, END, FILE, IAM, INFO, PROCESS, START, process::self_process,
 };
 use crate::{
     enrich::clock::WallClock,
@@ -13,6 +13,8 @@ use crate::{
 /// ECS `event.category` of an alert and of a policy decision, and the type of a refusal.
 const INTRUSION_DETECTION: &[&str] = &["intrusion_detection"];
 const DENIED: &[&str] = &["denied"];
+/// ECS `event.type` of a retention record (its category: `file`).
+const DELETION: &[&str] = &["deletion"];
 
 impl Builder {
     pub(super) fn sensor_record(&mut self, event: SensorEvent) -> Record {
@@ -69,6 +71,14 @@ impl Builder {
                 let mut r =
                     self.record(WallClock::now(), self.meta("event", &[], INFO, "rotation"));
                 r.rotation = Some(rotation);
+                r
+            }
+            SensorEvent::Retention(retention) => {
+                let mut r = self.record(
+                    WallClock::now(),
+                    self.meta("event", FILE, DELETION, "trail_retention"),
+                );
+                r.retention = Some(retention);
                 r
             }
             SensorEvent::Checkpoint(checkpoint) => {

@@ -73,6 +73,7 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.opt_serde("registration", record.registration.as_ref());
     o.opt_serde("annotation", record.annotation.as_ref());
     o.opt_serde("rotation", record.rotation.as_ref());
+    o.opt_serde("retention", record.retention.as_ref());
     o.opt_serde("alert", record.alert.as_deref());
     o.opt_serde("policy", record.policy.as_ref());
     o.opt_serde("exception", record.exception.as_ref());
@@ -866,6 +867,7 @@ mod tests {
         "registration",
         "annotation",
         "rotation",
+        "retention",
         "alert",
         "policy",
         "exception",
@@ -1307,6 +1309,24 @@ mod tests {
                 reason: g.pick(STATICS),
                 file: g.text(),
                 next_file: g.text(),
+            });
+            r.retention = self.opt(|g| {
+                let record_ref = |g: &mut Self| crate::record::trail::RecordRef {
+                    instance_id: g.text(),
+                    sequence: g.u64(),
+                    hash: g.text(),
+                };
+                crate::record::trail::Retention {
+                    removed: vec![crate::record::trail::RemovedFile {
+                        file: g.text(),
+                        reason: g.pick(STATICS),
+                        bytes: g.u64(),
+                        first: g.opt(record_ref),
+                        last: g.opt(record_ref),
+                    }],
+                    max_bytes: g.u64(),
+                    max_age_ms: g.u64(),
+                }
             });
             r.alert = self.opt(|g| {
                 Box::new(crate::record::alert::Alert {

@@ -3,7 +3,7 @@
 //! Process records become Process Activity (1007), file records File System Activity (1001),
 //! network records Network Activity (4001), or DNS Activity (4003) when they carry a DNS
 //! message; LLM API exchanges (`llm_exchange`) HTTP Activity (4002); `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
-//! itself; the sensor's own evidence records (gap, checkpoint, rotation, annotation,
+//! itself; the sensor's own evidence records (gap, checkpoint, rotation, trail retention, annotation,
 //! registration, reload, cgroup made, policy decision and exception) are OCSF Base Events (class 0, activity Other) named by
 //! `activity_name`. What OCSF has no attribute for stays, in the ECS record's own shape, under
 //! `unmapped.agent_sensor` (OCSF's place for source data it does not model), and the evidence
@@ -814,6 +814,7 @@ mod tests {
             ("sensor_stop", 6002, 4),
             ("gap", 0, 99),
             ("checkpoint", 0, 99),
+            ("trail_retention", 0, 99),
             ("annotation", 0, 99),
             ("policy_decision", 0, 99),
             ("policy_exception", 0, 99),
@@ -922,6 +923,39 @@ mod tests {
             "2026-12-01T15:22:22.000000001Z"
         );
         assert_eq!(e["device"]["hw_info"]["cpu_architecture_id"], 1);
+    }
+
+    #[test]
+    fn a_retention_record_is_a_base_event_naming_the_removed_files_unmapped() {
+        use crate::record::trail::{RecordRef, RemovedFile, Retention};
+        let mut r = sample();
+        r.file = None;
+        r.process = None;
+        r.event.action = "trail_retention";
+        r.retention = Some(Retention {
+            removed: vec![RemovedFile {
+                file: "trail-0000000001-20261201T152222Z.jsonl".into(),
+                reason: "size",
+                bytes: 4096,
+                first: None,
+                last: Some(RecordRef {
+                    instance_id: "run-0".into(),
+                    sequence: 41,
+                    hash: "ab".into(),
+                }),
+            }],
+            max_bytes: 65_536,
+            max_age_ms: 0,
+        });
+        let e = event(&r);
+        assert_eq!(
+            (e["class_uid"].as_u64(), e["activity_id"].as_u64()),
+            (Some(0), Some(99))
+        );
+        assert_eq!(e["activity_name"], "trail_retention");
+        let removed = &e["unmapped"]["agent_sensor"]["retention"]["removed"][0];
+        assert_eq!(removed["file"], "trail-0000000001-20261201T152222Z.jsonl");
+        assert_eq!(removed["last"]["sequence"], 41);
     }
 
     #[test]

@@ -175,6 +175,8 @@ pub struct Sealed {
     pub previous: Option<Link>,
     /// A `rotation` record's next file.
     pub next_file: Option<String>,
+    /// A `trail_retention` record's removed files, each by its last record.
+    pub retained: Vec<Link>,
 }
 
 /// A record of another run, named by a new run's `sensor_start`
@@ -273,6 +275,20 @@ fn sealed(
             file: p["file"].as_str().unwrap_or("").to_owned(),
         }),
         next_file: value["rotation"]["next_file"].as_str().map(str::to_owned),
+        retained: value["retention"]["removed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let last = f.get("last")?;
+                Some(Link {
+                    instance_id: last["instance_id"].as_str()?.to_owned(),
+                    sequence: last["sequence"].as_u64()?,
+                    hash: last["hash"].as_str()?.to_owned(),
+                    file: f["file"].as_str().unwrap_or("").to_owned(),
+                })
+            })
+            .collect(),
     })
 }
 

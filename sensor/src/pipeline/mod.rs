@@ -382,6 +382,15 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             self.seal(&r);
             self.sink.rotate(&mut self.out).await?;
         }
+        // Old files go only after a record naming them is on disk: the verifier tells
+        // retention from deletion by it.
+        if !self.stopping
+            && let Some(retention) = self.sink.retention_due()
+        {
+            let r = self.builder.sensor(SensorEvent::Retention(retention));
+            self.seal(&r);
+            self.sink.retire(&mut self.out).await?;
+        }
         Ok(())
     }
 

@@ -84,6 +84,8 @@ pub struct Record {
     pub annotation: Option<crate::record::registration::Annotation>,
     /// The output file this record closes, and the one that continues the trail.
     pub rotation: Option<crate::record::trail::Rotation>,
+    /// Old trail files removed by retention (`event.action: trail_retention`).
+    pub retention: Option<crate::record::trail::Retention>,
     /// What a detection rule found (`event.action: alert`).
     pub alert: Option<Box<crate::record::alert::Alert>>,
     /// A policy decision on an agent's action (`event.action: policy_decision`).
@@ -132,6 +134,7 @@ impl Record {
             registration: None,
             annotation: None,
             rotation: None,
+            retention: None,
             alert: None,
             policy: None,
             exception: None,

@@ -38,6 +38,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("gap", &["gap"]),
     ("checkpoint", &["checkpoint"]),
     ("rotation", &["rotation"]),
+    ("trail_retention", &["retention"]),
     ("agent_registration", &["registration"]),
     ("identities_reloaded", &[]),
     ("rules_reloaded", &[]),

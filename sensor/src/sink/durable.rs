@@ -2,7 +2,7 @@
 //! files. Writes whole records only, syncs by the configured policy, and when the disk is
 //! full holds records (bounded) and tries again, so that what it could not keep is counted
 //! rather than lost in silence. Runs on a blocking thread (see `Sink`).
-use crate::record::trail::{LastRecord, Rotation};
+use crate::record::trail::{LastRecord, Retention, Rotation};
 use std::{
     io,
     path::Path,
@@ -14,6 +14,7 @@ use super::{
     backlog::{Backlog, OutputLoss},
     file::{self, AppendFile, Partial, Room},
     resume,
+    retention::{self, Limits, OldFile},
     trail::TrailDir,
 };
 use crate::{
@@ -57,6 +58,12 @@ pub struct Durable {
     refused_total: u64,
     /// A smaller file system than the real one (tests).
     room: Option<Room>,
+    /// How much of the trail's past to keep (directories only).
+    retention: Limits,
+    /// Retention is to be weighed: at start and after each rotation.
+    retention_due: bool,
+    /// The files a `trail_retention` record names, removed once it is written.
+    retiring: Vec<std::path::PathBuf>,
 }
 
 impl Durable {
@@ -103,6 +110,12 @@ impl Durable {
             previous,
             refused_total: 0,
             room: None,
+            retention: Limits {
+                max_bytes: output.retention_bytes,
+                max_age: Duration::from_millis(output.retention_age_ms),
+            },
+            retention_due: true,
+            retiring: Vec::new(),
         })
     }
 
@@ -254,7 +267,100 @@ impl Durable {
         }
         self.unsynced_since = None;
         self.backlog.switched();
+        self.retention_due = true;
         Ok(true)
+    }
+
+    /// Old files retention removes now, if any (weighed at start and after each rotation,
+    /// while the output writes): the caller seals the record and passes it to `retire`. A
+    /// file it cannot read is logged and kept: retention never ends the run.
+    pub fn retention_due(&mut self) -> Option<Retention> {
+        if !self.retention_due
+            || self.retention.is_off()
+            || self.blocked.is_some()
+            || !self.backlog.is_empty()
+            || self.next.is_some()
+        {
+            return None;
+        }
+        self.retention_due = false;
+        self.retiring.clear();
+        match self.weigh_retention() {
+            Ok(retention) => retention,
+            Err(e) => {
+                tracing::warn!("trail retention skipped until the next rotation: {e}");
+                self.retiring.clear();
+                None
+            }
+        }
+    }
+
+    fn weigh_retention(&mut self) -> io::Result<Option<Retention>> {
+        let Layout::Directory(dir) = &self.layout else {
+            return Ok(None);
+        };
+        let current = self.file.path().to_owned();
+        let mut old = Vec::new();
+        for (_, path) in dir.files()? {
+            if path == current {
+                continue;
+            }
+            let meta = std::fs::metadata(&path)?;
+            old.push(OldFile {
+                path,
+                bytes: meta.len(),
+                modified: meta.modified()?,
+            });
+        }
+        let reasons = retention::choose(
+            &old,
+            self.file.len(),
+            self.retention,
+            std::time::SystemTime::now(),
+        );
+        if reasons.is_empty() {
+            return Ok(None);
+        }
+        let mut removed = Vec::with_capacity(reasons.len());
+        for (f, reason) in old.iter().zip(reasons) {
+            removed.push(retention::describe(&f.path, reason)?);
+            self.retiring.push(f.path.clone());
+        }
+        Ok(Some(Retention {
+            removed,
+            max_bytes: self.retention.max_bytes,
+            max_age_ms: u64::try_from(self.retention.max_age.as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    /// Writes the `trail_retention` record and makes it durable, then removes the files it
+    /// names: a removal is never without its record. A record the disk could not take yet
+    /// leaves the files in place (retention is weighed again at the next rotation).
+    pub fn retire(&mut self, record: &[u8]) -> io::Result<()> {
+        self.write(record)?;
+        let files = std::mem::take(&mut self.retiring);
+        if self.blocked.is_some() || !self.backlog.is_empty() {
+            tracing::warn!(
+                files = files.len(),
+                "the output is full: old trail files are kept until the next rotation"
+            );
+            return Ok(());
+        }
+        self.file.sync_data()?;
+        self.unsynced_since = None;
+        for path in &files {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    tracing::warn!(file = %path.display(), "trail retention could not remove a file: {e}");
+                }
+                _ => {}
+            }
+        }
+        if let Layout::Directory(dir) = &self.layout {
+            dir.sync()?;
+        }
+        tracing::info!(files = files.len(), "trail retention removed old files");
+        Ok(())
     }
 
     /// A rotation is due (size or age); reserves the next file's name for its record.

@@ -14,9 +14,10 @@ mod durable;
 mod file;
 pub mod forward;
 mod resume;
+mod retention;
 mod trail;
 
-use crate::record::trail::{LastRecord, Rotation};
+use crate::record::trail::{LastRecord, Retention, Rotation};
 use std::{io, path::PathBuf, time::Duration};
 
 use tokio::io::AsyncWriteExt as _;
@@ -196,6 +197,20 @@ impl Sink {
     /// A file rotation is due; the caller seals its record and passes it to `rotate`.
     pub fn rotation_due(&mut self) -> Option<Rotation> {
         self.files_mut().and_then(Durable::rotation_due)
+    }
+
+    /// Old trail files retention removes now; the caller seals the record and passes it to
+    /// `retire`.
+    pub fn retention_due(&mut self) -> Option<Retention> {
+        self.files_mut().and_then(Durable::retention_due)
+    }
+
+    /// Writes the `trail_retention` record in `out`, durably, then removes the files it names.
+    pub async fn retire(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.forward(out).await?;
+        self.blocking(out, Durable::retire).await?;
+        self.publish();
+        Ok(())
     }
 
     /// How often `maintenance_due` should be asked, for outputs that have time-driven work.

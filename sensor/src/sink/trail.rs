@@ -83,6 +83,11 @@ impl TrailDir {
         file_name(self.counter, now)
     }
 
+    /// Makes removals and new names in the directory durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.handle.sync_all()
+    }
+
     /// Creates a file reserved with `reserve_name`; with `durable`, makes its name survive a
     /// power loss before anything refers to it.
     pub fn create(&self, name: &str, durable: bool) -> io::Result<AppendFile> {

@@ -64,6 +64,7 @@ const SENSOR_ACTIONS: &[&str] = &[
     "sensor_stop",
     "gap",
     "rotation",
+    "trail_retention",
     "checkpoint",
     "identities_reloaded",
     "agent_registration",
