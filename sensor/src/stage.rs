@@ -167,6 +167,11 @@ pub trait Detect {
 
     /// These rules apply from the next record on (what was learnt of processes stays).
     fn reload(&mut self, next: Self::Rules);
+
+    /// Per rule engine: records evaluated and the time it took (nanoseconds), since start.
+    fn evaluation_time(&self) -> Vec<(&'static str, u64, u64)> {
+        Vec::new()
+    }
 }
 
 /// Records as sealed bytes: the output format's encoder, the evidence chain and signed

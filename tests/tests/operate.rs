@@ -66,10 +66,19 @@ fn wait_for_status(port: u16, path: &str, status: u16) -> String {
     }
 }
 
-/// A config that serves metrics on `port` and nothing else.
+/// A config that serves metrics on `port`, with one Sigma rule (on `/bin/true`).
 fn metrics_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("true.yml"),
+        tool_rule("0d0d0d0d-0000-4000-8000-000000000001", "true"),
+    )
+    .unwrap();
     let path = dir.join("agent-sensor.toml");
-    std::fs::write(&path, format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n[rules]\nfiles = [\"true.yml\"]\n"),
+    )
+    .unwrap();
     path
 }
 
@@ -209,6 +218,22 @@ fn prometheus_scrapes_the_exact_count_of_execs() {
         &dir,
     );
     prometheus.wait_for("agent_sensor_output_admitting", "1", &dir);
+    // The rules ran on every exec at least (Sigma sees process records), and took time.
+    prometheus.wait_for(
+        &format!("agent_sensor_rule_evaluations_total{{engine=\"sigma\"}} >= bool {EXECS}"),
+        "1",
+        &dir,
+    );
+    prometheus.wait_for(
+        "agent_sensor_rule_evaluation_seconds_total{engine=\"sigma\"} > bool 0",
+        "1",
+        &dir,
+    );
+    prometheus.wait_for(
+        "agent_sensor_rule_evaluations_total{engine=\"native\"}",
+        "0",
+        &dir,
+    );
     prometheus.wait_for("sum(agent_sensor_decode_errors_total)", "0", &dir);
 
     // What promtool, the server's own linter, says of the exposition (names, types, help).

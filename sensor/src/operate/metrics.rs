@@ -127,8 +127,25 @@ impl Exposition {
         let _ = writeln!(self.text, "# TYPE {PREFIX}{name} {kind}");
     }
 
+    /// One sample of the family just started: `nanos` nanoseconds, in seconds (Prometheus'
+    /// base unit), exactly.
+    pub fn sample_seconds(&mut self, name: &str, labels: &[(&str, &str)], nanos: u64) {
+        self.labelled(name, labels);
+        let _ = writeln!(
+            self.text,
+            " {}.{:09}",
+            nanos / 1_000_000_000,
+            nanos % 1_000_000_000
+        );
+    }
+
     /// One sample of the family just started, with these labels.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.labelled(name, labels);
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn labelled(&mut self, name: &str, labels: &[(&str, &str)]) {
         self.text.push_str(PREFIX);
         self.text.push_str(name);
         if !labels.is_empty() {
@@ -152,7 +169,6 @@ impl Exposition {
             }
             self.text.push('}');
         }
-        let _ = writeln!(self.text, " {value}");
     }
 }
 

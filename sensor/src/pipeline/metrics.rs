@@ -49,6 +49,8 @@ pub struct PipelineMetrics {
     pub(super) agents: Gauge,
     pub(super) programs: Gauge,
     pub(super) started: Gauge,
+    /// Per rule engine: records evaluated and nanoseconds spent (copied once per flush).
+    pub(super) rule_time: Mutex<Vec<(&'static str, u64, u64)>>,
 }
 
 impl PipelineMetrics {
@@ -166,6 +168,29 @@ impl Collect for PipelineMetrics {
             "Kernel programs the run attached.",
         );
         out.sample("programs_attached", &[], self.programs.get());
+        let rule_time = self.rule_time.lock().expect("no poisoned lock");
+        if !rule_time.is_empty() {
+            out.family(
+                "rule_evaluations_total",
+                Kind::Counter,
+                "Records the detection rules were evaluated on, by engine.",
+            );
+            for (engine, n, _) in rule_time.iter() {
+                out.sample("rule_evaluations_total", &[("engine", engine)], *n);
+            }
+            out.family(
+                "rule_evaluation_seconds_total",
+                Kind::Counter,
+                "Time spent evaluating the detection rules, by engine (divide by rule_evaluations_total for the mean per record).",
+            );
+            for (engine, _, nanos) in rule_time.iter() {
+                out.sample_seconds(
+                    "rule_evaluation_seconds_total",
+                    &[("engine", engine)],
+                    *nanos,
+                );
+            }
+        }
     }
 }
 
@@ -186,6 +211,7 @@ mod tests {
         m.decode_error("truncated");
         m.kernel_lost(&[("file", 3)]);
         m.kernel_lost(&[("file", 2), ("exec", 1)]);
+        *m.rule_time.lock().unwrap() = vec![("sigma", 7, 1_500_000_123), ("native", 0, 0)];
         let registry = Registry::default();
         registry.register(m);
         let text = registry.render();
@@ -197,6 +223,9 @@ mod tests {
             "agent_sensor_decode_errors_total{fault=\"version\"} 0\n",
             "agent_sensor_kernel_lost_total{kind=\"file\"} 5\n",
             "agent_sensor_kernel_lost_total{kind=\"exec\"} 1\n",
+            "agent_sensor_rule_evaluations_total{engine=\"sigma\"} 7\n",
+            "agent_sensor_rule_evaluation_seconds_total{engine=\"sigma\"} 1.500000123\n",
+            "agent_sensor_rule_evaluation_seconds_total{engine=\"native\"} 0.000000000\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
