@@ -172,6 +172,12 @@ pub trait Detect {
     fn evaluation_time(&self) -> Vec<(&'static str, u64, u64)> {
         Vec::new()
     }
+
+    /// Since start: the rules' remembered state dropped while it could still matter, and
+    /// alerts their rate limits held back.
+    fn counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Records as sealed bytes: the output format's encoder, the evidence chain and signed

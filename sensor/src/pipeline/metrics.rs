@@ -43,6 +43,8 @@ pub struct PipelineMetrics {
     kernel_lost: Mutex<BTreeMap<&'static str, u64>>,
     pub(super) records_sealed: Counter,
     pub(super) output_refused: Counter,
+    pub(super) rules_evicted: Counter,
+    pub(super) rules_suppressed: Counter,
     pub(super) output_held_bytes: Gauge,
     pub(super) output_admits: Gauge,
     pub(super) processes: Gauge,
@@ -139,6 +141,22 @@ impl Collect for PipelineMetrics {
         );
         out.sample("output_refused_total", &[], self.output_refused.get());
         out.family(
+            "rules_state_evicted_total",
+            Kind::Counter,
+            "Native rules' remembered state (sequence first steps, rate-limit windows) dropped for room while it could still matter.",
+        );
+        out.sample("rules_state_evicted_total", &[], self.rules_evicted.get());
+        out.family(
+            "rules_alerts_suppressed_total",
+            Kind::Counter,
+            "Alerts native rules' rate limits held back.",
+        );
+        out.sample(
+            "rules_alerts_suppressed_total",
+            &[],
+            self.rules_suppressed.get(),
+        );
+        out.family(
             "output_held_bytes",
             Kind::Gauge,
             "Sealed bytes held in memory because the output could not take them (a full disk).",
@@ -212,6 +230,7 @@ mod tests {
         m.kernel_lost(&[("file", 3)]);
         m.kernel_lost(&[("file", 2), ("exec", 1)]);
         *m.rule_time.lock().unwrap() = vec![("sigma", 7, 1_500_000_123), ("native", 0, 0)];
+        m.rules_suppressed.raise_to(4);
         let registry = Registry::default();
         registry.register(m);
         let text = registry.render();
@@ -220,6 +239,8 @@ mod tests {
             "agent_sensor_kernel_records_total{kind=\"file\"} 1\n",
             "agent_sensor_kernel_records_total{kind=\"other\"} 2\n",
             "agent_sensor_decode_errors_total{fault=\"truncated\"} 1\n",
+            "agent_sensor_rules_alerts_suppressed_total 4\n",
+            "agent_sensor_rules_state_evicted_total 0\n",
             "agent_sensor_decode_errors_total{fault=\"version\"} 0\n",
             "agent_sensor_kernel_lost_total{kind=\"file\"} 5\n",
             "agent_sensor_kernel_lost_total{kind=\"exec\"} 1\n",

@@ -45,6 +45,8 @@ pub struct Rules {
     hits: Vec<usize>,
     /// Per engine (Sigma, native): records evaluated and nanoseconds spent, for the metrics.
     timing: [(u64, u64); 2],
+    /// The native rules' evictions and suppressed alerts of rules replaced by reloads.
+    carried: (u64, u64),
 }
 
 /// Rules loaded from files, and those that were not.
@@ -113,6 +115,7 @@ impl Rules {
                 .unwrap_or_default(),
             hits: Vec::new(),
             timing: [(0, 0); 2],
+            carried: (0, 0),
         }
     }
 
@@ -127,9 +130,12 @@ impl Rules {
     }
 
     /// Native rules' state dropped while it could still matter, and alerts their rate limits
-    /// held back.
+    /// held back, since the rules were first loaded (reloads included).
     pub fn native_counts(&self) -> (u64, u64) {
-        (self.native.evictions(), self.native.suppressed)
+        (
+            self.carried.0 + self.native.evictions(),
+            self.carried.1 + self.native.suppressed,
+        )
     }
 
     /// The alerts of a record's `fields` (sealed as `sequence`), each with its rule, rule set,
@@ -214,9 +220,14 @@ impl Detect for Rules {
     }
 
     fn reload(&mut self, next: Rules) {
+        self.carried = self.native_counts();
         self.sigma = next.sigma;
         self.native = next.native;
         self.users = next.users;
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        self.native_counts()
     }
 
     fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {
