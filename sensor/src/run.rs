@@ -293,6 +293,7 @@ async fn async_main(
     )
     .context("polling the ring buffer")?;
     let tx_control = tx.clone();
+    let tx_tls = tx.clone();
     // The control socket: registrations (with a manifest) and operators' annotations.
     let registration = {
         let server = Arc::new(registration::Server {
@@ -340,7 +341,16 @@ async fn async_main(
                     attacher.sync_agents(&registry::current(&registry).tls_captures());
                     if attacher.has_agents() {
                         let entries = tracked.lock().expect("no poisoned lock").entries();
-                        attacher.scan(ebpf, &entries);
+                        for n in attacher.scan(ebpf, &entries) {
+                            tracing::info!(pid = n.tgid, executable = %n.executable, reason = %n.reason, "TLS capture cannot see this process");
+                            let message = crate::pipeline::inbox::Message::TlsNotCaptured {
+                                tgid: n.tgid,
+                                attribution: n.attribution,
+                                reason: n.reason,
+                            };
+                            // Waits for room: a full inbox must not drop the record.
+                            let _ = tx_tls.send(message).await;
+                        }
                     }
                 }
             }

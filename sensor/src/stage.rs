@@ -146,6 +146,15 @@ pub enum SensorEvent {
     },
     /// An operator's exception to a rule, granted over the control socket.
     Exception(PolicyException),
+    /// A process of an agent opted in to TLS capture whose TLS stack cannot be probed.
+    TlsNotCaptured {
+        /// The process.
+        tgid: u32,
+        /// Its attribution when it was found.
+        attribution: sensor_common::TrackedProcess,
+        /// Why its TLS stack cannot be probed.
+        reason: String,
+    },
     /// The identity manifest was read again (`Ok`), or could not be (`Err`, why).
     Reloaded {
         /// What made the sensor read it.

@@ -363,3 +363,142 @@ fn an_opted_in_agents_llm_calls_become_exchange_records_and_nobody_elses_do() {
             .is_none()
     );
 }
+
+/// Runs `command` (a shell command line) in cgroup `cg`; returns its standard output.
+fn in_cgroup(cg: &str, command: &str) -> String {
+    std::fs::create_dir_all(cg).unwrap();
+    let out = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!("echo $$ > {cg}/cgroup.procs || exit 1\n{command}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_node_client_is_captured_and_programs_whose_tls_cannot_be_probed_are_named() {
+    let node = "/usr/bin/node";
+    assert!(
+        Path::new(node).is_file(),
+        "no {node}: this machine kind has Node.js"
+    );
+    let dir = scratch_dir("llm-node");
+    let (ca, cert, key) = test_ca(&dir);
+    let provider = Provider::start(&dir, &cert, &key);
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let on_cg = format!("{root}/agent-sensor-llm-node-{tag}");
+    let off_cg = format!("{root}/agent-sensor-llm-node-off-{tag}");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: node-agent\n    selectors: [{{cgroup: /agent-sensor-llm-node-{tag}/**}}]\n    capture: {{tls: true, content: redacted}}\n  - id: not-opted-in\n    selectors: [{{cgroup: /agent-sensor-llm-node-off-{tag}/**}}]\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    let log: Value = serde_json::from_str(&in_cgroup(
+        &on_cg,
+        &format!(
+            "exec {node} {} https://127.0.0.1:{} {} gpt-node-1",
+            script("node_client.js"),
+            provider.port,
+            ca.display()
+        ),
+    ))
+    .expect("the node client's log line");
+    // Programs whose TLS stack has nothing to probe, each alive long enough to be scanned:
+    // a stripped static program (busybox-static) and a Go program (Debian's nats-server).
+    let busybox = in_cgroup(&on_cg, "/bin/busybox sleep 1 & pid=$!; wait; echo $pid");
+    let go = in_cgroup(
+        &on_cg,
+        "/usr/sbin/nats-server -a 127.0.0.1 -p -1 >/dev/null 2>&1 & pid=$!; sleep 1; kill $pid; wait; echo $pid",
+    );
+    // Python's ssl module loading a copy of libssl that was not there when the sensor started:
+    // this kernel opens uprobes only for CAP_SYS_ADMIN, which the daemon dropped after loading,
+    // so the copy cannot be probed, and the trail says so for the process that maps it.
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        lib.join("libssl.so.3"),
+    )
+    .unwrap();
+    let copied = in_cgroup(
+        &on_cg,
+        &format!(
+            "LD_LIBRARY_PATH={} /usr/bin/python3 -c 'import ssl, time; time.sleep(1)' & pid=$!; wait; echo $pid",
+            lib.display()
+        ),
+    );
+    // The same static program in an agent that did not opt in: nothing said.
+    in_cgroup(&off_cg, "/bin/busybox sleep 1");
+    sensor.wait_for("the Go program named", |r| {
+        action(r) == "tls_not_captured"
+            && r["tls_capture"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Go program")
+    });
+    let done = sensor.stop();
+    for cg in [&on_cg, &off_cg] {
+        let _ = std::fs::remove_dir(cg);
+    }
+
+    // The Node client's call, captured through the OpenSSL inside the node binary.
+    let x = exchange(&done.records, "node-agent", "gpt-node-1");
+    assert_eq!(x["provider"], "openai");
+    assert_eq!(x["content_policy"], "redacted");
+    assert_eq!(x["response"]["status"], log["status"]);
+    assert_eq!(x["response"]["text"]["text"], log["text"]);
+    assert_eq!(x["usage"]["input_tokens"], log["input_tokens"]);
+    assert_eq!(
+        x["prompt"][0]["content"]["sha256"],
+        sha256_hex(log["user"].as_str().unwrap())
+    );
+    let all = done
+        .records
+        .iter()
+        .map(Value::to_string)
+        .collect::<String>();
+    assert!(
+        !all.contains("sk-proj-T3stK3yN0de"),
+        "the key is in the trail"
+    );
+
+    // Each program whose TLS cannot be probed is named once, with why, as the agent's.
+    let said: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "tls_not_captured")
+        .collect();
+    let of = |pid: &str| {
+        let pid: u64 = pid.trim().parse().unwrap();
+        let found: Vec<&&Value> = said.iter().filter(|r| r["process"]["pid"] == pid).collect();
+        assert_eq!(found.len(), 1, "one record for pid {pid}: {said:#?}");
+        assert_eq!(agent_of(found[0]), "node-agent");
+        found[0]["tls_capture"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(of(&busybox).starts_with("statically linked, stripped program"));
+    assert!(of(&go).starts_with("Go program"));
+    let unprobed = of(&copied);
+    assert!(
+        unprobed.starts_with(&format!(
+            "the probes could not be attached to {}: SSL_write: ",
+            lib.join("libssl.so.3").display()
+        )) && unprobed.contains("CAP_SYS_ADMIN"),
+        "{unprobed}"
+    );
+    assert_eq!(
+        said.len(),
+        3,
+        "nothing for node, sh, or the agent that did not opt in: {said:#?}"
+    );
+}

@@ -264,7 +264,6 @@ impl Builder {
         }
     }
 
-    /// The process an activity record is about, with what the table knows of it.
     /// The `process` block of an activity record of thread `pid` of process `tgid`: shared
     /// with the thread's earlier records while what it is made of (its comm, and what the
     /// table knows: entity id, executable, parent, user) is unchanged, so it is built and
@@ -312,6 +311,22 @@ impl Builder {
             None => ids.for_ticks(tgid, ticks).into(),
         }
     }
+
+    /// The `process` block of process `tgid` found outside a kernel record (by a scan of
+    /// `/proc`): as the table knows it, else as `/proc` shows it now.
+    pub(super) fn process_of_known(&mut self, tgid: u32) -> ProcessBlock {
+        match self
+            .table
+            .get(tgid)
+            .map(|k| (k.start_ticks, k.name.clone()))
+        {
+            Some((ticks, comm)) => {
+                let start = self.entity_ids.boottime_ns(ticks);
+                self.process_ref(tgid, tgid, start, &comm)
+            }
+            None => ProcessBlock::Own(Box::new(process_from_proc(&self.entity_ids, tgid))),
+        }
+    }
 }
 
 /// What the process table knows of a process: its executable, parent and user.
@@ -335,7 +350,11 @@ pub(super) fn ticks_per_second() -> u64 {
 
 /// The sensor's own process, for its start and stop records.
 pub(super) fn self_process(ids: &EntityIds) -> Process {
-    let pid = std::process::id();
+    process_from_proc(ids, std::process::id())
+}
+
+/// Process `pid` as `/proc` shows it now.
+fn process_from_proc(ids: &EntityIds, pid: u32) -> Process {
     let snap = crate::enrich::snapshot::read_process(pid, None);
     let mut p = Process {
         pid,

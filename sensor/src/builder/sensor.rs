@@ -1,12 +1,14 @@
 //! The sensor's own records: its start and stop, what it lost, where the output rotated,
 //! signed checkpoints, registration requests, operators' annotations, manifest reloads,
-//! policy decisions and operators' exceptions to a policy.
+//! policy decisions and operators' exceptions to a policy, and agents' processes whose TLS it
+//! cannot capture.
 use super::{
-    Builder, CHANGE, CONFIGURATION, END, FILE, IAM, INFO, PROCESS, START, process::self_process,
+    Builder, CHANGE, CONFIGURATION, END, FILE, IAM, INFO, NETWORK, PROCESS, START,
+    process::self_process,
 };
 use crate::{
     enrich::clock::WallClock,
-    record::{Lifecycle, Record, alert::Raised},
+    record::{Lifecycle, Record, alert::Raised, llm::TlsNotCaptured},
     stage::SensorEvent,
 };
 
@@ -156,6 +158,18 @@ impl Builder {
                 let meta = self.meta("event", CONFIGURATION, CHANGE, "policy_exception");
                 let mut r = self.record(WallClock::now(), meta);
                 r.exception = Some(exception);
+                r
+            }
+            SensorEvent::TlsNotCaptured {
+                tgid,
+                attribution,
+                reason,
+            } => {
+                let meta = self.meta("event", NETWORK, INFO, "tls_not_captured");
+                let mut r = self.record(WallClock::now(), meta);
+                r.process = Some(self.process_of_known(tgid));
+                r.identity = self.identity(attribution, tgid);
+                r.tls_capture = Some(TlsNotCaptured { reason });
                 r
             }
             SensorEvent::Reloaded { trigger, error } => {

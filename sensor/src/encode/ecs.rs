@@ -78,6 +78,7 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.opt_serde("policy", record.policy.as_ref());
     o.opt_serde("exception", record.exception.as_ref());
     o.opt_serde("llm", record.llm.as_deref());
+    o.opt_serde("tls_capture", record.tls_capture.as_ref());
     o.close();
     shared
 }
@@ -872,6 +873,7 @@ mod tests {
         "policy",
         "exception",
         "llm",
+        "tls_capture",
         "identity.task",
         "identity.delegation",
         "identity.agent",
@@ -1376,6 +1378,7 @@ mod tests {
                 peer_gid: g.u32(),
             });
             r.llm = self.opt(|g| Box::new(g.llm()));
+            r.tls_capture = self.opt(|g| crate::record::llm::TlsNotCaptured { reason: g.text() });
             r
         }
 

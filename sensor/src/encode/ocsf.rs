@@ -4,7 +4,7 @@
 //! network records Network Activity (4001), or DNS Activity (4003) when they carry a DNS
 //! message; LLM API exchanges (`llm_exchange`) HTTP Activity (4002); `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
 //! itself; the sensor's own evidence records (gap, checkpoint, rotation, trail retention, annotation,
-//! registration, reload, cgroup made, policy decision and exception) are OCSF Base Events (class 0, activity Other) named by
+//! registration, reload, cgroup made, policy decision and exception, TLS not captured) are OCSF Base Events (class 0, activity Other) named by
 //! `activity_name`. What OCSF has no attribute for stays, in the ECS record's own shape, under
 //! `unmapped.agent_sensor` (OCSF's place for source data it does not model), and the evidence
 //! chain is sealed into `unmapped.chain` (see [`crate::evidence::chain::Chain::seal_ocsf`]), so every
@@ -818,6 +818,7 @@ mod tests {
             ("annotation", 0, 99),
             ("policy_decision", 0, 99),
             ("policy_exception", 0, 99),
+            ("tls_not_captured", 0, 99),
         ];
         for (action, uid, activity) in cases {
             let c = class_of(action, false, false);

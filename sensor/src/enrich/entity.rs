@@ -30,6 +30,11 @@ impl EntityIds {
         start_boottime_ns / self.ns_per_tick
     }
 
+    /// A start time in ticks as nanoseconds since boot: [`Self::ticks`] gives the ticks back.
+    pub(crate) fn boottime_ns(&self, ticks: u64) -> u64 {
+        ticks * self.ns_per_tick
+    }
+
     /// The entity id of process `tgid` that started `start_boottime_ns` after boot (the
     /// builder goes through [`Self::ticks`], which its process table keeps).
     #[cfg(test)]

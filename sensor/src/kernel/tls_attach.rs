@@ -6,7 +6,12 @@
 //! programs drop all but opted-in agents' calls after two map lookups. It also keeps the
 //! kernel's map of opted-in agents (`TLS_AGENTS`) in step with the manifest.
 
-use std::{collections::HashSet, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
+    os::fd::AsRawFd as _,
+    path::Path,
+};
 
 use aya::{
     Ebpf,
@@ -30,6 +35,10 @@ const SYSTEM_LIBSSL: &[&str] = &[
     "/lib/aarch64-linux-gnu/libssl.so.3",
 ];
 
+/// Where Node.js is installed (nodesource, Debian, `make install`): builds with OpenSSL
+/// compiled in export its functions and are probed like a library.
+const SYSTEM_NODE: &[&str] = &["/usr/bin/node", "/usr/local/bin/node"];
+
 /// A library file: device and inode.
 type FileKey = (u64, u64);
 
@@ -38,10 +47,43 @@ pub(crate) struct TlsAttacher {
     agents_map: BpfHashMap<MapData, u32, TlsCapture>,
     /// Library files the programs are attached to, or that attaching failed for (not retried).
     done: HashSet<FileKey>,
+    /// Why attaching failed, for the files it failed for.
+    failed: HashMap<FileKey, String>,
+    /// Processes already said to be not captured through a file (tgid, file).
+    reported: HashSet<(u32, FileKey)>,
     /// Agent numbers with capture on.
     agents: HashSet<u32>,
     /// Library paths attached to, for the log.
     pub(crate) libraries: Vec<String>,
+    /// What each executable (device and inode) is, once read.
+    executables: HashMap<FileKey, Executable>,
+    /// Processes already judged (tgid, and the executable they were judged by).
+    judged: HashMap<u32, FileKey>,
+}
+
+/// What an executable means for TLS capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Executable {
+    /// It exports OpenSSL's functions itself (a Node.js build with OpenSSL inside): probed
+    /// like a library.
+    ExportsOpenSsl,
+    /// Dynamically linked: a TLS library it loads (now or later) shows in its mappings.
+    Dynamic,
+    /// Its TLS stack cannot be probed, and why.
+    NotCapturable(&'static str),
+}
+
+/// A process of an opted-in agent whose TLS traffic the sensor cannot see, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotCaptured {
+    /// The process.
+    pub tgid: u32,
+    /// Its attribution.
+    pub attribution: TrackedProcess,
+    /// Why its TLS stack cannot be probed.
+    pub reason: String,
+    /// Its executable's path, as the process sees it.
+    pub executable: String,
 }
 
 impl TlsAttacher {
@@ -54,8 +96,12 @@ impl TlsAttacher {
         Ok(Self {
             agents_map,
             done: HashSet::new(),
+            failed: HashMap::new(),
+            reported: HashSet::new(),
             agents: HashSet::new(),
             libraries: Vec::new(),
+            executables: HashMap::new(),
+            judged: HashMap::new(),
         })
     }
 
@@ -80,48 +126,142 @@ impl TlsAttacher {
         !self.agents.is_empty()
     }
 
-    /// Attaches to the system's OpenSSL 3, wherever this distribution keeps it.
+    /// Attaches, while the daemon still has every capability it started with, to the system's
+    /// OpenSSL 3 and to a Node.js with OpenSSL inside, wherever they are installed. (Some
+    /// kernels open uprobes only for `CAP_SYS_ADMIN`, which the daemon drops after loading:
+    /// there only these are probed, and libraries found later are said not captured.)
     pub(crate) fn attach_system(&mut self, ebpf: &mut Ebpf) {
         for path in SYSTEM_LIBSSL {
-            if let Ok(meta) = std::fs::metadata(path) {
-                use std::os::unix::fs::MetadataExt as _;
-                self.attach(ebpf, Path::new(path), (meta.dev(), meta.ino()));
+            if let Some((file, key)) = open_keyed(Path::new(path)) {
+                self.attach(ebpf, &file, Path::new(path), key);
             }
         }
-    }
-
-    /// Attaches to the TLS libraries the opted-in agents' processes map that are not yet.
-    /// `tracked`: the tracked-process map's entries (tgid, attribution).
-    pub(crate) fn scan(&mut self, ebpf: &mut Ebpf, tracked: &[(u32, TrackedProcess)]) {
-        for &(tgid, who) in tracked {
-            if !self.agents.contains(&who.agent) {
-                continue;
-            }
-            let Ok(maps) = std::fs::read_to_string(format!("/proc/{tgid}/maps")) else {
-                continue;
-            };
-            for path in tls_libraries(&maps) {
-                // Keyed as `attach_system` keys it (stat, not the maps' device numbers, which
-                // differ from stat's on overlay file systems), so no file is attached twice.
-                let through_root = format!("/proc/{tgid}/root{path}");
-                if let Ok(meta) = std::fs::metadata(&through_root) {
-                    use std::os::unix::fs::MetadataExt as _;
-                    self.attach(ebpf, Path::new(&through_root), (meta.dev(), meta.ino()));
+        for path in SYSTEM_NODE {
+            if let Some((file, key)) = open_keyed(Path::new(path)) {
+                let kind = *self
+                    .executables
+                    .entry(key)
+                    .or_insert_with(|| classify(&file));
+                if kind == Executable::ExportsOpenSsl {
+                    self.attach(ebpf, &file, Path::new(path), key);
                 }
             }
         }
     }
 
-    fn attach(&mut self, ebpf: &mut Ebpf, path: &Path, key: FileKey) {
+    /// Attaches to the TLS libraries the opted-in agents' processes map that are not yet.
+    /// `tracked`: the tracked-process map's entries (tgid, attribution). Returns the opted-in
+    /// agents' processes newly found to use a TLS stack that cannot be probed, or a library or
+    /// executable the probes could not be attached to.
+    pub(crate) fn scan(
+        &mut self,
+        ebpf: &mut Ebpf,
+        tracked: &[(u32, TrackedProcess)],
+    ) -> Vec<NotCaptured> {
+        let mut not_captured = Vec::new();
+        let mut seen = HashSet::new();
+        for &(tgid, who) in tracked {
+            if !self.agents.contains(&who.agent) {
+                continue;
+            }
+            seen.insert(tgid);
+            let exe = self.judge(ebpf, tgid);
+            let executable = exe
+                .as_ref()
+                .map(|(path, _)| path.clone())
+                .unwrap_or_default();
+            let say = |reason: String| NotCaptured {
+                tgid,
+                attribution: who,
+                reason,
+                executable: executable.clone(),
+            };
+            if let Some((_, Err(reason))) = &exe {
+                not_captured.push(say((*reason).to_owned()));
+            }
+            let Ok(maps) = std::fs::read_to_string(format!("/proc/{tgid}/maps")) else {
+                continue;
+            };
+            let probed = exe.and_then(|(path, kind)| kind.ok().map(|key| (path, key)));
+            for path in tls_libraries(&maps) {
+                // Keyed as `attach_system` keys it (stat, not the maps' device numbers, which
+                // differ from stat's on overlay file systems), so no file is attached twice.
+                let through_root = format!("/proc/{tgid}/root{path}");
+                if let Some((file, key)) = open_keyed(Path::new(&through_root)) {
+                    self.attach(ebpf, &file, Path::new(&through_root), key);
+                    if let Some(found) = self.unprobed(tgid, key, &path) {
+                        not_captured.push(say(found));
+                    }
+                }
+            }
+            if let Some((path, key)) = probed
+                && let Some(found) = self.unprobed(tgid, key, &path)
+            {
+                not_captured.push(say(found));
+            }
+        }
+        self.judged.retain(|tgid, _| seen.contains(tgid));
+        self.reported.retain(|(tgid, _)| seen.contains(tgid));
+        not_captured
+    }
+
+    /// Why process `tgid`'s TLS through file `key` (at `path`) is not seen: the probes could
+    /// not be attached to it. Once per process and file.
+    fn unprobed(&mut self, tgid: u32, key: FileKey, path: &str) -> Option<String> {
+        let why = self.failed.get(&key)?;
+        self.reported
+            .insert((tgid, key))
+            .then(|| format!("the probes could not be attached to {path}: {why}"))
+    }
+
+    /// Looks at a process's executable once (again after it execs another): one that exports
+    /// OpenSSL's functions is probed (`Ok` with its file, whose attachment may still have
+    /// failed); one whose TLS stack cannot be probed is `Err` with why; a dynamically linked
+    /// one gives nothing here (its libraries are in its mappings). With the executable's path.
+    fn judge(
+        &mut self,
+        ebpf: &mut Ebpf,
+        tgid: u32,
+    ) -> Option<(String, Result<FileKey, &'static str>)> {
+        let exe = format!("/proc/{tgid}/exe");
+        let (file, key) = open_keyed(Path::new(&exe))?;
+        if self.judged.insert(tgid, key) == Some(key) {
+            return None;
+        }
+        let kind = *self
+            .executables
+            .entry(key)
+            .or_insert_with(|| classify(&file));
+        let path = std::fs::read_link(&exe)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        match kind {
+            Executable::ExportsOpenSsl => {
+                self.attach(ebpf, &file, Path::new(&path), key);
+                Some((path, Ok(key)))
+            }
+            Executable::Dynamic => None,
+            Executable::NotCapturable(reason) => Some((path, Err(reason))),
+        }
+    }
+
+    /// Attaches to `file` (opened from `path`, which the log names) once.
+    fn attach(&mut self, ebpf: &mut Ebpf, file: &File, path: &Path, key: FileKey) {
         if !self.done.insert(key) {
             return;
         }
-        match attach_file(ebpf, path) {
+        // Through the open file, not the path: a `/proc/<pid>/...` path dies with its process,
+        // which may exit while the symbols are read.
+        let open = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match attach_file(ebpf, Path::new(&open)) {
             Ok(()) => {
                 tracing::info!(library = %path.display(), "TLS capture attached");
                 self.libraries.push(path.display().to_string());
             }
-            Err(e) => tracing::warn!(library = %path.display(), "cannot attach TLS capture: {e}"),
+            Err(e) => {
+                tracing::warn!(library = %path.display(), "cannot attach TLS capture: {e}");
+                self.failed.insert(key, e);
+            }
         }
     }
 }
@@ -139,13 +279,84 @@ fn attach_file(ebpf: &mut Ebpf, path: &Path) -> Result<(), String> {
                 .map_err(|e| format!("{name}: {e}"))?;
             if let Err(e) = probe.attach(symbol, path, UProbeScope::AllProcesses) {
                 if required {
-                    return Err(format!("{symbol}: {e}"));
+                    return Err(format!("{symbol}: {}", with_causes(&e)));
                 }
                 break;
             }
         }
     }
     Ok(())
+}
+
+/// An error with its causes; a refusal to open the uprobe's perf event says which capability
+/// the kernel wanted.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if text.contains("perf_event_open") && text.contains("os error 13") {
+        text.push_str(
+            " (this kernel opens uprobe perf events only for CAP_SYS_ADMIN, which the daemon \
+             drops after loading: only the TLS libraries found at start are probed)",
+        );
+    }
+    text
+}
+
+/// A file opened for reading, with its device and inode (following symbolic links).
+fn open_keyed(path: &Path) -> Option<(File, FileKey)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    Some((file, (meta.dev(), meta.ino())))
+}
+
+/// What an executable is for TLS capture, from its ELF sections and symbols. Read through a
+/// cache of the parts looked at, never whole: a Node.js binary is ~100 MB.
+fn classify(file: &File) -> Executable {
+    classify_elf(&object::ReadCache::new(file))
+}
+
+fn classify_elf<'data, R: object::ReadRef<'data>>(bytes: R) -> Executable {
+    use object::{Object as _, ObjectSymbol as _};
+    let Ok(file) = object::File::parse(bytes) else {
+        return Executable::Dynamic;
+    };
+    let exports = |name: &str| {
+        file.dynamic_symbols()
+            .any(|s| s.name() == Ok(name) && s.is_definition())
+    };
+    if exports("SSL_write") && exports("SSL_read") {
+        return Executable::ExportsOpenSsl;
+    }
+    let has_section = |name: &str| file.section_by_name(name).is_some();
+    if has_section(".go.buildinfo") || has_section(".gopclntab") || has_section(".note.go.buildid")
+    {
+        return Executable::NotCapturable(
+            "Go program: its crypto/tls is compiled in, with no OpenSSL functions to probe",
+        );
+    }
+    if has_section(".interp") {
+        return Executable::Dynamic;
+    }
+    let names = || file.symbols().filter_map(|s| s.name().ok());
+    if names().any(|n| n.contains("rustls")) {
+        return Executable::NotCapturable(
+            "statically linked program with rustls compiled in: no OpenSSL functions to probe",
+        );
+    }
+    if file.symbols().next().is_none() {
+        return Executable::NotCapturable(
+            "statically linked, stripped program: its TLS stack, if any, has no symbols to probe",
+        );
+    }
+    Executable::NotCapturable(
+        "statically linked program without OpenSSL's exported functions (BoringSSL or another TLS stack compiled in, if any)",
+    )
 }
 
 /// The TLS libraries a `/proc/<pid>/maps` text names, each once.
@@ -170,6 +381,32 @@ fn tls_libraries(maps: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn classify_path(path: &str) -> Executable {
+        classify(
+            &File::open(path)
+                .unwrap_or_else(|e| panic!("{path}: {e} (installed by `cargo xtask setup`)")),
+        )
+    }
+
+    #[test]
+    fn executables_are_told_apart() {
+        // This test binary: a dynamically linked Rust program.
+        assert_eq!(classify_path("/proc/self/exe"), Executable::Dynamic);
+        assert_eq!(classify_elf(&b"#!/bin/sh\n"[..]), Executable::Dynamic);
+        // Debian's busybox-static: static and stripped.
+        assert!(matches!(
+            classify_path("/bin/busybox"),
+            Executable::NotCapturable(r) if r.starts_with("statically linked, stripped")
+        ));
+        // Debian's nats-server: a Go program (dynamically linked, but its TLS is Go's own).
+        assert!(matches!(
+            classify_path("/usr/sbin/nats-server"),
+            Executable::NotCapturable(r) if r.starts_with("Go program")
+        ));
+        // Node.js with OpenSSL compiled in, exporting its functions.
+        assert_eq!(classify_path("/usr/bin/node"), Executable::ExportsOpenSsl);
+    }
 
     #[test]
     fn finds_each_tls_library_once() {

@@ -82,6 +82,15 @@ pub enum Message {
     Annotation(AnnotationRequest),
     /// An operator's exception to a policy rule, to be sealed (and signed) in the trail.
     Exception(ExceptionRequest),
+    /// A process of an agent opted in to TLS capture whose TLS stack cannot be probed.
+    TlsNotCaptured {
+        /// The process.
+        tgid: u32,
+        /// Its attribution when it was found.
+        attribution: sensor_common::TrackedProcess,
+        /// Why its TLS stack cannot be probed.
+        reason: String,
+    },
     /// The source stopped after a final drain; nothing follows.
     Stopped {
         /// Why (`signal SIGTERM`, `replay ended`): the stop record's reason.

@@ -242,6 +242,15 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
                 Message::Registration(event) => self.sensor(SensorEvent::Registration(event)),
                 Message::Annotation(request) => self.annotation(request),
                 Message::Exception(request) => self.exception(request),
+                Message::TlsNotCaptured {
+                    tgid,
+                    attribution,
+                    reason,
+                } => self.sensor(SensorEvent::TlsNotCaptured {
+                    tgid,
+                    attribution,
+                    reason,
+                }),
                 Message::Reloaded { trigger, result } => self.reloaded(trigger, result),
                 Message::RulesReloaded { trigger, result } => self.rules_reloaded(trigger, result),
                 Message::Stopped { reason: why } => {

@@ -5,6 +5,15 @@
 
 use serde::Serialize;
 
+/// The `tls_capture` block of a `tls_not_captured` record: a process of an agent opted in to
+/// TLS capture whose TLS stack the sensor cannot probe, so the trail says what it cannot see.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+pub struct TlsNotCaptured {
+    /// Why (a Go program, a static program with rustls or another TLS stack compiled in, a
+    /// stripped static program).
+    pub reason: String,
+}
+
 /// One exchange.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]

@@ -94,6 +94,8 @@ pub struct Record {
     pub exception: Option<crate::record::policy::PolicyException>,
     /// An LLM API exchange an opted-in agent made over TLS (`llm_exchange`).
     pub llm: Option<Box<crate::record::llm::LlmExchange>>,
+    /// Why an opted-in agent's process cannot have its TLS captured (`tls_not_captured`).
+    pub tls_capture: Option<crate::record::llm::TlsNotCaptured>,
 }
 
 impl Record {
@@ -139,6 +141,7 @@ impl Record {
             policy: None,
             exception: None,
             llm: None,
+            tls_capture: None,
         }
     }
 }

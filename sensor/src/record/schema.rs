@@ -33,6 +33,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("send", &["process", "network", "syscall"]),
     ("receive", &["process", "network", "syscall"]),
     ("llm_exchange", &["process", "llm"]),
+    ("tls_not_captured", &["process", "tls_capture"]),
     ("sensor_start", &["process"]),
     ("sensor_stop", &["process"]),
     ("gap", &["gap"]),
