@@ -5,7 +5,8 @@
 //! ends in a `gap` record naming the sink and the sequences it lost, which `verify` locates
 //! in what that sink received. NATS JetStream (Debian's `nats-server`, stopped under load and
 //! restarted, and the sensor killed while it is down) holds every record exactly once, in
-//! order, each with the message id of its run and sequence.
+//! order, each with the message id of its run and sequence. A loss counted by a run killed
+//! before it sealed the gap record is recorded by the next run, naming the killed run.
 use std::{
     collections::HashSet,
     io::{Read as _, Write as _},
@@ -544,6 +545,94 @@ fn a_queue_filled_past_its_bound_is_a_gap_record_that_verify_locates() {
         Some(after as u64 + 1),
         "located at the first record after the hole: {report:#}"
     );
+    collector.down(GRACEFUL);
+}
+
+#[test]
+fn a_loss_counted_before_a_kill_9_is_recorded_by_the_next_run() {
+    require_root();
+    let scratch = scratch_dir("sinks-lost-kill");
+    let trail = scratch.join("trail");
+    let queues = scratch.join("queues");
+    // Nobody listens at first: the queue fills and records are dropped for the sink.
+    let mut collector = Collector::new(Address::Tcp(free_port()));
+    let address = collector.config_address();
+    let config = scratch.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\npath = \"{}/\"\n\
+             [[sinks]]\nname = \"small\"\ntype = \"socket\"\naddress = \"{address}\"\nqueue_dir = \"{}\"\n\
+             queue_bytes = 65536\nqueue_sync = \"always\"\ntimeout_ms = 500\nretry_max_ms = 100\n",
+            trail.display(),
+            queues.display(),
+        ),
+    )
+    .unwrap();
+    let mut load = Load::start();
+    let sensor = start_sensor(&config, &load);
+    load.go();
+    wait_until(
+        "records beyond the queue's bound",
+        || sensor.stderr(),
+        || trail_lines(&trail).len() > 2000,
+    );
+    let first_run = parse(&trail_lines(&trail)[0])["chain"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Killed while dropping: no gap record was sealed, the count is on disk.
+    sensor.kill(libc::SIGKILL);
+    let lost_file = queues.join("small/lost");
+    assert!(
+        lost_file.exists(),
+        "the loss count is kept in {}",
+        lost_file.display()
+    );
+    let before: Vec<Vec<u8>> = trail_lines(&trail);
+    // The next run's reader is there: nothing more is dropped.
+    collector.up();
+    let sensor = start_sensor(&config, &load);
+    let recorded = |lines: &[Vec<u8>]| -> Option<Value> {
+        lines.iter().map(|l| parse(l)).find(|r| {
+            action(r) == "gap" && r["gap"]["sink"]["instance_id"].as_str() == Some(&first_run)
+        })
+    };
+    wait_until(
+        "the earlier run's loss in the trail",
+        || sensor.stderr(),
+        || recorded(&trail_lines(&trail)).is_some(),
+    );
+    drop(load);
+    sensor.stop();
+    let gap = recorded(&trail_lines(&trail)).unwrap();
+    assert_eq!(gap["gap"]["sink"]["name"], "small", "{gap}");
+    assert_eq!(gap["gap"]["error"], "queue_full", "{gap}");
+    assert_ne!(
+        gap["chain"]["instance_id"].as_str(),
+        Some(first_run.as_str())
+    );
+    let first = gap["gap"]["sink"]["first_sequence"].as_u64().unwrap();
+    let last = gap["gap"]["sink"]["last_sequence"].as_u64().unwrap();
+    assert_eq!(gap["gap"]["lost"].as_u64(), Some(last - first + 1), "{gap}");
+    // Sequences of the killed run that its trail has, all beyond what fit in the queue.
+    let first_run_last = before
+        .iter()
+        .map(|l| parse(l))
+        .filter(|r| r["chain"]["instance_id"] == first_run.as_str())
+        .map(|r| r["chain"]["sequence"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        first > 0 && last <= first_run_last,
+        "{gap}, trail to {first_run_last}"
+    );
+    assert!(
+        !lost_file.exists(),
+        "gone once the trail has the gap record"
+    );
+    let (ok, report) = verify(&trail);
+    assert!(ok, "{report:#}");
     collector.down(GRACEFUL);
 }
 

@@ -297,6 +297,7 @@ fn main() {
                 kind: SinkKind::Socket(StreamAddress::Unix(socket)),
                 queue_dir: dir.clone(),
                 queue_bytes: 1 << 32,
+                queue_sync: false,
                 batch_records: 500,
                 timeout_ms: 60_000,
                 retry_max_ms: 1000,

@@ -23,6 +23,7 @@ pub(super) struct RawSink {
     subject: Option<Spanned<String>>,
     queue_dir: Option<Spanned<String>>,
     queue_bytes: Option<Spanned<u64>>,
+    queue_sync: Option<Spanned<String>>,
     batch_records: Option<Spanned<u32>>,
     timeout_ms: Option<Spanned<u32>>,
     retry_max_ms: Option<Spanned<u32>>,
@@ -44,6 +45,11 @@ pub struct SinkConfig {
     /// Records queued and not yet acknowledged, in bytes, at most; beyond this they are
     /// dropped for this sink (they are still in the output) and a `gap` record says which.
     pub queue_bytes: u64,
+    /// `queue_sync = "always"`: every append to the queue (and its cursor and loss files) is
+    /// on disk before the output gets the records, so the queue survives a host crash, at an
+    /// `fdatasync` per flushed batch; `"never"` (the default): the page cache's, which
+    /// survives the sensor's crash, not the host's.
+    pub queue_sync: bool,
     /// Records sent before waiting for an acknowledgement.
     pub batch_records: u32,
     /// How long a connect, a write or an acknowledgement may take before the attempt fails.
@@ -208,6 +214,20 @@ pub(super) fn parse(
             100..3_600_001,
             30_000,
         )?;
+        let queue_sync = match raw
+            .queue_sync
+            .as_ref()
+            .map(|v| (v.get_ref().as_str(), v.span()))
+        {
+            None | Some(("never", _)) => false,
+            Some(("always", _)) => true,
+            Some((other, span)) => {
+                return Err(at(
+                    Some(span),
+                    format!("{label}.queue_sync must be \"always\" or \"never\", not {other:?}"),
+                ));
+            }
+        };
         let queue_dir = match raw.queue_dir {
             Some(dir) if dir.get_ref().is_empty() => {
                 return Err(at(
@@ -226,6 +246,7 @@ pub(super) fn parse(
             kind,
             queue_dir,
             queue_bytes,
+            queue_sync,
             batch_records: u32::try_from(batch_records).expect("checked above"),
             timeout_ms: u32::try_from(timeout_ms).expect("checked above"),
             retry_max_ms: u32::try_from(retry_max_ms).expect("checked above"),
@@ -434,7 +455,7 @@ mod tests {
     fn reads_every_sink_setting() {
         let c = parse(
             "[[sinks]]\nname = \"vector\"\ntype = \"socket\"\naddress = \"unix:/run/vector.sock\"\n\
-             queue_dir = \"queues\"\nqueue_bytes = 65536\nbatch_records = 10\ntimeout_ms = 100\n\
+             queue_dir = \"queues\"\nqueue_bytes = 65536\nqueue_sync = \"always\"\nbatch_records = 10\ntimeout_ms = 100\n\
              retry_max_ms = 1000\n\
              [[sinks]]\nname = \"relay-2\"\ntype = \"socket\"\naddress = \"tcp:127.0.0.1:9000\"\n\
              [[sinks]]\nname = \"js\"\ntype = \"nats\"\naddress = \"tcp:127.0.0.1:4222\"\nsubject = \"evidence.host1\"\n",
@@ -448,6 +469,7 @@ mod tests {
                     kind: SinkKind::Socket(StreamAddress::Unix("/run/vector.sock".into())),
                     queue_dir: "/etc/agent-sensor/queues".into(),
                     queue_bytes: 65_536,
+                    queue_sync: true,
                     batch_records: 10,
                     timeout_ms: 100,
                     retry_max_ms: 1000,
@@ -458,6 +480,7 @@ mod tests {
                     kind: SinkKind::Socket(StreamAddress::Tcp("127.0.0.1:9000".into())),
                     queue_dir: DEFAULT_QUEUE_DIR.into(),
                     queue_bytes: 1 << 28,
+                    queue_sync: false,
                     batch_records: 500,
                     timeout_ms: 5000,
                     retry_max_ms: 30_000,
@@ -471,6 +494,7 @@ mod tests {
                     },
                     queue_dir: DEFAULT_QUEUE_DIR.into(),
                     queue_bytes: 1 << 28,
+                    queue_sync: false,
                     batch_records: 500,
                     timeout_ms: 5000,
                     retry_max_ms: 30_000,
@@ -542,6 +566,11 @@ mod tests {
                 "sinks[v].retry_max_ms",
             ),
             (format!("{sink}queue_dir = \"\"\n"), 5, "sinks[v].queue_dir"),
+            (
+                format!("{sink}queue_sync = \"sometimes\"\n"),
+                5,
+                "sinks[v].queue_sync must be \"always\" or \"never\", not \"sometimes\"",
+            ),
             (format!("{sink}adress = \"x\"\n"), 5, "adress"),
             (format!("{sink}subject = \"x\"\n"), 5, "sinks[v].subject is for type = \"nats\""),
             (

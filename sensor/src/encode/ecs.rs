@@ -1275,6 +1275,7 @@ mod tests {
                 end: g.opt_text(),
                 sink: g.opt(|g| crate::record::SinkGap {
                     name: g.text(),
+                    instance_id: g.opt_text(),
                     first_sequence: g.u64(),
                     last_sequence: g.u64(),
                 }),

@@ -960,6 +960,34 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_gap_keeps_which_sink_run_and_sequences_unmapped() {
+        let mut r = sample();
+        r.file = None;
+        r.event.action = "gap";
+        r.gap = Some(crate::record::Gap {
+            source: "sink",
+            lost: 5,
+            by_kind: std::collections::BTreeMap::new(),
+            error: Some("queue_full"),
+            start: None,
+            end: None,
+            sink: Some(crate::record::SinkGap {
+                name: "siem".into(),
+                instance_id: Some("run-0".into()),
+                first_sequence: 10,
+                last_sequence: 14,
+            }),
+        });
+        let e = event(&r);
+        let gap = &e["unmapped"]["agent_sensor"]["gap"];
+        assert_eq!(gap["source"], "sink", "{e}");
+        assert_eq!(
+            gap["sink"],
+            json!({"name": "siem", "instance_id": "run-0", "first_sequence": 10, "last_sequence": 14})
+        );
+    }
+
+    #[test]
     fn a_network_event_without_an_address_names_its_socket_as_the_endpoint() {
         let mut r = sample();
         r.file = None;

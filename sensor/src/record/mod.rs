@@ -714,10 +714,14 @@ pub struct Gap {
 }
 
 /// The records one sink's queue could not take: they are in the output, not in that sink.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SinkGap {
     /// The sink's name (`[[sinks]] name`).
     pub name: String,
+    /// The run whose sequences these are, when not this record's own: a loss an earlier run
+    /// counted and could not record before it ended (a `kill -9`).
+    pub instance_id: Option<String>,
     /// The `chain.sequence` of the first record it will not get.
     pub first_sequence: u64,
     /// ... and of the last (all those between are missing too).

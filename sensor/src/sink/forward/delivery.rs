@@ -114,5 +114,6 @@ fn rejected(sink: &str, batch: &[u8], lost: u64) -> SinkLoss {
         first_sequence: first.unwrap_or(0),
         last_sequence: last.or(first).unwrap_or(0),
         error: "rejected",
+        instance_id: None,
     }
 }

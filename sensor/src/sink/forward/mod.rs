@@ -114,14 +114,18 @@ impl Forwarders {
         let mut views = Vec::new();
         for config in configs {
             let dir = config.queue_dir.join(&config.name);
-            let (writer, reader, view) =
-                queue::open(&dir, &config.name, config.queue_bytes, trail_end).map_err(
-                    |source| OpenError::Queue {
-                        sink: config.name.clone(),
-                        dir: dir.clone(),
-                        source,
-                    },
-                )?;
+            let (writer, reader, view) = queue::open(
+                &dir,
+                &config.name,
+                config.queue_bytes,
+                trail_end,
+                config.queue_sync,
+            )
+            .map_err(|source| OpenError::Queue {
+                sink: config.name.clone(),
+                dir: dir.clone(),
+                source,
+            })?;
             let timeout = Duration::from_millis(u64::from(config.timeout_ms));
             let tls = match (&config.tls, &config.kind) {
                 (

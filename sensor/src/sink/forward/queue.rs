@@ -39,6 +39,8 @@ pub struct SinkLoss {
     /// Why: `queue_full`, `queue_write_failed` (the queue's disk refused), or `rejected`
     /// (the sink's other side refused them as sent).
     pub error: &'static str,
+    /// The run the sequences are of, when an earlier run counted the loss.
+    pub instance_id: Option<String>,
 }
 
 impl From<SinkLoss> for crate::record::Gap {
@@ -53,6 +55,7 @@ impl From<SinkLoss> for crate::record::Gap {
             end: None,
             sink: Some(crate::record::SinkGap {
                 name: loss.sink,
+                instance_id: loss.instance_id,
                 first_sequence: loss.first_sequence,
                 last_sequence: loss.last_sequence,
             }),
@@ -61,6 +64,8 @@ impl From<SinkLoss> for crate::record::Gap {
 }
 
 const ACKED: &str = "acked";
+/// The loss counted and not yet in the trail: `<error> <lost> <first> <last> [<instance_id>]`.
+const LOST: &str = "lost";
 
 /// What the writer and the reader share.
 struct Shared {
@@ -78,8 +83,13 @@ struct State {
     segments: VecDeque<u64>,
     /// Records not queued since the last `gap` was taken.
     loss: Option<SinkLoss>,
-    /// Batches the other side rejected, not yet taken for a `gap` record.
+    /// Batches the other side rejected, and a loss an earlier run left unrecorded, not yet
+    /// taken for a `gap` record.
     rejected: Vec<SinkLoss>,
+    /// A loss was taken for a `gap` record since the `lost` file was last written.
+    lost_taken: bool,
+    /// ... and the restored losses (among `rejected`) were.
+    rejected_taken: bool,
     /// Set when the sensor stops: the reader drains what it can, then ends.
     stopping: bool,
 }
@@ -104,6 +114,7 @@ pub fn open(
     sink: &str,
     bound: u64,
     trail_end: Option<(&str, u64)>,
+    sync: bool,
 ) -> io::Result<(QueueWriter, QueueReader, QueueView)> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -150,6 +161,7 @@ pub fn open(
         (create_segment(dir, start)?, start, 0)
     };
     let end = start + len;
+    let restored = restore_losses(dir, sink, trail_end, sync)?;
     // Within what is on disk, whatever the cursor file says.
     let acked = acked.clamp(segments[0], end);
     let state = State {
@@ -157,7 +169,9 @@ pub fn open(
         acked,
         segments: segments.into(),
         loss: None,
-        rejected: Vec::new(),
+        rejected: restored.clone(),
+        lost_taken: false,
+        rejected_taken: false,
         stopping: false,
     };
     let shared = Arc::new(Shared {
@@ -167,6 +181,7 @@ pub fn open(
     let mut reader = QueueReader {
         dir: dir.to_owned(),
         shared: shared.clone(),
+        sync,
         sent: acked,
         file: None,
     };
@@ -181,8 +196,114 @@ pub fn open(
         segment_len: len,
         unpublished: 0,
         next_sequence: 0,
+        sync,
+        lost_written: restored.iter().map(loss_line).collect(),
+        restored,
     };
     Ok((writer, reader, QueueView { shared, bound }))
+}
+
+/// The losses a run counted and ended without recording (the `lost` file, a line each), as
+/// losses of their run: the trail's last record's (`trail_end`, the run that wrote a line
+/// unless the line already names one), and only those the trail has (records are queued, and
+/// counted, before the output writes them). The file is rewritten naming the run, so a crash
+/// before this run records them keeps them right.
+fn restore_losses(
+    dir: &Path,
+    sink: &str,
+    trail_end: Option<(&str, u64)>,
+    sync: bool,
+) -> io::Result<Vec<SinkLoss>> {
+    let path = dir.join(LOST);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut losses = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let number = |i: usize| fields.get(i).and_then(|n| n.parse::<u64>().ok());
+        let error = match fields.first() {
+            Some(&"queue_full") => Some("queue_full"),
+            Some(&"queue_write_failed") => Some("queue_write_failed"),
+            _ => None,
+        };
+        let (Some(error), Some(lost), Some(first), Some(last)) =
+            (error, number(1), number(2), number(3))
+        else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} line {}: not a loss: {line:?}", path.display(), n + 1),
+            ));
+        };
+        let instance_id = fields
+            .get(4)
+            .map(|s| (*s).to_owned())
+            .or(trail_end.map(|(run, _)| run.to_owned()));
+        let mut loss = SinkLoss {
+            sink: sink.to_owned(),
+            lost,
+            first_sequence: first,
+            last_sequence: last,
+            error,
+            instance_id,
+        };
+        if let Some((run, end)) = trail_end
+            && loss.instance_id.as_deref() == Some(run)
+        {
+            if loss.first_sequence > end {
+                continue;
+            }
+            if loss.last_sequence > end {
+                loss.lost -= loss.last_sequence - end;
+                loss.last_sequence = end;
+            }
+        }
+        losses.push(loss);
+    }
+    let text: String = losses.iter().map(loss_line).collect();
+    write_small(dir, LOST, &text, sync)?;
+    Ok(losses)
+}
+
+fn loss_line(loss: &SinkLoss) -> String {
+    let mut line = format!(
+        "{} {} {} {}",
+        loss.error, loss.lost, loss.first_sequence, loss.last_sequence
+    );
+    if let Some(run) = &loss.instance_id {
+        line.push(' ');
+        line.push_str(run);
+    }
+    line.push('\n');
+    line
+}
+
+/// Replaces `dir/name` with `text` (a temporary file renamed over it); with `sync`, on disk
+/// before it returns.
+fn write_small(dir: &Path, name: &str, text: &str, sync: bool) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    if sync {
+        file.sync_all()?;
+    }
+    drop(file);
+    fs::rename(&tmp, dir.join(name))?;
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn create_segment(dir: &Path, start: u64) -> io::Result<File> {
@@ -247,6 +368,12 @@ pub struct QueueWriter {
     unpublished: u64,
     /// The chain sequence of the next record handed over (a run's chain starts at 0).
     next_sequence: u64,
+    /// `queue_sync = "always"`: each append is on disk before the output gets the records.
+    sync: bool,
+    /// What the `lost` file holds (empty: no file).
+    lost_written: String,
+    /// Losses an earlier run left unrecorded, until the output has their `gap` records.
+    restored: Vec<SinkLoss>,
 }
 
 impl QueueWriter {
@@ -289,14 +416,53 @@ impl QueueWriter {
                 first_sequence: first_sequence + kept,
                 last_sequence: 0,
                 error,
+                instance_id: None,
             });
             loss.lost += count - kept;
             loss.last_sequence = first_sequence + count - 1;
+            let loss = loss.clone();
+            drop(state);
+            self.keep_lost(Some(&loss));
+        }
+    }
+
+    /// Keeps the `lost` file equal to the losses counted and not yet in the trail (restored
+    /// ones, and `current`), so a `kill -9` before their `gap` records does not lose them.
+    fn keep_lost(&mut self, current: Option<&SinkLoss>) {
+        let text: String = self.restored.iter().chain(current).map(loss_line).collect();
+        if text == self.lost_written {
+            return;
+        }
+        let result = if text.is_empty() {
+            match fs::remove_file(self.dir.join(LOST)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            write_small(&self.dir, LOST, &text, self.sync)
+        };
+        match result {
+            Ok(()) => self.lost_written = text,
+            Err(e) => {
+                tracing::warn!(sink = %self.sink, error = %e, "the sink's loss count cannot be kept on disk: a crash before its gap record would lose it");
+            }
         }
     }
 
     /// The output has the records appended so far: the reader may hand them out.
     pub fn publish(&mut self) {
+        // A loss taken since is in the output now (its `gap` record was sealed before the
+        // records just written): the file keeps only what is still unrecorded.
+        let taken = {
+            let mut state = lock(&self.shared);
+            if std::mem::take(&mut state.rejected_taken) {
+                self.restored.clear();
+            }
+            std::mem::take(&mut state.lost_taken).then(|| state.loss.clone())
+        };
+        if let Some(still) = taken {
+            self.keep_lost(still.as_ref());
+        }
         if self.unpublished == 0 {
             return;
         }
@@ -311,10 +477,19 @@ impl QueueWriter {
         if self.segment_len >= self.segment_bytes {
             let start = lock(&self.shared).end + self.unpublished;
             self.file = create_segment(&self.dir, start)?;
+            if self.sync {
+                File::open(&self.dir)?.sync_all()?;
+            }
             self.segment_len = 0;
             lock(&self.shared).segments.push_back(start);
         }
-        if let Err(e) = self.file.write_all(bytes) {
+        if let Err(e) = self.file.write_all(bytes).and_then(|()| {
+            if self.sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        }) {
             // No part of a record may stay: the reader would deliver it.
             self.file.set_len(self.segment_len)?;
             return Err(e);
@@ -329,6 +504,7 @@ impl QueueWriter {
         let mut state = lock(&self.shared);
         let half = state.end - state.acked <= self.bound / 2;
         if state.loss.is_some() && (now || half) {
+            state.lost_taken = true;
             state.loss.take()
         } else {
             None
@@ -337,7 +513,15 @@ impl QueueWriter {
 
     /// The batches the sink's other side rejected since last asked.
     pub fn take_rejected(&mut self) -> Vec<SinkLoss> {
-        std::mem::take(&mut lock(&self.shared).rejected)
+        let mut state = lock(&self.shared);
+        let taken = std::mem::take(&mut state.rejected);
+        // The restored losses are among them: they leave the file once the output has their
+        // gap records.
+        if !taken.is_empty() {
+            state.rejected_taken = true;
+            state.lost_taken = true;
+        }
+        taken
     }
 
     /// Tells the reader to deliver what it can by `deadline` and end.
@@ -363,6 +547,8 @@ pub enum Next {
 pub struct QueueReader {
     dir: PathBuf,
     shared: Arc<Shared>,
+    /// `queue_sync = "always"`: the acknowledged offset is on disk before records leave.
+    sync: bool,
     /// Offset just past the records handed out and not yet acknowledged.
     sent: u64,
     /// The segment open for reading, by start offset.
@@ -438,16 +624,7 @@ impl QueueReader {
 
     /// The records handed out were delivered: they leave the queue.
     pub fn ack(&mut self) -> io::Result<()> {
-        let tmp = self.dir.join("acked.tmp");
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        writeln!(file, "{}", self.sent)?;
-        drop(file);
-        fs::rename(&tmp, self.dir.join(ACKED))?;
+        write_small(&self.dir, ACKED, &format!("{}\n", self.sent), self.sync)?;
         lock(&self.shared).acked = self.sent;
         self.forget_acked_segments();
         Ok(())
@@ -554,7 +731,7 @@ mod tests {
     #[test]
     fn delivers_in_order_and_resumes_after_reopening() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None, false).unwrap();
         put(&mut w, &lines(0, 10, 10));
         let mut batch = Vec::new();
         assert!(matches!(
@@ -569,7 +746,7 @@ mod tests {
             Next::Batch(4)
         ));
         drop((w, r));
-        let (mut w, mut r, view) = open(&dir, "s", 1 << 20, None).unwrap();
+        let (mut w, mut r, view) = open(&dir, "s", 1 << 20, None, false).unwrap();
         assert_eq!(view.fill().0, lines(4, 6, 10).len() as u64);
         put(&mut w, &lines(10, 2, 10));
         assert_eq!(drain(&mut r, 100), lines(4, 8, 10));
@@ -579,7 +756,7 @@ mod tests {
     #[test]
     fn rewinds_what_was_not_delivered() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None, false).unwrap();
         put(&mut w, &lines(0, 3, 1));
         let mut batch = Vec::new();
         r.next(2, &mut batch, Duration::ZERO).unwrap();
@@ -590,7 +767,7 @@ mod tests {
     #[test]
     fn rolls_segments_and_deletes_the_delivered_ones() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 256 * 1024, None).unwrap();
+        let (mut w, mut r, _) = open(&dir, "s", 256 * 1024, None, false).unwrap();
         for i in 0..100 {
             put(&mut w, &lines(i * 10, 10, 100));
         }
@@ -614,10 +791,69 @@ mod tests {
     }
 
     #[test]
+    fn a_loss_not_yet_recorded_survives_a_kill_and_names_its_run() {
+        let dir = tempdir();
+        let bound = 65_536;
+        let (mut w, _r, _) = open(&dir, "s", bound, None, false).unwrap();
+        let fit = bound / lines(0, 1, 100).len() as u64;
+        put(&mut w, &lines(0, fit + 5, 100));
+        // A kill -9: nothing took the loss for a gap record.
+        drop(w);
+        let (mut w, _r, view) = open(&dir, "s", bound, Some(("run-1", fit + 4)), true).unwrap();
+        assert_eq!(view.dropping(), 0, "this run has dropped nothing");
+        assert_eq!(
+            w.take_rejected(),
+            vec![SinkLoss {
+                sink: "s".into(),
+                lost: 5,
+                first_sequence: fit,
+                last_sequence: fit + 4,
+                error: "queue_full",
+                instance_id: Some("run-1".into()),
+            }]
+        );
+        // On disk until the output has the gap record (the next publish) ...
+        assert!(dir.join(LOST).exists());
+        // ... a kill before that keeps it, still naming its run.
+        drop(w);
+        let (mut w, _r, _) = open(&dir, "s", bound, Some(("run-2", 0)), true).unwrap();
+        let again = w.take_rejected();
+        assert_eq!(again[0].instance_id.as_deref(), Some("run-1"));
+        w.publish();
+        assert!(!dir.join(LOST).exists());
+        drop(w);
+        let (mut w, _r, _) = open(&dir, "s", bound, Some(("run-3", 0)), false).unwrap();
+        assert!(w.take_rejected().is_empty());
+        // Counted but never written to the trail (a crash between queue and output): only
+        // what the trail has is reported.
+        fs::write(dir.join(LOST), "queue_full 5 10 14\n").unwrap();
+        let (mut w, _r, _) = open(&dir, "s", bound, Some(("run-4", 12)), false).unwrap();
+        let clamped = w.take_rejected();
+        assert_eq!(
+            (
+                clamped[0].lost,
+                clamped[0].first_sequence,
+                clamped[0].last_sequence
+            ),
+            (3, 10, 12)
+        );
+        fs::write(dir.join(LOST), "queue_full 5 10 14\n").unwrap();
+        let (mut w, _r, _) = open(&dir, "s", bound, Some(("run-4", 9)), false).unwrap();
+        assert!(
+            w.take_rejected().is_empty(),
+            "none of them reached the trail"
+        );
+        // A torn or altered file is an error naming it, not a silent zero.
+        fs::write(dir.join(LOST), "queue_full x 1 2\n").unwrap();
+        let e = open(&dir, "s", bound, None, false).err().unwrap();
+        assert!(e.to_string().contains("lost line 1: not a loss"), "{e}");
+    }
+
+    #[test]
     fn counts_what_does_not_fit_and_reports_it_once_half_empty() {
         let dir = tempdir();
         let bound = 65_536;
-        let (mut w, mut r, view) = open(&dir, "s", bound, None).unwrap();
+        let (mut w, mut r, view) = open(&dir, "s", bound, None, false).unwrap();
         let record = lines(0, 1, 100).len() as u64;
         let fit = bound / record;
         put(&mut w, &lines(0, fit + 5, 100));
@@ -640,6 +876,7 @@ mod tests {
                 first_sequence: fit,
                 last_sequence: fit + 7,
                 error: "queue_full",
+                instance_id: None,
             })
         );
         put(&mut w, &lines(fit + 8, 1, 100));
@@ -654,20 +891,20 @@ mod tests {
     #[test]
     fn cuts_a_torn_record_when_reopening() {
         let dir = tempdir();
-        let (mut w, r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        let (mut w, r, _) = open(&dir, "s", 1 << 20, None, false).unwrap();
         put(&mut w, &lines(0, 2, 1));
         drop((w, r));
         let seg = segment_path(&dir, 0);
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(b"{\"torn").unwrap();
-        let (_, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        let (_, mut r, _) = open(&dir, "s", 1 << 20, None, false).unwrap();
         assert_eq!(drain(&mut r, 10), lines(0, 2, 1));
     }
 
     #[test]
     fn stopping_ends_the_reader_once_drained() {
         let dir = tempdir();
-        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, None, false).unwrap();
         put(&mut w, &lines(0, 1, 1));
         w.stop();
         let mut batch = Vec::new();
@@ -698,7 +935,7 @@ mod tests {
         let dir = tempdir();
         let mut older = crate::evidence::chain::Chain::new("run-1");
         let mut run = crate::evidence::chain::Chain::new("run-2");
-        let (mut w, r, _) = open(&dir, "s", 1 << 20, None).unwrap();
+        let (mut w, r, _) = open(&dir, "s", 1 << 20, None, false).unwrap();
         put(&mut w, &sealed(&mut older, 3));
         let written = sealed(&mut run, 4);
         put(&mut w, &written);
@@ -706,12 +943,12 @@ mod tests {
         w.append(&sealed(&mut run, 2));
         drop((w, r));
         // The trail ends at run-2's sequence 3.
-        let (_, mut r, _) = open(&dir, "s", 1 << 20, Some(("run-2", 3))).unwrap();
+        let (_, mut r, _) = open(&dir, "s", 1 << 20, Some(("run-2", 3)), false).unwrap();
         let all = drain(&mut r, 100);
         assert!(all.ends_with(&written), "the records the trail has stay");
         assert_eq!(lines_in(&all), 7);
         // Never below what was delivered, nor into another run.
-        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, Some(("run-2", 0))).unwrap();
+        let (mut w, mut r, _) = open(&dir, "s", 1 << 20, Some(("run-2", 0)), false).unwrap();
         put(&mut w, &sealed(&mut run, 1));
         assert_eq!(lines_in(&drain(&mut r, 100)), 1);
     }
