@@ -6,6 +6,7 @@
 
 mod bounds;
 mod cgroup;
+mod enforce;
 mod file;
 mod filter;
 mod globals;

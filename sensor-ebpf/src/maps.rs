@@ -1,7 +1,7 @@
 //! Every map the programs share with userspace.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{CgroupAgent, SCRATCH_SIZE, TrackedProcess, kind};
 
@@ -88,3 +88,10 @@ pub static TLS_AGENTS: HashMap<u32, sensor_common::TlsCapture> = HashMap::with_m
 #[map]
 pub static TLS_CALLS: LruHashMap<u64, sensor_common::TlsCall> =
     LruHashMap::with_max_entries(8192, 0);
+
+/// Enforced egress rules: per agent, the allowed address ranges (and their ports), and a
+/// catch-all entry that allows nothing (see `enforce`). Filled by the daemon from the manifest;
+/// an agent under an operator's exception has no entries.
+#[map]
+pub static EGRESS_POLICY: LpmTrie<sensor_common::EgressKey, sensor_common::EgressAllow> =
+    LpmTrie::with_max_entries(16384, 0);

@@ -22,11 +22,13 @@ use crate::{
     identity::registration,
     identity::registry::{self, Registry, SharedRegistry, Tasks},
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
+    kernel::egress::EgressEnforcer,
     kernel::loader,
     kernel::privileges,
     kernel::tls_attach::TlsAttacher,
     operate::{endpoint::Endpoint, metrics::Registry as Metrics, reload::ConfigReload},
     pipeline::{Context, Pipeline},
+    policy::{exceptions::Exceptions, form::Mode},
     record::host::HostInfo,
     sink::{
         Sink,
@@ -114,7 +116,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         config.environment_marker.is_some() || registry::current(&registry).has_argv_selectors();
     privileges::check_run()?;
     let tls = registry::current(&registry).captures_tls();
-    let mut sensor = loader::load(&config, pend_execs, tls)?;
+    let egress = enforces_egress(&registry::current(&registry));
+    let mut sensor = loader::load(&config, pend_execs, tls, egress)?;
     let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
     // TLS capture attaches uprobes as agents map libraries: perf events and BPF links.
     let mut tls_attacher = if tls {
@@ -124,6 +127,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         attacher.attach_system(&mut sensor.ebpf);
         sensor.programs.push("uprobe:tls");
         Some(attacher)
+    } else {
+        None
+    };
+    // Egress enforcement: attached at the cgroup root, its trie filled before anything runs.
+    let egress = if egress {
+        let mut enforcer = EgressEnforcer::attach(&mut sensor.ebpf)?;
+        enforcer.sync(&egress_rules(
+            &registry::current(&registry),
+            &Exceptions::default(),
+        ));
+        sensor.programs.extend(
+            crate::kernel::programs::EGRESS_PROGRAMS
+                .iter()
+                .map(|&(_, hook)| leak_name(format!("cgroup:{hook}"))),
+        );
+        Some(Arc::new(std::sync::Mutex::new(enforcer)))
     } else {
         None
     };
@@ -166,11 +185,64 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         sensor.programs.clone(),
         maps,
         sink,
-        tls_attacher.as_mut().map(|a| (a, &mut sensor.ebpf)),
+        Attached {
+            tls: tls_attacher.as_mut().map(|a| (a, &mut sensor.ebpf)),
+            egress,
+        },
     ));
     // Detach only after the pipeline has drained and written its stop record.
     sensor.detach();
     result
+}
+
+/// Whether any agent's egress rule is enforced (the egress programs are loaded only then; a
+/// reload that enforces one later takes a restart, see docs/policy.md).
+fn enforces_egress(registry: &Registry) -> bool {
+    (1..=registry.len() as u32).any(|n| {
+        registry
+            .get(n)
+            .and_then(|d| d.policy.egress.as_ref())
+            .is_some_and(|r| r.mode == Mode::Enforce)
+    })
+}
+
+/// Every agent's number, policy, and whether an exception suspends its egress rule now.
+fn egress_rules(
+    registry: &Registry,
+    exceptions: &Exceptions,
+) -> Vec<(u32, Arc<crate::policy::form::Policy>, bool)> {
+    let now = std::time::SystemTime::now();
+    (1..=registry.len() as u32)
+        .filter_map(|n| {
+            let d = registry.get(n)?;
+            let excepted = exceptions.in_force(&d.id, "egress", now).is_some();
+            Some((n, d.policy.clone(), excepted))
+        })
+        .collect()
+}
+
+/// Puts the agents' enforced egress rules, as the registry and exceptions say now, in the
+/// kernel.
+fn sync_egress(
+    enforcer: &std::sync::Mutex<EgressEnforcer>,
+    registry: &SharedRegistry,
+    exceptions: &Exceptions,
+) {
+    let rules = egress_rules(&registry::current(registry), exceptions);
+    enforcer.lock().expect("no poisoned lock").sync(&rules);
+}
+
+/// Names of attached programs live as long as the process; the start record wants `&'static`.
+fn leak_name(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+/// What `run` attached that the daemon keeps current while it runs.
+struct Attached<'a> {
+    /// The TLS capture, with the loaded object it attaches from.
+    tls: Option<(&'a mut TlsAttacher, &'a mut aya::Ebpf)>,
+    /// Egress enforcement.
+    egress: Option<Arc<std::sync::Mutex<EgressEnforcer>>>,
 }
 
 /// What `run` read and compiled before loading the kernel programs (bad ones fail first).
@@ -191,10 +263,11 @@ async fn async_main(
     programs: Vec<&'static str>,
     maps: loader::SensorMaps,
     sink: Sink,
-    mut tls: Option<(&mut TlsAttacher, &mut aya::Ebpf)>,
+    attached: Attached<'_>,
 ) -> anyhow::Result<()> {
     let Prepared { signing_key, rules } = prepared;
     let config = reload.running().clone();
+    let Attached { mut tls, egress } = attached;
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -249,8 +322,13 @@ async fn async_main(
     if let Some(rules) = rules {
         pipeline.detect_with(Box::new(rules));
     }
-    let exceptions = crate::policy::exceptions::Exceptions::default();
+    let exceptions = Exceptions::default();
     pipeline.share_exceptions(exceptions.clone());
+    if let Some(enforcer) = &egress {
+        // In the kernel before the requester hears the exception is in force.
+        let (enforcer, registry) = (enforcer.clone(), registry.clone());
+        exceptions.on_grant(move |e| sync_egress(&enforcer, &registry, e));
+    }
     if let Some(key) = signing_key {
         pipeline.sign_with(crate::evidence::sealer::Checkpoints::new(
             key,
@@ -326,6 +404,8 @@ async fn async_main(
     // TLS capture follows the agents' libraries here, not in a task: it needs the loaded
     // object, which this function borrows.
     let mut tls_tick = tokio::time::interval(TLS_SCAN);
+    // Reloads and exceptions that end reach the kernel's egress policy at this pace.
+    let mut egress_tick = tokio::time::interval(EGRESS_SYNC);
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT".to_owned(),
@@ -335,6 +415,11 @@ async fn async_main(
                 let _ = source.await;
                 let stats = result.context("pipeline task")?.context("writing records")?;
                 bail!("the pipeline stopped unexpectedly after {} records", stats.records_written);
+            }
+            _ = egress_tick.tick(), if egress.is_some() => {
+                if let Some(enforcer) = &egress {
+                    sync_egress(enforcer, &registry, &exceptions);
+                }
             }
             _ = tls_tick.tick(), if tls.is_some() => {
                 if let Some((attacher, ebpf)) = tls.as_mut() {
@@ -411,6 +496,9 @@ async fn serve_metrics(
 
 /// How often opted-in agents' processes are checked for TLS libraries not yet attached.
 const TLS_SCAN: Duration = Duration::from_millis(100);
+
+/// How often the kernel's egress policy is brought in step with the manifest and exceptions.
+const EGRESS_SYNC: Duration = Duration::from_millis(100);
 
 /// How often selectors are compiled again against the system (new cgroups, new files).
 const SELECTOR_REFRESH: Duration = Duration::from_millis(250);

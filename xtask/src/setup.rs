@@ -61,6 +61,8 @@ const TEST_PACKAGES: &[&str] = &[
     // The syslog sink's test receiver, plain TCP and TLS (its OpenSSL netstream driver).
     "rsyslog",
     "rsyslog-openssl",
+    // The egress enforcement test's packet capture (no SYN leaves for a denied connect).
+    "tcpdump",
 ];
 
 /// PyPI packages the tests run, pinned, in a virtual environment under the cache: for the

@@ -1059,6 +1059,34 @@ pub struct ExeKey {
     pub _pad: u32,
 }
 
+/// Key of the egress policy (`EGRESS_POLICY`, an LPM trie): an agent number, then an IPv6
+/// address (IPv4 as IPv4-mapped, `::ffff:a.b.c.d`). The trie's prefix length covers the agent's
+/// 32 bits and the range's bits, so one lookup finds the agent's longest matching range.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EgressKey {
+    /// The agent number, big-endian (so the trie's bit order is the number's).
+    pub agent_be: u32,
+    /// The address, network order.
+    pub addr: [u8; 16],
+}
+
+/// Most ports one allowed range of an enforced egress rule names.
+pub const EGRESS_PORTS: usize = 16;
+
+/// What an agent may reach in one address range: an enforced agent has a catch-all entry (its
+/// 32 bits alone) that allows nothing, so a destination outside every allowed range is denied.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgressAllow {
+    /// Non-zero: any port of the range.
+    pub any_port: u32,
+    /// How many of `ports` are used.
+    pub count: u32,
+    /// The allowed ports (host order).
+    pub ports: [u16; EGRESS_PORTS],
+}
+
 // Layouts both sides rely on.
 const _: () = {
     use core::mem::{align_of, size_of};
@@ -1076,6 +1104,8 @@ const _: () = {
     assert!(size_of::<FileRecord>() == 136);
     assert!(size_of::<NetRecord>() == 152);
     assert!(size_of::<ConnectOwner>() == 40);
+    assert!(size_of::<EgressKey>() == 20);
+    assert!(size_of::<EgressAllow>() == 8 + 2 * EGRESS_PORTS);
     assert!(size_of::<FileRecord>() + 5 * FILENAME_CAP as usize <= SCRATCH_SIZE);
     assert!(size_of::<ExecRecord>() + ARGS_CAP as usize + FILENAME_CAP as usize <= SCRATCH_SIZE);
 };
@@ -1091,6 +1121,8 @@ mod pod {
     unsafe impl aya::Pod for super::SavedCall {}
     unsafe impl aya::Pod for super::KernelSockaddr {}
     unsafe impl aya::Pod for super::TlsCapture {}
+    unsafe impl aya::Pod for super::EgressKey {}
+    unsafe impl aya::Pod for super::EgressAllow {}
 }
 
 /// Most plaintext bytes one TLS call's record carries (the configured per-agent bound is

@@ -4,7 +4,10 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{Lsm, ProgramError, RawTracePoint, TracePoint, UProbe, trace_point::TracePointLink},
+    programs::{
+        CgroupSockAddr, Lsm, ProgramError, RawTracePoint, TracePoint, UProbe,
+        trace_point::TracePointLink,
+    },
 };
 use sensor_common::{CgroupAgent, ExeKey, ProgramConfig, TrackedProcess};
 
@@ -18,7 +21,8 @@ use crate::{
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{
-        LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES, TLS_RETURN_PROBE,
+        EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES,
+        TLS_RETURN_PROBE,
     },
     kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
@@ -88,6 +92,12 @@ pub(crate) enum LoadError {
         /// Why, and what to do.
         refusal: Refusal,
     },
+    /// No cgroup v2 hierarchy to attach the egress enforcement programs to.
+    #[error(
+        "egress enforcement needs the cgroup v2 hierarchy mounted (/sys/fs/cgroup), to attach \
+         its programs at its root"
+    )]
+    NoCgroup2,
     /// The object lacks a map or program the loader expects.
     #[error("map or program {0} is missing from the kernel programs (a build problem)")]
     MissingMap(&'static str),
@@ -282,12 +292,18 @@ fn prepare(
 }
 
 /// The programs `load` loads, by kind, on this kernel.
-/// `tls`: the TLS capture programs too (attached later, by `tls_attach`).
+/// `tls`: the TLS capture programs too (attached later, by `tls_attach`); `egress`: the
+/// egress enforcement programs too (attached later, by `egress`).
+#[allow(
+    clippy::fn_params_excessive_bools,
+    reason = "each says whether one family of programs loads"
+)]
 fn programs_to_load(
     exit_events: &[ExitEvent],
     task_regs: bool,
     lsm_addresses: bool,
     tls: bool,
+    egress: bool,
 ) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
@@ -316,6 +332,13 @@ fn programs_to_load(
         );
         names.push((TLS_RETURN_PROBE, ProgramKind::UProbe));
     }
+    if egress {
+        names.extend(
+            EGRESS_PROGRAMS
+                .iter()
+                .map(|&(name, _)| (name, ProgramKind::CgroupSockAddr)),
+        );
+    }
     names
 }
 
@@ -327,6 +350,8 @@ enum ProgramKind {
     Lsm(&'static str),
     /// A uprobe or uretprobe (the TLS capture).
     UProbe,
+    /// A cgroup sock_addr program (egress enforcement).
+    CgroupSockAddr,
 }
 
 /// Loads one program into the kernel (the verifier runs here) and says what it cost.
@@ -350,6 +375,11 @@ fn load_program(
         }
         ProgramKind::UProbe => {
             let p = program_of::<UProbe>(ebpf, name)?;
+            p.load().map_err(program_error(name))?;
+            p.info()
+        }
+        ProgramKind::CgroupSockAddr => {
+            let p = program_of::<CgroupSockAddr>(ebpf, name)?;
             p.load().map_err(program_error(name))?;
             p.info()
         }
@@ -409,8 +439,15 @@ pub(crate) struct ProgramStats {
 
 /// Loads and attaches the programs for `config`; `pend_execs`: enter execs the daemon may
 /// still re-attribute as pending (for argv selectors and the environment marker); `tls`: load
-/// the TLS capture programs (an agent opted in), which `tls_attach` attaches.
-pub(crate) fn load(config: &Config, pend_execs: bool, tls: bool) -> Result<Sensor, LoadError> {
+/// the TLS capture programs (an agent opted in), which `tls_attach` attaches; `egress`: load
+/// the egress enforcement programs (an agent's egress rule is enforced), which `egress`
+/// attaches.
+pub(crate) fn load(
+    config: &Config,
+    pend_execs: bool,
+    tls: bool,
+    egress: bool,
+) -> Result<Sensor, LoadError> {
     let Prepared {
         mut ebpf,
         exit_events,
@@ -419,7 +456,7 @@ pub(crate) fn load(config: &Config, pend_execs: bool, tls: bool) -> Result<Senso
     } = prepare(config, pend_execs, None)?;
     let budgets = budgets();
     let mut lsm_btf = None;
-    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls) {
+    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls, egress) {
         load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf)?;
     }
     let mut programs = Vec::new();
@@ -492,7 +529,7 @@ pub(crate) fn verify_programs(
     let budgets = budgets();
     let mut lsm_btf = None;
     Ok(
-        programs_to_load(&exit_events, task_regs, lsm_addresses, true)
+        programs_to_load(&exit_events, task_regs, lsm_addresses, true, true)
             .into_iter()
             .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
             .collect(),

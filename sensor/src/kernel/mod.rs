@@ -14,9 +14,12 @@
 //! - [`btf`]: a reader for the kernel's BTF.
 //! - [`privileges`]: whether the programs can be loaded; dropping capabilities afterwards.
 //! - [`program_budget`]: each program's stack and size, read from the compiled object.
+//! - [`egress`]: the egress enforcement programs attached at the cgroup root, and their policy
+//!   trie kept in step with the agents' enforced egress rules and exceptions.
 //! - [`tls_attach`]: the TLS capture programs attached to the TLS libraries opted-in agents
 //!   map, and the kernel's map of those agents.
 pub mod btf;
+pub mod egress;
 pub mod features;
 pub mod loader;
 pub mod offsets;

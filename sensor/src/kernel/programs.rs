@@ -29,6 +29,15 @@ pub(crate) const LSM_ADDRESS_HOOKS: &[(&str, &str)] = &[
     ("lsm_socket_sendmsg", "socket_sendmsg"),
 ];
 
+/// The egress enforcement programs (`sensor-ebpf/src/enforce.rs`) and where each hooks in,
+/// attached at the cgroup v2 root by `egress`.
+pub(crate) const EGRESS_PROGRAMS: &[(&str, &str)] = &[
+    ("enforce_connect4", "connect4"),
+    ("enforce_connect6", "connect6"),
+    ("enforce_sendmsg4", "sendmsg4"),
+    ("enforce_sendmsg6", "sendmsg6"),
+];
+
 /// The TLS capture's entry uprobes and the TLS library function each follows (attached by
 /// `tls_attach`, where opted-in agents map a TLS library); [`TLS_RETURN_PROBE`] follows all four.
 pub(crate) const TLS_ENTRY_PROBES: &[(&str, &str)] = &[

@@ -3,7 +3,7 @@
 //! is in force, an action its rule does not allow goes ahead: the decision says `allowed` and
 //! names the exception; a registration it covers is granted.
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, SystemTime},
 };
 
@@ -33,23 +33,46 @@ pub struct Exception {
     pub sequence: Option<u64>,
 }
 
+/// What runs when an exception is granted (the kernel's egress policy is updated before the
+/// requester hears it is in force).
+type OnGrant = Box<dyn Fn(&Exceptions) + Send + Sync>;
+
 /// The exceptions in force, shared by the control socket (which grants them and consults them
 /// for registrations) and the pipeline (which consults them for decisions).
-#[derive(Clone, Debug, Default)]
-pub struct Exceptions(Arc<Mutex<Vec<Exception>>>);
+#[derive(Clone, Default)]
+pub struct Exceptions {
+    all: Arc<Mutex<Vec<Exception>>>,
+    on_grant: Arc<OnceLock<OnGrant>>,
+}
+
+impl std::fmt::Debug for Exceptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Exceptions").field(&self.all).finish()
+    }
+}
 
 impl Exceptions {
+    /// Runs `hook` after every grant (set once; later calls are ignored).
+    pub fn on_grant(&self, hook: impl Fn(&Self) + Send + Sync + 'static) {
+        let _ = self.on_grant.set(Box::new(hook));
+    }
+
     /// Puts `exception` in force (and forgets the expired ones).
     pub fn grant(&self, exception: Exception) {
         let now = SystemTime::now();
-        let mut all = self.0.lock().expect("no poisoned lock");
-        all.retain(|e| e.until > now);
-        all.push(exception);
+        {
+            let mut all = self.all.lock().expect("no poisoned lock");
+            all.retain(|e| e.until > now);
+            all.push(exception);
+        }
+        if let Some(hook) = self.on_grant.get() {
+            hook(self);
+        }
     }
 
     /// The exception for `agent` and `rule` in force at `now` (the one that lasts longest).
     pub fn in_force(&self, agent: &str, rule: &str, now: SystemTime) -> Option<Exception> {
-        let all = self.0.lock().expect("no poisoned lock");
+        let all = self.all.lock().expect("no poisoned lock");
         all.iter()
             .filter(|e| e.agent == agent && e.rule == rule && e.until > now)
             .max_by_key(|e| e.until)

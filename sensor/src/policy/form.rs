@@ -198,6 +198,19 @@ impl Cidr {
     }
 }
 
+impl Cidr {
+    /// The range as the kernel's egress policy keys it: the network address as IPv6 (IPv4
+    /// mapped, `::ffff:a.b.c.d`), host bits cleared, and its prefix length in those 128 bits.
+    pub fn mapped(&self) -> ([u8; 16], u32) {
+        let (addr, bits) = match self.network {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), 96 + u32::from(self.prefix)),
+            IpAddr::V6(v6) => (v6, u32::from(self.prefix)),
+        };
+        let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+        ((addr.to_bits() & mask).to_be_bytes(), bits)
+    }
+}
+
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.network, self.prefix)
@@ -366,6 +379,38 @@ fn destination(raw: &Spanned<RawDestination>) -> Result<Destination, PolicyError
     })
 }
 
+/// Checks that the kernel can enforce these egress destinations: by address range (a DNS
+/// name is not resolved in the kernel yet) and, all ranges together, at most
+/// `sensor_common::EGRESS_PORTS` distinct ports (what one entry of the kernel's trie holds).
+fn enforceable_egress(
+    allow: &[Destination],
+    raw: &[Spanned<RawDestination>],
+    at: Location,
+) -> Result<(), PolicyError> {
+    for (d, r) in allow.iter().zip(raw) {
+        if d.dns.is_some() {
+            return Err(error(
+                r.referenced,
+                "mode enforce cannot match egress dns names in the kernel yet: give the destination as a cidr, or use audit for dns rules".to_owned(),
+            ));
+        }
+    }
+    let mut ports: Vec<u16> = allow.iter().flat_map(|d| d.ports.clone()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.len() > sensor_common::EGRESS_PORTS {
+        return Err(error(
+            at,
+            format!(
+                "mode enforce allows at most {} distinct egress ports per agent ({} given)",
+                sensor_common::EGRESS_PORTS,
+                ports.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Compiles an agent's `policy:` block (none: `allowed_tasks` enforced, nothing else checked).
 pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Policy, PolicyError> {
     let Some(raw) = raw else {
@@ -387,17 +432,18 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .egress
         .as_ref()
         .map(|e| {
+            let allow: Vec<Destination> = e
+                .value
+                .allow
+                .iter()
+                .map(destination)
+                .collect::<Result<_, _>>()?;
             if e.value.mode == Mode::Enforce {
-                return Err(error(e.referenced, not_enforceable("egress")));
+                enforceable_egress(&allow, &e.value.allow, e.referenced)?;
             }
             Ok(Rule {
                 mode: e.value.mode,
-                allow: e
-                    .value
-                    .allow
-                    .iter()
-                    .map(destination)
-                    .collect::<Result<_, _>>()?,
+                allow,
             })
         })
         .transpose()?;
@@ -508,8 +554,16 @@ mod tests {
                 "m.yaml:7:17: agent a policy: egress port 0 is not a port",
             ),
             (
-                "      egress:\n        mode: enforce\n        allow: []\n",
-                "m.yaml:6:9: agent a policy: mode enforce is not available for egress rules: this sensor cannot stop them yet; use audit (a decision record for every violation) or observe",
+                "      egress:\n        mode: enforce\n        allow: [{dns: \"*.example.org\"}]\n",
+                "m.yaml:7:17: agent a policy: mode enforce cannot match egress dns names in the kernel yet: give the destination as a cidr, or use audit for dns rules",
+            ),
+            (
+                "      egress:\n        mode: enforce\n        allow: [{cidr: 10.0.0.0/8, ports: [1, 2, 3, 4, 5, 6, 7, 8, 9]}, {cidr: ::1, ports: [10, 11, 12, 13, 14, 15, 16, 17]}]\n",
+                "m.yaml:6:9: agent a policy: mode enforce allows at most 16 distinct egress ports per agent (17 given)",
+            ),
+            (
+                "      files:\n        mode: enforce\n",
+                "m.yaml:6:9: agent a policy: mode enforce is not available for files rules: this sensor cannot stop them yet; use audit (a decision record for every violation) or observe",
             ),
             (
                 "      files:\n        mode: audit\n        read: {paths: [relative/*]}\n",

@@ -94,11 +94,25 @@ impl Policies {
             target,
             reason,
         } = violation;
-        let exception = exceptions.in_force(agent, rule, SystemTime::now());
-        let outcome = match (&exception, mode) {
-            (Some(_), _) => "allowed",
-            (None, Mode::Enforce) => "denied",
-            (None, _) => "violation",
+        let mut exception = exceptions.in_force(agent, rule, SystemTime::now());
+        // An enforced egress rule is enforced in the kernel: the record says whether the
+        // kernel stopped the action (EPERM), which stands over what userspace believes (an
+        // exception's start or end reaches the kernel a moment apart from the record).
+        let stopped = (rule == "egress" && mode == Mode::Enforce)
+            .then(|| record.error.as_ref().is_some_and(|e| e.code == "EPERM"));
+        let outcome = match (stopped, &exception, mode) {
+            (Some(true), _, _) => {
+                exception = None;
+                "denied"
+            }
+            (_, Some(_), _) => "allowed",
+            (None, None, Mode::Enforce) => "denied",
+            _ => "violation",
+        };
+        let reason = if stopped == Some(false) && exception.is_none() {
+            format!("{reason}; the kernel did not stop it (egress enforcement is not attached)")
+        } else {
+            reason
         };
         let decision = PolicyDecision {
             agent: agent.to_owned(),

@@ -120,6 +120,36 @@ fn main() {
         }
         // `udp-send ADDR`: one datagram each with sendto, sendmsg and sendmmsg (2 messages).
         "udp-send" => udp_send(&args[2]),
+        // `listen ADDR...`: TCP listeners on each ADDR, print `ready`, accept until killed.
+        "listen" => {
+            let listeners: Vec<std::net::TcpListener> = args[2..]
+                .iter()
+                .map(|a| std::net::TcpListener::bind(a.as_str()).expect("bind"))
+                .collect();
+            println!("ready");
+            let threads: Vec<_> = listeners
+                .into_iter()
+                .map(|l| std::thread::spawn(move || for _ in l.incoming() {}))
+                .collect();
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+        // `udp-to ADDR`: one UDP datagram to ADDR by sendto, print the errno (0 on success).
+        "udp-to" => {
+            let target: std::net::SocketAddr = args[2].parse().expect("an address");
+            let any: std::net::SocketAddr = if target.is_ipv4() {
+                "0.0.0.0:0".parse().unwrap()
+            } else {
+                "[::]:0".parse().unwrap()
+            };
+            let socket = std::net::UdpSocket::bind(any).unwrap();
+            let result = socket.send_to(b"udp-to", target);
+            println!(
+                "{}",
+                result.err().and_then(|e| e.raw_os_error()).unwrap_or(0)
+            );
+        }
         // `dns-server`: answer one A query on 127.0.0.1:53 with 10.1.2.3 (run in a netns).
         "dns-server" => dns_server(),
         // `dns-client NAME`: ask 127.0.0.1:53 for NAME's A record, then connect to the answer.
