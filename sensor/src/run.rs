@@ -22,13 +22,13 @@ use crate::{
     identity::registration,
     identity::registry::{self, Registry, SharedRegistry, Tasks},
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
-    kernel::egress::EgressEnforcer,
+    kernel::egress::{AgentEgress, EgressEnforcer},
     kernel::loader,
     kernel::privileges,
     kernel::tls_attach::TlsAttacher,
     operate::{endpoint::Endpoint, metrics::Registry as Metrics, reload::ConfigReload},
     pipeline::{Context, Pipeline},
-    policy::{exceptions::Exceptions, form::Mode},
+    policy::{exceptions::Exceptions, form::Mode, resolved::Resolved},
     record::host::HostInfo,
     sink::{
         Sink,
@@ -135,7 +135,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let mut enforcer = EgressEnforcer::attach(&mut sensor.ebpf)?;
         enforcer.sync(&egress_rules(
             &registry::current(&registry),
-            &Exceptions::default(),
+            &EgressState::default(),
         ));
         sensor.programs.extend(
             crate::kernel::programs::EGRESS_PROGRAMS
@@ -206,29 +206,39 @@ fn enforces_egress(registry: &Registry) -> bool {
     })
 }
 
-/// Every agent's number, policy, and whether an exception suspends its egress rule now.
-fn egress_rules(
-    registry: &Registry,
-    exceptions: &Exceptions,
-) -> Vec<(u32, Arc<crate::policy::form::Policy>, bool)> {
+/// Every agent's egress rule as the kernel is to enforce it now: its policy, whether an
+/// exception suspends it, and the addresses it looked up for the rule's names.
+fn egress_rules(registry: &Registry, policy: &EgressState) -> Vec<AgentEgress> {
     let now = std::time::SystemTime::now();
+    let instant = std::time::Instant::now();
     (1..=registry.len() as u32)
         .filter_map(|n| {
             let d = registry.get(n)?;
-            let excepted = exceptions.in_force(&d.id, "egress", now).is_some();
-            Some((n, d.policy.clone(), excepted))
+            Some(AgentEgress {
+                agent: n,
+                policy: d.policy.clone(),
+                excepted: policy.exceptions.in_force(&d.id, "egress", now).is_some(),
+                learned: policy.resolved.of(&d.id, instant),
+            })
         })
         .collect()
 }
 
-/// Puts the agents' enforced egress rules, as the registry and exceptions say now, in the
-/// kernel.
+/// What the kernel's egress policy is made of besides the manifest.
+#[derive(Clone, Default)]
+struct EgressState {
+    exceptions: Exceptions,
+    resolved: Resolved,
+}
+
+/// Puts the agents' enforced egress rules, as the registry, exceptions and lookups say now, in
+/// the kernel.
 fn sync_egress(
     enforcer: &std::sync::Mutex<EgressEnforcer>,
     registry: &SharedRegistry,
-    exceptions: &Exceptions,
+    state: &EgressState,
 ) {
-    let rules = egress_rules(&registry::current(registry), exceptions);
+    let rules = egress_rules(&registry::current(registry), state);
     enforcer.lock().expect("no poisoned lock").sync(&rules);
 }
 
@@ -322,12 +332,19 @@ async fn async_main(
     if let Some(rules) = rules {
         pipeline.detect_with(Box::new(rules));
     }
-    let exceptions = Exceptions::default();
+    let egress_state = EgressState::default();
+    let exceptions = egress_state.exceptions.clone();
     pipeline.share_exceptions(exceptions.clone());
+    pipeline.share_resolved(egress_state.resolved.clone());
     if let Some(enforcer) = &egress {
-        // In the kernel before the requester hears the exception is in force.
-        let (enforcer, registry) = (enforcer.clone(), registry.clone());
-        exceptions.on_grant(move |e| sync_egress(&enforcer, &registry, e));
+        // In the kernel before the requester hears the exception is in force, and before the
+        // pipeline goes on from the agent's DNS answer.
+        let (e, r, s) = (enforcer.clone(), registry.clone(), egress_state.clone());
+        exceptions.on_grant(move |_| sync_egress(&e, &r, &s));
+        let (e, r, s) = (enforcer.clone(), registry.clone(), egress_state.clone());
+        egress_state
+            .resolved
+            .on_learn(move |_| sync_egress(&e, &r, &s));
     }
     if let Some(key) = signing_key {
         pipeline.sign_with(crate::evidence::sealer::Checkpoints::new(
@@ -418,7 +435,7 @@ async fn async_main(
             }
             _ = egress_tick.tick(), if egress.is_some() => {
                 if let Some(enforcer) = &egress {
-                    sync_egress(enforcer, &registry, &exceptions);
+                    sync_egress(enforcer, &registry, &egress_state);
                 }
             }
             _ = tls_tick.tick(), if tls.is_some() => {

@@ -19,6 +19,9 @@ const ALLOWED: u16 = 8081;
 const FORBIDDEN: u16 = 8082;
 const UDP_FORBIDDEN: u16 = 9099;
 const EPERM: i32 = libc::EPERM;
+/// The port the `dns` entry allows on the address its name resolves to.
+const NAMED: u16 = 8083;
+const NAME: &str = "api.agent-test.example";
 
 /// A network namespace joined to this one by a veth pair: this side `10.203.N.1` and
 /// `fd00:203:N::1`, the namespace's side `.2` and `::2`, with TCP listeners on the allowed and
@@ -28,7 +31,10 @@ struct Link {
     host_if: String,
     v4: String,
     v6: String,
+    /// The address the namespace's DNS server (`v4`:53) gives for [`NAME`].
+    named: String,
     listeners: Child,
+    dns: Child,
 }
 
 impl Link {
@@ -56,27 +62,46 @@ impl Link {
         ));
         ip(&format!("-n {netns} link set {peer_if} up"));
         ip(&format!("-n {netns} link set lo up"));
-        let mut listeners = Command::new("ip")
-            .args(["netns", "exec", &netns, HELPER, "listen"])
-            .args(
-                [ALLOWED, FORBIDDEN]
-                    .iter()
-                    .flat_map(|p| [format!("{v4}:{p}"), format!("[{v6}]:{p}")]),
-            )
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(listeners.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(ready.trim(), "ready");
+        let named = format!("10.203.{n}.3");
+        ip(&format!("-n {netns} addr add {named}/24 dev {peer_if}"));
+        let ready = |mut child: Child| {
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line.trim(), "ready");
+            child
+        };
+        let listeners = ready(
+            Command::new("ip")
+                .args(["netns", "exec", &netns, HELPER, "listen"])
+                .args(
+                    [ALLOWED, FORBIDDEN]
+                        .iter()
+                        .flat_map(|p| [format!("{v4}:{p}"), format!("[{v6}]:{p}")]),
+                )
+                .args([format!("{named}:{NAMED}"), format!("{named}:{FORBIDDEN}")])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        // A TTL of 1 s: the sensor keeps the address for its minimum, 2 s.
+        let dns = ready(
+            Command::new("ip")
+                .args(["netns", "exec", &netns, HELPER, "dns-serve"])
+                .args([format!("{v4}:53"), named.clone(), "1".to_owned()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         Link {
             netns,
             host_if,
             v4,
             v6,
+            named,
             listeners,
+            dns,
         }
     }
 
@@ -91,8 +116,10 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        let _ = self.listeners.kill();
-        let _ = self.listeners.wait();
+        for child in [&mut self.listeners, &mut self.dns] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
             .status();
@@ -176,7 +203,7 @@ fn a_forbidden_connect_or_send_fails_with_eperm_before_any_packet_leaves() {
     let link = Link::new();
     let socket = dir.join("control.sock");
     let manifest = format!(
-        "agents:\n  - id: enforced\n    selectors: [{{executable: {agent}}}]\n    policy:\n      version: enforce-1\n      egress:\n        mode: enforce\n        allow:\n          - {{cidr: {v4}, ports: [{ALLOWED}]}}\n          - {{cidr: \"{v6}/128\", ports: [{ALLOWED}]}}\n",
+        "agents:\n  - id: enforced\n    selectors: [{{executable: {agent}}}]\n    policy:\n      version: enforce-1\n      egress:\n        mode: enforce\n        allow:\n          - {{cidr: {v4}, ports: [{ALLOWED}, 53]}}\n          - {{cidr: \"{v6}/128\", ports: [{ALLOWED}]}}\n          - {{dns: \"*.agent-test.example\", ports: [{NAMED}]}}\n",
         v4 = link.v4,
         v6 = link.v6,
     );
@@ -188,7 +215,7 @@ fn a_forbidden_connect_or_send_fails_with_eperm_before_any_packet_leaves() {
         .unwrap();
     assert!(
         String::from_utf8_lossy(&check.stdout)
-            .contains("policy enforce-1: tasks enforce, egress enforce (2 allowed)"),
+            .contains("policy enforce-1: tasks enforce, egress enforce (3 allowed)"),
         "{check:?}"
     );
     let config = dir.join("sensor.toml");
@@ -236,6 +263,47 @@ fn a_forbidden_connect_or_send_fails_with_eperm_before_any_packet_leaves() {
     std::thread::sleep(Duration::from_millis(2300));
     assert_eq!(errno(&agent, "connect", &link.v4(FORBIDDEN)), EPERM);
 
+    // A dns entry: only the addresses the agent itself looked up, with the entry's ports, for
+    // the answer's TTL (at least 2 s).
+    let named = |port: u16| format!("{}:{port}", link.named);
+    let resolver = link.v4(53);
+    assert_eq!(
+        errno(&agent, "connect", &named(NAMED)),
+        EPERM,
+        "not looked up"
+    );
+    let resolve = |who: &str| {
+        let out = Command::new(who)
+            .args(["resolve", &resolver, NAME])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(resolve(HELPER), link.named);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        errno(&agent, "connect", &named(NAMED)),
+        EPERM,
+        "a bystander's lookup"
+    );
+    assert_eq!(resolve(&agent), link.named);
+    sensor.wait_for("the agent's DNS answer", |r| {
+        r["dns"]["type"] == "answer" && r["process"]["executable"] == agent.as_str()
+    });
+    assert_eq!(errno(&agent, "connect", &named(NAMED)), 0, "its own lookup");
+    assert_eq!(
+        errno(&agent, "connect", &named(FORBIDDEN)),
+        EPERM,
+        "another port"
+    );
+    std::thread::sleep(Duration::from_millis(2300));
+    assert_eq!(
+        errno(&agent, "connect", &named(NAMED)),
+        EPERM,
+        "the TTL ended"
+    );
+
     let packets = capture.stop();
     // On the wire: the bystander's and the excepted connect only.
     assert_eq!(
@@ -269,7 +337,7 @@ fn a_forbidden_connect_or_send_fails_with_eperm_before_any_packet_leaves() {
         "{packets:#?}"
     );
 
-    let decisions = sensor.wait_for_count("six decisions", 6, |r| action(r) == "policy_decision");
+    let decisions = sensor.wait_for_count("ten decisions", 10, |r| action(r) == "policy_decision");
     // Killed, the sensor leaves nothing denying: its programs' links closed with it.
     let done = sensor.kill(libc::SIGKILL);
     assert_eq!(
@@ -301,6 +369,10 @@ fn a_forbidden_connect_or_send_fails_with_eperm_before_any_packet_leaves() {
         (t6(UDP_FORBIDDEN), "denied"),
         (t4(FORBIDDEN), "allowed"),
         (t4(FORBIDDEN), "denied"),
+        (named(NAMED), "denied"),
+        (named(NAMED), "denied"),
+        (named(FORBIDDEN), "denied"),
+        (named(NAMED), "denied"),
     ];
     let got: Vec<(String, &str)> = summary
         .iter()

@@ -5,7 +5,7 @@
 //! executable, uid and registration too, wherever they run, and the programs decide by the
 //! process's attribution (one lookup for a process that is no agent's). The attachments are
 //! BPF links owned by the daemon: when it stops, however it stops, nothing denies (fail-open).
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use aya::{
     Ebpf,
@@ -19,8 +19,20 @@ use sensor_common::{EGRESS_PORTS, EgressAllow, EgressKey};
 
 use crate::{
     kernel::{loader::LoadError, programs::EGRESS_PROGRAMS},
-    policy::form::{Destination, Mode, Policy},
+    policy::form::{Cidr, Destination, Mode, Policy},
 };
+
+/// One agent's egress rule as the kernel is to enforce it now.
+pub(crate) struct AgentEgress {
+    /// The agent's number.
+    pub(crate) agent: u32,
+    /// Its policy (only an enforced egress rule goes in the kernel).
+    pub(crate) policy: Arc<Policy>,
+    /// An operator's exception suspends the rule now: nothing of it goes in the kernel.
+    pub(crate) excepted: bool,
+    /// Addresses the agent looked up for the rule's `dns` entries, with their ports.
+    pub(crate) learned: Vec<(IpAddr, Vec<u16>)>,
+}
 
 /// One trie entry: prefix length (agent bits included) and key.
 type Entry = (u32, EgressKey);
@@ -57,17 +69,12 @@ impl EgressEnforcer {
         })
     }
 
-    /// Makes the trie hold exactly `wanted`'s rules: (agent number, its policy, whether an
-    /// exception suspends its egress rule now).
-    pub(crate) fn sync(&mut self, wanted: &[(u32, Arc<Policy>, bool)]) {
+    /// Makes the trie hold exactly `wanted`'s enforced egress rules.
+    pub(crate) fn sync(&mut self, wanted: &[AgentEgress]) {
         let mut next = HashMap::new();
-        for (agent, policy, excepted) in wanted {
-            let agent = *agent;
-            if *excepted {
-                continue;
-            }
-            if let Some(rule) = policy.egress.as_ref().filter(|r| r.mode == Mode::Enforce) {
-                next.extend(entries(agent, &rule.allow));
+        for a in wanted.iter().filter(|a| !a.excepted) {
+            if let Some(rule) = a.policy.egress.as_ref().filter(|r| r.mode == Mode::Enforce) {
+                next.extend(entries(a.agent, &rule.allow, &a.learned));
             }
         }
         // New and changed entries first, so a rule being replaced never passes through empty
@@ -92,16 +99,35 @@ impl EgressEnforcer {
 }
 
 /// The trie entries of one agent's enforced egress rule: a catch-all that allows nothing, and
-/// each allowed range with its ports and the ports of every allowed range containing it (the
-/// trie answers with the longest match only).
-fn entries(agent: u32, allow: &[Destination]) -> Vec<(Entry, EgressAllow)> {
+/// each allowed range (a `cidr` entry, or an address the agent looked up for a `dns` entry)
+/// with its ports and the ports of every allowed range containing it (the trie answers with
+/// the longest match only).
+fn entries(
+    agent: u32,
+    allow: &[Destination],
+    learned: &[(IpAddr, Vec<u16>)],
+) -> Vec<(Entry, EgressAllow)> {
     let agent_be = agent.to_be();
+    let hosts: Vec<([u8; 16], u32)> = learned
+        .iter()
+        .map(|(ip, _)| {
+            let cidr = Cidr::parse(&ip.to_string()).expect("an address is a range of one");
+            cidr.mapped()
+        })
+        .collect();
     let ranges: Vec<(u32, [u8; 16], &[u16])> = allow
         .iter()
+        .filter(|d| d.dns.is_none())
         .filter_map(|d| {
             let (addr, bits) = d.cidr?.mapped();
             Some((bits, addr, d.ports.as_slice()))
         })
+        .chain(
+            hosts
+                .iter()
+                .zip(learned)
+                .map(|((addr, bits), (_, ports))| (*bits, *addr, ports.as_slice())),
+        )
         .collect();
     let mut out = vec![(
         (
@@ -153,7 +179,6 @@ fn prefix_eq(a: &[u8; 16], b: &[u8; 16], bits: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::form::Cidr;
 
     fn dest(cidr: &str, ports: &[u16]) -> Destination {
         Destination {
@@ -196,7 +221,7 @@ mod tests {
             dest("192.0.2.7", &[]),
             dest("2001:db8::/32", &[53, 443]),
         ];
-        let e = entries(7, &rule);
+        let e = entries(7, &rule, &[]);
         assert_eq!(e.len(), 5);
         // The narrower range keeps the wider range's ports.
         assert_eq!(allowed(&e, "10.1.2.3", 80), Some(true));
@@ -209,7 +234,19 @@ mod tests {
         assert_eq!(allowed(&e, "2001:db8:1::5", 80), Some(false));
         assert_eq!(allowed(&e, "::ffff:10.0.0.1", 80), Some(true), "mapped");
         // Nothing allowed: only the catch-all.
-        assert_eq!(entries(7, &[]).len(), 1);
-        assert_eq!(allowed(&entries(7, &[]), "127.0.0.1", 80), Some(false));
+        assert_eq!(entries(7, &[], &[]).len(), 1);
+        assert_eq!(allowed(&entries(7, &[], &[]), "127.0.0.1", 80), Some(false));
+        // A dns entry allows only the addresses the agent looked up, with its ports.
+        let named = [Destination {
+            cidr: None,
+            dns: crate::glob::NameGlob::new("*.example.org").ok(),
+            ports: vec![443],
+        }];
+        assert_eq!(entries(7, &named, &[]).len(), 1, "nothing looked up yet");
+        let looked_up = [("198.51.100.9".parse().unwrap(), vec![443])];
+        let e = entries(7, &named, &looked_up);
+        assert_eq!(allowed(&e, "198.51.100.9", 443), Some(true));
+        assert_eq!(allowed(&e, "198.51.100.9", 80), Some(false));
+        assert_eq!(allowed(&e, "198.51.100.10", 443), Some(false));
     }
 }

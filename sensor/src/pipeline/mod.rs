@@ -20,7 +20,7 @@ use crate::{
         resolver::{Resolver, ResolverParts},
         selectors::{CgroupIndex, SharedSelectors, Tracked},
     },
-    policy::{Policies, exceptions::Exceptions},
+    policy::{Policies, exceptions::Exceptions, resolved::Resolved},
     record::alert::Raised,
     record::{Record, host::HostInfo},
     rules::Rules,
@@ -95,6 +95,8 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
     policies: Policies,
     /// Operators' exceptions in force (shared with the control socket).
     exceptions: Exceptions,
+    /// Addresses agents looked up for their enforced egress rules (shared with the daemon).
+    resolved: Resolved,
     /// The run's counters.
     pub stats: Stats,
     /// What `/metrics` reports of the pipeline (shared with the endpoint).
@@ -152,6 +154,11 @@ impl Pipeline {
         self.exceptions = exceptions;
     }
 
+    /// Learns the addresses agents look up for their enforced egress rules into `resolved`.
+    pub fn share_resolved(&mut self, resolved: Resolved) {
+        self.resolved = resolved;
+    }
+
     /// Signs checkpoints from now on.
     pub fn sign_with(&mut self, checkpoints: Checkpoints) {
         self.sealer.sign_with(checkpoints);
@@ -173,6 +180,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             raised: Vec::new(),
             policies: Policies::default(),
             exceptions: Exceptions::default(),
+            resolved: Resolved::default(),
             stats: Stats::default(),
             metrics: Arc::default(),
         }
@@ -304,13 +312,17 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             return;
         }
         let at = if sealed { self.sealer.last() } else { None };
-        if let Some((decision, identity)) = self.policies.decide(record, at, &self.exceptions) {
+        if let Some((decision, identity)) =
+            self.policies
+                .decide(record, at, &self.exceptions, &self.resolved)
+        {
             let r = self.builder.sensor(SensorEvent::Decision {
                 decision: Box::new(decision),
                 identity,
             });
             self.emit_one(&r);
         }
+        self.policies.learn(record, &self.resolved);
     }
 
     /// [`Self::emit`] without the policy decision; whether the record was sealed.

@@ -28,10 +28,21 @@ const WRITES: &[&str] = &[
 
 /// The violation `record` is of `policy`, if any rule that records decisions covers it.
 pub fn check(policy: &Policy, record: &Record) -> Option<Violation> {
+    check_looked_up(policy, record, None)
+}
+
+/// [`check`], where an enforced egress rule's `dns` entries allow only `looked_up`: the
+/// addresses the agent itself looked up whose answers are still in force (what the kernel
+/// enforces; see `resolved`).
+pub fn check_looked_up(
+    policy: &Policy,
+    record: &Record,
+    looked_up: Option<&[IpAddr]>,
+) -> Option<Violation> {
     let action = record.event.action;
     match action {
         "exec" => executable(policy, record),
-        "connect" | "send" => egress(policy, record),
+        "connect" | "send" => egress(policy, record, looked_up),
         "open" => {
             let access = record.file.as_ref()?.open.as_ref()?.access;
             match access {
@@ -72,7 +83,7 @@ fn executable(policy: &Policy, record: &Record) -> Option<Violation> {
     })
 }
 
-fn egress(policy: &Policy, record: &Record) -> Option<Violation> {
+fn egress(policy: &Policy, record: &Record, looked_up: Option<&[IpAddr]>) -> Option<Violation> {
     let rule = policy.egress.as_ref().filter(|r| r.mode != Mode::Observe)?;
     // TCP data follows a connect that was already decided; UDP has no connect to decide.
     if record.event.action == "send"
@@ -84,7 +95,12 @@ fn egress(policy: &Policy, record: &Record) -> Option<Violation> {
     let ip: IpAddr = to.ip.as_deref()?.parse().ok()?;
     let port = to.port.unwrap_or(0);
     let domain = to.domain.as_deref();
-    if rule.allow.iter().any(|d| allows(d, ip, port, domain)) {
+    // Enforced, a name counts only for an address the agent itself looked up.
+    let named = match looked_up {
+        Some(ips) if rule.mode == Mode::Enforce => domain.filter(|_| ips.contains(&ip)),
+        _ => domain,
+    };
+    if rule.allow.iter().any(|d| allows(d, ip, port, named)) {
         return None;
     }
     let target = match ip {

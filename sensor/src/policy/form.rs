@@ -379,22 +379,10 @@ fn destination(raw: &Spanned<RawDestination>) -> Result<Destination, PolicyError
     })
 }
 
-/// Checks that the kernel can enforce these egress destinations: by address range (a DNS
-/// name is not resolved in the kernel yet) and, all ranges together, at most
-/// `sensor_common::EGRESS_PORTS` distinct ports (what one entry of the kernel's trie holds).
-fn enforceable_egress(
-    allow: &[Destination],
-    raw: &[Spanned<RawDestination>],
-    at: Location,
-) -> Result<(), PolicyError> {
-    for (d, r) in allow.iter().zip(raw) {
-        if d.dns.is_some() {
-            return Err(error(
-                r.referenced,
-                "mode enforce cannot match egress dns names in the kernel yet: give the destination as a cidr, or use audit for dns rules".to_owned(),
-            ));
-        }
-    }
+/// Checks that the kernel can enforce these egress destinations: all entries together name at
+/// most `sensor_common::EGRESS_PORTS` distinct ports (what one entry of the kernel's trie
+/// holds).
+fn enforceable_egress(allow: &[Destination], at: Location) -> Result<(), PolicyError> {
     let mut ports: Vec<u16> = allow.iter().flat_map(|d| d.ports.clone()).collect();
     ports.sort_unstable();
     ports.dedup();
@@ -439,7 +427,7 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
                 .map(destination)
                 .collect::<Result<_, _>>()?;
             if e.value.mode == Mode::Enforce {
-                enforceable_egress(&allow, &e.value.allow, e.referenced)?;
+                enforceable_egress(&allow, e.referenced)?;
             }
             Ok(Rule {
                 mode: e.value.mode,
@@ -552,10 +540,6 @@ mod tests {
             (
                 "      egress:\n        mode: audit\n        allow: [{cidr: 10.0.0.1, ports: [0]}]\n",
                 "m.yaml:7:17: agent a policy: egress port 0 is not a port",
-            ),
-            (
-                "      egress:\n        mode: enforce\n        allow: [{dns: \"*.example.org\"}]\n",
-                "m.yaml:7:17: agent a policy: mode enforce cannot match egress dns names in the kernel yet: give the destination as a cidr, or use audit for dns rules",
             ),
             (
                 "      egress:\n        mode: enforce\n        allow: [{cidr: 10.0.0.0/8, ports: [1, 2, 3, 4, 5, 6, 7, 8, 9]}, {cidr: ::1, ports: [10, 11, 12, 13, 14, 15, 16, 17]}]\n",

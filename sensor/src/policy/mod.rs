@@ -1,7 +1,8 @@
 //! Per-agent policy: the form the manifest declares it in (`form`), the pure decision on one
 //! record (`decide`), operators' time-bound exceptions (`exceptions`), and the agents'
 //! policies in force, which turn a violation into the block of a `policy_decision` record
-//! linked to the action's record.
+//! linked to the action's record; the addresses agents looked up for their enforced egress
+//! rules' names (`resolved`).
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use crate::record::{
@@ -13,8 +14,10 @@ use crate::record::{
 pub mod decide;
 pub mod exceptions;
 pub mod form;
+pub mod resolved;
 
 use exceptions::Exceptions;
+use resolved::Resolved;
 
 use decide::Violation;
 use form::{Mode, Policy};
@@ -71,6 +74,7 @@ impl Policies {
         record: &Record,
         sealed: Option<(u64, &str)>,
         exceptions: &Exceptions,
+        resolved: &Resolved,
     ) -> Option<(PolicyDecision, Option<Identity>)> {
         let (agent, task, violation, identity) = if let Some(reg) = &record.registration {
             if reg.op != "register" {
@@ -84,7 +88,26 @@ impl Policies {
             let identity = record.identity.as_ref()?;
             let agent = identity.agent.id.as_str();
             let a = self.by_agent.get(agent)?;
-            let violation = decide::check(&a.policy, record)?;
+            // Only an enforced egress rule's decision needs the agent's own lookups.
+            let enforced = matches!(record.event.action, "connect" | "send")
+                && a.policy
+                    .egress
+                    .as_ref()
+                    .is_some_and(|r| r.mode == Mode::Enforce);
+            let looked_up: Vec<std::net::IpAddr> = if enforced {
+                resolved
+                    .of(agent, std::time::Instant::now())
+                    .into_iter()
+                    .map(|(ip, _)| ip)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let violation = decide::check_looked_up(
+                &a.policy,
+                record,
+                enforced.then_some(looked_up.as_slice()),
+            )?;
             let task = identity.task.as_ref().map(|t| t.id.clone());
             (agent, task, violation, Some(identity.clone()))
         };
@@ -135,6 +158,50 @@ impl Policies {
             }),
         };
         Some((decision, identity))
+    }
+}
+
+impl Policies {
+    /// Learns, from an agent's own DNS answer, the addresses of a name its enforced egress
+    /// rule allows (within the entry's `cidr`, if it has one), with that entry's ports.
+    pub fn learn(&self, record: &Record, resolved: &Resolved) {
+        let Some(dns) = record.dns.as_ref().filter(|d| !d.resolved_ip.is_empty()) else {
+            return;
+        };
+        let Some(identity) = record.identity.as_ref() else {
+            return;
+        };
+        let agent = identity.agent.id.as_str();
+        let Some(rule) = self
+            .by_agent
+            .get(agent)
+            .and_then(|a| a.policy.egress.as_ref())
+            .filter(|r| r.mode == Mode::Enforce)
+        else {
+            return;
+        };
+        let Some(name) = dns.question.as_ref().map(|q| q.name.as_str()) else {
+            return;
+        };
+        let ips: Vec<std::net::IpAddr> = dns
+            .resolved_ip
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let ttl = dns.answers.iter().map(|a| a.ttl).min().unwrap_or(0);
+        let now = std::time::Instant::now();
+        for d in &rule.allow {
+            let Some(glob) = &d.dns else { continue };
+            if !glob.matches(name.as_bytes()) {
+                continue;
+            }
+            let within: Vec<std::net::IpAddr> = ips
+                .iter()
+                .copied()
+                .filter(|ip| d.cidr.is_none_or(|c| c.contains(*ip)))
+                .collect();
+            resolved.learn(agent, &within, &d.ports, ttl, now);
+        }
     }
 }
 

@@ -135,6 +135,43 @@ fn main() {
                 let _ = t.join();
             }
         }
+        // `dns-serve ADDR IP TTL`: answer every A query at UDP ADDR with IP, for TTL seconds.
+        "dns-serve" => {
+            let socket = std::net::UdpSocket::bind(args[2].as_str()).unwrap();
+            let ip: std::net::Ipv4Addr = args[3].parse().unwrap();
+            let ttl: u32 = args[4].parse().unwrap();
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+            let mut buf = [0u8; 512];
+            loop {
+                let (n, peer) = socket.recv_from(&mut buf).unwrap();
+                // The query with QR set, one A record pointing back at the question (0xc00c).
+                let mut reply = buf[..n].to_vec();
+                reply[2] = 0x81;
+                reply[3] = 0x80;
+                reply[6..8].copy_from_slice(&1u16.to_be_bytes());
+                reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+                reply.extend_from_slice(&ttl.to_be_bytes());
+                reply.extend_from_slice(&[0, 4]);
+                reply.extend_from_slice(&ip.octets());
+                socket.send_to(&reply, peer).unwrap();
+            }
+        }
+        // `resolve SERVER NAME`: ask SERVER (ip:port) for NAME's A record, print the address.
+        "resolve" => {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            let mut query = vec![0x43, 0x21, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for label in args[3].split('.') {
+                query.push(label.len() as u8);
+                query.extend_from_slice(label.as_bytes());
+            }
+            query.extend_from_slice(&[0, 0, 1, 0, 1]);
+            socket.send_to(&query, args[2].as_str()).unwrap();
+            let mut buf = [0u8; 512];
+            let (n, _) = socket.recv_from(&mut buf).unwrap();
+            let ip = &buf[n - 4..n];
+            println!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3]);
+        }
         // `udp-to ADDR`: one UDP datagram to ADDR by sendto, print the errno (0 on success).
         "udp-to" => {
             let target: std::net::SocketAddr = args[2].parse().expect("an address");
