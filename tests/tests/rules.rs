@@ -313,7 +313,6 @@ fn tool_rule(id: &str, tool: &str) -> String {
 fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad() {
     const OLD: &str = "0b0b0b0b-0000-4000-8000-0000000000a1";
     const NEW: &str = "0b0b0b0b-0000-4000-8000-0000000000a2";
-    const LOAD: usize = 3000;
     let run = AgentRun::new("rules-reload", &[("id", AGENT)]);
     let rules = run.dir.join("rules.yml");
     std::fs::write(&rules, tool_rule(OLD, "base64")).unwrap();
@@ -337,13 +336,21 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
             == outcome
     };
 
-    // Load in the agent's cgroup all along: execs of `true`, every one reported.
+    // Load in the agent's cgroup all along, until every reload is done: execs of `true`,
+    // each counted by the shell itself. Paced (a `sleep` between them), so that the count
+    // below is about reloads and attribution, not about how fast a slow machine drains a
+    // flood (a kernel loss would be a gap record, asserted absent too).
+    let running = run.dir.join("load-running");
+    let count = run.dir.join("load-count");
+    std::fs::write(&running, "").unwrap();
     let mut load = Command::new("/bin/sh")
         .args([
             "-c",
             &format!(
-                "echo $$ > {}/cgroup.procs && i=0; while [ $i -lt {LOAD} ]; do /bin/true; i=$((i+1)); done",
-                run.cgroup
+                "echo $$ > {}/cgroup.procs && n=0; while [ -e {} ]; do /bin/true; n=$((n+1)); sleep 0.002; done; echo $n > {}",
+                run.cgroup,
+                running.display(),
+                count.display()
             ),
         ])
         .spawn()
@@ -368,7 +375,13 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
     // SIGHUP reads them again too.
     sensor.signal(libc::SIGHUP);
     assert!(reloaded(3, "success"));
+    std::fs::remove_file(&running).unwrap();
     assert!(load.wait().unwrap().success());
+    let made: usize = std::fs::read_to_string(&count)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let done = sensor.stop();
     let records = &done.records;
     let reloads: Vec<&Value> = records
@@ -391,19 +404,30 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
     // One alert of the old rule (before the good reload), none after it.
     assert_eq!(alerts_of(records, OLD).len(), 1);
     assert_eq!(alerts_of(records, NEW).len(), 1);
-    // No event lost while rules were reloaded under load.
-    let trues = records
+    // No event lost while rules were reloaded under load: no kernel loss, and every exec the
+    // load made is recorded as the agent's.
+    let gaps: Vec<&Value> = records.iter().filter(|r| action(r) == "gap").collect();
+    assert!(gaps.is_empty(), "records were lost: {gaps:?}");
+    let trues: Vec<&Value> = records
         .iter()
         .filter(|r| {
             action(r) == "exec"
                 && r["process"]["executable"]
                     .as_str()
                     .is_some_and(|e| e.ends_with("/true"))
-                && r["identity"]["agent"]["id"] == AGENT
         })
+        .collect();
+    let theirs = trues
+        .iter()
+        .filter(|r| r["identity"]["agent"]["id"] == AGENT)
         .count();
-    assert_eq!(trues, LOAD);
-    assert!(records.iter().all(|r| action(r) != "gap"));
+    assert!(made > 100, "the load ran through the reloads: {made} execs");
+    assert_eq!(
+        (theirs, trues.len()),
+        (made, made),
+        "execs of the load recorded as the agent's, and recorded at all; one not the agent's: {:?}",
+        trues.iter().find(|r| r["identity"]["agent"]["id"] != AGENT)
+    );
 }
 
 #[test]
