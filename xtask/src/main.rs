@@ -109,6 +109,8 @@ fn main() -> anyhow::Result<()> {
                     .args([
                         "test",
                         "--release",
+                        // Every test binary runs even when an earlier one failed.
+                        "--no-fail-fast",
                         "--workspace",
                         "--exclude",
                         "sensor-ebpf",
