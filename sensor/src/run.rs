@@ -34,7 +34,7 @@ use crate::{
         Sink,
         forward::{Forwarders, health::SinkHealth},
     },
-    source::ring::KernelSource,
+    source::{ring::KernelSource, ring_fill::RingFill},
 };
 
 /// Settings from the file with the command line on top.
@@ -354,7 +354,14 @@ async fn async_main(
         ));
     }
     let endpoint = match config.metrics_listen {
-        Some(address) => Some(serve_metrics(address, &pipeline, sink_health).await?),
+        Some(address) => {
+            let ring = RingFill::map(
+                std::os::fd::AsFd::as_fd(&maps.events),
+                config.ring_buffer_bytes,
+            )
+            .context("mapping the ring buffer's positions for the metrics")?;
+            Some(serve_metrics(address, &pipeline, sink_health, ring).await?)
+        }
         None => None,
     };
     // The control socket exists before the start record says the sensor runs: a client
@@ -486,6 +493,7 @@ async fn serve_metrics(
     address: std::net::SocketAddr,
     pipeline: &Pipeline,
     sinks: Option<SinkHealth>,
+    ring: RingFill,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = crate::operate::endpoint::bind(address)
         .await
@@ -494,6 +502,7 @@ async fn serve_metrics(
     let registry = Metrics::default();
     let metrics = pipeline.metrics();
     registry.register(metrics.clone());
+    registry.register(Arc::new(ring));
     if let Some(sinks) = &sinks {
         registry.register(Arc::new(sinks.clone()));
     }

@@ -296,6 +296,17 @@ fn readyz_and_metrics_follow_a_sinks_health() {
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE agent_sensor_sink_failures_total counter"));
+    // The start record waits in its queue: the lag grows.
+    let lag = |metrics: &str| {
+        sample(metrics, "agent_sensor_sink_lag_seconds{sink=\"collector\"}")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no lag: {metrics}"))
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while lag(&wait_for_status(port, "/metrics", 200)) < 1.0 {
+        assert!(Instant::now() < deadline, "the lag never reached a second");
+        thread::sleep(Duration::from_millis(200));
+    }
 
     // The collector comes: the queued records arrive, the sink is up, the sensor ready.
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
@@ -320,6 +331,12 @@ fn readyz_and_metrics_follow_a_sinks_health() {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(delivered >= 1, "{metrics}");
+    // Everything delivered: no lag.
+    let deadline = Instant::now() + TIMEOUT;
+    while lag(&wait_for_status(port, "/metrics", 200)) != 0.0 {
+        assert!(Instant::now() < deadline, "the lag never went back to 0");
+        thread::sleep(Duration::from_millis(200));
+    }
     sensor.stop();
     let received = reader.join().unwrap();
     assert!(
@@ -330,6 +347,75 @@ fn readyz_and_metrics_follow_a_sinks_health() {
         received.contains("\"action\":\"sensor_start\""),
         "{received}"
     );
+}
+
+/// A sample's value in an exposition (the first line of `series`, labels included), in the
+/// exposition's own text.
+fn sample<'a>(metrics: &'a str, series: &str) -> Option<&'a str> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+}
+
+/// The ring buffer's fill comes from the kernel's own positions: records the kernel wrote and
+/// the daemon has not collected yet (here it collects once a second) show, and are gone once
+/// collected.
+#[test]
+fn the_ring_buffer_fill_shows_records_waiting_for_the_daemon() {
+    const SIZE: u64 = 1 << 20;
+    let dir = scratch_dir("ring-fill");
+    let port = free_port();
+    let config = dir.join("agent-sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n[kernel]\npoll_interval_ms = 1000\nring_buffer_bytes = {SIZE}\n"
+        ),
+    )
+    .unwrap();
+    // One exec per line it reads.
+    let mut shell = Command::new("/bin/sh")
+        .args(["-c", "while read line; do /bin/true; done"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sensor = Launch::new()
+        .config(&config)
+        .args(["--pid", &shell.id().to_string()])
+        .start();
+    let used = || {
+        let metrics = wait_for_status(port, "/metrics", 200);
+        assert_eq!(
+            sample(&metrics, "agent_sensor_ring_buffer_size_bytes"),
+            Some(SIZE.to_string().as_str()),
+            "{metrics}"
+        );
+        sample(&metrics, "agent_sensor_ring_buffer_used_bytes")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no ring buffer fill: {metrics}"))
+    };
+    let mut stdin = shell.stdin.take().unwrap();
+    // An exec's records wait in the ring for the next collection (no wakeup: far below
+    // kernel.wakeup_bytes); one of these tries reads them before it.
+    let mut seen = 0;
+    for _ in 0..20 {
+        writeln!(stdin, "go").unwrap();
+        thread::sleep(Duration::from_millis(50));
+        seen = used();
+        if seen > 0 {
+            break;
+        }
+    }
+    assert!(seen > 0 && seen < SIZE, "fill while records wait: {seen}");
+    // Collected within the interval, nothing new: empty again.
+    let deadline = Instant::now() + TIMEOUT;
+    while used() != 0 {
+        assert!(Instant::now() < deadline, "the ring never emptied");
+        thread::sleep(Duration::from_millis(200));
+    }
+    drop(stdin);
+    shell.wait().unwrap();
+    sensor.stop();
 }
 
 /// A Sigma rule that fires when `tool` runs.

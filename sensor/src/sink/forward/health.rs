@@ -1,6 +1,9 @@
 //! Each sink's health, as its delivery thread last saw it, for `/readyz`, metrics and logs:
 //! a cheap snapshot any task can take ([`SinkHealth::statuses`]).
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use serde::Serialize;
 
@@ -38,6 +41,9 @@ pub struct SinkStatus {
     pub queued_bytes: u64,
     /// The queue's bound.
     pub queue_bytes: u64,
+    /// How long the oldest record not yet acknowledged has been queued.
+    #[serde(serialize_with = "seconds")]
+    pub lag: Duration,
     /// Records being dropped now for want of room in the queue (a `gap` record will count
     /// them).
     pub dropping: u64,
@@ -61,6 +67,7 @@ impl Tracker {
                 last_error: None,
                 queued_bytes: 0,
                 queue_bytes,
+                lag: Duration::ZERO,
                 dropping: 0,
             })),
         }
@@ -118,6 +125,7 @@ impl SinkHealth {
                 let mut status = tracker.with(|s| s.clone());
                 (status.queued_bytes, status.queue_bytes) = queue.fill();
                 status.dropping = queue.dropping();
+                status.lag = queue.lag();
                 status
             })
             .collect()
@@ -148,6 +156,10 @@ impl SinkHealth {
             }
         })
     }
+}
+
+fn seconds<S: serde::Serializer>(lag: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(lag.as_secs_f64())
 }
 
 /// A metric family of the sinks: its name, kind, help and the value it takes of a status.
@@ -201,6 +213,15 @@ impl Collect for SinkHealth {
             for status in &statuses {
                 out.sample(name, &[("sink", &status.name)], value(status));
             }
+        }
+        out.family(
+            "sink_lag_seconds",
+            Kind::Gauge,
+            "How long the oldest record not yet acknowledged by the sink has been queued (0 when none is).",
+        );
+        for status in &statuses {
+            let nanos = u64::try_from(status.lag.as_nanos()).unwrap_or(u64::MAX);
+            out.sample_seconds("sink_lag_seconds", &[("sink", &status.name)], nanos);
         }
     }
 }

@@ -92,6 +92,26 @@ struct State {
     rejected_taken: bool,
     /// Set when the sensor stops: the reader drains what it can, then ends.
     stopping: bool,
+    /// When records were queued: the end offset of each published batch not yet acknowledged,
+    /// oldest first, for the sink's lag. Bounded by [`QUEUED_AT_LIMIT`].
+    queued_at: VecDeque<(u64, Instant)>,
+}
+
+/// Batches whose queueing time is kept; past it, a new batch joins the newest kept one (whose
+/// time is older), so the lag can only read high, never low.
+const QUEUED_AT_LIMIT: usize = 4096;
+
+impl State {
+    /// The batches up to `acked` left the queue.
+    fn forget_queued_at(&mut self) {
+        while self
+            .queued_at
+            .front()
+            .is_some_and(|&(end, _)| end <= self.acked)
+        {
+            self.queued_at.pop_front();
+        }
+    }
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
@@ -164,6 +184,11 @@ pub fn open(
     let restored = restore_losses(dir, sink, trail_end, sync)?;
     // Within what is on disk, whatever the cursor file says.
     let acked = acked.clamp(segments[0], end);
+    // What an earlier run left queued has waited at least since now.
+    let queued_at = (end > acked)
+        .then(|| (end, Instant::now()))
+        .into_iter()
+        .collect();
     let state = State {
         end,
         acked,
@@ -173,6 +198,7 @@ pub fn open(
         lost_taken: false,
         rejected_taken: false,
         stopping: false,
+        queued_at,
     };
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
@@ -466,7 +492,16 @@ impl QueueWriter {
         if self.unpublished == 0 {
             return;
         }
-        lock(&self.shared).end += std::mem::take(&mut self.unpublished);
+        {
+            let mut state = lock(&self.shared);
+            state.end += std::mem::take(&mut self.unpublished);
+            let end = state.end;
+            if state.queued_at.len() < QUEUED_AT_LIMIT {
+                state.queued_at.push_back((end, Instant::now()));
+            } else if let Some(newest) = state.queued_at.back_mut() {
+                newest.0 = end;
+            }
+        }
         self.shared.wake.notify_all();
     }
 
@@ -625,7 +660,11 @@ impl QueueReader {
     /// The records handed out were delivered: they leave the queue.
     pub fn ack(&mut self) -> io::Result<()> {
         write_small(&self.dir, ACKED, &format!("{}\n", self.sent), self.sync)?;
-        lock(&self.shared).acked = self.sent;
+        {
+            let mut state = lock(&self.shared);
+            state.acked = self.sent;
+            state.forget_queued_at();
+        }
         self.forget_acked_segments();
         Ok(())
     }
@@ -693,6 +732,17 @@ impl QueueView {
         (state.end - state.acked, self.bound)
     }
 
+    /// How long the oldest record not yet acknowledged has been queued; zero when the queue
+    /// is empty.
+    pub fn lag(&self) -> Duration {
+        let state = lock(&self.shared);
+        state
+            .queued_at
+            .front()
+            .filter(|_| state.end > state.acked)
+            .map_or(Duration::ZERO, |(_, at)| at.elapsed())
+    }
+
     /// Records currently being dropped for this sink (queue full), not yet in a `gap`.
     pub fn dropping(&self) -> u64 {
         lock(&self.shared).loss.as_ref().map_or(0, |l| l.lost)
@@ -751,6 +801,58 @@ mod tests {
         put(&mut w, &lines(10, 2, 10));
         assert_eq!(drain(&mut r, 100), lines(4, 8, 10));
         assert_eq!(view.fill().0, 0);
+    }
+
+    #[test]
+    fn the_lag_is_the_age_of_the_oldest_record_not_acknowledged() {
+        let dir = tempdir();
+        let (mut w, mut r, view) = open(&dir, "s", 1 << 20, None, false).unwrap();
+        assert_eq!(view.lag(), Duration::ZERO);
+        put(&mut w, &lines(0, 2, 10));
+        std::thread::sleep(Duration::from_millis(60));
+        put(&mut w, &lines(2, 2, 10));
+        assert!(view.lag() >= Duration::from_millis(60), "{:?}", view.lag());
+        // The first batch acknowledged: the second's age, younger.
+        let mut batch = Vec::new();
+        assert!(matches!(
+            r.next(2, &mut batch, Duration::ZERO).unwrap(),
+            Next::Batch(2)
+        ));
+        r.ack().unwrap();
+        assert!(view.lag() < Duration::from_millis(60), "{:?}", view.lag());
+        drain(&mut r, 100);
+        assert_eq!(view.lag(), Duration::ZERO);
+        // A backlog an earlier run left has waited at least since the queue was opened.
+        put(&mut w, &lines(4, 2, 10));
+        drop((w, r, view));
+        let (_w, _r, view) = open(&dir, "s", 1 << 20, None, false).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(view.lag() >= Duration::from_millis(20), "{:?}", view.lag());
+    }
+
+    #[test]
+    fn the_times_kept_are_bounded_and_the_lag_never_reads_low() {
+        let dir = tempdir();
+        let (mut w, mut r, view) = open(&dir, "s", 1 << 24, None, false).unwrap();
+        let n = QUEUED_AT_LIMIT as u64 + 10;
+        for i in 0..n {
+            put(&mut w, &lines(i, 1, 10));
+        }
+        assert_eq!(lock(&view.shared).queued_at.len(), QUEUED_AT_LIMIT);
+        std::thread::sleep(Duration::from_millis(30));
+        // All but the last record acknowledged: it was queued before the pause.
+        let mut left = n - 1;
+        let mut batch = Vec::new();
+        while left > 0 {
+            let want = u32::try_from(left.min(1000)).unwrap();
+            let Next::Batch(got) = r.next(want, &mut batch, Duration::ZERO).unwrap() else {
+                panic!("records left");
+            };
+            r.ack().unwrap();
+            left -= got;
+        }
+        assert_eq!(view.fill().0, lines(n - 1, 1, 10).len() as u64);
+        assert!(view.lag() >= Duration::from_millis(30), "{:?}", view.lag());
     }
 
     #[test]
