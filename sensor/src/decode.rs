@@ -126,6 +126,10 @@ pub struct ExecEvent {
     pub exe: Vec<u8>,
     /// `exe` was cut at the kernel's limit.
     pub exe_truncated: bool,
+    /// The working directory's absolute path at exec; empty when it could not be walked.
+    pub cwd: Vec<u8>,
+    /// `cwd` was cut at the top (deeper than the kernel's walk goes).
+    pub cwd_truncated: bool,
     /// No selector attributed the process in the kernel: reported for the daemon's argv and
     /// marker checks only.
     pub unmatched: bool,
@@ -478,8 +482,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
 fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
     let r: ExecRecord = read_record(bytes, "exec")?;
     let tail = &bytes[size_of::<ExecRecord>()..];
-    let lens = [r.args_len, r.filename_len, r.exe_len, r.env_len].map(|n| n as usize);
-    let [args, filename, exe, env] = pieces(tail, lens, "exec", bytes.len())?;
+    let lens = [r.args_len, r.filename_len, r.exe_len, r.cwd_len, r.env_len].map(|n| n as usize);
+    let [args, filename, exe, cwd, env] = pieces(tail, lens, "exec", bytes.len())?;
     let flags = r.flags;
     Ok(ExecEvent {
         ktime_ns: r.header.ktime_ns,
@@ -504,6 +508,8 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
         filename_truncated: flags & exec_flags::FILENAME_TRUNCATED != 0,
         exe,
         exe_truncated: flags & exec_flags::EXE_TRUNCATED != 0,
+        cwd,
+        cwd_truncated: flags & exec_flags::CWD_TRUNCATED != 0,
         unmatched: flags & exec_flags::UNMATCHED != 0,
         env: (flags & exec_flags::ENV_INCLUDED != 0).then_some(env),
         args: split_args(&args),
@@ -725,8 +731,10 @@ mod tests {
             args_len: args.len() as u32,
             filename_len: filename.len() as u32,
             exe_len: 0,
+            cwd_len: 0,
             env_len: 0,
             flags,
+            _pad: 0,
             comm,
         };
         let mut out = vec![0u8; size_of::<ExecRecord>()];
@@ -788,7 +796,7 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap_err().kind(), "unknown_kind");
         // A record claiming more trailing bytes than its size allows.
         let mut bytes = exec_bytes(b"x\0", b"/x", 0);
-        let args_len_at = size_of::<ExecRecord>() - 16 - 5 * 4;
+        let args_len_at = size_of::<ExecRecord>() - 16 - 7 * 4;
         bytes[args_len_at..args_len_at + 4].copy_from_slice(&1000u32.to_ne_bytes());
         assert_eq!(decode(&bytes).unwrap_err().kind(), "truncated");
     }

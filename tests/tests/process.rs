@@ -2,6 +2,7 @@
 //! processes these tests start with known arguments, checked field by field.
 use std::{
     ffi::OsStr,
+    fmt::Write as _,
     os::unix::{ffi::OsStrExt as _, process::ExitStatusExt as _},
     process::{Command, Stdio},
 };
@@ -110,6 +111,58 @@ fn exec_and_exit_with_hostile_argv_are_reported_exactly() {
     assert!(exit["process"]["end"].is_string());
     // The forged JSON stayed an argument: no record has the forged action.
     assert!(done.records.iter().all(|r| action(r) != "forged"));
+}
+
+/// The exec record carries the directory the program starts in, byte for byte, however
+/// hostile its name; one deeper than the kernel's walk is flagged, its lower part kept.
+#[test]
+fn the_working_directory_at_exec_is_exact_and_a_deep_one_is_flagged() {
+    let base = sensor_tests::scratch_dir("cwd");
+    let hostile = base.join(OsStr::from_bytes(b"new\nline \"q\" {\"x\":1} bad\xff\xfe"));
+    std::fs::create_dir_all(&hostile).unwrap();
+    let mut deep = base.join("deep");
+    for _ in 0..70 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let sensor = Sensor::start(&["--all-processes"]);
+    for (dir, mark) in [(&hostile, "cwd-hostile"), (&deep, "cwd-deep")] {
+        let status = Command::new(HELPER)
+            .args(["exit", "0", mark])
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let exec_of = |mark: &str| {
+        sensor.wait_for(mark, |r| {
+            action(r) == "exec" && r["process"]["args"][3] == mark
+        })
+    };
+    let (hostile_exec, deep_exec) = (exec_of("cwd-hostile"), exec_of("cwd-deep"));
+    sensor.stop();
+
+    let p = &hostile_exec["process"];
+    let bytes = hostile.as_os_str().as_bytes();
+    assert_eq!(
+        p["working_directory"],
+        String::from_utf8_lossy(bytes).as_ref(),
+        "{p}"
+    );
+    let hex = bytes.iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    assert_eq!(p["hex"]["working_directory"], hex.as_str(), "{p}");
+    assert!(p.get("working_directory_truncated").is_none(), "{p}");
+
+    let p = &deep_exec["process"];
+    assert_eq!(p["working_directory_truncated"], true, "{p}");
+    let kept = p["working_directory"].as_str().unwrap();
+    assert!(
+        deep.to_str().unwrap().ends_with(kept) && kept.ends_with("/d/d/d"),
+        "{kept}"
+    );
 }
 
 #[test]

@@ -20,6 +20,10 @@ const AGENT: &str = "rules-agent";
 const BASE64_DECODE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
 const SHELL_FROM_TMP: &str = "2fade0b6-7423-4835-9d4f-335b39b83867";
 const REVERSE_SHELL: &str = "83dcd9f6-9ca8-4af7-a16e-a1c7a6b51871";
+/// OMIGOD SCX RunAsProvider ExecuteShellCommand and ExecuteScript (CurrentDirectory).
+const OMIGOD_SHELL: &str = "21541900-27a9-4454-9c4c-3f0a4240344a";
+const OMIGOD_SCRIPT: &str = "6eea1bf6-f8d2-488a-a742-e6ef6c1b67db";
+const SCX_TMP: &str = "/var/opt/microsoft/scx/tmp";
 
 /// The corpus's Linux rule folders of the three categories the sensor feeds.
 fn sigma_dirs() -> Vec<PathBuf> {
@@ -67,13 +71,9 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
         .iter()
         .map(|d| format!("{:?}", d.display().to_string()))
         .collect();
-    // Two of these rules need the working directory, which the sensor does not
-    // record: they are reported and left out.
-    let _ = write!(
-        config,
-        "[rules]\nfiles = [{}]\nskip_unsupported = true\n",
-        dirs.join(", ")
-    );
+    // Every rule of the three folders loads (`skip_unsupported` off: one that did not would
+    // stop the start).
+    let _ = write!(config, "[rules]\nfiles = [{}]\n", dirs.join(", "));
     std::fs::write(&run.config, config).unwrap();
     let sensor = Launch::new().config(&run.config).start();
 
@@ -87,8 +87,15 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
     let backdoor = work.join("ebpfbackdoor");
     let localhost = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let elsewhere = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    // OMIGOD's shell: root, login uid 0, started in SCX's temporary directory (made here
+    // when the host has none, and removed after).
+    let scx = Path::new(SCX_TMP);
+    let made_scx = !Path::new("/var/opt/microsoft").exists();
+    std::fs::create_dir_all(scx).unwrap();
     run.in_agent_cgroup(&format!(
-        "echo aGVsbG8= | base64 -d >/dev/null \
+        "(echo 0 > /proc/self/loginuid && cd {SCX_TMP} \
+           && /bin/sh -c 'true /etc/opt/microsoft/scx/conf/tmpdir/scx') \
+         && echo aGVsbG8= | base64 -d >/dev/null \
          && {timeout} 5 /bin/sh -c true \
          && /bin/sh -c ': > {backdoor}' && cat {backdoor} \
          && bash -c 'exec 3<>/dev/tcp/127.0.0.1/{local}' \
@@ -98,7 +105,17 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
         local = localhost.local_addr().unwrap().port(),
         remote = elsewhere.local_addr().unwrap().port(),
     ));
-    for id in [BASE64_DECODE, SHELL_FROM_TMP, &ebpf_backdoor, REVERSE_SHELL] {
+    if made_scx {
+        std::fs::remove_dir_all("/var/opt/microsoft").unwrap();
+    }
+    for id in [
+        BASE64_DECODE,
+        SHELL_FROM_TMP,
+        &ebpf_backdoor,
+        REVERSE_SHELL,
+        OMIGOD_SHELL,
+        OMIGOD_SCRIPT,
+    ] {
         sensor.wait_for(&format!("an alert of rule {id}"), |r| {
             action(r) == "alert"
                 && r["alert"]["rule"]["id"] == id
@@ -107,11 +124,22 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
     }
     let done = sensor.stop();
     let records = &done.records;
-    assert!(
-        done.stderr.contains("CurrentDirectory"),
-        "the rules left out are named: {}",
-        done.stderr
-    );
+
+    // The OMIGOD rules match on CurrentDirectory: the exec record's working directory.
+    for id in [OMIGOD_SHELL, OMIGOD_SCRIPT] {
+        let fired: Vec<&Value> = alerts_of(records, id)
+            .into_iter()
+            .filter(|a| a["identity"]["agent"]["id"] == AGENT)
+            .collect();
+        assert_eq!(fired.len(), 1, "{id}: {fired:?}");
+        let trigger = by_sequence(records, &fired[0]["alert"]["trigger"]["sequence"][0]);
+        assert_eq!(
+            trigger["process"]["working_directory"], SCX_TMP,
+            "{trigger}"
+        );
+        assert_eq!(trigger["process"]["login_user"]["id"], "0", "{trigger}");
+        assert_eq!(fired[0]["process"]["working_directory"], SCX_TMP);
+    }
 
     // Decode Base64 Encoded Text: the exec of base64 by the agent.
     let base64: Vec<&Value> = alerts_of(records, BASE64_DECODE)
@@ -222,26 +250,6 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
     let mut cmd = Command::new(sensor_binary());
     cmd.args(["rules", "test", "--rules"]).args(sigma_dirs());
     let out = cmd.arg("--events").arg(&events).output().unwrap();
-    // The whole folders include the two unsupported rules: `rules test` refuses them.
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("CurrentDirectory"));
-    let supported: Vec<PathBuf> = sigma_dirs()
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).unwrap())
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            !std::fs::read_to_string(p)
-                .unwrap()
-                .contains("CurrentDirectory")
-        })
-        .collect();
-    let out = Command::new(sensor_binary())
-        .args(["rules", "test", "--rules"])
-        .args(&supported)
-        .arg("--events")
-        .arg(&events)
-        .output()
-        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let replayed: BTreeSet<(String, u64)> = String::from_utf8(out.stdout)
         .unwrap()
@@ -297,9 +305,10 @@ fn rules_check_names_file_line_column_and_reason() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("133 rule(s) loaded from 135 file(s), 2 not loaded"),
+        stdout.contains("135 rule(s) loaded from 135 file(s), 0 not loaded"),
         "{stdout}"
     );
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// A rule of `Image|endswith: /<tool>` with its own id.

@@ -9,7 +9,7 @@
 #![warn(missing_docs)]
 
 /// Version of the record layouts below; bumped on any change to a record's bytes.
-pub const RECORD_VERSION: u16 = 2;
+pub const RECORD_VERSION: u16 = 3;
 
 /// Kinds of ring-buffer record (`RecordHeader::kind`), also the index of their loss counter.
 pub mod kind {
@@ -143,12 +143,15 @@ pub mod exec_flags {
     pub const UNMATCHED: u32 = 1 << 7;
     /// The kernel keeps no login uid (no `task_struct::loginuid`); `loginuid` is meaningless.
     pub const NO_LOGINUID: u32 = 1 << 4;
+    /// The working directory's path filled the window and is cut at the top.
+    pub const CWD_TRUNCATED: u32 = 1 << 8;
 }
 
 /// A successful execve/execveat, seen at `sched_process_exec` with the new image in place.
 /// Followed by `args_len` bytes of argv (NUL-separated, as in the process's memory), then
 /// `filename_len` bytes of the file name as passed to exec (no NUL), then `exe_len` bytes of
-/// the absolute path of the file the kernel runs (`bprm->file`: for a script, its interpreter).
+/// the absolute path of the file the kernel runs (`bprm->file`: for a script, its interpreter),
+/// then `cwd_len` bytes of the working directory's absolute path (`fs->pwd`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecRecord {
@@ -192,10 +195,14 @@ pub struct ExecRecord {
     pub filename_len: u32,
     /// Bytes of the executable's absolute path that follow the file name.
     pub exe_len: u32,
-    /// Bytes of environment that follow the executable's path (with `ENV_INCLUDED`).
+    /// Bytes of the working directory's absolute path that follow the executable's path.
+    pub cwd_len: u32,
+    /// Bytes of environment that follow the working directory (with `ENV_INCLUDED`).
     pub env_len: u32,
     /// [`exec_flags`].
     pub flags: u32,
+    /// Padding; always 0.
+    pub _pad: u32,
     /// The task's name after exec (the new image's file name).
     pub comm: [u8; 16],
 }
@@ -1091,7 +1098,7 @@ pub struct EgressAllow {
 const _: () = {
     use core::mem::{align_of, size_of};
     assert!(size_of::<RecordHeader>() == 32);
-    assert!(size_of::<ExecRecord>() == 144);
+    assert!(size_of::<ExecRecord>() == 152);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
     assert!(size_of::<KernelOffsets>() == 106 * 4);

@@ -70,6 +70,9 @@ impl Builder {
         if e.filename != exe {
             p.set_exec_path(&e.filename);
         }
+        if !e.cwd.is_empty() {
+            p.set_working_directory(&e.cwd, e.cwd_truncated);
+        }
         if !e.args_unreadable {
             p.set_args(&e.args);
         }

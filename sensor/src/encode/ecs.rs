@@ -130,6 +130,8 @@ fn process(out: &mut Vec<u8>, p: &Process) {
     o.opt_str("name", p.name.as_deref());
     o.opt_str("executable", p.executable.as_deref());
     o.opt_str("exec_path", p.exec_path.as_deref());
+    o.opt_str("working_directory", p.working_directory.as_deref());
+    o.flag("working_directory_truncated", p.working_directory_truncated);
     if let Some(args) = &p.args {
         o.key("args");
         str_array(o.out, args);
@@ -579,6 +581,8 @@ mod tests {
             name: Some(s(HOSTILE)),
             executable: Some(s("/bin/x")),
             exec_path: Some(s("x")),
+            working_directory: Some(s(HOSTILE)),
+            working_directory_truncated: true,
             args: Some(vec![s(""), s(HOSTILE), s("0123456789abcdef\"")]),
             args_count: Some(3),
             args_truncated: true,
@@ -608,6 +612,7 @@ mod tests {
                 name: Some(s("ff")),
                 executable: Some(s("fe")),
                 exec_path: Some(s("fd")),
+                working_directory: Some(s("fc")),
                 args: Some(vec![None, Some(s("00"))]),
             },
         }));
@@ -1508,6 +1513,8 @@ mod tests {
                 name: self.opt_text(),
                 executable: self.opt_text(),
                 exec_path: self.opt_text(),
+                working_directory: self.opt_text(),
+                working_directory_truncated: self.bool(),
                 args: self.opt(Self::texts),
                 args_count: self.opt(Self::u32),
                 args_truncated: self.bool(),
@@ -1540,6 +1547,7 @@ mod tests {
                     name: self.opt_text(),
                     executable: self.opt_text(),
                     exec_path: self.opt_text(),
+                    working_directory: self.opt_text(),
                     args: self.opt(|g| (0..g.below(3)).map(|_| g.opt_text()).collect()),
                 },
             }

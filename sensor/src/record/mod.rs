@@ -222,6 +222,13 @@ pub struct Process {
     /// exec: the path the caller passed to execve when it differs from `executable` (relative,
     /// through a symlink, or a script whose interpreter is the executable).
     pub exec_path: Option<String>,
+    /// exec: the absolute path of the directory the program started in (the kernel's
+    /// `fs->pwd`, walked like `executable`), what its relative paths mean.
+    pub working_directory: Option<String>,
+    /// The working directory was deeper than the kernel's walk goes (64 components):
+    /// `working_directory` holds its lower part only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub working_directory_truncated: bool,
     /// argv, as the process's memory held it at exec.
     pub args: Option<Vec<String>>,
     /// argc, as the kernel counted it (also when `args` was cut).
@@ -319,6 +326,8 @@ pub struct RawBytes {
     pub executable: Option<String>,
     /// `exec_path`'s bytes.
     pub exec_path: Option<String>,
+    /// `working_directory`'s bytes.
+    pub working_directory: Option<String>,
     /// One entry per argument, `null` for arguments that were valid UTF-8.
     pub args: Option<Vec<Option<String>>>,
 }
@@ -329,6 +338,7 @@ impl RawBytes {
         self.name.is_none()
             && self.executable.is_none()
             && self.exec_path.is_none()
+            && self.working_directory.is_none()
             && self.args.is_none()
     }
 }
@@ -795,6 +805,15 @@ impl Process {
         let (exe, raw) = text(path);
         self.executable = Some(exe);
         self.hex.executable = raw;
+    }
+
+    /// Sets `working_directory` from a path's bytes (and `hex.working_directory` when they are
+    /// not UTF-8).
+    pub fn set_working_directory(&mut self, path: &[u8], truncated: bool) {
+        let (p, raw) = text(path);
+        self.working_directory = Some(p);
+        self.working_directory_truncated = truncated;
+        self.hex.working_directory = raw;
     }
 
     /// Sets `exec_path` from a path's bytes (and `hex.exec_path` when they are not UTF-8).

@@ -57,6 +57,8 @@ pub struct Fields<'a> {
     pub executable: Option<&'a str>,
     /// `process.command_line`.
     pub command_line: Option<&'a str>,
+    /// `process.working_directory`: where an exec'd program started.
+    pub working_directory: Option<&'a str>,
     /// `user.id` (the effective uid), else `process.user.id`.
     pub uid: Option<u32>,
     /// `process.login_user.id`: the audit login uid.
@@ -147,6 +149,7 @@ impl<'a> Fields<'a> {
             f.parent_entity_id = p.parent.as_ref().map(|p| &*p.entity_id);
             f.executable = p.executable.as_deref();
             f.command_line = p.command_line.as_deref();
+            f.working_directory = p.working_directory.as_deref();
             f.login_uid = p.login_user.as_ref().and_then(|u| u.id.parse().ok());
             f.uid = p.user.as_ref().and_then(|u| u.id.parse().ok());
         }
@@ -222,6 +225,7 @@ impl<'a> Fields<'a> {
             parent_entity_id: s(&["process", "parent", "entity_id"]),
             executable: s(&["process", "executable"]),
             command_line: s(&["process", "command_line"]),
+            working_directory: s(&["process", "working_directory"]),
             uid: id(&["user", "id"]).or_else(|| id(&["process", "user", "id"])),
             login_uid: id(&["process", "login_user", "id"]),
             target_filename: match action {

@@ -320,6 +320,8 @@ fn process_of(p: &ProcessBlock) -> ProcessBlock {
             name: p.name.clone(),
             executable: p.executable.clone(),
             exec_path: p.exec_path.clone(),
+            working_directory: p.working_directory.clone(),
+            working_directory_truncated: p.working_directory_truncated,
             command_line: p.command_line.clone(),
             parent: p.parent.as_ref().map(|parent| Parent {
                 pid: parent.pid,
@@ -489,15 +491,9 @@ mod tests {
         for r in &loaded.rejected {
             println!("rejected: {r}");
         }
-        // The three that match on CurrentDirectory: the exec record has no working
-        // directory (docs/rules.md).
-        assert_eq!(loaded.rules.len(), 164);
-        assert_eq!(loaded.rejected.len(), 3);
-        assert!(
-            loaded
-                .rejected
-                .iter()
-                .all(|r| r.reason.contains("CurrentDirectory"))
-        );
+        // Every one, the three on CurrentDirectory included (the exec record's working
+        // directory).
+        assert_eq!(loaded.rules.len(), 167);
+        assert!(loaded.rejected.is_empty());
     }
 }

@@ -471,6 +471,7 @@ const PROCESS_FIELDS: &[&str] = &[
     "CommandLine",
     "ParentImage",
     "ParentCommandLine",
+    "CurrentDirectory",
     "ProcessId",
     "User",
     "LogonId",
@@ -498,16 +499,11 @@ fn check_field(name: &str, category: Category) -> Result<(), String> {
     if fields.contains(&name) {
         return Ok(());
     }
-    Err(match name {
-        "CurrentDirectory" => "field CurrentDirectory: the sensor's exec record does not carry \
-                               the working directory"
-            .to_owned(),
-        _ => format!(
-            "field {name:?} has no sensor field in {} (docs/rules.md lists the mapped ones: {})",
-            category.name(),
-            fields.join(", ")
-        ),
-    })
+    Err(format!(
+        "field {name:?} has no sensor field in {} (docs/rules.md lists the mapped ones: {})",
+        category.name(),
+        fields.join(", ")
+    ))
 }
 
 /// The line and column a YAML error message names (`... at line 3 column 5`), else 1:1.
@@ -608,6 +604,7 @@ impl SigmaEvent<'_> {
             "CommandLine" => text(f.command_line),
             "ParentImage" => text(self.parent.and_then(|p| p.executable.as_deref())),
             "ParentCommandLine" => text(self.parent.and_then(|p| p.command_line.as_deref())),
+            "CurrentDirectory" => text(f.working_directory),
             "ProcessId" => int(f.pid.map(u64::from)),
             "User" => text(self.user).or_else(|| text_owned(f.uid.map(|u| u.to_string()))),
             "LogonId" => int(f.login_uid.map(u64::from)),
@@ -779,10 +776,12 @@ tags:
                 .starts_with("t.yml:9:9: rule \"curl to pipe\": ")
         );
 
-        let cwd = CURL.replace("CommandLine|contains", "CurrentDirectory|startswith");
-        let (_, rejected) = load(&cwd);
+        let unmapped = CURL.replace("CommandLine|contains", "IntegrityLevel|startswith");
+        let (_, rejected) = load(&unmapped);
         assert!(
-            rejected[0].reason.contains("working directory"),
+            rejected[0]
+                .reason
+                .contains("field \"IntegrityLevel\" has no sensor field in process_creation"),
             "{rejected:?}"
         );
         assert_eq!(rejected[0].line, 10);
@@ -990,11 +989,11 @@ correlation:
         );
         let field = missing.replace(
             "rules: [nope]",
-            "rules: [tool_ran]\n    group-by: [CurrentDirectory]",
+            "rules: [tool_ran]\n    group-by: [IntegrityLevel]",
         );
         let (_, rejected) = load(&field);
         assert!(
-            rejected[0].reason.contains("\"CurrentDirectory\""),
+            rejected[0].reason.contains("\"IntegrityLevel\""),
             "{}",
             rejected[0]
         );

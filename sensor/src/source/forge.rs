@@ -57,6 +57,8 @@ pub struct Exec<'a> {
     pub filename: &'a [u8],
     /// The absolute path of the file the kernel runs.
     pub exe: &'a [u8],
+    /// The working directory's absolute path (empty: none walked).
+    pub cwd: &'a [u8],
     /// argv, one slice per argument (without NULs).
     pub args: &'a [&'a [u8]],
     /// [`exec_flags`]: `UNMATCHED` for an exec no kernel selector matched.
@@ -294,14 +296,16 @@ impl Forge {
             args_len: argv.len() as u32,
             filename_len: e.filename.len() as u32,
             exe_len: e.exe.len() as u32,
+            cwd_len: e.cwd.len() as u32,
             env_len: e.env.len() as u32,
             flags,
+            _pad: 0,
             comm: comm(name),
         };
         self.push(
             record,
             |r| &mut r.header,
-            &[&argv, e.filename, e.exe, e.env],
+            &[&argv, e.filename, e.exe, e.cwd, e.env],
         );
     }
 

@@ -348,6 +348,7 @@ fn unmatched_execs_are_decided_by_argv_then_the_environment_marker() {
             exe: b"/usr/bin/node",
             args: &[b"node", b"helper.js"],
             flags: unmatched,
+            cwd: b"/home/u",
             env: b"HOME=/home/u\0AGENT_ID=helper\0PATH=/usr/bin\0",
         },
     );
@@ -359,6 +360,7 @@ fn unmatched_execs_are_decided_by_argv_then_the_environment_marker() {
             exe: b"/usr/bin/python3.11",
             args: PLANNER_ARGS,
             flags: unmatched,
+            cwd: b"/home/u",
             env: b"AGENT_ID=helper\0",
         },
     );
@@ -370,6 +372,7 @@ fn unmatched_execs_are_decided_by_argv_then_the_environment_marker() {
             exe: b"/usr/bin/node",
             args: &[b"node"],
             flags: unmatched,
+            cwd: b"/home/u",
             env: b"AGENT_ID=someone-else\0",
         },
     );

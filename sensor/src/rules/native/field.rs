@@ -29,6 +29,7 @@ pub enum Field {
     Pid,
     Executable,
     CommandLine,
+    WorkingDirectory,
     ParentExecutable,
     ParentCommandLine,
     UserId,
@@ -58,6 +59,11 @@ pub const FIELDS: &[(&str, Field, Kind)] = &[
     ("process.pid", Field::Pid, Kind::Number),
     ("process.executable", Field::Executable, Kind::Path),
     ("process.command_line", Field::CommandLine, Kind::Text),
+    (
+        "process.working_directory",
+        Field::WorkingDirectory,
+        Kind::Path,
+    ),
     (
         "process.parent.executable",
         Field::ParentExecutable,
@@ -140,6 +146,7 @@ impl View<'_> {
             Field::Pid => number(f.pid),
             Field::Executable => text(f.executable),
             Field::CommandLine => text(f.command_line),
+            Field::WorkingDirectory => text(f.working_directory),
             Field::ParentExecutable => text(self.parent.and_then(|p| p.executable.as_deref())),
             Field::ParentCommandLine => text(self.parent.and_then(|p| p.command_line.as_deref())),
             Field::UserId => number(f.uid),
