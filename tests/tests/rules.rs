@@ -483,6 +483,88 @@ const SEQUENCE_RULE: &str = "e2e-credential-then-connect";
 /// Native rules: a test file (a sequence over two agents' real reads and connections, a
 /// template fed a hostile command line) and the example file (a shell in an agent whose data
 /// is restricted, rate limited to one alert a minute).
+/// `by: tree` against `by: agent` with real processes: a credential read in one shell of the
+/// agent and a connection from another shell of it complete the agent's sequence, not the
+/// tree's; a read by `cat` and a connection by `bash`, both children of one shell (which the
+/// sensor never saw exec: it moved itself into the agent's cgroup), complete both.
+#[test]
+fn a_tree_sequence_needs_both_steps_in_one_process_tree() {
+    let run = AgentRun::new("rules-tree", &[("id", AGENT)]);
+    std::fs::create_dir_all(&run.cgroup).unwrap();
+    let steps = "      within: 30
+      steps:
+        - event.action = open and file.class = cloud_credentials
+        - event.action = connect and destination.ip cidr 127.0.0.2/32";
+    std::fs::write(
+        run.dir.join("tree.yml"),
+        format!(
+            "rules:
+  - id: by-tree
+    title: Read then connect in one tree
+    sequence:
+      by: tree
+{steps}
+  - id: by-agent
+    title: Read then connect in one agent
+    sequence:
+      by: agent
+{steps}
+"
+        ),
+    )
+    .unwrap();
+    let mut config = std::fs::read_to_string(&run.config).unwrap();
+    config.push_str("[rules]\nfiles = [\"tree.yml\"]\n");
+    std::fs::write(&run.config, config).unwrap();
+    let sensor = Launch::new().config(&run.config).start();
+
+    let home = scratch_dir("rules-tree-home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let credentials = home.join(".aws/credentials");
+    std::fs::write(&credentials, "[default]\n").unwrap();
+    let elsewhere = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let read = format!("cat {} >/dev/null", credentials.display());
+    let connect = format!(
+        "bash -c 'exec 3<>/dev/tcp/127.0.0.2/{}'",
+        elsewhere.local_addr().unwrap().port()
+    );
+    // Two shells: the read in one, the connection in the other.
+    run.in_agent_cgroup(&read);
+    run.in_agent_cgroup(&connect);
+    // One shell: both.
+    run.in_agent_cgroup(&format!("{read} && {connect}"));
+    sensor.wait_for("the tree's alert", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == "by-tree"
+    });
+    let done = sensor.stop();
+    let records = &done.records;
+    let cited = |id: &str| -> Vec<(String, String)> {
+        alerts_of(records, id)
+            .iter()
+            .map(|a| {
+                let seq = &a["alert"]["trigger"]["sequence"];
+                let (first, then) = (by_sequence(records, &seq[0]), by_sequence(records, &seq[1]));
+                let exe = |r: &Value| {
+                    let e = r["process"]["executable"].as_str().unwrap_or("");
+                    e.rsplit('/').next().unwrap_or("").to_owned()
+                };
+                assert_eq!((action(&first), action(&then)), ("open", "connect"), "{a}");
+                (exe(&first), exe(&then))
+            })
+            .collect()
+    };
+    // The agent's sequence completes twice (across shells, then within one); the tree's once,
+    // on the read by cat and the connection by bash, different processes of one shell.
+    assert_eq!(cited("by-agent").len(), 2, "{:?}", cited("by-agent"));
+    assert_eq!(cited("by-tree"), [("cat".to_owned(), "bash".to_owned())]);
+    let tree = alerts_of(records, "by-tree")[0];
+    let seq = &tree["alert"]["trigger"]["sequence"];
+    assert_ne!(
+        by_sequence(records, &seq[0])["process"]["entity_id"],
+        by_sequence(records, &seq[1])["process"]["entity_id"]
+    );
+}
+
 #[test]
 fn native_rules_scope_on_the_agent_and_sequences_need_order_window_and_agent() {
     let run = AgentRun::new(

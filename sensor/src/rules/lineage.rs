@@ -1,9 +1,13 @@
-//! What rules know of a record's parent process (Sigma's `ParentImage`, `ParentCommandLine`):
-//! learnt from the records themselves (exec and snapshot say what a process runs, fork that a
+//! What rules know of a record's parent process (Sigma's `ParentImage`, `ParentCommandLine`)
+//! and of the process tree it belongs to in its agent (native sequences `by: tree`): learnt
+//! from the records themselves (exec and snapshot say what a process runs, fork that a
 //! child runs what its parent ran until it execs, exit that it is gone), so the daemon and a
 //! replay of recorded events know the same. Bounded: past [`CAPACITY`] processes the oldest
 //! entry is forgotten first (its children then match no `Parent*` value).
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use crate::rules::fields::Fields;
 
@@ -17,6 +21,10 @@ pub struct Image {
     pub executable: Option<String>,
     /// Its `process.command_line`.
     pub command_line: Option<String>,
+    /// The agent it was attributed to (`identity.agent.id`).
+    pub agent: Option<Arc<str>>,
+    /// The root of its process tree in that agent (see [`Lineage::tree`]).
+    pub tree: Option<Arc<str>>,
 }
 
 /// Processes by `entity_id`; see the module doc.
@@ -32,24 +40,65 @@ impl Lineage {
     pub fn observe(&mut self, f: &Fields<'_>) {
         let Some(id) = f.entity_id else { return };
         match f.action {
-            "exec" | "snapshot" => self.remember(
-                id,
-                Image {
-                    executable: f.executable.map(str::to_owned),
-                    command_line: f.command_line.map(str::to_owned),
-                },
-            ),
+            "exec" | "snapshot" => {
+                let tree = self.tree(f).map(Arc::from);
+                self.remember(
+                    id,
+                    Image {
+                        executable: f.executable.map(str::to_owned),
+                        command_line: f.command_line.map(str::to_owned),
+                        agent: f.agent_id.map(Arc::from),
+                        tree,
+                    },
+                );
+            }
             "fork" => {
-                if let Some(parent) = f.parent_entity_id.and_then(|p| self.images.get(p)) {
-                    let image = parent.clone();
-                    self.remember(id, image);
-                }
+                let parent = f.parent_entity_id.and_then(|p| self.images.get(p));
+                let image = match parent {
+                    Some(p) if p.agent.as_deref() == f.agent_id => p.clone(),
+                    None if f.agent_id.is_none() => return,
+                    // The parent became this agent's after its exec (registered, or moved
+                    // into the agent's cgroup), or nothing is known of it: the child runs
+                    // what it ran, in the tree the parent roots.
+                    _ => Image {
+                        executable: parent.and_then(|p| p.executable.clone()),
+                        command_line: parent.and_then(|p| p.command_line.clone()),
+                        agent: f.agent_id.map(Arc::from),
+                        tree: self.tree(f).map(Arc::from),
+                    },
+                };
+                self.remember(id, image);
             }
             "exit" => {
                 self.images.remove(id);
             }
             _ => {}
         }
+    }
+
+    /// The root of the process tree `f`'s process belongs to in its agent: the topmost
+    /// ancestor attributed to the same agent, as exec, snapshot and fork records showed it
+    /// (its `process.entity_id`). The process's own tree while it stays that agent's, else its
+    /// parent's if the parent is the agent's; a fork's parent is the root when it is not
+    /// known as the agent's (it became the agent's without an exec: registered, or moved into
+    /// the agent's cgroup); otherwise the process is a root. `None` for records of no agent.
+    pub fn tree<'a>(&'a self, f: &Fields<'a>) -> Option<&'a str> {
+        let agent = f.agent_id?;
+        let id = f.entity_id?;
+        let tree_of = |entity: &str| {
+            self.images
+                .get(entity)
+                .filter(|i| i.agent.as_deref() == Some(agent))
+                .and_then(|i| i.tree.as_deref())
+        };
+        tree_of(id)
+            .or_else(|| f.parent_entity_id.and_then(tree_of))
+            .or(if f.action == "fork" {
+                f.parent_entity_id
+            } else {
+                None
+            })
+            .or(Some(id))
     }
 
     /// The image of the process named `entity_id`, if remembered.

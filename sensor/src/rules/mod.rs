@@ -174,6 +174,11 @@ impl Rules {
             let view = View {
                 fields: f,
                 parent,
+                tree: if self.native.uses_trees() {
+                    self.lineage.tree(f)
+                } else {
+                    None
+                },
                 user,
             };
             let started = std::time::Instant::now();
@@ -461,8 +466,65 @@ mod tests {
         );
     }
 
+    /// `by: tree`: both steps in the same process tree of one agent, as the records' exec and
+    /// fork lines showed it; another tree of the same agent does not complete it.
+    #[test]
+    fn a_tree_sequence_needs_both_steps_in_one_process_tree_of_the_agent() {
+        let dir = std::env::temp_dir().join(format!("rules-tree-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tree.yml");
+        std::fs::write(
+            &file,
+            "rules:\n  - id: tree\n    title: Read then connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = open\n        - event.action = connect\n",
+        )
+        .unwrap();
+        let loaded = Rules::load(std::slice::from_ref(&file));
+        assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
+        let mut rules = loaded.rules;
+        // `agent` empty: a record of no agent.
+        let line = |seq: u64, action: &str, id: &str, parent: &str, agent: &str| {
+            let mut l = serde_json::json!({
+                "@timestamp": format!("2026-12-07T06:00:{seq:02}.000000000Z"),
+                "event": {"action": action}, "chain": {"sequence": seq},
+                "process": {"pid": seq, "executable": "/usr/bin/bash",
+                            "entity_id": id, "parent": {"pid": 1, "entity_id": parent}}});
+            if !agent.is_empty() {
+                l["identity"] = serde_json::json!({"agent": {"id": agent}});
+            }
+            l
+        };
+        let mut fired = |l: serde_json::Value| -> Vec<Vec<u64>> {
+            rules
+                .test_line(&l)
+                .into_iter()
+                .map(|a| a.trigger.sequence)
+                .collect()
+        };
+        // Two trees of agent a: r1 (with its forked and exec'd child c1), and r2.
+        assert!(fired(line(1, "exec", "r1", "x", "a")).is_empty());
+        assert!(fired(line(2, "fork", "c1", "r1", "a")).is_empty());
+        assert!(fired(line(3, "exec", "c1", "r1", "a")).is_empty());
+        assert!(fired(line(4, "exec", "r2", "y", "a")).is_empty());
+        // d was r1's child but became agent b's at its exec: a tree of its own, in b.
+        assert!(fired(line(5, "exec", "d", "r1", "b")).is_empty());
+        assert!(fired(line(6, "open", "c1", "r1", "a")).is_empty());
+        assert!(fired(line(7, "connect", "r2", "y", "a")).is_empty());
+        assert!(fired(line(8, "connect", "d", "r1", "b")).is_empty());
+        assert_eq!(fired(line(9, "connect", "r1", "x", "a")), [vec![6, 9]]);
+        // A shell that exec'd as nobody's and became the agent's later (moved into the
+        // agent's cgroup, or registered): the children it forks share its tree.
+        assert!(fired(line(10, "exec", "sh", "z", "")).is_empty());
+        assert!(fired(line(10, "fork", "s1", "sh", "a")).is_empty());
+        assert!(fired(line(11, "fork", "s2", "sh", "a")).is_empty());
+        assert!(fired(line(12, "exec", "s2", "sh", "a")).is_empty());
+        assert!(fired(line(13, "open", "s1", "sh", "a")).is_empty());
+        assert!(fired(line(14, "connect", "r2", "y", "a")).is_empty());
+        assert_eq!(fired(line(15, "connect", "s2", "sh", "a")), [vec![13, 15]]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// The SigmaHQ Linux rules of the three categories the sensor feeds (../shared/sigma):
-    /// every one loads except those that need what the sensor does not record.
+    /// every one loads.
     #[test]
     fn the_sigma_linux_corpus_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sigma");

@@ -443,10 +443,12 @@ mod tests {
         let parent = Image {
             executable: Some("/usr/bin/python3".to_owned()),
             command_line: Some("python3 agent.py".to_owned()),
+            ..Image::default()
         };
         let view = View {
             fields,
             parent: Some(&parent),
+            tree: None,
             user: Some("alice"),
         };
         compiled(text)

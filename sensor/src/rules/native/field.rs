@@ -127,6 +127,10 @@ pub struct View<'a> {
     pub fields: &'a Fields<'a>,
     /// What the parent process runs, if known.
     pub parent: Option<&'a Image>,
+    /// The root of the record's process tree in its agent ([`Lineage::tree`]).
+    ///
+    /// [`Lineage::tree`]: crate::rules::lineage::Lineage::tree
+    pub tree: Option<&'a str>,
     /// The effective user's name, if known.
     pub user: Option<&'a str>,
 }

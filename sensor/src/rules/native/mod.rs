@@ -85,6 +85,9 @@ enum By {
     Agent,
     /// The same process (`process.entity_id`).
     Process,
+    /// The same process tree within one agent: descendants of the same topmost process of
+    /// that agent; records of no agent never take part.
+    Tree,
 }
 
 enum Condition {
@@ -111,6 +114,8 @@ struct NativeRule {
 pub struct NativeRules {
     rules: Vec<NativeRule>,
     ids: HashSet<String>,
+    /// A rule keys a sequence by process tree.
+    trees: bool,
     /// Per (rule, sequence key): when the first step matched, and its record's sequence.
     pending: Bounded<Option<u64>>,
     /// Per (rule, agent): the rate-limit window's start and the alerts in it.
@@ -124,6 +129,7 @@ impl Default for NativeRules {
         Self {
             rules: Vec::new(),
             ids: HashSet::new(),
+            trees: false,
             pending: Bounded::new(state::CAPACITY),
             windows: Bounded::new(state::CAPACITY),
             suppressed: 0,
@@ -150,6 +156,11 @@ impl NativeRules {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether a rule keys a sequence by process tree (only then is a record's tree looked up).
+    pub fn uses_trees(&self) -> bool {
+        self.trees
     }
 
     /// State dropped while it could still matter (sequence first steps, rate-limit windows).
@@ -258,10 +269,11 @@ impl NativeRules {
                 let by = match s.value.by.value.as_str() {
                     "agent" => By::Agent,
                     "process" => By::Process,
+                    "tree" => By::Tree,
                     other => {
                         return Err((
                             Some(position(s.value.by.defined)),
-                            format!("sequence by {other:?}: write agent or process"),
+                            format!("sequence by {other:?}: write agent, process or tree"),
                         ));
                     }
                 };
@@ -324,6 +336,7 @@ impl NativeRules {
             Some(l) => Some((l.value.alerts, i128::from(l.value.seconds) * 1_000_000_000)),
         };
         self.ids.insert(rule.id.clone());
+        self.trees |= matches!(condition, Condition::Sequence { by: By::Tree, .. });
         self.rules.push(NativeRule {
             info: RuleInfo {
                 id: Some(rule.id.clone()),
@@ -426,6 +439,7 @@ impl By {
         match self {
             By::Agent => view.fields.agent_id,
             By::Process => view.fields.entity_id,
+            By::Tree => view.tree,
         }
     }
 }

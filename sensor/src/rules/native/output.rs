@@ -118,6 +118,7 @@ mod tests {
         let view = View {
             fields,
             parent: None,
+            tree: None,
             user: Some("alice"),
         };
         Template::parse(template).unwrap().render(&view)

@@ -21,6 +21,7 @@ fn fire(rules: &mut NativeRules, fields: &Fields<'_>, seq: u64) -> Vec<(String, 
     let view = View {
         fields,
         parent: None,
+        tree: None,
         user: None,
     };
     let mut out = Vec::new();
@@ -227,7 +228,7 @@ fn errors_name_file_line_and_column() {
         "rules:\n  - id: a\n    title: A\n    sequence:\n      by: host\n      within: 5\n      steps: [event.action = exec, event.action = exit]\n",
     );
     assert_eq!(
-        (r.line, r.reason.contains("agent or process")),
+        (r.line, r.reason.contains("agent, process or tree")),
         (5, true),
         "{r}"
     );
