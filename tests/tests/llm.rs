@@ -200,7 +200,24 @@ fn an_opted_in_agents_llm_calls_become_exchange_records_and_nobody_elses_do() {
         ),
     )
     .unwrap();
-    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    // A native rule over the exchanges: one model of one provider, from the loopback server.
+    let rules = dir.join("llm-rules.yml");
+    std::fs::write(
+        &rules,
+        "rules:
+  - id: claude-tool-model
+    title: The tool-use model was called
+    condition: event.action = llm_exchange and llm.provider = anthropic and llm.model = claude-test-1 and llm.request.host startswith 127.0.0.1
+    output: '%identity.agent.id called %llm.model'
+",
+    )
+    .unwrap();
+    let sensor = Launch::new()
+        .arg("--identities")
+        .arg(&manifest)
+        .arg("--rules")
+        .arg(&rules)
+        .start();
     let full = agent(&full_cg, &provider, &ca, "all");
     let big = agent(&full_cg, &provider, &ca, "big");
     let cut = agent(&full_cg, &provider, &ca, "cut");
@@ -217,6 +234,16 @@ fn an_opted_in_agents_llm_calls_become_exchange_records_and_nobody_elses_do() {
         .filter(|r| action(r) == "llm_exchange")
         .cloned()
         .collect();
+    let alerts: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        alerts[0]["alert"]["message"],
+        "llm-full called claude-test-1"
+    );
 
     // Every exchange record follows the record schema (an independent validator).
     let lines = dir.join("exchanges.jsonl");

@@ -65,9 +65,23 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
     std::fs::write(
         dir.join("sensor.toml"),
         format!(
-            "[observe]\nall_processes = true\n[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
+            "[observe]\nall_processes = true\n[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n[rules]\nfiles = [\"decisions.yml\"]\n",
             socket.display()
         ),
+    )
+    .unwrap();
+    // Native rules over the decisions themselves.
+    std::fs::write(
+        dir.join("decisions.yml"),
+        "rules:
+  - id: egress-violation
+    title: Egress outside the policy
+    condition: event.action = policy_decision and policy.rule = egress and policy.outcome = violation and policy.mode = audit
+    output: '%identity.agent.id reached %policy.target'
+  - id: refused-task
+    title: A task refused
+    condition: event.action = policy_decision and policy.rule = tasks and policy.outcome = denied
+",
     )
     .unwrap();
     let check = Command::new(sensor_binary())
@@ -222,6 +236,27 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
             "{who}'s open of the secret is on the record"
         );
     }
+    // The native rules fired on the decisions, once each, naming what was decided.
+    let alerts = |id: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| action(r) == "alert" && r["alert"]["rule"]["id"] == id)
+            .collect()
+    };
+    let egress = alerts("egress-violation");
+    assert_eq!(egress.len(), 1, "{egress:?}");
+    assert_eq!(
+        egress[0]["alert"]["message"],
+        format!("audited reached 127.0.0.1:{forbidden_port}")
+    );
+    let refused = alerts("refused-task");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let trigger = refused[0]["alert"]["trigger"]["sequence"][0].as_u64();
+    let decision = records
+        .iter()
+        .find(|r| r["chain"]["sequence"].as_u64() == trigger)
+        .unwrap();
+    assert_eq!(decision["policy"]["agent"], "strict", "{decision}");
     let granted = records
         .iter()
         .find(|r| action(r) == "agent_registration" && r["registration"]["agent"] == "lenient")

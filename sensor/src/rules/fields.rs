@@ -103,6 +103,20 @@ pub struct Fields<'a> {
     pub task_allowed: Option<bool>,
     /// `identity.attribution.method`.
     pub attribution_method: Option<&'a str>,
+    /// `policy.rule` (a `policy_decision` record).
+    pub policy_rule: Option<&'a str>,
+    /// `policy.mode`.
+    pub policy_mode: Option<&'a str>,
+    /// `policy.outcome`.
+    pub policy_outcome: Option<&'a str>,
+    /// `policy.target`.
+    pub policy_target: Option<&'a str>,
+    /// `llm.provider` (an `llm_exchange` record).
+    pub llm_provider: Option<&'a str>,
+    /// `llm.model`.
+    pub llm_model: Option<&'a str>,
+    /// `llm.request.host`.
+    pub llm_host: Option<&'a str>,
 }
 
 /// Which log source a record of `action` feeds, given what the record says of itself.
@@ -183,6 +197,17 @@ impl<'a> Fields<'a> {
             f.file_class = file.class.as_deref();
             f.file_access = file.open.as_ref().map(|o| o.access);
         }
+        if let Some(p) = &r.policy {
+            f.policy_rule = Some(p.rule);
+            f.policy_mode = Some(p.mode);
+            f.policy_outcome = Some(p.outcome);
+            f.policy_target = Some(&p.target);
+        }
+        if let Some(l) = &r.llm {
+            f.llm_provider = Some(l.provider);
+            f.llm_model = l.model.as_deref();
+            f.llm_host = l.request.host.as_deref();
+        }
         if let Some(id) = &r.identity {
             f.agent_id = Some(&id.agent.id);
             f.agent_team = id.agent.team.as_deref();
@@ -257,6 +282,13 @@ impl<'a> Fields<'a> {
                     })
             }),
             attribution_method: s(&["identity", "attribution", "method"]),
+            policy_rule: s(&["policy", "rule"]),
+            policy_mode: s(&["policy", "mode"]),
+            policy_outcome: s(&["policy", "outcome"]),
+            policy_target: s(&["policy", "target"]),
+            llm_provider: s(&["llm", "provider"]),
+            llm_model: s(&["llm", "model"]),
+            llm_host: s(&["llm", "request", "host"]),
         }
     }
 }

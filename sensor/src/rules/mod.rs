@@ -523,6 +523,48 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Native rules see a recorded decision's and exchange's fields as the daemon does.
+    #[test]
+    fn native_rules_read_policy_and_llm_fields_of_recorded_lines() {
+        let dir = std::env::temp_dir().join(format!("rules-fields-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fields.yml");
+        std::fs::write(
+            &file,
+            "rules:
+  - id: denied-egress
+    title: Denied
+    condition: policy.rule = egress and policy.mode = enforce and policy.outcome = denied and policy.target startswith 10.
+  - id: model
+    title: Model
+    condition: llm.provider = openai and llm.model = gpt-x and llm.request.host = api.example
+",
+        )
+        .unwrap();
+        let mut rules = Rules::load(std::slice::from_ref(&file)).rules;
+        std::fs::remove_dir_all(&dir).unwrap();
+        let ids = |rules: &mut Rules, l: serde_json::Value| -> Vec<String> {
+            rules
+                .test_line(&l)
+                .into_iter()
+                .filter_map(|a| a.rule.id)
+                .collect()
+        };
+        let decision = |outcome: &str| {
+            serde_json::json!({"@timestamp": "2026-12-07T06:00:00Z", "chain": {"sequence": 1},
+                "event": {"action": "policy_decision"},
+                "policy": {"rule": "egress", "mode": "enforce", "outcome": outcome,
+                           "target": "10.0.0.1:443"}})
+        };
+        assert_eq!(ids(&mut rules, decision("denied")), ["denied-egress"]);
+        assert!(ids(&mut rules, decision("violation")).is_empty());
+        let exchange = serde_json::json!({"@timestamp": "2026-12-07T06:00:01Z",
+            "chain": {"sequence": 2}, "event": {"action": "llm_exchange"},
+            "llm": {"provider": "openai", "model": "gpt-x",
+                    "request": {"host": "api.example", "method": "POST", "path": "/v1"}}});
+        assert_eq!(ids(&mut rules, exchange), ["model"]);
+    }
+
     /// The SigmaHQ Linux rules of the three categories the sensor feeds (../shared/sigma):
     /// every one loads.
     #[test]

@@ -50,6 +50,13 @@ pub enum Field {
     TaskId,
     TaskAllowed,
     AttributionMethod,
+    PolicyRule,
+    PolicyMode,
+    PolicyOutcome,
+    PolicyTarget,
+    LlmProvider,
+    LlmModel,
+    LlmHost,
 }
 
 /// Every field a native rule can name (docs/rules.md keeps the same table).
@@ -100,6 +107,13 @@ pub const FIELDS: &[(&str, Field, Kind)] = &[
         Field::AttributionMethod,
         Kind::Text,
     ),
+    ("policy.rule", Field::PolicyRule, Kind::Text),
+    ("policy.mode", Field::PolicyMode, Kind::Text),
+    ("policy.outcome", Field::PolicyOutcome, Kind::Text),
+    ("policy.target", Field::PolicyTarget, Kind::Text),
+    ("llm.provider", Field::LlmProvider, Kind::Text),
+    ("llm.model", Field::LlmModel, Kind::Text),
+    ("llm.request.host", Field::LlmHost, Kind::Text),
 ];
 
 /// The field called `name`, and its kind.
@@ -171,6 +185,13 @@ impl View<'_> {
             Field::TaskId => text(f.task_id),
             Field::TaskAllowed => f.task_allowed.map(Value::Bool),
             Field::AttributionMethod => text(f.attribution_method),
+            Field::PolicyRule => text(f.policy_rule),
+            Field::PolicyMode => text(f.policy_mode),
+            Field::PolicyOutcome => text(f.policy_outcome),
+            Field::PolicyTarget => text(f.policy_target),
+            Field::LlmProvider => text(f.llm_provider),
+            Field::LlmModel => text(f.llm_model),
+            Field::LlmHost => text(f.llm_host),
         }
     }
 }
