@@ -311,6 +311,7 @@ fn process_object(p: &mut Map<String, Value>) -> Value {
     set(&mut o, "uid", take(p, "entity_id"));
     set(&mut o, "name", take(p, "name"));
     set(&mut o, "cmd_line", take(p, "command_line"));
+    set(&mut o, "working_directory", take(p, "working_directory"));
     if let Some(exe) = take(p, "executable") {
         let name = exe
             .as_str()
@@ -869,6 +870,7 @@ mod tests {
                 entity_id: "e42".into(),
                 name: Some("mv".into()),
                 args_count: Some(3),
+                working_directory: Some("/home/u".into()),
                 parent: Some(Parent {
                     pid: 1,
                     entity_id: "e1".into(),
@@ -908,6 +910,7 @@ mod tests {
         assert_eq!(e["file"]["name"], "a");
         assert_eq!(e["file_result"]["path"], "/tmp/b");
         assert_eq!(e["actor"]["process"]["pid"], 42);
+        assert_eq!(e["actor"]["process"]["working_directory"], "/home/u");
         assert_eq!(e["actor"]["process"]["parent_process"]["uid"], "e1");
         assert_eq!(e["actor"]["user"]["uid"], "1000");
         assert_eq!(e["device"]["hostname"], "h");
@@ -917,6 +920,7 @@ mod tests {
         assert_eq!(rest["file"]["class"], "ssh_key");
         assert_eq!(rest["process"]["args_count"], 3);
         assert!(rest["process"].get("pid").is_none(), "mapped, not repeated");
+        assert!(rest["process"].get("working_directory").is_none());
         assert!(rest.get("host").is_none() && rest.get("@timestamp").is_none());
         assert!(rest["process"].get("parent").is_none());
         assert_eq!(

@@ -466,21 +466,26 @@ mod tests {
         );
     }
 
+    /// The rules of a file holding `text`, every one of which must load.
+    fn rules_of(name: &str, text: &str) -> Rules {
+        let dir = std::env::temp_dir().join(format!("rules-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rules.yml");
+        std::fs::write(&file, text).unwrap();
+        let loaded = Rules::load(std::slice::from_ref(&file));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
+        loaded.rules
+    }
+
     /// `by: tree`: both steps in the same process tree of one agent, as the records' exec and
     /// fork lines showed it; another tree of the same agent does not complete it.
     #[test]
     fn a_tree_sequence_needs_both_steps_in_one_process_tree_of_the_agent() {
-        let dir = std::env::temp_dir().join(format!("rules-tree-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("tree.yml");
-        std::fs::write(
-            &file,
+        let mut rules = rules_of(
+            "tree",
             "rules:\n  - id: tree\n    title: Read then connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = open\n        - event.action = connect\n",
-        )
-        .unwrap();
-        let loaded = Rules::load(std::slice::from_ref(&file));
-        assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
-        let mut rules = loaded.rules;
+        );
         // `agent` empty: a record of no agent.
         let line = |seq: u64, action: &str, id: &str, parent: &str, agent: &str| {
             let mut l = serde_json::json!({
@@ -520,17 +525,13 @@ mod tests {
         assert!(fired(line(13, "open", "s1", "sh", "a")).is_empty());
         assert!(fired(line(14, "connect", "r2", "y", "a")).is_empty());
         assert_eq!(fired(line(15, "connect", "s2", "sh", "a")), [vec![13, 15]]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Native rules see a recorded decision's and exchange's fields as the daemon does.
     #[test]
     fn native_rules_read_policy_and_llm_fields_of_recorded_lines() {
-        let dir = std::env::temp_dir().join(format!("rules-fields-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("fields.yml");
-        std::fs::write(
-            &file,
+        let mut rules = rules_of(
+            "fields",
             "rules:
   - id: denied-egress
     title: Denied
@@ -539,10 +540,7 @@ mod tests {
     title: Model
     condition: llm.provider = openai and llm.model = gpt-x and llm.request.host = api.example
 ",
-        )
-        .unwrap();
-        let mut rules = Rules::load(std::slice::from_ref(&file)).rules;
-        std::fs::remove_dir_all(&dir).unwrap();
+        );
         let ids = |rules: &mut Rules, l: serde_json::Value| -> Vec<String> {
             rules
                 .test_line(&l)
