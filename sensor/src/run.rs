@@ -160,7 +160,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Opened with privileges, so a bad path fails before anything runs.
     let mut sink = Sink::open(&config.output).context("opening the output")?;
     let forwarders =
-        Forwarders::open(&config.sinks, sink.previous()).context("opening the sinks' queues")?;
+        Forwarders::open(&config.sinks, &config.output.target, sink.previous()).context("opening the sinks' queues")?;
     keep.sort_unstable();
     keep.dedup();
     privileges::drop_all_but(&keep).context("dropping capabilities after loading")?;

@@ -21,6 +21,10 @@ pub(super) struct RawSink {
     kind: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
     subject: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
     queue_dir: Option<Spanned<String>>,
     queue_bytes: Option<Spanned<u64>>,
     queue_sync: Option<Spanned<String>>,
@@ -98,6 +102,36 @@ pub enum SinkKind {
         hostport: String,
         /// The subject a JetStream stream captures.
         subject: String,
+        /// How the sensor authenticates to the server, if it must.
+        auth: Option<NatsAuth>,
+    },
+    /// `type = "file"`: JSON Lines appended to a file, for a pipeline that tails one; a batch
+    /// is delivered once it is on disk (`fdatasync`).
+    File {
+        /// The file (a new one is created when it is moved away, as logrotate does).
+        path: PathBuf,
+    },
+    /// `type = "stdout"`: JSON Lines on the sensor's standard output (a container's log, a
+    /// pipe into a collector) while the output is a file or trail; a batch is delivered once
+    /// the pipe or file behind standard output took it.
+    Stdout,
+}
+
+/// How a NATS sink authenticates: the secret is read from a file at start (so the config
+/// can be public and the secret a mounted Kubernetes Secret), never logged or recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// `user` and `password_file`.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The file holding the password (its first line).
+        password_file: PathBuf,
+    },
+    /// `token_file`: the file holding the server's authorization token (its first line).
+    Token {
+        /// The file.
+        token_file: PathBuf,
     },
 }
 
@@ -145,7 +179,7 @@ pub(super) fn parse(
     at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
 ) -> Result<Vec<SinkConfig>, ConfigError> {
     let mut names = BTreeSet::new();
-    let mut sinks = Vec::new();
+    let mut sinks: Vec<SinkConfig> = Vec::new();
     for (index, spanned) in raw.into_iter().enumerate() {
         let table = spanned.span();
         let mut raw = spanned.into_inner();
@@ -198,7 +232,20 @@ pub(super) fn parse(
                 Spanned::new(span, u64::from(v.into_inner()))
             })
         };
-        let kind = parse_kind(&raw, &label, table, at)?;
+        let kind = parse_kind(&raw, &label, table.clone(), config_dir, at)?;
+        if let Some(other) = sinks.iter().find(|s| match (&s.kind, &kind) {
+            (SinkKind::Stdout, SinkKind::Stdout) => true,
+            (SinkKind::File { path: a }, SinkKind::File { path: b }) => a == b,
+            _ => false,
+        }) {
+            return Err(at(
+                Some(table),
+                format!(
+                    "{label} writes where sinks[{}] already does: one sink per file, one on standard output",
+                    other.name
+                ),
+            ));
+        }
         let tls = parse_tls(&mut raw, &kind, &label, config_dir, at)?;
         let queue_bytes = field(
             &raw.queue_bytes,
@@ -257,7 +304,7 @@ pub(super) fn parse(
 }
 
 /// The `tls_*` fields: only with `tls_ca_file`, and only on a TCP connection the sensor
-/// makes itself (socket over TCP, syslog).
+/// makes itself (socket over TCP, syslog, otlp, nats).
 fn parse_tls(
     raw: &mut RawSink,
     kind: &SinkKind,
@@ -295,12 +342,13 @@ fn parse_tls(
     match kind {
         SinkKind::Socket(StreamAddress::Tcp(_))
         | SinkKind::Syslog { .. }
-        | SinkKind::Otlp { .. } => {}
-        SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::Nats { .. } => {
+        | SinkKind::Otlp { .. }
+        | SinkKind::Nats { .. } => {}
+        SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::File { .. } | SinkKind::Stdout => {
             return Err(at(
                 Some(ca.span()),
                 format!(
-                    "{label}.tls_ca_file: TLS is for socket sinks over TCP, syslog and otlp sinks"
+                    "{label}.tls_ca_file: TLS is for socket sinks over TCP, syslog, otlp and nats sinks"
                 ),
             ));
         }
@@ -344,13 +392,92 @@ fn parse_tls(
     }))
 }
 
+/// A file named in a sink (`path`, `password_file`, `token_file`): not empty; relative to
+/// the config file's directory.
+fn sink_file(
+    v: &Spanned<String>,
+    field: &str,
+    label: &str,
+    config_dir: Option<&Path>,
+    at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<PathBuf, ConfigError> {
+    if v.get_ref().is_empty() || v.get_ref().ends_with('/') {
+        return Err(at(
+            Some(v.span()),
+            format!("{label}.{field} must name a file, not {:?}", v.get_ref()),
+        ));
+    }
+    let p = PathBuf::from(v.get_ref());
+    Ok(config_dir.map_or(p.clone(), |base| base.join(&p)))
+}
+
+/// The NATS credentials: `user` with `password_file`, or `token_file`, or none.
+fn parse_nats_auth(
+    raw: &RawSink,
+    label: &str,
+    config_dir: Option<&Path>,
+    at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<Option<NatsAuth>, ConfigError> {
+    match (&raw.user, &raw.password_file, &raw.token_file) {
+        (None, None, None) => Ok(None),
+        (Some(user), Some(password), None) => {
+            if user.get_ref().is_empty() || !user.get_ref().bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(at(
+                    Some(user.span()),
+                    format!("{label}.user must be printable ASCII without spaces"),
+                ));
+            }
+            Ok(Some(NatsAuth::UserPassword {
+                user: user.get_ref().clone(),
+                password_file: sink_file(password, "password_file", label, config_dir, at)?,
+            }))
+        }
+        (None, None, Some(token)) => Ok(Some(NatsAuth::Token {
+            token_file: sink_file(token, "token_file", label, config_dir, at)?,
+        })),
+        (_, _, Some(token)) => Err(at(
+            Some(token.span()),
+            format!("{label}.token_file goes alone: a token, or user with password_file"),
+        )),
+        (Some(one), None, None) | (None, Some(one), None) => Err(at(
+            Some(one.span()),
+            format!("{label}.user and password_file go together: give both or neither"),
+        )),
+    }
+}
+
 fn parse_kind(
     raw: &RawSink,
     label: &str,
     table: Range<usize>,
+    config_dir: Option<&Path>,
     at: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
 ) -> Result<SinkKind, ConfigError> {
     let kind = raw.kind.as_ref().map(|k| k.get_ref().as_str());
+    if let (Some(path), Some(k)) = (&raw.path, kind)
+        && k != "file"
+    {
+        return Err(at(
+            Some(path.span()),
+            format!("{label}.path is for type = \"file\""),
+        ));
+    }
+    if let (Some(address), Some(k @ ("file" | "stdout"))) = (&raw.address, kind) {
+        return Err(at(
+            Some(address.span()),
+            format!("{label}.address is not for type = \"{k}\""),
+        ));
+    }
+    let credentials = [&raw.user, &raw.password_file, &raw.token_file];
+    if let (Some(Some(field)), Some(k)) = (credentials.iter().find(|v| v.is_some()), kind)
+        && k != "nats"
+    {
+        return Err(at(
+            Some(field.span()),
+            format!("{label}: user, password_file and token_file are for type = \"nats\""),
+        ));
+    }
     let address = || {
         let Some(address) = &raw.address else {
             return Err(at(
@@ -372,7 +499,9 @@ fn parse_kind(
                 )
             })
     };
-    if let (Some(subject), Some("socket" | "syslog" | "otlp")) = (&raw.subject, kind) {
+    if let (Some(subject), Some(k)) = (&raw.subject, kind)
+        && k != "nats"
+    {
         return Err(at(
             Some(subject.span()),
             format!("{label}.subject is for type = \"nats\""),
@@ -381,8 +510,22 @@ fn parse_kind(
     match kind {
         None => Err(at(
             Some(table),
-            format!("{label}.type is missing: \"socket\", \"syslog\", \"otlp\" or \"nats\""),
+            format!(
+                "{label}.type is missing: \"socket\", \"syslog\", \"otlp\", \"nats\", \"file\" or \"stdout\""
+            ),
         )),
+        Some("file") => {
+            let Some(path) = &raw.path else {
+                return Err(at(
+                    Some(table),
+                    format!("{label}.path is missing: the file the records are appended to"),
+                ));
+            };
+            Ok(SinkKind::File {
+                path: sink_file(path, "path", label, config_dir, at)?,
+            })
+        }
+        Some("stdout") => Ok(SinkKind::Stdout),
         Some("socket") => Ok(SinkKind::Socket(address()?.0)),
         Some("syslog") => match address()? {
             (StreamAddress::Tcp(hostport), _) => Ok(SinkKind::Syslog { hostport }),
@@ -430,12 +573,13 @@ fn parse_kind(
             Ok(SinkKind::Nats {
                 hostport,
                 subject: subject.get_ref().clone(),
+                auth: parse_nats_auth(raw, label, config_dir, at)?,
             })
         }
         Some(other) => Err(at(
             raw.kind.as_ref().map(Spanned::span),
             format!(
-                "{label}.type must be \"socket\", \"syslog\", \"otlp\" or \"nats\", not {other:?}"
+                "{label}.type must be \"socket\", \"syslog\", \"otlp\", \"nats\", \"file\" or \"stdout\", not {other:?}"
             ),
         )),
     }
@@ -491,6 +635,7 @@ mod tests {
                     kind: SinkKind::Nats {
                         hostport: "127.0.0.1:4222".into(),
                         subject: "evidence.host1".into(),
+                        auth: None,
                     },
                     queue_dir: DEFAULT_QUEUE_DIR.into(),
                     queue_bytes: 1 << 28,
@@ -527,7 +672,7 @@ mod tests {
             (
                 "[[sinks]]\nname = \"v\"\ntype = \"kafka\"\n".to_owned(),
                 3,
-                "sinks[v].type must be \"socket\", \"syslog\", \"otlp\" or \"nats\", not \"kafka\"",
+                "sinks[v].type must be \"socket\", \"syslog\", \"otlp\", \"nats\", \"file\" or \"stdout\", not \"kafka\"",
             ),
             (
                 "[[sinks]]\nname = \"v\"\n".to_owned(),
@@ -671,12 +816,7 @@ mod tests {
             (
                 "[[sinks]]\nname = \"u\"\ntype = \"socket\"\naddress = \"unix:/s\"\ntls_ca_file = \"a\"\n",
                 5,
-                "sinks[u].tls_ca_file: TLS is for socket sinks over TCP, syslog and otlp sinks",
-            ),
-            (
-                "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\ntls_ca_file = \"a\"\n",
-                6,
-                "sinks[n].tls_ca_file: TLS is for",
+                "sinks[u].tls_ca_file: TLS is for socket sinks over TCP, syslog, otlp and nats sinks",
             ),
             (
                 "[[sinks]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\n",
@@ -686,6 +826,112 @@ mod tests {
         ];
         for (text, line, reason) in cases {
             let e = parse(text).unwrap_err();
+            assert_eq!(e.line.map(|l| l.0), Some(line), "{text}: {e}");
+            assert!(e.message.contains(reason), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn reads_file_stdout_and_nats_credentials() {
+        let c = parse(
+            "[[sinks]]\nname = \"copy\"\ntype = \"file\"\npath = \"copy.jsonl\"\n\
+             [[sinks]]\nname = \"logs\"\ntype = \"stdout\"\n\
+             [[sinks]]\nname = \"js\"\ntype = \"nats\"\naddress = \"tcp:h:4222\"\nsubject = \"e\"\n\
+             user = \"sensor\"\npassword_file = \"/run/secrets/nats\"\ntls_ca_file = \"/ca.pem\"\n\
+             [[sinks]]\nname = \"js2\"\ntype = \"nats\"\naddress = \"tcp:h:4222\"\nsubject = \"e\"\n\
+             token_file = \"token\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks[0].kind,
+            SinkKind::File {
+                path: "/etc/agent-sensor/copy.jsonl".into()
+            }
+        );
+        assert_eq!(c.sinks[1].kind, SinkKind::Stdout);
+        assert_eq!(
+            c.sinks[2].kind,
+            SinkKind::Nats {
+                hostport: "h:4222".into(),
+                subject: "e".into(),
+                auth: Some(NatsAuth::UserPassword {
+                    user: "sensor".into(),
+                    password_file: "/run/secrets/nats".into()
+                }),
+            }
+        );
+        assert!(c.sinks[2].tls.is_some());
+        assert_eq!(
+            c.sinks[3].kind,
+            SinkKind::Nats {
+                hostport: "h:4222".into(),
+                subject: "e".into(),
+                auth: Some(NatsAuth::Token {
+                    token_file: "/etc/agent-sensor/token".into()
+                }),
+            }
+        );
+        let nats = "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\n";
+        let cases = [
+            (
+                "[[sinks]]\nname = \"f\"\ntype = \"file\"\n".to_owned(),
+                1,
+                "sinks[f].path is missing",
+            ),
+            (
+                "[[sinks]]\nname = \"f\"\ntype = \"file\"\npath = \"/var/log/\"\n".to_owned(),
+                4,
+                "sinks[f].path must name a file",
+            ),
+            (
+                "[[sinks]]\nname = \"f\"\ntype = \"file\"\npath = \"/a\"\naddress = \"unix:/s\"\n"
+                    .to_owned(),
+                5,
+                "sinks[f].address is not for type = \"file\"",
+            ),
+            (
+                "[[sinks]]\nname = \"s\"\ntype = \"socket\"\naddress = \"unix:/s\"\npath = \"/a\"\n"
+                    .to_owned(),
+                5,
+                "sinks[s].path is for type = \"file\"",
+            ),
+            (
+                "[[sinks]]\nname = \"a\"\ntype = \"file\"\npath = \"/x\"\n\
+                 [[sinks]]\nname = \"b\"\ntype = \"file\"\npath = \"/x\"\n"
+                    .to_owned(),
+                5,
+                "sinks[b] writes where sinks[a] already does",
+            ),
+            (
+                "[[sinks]]\nname = \"a\"\ntype = \"stdout\"\n[[sinks]]\nname = \"b\"\ntype = \"stdout\"\n"
+                    .to_owned(),
+                4,
+                "sinks[b] writes where sinks[a] already does",
+            ),
+            (
+                "[[sinks]]\nname = \"o\"\ntype = \"stdout\"\ntls_ca_file = \"/ca\"\n".to_owned(),
+                4,
+                "sinks[o].tls_ca_file: TLS is for",
+            ),
+            (
+                "[[sinks]]\nname = \"o\"\ntype = \"stdout\"\ntoken_file = \"/t\"\n".to_owned(),
+                4,
+                "sinks[o]: user, password_file and token_file are for type = \"nats\"",
+            ),
+            (format!("{nats}user = \"u\"\n"), 6, "sinks[n].user and password_file go together"),
+            (
+                format!("{nats}user = \"u\"\npassword_file = \"p\"\ntoken_file = \"t\"\n"),
+                8,
+                "sinks[n].token_file goes alone",
+            ),
+            (
+                format!("{nats}user = \"a b\"\npassword_file = \"p\"\n"),
+                6,
+                "sinks[n].user must be printable",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            let e = parse(&text).unwrap_err();
             assert_eq!(e.line.map(|l| l.0), Some(line), "{text}: {e}");
             assert!(e.message.contains(reason), "{text}: {e}");
         }

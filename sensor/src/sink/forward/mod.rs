@@ -7,15 +7,18 @@
 //! only (the output still has them), and the `gap` record the pipeline seals for them says
 //! which sequences that sink will never see.
 //!
-//! Transports ([`stream`], [`syslog`], [`nats`]) speak one protocol each; what they send is the output's bytes,
+//! Transports ([`stream`], [`syslog`], [`otlp`], [`nats`], [`file_copy`], [`stdout`]) speak one
+//! protocol each; what they send is the output's bytes,
 //! the same canonical JSON (or OCSF) lines, so `agent-sensor verify` checks what a pipeline
 //! received.
 mod delivery;
+pub mod file_copy;
 pub mod health;
 pub mod keys;
 pub mod nats;
 pub mod otlp;
 pub mod queue;
+pub mod stdout;
 pub mod stream;
 pub mod syslog;
 pub mod tls;
@@ -23,7 +26,10 @@ pub mod tls;
 use std::{io, path::PathBuf, thread::JoinHandle, time::Duration};
 
 use crate::{
-    config::sinks::{SinkConfig, SinkKind, StreamAddress},
+    config::{
+        OutputTarget,
+        sinks::{SinkConfig, SinkKind, StreamAddress},
+    },
     record::trail::LastRecord,
 };
 use health::{SinkHealth, Tracker};
@@ -74,9 +80,9 @@ pub enum OpenError {
         /// What the file system said.
         source: io::Error,
     },
-    /// Its TLS files or settings.
+    /// Its TLS files, credentials, or where it writes.
     #[error("sink {sink}: {message}")]
-    Tls {
+    Setting {
         /// The sink's name.
         sink: String,
         /// Which file or setting, and what is wrong.
@@ -108,11 +114,23 @@ impl Forwarders {
     /// create them. `trail_end` is where the output's trail ends (its last record), to cut
     /// records a crash left queued and not written. Nothing is delivered before
     /// [`Forwarders::start`].
-    pub fn open(configs: &[SinkConfig], trail_end: Option<&LastRecord>) -> Result<Self, OpenError> {
+    /// `output` is where the output writes: a sink may not write there too.
+    pub fn open(
+        configs: &[SinkConfig],
+        output: &OutputTarget,
+        trail_end: Option<&LastRecord>,
+    ) -> Result<Self, OpenError> {
         let trail_end = trail_end.map(|r| (r.instance_id.as_str(), r.sequence));
         let mut sinks = Vec::new();
         let mut views = Vec::new();
         for config in configs {
+            let setting = |message: String| OpenError::Setting {
+                sink: config.name.clone(),
+                message,
+            };
+            if let Some(conflict) = output_conflict(&config.kind, output) {
+                return Err(setting(conflict));
+            }
             let dir = config.queue_dir.join(&config.name);
             let (writer, reader, view) = queue::open(
                 &dir,
@@ -132,23 +150,20 @@ impl Forwarders {
                     Some(files),
                     SinkKind::Socket(StreamAddress::Tcp(hostport))
                     | SinkKind::Syslog { hostport }
-                    | SinkKind::Otlp { hostport },
+                    | SinkKind::Otlp { hostport }
+                    | SinkKind::Nats { hostport, .. },
                 ) => {
                     let host = hostport
                         .rsplit_once(':')
                         .map_or(hostport.as_str(), |(h, _)| h);
-                    Some(
-                        tls::Tls::load(files, host).map_err(|message| OpenError::Tls {
-                            sink: config.name.clone(),
-                            message,
-                        })?,
-                    )
+                    Some(tls::Tls::load(files, host).map_err(setting)?)
                 }
                 // The config allows TLS only on the kinds above.
                 (None, _)
-                | (Some(_), SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::Nats { .. }) => {
-                    None
-                }
+                | (
+                    Some(_),
+                    SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::File { .. } | SinkKind::Stdout,
+                ) => None,
             };
             let transport: Box<dyn Transport> = match &config.kind {
                 SinkKind::Socket(address) => {
@@ -160,9 +175,29 @@ impl Forwarders {
                 SinkKind::Otlp { hostport } => {
                     Box::new(otlp::Otlp::new(hostport.clone(), tls, timeout))
                 }
-                SinkKind::Nats { hostport, subject } => {
-                    Box::new(nats::Nats::new(hostport.clone(), subject.clone(), timeout))
+                SinkKind::Nats {
+                    hostport,
+                    subject,
+                    auth,
+                } => {
+                    let credentials = auth
+                        .as_ref()
+                        .map(nats::Credentials::read)
+                        .transpose()
+                        .map_err(setting)?;
+                    Box::new(nats::Nats::new(
+                        hostport.clone(),
+                        subject.clone(),
+                        credentials,
+                        tls,
+                        timeout,
+                    ))
                 }
+                SinkKind::File { path } => Box::new(
+                    file_copy::FileCopy::open(path.clone())
+                        .map_err(|e| setting(format!("path {}: {e}", path.display())))?,
+                ),
+                SinkKind::Stdout => Box::new(stdout::Stdout),
             };
             let tracker = Tracker::new(&config.name, transport.describe(), config.queue_bytes);
             views.push((tracker.clone(), view));
@@ -255,5 +290,27 @@ impl Forwarders {
                 tracing::warn!(sink = %status.name, queued_bytes = status.queued_bytes, "records stay queued for the sink's next run");
             }
         }
+    }
+}
+
+/// Why a sink cannot write where it is configured to, given the output: standard output
+/// has one writer, and the output's files are the output's alone.
+fn output_conflict(kind: &SinkKind, output: &OutputTarget) -> Option<String> {
+    match (kind, output) {
+        (SinkKind::Stdout, OutputTarget::Stdout) => Some(
+            "type = \"stdout\" while the output is standard output too: give the output a file or a trail directory".to_owned(),
+        ),
+        (SinkKind::File { path }, OutputTarget::File(file)) if path == file => Some(format!(
+            "path {} is the output's own file",
+            path.display()
+        )),
+        (SinkKind::File { path }, OutputTarget::Directory(dir)) if path.starts_with(dir) => {
+            Some(format!(
+                "path {} is inside the output's trail directory {}",
+                path.display(),
+                dir.display()
+            ))
+        }
+        _ => None,
     }
 }

@@ -1,4 +1,6 @@
-//! The NATS JetStream sink, speaking the NATS client protocol itself (plain text over TCP):
+//! The NATS JetStream sink, speaking the NATS client protocol itself (over TCP, or TLS when
+//! configured: the connection is upgraded after the server's `INFO`, as NATS does; with a
+//! user and password or a token when the server asks for them):
 //! each record is published with `HPUB` to the configured subject, with a `Nats-Msg-Id` header
 //! of its run and chain sequence (`<instance_id>-<sequence>`), and a reply subject on which
 //! JetStream answers with its publish acknowledgement. A batch counts as delivered once every
@@ -6,24 +8,84 @@
 //! drops the records it already stored as duplicates (within the stream's
 //! `duplicate_window`), so the stream holds each record once.
 use std::{
-    io::{self, BufRead as _, BufReader, Read as _, Write as _},
+    io::{self, BufRead as _, BufReader, Read, Write},
     net::{TcpStream, ToSocketAddrs as _},
     time::{Duration, Instant},
 };
 
-use super::Transport;
+use super::{Transport, tls::Tls};
+use crate::config::sinks::NatsAuth;
 
 /// A JetStream publisher, connected between attempts or not.
 pub struct Nats {
     hostport: String,
     subject: String,
+    credentials: Option<Credentials>,
+    tls: Option<Tls>,
     timeout: Duration,
     connection: Option<Connection>,
 }
 
+/// The secret a NATS server is given in `CONNECT`, read from its file at start. Never logged
+/// (no `Debug`).
+pub enum Credentials {
+    /// `user` and the password from `password_file`.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// The token from `token_file`.
+    Token(String),
+}
+
+impl Credentials {
+    /// Reads the secret's file (its first line); the error names the field and the file.
+    pub fn read(auth: &NatsAuth) -> Result<Self, String> {
+        let secret = |field: &str, file: &std::path::Path| {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("{field} {}: {e}", file.display()))?;
+            let first = text.lines().next().unwrap_or("");
+            if first.is_empty() {
+                return Err(format!(
+                    "{field} {}: the first line is empty",
+                    file.display()
+                ));
+            }
+            Ok(first.to_owned())
+        };
+        Ok(match auth {
+            NatsAuth::UserPassword {
+                user,
+                password_file,
+            } => Self::UserPassword {
+                user: user.clone(),
+                password: secret("password_file", password_file)?,
+            },
+            NatsAuth::Token { token_file } => Self::Token(secret("token_file", token_file)?),
+        })
+    }
+
+    /// The `CONNECT` fields, JSON-escaped, with a leading comma.
+    fn connect_fields(&self) -> String {
+        let quote = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        match self {
+            Self::UserPassword { user, password } => {
+                format!(",\"user\":{},\"pass\":{}", quote(user), quote(password))
+            }
+            Self::Token(token) => format!(",\"auth_token\":{}", quote(token)),
+        }
+    }
+}
+
+/// A connection's byte stream: TCP, or TLS over it.
+trait Stream: Read + Write + Send {}
+impl<S: Read + Write + Send> Stream for S {}
+
 struct Connection {
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
+    /// Read through the buffer, written through `get_mut`.
+    stream: BufReader<Box<dyn Stream>>,
     /// This connection's reply subjects are `<inbox>.<n>`.
     inbox: String,
     /// The next reply number.
@@ -33,10 +95,18 @@ struct Connection {
 impl Nats {
     /// A publisher to `subject` on the server at `hostport`; each connect, write and
     /// acknowledgement may take `timeout`.
-    pub fn new(hostport: String, subject: String, timeout: Duration) -> Self {
+    pub fn new(
+        hostport: String,
+        subject: String,
+        credentials: Option<Credentials>,
+        tls: Option<Tls>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             hostport,
             subject,
+            credentials,
+            tls,
             timeout,
             connection: None,
         }
@@ -61,13 +131,8 @@ impl Nats {
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
         stream.set_nodelay(true)?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let info = read_line(&mut reader)?;
-        if !info.starts_with("INFO ") {
-            return Err(protocol(format!(
-                "expected INFO from the server, got {info:?}"
-            )));
-        }
+        // INFO comes in plain text, byte by byte so nothing of a TLS handshake is read ahead.
+        let info = read_info(&stream)?;
         if !info.contains("\"headers\":true") {
             return Err(protocol(
                 "the server does not support message headers (NATS 2.2 or later is needed)"
@@ -79,12 +144,41 @@ impl Nats {
             .unwrap_or_default()
             .as_nanos();
         let inbox = format!("_INBOX.agent-sensor.{:x}{nonce:x}", std::process::id());
-        let mut writer = stream;
+        let offers_tls = info.contains("\"tls_required\":true") || info.contains("\"tls_available\":true");
+        let stream: Box<dyn Stream> = match &self.tls {
+            Some(tls) if offers_tls => Box::new(tls.connect(stream)?),
+            Some(_) => {
+                return Err(protocol(
+                    "the server does not offer TLS, and tls_ca_file asks for it".to_owned(),
+                ));
+            }
+            None if info.contains("\"tls_required\":true") => {
+                return Err(protocol(
+                    "the server requires TLS: set tls_ca_file to the CA of its certificate"
+                        .to_owned(),
+                ));
+            }
+            None => Box::new(stream),
+        };
+        if info.contains("\"auth_required\":true") && self.credentials.is_none() {
+            return Err(protocol(
+                "the server requires authentication: set user and password_file, or token_file"
+                    .to_owned(),
+            ));
+        }
+        let auth = self
+            .credentials
+            .as_ref()
+            .map(Credentials::connect_fields)
+            .unwrap_or_default();
+        let mut reader = BufReader::new(stream);
         write!(
-            writer,
-            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"name\":\"agent-sensor\",\"lang\":\"rust\",\"version\":\"{}\"}}\r\nSUB {inbox}.* 1\r\nPING\r\n",
+            reader.get_mut(),
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"tls_required\":{},\"name\":\"agent-sensor\",\"lang\":\"rust\",\"version\":\"{}\"{auth}}}\r\nSUB {inbox}.* 1\r\nPING\r\n",
+            self.tls.is_some(),
             env!("CARGO_PKG_VERSION")
         )?;
+        reader.get_mut().flush()?;
         loop {
             let line = read_line(&mut reader)?;
             if line == "PONG" {
@@ -95,8 +189,7 @@ impl Nats {
             }
         }
         Ok(Connection {
-            writer,
-            reader,
+            stream: reader,
             inbox,
             next: 0,
         })
@@ -107,7 +200,33 @@ fn protocol(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<String> {
+/// The server's `INFO` line, read without buffering ahead (TLS may follow it).
+fn read_info(mut stream: &TcpStream) -> io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        if line.len() > 64 << 10 {
+            return Err(protocol("the server's INFO is longer than 64 KiB".to_owned()));
+        }
+        if stream.read(&mut byte)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+    if line.starts_with("INFO ") {
+        Ok(line)
+    } else {
+        Err(protocol(format!(
+            "expected INFO from the server, got {line:?}"
+        )))
+    }
+}
+
+fn read_line(reader: &mut BufReader<Box<dyn Stream>>) -> io::Result<String> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(io::Error::new(
@@ -157,7 +276,9 @@ impl Connection {
             out.extend_from_slice(b"\r\n");
             self.next += 1;
         }
-        self.writer.write_all(&out)?;
+        let writer = self.stream.get_mut();
+        writer.write_all(&out)?;
+        writer.flush()?;
         let count = self.next - first;
         let mut acked = vec![false; usize::try_from(count).expect("a batch fits in memory")];
         let mut missing = count;
@@ -169,7 +290,7 @@ impl Connection {
                     format!("{missing} of {count} records not acknowledged within {timeout:?}"),
                 ));
             }
-            let line = read_line(&mut self.reader).map_err(|e| {
+            let line = read_line(&mut self.stream).map_err(|e| {
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -184,7 +305,11 @@ impl Connection {
             })?;
             let mut words = line.split(' ');
             match words.next() {
-                Some("PING") => self.writer.write_all(b"PONG\r\n")?,
+                Some("PING") => {
+                    let writer = self.stream.get_mut();
+                    writer.write_all(b"PONG\r\n")?;
+                    writer.flush()?;
+                }
                 Some("MSG" | "HMSG") => {
                     let hmsg = line.starts_with('H');
                     let fields: Vec<&str> = line.split(' ').collect();
@@ -194,7 +319,7 @@ impl Connection {
                         .and_then(|n| n.parse().ok())
                         .ok_or_else(|| protocol(format!("a malformed message: {line:?}")))?;
                     let mut body = vec![0u8; total + 2];
-                    self.reader.read_exact(&mut body)?;
+                    self.stream.read_exact(&mut body)?;
                     body.truncate(total);
                     let n = fields
                         .get(1)
@@ -235,7 +360,8 @@ impl Connection {
 
 impl Transport for Nats {
     fn describe(&self) -> String {
-        format!("nats:{} subject {}", self.hostport, self.subject)
+        let scheme = if self.tls.is_some() { "nats+tls" } else { "nats" };
+        format!("{scheme}:{} subject {}", self.hostport, self.subject)
     }
 
     fn deliver(&mut self, records: &[u8]) -> io::Result<()> {
