@@ -159,8 +159,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let maps = sensor.take_maps()?;
     // Opened with privileges, so a bad path fails before anything runs.
     let mut sink = Sink::open(&config.output).context("opening the output")?;
-    let forwarders =
-        Forwarders::open(&config.sinks, &config.output.target, sink.previous()).context("opening the sinks' queues")?;
+    let forwarders = Forwarders::open(&config.sinks, &config.output.target, sink.previous())
+        .context("opening the sinks' queues")?;
     keep.sort_unstable();
     keep.dedup();
     privileges::drop_all_but(&keep).context("dropping capabilities after loading")?;

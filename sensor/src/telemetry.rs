@@ -1,4 +1,6 @@
 //! The daemon's own logs: structured, on standard error, kept apart from the record stream.
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// `RUST_LOG` overrides the level (default `info`).
@@ -7,6 +9,9 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal only: a log collector (a container's log, a
+        // pipe) gets plain `key=value` text it can parse.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -67,6 +67,8 @@ pub struct Launch {
     args: Vec<OsString>,
     output: Destination,
     ocsf: bool,
+    /// Standard output is a pipe the test reads itself ([`Sensor::take_stdout`]).
+    pipe_stdout: bool,
 }
 
 impl Default for Launch {
@@ -81,6 +83,7 @@ impl Launch {
             args: Vec::new(),
             output: Destination::Stdout,
             ocsf: false,
+            pipe_stdout: false,
         }
     }
 
@@ -125,6 +128,15 @@ impl Launch {
         self
     }
 
+    /// Records go where the config says, and standard output (a `type = "stdout"` sink) is a
+    /// pipe the test takes with [`Sensor::take_stdout`] and reads when it wants.
+    #[must_use]
+    pub fn output_from_config_stdout_piped(mut self) -> Self {
+        self.output = Destination::Config;
+        self.pipe_stdout = true;
+        self
+    }
+
     /// Starts the sensor and, when the runner reads its records, waits for its start record
     /// (the programs are attached by then).
     pub fn start(self) -> Sensor {
@@ -139,6 +151,9 @@ impl Launch {
                 // A file left by an earlier run would be continued, not replaced.
                 let _ = std::fs::remove_file(path);
                 cmd.arg("--output").arg(path).stdout(Stdio::null());
+            }
+            Destination::Config if self.pipe_stdout => {
+                cmd.stdout(Stdio::piped());
             }
             Destination::Config => {
                 cmd.stdout(Stdio::null());
@@ -278,6 +293,14 @@ impl Sensor {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The pipe of its standard output ([`Launch::output_from_config_stdout_piped`]).
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.child
+            .stdout
+            .take()
+            .expect("started with output_from_config_stdout_piped")
     }
 
     /// Sends `signal` (SIGHUP reloads the manifest).
@@ -663,4 +686,73 @@ for n, line in enumerate(open(sys.argv[2]), 1):
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (Debian's openssl; cargo xtask setup installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// Writes into `dir` a test CA (`ca.pem`), a server certificate it signed for 127.0.0.1 and
+/// localhost (`server.pem`, `server.key`), and a second CA that signed nothing
+/// (`other-ca.pem`).
+pub fn tls_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for (name, cn) in [("ca", "test-ca"), ("other-ca", "other-ca")] {
+        let key = format!("{name}.key");
+        let pem = format!("{name}.pem");
+        let subject = format!("/CN={cn}");
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subject,
+        ]);
+        openssl(dir, &args);
+    }
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(dir, &args);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
 }

@@ -7,6 +7,12 @@
 //! restarted, and the sensor killed while it is down) holds every record exactly once, in
 //! order, each with the message id of its run and sequence. A loss counted by a run killed
 //! before it sealed the gap record is recorded by the next run, naming the killed run.
+//! JetStream over TLS with a password: the sensor's connection is TLS and authenticated (the
+//! server's own monitoring says so), a wrong CA, a wrong password and missing credentials are
+//! each named in the log, and the password is in neither the trail nor the log. A file sink
+//! and a stdout sink: the file holds every record exactly once across a rotation, a `kill -9`
+//! and a torn line, standard output every record at least once, and a stdout nobody reads
+//! holds up neither the trail nor the file.
 use std::{
     collections::HashSet,
     io::{Read as _, Write as _},
@@ -646,21 +652,34 @@ struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// A configuration file (TLS, users, monitoring), besides the flags.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     fn start(port: u16, dir: &Path) -> NatsServer {
+        Self::start_configured(port, dir, None)
+    }
+
+    fn start_configured(port: u16, dir: &Path, config: Option<&Path>) -> NatsServer {
         let mut server = NatsServer {
             child: None,
             port,
             dir: dir.to_owned(),
+            config: config.map(Path::to_owned),
         };
         server.up();
         server
     }
 
     fn up(&mut self) {
+        let config: Vec<&Path> = self
+            .config
+            .as_deref()
+            .map(|c| vec![Path::new("-c"), c])
+            .unwrap_or_default();
         let child = Command::new("nats-server")
+            .args(config)
             .args([
                 "-js",
                 "-a",
@@ -707,6 +726,11 @@ struct NatsClient {
 
 impl NatsClient {
     fn connect(port: u16) -> NatsClient {
+        Self::connect_as(port, "")
+    }
+
+    /// Connects with extra `CONNECT` fields (`,"user":...,"pass":...`).
+    fn connect_as(port: u16, auth: &str) -> NatsClient {
         use std::io::BufRead as _;
         let writer = TcpStream::connect(("127.0.0.1", port)).unwrap();
         writer
@@ -722,9 +746,11 @@ impl NatsClient {
             reader,
             next: 0,
         };
-        c.writer
-            .write_all(b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB _INBOX.test.* 1\r\nPING\r\n")
-            .unwrap();
+        write!(
+            c.writer,
+            "CONNECT {{\"verbose\":false,\"headers\":true,\"no_responders\":true{auth}}}\r\nSUB _INBOX.test.* 1\r\nPING\r\n"
+        )
+        .unwrap();
         loop {
             line.clear();
             c.reader.read_line(&mut line).unwrap();
@@ -915,4 +941,340 @@ fn jetstream_gets_every_record_exactly_once_across_server_restarts_and_a_kill_9(
     let (ok, report) = verify(&received);
     assert!(ok, "verify refused what JetStream holds: {report:#}");
     assert_eq!(report["instances"], 2, "{report:#}");
+}
+
+/// `GET path` on a local HTTP port (nats-server's monitoring), the body.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn jetstream_over_tls_with_a_password_and_the_refusals_named() {
+    require_root();
+    let scratch = scratch_dir("sinks-nats-tls");
+    sensor_tests::tls_certificates(&scratch);
+    let trail = scratch.join("trail");
+    let (port, monitor) = (free_port(), free_port());
+    // TLS offered (and taken by the sensor), plain connections allowed for the test's own
+    // client; users required.
+    let server_config = scratch.join("nats.conf");
+    std::fs::write(
+        &server_config,
+        format!(
+            "http: 127.0.0.1:{monitor}\n\
+             tls {{ cert_file: \"{dir}/server.pem\", key_file: \"{dir}/server.key\" }}\n\
+             allow_non_tls: true\n\
+             authorization {{ users = [ {{user: sensor, password: \"p4ss-w0rd-sensor\"}}, {{user: test, password: t}} ] }}\n",
+            dir = scratch.display()
+        ),
+    )
+    .unwrap();
+    let _server =
+        NatsServer::start_configured(port, &scratch.join("jetstream"), Some(&server_config));
+    let client = || NatsClient::connect_as(port, r#","user":"test","pass":"t""#);
+    let created = client().request(
+        "$JS.API.STREAM.CREATE.EVIDENCE",
+        r#"{"name":"EVIDENCE","subjects":["evidence"],"storage":"file"}"#,
+    );
+    assert!(created.get("error").is_none(), "{created}");
+    std::fs::write(scratch.join("password"), "p4ss-w0rd-sensor\n").unwrap();
+    std::fs::write(scratch.join("wrong-password"), "guess\n").unwrap();
+    let sink = |name: &str, extra: &str| {
+        format!(
+            "[[sinks]]\nname = \"{name}\"\ntype = \"nats\"\naddress = \"tcp:127.0.0.1:{port}\"\n\
+             subject = \"evidence\"\nqueue_dir = \"queues\"\ntimeout_ms = 2000\nretry_max_ms = 200\n{extra}"
+        )
+    };
+    let ca = |file: &str| format!("tls_ca_file = \"{}/{file}\"\n", scratch.display());
+    let password = |file: &str| format!("user = \"sensor\"\npassword_file = \"{file}\"\n");
+    let config = scratch.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\npath = \"{}/\"\n{}{}{}{}",
+            trail.display(),
+            sink("good", &(ca("ca.pem") + &password("password"))),
+            sink("wrong-ca", &(ca("other-ca.pem") + &password("password"))),
+            sink(
+                "wrong-password",
+                &(ca("ca.pem") + &password("wrong-password"))
+            ),
+            sink("no-credentials", &ca("ca.pem")),
+        ),
+    )
+    .unwrap();
+    let mut load = Load::start();
+    let sensor = start_sensor(&config, &load);
+    load.go();
+    let stored = || client().messages("EVIDENCE");
+    wait_until(
+        "records in the stream",
+        || format!("{} stored\n{}", stored(), sensor.stderr()),
+        || stored() >= 500,
+    );
+    // The sensor's one connection is TLS and authenticated as its user.
+    let connz: Value = serde_json::from_str(&http_get(monitor, "/connz?auth=true")).unwrap();
+    let ours: Vec<&Value> = connz["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "agent-sensor")
+        .collect();
+    assert_eq!(ours.len(), 1, "{connz:#}");
+    assert!(
+        ours[0]["tls_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.")),
+        "{connz:#}"
+    );
+    assert_eq!(ours[0]["authorized_user"], "sensor", "{connz:#}");
+    // Each refusal is named, per sink.
+    for (sink, reason) in [
+        ("wrong-ca", "UnknownIssuer"),
+        ("wrong-password", "Authorization Violation"),
+        ("no-credentials", "the server requires authentication"),
+    ] {
+        wait_until(
+            "the refusal in the log",
+            || sensor.stderr(),
+            || {
+                sensor
+                    .stderr()
+                    .lines()
+                    .any(|l| l.contains(&format!("sink={sink}")) && l.contains(reason))
+            },
+        );
+    }
+    drop(load);
+    wait_until(
+        "the stream to catch up with the trail",
+        || {
+            format!(
+                "{} stored, {} in the trail",
+                stored(),
+                trail_lines(&trail).len()
+            )
+        },
+        || stored() == trail_lines(&trail).len() as u64,
+    );
+    let finished = sensor.stop();
+    let trail_now = trail_lines(&trail);
+    wait_until(
+        "the stop record",
+        || format!("{} stored, {} in the trail", stored(), trail_now.len()),
+        || stored() == trail_now.len() as u64,
+    );
+    let lines: Vec<Vec<u8>> = client()
+        .read_all("EVIDENCE")
+        .into_iter()
+        .map(|(_, data)| data)
+        .collect();
+    assert!(lines == trail_now, "the stream is not the trail");
+    let received = scratch.join("jetstream.jsonl");
+    write_lines(&received, &lines);
+    let (ok, report) = verify(&received);
+    assert!(ok, "{report:#}");
+    // The password is in neither the trail nor the log.
+    for (what, text) in [
+        (
+            "trail",
+            String::from_utf8_lossy(&trail_now.concat()).into_owned(),
+        ),
+        ("log", finished.stderr),
+    ] {
+        assert!(!text.contains("p4ss-w0rd"), "the password is in the {what}");
+    }
+}
+
+/// A sink's whole lines in `files`, in order, each once: the file sink must not repeat any.
+fn file_lines(files: &[PathBuf]) -> Vec<Vec<u8>> {
+    files.iter().flat_map(|f| trail_lines_of_file(f)).collect()
+}
+
+fn trail_lines_of_file(file: &Path) -> Vec<Vec<u8>> {
+    let text = std::fs::read(file).unwrap_or_default();
+    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    text[..whole]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Reads a pipe to its end into a buffer the test can look at, once told to start.
+struct PipeReader {
+    read: Arc<Mutex<Vec<u8>>>,
+    go: Arc<AtomicU8>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl PipeReader {
+    fn new(mut pipe: std::process::ChildStdout, reading: bool) -> PipeReader {
+        let read = Arc::new(Mutex::new(Vec::new()));
+        let go = Arc::new(AtomicU8::new(u8::from(reading)));
+        let (r, g) = (read.clone(), go.clone());
+        let thread = thread::spawn(move || {
+            while g.load(Ordering::Acquire) == 0 {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                r.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        PipeReader {
+            read,
+            go,
+            thread: Some(thread),
+        }
+    }
+
+    fn start(&self) {
+        self.go.store(1, Ordering::Release);
+    }
+
+    /// The whole lines read so far (a run killed mid-line leaves a torn one, not a record).
+    fn lines(&self) -> Vec<Vec<u8>> {
+        let read = self.read.lock().unwrap();
+        let whole = read.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        read[..whole]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        self.thread.take().unwrap().join().unwrap();
+        self.lines()
+    }
+}
+
+#[test]
+fn file_and_stdout_sinks_across_a_stalled_reader_a_rotation_and_a_kill_9() {
+    require_root();
+    let scratch = scratch_dir("sinks-file-stdout");
+    let trail = scratch.join("trail");
+    let copy = scratch.join("copy.jsonl");
+    let rotated = scratch.join("copy.jsonl.1");
+    let config = scratch.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\npath = \"{}/\"\n\
+             [[sinks]]\nname = \"copy\"\ntype = \"file\"\npath = \"{}\"\nqueue_dir = \"queues\"\n\
+             batch_records = 100\nretry_max_ms = 200\n\
+             [[sinks]]\nname = \"logs\"\ntype = \"stdout\"\nqueue_dir = \"queues\"\n\
+             batch_records = 100\nretry_max_ms = 200\n",
+            trail.display(),
+            copy.display(),
+        ),
+    )
+    .unwrap();
+    let start = |load: &Load| {
+        Launch::new()
+            .config(&config)
+            .args(["--pid", &load.child.id().to_string()])
+            .output_from_config_stdout_piped()
+            .start()
+    };
+    let mut load = Load::start();
+    let mut sensor = start(&load);
+    // Nobody reads standard output at first: its pipe fills, the trail and the file go on.
+    let first_out = PipeReader::new(sensor.take_stdout(), false);
+    load.go();
+    wait_until(
+        "the trail and the file to go on while stdout is not read",
+        || {
+            format!(
+                "{} in the trail, {} in the file\n{}",
+                trail_lines(&trail).len(),
+                trail_lines_of_file(&copy).len(),
+                sensor.stderr()
+            )
+        },
+        || trail_lines_of_file(&copy).len() >= 3000,
+    );
+    first_out.start();
+    // The file is moved away, as logrotate does; the sink starts a new one.
+    std::fs::rename(&copy, &rotated).unwrap();
+    wait_until(
+        "a new file at the path",
+        || sensor.stderr(),
+        || trail_lines_of_file(&copy).len() >= 1000,
+    );
+    let killed = sensor.kill(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed.status),
+        Some(9)
+    );
+    let first_out = first_out.finish();
+    // A write a crash cut short leaves a torn line; the next run cuts it.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .unwrap()
+        .write_all(b"{\"torn")
+        .unwrap();
+    let mut sensor = start(&load);
+    let second_out = PipeReader::new(sensor.take_stdout(), true);
+    wait_until(
+        "records from the second run",
+        || sensor.stderr(),
+        || second_out.lines().len() >= 500,
+    );
+    drop(load);
+    let files = [rotated.clone(), copy.clone()];
+    wait_until(
+        "the file to catch up with the trail",
+        || {
+            format!(
+                "{} in the files, {} in the trail",
+                file_lines(&files).len(),
+                trail_lines(&trail).len()
+            )
+        },
+        || file_lines(&files).len() == trail_lines(&trail).len(),
+    );
+    sensor.stop();
+    let trail_now = trail_lines(&trail);
+    let second_out = second_out.finish();
+    // The file sink: every record exactly once, in order, across the rotation, the kill and
+    // the torn line.
+    let got = file_lines(&files);
+    assert!(
+        got == trail_now,
+        "the files are not the trail, record for record, once each ({} and {})",
+        got.len(),
+        trail_now.len()
+    );
+    assert_eq!(action(&parse(got.last().unwrap())), "sensor_stop");
+    let joined = scratch.join("copy-joined.jsonl");
+    write_lines(&joined, &got);
+    let (ok, report) = verify(&joined);
+    assert!(ok, "verify refused the file sink's records: {report:#}");
+    assert_eq!(report["instances"], 2, "{report:#}");
+    // Standard output: at least once, in order.
+    let mut seen = HashSet::new();
+    let out: Vec<Vec<u8>> = first_out
+        .into_iter()
+        .chain(second_out)
+        .filter(|l| seen.insert(l.clone()))
+        .collect();
+    assert!(
+        out == trail_now,
+        "standard output is not the trail, record for record ({} and {})",
+        out.len(),
+        trail_now.len()
+    );
 }

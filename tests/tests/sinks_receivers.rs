@@ -21,7 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{Launch, Sensor, Value, require_root, scratch_dir, sensor_binary};
+use sensor_tests::{
+    Launch, Sensor, Value, require_root, scratch_dir, sensor_binary, tls_certificates,
+};
 
 const TIMEOUT: Duration = Duration::from_mins(1);
 
@@ -122,74 +124,6 @@ fn verify(path: &Path) -> (bool, Value) {
     let report: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
     (matches!(out.status.code(), Some(0 | 3)), report)
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (Debian's openssl; cargo xtask setup installs it)");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// A test CA (`ca.pem`), a server certificate it signed for 127.0.0.1 and localhost
-/// (`server.pem`, `server.key`), and a second CA that signed nothing (`other-ca.pem`).
-fn certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    for (name, cn) in [("ca", "test-ca"), ("other-ca", "other-ca")] {
-        let key = format!("{name}.key");
-        let pem = format!("{name}.pem");
-        let subject = format!("/CN={cn}");
-        let mut args = vec!["req", "-x509"];
-        args.extend(ec);
-        args.extend([
-            "-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subject,
-        ]);
-        openssl(dir, &args);
-    }
-    let mut args = vec!["req"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &args);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
 }
 
 /// An rsyslogd of the test's own: imtcp on `port` (TLS with the test CA's server certificate
@@ -370,7 +304,7 @@ fn start_sensor(config: &Path, load: &Load) -> Sensor {
 fn rsyslog_over_tcp_and_tls_gets_every_record_in_order_across_restarts_and_verify_accepts_it() {
     require_root();
     let scratch = scratch_dir("sinks-syslog");
-    certificates(&scratch);
+    tls_certificates(&scratch);
     let trail = scratch.join("trail");
     let (plain_port, tls_port, jsonl_port) = (free_port(), free_port(), free_port());
     let mut plain = Rsyslog::start(&scratch, "plain", plain_port, false, &scratch);
@@ -533,7 +467,7 @@ while True:
 fn otlp_receivers_get_every_record_across_an_outage_and_503s_and_a_400_is_a_recorded_gap() {
     require_root();
     let scratch = scratch_dir("sinks-otlp");
-    certificates(&scratch);
+    tls_certificates(&scratch);
     let trail = scratch.join("trail");
     let (port, tls_port) = (free_port(), free_port());
     let mut otel = OtlpReceiver::start(port, &scratch.join("otel"), None);

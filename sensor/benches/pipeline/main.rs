@@ -306,13 +306,14 @@ fn main() {
             let meter = Meter::start();
             runtime
                 .block_on(async {
-                    let mut sink = Sink::open(&Output {
+                    let output = Output {
                         target: OutputTarget::File(args.output.clone()),
                         ..Output::default()
-                    })
-                    .map_err(std::io::Error::other)?;
-                    let forwarders = Forwarders::open(std::slice::from_ref(&config), None)
-                        .map_err(std::io::Error::other)?;
+                    };
+                    let mut sink = Sink::open(&output).map_err(std::io::Error::other)?;
+                    let forwarders =
+                        Forwarders::open(std::slice::from_ref(&config), &output.target, None)
+                            .map_err(std::io::Error::other)?;
                     sink.deliver_to(forwarders)?;
                     replay::replay(Pipeline::new(ctx, sink, 0), batches).await
                 })

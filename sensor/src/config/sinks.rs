@@ -421,8 +421,7 @@ fn parse_nats_auth(
     match (&raw.user, &raw.password_file, &raw.token_file) {
         (None, None, None) => Ok(None),
         (Some(user), Some(password), None) => {
-            if user.get_ref().is_empty() || !user.get_ref().bytes().all(|b| b.is_ascii_graphic())
-            {
+            if user.get_ref().is_empty() || !user.get_ref().bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(at(
                     Some(user.span()),
                     format!("{label}.user must be printable ASCII without spaces"),
@@ -871,7 +870,8 @@ mod tests {
                 }),
             }
         );
-        let nats = "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\n";
+        let nats =
+            "[[sinks]]\nname = \"n\"\ntype = \"nats\"\naddress = \"tcp:h:1\"\nsubject = \"a\"\n";
         let cases = [
             (
                 "[[sinks]]\nname = \"f\"\ntype = \"file\"\n".to_owned(),

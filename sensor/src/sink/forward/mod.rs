@@ -162,7 +162,9 @@ impl Forwarders {
                 (None, _)
                 | (
                     Some(_),
-                    SinkKind::Socket(StreamAddress::Unix(_)) | SinkKind::File { .. } | SinkKind::Stdout,
+                    SinkKind::Socket(StreamAddress::Unix(_))
+                    | SinkKind::File { .. }
+                    | SinkKind::Stdout,
                 ) => None,
             };
             let transport: Box<dyn Transport> = match &config.kind {
@@ -312,5 +314,39 @@ fn output_conflict(kind: &SinkKind, output: &OutputTarget) -> Option<String> {
             ))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_may_not_write_where_the_output_does() {
+        let file = |p: &str| SinkKind::File { path: p.into() };
+        let dir = OutputTarget::Directory("/var/lib/agent-sensor/trail".into());
+        let cases = [
+            (SinkKind::Stdout, OutputTarget::Stdout, true),
+            (SinkKind::Stdout, dir.clone(), false),
+            (
+                file("/var/lib/agent-sensor/trail/x.jsonl"),
+                dir.clone(),
+                true,
+            ),
+            (file("/var/log/evidence.jsonl"), dir, false),
+            (
+                file("/var/log/evidence.jsonl"),
+                OutputTarget::File("/var/log/evidence.jsonl".into()),
+                true,
+            ),
+            (file("/var/log/evidence.jsonl"), OutputTarget::Stdout, false),
+        ];
+        for (kind, output, refused) in cases {
+            assert_eq!(
+                output_conflict(&kind, &output).is_some(),
+                refused,
+                "{kind:?} with {output:?}"
+            );
+        }
     }
 }

@@ -144,7 +144,8 @@ impl Nats {
             .unwrap_or_default()
             .as_nanos();
         let inbox = format!("_INBOX.agent-sensor.{:x}{nonce:x}", std::process::id());
-        let offers_tls = info.contains("\"tls_required\":true") || info.contains("\"tls_available\":true");
+        let offers_tls =
+            info.contains("\"tls_required\":true") || info.contains("\"tls_available\":true");
         let stream: Box<dyn Stream> = match &self.tls {
             Some(tls) if offers_tls => Box::new(tls.connect(stream)?),
             Some(_) => {
@@ -206,7 +207,9 @@ fn read_info(mut stream: &TcpStream) -> io::Result<String> {
     let mut byte = [0u8; 1];
     while !line.ends_with(b"\r\n") {
         if line.len() > 64 << 10 {
-            return Err(protocol("the server's INFO is longer than 64 KiB".to_owned()));
+            return Err(protocol(
+                "the server's INFO is longer than 64 KiB".to_owned(),
+            ));
         }
         if stream.read(&mut byte)? == 0 {
             return Err(io::Error::new(
@@ -360,7 +363,11 @@ impl Connection {
 
 impl Transport for Nats {
     fn describe(&self) -> String {
-        let scheme = if self.tls.is_some() { "nats+tls" } else { "nats" };
+        let scheme = if self.tls.is_some() {
+            "nats+tls"
+        } else {
+            "nats"
+        };
         format!("{scheme}:{} subject {}", self.hostport, self.subject)
     }
 

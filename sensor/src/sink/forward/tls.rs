@@ -1,4 +1,5 @@
-//! TLS for the sinks that connect over TCP (socket, syslog): rustls with the ring provider.
+//! TLS for the sinks that connect over TCP (socket, syslog, otlp, nats): rustls with the ring
+//! provider.
 //! The server's certificate must chain to the configured CA file (the system's roots are not
 //! consulted: evidence goes only where the operator pinned it) and carry the server name;
 //! a client certificate is offered when configured. The files are read once, at start, so a
