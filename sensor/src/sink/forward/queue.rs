@@ -164,17 +164,28 @@ pub fn open(
         Err(e) if e.kind() == io::ErrorKind::NotFound => segments.first().copied().unwrap_or(0),
         Err(e) => return Err(e),
     };
-    let (file, start, len) = if let Some(&start) = segments.last() {
-        let path = segment_path(dir, start);
-        let file = OpenOptions::new().read(true).append(true).open(&path)?;
-        // A crash in the middle of an append leaves part of a record: cut it off (the
-        // record is in the output; the delivery goes on with whole records only).
-        let mut len = whole_records_len(&file)?;
-        if let Some(end) = trail_end {
-            len = not_beyond(&file, len, end)?.max(acked.saturating_sub(start).min(len));
+    let (file, start, len) = if let Some(&newest) = segments.last() {
+        let mut start = newest;
+        loop {
+            let path = segment_path(dir, start);
+            let file = OpenOptions::new().read(true).append(true).open(&path)?;
+            // A crash in the middle of an append leaves part of a record: cut it off (the
+            // record is in the output; the delivery goes on with whole records only).
+            let mut len = whole_records_len(&file)?;
+            if let Some(end) = trail_end {
+                len = not_beyond(&file, len, end)?.max(acked.saturating_sub(start).min(len));
+            }
+            file.set_len(len)?;
+            // Appends the output never got can span a segment's roll: when none of the
+            // newest segment stays, the one before may end with more of them.
+            if len == 0 && trail_end.is_some() && segments.len() > 1 && acked < start {
+                fs::remove_file(&path)?;
+                segments.pop();
+                start = *segments.last().expect("more than one");
+                continue;
+            }
+            break (file, start, len);
         }
-        file.set_len(len)?;
-        (file, start, len)
     } else {
         let start = acked;
         segments.push(start);
@@ -1053,6 +1064,31 @@ mod tests {
         let (mut w, mut r, _) = open(&dir, "s", 1 << 20, Some(("run-2", 0)), false).unwrap();
         put(&mut w, &sealed(&mut run, 1));
         assert_eq!(lines_in(&drain(&mut r, 100)), 1);
+    }
+
+    #[test]
+    fn cuts_records_the_trail_never_got_across_a_segments_roll() {
+        let dir = tempdir();
+        let mut run = crate::evidence::chain::Chain::new("run-1");
+        // 256 KiB: segments of 64 KiB.
+        let (mut w, r, _) = open(&dir, "s", 256 << 10, None, false).unwrap();
+        let written = sealed(&mut run, 3);
+        put(&mut w, &written);
+        // Two appends the output never got, the second after the segment rolled.
+        let big = sealed(&mut run, 600);
+        assert!(big.len() > 64 << 10);
+        w.append(&big);
+        w.append(&sealed(&mut run, 2));
+        drop((w, r));
+        let segments = || fs::read_dir(&dir).unwrap().count();
+        let before = segments();
+        let (mut w, mut r, _) = open(&dir, "s", 256 << 10, Some(("run-1", 2)), false).unwrap();
+        assert_eq!(segments(), before - 1, "the newest segment is gone");
+        assert_eq!(drain(&mut r, 1000), written);
+        // The queue goes on from there.
+        let next = sealed(&mut run, 1);
+        put(&mut w, &next);
+        assert_eq!(drain(&mut r, 1000), next);
     }
 
     fn tempdir() -> PathBuf {
