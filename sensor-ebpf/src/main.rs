@@ -7,6 +7,7 @@
 mod bounds;
 mod cgroup;
 mod enforce;
+mod exec_policy;
 mod file;
 mod filter;
 mod globals;

@@ -95,3 +95,15 @@ pub static TLS_CALLS: LruHashMap<u64, sensor_common::TlsCall> =
 #[map]
 pub static EGRESS_POLICY: LpmTrie<sensor_common::EgressKey, sensor_common::EgressAllow> =
     LpmTrie::with_max_entries(16384, 0);
+
+/// `executables` rules in `kill` mode: per agent, the allowed paths and directory prefixes,
+/// and a catch-all entry that allows nothing. Filled by the daemon from the manifest; an
+/// agent under an operator's exception has no entries.
+#[map]
+pub static EXEC_POLICY: LpmTrie<sensor_common::ExecKey, sensor_common::ExecAllow> =
+    LpmTrie::with_max_entries(16384, 0);
+
+/// Per-CPU room for one `EXEC_POLICY` key (260 bytes: too large for the stack).
+#[map]
+pub static EXEC_KEY: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<sensor_common::ExecKey>> =
+    PerCpuArray::with_max_entries(1, 0);

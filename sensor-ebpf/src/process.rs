@@ -18,6 +18,7 @@ use sensor_common::{
 
 use crate::{
     bounds::scratch_offset,
+    exec_policy::{PATH_CUT, kill_forbidden_exec},
     filter::{attribute_exec, observed},
     globals::{config, offsets},
     kernel::{KPtr, Task, current_comm},
@@ -178,11 +179,13 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
 
     // The absolute path of the file the kernel runs, from its dentries.
     let mut exe_len: u32 = 0;
+    let mut exe_dentry: u64 = 0;
     let exe_at = EXEC_HEADER + args_len as usize + filename_len as usize;
     if let (Some(file), Some((_, root))) = (bprm.follow(off.bprm_file), task.cwd_and_root())
         && let Some(path) = task.path_at(file, off.file_path)
         && let Some(w) = task.walk(path, root)
     {
+        exe_dentry = path.dentry.0 as u64;
         exe_len = (w.len & (FILENAME_CAP as usize - 1)) as u32;
         if w.truncated {
             flags |= exec_flags::EXE_TRUNCATED;
@@ -202,6 +205,20 @@ fn try_exec(ctx: &RawTracePointContext) -> Option<()> {
             };
         }
     }
+
+    // An agent's `executables` rule in kill mode (a global function: a call, no branch here).
+    let cut = if flags & exec_flags::EXE_TRUNCATED != 0 {
+        PATH_CUT
+    } else {
+        0
+    };
+    let killed = kill_forbidden_exec(
+        u64::from(attribution.agent),
+        exe_at as u64,
+        u64::from(exe_len) | cut,
+        exe_dentry,
+    );
+    flags |= (killed as u32 & 1) * exec_flags::POLICY_KILLED;
 
     // The working directory the program starts in: what its relative paths mean.
     let cwd_at = exe_at + exe_len as usize;

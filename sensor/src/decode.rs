@@ -130,6 +130,9 @@ pub struct ExecEvent {
     pub cwd: Vec<u8>,
     /// `cwd` was cut at the top (deeper than the kernel's walk goes).
     pub cwd_truncated: bool,
+    /// The agent's `executables` rule in kill mode did not allow the program: the kernel sent
+    /// the process SIGKILL as the exec completed.
+    pub policy_killed: bool,
     /// No selector attributed the process in the kernel: reported for the daemon's argv and
     /// marker checks only.
     pub unmatched: bool,
@@ -510,6 +513,7 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecEvent, DecodeError> {
         exe_truncated: flags & exec_flags::EXE_TRUNCATED != 0,
         cwd,
         cwd_truncated: flags & exec_flags::CWD_TRUNCATED != 0,
+        policy_killed: flags & exec_flags::POLICY_KILLED != 0,
         unmatched: flags & exec_flags::UNMATCHED != 0,
         env: (flags & exec_flags::ENV_INCLUDED != 0).then_some(env),
         args: split_args(&args),

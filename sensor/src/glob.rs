@@ -168,6 +168,54 @@ impl PathGlob {
             .all(|s| matches!(s, Step::One(Segment::Literal(_))))
     }
 
+    /// The glob as a kernel's prefix match can hold it (for rules enforced in the kernel), or
+    /// `None` when it has a wildcard elsewhere than at its end.
+    pub fn prefix_form(&self) -> Option<PrefixForm> {
+        // Absolute: the first step is the root's empty component.
+        if !matches!(self.steps.first(), Some(Step::One(Segment::Literal(root))) if root.is_empty())
+        {
+            return None;
+        }
+        let (last, leading) = self.steps.split_last()?;
+        let mut prefix = Vec::new();
+        for step in leading.iter().skip(1) {
+            let Step::One(Segment::Literal(name)) = step else {
+                return None;
+            };
+            prefix.push(b'/');
+            prefix.extend_from_slice(name);
+        }
+        if self.steps.len() == 1 {
+            // `/` alone, or `**`.
+            return match last {
+                Step::One(Segment::Literal(_)) => Some(PrefixForm::Exact(b"/".to_vec())),
+                _ => None,
+            };
+        }
+        match last {
+            Step::Star => Some(PrefixForm::Subtree(prefix)),
+            Step::One(Segment::Literal(name)) => {
+                prefix.push(b'/');
+                prefix.extend_from_slice(name);
+                Some(PrefixForm::Exact(prefix))
+            }
+            Step::One(Segment::Glob(tokens)) => {
+                let (star, literal) = tokens.split_last()?;
+                if !matches!(star, Step::Star) {
+                    return None;
+                }
+                prefix.push(b'/');
+                for token in literal {
+                    let Step::One(ByteToken::Literal(b)) = token else {
+                        return None;
+                    };
+                    prefix.push(*b);
+                }
+                Some(PrefixForm::OneLevel(prefix))
+            }
+        }
+    }
+
     /// The compiled components, `**` as [`Step::Star`] (for the classifier's index).
     pub(crate) fn steps(&self) -> &[Step<Segment>] {
         &self.steps
@@ -246,6 +294,18 @@ impl PathGlob {
 pub(crate) enum Step<T> {
     One(T),
     Star,
+}
+
+/// A path glob that a prefix match decides ([`PathGlob::prefix_form`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrefixForm {
+    /// No wildcard: this path.
+    Exact(Vec<u8>),
+    /// `DIR/**`: `DIR` and every path under it (`DIR` without its trailing `/`; empty for
+    /// `/**`).
+    Subtree(Vec<u8>),
+    /// `PREFIX*` in the last component: `PREFIX` followed by anything without a `/`.
+    OneLevel(Vec<u8>),
 }
 
 /// One pattern component other than `**`.
@@ -537,6 +597,44 @@ fn wildmatch<P, S>(pattern: &[Step<P>], subject: &[S], one: impl Fn(&P, &S) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_forms_are_the_globs_a_prefix_match_decides() {
+        let form = |p: &str| PathGlob::new(p).unwrap().prefix_form();
+        assert_eq!(
+            form("/usr/bin/git"),
+            Some(PrefixForm::Exact(b"/usr/bin/git".to_vec()))
+        );
+        assert_eq!(form("/"), Some(PrefixForm::Exact(b"/".to_vec())));
+        assert_eq!(
+            form("/opt/a/**"),
+            Some(PrefixForm::Subtree(b"/opt/a".to_vec()))
+        );
+        assert_eq!(form("/**"), Some(PrefixForm::Subtree(Vec::new())));
+        assert_eq!(
+            form("/opt/a/*"),
+            Some(PrefixForm::OneLevel(b"/opt/a/".to_vec()))
+        );
+        assert_eq!(
+            form("/usr/bin/git*"),
+            Some(PrefixForm::OneLevel(b"/usr/bin/git".to_vec()))
+        );
+        assert_eq!(
+            form("/usr/bin/\\*x"),
+            Some(PrefixForm::Exact(b"/usr/bin/*x".to_vec()))
+        );
+        for other in [
+            "/opt/*/bin",
+            "/usr/bin/g?t",
+            "/usr/bin/[gh]it",
+            "/a/**/b",
+            "**/x",
+            "/a/*x",
+            "**",
+        ] {
+            assert_eq!(form(other), None, "{other}");
+        }
+    }
     use std::time::{Duration, Instant};
 
     fn pattern(p: &str) -> PathGlob {

@@ -22,13 +22,12 @@ use crate::{
     identity::registration,
     identity::registry::{self, Registry, SharedRegistry, Tasks},
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
-    kernel::egress::{AgentEgress, EgressEnforcer},
+    kernel::enforcement::{AgentPolicy, Enforcement, PolicyState, Wanted},
     kernel::loader,
     kernel::privileges,
     kernel::tls_attach::TlsAttacher,
     operate::{endpoint::Endpoint, metrics::Registry as Metrics, reload::ConfigReload},
     pipeline::{Context, Pipeline},
-    policy::{exceptions::Exceptions, form::Mode, resolved::Resolved},
     record::host::HostInfo,
     sink::{
         Sink,
@@ -116,8 +115,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         config.environment_marker.is_some() || registry::current(&registry).has_argv_selectors();
     privileges::check_run()?;
     let tls = registry::current(&registry).captures_tls();
-    let egress = enforces_egress(&registry::current(&registry));
-    let mut sensor = loader::load(&config, pend_execs, tls, egress)?;
+    let wanted = Wanted::of(&agent_policies(&registry::current(&registry)));
+    let mut sensor = loader::load(&config, pend_execs, tls, wanted.egress, wanted.exec_kill)?;
     let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
     // TLS capture attaches uprobes as agents map libraries: perf events and BPF links.
     let mut tls_attacher = if tls {
@@ -130,19 +129,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    // Egress enforcement: attached at the cgroup root, its trie filled before anything runs.
-    let egress = if egress {
-        let mut enforcer = EgressEnforcer::attach(&mut sensor.ebpf)?;
-        enforcer.sync(&egress_rules(
-            &registry::current(&registry),
-            &EgressState::default(),
-        ));
-        sensor.programs.extend(
-            crate::kernel::programs::EGRESS_PROGRAMS
-                .iter()
-                .map(|&(_, hook)| leak_name(format!("cgroup:{hook}"))),
-        );
-        Some(Arc::new(std::sync::Mutex::new(enforcer)))
+    // Enforcement: attached (egress: at the cgroup root), its policy in the kernel before
+    // anything runs.
+    let policy_state = PolicyState::default();
+    let enforcement = if wanted.any() {
+        let enforcement = Enforcement::attach(
+            &mut sensor.ebpf,
+            wanted,
+            &agent_policies(&registry::current(&registry)),
+            &policy_state,
+        )?;
+        if wanted.egress {
+            sensor.programs.extend(
+                crate::kernel::programs::EGRESS_PROGRAMS
+                    .iter()
+                    .map(|&(_, hook)| leak_name(format!("cgroup:{hook}"))),
+            );
+        }
+        Some(Arc::new(std::sync::Mutex::new(enforcement)))
     } else {
         None
     };
@@ -187,7 +191,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         sink,
         Attached {
             tls: tls_attacher.as_mut().map(|a| (a, &mut sensor.ebpf)),
-            egress,
+            enforcement,
+            policy_state,
         },
     ));
     // Detach only after the pipeline has drained and written its stop record.
@@ -195,51 +200,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Whether any agent's egress rule is enforced (the egress programs are loaded only then; a
-/// reload that enforces one later takes a restart, see docs/policy.md).
-fn enforces_egress(registry: &Registry) -> bool {
-    (1..=registry.len() as u32).any(|n| {
-        registry
-            .get(n)
-            .and_then(|d| d.policy.egress.as_ref())
-            .is_some_and(|r| r.mode == Mode::Enforce)
-    })
+/// Puts the agents' enforced rules, as the registry, exceptions and lookups say now, in the
+/// kernel.
+fn sync_enforcement(
+    enforcement: &std::sync::Mutex<Enforcement>,
+    registry: &SharedRegistry,
+    state: &PolicyState,
+) {
+    let registry = registry::current(registry);
+    enforcement
+        .lock()
+        .expect("no poisoned lock")
+        .sync(&agent_policies(&registry), state);
 }
 
-/// Every agent's egress rule as the kernel is to enforce it now: its policy, whether an
-/// exception suspends it, and the addresses it looked up for the rule's names.
-fn egress_rules(registry: &Registry, policy: &EgressState) -> Vec<AgentEgress> {
-    let now = std::time::SystemTime::now();
-    let instant = std::time::Instant::now();
+/// Every declared agent's policy, by its number.
+fn agent_policies(registry: &Registry) -> Vec<AgentPolicy<'_>> {
     (1..=registry.len() as u32)
-        .filter_map(|n| {
-            let d = registry.get(n)?;
-            Some(AgentEgress {
-                agent: n,
-                policy: d.policy.clone(),
-                excepted: policy.exceptions.in_force(&d.id, "egress", now).is_some(),
-                learned: policy.resolved.of(&d.id, instant),
+        .filter_map(|number| {
+            let d = registry.get(number)?;
+            Some(AgentPolicy {
+                number,
+                id: &d.id,
+                policy: &d.policy,
             })
         })
         .collect()
-}
-
-/// What the kernel's egress policy is made of besides the manifest.
-#[derive(Clone, Default)]
-struct EgressState {
-    exceptions: Exceptions,
-    resolved: Resolved,
-}
-
-/// Puts the agents' enforced egress rules, as the registry, exceptions and lookups say now, in
-/// the kernel.
-fn sync_egress(
-    enforcer: &std::sync::Mutex<EgressEnforcer>,
-    registry: &SharedRegistry,
-    state: &EgressState,
-) {
-    let rules = egress_rules(&registry::current(registry), state);
-    enforcer.lock().expect("no poisoned lock").sync(&rules);
 }
 
 /// Names of attached programs live as long as the process; the start record wants `&'static`.
@@ -251,8 +237,10 @@ fn leak_name(name: String) -> &'static str {
 struct Attached<'a> {
     /// The TLS capture, with the loaded object it attaches from.
     tls: Option<(&'a mut TlsAttacher, &'a mut aya::Ebpf)>,
-    /// Egress enforcement.
-    egress: Option<Arc<std::sync::Mutex<EgressEnforcer>>>,
+    /// What the kernel enforces of the agents' policies.
+    enforcement: Option<Arc<std::sync::Mutex<Enforcement>>>,
+    /// The exceptions and lookups it is made of (shared with the pipeline).
+    policy_state: PolicyState,
 }
 
 /// What `run` read and compiled before loading the kernel programs (bad ones fail first).
@@ -277,7 +265,11 @@ async fn async_main(
 ) -> anyhow::Result<()> {
     let Prepared { signing_key, rules } = prepared;
     let config = reload.running().clone();
-    let Attached { mut tls, egress } = attached;
+    let Attached {
+        mut tls,
+        enforcement,
+        policy_state,
+    } = attached;
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -332,19 +324,18 @@ async fn async_main(
     if let Some(rules) = rules {
         pipeline.detect_with(Box::new(rules));
     }
-    let egress_state = EgressState::default();
-    let exceptions = egress_state.exceptions.clone();
+    let exceptions = policy_state.exceptions.clone();
     pipeline.share_exceptions(exceptions.clone());
-    pipeline.share_resolved(egress_state.resolved.clone());
-    if let Some(enforcer) = &egress {
+    pipeline.share_resolved(policy_state.resolved.clone());
+    if let Some(enforcer) = &enforcement {
         // In the kernel before the requester hears the exception is in force, and before the
         // pipeline goes on from the agent's DNS answer.
-        let (e, r, s) = (enforcer.clone(), registry.clone(), egress_state.clone());
-        exceptions.on_grant(move |_| sync_egress(&e, &r, &s));
-        let (e, r, s) = (enforcer.clone(), registry.clone(), egress_state.clone());
-        egress_state
+        let (e, r, s) = (enforcer.clone(), registry.clone(), policy_state.clone());
+        exceptions.on_grant(move |_| sync_enforcement(&e, &r, &s));
+        let (e, r, s) = (enforcer.clone(), registry.clone(), policy_state.clone());
+        policy_state
             .resolved
-            .on_learn(move |_| sync_egress(&e, &r, &s));
+            .on_learn(move |_| sync_enforcement(&e, &r, &s));
     }
     if let Some(key) = signing_key {
         pipeline.sign_with(crate::evidence::sealer::Checkpoints::new(
@@ -428,8 +419,8 @@ async fn async_main(
     // TLS capture follows the agents' libraries here, not in a task: it needs the loaded
     // object, which this function borrows.
     let mut tls_tick = tokio::time::interval(TLS_SCAN);
-    // Reloads and exceptions that end reach the kernel's egress policy at this pace.
-    let mut egress_tick = tokio::time::interval(EGRESS_SYNC);
+    // Reloads and exceptions that end reach the kernel's policy at this pace.
+    let mut enforcement_tick = tokio::time::interval(ENFORCEMENT_SYNC);
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT".to_owned(),
@@ -440,9 +431,9 @@ async fn async_main(
                 let stats = result.context("pipeline task")?.context("writing records")?;
                 bail!("the pipeline stopped unexpectedly after {} records", stats.records_written);
             }
-            _ = egress_tick.tick(), if egress.is_some() => {
-                if let Some(enforcer) = &egress {
-                    sync_egress(enforcer, &registry, &egress_state);
+            _ = enforcement_tick.tick(), if enforcement.is_some() => {
+                if let Some(enforcer) = &enforcement {
+                    sync_enforcement(enforcer, &registry, &policy_state);
                 }
             }
             _ = tls_tick.tick(), if tls.is_some() => {
@@ -523,8 +514,8 @@ async fn serve_metrics(
 /// How often opted-in agents' processes are checked for TLS libraries not yet attached.
 const TLS_SCAN: Duration = Duration::from_millis(100);
 
-/// How often the kernel's egress policy is brought in step with the manifest and exceptions.
-const EGRESS_SYNC: Duration = Duration::from_millis(100);
+/// How often the kernel's policy is brought in step with the manifest and exceptions.
+const ENFORCEMENT_SYNC: Duration = Duration::from_millis(100);
 
 /// How often selectors are compiled again against the system (new cgroups, new files).
 const SELECTOR_REFRESH: Duration = Duration::from_millis(250);

@@ -145,6 +145,9 @@ pub mod exec_flags {
     pub const NO_LOGINUID: u32 = 1 << 4;
     /// The working directory's path filled the window and is cut at the top.
     pub const CWD_TRUNCATED: u32 = 1 << 8;
+    /// The agent's `executables` rule in `kill` mode does not allow this executable: the
+    /// process was sent SIGKILL as the exec completed, before the program ran.
+    pub const POLICY_KILLED: u32 = 1 << 9;
 }
 
 /// A successful execve/execveat, seen at `sched_process_exec` with the new image in place.
@@ -952,6 +955,9 @@ pub struct ProgramConfig {
     /// ([`KernelSockaddr`]), which `exit_net` reports instead of re-reading user memory (which
     /// another thread may have changed since the kernel copied it).
     pub lsm_addresses: u32,
+    /// Non-zero: an agent's exec is checked against its `executables` rule in `kill` mode
+    /// (`EXEC_POLICY`), and killed when the rule does not allow it.
+    pub exec_kill: u32,
 }
 
 impl ProgramConfig {
@@ -971,6 +977,7 @@ impl ProgramConfig {
         wakeup_bytes: 0,
         syscall_ret_offset: 16,
         lsm_addresses: 0,
+        exec_kill: 0,
     };
 }
 
@@ -1094,6 +1101,43 @@ pub struct EgressAllow {
     pub ports: [u16; EGRESS_PORTS],
 }
 
+/// Path bytes an executables policy key holds: an LPM trie's key is at most 256 bytes.
+pub const EXEC_PATH_KEY: usize = 252;
+
+/// Key of the executables policy (`EXEC_POLICY`, an LPM trie): an agent number, then a path.
+/// An exact path ends with a NUL byte inside the prefix, so it matches only itself; a
+/// directory prefix matches the paths under it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExecKey {
+    /// The agent number, big-endian (so the trie's bit order is the number's).
+    pub agent_be: u32,
+    /// The path's first bytes.
+    pub path: [u8; EXEC_PATH_KEY],
+}
+
+/// What the longest match of an executable's path in `EXEC_POLICY` allows ([`exec_allow`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExecAllow {
+    /// [`exec_allow`].
+    pub kind: u32,
+    /// Bytes of path the entry's prefix holds (after the agent's 4).
+    pub prefix: u32,
+}
+
+/// Kinds of [`ExecAllow`].
+pub mod exec_allow {
+    /// The agent's catch-all (its 32 bits alone): nothing of the rule matched; not allowed.
+    pub const NOTHING: u32 = 0;
+    /// The path itself (its prefix ends with the NUL).
+    pub const EXACT: u32 = 1;
+    /// Any path under the prefix (`/dir/**`).
+    pub const SUBTREE: u32 = 2;
+    /// The prefix followed by anything without a `/` (`/dir/*`, `/usr/bin/git*`).
+    pub const ONE_LEVEL: u32 = 3;
+}
+
 // Layouts both sides rely on.
 const _: () = {
     use core::mem::{align_of, size_of};
@@ -1103,7 +1147,9 @@ const _: () = {
     assert!(size_of::<ExitRecord>() == 72);
     assert!(size_of::<KernelOffsets>() == 106 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
-    assert!(size_of::<ProgramConfig>() == 56);
+    assert!(size_of::<ProgramConfig>() == 64);
+    assert!(size_of::<ExecKey>() == 256);
+    assert!(size_of::<ExecAllow>() == 8);
     assert!(size_of::<TrackedProcess>() == 16);
     assert!(size_of::<ExeKey>() == 16);
     assert!(align_of::<ExecRecord>() == 8);
@@ -1130,6 +1176,8 @@ mod pod {
     unsafe impl aya::Pod for super::TlsCapture {}
     unsafe impl aya::Pod for super::EgressKey {}
     unsafe impl aya::Pod for super::EgressAllow {}
+    unsafe impl aya::Pod for super::ExecKey {}
+    unsafe impl aya::Pod for super::ExecAllow {}
 }
 
 /// Most plaintext bytes one TLS call's record carries (the configured per-agent bound is

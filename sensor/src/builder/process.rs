@@ -73,6 +73,7 @@ impl Builder {
         if !e.cwd.is_empty() {
             p.set_working_directory(&e.cwd, e.cwd_truncated);
         }
+        p.policy_killed = e.policy_killed;
         if !e.args_unreadable {
             p.set_args(&e.args);
         }

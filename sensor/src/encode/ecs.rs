@@ -132,6 +132,7 @@ fn process(out: &mut Vec<u8>, p: &Process) {
     o.opt_str("exec_path", p.exec_path.as_deref());
     o.opt_str("working_directory", p.working_directory.as_deref());
     o.flag("working_directory_truncated", p.working_directory_truncated);
+    o.flag("policy_killed", p.policy_killed);
     if let Some(args) = &p.args {
         o.key("args");
         str_array(o.out, args);
@@ -583,6 +584,7 @@ mod tests {
             exec_path: Some(s("x")),
             working_directory: Some(s(HOSTILE)),
             working_directory_truncated: true,
+            policy_killed: true,
             args: Some(vec![s(""), s(HOSTILE), s("0123456789abcdef\"")]),
             args_count: Some(3),
             args_truncated: true,
@@ -738,6 +740,7 @@ mod tests {
             unreachable!("built above")
         };
         p.args_truncated = false;
+        p.policy_killed = false;
         p.thread = None;
         p.parent.as_mut().unwrap().thread = None;
         p.hex = RawBytes::default();
@@ -1515,6 +1518,7 @@ mod tests {
                 exec_path: self.opt_text(),
                 working_directory: self.opt_text(),
                 working_directory_truncated: self.bool(),
+                policy_killed: self.bool(),
                 args: self.opt(Self::texts),
                 args_count: self.opt(Self::u32),
                 args_truncated: self.bool(),

@@ -223,6 +223,7 @@ struct Prepared {
 fn prepare(
     config: &Config,
     pend_execs: bool,
+    exec_kill: bool,
     variants: Option<Variants>,
 ) -> Result<Prepared, LoadError> {
     if PROGRAMS.is_empty() {
@@ -274,6 +275,7 @@ fn prepare(
         wakeup_bytes: u64::from(config.wakeup_bytes),
         syscall_ret_offset,
         lsm_addresses: u32::from(lsm_addresses),
+        exec_kill: u32::from(exec_kill),
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
@@ -441,19 +443,25 @@ pub(crate) struct ProgramStats {
 /// still re-attribute as pending (for argv selectors and the environment marker); `tls`: load
 /// the TLS capture programs (an agent opted in), which `tls_attach` attaches; `egress`: load
 /// the egress enforcement programs (an agent's egress rule is enforced), which `egress`
-/// attaches.
+/// attaches; `exec_kill`: execs are checked against `executables` rules in kill mode
+/// (`exec_kill` fills their policy).
+#[allow(
+    clippy::fn_params_excessive_bools,
+    reason = "each says whether one family of programs or checks loads"
+)]
 pub(crate) fn load(
     config: &Config,
     pend_execs: bool,
     tls: bool,
     egress: bool,
+    exec_kill: bool,
 ) -> Result<Sensor, LoadError> {
     let Prepared {
         mut ebpf,
         exit_events,
         task_regs,
         lsm_addresses,
-    } = prepare(config, pend_execs, None)?;
+    } = prepare(config, pend_execs, exec_kill, None)?;
     let budgets = budgets();
     let mut lsm_btf = None;
     for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls, egress) {
@@ -525,7 +533,7 @@ pub(crate) fn verify_programs(
         exit_events,
         task_regs,
         lsm_addresses,
-    } = prepare(config, true, Some(variants))?;
+    } = prepare(config, true, true, Some(variants))?;
     let budgets = budgets();
     let mut lsm_btf = None;
     Ok(

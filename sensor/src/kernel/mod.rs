@@ -20,6 +20,8 @@
 //!   map, and the kernel's map of those agents.
 pub mod btf;
 pub mod egress;
+pub mod enforcement;
+pub mod exec_kill;
 pub mod features;
 pub mod loader;
 pub mod offsets;

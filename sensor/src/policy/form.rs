@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::{Location, Spanned};
 use sha2::{Digest as _, Sha256};
 
-use crate::glob::{GlobError, NameGlob, PathGlob};
+use crate::glob::{GlobError, NameGlob, PathGlob, PrefixForm};
 
 /// What a rule does with an action it does not allow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -20,6 +20,9 @@ pub enum Mode {
     Audit,
     /// The action is stopped and the decision recorded (only where the sensor can stop it).
     Enforce,
+    /// `executables` only: the process is killed (SIGKILL from the kernel) as a forbidden
+    /// exec completes, before the program runs, and the decision recorded.
+    Kill,
 }
 
 impl Mode {
@@ -29,6 +32,7 @@ impl Mode {
             Self::Observe => "observe",
             Self::Audit => "audit",
             Self::Enforce => "enforce",
+            Self::Kill => "kill",
         }
     }
 }
@@ -296,9 +300,38 @@ fn error(at: Location, message: String) -> PolicyError {
 
 /// Why `enforce` is refused where this sensor cannot stop the action yet.
 fn not_enforceable(kind: &str) -> String {
+    let instead = if kind == "executables" {
+        "kill (the process is stopped as the exec completes, before the program runs), audit (a decision record for every violation) or observe"
+    } else {
+        "audit (a decision record for every violation) or observe"
+    };
     format!(
-        "mode enforce is not available for {kind} rules: this sensor cannot stop them yet; use audit (a decision record for every violation) or observe"
+        "mode enforce is not available for {kind} rules: this sensor cannot refuse them in the kernel yet; use {instead}"
     )
+}
+
+/// Why an `executables` pattern cannot go in the kernel's trie for `kill` mode, if it cannot
+/// (`sensor_common::EXEC_PATH_KEY` bytes of path per key).
+pub fn unenforceable(form: Option<&PrefixForm>) -> Option<&'static str> {
+    match form {
+        None => Some(
+            "only exact paths, DIR/** and a `*` at the end of the last component can be killed on",
+        ),
+        Some(PrefixForm::Exact(p) | PrefixForm::OneLevel(p))
+            if p.len() >= sensor_common::EXEC_PATH_KEY =>
+        {
+            Some("the kernel's trie holds paths of at most 251 bytes")
+        }
+        Some(PrefixForm::Subtree(p)) if p.len() + 1 >= sensor_common::EXEC_PATH_KEY => {
+            Some("the kernel's trie holds paths of at most 251 bytes")
+        }
+        Some(_) => None,
+    }
+}
+
+/// Why `kill` is refused on every rule but `executables`.
+fn not_killable(kind: &str) -> String {
+    format!("mode kill is for executables rules only, not {kind}")
 }
 
 /// The declaration as canonical JSON: `allowed_tasks` and the policy block.
@@ -408,6 +441,12 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             ..Policy::default()
         });
     };
+    if raw.tasks.as_ref().is_some_and(|t| t.mode == Mode::Kill) {
+        return Err(PolicyError {
+            at: None,
+            message: not_killable("tasks"),
+        });
+    }
     if let Some(v) = &raw.version
         && (v.is_empty() || v.len() > 128 || v.chars().any(char::is_control))
     {
@@ -429,6 +468,9 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             if e.value.mode == Mode::Enforce {
                 enforceable_egress(&allow, e.referenced)?;
             }
+            if e.value.mode == Mode::Kill {
+                return Err(error(e.referenced, not_killable("egress")));
+            }
             Ok(Rule {
                 mode: e.value.mode,
                 allow,
@@ -442,6 +484,9 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             let at = f.referenced;
             if f.value.mode == Mode::Enforce {
                 return Err(error(at, not_enforceable("files")));
+            }
+            if f.value.mode == Mode::Kill {
+                return Err(error(at, not_killable("files")));
             }
             Ok(Rule {
                 mode: f.value.mode,
@@ -460,9 +505,18 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             if x.value.mode == Mode::Enforce {
                 return Err(error(at, not_enforceable("executables")));
             }
+            let allow = path_globs(&x.value.allow, "executable", at)?;
+            if x.value.mode == Mode::Kill {
+                for (glob, text) in allow.iter().zip(&x.value.allow) {
+                    let form = glob.prefix_form();
+                    if let Some(why) = unenforceable(form.as_ref()) {
+                        return Err(error(at, format!("mode kill: executable {text:?}: {why}")));
+                    }
+                }
+            }
             Ok(Rule {
                 mode: x.value.mode,
-                allow: path_globs(&x.value.allow, "executable", at)?,
+                allow,
             })
         })
         .transpose()?;
@@ -547,7 +601,7 @@ mod tests {
             ),
             (
                 "      files:\n        mode: enforce\n",
-                "m.yaml:6:9: agent a policy: mode enforce is not available for files rules: this sensor cannot stop them yet; use audit (a decision record for every violation) or observe",
+                "m.yaml:6:9: agent a policy: mode enforce is not available for files rules: this sensor cannot refuse them in the kernel yet; use audit (a decision record for every violation) or observe",
             ),
             (
                 "      files:\n        mode: audit\n        read: {paths: [relative/*]}\n",
@@ -564,6 +618,26 @@ mod tests {
             (
                 "      version: \"\"\n",
                 "m.yaml:5:7: agent a policy: policy version \"\" must be 1 to 128 printable characters",
+            ),
+            (
+                "      executables:\n        mode: enforce\n        allow: []\n",
+                "m.yaml:6:9: agent a policy: mode enforce is not available for executables rules: this sensor cannot refuse them in the kernel yet; use kill (the process is stopped as the exec completes, before the program runs), audit",
+            ),
+            (
+                "      executables:\n        mode: kill\n        allow: [\"/usr/bin/git\", \"/opt/*/bin/tool\"]\n",
+                "m.yaml:6:9: agent a policy: mode kill: executable \"/opt/*/bin/tool\": only exact paths, DIR/** and a `*` at the end of the last component can be killed on",
+            ),
+            (
+                "      egress:\n        mode: kill\n        allow: []\n",
+                "m.yaml:6:9: agent a policy: mode kill is for executables rules only, not egress",
+            ),
+            (
+                "      files:\n        mode: kill\n",
+                "m.yaml:6:9: agent a policy: mode kill is for executables rules only, not files",
+            ),
+            (
+                "      tasks: {mode: kill}\n",
+                "m.yaml:5:7: agent a policy: mode kill is for executables rules only, not tasks",
             ),
         ];
         for (policy, expected) in cases {

@@ -118,25 +118,38 @@ impl Policies {
             reason,
         } = violation;
         let mut exception = exceptions.in_force(agent, rule, SystemTime::now());
-        // An enforced egress rule is enforced in the kernel: the record says whether the
-        // kernel stopped the action (EPERM), which stands over what userspace believes (an
+        // A rule the kernel enforces: the record says whether the kernel stopped the action
+        // (an egress EPERM, an exec killed), which stands over what userspace believes (an
         // exception's start or end reaches the kernel a moment apart from the record).
-        let stopped = (rule == "egress" && mode == Mode::Enforce)
-            .then(|| record.error.as_ref().is_some_and(|e| e.code == "EPERM"));
-        let outcome = match (stopped, &exception, mode) {
-            (Some(true), _, _) => {
+        let kernel = match (rule, mode) {
+            ("egress", Mode::Enforce) => Some((
+                record.error.as_ref().is_some_and(|e| e.code == "EPERM"),
+                "denied",
+                "egress enforcement is not attached",
+            )),
+            ("executables", Mode::Kill) => Some((
+                record.process.as_ref().is_some_and(|p| p.policy_killed),
+                "killed",
+                "the exec check was not loaded at start",
+            )),
+            _ => None,
+        };
+        let outcome = match (kernel, &exception, mode) {
+            (Some((true, outcome, _)), _, _) => {
                 exception = None;
-                "denied"
+                outcome
             }
             (_, Some(_), _) => "allowed",
             (None, None, Mode::Enforce) => "denied",
             _ => "violation",
         };
-        let reason = if stopped == Some(false) && exception.is_none() {
-            format!("{reason}; the kernel did not stop it (egress enforcement is not attached)")
-        } else {
-            reason
+        let reason = match kernel {
+            Some((false, _, why)) if exception.is_none() => {
+                format!("{reason}; the kernel did not stop it ({why})")
+            }
+            _ => reason,
         };
+
         let decision = PolicyDecision {
             agent: agent.to_owned(),
             task,

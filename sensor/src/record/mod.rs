@@ -229,6 +229,10 @@ pub struct Process {
     /// `working_directory` holds its lower part only.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub working_directory_truncated: bool,
+    /// exec: the agent's `executables` rule in `kill` mode did not allow the program, and the
+    /// kernel sent the process SIGKILL as the exec completed, before the program ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub policy_killed: bool,
     /// argv, as the process's memory held it at exec.
     pub args: Option<Vec<String>>,
     /// argc, as the kernel counted it (also when `args` was cut).

@@ -1,0 +1,92 @@
+//! `executables` rules in `kill` mode: an agent's exec of a program its rule does not allow is
+//! stopped with SIGKILL from `sched_process_exec`. The exec has completed by then (this is no
+//! LSM: it cannot refuse it), but the signal is delivered before the new program returns to
+//! user space, so none of its own instructions run. The rule is in `EXEC_POLICY`, an LPM trie
+//! of the agent's allowed paths and directory prefixes (see `sensor_common::exec_allow`).
+use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_send_signal};
+use sensor_common::{EXEC_PATH_KEY, FILENAME_CAP, SCRATCH_SIZE, exec_allow};
+
+use crate::{
+    bounds::{opaque, scratch_offset},
+    globals::{config, offsets},
+    kernel::{Chunk, KPtr},
+    maps::{EXEC_KEY, EXEC_POLICY, PATHBUF, SCRATCH},
+};
+
+const SIGKILL: u32 = 9;
+
+/// Set in `path_len` when the walk cut the path at the top: it is not the real path.
+pub const PATH_CUT: u64 = 1 << 32;
+
+/// Checks the exec'd path (`path_len` bytes at `at` of this CPU's scratch buffer, with
+/// [`PATH_CUT`]; `dentry` is its file's) of a process of `agent` against the agent's rule;
+/// sends SIGKILL and returns 1 when the rule does not allow it, else 0. A global function,
+/// verified once on its own.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn kill_forbidden_exec(agent: u64, at: u64, path_len: u64, dentry: u64) -> u64 {
+    if agent == 0 || config().exec_kill == 0 {
+        return 0;
+    }
+    let (Some(key), Some(buf)) = (EXEC_KEY.get_ptr_mut(0), SCRATCH.get_ptr(0)) else {
+        return 0;
+    };
+    let Some(at) = scratch_offset(at as usize, SCRATCH_SIZE - FILENAME_CAP as usize) else {
+        return 0;
+    };
+    let len = (path_len as u32) & (FILENAME_CAP - 1);
+    let whole = len < EXEC_PATH_KEY as u32;
+    let n = if whole { len } else { EXEC_PATH_KEY as u32 };
+    // SAFETY: the key is this CPU's map value; at + FILENAME_CAP <= SCRATCH_SIZE and n <= 252.
+    let key = unsafe { &mut *key };
+    key.data.agent_be = (agent as u32).to_be();
+    unsafe {
+        bpf_probe_read_kernel(
+            key.data.path.as_mut_ptr().cast(),
+            n,
+            (buf as *const u8).add(at).cast(),
+        )
+    };
+    // An exact entry's prefix ends with the NUL: it matches only a path that ends there.
+    let end = opaque(n as usize);
+    if end < EXEC_PATH_KEY {
+        key.data.path[end] = 0;
+    }
+    key.prefix_len = 32 + 8 * (n + u32::from(whole));
+    let Some(allow) = EXEC_POLICY.get(&*key) else {
+        return 0; // the agent's executables are not enforced
+    };
+    let allowed = path_len & PATH_CUT == 0
+        && match allow.kind {
+            exec_allow::EXACT | exec_allow::SUBTREE => true,
+            exec_allow::ONE_LEVEL => whole && one_level(allow.prefix, n, dentry),
+            _ => false,
+        };
+    if allowed {
+        return 0;
+    }
+    // SAFETY: a plain helper call; the signal goes to the current (exec'ing) process.
+    unsafe { bpf_send_signal(SIGKILL) };
+    1
+}
+
+/// Whether the last `n - prefix` bytes of an `n`-byte path lie within its file name (the
+/// `dentry`'s): then they hold no `/`. The name's length, not a scan of the path: a loop over
+/// the path's bytes made the verifier explore a state per byte.
+#[inline(always)]
+fn one_level(prefix: u32, n: u32, dentry: u64) -> bool {
+    let Some(object) = PATHBUF.get_ptr_mut(0) else {
+        return false;
+    };
+    let plan = &offsets().dentry_read;
+    // SAFETY: this CPU's path scratch, not in use during this call.
+    let Some(d) = Chunk::read(
+        unsafe { &raw mut (*object).object },
+        KPtr(dentry as *const u8),
+        &plan.gather,
+    ) else {
+        return false;
+    };
+    let name = d.u32_at(plan.name_len);
+    name < n && prefix + name >= n
+}

@@ -1,0 +1,136 @@
+//! What of the agents' policies the kernel enforces, kept in step with the manifest, the
+//! operators' exceptions and the agents' own DNS lookups: egress (`egress`, cgroup programs)
+//! and executables in kill mode (`exec_kill`, a check in the exec program). Both are decided
+//! at start: a reload that adds the first such rule takes a restart (docs/policy.md).
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use aya::Ebpf;
+
+use crate::{
+    kernel::{
+        egress::{AgentEgress, EgressEnforcer},
+        exec_kill::{AgentExecutables, ExecKiller},
+        loader::LoadError,
+    },
+    policy::{
+        exceptions::Exceptions,
+        form::{Mode, Policy},
+        resolved::Resolved,
+    },
+};
+
+/// One declared agent's policy, by the number the kernel knows it by.
+pub(crate) struct AgentPolicy<'a> {
+    /// The agent's number (its place in the registry, from 1).
+    pub(crate) number: u32,
+    /// Its id (exceptions and lookups are by id).
+    pub(crate) id: &'a str,
+    pub(crate) policy: &'a Arc<Policy>,
+}
+
+/// What the kernel's policy is made of besides the manifest.
+#[derive(Clone, Default)]
+pub(crate) struct PolicyState {
+    /// Operators' exceptions: a rule under one has nothing in the kernel.
+    pub(crate) exceptions: Exceptions,
+    /// Addresses agents looked up for their enforced egress rules' names.
+    pub(crate) resolved: Resolved,
+}
+
+/// Which kernel enforcement the manifest asks for at start.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Wanted {
+    /// Some agent's egress rule is in `enforce` mode.
+    pub(crate) egress: bool,
+    /// Some agent's executables rule is in `kill` mode.
+    pub(crate) exec_kill: bool,
+}
+
+impl Wanted {
+    pub(crate) fn of(agents: &[AgentPolicy<'_>]) -> Self {
+        let mut wanted = Self::default();
+        for d in agents {
+            wanted.egress |= d
+                .policy
+                .egress
+                .as_ref()
+                .is_some_and(|r| r.mode == Mode::Enforce);
+            wanted.exec_kill |= d
+                .policy
+                .executables
+                .as_ref()
+                .is_some_and(|r| r.mode == Mode::Kill);
+        }
+        wanted
+    }
+
+    pub(crate) fn any(self) -> bool {
+        self.egress || self.exec_kill
+    }
+}
+
+/// The kernel's enforcement, attached.
+pub(crate) struct Enforcement {
+    egress: Option<EgressEnforcer>,
+    exec: Option<ExecKiller>,
+}
+
+impl Enforcement {
+    /// Attaches (egress) or takes over (executables) what `wanted` asks for, filled from
+    /// `agents` and `state` before anything runs.
+    pub(crate) fn attach(
+        ebpf: &mut Ebpf,
+        wanted: Wanted,
+        agents: &[AgentPolicy<'_>],
+        state: &PolicyState,
+    ) -> Result<Self, LoadError> {
+        let mut enforcement = Self {
+            egress: wanted
+                .egress
+                .then(|| EgressEnforcer::attach(ebpf))
+                .transpose()?,
+            exec: wanted
+                .exec_kill
+                .then(|| ExecKiller::new(ebpf))
+                .transpose()?,
+        };
+        enforcement.sync(agents, state);
+        Ok(enforcement)
+    }
+
+    /// Puts the agents' enforced rules, as their policies, exceptions and lookups say now, in
+    /// the kernel.
+    pub(crate) fn sync(&mut self, agents: &[AgentPolicy<'_>], state: &PolicyState) {
+        let now = SystemTime::now();
+        let instant = Instant::now();
+        if let Some(egress) = &mut self.egress {
+            let rules: Vec<AgentEgress> = agents
+                .iter()
+                .map(|d| AgentEgress {
+                    agent: d.number,
+                    policy: d.policy.clone(),
+                    excepted: state.exceptions.in_force(d.id, "egress", now).is_some(),
+                    learned: state.resolved.of(d.id, instant),
+                })
+                .collect();
+            egress.sync(&rules);
+        }
+        if let Some(exec) = &mut self.exec {
+            let rules: Vec<AgentExecutables> = agents
+                .iter()
+                .map(|d| AgentExecutables {
+                    agent: d.number,
+                    policy: d.policy.clone(),
+                    excepted: state
+                        .exceptions
+                        .in_force(d.id, "executables", now)
+                        .is_some(),
+                })
+                .collect();
+            exec.sync(&rules);
+        }
+    }
+}
