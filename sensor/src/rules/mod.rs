@@ -563,6 +563,94 @@ mod tests {
         assert_eq!(ids(&mut rules, exchange), ["model"]);
     }
 
+    /// Tool calls, exceptions granted and decisions made under one, from recorded lines.
+    #[test]
+    fn native_rules_read_tool_calls_and_exceptions_of_recorded_lines() {
+        let mut rules = rules_of(
+            "overrides",
+            "rules:
+  - id: shell-tool
+    title: The model asked for a shell
+    condition: event.action = llm_exchange and llm.response.tool_calls.name in (bash, shell)
+    output: 'asked for %llm.response.tool_calls.name'
+  - id: no-read-tool
+    title: Tools other than read_file
+    condition: llm.response.tool_calls.name != read_file
+  - id: override-granted
+    title: An operator suspended a rule
+    condition: event.action = policy_exception and exception.rule = egress and exception.peer_uid = 0
+    output: '%exception.author suspended %exception.rule for %exception.agent until %exception.until: %exception.reason'
+  - id: under-exception
+    title: Allowed under an exception
+    condition: policy.outcome = allowed and policy.exception.author exists and policy.exception.sequence = 3
+    output: 'by %policy.exception.author until %policy.exception.until'
+",
+        );
+        let fired = |rules: &mut Rules, l: serde_json::Value| -> Vec<(String, String)> {
+            rules
+                .test_line(&l)
+                .into_iter()
+                .map(|a| (a.rule.id.unwrap(), a.message))
+                .collect()
+        };
+        let exchange = |seq: u64, tools: &[&str]| {
+            let calls: Vec<_> = tools
+                .iter()
+                .map(|t| serde_json::json!({"name": t, "arguments": {"sha256": "0", "length": 0}}))
+                .collect();
+            serde_json::json!({"@timestamp": "2026-12-07T06:00:00Z",
+                "chain": {"sequence": seq}, "event": {"action": "llm_exchange"},
+                "llm": {"provider": "anthropic", "request": {"host": "h", "method": "POST",
+                        "path": "/v1/messages"},
+                        "response": {"status": 200, "tool_calls": calls}}})
+        };
+        assert_eq!(
+            fired(&mut rules, exchange(1, &["read_file", "bash"])),
+            [(
+                "shell-tool".to_owned(),
+                "asked for read_file, bash".to_owned()
+            )]
+        );
+        assert!(fired(&mut rules, exchange(2, &["read_file"])).is_empty());
+        let ids: Vec<String> = fired(&mut rules, exchange(2, &["web_fetch"]))
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["no-read-tool"]);
+        // No tool asked for: the list is empty, `!=` does not hold.
+        assert!(fired(&mut rules, exchange(2, &[])).is_empty());
+        let granted = serde_json::json!({"@timestamp": "2026-12-07T06:00:01Z",
+            "chain": {"sequence": 3}, "event": {"action": "policy_exception"},
+            "exception": {"agent": "coder", "rule": "egress", "author": "alice",
+                          "reason": "INC-42", "until": "2026-12-07T07:00:01Z",
+                          "peer_pid": 9, "peer_uid": 0, "peer_gid": 0}});
+        assert_eq!(
+            fired(&mut rules, granted),
+            [(
+                "override-granted".to_owned(),
+                "alice suspended egress for coder until 2026-12-07T07:00:01Z: INC-42".to_owned()
+            )]
+        );
+        let decision = |exception: serde_json::Value| {
+            serde_json::json!({"@timestamp": "2026-12-07T06:00:02Z",
+                "chain": {"sequence": 4}, "event": {"action": "policy_decision"},
+                "policy": {"rule": "egress", "mode": "audit", "outcome": "allowed",
+                           "target": "10.0.0.1:443", "exception": exception}})
+        };
+        assert_eq!(
+            fired(
+                &mut rules,
+                decision(serde_json::json!({"sequence": 3, "author": "alice",
+                                            "until": "2026-12-07T07:00:01Z"}))
+            ),
+            [(
+                "under-exception".to_owned(),
+                "by alice until 2026-12-07T07:00:01Z".to_owned()
+            )]
+        );
+        assert!(fired(&mut rules, decision(serde_json::Value::Null)).is_empty());
+    }
+
     /// The SigmaHQ Linux rules of the three categories the sensor feeds (../shared/sigma):
     /// every one loads.
     #[test]
