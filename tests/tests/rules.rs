@@ -509,6 +509,24 @@ fn a_tree_sequence_needs_both_steps_in_one_process_tree() {
     sequence:
       by: agent
 {steps}
+  - id: three-by-tree
+    title: cat started, read, then connect in one tree
+    sequence:
+      by: tree
+      within: 30
+      steps:
+        - event.action = exec and process.executable endswith /cat
+        - event.action = open and file.class = cloud_credentials
+        - event.action = connect and destination.ip cidr 127.0.0.2/32
+  - id: three-wrong-order
+    title: read, cat started, then connect in one tree
+    sequence:
+      by: tree
+      within: 30
+      steps:
+        - event.action = open and file.class = cloud_credentials
+        - event.action = exec and process.executable endswith /cat
+        - event.action = connect and destination.ip cidr 127.0.0.2/32
 "
         ),
     )
@@ -535,6 +553,9 @@ fn a_tree_sequence_needs_both_steps_in_one_process_tree() {
     run.in_agent_cgroup(&format!("{read} && {connect}"));
     sensor.wait_for("the tree's alert", |r| {
         action(r) == "alert" && r["alert"]["rule"]["id"] == "by-tree"
+    });
+    sensor.wait_for("the three-step alert", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == "three-by-tree"
     });
     let done = sensor.stop();
     let records = &done.records;
@@ -563,6 +584,32 @@ fn a_tree_sequence_needs_both_steps_in_one_process_tree() {
         by_sequence(records, &seq[0])["process"]["entity_id"],
         by_sequence(records, &seq[1])["process"]["entity_id"]
     );
+    // Three steps: once, in the one shell, citing cat's exec, cat's read and bash's
+    // connection in order; the same steps in another order never.
+    let three = alerts_of(records, "three-by-tree");
+    assert_eq!(three.len(), 1, "{three:?}");
+    let seq = three[0]["alert"]["trigger"]["sequence"].as_array().unwrap();
+    let steps: Vec<Value> = seq.iter().map(|s| by_sequence(records, s)).collect();
+    assert_eq!(
+        steps.iter().map(action).collect::<Vec<_>>(),
+        ["exec", "open", "connect"],
+        "{three:?}"
+    );
+    assert_eq!(
+        steps[0]["process"]["entity_id"],
+        steps[1]["process"]["entity_id"]
+    );
+    assert!(
+        steps[2]["process"]["executable"]
+            .as_str()
+            .unwrap()
+            .ends_with("/bash")
+    );
+    assert_eq!(
+        seq[1..],
+        tree["alert"]["trigger"]["sequence"].as_array().unwrap()[..]
+    );
+    assert!(alerts_of(records, "three-wrong-order").is_empty());
 }
 
 #[test]

@@ -478,13 +478,14 @@ mod tests {
         loaded.rules
     }
 
-    /// `by: tree`: both steps in the same process tree of one agent, as the records' exec and
-    /// fork lines showed it; another tree of the same agent does not complete it.
+    /// `by: tree`: every step in the same process tree of one agent, as the records' exec and
+    /// fork lines showed it; another tree of the same agent does not complete it. `three`
+    /// adds an exec before the two steps of `tree`.
     #[test]
     fn a_tree_sequence_needs_both_steps_in_one_process_tree_of_the_agent() {
         let mut rules = rules_of(
             "tree",
-            "rules:\n  - id: tree\n    title: Read then connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = open\n        - event.action = connect\n",
+            "rules:\n  - id: tree\n    title: Read then connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = open\n        - event.action = connect\n  - id: three\n    title: Exec, read, connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = exec\n        - event.action = open\n        - event.action = connect\n",
         );
         // `agent` empty: a record of no agent.
         let line = |seq: u64, action: &str, id: &str, parent: &str, agent: &str| {
@@ -498,11 +499,17 @@ mod tests {
             }
             l
         };
-        let mut fired = |l: serde_json::Value| -> Vec<Vec<u64>> {
+        let mut fired = |l: serde_json::Value| -> Vec<(String, Vec<u64>)> {
             rules
                 .test_line(&l)
                 .into_iter()
-                .map(|a| a.trigger.sequence)
+                .map(|a| (a.rule.id.unwrap(), a.trigger.sequence))
+                .collect()
+        };
+        let hits = |found: &[(&str, &[u64])]| -> Vec<(String, Vec<u64>)> {
+            found
+                .iter()
+                .map(|(id, s)| ((*id).to_owned(), s.to_vec()))
                 .collect()
         };
         // Two trees of agent a: r1 (with its forked and exec'd child c1), and r2.
@@ -515,7 +522,11 @@ mod tests {
         assert!(fired(line(6, "open", "c1", "r1", "a")).is_empty());
         assert!(fired(line(7, "connect", "r2", "y", "a")).is_empty());
         assert!(fired(line(8, "connect", "d", "r1", "b")).is_empty());
-        assert_eq!(fired(line(9, "connect", "r1", "x", "a")), [vec![6, 9]]);
+        // The exec of c1 (3) is the latest exec of r1's tree before the read: `three` cites it.
+        assert_eq!(
+            fired(line(9, "connect", "r1", "x", "a")),
+            hits(&[("tree", &[6, 9]), ("three", &[3, 6, 9])])
+        );
         // A shell that exec'd as nobody's and became the agent's later (moved into the
         // agent's cgroup, or registered): the children it forks share its tree.
         assert!(fired(line(10, "exec", "sh", "z", "")).is_empty());
@@ -524,7 +535,10 @@ mod tests {
         assert!(fired(line(12, "exec", "s2", "sh", "a")).is_empty());
         assert!(fired(line(13, "open", "s1", "sh", "a")).is_empty());
         assert!(fired(line(14, "connect", "r2", "y", "a")).is_empty());
-        assert_eq!(fired(line(15, "connect", "s2", "sh", "a")), [vec![13, 15]]);
+        assert_eq!(
+            fired(line(15, "connect", "s2", "sh", "a")),
+            hits(&[("tree", &[13, 15]), ("three", &[12, 13, 15])])
+        );
     }
 
     /// Native rules see a recorded decision's and exchange's fields as the daemon does.
