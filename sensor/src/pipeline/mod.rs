@@ -438,9 +438,11 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         m.processes.set(self.builder.processes().len() as u64);
         if let Some(detector) = &self.detector {
             *m.rule_time.lock().expect("no poisoned lock") = detector.evaluation_time();
-            let (evicted, suppressed) = detector.counts();
-            m.rules_evicted.raise_to(evicted);
-            m.rules_suppressed.raise_to(suppressed);
+            let counts = detector.counts();
+            m.rules_evicted.raise_to(counts.evicted);
+            m.rules_suppressed.raise_to(counts.suppressed);
+            m.rules_correlation_dropped
+                .raise_to(counts.correlation_dropped);
         }
     }
 

@@ -21,7 +21,7 @@ use crate::{
         Parent, Process, ProcessBlock, Record,
         alert::{Alert, AlertRule, Raised, Trigger},
     },
-    stage::Detect,
+    stage::{Detect, RuleCounts},
 };
 
 pub mod fields;
@@ -45,8 +45,8 @@ pub struct Rules {
     hits: Vec<usize>,
     /// Per engine (Sigma, native): records evaluated and nanoseconds spent, for the metrics.
     timing: [(u64, u64); 2],
-    /// The native rules' evictions and suppressed alerts of rules replaced by reloads.
-    carried: (u64, u64),
+    /// What rules replaced by reloads lost or held back.
+    carried: RuleCounts,
 }
 
 /// Rules loaded from files, and those that were not.
@@ -115,7 +115,7 @@ impl Rules {
                 .unwrap_or_default(),
             hits: Vec::new(),
             timing: [(0, 0); 2],
-            carried: (0, 0),
+            carried: RuleCounts::default(),
         }
     }
 
@@ -132,10 +132,8 @@ impl Rules {
     /// Native rules' state dropped while it could still matter, and alerts their rate limits
     /// held back, since the rules were first loaded (reloads included).
     pub fn native_counts(&self) -> (u64, u64) {
-        (
-            self.carried.0 + self.native.evictions(),
-            self.carried.1 + self.native.suppressed,
-        )
+        let c = self.counts();
+        (c.evicted, c.suppressed)
     }
 
     /// The alerts of a record's `fields` (sealed as `sequence`), each with its rule, rule set,
@@ -225,14 +223,18 @@ impl Detect for Rules {
     }
 
     fn reload(&mut self, next: Rules) {
-        self.carried = self.native_counts();
+        self.carried = self.counts();
         self.sigma = next.sigma;
         self.native = next.native;
         self.users = next.users;
     }
 
-    fn counts(&self) -> (u64, u64) {
-        self.native_counts()
+    fn counts(&self) -> RuleCounts {
+        RuleCounts {
+            evicted: self.carried.evicted + self.native.evictions(),
+            suppressed: self.carried.suppressed + self.native.suppressed,
+            correlation_dropped: self.carried.correlation_dropped + self.sigma.correlation_dropped,
+        }
     }
 
     fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {

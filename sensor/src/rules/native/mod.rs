@@ -170,7 +170,7 @@ impl NativeRules {
         self.trees
     }
 
-    /// State dropped while it could still matter (sequence first steps, rate-limit windows).
+    /// State dropped while it could still matter (sequences' partial matches, rate-limit windows).
     pub fn evictions(&self) -> u64 {
         self.pending.evictions + self.windows.evictions
     }
