@@ -395,3 +395,29 @@ fn tells_native_files_from_sigma() {
         "title: c\ncorrelation:\n  type: event_count\n  rules:\n    - x\n"
     ));
 }
+
+/// Every field a native rule can name is in docs/rules.md's table (by its whole name, or as
+/// `.last` after a name it shares its prefix with), list fields marked as lists.
+#[test]
+fn every_field_is_documented() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rules.md"))
+            .unwrap();
+    let table: Vec<&str> = docs
+        .lines()
+        .skip_while(|l| !l.starts_with("### Fields"))
+        .take_while(|l| !l.starts_with("### Alerts"))
+        .filter(|l| l.starts_with("| `"))
+        .collect();
+    for (name, field, _) in field::FIELDS {
+        let last = name.rsplit('.').next().unwrap();
+        let row = table
+            .iter()
+            .find(|row| {
+                let names = row.split(" | ").next().unwrap();
+                names.contains(&format!("`{name}`")) || names.contains(&format!("`.{last}`"))
+            })
+            .unwrap_or_else(|| panic!("{name} is not in docs/rules.md's field table"));
+        assert_eq!(row.contains("**list**"), field.is_list(), "{name}: {row}");
+    }
+}
