@@ -392,9 +392,9 @@ mod tests {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules");
         let loaded = Rules::load(&[examples]);
         assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
-        // Three Sigma rules and one native file of three rules.
-        assert_eq!((loaded.rules.len(), loaded.files), (6, 4));
-        assert_eq!(loaded.rules.native.len(), 3);
+        // Three Sigma rules and one native file of five rules.
+        assert_eq!((loaded.rules.len(), loaded.files), (8, 4));
+        assert_eq!(loaded.rules.native.len(), 5);
     }
 
     /// The example native rules fire as they say on recorded lines (`rules test`'s path).
@@ -465,6 +465,41 @@ mod tests {
         assert_eq!(
             hits[0].1,
             "agent coder connected to 203.0.113.9 port 443 after reading a credential"
+        );
+
+        let exchange = |seq: u64, tools: &[&str]| {
+            let calls: Vec<_> = tools
+                .iter()
+                .map(|t| serde_json::json!({"name": t, "arguments": {"sha256": "0", "length": 2}}))
+                .collect();
+            serde_json::json!({
+                "@timestamp": "2026-12-07T06:00:05.000000000Z", "chain": {"sequence": seq},
+                "event": {"action": "llm_exchange"}, "identity": {"agent": agent("internal")},
+                "llm": {"provider": "openai", "model": "gpt-x",
+                        "request": {"host": "api.example", "method": "POST", "path": "/v1"},
+                        "response": {"status": 200, "tool_calls": calls}}})
+        };
+        assert!(rules.test_line(&exchange(8, &["read_file"])).is_empty());
+        let hits = titles(rules.test_line(&exchange(9, &["read_file", "bash"])));
+        assert_eq!(
+            hits,
+            [(
+                "agent-native-model-asked-for-a-shell".to_owned(),
+                "agent coder: gpt-x asked for read_file, bash".to_owned(),
+                vec![9]
+            )]
+        );
+        let granted = serde_json::json!({
+            "@timestamp": "2026-12-07T06:00:06.000000000Z", "chain": {"sequence": 10},
+            "event": {"action": "policy_exception"},
+            "exception": {"agent": "coder", "rule": "egress", "author": "alice",
+                          "reason": "INC-7", "until": "2026-12-07T07:00:06.000000000Z",
+                          "peer_pid": 1, "peer_uid": 0, "peer_gid": 0}});
+        let hits = titles(rules.test_line(&granted));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(
+            hits[0].1,
+            "alice suspended egress for agent coder until 2026-12-07T07:00:06.000000000Z: INC-7"
         );
     }
 
