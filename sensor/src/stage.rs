@@ -182,11 +182,21 @@ pub trait Detect {
         Vec::new()
     }
 
-    /// Since start: the rules' remembered state dropped while it could still matter, and
-    /// alerts their rate limits held back.
-    fn counts(&self) -> (u64, u64) {
-        (0, 0)
+    /// Since start: what the rules lost or held back.
+    fn counts(&self) -> RuleCounts {
+        RuleCounts::default()
     }
+}
+
+/// What detection rules lost or held back since start (reloads included), for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RuleCounts {
+    /// Native rules' remembered state dropped while it could still matter.
+    pub evicted: u64,
+    /// Alerts native rules' rate limits held back.
+    pub suppressed: u64,
+    /// Records whose Sigma matches were not fed to the correlations, their state being full.
+    pub correlation_dropped: u64,
 }
 
 /// Records as sealed bytes: the output format's encoder, the evidence chain and signed

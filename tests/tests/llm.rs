@@ -209,6 +209,13 @@ fn an_opted_in_agents_llm_calls_become_exchange_records_and_nobody_elses_do() {
     title: The tool-use model was called
     condition: event.action = llm_exchange and llm.provider = anthropic and llm.model = claude-test-1 and llm.request.host startswith 127.0.0.1
     output: '%identity.agent.id called %llm.model'
+  - id: weather-tool
+    title: The model asked for a get_ tool
+    condition: event.action = llm_exchange and llm.response.tool_calls.name glob 'get_*'
+    output: '%identity.agent.id %llm.model asked for %llm.response.tool_calls.name'
+  - id: other-tool
+    title: The model asked for a tool other than get_weather
+    condition: llm.response.tool_calls.name != get_weather
 ",
     )
     .unwrap();
@@ -234,16 +241,32 @@ fn an_opted_in_agents_llm_calls_become_exchange_records_and_nobody_elses_do() {
         .filter(|r| action(r) == "llm_exchange")
         .cloned()
         .collect();
-    let alerts: Vec<&Value> = done
-        .records
-        .iter()
-        .filter(|r| action(r) == "alert")
-        .collect();
-    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alerts = |id: &str| -> Vec<&str> {
+        let mut messages: Vec<&str> = done
+            .records
+            .iter()
+            .filter(|r| action(r) == "alert" && r["alert"]["rule"]["id"] == id)
+            .map(|r| r["alert"]["message"].as_str().unwrap())
+            .collect();
+        messages.sort_unstable();
+        messages
+    };
     assert_eq!(
-        alerts[0]["alert"]["message"],
-        "llm-full called claude-test-1"
+        alerts("claude-tool-model"),
+        ["llm-full called claude-test-1"]
     );
+    // The tool calls as a list field: each exchange whose response asked for get_weather
+    // (the digest policy keeps the tools' names), none of those that asked for no tool, and
+    // `!=` holds on none (every list holds only get_weather).
+    assert_eq!(
+        alerts("weather-tool"),
+        [
+            "llm-digest gpt-test-1 asked for get_weather",
+            "llm-full claude-test-1 asked for get_weather",
+            "llm-full gpt-test-1 asked for get_weather",
+        ]
+    );
+    assert_eq!(alerts("other-tool"), [""; 0]);
 
     // Every exchange record follows the record schema (an independent validator).
     let lines = dir.join("exchanges.jsonl");

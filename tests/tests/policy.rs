@@ -78,6 +78,9 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
     title: Egress outside the policy
     condition: event.action = policy_decision and policy.rule = egress and policy.outcome = violation and policy.mode = audit
     output: '%identity.agent.id reached %policy.target'
+  - id: audited-connect
+    title: A rule on the action itself (its alert is sealed between it and its decision)
+    condition: event.action = connect and identity.agent.id = audited
   - id: refused-task
     title: A task refused
     condition: event.action = policy_decision and policy.rule = tasks and policy.outcome = denied
@@ -149,11 +152,23 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
         .iter()
         .filter(|r| action(r) == "policy_decision")
         .collect();
-    // Each decision follows its action's record and cites its sequence and hash.
+    // Each decision follows its action's record (after the alerts the action raised) and
+    // cites its sequence and hash.
+    let mut after_alerts = 0;
     for d in &decisions {
         let p = &d["policy"];
         let seq = p["action"]["sequence"].as_u64().unwrap();
-        assert_eq!(d["chain"]["sequence"].as_u64(), Some(seq + 1), "{d}");
+        let at = d["chain"]["sequence"].as_u64().unwrap();
+        assert!(at > seq, "{d}");
+        for between in records.iter().filter(|r| {
+            r["chain"]["sequence"]
+                .as_u64()
+                .is_some_and(|s| s > seq && s < at)
+        }) {
+            assert_eq!(action(between), "alert", "{between}");
+            assert_eq!(between["alert"]["trigger"]["sequence"][0], seq, "{between}");
+            after_alerts += 1;
+        }
         let acted = records
             .iter()
             .find(|r| r["chain"]["sequence"].as_u64() == Some(seq))
@@ -166,6 +181,10 @@ fn audit_records_each_violation_linked_observe_and_bystanders_get_none() {
         }
         assert_eq!(d["event"]["category"][0], "intrusion_detection");
     }
+    assert!(
+        after_alerts > 0,
+        "a rule fired on an action that was decided on"
+    );
     let summary: Vec<(String, String, String, String)> = decisions
         .iter()
         .map(|d| {
@@ -284,9 +303,24 @@ fn an_exception_lets_the_action_through_until_it_ends_and_says_so() {
     std::fs::write(
         &config,
         format!(
-            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
+            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n[rules]\nfiles = [\"overrides.yml\"]\n",
             socket.display()
         ),
+    )
+    .unwrap();
+    // Native rules over the overrides: each exception granted, each action allowed under one.
+    std::fs::write(
+        dir.join("overrides.yml"),
+        "rules:
+  - id: override-granted
+    title: An operator suspended a rule
+    condition: event.action = policy_exception and exception.peer_uid = 0
+    output: '%exception.author suspended %exception.rule for %exception.agent until %exception.until: %exception.reason'
+  - id: allowed-under-override
+    title: Allowed under an exception
+    condition: event.action = policy_decision and policy.exception.author = alice
+    output: '%policy.rule %policy.target by exception %policy.exception.sequence until %policy.exception.until'
+",
     )
     .unwrap();
     let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
@@ -403,6 +437,59 @@ fn an_exception_lets_the_action_through_until_it_ends_and_says_so() {
     assert!(decisions[2].2.is_null());
     assert_eq!((decisions[3].0, decisions[3].1), ("egress", "violation"));
     assert!(decisions[3].2.is_null());
+    // The rules fired on both grants and on the two decisions made under them, not on the
+    // two made after them.
+    let alerts = |id: &str| -> Vec<(&Value, &Value)> {
+        done.records
+            .iter()
+            .filter(|r| action(r) == "alert" && r["alert"]["rule"]["id"] == id)
+            .map(|r| {
+                (
+                    &r["alert"]["message"],
+                    &r["alert"]["trigger"]["sequence"][0],
+                )
+            })
+            .collect()
+    };
+    let until = |g: &Value| g["until"].as_str().unwrap().to_owned();
+    assert_eq!(
+        alerts("override-granted"),
+        [
+            (
+                &Value::from(format!(
+                    "alice suspended tasks for strict until {}: INC-42",
+                    until(&granted)
+                )),
+                &granted["sequence"]
+            ),
+            (
+                &Value::from(format!(
+                    "alice suspended egress for excepted until {}: INC-42",
+                    until(&egress)
+                )),
+                &egress["sequence"]
+            ),
+        ]
+    );
+    let under: Vec<String> = alerts("allowed-under-override")
+        .into_iter()
+        .map(|(m, _)| m.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        under,
+        [
+            format!(
+                "tasks deploy by exception {} until {}",
+                granted["sequence"],
+                until(&granted)
+            ),
+            format!(
+                "egress {forbidden} by exception {} until {}",
+                egress["sequence"],
+                until(&egress)
+            ),
+        ]
+    );
     let refused = done
         .records
         .iter()

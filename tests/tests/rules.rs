@@ -509,6 +509,24 @@ fn a_tree_sequence_needs_both_steps_in_one_process_tree() {
     sequence:
       by: agent
 {steps}
+  - id: three-by-tree
+    title: cat started, read, then connect in one tree
+    sequence:
+      by: tree
+      within: 30
+      steps:
+        - event.action = exec and process.executable endswith /cat
+        - event.action = open and file.class = cloud_credentials
+        - event.action = connect and destination.ip cidr 127.0.0.2/32
+  - id: three-wrong-order
+    title: read, cat started, then connect in one tree
+    sequence:
+      by: tree
+      within: 30
+      steps:
+        - event.action = open and file.class = cloud_credentials
+        - event.action = exec and process.executable endswith /cat
+        - event.action = connect and destination.ip cidr 127.0.0.2/32
 "
         ),
     )
@@ -535,6 +553,9 @@ fn a_tree_sequence_needs_both_steps_in_one_process_tree() {
     run.in_agent_cgroup(&format!("{read} && {connect}"));
     sensor.wait_for("the tree's alert", |r| {
         action(r) == "alert" && r["alert"]["rule"]["id"] == "by-tree"
+    });
+    sensor.wait_for("the three-step alert", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == "three-by-tree"
     });
     let done = sensor.stop();
     let records = &done.records;
@@ -563,6 +584,32 @@ fn a_tree_sequence_needs_both_steps_in_one_process_tree() {
         by_sequence(records, &seq[0])["process"]["entity_id"],
         by_sequence(records, &seq[1])["process"]["entity_id"]
     );
+    // Three steps: once, in the one shell, citing cat's exec, cat's read and bash's
+    // connection in order; the same steps in another order never.
+    let three = alerts_of(records, "three-by-tree");
+    assert_eq!(three.len(), 1, "{three:?}");
+    let seq = three[0]["alert"]["trigger"]["sequence"].as_array().unwrap();
+    let steps: Vec<Value> = seq.iter().map(|s| by_sequence(records, s)).collect();
+    assert_eq!(
+        steps.iter().map(action).collect::<Vec<_>>(),
+        ["exec", "open", "connect"],
+        "{three:?}"
+    );
+    assert_eq!(
+        steps[0]["process"]["entity_id"],
+        steps[1]["process"]["entity_id"]
+    );
+    assert!(
+        steps[2]["process"]["executable"]
+            .as_str()
+            .unwrap()
+            .ends_with("/bash")
+    );
+    assert_eq!(
+        seq[1..],
+        tree["alert"]["trigger"]["sequence"].as_array().unwrap()[..]
+    );
+    assert!(alerts_of(records, "three-wrong-order").is_empty());
 }
 
 #[test]
@@ -797,13 +844,16 @@ fn rules_check_places_native_errors() {
     );
 }
 
-/// A Sigma correlation (event_count) over the sensor's own timestamps: three execs of a tool
-/// by the agent within the timespan give one alert, on the third; the rule the correlation
-/// counts (`generate` left at Sigma's default, false) gives none of its own.
+/// A Sigma correlation (event_count) over the sensor's own timestamps: two execs of a tool
+/// by root outside any agent, then three by the agent. Grouped by `User`, the third exec
+/// (the agent's first) completes it; grouped by `identity.agent.id`, only the agent's third
+/// does. The rule the correlations count (`generate` left at Sigma's default, false) gives
+/// no alert of its own.
 #[test]
 fn a_sigma_event_count_correlation_fires_on_the_third_exec() {
     const COUNTED: &str = "0c0c0c0c-0000-4000-8000-0000000000b1";
     const CORRELATION: &str = "0c0c0c0c-0000-4000-8000-0000000000b2";
+    const BY_AGENT: &str = "0c0c0c0c-0000-4000-8000-0000000000b3";
     let run = AgentRun::new("rules-corr", &[("id", AGENT)]);
     std::fs::create_dir_all(&run.cgroup).unwrap();
     let work = scratch_dir("rules-corr-work");
@@ -834,6 +884,16 @@ correlation:
     condition:
         gte: 3
 level: high
+---
+title: an agent ran the correlated tool three times
+id: {BY_AGENT}
+correlation:
+    type: event_count
+    rules: [corr_tool_ran]
+    group-by: [identity.agent.id]
+    timespan: 60s
+    condition:
+        gte: 3
 ",
             tool = tool.display()
         ),
@@ -844,24 +904,43 @@ level: high
     std::fs::write(&run.config, config).unwrap();
     let sensor = Launch::new().config(&run.config).start();
     let tool = tool.display().to_string();
+    for _ in 0..2 {
+        run_ok(&mut Command::new(&tool));
+    }
     run.in_agent_cgroup(&format!("{tool} && {tool} && {tool}"));
-    let alert = sensor.wait_for("the correlation's alert", |r| {
-        action(r) == "alert" && r["alert"]["rule"]["id"] == CORRELATION
+    sensor.wait_for("the agent correlation's alert", |r| {
+        action(r) == "alert" && r["alert"]["rule"]["id"] == BY_AGENT
     });
     let done = sensor.stop();
     let records = &done.records;
-    assert_eq!(alerts_of(records, CORRELATION).len(), 1);
     assert!(alerts_of(records, COUNTED).is_empty());
-    assert_eq!(alert["alert"]["rule"]["ruleset"], "sigma");
-    assert_eq!(alert["alert"]["severity"], "high");
     let execs: Vec<&Value> = records
         .iter()
         .filter(|r| action(r) == "exec" && r["process"]["executable"] == tool.as_str())
         .collect();
-    assert_eq!(execs.len(), 3);
+    assert_eq!(execs.len(), 5);
+    assert!(execs[..2].iter().all(|e| e.get("identity").is_none()));
+    assert!(
+        execs[2..]
+            .iter()
+            .all(|e| e["identity"]["agent"]["id"] == AGENT)
+    );
+    // By user: root's third exec, the agent's first.
+    let by_user = alerts_of(records, CORRELATION);
+    let alert = by_user[0];
+    assert_eq!(alert["alert"]["rule"]["ruleset"], "sigma");
+    assert_eq!(alert["alert"]["severity"], "high");
     assert_eq!(
         alert["alert"]["trigger"]["sequence"][0],
         execs[2]["chain"]["sequence"]
     );
     assert_eq!(alert["identity"]["agent"]["id"], AGENT);
+    // By agent: once, on the agent's third; root's execs outside it are not the agent's.
+    let by_agent = alerts_of(records, BY_AGENT);
+    assert_eq!(by_agent.len(), 1, "{by_agent:?}");
+    assert_eq!(
+        by_agent[0]["alert"]["trigger"]["sequence"][0],
+        execs[4]["chain"]["sequence"]
+    );
+    assert_eq!(by_agent[0]["identity"]["agent"]["id"], AGENT);
 }

@@ -45,6 +45,7 @@ pub struct PipelineMetrics {
     pub(super) output_refused: Counter,
     pub(super) rules_evicted: Counter,
     pub(super) rules_suppressed: Counter,
+    pub(super) rules_correlation_dropped: Counter,
     pub(super) output_held_bytes: Gauge,
     pub(super) output_admits: Gauge,
     pub(super) processes: Gauge,
@@ -143,7 +144,7 @@ impl Collect for PipelineMetrics {
         out.family(
             "rules_state_evicted_total",
             Kind::Counter,
-            "Native rules' remembered state (sequence first steps, rate-limit windows) dropped for room while it could still matter.",
+            "Native rules' remembered state (sequences' partial matches, rate-limit windows) dropped for room while it could still matter.",
         );
         out.sample("rules_state_evicted_total", &[], self.rules_evicted.get());
         out.family(
@@ -155,6 +156,16 @@ impl Collect for PipelineMetrics {
             "rules_alerts_suppressed_total",
             &[],
             self.rules_suppressed.get(),
+        );
+        out.family(
+            "rules_correlation_dropped_total",
+            Kind::Counter,
+            "Records whose Sigma matches went to no correlation: the correlations' state was full of live groups.",
+        );
+        out.sample(
+            "rules_correlation_dropped_total",
+            &[],
+            self.rules_correlation_dropped.get(),
         );
         out.family(
             "output_held_bytes",
@@ -231,6 +242,7 @@ mod tests {
         m.kernel_lost(&[("file", 2), ("exec", 1)]);
         *m.rule_time.lock().unwrap() = vec![("sigma", 7, 1_500_000_123), ("native", 0, 0)];
         m.rules_suppressed.raise_to(4);
+        m.rules_correlation_dropped.raise_to(2);
         let registry = Registry::default();
         registry.register(m);
         let text = registry.render();
@@ -241,6 +253,7 @@ mod tests {
             "agent_sensor_decode_errors_total{fault=\"truncated\"} 1\n",
             "agent_sensor_rules_alerts_suppressed_total 4\n",
             "agent_sensor_rules_state_evicted_total 0\n",
+            "agent_sensor_rules_correlation_dropped_total 2\n",
             "agent_sensor_decode_errors_total{fault=\"version\"} 0\n",
             "agent_sensor_kernel_lost_total{kind=\"file\"} 5\n",
             "agent_sensor_kernel_lost_total{kind=\"exec\"} 1\n",

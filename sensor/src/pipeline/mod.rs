@@ -91,6 +91,10 @@ pub struct Pipeline<R = Resolver, B = Builder, S = Sealer> {
     detector: Option<Box<dyn Detect<Rules = Rules> + Send>>,
     /// Alerts raised by the record just sealed, reused across records.
     raised: Vec<Raised>,
+    /// Where the last record [`Self::emit`] was given was sealed (its `chain.sequence` and
+    /// hash), taken before the rules sealed its alerts after it; `None` when a full output
+    /// refused it.
+    placed: Option<(u64, [u8; 64])>,
     /// The agents' policies: a decision record follows each action one does not allow.
     policies: Policies,
     /// Operators' exceptions in force (shared with the control socket).
@@ -178,6 +182,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
             built: Vec::new(),
             detector: None,
             raised: Vec::new(),
+            placed: None,
             policies: Policies::default(),
             exceptions: Exceptions::default(),
             resolved: Resolved::default(),
@@ -307,11 +312,14 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
     /// takes their place in it. At stop everything is taken: the last records wait for room
     /// (briefly) in the sink.
     fn emit(&mut self, record: &Record) {
-        let sealed = self.emit_one(record);
+        self.placed = self.emit_one(record);
         if self.policies.is_empty() {
             return;
         }
-        let at = if sealed { self.sealer.last() } else { None };
+        let at = self
+            .placed
+            .as_ref()
+            .map(|(sequence, hash)| (*sequence, std::str::from_utf8(hash).expect("hex digits")));
         if let Some((decision, identity)) =
             self.policies
                 .decide(record, at, &self.exceptions, &self.resolved)
@@ -325,19 +333,24 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         self.policies.learn(record, &self.resolved);
     }
 
-    /// [`Self::emit`] without the policy decision; whether the record was sealed.
-    fn emit_one(&mut self, record: &Record) -> bool {
+    /// [`Self::emit`] without the policy decision; where the record was sealed (`None`:
+    /// refused), as it was before the alerts it raised were sealed after it.
+    fn emit_one(&mut self, record: &Record) -> Option<(u64, [u8; 64])> {
         if !self.stopping && !self.sink.admits(self.out.len()) {
             self.sink.refuse(record.event.action, &record.timestamp);
-            return false;
+            return None;
         }
         if let Some(loss) = self.sink.take_loss(self.stopping) {
             let gap = self.builder.sensor(SensorEvent::Gap(loss.into()));
             self.seal(&gap);
         }
         self.seal(record);
+        let placed = self.sealer.last().map(|(sequence, hash)| {
+            let hash: [u8; 64] = hash.as_bytes().try_into().expect("64 hex digits");
+            (sequence, hash)
+        });
         self.detect(record);
-        true
+        placed
     }
 
     /// Runs the rules on `record`, just sealed, and seals the alerts it raised right after
@@ -425,9 +438,11 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         m.processes.set(self.builder.processes().len() as u64);
         if let Some(detector) = &self.detector {
             *m.rule_time.lock().expect("no poisoned lock") = detector.evaluation_time();
-            let (evicted, suppressed) = detector.counts();
-            m.rules_evicted.raise_to(evicted);
-            m.rules_suppressed.raise_to(suppressed);
+            let counts = detector.counts();
+            m.rules_evicted.raise_to(counts.evicted);
+            m.rules_suppressed.raise_to(counts.suppressed);
+            m.rules_correlation_dropped
+                .raise_to(counts.correlation_dropped);
         }
     }
 
@@ -492,12 +507,12 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
 
     /// An operator's annotation: sealed, answered with its place, and signed at once.
     fn annotation(&mut self, request: AnnotationRequest) {
-        let before = self.sealer.last().map(|(sequence, _)| sequence);
         self.sensor(SensorEvent::Annotation(request.annotation));
-        let placed = match self.sealer.last() {
-            Some((sequence, hash)) if Some(sequence) != before => Ok(Placed {
+        // Its own place, not that of an alert a rule sealed after it.
+        let placed = match self.placed {
+            Some((sequence, hash)) => Ok(Placed {
                 sequence,
-                hash: hash.to_owned(),
+                hash: String::from_utf8_lossy(&hash).into_owned(),
             }),
             // Refused by a full output: counted in its gap record like any other.
             _ => Err(NotRecorded::OutputFull),
@@ -508,12 +523,12 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
 
     /// An operator's exception: sealed, answered with its place, and signed at once.
     fn exception(&mut self, request: ExceptionRequest) {
-        let before = self.sealer.last().map(|(sequence, _)| sequence);
         self.sensor(SensorEvent::Exception(request.exception));
-        let placed = match self.sealer.last() {
-            Some((sequence, hash)) if Some(sequence) != before => Ok(Placed {
+        // Its own place, not that of an alert a rule sealed after it.
+        let placed = match self.placed {
+            Some((sequence, hash)) => Ok(Placed {
                 sequence,
-                hash: hash.to_owned(),
+                hash: String::from_utf8_lossy(&hash).into_owned(),
             }),
             _ => Err(NotRecorded::OutputFull),
         };

@@ -117,6 +117,27 @@ pub struct Fields<'a> {
     pub llm_model: Option<&'a str>,
     /// `llm.request.host`.
     pub llm_host: Option<&'a str>,
+    /// `llm.response.tool_calls[].name`: the tools the model asked for, in the response's
+    /// order (empty when it asked for none; allocated only then).
+    pub tool_calls: Vec<&'a str>,
+    /// `policy.exception.author` (a decision made under an operator's exception).
+    pub decision_exception_author: Option<&'a str>,
+    /// `policy.exception.until`.
+    pub decision_exception_until: Option<&'a str>,
+    /// `policy.exception.sequence`: the granting record's `chain.sequence`.
+    pub decision_exception_sequence: Option<u64>,
+    /// `exception.agent` (a `policy_exception` record: an operator's exception granted).
+    pub exception_agent: Option<&'a str>,
+    /// `exception.rule`.
+    pub exception_rule: Option<&'a str>,
+    /// `exception.author`: who granted it, as they say.
+    pub exception_author: Option<&'a str>,
+    /// `exception.reason`.
+    pub exception_reason: Option<&'a str>,
+    /// `exception.until`.
+    pub exception_until: Option<&'a str>,
+    /// `exception.peer_uid`: who the kernel says asked.
+    pub exception_peer_uid: Option<u32>,
 }
 
 /// Which log source a record of `action` feeds, given what the record says of itself.
@@ -202,11 +223,27 @@ impl<'a> Fields<'a> {
             f.policy_mode = Some(p.mode);
             f.policy_outcome = Some(p.outcome);
             f.policy_target = Some(&p.target);
+            if let Some(e) = &p.exception {
+                f.decision_exception_author = Some(&e.author);
+                f.decision_exception_until = Some(e.until.as_str());
+                f.decision_exception_sequence = e.sequence;
+            }
+        }
+        if let Some(e) = &r.exception {
+            f.exception_agent = Some(&e.agent);
+            f.exception_rule = Some(&e.rule);
+            f.exception_author = Some(&e.author);
+            f.exception_reason = Some(&e.reason);
+            f.exception_until = Some(e.until.as_str());
+            f.exception_peer_uid = Some(e.peer_uid);
         }
         if let Some(l) = &r.llm {
             f.llm_provider = Some(l.provider);
             f.llm_model = l.model.as_deref();
             f.llm_host = l.request.host.as_deref();
+            if let Some(response) = &l.response {
+                f.tool_calls = response.tool_calls.iter().map(|t| &*t.name).collect();
+            }
         }
         if let Some(id) = &r.identity {
             f.agent_id = Some(&id.agent.id);
@@ -289,6 +326,24 @@ impl<'a> Fields<'a> {
             llm_provider: s(&["llm", "provider"]),
             llm_model: s(&["llm", "model"]),
             llm_host: s(&["llm", "request", "host"]),
+            tool_calls: at(v, &["llm", "response", "tool_calls"])
+                .and_then(Value::as_array)
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .filter_map(|c| c.get("name")?.as_str())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            decision_exception_author: s(&["policy", "exception", "author"]),
+            decision_exception_until: s(&["policy", "exception", "until"]),
+            decision_exception_sequence: n(&["policy", "exception", "sequence"]),
+            exception_agent: s(&["exception", "agent"]),
+            exception_rule: s(&["exception", "rule"]),
+            exception_author: s(&["exception", "author"]),
+            exception_reason: s(&["exception", "reason"]),
+            exception_until: s(&["exception", "until"]),
+            exception_peer_uid: n(&["exception", "peer_uid"]).and_then(|u| u32::try_from(u).ok()),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::{
         Parent, Process, ProcessBlock, Record,
         alert::{Alert, AlertRule, Raised, Trigger},
     },
-    stage::Detect,
+    stage::{Detect, RuleCounts},
 };
 
 pub mod fields;
@@ -45,8 +45,8 @@ pub struct Rules {
     hits: Vec<usize>,
     /// Per engine (Sigma, native): records evaluated and nanoseconds spent, for the metrics.
     timing: [(u64, u64); 2],
-    /// The native rules' evictions and suppressed alerts of rules replaced by reloads.
-    carried: (u64, u64),
+    /// What rules replaced by reloads lost or held back.
+    carried: RuleCounts,
 }
 
 /// Rules loaded from files, and those that were not.
@@ -115,7 +115,7 @@ impl Rules {
                 .unwrap_or_default(),
             hits: Vec::new(),
             timing: [(0, 0); 2],
-            carried: (0, 0),
+            carried: RuleCounts::default(),
         }
     }
 
@@ -132,10 +132,8 @@ impl Rules {
     /// Native rules' state dropped while it could still matter, and alerts their rate limits
     /// held back, since the rules were first loaded (reloads included).
     pub fn native_counts(&self) -> (u64, u64) {
-        (
-            self.carried.0 + self.native.evictions(),
-            self.carried.1 + self.native.suppressed,
-        )
+        let c = self.counts();
+        (c.evicted, c.suppressed)
     }
 
     /// The alerts of a record's `fields` (sealed as `sequence`), each with its rule, rule set,
@@ -225,14 +223,18 @@ impl Detect for Rules {
     }
 
     fn reload(&mut self, next: Rules) {
-        self.carried = self.native_counts();
+        self.carried = self.counts();
         self.sigma = next.sigma;
         self.native = next.native;
         self.users = next.users;
     }
 
-    fn counts(&self) -> (u64, u64) {
-        self.native_counts()
+    fn counts(&self) -> RuleCounts {
+        RuleCounts {
+            evicted: self.carried.evicted + self.native.evictions(),
+            suppressed: self.carried.suppressed + self.native.suppressed,
+            correlation_dropped: self.carried.correlation_dropped + self.sigma.correlation_dropped,
+        }
     }
 
     fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {
@@ -390,9 +392,9 @@ mod tests {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules");
         let loaded = Rules::load(&[examples]);
         assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
-        // Three Sigma rules and one native file of three rules.
-        assert_eq!((loaded.rules.len(), loaded.files), (6, 4));
-        assert_eq!(loaded.rules.native.len(), 3);
+        // Three Sigma rules and one native file of five rules.
+        assert_eq!((loaded.rules.len(), loaded.files), (8, 4));
+        assert_eq!(loaded.rules.native.len(), 5);
     }
 
     /// The example native rules fire as they say on recorded lines (`rules test`'s path).
@@ -464,6 +466,41 @@ mod tests {
             hits[0].1,
             "agent coder connected to 203.0.113.9 port 443 after reading a credential"
         );
+
+        let exchange = |seq: u64, tools: &[&str]| {
+            let calls: Vec<_> = tools
+                .iter()
+                .map(|t| serde_json::json!({"name": t, "arguments": {"sha256": "0", "length": 2}}))
+                .collect();
+            serde_json::json!({
+                "@timestamp": "2026-12-07T06:00:05.000000000Z", "chain": {"sequence": seq},
+                "event": {"action": "llm_exchange"}, "identity": {"agent": agent("internal")},
+                "llm": {"provider": "openai", "model": "gpt-x",
+                        "request": {"host": "api.example", "method": "POST", "path": "/v1"},
+                        "response": {"status": 200, "tool_calls": calls}}})
+        };
+        assert!(rules.test_line(&exchange(8, &["read_file"])).is_empty());
+        let hits = titles(rules.test_line(&exchange(9, &["read_file", "bash"])));
+        assert_eq!(
+            hits,
+            [(
+                "agent-native-model-asked-for-a-shell".to_owned(),
+                "agent coder: gpt-x asked for read_file, bash".to_owned(),
+                vec![9]
+            )]
+        );
+        let granted = serde_json::json!({
+            "@timestamp": "2026-12-07T06:00:06.000000000Z", "chain": {"sequence": 10},
+            "event": {"action": "policy_exception"},
+            "exception": {"agent": "coder", "rule": "egress", "author": "alice",
+                          "reason": "INC-7", "until": "2026-12-07T07:00:06.000000000Z",
+                          "peer_pid": 1, "peer_uid": 0, "peer_gid": 0}});
+        let hits = titles(rules.test_line(&granted));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(
+            hits[0].1,
+            "alice suspended egress for agent coder until 2026-12-07T07:00:06.000000000Z: INC-7"
+        );
     }
 
     /// The rules of a file holding `text`, every one of which must load.
@@ -478,13 +515,14 @@ mod tests {
         loaded.rules
     }
 
-    /// `by: tree`: both steps in the same process tree of one agent, as the records' exec and
-    /// fork lines showed it; another tree of the same agent does not complete it.
+    /// `by: tree`: every step in the same process tree of one agent, as the records' exec and
+    /// fork lines showed it; another tree of the same agent does not complete it. `three`
+    /// adds an exec before the two steps of `tree`.
     #[test]
     fn a_tree_sequence_needs_both_steps_in_one_process_tree_of_the_agent() {
         let mut rules = rules_of(
             "tree",
-            "rules:\n  - id: tree\n    title: Read then connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = open\n        - event.action = connect\n",
+            "rules:\n  - id: tree\n    title: Read then connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = open\n        - event.action = connect\n  - id: three\n    title: Exec, read, connect in one tree\n    sequence:\n      by: tree\n      within: 10\n      steps:\n        - event.action = exec\n        - event.action = open\n        - event.action = connect\n",
         );
         // `agent` empty: a record of no agent.
         let line = |seq: u64, action: &str, id: &str, parent: &str, agent: &str| {
@@ -498,11 +536,17 @@ mod tests {
             }
             l
         };
-        let mut fired = |l: serde_json::Value| -> Vec<Vec<u64>> {
+        let mut fired = |l: serde_json::Value| -> Vec<(String, Vec<u64>)> {
             rules
                 .test_line(&l)
                 .into_iter()
-                .map(|a| a.trigger.sequence)
+                .map(|a| (a.rule.id.unwrap(), a.trigger.sequence))
+                .collect()
+        };
+        let hits = |found: &[(&str, &[u64])]| -> Vec<(String, Vec<u64>)> {
+            found
+                .iter()
+                .map(|(id, s)| ((*id).to_owned(), s.to_vec()))
                 .collect()
         };
         // Two trees of agent a: r1 (with its forked and exec'd child c1), and r2.
@@ -515,7 +559,11 @@ mod tests {
         assert!(fired(line(6, "open", "c1", "r1", "a")).is_empty());
         assert!(fired(line(7, "connect", "r2", "y", "a")).is_empty());
         assert!(fired(line(8, "connect", "d", "r1", "b")).is_empty());
-        assert_eq!(fired(line(9, "connect", "r1", "x", "a")), [vec![6, 9]]);
+        // The exec of c1 (3) is the latest exec of r1's tree before the read: `three` cites it.
+        assert_eq!(
+            fired(line(9, "connect", "r1", "x", "a")),
+            hits(&[("tree", &[6, 9]), ("three", &[3, 6, 9])])
+        );
         // A shell that exec'd as nobody's and became the agent's later (moved into the
         // agent's cgroup, or registered): the children it forks share its tree.
         assert!(fired(line(10, "exec", "sh", "z", "")).is_empty());
@@ -524,7 +572,10 @@ mod tests {
         assert!(fired(line(12, "exec", "s2", "sh", "a")).is_empty());
         assert!(fired(line(13, "open", "s1", "sh", "a")).is_empty());
         assert!(fired(line(14, "connect", "r2", "y", "a")).is_empty());
-        assert_eq!(fired(line(15, "connect", "s2", "sh", "a")), [vec![13, 15]]);
+        assert_eq!(
+            fired(line(15, "connect", "s2", "sh", "a")),
+            hits(&[("tree", &[13, 15]), ("three", &[12, 13, 15])])
+        );
     }
 
     /// Native rules see a recorded decision's and exchange's fields as the daemon does.
@@ -561,6 +612,94 @@ mod tests {
             "llm": {"provider": "openai", "model": "gpt-x",
                     "request": {"host": "api.example", "method": "POST", "path": "/v1"}}});
         assert_eq!(ids(&mut rules, exchange), ["model"]);
+    }
+
+    /// Tool calls, exceptions granted and decisions made under one, from recorded lines.
+    #[test]
+    fn native_rules_read_tool_calls_and_exceptions_of_recorded_lines() {
+        let mut rules = rules_of(
+            "overrides",
+            "rules:
+  - id: shell-tool
+    title: The model asked for a shell
+    condition: event.action = llm_exchange and llm.response.tool_calls.name in (bash, shell)
+    output: 'asked for %llm.response.tool_calls.name'
+  - id: no-read-tool
+    title: Tools other than read_file
+    condition: llm.response.tool_calls.name != read_file
+  - id: override-granted
+    title: An operator suspended a rule
+    condition: event.action = policy_exception and exception.rule = egress and exception.peer_uid = 0
+    output: '%exception.author suspended %exception.rule for %exception.agent until %exception.until: %exception.reason'
+  - id: under-exception
+    title: Allowed under an exception
+    condition: policy.outcome = allowed and policy.exception.author exists and policy.exception.sequence = 3
+    output: 'by %policy.exception.author until %policy.exception.until'
+",
+        );
+        let fired = |rules: &mut Rules, l: serde_json::Value| -> Vec<(String, String)> {
+            rules
+                .test_line(&l)
+                .into_iter()
+                .map(|a| (a.rule.id.unwrap(), a.message))
+                .collect()
+        };
+        let exchange = |seq: u64, tools: &[&str]| {
+            let calls: Vec<_> = tools
+                .iter()
+                .map(|t| serde_json::json!({"name": t, "arguments": {"sha256": "0", "length": 0}}))
+                .collect();
+            serde_json::json!({"@timestamp": "2026-12-07T06:00:00Z",
+                "chain": {"sequence": seq}, "event": {"action": "llm_exchange"},
+                "llm": {"provider": "anthropic", "request": {"host": "h", "method": "POST",
+                        "path": "/v1/messages"},
+                        "response": {"status": 200, "tool_calls": calls}}})
+        };
+        assert_eq!(
+            fired(&mut rules, exchange(1, &["read_file", "bash"])),
+            [(
+                "shell-tool".to_owned(),
+                "asked for read_file, bash".to_owned()
+            )]
+        );
+        assert!(fired(&mut rules, exchange(2, &["read_file"])).is_empty());
+        let ids: Vec<String> = fired(&mut rules, exchange(2, &["web_fetch"]))
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["no-read-tool"]);
+        // No tool asked for: the list is empty, `!=` does not hold.
+        assert!(fired(&mut rules, exchange(2, &[])).is_empty());
+        let granted = serde_json::json!({"@timestamp": "2026-12-07T06:00:01Z",
+            "chain": {"sequence": 3}, "event": {"action": "policy_exception"},
+            "exception": {"agent": "coder", "rule": "egress", "author": "alice",
+                          "reason": "INC-42", "until": "2026-12-07T07:00:01Z",
+                          "peer_pid": 9, "peer_uid": 0, "peer_gid": 0}});
+        assert_eq!(
+            fired(&mut rules, granted),
+            [(
+                "override-granted".to_owned(),
+                "alice suspended egress for coder until 2026-12-07T07:00:01Z: INC-42".to_owned()
+            )]
+        );
+        let decision = |exception: serde_json::Value| {
+            serde_json::json!({"@timestamp": "2026-12-07T06:00:02Z",
+                "chain": {"sequence": 4}, "event": {"action": "policy_decision"},
+                "policy": {"rule": "egress", "mode": "audit", "outcome": "allowed",
+                           "target": "10.0.0.1:443", "exception": exception}})
+        };
+        assert_eq!(
+            fired(
+                &mut rules,
+                decision(serde_json::json!({"sequence": 3, "author": "alice",
+                                            "until": "2026-12-07T07:00:01Z"}))
+            ),
+            [(
+                "under-exception".to_owned(),
+                "by alice until 2026-12-07T07:00:01Z".to_owned()
+            )]
+        );
+        assert!(fired(&mut rules, decision(serde_json::Value::Null)).is_empty());
     }
 
     /// The SigmaHQ Linux rules of the three categories the sensor feeds (../shared/sigma):

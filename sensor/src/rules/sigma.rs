@@ -106,6 +106,14 @@ pub struct SigmaRules {
     rules: Vec<RuleInfo>,
     /// The rule log source each category is evaluated with.
     logsources: [LogSource; 3],
+    /// Correlation groups kept at most ([`CORRELATION_STATES`]; tests make it smaller).
+    capacity: usize,
+    /// The record second at which expired correlation state was last dropped while full
+    /// (at most one such pass per second of record time).
+    expired_at: Option<i64>,
+    /// Records whose matches were not fed to the correlations because their state was full
+    /// (`capacity` groups, none of them expired).
+    pub correlation_dropped: u64,
 }
 
 impl Default for SigmaRules {
@@ -119,7 +127,10 @@ impl Default for SigmaRules {
             engine: CorrelationEngine::new(CorrelationConfig {
                 // Only the record's own time: nothing falls back to the wall clock.
                 timestamp_fallback: TimestampFallback::Skip,
-                max_state_entries: CORRELATION_STATES,
+                // rsigma's own cap drops the stalest groups without saying how many; the
+                // sensor bounds the groups where it feeds them (`matching`) and counts, so
+                // rsigma's is out of reach.
+                max_state_entries: usize::MAX,
                 max_group_entries: Some(CORRELATION_GROUP_ENTRIES),
                 ..CorrelationConfig::default()
             }),
@@ -134,14 +145,19 @@ impl Default for SigmaRules {
                 logsource(Category::FileEvent),
                 logsource(Category::NetworkConnection),
             ],
+            capacity: CORRELATION_STATES,
+            expired_at: None,
+            correlation_dropped: 0,
         }
     }
 }
 
-/// Correlation state rsigma keeps at most (groups across all correlations; past it, it drops
-/// expired state and then the oldest), and entries per group (past it, the oldest go).
+/// Correlation groups kept at most, across all correlations: when full, expired state is
+/// dropped (once per second of record time at most); while still full, a record's matches
+/// are not fed to the correlations, and counted ([`SigmaRules::correlation_dropped`]).
 pub const CORRELATION_STATES: usize = 100_000;
-/// See [`CORRELATION_STATES`].
+/// Entries rsigma keeps per group (past it, the oldest go: a count past this many can only
+/// be under-counted, which no threshold up to it notices).
 pub const CORRELATION_GROUP_ENTRIES: usize = 1_000;
 
 impl SigmaEngine for SigmaRules {
@@ -161,9 +177,19 @@ impl SigmaEngine for SigmaRules {
             && !results.is_empty()
             && let Some(seconds) = seconds
         {
-            // Detections of rules only a correlation asks for (`generate: false`) are
-            // left out here, and the correlations they complete added.
-            results = self.engine.process_with_detections(event, results, seconds);
+            if self.engine.state_count() >= self.capacity && self.expired_at != Some(seconds) {
+                self.engine.evict_expired(seconds);
+                self.expired_at = Some(seconds);
+            }
+            if self.engine.state_count() >= self.capacity {
+                // Full of live state: this record's matches go to no correlation (the
+                // rules' own alerts are still given), and the loss is counted.
+                self.correlation_dropped += 1;
+            } else {
+                // Detections of rules only a correlation asks for (`generate: false`) are
+                // left out here, and the correlations they complete added.
+                results = self.engine.process_with_detections(event, results, seconds);
+            }
         }
         for m in results {
             let key = m.header.rule_id.as_ref().unwrap_or(&m.header.rule_title);
@@ -320,7 +346,7 @@ impl SigmaRules {
             fields.extend(a.mapping.values());
         }
         let mapped = |f: &str| {
-            [PROCESS_FIELDS, FILE_FIELDS, NETWORK_FIELDS]
+            [PROCESS_FIELDS, FILE_FIELDS, NETWORK_FIELDS, AGENT_FIELDS]
                 .iter()
                 .any(|list| list.contains(&f))
         };
@@ -477,6 +503,14 @@ const PROCESS_FIELDS: &[&str] = &[
     "LogonId",
 ];
 const FILE_FIELDS: &[&str] = &["TargetFilename", "Image", "ProcessId", "User"];
+/// The agent a record is attributed to, by the sensor's own names: for correlations
+/// (`group-by`, and the fields they count), of every category; not for detection rules.
+const AGENT_FIELDS: &[&str] = &[
+    "identity.agent.id",
+    "identity.agent.team",
+    "identity.agent.data_sensitivity",
+    "identity.task.id",
+];
 const NETWORK_FIELDS: &[&str] = &[
     "Image",
     "ProcessId",
@@ -618,6 +652,10 @@ impl SigmaEvent<'_> {
                 .initiated
                 .map(|i| EventValue::Str(Cow::Borrowed(if i { "true" } else { "false" }))),
             "Protocol" => text(f.transport),
+            "identity.agent.id" => text(f.agent_id),
+            "identity.agent.team" => text(f.agent_team),
+            "identity.agent.data_sensitivity" => text(f.data_sensitivity),
+            "identity.task.id" => text(f.task_id),
             _ => None,
         }
     }
@@ -633,7 +671,7 @@ impl Event for SigmaEvent<'_> {
             Category::FileEvent => FILE_FIELDS,
             Category::NetworkConnection => NETWORK_FIELDS,
         };
-        if !names.contains(&path) {
+        if !names.contains(&path) && !AGENT_FIELDS.contains(&path) {
             return None;
         }
         self.value(path)
@@ -962,6 +1000,103 @@ correlation:
             hits_at(&mut rules, &tool, "a", 10),
             ["tool ran", "both tools"]
         );
+    }
+
+    /// `group-by: [identity.agent.id]`: each agent counts its own records (records of no
+    /// agent count together, apart from every agent's); the same names are no detection
+    /// fields.
+    #[test]
+    fn a_correlation_groups_by_the_agent() {
+        let yaml = format!(
+            "{BASE}---
+title: an agent ran the tool twice
+correlation:
+    type: event_count
+    rules: [tool_ran]
+    group-by: [identity.agent.id, identity.task.id]
+    timespan: 10s
+    condition:
+        gte: 2
+"
+        );
+        let (mut rules, rejected) = load(&yaml);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let by = |agent: Option<&'static str>| Fields {
+            agent_id: agent,
+            task_id: agent.map(|_| "review"),
+            ..exec("/tmp/corr-tool", "")
+        };
+        // One user, three agents (one of them none): only a's second fires.
+        assert!(hits_at(&mut rules, &by(Some("a")), "root", 0).is_empty());
+        assert!(hits_at(&mut rules, &by(Some("b")), "root", 1).is_empty());
+        assert!(hits_at(&mut rules, &by(None), "root", 2).is_empty());
+        assert_eq!(
+            hits_at(&mut rules, &by(Some("a")), "root", 3),
+            ["an agent ran the tool twice"]
+        );
+        assert_eq!(
+            hits_at(&mut rules, &by(None), "root", 4),
+            ["an agent ran the tool twice"]
+        );
+        // A detection rule cannot name them.
+        let (_, rejected) = load(
+            "title: x
+logsource:
+    product: linux
+    category: process_creation
+detection:
+    selection:
+        identity.agent.id: a
+    condition: selection
+",
+        );
+        assert!(
+            rejected[0].reason.contains("no sensor field"),
+            "{}",
+            rejected[0]
+        );
+    }
+
+    /// Correlation state is bounded where the sensor feeds it: when full, expired groups go
+    /// first; while full of live ones, a record's matches go to no correlation, counted.
+    #[test]
+    fn full_correlation_state_drops_expired_groups_first_then_counts_what_it_does_not_feed() {
+        let yaml = format!(
+            "{BASE}---
+title: a user ran the tool twice
+correlation:
+    type: event_count
+    rules: [tool_ran]
+    group-by: [User]
+    timespan: 10s
+    condition:
+        gte: 2
+"
+        );
+        let (mut rules, rejected) = load(&yaml);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        rules.capacity = 3;
+        let tool = exec("/tmp/corr-tool", "");
+        for (i, user) in ["u1", "u2", "u3"].into_iter().enumerate() {
+            assert!(hits_at(&mut rules, &tool, user, i as i64).is_empty());
+        }
+        assert_eq!(rules.engine.state_count(), 3);
+        // Full, nothing expired: u4's exec is not fed, nor u1's second (which would fire).
+        assert!(hits_at(&mut rules, &tool, "u4", 5).is_empty());
+        assert!(hits_at(&mut rules, &tool, "u1", 5).is_empty());
+        assert_eq!(rules.correlation_dropped, 2);
+        assert_eq!(rules.engine.state_count(), 3);
+        // 11 s after u1 (0), 10 s after u2 (1): u1's group has expired and makes room.
+        assert!(hits_at(&mut rules, &tool, "u4", 11).is_empty());
+        assert_eq!(rules.correlation_dropped, 2);
+        assert_eq!(
+            hits_at(&mut rules, &tool, "u4", 12),
+            ["a user ran the tool twice"]
+        );
+        // Records no correlation counts are never dropped.
+        let other = exec("/tmp/corr-other", "");
+        assert_eq!(hits_at(&mut rules, &other, "u9", 12), ["other tool ran"]);
+        assert_eq!(rules.correlation_dropped, 2);
     }
 
     #[test]

@@ -52,9 +52,10 @@ pub enum Node {
     Or(Box<Node>, Box<Node>),
     /// Not.
     Not(Box<Node>),
-    /// The record has the field.
+    /// The record has the field (a list field: at least one element).
     Exists(Field),
-    /// The field's value passes the test (never when the record lacks the field).
+    /// The field's value passes the test (a list field: any element does; never when the
+    /// record lacks the field).
     Test(Field, Test),
 }
 
@@ -143,8 +144,8 @@ impl Node {
             Node::And(a, b) => a.matches(view) && b.matches(view),
             Node::Or(a, b) => a.matches(view) || b.matches(view),
             Node::Not(a) => !a.matches(view),
-            Node::Exists(f) => view.get(*f).is_some(),
-            Node::Test(f, test) => view.get(*f).is_some_and(|v| test.passes(v)),
+            Node::Exists(f) => view.values(*f).next().is_some(),
+            Node::Test(f, test) => view.values(*f).any(|v| test.passes(v)),
         }
     }
 }
@@ -222,7 +223,18 @@ impl Compiler<'_> {
                 value,
             } => {
                 let (field, kind) = self.field(f)?;
-                Node::Test(field, self.test(f, kind, *op, value)?)
+                if field.is_list() && *op == Op::Ne {
+                    // On a list, `!=` is "has elements, none equal": `F exists and not F = V`,
+                    // the same identity as on any field (an element that differs is not
+                    // enough, or `!=` would hold on nearly every list).
+                    let equal = Node::Test(field, self.test(f, kind, Op::Eq, value)?);
+                    Node::And(
+                        Box::new(Node::Exists(field)),
+                        Box::new(Node::Not(Box::new(equal))),
+                    )
+                } else {
+                    Node::Test(field, self.test(f, kind, *op, value)?)
+                }
             }
             Expr::In { field: f, items } => {
                 let (field, kind) = self.field(f)?;
@@ -509,6 +521,61 @@ mod tests {
         ] {
             assert_eq!(holds(cond, &f), want, "{cond}");
         }
+    }
+
+    /// A list field: every operator holds when any element passes; `!=` is "has elements,
+    /// none equal"; `exists` is "has elements"; an empty list is a field the record lacks.
+    #[test]
+    fn a_list_field_holds_when_any_element_does() {
+        let mut f = exec();
+        f.tool_calls = vec!["read_file", "bash", "web_fetch"];
+        for (cond, want) in [
+            ("llm.response.tool_calls.name = bash", true),
+            ("llm.response.tool_calls.name = read", false),
+            ("llm.response.tool_calls.name != bash", false),
+            ("llm.response.tool_calls.name != python", true),
+            ("not llm.response.tool_calls.name = bash", false),
+            ("not llm.response.tool_calls.name != bash", true),
+            ("llm.response.tool_calls.name in (python, web_fetch)", true),
+            ("llm.response.tool_calls.name in (python, node)", false),
+            ("llm.response.tool_calls.name startswith web_", true),
+            ("llm.response.tool_calls.name endswith _file", true),
+            ("llm.response.tool_calls.name contains ash", true),
+            ("llm.response.tool_calls.name glob 'web_*'", true),
+            ("llm.response.tool_calls.name glob 'shell*'", false),
+            ("llm.response.tool_calls.name regex '^(ba|z)sh$'", true),
+            ("llm.response.tool_calls.name regex '^sh$'", false),
+            ("llm.response.tool_calls.name exists", true),
+            // Two tests on one list are two independent "any element"s.
+            (
+                "llm.response.tool_calls.name = bash and llm.response.tool_calls.name = read_file",
+                true,
+            ),
+        ] {
+            assert_eq!(holds(cond, &f), want, "{cond}");
+        }
+        // One element.
+        f.tool_calls = vec!["bash"];
+        assert!(holds("llm.response.tool_calls.name != python", &f));
+        assert!(!holds("llm.response.tool_calls.name != bash", &f));
+        // No elements: like a field the record lacks, every test is false.
+        f.tool_calls.clear();
+        for cond in [
+            "llm.response.tool_calls.name = bash",
+            "llm.response.tool_calls.name != bash",
+            "llm.response.tool_calls.name regex '.*'",
+            "llm.response.tool_calls.name exists",
+        ] {
+            assert!(!holds(cond, &f), "{cond}");
+        }
+        assert!(holds("not llm.response.tool_calls.name = bash", &f));
+        assert!(holds("not llm.response.tool_calls.name exists", &f));
+        assert!(
+            compiled("llm.response.tool_calls.name < 3")
+                .unwrap_err()
+                .message
+                .contains("does not apply")
+        );
     }
 
     #[test]

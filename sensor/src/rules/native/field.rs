@@ -1,5 +1,9 @@
 //! The fields native rules read, by the record's own (ECS) names, each resolved once at load
 //! to a [`Field`] and read at evaluation from the same [`Fields`] view Sigma rules use.
+//!
+//! A field holds one value or, for a list field ([`Field::is_list`], such as the tools a
+//! model asked for), any number of values of its kind: [`View::values`] yields them all, and
+//! a test holds when any one passes it (docs/rules.md, "List fields").
 use crate::rules::{fields::Fields, lineage::Image};
 
 /// What kind of value a field holds: which operators apply to it.
@@ -57,6 +61,23 @@ pub enum Field {
     LlmProvider,
     LlmModel,
     LlmHost,
+    ToolCalls,
+    DecisionExceptionAuthor,
+    DecisionExceptionUntil,
+    DecisionExceptionSequence,
+    ExceptionAgent,
+    ExceptionRule,
+    ExceptionAuthor,
+    ExceptionReason,
+    ExceptionUntil,
+    ExceptionPeerUid,
+}
+
+impl Field {
+    /// Whether the field is a list: any number of values, each of the field's kind.
+    pub fn is_list(self) -> bool {
+        matches!(self, Field::ToolCalls)
+    }
 }
 
 /// Every field a native rule can name (docs/rules.md keeps the same table).
@@ -114,6 +135,28 @@ pub const FIELDS: &[(&str, Field, Kind)] = &[
     ("llm.provider", Field::LlmProvider, Kind::Text),
     ("llm.model", Field::LlmModel, Kind::Text),
     ("llm.request.host", Field::LlmHost, Kind::Text),
+    ("llm.response.tool_calls.name", Field::ToolCalls, Kind::Text),
+    (
+        "policy.exception.author",
+        Field::DecisionExceptionAuthor,
+        Kind::Text,
+    ),
+    (
+        "policy.exception.until",
+        Field::DecisionExceptionUntil,
+        Kind::Text,
+    ),
+    (
+        "policy.exception.sequence",
+        Field::DecisionExceptionSequence,
+        Kind::Number,
+    ),
+    ("exception.agent", Field::ExceptionAgent, Kind::Text),
+    ("exception.rule", Field::ExceptionRule, Kind::Text),
+    ("exception.author", Field::ExceptionAuthor, Kind::Text),
+    ("exception.reason", Field::ExceptionReason, Kind::Text),
+    ("exception.until", Field::ExceptionUntil, Kind::Text),
+    ("exception.peer_uid", Field::ExceptionPeerUid, Kind::Number),
 ];
 
 /// The field called `name`, and its kind.
@@ -149,8 +192,37 @@ pub struct View<'a> {
     pub user: Option<&'a str>,
 }
 
+/// Every value of a field in one record: none, one, or (a list field) each element in order.
+pub enum Values<'v> {
+    /// A single-valued field's value, if the record has it.
+    One(Option<Value<'v>>),
+    /// A list field's elements.
+    Texts(std::slice::Iter<'v, &'v str>),
+}
+
+impl<'v> Iterator for Values<'v> {
+    type Item = Value<'v>;
+
+    fn next(&mut self) -> Option<Value<'v>> {
+        match self {
+            Values::One(v) => v.take(),
+            Values::Texts(items) => items.next().map(|t| Value::Text(t)),
+        }
+    }
+}
+
 impl View<'_> {
-    /// `field`'s value, if the record has it.
+    /// Every value `field` has in the record: a list field's elements, else its one value if
+    /// the record has it. A test on the field holds when any of them passes.
+    pub fn values(&self, field: Field) -> Values<'_> {
+        match field {
+            Field::ToolCalls => Values::Texts(self.fields.tool_calls.iter()),
+            _ => Values::One(self.get(field)),
+        }
+    }
+
+    /// A single-valued `field`'s value, if the record has it (`None` for a list field: see
+    /// [`Self::values`]).
     pub fn get(&self, field: Field) -> Option<Value<'_>> {
         fn text(s: Option<&str>) -> Option<Value<'_>> {
             s.map(Value::Text)
@@ -192,6 +264,19 @@ impl View<'_> {
             Field::LlmProvider => text(f.llm_provider),
             Field::LlmModel => text(f.llm_model),
             Field::LlmHost => text(f.llm_host),
+            Field::ToolCalls => None,
+            Field::DecisionExceptionAuthor => text(f.decision_exception_author),
+            Field::DecisionExceptionUntil => text(f.decision_exception_until),
+            Field::DecisionExceptionSequence => f
+                .decision_exception_sequence
+                .and_then(|n| i64::try_from(n).ok())
+                .map(Value::Number),
+            Field::ExceptionAgent => text(f.exception_agent),
+            Field::ExceptionRule => text(f.exception_rule),
+            Field::ExceptionAuthor => text(f.exception_author),
+            Field::ExceptionReason => text(f.exception_reason),
+            Field::ExceptionUntil => text(f.exception_until),
+            Field::ExceptionPeerUid => number(f.exception_peer_uid),
         }
     }
 }

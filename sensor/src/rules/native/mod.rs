@@ -1,6 +1,6 @@
 //! Native rules (docs/rules.md, "Native rules"): YAML files of `lists`, `macros` and `rules`,
 //! each rule a condition in the sensor's own small language ([`lang`]) over the record's
-//! fields ([`field`]), or a two-step sequence; compiled once at load ([`compile`]), with a
+//! fields ([`field`]), or a sequence of 2 to [`MAX_STEPS`] steps; compiled once at load ([`compile`]), with a
 //! message template ([`output`]) and a per-agent rate limit, and what they remember between
 //! records bounded ([`state`]). Every error names the file, line and column.
 use std::{
@@ -90,17 +90,23 @@ enum By {
     Tree,
 }
 
+/// The most steps a sequence may have.
+pub const MAX_STEPS: usize = 8;
+
 enum Condition {
     /// One record.
     Single(Node),
-    /// A record matching `first`, then one matching `then` within `within` ns.
+    /// Records matching each of `steps` in order, the last within `within` ns of the first.
     Sequence {
         by: By,
         within: i128,
-        first: Node,
-        then: Node,
+        steps: Vec<Node>,
     },
 }
+
+/// The records (by sequence) that matched a sequence's first steps, in order; only the first
+/// `level` of a partial match at that level are set.
+type Matched = [Option<u64>; MAX_STEPS - 1];
 
 struct NativeRule {
     info: RuleInfo,
@@ -116,8 +122,9 @@ pub struct NativeRules {
     ids: HashSet<String>,
     /// A rule keys a sequence by process tree.
     trees: bool,
-    /// Per (rule, sequence key): when the first step matched, and its record's sequence.
-    pending: Bounded<Option<u64>>,
+    /// Per (rule and level, sequence key): the partial match of a sequence that has matched
+    /// that many steps ([`slot`]): when its first step matched, and its records' sequences.
+    pending: Bounded<Matched>,
     /// Per (rule, agent): the rate-limit window's start and the alerts in it.
     windows: Bounded<u32>,
     /// Alerts a rate limit held back.
@@ -163,7 +170,7 @@ impl NativeRules {
         self.trees
     }
 
-    /// State dropped while it could still matter (sequence first steps, rate-limit windows).
+    /// State dropped while it could still matter (sequences' partial matches, rate-limit windows).
     pub fn evictions(&self) -> u64 {
         self.pending.evictions + self.windows.evictions
     }
@@ -284,20 +291,23 @@ impl NativeRules {
                         "sequence within: 1 to 86400 seconds".to_owned(),
                     ));
                 }
-                let [first, then] = s.value.steps.value.as_slice() else {
+                let n = s.value.steps.value.len();
+                if !(2..=MAX_STEPS).contains(&n) {
                     return Err((
                         Some(position(s.value.steps.defined)),
-                        format!(
-                            "a sequence has two steps (A then B), not {}",
-                            s.value.steps.value.len()
-                        ),
+                        format!("a sequence has 2 to {MAX_STEPS} steps (A then B ...), not {n}"),
                     ));
-                };
+                }
                 Condition::Sequence {
                     by,
                     within: i128::from(within) * 1_000_000_000,
-                    first: condition(first)?,
-                    then: condition(then)?,
+                    steps: s
+                        .value
+                        .steps
+                        .value
+                        .iter()
+                        .map(condition)
+                        .collect::<Result<_, _>>()?,
                 }
             }
             _ => {
@@ -369,27 +379,49 @@ impl NativeRules {
                     }
                     sequence.into_iter().collect()
                 }
-                Condition::Sequence {
-                    by,
-                    within,
-                    first,
-                    then,
-                } => {
+                Condition::Sequence { by, within, steps } => {
                     // Without a time or a key, a record takes no part in a sequence.
                     let (Some(now), Some(key)) = (now, by.key(view)) else {
                         continue;
                     };
+                    let lifetime = |slot: usize| lifetime_of(&self.rules, slot / MAX_STEPS);
                     let mut done = None;
-                    if then.matches(view)
-                        && let Some((started, first_seq)) = self.pending.remove(i, key)
-                        && now >= started
-                        && now - started <= *within
-                    {
-                        done = Some(first_seq.into_iter().chain(sequence).collect());
+                    // The highest level first, so that one record never takes two steps of
+                    // one match (it can take a step of each of several).
+                    for level in (1..steps.len()).rev() {
+                        if !steps[level].matches(view) {
+                            continue;
+                        }
+                        let Some((started, mut matched)) = self.pending.remove(slot(i, level), key)
+                        else {
+                            continue;
+                        };
+                        // A step out of the window (or out of order) discards the match.
+                        if now < started || now - started > *within {
+                            continue;
+                        }
+                        if level + 1 == steps.len() {
+                            let earlier = matched[..level].iter().flatten().copied();
+                            done = Some(earlier.chain(sequence).collect());
+                            continue;
+                        }
+                        matched[level] = sequence;
+                        // Of two matches at one level, the later-started leaves more time.
+                        let next = slot(i, level + 1);
+                        if self
+                            .pending
+                            .get_mut(next, key)
+                            .is_none_or(|(other, _)| *other <= started)
+                        {
+                            self.pending
+                                .insert(next, key, started, matched, now, &lifetime);
+                        }
                     }
-                    if first.matches(view) {
-                        let lifetime = |r: usize| lifetime_of(&self.rules, r);
-                        self.pending.insert(i, key, now, sequence, now, &lifetime);
+                    if steps[0].matches(view) {
+                        let mut matched = [None; MAX_STEPS - 1];
+                        matched[0] = sequence;
+                        self.pending
+                            .insert(slot(i, 1), key, now, matched, now, &lifetime);
                     }
                     match done {
                         Some(s) => s,
@@ -426,7 +458,12 @@ impl NativeRules {
     }
 }
 
-/// How long a rule's pending first step can matter (ns).
+/// The `pending` slot of rule `rule`'s partial matches that have matched `level` steps.
+fn slot(rule: usize, level: usize) -> usize {
+    rule * MAX_STEPS + level
+}
+
+/// How long a rule's pending partial match can matter (ns).
 fn lifetime_of(rules: &[NativeRule], rule: usize) -> i128 {
     match rules[rule].condition {
         Condition::Sequence { within, .. } => within,

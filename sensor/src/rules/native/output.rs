@@ -76,22 +76,34 @@ impl Template {
         Ok(Self(pieces))
     }
 
-    /// The message for the record seen through `view`; a field the record lacks is `-`.
+    /// The message for the record seen through `view`; a field the record lacks (a list
+    /// field without elements) is `-`, a list field's elements are joined by `, `.
     pub fn render(&self, view: &View<'_>) -> String {
         let mut out = String::new();
         for piece in &self.0 {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Field(f) => match view.get(*f) {
-                    Some(Value::Text(t)) => escape_into(&mut out, t),
-                    Some(Value::Number(n)) => {
-                        let _ = write!(out, "{n}");
+                Piece::Field(f) => {
+                    let mut values = view.values(*f).peekable();
+                    if values.peek().is_none() {
+                        out.push('-');
                     }
-                    Some(Value::Bool(b)) => {
-                        let _ = write!(out, "{b}");
+                    // A list's elements in order, joined by `, `.
+                    for (i, value) in values.enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        match value {
+                            Value::Text(t) => escape_into(&mut out, t),
+                            Value::Number(n) => {
+                                let _ = write!(out, "{n}");
+                            }
+                            Value::Bool(b) => {
+                                let _ = write!(out, "{b}");
+                            }
+                        }
                     }
-                    None => out.push('-'),
-                },
+                }
             }
         }
         out
@@ -142,6 +154,20 @@ mod tests {
             "coder ran /bin/sh (pid 7), 100% sure: true. -."
         );
         assert_eq!(render("{user.name}", &f), "alice");
+    }
+
+    #[test]
+    fn a_list_field_renders_its_elements_joined() {
+        let mut f = Fields {
+            tool_calls: vec!["read_file", "run\nshell"],
+            ..Fields::default()
+        };
+        assert_eq!(
+            render("asked for %llm.response.tool_calls.name.", &f),
+            "asked for read_file, run\\nshell."
+        );
+        f.tool_calls.clear();
+        assert_eq!(render("{llm.response.tool_calls.name}", &f), "-");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What native rules remember between records, bounded: per rule and agent, the alerts of
-//! the current rate-limit window; per rule and agent (or process), the last record that
-//! matched a sequence's first step. Time is the records' own `@timestamp`, so a replay gives
+//! the current rate-limit window; per rule, step and key (agent, process or tree), the
+//! partial match of a sequence that reached that step. Time is the records' own `@timestamp`, so a replay gives
 //! the daemon's alerts. When a table is full, what can no longer matter (an expired window
 //! or step) goes first, then the oldest half; those are counted as evictions.
 use std::collections::HashMap;

@@ -173,6 +173,133 @@ fn a_sequence_fires_in_order_within_its_window_for_the_same_agent() {
     assert_eq!(rules.evictions(), 0);
 }
 
+const THREE: &str = r"rules:
+  - id: exec-read-send
+    title: A shell, a credential read, then a connection out
+    sequence:
+      by: agent
+      within: 10
+      steps:
+        - event.action = exec
+        - event.action = open and file.class = cloud_credentials
+        - event.action = connect
+";
+
+/// A record of agent `a` at second `s`: `x` exec, `r` read, `c` connect.
+fn step_at(kind: char, at: &str) -> Fields<'_> {
+    match kind {
+        'x' => exec("a", at, "bash"),
+        'r' => read_at("a", at),
+        _ => connect_at("a", at, "10.0.0.1"),
+    }
+}
+
+/// Feeds `(kind, second, sequence)` records of agent `a`; the sequences each alert cites.
+fn run(rules: &mut NativeRules, records: &[(char, u32, u64)]) -> Vec<Vec<u64>> {
+    let mut out = Vec::new();
+    for &(kind, s, seq) in records {
+        let at = format!("2026-12-07T06:00:{s:02}.000000000Z");
+        out.extend(
+            fire(rules, &step_at(kind, &at), seq)
+                .into_iter()
+                .map(|h| h.2),
+        );
+    }
+    out
+}
+
+#[test]
+fn a_sequence_of_three_steps_needs_all_in_order_within_the_window() {
+    let fresh = || {
+        let (rules, rejected) = load(THREE);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        rules
+    };
+    // In order: one alert citing the three records, the last when it completes.
+    assert_eq!(
+        run(&mut fresh(), &[('x', 0, 1), ('r', 1, 2), ('c', 2, 3)]),
+        [vec![1, 2, 3]]
+    );
+    // Two steps are not enough, whichever two; out of order is nothing.
+    assert!(run(&mut fresh(), &[('x', 0, 1), ('c', 2, 3)]).is_empty());
+    assert!(run(&mut fresh(), &[('r', 0, 1), ('c', 2, 3)]).is_empty());
+    assert!(run(&mut fresh(), &[('r', 0, 1), ('x', 1, 2), ('c', 2, 3)]).is_empty());
+    assert!(run(&mut fresh(), &[('x', 0, 1), ('c', 1, 2), ('r', 2, 3)]).is_empty());
+    // The window runs from the first step: the last 11 s after it is too late, even 1 s
+    // after the second.
+    assert!(run(&mut fresh(), &[('x', 0, 1), ('r', 10, 2), ('c', 11, 3)]).is_empty());
+    assert_eq!(
+        run(&mut fresh(), &[('x', 0, 1), ('r', 9, 2), ('c', 10, 3)]),
+        [vec![1, 2, 3]]
+    );
+    // Used up: another connection needs a new read (and the exec before it).
+    let mut rules = fresh();
+    assert_eq!(
+        run(
+            &mut rules,
+            &[('x', 0, 1), ('r', 1, 2), ('c', 2, 3), ('c', 3, 4)]
+        ),
+        [vec![1, 2, 3]]
+    );
+    // A new exec starts a match without undoing one further along: x1 r2 x3 c4 completes
+    // x1 r2 c4; then r5 c6 completes x3 r5 c6.
+    assert_eq!(
+        run(
+            &mut fresh(),
+            &[
+                ('x', 0, 1),
+                ('r', 1, 2),
+                ('x', 2, 3),
+                ('c', 3, 4),
+                ('r', 4, 5),
+                ('c', 5, 6)
+            ]
+        ),
+        [vec![1, 2, 4], vec![3, 5, 6]]
+    );
+    // Of two matches at the same step, the later-started one is kept (it leaves more time):
+    // x0 r1 x5 r6 then c12: x0's has expired, x5's completes.
+    assert_eq!(
+        run(
+            &mut fresh(),
+            &[
+                ('x', 0, 1),
+                ('r', 1, 2),
+                ('x', 5, 3),
+                ('r', 6, 4),
+                ('c', 12, 5)
+            ]
+        ),
+        [vec![3, 4, 5]]
+    );
+    // Another agent's records take no part.
+    let mut rules = fresh();
+    let t = |s: u32| format!("2026-12-07T06:00:{s:02}.000000000Z");
+    let (t0, t1, t2) = (t(0), t(1), t(2));
+    assert!(fire(&mut rules, &exec("a", &t0, "bash"), 1).is_empty());
+    assert!(fire(&mut rules, &read_at("b", &t1), 2).is_empty());
+    assert!(fire(&mut rules, &connect_at("a", &t2, "10.0.0.1"), 3).is_empty());
+    assert_eq!(rules.evictions(), 0);
+}
+
+/// One record can take a step of several matches, never two steps of one: with the same
+/// condition at every step, the third record completes the first match, the fourth the
+/// second (a window sliding one record at a time).
+#[test]
+fn a_record_takes_at_most_one_step_of_a_match() {
+    let (mut rules, rejected) = load(
+        "rules:\n  - id: three-opens\n    title: Three reads\n    sequence:\n      by: agent\n      within: 60\n      steps: [event.action = open, event.action = open, event.action = open]\n",
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(
+        run(
+            &mut rules,
+            &[('r', 0, 1), ('r', 1, 2), ('r', 2, 3), ('r', 3, 4)]
+        ),
+        [vec![1, 2, 3], vec![2, 3, 4]]
+    );
+}
+
 #[test]
 fn errors_name_file_line_and_column() {
     // Within a plain condition: the column of the unknown field.
@@ -235,7 +362,17 @@ fn errors_name_file_line_and_column() {
     let r = rejection(
         "rules:\n  - id: a\n    title: A\n    sequence:\n      by: agent\n      within: 5\n      steps: [event.action = exec]\n",
     );
-    assert!(r.reason.contains("two steps"), "{r}");
+    assert!(r.reason.contains("2 to 8 steps"), "{r}");
+    let nine = ["event.action = exec"; 9].join(", ");
+    let r = rejection(&format!(
+        "rules:\n  - id: a\n    title: A\n    sequence:\n      by: agent\n      within: 5\n      steps: [{nine}]\n"
+    ));
+    assert!(r.reason.contains("not 9"), "{r}");
+    let eight = ["event.action = exec"; 8].join(", ");
+    let (rules, rejected) = load(&format!(
+        "rules:\n  - id: a\n    title: A\n    sequence:\n      by: agent\n      within: 5\n      steps: [{eight}]\n"
+    ));
+    assert_eq!((rules.len(), rejected.len()), (1, 0), "{rejected:?}");
     let r = rejection("rules:\n  - id: a\n    title: A\n");
     assert!(r.reason.contains("either a condition or a sequence"), "{r}");
     let (rules, rejected) = load(&format!(
@@ -257,4 +394,30 @@ fn tells_native_files_from_sigma() {
     assert!(!is_native(
         "title: c\ncorrelation:\n  type: event_count\n  rules:\n    - x\n"
     ));
+}
+
+/// Every field a native rule can name is in docs/rules.md's table (by its whole name, or as
+/// `.last` after a name it shares its prefix with), list fields marked as lists.
+#[test]
+fn every_field_is_documented() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rules.md"))
+            .unwrap();
+    let table: Vec<&str> = docs
+        .lines()
+        .skip_while(|l| !l.starts_with("### Fields"))
+        .take_while(|l| !l.starts_with("### Alerts"))
+        .filter(|l| l.starts_with("| `"))
+        .collect();
+    for (name, field, _) in field::FIELDS {
+        let last = name.rsplit('.').next().unwrap();
+        let row = table
+            .iter()
+            .find(|row| {
+                let names = row.split(" | ").next().unwrap();
+                names.contains(&format!("`{name}`")) || names.contains(&format!("`.{last}`"))
+            })
+            .unwrap_or_else(|| panic!("{name} is not in docs/rules.md's field table"));
+        assert_eq!(row.contains("**list**"), field.is_list(), "{name}: {row}");
+    }
 }
