@@ -15,6 +15,7 @@ mod maps;
 mod net;
 mod output;
 mod path;
+mod pipe;
 mod probes;
 mod process;
 mod syscalls;

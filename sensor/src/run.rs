@@ -24,6 +24,7 @@ use crate::{
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
     kernel::egress::{AgentEgress, EgressEnforcer},
     kernel::loader,
+    kernel::pipe_capture::PipeAgents,
     kernel::privileges,
     kernel::tls_attach::TlsAttacher,
     operate::{endpoint::Endpoint, metrics::Registry as Metrics, reload::ConfigReload},
@@ -117,7 +118,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     privileges::check_run()?;
     let tls = registry::current(&registry).captures_tls();
     let egress = enforces_egress(&registry::current(&registry));
-    let mut sensor = loader::load(&config, pend_execs, tls, egress)?;
+    let stdio = registry::current(&registry).captures_stdio();
+    let mut sensor = loader::load(&config, pend_execs, tls, egress, stdio)?;
+    let pipes = if stdio {
+        let mut agents = PipeAgents::new(&mut sensor.ebpf)?;
+        agents.sync(&registry::current(&registry).stdio_captures());
+        Some(agents)
+    } else {
+        None
+    };
     let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
     // TLS capture attaches uprobes as agents map libraries: perf events and BPF links.
     let mut tls_attacher = if tls {
@@ -188,6 +197,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Attached {
             tls: tls_attacher.as_mut().map(|a| (a, &mut sensor.ebpf)),
             egress,
+            pipes,
         },
     ));
     // Detach only after the pipeline has drained and written its stop record.
@@ -253,6 +263,8 @@ struct Attached<'a> {
     tls: Option<(&'a mut TlsAttacher, &'a mut aya::Ebpf)>,
     /// Egress enforcement.
     egress: Option<Arc<std::sync::Mutex<EgressEnforcer>>>,
+    /// The stdio capture's agents.
+    pipes: Option<PipeAgents>,
 }
 
 /// What `run` read and compiled before loading the kernel programs (bad ones fail first).
@@ -277,7 +289,11 @@ async fn async_main(
 ) -> anyhow::Result<()> {
     let Prepared { signing_key, rules } = prepared;
     let config = reload.running().clone();
-    let Attached { mut tls, egress } = attached;
+    let Attached {
+        mut tls,
+        egress,
+        mut pipes,
+    } = attached;
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -428,6 +444,8 @@ async fn async_main(
     // TLS capture follows the agents' libraries here, not in a task: it needs the loaded
     // object, which this function borrows.
     let mut tls_tick = tokio::time::interval(TLS_SCAN);
+    // A reload's stdio capture settings reach the kernel at the same pace.
+    let mut pipes_tick = tokio::time::interval(TLS_SCAN);
     // Reloads and exceptions that end reach the kernel's egress policy at this pace.
     let mut egress_tick = tokio::time::interval(EGRESS_SYNC);
     let reason = loop {
@@ -443,6 +461,11 @@ async fn async_main(
             _ = egress_tick.tick(), if egress.is_some() => {
                 if let Some(enforcer) = &egress {
                     sync_egress(enforcer, &registry, &egress_state);
+                }
+            }
+            _ = pipes_tick.tick(), if pipes.is_some() => {
+                if let Some(p) = pipes.as_mut() {
+                    p.sync(&registry::current(&registry).stdio_captures());
                 }
             }
             _ = tls_tick.tick(), if tls.is_some() => {

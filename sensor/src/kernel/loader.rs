@@ -21,8 +21,8 @@ use crate::{
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{
-        EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES,
-        TLS_RETURN_PROBE,
+        EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, PIPE_PROGRAMS, PROGRAMS, RAW_TRACEPOINTS,
+        TLS_ENTRY_PROBES, TLS_RETURN_PROBE,
     },
     kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
@@ -293,7 +293,7 @@ fn prepare(
 
 /// The programs `load` loads, by kind, on this kernel.
 /// `tls`: the TLS capture programs too (attached later, by `tls_attach`); `egress`: the
-/// egress enforcement programs too (attached later, by `egress`).
+/// egress enforcement programs too (attached later, by `egress`); `pipes`: the stdio capture's.
 #[allow(
     clippy::fn_params_excessive_bools,
     reason = "each says whether one family of programs loads"
@@ -304,6 +304,7 @@ fn programs_to_load(
     lsm_addresses: bool,
     tls: bool,
     egress: bool,
+    pipes: bool,
 ) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
@@ -331,6 +332,13 @@ fn programs_to_load(
                 .map(|&(name, _)| (name, ProgramKind::UProbe)),
         );
         names.push((TLS_RETURN_PROBE, ProgramKind::UProbe));
+    }
+    if pipes {
+        for &(name, _) in PIPE_PROGRAMS {
+            if !names.iter().any(|(n, _)| *n == name) {
+                names.push((name, ProgramKind::TracePoint));
+            }
+        }
     }
     if egress {
         names.extend(
@@ -441,12 +449,17 @@ pub(crate) struct ProgramStats {
 /// still re-attribute as pending (for argv selectors and the environment marker); `tls`: load
 /// the TLS capture programs (an agent opted in), which `tls_attach` attaches; `egress`: load
 /// the egress enforcement programs (an agent's egress rule is enforced), which `egress`
-/// attaches.
+/// attaches; `pipes`: load and attach the stdio capture programs (an agent opted in).
+#[allow(
+    clippy::fn_params_excessive_bools,
+    reason = "each says whether one family of programs loads"
+)]
 pub(crate) fn load(
     config: &Config,
     pend_execs: bool,
     tls: bool,
     egress: bool,
+    pipes: bool,
 ) -> Result<Sensor, LoadError> {
     let Prepared {
         mut ebpf,
@@ -456,7 +469,8 @@ pub(crate) fn load(
     } = prepare(config, pend_execs, None)?;
     let budgets = budgets();
     let mut lsm_btf = None;
-    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls, egress) {
+    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls, egress, pipes)
+    {
         load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf)?;
     }
     let mut programs = Vec::new();
@@ -506,6 +520,16 @@ pub(crate) fn load(
                 .map_err(program_error("enter_connect"))?,
         );
     }
+    if pipes {
+        for &(name, tracepoint) in PIPE_PROGRAMS {
+            let program = program_of::<TracePoint>(&mut ebpf, name)?;
+            let link = program
+                .attach("syscalls", tracepoint)
+                .map_err(program_error(name))?;
+            syscall_links.push(program.take_link(link).map_err(program_error(name))?);
+        }
+        programs.push("syscall:pipes");
+    }
     Ok(Sensor {
         ebpf,
         programs,
@@ -529,7 +553,7 @@ pub(crate) fn verify_programs(
     let budgets = budgets();
     let mut lsm_btf = None;
     Ok(
-        programs_to_load(&exit_events, task_regs, lsm_addresses, true, true)
+        programs_to_load(&exit_events, task_regs, lsm_addresses, true, true, true)
             .into_iter()
             .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
             .collect(),

@@ -23,6 +23,7 @@ pub mod egress;
 pub mod features;
 pub mod loader;
 pub mod offsets;
+pub mod pipe_capture;
 pub mod privileges;
 pub mod program_budget;
 pub mod programs;
