@@ -227,3 +227,113 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
     assert_eq!(r["mcp"]["incomplete"], false);
     assert_eq!(r["event"]["outcome"], "failure");
 }
+
+/// A hostile client writing JSON-RPC lines to a real server itself: lines that are not JSON
+/// and a response-shaped line with a forged id make no record; a request with bytes that are
+/// not UTF-8, which the server reads replaced and serves, is recorded as served; a request over
+/// 1 MiB is recorded, incomplete; the calls after them are whole; a native rule matches on the
+/// tool name.
+#[test]
+fn hostile_lines_forge_no_call_and_hide_none() {
+    let dir = scratch_dir("mcp-hostile");
+    let note = dir.join("note.txt");
+    std::fs::write(&note, "hostile note\n").unwrap();
+    let note = note.to_str().unwrap().to_owned();
+    let tag = std::process::id();
+    let cg = format!("{}/agent-sensor-mcp-raw-{tag}", cgroup2_root());
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: mcp-raw\n    selectors: [{{cgroup: /agent-sensor-mcp-raw-{tag}/**}}]\n    capture: {{stdio: true, content: full}}\n"
+        ),
+    )
+    .unwrap();
+    let rules = dir.join("mcp-rules.yml");
+    std::fs::write(
+        &rules,
+        "rules:
+  - id: note-read
+    title: A note was read through MCP
+    condition: event.action = mcp_call and mcp.method = tools/call and mcp.tool = read_note and mcp.arguments.text contains note.txt
+    output: '%identity.agent.id called %mcp.tool'
+",
+    )
+    .unwrap();
+    let sensor = Launch::new()
+        .arg("--identities")
+        .arg(&manifest)
+        .arg("--rules")
+        .arg(&rules)
+        .start();
+    std::fs::create_dir_all(&cg).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/raw_client.py");
+    let out = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {cg}/cgroup.procs || exit 1\nexec {} {script} {note}",
+                venv_python().display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the raw client failed: {out:?}");
+    let log: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["answered"], serde_json::json!([1, 2, 3, 4]));
+    sensor.wait_for_count("the MCP calls", 4, |r| action(r) == "mcp_call");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let calls: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "mcp_call")
+        .collect();
+    let mut ids: Vec<&str> = calls
+        .iter()
+        .map(|r| r["mcp"]["request_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["1", "2", "3", "4"], "{calls:#?}");
+    let by_id = |id: &str| *calls.iter().find(|r| r["mcp"]["request_id"] == id).unwrap();
+    // Served despite the bytes that are not UTF-8: recorded as the server read it.
+    let x = &by_id("2")["mcp"];
+    assert_eq!(x["tool"], "read_note");
+    assert!(
+        x["arguments"]["text"]
+            .as_str()
+            .unwrap()
+            .contains('\u{fffd}'),
+        "{x}"
+    );
+    let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(result["content"][0]["text"], "hostile note\n");
+    assert_eq!(x["incomplete"], false);
+    // Over 1 MiB: recorded by the id and method its start proves, incomplete, with its
+    // response; the line's real length is counted.
+    let x = &by_id("3")["mcp"];
+    assert_eq!(x["method"], "tools/call");
+    assert_eq!(x["incomplete"], true);
+    assert!(x["request_bytes"].as_u64().unwrap() > 2 << 20, "{x}");
+    assert!(x.get("arguments").is_none());
+    assert!(
+        x["result"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hostile note")
+    );
+    // The call after them is whole.
+    let x = &by_id("4")["mcp"];
+    assert_eq!(x["tool"], "add");
+    let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(result["content"][0]["text"], log["add"]);
+    assert_eq!(x["incomplete"], false);
+    // The rule fired on the one whole read_note call.
+    let alerts: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["alert"]["message"], "mcp-raw called read_note");
+}

@@ -143,9 +143,13 @@ fn id_text(raw: &RawValue) -> Option<String> {
     (*first == b'"' || *first == b'-' || first.is_ascii_digit()).then(|| t.to_owned())
 }
 
+/// A message as the MCP SDKs read it: bytes that are not UTF-8 replaced by U+FFFD (Python's
+/// `errors="replace"`, Node's decoder), so a stray byte cannot hide a request the server
+/// then serves.
 fn parse(frame: &Frame) -> Option<Message> {
+    let text = String::from_utf8_lossy(&frame.bytes);
     if frame.complete {
-        let w: Wire<'_> = serde_json::from_slice(&frame.bytes).ok()?;
+        let w: Wire<'_> = serde_json::from_str(&text).ok()?;
         Some(Message {
             id: w.id.and_then(id_text),
             method: w.method,
@@ -154,7 +158,7 @@ fn parse(frame: &Frame) -> Option<Message> {
             error: w.error.map(|r| r.get().to_owned()),
         })
     } else {
-        let (id, method) = scan_prefix(&frame.bytes);
+        let (id, method) = scan_prefix(text.as_bytes());
         (id.is_some() || method.is_some()).then_some(Message {
             id,
             method,
@@ -593,6 +597,21 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert!(out[0].call.incomplete);
         assert!(out[0].call.result.is_none());
+    }
+
+    #[test]
+    fn invalid_utf8_is_read_as_the_sdks_read_it() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let req = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"t\",\"arguments\":{\"x\":\"\xff\"}}}\n";
+        a.feed(&event(1, false, 20, 0, req, req.len() as u64), &mut out);
+        let resp = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n";
+        a.feed(&event(2, true, 20, 0, resp, resp.len() as u64), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].call.arguments.as_ref().unwrap().text.as_deref(),
+            Some("{\"x\":\"\u{fffd}\"}")
+        );
     }
 
     #[test]

@@ -117,6 +117,14 @@ pub struct Fields<'a> {
     pub llm_model: Option<&'a str>,
     /// `llm.request.host`.
     pub llm_host: Option<&'a str>,
+    /// `mcp.method` (an `mcp_call` record).
+    pub mcp_method: Option<&'a str>,
+    /// `mcp.tool`.
+    pub mcp_tool: Option<&'a str>,
+    /// `mcp.server.name`.
+    pub mcp_server: Option<&'a str>,
+    /// `mcp.arguments.text` (absent under the `digest` content policy).
+    pub mcp_arguments: Option<&'a str>,
 }
 
 /// Which log source a record of `action` feeds, given what the record says of itself.
@@ -208,6 +216,12 @@ impl<'a> Fields<'a> {
             f.llm_model = l.model.as_deref();
             f.llm_host = l.request.host.as_deref();
         }
+        if let Some(m) = &r.mcp {
+            f.mcp_method = Some(&m.method);
+            f.mcp_tool = m.tool.as_deref();
+            f.mcp_server = m.server.name.as_deref();
+            f.mcp_arguments = m.arguments.as_ref().and_then(|a| a.text.as_deref());
+        }
         if let Some(id) = &r.identity {
             f.agent_id = Some(&id.agent.id);
             f.agent_team = id.agent.team.as_deref();
@@ -289,6 +303,10 @@ impl<'a> Fields<'a> {
             llm_provider: s(&["llm", "provider"]),
             llm_model: s(&["llm", "model"]),
             llm_host: s(&["llm", "request", "host"]),
+            mcp_method: s(&["mcp", "method"]),
+            mcp_tool: s(&["mcp", "tool"]),
+            mcp_server: s(&["mcp", "server", "name"]),
+            mcp_arguments: s(&["mcp", "arguments", "text"]),
         }
     }
 }

@@ -57,6 +57,10 @@ pub enum Field {
     LlmProvider,
     LlmModel,
     LlmHost,
+    McpMethod,
+    McpTool,
+    McpServer,
+    McpArguments,
 }
 
 /// Every field a native rule can name (docs/rules.md keeps the same table).
@@ -114,6 +118,10 @@ pub const FIELDS: &[(&str, Field, Kind)] = &[
     ("llm.provider", Field::LlmProvider, Kind::Text),
     ("llm.model", Field::LlmModel, Kind::Text),
     ("llm.request.host", Field::LlmHost, Kind::Text),
+    ("mcp.method", Field::McpMethod, Kind::Text),
+    ("mcp.tool", Field::McpTool, Kind::Text),
+    ("mcp.server.name", Field::McpServer, Kind::Text),
+    ("mcp.arguments.text", Field::McpArguments, Kind::Text),
 ];
 
 /// The field called `name`, and its kind.
@@ -192,6 +200,10 @@ impl View<'_> {
             Field::LlmProvider => text(f.llm_provider),
             Field::LlmModel => text(f.llm_model),
             Field::LlmHost => text(f.llm_host),
+            Field::McpMethod => text(f.mcp_method),
+            Field::McpTool => text(f.mcp_tool),
+            Field::McpServer => text(f.mcp_server),
+            Field::McpArguments => text(f.mcp_arguments),
         }
     }
 }
