@@ -38,6 +38,11 @@ pub struct LineStream {
     first_ns: u64,
     /// Holes seen.
     pub holes: u64,
+    /// Lines that are not a JSON object (a pipeline's text, say): dropped unbuffered.
+    pub not_json: u64,
+    /// Most bytes the message under way may hold now (at most [`MAX_FRAME`]; `None`: that),
+    /// so that all pipes together stay within the assembler's budget.
+    pub budget: Option<usize>,
 }
 
 impl LineStream {
@@ -70,10 +75,22 @@ impl LineStream {
                 if self.buf.is_empty() && self.dropped == 0 {
                     self.first_ns = ktime_ns;
                 }
-                let room = MAX_FRAME.saturating_sub(self.buf.len());
-                let keep = line.len().min(room);
+                let limit = self.budget.unwrap_or(MAX_FRAME).min(MAX_FRAME);
+                let keep = line.len().min(limit.saturating_sub(self.buf.len()));
                 self.buf.extend_from_slice(&line[..keep]);
                 self.dropped += (line.len() - keep) as u64;
+                // JSON-RPC messages are objects: any other line is skipped, not kept.
+                if self
+                    .buf
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|&b| b != b'{')
+                {
+                    self.buf.clear();
+                    self.dropped = 0;
+                    self.not_json += 1;
+                    self.skipping = true;
+                }
             }
             match newline {
                 Some(i) => {
@@ -118,6 +135,11 @@ impl LineStream {
             first_ns: self.first_ns,
             last_ns: ktime_ns,
         });
+    }
+
+    /// Bytes held for the message under way.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// The message under way when the stream ends, incomplete.
@@ -193,14 +215,32 @@ mod tests {
     }
 
     #[test]
+    fn lines_that_are_not_json_objects_are_not_kept() {
+        let mut s = LineStream::default();
+        let mut out = Vec::new();
+        s.feed(0, 11, b"total 12\n  ", false, 1, &mut out);
+        s.feed(11, 20, b"drwx a b\n {\"x\":1}\n\n", true, 2, &mut out);
+        assert_eq!(texts(&out), vec![(" {\"x\":1}".into(), true)]);
+        assert_eq!(s.not_json, 2);
+        let mut s = LineStream::default();
+        s.feed(0, 100_000, &vec![b'a'; 100_000], false, 3, &mut out);
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
     fn a_huge_message_is_kept_up_to_the_bound_and_flagged() {
         let mut s = LineStream::default();
         let mut out = Vec::new();
+        let mut first = true;
         let chunk = vec![b'x'; 64 * 1024];
         let mut at = 0;
         for i in 0..20 {
-            s.feed(at, chunk.len() as u64, &chunk, false, i, &mut out);
-            at += chunk.len() as u64;
+            let mut piece = chunk.clone();
+            if std::mem::take(&mut first) {
+                piece[0] = b'{';
+            }
+            s.feed(at, piece.len() as u64, &piece, false, i, &mut out);
+            at += piece.len() as u64;
         }
         s.feed(at, 1, b"\n", true, 99, &mut out);
         assert_eq!(out.len(), 1);

@@ -30,6 +30,8 @@ const MAX_STREAMS: usize = 1024;
 const MAX_PENDING: usize = 4096;
 /// Most pipes whose writer, and servers whose name, are remembered.
 const MAX_KNOWN: usize = 4096;
+/// Most bytes of messages under way held for all pipes together.
+const MAX_BUFFERED: usize = 64 << 20;
 /// A request with no response this long is finished, incomplete.
 pub const IDLE_NS: u64 = 60_000_000_000;
 /// The methods that become records.
@@ -104,6 +106,8 @@ pub struct Assembler {
     pending: HashMap<(u32, String), Pending>,
     /// The last process that wrote into each pipe.
     writers: HashMap<u64, Proc>,
+    /// Bytes the streams hold for their messages under way, together.
+    buffered: usize,
     /// Servers' `serverInfo` (name, version), by process.
     servers: HashMap<(u32, u64), (Option<String>, Option<String>)>,
     /// Lines that are not JSON-RPC messages (or not valid JSON, or not UTF-8).
@@ -285,20 +289,27 @@ impl Assembler {
                 .iter()
                 .min_by_key(|(_, s)| s.last_ns)
                 .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.streams.remove(&k);
+            if let Some(k) = oldest
+                && let Some(s) = self.streams.remove(&k)
+            {
+                self.buffered -= s.lines.buffered();
             }
         }
+        let others = self.buffered;
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             lines: LineStream::default(),
             last_ns: e.ktime_ns,
         });
         stream.last_ns = e.ktime_ns;
         let data: &[u8] = if e.unreadable { &[] } else { &e.data };
+        let before = stream.lines.buffered();
+        let others = others - before;
+        stream.lines.budget = Some(MAX_BUFFERED.saturating_sub(others));
         let mut frames = Vec::new();
         stream
             .lines
             .feed(e.offset, e.len, data, e.ends_line, e.ktime_ns, &mut frames);
+        self.buffered = others + stream.lines.buffered();
         for f in frames {
             self.message(&f, e, out);
         }
@@ -457,6 +468,7 @@ impl Assembler {
     pub fn finish_idle(&mut self, now_ns: u64, idle_ns: u64, out: &mut Vec<Finished>) {
         if now_ns == u64::MAX {
             self.streams.clear();
+            self.buffered = 0;
         }
         let due: Vec<(u32, String)> = self
             .pending
@@ -674,6 +686,13 @@ mod tests {
             *at += len;
             a.feed(&e, &mut out);
             assert!(a.streams.len() <= MAX_STREAMS);
+            assert_eq!(
+                a.buffered,
+                a.streams
+                    .values()
+                    .map(|s| s.lines.buffered())
+                    .sum::<usize>()
+            );
             assert!(a.pending.len() <= MAX_PENDING);
         }
         a.finish_idle(u64::MAX, 0, &mut out);
