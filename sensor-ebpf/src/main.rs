@@ -16,6 +16,7 @@ mod maps;
 mod net;
 mod output;
 mod path;
+mod pipe;
 mod probes;
 mod process;
 mod syscalls;

@@ -89,6 +89,24 @@ pub static TLS_AGENTS: HashMap<u32, sensor_common::TlsCapture> = HashMap::with_m
 pub static TLS_CALLS: LruHashMap<u64, sensor_common::TlsCall> =
     LruHashMap::with_max_entries(8192, 0);
 
+/// Capture settings of the agents whose manifest entry turns stdio (pipe) capture on, by agent
+/// number (see `pipe`).
+#[map]
+pub static PIPE_AGENTS: HashMap<u32, sensor_common::TlsCapture> =
+    HashMap::with_max_entries(1024, 0);
+
+/// Pipe reads and writes of opted-in agents in progress, by pid_tgid. LRU: a thread killed
+/// inside a call never returns.
+#[map]
+pub static PIPE_CALLS: LruHashMap<u64, sensor_common::PipeCall> =
+    LruHashMap::with_max_entries(8192, 0);
+
+/// Each captured pipe's stream position per direction (bytes seen so far). LRU: a pipe that
+/// is gone must not hold its slot.
+#[map]
+pub static PIPE_OFFSETS: LruHashMap<sensor_common::PipeKey, u64> =
+    LruHashMap::with_max_entries(8192, 0);
+
 /// Enforced egress rules: per agent, the allowed address ranges (and their ports), and a
 /// catch-all entry that allows nothing (see `enforce`). Filled by the daemon from the manifest;
 /// an agent under an operator's exception has no entries.

@@ -1,9 +1,9 @@
 //! The only code that reads raw kernel bytes: a pure function from one ring-buffer record to a
 //! typed [`KernelEvent`]. Malformed records are errors with a kind, which the pipeline counts.
 use sensor_common::{
-    CgroupRecord, ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, RECORD_VERSION,
-    RecordHeader, TlsRecord, TrackedProcess, exec_flags, exit_flags, file_flags, fork_flags, kind,
-    tls_direction, tls_flags,
+    CgroupRecord, ExecRecord, ExitRecord, FileRecord, ForkRecord, NetRecord, PipeRecord,
+    RECORD_VERSION, RecordHeader, TlsRecord, TrackedProcess, exec_flags, exit_flags, file_flags,
+    fork_flags, kind, pipe_direction, pipe_flags, tls_direction, tls_flags,
 };
 
 /// A decoded kernel record.
@@ -23,6 +23,8 @@ pub enum KernelEvent {
     Cgroup(CgroupEvent),
     /// Plaintext an opted-in agent passed through its TLS library.
     Tls(TlsEvent),
+    /// Bytes an opted-in agent's process moved through a pipe.
+    Pipe(PipeEvent),
 }
 
 impl KernelEvent {
@@ -36,6 +38,7 @@ impl KernelEvent {
             Self::Net(e) => e.ktime_ns,
             Self::Cgroup(e) => e.ktime_ns,
             Self::Tls(e) => e.ktime_ns,
+            Self::Pipe(e) => e.ktime_ns,
         }
     }
 
@@ -49,6 +52,7 @@ impl KernelEvent {
             Self::Net(e) => Some(e.tgid),
             Self::Cgroup(_) => None,
             Self::Tls(e) => Some(e.tgid),
+            Self::Pipe(e) => Some(e.tgid),
         }
     }
 
@@ -62,6 +66,7 @@ impl KernelEvent {
             Self::Net(e) => e.attribution = a,
             Self::Cgroup(_) => {}
             Self::Tls(e) => e.attribution = a,
+            Self::Pipe(e) => e.attribution = a,
         }
     }
 
@@ -75,6 +80,7 @@ impl KernelEvent {
             Self::Net(e) => e.attribution,
             Self::Cgroup(_) => TrackedProcess::default(),
             Self::Tls(e) => e.attribution,
+            Self::Pipe(e) => e.attribution,
         }
     }
 }
@@ -241,6 +247,43 @@ pub struct TlsEvent {
     /// The call moved more than the agent's bound (`data` is its start).
     pub truncated: bool,
     /// The plaintext could not be read from the process's memory.
+    pub unreadable: bool,
+    /// The agent's content policy (0 full, 1 redacted, 2 digest).
+    pub content: u8,
+    /// The task's name.
+    pub comm: [u8; 16],
+}
+
+/// Bytes one `read` or `write` on a pipe by an opted-in agent's process moved (up to its bound).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipeEvent {
+    /// CLOCK_BOOTTIME nanoseconds when the call returned.
+    pub ktime_ns: u64,
+    /// The agent attribution the kernel had for the process.
+    pub attribution: TrackedProcess,
+    /// The calling thread.
+    pub pid: u32,
+    /// The process.
+    pub tgid: u32,
+    /// The process's start time, ns since boot.
+    pub start_boottime: u64,
+    /// The pipe (its inode's address): unique among pipes that exist.
+    pub pipe: u64,
+    /// The pipe's inode number.
+    pub ino: u64,
+    /// The file descriptor the call was on.
+    pub fd: i32,
+    /// True: the process wrote the bytes; false: read them.
+    pub written: bool,
+    /// Where the call's bytes start in the pipe's stream of this direction.
+    pub offset: u64,
+    /// Bytes the call moved.
+    pub len: u64,
+    /// What was copied: the first bytes of them.
+    pub data: Vec<u8>,
+    /// The call's last byte (copied or not) was a newline.
+    pub ends_line: bool,
+    /// The bytes could not be read from the process's memory.
     pub unreadable: bool,
     /// The agent's content policy (0 full, 1 redacted, 2 digest).
     pub content: u8,
@@ -478,6 +521,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::NET => decode_net(bytes).map(KernelEvent::Net),
         kind::CGROUP => decode_cgroup(bytes).map(KernelEvent::Cgroup),
         kind::TLS => decode_tls(bytes).map(KernelEvent::Tls),
+        kind::PIPE => decode_pipe(bytes).map(KernelEvent::Pipe),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -585,6 +629,34 @@ fn decode_tls(bytes: &[u8]) -> Result<TlsEvent, DecodeError> {
         data,
         truncated: r.flags & tls_flags::TRUNCATED != 0,
         unreadable: r.flags & tls_flags::UNREADABLE != 0,
+        content: r.content,
+        comm: r.comm,
+    })
+}
+
+fn decode_pipe(bytes: &[u8]) -> Result<PipeEvent, DecodeError> {
+    let r: PipeRecord = read_record(bytes, "pipe")?;
+    let tail = &bytes[size_of::<PipeRecord>()..];
+    let [data] = pieces(tail, [r.data_len as usize], "pipe", bytes.len())?;
+    Ok(PipeEvent {
+        ktime_ns: r.header.ktime_ns,
+        attribution: r.header.attribution,
+        pid: r.pid,
+        tgid: r.tgid,
+        start_boottime: r.start_boottime,
+        pipe: r.inode,
+        ino: r.ino,
+        fd: r.fd,
+        written: r.direction == pipe_direction::WRITE,
+        offset: r.offset,
+        len: r.len,
+        ends_line: if data.len() as u64 == r.len {
+            data.last() == Some(&b'\n')
+        } else {
+            r.flags & pipe_flags::TRUNCATED != 0 && r.last == b'\n'
+        },
+        data,
+        unreadable: r.flags & pipe_flags::UNREADABLE != 0,
         content: r.content,
         comm: r.comm,
     })

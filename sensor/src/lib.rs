@@ -38,6 +38,7 @@ pub mod glob;
 pub mod identity;
 pub mod kernel;
 pub mod llm;
+pub mod mcp;
 pub mod operate;
 pub mod pipeline;
 pub mod policy;

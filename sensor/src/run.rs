@@ -24,6 +24,7 @@ use crate::{
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
     kernel::enforcement::{AgentPolicy, Enforcement, PolicyState, Wanted},
     kernel::loader,
+    kernel::pipe_capture::PipeAgents,
     kernel::privileges,
     kernel::tls_attach::TlsAttacher,
     operate::{endpoint::Endpoint, metrics::Registry as Metrics, reload::ConfigReload},
@@ -116,7 +117,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     privileges::check_run()?;
     let tls = registry::current(&registry).captures_tls();
     let wanted = Wanted::of(&agent_policies(&registry::current(&registry)));
-    let mut sensor = loader::load(&config, pend_execs, tls, wanted.egress, wanted.exec_kill)?;
+    let stdio = registry::current(&registry).captures_stdio();
+    let mut sensor = loader::load(
+        &config,
+        pend_execs,
+        tls,
+        wanted.egress,
+        wanted.exec_kill,
+        stdio,
+    )?;
+    let pipes = if stdio {
+        let mut agents = PipeAgents::new(&mut sensor.ebpf)?;
+        agents.sync(&registry::current(&registry).stdio_captures());
+        Some(agents)
+    } else {
+        None
+    };
     let mut keep = privileges::KEPT_AFTER_LOAD.to_vec();
     // TLS capture attaches uprobes as agents map libraries: perf events and BPF links.
     let mut tls_attacher = if tls {
@@ -193,6 +209,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             tls: tls_attacher.as_mut().map(|a| (a, &mut sensor.ebpf)),
             enforcement,
             policy_state,
+            pipes,
         },
     ));
     // Detach only after the pipeline has drained and written its stop record.
@@ -241,6 +258,8 @@ struct Attached<'a> {
     enforcement: Option<Arc<std::sync::Mutex<Enforcement>>>,
     /// The exceptions and lookups it is made of (shared with the pipeline).
     policy_state: PolicyState,
+    /// The stdio capture's agents.
+    pipes: Option<PipeAgents>,
 }
 
 /// What `run` read and compiled before loading the kernel programs (bad ones fail first).
@@ -269,6 +288,7 @@ async fn async_main(
         mut tls,
         enforcement,
         policy_state,
+        mut pipes,
     } = attached;
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
@@ -419,6 +439,8 @@ async fn async_main(
     // TLS capture follows the agents' libraries here, not in a task: it needs the loaded
     // object, which this function borrows.
     let mut tls_tick = tokio::time::interval(TLS_SCAN);
+    // A reload's stdio capture settings reach the kernel at the same pace.
+    let mut pipes_tick = tokio::time::interval(TLS_SCAN);
     // Reloads and exceptions that end reach the kernel's policy at this pace.
     let mut enforcement_tick = tokio::time::interval(ENFORCEMENT_SYNC);
     let reason = loop {
@@ -434,6 +456,11 @@ async fn async_main(
             _ = enforcement_tick.tick(), if enforcement.is_some() => {
                 if let Some(enforcer) = &enforcement {
                     sync_enforcement(enforcer, &registry, &policy_state);
+                }
+            }
+            _ = pipes_tick.tick(), if pipes.is_some() => {
+                if let Some(p) = pipes.as_mut() {
+                    p.sync(&registry::current(&registry).stdio_captures());
                 }
             }
             _ = tls_tick.tick(), if tls.is_some() => {

@@ -252,7 +252,7 @@ fn the_example_manifest_is_valid_and_a_bad_one_is_located() {
             && text.contains("planner")
             && text.contains(r#"kubernetes namespace="agents""#)
             && text.contains("data-analyst")
-            && text.contains("capture tls=true content=redacted max_bytes=16384"),
+            && text.contains("capture tls=true stdio=true content=redacted max_bytes=16384"),
         "{text}"
     );
     let dir = std::env::temp_dir().join("agent-sensor-cli-manifest");

@@ -68,7 +68,7 @@ const TEST_PACKAGES: &[&str] = &[
 /// PyPI packages the tests run, pinned, in a virtual environment under the cache: for the
 /// OCSF test, the OCSF schema itself (1.0 to 1.8, as exported by schema.ocsf.io) turned into
 /// JSON Schema, and a validator for it; for the deployment tests, the tools below; for the TLS
-/// capture test, the OpenAI and Anthropic SDKs.
+/// capture test, the OpenAI and Anthropic SDKs; for the stdio capture test, the MCP SDK.
 pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("ocsf-json-schema", "1.2.0"),
     ("jsonschema", "4.26.0"),
@@ -80,6 +80,8 @@ pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
     // The TLS capture tests' agents: the providers' own SDKs, over Debian's libssl.
     ("openai", "3.51.0"),
     ("anthropic", "2.10.0"),
+    // The stdio capture test's MCP client and server (tests/mcp).
+    ("mcp", "2.3.0"),
     // The OTLP sink's test receiver decodes with the official OpenTelemetry messages.
     ("opentelemetry-proto", "1.45.2"),
     ("protobuf", "7.36.2"),

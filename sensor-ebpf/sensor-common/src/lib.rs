@@ -33,8 +33,11 @@ pub mod kind {
     pub const CGROUP: u16 = 8;
     /// Plaintext an opted-in agent passed through its TLS library ([`TlsRecord`](super::TlsRecord)).
     pub const TLS: u16 = 9;
+    /// Bytes an opted-in agent's process wrote to or read from a pipe
+    /// ([`PipeRecord`](super::PipeRecord)).
+    pub const PIPE: u16 = 10;
     /// Number of slots in the per-CPU loss counter map (kinds are < this).
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Most argv bytes the kernel side can copy for one exec (the configured bound is clamped to it).
@@ -633,6 +636,8 @@ pub struct KernelOffsets {
     pub inode_ino: u32,
     /// `inode.i_sb`.
     pub inode_sb: u32,
+    /// `inode.i_mode`.
+    pub inode_mode: u32,
     /// `super_block.s_dev`.
     pub sb_dev: u32,
     /// `vfsmount.mnt_root`.
@@ -848,6 +853,7 @@ impl KernelOffsets {
         dentry_inode: OFFSET_ABSENT,
         inode_ino: OFFSET_ABSENT,
         inode_sb: OFFSET_ABSENT,
+        inode_mode: OFFSET_ABSENT,
         sb_dev: OFFSET_ABSENT,
         vfsmount_root: OFFSET_ABSENT,
         mount_mnt: OFFSET_ABSENT,
@@ -1145,7 +1151,7 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 152);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 106 * 4);
+    assert!(size_of::<KernelOffsets>() == 107 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
     assert!(size_of::<ProgramConfig>() == 64);
     assert!(size_of::<ExecKey>() == 256);
@@ -1174,6 +1180,7 @@ mod pod {
     unsafe impl aya::Pod for super::SavedCall {}
     unsafe impl aya::Pod for super::KernelSockaddr {}
     unsafe impl aya::Pod for super::TlsCapture {}
+    unsafe impl aya::Pod for super::PipeKey {}
     unsafe impl aya::Pod for super::EgressKey {}
     unsafe impl aya::Pod for super::EgressAllow {}
     unsafe impl aya::Pod for super::ExecKey {}
@@ -1263,3 +1270,96 @@ const _: () = assert!(size_of::<TlsCapture>() == 8);
 const _: () = assert!(size_of::<TlsCall>() == 40);
 const _: () = assert!(size_of::<TlsRecord>() == 88);
 const _: () = assert!(size_of::<TlsRecord>() + TLS_DATA_CAP as usize <= SCRATCH_SIZE);
+
+/// Which way a [`PipeRecord`]'s bytes went.
+pub mod pipe_direction {
+    /// `write`: the process wrote them into the pipe.
+    pub const WRITE: u8 = 1;
+    /// `read`: the process read them from the pipe.
+    pub const READ: u8 = 2;
+}
+
+/// Flags of a [`PipeRecord`] (the same bits as [`tls_flags`]).
+pub mod pipe_flags {
+    /// The call moved more than the agent's bound: only the first `data_len` bytes follow.
+    pub const TRUNCATED: u16 = 1 << 0;
+    /// The bytes could not be read from the process's memory: no data follows.
+    pub const UNREADABLE: u16 = 1 << 1;
+}
+
+/// A `read` or `write` of an opted-in agent's thread on a pipe, from the syscall's entry to its
+/// exit (by pid_tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipeCall {
+    /// The pipe's inode (its address): names the pipe while it exists.
+    pub inode: u64,
+    /// Its inode number.
+    pub ino: u64,
+    /// The user buffer.
+    pub buf: u64,
+    /// The agent's settings when the call began.
+    pub capture: TlsCapture,
+    /// The file descriptor.
+    pub fd: i32,
+    /// [`pipe_direction`].
+    pub direction: u8,
+    /// Padding; always 0.
+    pub _pad: [u8; 3],
+}
+
+/// Key of the per-pipe stream positions (`PIPE_OFFSETS`): one position per pipe and direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PipeKey {
+    /// The pipe's inode address.
+    pub inode: u64,
+    /// [`pipe_direction`].
+    pub direction: u64,
+}
+
+/// Bytes an opted-in agent's process wrote to or read from a pipe (an MCP server's stdio, for
+/// one), at the syscall's exit. Followed by `data_len` bytes of them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipeRecord {
+    /// `kind` is [`kind::PIPE`].
+    pub header: RecordHeader,
+    /// Start time of the calling process (its group leader).
+    pub start_boottime: u64,
+    /// The pipe's inode address: names the pipe while it exists (never shown).
+    pub inode: u64,
+    /// Its inode number.
+    pub ino: u64,
+    /// Where this call's bytes start in the pipe's stream of this direction, as the kernel
+    /// counted the calls it saw: a hole between two records is bytes not seen.
+    pub offset: u64,
+    /// Bytes the call moved (its real length).
+    pub len: u64,
+    /// Thread id of the caller.
+    pub pid: u32,
+    /// Thread group id of the caller.
+    pub tgid: u32,
+    /// The file descriptor.
+    pub fd: i32,
+    /// Bytes that follow.
+    pub data_len: u32,
+    /// The agent's content policy ([`TlsCapture::content`]).
+    pub content: u8,
+    /// [`pipe_direction`].
+    pub direction: u8,
+    /// [`pipe_flags`].
+    pub flags: u16,
+    /// The call's last byte, read from the process when the copy was cut (a newline there
+    /// says the cut call ended a message); 0 otherwise.
+    pub last: u8,
+    /// Padding; always 0.
+    pub _pad: [u8; 3],
+    /// The caller's name.
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(size_of::<PipeCall>() == 40);
+const _: () = assert!(size_of::<PipeKey>() == 16);
+const _: () = assert!(size_of::<PipeRecord>() == 112);
+const _: () = assert!(size_of::<PipeRecord>() + TLS_DATA_CAP as usize <= SCRATCH_SIZE);

@@ -25,6 +25,7 @@ pub mod activity;
 mod file_and_network;
 pub mod identity;
 mod llm;
+mod mcp;
 mod process;
 mod process_blocks;
 pub mod repeats;
@@ -75,6 +76,8 @@ pub struct Builder {
     repeats: RepeatFilter,
     /// LLM exchanges under way on opted-in agents' TLS connections.
     llm: crate::llm::Assembler,
+    /// MCP calls under way on opted-in agents' pipes.
+    mcp: crate::mcp::Assembler,
     /// Where those connections go.
     destinations: llm::Destinations,
 }
@@ -112,6 +115,7 @@ impl Builder {
             dns: DnsCache::new(DNS_CACHE_ENTRIES),
             repeats: RepeatFilter::new(parts.repeat_window_ms),
             llm: crate::llm::Assembler::default(),
+            mcp: crate::mcp::Assembler::default(),
             destinations: llm::Destinations::default(),
         }
     }
@@ -186,6 +190,7 @@ impl Builder {
             KernelEvent::Net(e) => self.net(e),
             KernelEvent::Cgroup(c) => return self.cgroup_created(c, attribution),
             KernelEvent::Tls(_) => unreachable!("build() hands TLS calls to the assembler"),
+            KernelEvent::Pipe(_) => unreachable!("build() hands pipe calls to the assembler"),
         };
         let tgid = match event {
             KernelEvent::Exec(e) => e.tgid,
@@ -193,7 +198,7 @@ impl Builder {
             KernelEvent::Exit(e) => e.tgid,
             KernelEvent::File(e) => e.tgid,
             KernelEvent::Net(e) => e.tgid,
-            KernelEvent::Cgroup(_) | KernelEvent::Tls(_) => 0,
+            KernelEvent::Cgroup(_) | KernelEvent::Tls(_) | KernelEvent::Pipe(_) => 0,
         };
         record.identity = self.identity(attribution, tgid);
         if let Some(c) = self.table.get(tgid).and_then(|k| k.container.as_deref()) {
@@ -226,6 +231,10 @@ impl Build for Builder {
             self.tls(e, closed);
             return None;
         }
+        if let KernelEvent::Pipe(e) = event {
+            self.pipe(e, closed);
+            return None;
+        }
         if let KernelEvent::File(e) = event
             && self.repeats.enabled()
         {
@@ -249,6 +258,7 @@ impl Build for Builder {
         self.repeats.close_due(now_ns, out);
         if now_ns == u64::MAX {
             self.finish_exchanges(out);
+            self.finish_mcp_calls(out);
         }
     }
 

@@ -79,6 +79,7 @@ pub fn write(out: &mut Vec<u8>, record: &Record) -> usize {
     o.opt_serde("exception", record.exception.as_ref());
     o.opt_serde("llm", record.llm.as_deref());
     o.opt_serde("tls_capture", record.tls_capture.as_ref());
+    o.opt_serde("mcp", record.mcp.as_deref());
     o.close();
     shared
 }
@@ -882,6 +883,7 @@ mod tests {
         "exception",
         "llm",
         "tls_capture",
+        "mcp",
         "identity.task",
         "identity.delegation",
         "identity.agent",
@@ -1388,7 +1390,39 @@ mod tests {
             });
             r.llm = self.opt(|g| Box::new(g.llm()));
             r.tls_capture = self.opt(|g| crate::record::llm::TlsNotCaptured { reason: g.text() });
+            r.mcp = self.opt(|g| Box::new(g.mcp()));
             r
+        }
+
+        fn mcp(&mut self) -> crate::record::mcp::McpCall {
+            use crate::record::mcp::{McpCall, McpError, McpServer};
+            McpCall {
+                method: self.text(),
+                request_id: self.text(),
+                transport: self.pick(STATICS),
+                content_policy: self.pick(STATICS),
+                server: McpServer {
+                    pid: self.u32(),
+                    entity_id: self.text(),
+                    name: self.opt_text(),
+                    version: self.opt_text(),
+                },
+                tool: self.opt_text(),
+                arguments: self.opt(Self::content),
+                result: self.opt(Self::content),
+                is_error: self.opt(Self::bool),
+                tools: (0..self.below(3)).map(|_| self.text()).collect(),
+                protocol_version: self.opt_text(),
+                error: self.opt(|g| McpError {
+                    code: g.i64(),
+                    message: g.content(),
+                }),
+                started: self.opt_text(),
+                latency_ms: self.opt(|g| g.u64() as f64 / 7.0),
+                request_bytes: self.u64(),
+                response_bytes: self.opt(Self::u64),
+                incomplete: self.bool(),
+            }
         }
 
         fn content(&mut self) -> crate::record::llm::Content {

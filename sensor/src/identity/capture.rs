@@ -1,12 +1,14 @@
 //! An agent's content-capture opt-in (`capture:` in the manifest): whether the plaintext of its
-//! TLS traffic is captured, how much of each call, and how much of the content the trail keeps.
+//! TLS traffic is captured, whether what its processes pass through pipes is (MCP's stdio
+//! transport), how much of each call, and how much of the content the trail keeps.
 //! Off unless the operator turns it on per agent.
 
 use std::fmt;
 
 use serde::Deserialize;
 
-/// Most bytes one `SSL_read`/`SSL_write` capture may copy (the kernel's per-call bound).
+/// Most bytes one `SSL_read`/`SSL_write` (or pipe `read`/`write`) capture may copy (the
+/// kernel's per-call bound).
 pub const MAX_BYTES_CAP: u32 = 16 * 1024;
 /// The per-call bound when `max_bytes` is not given.
 pub const DEFAULT_MAX_BYTES: u32 = 16 * 1024;
@@ -60,9 +62,12 @@ pub struct CapturePolicy {
     /// Capture the plaintext of its TLS calls (`SSL_read`/`SSL_write` of the TLS library its
     /// processes map).
     pub tls: bool,
+    /// Capture what its processes read from and write to pipes (`read`/`write` on a pipe), for
+    /// the JSON-RPC of MCP servers over stdio.
+    pub stdio: bool,
     /// How much of the content records keep.
     pub content: ContentPolicy,
-    /// Most bytes copied per TLS call; the rest is counted and flagged as truncated.
+    /// Most bytes copied per TLS or pipe call; the rest is counted and flagged as truncated.
     pub max_bytes: u32,
 }
 
@@ -70,8 +75,9 @@ impl fmt::Display for CapturePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "capture tls={} content={} max_bytes={}",
+            "capture tls={} stdio={} content={} max_bytes={}",
             self.tls,
+            self.stdio,
             self.content.as_str(),
             self.max_bytes
         )
@@ -84,6 +90,8 @@ impl fmt::Display for CapturePolicy {
 pub(crate) struct RawCapture {
     #[serde(default)]
     tls: bool,
+    #[serde(default)]
+    stdio: bool,
     content: Option<String>,
     max_bytes: Option<u32>,
 }
@@ -109,6 +117,7 @@ impl RawCapture {
         }
         Ok(CapturePolicy {
             tls: self.tls,
+            stdio: self.stdio,
             content,
             max_bytes,
         })

@@ -749,6 +749,7 @@ mod tests {
             agents[0].capture,
             Some(CapturePolicy {
                 tls: true,
+                stdio: false,
                 content: ContentPolicy::Digest,
                 max_bytes: 4096
             })

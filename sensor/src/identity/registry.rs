@@ -185,6 +185,29 @@ impl Registry {
             .collect()
     }
 
+    /// Whether any agent turns stdio capture on (`capture: {stdio: true}`).
+    pub fn captures_stdio(&self) -> bool {
+        self.agents
+            .iter()
+            .any(|(d, _)| d.capture.is_some_and(|c| c.stdio))
+    }
+
+    /// The agents that turn stdio capture on, by number, with their settings for the kernel.
+    pub fn stdio_captures(&self) -> Vec<(u32, sensor_common::TlsCapture)> {
+        (1..=self.len() as u32)
+            .filter_map(|n| {
+                let c = self.get(n)?.capture.filter(|c| c.stdio)?;
+                Some((
+                    n,
+                    sensor_common::TlsCapture {
+                        max_bytes: c.max_bytes.min(sensor_common::TLS_DATA_CAP),
+                        content: c.content.to_kernel(),
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Whether any agent has argv selectors.
     pub fn has_argv_selectors(&self) -> bool {
         self.agents.iter().any(|(_, c)| !c.argv.is_empty())

@@ -21,8 +21,8 @@ use crate::{
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{
-        EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES,
-        TLS_RETURN_PROBE,
+        EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, PIPE_PROGRAMS, PROGRAMS, RAW_TRACEPOINTS,
+        TLS_ENTRY_PROBES, TLS_RETURN_PROBE,
     },
     kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
@@ -295,7 +295,7 @@ fn prepare(
 
 /// The programs `load` loads, by kind, on this kernel.
 /// `tls`: the TLS capture programs too (attached later, by `tls_attach`); `egress`: the
-/// egress enforcement programs too (attached later, by `egress`).
+/// egress enforcement programs too (attached later, by `egress`); `pipes`: the stdio capture's.
 #[allow(
     clippy::fn_params_excessive_bools,
     reason = "each says whether one family of programs loads"
@@ -306,6 +306,7 @@ fn programs_to_load(
     lsm_addresses: bool,
     tls: bool,
     egress: bool,
+    pipes: bool,
 ) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
@@ -333,6 +334,13 @@ fn programs_to_load(
                 .map(|&(name, _)| (name, ProgramKind::UProbe)),
         );
         names.push((TLS_RETURN_PROBE, ProgramKind::UProbe));
+    }
+    if pipes {
+        for &(name, _) in PIPE_PROGRAMS {
+            if !names.iter().any(|(n, _)| *n == name) {
+                names.push((name, ProgramKind::TracePoint));
+            }
+        }
     }
     if egress {
         names.extend(
@@ -444,7 +452,8 @@ pub(crate) struct ProgramStats {
 /// the TLS capture programs (an agent opted in), which `tls_attach` attaches; `egress`: load
 /// the egress enforcement programs (an agent's egress rule is enforced), which `egress`
 /// attaches; `exec_kill`: execs are checked against `executables` rules in kill mode
-/// (`exec_kill` fills their policy).
+/// (`exec_kill` fills their policy); `pipes`: load and attach the stdio capture programs (an
+/// agent opted in).
 #[allow(
     clippy::fn_params_excessive_bools,
     reason = "each says whether one family of programs or checks loads"
@@ -455,6 +464,7 @@ pub(crate) fn load(
     tls: bool,
     egress: bool,
     exec_kill: bool,
+    pipes: bool,
 ) -> Result<Sensor, LoadError> {
     let Prepared {
         mut ebpf,
@@ -464,7 +474,8 @@ pub(crate) fn load(
     } = prepare(config, pend_execs, exec_kill, None)?;
     let budgets = budgets();
     let mut lsm_btf = None;
-    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls, egress) {
+    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls, egress, pipes)
+    {
         load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf)?;
     }
     let mut programs = Vec::new();
@@ -514,6 +525,16 @@ pub(crate) fn load(
                 .map_err(program_error("enter_connect"))?,
         );
     }
+    if pipes {
+        for &(name, tracepoint) in PIPE_PROGRAMS {
+            let program = program_of::<TracePoint>(&mut ebpf, name)?;
+            let link = program
+                .attach("syscalls", tracepoint)
+                .map_err(program_error(name))?;
+            syscall_links.push(program.take_link(link).map_err(program_error(name))?);
+        }
+        programs.push("syscall:pipes");
+    }
     Ok(Sensor {
         ebpf,
         programs,
@@ -537,7 +558,7 @@ pub(crate) fn verify_programs(
     let budgets = budgets();
     let mut lsm_btf = None;
     Ok(
-        programs_to_load(&exit_events, task_regs, lsm_addresses, true, true)
+        programs_to_load(&exit_events, task_regs, lsm_addresses, true, true, true)
             .into_iter()
             .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
             .collect(),

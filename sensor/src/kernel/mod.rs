@@ -25,6 +25,7 @@ pub mod exec_kill;
 pub mod features;
 pub mod loader;
 pub mod offsets;
+pub mod pipe_capture;
 pub mod privileges;
 pub mod program_budget;
 pub mod programs;

@@ -186,6 +186,7 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
         dentry_inode: need("dentry.d_inode", "dentry", &["d_inode"])?,
         inode_ino: need("inode.i_ino", "inode", &["i_ino"])?,
         inode_sb: need("inode.i_sb", "inode", &["i_sb"])?,
+        inode_mode: need("inode.i_mode", "inode", &["i_mode"])?,
         sb_dev: need("super_block.s_dev", "super_block", &["s_dev"])?,
         vfsmount_root: need("vfsmount.mnt_root", "vfsmount", &["mnt_root"])?,
         mount_mnt: need("mount.mnt", "mount", &["mnt"])?,

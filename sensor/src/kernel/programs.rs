@@ -49,6 +49,15 @@ pub(crate) const TLS_ENTRY_PROBES: &[(&str, &str)] = &[
 /// The TLS capture's return uprobe.
 pub(crate) const TLS_RETURN_PROBE: &str = "ssl_return";
 
+/// The stdio (pipe) capture's programs and the syscall tracepoints each attaches to (loaded
+/// and attached only when an agent turns stdio capture on, see `sensor-ebpf/src/pipe.rs`).
+pub(crate) const PIPE_PROGRAMS: &[(&str, &str)] = &[
+    ("enter_pipe_write", "sys_enter_write"),
+    ("enter_pipe_read", "sys_enter_read"),
+    ("exit_pipe", "sys_exit_write"),
+    ("exit_pipe", "sys_exit_read"),
+];
+
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
 /// shared exit program that reports it (which reads the arguments itself, see
 /// `sensor-ebpf/src/syscalls.rs`). arm64 has none of the legacy path calls (`open`, ...).

@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod host;
 pub mod llm;
+pub mod mcp;
 pub mod policy;
 pub mod registration;
 pub mod rendered;
@@ -96,6 +97,8 @@ pub struct Record {
     pub llm: Option<Box<crate::record::llm::LlmExchange>>,
     /// Why an opted-in agent's process cannot have its TLS captured (`tls_not_captured`).
     pub tls_capture: Option<crate::record::llm::TlsNotCaptured>,
+    /// An MCP request an opted-in agent's server answered over stdio (`mcp_call`).
+    pub mcp: Option<Box<crate::record::mcp::McpCall>>,
 }
 
 impl Record {
@@ -142,6 +145,7 @@ impl Record {
             exception: None,
             llm: None,
             tls_capture: None,
+            mcp: None,
         }
     }
 }

@@ -34,6 +34,7 @@ pub const KINDS: &[(&str, &[&str])] = &[
     ("receive", &["process", "network", "syscall"]),
     ("llm_exchange", &["process", "llm"]),
     ("tls_not_captured", &["process", "tls_capture"]),
+    ("mcp_call", &["process", "mcp"]),
     ("sensor_start", &["process"]),
     ("sensor_stop", &["process"]),
     ("gap", &["gap"]),

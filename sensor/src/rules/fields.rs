@@ -138,6 +138,14 @@ pub struct Fields<'a> {
     pub exception_until: Option<&'a str>,
     /// `exception.peer_uid`: who the kernel says asked.
     pub exception_peer_uid: Option<u32>,
+    /// `mcp.method` (an `mcp_call` record).
+    pub mcp_method: Option<&'a str>,
+    /// `mcp.tool`.
+    pub mcp_tool: Option<&'a str>,
+    /// `mcp.server.name`.
+    pub mcp_server: Option<&'a str>,
+    /// `mcp.arguments.text` (absent under the `digest` content policy).
+    pub mcp_arguments: Option<&'a str>,
 }
 
 /// Which log source a record of `action` feeds, given what the record says of itself.
@@ -245,6 +253,12 @@ impl<'a> Fields<'a> {
                 f.tool_calls = response.tool_calls.iter().map(|t| &*t.name).collect();
             }
         }
+        if let Some(m) = &r.mcp {
+            f.mcp_method = Some(&m.method);
+            f.mcp_tool = m.tool.as_deref();
+            f.mcp_server = m.server.name.as_deref();
+            f.mcp_arguments = m.arguments.as_ref().and_then(|a| a.text.as_deref());
+        }
         if let Some(id) = &r.identity {
             f.agent_id = Some(&id.agent.id);
             f.agent_team = id.agent.team.as_deref();
@@ -344,6 +358,10 @@ impl<'a> Fields<'a> {
             exception_reason: s(&["exception", "reason"]),
             exception_until: s(&["exception", "until"]),
             exception_peer_uid: n(&["exception", "peer_uid"]).and_then(|u| u32::try_from(u).ok()),
+            mcp_method: s(&["mcp", "method"]),
+            mcp_tool: s(&["mcp", "tool"]),
+            mcp_server: s(&["mcp", "server", "name"]),
+            mcp_arguments: s(&["mcp", "arguments", "text"]),
         }
     }
 }

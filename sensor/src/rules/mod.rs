@@ -590,6 +590,9 @@ mod tests {
   - id: model
     title: Model
     condition: llm.provider = openai and llm.model = gpt-x and llm.request.host = api.example
+  - id: tool
+    title: Tool
+    condition: mcp.method = tools/call and mcp.tool = read_note and mcp.server.name = notes and mcp.arguments.text contains /etc/shadow
 ",
         );
         let ids = |rules: &mut Rules, l: serde_json::Value| -> Vec<String> {
@@ -612,6 +615,11 @@ mod tests {
             "llm": {"provider": "openai", "model": "gpt-x",
                     "request": {"host": "api.example", "method": "POST", "path": "/v1"}}});
         assert_eq!(ids(&mut rules, exchange), ["model"]);
+        let call = serde_json::json!({"@timestamp": "2026-12-07T06:00:02Z",
+            "chain": {"sequence": 3}, "event": {"action": "mcp_call"},
+            "mcp": {"method": "tools/call", "tool": "read_note", "server": {"name": "notes"},
+                    "arguments": {"text": "{\"path\":\"/etc/shadow\"}"}}});
+        assert_eq!(ids(&mut rules, call), ["tool"]);
     }
 
     /// Tool calls, exceptions granted and decisions made under one, from recorded lines.

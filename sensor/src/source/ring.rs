@@ -24,6 +24,7 @@ fn kind_name(k: u16) -> &'static str {
         kind::TRACKING => "tracking",
         kind::CGROUP => "cgroup",
         kind::TLS => "tls",
+        kind::PIPE => "pipe",
         _ => "other",
     }
 }

@@ -71,6 +71,10 @@ pub enum Field {
     ExceptionReason,
     ExceptionUntil,
     ExceptionPeerUid,
+    McpMethod,
+    McpTool,
+    McpServer,
+    McpArguments,
 }
 
 impl Field {
@@ -157,6 +161,10 @@ pub const FIELDS: &[(&str, Field, Kind)] = &[
     ("exception.reason", Field::ExceptionReason, Kind::Text),
     ("exception.until", Field::ExceptionUntil, Kind::Text),
     ("exception.peer_uid", Field::ExceptionPeerUid, Kind::Number),
+    ("mcp.method", Field::McpMethod, Kind::Text),
+    ("mcp.tool", Field::McpTool, Kind::Text),
+    ("mcp.server.name", Field::McpServer, Kind::Text),
+    ("mcp.arguments.text", Field::McpArguments, Kind::Text),
 ];
 
 /// The field called `name`, and its kind.
@@ -277,6 +285,10 @@ impl View<'_> {
             Field::ExceptionReason => text(f.exception_reason),
             Field::ExceptionUntil => text(f.exception_until),
             Field::ExceptionPeerUid => number(f.exception_peer_uid),
+            Field::McpMethod => text(f.mcp_method),
+            Field::McpTool => text(f.mcp_tool),
+            Field::McpServer => text(f.mcp_server),
+            Field::McpArguments => text(f.mcp_arguments),
         }
     }
 }

@@ -1,0 +1,339 @@
+//! MCP tool calls over stdio, end to end: a real MCP client (the `mcp` SDK's `ClientSession`)
+//! spawns a real MCP server (the SDK's `MCPServer`, `tests/mcp/server.py`) and talks JSON-RPC
+//! with it over pipes; every `initialize`, `tools/list` and `tools/call` of an agent opted in
+//! to stdio capture becomes one `mcp_call` record, checked against what the client logged:
+//! attributed to the client, linked to the server process (whose own file activity falls in
+//! the call's window), secrets masked, a result over the bound flagged incomplete. The same
+//! client run by an agent that did not opt in, and by a process of no agent, leaves nothing.
+use std::{path::PathBuf, process::Command};
+
+use sensor_tests::{Launch, Value, action, cgroup2_root, scratch_dir};
+
+/// The Python of the environment `cargo xtask setup` makes (with the `mcp` SDK).
+fn venv_python() -> PathBuf {
+    let cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/agent-sensor")
+        },
+        PathBuf::from,
+    );
+    let python = cache.join("ocsf-venv/bin/python3");
+    assert!(
+        python.is_file(),
+        "no {}: run `cargo xtask setup` (it installs the mcp SDK there)",
+        python.display()
+    );
+    python
+}
+
+const SECRET: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+
+/// Runs the MCP client in cgroup `cg` (none: where the test runs); returns what it logged.
+fn client(cg: Option<&str>, note: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/client.py");
+    // The secret goes by the environment: argv (the shell's too) is in the trail.
+    let run = format!("exec {} {script} {note}", venv_python().display());
+    let cmd = match cg {
+        Some(cg) => {
+            std::fs::create_dir_all(cg).unwrap();
+            format!("echo $$ > {cg}/cgroup.procs || exit 1\n{run}")
+        }
+        None => run,
+    };
+    let out = Command::new("/bin/sh")
+        .args(["-c", &cmd])
+        .env("MCP_TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the MCP client failed: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("the client's JSON line")
+}
+
+fn agent_of(r: &Value) -> &str {
+    r["identity"]["agent"]["id"].as_str().unwrap_or("")
+}
+
+/// The one `tools/call` record of `tool`.
+fn call<'a>(records: &'a [&Value], tool: &str) -> &'a Value {
+    let found: Vec<&&Value> = records
+        .iter()
+        .filter(|r| r["mcp"]["tool"] == tool)
+        .collect();
+    assert_eq!(found.len(), 1, "one call of {tool}: {records:#?}");
+    found[0]
+}
+
+#[test]
+fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() {
+    let dir = scratch_dir("mcp-stdio");
+    let note = dir.join("note.txt");
+    std::fs::write(&note, "the note's text\n").unwrap();
+    let note = note.to_str().unwrap().to_owned();
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let on_cg = format!("{root}/agent-sensor-mcp-on-{tag}");
+    let off_cg = format!("{root}/agent-sensor-mcp-off-{tag}");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: mcp-on\n    selectors: [{{cgroup: /agent-sensor-mcp-on-{tag}/**}}]\n    capture: {{stdio: true, content: redacted, max_bytes: 16384}}\n  - id: mcp-off\n    selectors: [{{cgroup: /agent-sensor-mcp-off-{tag}/**}}]\n    capture: {{tls: true}}\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    let off = client(Some(&off_cg), &note);
+    let nobody = client(None, &note);
+    let log = client(Some(&on_cg), &note);
+    // initialize, tools/list and four tools/call.
+    sensor.wait_for_count("the MCP calls", 6, |r| action(r) == "mcp_call");
+    let done = sensor.stop();
+    for cg in [&on_cg, &off_cg] {
+        let _ = std::fs::remove_dir(cg);
+    }
+    assert_eq!(off["add"], "42", "the bystanders did make their calls");
+    assert_eq!(nobody["add"], "42");
+    let calls: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "mcp_call")
+        .collect();
+    assert_eq!(
+        calls.len(),
+        6,
+        "only the opted-in agent's calls, each once: {calls:#?}"
+    );
+    assert!(calls.iter().all(|r| agent_of(r) == "mcp-on"), "{calls:#?}");
+
+    // Every record follows the record schema (an independent validator).
+    let lines = dir.join("calls.jsonl");
+    let owned: Vec<Value> = calls.iter().map(|r| (*r).clone()).collect();
+    sensor_tests::write_json_lines(&lines, &owned);
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/record-0.2.json");
+    let check = "import json, sys\nfrom jsonschema import Draft202012Validator\nv = Draft202012Validator(json.load(open(sys.argv[1])))\nfor n, line in enumerate(open(sys.argv[2]), 1):\n    for e in v.iter_errors(json.loads(line)):\n        print(f\"line {n}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}\")\n";
+    let out = Command::new(venv_python())
+        .args(["-c", check, schema])
+        .arg(&lines)
+        .output()
+        .expect("python3 with jsonschema");
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The secret passed as a tool argument never enters the trail.
+    let all: String = done.records.iter().map(Value::to_string).collect();
+    assert!(!all.contains(SECRET), "the token is in the trail");
+
+    // Attributed to the client; linked to the server it spawned, by pid and entity id.
+    let client_pid = log["client_pid"].as_u64().unwrap();
+    let server_pid = calls[0]["mcp"]["server"]["pid"].as_u64().unwrap();
+    let server_id = calls[0]["mcp"]["server"]["entity_id"].as_str().unwrap();
+    assert_ne!(server_pid, client_pid);
+    for r in &calls {
+        assert_eq!(r["process"]["pid"], client_pid, "{r}");
+        assert_eq!(r["mcp"]["server"]["pid"], server_pid, "{r}");
+        assert_eq!(r["mcp"]["server"]["entity_id"], server_id, "{r}");
+        assert_eq!(r["mcp"]["transport"], "stdio");
+        assert_eq!(r["mcp"]["content_policy"], "redacted");
+        assert_eq!(r["mcp"]["server"]["name"], log["server_name"]);
+        assert_eq!(r["mcp"]["server"]["version"], log["server_version"]);
+    }
+    let server_exec = done
+        .records
+        .iter()
+        .find(|r| action(r) == "exec" && r["process"]["pid"] == server_pid)
+        .expect("the server's exec record");
+    assert_eq!(server_exec["process"]["entity_id"], server_id);
+    assert_eq!(server_exec["process"]["parent"]["pid"], client_pid);
+
+    // initialize and tools/list.
+    let init = calls
+        .iter()
+        .find(|r| r["mcp"]["method"] == "initialize")
+        .unwrap();
+    assert_eq!(init["mcp"]["protocol_version"], log["protocol_version"]);
+    assert_eq!(init["mcp"]["incomplete"], false);
+    let list = calls
+        .iter()
+        .find(|r| r["mcp"]["method"] == "tools/list")
+        .unwrap();
+    let mut tools: Vec<Value> = list["mcp"]["tools"].as_array().unwrap().clone();
+    tools.sort_by_key(ToString::to_string);
+    assert_eq!(Value::Array(tools), log["tools"]);
+
+    // Each call matched with its own response, by id.
+    let tool_calls: Vec<&Value> = calls
+        .iter()
+        .copied()
+        .filter(|r| r["mcp"]["method"] == "tools/call")
+        .collect();
+    let mut ids: Vec<String> = calls
+        .iter()
+        .map(|r| r["mcp"]["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "one id per call: {ids:?}");
+
+    // read_note: its arguments (the token masked) and its result, field by field.
+    let r = call(&tool_calls, "read_note");
+    let x = &r["mcp"];
+    let args: Value = serde_json::from_str(x["arguments"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(args["path"], note.as_str());
+    assert_eq!(args["token"], "[REDACTED]");
+    let sent = format!("{{\"path\":\"{note}\",\"token\":\"{SECRET}\"}}");
+    assert_eq!(x["arguments"]["length"], sent.len(), "{x}");
+    let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(result["content"][0]["text"], log["read_note"]);
+    assert_eq!(x["is_error"], false);
+    assert_eq!(x["incomplete"], false);
+    assert_eq!(r["event"]["outcome"], "success");
+    assert!(x["latency_ms"].as_f64().unwrap() > 0.0);
+    // The server's own open of the note falls within the call's window.
+    let (from, to) = (
+        x["started"].as_str().unwrap(),
+        r["@timestamp"].as_str().unwrap(),
+    );
+    let open = done
+        .records
+        .iter()
+        .find(|o| {
+            action(o) == "open"
+                && o["process"]["entity_id"] == server_id
+                && o["file"]["path"] == note.as_str()
+        })
+        .expect("the server's open of the note");
+    let at = open["@timestamp"].as_str().unwrap();
+    assert!(from <= at && at <= to, "{from} <= {at} <= {to}");
+
+    let x = &call(&tool_calls, "add")["mcp"];
+    let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(result["content"][0]["text"], log["add"]);
+
+    // A 40 000-byte result, over the 16 KiB bound: the call is recorded, incomplete, and the
+    // calls after it are whole.
+    let x = &call(&tool_calls, "big")["mcp"];
+    assert_eq!(x["incomplete"], true, "{x}");
+    assert!(x.get("result").is_none(), "{x}");
+    assert!(x["response_bytes"].as_u64().unwrap() >= 16384, "{x}");
+
+    // A tool the server does not have: its error result.
+    let r = call(&tool_calls, "no_such_tool");
+    assert_eq!(r["mcp"]["is_error"], true);
+    assert_eq!(r["mcp"]["incomplete"], false);
+    assert_eq!(r["event"]["outcome"], "failure");
+}
+
+/// A hostile client writing JSON-RPC lines to a real server itself: lines that are not JSON
+/// and a response-shaped line with a forged id make no record; a request with bytes that are
+/// not UTF-8, which the server reads replaced and serves, is recorded as served; a request over
+/// 1 MiB is recorded, incomplete; the calls after them are whole; a native rule matches on the
+/// tool name.
+#[test]
+fn hostile_lines_forge_no_call_and_hide_none() {
+    let dir = scratch_dir("mcp-hostile");
+    let note = dir.join("note.txt");
+    std::fs::write(&note, "hostile note\n").unwrap();
+    let note = note.to_str().unwrap().to_owned();
+    let tag = std::process::id();
+    let cg = format!("{}/agent-sensor-mcp-raw-{tag}", cgroup2_root());
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: mcp-raw\n    selectors: [{{cgroup: /agent-sensor-mcp-raw-{tag}/**}}]\n    capture: {{stdio: true, content: full}}\n"
+        ),
+    )
+    .unwrap();
+    let rules = dir.join("mcp-rules.yml");
+    std::fs::write(
+        &rules,
+        "rules:
+  - id: note-read
+    title: A note was read through MCP
+    condition: event.action = mcp_call and mcp.method = tools/call and mcp.tool = read_note and mcp.arguments.text contains note.txt
+    output: '%identity.agent.id called %mcp.tool'
+",
+    )
+    .unwrap();
+    let sensor = Launch::new()
+        .arg("--identities")
+        .arg(&manifest)
+        .arg("--rules")
+        .arg(&rules)
+        .start();
+    std::fs::create_dir_all(&cg).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/raw_client.py");
+    let out = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {cg}/cgroup.procs || exit 1\nexec {} {script} {note}",
+                venv_python().display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the raw client failed: {out:?}");
+    let log: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["answered"], serde_json::json!([1, 2, 3, 4]));
+    sensor.wait_for_count("the MCP calls", 4, |r| action(r) == "mcp_call");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let calls: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "mcp_call")
+        .collect();
+    let mut ids: Vec<&str> = calls
+        .iter()
+        .map(|r| r["mcp"]["request_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["1", "2", "3", "4"], "{calls:#?}");
+    let by_id = |id: &str| *calls.iter().find(|r| r["mcp"]["request_id"] == id).unwrap();
+    // Served despite the bytes that are not UTF-8: recorded as the server read it.
+    let x = &by_id("2")["mcp"];
+    assert_eq!(x["tool"], "read_note");
+    assert!(
+        x["arguments"]["text"]
+            .as_str()
+            .unwrap()
+            .contains('\u{fffd}'),
+        "{x}"
+    );
+    let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(result["content"][0]["text"], "hostile note\n");
+    assert_eq!(x["incomplete"], false);
+    // Over 1 MiB: recorded by the id and method its start proves, incomplete, with its
+    // response; the line's real length is counted.
+    let x = &by_id("3")["mcp"];
+    assert_eq!(x["method"], "tools/call");
+    assert_eq!(x["incomplete"], true);
+    assert!(x["request_bytes"].as_u64().unwrap() > 2 << 20, "{x}");
+    assert!(x.get("arguments").is_none());
+    assert!(
+        x["result"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hostile note")
+    );
+    // The call after them is whole.
+    let x = &by_id("4")["mcp"];
+    assert_eq!(x["tool"], "add");
+    let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(result["content"][0]["text"], log["add"]);
+    assert_eq!(x["incomplete"], false);
+    // The rule fired on the one whole read_note call.
+    let alerts: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["alert"]["message"], "mcp-raw called read_note");
+}
