@@ -384,6 +384,14 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_ones_when_the_new_are_bad()
     // SIGHUP reads them again too.
     sensor.signal(libc::SIGHUP);
     assert!(reloaded(3, "success"));
+    // However slow the machine, the load has made a good number of execs before it stops.
+    sensor.wait_for_count("150 of the load's execs", 150, |r| {
+        action(r) == "exec"
+            && r["identity"]["agent"]["id"] == AGENT
+            && r["process"]["executable"]
+                .as_str()
+                .is_some_and(|e| e.ends_with("/true"))
+    });
     std::fs::remove_file(&running).unwrap();
     assert!(load.wait().unwrap().success());
     let made: usize = std::fs::read_to_string(&count)
