@@ -525,6 +525,21 @@ pub fn cgroup2_root() -> String {
         .expect("a cgroup2 mount")
 }
 
+/// Writes `dir/sensor.toml`: the manifest `dir/agents.yaml` and a control socket at `socket`,
+/// nothing else; returns its path.
+pub fn write_identities_config(dir: &Path, socket: &Path) -> PathBuf {
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// A run with one agent, as the schema and OCSF tests make it: a scratch directory with a key
 /// pair (`keys/`), a manifest (`agents.yaml`) naming the agent by a cgroup of its own, and a
 /// config (`sensor.toml`) that observes all processes, signs a checkpoint every 50 records and

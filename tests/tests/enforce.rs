@@ -218,15 +218,7 @@ fn a_forbidden_connect_or_send_fails_with_eperm_before_any_packet_leaves() {
             .contains("policy enforce-1: tasks enforce, egress enforce (3 allowed)"),
         "{check:?}"
     );
-    let config = dir.join("sensor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let config = sensor_tests::write_identities_config(&dir, &socket);
     let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
     let start = sensor.wait_for("the start record", |r| action(r) == "sensor_start");
     let programs = start["sensor"]["lifecycle"]["programs"].to_string();

@@ -40,15 +40,7 @@ fn forbidden_execs_are_killed_before_they_run_allowed_ones_and_bystanders_are_no
         ),
     )
     .unwrap();
-    let config = dir.join("sensor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let config = sensor_tests::write_identities_config(&dir, &socket);
     let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
     let script = |in_agent: bool| {
         let mut s = String::new();

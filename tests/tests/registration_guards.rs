@@ -19,15 +19,7 @@ fn pid_1_kernel_threads_the_sensor_and_a_held_process_are_refused_unless_overrid
         ),
     )
     .unwrap();
-    let config = dir.join("sensor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identities]\nmanifest = \"agents.yaml\"\nregistration_socket = \"{}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let config = sensor_tests::write_identities_config(&dir, &socket);
     let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
     let marker = dir.join("after-override");
     // Exec'd inside the cgroup, so the kernel attributes it to `holder` by its cgroup.

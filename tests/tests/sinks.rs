@@ -265,18 +265,7 @@ fn trail_lines(dir: &Path) -> Vec<Vec<u8>> {
     };
     let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
     files.sort();
-    let mut lines = Vec::new();
-    for f in files {
-        let text = std::fs::read(f).unwrap();
-        let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        lines.extend(
-            text[..whole]
-                .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
-    }
-    lines
+    file_lines(&files)
 }
 
 fn parse(line: &[u8]) -> Value {
@@ -1093,12 +1082,12 @@ fn jetstream_over_tls_with_a_password_and_the_refusals_named() {
     }
 }
 
-/// A sink's whole lines in `files`, in order, each once: the file sink must not repeat any.
+/// The whole lines of `files`, in order (a torn last line left by a `kill -9` is not a record).
 fn file_lines(files: &[PathBuf]) -> Vec<Vec<u8>> {
-    files.iter().flat_map(|f| trail_lines_of_file(f)).collect()
+    files.iter().flat_map(|f| whole_lines_of(f)).collect()
 }
 
-fn trail_lines_of_file(file: &Path) -> Vec<Vec<u8>> {
+fn whole_lines_of(file: &Path) -> Vec<Vec<u8>> {
     let text = std::fs::read(file).unwrap_or_default();
     let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     text[..whole]
@@ -1199,11 +1188,11 @@ fn file_and_stdout_sinks_across_a_stalled_reader_a_rotation_and_a_kill_9() {
             format!(
                 "{} in the trail, {} in the file\n{}",
                 trail_lines(&trail).len(),
-                trail_lines_of_file(&copy).len(),
+                whole_lines_of(&copy).len(),
                 sensor.stderr()
             )
         },
-        || trail_lines_of_file(&copy).len() >= 3000,
+        || whole_lines_of(&copy).len() >= 3000,
     );
     first_out.start();
     // The file is moved away, as logrotate does; the sink starts a new one.
@@ -1211,7 +1200,7 @@ fn file_and_stdout_sinks_across_a_stalled_reader_a_rotation_and_a_kill_9() {
     wait_until(
         "a new file at the path",
         || sensor.stderr(),
-        || trail_lines_of_file(&copy).len() >= 1000,
+        || whole_lines_of(&copy).len() >= 1000,
     );
     let killed = sensor.kill(libc::SIGKILL);
     assert_eq!(
