@@ -480,7 +480,7 @@ impl Connection {
                     bytes: p.to_vec(),
                 };
                 if flags & END_HEADERS != 0 {
-                    self.block(sent, block, ktime_ns, out)
+                    self.block(sent, &block, ktime_ns, out)
                 } else {
                     self.side(sent).block = Some(block);
                     Ok(())
@@ -500,14 +500,14 @@ impl Connection {
                 block.bytes.extend_from_slice(payload);
                 if flags & END_HEADERS != 0 {
                     let block = side.block.take().expect("checked");
-                    self.block(sent, block, ktime_ns, out)?;
+                    self.block(sent, &block, ktime_ns, out)?;
                 }
                 Ok(())
             }
             SETTINGS => {
                 if stream != 0
                     || (flags & ACK != 0 && !payload.is_empty())
-                    || payload.len() % 6 != 0
+                    || !payload.len().is_multiple_of(6)
                 {
                     return Err(H2Error::BadFrame);
                 }
@@ -553,7 +553,7 @@ impl Connection {
     fn block(
         &mut self,
         sent: bool,
-        block: Block,
+        block: &Block,
         ktime_ns: u64,
         out: &mut Vec<Exchange>,
     ) -> Result<(), H2Error> {
@@ -568,7 +568,7 @@ impl Connection {
         if sent {
             if !self.streams.contains_key(&id) {
                 // A client's stream is odd and new; anything else opens nothing.
-                if id % 2 == 0 || id <= self.highest {
+                if id.is_multiple_of(2) || id <= self.highest {
                     return Ok(());
                 }
                 self.highest = id;
@@ -788,15 +788,15 @@ mod tests {
         server.extend(frame(DATA, 0, 1, b"{\"ok\":"));
         server.extend(frame(DATA, END_STREAM, 1, b"true}"));
         for cut in 0..client.len().max(server.len()) {
-            let mut c = Connection::default();
+            let mut conn = Connection::default();
             let mut out = Vec::new();
-            let (a, b) = client.split_at(cut.min(client.len()));
-            feed(&mut c, true, a, &mut out);
-            feed(&mut c, true, b, &mut out);
-            let (a, b) = server.split_at(cut.min(server.len()));
-            feed(&mut c, false, a, &mut out);
-            feed(&mut c, false, b, &mut out);
-            assert_eq!(c.broken(), None, "cut at {cut}");
+            let (first, rest) = client.split_at(cut.min(client.len()));
+            feed(&mut conn, true, first, &mut out);
+            feed(&mut conn, true, rest, &mut out);
+            let (first, rest) = server.split_at(cut.min(server.len()));
+            feed(&mut conn, false, first, &mut out);
+            feed(&mut conn, false, rest, &mut out);
+            assert_eq!(conn.broken(), None, "cut at {cut}");
             assert_eq!(out.len(), 1, "cut at {cut}");
             let x = &out[0];
             assert_eq!(x.request.method, "POST");

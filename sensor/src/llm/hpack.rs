@@ -513,8 +513,10 @@ mod tests {
 
     /// The three responses of C.5 (plain) or C.6 (Huffman), with a 256-byte table: evictions.
     fn responses(blocks: [&str; 3]) {
-        let mut d = Decoder::default();
-        d.max = 256;
+        let mut d = Decoder {
+            max: 256,
+            ..Decoder::default()
+        };
         let date1 = "Mon, 21 Oct 2013 20:13:21 GMT";
         let loc = "https://www.example.com";
         assert_eq!(
