@@ -449,6 +449,23 @@ fn mcp_calls_over_streamable_http_become_records_from_the_tls_capture() {
         .map(Value::to_string)
         .collect::<String>();
     assert!(!all.contains(SECRET), "the secret is in the trail");
+    // The records follow the record schema (an independent validator).
+    let lines = dir.join("calls.jsonl");
+    let owned: Vec<Value> = calls.iter().map(|r| (*r).clone()).collect();
+    sensor_tests::write_json_lines(&lines, &owned);
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/record-0.2.json");
+    let check = "import json, sys\nfrom jsonschema import Draft202012Validator\nv = Draft202012Validator(json.load(open(sys.argv[1])))\nfor n, line in enumerate(open(sys.argv[2]), 1):\n    for e in v.iter_errors(json.loads(line)):\n        print(f\"line {n}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}\")\n";
+    let out = Command::new("python3")
+        .args(["-c", check, schema])
+        .arg(&lines)
+        .output()
+        .expect("python3 with jsonschema");
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let session = calls[0]["mcp"]["session"].clone();
     assert_eq!(session.as_str().map(str::len), Some(16));
     for r in &calls {

@@ -53,13 +53,13 @@ impl Builder {
         let mut finished = Vec::new();
         self.llm.feed(e, &mut finished);
         for f in finished {
-            self.finished_exchange(f, Some(e.ssl), out);
+            self.finished_exchange(&f, Some(e.ssl), out);
         }
     }
 
     /// An exchange's record: an MCP call over HTTP, MCP traffic of no record, or an LLM
     /// exchange.
-    fn finished_exchange(&mut self, f: Finished, ssl: Option<u64>, out: &mut Vec<Record>) {
+    fn finished_exchange(&mut self, f: &Finished, ssl: Option<u64>, out: &mut Vec<Record>) {
         match self
             .mcp_http
             .read(f.tgid, &f.request, f.response.as_ref(), f.policy)
@@ -92,11 +92,11 @@ impl Builder {
         let mut finished = Vec::new();
         self.llm.finish_idle(u64::MAX, 0, &mut finished);
         for f in finished {
-            self.finished_exchange(f, None, out);
+            self.finished_exchange(&f, None, out);
         }
     }
 
-    fn exchange_record(&mut self, f: Finished, ssl: Option<u64>) -> Record {
+    fn exchange_record(&mut self, f: &Finished, ssl: Option<u64>) -> Record {
         let exchange = f.exchange();
         let mut meta = self.meta("event", NETWORK, PROTOCOL, "llm_exchange");
         meta.outcome = Some(match exchange.response.as_ref().map(|r| r.status) {

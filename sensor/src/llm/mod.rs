@@ -131,6 +131,18 @@ impl Assembler {
                 finish(c, e.tgid, out);
             }
         }
+        // A connection object's address is reused by the library for a later connection, and
+        // no call says when one ends: a write that can only start a connection (HTTP/2's
+        // preface), or a request line written on a connection whose decoding ended, starts
+        // afresh; what the old one had under way is finished.
+        if e.sent
+            && let Some(old) = self.connections.get(&key)
+            && !old.fresh
+            && (e.data.starts_with(h2::PREFACE) || (old.broken() && http::starts_request(&e.data)))
+        {
+            let c = self.connections.remove(&key).expect("present");
+            finish(c, e.tgid, out);
+        }
         let conn = self.connections.entry(key).or_insert_with(|| Connection {
             fresh: true,
             h2: None,
@@ -168,6 +180,9 @@ impl Assembler {
                 *self.unparsed.entry(why.as_str()).or_default() += 1;
             }
             return;
+        }
+        if e.sent && !e.data.is_empty() {
+            conn.responses.drop_early();
         }
         let was_broken = conn.requests.broken().is_some() || conn.responses.broken().is_some();
         let mut done = Vec::new();
@@ -259,6 +274,14 @@ fn finish(mut c: Connection, tgid: u32, out: &mut Vec<Finished>) {
 }
 
 impl Connection {
+    /// Whether its decoding ended.
+    fn broken(&self) -> bool {
+        match &self.h2 {
+            Some(h2) => h2.broken().is_some(),
+            None => self.requests.broken().is_some() || self.responses.broken().is_some(),
+        }
+    }
+
     fn finished(&self, req: http::Message, resp: Option<http::Message>, tgid: u32) -> Finished {
         let ktime_ns = resp.as_ref().map_or(req.last_ns, |r| r.last_ns);
         Finished {
@@ -357,6 +380,29 @@ mod tests {
         let resp = out[0].response.as_ref().unwrap();
         assert!(!resp.incomplete);
         assert!(resp.body.ends_with(event.as_bytes()));
+    }
+
+    #[test]
+    fn a_connection_object_reused_after_an_abandoned_stream_or_a_broken_one_starts_afresh() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let req = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        a.feed(&call(1, true, req, req.len() as u64, 1), &mut out);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\ne\r\ndata: [DONE]\n\n\r\n";
+        a.feed(&call(1, false, resp, resp.len() as u64, 2), &mut out);
+        assert_eq!(out.len(), 1);
+        // The client dropped that connection unread; the next one, at the same address.
+        a.feed(&call(1, true, req, req.len() as u64, 3), &mut out);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        a.feed(&call(1, false, resp, resp.len() as u64, 4), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].response.as_ref().unwrap().status, 200);
+        // Garbage breaks the connection; a request line written afterwards starts afresh.
+        a.feed(&call(1, false, b"\x16\x03garbage", 9, 5), &mut out);
+        a.feed(&call(1, true, req, req.len() as u64, 6), &mut out);
+        a.feed(&call(1, false, resp, resp.len() as u64, 7), &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(a.unparsed().get("not_http"), Some(&1));
     }
 
     #[test]
