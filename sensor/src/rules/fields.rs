@@ -4,7 +4,7 @@
 //! Sigma log source is decided here (docs/rules.md, "Which records").
 use serde_json::Value;
 
-use crate::record::Record;
+use crate::record::{Record, time};
 
 /// The Sigma log source (`category`, product `linux`) a record feeds, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,6 +82,8 @@ pub struct Fields<'a> {
     pub transport: Option<&'a str>,
     /// `@timestamp`.
     pub timestamp: &'a str,
+    /// `timestamp` in nanoseconds since the epoch (read once here, for every rule).
+    pub nanos: Option<i128>,
     /// `event.outcome`.
     pub outcome: Option<&'a str>,
     /// `file.path`: the path as the process named it.
@@ -220,6 +222,7 @@ impl<'a> Fields<'a> {
         }
         f.initiated = initiated(action);
         f.timestamp = r.timestamp.as_str();
+        f.nanos = time::parse(f.timestamp);
         f.outcome = r.event.outcome;
         if let Some(file) = &r.file {
             f.file_path = Some(&file.path);
@@ -317,6 +320,7 @@ impl<'a> Fields<'a> {
             initiated: initiated(action),
             transport: s(&["network", "transport"]),
             timestamp: s(&["@timestamp"]).unwrap_or(""),
+            nanos: s(&["@timestamp"]).and_then(time::parse),
             outcome: s(&["event", "outcome"]),
             file_path: path,
             file_class: s(&["file", "class"]),

@@ -155,7 +155,8 @@ impl Rules {
                 parent,
                 user,
             };
-            let seconds = native::state::nanos(f.timestamp)
+            let seconds = f
+                .nanos
                 .and_then(|ns| i64::try_from(ns.div_euclid(1_000_000_000)).ok());
             self.hits.clear();
             let started = std::time::Instant::now();
