@@ -122,6 +122,9 @@ pub struct Fields<'a> {
     /// `llm.response.tool_calls[].name`: the tools the model asked for, in the response's
     /// order (empty when it asked for none; allocated only then).
     pub tool_calls: Vec<&'a str>,
+    /// `llm.response.tool_calls[].arguments.text`: the arguments of those the record holds
+    /// the text of (none under the `digest` content policy).
+    pub tool_call_arguments: Vec<&'a str>,
     /// `policy.exception.author` (a decision made under an operator's exception).
     pub decision_exception_author: Option<&'a str>,
     /// `policy.exception.until`.
@@ -254,6 +257,11 @@ impl<'a> Fields<'a> {
             f.llm_host = l.request.host.as_deref();
             if let Some(response) = &l.response {
                 f.tool_calls = response.tool_calls.iter().map(|t| &*t.name).collect();
+                f.tool_call_arguments = response
+                    .tool_calls
+                    .iter()
+                    .filter_map(|t| t.arguments.text.as_deref())
+                    .collect();
             }
         }
         if let Some(m) = &r.mcp {
@@ -350,6 +358,15 @@ impl<'a> Fields<'a> {
                     calls
                         .iter()
                         .filter_map(|c| c.get("name")?.as_str())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            tool_call_arguments: at(v, &["llm", "response", "tool_calls"])
+                .and_then(Value::as_array)
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .filter_map(|c| c.get("arguments")?.get("text")?.as_str())
                         .collect()
                 })
                 .unwrap_or_default(),

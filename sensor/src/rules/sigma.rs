@@ -159,8 +159,8 @@ impl Default for SigmaRules {
 /// dropped (once per second of record time at most); while still full, a record's matches
 /// are not fed to the correlations, and counted ([`SigmaRules::correlation_dropped`]).
 pub const CORRELATION_STATES: usize = 100_000;
-/// Entries rsigma keeps per group (past it, the oldest go: a count past this many can only
-/// be under-counted, which no threshold up to it notices).
+/// Entries rsigma keeps per group (past it, the oldest go, so a count past this many would be
+/// under-counted: a correlation whose threshold is not below it is refused at load).
 pub const CORRELATION_GROUP_ENTRIES: usize = 1_000;
 
 impl SigmaEngine for SigmaRules {
@@ -376,6 +376,16 @@ impl SigmaRules {
         {
             return Err(format!(
                 "correlation field {f:?} has no sensor field (docs/rules.md lists the mapped ones)"
+            ));
+        }
+        if let CorrelationCondition::Threshold { predicates, .. } = &c.condition
+            && let Some((_, n)) = predicates
+                .iter()
+                .find(|(_, n)| *n >= CORRELATION_GROUP_ENTRIES as u64)
+        {
+            return Err(format!(
+                "correlation threshold {n} is not below {CORRELATION_GROUP_ENTRIES}, the matches \
+                 the sensor keeps per group: its count could not be exact"
             ));
         }
         let key = c.id.clone().unwrap_or_else(|| c.title.clone());
@@ -1158,5 +1168,12 @@ correlation:
             "{}",
             rejected[0]
         );
+        // A count the per-group bound could cut short is refused; one below it loads.
+        let high = missing.replace("rules: [nope]", "rules: [tool_ran]");
+        let (_, rejected) = load(&high.replace("gte: 2", "gte: 1000"));
+        assert!(rejected[0].reason.contains("threshold 1000"), "{}", rejected[0]);
+        let (rules, rejected) = load(&high.replace("gte: 2", "gte: 999"));
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(rules.len(), 4);
     }
 }
