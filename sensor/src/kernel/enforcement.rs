@@ -1,7 +1,8 @@
 //! What of the agents' policies the kernel enforces, kept in step with the manifest, the
-//! operators' exceptions and the agents' own DNS lookups: egress (`egress`, cgroup programs)
-//! and executables in kill mode (`exec_kill`, a check in the exec program). Both are decided
-//! at start: a reload that adds the first such rule takes a restart (docs/policy.md).
+//! operators' exceptions and the agents' own DNS lookups: egress (`egress`, cgroup programs),
+//! executables in kill mode (`exec_kill`, a check in the exec program), and executables and
+//! files in enforce mode (`exec_kill`'s tries, read by BPF LSM programs). All are decided at
+//! start: a reload that adds the first such rule takes a restart (docs/policy.md).
 use std::{
     sync::Arc,
     time::{Instant, SystemTime},
@@ -12,8 +13,8 @@ use aya::Ebpf;
 use crate::{
     kernel::{
         egress::{AgentEgress, EgressEnforcer},
-        exec_kill::{AgentExecutables, ExecKiller},
-        loader::LoadError,
+        exec_kill::{AgentExecutables, AgentFiles, ExecKiller, FileEnforcer},
+        loader::{LoadError, LsmPolicy},
     },
     policy::{
         exceptions::Exceptions,
@@ -45,8 +46,14 @@ pub(crate) struct PolicyState {
 pub(crate) struct Wanted {
     /// Some agent's egress rule is in `enforce` mode.
     pub(crate) egress: bool,
-    /// Some agent's executables rule is in `kill` mode.
+    /// Some agent's executables rule is in `kill` or `enforce` mode: the exec program's kill
+    /// check runs (for `enforce`, on the execs the BPF LSM check could not judge: those that
+    /// make a process an agent's by the executable they run).
     pub(crate) exec_kill: bool,
+    /// Some agent's executables rule is in `enforce` mode (BPF LSM `bprm_check_security`).
+    pub(crate) lsm_exec: bool,
+    /// Some agent's files rule is in `enforce` mode (BPF LSM `file_open`).
+    pub(crate) lsm_files: bool,
 }
 
 impl Wanted {
@@ -58,17 +65,28 @@ impl Wanted {
                 .egress
                 .as_ref()
                 .is_some_and(|r| r.mode == Mode::Enforce);
-            wanted.exec_kill |= d
+            let exec_mode = d.policy.executables.as_ref().map(|r| r.mode);
+            wanted.exec_kill |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
+            wanted.lsm_exec |= exec_mode == Some(Mode::Enforce);
+            wanted.lsm_files |= d
                 .policy
-                .executables
+                .files
                 .as_ref()
-                .is_some_and(|r| r.mode == Mode::Kill);
+                .is_some_and(|r| r.mode == Mode::Enforce);
         }
         wanted
     }
 
     pub(crate) fn any(self) -> bool {
-        self.egress || self.exec_kill
+        self.egress || self.exec_kill || self.lsm_files
+    }
+
+    /// The BPF LSM programs to load.
+    pub(crate) fn lsm(self) -> LsmPolicy {
+        LsmPolicy {
+            exec: self.lsm_exec,
+            files: self.lsm_files,
+        }
     }
 }
 
@@ -76,6 +94,7 @@ impl Wanted {
 pub(crate) struct Enforcement {
     egress: Option<EgressEnforcer>,
     exec: Option<ExecKiller>,
+    files: Option<FileEnforcer>,
 }
 
 impl Enforcement {
@@ -95,6 +114,10 @@ impl Enforcement {
             exec: wanted
                 .exec_kill
                 .then(|| ExecKiller::new(ebpf))
+                .transpose()?,
+            files: wanted
+                .lsm_files
+                .then(|| FileEnforcer::new(ebpf))
                 .transpose()?,
         };
         enforcement.sync(agents, state);
@@ -131,6 +154,21 @@ impl Enforcement {
                 })
                 .collect();
             exec.sync(&rules);
+        }
+        if let Some(files) = &mut self.files {
+            let rules: Vec<AgentFiles> = agents
+                .iter()
+                .map(|d| AgentFiles {
+                    agent: d.number,
+                    policy: d.policy.clone(),
+                    read_excepted: state.exceptions.in_force(d.id, "files.read", now).is_some(),
+                    write_excepted: state
+                        .exceptions
+                        .in_force(d.id, "files.write", now)
+                        .is_some(),
+                })
+                .collect();
+            files.sync(&rules);
         }
     }
 }

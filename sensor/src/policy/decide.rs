@@ -41,7 +41,7 @@ pub fn check_looked_up(
 ) -> Option<Violation> {
     let action = record.event.action;
     match action {
-        "exec" => executable(policy, record),
+        "exec" | "exec_denied" => executable(policy, record),
         "connect" | "send" => egress(policy, record, looked_up),
         "open" => {
             let access = record.file.as_ref()?.open.as_ref()?.access;
@@ -74,7 +74,12 @@ fn executable(policy: &Policy, record: &Record) -> Option<Violation> {
         .executables
         .as_ref()
         .filter(|r| r.mode != Mode::Observe)?;
-    let exe = record.process.as_ref()?.executable.as_deref()?;
+    // A refused exec never ran: its record names the executable as its file.
+    let exe = if record.event.action == "exec_denied" {
+        record.file.as_ref()?.path.as_str()
+    } else {
+        record.process.as_ref()?.executable.as_deref()?
+    };
     (!rule.allow.iter().any(|g| g.matches(exe.as_bytes()))).then(|| Violation {
         rule: "executables",
         mode: rule.mode,
