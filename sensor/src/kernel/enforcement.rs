@@ -50,10 +50,9 @@ pub(crate) struct Wanted {
     /// check runs (for `enforce`, on the execs the BPF LSM check could not judge: those that
     /// make a process an agent's by the executable they run).
     pub(crate) exec_kill: bool,
-    /// Some agent's executables rule is in `enforce` mode (BPF LSM `bprm_check_security`).
-    pub(crate) lsm_exec: bool,
-    /// Some agent's files rule is in `enforce` mode (BPF LSM `file_open`).
-    pub(crate) lsm_files: bool,
+    /// Some agent's executables (BPF LSM `bprm_check_security`) or files (`file_open`) rule is
+    /// in `enforce` mode.
+    pub(crate) lsm: LsmPolicy,
 }
 
 impl Wanted {
@@ -67,8 +66,8 @@ impl Wanted {
                 .is_some_and(|r| r.mode == Mode::Enforce);
             let exec_mode = d.policy.executables.as_ref().map(|r| r.mode);
             wanted.exec_kill |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
-            wanted.lsm_exec |= exec_mode == Some(Mode::Enforce);
-            wanted.lsm_files |= d
+            wanted.lsm.exec |= exec_mode == Some(Mode::Enforce);
+            wanted.lsm.files |= d
                 .policy
                 .files
                 .as_ref()
@@ -78,15 +77,7 @@ impl Wanted {
     }
 
     pub(crate) fn any(self) -> bool {
-        self.egress || self.exec_kill || self.lsm_files
-    }
-
-    /// The BPF LSM programs to load.
-    pub(crate) fn lsm(self) -> LsmPolicy {
-        LsmPolicy {
-            exec: self.lsm_exec,
-            files: self.lsm_files,
-        }
+        self.egress || self.exec_kill || self.lsm.files
     }
 }
 
@@ -116,7 +107,8 @@ impl Enforcement {
                 .then(|| ExecKiller::new(ebpf))
                 .transpose()?,
             files: wanted
-                .lsm_files
+                .lsm
+                .files
                 .then(|| FileEnforcer::new(ebpf))
                 .transpose()?,
         };

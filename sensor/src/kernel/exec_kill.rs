@@ -288,6 +288,25 @@ mod tests {
             let want = globs.iter().any(|g| g.matches(path.as_bytes()));
             assert_eq!(allowed(&e, path), want, "{path}");
         }
+        // Enforce mode marks every entry; what is allowed stays the same.
+        let forms: Vec<PrefixForm> = patterns
+            .iter()
+            .map(|p| PathGlob::new(p).unwrap().prefix_form().unwrap())
+            .collect();
+        let marked = entries(7, &forms, exec_allow::ENFORCE);
+        assert!(
+            marked
+                .iter()
+                .all(|(_, a)| a.kind & exec_allow::ENFORCE != 0)
+        );
+        for path in [
+            "/usr/bin/git",
+            "/usr/bin/gitk",
+            "/opt/agent/x/y",
+            "/srv/tools/a/b",
+        ] {
+            assert_eq!(allowed(&marked, path), allowed(&e, path), "{path}");
+        }
         // Nothing allowed: only the catch-all.
         let none = entries(7, &[], 0);
         assert_eq!(none.len(), 1);

@@ -344,6 +344,22 @@ mod tests {
             verdict(&p, &exec("/usr/bin/curl")),
             Some(("executables", "/usr/bin/curl".into()))
         );
+        // An exec the kernel refused (BPF LSM) is decided on the file it named: the process
+        // still runs its old program.
+        let denied = |path: &str| {
+            let mut r = exec("/usr/bin/dash");
+            r.event.action = "exec_denied";
+            r.file = Some(File {
+                path: path.into(),
+                ..File::default()
+            });
+            r
+        };
+        assert_eq!(
+            verdict(&p, &denied("/opt/x")),
+            Some(("executables", "/opt/x".into()))
+        );
+        assert_eq!(verdict(&p, &denied("/usr/bin/git")), None);
         let tasks = ["review".to_owned()];
         assert!(task(&p, &tasks, "review").is_none());
         let v = task(&p, &tasks, "deploy").unwrap();

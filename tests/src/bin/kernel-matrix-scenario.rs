@@ -221,20 +221,20 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
 /// its cgroup) and by a bystander, each printing `NAME=RESULT` lines.
 fn enforce_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<Value, String> {
     let dir = work.join("enforce");
-    let e = |e: std::io::Error| e.to_string();
-    fs::create_dir_all(dir.join("allowed")).map_err(e)?;
-    fs::create_dir_all(dir.join("forbidden")).map_err(e)?;
-    fs::write(dir.join("allowed/file"), "allowed\n").map_err(e)?;
-    fs::write(dir.join("secret"), "secret\n").map_err(e)?;
-    fs::copy("/usr/bin/true", dir.join("forbidden/prog")).map_err(e)?;
+    let io = |e: std::io::Error| e.to_string();
+    fs::create_dir_all(dir.join("allowed")).map_err(io)?;
+    fs::create_dir_all(dir.join("forbidden")).map_err(io)?;
+    fs::write(dir.join("allowed/file"), "allowed\n").map_err(io)?;
+    fs::write(dir.join("secret"), "secret\n").map_err(io)?;
+    fs::copy("/usr/bin/true", dir.join("forbidden/prog")).map_err(io)?;
     let script = dir.join("allowed/tool.sh");
-    fs::write(&script, "#!/bin/sh\nexit 5\n").map_err(e)?;
+    fs::write(&script, "#!/bin/sh\nexit 5\n").map_err(io)?;
     {
         use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).map_err(e)?;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).map_err(io)?;
     }
-    let helper = helper.canonicalize().map_err(e)?;
-    let (h, d) = (helper.display(), dir.display());
+    let helper = helper.canonicalize().map_err(io)?;
+    let (hp, dp) = (helper.display(), dir.display());
     let cgroup = format!("{}/{ENFORCE_CGROUP}", cgroup2_root()?);
     let _ = fs::remove_dir(&cgroup);
     fs::create_dir(&cgroup).map_err(|e| format!("making the cgroup {cgroup}: {e}"))?;
@@ -242,16 +242,16 @@ fn enforce_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<
     fs::write(
         &manifest,
         format!(
-            "agents:\n  - id: {ENFORCER}\n    selectors: [{{cgroup: /{ENFORCE_CGROUP}}}]\n    policy:\n      version: matrix-enforce\n      executables:\n        mode: enforce\n        allow: [\"/usr/bin/*\", \"{h}\"]\n      files:\n        mode: enforce\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{d}/allowed/**\"]}}\n        write: {{paths: [\"/dev/**\", \"{d}/allowed/**\"]}}\n"
+            "agents:\n  - id: {ENFORCER}\n    selectors: [{{cgroup: /{ENFORCE_CGROUP}}}]\n    policy:\n      version: matrix-enforce\n      executables:\n        mode: enforce\n        allow: [\"/usr/bin/*\", \"{hp}\"]\n      files:\n        mode: enforce\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{dp}/allowed/**\"]}}\n        write: {{paths: [\"/dev/**\", \"{dp}/allowed/**\"]}}\n"
         ),
     )
-    .map_err(e)?;
+    .map_err(io)?;
     let mut facts = json!({
         "agent": ENFORCER,
         "cgroup": cgroup,
         "dir": dir,
-        "secret": format!("{d}/secret"),
-        "forbidden": format!("{d}/forbidden/prog"),
+        "secret": format!("{dp}/secret"),
+        "forbidden": format!("{dp}/forbidden/prog"),
     });
     let t = Instant::now();
     let mut running = Running::start_named(
@@ -277,13 +277,13 @@ fn enforce_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<
         return Ok(facts);
     }
     let commands = format!(
-        "echo read_allowed=$({h} open {d}/allowed/file); \
-         echo read_denied=$({h} open {d}/secret); \
-         echo write_allowed=$({h} open-write {d}/allowed/out); \
-         echo write_denied=$({h} open-write {d}/secret); \
+        "echo read_allowed=$({hp} open {dp}/allowed/file); \
+         echo read_denied=$({hp} open {dp}/secret); \
+         echo write_allowed=$({hp} open-write {dp}/allowed/out); \
+         echo write_denied=$({hp} open-write {dp}/secret); \
          /usr/bin/true; echo exec_allowed=$?; \
-         echo exec_denied=$({h} try-exec {d}/forbidden/prog); \
-         {d}/allowed/tool.sh; echo script=$?"
+         echo exec_denied=$({hp} try-exec {dp}/forbidden/prog); \
+         {dp}/allowed/tool.sh; echo script=$?"
     );
     let run = |in_agent: bool| -> Result<Value, String> {
         let join = if in_agent {
@@ -302,8 +302,8 @@ fn enforce_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<
         let results: serde_json::Map<String, Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                Some((k.to_owned(), json!(v)))
+                let (name, result) = l.split_once('=')?;
+                Some((name.to_owned(), json!(result)))
             })
             .collect();
         Ok(json!({

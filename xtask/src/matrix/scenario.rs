@@ -327,8 +327,9 @@ fn check_enforce(dir: &Path, e: &Value, bpf_lsm: bool) -> Check {
     let programs = records
         .iter()
         .find(|r| action(r) == "sensor_start")
-        .map(|r| r["sensor"]["lifecycle"]["programs"].clone())
-        .unwrap_or(Value::Null);
+        .map_or(Value::Null, |r| {
+            r["sensor"]["lifecycle"]["programs"].clone()
+        });
     for hook in ["lsm:bprm_check_security", "lsm:file_open"] {
         if !programs
             .as_array()
