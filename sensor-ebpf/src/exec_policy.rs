@@ -104,18 +104,16 @@ pub fn check_path(
         }
 }
 
-/// Whether `agent` has entries in `trie` (its catch-all, found by the agent's 32 bits alone):
-/// one lookup, before any path is walked.
+/// The kind of `agent`'s catch-all entry in `trie` (found by the agent's 32 bits alone), if the
+/// agent has entries there: one lookup, before any path is walked.
 #[inline(always)]
-pub fn has_rule(trie: &LpmTrie<ExecKey, ExecAllow>, agent: u32) -> bool {
-    let Some(key) = EXEC_KEY.get_ptr_mut(0) else {
-        return false;
-    };
+pub fn rule_of(trie: &LpmTrie<ExecKey, ExecAllow>, agent: u32) -> Option<u32> {
+    let key = EXEC_KEY.get_ptr_mut(0)?;
     // SAFETY: this CPU's map value.
     let key = unsafe { &mut *key };
     key.data.agent_be = agent.to_be();
     key.prefix_len = 32;
-    trie.get(&*key).is_some()
+    trie.get(&*key).map(|allow| allow.kind)
 }
 
 /// Whether the last `n - prefix` bytes of an `n`-byte path lie within its file name (the

@@ -2,9 +2,9 @@
 //! `bprm_check_security` and `file_open` hooks refuse (`-EPERM`) an agent's exec or open that
 //! its rule does not allow, before it happens. The rules are the LPM tries `EXEC_POLICY`
 //! (entries marked `exec_allow::ENFORCE`), `FILE_READ_POLICY` and `FILE_WRITE_POLICY`, keyed by
-//! agent and path as in kill mode (`exec_policy`). A process that is no agent's, an agent
-//! without an enforced rule, and the daemon itself pay one map lookup (the open check: two)
-//! and are never refused. A refused exec never reaches `sched_process_exec`, so it is reported
+//! agent and path as in kill mode (`exec_policy`). A process that is no agent's and the daemon
+//! itself pay one map lookup, an agent without an enforced rule two (its catch-all entry, before
+//! any path is walked), and are never refused. A refused exec never reaches `sched_process_exec`, so it is reported
 //! here, as a file record of the executable (`syscall::EXEC_DENIED`); a refused open is
 //! reported by its syscall's exit, failed with `EPERM`.
 use aya_ebpf::{
@@ -19,7 +19,7 @@ use sensor_common::{FILENAME_CAP, FileRecord, SCRATCH_SIZE, file_flags, kind, sy
 
 use crate::{
     bounds::opaque,
-    exec_policy::{PATH_CUT, check_path, has_rule, verdict},
+    exec_policy::{PATH_CUT, check_path, rule_of, verdict},
     globals::{config, offsets},
     kernel::{KPtr, Task, as_number, current_comm},
     maps::{EXEC_POLICY, FILE_READ_POLICY, FILE_WRITE_POLICY, PATHBUF, SCRATCH, TRACKED},
@@ -119,6 +119,12 @@ pub extern "C" fn check_exec(bprm: u64) -> u64 {
     if bprm.read::<u16>(off.bprm_buf) == Some(u16::from_le_bytes(*b"#!")) {
         return 0;
     }
+    // One lookup before any walk: is the agent's executables rule enforced?
+    let enforced = rule_of(&EXEC_POLICY, attribution.agent)
+        .is_some_and(|kind| kind & sensor_common::exec_allow::ENFORCE != 0);
+    if !enforced {
+        return 0;
+    }
     let Some(file) = bprm.follow(off.bprm_file) else {
         return 0;
     };
@@ -157,10 +163,11 @@ pub extern "C" fn check_open(file: u64) -> u64 {
     }
     // One lookup before any walk: does the agent have an enforced rule for this access?
     let enforced = if write {
-        has_rule(&FILE_WRITE_POLICY, agent)
+        rule_of(&FILE_WRITE_POLICY, agent)
     } else {
-        has_rule(&FILE_READ_POLICY, agent)
-    };
+        rule_of(&FILE_READ_POLICY, agent)
+    }
+    .is_some();
     if !enforced {
         return 0;
     }

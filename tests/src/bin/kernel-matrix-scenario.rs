@@ -3,7 +3,9 @@
 //! sensor around a known workload, and writes what happened to the results directory
 //! (`facts.json`: the kernel, pids, ports, paths, timings; `probe.json`; the sensor's
 //! `records.jsonl` and `sensor.stderr`; where the kernel has BPF LSM, also
-//! `tracepoints-records.jsonl` from a second run without the LSM hook). The host checks the records against the facts, so a
+//! `tracepoints-records.jsonl` from a second run without the LSM hook; everywhere,
+//! `enforce-records.jsonl` from a run with executables and files rules in enforce mode, which
+//! only a kernel with BPF LSM lets start). The host checks the records against the facts, so a
 //! VM that dies half-way still leaves evidence of how far it got.
 //!
 //! Usage: `kernel-matrix-scenario OUT_DIR SENSOR HELPER`

@@ -3,7 +3,8 @@
 //! argv and exit code, an open with its absolute path, a connect that succeeded and one that
 //! was refused, a five-level tree of short-lived processes attributed to the agent by cgroup,
 //! no loss, and, where the kernel has BPF LSM, the same connect records from the LSM hook as
-//! from the tracepoint path. A check that could not run says why; nothing is skipped silently.
+//! from the tracepoint path, and an agent's forbidden exec and opens refused (elsewhere: the
+//! sensor refusing such rules). A check that could not run says why; nothing is skipped silently.
 use std::{fs, path::Path};
 
 use serde_json::Value;
