@@ -88,6 +88,10 @@ pub trait Build {
 
     /// Forgets processes whose exit record was lost.
     fn sweep(&mut self);
+
+    /// Captured TLS connections whose HTTP decoding ended (not HTTP, a malformed frame or
+    /// head, a header compression fault, bytes of framing not captured), by reason.
+    fn connections_unparsed(&self) -> Vec<(&'static str, u64)>;
 }
 
 /// What the sensor itself has to say, as the loop tells the builder.

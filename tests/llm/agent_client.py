@@ -2,7 +2,10 @@
 provider server: prints one JSON line per call with what the client itself sent and got, for
 the test to compare with the sensor's records.
 
-Usage: agent_client.py BASE_URL CA_FILE SCENARIO (all | one | big | cut)
+Usage: agent_client.py BASE_URL CA_FILE SCENARIO (all | one | big | cut | h2)
+
+Scenario h2 talks HTTP/2 (httpx with h2, ALPN) to tests/llm/h2_server.js: a tool call, a
+stream, and a stream the server resets.
 """
 import json
 import os
@@ -22,8 +25,34 @@ def log(**fields):
     print(json.dumps({"pid": os.getpid(), **fields}), flush=True)
 
 
+def http2(base, ca):
+    oa = openai.OpenAI(base_url=base + "/v1", api_key=OPENAI_KEY, max_retries=0,
+                       http_client=openai.DefaultHttpxClient(verify=ca, http2=True))
+    user = f"Weather in Lyon over HTTP/2? (my token is {SECRET_IN_PROMPT})"
+    r = oa.chat.completions.with_raw_response.create(model="gpt-h2-tools", messages=[{"role": "user", "content": user}], tools=TOOLS_OPENAI)
+    version = r.http_response.http_version
+    r = r.parse()
+    call = r.choices[0].message.tool_calls[0]
+    log(call="openai-h2", http_version=version, model=r.model, tool=call.function.name, arguments=call.function.arguments, user=user,
+        input_tokens=r.usage.prompt_tokens, output_tokens=r.usage.completion_tokens)
+    text = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(model="gpt-h2-stream", messages=[{"role": "user", "content": "stream please"}], stream=True) if c.choices)
+    log(call="openai-h2-stream", text=text)
+    text = ""
+    try:
+        for c in oa.chat.completions.create(model="reset-stream", messages=[{"role": "user", "content": "stream then reset"}], stream=True):
+            if c.choices:
+                text += c.choices[0].delta.content or ""
+        error = None
+    except Exception as e:  # the reset surfaces as a protocol error
+        error = type(e).__name__
+    log(call="openai-h2-reset", text=text, error=error)
+
+
 def main():
     base, ca, scenario = sys.argv[1:4]
+    if scenario == "h2":
+        http2(base, ca)
+        return
     oa = openai.OpenAI(base_url=base + "/v1", api_key=OPENAI_KEY, max_retries=0,
                        http_client=openai.DefaultHttpxClient(verify=ca))
     an = anthropic.Anthropic(base_url=base, api_key=ANTHROPIC_KEY, max_retries=0,

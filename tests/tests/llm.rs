@@ -4,7 +4,8 @@
 //! exchange of an opted-in agent becomes one `llm_exchange` record, checked field by field
 //! against what the client itself logged; credentials never appear; a 1 MiB prompt is cut and
 //! flagged; a stream without its final event is marked incomplete; an agent that did not opt
-//! in, and the server itself, produce nothing.
+//! in, and the server itself, produce nothing. Over HTTP/2 (`tests/llm/h2_server.js`, ALPN h2
+//! only), the openai SDK on httpx with h2 and Node's http2 client: one record per stream.
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
@@ -99,13 +100,23 @@ struct Provider {
 }
 
 impl Provider {
+    /// The HTTP/1.1 server (`provider_server.py`).
     fn start(dir: &Path, cert: &Path, key: &Path) -> Provider {
+        Self::start_program(dir, cert, key, "/usr/bin/python3", "provider_server.py")
+    }
+
+    /// The HTTP/2 server (`h2_server.js`, Node's http2 module).
+    fn start_h2(dir: &Path, cert: &Path, key: &Path) -> Provider {
+        Self::start_program(dir, cert, key, "/usr/bin/node", "h2_server.js")
+    }
+
+    fn start_program(dir: &Path, cert: &Path, key: &Path, program: &str, name: &str) -> Provider {
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         // Owned at once, so a failed start still stops it (on drop).
         let mut provider = Provider {
-            child: Command::new("/usr/bin/python3")
-                .arg(script("provider_server.py"))
+            child: Command::new(program)
+                .arg(script(name))
                 .args([cert, key, &port_file])
                 .stdin(Stdio::null())
                 .spawn()
@@ -551,4 +562,137 @@ fn a_node_client_is_captured_and_programs_whose_tls_cannot_be_probed_are_named()
         3,
         "nothing for node, sh, or the agent that did not opt in: {said:#?}"
     );
+}
+
+#[test]
+fn http2_streams_become_exchange_records_one_per_stream() {
+    let dir = scratch_dir("llm-h2");
+    let (ca, cert, key) = test_ca(&dir);
+    let server = Provider::start_h2(&dir, &cert, &key);
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let cg = format!("{root}/agent-sensor-llm-h2-{tag}");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: h2-agent\n    selectors: [{{cgroup: /agent-sensor-llm-h2-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    // The openai SDK on httpx with h2 (ALPN h2): a tool call, a stream, a stream the server
+    // resets after its first event.
+    let py = agent(&cg, &server, &ca, "h2");
+    // Node's http2 client: two calls at once on one connection, their streams interleaved.
+    let node: Vec<Value> = in_cgroup(
+        &cg,
+        &format!(
+            "exec /usr/bin/node {} https://127.0.0.1:{} {}",
+            script("node_h2_client.js"),
+            server.port,
+            ca.display()
+        ),
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).expect("a JSON line"))
+    .collect();
+    sensor.wait_for_count("the HTTP/2 exchanges", 5, |r| action(r) == "llm_exchange");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let records: Vec<Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "llm_exchange")
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), 5, "one per stream: {records:#?}");
+    assert!(records.iter().all(|r| agent_of(r) == "h2-agent"));
+    let all = done
+        .records
+        .iter()
+        .map(Value::to_string)
+        .collect::<String>();
+    for secret in [
+        "sk-proj-T3stK3y",
+        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+    ] {
+        assert!(!all.contains(secret), "{secret} is in the trail");
+    }
+    let host = format!("127.0.0.1:{}", server.port);
+
+    // A tool call, field by field against the client's log.
+    let log = &py[0];
+    assert_eq!(log["http_version"], "HTTP/2", "the client negotiated h2");
+    let x = exchange(&records, "h2-agent", "gpt-h2-tools");
+    assert_eq!(x["provider"], "openai");
+    assert_eq!(x["operation"], "chat.completions");
+    assert_eq!(x["request"]["http_version"], "2");
+    assert_eq!(x["request"]["method"], "POST");
+    assert_eq!(x["request"]["path"], "/v1/chat/completions");
+    assert_eq!(x["request"]["host"], host.as_str());
+    assert_eq!(x["request"]["stream"], false);
+    assert_eq!(x["incomplete"], false);
+    let user = log["user"].as_str().unwrap();
+    assert_eq!(
+        x["prompt"][0]["content"]["text"],
+        "Weather in Lyon over HTTP/2? (my token is [REDACTED])"
+    );
+    assert_eq!(x["prompt"][0]["content"]["sha256"], sha256_hex(user));
+    let r = &x["response"];
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["finish_reason"], "tool_calls");
+    assert_eq!(r["tool_calls"][0]["id"], "call_h2");
+    assert_eq!(r["tool_calls"][0]["name"], log["tool"]);
+    assert_eq!(r["tool_calls"][0]["arguments"]["text"], log["arguments"]);
+    assert_eq!(x["usage"]["input_tokens"], log["input_tokens"]);
+    assert_eq!(x["usage"]["output_tokens"], log["output_tokens"]);
+    assert!(x["latency_ms"].as_f64().unwrap() > 0.0);
+    let record = records
+        .iter()
+        .find(|r| r["llm"]["model"] == "gpt-h2-tools")
+        .unwrap();
+    assert_eq!(record["process"]["pid"], log["pid"]);
+    assert_eq!(record["destination"]["ip"], "127.0.0.1");
+    assert_eq!(record["destination"]["port"], server.port);
+
+    // Streamed (server-sent events on DATA frames): whole at [DONE].
+    let x = exchange(&records, "h2-agent", "gpt-h2-stream");
+    assert_eq!(x["request"]["stream"], true);
+    assert_eq!(x["response"]["stream"], true);
+    assert_eq!(x["response"]["text"]["text"], py[1]["text"]);
+    assert_eq!(x["usage"]["output_tokens"], 3);
+    assert_eq!(x["incomplete"], false);
+    // The same connection (one httpx client) for all three of the SDK's calls.
+    let conn = x["connection"].clone();
+    assert_eq!(
+        exchange(&records, "h2-agent", "gpt-h2-tools")["connection"],
+        conn
+    );
+
+    // Reset by the server after its first event: what came, marked incomplete.
+    let x = exchange(&records, "h2-agent", "reset-stream");
+    assert_eq!(x["incomplete"], true);
+    assert_eq!(x["response"]["text"]["text"], py[2]["text"]);
+    assert_eq!(x["connection"], conn);
+
+    // Node: two streams interleaved on one connection, each its own exchange.
+    assert_eq!(node.len(), 2);
+    let mut node_conns = Vec::new();
+    for log in &node {
+        let x = exchange(&records, "h2-agent", log["model"].as_str().unwrap());
+        assert_eq!(x["request"]["http_version"], "2");
+        assert_eq!(x["request"]["host"], host.as_str());
+        assert_eq!(x["response"]["status"], log["status"]);
+        assert_eq!(x["response"]["text"]["text"], log["text"]);
+        assert_eq!(x["usage"]["input_tokens"], log["input_tokens"]);
+        assert_eq!(
+            x["prompt"][0]["content"]["sha256"],
+            sha256_hex(log["user"].as_str().unwrap())
+        );
+        assert_eq!(x["incomplete"], false);
+        node_conns.push(x["connection"].clone());
+    }
+    assert_eq!(node_conns[0], node_conns[1]);
+    assert_ne!(node_conns[0], conn);
 }

@@ -80,6 +80,8 @@ pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
     // The TLS capture tests' agents: the providers' own SDKs, over Debian's libssl.
     ("openai", "3.51.0"),
     ("anthropic", "2.10.0"),
+    // httpx's HTTP/2 (the openai SDK with `http2=True` in the HTTP/2 capture test).
+    ("h2", "4.4.1"),
     // The stdio capture test's MCP client and server (tests/mcp).
     ("mcp", "2.3.0"),
     // The OTLP sink's test receiver decodes with the official OpenTelemetry messages.

@@ -274,6 +274,10 @@ impl Build for Builder {
         self.agents = agents.clone();
     }
 
+    fn connections_unparsed(&self) -> Vec<(&'static str, u64)> {
+        self.llm.unparsed().iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
     fn sweep(&mut self) {
         let dropped = self.table.retain_alive(|tgid, info| {
             crate::enrich::snapshot::start_ticks(tgid).is_some_and(|t| t == info.start_ticks)

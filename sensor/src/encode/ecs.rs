@@ -1452,6 +1452,7 @@ mod tests {
                     body_sha256: self.text(),
                     truncated: self.bool(),
                     stream: self.bool(),
+                    http_version: self.opt(|g| g.pick(STATICS)),
                 },
                 response: self.opt(|g| LlmResponse {
                     status: g.u16(),

@@ -34,6 +34,8 @@ pub struct Message {
     pub last_ns: u64,
     /// Already handed on before its framing ended (a stream whose final event came first).
     pub early: bool,
+    /// The HTTP version: `1.0`, `1.1` or `2`.
+    pub version: &'static str,
 }
 
 impl Message {
@@ -77,13 +79,13 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    /// A short reason for records.
+    /// A short name, as metrics label it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::NotHttp1 => "not HTTP/1.x (HTTP/2 is not decoded yet)",
-            Self::BadHead => "malformed HTTP head",
-            Self::BadChunk => "malformed chunked body",
-            Self::HeadNotCaptured => "an HTTP head was not captured",
+            Self::NotHttp1 => "not_http",
+            Self::BadHead => "http1_head",
+            Self::BadChunk => "http1_chunk",
+            Self::HeadNotCaptured => "http1_head_not_captured",
         }
     }
 }
@@ -346,7 +348,8 @@ fn plausible_start(buf: &[u8], requests: bool) -> bool {
     }
 }
 
-fn keep(msg: &mut Message, bytes: &[u8]) {
+/// Adds body bytes to `msg`, kept up to [`BODY_CAP`], all counted.
+pub(super) fn keep(msg: &mut Message, bytes: &[u8]) {
     msg.body_len += bytes.len() as u64;
     let room = BODY_CAP.saturating_sub(msg.body.len());
     if bytes.len() > room {
@@ -370,6 +373,12 @@ fn parse_head(head: &[u8], request: bool) -> Result<Message, StreamError> {
         parts.next().unwrap_or(""),
     );
     let mut msg = Message::default();
+    let version = if request { c } else { a };
+    msg.version = if version.starts_with("HTTP/1.0") {
+        "1.0"
+    } else {
+        "1.1"
+    };
     if request {
         if !c.starts_with("HTTP/1.") || a.is_empty() || !a.bytes().all(|x| x.is_ascii_uppercase()) {
             return Err(StreamError::NotHttp1);

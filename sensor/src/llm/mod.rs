@@ -1,14 +1,18 @@
 //! LLM API exchanges from captured TLS plaintext: each connection's two byte streams (what the
 //! agent wrote, what it read) reassembled into HTTP/1.1 messages ([`http`]), each request
-//! matched with its response in order, and the pair read in its provider's API shape
-//! ([`provider`]) with credentials masked ([`redact`]) into the block of one `llm_exchange`
-//! record. A connection is a process's TLS connection object (`SSL *`).
+//! matched with its response in order, or, when the agent's first bytes are HTTP/2's preface,
+//! into HTTP/2 streams ([`h2`], header blocks by [`hpack`]), one exchange per stream; each
+//! pair read in its provider's API shape ([`provider`]) with credentials masked ([`redact`])
+//! into the block of one `llm_exchange` record. A connection is a process's TLS connection
+//! object (`SSL *`).
 
+pub mod h2;
+pub mod hpack;
 pub mod http;
 pub mod provider;
 pub mod redact;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use sensor_common::TrackedProcess;
 
@@ -41,6 +45,10 @@ pub struct Finished {
 }
 
 struct Connection {
+    /// Nothing captured yet: the first bytes the agent writes say whether it is HTTP/2.
+    fresh: bool,
+    /// The connection's HTTP/2, when it is; otherwise the two HTTP/1.1 streams below.
+    h2: Option<Box<h2::Connection>>,
     requests: http::Stream,
     responses: http::Stream,
     waiting: VecDeque<http::Message>,
@@ -57,8 +65,9 @@ struct Connection {
 #[derive(Default)]
 pub struct Assembler {
     connections: HashMap<(u32, u64), Connection>,
-    /// Connections given up because they are not HTTP/1.x, or their framing broke.
-    pub unparsed: u64,
+    /// Connections given up, by why: not HTTP/1.x or HTTP/2, or their framing or header
+    /// compression broke (the reasons' `as_str`).
+    unparsed: BTreeMap<&'static str, u64>,
     last_idle_check: u64,
 }
 
@@ -80,6 +89,12 @@ impl Assembler {
         self.connections.is_empty()
     }
 
+    /// Connections given up so far, by reason (their decoding ended; the exchanges already
+    /// under way were handed on incomplete).
+    pub fn unparsed(&self) -> &BTreeMap<&'static str, u64> {
+        &self.unparsed
+    }
+
     /// Takes one captured call; exchanges it completes (and idle ones it notices) go to `out`.
     pub fn feed(&mut self, e: &TlsEvent, out: &mut Vec<Finished>) {
         if e.ktime_ns.saturating_sub(self.last_idle_check) > 1_000_000_000 {
@@ -99,6 +114,8 @@ impl Assembler {
             }
         }
         let conn = self.connections.entry(key).or_insert_with(|| Connection {
+            fresh: true,
+            h2: None,
             requests: http::Stream::new(true),
             responses: http::Stream::new(false),
             waiting: VecDeque::new(),
@@ -115,6 +132,32 @@ impl Assembler {
         conn.comm = e.comm;
         conn.last_ns = e.ktime_ns;
         let missing = e.len.saturating_sub(e.data.len() as u64);
+        if conn.fresh && !e.data.is_empty() {
+            conn.fresh = false;
+            if e.sent && h2::starts_with_preface(&e.data) {
+                conn.h2 = Some(Box::default());
+            }
+        }
+        if let Some(h2) = conn.h2.as_mut() {
+            let was_broken = h2.broken().is_some();
+            let mut done = Vec::new();
+            h2.feed(
+                e.sent,
+                &e.data,
+                missing,
+                e.ktime_ns,
+                &provider::stream_ended,
+                &mut done,
+            );
+            let broken = h2.broken().filter(|_| !was_broken);
+            for x in done {
+                out.push(conn.finished(&x.request, x.response.as_ref(), e.tgid));
+            }
+            if let Some(why) = broken {
+                *self.unparsed.entry(why.as_str()).or_default() += 1;
+            }
+            return;
+        }
         let was_broken = conn.requests.broken().is_some() || conn.responses.broken().is_some();
         let mut done = Vec::new();
         if e.sent {
@@ -151,8 +194,8 @@ impl Assembler {
                 out.push(conn.finished(&req, Some(&resp), e.tgid));
             }
         }
-        if !was_broken && (conn.requests.broken().is_some() || conn.responses.broken().is_some()) {
-            self.unparsed += 1;
+        if !was_broken && let Some(why) = conn.requests.broken().or(conn.responses.broken()) {
+            *self.unparsed.entry(why.as_str()).or_default() += 1;
         }
     }
 
@@ -173,6 +216,14 @@ impl Assembler {
 
 /// A connection's exchanges still under way, ended.
 fn finish(mut c: Connection, tgid: u32, out: &mut Vec<Finished>) {
+    if let Some(h2) = c.h2.as_mut() {
+        let mut done = Vec::new();
+        h2.finish(&mut done);
+        for x in done {
+            out.push(c.finished(&x.request, x.response.as_ref(), tgid));
+        }
+        return;
+    }
     let cut_response = c.responses.finish();
     let cut_request = c.requests.finish();
     if let Some(resp) = cut_response

@@ -118,6 +118,7 @@ pub fn exchange(
         body_sha256: redact::sha256_hex(&req.body),
         truncated: req.truncated,
         stream: stream_asked,
+        http_version: (!req.version.is_empty()).then_some(req.version),
     };
     let mut usage = None;
     let mut response_model = None;

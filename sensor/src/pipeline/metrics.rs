@@ -52,6 +52,8 @@ pub struct PipelineMetrics {
     pub(super) agents: Gauge,
     pub(super) programs: Gauge,
     pub(super) started: Gauge,
+    /// Captured TLS connections whose HTTP decoding ended, by reason (copied once per flush).
+    pub(super) llm_unparsed: Mutex<Vec<(&'static str, u64)>>,
     /// Per rule engine: records evaluated and nanoseconds spent (copied once per flush).
     pub(super) rule_time: Mutex<Vec<(&'static str, u64, u64)>>,
 }
@@ -197,6 +199,14 @@ impl Collect for PipelineMetrics {
             "Kernel programs the run attached.",
         );
         out.sample("programs_attached", &[], self.programs.get());
+        out.family(
+            "llm_connections_unparsed_total",
+            Kind::Counter,
+            "Captured TLS connections whose HTTP/1.1 or HTTP/2 decoding ended (not HTTP, a malformed head or frame, an HPACK fault, framing not captured), by reason; their exchanges under way were recorded incomplete.",
+        );
+        for (reason, n) in self.llm_unparsed.lock().expect("no poisoned lock").iter() {
+            out.sample("llm_connections_unparsed_total", &[("reason", reason)], *n);
+        }
         let rule_time = self.rule_time.lock().expect("no poisoned lock");
         if !rule_time.is_empty() {
             out.family(

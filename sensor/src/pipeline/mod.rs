@@ -436,6 +436,7 @@ impl<R: Resolve, B: Build, S: Seal> Pipeline<R, B, S> {
         m.output_held_bytes.set(self.sink.held_bytes() as u64);
         m.output_admits.set(u64::from(self.sink.admits(0)));
         m.processes.set(self.builder.processes().len() as u64);
+        *m.llm_unparsed.lock().expect("no poisoned lock") = self.builder.connections_unparsed();
         if let Some(detector) = &self.detector {
             *m.rule_time.lock().expect("no poisoned lock") = detector.evaluation_time();
             let counts = detector.counts();

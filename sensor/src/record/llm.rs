@@ -70,6 +70,8 @@ pub struct LlmRequest {
     pub truncated: bool,
     /// The request asked for a streamed response.
     pub stream: bool,
+    /// The HTTP version the exchange used: `1.0`, `1.1` or `2`.
+    pub http_version: Option<&'static str>,
 }
 
 /// The HTTP response.

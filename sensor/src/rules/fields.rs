@@ -4,7 +4,7 @@
 //! Sigma log source is decided here (docs/rules.md, "Which records").
 use serde_json::Value;
 
-use crate::record::Record;
+use crate::record::{Record, time};
 
 /// The Sigma log source (`category`, product `linux`) a record feeds, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,6 +82,8 @@ pub struct Fields<'a> {
     pub transport: Option<&'a str>,
     /// `@timestamp`.
     pub timestamp: &'a str,
+    /// `timestamp` in nanoseconds since the epoch (read once here, for every rule).
+    pub nanos: Option<i128>,
     /// `event.outcome`.
     pub outcome: Option<&'a str>,
     /// `file.path`: the path as the process named it.
@@ -120,6 +122,9 @@ pub struct Fields<'a> {
     /// `llm.response.tool_calls[].name`: the tools the model asked for, in the response's
     /// order (empty when it asked for none; allocated only then).
     pub tool_calls: Vec<&'a str>,
+    /// `llm.response.tool_calls[].arguments.text`: the arguments of those the record holds
+    /// the text of (none under the `digest` content policy).
+    pub tool_call_arguments: Vec<&'a str>,
     /// `policy.exception.author` (a decision made under an operator's exception).
     pub decision_exception_author: Option<&'a str>,
     /// `policy.exception.until`.
@@ -220,6 +225,7 @@ impl<'a> Fields<'a> {
         }
         f.initiated = initiated(action);
         f.timestamp = r.timestamp.as_str();
+        f.nanos = time::parse(f.timestamp);
         f.outcome = r.event.outcome;
         if let Some(file) = &r.file {
             f.file_path = Some(&file.path);
@@ -251,6 +257,11 @@ impl<'a> Fields<'a> {
             f.llm_host = l.request.host.as_deref();
             if let Some(response) = &l.response {
                 f.tool_calls = response.tool_calls.iter().map(|t| &*t.name).collect();
+                f.tool_call_arguments = response
+                    .tool_calls
+                    .iter()
+                    .filter_map(|t| t.arguments.text.as_deref())
+                    .collect();
             }
         }
         if let Some(m) = &r.mcp {
@@ -317,6 +328,7 @@ impl<'a> Fields<'a> {
             initiated: initiated(action),
             transport: s(&["network", "transport"]),
             timestamp: s(&["@timestamp"]).unwrap_or(""),
+            nanos: s(&["@timestamp"]).and_then(time::parse),
             outcome: s(&["event", "outcome"]),
             file_path: path,
             file_class: s(&["file", "class"]),
@@ -346,6 +358,15 @@ impl<'a> Fields<'a> {
                     calls
                         .iter()
                         .filter_map(|c| c.get("name")?.as_str())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            tool_call_arguments: at(v, &["llm", "response", "tool_calls"])
+                .and_then(Value::as_array)
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .filter_map(|c| c.get("arguments")?.get("text")?.as_str())
                         .collect()
                 })
                 .unwrap_or_default(),

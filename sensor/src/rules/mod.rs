@@ -155,7 +155,8 @@ impl Rules {
                 parent,
                 user,
             };
-            let seconds = native::state::nanos(f.timestamp)
+            let seconds = f
+                .nanos
                 .and_then(|ns| i64::try_from(ns.div_euclid(1_000_000_000)).ok());
             self.hits.clear();
             let started = std::time::Instant::now();
@@ -635,6 +636,10 @@ mod tests {
   - id: no-read-tool
     title: Tools other than read_file
     condition: llm.response.tool_calls.name != read_file
+  - id: shadow-tool-args
+    title: A tool call's arguments name /etc/shadow
+    condition: llm.response.tool_calls.arguments.text contains /etc/shadow
+    output: 'arguments %llm.response.tool_calls.arguments.text'
   - id: override-granted
     title: An operator suspended a rule
     condition: event.action = policy_exception and exception.rule = egress and exception.peer_uid = 0
@@ -678,6 +683,17 @@ mod tests {
         assert_eq!(ids, ["no-read-tool"]);
         // No tool asked for: the list is empty, `!=` does not hold.
         assert!(fired(&mut rules, exchange(2, &[])).is_empty());
+        // Arguments held as text (not under `digest`): any one of them may match.
+        let mut with_text = exchange(5, &["read_file", "read_file"]);
+        with_text["llm"]["response"]["tool_calls"][1]["arguments"]["text"] =
+            serde_json::json!("{\"path\":\"/etc/shadow\"}");
+        assert_eq!(
+            fired(&mut rules, with_text),
+            [(
+                "shadow-tool-args".to_owned(),
+                "arguments {\"path\":\"/etc/shadow\"}".to_owned()
+            )]
+        );
         let granted = serde_json::json!({"@timestamp": "2026-12-07T06:00:01Z",
             "chain": {"sequence": 3}, "event": {"action": "policy_exception"},
             "exception": {"agent": "coder", "rule": "egress", "author": "alice",

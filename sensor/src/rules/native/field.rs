@@ -62,6 +62,7 @@ pub enum Field {
     LlmModel,
     LlmHost,
     ToolCalls,
+    ToolCallArguments,
     DecisionExceptionAuthor,
     DecisionExceptionUntil,
     DecisionExceptionSequence,
@@ -80,7 +81,7 @@ pub enum Field {
 impl Field {
     /// Whether the field is a list: any number of values, each of the field's kind.
     pub fn is_list(self) -> bool {
-        matches!(self, Field::ToolCalls)
+        matches!(self, Field::ToolCalls | Field::ToolCallArguments)
     }
 }
 
@@ -140,6 +141,11 @@ pub const FIELDS: &[(&str, Field, Kind)] = &[
     ("llm.model", Field::LlmModel, Kind::Text),
     ("llm.request.host", Field::LlmHost, Kind::Text),
     ("llm.response.tool_calls.name", Field::ToolCalls, Kind::Text),
+    (
+        "llm.response.tool_calls.arguments.text",
+        Field::ToolCallArguments,
+        Kind::Text,
+    ),
     (
         "policy.exception.author",
         Field::DecisionExceptionAuthor,
@@ -225,6 +231,7 @@ impl View<'_> {
     pub fn values(&self, field: Field) -> Values<'_> {
         match field {
             Field::ToolCalls => Values::Texts(self.fields.tool_calls.iter()),
+            Field::ToolCallArguments => Values::Texts(self.fields.tool_call_arguments.iter()),
             _ => Values::One(self.get(field)),
         }
     }
@@ -272,7 +279,7 @@ impl View<'_> {
             Field::LlmProvider => text(f.llm_provider),
             Field::LlmModel => text(f.llm_model),
             Field::LlmHost => text(f.llm_host),
-            Field::ToolCalls => None,
+            Field::ToolCalls | Field::ToolCallArguments => None,
             Field::DecisionExceptionAuthor => text(f.decision_exception_author),
             Field::DecisionExceptionUntil => text(f.decision_exception_until),
             Field::DecisionExceptionSequence => f

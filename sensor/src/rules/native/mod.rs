@@ -370,7 +370,7 @@ impl NativeRules {
         sequence: Option<u64>,
         fired: &mut dyn FnMut(Fired<'_>),
     ) {
-        let now = state::nanos(view.fields.timestamp);
+        let now = view.fields.nanos;
         for (i, rule) in self.rules.iter().enumerate() {
             let sequences = match &rule.condition {
                 Condition::Single(node) => {

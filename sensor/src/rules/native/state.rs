@@ -75,87 +75,9 @@ impl<V> Bounded<V> {
     }
 }
 
-/// Nanoseconds since the epoch of an RFC 3339 UTC timestamp as records carry it
-/// (`2026-12-07T06:01:02.123456789Z`; the fraction may be shorter or absent).
-pub fn nanos(text: &str) -> Option<i128> {
-    let b = text.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let rest = &text[19..];
-    let rest = rest.strip_suffix('Z')?;
-    let frac = match rest.strip_prefix('.') {
-        Some(digits)
-            if !digits.is_empty()
-                && digits.len() <= 9
-                && digits.bytes().all(|c| c.is_ascii_digit()) =>
-        {
-            digits.parse::<i128>().ok()? * 10i128.pow(9 - digits.len() as u32)
-        }
-        None if rest.is_empty() => 0,
-        _ => return None,
-    };
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(i128::from(seconds) * 1_000_000_000 + frac)
-}
-
-/// Days since 1970-01-01 of a Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::time::rfc3339;
-
-    #[test]
-    fn reads_back_the_timestamps_records_carry() {
-        for t in [0, 951_827_696_789_000_000, 1_796_124_780_000_000_001, -1] {
-            assert_eq!(nanos(&rfc3339(t)), Some(t), "{}", rfc3339(t));
-        }
-        assert_eq!(nanos("1970-01-01T00:00:01Z"), Some(1_000_000_000));
-        assert_eq!(nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        for bad in [
-            "",
-            "yesterday",
-            "1970-01-01T00:00:01",
-            "1970-13-01T00:00:00Z",
-            "1970-01-01T00:00:00.Z",
-            "1970-01-01T00:00:00+01:00",
-        ] {
-            assert_eq!(nanos(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn a_full_table_forgets_expired_entries_first_then_counts_evictions() {

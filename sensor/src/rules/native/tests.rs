@@ -54,6 +54,7 @@ fn exec<'a>(agent: &'a str, at: &'a str, cmd: &'a str) -> Fields<'a> {
     Fields {
         action: "exec",
         timestamp: at,
+        nanos: crate::record::time::parse(at),
         pid: Some(9),
         executable: Some("/bin/bash"),
         command_line: Some(cmd),
@@ -123,6 +124,7 @@ fn read_at<'a>(agent: &'a str, at: &'a str) -> Fields<'a> {
     Fields {
         action: "open",
         timestamp: at,
+        nanos: crate::record::time::parse(at),
         file_class: Some("cloud_credentials"),
         agent_id: Some(agent),
         ..Fields::default()
@@ -133,6 +135,7 @@ fn connect_at<'a>(agent: &'a str, at: &'a str, ip: &'a str) -> Fields<'a> {
     Fields {
         action: "connect",
         timestamp: at,
+        nanos: crate::record::time::parse(at),
         destination_ip: Some(ip),
         agent_id: Some(agent),
         ..Fields::default()

@@ -226,52 +226,10 @@ fn request(records: &[u8], host_name: &str, observed: u64) -> ExportLogsServiceR
     ExportLogsServiceRequest { resource_logs }
 }
 
-/// Nanoseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fraction]Z`; `None` for anything else.
+/// Nanoseconds since the epoch of a record's time; `None` for anything else or before 1970
+/// (OTLP's field is unsigned).
 fn unix_nanos(t: &str) -> Option<u64> {
-    let b = t.as_bytes();
-    let digits = |from: usize, len: usize| -> Option<i64> {
-        b.get(from..from + len)?.iter().try_fold(0i64, |n, d| {
-            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
-        })
-    };
-    let shape = b.len() >= 20
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && b[b.len() - 1] == b'Z';
-    if !shape {
-        return None;
-    }
-    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
-    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let fraction = &b[19..b.len() - 1];
-    let nanos = match fraction {
-        [] => 0,
-        [b'.', rest @ ..] if !rest.is_empty() && rest.len() <= 9 => {
-            let n = digits(20, rest.len())?;
-            n * 10i64.pow(9 - rest.len() as u32)
-        }
-        _ => return None,
-    };
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    u64::try_from(seconds.checked_mul(1_000_000_000)?.checked_add(nanos)?).ok()
+    crate::record::time::parse(t).and_then(|n| u64::try_from(n).ok())
 }
 
 #[cfg(test)]
