@@ -1171,7 +1171,11 @@ correlation:
         // A count the per-group bound could cut short is refused; one below it loads.
         let high = missing.replace("rules: [nope]", "rules: [tool_ran]");
         let (_, rejected) = load(&high.replace("gte: 2", "gte: 1000"));
-        assert!(rejected[0].reason.contains("threshold 1000"), "{}", rejected[0]);
+        assert!(
+            rejected[0].reason.contains("threshold 1000"),
+            "{}",
+            rejected[0]
+        );
         let (rules, rejected) = load(&high.replace("gte: 2", "gte: 999"));
         assert!(rejected.is_empty(), "{rejected:?}");
         assert_eq!(rules.len(), 4);
