@@ -5,9 +5,16 @@
 //! attributed to the client, linked to the server process (whose own file activity falls in
 //! the call's window), secrets masked, a result over the bound flagged incomplete. The same
 //! client run by an agent that did not opt in, and by a process of no agent, leaves nothing.
-use std::{path::PathBuf, process::Command};
+//! Over the streamable HTTP transport (`tests/mcp/http_server.py` and `http_client.py`, over
+//! HTTPS with a test CA), the agent's calls are read from its TLS capture: the same records,
+//! and no `llm_exchange` for MCP's traffic.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use sensor_tests::{Launch, Value, action, cgroup2_root, scratch_dir};
+use sensor_tests::{Launch, Value, action, cgroup2_root, scratch_dir, tls_certificates};
 
 /// The Python of the environment `cargo xtask setup` makes (with the `mcp` SDK).
 fn venv_python() -> PathBuf {
@@ -336,4 +343,192 @@ fn hostile_lines_forge_no_call_and_hide_none() {
         .collect();
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     assert_eq!(alerts[0]["alert"]["message"], "mcp-raw called read_note");
+}
+
+/// The MCP server over HTTPS, stopped on drop.
+struct HttpServer {
+    child: Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &Path) -> HttpServer {
+        let port_file = dir.join("port");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/http_server.py");
+        let mut server = HttpServer {
+            child: Command::new(venv_python())
+                .arg(script)
+                .args([
+                    dir.join("server.pem"),
+                    dir.join("server.key"),
+                    port_file.clone(),
+                ])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start the MCP HTTP server"),
+            port: 0,
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                server.port = port;
+                return server;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the MCP HTTP server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn mcp_calls_over_streamable_http_become_records_from_the_tls_capture() {
+    let dir = scratch_dir("mcp-http");
+    tls_certificates(&dir);
+    let server = HttpServer::start(&dir);
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let cg = format!("{root}/agent-sensor-mcp-http-{tag}");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: mcp-http-agent\n    selectors: [{{cgroup: /agent-sensor-mcp-http-{tag}/**}}]\n    capture: {{tls: true, content: redacted}}\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    std::fs::create_dir_all(&cg).unwrap();
+    let url = format!("https://127.0.0.1:{}/mcp", server.port);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/http_client.py");
+    let out = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {cg}/cgroup.procs || exit 1\nexec {} {script} {url} {}",
+                venv_python().display(),
+                dir.join("ca.pem").display()
+            ),
+        ])
+        .env("MCP_TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the MCP HTTP client failed: {out:?}");
+    let log: Value = serde_json::from_slice(&out.stdout).expect("the client's JSON line");
+    sensor.wait_for_count("the MCP calls", 5, |r| action(r) == "mcp_call");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+
+    let calls: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "mcp_call")
+        .collect();
+    assert_eq!(calls.len(), 5, "{calls:#?}");
+    // MCP's own traffic (the notification, the event stream's GET, the session's DELETE) is
+    // no LLM exchange.
+    assert!(
+        !done.records.iter().any(|r| action(r) == "llm_exchange"),
+        "no llm_exchange for MCP traffic"
+    );
+    let all = done
+        .records
+        .iter()
+        .map(Value::to_string)
+        .collect::<String>();
+    assert!(!all.contains(SECRET), "the secret is in the trail");
+    // The records follow the record schema (an independent validator).
+    let lines = dir.join("calls.jsonl");
+    let owned: Vec<Value> = calls.iter().map(|r| (*r).clone()).collect();
+    sensor_tests::write_json_lines(&lines, &owned);
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/record-0.2.json");
+    let check = "import json, sys\nfrom jsonschema import Draft202012Validator\nv = Draft202012Validator(json.load(open(sys.argv[1])))\nfor n, line in enumerate(open(sys.argv[2]), 1):\n    for e in v.iter_errors(json.loads(line)):\n        print(f\"line {n}: {'/'.join(map(str, e.absolute_path))}: {e.message[:300]}\")\n";
+    let out = Command::new("python3")
+        .args(["-c", check, schema])
+        .arg(&lines)
+        .output()
+        .expect("python3 with jsonschema");
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let session = calls[0]["mcp"]["session"].clone();
+    assert_eq!(session.as_str().map(str::len), Some(16));
+    for r in &calls {
+        assert_eq!(agent_of(r), "mcp-http-agent");
+        assert_eq!(r["process"]["pid"], log["client_pid"]);
+        assert_eq!(r["destination"]["port"], server.port);
+        let m = &r["mcp"];
+        assert_eq!(m["transport"], "http");
+        assert_eq!(m["content_policy"], "redacted");
+        assert_eq!(m["server"]["url"], url.as_str());
+        assert_eq!(m["server"]["name"], log["server_name"], "{m}");
+        assert_eq!(m["server"]["version"], log["server_version"]);
+        assert!(m["server"].get("pid").is_none());
+        assert_eq!(m["http_status"], 200);
+        assert_eq!(m["session"], session, "one session");
+        assert_eq!(m["incomplete"], false, "{m}");
+        assert!(m["started"].is_string());
+    }
+    let by_method = |method: &str| -> Vec<&Value> {
+        calls
+            .iter()
+            .map(|r| &r["mcp"])
+            .filter(|m| m["method"] == method)
+            .collect()
+    };
+    let init = by_method("initialize");
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0]["protocol_version"], log["protocol_version"]);
+    let list = by_method("tools/list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["tools"].as_array().map(Vec::len), Some(2));
+    let mut tools: Vec<&str> = list[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tools.sort_unstable();
+    assert_eq!(serde_json::json!(tools), log["tools"]);
+    let tool_calls: Vec<&Value> = by_method("tools/call");
+    let read = tool_calls
+        .iter()
+        .find(|m| m["tool"] == "read_note")
+        .expect("read_note");
+    let args: Value = serde_json::from_str(read["arguments"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(args["title"], "todo");
+    assert_eq!(args["token"], "[REDACTED]");
+    assert!(
+        read["result"]["text"]
+            .as_str()
+            .unwrap()
+            .contains(log["read_note"].as_str().unwrap())
+    );
+    assert_eq!(read["is_error"], false);
+    let add = tool_calls.iter().find(|m| m["tool"] == "add").expect("add");
+    assert!(add["result"]["text"].as_str().unwrap().contains("42"));
+    let none = tool_calls
+        .iter()
+        .find(|m| m["tool"] == "no_such_tool")
+        .expect("no_such_tool");
+    assert_eq!(log["no_such_tool_error"], true);
+    assert!(
+        none["is_error"] == true || none["error"].is_object(),
+        "{none}"
+    );
 }

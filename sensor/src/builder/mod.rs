@@ -76,6 +76,8 @@ pub struct Builder {
     repeats: RepeatFilter,
     /// LLM exchanges under way on opted-in agents' TLS connections.
     llm: crate::llm::Assembler,
+    /// MCP sessions over HTTP seen in the LLM assembler's exchanges.
+    mcp_http: crate::mcp::http::Sessions,
     /// MCP calls under way on opted-in agents' pipes.
     mcp: crate::mcp::Assembler,
     /// Where those connections go.
@@ -115,6 +117,7 @@ impl Builder {
             dns: DnsCache::new(DNS_CACHE_ENTRIES),
             repeats: RepeatFilter::new(parts.repeat_window_ms),
             llm: crate::llm::Assembler::default(),
+            mcp_http: crate::mcp::http::Sessions::default(),
             mcp: crate::mcp::Assembler::default(),
             destinations: llm::Destinations::default(),
         }

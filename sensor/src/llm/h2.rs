@@ -206,7 +206,7 @@ impl Connection {
         data: &[u8],
         missing: u64,
         ktime_ns: u64,
-        ended: &dyn Fn(&Message) -> bool,
+        ended: &dyn Fn(&Message, &Message) -> bool,
         out: &mut Vec<Exchange>,
     ) {
         if self.broken.is_some() {
@@ -289,7 +289,7 @@ impl Connection {
         &mut self,
         sent: bool,
         ktime_ns: u64,
-        ended: &dyn Fn(&Message) -> bool,
+        ended: &dyn Fn(&Message, &Message) -> bool,
         out: &mut Vec<Exchange>,
     ) -> Result<(), H2Error> {
         let mut at = 0;
@@ -316,7 +316,7 @@ impl Connection {
         sent: bool,
         at: usize,
         ktime_ns: u64,
-        ended: &dyn Fn(&Message) -> bool,
+        ended: &dyn Fn(&Message, &Message) -> bool,
         out: &mut Vec<Exchange>,
     ) -> Result<Option<usize>, H2Error> {
         let side = if sent {
@@ -379,7 +379,7 @@ impl Connection {
                     self.end_stream(stream, sent, out);
                 } else if !sent
                     && let Some(s) = self.streams.get(&stream)
-                    && s.response.as_ref().is_some_and(ended)
+                    && s.response.as_ref().is_some_and(|r| ended(&s.request, r))
                 {
                     let s = self.streams.remove(&stream).expect("present");
                     out.push(whole(s));
@@ -740,7 +740,7 @@ mod tests {
         b
     }
 
-    fn never(_: &Message) -> bool {
+    fn never(_: &Message, _: &Message) -> bool {
         false
     }
 
@@ -899,7 +899,7 @@ mod tests {
         feed(&mut c, true, &w, &mut out);
         let mut r = frame(HEADERS, END_HEADERS, 1, &[0x88]);
         r.extend(frame(DATA, 0, 1, b"data: x\n\n"));
-        let done = |m: &Message| m.body.ends_with(b"[DONE]\n\n");
+        let done = |_: &Message, m: &Message| m.body.ends_with(b"[DONE]\n\n");
         c.feed(false, &r, 0, 2, &done, &mut out);
         assert!(out.is_empty());
         c.feed(

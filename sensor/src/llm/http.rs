@@ -318,6 +318,17 @@ impl Stream {
         }
     }
 
+    /// Drops the message under way if it was handed on early (its final event came): the
+    /// client wrote again, so it has moved on and will never read the rest (a client that
+    /// stops reading a response closes its connection, and the TLS library's next connection
+    /// object may get the same address).
+    pub fn drop_early(&mut self) {
+        if self.current.as_ref().is_some_and(|(m, _)| m.early) {
+            self.current = None;
+            self.buf.clear();
+        }
+    }
+
     /// The message whose body is under way, if any.
     pub fn current_mut(&mut self) -> Option<&mut Message> {
         self.current.as_mut().map(|(m, _)| m)
@@ -334,6 +345,24 @@ impl Stream {
         m.incomplete = body != Body::UntilClose;
         Some(m)
     }
+}
+
+/// Whether `bytes` start with an HTTP/1.x request line (`METHOD target HTTP/1.x` and its CRLF).
+pub fn starts_request(bytes: &[u8]) -> bool {
+    let Some(end) = find(&bytes[..bytes.len().min(8192)], b"\r\n") else {
+        return false;
+    };
+    let line = String::from_utf8_lossy(&bytes[..end]);
+    let mut parts = line.splitn(3, ' ');
+    let (method, target, version) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && !target.is_empty()
+        && version.starts_with("HTTP/1.")
 }
 
 /// Whether `buf`, the start of a head not yet complete, can still become an HTTP/1.x one: a

@@ -18,6 +18,18 @@ use sensor_common::TrackedProcess;
 
 use crate::{decode::TlsEvent, identity::capture::ContentPolicy, record::llm::LlmExchange};
 
+impl Finished {
+    /// The `llm_exchange` block: the exchange read in its provider's API shape.
+    pub fn exchange(&self) -> LlmExchange {
+        provider::exchange(
+            &self.request,
+            self.response.as_ref(),
+            self.policy,
+            self.connection.clone(),
+        )
+    }
+}
+
 /// Most connections followed at once; the least recently used one is finished beyond it.
 const MAX_CONNECTIONS: usize = 256;
 /// Most requests of one connection waiting for their responses.
@@ -28,8 +40,14 @@ pub const IDLE_NS: u64 = 30_000_000_000;
 /// An exchange ready for its record, with who made it.
 #[derive(Debug)]
 pub struct Finished {
-    /// The record's block.
-    pub exchange: LlmExchange,
+    /// The request.
+    pub request: http::Message,
+    /// Its response, if one came.
+    pub response: Option<http::Message>,
+    /// The agent's content policy.
+    pub policy: ContentPolicy,
+    /// The connection's name in records.
+    pub connection: String,
     /// The attribution of the process when its last captured call returned.
     pub attribution: TrackedProcess,
     /// The process.
@@ -113,6 +131,18 @@ impl Assembler {
                 finish(c, e.tgid, out);
             }
         }
+        // A connection object's address is reused by the library for a later connection, and
+        // no call says when one ends: a write that can only start a connection (HTTP/2's
+        // preface), or a request line written on a connection whose decoding ended, starts
+        // afresh; what the old one had under way is finished.
+        if e.sent
+            && let Some(old) = self.connections.get(&key)
+            && !old.fresh
+            && (e.data.starts_with(h2::PREFACE) || (old.broken() && http::starts_request(&e.data)))
+        {
+            let c = self.connections.remove(&key).expect("present");
+            finish(c, e.tgid, out);
+        }
         let conn = self.connections.entry(key).or_insert_with(|| Connection {
             fresh: true,
             h2: None,
@@ -141,22 +171,18 @@ impl Assembler {
         if let Some(h2) = conn.h2.as_mut() {
             let was_broken = h2.broken().is_some();
             let mut done = Vec::new();
-            h2.feed(
-                e.sent,
-                &e.data,
-                missing,
-                e.ktime_ns,
-                &provider::stream_ended,
-                &mut done,
-            );
+            h2.feed(e.sent, &e.data, missing, e.ktime_ns, &ended, &mut done);
             let broken = h2.broken().filter(|_| !was_broken);
             for x in done {
-                out.push(conn.finished(&x.request, x.response.as_ref(), e.tgid));
+                out.push(conn.finished(x.request, x.response, e.tgid));
             }
             if let Some(why) = broken {
                 *self.unparsed.entry(why.as_str()).or_default() += 1;
             }
             return;
+        }
+        if e.sent && !e.data.is_empty() {
+            conn.responses.drop_early();
         }
         let was_broken = conn.requests.broken().is_some() || conn.responses.broken().is_some();
         let mut done = Vec::new();
@@ -168,7 +194,7 @@ impl Assembler {
                 }
                 if conn.waiting.len() >= MAX_WAITING {
                     let old = conn.waiting.pop_front().expect("full");
-                    out.push(conn.finished(&old, None, e.tgid));
+                    out.push(conn.finished(old, None, e.tgid));
                 }
                 conn.waiting.push_back(req);
             }
@@ -179,19 +205,20 @@ impl Assembler {
                 if !resp.early
                     && let Some(req) = conn.waiting.pop_front()
                 {
-                    out.push(conn.finished(&req, Some(&resp), e.tgid));
+                    out.push(conn.finished(req, Some(resp), e.tgid));
                 }
             }
             // A client stops reading a stream at its final event, before the end of the
             // framing may have been read: the exchange is whole at that event.
             if let Some(resp) = conn.responses.current_mut()
                 && !resp.early
-                && provider::stream_ended(resp)
+                && let Some(req) = conn.waiting.front()
+                && ended(req, resp)
                 && let Some(req) = conn.waiting.pop_front()
             {
                 resp.early = true;
                 let resp = resp.clone();
-                out.push(conn.finished(&req, Some(&resp), e.tgid));
+                out.push(conn.finished(req, Some(resp), e.tgid));
             }
         }
         if !was_broken && let Some(why) = conn.requests.broken().or(conn.responses.broken()) {
@@ -214,13 +241,20 @@ impl Assembler {
     }
 }
 
+/// Whether a response under way is whole already: an event stream that sent its final event
+/// (clients stop reading there, maybe before the framing's end), an LLM's or a JSON-RPC
+/// answer's.
+fn ended(req: &http::Message, resp: &http::Message) -> bool {
+    provider::stream_ended(resp) || provider::jsonrpc_answered(req, resp)
+}
+
 /// A connection's exchanges still under way, ended.
 fn finish(mut c: Connection, tgid: u32, out: &mut Vec<Finished>) {
     if let Some(h2) = c.h2.as_mut() {
         let mut done = Vec::new();
         h2.finish(&mut done);
         for x in done {
-            out.push(c.finished(&x.request, x.response.as_ref(), tgid));
+            out.push(c.finished(x.request, x.response, tgid));
         }
         return;
     }
@@ -229,21 +263,32 @@ fn finish(mut c: Connection, tgid: u32, out: &mut Vec<Finished>) {
     if let Some(resp) = cut_response
         && let Some(req) = c.waiting.pop_front()
     {
-        out.push(c.finished(&req, Some(&resp), tgid));
+        out.push(c.finished(req, Some(resp), tgid));
     }
     while let Some(req) = c.waiting.pop_front() {
-        out.push(c.finished(&req, None, tgid));
+        out.push(c.finished(req, None, tgid));
     }
     if let Some(req) = cut_request {
-        out.push(c.finished(&req, None, tgid));
+        out.push(c.finished(req, None, tgid));
     }
 }
 
 impl Connection {
-    fn finished(&self, req: &http::Message, resp: Option<&http::Message>, tgid: u32) -> Finished {
-        let ktime_ns = resp.map_or(req.last_ns, |r| r.last_ns);
+    /// Whether its decoding ended.
+    fn broken(&self) -> bool {
+        match &self.h2 {
+            Some(h2) => h2.broken().is_some(),
+            None => self.requests.broken().is_some() || self.responses.broken().is_some(),
+        }
+    }
+
+    fn finished(&self, req: http::Message, resp: Option<http::Message>, tgid: u32) -> Finished {
+        let ktime_ns = resp.as_ref().map_or(req.last_ns, |r| r.last_ns);
         Finished {
-            exchange: provider::exchange(req, resp, self.policy, self.id.clone()),
+            request: req,
+            response: resp,
+            policy: self.policy,
+            connection: self.id.clone(),
             attribution: self.attribution,
             tgid,
             pid: self.pid,
@@ -293,6 +338,71 @@ mod tests {
         );
         a.finish_idle(u64::MAX, 0, &mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn an_event_stream_is_whole_at_the_answer_to_its_json_rpc_request() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+        let req = format!(
+            "POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        a.feed(
+            &call(1, true, req.as_bytes(), req.len() as u64, 1),
+            &mut out,
+        );
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+        a.feed(
+            &call(1, false, head.as_bytes(), head.len() as u64, 2),
+            &mut out,
+        );
+        // The server's own notification, then an answer to another id: not yet.
+        for event in [
+            "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\r\n\r\n",
+            "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\r\n\r\n",
+        ] {
+            let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+            a.feed(
+                &call(1, false, chunk.as_bytes(), chunk.len() as u64, 3),
+                &mut out,
+            );
+            assert!(out.is_empty());
+        }
+        let event = "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[]}}\r\n\r\n";
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        a.feed(
+            &call(1, false, chunk.as_bytes(), chunk.len() as u64, 4),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        let resp = out[0].response.as_ref().unwrap();
+        assert!(!resp.incomplete);
+        assert!(resp.body.ends_with(event.as_bytes()));
+    }
+
+    #[test]
+    fn a_connection_object_reused_after_an_abandoned_stream_or_a_broken_one_starts_afresh() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let req = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        a.feed(&call(1, true, req, req.len() as u64, 1), &mut out);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\ne\r\ndata: [DONE]\n\n\r\n";
+        a.feed(&call(1, false, resp, resp.len() as u64, 2), &mut out);
+        assert_eq!(out.len(), 1);
+        // The client dropped that connection unread; the next one, at the same address.
+        a.feed(&call(1, true, req, req.len() as u64, 3), &mut out);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        a.feed(&call(1, false, resp, resp.len() as u64, 4), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].response.as_ref().unwrap().status, 200);
+        // Garbage breaks the connection; a request line written afterwards starts afresh.
+        a.feed(&call(1, false, b"\x16\x03garbage", 9, 5), &mut out);
+        a.feed(&call(1, true, req, req.len() as u64, 6), &mut out);
+        a.feed(&call(1, false, resp, resp.len() as u64, 7), &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(a.unparsed().get("not_http"), Some(&1));
     }
 
     #[test]

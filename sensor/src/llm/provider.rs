@@ -651,6 +651,58 @@ pub fn stream_ended(r: &Message) -> bool {
             .is_ok_and(|v| str_at(&v, &["type"]) == Some("message_stop"))
 }
 
+/// The `data` of each event of an event stream's text, in order.
+pub fn sse_data(text: &str) -> Vec<String> {
+    sse_events(text).into_iter().map(|e| e.data).collect()
+}
+
+/// Whether an event stream under way has answered its JSON-RPC request: its last whole event
+/// is a JSON-RPC response (a `result` or an `error`) with the request's id. MCP's streamable
+/// HTTP transport answers a POST so, and its clients stop reading there.
+pub fn jsonrpc_answered(req: &Message, resp: &Message) -> bool {
+    if !resp
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+    {
+        return false;
+    }
+    let body = &resp.body;
+    let Some(end) = [&b"\r\n\r\n"[..], b"\n\n"]
+        .iter()
+        .find(|t| body.ends_with(t))
+        .map(|t| body.len() - t.len())
+    else {
+        return false;
+    };
+    let body = &body[..end];
+    let start = [&b"\r\n\r\n"[..], b"\n\n"]
+        .iter()
+        .filter_map(|t| {
+            body.windows(t.len())
+                .rposition(|w| w == *t)
+                .map(|i| i + t.len())
+        })
+        .max()
+        .unwrap_or(0);
+    let event = String::from_utf8_lossy(&body[start..]);
+    let Some(data) = sse_events(&event).pop().map(|e| e.data) else {
+        return false;
+    };
+    let Ok(answer) = serde_json::from_str::<Value>(&data) else {
+        return false;
+    };
+    if answer.get("jsonrpc").and_then(Value::as_str) != Some("2.0")
+        || (answer.get("result").is_none() && answer.get("error").is_none())
+    {
+        return false;
+    }
+    let Some(id) = answer.get("id").filter(|i| i.is_string() || i.is_number()) else {
+        return false;
+    };
+    serde_json::from_slice::<Value>(&req.body)
+        .is_ok_and(|r| r.get("id") == Some(id) && r.get("method").is_some())
+}
+
 /// One server-sent event.
 struct SseEvent {
     data: String,

@@ -1,4 +1,5 @@
-//! MCP tool calls over stdio, from the pipe traffic of opted-in agents' processes: each pipe's
+//! MCP tool calls over stdio (here) and over the streamable HTTP transport ([`http`]). Over
+//! stdio, from the pipe traffic of opted-in agents' processes: each pipe's
 //! two directions (what was written into it, what was read from it) are framed into
 //! newline-delimited JSON-RPC messages ([`frame`]); a request an MCP server *read* is matched,
 //! by id, with the response the same server process *wrote*, so a call is only ever made of
@@ -9,6 +10,7 @@
 //! JSON-RPC object is counted and skipped, a cut one yields only what its captured start proves.
 
 pub mod frame;
+pub mod http;
 
 use std::collections::HashMap;
 
@@ -386,11 +388,14 @@ impl Assembler {
             transport: "stdio",
             content_policy: policy.as_str(),
             server: McpServer {
-                pid: p.server.tgid,
-                entity_id: String::new(),
+                pid: Some(p.server.tgid),
+                entity_id: None,
+                url: None,
                 name: None,
                 version: None,
             },
+            session: None,
+            http_status: None,
             tool: p.tool.clone(),
             arguments: p.arguments.as_deref().map(|a| content(a, policy)),
             result: None,
@@ -410,38 +415,17 @@ impl Assembler {
             server = r.server;
             call.response_bytes = Some(r.frame.size);
             call.latency_ms = Some(r.frame.last_ns.saturating_sub(p.started_ns) as f64 / 1e6);
-            if let Some(err) = r.message.error.as_deref() {
-                if let Ok(w) = serde_json::from_str::<WireError>(err) {
-                    call.error = Some(McpError {
-                        code: w.code,
-                        message: content(&w.message, policy),
-                    });
+            let info = read_response(
+                &mut call,
+                r.message.result.as_deref(),
+                r.message.error.as_deref(),
+                policy,
+            );
+            if let Some(info) = info {
+                if self.servers.len() >= MAX_KNOWN {
+                    self.servers.clear();
                 }
-            } else if let Some(result) = r.message.result.as_deref() {
-                match p.method.as_str() {
-                    "tools/call" => {
-                        call.result = Some(content(result, policy));
-                        call.is_error = serde_json::from_str::<CallResult>(result)
-                            .ok()
-                            .and_then(|c| c.is_error);
-                    }
-                    "tools/list" => {
-                        if let Ok(l) = serde_json::from_str::<ListResult>(result) {
-                            call.tools = l.tools.into_iter().map(|t| t.name).collect();
-                        }
-                    }
-                    "initialize" => {
-                        if let Ok(i) = serde_json::from_str::<InitializeResult>(result) {
-                            call.protocol_version = i.protocol_version;
-                            let info = i.server_info.map_or((None, None), |s| (s.name, s.version));
-                            if self.servers.len() >= MAX_KNOWN {
-                                self.servers.clear();
-                            }
-                            self.servers.insert(server_key, info);
-                        }
-                    }
-                    _ => {}
-                }
+                self.servers.insert(server_key, info);
             }
         }
         if let Some((name, version)) = self.servers.get(&server_key) {
@@ -486,6 +470,47 @@ impl Assembler {
             out.push(self.finished(&p, None, at));
         }
     }
+}
+
+/// Fills `call` from its response's `result` or `error` (JSON text) as its method reads them;
+/// an `initialize` result's `serverInfo` (name, version) is returned.
+pub(crate) fn read_response(
+    call: &mut McpCall,
+    result: Option<&str>,
+    error: Option<&str>,
+    policy: ContentPolicy,
+) -> Option<(Option<String>, Option<String>)> {
+    if let Some(err) = error {
+        if let Ok(w) = serde_json::from_str::<WireError>(err) {
+            call.error = Some(McpError {
+                code: w.code,
+                message: content(&w.message, policy),
+            });
+        }
+        return None;
+    }
+    let result = result?;
+    match call.method.as_str() {
+        "tools/call" => {
+            call.result = Some(content(result, policy));
+            call.is_error = serde_json::from_str::<CallResult>(result)
+                .ok()
+                .and_then(|c| c.is_error);
+        }
+        "tools/list" => {
+            if let Ok(l) = serde_json::from_str::<ListResult>(result) {
+                call.tools = l.tools.into_iter().map(|t| t.name).collect();
+            }
+        }
+        "initialize" => {
+            if let Ok(i) = serde_json::from_str::<InitializeResult>(result) {
+                call.protocol_version = i.protocol_version;
+                return Some(i.server_info.map_or((None, None), |s| (s.name, s.version)));
+            }
+        }
+        _ => {}
+    }
+    None
 }
 
 struct Response<'a> {

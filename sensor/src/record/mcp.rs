@@ -1,6 +1,7 @@
 //! The `mcp` block of an `mcp_call` record: one JSON-RPC request of the Model Context Protocol
 //! (`tools/call`, `initialize`, `tools/list`) an opted-in agent's MCP server received over its
-//! stdio pipes, with its response, matched by id. Arguments and results are kept as the agent's
+//! stdio pipes, or an opted-in agent sent over MCP's streamable HTTP transport (through the TLS
+//! capture), with its response, matched by id. Arguments and results are kept as the agent's
 //! content policy says (see [`Content`]).
 
 use serde::Serialize;
@@ -15,12 +16,20 @@ pub struct McpCall {
     pub method: String,
     /// The request's id, as JSON text (`7`, `"abc"`).
     pub request_id: String,
-    /// `stdio`: JSON-RPC lines over the server's standard input and output pipes.
+    /// `stdio`: JSON-RPC lines over the server's standard input and output pipes; `http`: the
+    /// streamable HTTP transport (a POST per message, the response as JSON or server-sent
+    /// events), captured from the agent's TLS.
     pub transport: &'static str,
     /// The agent's content policy: `full`, `redacted` or `digest`.
     pub content_policy: &'static str,
-    /// The MCP server: the process that read the request and wrote the response.
+    /// The MCP server: the process that read the request and wrote the response (stdio), or
+    /// the endpoint the agent posted to (HTTP).
     pub server: McpServer,
+    /// HTTP: names the MCP session (the first 16 hex digits of the SHA-256 of its
+    /// `Mcp-Session-Id`, a credential of sorts, so never kept itself).
+    pub session: Option<String>,
+    /// HTTP: the response's status code.
+    pub http_status: Option<u16>,
     /// `tools/call`: the tool's name.
     pub tool: Option<String>,
     /// `tools/call`: the arguments, as JSON text.
@@ -54,10 +63,13 @@ pub struct McpCall {
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub struct McpServer {
-    /// Its pid.
-    pub pid: u32,
-    /// Its `process.entity_id`: its file and network records carry the same.
-    pub entity_id: String,
+    /// Its pid (stdio; over HTTP the server is not a process the sensor saw).
+    pub pid: Option<u32>,
+    /// Its `process.entity_id`: its file and network records carry the same (stdio).
+    pub entity_id: Option<String>,
+    /// HTTP: the endpoint (`https://`, the `Host` or `:authority`, the path; key-like query
+    /// values and credential-shaped parts masked). `destination.*` is its address.
+    pub url: Option<String>,
     /// Its name (`serverInfo.name` of its `initialize` response, when it was seen).
     pub name: Option<String>,
     /// Its version (`serverInfo.version`).
