@@ -3,8 +3,11 @@
 //! LSM: it cannot refuse it), but the signal is delivered before the new program returns to
 //! user space, so none of its own instructions run. The rule is in `EXEC_POLICY`, an LPM trie
 //! of the agent's allowed paths and directory prefixes (see `sensor_common::exec_allow`).
-use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_send_signal};
-use sensor_common::{EXEC_PATH_KEY, FILENAME_CAP, SCRATCH_SIZE, exec_allow};
+use aya_ebpf::{
+    helpers::generated::{bpf_probe_read_kernel, bpf_send_signal},
+    maps::LpmTrie,
+};
+use sensor_common::{EXEC_PATH_KEY, ExecAllow, ExecKey, FILENAME_CAP, SCRATCH_SIZE, exec_allow};
 
 use crate::{
     bounds::{opaque, scratch_offset},
@@ -18,6 +21,15 @@ const SIGKILL: u32 = 9;
 /// Set in `path_len` when the walk cut the path at the top: it is not the real path.
 pub const PATH_CUT: u64 = 1 << 32;
 
+/// What [`check_path`] found: no rule for the agent, allowed, or forbidden; with
+/// [`verdict::ENFORCED`] when the agent's rule is in `enforce` mode.
+pub mod verdict {
+    pub const NO_RULE: u32 = 0;
+    pub const ALLOWED: u32 = 1;
+    pub const FORBIDDEN: u32 = 2;
+    pub const ENFORCED: u32 = 4;
+}
+
 /// Checks the exec'd path (`path_len` bytes at `at` of this CPU's scratch buffer, with
 /// [`PATH_CUT`]; `dentry` is its file's) of a process of `agent` against the agent's rule;
 /// sends SIGKILL and returns 1 when the rule does not allow it, else 0. A global function,
@@ -28,46 +40,80 @@ pub extern "C" fn kill_forbidden_exec(agent: u64, at: u64, path_len: u64, dentry
     if agent == 0 || config().exec_kill == 0 {
         return 0;
     }
-    let (Some(key), Some(buf)) = (EXEC_KEY.get_ptr_mut(0), SCRATCH.get_ptr(0)) else {
+    let Some(buf) = SCRATCH.get_ptr(0) else {
         return 0;
     };
     let Some(at) = scratch_offset(at as usize, SCRATCH_SIZE - FILENAME_CAP as usize) else {
         return 0;
     };
+    // SAFETY: at + FILENAME_CAP <= SCRATCH_SIZE.
+    let src = unsafe { (buf as *const u8).add(at) };
+    if check_path(&EXEC_POLICY, agent, src, path_len, dentry) & verdict::FORBIDDEN == 0 {
+        return 0;
+    }
+    // SAFETY: a plain helper call; the signal goes to the current (exec'ing) process.
+    unsafe { bpf_send_signal(SIGKILL) };
+    1
+}
+
+/// Looks a path (`path_len` bytes at `src`, with [`PATH_CUT`]; `dentry` is its file's) of a
+/// process of `agent` up in a policy trie keyed as `EXEC_POLICY` is: a [`verdict`].
+#[inline(always)]
+pub fn check_path(
+    trie: &LpmTrie<ExecKey, ExecAllow>,
+    agent: u64,
+    src: *const u8,
+    path_len: u64,
+    dentry: u64,
+) -> u32 {
+    let Some(key) = EXEC_KEY.get_ptr_mut(0) else {
+        return verdict::NO_RULE;
+    };
     let len = (path_len as u32) & (FILENAME_CAP - 1);
     let whole = len < EXEC_PATH_KEY as u32;
     let n = if whole { len } else { EXEC_PATH_KEY as u32 };
-    // SAFETY: the key is this CPU's map value; at + FILENAME_CAP <= SCRATCH_SIZE and n <= 252.
+    // SAFETY: the key is this CPU's map value; src holds at least n <= 252 bytes.
     let key = unsafe { &mut *key };
     key.data.agent_be = (agent as u32).to_be();
-    unsafe {
-        bpf_probe_read_kernel(
-            key.data.path.as_mut_ptr().cast(),
-            n,
-            (buf as *const u8).add(at).cast(),
-        )
-    };
+    unsafe { bpf_probe_read_kernel(key.data.path.as_mut_ptr().cast(), n, src.cast()) };
     // An exact entry's prefix ends with the NUL: it matches only a path that ends there.
     let end = opaque(n as usize);
     if end < EXEC_PATH_KEY {
         key.data.path[end] = 0;
     }
     key.prefix_len = 32 + 8 * (n + u32::from(whole));
-    let Some(allow) = EXEC_POLICY.get(&*key) else {
-        return 0; // the agent's executables are not enforced
+    let Some(allow) = trie.get(&*key) else {
+        return verdict::NO_RULE; // the agent's rule is not in this trie
+    };
+    let enforced = if allow.kind & exec_allow::ENFORCE != 0 {
+        verdict::ENFORCED
+    } else {
+        0
     };
     let allowed = path_len & PATH_CUT == 0
-        && match allow.kind {
+        && match allow.kind & exec_allow::KIND_MASK {
             exec_allow::EXACT | exec_allow::SUBTREE => true,
             exec_allow::ONE_LEVEL => whole && one_level(allow.prefix, n, dentry),
             _ => false,
         };
-    if allowed {
-        return 0;
-    }
-    // SAFETY: a plain helper call; the signal goes to the current (exec'ing) process.
-    unsafe { bpf_send_signal(SIGKILL) };
-    1
+    enforced
+        | if allowed {
+            verdict::ALLOWED
+        } else {
+            verdict::FORBIDDEN
+        }
+}
+
+/// The kind of `agent`'s catch-all entry in `trie` (found by the agent's 32 bits alone), if the
+/// agent has entries there: one lookup, before any path is walked.
+#[inline(always)]
+pub fn rule_of(trie: &LpmTrie<ExecKey, ExecAllow>, agent: u32) -> Option<u32> {
+    let key = EXEC_KEY.get_ptr_mut(0)?;
+    // SAFETY: this CPU's map value.
+    let key = unsafe { &mut *key };
+    key.data.agent_be = agent.to_be();
+    key.prefix_len = 32;
+    trie.get(&*key).map(|allow| allow.kind)
 }
 
 /// Whether the last `n - prefix` bytes of an `n`-byte path lie within its file name (the

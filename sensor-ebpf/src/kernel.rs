@@ -429,6 +429,20 @@ fn untyped(p: *const u8) -> *const u8 {
     }
 }
 
+/// A BTF-typed pointer (an LSM hook's argument) as a plain number, for a global function
+/// (which takes scalars): through map memory, as [`untyped`] does.
+#[inline(always)]
+pub fn as_number(p: *const u8) -> u64 {
+    let Some(slot) = crate::maps::POINTER_SLOT.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot.
+    unsafe {
+        core::ptr::write_volatile(slot, p as u64);
+        core::ptr::read_volatile(slot)
+    }
+}
+
 /// The current thread's `comm`, through an aligned buffer: the helper's usual wrapper zeroes a
 /// byte array first, which compiles to a byte-wise memset call.
 #[inline(always)]

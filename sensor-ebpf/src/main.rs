@@ -12,6 +12,7 @@ mod file;
 mod filter;
 mod globals;
 mod kernel;
+mod lsm_policy;
 mod maps;
 mod net;
 mod output;

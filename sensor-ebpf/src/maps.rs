@@ -125,3 +125,15 @@ pub static EXEC_POLICY: LpmTrie<sensor_common::ExecKey, sensor_common::ExecAllow
 #[map]
 pub static EXEC_KEY: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<sensor_common::ExecKey>> =
     PerCpuArray::with_max_entries(1, 0);
+
+/// `files` rules in `enforce` mode, opens for reading: per agent, the allowed paths and
+/// directory prefixes (as `EXEC_POLICY`), and a catch-all entry that allows nothing. Read by
+/// the BPF LSM `file_open` check; an agent without an enforced files rule has no entries.
+#[map]
+pub static FILE_READ_POLICY: LpmTrie<sensor_common::ExecKey, sensor_common::ExecAllow> =
+    LpmTrie::with_max_entries(16384, 0);
+
+/// `files` rules in `enforce` mode, opens for writing (or reading and writing).
+#[map]
+pub static FILE_WRITE_POLICY: LpmTrie<sensor_common::ExecKey, sensor_common::ExecAllow> =
+    LpmTrie::with_max_entries(16384, 0);

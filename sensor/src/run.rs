@@ -125,6 +125,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         wanted.egress,
         wanted.exec_kill,
         stdio,
+        wanted.lsm,
     )?;
     let pipes = if stdio {
         let mut agents = PipeAgents::new(&mut sensor.ebpf)?;

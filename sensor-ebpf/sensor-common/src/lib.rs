@@ -324,6 +324,9 @@ pub mod syscall {
     pub const RECVMSG: u16 = 49;
     /// Not a syscall: the outcome of a non-blocking connect (`inet_sock_set_state`).
     pub const CONNECT_RESULT: u16 = 60;
+    /// Not a syscall: an exec refused by the BPF LSM `bprm_check_security` program (an
+    /// `executables` rule in `enforce` mode), reported as a file record of the executable.
+    pub const EXEC_DENIED: u16 = 61;
 }
 
 /// Arguments of a file or network syscall normalised to one layout: read from the task's
@@ -702,6 +705,12 @@ pub struct KernelOffsets {
     pub msghdr_name: u32,
     /// `msghdr.msg_namelen`.
     pub msghdr_namelen: u32,
+    /// `linux_binprm.buf`: the file's first bytes, read before the LSM's exec check (a `#!`
+    /// script is judged by its interpreter, as the exec record reports it).
+    pub bprm_buf: u32,
+    /// `file.f_mode`: how a file is opened (`FMODE_READ`, `FMODE_WRITE`, `FMODE_EXEC`), for the
+    /// BPF LSM `file_open` check.
+    pub file_mode: u32,
     /// Where the syscall arguments are in `struct pt_regs` (x86-64: di, si, dx, r10, r8, r9;
     /// arm64: orig_x0, then regs[1..6], since x0 holds the return value by then): the exit
     /// programs read them there, so no enter program has to save them.
@@ -884,6 +893,8 @@ impl KernelOffsets {
         kernfs_node_id: OFFSET_ABSENT,
         msghdr_name: OFFSET_ABSENT,
         msghdr_namelen: OFFSET_ABSENT,
+        bprm_buf: OFFSET_ABSENT,
+        file_mode: OFFSET_ABSENT,
         regs_args: [OFFSET_ABSENT; 6],
         regs_nr: OFFSET_ABSENT,
         regs_ret: OFFSET_ABSENT,
@@ -962,7 +973,9 @@ pub struct ProgramConfig {
     /// another thread may have changed since the kernel copied it).
     pub lsm_addresses: u32,
     /// Non-zero: an agent's exec is checked against its `executables` rule in `kill` mode
-    /// (`EXEC_POLICY`), and killed when the rule does not allow it.
+    /// (`EXEC_POLICY`), and killed when the rule does not allow it. Also on for rules in
+    /// `enforce` mode: an exec the BPF LSM check could not judge (the exec that makes a process
+    /// an agent's by its executable) is killed.
     pub exec_kill: u32,
 }
 
@@ -1142,6 +1155,12 @@ pub mod exec_allow {
     pub const SUBTREE: u32 = 2;
     /// The prefix followed by anything without a `/` (`/dir/*`, `/usr/bin/git*`).
     pub const ONE_LEVEL: u32 = 3;
+    /// The kinds above, without [`ENFORCE`].
+    pub const KIND_MASK: u32 = 0xff;
+    /// Set on every entry of an agent whose `executables` rule is in `enforce` mode: the BPF LSM
+    /// exec check refuses what such an agent's rule does not allow (the exec program's kill
+    /// check acts on every entry).
+    pub const ENFORCE: u32 = 1 << 8;
 }
 
 // Layouts both sides rely on.
@@ -1151,7 +1170,7 @@ const _: () = {
     assert!(size_of::<ExecRecord>() == 152);
     assert!(size_of::<ForkRecord>() == 104);
     assert!(size_of::<ExitRecord>() == 72);
-    assert!(size_of::<KernelOffsets>() == 107 * 4);
+    assert!(size_of::<KernelOffsets>() == 109 * 4);
     assert!(size_of::<CgroupRecord>() == 48);
     assert!(size_of::<ProgramConfig>() == 64);
     assert!(size_of::<ExecKey>() == 256);

@@ -39,6 +39,8 @@ pub(crate) fn file_kind(syscall: u16, flags: u32) -> FileKind {
         sc::TRUNCATE | sc::FTRUNCATE => ("truncate", &["change"]),
         sc::LINK | sc::LINKAT => ("link", &["creation"]),
         sc::SYMLINK | sc::SYMLINKAT => ("symlink", &["creation"]),
+        // The kernel refused to run the file (an enforced executables rule).
+        sc::EXEC_DENIED => ("exec_denied", &["access"]),
         _ => ("file", &["info"]),
     };
     FileKind { action, types }
@@ -83,6 +85,7 @@ pub(crate) fn syscall_name(syscall: u16) -> &'static str {
         sc::RECVFROM => "recvfrom",
         sc::RECVMSG => "recvmsg",
         sc::CONNECT_RESULT => "inet_sock_set_state",
+        sc::EXEC_DENIED => "bprm_check_security",
         _ => "unknown",
     }
 }

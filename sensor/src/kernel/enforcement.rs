@@ -1,7 +1,8 @@
 //! What of the agents' policies the kernel enforces, kept in step with the manifest, the
-//! operators' exceptions and the agents' own DNS lookups: egress (`egress`, cgroup programs)
-//! and executables in kill mode (`exec_kill`, a check in the exec program). Both are decided
-//! at start: a reload that adds the first such rule takes a restart (docs/policy.md).
+//! operators' exceptions and the agents' own DNS lookups: egress (`egress`, cgroup programs),
+//! executables in kill mode (`exec_kill`, a check in the exec program), and executables and
+//! files in enforce mode (`exec_kill`'s tries, read by BPF LSM programs). All are decided at
+//! start: a reload that adds the first such rule takes a restart (docs/policy.md).
 use std::{
     sync::Arc,
     time::{Instant, SystemTime},
@@ -12,8 +13,8 @@ use aya::Ebpf;
 use crate::{
     kernel::{
         egress::{AgentEgress, EgressEnforcer},
-        exec_kill::{AgentExecutables, ExecKiller},
-        loader::LoadError,
+        exec_kill::{AgentExecutables, AgentFiles, ExecKiller, FileEnforcer},
+        loader::{LoadError, LsmPolicy},
     },
     policy::{
         exceptions::Exceptions,
@@ -45,8 +46,13 @@ pub(crate) struct PolicyState {
 pub(crate) struct Wanted {
     /// Some agent's egress rule is in `enforce` mode.
     pub(crate) egress: bool,
-    /// Some agent's executables rule is in `kill` mode.
+    /// Some agent's executables rule is in `kill` or `enforce` mode: the exec program's kill
+    /// check runs (for `enforce`, on the execs the BPF LSM check could not judge: those that
+    /// make a process an agent's by the executable they run).
     pub(crate) exec_kill: bool,
+    /// Some agent's executables (BPF LSM `bprm_check_security`) or files (`file_open`) rule is
+    /// in `enforce` mode.
+    pub(crate) lsm: LsmPolicy,
 }
 
 impl Wanted {
@@ -58,17 +64,20 @@ impl Wanted {
                 .egress
                 .as_ref()
                 .is_some_and(|r| r.mode == Mode::Enforce);
-            wanted.exec_kill |= d
+            let exec_mode = d.policy.executables.as_ref().map(|r| r.mode);
+            wanted.exec_kill |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
+            wanted.lsm.exec |= exec_mode == Some(Mode::Enforce);
+            wanted.lsm.files |= d
                 .policy
-                .executables
+                .files
                 .as_ref()
-                .is_some_and(|r| r.mode == Mode::Kill);
+                .is_some_and(|r| r.mode == Mode::Enforce);
         }
         wanted
     }
 
     pub(crate) fn any(self) -> bool {
-        self.egress || self.exec_kill
+        self.egress || self.exec_kill || self.lsm.files
     }
 }
 
@@ -76,6 +85,7 @@ impl Wanted {
 pub(crate) struct Enforcement {
     egress: Option<EgressEnforcer>,
     exec: Option<ExecKiller>,
+    files: Option<FileEnforcer>,
 }
 
 impl Enforcement {
@@ -95,6 +105,11 @@ impl Enforcement {
             exec: wanted
                 .exec_kill
                 .then(|| ExecKiller::new(ebpf))
+                .transpose()?,
+            files: wanted
+                .lsm
+                .files
+                .then(|| FileEnforcer::new(ebpf))
                 .transpose()?,
         };
         enforcement.sync(agents, state);
@@ -131,6 +146,21 @@ impl Enforcement {
                 })
                 .collect();
             exec.sync(&rules);
+        }
+        if let Some(files) = &mut self.files {
+            let rules: Vec<AgentFiles> = agents
+                .iter()
+                .map(|d| AgentFiles {
+                    agent: d.number,
+                    policy: d.policy.clone(),
+                    read_excepted: state.exceptions.in_force(d.id, "files.read", now).is_some(),
+                    write_excepted: state
+                        .exceptions
+                        .in_force(d.id, "files.write", now)
+                        .is_some(),
+                })
+                .collect();
+            files.sync(&rules);
         }
     }
 }

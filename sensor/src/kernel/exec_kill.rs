@@ -1,8 +1,11 @@
-//! `executables` rules in `kill` mode, userspace half: keeps the exec program's policy trie
-//! (`EXEC_POLICY`, read by `sensor-ebpf/src/exec_policy.rs`) in step with the agents' rules
-//! and the operators' exceptions. Each allowed pattern is a prefix the trie matches (the
-//! manifest check refuses a kill rule with any other pattern), and each agent has a catch-all
-//! entry that allows nothing.
+//! `executables` rules in `kill` and `enforce` mode and `files` rules in `enforce` mode,
+//! userspace half: keeps the kernel's path policy tries (`EXEC_POLICY`, read by the exec
+//! program's kill check in `sensor-ebpf/src/exec_policy.rs` and by the BPF LSM exec check;
+//! `FILE_READ_POLICY` and `FILE_WRITE_POLICY`, read by the BPF LSM open check in
+//! `sensor-ebpf/src/lsm_policy.rs`) in step with the agents' rules and the operators'
+//! exceptions. Each allowed pattern is a prefix the trie matches (the manifest check refuses
+//! such a rule with any other pattern), and each agent has a catch-all entry that allows
+//! nothing.
 use std::{collections::HashMap, sync::Arc};
 
 use aya::{
@@ -17,58 +20,54 @@ use sensor_common::{EXEC_PATH_KEY, ExecAllow, ExecKey, exec_allow};
 use crate::{
     glob::{PathGlob, PrefixForm},
     kernel::loader::LoadError,
-    policy::form::{Mode, Policy, unenforceable},
+    policy::form::{FileSet, Mode, Policy, unenforceable},
 };
 
 /// One agent's executables rule as the kernel is to enforce it now.
 pub(crate) struct AgentExecutables {
     /// The agent's number.
     pub(crate) agent: u32,
-    /// Its policy (only an executables rule in kill mode goes in the kernel).
+    /// Its policy (only an executables rule in kill or enforce mode goes in the kernel).
     pub(crate) policy: Arc<Policy>,
     /// An operator's exception suspends the rule now: nothing of it goes in the kernel.
     pub(crate) excepted: bool,
 }
 
+/// One agent's files rule as the kernel is to enforce it now.
+pub(crate) struct AgentFiles {
+    /// The agent's number.
+    pub(crate) agent: u32,
+    /// Its policy (only a files rule in enforce mode goes in the kernel).
+    pub(crate) policy: Arc<Policy>,
+    /// An operator's exception suspends `files.read` now.
+    pub(crate) read_excepted: bool,
+    /// An operator's exception suspends `files.write` now.
+    pub(crate) write_excepted: bool,
+}
+
 /// One trie entry: prefix length in bits (the agent's 32 included) and key.
 type Entry = (u32, ExecKey);
 
-/// The exec program's policy trie and what is in it.
-pub(crate) struct ExecKiller {
+/// One of the kernel's path policy tries and what is in it.
+struct PathTrie {
+    name: &'static str,
     trie: LpmTrie<MapData, ExecKey, ExecAllow>,
     current: HashMap<Entry, ExecAllow>,
 }
 
-impl ExecKiller {
-    /// Takes the loaded object's policy trie.
-    pub(crate) fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
-        let name = "EXEC_POLICY";
+impl PathTrie {
+    fn new(ebpf: &mut Ebpf, name: &'static str) -> Result<Self, LoadError> {
         let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
         let trie = LpmTrie::try_from(map).map_err(|source| LoadError::Map { name, source })?;
         Ok(Self {
+            name,
             trie,
             current: HashMap::new(),
         })
     }
 
-    /// Makes the trie hold exactly `wanted`'s executables rules in kill mode.
-    pub(crate) fn sync(&mut self, wanted: &[AgentExecutables]) {
-        let mut next = HashMap::new();
-        for a in wanted.iter().filter(|a| !a.excepted) {
-            if let Some(rule) = a
-                .policy
-                .executables
-                .as_ref()
-                .filter(|r| r.mode == Mode::Kill)
-            {
-                let forms: Vec<PrefixForm> = rule
-                    .allow
-                    .iter()
-                    .filter_map(PathGlob::prefix_form)
-                    .collect();
-                next.extend(entries(a.agent, &forms));
-            }
-        }
+    /// Makes the trie hold exactly `next`.
+    fn sync(&mut self, next: HashMap<Entry, ExecAllow>) {
         // New entries first, so a rule being replaced never passes through empty (which
         // would allow everything); then the ones no longer wanted.
         for (&(prefix, key), value) in &next {
@@ -77,7 +76,8 @@ impl ExecKiller {
             {
                 tracing::warn!(
                     agent = u32::from_be(key.agent_be),
-                    "cannot enforce an executables rule: {e}"
+                    map = self.name,
+                    "cannot enforce a rule: {e}"
                 );
             }
         }
@@ -90,10 +90,82 @@ impl ExecKiller {
     }
 }
 
+/// The prefix forms of `globs` (the manifest check has refused any other).
+fn forms_of(globs: &[PathGlob]) -> Vec<PrefixForm> {
+    globs.iter().filter_map(PathGlob::prefix_form).collect()
+}
+
+/// The exec policy trie.
+pub(crate) struct ExecKiller {
+    trie: PathTrie,
+}
+
+impl ExecKiller {
+    /// Takes the loaded object's policy trie.
+    pub(crate) fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+        Ok(Self {
+            trie: PathTrie::new(ebpf, "EXEC_POLICY")?,
+        })
+    }
+
+    /// Makes the trie hold exactly `wanted`'s executables rules in kill and enforce mode
+    /// (the latter's entries marked [`exec_allow::ENFORCE`]).
+    pub(crate) fn sync(&mut self, wanted: &[AgentExecutables]) {
+        let mut next = HashMap::new();
+        for a in wanted.iter().filter(|a| !a.excepted) {
+            let Some(rule) = a.policy.executables.as_ref() else {
+                continue;
+            };
+            let flags = match rule.mode {
+                Mode::Kill => 0,
+                Mode::Enforce => exec_allow::ENFORCE,
+                _ => continue,
+            };
+            next.extend(entries(a.agent, &forms_of(&rule.allow), flags));
+        }
+        self.trie.sync(next);
+    }
+}
+
+/// The open policy tries (files rules in enforce mode).
+pub(crate) struct FileEnforcer {
+    read: PathTrie,
+    write: PathTrie,
+}
+
+impl FileEnforcer {
+    /// Takes the loaded object's open policy tries.
+    pub(crate) fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+        Ok(Self {
+            read: PathTrie::new(ebpf, "FILE_READ_POLICY")?,
+            write: PathTrie::new(ebpf, "FILE_WRITE_POLICY")?,
+        })
+    }
+
+    /// Makes the tries hold exactly `wanted`'s files rules in enforce mode.
+    pub(crate) fn sync(&mut self, wanted: &[AgentFiles]) {
+        let (mut read, mut write) = (HashMap::new(), HashMap::new());
+        for a in wanted {
+            let Some(rule) = a.policy.files.as_ref().filter(|r| r.mode == Mode::Enforce) else {
+                continue;
+            };
+            let of = |set: &FileSet| entries(a.agent, &forms_of(&set.paths), 0);
+            if !a.read_excepted {
+                read.extend(of(&rule.allow.read));
+            }
+            if !a.write_excepted {
+                write.extend(of(&rule.allow.write));
+            }
+        }
+        self.read.sync(read);
+        self.write.sync(write);
+    }
+}
+
 /// The trie entries of one agent's rule: the catch-all, and each allowed form. A form under
 /// an allowed subtree is left out: the trie answers with the longest match only, and a
 /// one-level entry that does not allow a deeper path would hide the subtree that does.
-fn entries(agent: u32, forms: &[PrefixForm]) -> Vec<(Entry, ExecAllow)> {
+fn entries(agent: u32, forms: &[PrefixForm], flags: u32) -> Vec<(Entry, ExecAllow)> {
     let agent_be = agent.to_be();
     let entry = |bytes: &[u8], kind: u32, with_nul: bool| {
         let mut path = [0u8; EXEC_PATH_KEY];
@@ -103,7 +175,10 @@ fn entries(agent: u32, forms: &[PrefixForm]) -> Vec<(Entry, ExecAllow)> {
         let prefix = u32::try_from(bytes.len()).expect("at most 252");
         (
             (bits, ExecKey { agent_be, path }),
-            ExecAllow { kind, prefix },
+            ExecAllow {
+                kind: kind | flags,
+                prefix,
+            },
         )
     };
     let subtrees: Vec<Vec<u8>> = forms
@@ -167,7 +242,7 @@ mod tests {
             })
             .max_by_key(|((bits, _), _)| *bits)
             .expect("the catch-all");
-        match allow.kind {
+        match allow.kind & exec_allow::KIND_MASK {
             exec_allow::EXACT | exec_allow::SUBTREE => true,
             exec_allow::ONE_LEVEL => !path.as_bytes()[allow.prefix as usize..].contains(&b'/'),
             _ => false,
@@ -179,7 +254,7 @@ mod tests {
             .iter()
             .map(|p| PathGlob::new(p).unwrap().prefix_form().unwrap())
             .collect();
-        entries(7, &forms)
+        entries(7, &forms, 0)
     }
 
     #[test]
@@ -213,8 +288,27 @@ mod tests {
             let want = globs.iter().any(|g| g.matches(path.as_bytes()));
             assert_eq!(allowed(&e, path), want, "{path}");
         }
+        // Enforce mode marks every entry; what is allowed stays the same.
+        let forms: Vec<PrefixForm> = patterns
+            .iter()
+            .map(|p| PathGlob::new(p).unwrap().prefix_form().unwrap())
+            .collect();
+        let marked = entries(7, &forms, exec_allow::ENFORCE);
+        assert!(
+            marked
+                .iter()
+                .all(|(_, a)| a.kind & exec_allow::ENFORCE != 0)
+        );
+        for path in [
+            "/usr/bin/git",
+            "/usr/bin/gitk",
+            "/opt/agent/x/y",
+            "/srv/tools/a/b",
+        ] {
+            assert_eq!(allowed(&marked, path), allowed(&e, path), "{path}");
+        }
         // Nothing allowed: only the catch-all.
-        let none = entries(7, &[]);
+        let none = entries(7, &[], 0);
         assert_eq!(none.len(), 1);
         assert!(!allowed(&none, "/usr/bin/true"));
         // Everything.

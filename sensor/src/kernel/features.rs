@@ -316,6 +316,32 @@ pub(crate) struct Variants {
     pub(crate) task_regs: bool,
 }
 
+/// Why this kernel has no BPF LSM, and what to do, in one phrase for the start-up line and the
+/// refusal of `enforce` rules: `bpf` missing from the active LSMs (then the `lsm=` list to boot
+/// with, named in full), or the kernel refusing BPF LSM programs.
+pub(crate) fn bpf_lsm_absence() -> String {
+    let active = active_lsms();
+    let active = active.trim();
+    if active.is_empty() {
+        return "the active LSMs cannot be read (/sys/kernel/security/lsm: mount securityfs); \
+                the kernel needs `bpf` among them: boot it with `lsm=...,bpf`"
+            .to_owned();
+    }
+    if !bpf_lsm_active(active) {
+        return format!(
+            "`bpf` is not among the active LSMs ({active}): boot the kernel with \
+             `lsm={active},bpf`"
+        );
+    }
+    match ProbePrograms::load().lsm() {
+        Ok(_) => "BPF LSM programs load here".to_owned(),
+        Err(e) => format!(
+            "`bpf` is among the active LSMs ({active}), but this kernel does not let BPF LSM \
+             programs load: {e}"
+        ),
+    }
+}
+
 /// Probes the variants alone (what `run` needs), with one load of the probe programs.
 pub(crate) fn variants() -> Variants {
     let mut probes = ProbePrograms::load();

@@ -21,8 +21,8 @@ use crate::{
     kernel::privileges,
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{
-        EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, PIPE_PROGRAMS, PROGRAMS, RAW_TRACEPOINTS,
-        TLS_ENTRY_PROBES, TLS_RETURN_PROBE,
+        EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, LSM_EXEC_POLICY, LSM_FILE_POLICY, PIPE_PROGRAMS,
+        PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES, TLS_RETURN_PROBE,
     },
     kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
@@ -91,6 +91,18 @@ pub(crate) enum LoadError {
         name: &'static str,
         /// Why, and what to do.
         refusal: Refusal,
+    },
+    /// An `executables` or `files` rule in `enforce` mode, on a kernel without BPF LSM.
+    #[error(
+        "{rules} rules in mode enforce need BPF LSM, and this kernel has none: {why}; or set \
+         those rules to mode kill (executables: the process is killed as the exec completes) or \
+         audit"
+    )]
+    NoBpfLsm {
+        /// Which rules: `executables`, `files`, or both.
+        rules: &'static str,
+        /// Why the kernel has no BPF LSM ([`features::bpf_lsm_absence`]).
+        why: String,
     },
     /// No cgroup v2 hierarchy to attach the egress enforcement programs to.
     #[error(
@@ -250,10 +262,12 @@ fn prepare(
         );
     }
     let lsm_addresses = config.lsm_hooks && variants.lsm;
-    if config.lsm_hooks && !lsm_addresses {
+    if !variants.lsm {
         tracing::info!(
-            "this kernel has no BPF LSM (or `bpf` is not in its lsm= list): the addresses of \
-             connects, binds and sends are read from user memory at the syscall's exit"
+            "this kernel has no BPF LSM ({}): connect, bind and send addresses are read from \
+             user memory at the syscall's exit, and executables and files rules in mode \
+             enforce are refused (mode kill works for executables)",
+            features::bpf_lsm_absence()
         );
     }
     let exit_events = syscall_exit_events(&tracefs);
@@ -307,6 +321,7 @@ fn programs_to_load(
     tls: bool,
     egress: bool,
     pipes: bool,
+    lsm_policy: LsmPolicy,
 ) -> Vec<(&'static str, ProgramKind)> {
     let mut names: Vec<_> = RAW_TRACEPOINTS
         .iter()
@@ -342,6 +357,14 @@ fn programs_to_load(
             }
         }
     }
+    for (wanted, (name, hook)) in [
+        (lsm_policy.exec, LSM_EXEC_POLICY),
+        (lsm_policy.files, LSM_FILE_POLICY),
+    ] {
+        if wanted {
+            names.push((name, ProgramKind::Lsm(hook)));
+        }
+    }
     if egress {
         names.extend(
             EGRESS_PROGRAMS
@@ -350,6 +373,28 @@ fn programs_to_load(
         );
     }
     names
+}
+
+/// Which BPF LSM enforcement programs load: some agent's `executables` (`exec`) or `files`
+/// rule is in `enforce` mode.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LsmPolicy {
+    pub(crate) exec: bool,
+    pub(crate) files: bool,
+}
+
+impl LsmPolicy {
+    fn any(self) -> bool {
+        self.exec || self.files
+    }
+
+    fn rules(self) -> &'static str {
+        match (self.exec, self.files) {
+            (true, true) => "executables and files",
+            (true, false) => "executables",
+            _ => "files",
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -453,7 +498,8 @@ pub(crate) struct ProgramStats {
 /// the egress enforcement programs (an agent's egress rule is enforced), which `egress`
 /// attaches; `exec_kill`: execs are checked against `executables` rules in kill mode
 /// (`exec_kill` fills their policy); `pipes`: load and attach the stdio capture programs (an
-/// agent opted in).
+/// agent opted in); `lsm_policy`: the BPF LSM programs that enforce executables and files
+/// rules (refused, saying why, on a kernel without BPF LSM).
 #[allow(
     clippy::fn_params_excessive_bools,
     reason = "each says whether one family of programs or checks loads"
@@ -465,17 +511,34 @@ pub(crate) fn load(
     egress: bool,
     exec_kill: bool,
     pipes: bool,
+    lsm_policy: LsmPolicy,
 ) -> Result<Sensor, LoadError> {
+    // Probed here (not by `prepare`) only to refuse before anything loads.
+    let variants = (lsm_policy.any() && !PROGRAMS.is_empty() && privileges::can_load_bpf())
+        .then(features::variants);
+    if variants.is_some_and(|v| !v.lsm) {
+        return Err(LoadError::NoBpfLsm {
+            rules: lsm_policy.rules(),
+            why: features::bpf_lsm_absence(),
+        });
+    }
     let Prepared {
         mut ebpf,
         exit_events,
         task_regs,
         lsm_addresses,
-    } = prepare(config, pend_execs, exec_kill, None)?;
+    } = prepare(config, pend_execs, exec_kill, variants)?;
     let budgets = budgets();
     let mut lsm_btf = None;
-    for (name, kind) in programs_to_load(&exit_events, task_regs, lsm_addresses, tls, egress, pipes)
-    {
+    for (name, kind) in programs_to_load(
+        &exit_events,
+        task_regs,
+        lsm_addresses,
+        tls,
+        egress,
+        pipes,
+        lsm_policy,
+    ) {
         load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf)?;
     }
     let mut programs = Vec::new();
@@ -508,6 +571,18 @@ pub(crate) fn load(
     }
     if lsm_addresses {
         for &(name, hook) in LSM_ADDRESS_HOOKS {
+            program_of::<Lsm>(&mut ebpf, name)?
+                .attach()
+                .map_err(program_error(name))?;
+            programs.push(leak(format!("lsm:{hook}")));
+        }
+    }
+    // Attached before the daemon fills their tries: until then they refuse nothing.
+    for (wanted, (name, hook)) in [
+        (lsm_policy.exec, LSM_EXEC_POLICY),
+        (lsm_policy.files, LSM_FILE_POLICY),
+    ] {
+        if wanted {
             program_of::<Lsm>(&mut ebpf, name)?
                 .attach()
                 .map_err(program_error(name))?;
@@ -557,12 +632,22 @@ pub(crate) fn verify_programs(
     } = prepare(config, true, true, Some(variants))?;
     let budgets = budgets();
     let mut lsm_btf = None;
-    Ok(
-        programs_to_load(&exit_events, task_regs, lsm_addresses, true, true, true)
-            .into_iter()
-            .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
-            .collect(),
+    let lsm_policy = LsmPolicy {
+        exec: variants.lsm,
+        files: variants.lsm,
+    };
+    Ok(programs_to_load(
+        &exit_events,
+        task_regs,
+        lsm_addresses,
+        true,
+        true,
+        true,
+        lsm_policy,
     )
+    .into_iter()
+    .map(|(name, kind)| load_program(&mut ebpf, name, kind, &budgets, &mut lsm_btf))
+    .collect())
 }
 
 /// Program names are few and live as long as the process; `Sensor::programs` wants `&'static`.

@@ -226,6 +226,8 @@ fn member_offsets(btf: &KernelBtf) -> Result<KernelOffsets, OffsetError> {
         kernfs_node_id: need("kernfs_node.id", "kernfs_node", &["id"])?,
         msghdr_name: optional("msghdr", &["msg_name"]),
         msghdr_namelen: optional("msghdr", &["msg_namelen"]),
+        bprm_buf: need("linux_binprm.buf", "linux_binprm", &["buf"])?,
+        file_mode: need("file.f_mode", "file", &["f_mode"])?,
         regs_args: syscall_arg_registers(btf, Arch::NATIVE)?,
         regs_nr: syscall_number_register(btf, Arch::NATIVE)?,
         regs_ret: return_value_register(btf, Arch::NATIVE)?,

@@ -348,10 +348,12 @@ mod tests {
             return;
         }
         let budgets = budgets(object).expect("the object parses");
-        assert!(
-            budgets.iter().any(|b| b.name == "sched_process_exec"),
-            "programs found: {budgets:?}"
-        );
+        for name in ["sched_process_exec", "lsm_bprm_check", "lsm_file_open"] {
+            assert!(
+                budgets.iter().any(|b| b.name == name),
+                "{name} missing; programs found: {budgets:?}"
+            );
+        }
         let over: Vec<_> = budgets
             .iter()
             .filter(|b| b.combined > STACK_BUDGET || b.insns > INSN_BUDGET)

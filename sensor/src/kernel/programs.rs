@@ -29,6 +29,11 @@ pub(crate) const LSM_ADDRESS_HOOKS: &[(&str, &str)] = &[
     ("lsm_socket_sendmsg", "socket_sendmsg"),
 ];
 
+/// The BPF LSM programs that enforce `executables` and `files` rules in `enforce` mode
+/// (`sensor-ebpf/src/lsm_policy.rs`), and their hooks.
+pub(crate) const LSM_EXEC_POLICY: (&str, &str) = ("lsm_bprm_check", "bprm_check_security");
+pub(crate) const LSM_FILE_POLICY: (&str, &str) = ("lsm_file_open", "file_open");
+
 /// The egress enforcement programs (`sensor-ebpf/src/enforce.rs`) and where each hooks in,
 /// attached at the cgroup v2 root by `egress`.
 pub(crate) const EGRESS_PROGRAMS: &[(&str, &str)] = &[

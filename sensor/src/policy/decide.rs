@@ -41,7 +41,7 @@ pub fn check_looked_up(
 ) -> Option<Violation> {
     let action = record.event.action;
     match action {
-        "exec" => executable(policy, record),
+        "exec" | "exec_denied" => executable(policy, record),
         "connect" | "send" => egress(policy, record, looked_up),
         "open" => {
             let access = record.file.as_ref()?.open.as_ref()?.access;
@@ -74,7 +74,12 @@ fn executable(policy: &Policy, record: &Record) -> Option<Violation> {
         .executables
         .as_ref()
         .filter(|r| r.mode != Mode::Observe)?;
-    let exe = record.process.as_ref()?.executable.as_deref()?;
+    // A refused exec never ran: its record names the executable as its file.
+    let exe = if record.event.action == "exec_denied" {
+        record.file.as_ref()?.path.as_str()
+    } else {
+        record.process.as_ref()?.executable.as_deref()?
+    };
     (!rule.allow.iter().any(|g| g.matches(exe.as_bytes()))).then(|| Violation {
         rule: "executables",
         mode: rule.mode,
@@ -339,6 +344,22 @@ mod tests {
             verdict(&p, &exec("/usr/bin/curl")),
             Some(("executables", "/usr/bin/curl".into()))
         );
+        // An exec the kernel refused (BPF LSM) is decided on the file it named: the process
+        // still runs its old program.
+        let denied = |path: &str| {
+            let mut r = exec("/usr/bin/dash");
+            r.event.action = "exec_denied";
+            r.file = Some(File {
+                path: path.into(),
+                ..File::default()
+            });
+            r
+        };
+        assert_eq!(
+            verdict(&p, &denied("/opt/x")),
+            Some(("executables", "/opt/x".into()))
+        );
+        assert_eq!(verdict(&p, &denied("/usr/bin/git")), None);
         let tasks = ["review".to_owned()];
         assert!(task(&p, &tasks, "review").is_none());
         let v = task(&p, &tasks, "deploy").unwrap();

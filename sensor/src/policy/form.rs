@@ -298,24 +298,12 @@ fn error(at: Location, message: String) -> PolicyError {
     }
 }
 
-/// Why `enforce` is refused where this sensor cannot stop the action yet.
-fn not_enforceable(kind: &str) -> String {
-    let instead = if kind == "executables" {
-        "kill (the process is stopped as the exec completes, before the program runs), audit (a decision record for every violation) or observe"
-    } else {
-        "audit (a decision record for every violation) or observe"
-    };
-    format!(
-        "mode enforce is not available for {kind} rules: this sensor cannot refuse them in the kernel yet; use {instead}"
-    )
-}
-
-/// Why an `executables` pattern cannot go in the kernel's trie for `kill` mode, if it cannot
-/// (`sensor_common::EXEC_PATH_KEY` bytes of path per key).
+/// Why a path pattern cannot go in the kernel's trie for `kill` or `enforce` mode, if it
+/// cannot (`sensor_common::EXEC_PATH_KEY` bytes of path per key).
 pub fn unenforceable(form: Option<&PrefixForm>) -> Option<&'static str> {
     match form {
         None => Some(
-            "only exact paths, DIR/** and a `*` at the end of the last component can be killed on",
+            "only exact paths, DIR/** and a `*` at the end of the last component can be enforced in the kernel",
         ),
         Some(PrefixForm::Exact(p) | PrefixForm::OneLevel(p))
             if p.len() >= sensor_common::EXEC_PATH_KEY =>
@@ -327,6 +315,25 @@ pub fn unenforceable(form: Option<&PrefixForm>) -> Option<&'static str> {
         }
         Some(_) => None,
     }
+}
+
+/// Checks that every pattern of a rule the kernel enforces can go in its trie.
+fn enforceable_paths(
+    globs: &[PathGlob],
+    texts: &[String],
+    what: &str,
+    mode: Mode,
+    at: Location,
+) -> Result<(), PolicyError> {
+    for (glob, text) in globs.iter().zip(texts) {
+        if let Some(why) = unenforceable(glob.prefix_form().as_ref()) {
+            return Err(error(
+                at,
+                format!("mode {}: {what} {text:?}: {why}", mode.name()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why `kill` is refused on every rule but `executables`.
@@ -482,18 +489,40 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|f| {
             let at = f.referenced;
-            if f.value.mode == Mode::Enforce {
-                return Err(error(at, not_enforceable("files")));
-            }
             if f.value.mode == Mode::Kill {
                 return Err(error(at, not_killable("files")));
             }
+            let allow = FileAccess {
+                read: file_set(&f.value.read, "read", at)?,
+                write: file_set(&f.value.write, "write", at)?,
+            };
+            if f.value.mode == Mode::Enforce {
+                for (set, raw, what) in [
+                    (&allow.read, &f.value.read, "files read"),
+                    (&allow.write, &f.value.write, "files write"),
+                ] {
+                    if let Some(class) = set.classes.first() {
+                        return Err(error(
+                            at,
+                            format!(
+                                "mode enforce: {what} class {class:?}: file classes cannot be \
+                                 enforced in the kernel (they are decided in userspace); name \
+                                 the paths, or use audit"
+                            ),
+                        ));
+                    }
+                    enforceable_paths(
+                        &set.paths,
+                        &raw.paths,
+                        &format!("{what} path"),
+                        Mode::Enforce,
+                        at,
+                    )?;
+                }
+            }
             Ok(Rule {
                 mode: f.value.mode,
-                allow: FileAccess {
-                    read: file_set(&f.value.read, "read", at)?,
-                    write: file_set(&f.value.write, "write", at)?,
-                },
+                allow,
             })
         })
         .transpose()?;
@@ -502,17 +531,9 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|x| {
             let at = x.referenced;
-            if x.value.mode == Mode::Enforce {
-                return Err(error(at, not_enforceable("executables")));
-            }
             let allow = path_globs(&x.value.allow, "executable", at)?;
-            if x.value.mode == Mode::Kill {
-                for (glob, text) in allow.iter().zip(&x.value.allow) {
-                    let form = glob.prefix_form();
-                    if let Some(why) = unenforceable(form.as_ref()) {
-                        return Err(error(at, format!("mode kill: executable {text:?}: {why}")));
-                    }
-                }
+            if matches!(x.value.mode, Mode::Kill | Mode::Enforce) {
+                enforceable_paths(&allow, &x.value.allow, "executable", x.value.mode, at)?;
             }
             Ok(Rule {
                 mode: x.value.mode,
@@ -600,8 +621,12 @@ mod tests {
                 "m.yaml:6:9: agent a policy: mode enforce allows at most 16 distinct egress ports per agent (17 given)",
             ),
             (
-                "      files:\n        mode: enforce\n",
-                "m.yaml:6:9: agent a policy: mode enforce is not available for files rules: this sensor cannot refuse them in the kernel yet; use audit (a decision record for every violation) or observe",
+                "      files:\n        mode: enforce\n        read: {paths: [\"/srv/**\"], classes: [ssh_key]}\n",
+                "m.yaml:6:9: agent a policy: mode enforce: files read class \"ssh_key\": file classes cannot be enforced in the kernel (they are decided in userspace); name the paths, or use audit",
+            ),
+            (
+                "      files:\n        mode: enforce\n        write: {paths: [\"/srv/*/x\"]}\n",
+                "m.yaml:6:9: agent a policy: mode enforce: files write path \"/srv/*/x\": only exact paths, DIR/** and a `*` at the end of the last component can be enforced in the kernel",
             ),
             (
                 "      files:\n        mode: audit\n        read: {paths: [relative/*]}\n",
@@ -620,12 +645,12 @@ mod tests {
                 "m.yaml:5:7: agent a policy: policy version \"\" must be 1 to 128 printable characters",
             ),
             (
-                "      executables:\n        mode: enforce\n        allow: []\n",
-                "m.yaml:6:9: agent a policy: mode enforce is not available for executables rules: this sensor cannot refuse them in the kernel yet; use kill (the process is stopped as the exec completes, before the program runs), audit",
+                "      executables:\n        mode: enforce\n        allow: [\"/usr/bin/*/x\"]\n",
+                "m.yaml:6:9: agent a policy: mode enforce: executable \"/usr/bin/*/x\": only exact paths, DIR/** and a `*` at the end of the last component can be enforced in the kernel",
             ),
             (
                 "      executables:\n        mode: kill\n        allow: [\"/usr/bin/git\", \"/opt/*/bin/tool\"]\n",
-                "m.yaml:6:9: agent a policy: mode kill: executable \"/opt/*/bin/tool\": only exact paths, DIR/** and a `*` at the end of the last component can be killed on",
+                "m.yaml:6:9: agent a policy: mode kill: executable \"/opt/*/bin/tool\": only exact paths, DIR/** and a `*` at the end of the last component can be enforced in the kernel",
             ),
             (
                 "      egress:\n        mode: kill\n        allow: []\n",

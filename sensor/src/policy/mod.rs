@@ -132,6 +132,28 @@ impl Policies {
                 "killed",
                 "the exec check was not loaded at start",
             )),
+            // Refused by BPF LSM (`exec_denied`), or, for an exec the LSM check could not
+            // judge (it made the process the agent's), killed as it completed.
+            ("executables", Mode::Enforce) => {
+                let killed = record.process.as_ref().is_some_and(|p| p.policy_killed);
+                Some((
+                    killed || record.event.action == "exec_denied",
+                    if killed { "killed" } else { "denied" },
+                    "BPF LSM exec enforcement was not loaded at start",
+                ))
+            }
+            // BPF LSM refuses opens; other file actions (rename, unlink, ...) go ahead.
+            ("files.read" | "files.write", Mode::Enforce) => Some((
+                record.event.action == "open"
+                    && record.error.as_ref().is_some_and(|e| e.code == "EPERM"),
+                "denied",
+                if record.event.action == "open" {
+                    "it failed otherwise, BPF LSM file enforcement was not loaded at start, \
+                     or the path as named is not the file opened"
+                } else {
+                    "the kernel refuses opens only"
+                },
+            )),
             _ => None,
         };
         let outcome = match (kernel, &exception, mode) {

@@ -3,7 +3,9 @@
 //! sensor around a known workload, and writes what happened to the results directory
 //! (`facts.json`: the kernel, pids, ports, paths, timings; `probe.json`; the sensor's
 //! `records.jsonl` and `sensor.stderr`; where the kernel has BPF LSM, also
-//! `tracepoints-records.jsonl` from a second run without the LSM hook). The host checks the records against the facts, so a
+//! `tracepoints-records.jsonl` from a second run without the LSM hook; everywhere,
+//! `enforce-records.jsonl` from a run with executables and files rules in enforce mode, which
+//! only a kernel with BPF LSM lets start). The host checks the records against the facts, so a
 //! VM that dies half-way still leaves evidence of how far it got.
 //!
 //! Usage: `kernel-matrix-scenario OUT_DIR SENSOR HELPER`
@@ -28,6 +30,9 @@ const STOP_TIMEOUT: Duration = Duration::from_mins(1);
 const CGROUP: &str = "agent-sensor-matrix";
 const AGENT: &str = "matrix-agent";
 const WORK: &str = "/tmp/agent-sensor-matrix";
+/// The cgroup and agent of the enforcement run.
+const ENFORCE_CGROUP: &str = "agent-sensor-matrix-enforce";
+const ENFORCER: &str = "matrix-enforcer";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -194,13 +199,132 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     // 4. Where the kernel has BPF LSM, the sensor takes the addresses of connects, binds and
     // sends from its hooks. The same calls once more with the hooks off give the host the
     // tracepoint path's records to compare: either source must give the same records.
-    if facts["kernel"]["lsm"]
-        .as_str()
-        .is_some_and(|l| l.split(',').any(|m| m == "bpf"))
-    {
+    // BPF LSM as the probe found it (`bpf` can be listed by a kernel that refuses its programs).
+    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap_or(Value::Null);
+    let bpf_lsm = probed
+        .as_array()
+        .or_else(|| probed["features"].as_array())
+        .into_iter()
+        .flatten()
+        .any(|f| f["name"] == "lsm" && f["available"] == true);
+    if bpf_lsm {
         facts["workload"]["tracepoints"] = tracepoint_source(out, sensor, helper, work)?;
     }
+
+    // 5. Executables and files rules in enforce mode: where the kernel has BPF LSM, an agent's
+    // forbidden exec and opens fail with EPERM and a bystander's do not; elsewhere the sensor
+    // refuses to start, saying why.
+    facts["workload"]["enforce"] = enforce_run(out, sensor, helper, work)?;
     Ok(())
+}
+
+/// The enforcement run (`enforce-records.jsonl`, `enforce-sensor.stderr`): an agent with
+/// executables and files rules in enforce mode, and the same commands run by the agent (in
+/// its cgroup) and by a bystander, each printing `NAME=RESULT` lines.
+fn enforce_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<Value, String> {
+    let dir = work.join("enforce");
+    let io = |e: std::io::Error| e.to_string();
+    fs::create_dir_all(dir.join("allowed")).map_err(io)?;
+    fs::create_dir_all(dir.join("forbidden")).map_err(io)?;
+    fs::write(dir.join("allowed/file"), "allowed\n").map_err(io)?;
+    fs::write(dir.join("secret"), "secret\n").map_err(io)?;
+    fs::copy("/usr/bin/true", dir.join("forbidden/prog")).map_err(io)?;
+    let script = dir.join("allowed/tool.sh");
+    fs::write(&script, "#!/bin/sh\nexit 5\n").map_err(io)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).map_err(io)?;
+    }
+    let helper = helper.canonicalize().map_err(io)?;
+    let (hp, dp) = (helper.display(), dir.display());
+    let cgroup = format!("{}/{ENFORCE_CGROUP}", cgroup2_root()?);
+    let _ = fs::remove_dir(&cgroup);
+    fs::create_dir(&cgroup).map_err(|e| format!("making the cgroup {cgroup}: {e}"))?;
+    let manifest = dir.join("agents.yaml");
+    fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: {ENFORCER}\n    selectors: [{{cgroup: /{ENFORCE_CGROUP}}}]\n    policy:\n      version: matrix-enforce\n      executables:\n        mode: enforce\n        allow: [\"/usr/bin/*\", \"{hp}\"]\n      files:\n        mode: enforce\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{dp}/allowed/**\"]}}\n        write: {{paths: [\"/dev/**\", \"{dp}/allowed/**\"]}}\n"
+        ),
+    )
+    .map_err(io)?;
+    let mut facts = json!({
+        "agent": ENFORCER,
+        "cgroup": cgroup,
+        "dir": dir,
+        "secret": format!("{dp}/secret"),
+        "forbidden": format!("{dp}/forbidden/prog"),
+    });
+    let t = Instant::now();
+    let mut running = Running::start_named(
+        sensor,
+        &[
+            "run",
+            "--output",
+            "-",
+            "--identities",
+            manifest.to_str().unwrap(),
+        ],
+        out,
+        "enforce-",
+    )?;
+    let started = running
+        .wait_for(START_TIMEOUT, |r| action(r) == "sensor_start")
+        .is_some();
+    facts["started"] = json!(started);
+    facts["start_seconds"] = json!(t.elapsed().as_secs_f64());
+    if !started {
+        facts["exit"] = json!(running.stop(STOP_TIMEOUT));
+        let _ = fs::remove_dir(&cgroup);
+        return Ok(facts);
+    }
+    let commands = format!(
+        "echo read_allowed=$({hp} open {dp}/allowed/file); \
+         echo read_denied=$({hp} open {dp}/secret); \
+         echo write_allowed=$({hp} open-write {dp}/allowed/out); \
+         echo write_denied=$({hp} open-write {dp}/secret); \
+         /usr/bin/true; echo exec_allowed=$?; \
+         echo exec_denied=$({hp} try-exec {dp}/forbidden/prog); \
+         {dp}/allowed/tool.sh; echo script=$?"
+    );
+    let run = |in_agent: bool| -> Result<Value, String> {
+        let join = if in_agent {
+            format!("echo $$ > {cgroup}/cgroup.procs; ")
+        } else {
+            String::new()
+        };
+        let child = Command::new("/usr/bin/dash")
+            .args(["-c", &format!("{join}{commands}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let pid = child.id();
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let results: serde_json::Map<String, Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (name, result) = l.split_once('=')?;
+                Some((name.to_owned(), json!(result)))
+            })
+            .collect();
+        Ok(json!({
+            "pid": pid,
+            "results": results,
+            "stderr": String::from_utf8_lossy(&out.stderr),
+        }))
+    };
+    facts["as_agent"] = run(true)?;
+    facts["bystander"] = run(false)?;
+    // The agent's shell exits after its last refusal (the bystander is no agent's: not
+    // observed).
+    let agent_pid = facts["as_agent"]["pid"].clone();
+    running.wait_for(RECORD_TIMEOUT, |r| {
+        action(r) == "exit" && r["process"]["pid"] == agent_pid
+    });
+    facts["exit"] = json!(running.stop(STOP_TIMEOUT));
+    let _ = fs::remove_dir(&cgroup);
+    Ok(facts)
 }
 
 /// UDP from a socket bound to 127.0.0.1:0 to a port on loopback, by sendto, sendmsg and

@@ -65,6 +65,25 @@ fn main() {
             let err = Command::new(&args[2]).args(&args[3..]).exec();
             panic!("exec failed: {err}");
         }
+        // `try-exec PROGRAM ARGS...`: replace this process; if the exec fails, print its errno.
+        "try-exec" => {
+            let err = Command::new(&args[2]).args(&args[3..]).exec();
+            println!("{}", err.raw_os_error().unwrap_or(-1));
+        }
+        // `open-write PATH`: open PATH write-only (creating it), print the errno (0 on success).
+        "open-write" => {
+            let path = std::ffi::CString::new(args[2].as_bytes()).unwrap();
+            // SAFETY: a valid C string.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644) };
+            println!(
+                "{}",
+                if fd < 0 {
+                    std::io::Error::last_os_error().raw_os_error().unwrap()
+                } else {
+                    0
+                }
+            );
+        }
         // `files DIR`: a known sequence of file operations in DIR (see tests/file.rs).
         "files" => files(&args[2]),
         // `open PATH`: open PATH read-only, print the errno (0 on success).

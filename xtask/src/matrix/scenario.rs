@@ -3,7 +3,8 @@
 //! argv and exit code, an open with its absolute path, a connect that succeeded and one that
 //! was refused, a five-level tree of short-lived processes attributed to the agent by cgroup,
 //! no loss, and, where the kernel has BPF LSM, the same connect records from the LSM hook as
-//! from the tracepoint path. A check that could not run says why; nothing is skipped silently.
+//! from the tracepoint path, and an agent's forbidden exec and opens refused (elsewhere: the
+//! sensor refusing such rules). A check that could not run says why; nothing is skipped silently.
 use std::{fs, path::Path};
 
 use serde_json::Value;
@@ -65,6 +66,7 @@ const CHECKS: &[&str] = &[
     "process tree",
     "no loss",
     "sources agree",
+    "enforce",
 ];
 
 pub fn check(dir: &Path) -> Outcome {
@@ -223,14 +225,184 @@ pub fn check(dir: &Path) -> Outcome {
     ));
     out.checks.push(check_tree(&records, w));
     out.checks.push(check_no_loss(&records, steps));
-    out.checks.push(check_sources(dir, &records, w, &out.lsm));
+    // BPF LSM as the probe found it: `bpf` can be in the active list of a kernel that refuses
+    // BPF LSM programs (this machine kind's).
+    let bpf_lsm = out.offers.iter().any(|f| f == "lsm");
+    out.checks.push(check_sources(dir, &records, w, bpf_lsm));
+    out.checks.push(check_enforce(dir, &w["enforce"], bpf_lsm));
     out
 }
+
+/// Executables and files rules in enforce mode. Where the probe found BPF LSM: the agent's
+/// forbidden open for reading, open for writing and exec failed with EPERM, its allowed ones
+/// (and a `#!` script judged by its allowed interpreter) succeeded, a bystander's same commands
+/// all succeeded; the exec's `exec_denied` record and the failed opens' records are each
+/// followed by their `denied` decision, linked by sequence, and nothing else was decided.
+/// Elsewhere the sensor refused to start, naming BPF LSM.
+fn check_enforce(dir: &Path, e: &Value, bpf_lsm: bool) -> Check {
+    const NAME: &str = "enforce";
+    let stderr = dir.join("enforce-sensor.stderr");
+    if e.is_null() {
+        return fail(NAME, "not run: the scenario stopped before it");
+    }
+    if !bpf_lsm {
+        let why = sensor_error(&stderr);
+        return match (
+            e["started"].as_bool(),
+            why.contains("rules in mode enforce need BPF LSM"),
+        ) {
+            (Some(false), true) => pass(NAME, format!("refused without BPF LSM: {why}")),
+            (Some(false), false) => fail(NAME, format!("the sensor did not start: {why}")),
+            _ => fail(
+                NAME,
+                "the sensor started with enforce rules on a kernel without BPF LSM",
+            ),
+        };
+    }
+    if e["started"] != true {
+        return fail(
+            NAME,
+            format!(
+                "the sensor with enforce rules did not start ({}): {}",
+                e["exit"].as_str().unwrap_or("?"),
+                sensor_error(&stderr)
+            ),
+        );
+    }
+    let results = |who: &str| -> Vec<(String, String)> {
+        e[who]["results"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("?").to_owned()))
+            .collect()
+    };
+    let expect = |who: &str, want: &[(&str, &str)]| -> Result<(), String> {
+        let got = results(who);
+        for (k, v) in want {
+            let found = got.iter().find(|(n, _)| n == k).map(|(_, r)| r.as_str());
+            if found != Some(*v) {
+                return Err(format!(
+                    "{who}: {k} = {} (want {v}); stderr: {}",
+                    found.unwrap_or("missing"),
+                    one_line(e[who]["stderr"].as_str().unwrap_or(""))
+                ));
+            }
+        }
+        Ok(())
+    };
+    // 1 is EPERM; an exec that succeeded prints nothing; the script exits 5.
+    if let Err(why) = expect(
+        "as_agent",
+        &[
+            ("read_allowed", "0"),
+            ("read_denied", "1"),
+            ("write_allowed", "0"),
+            ("write_denied", "1"),
+            ("exec_allowed", "0"),
+            ("exec_denied", "1"),
+            ("script", "5"),
+        ],
+    )
+    .and_then(|()| {
+        expect(
+            "bystander",
+            &[
+                ("read_allowed", "0"),
+                ("read_denied", "0"),
+                ("write_allowed", "0"),
+                ("write_denied", "0"),
+                ("exec_allowed", "0"),
+                ("exec_denied", ""),
+                ("script", "5"),
+            ],
+        )
+    }) {
+        return fail(NAME, why);
+    }
+    let records: Vec<Value> = fs::read_to_string(dir.join("enforce-records.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let programs = records
+        .iter()
+        .find(|r| action(r) == "sensor_start")
+        .map_or(Value::Null, |r| {
+            r["sensor"]["lifecycle"]["programs"].clone()
+        });
+    for hook in ["lsm:bprm_check_security", "lsm:file_open"] {
+        if !programs
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x == hook))
+        {
+            return fail(NAME, format!("{hook} not attached: {programs}"));
+        }
+    }
+    let decisions: Vec<&Value> = records
+        .iter()
+        .filter(|r| action(r) == "policy_decision")
+        .collect();
+    let summary: Vec<String> = decisions
+        .iter()
+        .map(|d| {
+            let p = &d["policy"];
+            format!(
+                "{} {} {} {}",
+                p["rule"].as_str().unwrap_or("?"),
+                p["mode"].as_str().unwrap_or("?"),
+                p["outcome"].as_str().unwrap_or("?"),
+                p["target"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let (secret, forbidden) = (
+        e["secret"].as_str().unwrap_or("?"),
+        e["forbidden"].as_str().unwrap_or("?"),
+    );
+    let want = [
+        format!("files.read enforce denied {secret}"),
+        format!("files.write enforce denied {secret}"),
+        format!("executables enforce denied {forbidden}"),
+    ];
+    if summary != want {
+        return fail(NAME, format!("decisions {summary:?}, want {want:?}"));
+    }
+    // Each decision follows the record of the refused action, links to it, and that record
+    // is the agent's, failed with EPERM.
+    for d in decisions {
+        let seq = &d["policy"]["action"]["sequence"];
+        let Some(acted) = records.iter().find(|r| &r["chain"]["sequence"] == seq) else {
+            return fail(NAME, format!("no record at the decision's sequence {seq}"));
+        };
+        let want_action = if d["policy"]["rule"] == "executables" {
+            "exec_denied"
+        } else {
+            "open"
+        };
+        if action(acted) != want_action
+            || acted["file"]["path"] != d["policy"]["target"]
+            || acted["error"]["code"] != "EPERM"
+            || acted["identity"]["agent"]["id"] != ENFORCER
+            || d["identity"]["agent"]["id"] != ENFORCER
+        {
+            return fail(NAME, format!("decision {} links to {acted}", d["policy"]));
+        }
+    }
+    pass(
+        NAME,
+        "EPERM for the agent's forbidden read, write and exec (exec_denied record), allowed \
+         ones and a #! script ran, the bystander unaffected; three denied decisions linked",
+    )
+}
+
+/// The enforcement run's agent (tests/src/bin/kernel-matrix-scenario.rs).
+const ENFORCER: &str = "matrix-enforcer";
 
 /// Where the kernel has BPF LSM, the sensor took the addresses of connects, binds and sends
 /// from its hooks; a second run with the hooks off made the same calls. Both sources must give
 /// the same records (but for each run's pids, ports, times and socket ids).
-fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
+fn check_sources(dir: &Path, records: &[Value], w: &Value, bpf_lsm: bool) -> Check {
     const NAME: &str = "sources agree";
     const HOOKS: [&str; 3] = [
         "lsm:socket_connect",
@@ -248,7 +420,7 @@ fn check_sources(dir: &Path, records: &[Value], w: &Value, lsm: &str) -> Check {
             .collect()
     };
     let any_hook = |programs: &[String]| programs.iter().any(|p| p.starts_with("lsm:"));
-    if !lsm.split(',').any(|m| m == "bpf") {
+    if !bpf_lsm {
         return if any_hook(&start_programs(records)) {
             fail(
                 NAME,
