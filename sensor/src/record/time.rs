@@ -180,14 +180,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// The time of an RFC 3339 UTC timestamp as records carry it
-/// (`2026-12-07T06:01:02.123456789Z`; the fraction may be shorter or absent).
+/// The time of an RFC 3339 timestamp in UTC, as records carry it
+/// (`2026-12-07T06:01:02.123456789Z`) and as people write it: `T`, `t` or a space before the
+/// time, a fraction of 1 to 9 digits or none, `Z`, `z` or `+00:00`; `None` for anything else.
 pub fn parse(text: &str) -> Option<UnixNanos> {
     let b = text.as_bytes();
     if b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
-        || b[10] != b'T'
+        || !matches!(b[10], b'T' | b't' | b' ')
         || b[13] != b':'
         || b[16] != b':'
     {
@@ -206,12 +207,16 @@ pub fn parse(text: &str) -> Option<UnixNanos> {
         digits(&b[14..16])?,
         digits(&b[17..19])?,
     );
-    let rest = b[19..].strip_suffix(b"Z")?;
-    let frac = match rest.split_first() {
-        Some((b'.', d)) if !d.is_empty() && d.len() <= 9 => {
+    let rest = &b[19..];
+    let zone = rest.iter().position(|&c| matches!(c, b'Z' | b'z' | b'+'))?;
+    if !matches!(&rest[zone..], b"Z" | b"z" | b"+00:00") {
+        return None;
+    }
+    let frac = match &rest[..zone] {
+        [b'.', d @ ..] if !d.is_empty() && d.len() <= 9 => {
             i128::from(digits(d)?) * 10i128.pow(9 - d.len() as u32)
         }
-        None => 0,
+        [] => 0,
         _ => return None,
     };
     if !(1..=12).contains(&month)
@@ -249,6 +254,8 @@ mod tests {
         }
         assert_eq!(parse("1970-01-01T00:00:01Z"), Some(1_000_000_000));
         assert_eq!(parse("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(parse("1970-01-01 00:00:01.5+00:00"), Some(1_500_000_000));
+        assert_eq!(parse("1970-01-01t00:00:01z"), Some(1_000_000_000));
         for bad in [
             "",
             "yesterday",
@@ -256,6 +263,7 @@ mod tests {
             "1970-13-01T00:00:00Z",
             "1970-01-01T00:00:00.Z",
             "1970-01-01T00:00:00+01:00",
+            "1970-01-01T00:00:00.5+00:00junk",
             "1970-01-01T00:00:00.1234567890Z",
             "1970-01-0xT00:00:00Z",
             "1970-01-01T00:00:00.12a4Z",

@@ -5,57 +5,7 @@ use serde::Serialize;
 
 /// Nanoseconds since the Unix epoch of an RFC 3339 time in UTC (`Z` or `+00:00`), seconds
 /// optionally with a fraction of up to 9 digits; `None` for anything else.
-pub fn parse_rfc3339(s: &str) -> Option<i128> {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let digits = b.get(from..from + len)?;
-        digits.iter().try_fold(0i64, |n, d| {
-            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
-        })
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: i128 = 0;
-    if b.get(i) == Some(&b'.') {
-        let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
-        if digits == 0 || digits > 9 {
-            return None;
-        }
-        let frac = num(i + 1, digits)?;
-        nanos = i128::from(frac) * 10i128.pow(9 - digits as u32);
-        i += 1 + digits;
-    }
-    if !matches!(&s[i..], "Z" | "z" | "+00:00") {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(i128::from(secs) * 1_000_000_000 + nanos)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub use crate::record::time::parse as parse_rfc3339;
 
 /// RFC 3339 (UTC, seconds) of a second count.
 pub fn seconds_rfc3339(secs: i64) -> String {
