@@ -644,8 +644,8 @@ pub fn dns_exchange(helper: &str) -> Output {
 /// The OCSF version the sensor writes, which the validator checks events against.
 pub const OCSF_VERSION: &str = "1.8.0";
 
-/// The validator's Python, in the environment `cargo xtask setup` makes.
-fn ocsf_python() -> PathBuf {
+/// The Python of the environment `cargo xtask setup` makes (the OCSF schema, the SDKs).
+pub fn ocsf_python() -> PathBuf {
     let cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
         || {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))

@@ -1,5 +1,5 @@
 //! `--format ocsf`: a real run's every line — process, file, network and DNS activity, the
-//! sensor's lifecycle, checkpoints and an annotation — validates against the real OCSF 1.8.0
+//! sensor's lifecycle, checkpoints, an annotation and MCP calls over stdio — validates against the real OCSF 1.8.0
 //! schema (the schema.ocsf.io export packaged by PyPI's `ocsf-json-schema`, checked with
 //! Python's `jsonschema`; `cargo xtask setup` installs both in a virtual environment), a broken
 //! event is refused, and `agent-sensor verify` verifies the OCSF trail and finds a change in it.
@@ -25,6 +25,7 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
             ("id", "ocsf-agent"),
             ("name", "OCSF test agent"),
             ("owners", "{business: a@example.com}"),
+            ("capture", "{stdio: true}"),
         ],
     );
     let dir = &run.dir;
@@ -63,8 +64,20 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
         "ocsf \"check\"\n",
     ]);
     assert!(out.status.success(), "{out:?}");
+    // MCP calls over stdio: the mcp SDK's client and server (tests/mcp), as API Activity.
+    let note = dir.join("note.txt");
+    std::fs::write(&note, "a note\n").unwrap();
+    run.in_agent_cgroup(&format!(
+        "MCP_TEST_SECRET=not-a-secret {} {}/mcp/client.py {} >/dev/null",
+        sensor_tests::ocsf_python().display(),
+        env!("CARGO_MANIFEST_DIR"),
+        note.display()
+    ));
     sensor.wait_for("the DNS answer", |e| {
         e["class_uid"] == 4003 && e["activity_id"] == 2
+    });
+    sensor.wait_for("the MCP tool calls", |e| {
+        e["class_uid"] == 6003 && e["api"]["operation"] == "tools/call"
     });
     let events = sensor.stop().records;
 
@@ -90,6 +103,8 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
         (4003, 1, "send"),
         (4003, 2, "receive"),
         (0, 99, "annotation"),
+        (6003, 99, "mcp_call"),
+        (6003, 2, "mcp_call"),
         (0, 99, "checkpoint"),
         (6002, 4, "sensor_stop"),
     ] {
@@ -115,6 +130,23 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
         exec["unmapped"]["agent_sensor"]["identity"]["agent"]["owners"]["business"],
         "a@example.com"
     );
+    // An MCP tool call: the method the API's operation, the server its service, the agent's
+    // process the actor; the arguments and result stay in `unmapped`.
+    let call = events
+        .iter()
+        .find(|e| {
+            e["class_uid"] == 6003
+                && e["api"]["request"]["uid"].is_string()
+                && e["activity_name"] == "Tool Call"
+                && e["unmapped"]["agent_sensor"]["mcp"]["tool"] == "read_note"
+        })
+        .expect("the read_note call");
+    assert_eq!(call["api"]["operation"], "tools/call");
+    assert_eq!(call["api"]["service"]["name"], "notes-server");
+    assert_eq!(call["api"]["service"]["version"], "3.1.4");
+    assert_eq!(call["actor"]["app_uid"], "ocsf-agent");
+    assert_eq!(call["type_uid"], 600_399);
+    assert_eq!(call["status_id"], 1);
     let query = events
         .iter()
         .find(|e| e["class_uid"] == 4003 && e["activity_id"] == 1)

@@ -2,7 +2,8 @@
 //!
 //! Process records become Process Activity (1007), file records File System Activity (1001),
 //! network records Network Activity (4001), or DNS Activity (4003) when they carry a DNS
-//! message; LLM API exchanges (`llm_exchange`) HTTP Activity (4002); `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
+//! message; LLM API exchanges (`llm_exchange`) HTTP Activity (4002); MCP calls (`mcp_call`) API
+//! Activity (6003); `sensor_start` and `sensor_stop` are Application Lifecycle (6002) of the sensor
 //! itself; the sensor's own evidence records (gap, checkpoint, rotation, trail retention, annotation,
 //! registration, reload, cgroup made, policy decision and exception, TLS not captured) are OCSF Base Events (class 0, activity Other) named by
 //! `activity_name`. What OCSF has no attribute for stays, in the ECS record's own shape, under
@@ -165,6 +166,18 @@ pub fn http_class(method: &str) -> Class {
         _ => (99, "Other"),
     };
     class(4002, "HTTP Activity", 4, "Network Activity", id, name)
+}
+
+/// API Activity (6003) of an MCP call, its activity by the JSON-RPC method: `tools/list` reads;
+/// a tool call and `initialize` are none of create, read, update or delete (Other, named).
+pub fn api_class(method: &str) -> Class {
+    let (id, name) = match method {
+        "tools/list" => (2, "Read"),
+        "tools/call" => (99, "Tool Call"),
+        "initialize" => (99, "Initialize"),
+        _ => (99, "Other"),
+    };
+    class(6003, "API Activity", 6, "Application Activity", id, name)
 }
 
 /// A detection, for a Detection Finding (2004): what an alert record (`event.action: alert`)
@@ -385,9 +398,10 @@ pub fn event(record: &Record) -> Value {
     };
     let action = record.event.action;
     let dns_answer = record.dns.as_ref().is_some_and(|d| d.r#type == "answer");
-    let c = match &record.llm {
-        Some(l) => http_class(&l.request.method),
-        None => class_of(action, record.dns.is_some(), dns_answer),
+    let c = match (&record.llm, &record.mcp) {
+        (Some(l), _) => http_class(&l.request.method),
+        (None, Some(m)) => api_class(&m.method),
+        (None, None) => class_of(action, record.dns.is_some(), dns_answer),
     };
     let mut out = Map::new();
     // A gap, or a policy violation or denial.
@@ -687,6 +701,44 @@ pub fn event(record: &Record) -> Value {
         }
     }
 
+    // API Activity: an MCP call, its method the API's operation and the server its service;
+    // the arguments, the result and the rest stay in `unmapped.agent_sensor.mcp`.
+    if let Some(m) = &record.mcp {
+        let mut api = json!({"operation": m.method, "request": {"uid": m.request_id}});
+        let mut service = Map::new();
+        if let Some(n) = &m.server.name {
+            service.insert("name".into(), json!(n));
+        }
+        if let Some(v) = &m.server.version {
+            service.insert("version".into(), json!(v));
+        }
+        if !service.is_empty() {
+            api["service"] = Value::Object(service);
+        }
+        if let Some(v) = &m.protocol_version {
+            api["version"] = json!(v);
+        }
+        let mut response = Map::new();
+        if let Some(code) = m.http_status {
+            response.insert("code".into(), json!(code));
+        }
+        if let Some(e) = &m.error {
+            response.insert("error".into(), json!(e.code.to_string()));
+            if let Some(text) = &e.message.text {
+                response.insert("error_message".into(), json!(text));
+            }
+        }
+        if !response.is_empty() {
+            api["response"] = Value::Object(response);
+        }
+        out.insert("api".into(), api);
+        // The call comes from the agent's process on this host (its address, over HTTP, is
+        // the connection's source, not recorded); the server over HTTP is `dst_endpoint`.
+        if !out.contains_key("src_endpoint") {
+            out.insert("src_endpoint".into(), json!({"hostname": record.host.name}));
+        }
+    }
+
     // Application Lifecycle: the sensor itself.
     if c.uid == 6002 {
         out.insert(
@@ -830,6 +882,14 @@ mod tests {
         assert_eq!(class_of("receive", true, true).activity_id, 2);
         assert_eq!(class_of("gap", false, false).activity_name, "gap");
         assert_eq!(http_class("POST").uid, 4002);
+        assert_eq!(
+            (
+                api_class("tools/list").uid,
+                api_class("tools/list").activity_id
+            ),
+            (6003, 2)
+        );
+        assert_eq!(api_class("tools/call").activity_name, "Tool Call");
         assert_eq!(http_class("POST").activity_id, 6);
         assert_eq!(http_class("BREW").activity_id, 99);
     }
