@@ -406,6 +406,23 @@ mod tests {
     }
 
     #[test]
+    fn an_http2_connection_whose_frames_break_is_counted_once_by_reason() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let mut w = h2::PREFACE.to_vec();
+        // HEADERS on stream 1 (GET https /), then DATA on stream 0: malformed.
+        w.extend_from_slice(&[0, 0, 3, 1, 5, 0, 0, 0, 1, 0x82, 0x87, 0x84]);
+        w.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 0, 0, b'x']);
+        a.feed(&call(1, true, &w, w.len() as u64, 1), &mut out);
+        a.feed(&call(1, true, b"more", 4, 2), &mut out);
+        assert_eq!(a.unparsed().get("h2_frame"), Some(&1));
+        // The request decoded before the fault is handed on, incomplete, without a response.
+        assert_eq!(out.len(), 1);
+        assert!(out[0].response.is_none());
+        assert_eq!(out[0].request.version, "2");
+    }
+
+    #[test]
     fn random_bytes_never_panic_and_connections_stay_bounded() {
         let mut a = Assembler::default();
         let mut out = Vec::new();

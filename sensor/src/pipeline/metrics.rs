@@ -253,6 +253,7 @@ mod tests {
         *m.rule_time.lock().unwrap() = vec![("sigma", 7, 1_500_000_123), ("native", 0, 0)];
         m.rules_suppressed.raise_to(4);
         m.rules_correlation_dropped.raise_to(2);
+        *m.llm_unparsed.lock().unwrap() = vec![("h2_frame", 3), ("hpack_huffman", 1)];
         let registry = Registry::default();
         registry.register(m);
         let text = registry.render();
@@ -270,6 +271,8 @@ mod tests {
             "agent_sensor_rule_evaluations_total{engine=\"sigma\"} 7\n",
             "agent_sensor_rule_evaluation_seconds_total{engine=\"sigma\"} 1.500000123\n",
             "agent_sensor_rule_evaluation_seconds_total{engine=\"native\"} 0.000000000\n",
+            "agent_sensor_llm_connections_unparsed_total{reason=\"h2_frame\"} 3\n",
+            "agent_sensor_llm_connections_unparsed_total{reason=\"hpack_huffman\"} 1\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
