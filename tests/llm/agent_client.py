@@ -10,6 +10,7 @@ stream, and a stream the server resets.
 import json
 import os
 import sys
+import time
 
 import anthropic
 import openai
@@ -50,6 +51,8 @@ def http2(base, ca):
 
 def main():
     base, ca, scenario = sys.argv[1:4]
+    # The TLS library is mapped by now (imported above): time for the sensor to find it.
+    time.sleep(float(os.environ.get("AGENT_CLIENT_WAIT", "0")))
     if scenario == "h2":
         http2(base, ca)
         return

@@ -18,6 +18,8 @@
 //!   trie kept in step with the agents' enforced egress rules and exceptions.
 //! - [`tls_attach`]: the TLS capture programs attached to the TLS libraries opted-in agents
 //!   map, and the kernel's map of those agents.
+//! - [`uprobe_opener`]: the forked process that opens uprobes for `tls_attach` after the
+//!   capability drop, on kernels that want `CAP_SYS_ADMIN` for them.
 pub mod btf;
 pub mod egress;
 pub mod enforcement;
@@ -32,3 +34,4 @@ pub mod programs;
 pub mod refusal;
 pub mod tls_attach;
 pub mod tracefs;
+pub mod uprobe_opener;

@@ -91,6 +91,11 @@ fn kept_name(cap: u32) -> &'static str {
     }
 }
 
+/// Whether this thread holds `cap` (effective).
+pub(crate) fn has_cap(cap: u32) -> bool {
+    capget().is_ok_and(|d| has(&d, cap))
+}
+
 /// Checks, before anything is loaded, that this process holds every capability `run`
 /// needs: loading (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) and those it keeps after
 /// loading. Naming the missing one here is clearer than the EPERM a later step would get.

@@ -9,7 +9,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
-    os::fd::AsRawFd as _,
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
     path::Path,
 };
 
@@ -23,6 +23,7 @@ use sensor_common::{TlsCapture, TrackedProcess};
 use crate::kernel::{
     loader::LoadError,
     programs::{TLS_ENTRY_PROBES, TLS_RETURN_PROBE},
+    uprobe_opener::{self, UprobeOpener},
 };
 
 /// Where distributions keep OpenSSL 3's library.
@@ -59,6 +60,11 @@ pub(crate) struct TlsAttacher {
     executables: HashMap<FileKey, Executable>,
     /// Processes already judged (tgid, and the executable they were judged by).
     judged: HashMap<u32, FileKey>,
+    /// Opens uprobes for the daemon after its capability drop, where the kernel wants
+    /// `CAP_SYS_ADMIN` for them (see [`uprobe_opener`]).
+    opener: Option<UprobeOpener>,
+    /// The uprobe events the opener opened, the programs attached to them while they stay open.
+    events: Vec<OwnedFd>,
 }
 
 /// What an executable means for TLS capture.
@@ -102,6 +108,8 @@ impl TlsAttacher {
             libraries: Vec::new(),
             executables: HashMap::new(),
             judged: HashMap::new(),
+            opener: UprobeOpener::spawn(),
+            events: Vec::new(),
         })
     }
 
@@ -129,7 +137,7 @@ impl TlsAttacher {
     /// Attaches, while the daemon still has every capability it started with, to the system's
     /// OpenSSL 3 and to a Node.js with OpenSSL inside, wherever they are installed. (Some
     /// kernels open uprobes only for `CAP_SYS_ADMIN`, which the daemon drops after loading:
-    /// there only these are probed, and libraries found later are said not captured.)
+    /// libraries found later go through the uprobe opener, where there is one.)
     pub(crate) fn attach_system(&mut self, ebpf: &mut Ebpf) {
         for path in SYSTEM_LIBSSL {
             if let Some((file, key)) = open_keyed(Path::new(path)) {
@@ -253,7 +261,14 @@ impl TlsAttacher {
         // Through the open file, not the path: a `/proc/<pid>/...` path dies with its process,
         // which may exit while the symbols are read.
         let open = format!("/proc/self/fd/{}", file.as_raw_fd());
-        match attach_file(ebpf, Path::new(&open)) {
+        let attached = match (attach_file(ebpf, Path::new(&open)), &self.opener) {
+            // Refused after the capability drop: through the opener.
+            (Err(e), Some(opener)) if e.contains("os error 13") => {
+                attach_through(ebpf, opener, file, &mut self.events)
+            }
+            (result, _) => result,
+        };
+        match attached {
             Ok(()) => {
                 tracing::info!(library = %path.display(), "TLS capture attached");
                 self.libraries.push(path.display().to_string());
@@ -288,6 +303,54 @@ fn attach_file(ebpf: &mut Ebpf, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Attaches the same probes as [`attach_file`] through `opener`: the symbols' file offsets
+/// read here, each event opened by the opener and kept in `events`.
+fn attach_through(
+    ebpf: &mut Ebpf,
+    opener: &UprobeOpener,
+    file: &File,
+    events: &mut Vec<OwnedFd>,
+) -> Result<(), String> {
+    let elf = object::ReadCache::new(file);
+    for &(program, symbol) in TLS_ENTRY_PROBES {
+        let Some(offset) = symbol_offset(&elf, symbol) else {
+            if symbol.ends_with("_ex") {
+                continue;
+            }
+            return Err(format!("{symbol}: not in the file's symbols"));
+        };
+        for (name, ret) in [(program, false), (TLS_RETURN_PROBE, true)] {
+            let probe: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("no program {name}"))?
+                .try_into()
+                .map_err(|e| format!("{name}: {e}"))?;
+            let program = probe.fd().map_err(|e| format!("{name}: {e}"))?;
+            let event = opener
+                .open(file.as_fd(), offset, ret)
+                .map_err(|e| format!("{symbol}: the uprobe opener: {e}"))?;
+            uprobe_opener::attach(&event, program.as_fd())
+                .map_err(|e| format!("{symbol}: attaching {name}: {e}"))?;
+            events.push(event);
+        }
+    }
+    Ok(())
+}
+
+/// The file offset of the function `symbol` in an ELF file (its address translated through
+/// the section that holds it), as the kernel's uprobe wants it.
+fn symbol_offset<'data, R: object::ReadRef<'data>>(elf: R, symbol: &str) -> Option<u64> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let file = object::File::parse(elf).ok()?;
+    let sym = file
+        .dynamic_symbols()
+        .chain(file.symbols())
+        .find(|s| s.name() == Ok(symbol) && s.is_definition())?;
+    let section = file.section_by_index(sym.section_index()?).ok()?;
+    let (offset, _) = section.file_range()?;
+    Some(sym.address() - section.address() + offset)
+}
+
 /// An error with its causes; a refusal to open the uprobe's perf event says which capability
 /// the kernel wanted.
 fn with_causes(e: &dyn std::error::Error) -> String {
@@ -301,7 +364,8 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     if text.contains("perf_event_open") && text.contains("os error 13") {
         text.push_str(
             " (this kernel opens uprobe perf events only for CAP_SYS_ADMIN, which the daemon \
-             drops after loading: only the TLS libraries found at start are probed)",
+             did not have for a uprobe opener: only the TLS libraries found at start are \
+             probed)",
         );
     }
     text
