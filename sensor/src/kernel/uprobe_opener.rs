@@ -67,8 +67,8 @@ impl UprobeOpener {
         let (ours, theirs) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let parent = std::process::id() as libc::pid_t;
-        // SAFETY: no other thread exists (the caller's contract); the child only makes
-        // syscalls and `_exit`s.
+        // SAFETY: no other thread exists (the caller's contract), so no lock (the allocator's
+        // included) is held in the child, which serves and `_exit`s, never returning here.
         let child = unsafe { libc::fork() };
         if child < 0 {
             return Err(io::Error::last_os_error());
