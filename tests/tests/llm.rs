@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{Launch, Value, action, cgroup2_root, run_ok, scratch_dir};
+use sensor_tests::{Launch, Value, action, cgroup2_root, scratch_dir};
 
 /// The agents' Python, in the environment `cargo xtask setup` makes (with the SDKs).
 fn venv_python() -> PathBuf {
@@ -37,59 +37,10 @@ fn script(name: &str) -> String {
     format!("{}/llm/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A CA and a certificate for 127.0.0.1 it signed, made with openssl in `dir`.
+/// A CA and a certificate for 127.0.0.1 it signed, in `dir` (the tests' shared ones).
 fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    sensor_tests::tls_certificates(dir);
     let p = |n: &str| dir.join(n);
-    let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(dir));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=agent-sensor test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        p("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "ext",
-    ]);
     (p("ca.pem"), p("server.pem"), p("server.key"))
 }
 
