@@ -248,6 +248,9 @@ pub struct TlsEvent {
     pub truncated: bool,
     /// The plaintext could not be read from the process's memory.
     pub unreadable: bool,
+    /// No call: the process freed the connection object (`SSL_free`), so the connection
+    /// ended (`data` is empty); its address may name the process's next connection.
+    pub ended: bool,
     /// The agent's content policy (0 full, 1 redacted, 2 digest).
     pub content: u8,
     /// The task's name.
@@ -629,6 +632,7 @@ fn decode_tls(bytes: &[u8]) -> Result<TlsEvent, DecodeError> {
         data,
         truncated: r.flags & tls_flags::TRUNCATED != 0,
         unreadable: r.flags & tls_flags::UNREADABLE != 0,
+        ended: r.flags & tls_flags::ENDED != 0,
         content: r.content,
         comm: r.comm,
     })
