@@ -326,7 +326,15 @@ fn attach_through(
     let (free, free_symbol) = TLS_FREE_PROBE;
     let offset = symbol_offset(&elf, free_symbol)
         .ok_or_else(|| format!("{free_symbol}: not in the file's symbols"))?;
-    through(ebpf, opener, file, events, (free, free_symbol), offset, false)?;
+    through(
+        ebpf,
+        opener,
+        file,
+        events,
+        (free, free_symbol),
+        offset,
+        false,
+    )?;
     for &(program, symbol) in TLS_ENTRY_PROBES {
         let Some(offset) = symbol_offset(&elf, symbol) else {
             if symbol.ends_with("_ex") {

@@ -324,7 +324,6 @@ mod tests {
             sent,
             len,
             data: data.to_vec(),
-            truncated: len > data.len() as u64,
             unreadable: false,
             ended: false,
             content: 0,
@@ -436,8 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn without_its_end_a_reused_object_starts_afresh_only_on_bytes_no_connection_continues_with()
-    {
+    fn without_its_end_a_reused_object_starts_afresh_only_on_bytes_no_connection_continues_with() {
         let mut a = Assembler::default();
         let mut out = Vec::new();
         let req = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
