@@ -22,7 +22,7 @@ use crate::{
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{
         EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, LSM_EXEC_POLICY, LSM_FILE_POLICY, PIPE_PROGRAMS,
-        PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES, TLS_RETURN_PROBE,
+        PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES, TLS_FREE_PROBE, TLS_RETURN_PROBE,
     },
     kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
@@ -370,6 +370,7 @@ fn programs_to_load(
                 .map(|&(name, _)| (name, ProgramKind::UProbe)),
         );
         names.push((TLS_RETURN_PROBE, ProgramKind::UProbe));
+        names.push((TLS_FREE_PROBE.0, ProgramKind::UProbe));
     }
     if pipes {
         for &(name, _) in PIPE_PROGRAMS {
