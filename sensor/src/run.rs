@@ -154,7 +154,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // it outlives this process; the previous run's pins are released once this run denies.
     let pins = if wanted.egress && wanted.fail_closed {
         let pins = Pins::create()?;
-        sensor.pin_process_tracking(&pins)?;
+        pins.pin_process_tracking(&mut sensor)?;
         Some(pins)
     } else {
         None

@@ -15,7 +15,7 @@ use aya::{
     programs::{CgroupSockAddr, RawTracePoint, links::FdLink},
 };
 
-use crate::kernel::loader::LoadError;
+use crate::kernel::loader::{LoadError, Sensor};
 
 /// Where bpffs is mounted (the sensor mounts it there when nothing is).
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -88,8 +88,18 @@ impl Pins {
         Ok(())
     }
 
+    /// Pins the links of the programs that keep the attribution map true without the daemon
+    /// (fork: a child inherits its parent's agent; exit: a process that ends is forgotten, so a
+    /// reused pid is nobody's).
+    pub(crate) fn pin_process_tracking(&self, sensor: &mut Sensor) -> Result<(), LoadError> {
+        for (name, id) in sensor.take_process_tracking_links() {
+            self.pin_raw_tracepoint_link(&mut sensor.ebpf, name, id)?;
+        }
+        Ok(())
+    }
+
     /// Takes the raw tracepoint link `id` of `program` from `ebpf` and pins it.
-    pub(crate) fn pin_raw_tracepoint_link(
+    fn pin_raw_tracepoint_link(
         &self,
         ebpf: &mut Ebpf,
         program: &'static str,

@@ -185,19 +185,17 @@ impl Sensor {
         drop(ebpf);
     }
 
-    /// Pins the links of the programs that keep the attribution map true without the daemon
-    /// (fork: a child inherits its parent's agent; exit: a process that ends is forgotten, so a
-    /// reused pid is nobody's), for fail-closed enforcement.
-    pub(crate) fn pin_process_tracking(
+    /// Takes the links of the programs that keep the attribution map true without the daemon
+    /// (fork: a child inherits its parent's agent; exit: a process that ends is forgotten), out
+    /// of their programs' keeping, for fail-closed enforcement to pin.
+    pub(crate) fn take_process_tracking_links(
         &mut self,
-        pins: &crate::kernel::fail_closed::Pins,
-    ) -> Result<(), LoadError> {
-        for (name, id) in std::mem::take(&mut self.raw_links) {
-            if matches!(name, "sched_process_fork" | "sched_process_exit") {
-                pins.pin_raw_tracepoint_link(&mut self.ebpf, name, id)?;
-            }
-        }
-        Ok(())
+    ) -> Vec<(&'static str, RawTracePointLinkId)> {
+        let (tracking, rest) = std::mem::take(&mut self.raw_links)
+            .into_iter()
+            .partition(|(name, _)| matches!(*name, "sched_process_fork" | "sched_process_exit"));
+        self.raw_links = rest;
+        tracking
     }
 
     /// A map of the loaded programs to try access with (an array of u64), for
