@@ -1,6 +1,8 @@
 //! TLS plaintext of opted-in agents: uprobes on the TLS library's `SSL_write`, `SSL_read` and
 //! their `_ex` forms remember the call (connection, buffer) by thread, and one uretprobe on all
 //! four copies what the call moved, bounded by the agent's `max_bytes`, into a [`TlsRecord`].
+//! A uprobe on `SSL_free` says when a connection object ends (a [`TlsRecord`] with no data,
+//! flagged [`tls_flags::ENDED`]): the library hands its address to the next connection.
 //! A process that is not an opted-in agent's pays two map lookups per call and is never copied.
 use aya_ebpf::{
     helpers::{
@@ -16,7 +18,7 @@ use crate::{
     filter::observed,
     kernel::{CurrentTask, current_comm},
     maps::{SCRATCH, TLS_AGENTS, TLS_CALLS},
-    output::submit_bytes,
+    output::{submit, submit_bytes},
     process::header,
 };
 
@@ -44,6 +46,40 @@ pub fn ssl_read(ctx: ProbeContext) -> u32 {
 pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
     enter(&ctx, tls_direction::READ, true);
     0
+}
+
+/// `SSL_free(ssl)`: the connection object of an opted-in agent's process ends here, before
+/// its memory can name another connection.
+#[uprobe]
+pub fn ssl_free(ctx: ProbeContext) -> u32 {
+    let _ = try_free(&ctx);
+    0
+}
+
+fn try_free(ctx: &ProbeContext) -> Option<()> {
+    let id = bpf_get_current_pid_tgid();
+    let who = observed((id >> 32) as u32)?;
+    // SAFETY: copied out at once.
+    let capture = *unsafe { TLS_AGENTS.get(who.agent) }?;
+    let ssl = ctx.arg::<u64>(0)?;
+    if ssl == 0 {
+        return None;
+    }
+    let r = TlsRecord {
+        header: header(kind::TLS, HEADER, who),
+        start_boottime: CurrentTask::get().process_start(),
+        ssl,
+        len: 0,
+        pid: id as u32,
+        tgid: (id >> 32) as u32,
+        data_len: 0,
+        content: capture.content as u8,
+        direction: 0,
+        flags: tls_flags::ENDED,
+        comm: current_comm(),
+    };
+    submit(kind::TLS, &r);
+    Some(())
 }
 
 /// `SSL_write(ssl, buf, num)`, `SSL_write_ex(ssl, buf, num, size_t *written)`, and the same

@@ -244,14 +244,22 @@ pub struct TlsEvent {
     pub len: u64,
     /// What was copied: the first bytes of it.
     pub data: Vec<u8>,
-    /// The call moved more than the agent's bound (`data` is its start).
-    pub truncated: bool,
     /// The plaintext could not be read from the process's memory.
     pub unreadable: bool,
+    /// No call: the process freed the connection object (`SSL_free`), so the connection
+    /// ended (`data` is empty); its address may name the process's next connection.
+    pub ended: bool,
     /// The agent's content policy (0 full, 1 redacted, 2 digest).
     pub content: u8,
     /// The task's name.
     pub comm: [u8; 16],
+}
+
+impl TlsEvent {
+    /// The call moved more than the agent's bound (`data` is its start).
+    pub fn truncated(&self) -> bool {
+        !self.unreadable && self.len > self.data.len() as u64
+    }
 }
 
 /// Bytes one `read` or `write` on a pipe by an opted-in agent's process moved (up to its bound).
@@ -627,8 +635,8 @@ fn decode_tls(bytes: &[u8]) -> Result<TlsEvent, DecodeError> {
         sent: r.direction == tls_direction::WRITE,
         len: r.len,
         data,
-        truncated: r.flags & tls_flags::TRUNCATED != 0,
         unreadable: r.flags & tls_flags::UNREADABLE != 0,
+        ended: r.flags & tls_flags::ENDED != 0,
         content: r.content,
         comm: r.comm,
     })

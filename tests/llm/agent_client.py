@@ -2,7 +2,11 @@
 provider server: prints one JSON line per call with what the client itself sent and got, for
 the test to compare with the sensor's records.
 
-Usage: agent_client.py BASE_URL CA_FILE SCENARIO (all | one | big | cut | h2)
+Usage: agent_client.py BASE_URL CA_FILE SCENARIO (all | one | big | cut | h2 | close)
+
+Scenario close reads two events of a stream and closes its connection while the server still
+holds the rest, then makes a call to a second server (AGENT_CLIENT_SECOND, its base URL) on a
+new connection, then waits for a line on stdin before it exits.
 
 Scenario h2 talks HTTP/2 (httpx with h2, ALPN) to tests/llm/h2_server.js: a tool call, a
 stream, and a stream the server resets.
@@ -49,12 +53,36 @@ def http2(base, ca):
     log(call="openai-h2-reset", text=text, error=error)
 
 
+def close_mid_stream(base, ca):
+    oa = openai.OpenAI(base_url=base + "/v1", api_key=OPENAI_KEY, max_retries=0,
+                       http_client=openai.DefaultHttpxClient(verify=ca))
+    stream = oa.chat.completions.create(model="slow-stream", messages=[{"role": "user", "content": "stream slowly"}], stream=True)
+    text = ""
+    for c in stream:
+        if c.choices:
+            text += c.choices[0].delta.content or ""
+        if text == "Hello from":
+            break
+    stream.close()
+    log(call="openai-closed", text=text)
+    second = openai.OpenAI(base_url=os.environ["AGENT_CLIENT_SECOND"] + "/v1", api_key=OPENAI_KEY, max_retries=0,
+                           http_client=openai.DefaultHttpxClient(verify=ca))
+    r = second.chat.completions.create(model="after-close", messages=[{"role": "user", "content": "again"}])
+    log(call="openai-after-close", text=r.choices[0].message.content)
+    # Alive until the test has looked at the records: an exchange ended only by the process's
+    # exit (or by going quiet) would not be there yet.
+    sys.stdin.readline()
+
+
 def main():
     base, ca, scenario = sys.argv[1:4]
     # The TLS library is mapped by now (imported above): time for the sensor to find it.
     time.sleep(float(os.environ.get("AGENT_CLIENT_WAIT", "0")))
     if scenario == "h2":
         http2(base, ca)
+        return
+    if scenario == "close":
+        close_mid_stream(base, ca)
         return
     oa = openai.OpenAI(base_url=base + "/v1", api_key=OPENAI_KEY, max_retries=0,
                        http_client=openai.DefaultHttpxClient(verify=ca))

@@ -45,6 +45,28 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         self.wfile.write(b"0\r\n\r\n")
 
+    def send_events_until_closed(self, events):
+        """The first two events, then nothing until the client closes the connection (at
+        most 10 s), then the rest, which a client that went away never reads."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i, (_, data) in enumerate(events):
+            chunk = f"data: {data}\n\n".encode()
+            try:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            except OSError:
+                return
+            if i == 1:
+                self.connection.settimeout(10)
+                try:
+                    self.connection.recv(1)
+                except (OSError, ValueError):
+                    pass
+
     def do_POST(self):
         req = self.body()
         if self.path == "/v1/chat/completions":
@@ -65,6 +87,9 @@ class Handler(BaseHTTPRequestHandler):
                 events.append((None, json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})))
             events.append((None, json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})))
             events.append((None, json.dumps({**base, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}})))
+            if model == "slow-stream":
+                self.send_events_until_closed(events)
+                return
             # A model named "cut-stream" ends without the final [DONE] event.
             final = None if model == "cut-stream" else "data: [DONE]\n\n"
             self.send_events(events, final)

@@ -723,3 +723,108 @@ fn http2_streams_become_exchange_records_one_per_stream() {
     assert_eq!(node_conns[0], node_conns[1]);
     assert_ne!(node_conns[0], conn);
 }
+
+/// A client that closes its connection in the middle of a streamed response (the openai SDK's
+/// `Stream.close()`) frees the connection object: the exchange is recorded at once, marked
+/// incomplete with what came, while the client still runs (not 30 s later when the connection
+/// would have gone quiet, nor at the sensor's stop); the next connection, to another server,
+/// which OpenSSL may give the freed object's address, is its own exchange with its own
+/// destination.
+#[test]
+fn a_connection_closed_mid_response_is_recorded_when_freed_and_the_next_one_stands_alone() {
+    let dir = scratch_dir("llm-closed");
+    let (ca, cert, key) = test_ca(&dir);
+    let first = Provider::start(&dir, &cert, &key);
+    let second_dir = dir.join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let second = Provider::start(&second_dir, &cert, &key);
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let cg = format!("{root}/agent-sensor-llm-closed-{tag}");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: closing-agent\n    selectors: [{{cgroup: /agent-sensor-llm-closed-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    std::fs::create_dir_all(&cg).unwrap();
+    let cmd = format!(
+        "echo $$ > {cg}/cgroup.procs && exec {} {} https://127.0.0.1:{} {} close",
+        venv_python().display(),
+        script("agent_client.py"),
+        first.port,
+        ca.display()
+    );
+    let mut client = Command::new("/bin/sh")
+        .args(["-c", &cmd])
+        .env(
+            "AGENT_CLIENT_SECOND",
+            format!("https://127.0.0.1:{}", second.port),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the agent client");
+    // Both exchanges while the client is still running (it waits on its stdin).
+    let seen = sensor.wait_for_count("both exchanges, the client still running", 2, |r| {
+        action(r) == "llm_exchange"
+    });
+    assert_eq!(
+        client.try_wait().unwrap(),
+        None,
+        "the client is still running: {seen:#?}"
+    );
+    drop(client.stdin.take());
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "the agent client failed: {out:?}");
+    let log: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let records: Vec<Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "llm_exchange")
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let record = |model: &str| {
+        records
+            .iter()
+            .find(|r| r["llm"]["model"] == model)
+            .unwrap_or_else(|| panic!("no exchange of {model}: {records:#?}"))
+    };
+
+    // Closed mid-stream: what came before the close, incomplete.
+    let closed = record("slow-stream");
+    assert_eq!(log[0]["text"], "Hello from");
+    let x = &closed["llm"];
+    assert_eq!(x["incomplete"], true);
+    assert_eq!(x["request"]["stream"], true);
+    assert_eq!(x["response"]["status"], 200);
+    assert_eq!(x["response"]["stream"], true);
+    assert_eq!(x["response"]["text"]["text"], log[0]["text"]);
+    assert!(x["response"].get("finish_reason").is_none(), "{x}");
+    assert_eq!(closed["destination"]["port"], first.port);
+    assert_eq!(closed["process"]["pid"], log[0]["pid"]);
+    assert_eq!(agent_of(closed), "closing-agent");
+
+    // The next connection: whole, to the second server, a connection of its own.
+    let after = record("after-close");
+    let x = &after["llm"];
+    assert_eq!(x["incomplete"], false);
+    assert_eq!(x["response"]["status"], 200);
+    assert_eq!(x["response"]["text"]["text"], log[1]["text"]);
+    assert_eq!(after["destination"]["port"], second.port);
+    assert_ne!(x["connection"], closed["llm"]["connection"]);
+    assert_eq!(
+        done.records.iter().filter(|r| action(r) == "gap").count(),
+        0,
+        "no end event was lost"
+    );
+}

@@ -3,6 +3,8 @@
 //! schema (the schema.ocsf.io export packaged by PyPI's `ocsf-json-schema`, checked with
 //! Python's `jsonschema`; `cargo xtask setup` installs both in a virtual environment), a broken
 //! event is refused, and `agent-sensor verify` verifies the OCSF trail and finds a change in it.
+//! An exec refused by BPF LSM (`exec_denied`), which this machine kind cannot make, is forged in
+//! the kernel's record layout and run through the real pipeline into OCSF, then validated.
 use std::{path::Path, process::Command};
 
 use sensor_tests::{
@@ -224,5 +226,111 @@ fn a_real_runs_ocsf_events_validate_against_the_ocsf_schema_and_verify() {
             "line {line} was not refused: {complaints:?}"
         );
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An exec the kernel refused (BPF LSM; `enforce_lsm.rs` and the kernel matrix make real ones)
+/// as the real pipeline writes it in OCSF: a Process Activity Launch that failed, with the
+/// `security_control` profile's Denied / Blocked, the program the launch asked for, the
+/// process that asked as the actor, followed by its policy decision; both validate.
+#[test]
+fn a_refused_exec_is_a_failed_process_launch_denied_and_blocked() {
+    use agent_sensor::{
+        config::{Format, Fsync, Output, OutputTarget},
+        identity::manifest,
+        pipeline::Pipeline,
+        sink::Sink,
+        source::{forge::Forge, replay},
+    };
+    use sensor_common::{TrackedProcess, method};
+
+    let dir = sensor_tests::scratch_dir("ocsf-exec-denied");
+    let trail = dir.join("events.jsonl");
+    let yaml = "agents:\n  - id: lsm-agent\n    selectors: [{cgroup: /agents/lsm/**}]\n    policy:\n      executables: {mode: enforce, allow: [\"/usr/bin/*\"]}\n";
+    let agents = manifest::parse(Path::new("agents.yaml"), yaml).expect("the manifest");
+    let ctx = replay::context(agents).expect("a pipeline context");
+    // Forged pids above any kernel's pid_max: /proc knows nothing of them.
+    let mut forge = Forge::new(agent_sensor::enrich::clock::boottime_ns()).first_pid(5_000_000);
+    let agent = TrackedProcess {
+        agent: 1,
+        method: method::CGROUP,
+        ..Default::default()
+    };
+    let p = forge.process(None, agent);
+    forge.exec_denied(p, b"/opt/forbidden/prog");
+    let (batches, _) = forge.finish();
+    let output = Output {
+        target: OutputTarget::File(trail.clone()),
+        fsync: Fsync::Never,
+        ..Output::default()
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let sink = Sink::open(&output).map_err(std::io::Error::other)?;
+            let mut pipeline = Pipeline::new(ctx, sink, 0);
+            pipeline.set_format(Format::Ocsf);
+            pipeline.start(&[], false).await?;
+            replay::replay(pipeline, batches).await
+        })
+        .expect("the replay");
+
+    let events: Vec<Value> = std::fs::read_to_string(&trail)
+        .expect("the trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let denied = events
+        .iter()
+        .find(|e| action(e) == "exec_denied")
+        .unwrap_or_else(|| panic!("no exec_denied event: {events:#?}"));
+    assert_eq!(
+        (&denied["class_uid"], &denied["activity_id"]),
+        (&1007.into(), &1.into())
+    );
+    assert_eq!(denied["type_uid"], 100_701);
+    assert_eq!(denied["launch_type_id"], 3);
+    assert_eq!(
+        (&denied["status_id"], &denied["status"]),
+        (&2.into(), &"Failure".into())
+    );
+    assert_eq!(denied["status_code"], "EPERM");
+    assert_eq!(
+        (&denied["action_id"], &denied["action"]),
+        (&2.into(), &"Denied".into())
+    );
+    assert_eq!(
+        (&denied["disposition_id"], &denied["disposition"]),
+        (&2.into(), &"Blocked".into())
+    );
+    assert!(
+        denied["metadata"]["profiles"]
+            .as_array()
+            .unwrap()
+            .contains(&"security_control".into()),
+        "{denied}"
+    );
+    assert_eq!(denied["process"]["file"]["path"], "/opt/forbidden/prog");
+    assert_eq!(denied["process"]["name"], "prog");
+    assert_eq!(denied["process"]["pid"], p.tgid);
+    assert_eq!(denied["actor"]["process"]["pid"], p.tgid);
+    assert_eq!(denied["actor"]["app_uid"], "lsm-agent");
+    assert!(denied.get("file").is_none(), "{denied}");
+    let decision = events
+        .iter()
+        .find(|e| action(e) == "policy_decision")
+        .expect("the decision");
+    let policy = &ecs_part(decision)["policy"];
+    assert_eq!(policy["outcome"], "denied", "{decision}");
+    assert_eq!(policy["action"]["name"], "exec_denied", "{decision}");
+
+    let complaints = validate(&trail);
+    assert!(
+        complaints.is_empty(),
+        "events that break the OCSF schema:\n{}",
+        complaints.join("\n")
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -48,12 +48,19 @@ impl Destinations {
 
 impl Builder {
     /// Takes a captured TLS call; the exchanges it completes become records in `out`.
+    /// The end of a connection (`SSL_free`) finishes what it had under way, and forgets its
+    /// destination: the next connection at the same address has its own.
     pub(super) fn tls(&mut self, e: &TlsEvent, out: &mut Vec<Record>) {
-        self.destinations.seen(e);
+        if !e.ended {
+            self.destinations.seen(e);
+        }
         let mut finished = Vec::new();
         self.llm.feed(e, &mut finished);
         for f in finished {
             self.finished_exchange(&f, Some(e.ssl), out);
+        }
+        if e.ended {
+            self.destinations.connections.remove(&(e.tgid, e.ssl));
         }
     }
 

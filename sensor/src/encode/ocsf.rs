@@ -19,6 +19,9 @@ pub const OCSF_VERSION: &str = "1.8.0";
 /// OCSF profiles the events use: `host` (device and actor on network events) and
 /// `container` (the container of the process).
 pub const PROFILES: &[&str] = &["host", "container"];
+/// The profiles of an exec the kernel refused: `security_control` too, for its `action` and
+/// `disposition` (the policy's control stopped it).
+const PROFILES_DENIED: &[&str] = &["host", "container", "security_control"];
 
 const SEVERITY_INFORMATIONAL: u64 = 1;
 const SEVERITY_MEDIUM: u64 = 3;
@@ -123,7 +126,8 @@ pub fn class_of(action: &'static str, has_dns: bool, dns_answer: bool) -> Class 
         };
     }
     match action {
-        "exec" | "fork" => process(1, "Launch"),
+        // An exec the kernel refused (BPF LSM) is a launch that failed, and was blocked.
+        "exec" | "fork" | "exec_denied" => process(1, "Launch"),
         "exit" => process(2, "Terminate"),
         // A process that was running when the sensor started: seen, not launched.
         "snapshot" => process(99, "Snapshot"),
@@ -362,6 +366,32 @@ fn process_object(p: &mut Map<String, Value>) -> Value {
     Value::Object(o)
 }
 
+/// The launch an exec the kernel refused asked for: the program (the record's `file`, whose
+/// other fields go back to `unmapped`), in the process that asked (`caller`, OCSF's process
+/// object of it), whose pid an exec keeps.
+fn denied_launch(caller: &Value, file: Option<&mut Map<String, Value>>) -> Value {
+    let mut o = Map::new();
+    set(&mut o, "pid", caller.get("pid").cloned());
+    if let Some(f) = file {
+        let path = take(f, "path").unwrap_or(Value::Null);
+        let name = path
+            .as_str()
+            .and_then(|p| p.rsplit('/').next())
+            .unwrap_or("")
+            .to_owned();
+        o.insert("name".into(), json!(name));
+        o.insert("path".into(), path.clone());
+        o.insert(
+            "file".into(),
+            json!({"path": path, "name": name, "type_id": 1, "type": "Regular File"}),
+        );
+    }
+    if let Some(u) = caller.get("user") {
+        o.insert("user".into(), u.clone());
+    }
+    Value::Object(o)
+}
+
 fn endpoint(e: &Value) -> Option<Value> {
     let mut o = Map::new();
     set(&mut o, "ip", e.get("ip").cloned());
@@ -404,8 +434,9 @@ pub fn event(record: &Record) -> Value {
         (None, None) => class_of(action, record.dns.is_some(), dns_answer),
     };
     let mut out = Map::new();
+    let denied_exec = action == "exec_denied";
     // A gap, or a policy violation or denial.
-    let severity = if record.gap.is_some() || record.policy.is_some() {
+    let severity = if record.gap.is_some() || record.policy.is_some() || denied_exec {
         SEVERITY_MEDIUM
     } else {
         SEVERITY_INFORMATIONAL
@@ -448,7 +479,7 @@ pub fn event(record: &Record) -> Value {
             "vendor_name": "agent-sensor",
             "version": record.sensor.version,
         },
-        "profiles": PROFILES,
+        "profiles": if denied_exec { PROFILES_DENIED } else { PROFILES },
         "log_name": record.event.dataset,
         "event_code": action,
         "correlation_uid": &*record.sensor.instance_id,
@@ -511,7 +542,7 @@ pub fn event(record: &Record) -> Value {
                 out.insert("exit_code".into(), json!(ec));
             }
             match action {
-                "exec" => {
+                "exec" | "exec_denied" => {
                     out.insert("launch_type_id".into(), json!(3));
                     out.insert("launch_type".into(), json!("Exec"));
                 }
@@ -521,13 +552,32 @@ pub fn event(record: &Record) -> Value {
                 }
                 _ => {}
             }
-            // The process that made it (or, without a parent, the process itself).
-            let actor_process = parent.map_or_else(
-                || po.clone(),
-                |parent| json!({"pid": parent["pid"], "uid": parent["entity_id"]}),
-            );
-            out.insert("process".into(), po);
-            actor.insert("process".into(), actor_process);
+            if denied_exec {
+                // The process asked to run a program and goes on running its old one: it is
+                // the actor; the launch it asked for is the program the kernel refused
+                // (`file.path`), in the same process.
+                let mut file = match take(&mut ecs, "file") {
+                    Some(Value::Object(f)) => Some(f),
+                    _ => None,
+                };
+                out.insert("process".into(), denied_launch(&po, file.as_mut()));
+                if let Some(rest) = file.filter(|f| !f.is_empty()) {
+                    ecs.insert("file".into(), Value::Object(rest));
+                }
+                actor.insert("process".into(), po);
+                out.insert("action_id".into(), json!(2));
+                out.insert("action".into(), json!("Denied"));
+                out.insert("disposition_id".into(), json!(2));
+                out.insert("disposition".into(), json!("Blocked"));
+            } else {
+                // The process that made it (or, without a parent, the process itself).
+                let actor_process = parent.map_or_else(
+                    || po.clone(),
+                    |parent| json!({"pid": parent["pid"], "uid": parent["entity_id"]}),
+                );
+                out.insert("process".into(), po);
+                actor.insert("process".into(), actor_process);
+            }
         } else {
             actor.insert("process".into(), po);
         }
@@ -549,8 +599,14 @@ pub fn event(record: &Record) -> Value {
         out.insert("actor".into(), Value::Object(actor));
     }
 
-    // Files.
-    if let Some(Value::Object(mut f)) = take(&mut ecs, "file") {
+    // Files (the program of a refused exec is its launch's, above: Process Activity has no
+    // `file`).
+    let file = if denied_exec {
+        None
+    } else {
+        take(&mut ecs, "file")
+    };
+    if let Some(Value::Object(mut f)) = file {
         let path = take(&mut f, "path").unwrap_or(Value::Null);
         let name = take(&mut f, "name").or_else(|| {
             path.as_str()
@@ -846,6 +902,7 @@ mod tests {
     fn maps_actions_to_ocsf_classes_and_activities() {
         let cases = [
             ("exec", 1007, 1),
+            ("exec_denied", 1007, 1),
             ("fork", 1007, 1),
             ("exit", 1007, 2),
             ("snapshot", 1007, 99),

@@ -348,7 +348,12 @@ mod tests {
             return;
         }
         let budgets = budgets(object).expect("the object parses");
-        for name in ["sched_process_exec", "lsm_bprm_check", "lsm_file_open"] {
+        for name in [
+            "sched_process_exec",
+            "lsm_bprm_check",
+            "lsm_file_open",
+            "ssl_free",
+        ] {
             assert!(
                 budgets.iter().any(|b| b.name == name),
                 "{name} missing; programs found: {budgets:?}"

@@ -53,6 +53,9 @@ pub(crate) const TLS_ENTRY_PROBES: &[(&str, &str)] = &[
 ];
 /// The TLS capture's return uprobe.
 pub(crate) const TLS_RETURN_PROBE: &str = "ssl_return";
+/// The TLS capture's uprobe on the end of a connection object, and the function it follows
+/// (attached with the others, to every library file they are attached to).
+pub(crate) const TLS_FREE_PROBE: (&str, &str) = ("ssl_free", "SSL_free");
 
 /// The stdio (pipe) capture's programs and the syscall tracepoints each attaches to (loaded
 /// and attached only when an agent turns stdio capture on, see `sensor-ebpf/src/pipe.rs`).

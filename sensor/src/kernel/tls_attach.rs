@@ -1,4 +1,5 @@
-//! Attaches the TLS capture programs (`sensor-ebpf/src/tls.rs`) to the TLS libraries opted-in
+//! Attaches the TLS capture programs (`sensor-ebpf/src/tls.rs`: the calls that move plaintext,
+//! and `SSL_free`, which ends a connection object) to the TLS libraries opted-in
 //! agents use: the system's OpenSSL 3 (`libssl.so.3`) at start, and every `libssl.so*` an
 //! opted-in agent's process maps (read from its own `/proc/<pid>/maps`, opened through its
 //! `/proc/<pid>/root`, so a container's copy is found too), once per library file (device and
@@ -22,7 +23,7 @@ use sensor_common::{TlsCapture, TrackedProcess};
 
 use crate::kernel::{
     loader::LoadError,
-    programs::{TLS_ENTRY_PROBES, TLS_RETURN_PROBE},
+    programs::{TLS_ENTRY_PROBES, TLS_FREE_PROBE, TLS_RETURN_PROBE},
     uprobe_opener::{self, UprobeOpener},
 };
 
@@ -281,9 +282,19 @@ impl TlsAttacher {
     }
 }
 
-/// Attaches the four entry probes and the return probe to one library file. `SSL_write` and
-/// `SSL_read` must be there; the `_ex` forms (OpenSSL >= 1.1.1) where they are.
+/// Attaches the four entry probes and the return probe to one library file, and the probe on
+/// `SSL_free`. `SSL_write`, `SSL_read` and `SSL_free` must be there; the `_ex` forms
+/// (OpenSSL >= 1.1.1) where they are.
 fn attach_file(ebpf: &mut Ebpf, path: &Path) -> Result<(), String> {
+    let (free, free_symbol) = TLS_FREE_PROBE;
+    let probe: &mut UProbe = ebpf
+        .program_mut(free)
+        .ok_or_else(|| format!("no program {free}"))?
+        .try_into()
+        .map_err(|e| format!("{free}: {e}"))?;
+    probe
+        .attach(free_symbol, path, UProbeScope::AllProcesses)
+        .map_err(|e| format!("{free_symbol}: {}", with_causes(&e)))?;
     for &(program, symbol) in TLS_ENTRY_PROBES {
         let required = !symbol.ends_with("_ex");
         for name in [program, TLS_RETURN_PROBE] {
@@ -312,6 +323,18 @@ fn attach_through(
     events: &mut Vec<OwnedFd>,
 ) -> Result<(), String> {
     let elf = object::ReadCache::new(file);
+    let (free, free_symbol) = TLS_FREE_PROBE;
+    let offset = symbol_offset(&elf, free_symbol)
+        .ok_or_else(|| format!("{free_symbol}: not in the file's symbols"))?;
+    through(
+        ebpf,
+        opener,
+        file,
+        events,
+        (free, free_symbol),
+        offset,
+        false,
+    )?;
     for &(program, symbol) in TLS_ENTRY_PROBES {
         let Some(offset) = symbol_offset(&elf, symbol) else {
             if symbol.ends_with("_ex") {
@@ -320,20 +343,35 @@ fn attach_through(
             return Err(format!("{symbol}: not in the file's symbols"));
         };
         for (name, ret) in [(program, false), (TLS_RETURN_PROBE, true)] {
-            let probe: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or_else(|| format!("no program {name}"))?
-                .try_into()
-                .map_err(|e| format!("{name}: {e}"))?;
-            let program = probe.fd().map_err(|e| format!("{name}: {e}"))?;
-            let event = opener
-                .open(file.as_fd(), offset, ret)
-                .map_err(|e| format!("{symbol}: the uprobe opener: {e}"))?;
-            uprobe_opener::attach(&event, program.as_fd())
-                .map_err(|e| format!("{symbol}: attaching {name}: {e}"))?;
-            events.push(event);
+            through(ebpf, opener, file, events, (name, symbol), offset, ret)?;
         }
     }
+    Ok(())
+}
+
+/// Program `name` attached through `opener` at `offset` of `file` (the function `symbol`
+/// starts there), on its return with `ret`; the event kept in `events`.
+fn through(
+    ebpf: &mut Ebpf,
+    opener: &UprobeOpener,
+    file: &File,
+    events: &mut Vec<OwnedFd>,
+    (name, symbol): (&str, &str),
+    offset: u64,
+    ret: bool,
+) -> Result<(), String> {
+    let probe: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("no program {name}"))?
+        .try_into()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let program = probe.fd().map_err(|e| format!("{name}: {e}"))?;
+    let event = opener
+        .open(file.as_fd(), offset, ret)
+        .map_err(|e| format!("{symbol}: the uprobe opener: {e}"))?;
+    uprobe_opener::attach(&event, program.as_fd())
+        .map_err(|e| format!("{symbol}: attaching {name}: {e}"))?;
+    events.push(event);
     Ok(())
 }
 

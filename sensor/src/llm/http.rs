@@ -318,17 +318,6 @@ impl Stream {
         }
     }
 
-    /// Drops the message under way if it was handed on early (its final event came): the
-    /// client wrote again, so it has moved on and will never read the rest (a client that
-    /// stops reading a response closes its connection, and the TLS library's next connection
-    /// object may get the same address).
-    pub fn drop_early(&mut self) {
-        if self.current.as_ref().is_some_and(|(m, _)| m.early) {
-            self.current = None;
-            self.buf.clear();
-        }
-    }
-
     /// The message whose body is under way, if any.
     pub fn current_mut(&mut self) -> Option<&mut Message> {
         self.current.as_mut().map(|(m, _)| m)

@@ -4,7 +4,8 @@
 //! into HTTP/2 streams ([`h2`], header blocks by [`hpack`]), one exchange per stream; each
 //! pair read in its provider's API shape ([`provider`]) with credentials masked ([`redact`])
 //! into the block of one `llm_exchange` record. A connection is a process's TLS connection
-//! object (`SSL *`).
+//! object (`SSL *`) from its first captured call until the process frees it (`SSL_free`, an
+//! event of its own): the library gives a freed object's address to the next connection.
 
 pub mod h2;
 pub mod hpack;
@@ -89,12 +90,15 @@ pub struct Assembler {
     last_idle_check: u64,
 }
 
-/// A connection's name in records: not the raw pointer (an address in the agent's memory).
-fn connection_id(tgid: u32, start_boottime: u64, ssl: u64) -> String {
+/// A connection's name in records: not the raw pointer (an address in the agent's memory);
+/// with the time of its first captured call, so a later connection at the same address (the
+/// object freed and its memory given to the next one) has a name of its own.
+fn connection_id(tgid: u32, start_boottime: u64, ssl: u64, first_ns: u64) -> String {
     let bytes = [
         &tgid.to_le_bytes()[..],
         &start_boottime.to_le_bytes(),
         &ssl.to_le_bytes(),
+        &first_ns.to_le_bytes(),
     ]
     .concat();
     let digest = redact::sha256_hex(&bytes);
@@ -120,6 +124,14 @@ impl Assembler {
             self.finish_idle(e.ktime_ns, IDLE_NS, out);
         }
         let key = (e.tgid, e.ssl);
+        // The process freed the connection object: what it had under way ends here (a response
+        // not yet whole is incomplete), and its address is free for the next connection.
+        if e.ended {
+            if let Some(c) = self.connections.remove(&key) {
+                finish(c, e.tgid, out);
+            }
+            return;
+        }
         if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
             let oldest = self
                 .connections
@@ -131,10 +143,11 @@ impl Assembler {
                 finish(c, e.tgid, out);
             }
         }
-        // A connection object's address is reused by the library for a later connection, and
-        // no call says when one ends: a write that can only start a connection (HTTP/2's
-        // preface), or a request line written on a connection whose decoding ended, starts
-        // afresh; what the old one had under way is finished.
+        // The end of a connection comes as an event of its own (above). Where none came (the
+        // ring buffer had no room for it: a gap says so; or the library reset the object for a
+        // new connection with `SSL_clear`, which is not probed), bytes that cannot continue a
+        // connection still start one afresh: HTTP/2's preface, or a request line written after
+        // the decoding ended. What the old one had under way is finished.
         if e.sent
             && let Some(old) = self.connections.get(&key)
             && !old.fresh
@@ -155,7 +168,7 @@ impl Assembler {
             start_boottime: e.start_boottime,
             last_ns: e.ktime_ns,
             comm: e.comm,
-            id: connection_id(e.tgid, e.start_boottime, e.ssl),
+            id: connection_id(e.tgid, e.start_boottime, e.ssl, e.ktime_ns),
         });
         conn.attribution = e.attribution;
         conn.pid = e.pid;
@@ -180,9 +193,6 @@ impl Assembler {
                 *self.unparsed.entry(why.as_str()).or_default() += 1;
             }
             return;
-        }
-        if e.sent && !e.data.is_empty() {
-            conn.responses.drop_early();
         }
         let was_broken = conn.requests.broken().is_some() || conn.responses.broken().is_some();
         let mut done = Vec::new();
@@ -314,8 +324,8 @@ mod tests {
             sent,
             len,
             data: data.to_vec(),
-            truncated: len > data.len() as u64,
             unreadable: false,
+            ended: false,
             content: 0,
             comm: [0; 16],
         }
@@ -382,27 +392,69 @@ mod tests {
         assert!(resp.body.ends_with(event.as_bytes()));
     }
 
+    fn freed(ssl: u64, t: u64) -> TlsEvent {
+        TlsEvent {
+            ended: true,
+            ..call(ssl, false, b"", 0, t)
+        }
+    }
+
     #[test]
-    fn a_connection_object_reused_after_an_abandoned_stream_or_a_broken_one_starts_afresh() {
+    fn a_freed_connection_ends_at_once_and_its_address_names_the_next_one_afresh() {
         let mut a = Assembler::default();
         let mut out = Vec::new();
         let req = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
         a.feed(&call(1, true, req, req.len() as u64, 1), &mut out);
-        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\ne\r\ndata: [DONE]\n\n\r\n";
+        // Half a stream, then the client frees the connection.
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ndata: \r\n";
         a.feed(&call(1, false, resp, resp.len() as u64, 2), &mut out);
-        assert_eq!(out.len(), 1);
-        // The client dropped that connection unread; the next one, at the same address.
-        a.feed(&call(1, true, req, req.len() as u64, 3), &mut out);
-        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-        a.feed(&call(1, false, resp, resp.len() as u64, 4), &mut out);
+        assert!(out.is_empty());
+        a.feed(&freed(1, 3), &mut out);
+        assert_eq!(out.len(), 1, "finished when freed, not when idle");
+        let cut = out[0].response.as_ref().unwrap();
+        assert!(cut.incomplete);
+        assert_eq!(cut.last_ns, 2);
+        assert!(a.is_empty());
+        // The next connection at the same address: its own exchange, its own name.
+        a.feed(&call(1, true, req, req.len() as u64, 4), &mut out);
+        let whole = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        a.feed(&call(1, false, whole, whole.len() as u64, 5), &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].response.as_ref().unwrap().status, 200);
-        // Garbage breaks the connection; a request line written afterwards starts afresh.
-        a.feed(&call(1, false, b"\x16\x03garbage", 9, 5), &mut out);
-        a.feed(&call(1, true, req, req.len() as u64, 6), &mut out);
-        a.feed(&call(1, false, resp, resp.len() as u64, 7), &mut out);
+        let next = out[1].response.as_ref().unwrap();
+        assert_eq!(next.status, 200);
+        assert!(!next.incomplete);
+        assert_ne!(out[0].connection, out[1].connection);
+        // Freeing an object no captured call named does nothing.
+        a.feed(&freed(9, 6), &mut out);
+        assert_eq!(out.len(), 2);
+        // A request waiting for its response when freed: recorded without one.
+        a.feed(&call(1, true, req, req.len() as u64, 7), &mut out);
+        a.feed(&freed(1, 8), &mut out);
         assert_eq!(out.len(), 3);
+        assert!(out[2].response.is_none());
+    }
+
+    #[test]
+    fn without_its_end_a_reused_object_starts_afresh_only_on_bytes_no_connection_continues_with() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let req = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        // Garbage breaks the connection; a request line written afterwards starts afresh.
+        a.feed(&call(1, true, req, req.len() as u64, 1), &mut out);
+        a.feed(&call(1, false, b"\x16\x03garbage", 9, 2), &mut out);
+        a.feed(&call(1, true, req, req.len() as u64, 3), &mut out);
+        a.feed(&call(1, false, resp, resp.len() as u64, 4), &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].response.is_none());
+        assert_eq!(out[1].response.as_ref().unwrap().status, 200);
         assert_eq!(a.unparsed().get("not_http"), Some(&1));
+        // HTTP/2's preface on an HTTP/1.1 connection under way starts an HTTP/2 one.
+        a.feed(&call(1, true, req, req.len() as u64, 5), &mut out);
+        a.feed(&call(1, true, h2::PREFACE, 24, 6), &mut out);
+        assert_eq!(out.len(), 3);
+        assert!(out[2].response.is_none());
+        assert!(a.connections[&(7, 1)].h2.is_some());
     }
 
     #[test]

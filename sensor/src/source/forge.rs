@@ -340,6 +340,30 @@ impl Forge {
         self.push(record, |r| &mut r.header, &[path, path]);
     }
 
+    /// An exec of `program` the kernel refused (BPF LSM's `bprm_check_security`), as
+    /// `lsm_policy.rs` reports it: a file record of the program (`EXEC_DENIED`, `-EPERM`), the
+    /// path as its resolved path; the process goes on running its old program.
+    pub fn exec_denied(&mut self, p: Proc, program: &[u8]) {
+        let header = self.header(kind::FILE, p.attribution);
+        let record = FileRecord {
+            header,
+            start_boottime: p.start,
+            ret: -i64::from(libc::EPERM),
+            pid: p.tgid,
+            tgid: p.tgid,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            dfd: AT_FDCWD,
+            dfd2: AT_FDCWD,
+            fd: -1,
+            syscall: syscall::EXEC_DENIED,
+            resolved_len: program.len() as u16,
+            comm: comm(b"agent"),
+            ..Default::default()
+        };
+        self.push(record, |r| &mut r.header, &[program]);
+    }
+
     /// A TCP `connect` (or accept) over IPv4 with `remote`.
     pub fn net(&mut self, p: Proc, call: u16, remote: [u8; 4], port: u16) {
         let header = self.header(kind::NET, p.attribution);
