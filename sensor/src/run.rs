@@ -23,6 +23,7 @@ use crate::{
     identity::registry::{self, Registry, SharedRegistry, Tasks},
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
     kernel::enforcement::{AgentPolicy, Enforcement, PolicyState, Wanted},
+    kernel::fail_closed::{self, Pins},
     kernel::loader,
     kernel::pipe_capture::PipeAgents,
     kernel::privileges,
@@ -149,12 +150,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Enforcement: attached (egress: at the cgroup root), its policy in the kernel before
     // anything runs.
     let policy_state = PolicyState::default();
+    // Fail-closed: pinned in bpffs (with the programs that keep the attribution map true), so
+    // it outlives this process; the previous run's pins are released once this run denies.
+    let pins = if wanted.egress && wanted.fail_closed {
+        let pins = Pins::create()?;
+        pins.pin_process_tracking(&mut sensor)?;
+        Some(pins)
+    } else {
+        None
+    };
     let enforcement = if wanted.any() {
         let enforcement = Enforcement::attach(
             &mut sensor.ebpf,
             wanted,
             &agent_policies(&registry::current(&registry)),
             &policy_state,
+            pins.as_ref(),
         )?;
         if wanted.egress {
             sensor.programs.extend(
@@ -211,6 +222,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             enforcement,
             policy_state,
             pipes,
+            pins,
         },
     ));
     // Detach only after the pipeline has drained and written its stop record.
@@ -261,6 +273,8 @@ struct Attached<'a> {
     policy_state: PolicyState,
     /// The stdio capture's agents.
     pipes: Option<PipeAgents>,
+    /// Where this run pinned its fail-closed enforcement, if it did.
+    pins: Option<Pins>,
 }
 
 /// What `run` read and compiled before loading the kernel programs (bad ones fail first).
@@ -290,6 +304,7 @@ async fn async_main(
         enforcement,
         policy_state,
         mut pipes,
+        pins,
     } = attached;
     // Signals first: a SIGTERM that arrives while starting must still stop cleanly (without a
     // handler it would kill the process before its stop record).
@@ -397,6 +412,19 @@ async fn async_main(
         .snapshot(&observed)
         .await
         .context("writing the snapshot")?;
+    // This run's programs deny from here on, the running processes attributed: an earlier
+    // run's fail-closed pins can go (this run's own, if any, stay).
+    match fail_closed::release_others(pins.as_ref().map(Pins::dir)) {
+        Ok(released) if !released.is_empty() => tracing::info!(
+            ?released,
+            "released the fail-closed enforcement an earlier run pinned"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            "cannot release the fail-closed enforcement an earlier run pinned in {}: {e}",
+            fail_closed::PIN_DIR
+        ),
+    }
 
     let (tx, rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(None);
@@ -485,6 +513,18 @@ async fn async_main(
         }
     };
     tracing::info!(%reason, "stopping: draining the kernel's records");
+    if let (Some(pins), Some(enforcer)) = (&pins, &enforcement) {
+        enforcer
+            .lock()
+            .expect("no poisoned lock")
+            .keep_fail_closed_only(&agent_policies(&registry::current(&registry)));
+        tracing::info!(
+            pins = %pins.dir().display(),
+            "fail-closed egress rules stay enforced after the sensor stops; release them with \
+             rm -r {}",
+            fail_closed::PIN_DIR
+        );
+    }
     selectors.abort();
     registration.abort();
     if let Some(endpoint) = endpoint {

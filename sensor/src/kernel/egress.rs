@@ -4,7 +4,8 @@
 //! operators' exceptions. The root, not the agents' cgroups: agents are attributed by
 //! executable, uid and registration too, wherever they run, and the programs decide by the
 //! process's attribution (one lookup for a process that is no agent's). The attachments are
-//! BPF links owned by the daemon: when it stops, however it stops, nothing denies (fail-open).
+//! BPF links owned by the daemon: when it stops, however it stops, nothing denies (fail-open),
+//! unless an agent's rule is fail-closed: then they are pinned (`fail_closed`).
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use aya::{
@@ -18,7 +19,7 @@ use aya::{
 use sensor_common::{EGRESS_PORTS, EgressAllow, EgressKey};
 
 use crate::{
-    kernel::{loader::LoadError, programs::EGRESS_PROGRAMS},
+    kernel::{fail_closed::Pins, loader::LoadError, programs::EGRESS_PROGRAMS},
     policy::form::{Cidr, Destination, Mode, Policy},
 };
 
@@ -44,11 +45,16 @@ pub(crate) struct EgressEnforcer {
 }
 
 impl EgressEnforcer {
-    /// Attaches the loaded egress programs at the cgroup v2 root and takes the policy trie.
-    pub(crate) fn attach(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+    /// Attaches the loaded egress programs at the cgroup v2 root and takes the policy trie;
+    /// with `pins` (fail-closed), pins the links and the maps they read there, so they outlive
+    /// the daemon.
+    pub(crate) fn attach(ebpf: &mut Ebpf, pins: Option<&Pins>) -> Result<Self, LoadError> {
         let root = crate::enrich::snapshot::cgroup2_root().ok_or(LoadError::NoCgroup2)?;
         let cgroup = std::fs::File::open(&root).map_err(|_| LoadError::NoCgroup2)?;
-        for &(name, _) in EGRESS_PROGRAMS {
+        if let Some(pins) = pins {
+            pins.pin_maps(ebpf)?;
+        }
+        for &(name, hook) in EGRESS_PROGRAMS {
             let program: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::MissingMap(name))?
@@ -56,9 +62,12 @@ impl EgressEnforcer {
                 .map_err(|source| LoadError::Program { name, source })?;
             // A BPF link (Linux >= 5.7; the sensor needs 5.8) shares the cgroup with any other
             // programs there by itself: the kernel refuses link flags, so `Single` (no flags).
-            program
+            let link = program
                 .attach(&cgroup, CgroupAttachMode::Single)
                 .map_err(|source| LoadError::Program { name, source })?;
+            if let Some(pins) = pins {
+                pins.pin_cgroup_link(ebpf, name, link, hook)?;
+            }
         }
         let name = "EGRESS_POLICY";
         let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;

@@ -14,6 +14,7 @@ use crate::{
     kernel::{
         egress::{AgentEgress, EgressEnforcer},
         exec_kill::{AgentExecutables, AgentFiles, ExecKiller, FileEnforcer},
+        fail_closed::Pins,
         loader::{LoadError, LsmPolicy},
     },
     policy::{
@@ -53,6 +54,8 @@ pub(crate) struct Wanted {
     /// Some agent's executables (BPF LSM `bprm_check_security`) or files (`file_open`) rule is
     /// in `enforce` mode.
     pub(crate) lsm: LsmPolicy,
+    /// Some agent's enforced egress rule is fail-closed: the egress enforcement is pinned.
+    pub(crate) fail_closed: bool,
 }
 
 impl Wanted {
@@ -64,6 +67,7 @@ impl Wanted {
                 .egress
                 .as_ref()
                 .is_some_and(|r| r.mode == Mode::Enforce);
+            wanted.fail_closed |= fails_closed(d);
             let exec_mode = d.policy.executables.as_ref().map(|r| r.mode);
             wanted.exec_kill |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
             wanted.lsm.exec |= exec_mode == Some(Mode::Enforce);
@@ -81,6 +85,14 @@ impl Wanted {
     }
 }
 
+/// Whether the agent's egress rule is enforced and fail-closed.
+fn fails_closed(d: &AgentPolicy<'_>) -> bool {
+    d.policy
+        .egress
+        .as_ref()
+        .is_some_and(|r| r.mode == Mode::Enforce && r.fail_closed)
+}
+
 /// The kernel's enforcement, attached.
 pub(crate) struct Enforcement {
     egress: Option<EgressEnforcer>,
@@ -91,16 +103,18 @@ pub(crate) struct Enforcement {
 impl Enforcement {
     /// Attaches (egress) or takes over (executables) what `wanted` asks for, filled from
     /// `agents` and `state` before anything runs.
+    /// With `pins`, the egress enforcement is pinned there (fail-closed).
     pub(crate) fn attach(
         ebpf: &mut Ebpf,
         wanted: Wanted,
         agents: &[AgentPolicy<'_>],
         state: &PolicyState,
+        pins: Option<&Pins>,
     ) -> Result<Self, LoadError> {
         let mut enforcement = Self {
             egress: wanted
                 .egress
-                .then(|| EgressEnforcer::attach(ebpf))
+                .then(|| EgressEnforcer::attach(ebpf, pins))
                 .transpose()?,
             exec: wanted
                 .exec_kill
@@ -114,6 +128,25 @@ impl Enforcement {
         };
         enforcement.sync(agents, state);
         Ok(enforcement)
+    }
+
+    /// As the daemon stops with its egress enforcement pinned: leaves in the kernel only what
+    /// is to go on being denied, the fail-closed egress rules as declared (no exception and no
+    /// looked-up address outlives the daemon: nobody would end them).
+    pub(crate) fn keep_fail_closed_only(&mut self, agents: &[AgentPolicy<'_>]) {
+        if let Some(egress) = &mut self.egress {
+            let rules: Vec<AgentEgress> = agents
+                .iter()
+                .filter(|d| fails_closed(d))
+                .map(|d| AgentEgress {
+                    agent: d.number,
+                    policy: d.policy.clone(),
+                    excepted: false,
+                    learned: Vec::new(),
+                })
+                .collect();
+            egress.sync(&rules);
+        }
     }
 
     /// Puts the agents' enforced rules, as their policies, exceptions and lookups say now, in

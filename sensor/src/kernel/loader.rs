@@ -6,7 +6,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         CgroupSockAddr, Lsm, ProgramError, RawTracePoint, TracePoint, UProbe,
-        trace_point::TracePointLink,
+        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLink,
     },
 };
 use sensor_common::{CgroupAgent, ExeKey, ProgramConfig, TrackedProcess};
@@ -110,6 +110,10 @@ pub(crate) enum LoadError {
          its programs at its root"
     )]
     NoCgroup2,
+    /// Fail-closed enforcement could not be pinned (bpffs absent and not mountable, or a pin
+    /// refused): the message says what and what to do.
+    #[error("{0}")]
+    FailClosed(String),
     /// The object lacks a map or program the loader expects.
     #[error("map or program {0} is missing from the kernel programs (a build problem)")]
     MissingMap(&'static str),
@@ -132,6 +136,8 @@ pub(crate) struct Sensor {
     pub(crate) programs: Vec<&'static str>,
     /// The syscall tracepoint attachments, owned here so `detach` can end them in parallel.
     syscall_links: Vec<TracePointLink>,
+    /// The raw tracepoint attachments (owned by their programs), by program, for pinning.
+    raw_links: Vec<(&'static str, RawTracePointLinkId)>,
 }
 
 /// Maps taken out of the loaded object for the source and the attribution stage.
@@ -177,6 +183,19 @@ impl Sensor {
             }
         });
         drop(ebpf);
+    }
+
+    /// Takes the links of the programs that keep the attribution map true without the daemon
+    /// (fork: a child inherits its parent's agent; exit: a process that ends is forgotten), out
+    /// of their programs' keeping, for fail-closed enforcement to pin.
+    pub(crate) fn take_process_tracking_links(
+        &mut self,
+    ) -> Vec<(&'static str, RawTracePointLinkId)> {
+        let (tracking, rest) = std::mem::take(&mut self.raw_links)
+            .into_iter()
+            .partition(|(name, _)| matches!(*name, "sched_process_fork" | "sched_process_exit"));
+        self.raw_links = rest;
+        tracking
     }
 
     /// A map of the loaded programs to try access with (an array of u64), for
@@ -544,10 +563,12 @@ pub(crate) fn load(
     }
     let mut programs = Vec::new();
     let mut syscall_links = Vec::new();
+    let mut raw_links = Vec::new();
     for &(name, tracepoint) in RAW_TRACEPOINTS {
-        program_of::<RawTracePoint>(&mut ebpf, name)?
+        let id = program_of::<RawTracePoint>(&mut ebpf, name)?
             .attach(tracepoint)
             .map_err(program_error(name))?;
+        raw_links.push((name, id));
         programs.push(name);
     }
     for event in &exit_events {
@@ -615,6 +636,7 @@ pub(crate) fn load(
         ebpf,
         programs,
         syscall_links,
+        raw_links,
     })
 }
 

@@ -16,6 +16,8 @@
 //! - [`program_budget`]: each program's stack and size, read from the compiled object.
 //! - [`egress`]: the egress enforcement programs attached at the cgroup root, and their policy
 //!   trie kept in step with the agents' enforced egress rules and exceptions.
+//! - [`fail_closed`]: fail-closed egress: the enforcing links and the maps they read pinned in
+//!   bpffs, released by the next start or by the operator.
 //! - [`tls_attach`]: the TLS capture programs attached to the TLS libraries opted-in agents
 //!   map, and the kernel's map of those agents.
 //! - [`uprobe_opener`]: the forked process that opens uprobes for `tls_attach` after the
@@ -24,6 +26,7 @@ pub mod btf;
 pub mod egress;
 pub mod enforcement;
 pub mod exec_kill;
+pub mod fail_closed;
 pub mod features;
 pub mod loader;
 pub mod offsets;

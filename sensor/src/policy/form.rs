@@ -62,8 +62,9 @@ impl Policy {
         let mut parts = vec![format!("tasks {}", self.tasks.name())];
         if let Some(r) = &self.egress {
             parts.push(format!(
-                "egress {} ({} allowed)",
+                "egress {}{} ({} allowed)",
                 r.mode.name(),
+                if r.fail_closed { ", fail closed" } else { "" },
                 r.allow.len()
             ));
         }
@@ -113,6 +114,9 @@ impl Default for Policy {
 pub struct Rule<T> {
     /// What happens to an action the rule does not allow.
     pub mode: Mode,
+    /// `fail_closed: true` (egress in `enforce` mode only): the kernel goes on denying what
+    /// the rule does not allow after the sensor stops (docs/policy.md, "Fail-closed").
+    pub fail_closed: bool,
     /// What the rule allows.
     pub allow: T,
 }
@@ -242,6 +246,10 @@ struct RawTasks {
 #[serde(deny_unknown_fields)]
 struct RawEgress {
     mode: Mode,
+    // Left out of the canonical form when false, so policies written before it keep their
+    // versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fail_closed: bool,
     #[serde(default)]
     allow: Vec<Spanned<RawDestination>>,
 }
@@ -259,6 +267,9 @@ struct RawDestination {
 #[serde(deny_unknown_fields)]
 struct RawFiles {
     mode: Mode,
+    // Accepted to be refused with a reason (only egress rules fail closed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fail_closed: bool,
     #[serde(default)]
     read: RawFileSet,
     #[serde(default)]
@@ -278,6 +289,9 @@ struct RawFileSet {
 #[serde(deny_unknown_fields)]
 struct RawExecutables {
     mode: Mode,
+    // Accepted to be refused with a reason (only egress rules fail closed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fail_closed: bool,
     #[serde(default)]
     allow: Vec<String>,
 }
@@ -439,6 +453,14 @@ fn enforceable_egress(allow: &[Destination], at: Location) -> Result<(), PolicyE
     Ok(())
 }
 
+/// Why a rule other than egress cannot fail closed.
+fn not_fail_closed(rule: &str) -> String {
+    format!(
+        "fail_closed is for egress rules only, not {rule}: the kernel's {rule} checks end when \
+         the sensor stops (they fail open)"
+    )
+}
+
 /// Compiles an agent's `policy:` block (none: `allowed_tasks` enforced, nothing else checked).
 pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Policy, PolicyError> {
     let Some(raw) = raw else {
@@ -478,8 +500,19 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             if e.value.mode == Mode::Kill {
                 return Err(error(e.referenced, not_killable("egress")));
             }
+            if e.value.fail_closed && e.value.mode != Mode::Enforce {
+                return Err(error(
+                    e.referenced,
+                    format!(
+                        "fail_closed: true needs mode enforce (in mode {} nothing is denied, \
+                         so nothing can go on being denied after the sensor stops)",
+                        e.value.mode.name()
+                    ),
+                ));
+            }
             Ok(Rule {
                 mode: e.value.mode,
+                fail_closed: e.value.fail_closed,
                 allow,
             })
         })
@@ -491,6 +524,9 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             let at = f.referenced;
             if f.value.mode == Mode::Kill {
                 return Err(error(at, not_killable("files")));
+            }
+            if f.value.fail_closed {
+                return Err(error(at, not_fail_closed("files")));
             }
             let allow = FileAccess {
                 read: file_set(&f.value.read, "read", at)?,
@@ -522,6 +558,7 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             }
             Ok(Rule {
                 mode: f.value.mode,
+                fail_closed: false,
                 allow,
             })
         })
@@ -531,12 +568,16 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|x| {
             let at = x.referenced;
+            if x.value.fail_closed {
+                return Err(error(at, not_fail_closed("executables")));
+            }
             let allow = path_globs(&x.value.allow, "executable", at)?;
             if matches!(x.value.mode, Mode::Kill | Mode::Enforce) {
                 enforceable_paths(&allow, &x.value.allow, "executable", x.value.mode, at)?;
             }
             Ok(Rule {
                 mode: x.value.mode,
+                fail_closed: false,
                 allow,
             })
         })
@@ -653,6 +694,18 @@ mod tests {
                 "m.yaml:6:9: agent a policy: mode kill: executable \"/opt/*/bin/tool\": only exact paths, DIR/** and a `*` at the end of the last component can be enforced in the kernel",
             ),
             (
+                "      egress:\n        mode: audit\n        fail_closed: true\n        allow: []\n",
+                "m.yaml:6:9: agent a policy: fail_closed: true needs mode enforce (in mode audit nothing is denied",
+            ),
+            (
+                "      files:\n        mode: enforce\n        fail_closed: true\n",
+                "m.yaml:6:9: agent a policy: fail_closed is for egress rules only, not files",
+            ),
+            (
+                "      executables:\n        mode: kill\n        fail_closed: true\n",
+                "m.yaml:6:9: agent a policy: fail_closed is for egress rules only, not executables",
+            ),
+            (
                 "      egress:\n        mode: kill\n        allow: []\n",
                 "m.yaml:6:9: agent a policy: mode kill is for executables rules only, not egress",
             ),
@@ -702,6 +755,30 @@ mod tests {
                 p.version
             )
         );
+    }
+
+    #[test]
+    fn an_enforced_egress_rule_can_fail_closed() {
+        let parse = |extra: &str| {
+            let text = format!(
+                "agents:\n  - id: a\n    selectors: [{{uid: 1}}]\n    policy:\n      egress:\n        mode: enforce\n{extra}        allow: [{{cidr: 127.0.0.0/8}}]\n"
+            );
+            let agents =
+                crate::identity::manifest::parse(std::path::Path::new("m.yaml"), &text).unwrap();
+            agents[0].policy.as_ref().clone()
+        };
+        let closed = parse("        fail_closed: true\n");
+        assert!(closed.egress.as_ref().unwrap().fail_closed);
+        assert!(
+            closed
+                .summary()
+                .ends_with("egress enforce, fail closed (1 allowed)")
+        );
+        let open = parse("");
+        assert!(!open.egress.as_ref().unwrap().fail_closed);
+        // `fail_closed: false` is what leaving it out says: the same policy, the same version.
+        assert_eq!(parse("        fail_closed: false\n"), open);
+        assert_ne!(closed.version, open.version);
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! Fail-closed egress enforcement (`egress: {mode: enforce, fail_closed: true}`): the egress
+//! programs' links, the process-tracking links that keep their attribution map true (fork
+//! inherits an agent, exit forgets a process), and the maps they read are pinned in bpffs, so
+//! they outlive the daemon however it stops. Each run pins under a directory of its own in
+//! [`PIN_DIR`]; a start releases the other runs' pins once its own programs are attached and
+//! the running processes attributed (no moment without a denying program), and an operator
+//! releases them by removing the directory (docs/policy.md, "Fail-closed").
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    programs::{CgroupSockAddr, RawTracePoint, links::FdLink},
+};
+
+use crate::kernel::loader::{LoadError, Sensor};
+
+/// Where bpffs is mounted (the sensor mounts it there when nothing is).
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Where runs pin their fail-closed enforcement, one directory each (`run-<pid>-<ns>`).
+pub const PIN_DIR: &str = "/sys/fs/bpf/agent-sensor";
+
+/// The maps the pinned programs read: the policy trie and the attribution map.
+const PINNED_MAPS: &[&str] = &["EGRESS_POLICY", "TRACKED"];
+
+/// This run's pin directory.
+pub(crate) struct Pins {
+    dir: PathBuf,
+}
+
+impl Pins {
+    /// Mounts bpffs at [`BPFFS`] when no BPF file system is there, and makes this run's
+    /// directory in [`PIN_DIR`].
+    pub(crate) fn create() -> Result<Self, LoadError> {
+        ensure_bpffs()?;
+        let dir = Path::new(PIN_DIR).join(format!(
+            "run-{}-{}",
+            std::process::id(),
+            crate::enrich::clock::boottime_ns()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| pin_error(&dir, &e.to_string()))?;
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Pins the maps the egress programs read (before they are taken out of `ebpf`).
+    pub(crate) fn pin_maps(&self, ebpf: &Ebpf) -> Result<(), LoadError> {
+        for &name in PINNED_MAPS {
+            let path = self.dir.join(name);
+            ebpf.map(name)
+                .ok_or(LoadError::MissingMap(name))?
+                .pin(&path)
+                .map_err(|e| pin_error(&path, &e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the link `id` of the cgroup program `program` from `ebpf` and pins it as `name`.
+    pub(crate) fn pin_cgroup_link(
+        &self,
+        ebpf: &mut Ebpf,
+        program: &'static str,
+        id: aya::programs::cgroup_sock_addr::CgroupSockAddrLinkId,
+        name: &str,
+    ) -> Result<(), LoadError> {
+        let path = self.dir.join(name);
+        let p: &mut CgroupSockAddr = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingMap(program))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: program,
+                source,
+            })?;
+        let link = p.take_link(id).map_err(|source| LoadError::Program {
+            name: program,
+            source,
+        })?;
+        let link = FdLink::try_from(link).map_err(|e| pin_error(&path, &e.to_string()))?;
+        link.pin(&path)
+            .map_err(|e| pin_error(&path, &e.to_string()))?;
+        Ok(())
+    }
+
+    /// Pins the links of the programs that keep the attribution map true without the daemon
+    /// (fork: a child inherits its parent's agent; exit: a process that ends is forgotten, so a
+    /// reused pid is nobody's).
+    pub(crate) fn pin_process_tracking(&self, sensor: &mut Sensor) -> Result<(), LoadError> {
+        for (name, id) in sensor.take_process_tracking_links() {
+            self.pin_raw_tracepoint_link(&mut sensor.ebpf, name, id)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the raw tracepoint link `id` of `program` from `ebpf` and pins it.
+    fn pin_raw_tracepoint_link(
+        &self,
+        ebpf: &mut Ebpf,
+        program: &'static str,
+        id: aya::programs::raw_trace_point::RawTracePointLinkId,
+    ) -> Result<(), LoadError> {
+        let path = self.dir.join(program);
+        let p: &mut RawTracePoint = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingMap(program))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: program,
+                source,
+            })?;
+        let link = p.take_link(id).map_err(|source| LoadError::Program {
+            name: program,
+            source,
+        })?;
+        FdLink::from(link)
+            .pin(&path)
+            .map_err(|e| pin_error(&path, &e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Removes every run's pins but `keep`'s: their programs detach (unless something else holds
+/// them) and their maps go. Returns the directories removed.
+pub(crate) fn release_others(keep: Option<&Path>) -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(PIN_DIR) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if Some(path.as_path()) == keep {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// Whether a BPF file system is mounted at [`BPFFS`]; mounts one there when not.
+fn ensure_bpffs() -> Result<(), LoadError> {
+    let mounted = std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+        m.lines().any(|l| {
+            let mut f = l.split(' ');
+            let (_dev, dir, kind) = (f.next(), f.next(), f.next());
+            dir == Some(BPFFS) && kind == Some("bpf")
+        })
+    });
+    if mounted {
+        return Ok(());
+    }
+    // SAFETY: valid NUL-terminated strings; mount(2) has no other preconditions.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c"/sys/fs/bpf".as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(LoadError::FailClosed(format!(
+            "fail_closed needs a BPF file system at {BPFFS} to pin the egress enforcement in, \
+             and none is mounted there; mounting one failed: {} (mount it: mount -t bpf bpf \
+             {BPFFS})",
+            io::Error::last_os_error()
+        )));
+    }
+    tracing::info!("mounted a BPF file system at {BPFFS} for fail-closed enforcement");
+    Ok(())
+}
+
+fn pin_error(path: &Path, why: &str) -> LoadError {
+    LoadError::FailClosed(format!("fail_closed: cannot pin {}: {why}", path.display()))
+}
