@@ -26,16 +26,22 @@ use super::{
 #[serde(rename_all = "snake_case")]
 pub enum Config {
     Unattached,
+    /// In the `tls` mode, with the agent's TLS capture on.
     SensorAgent,
+    /// `tls` mode only: the workload an agent whose TLS capture is off (no TLS probes at all).
+    SensorAgentNoCapture,
+    /// In the `tls` mode, another agent has TLS capture on: the probes are attached to the
+    /// library the workload maps, and fire for it, but copy nothing.
     SensorNotAgent,
     Auditd,
     Bpftrace,
 }
 
 impl Config {
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::Unattached,
         Config::SensorAgent,
+        Config::SensorAgentNoCapture,
         Config::SensorNotAgent,
         Config::Auditd,
         Config::Bpftrace,
@@ -45,6 +51,7 @@ impl Config {
         match self {
             Config::Unattached => "nothing attached",
             Config::SensorAgent => "agent-sensor, workload is an agent",
+            Config::SensorAgentNoCapture => "agent-sensor, workload is an agent, TLS capture off",
             Config::SensorNotAgent => "agent-sensor, workload not an agent",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
@@ -67,6 +74,8 @@ pub struct Tools {
     pub sensor: PathBuf,
     pub sensor_config: PathBuf,
     pub manifest: PathBuf,
+    /// The same agent with TLS capture on (the `tls` mode's manifest).
+    pub tls_manifest: PathBuf,
     pub agent_cgroup: PathBuf,
     pub audit: Availability<AuditSettings>,
     pub bpftrace: Availability<String>,
@@ -92,10 +101,19 @@ pub enum Attached {
 }
 
 impl Attached {
-    pub fn start(config: Config, tools: &Tools, workload: &Workload) -> anyhow::Result<Self> {
+    /// Starts `config`'s observer for a run of `mode`.
+    pub fn start(
+        config: Config,
+        mode: Mode,
+        tools: &Tools,
+        workload: &Workload,
+    ) -> anyhow::Result<Self> {
         Ok(match config {
             Config::Unattached => Attached::Nothing,
-            Config::SensorAgent | Config::SensorNotAgent => {
+            Config::SensorAgent | Config::SensorNotAgent if mode == Mode::Tls => {
+                Attached::Sensor(SensorRun::start_with(tools, "sensor", &tools.tls_manifest)?)
+            }
+            Config::SensorAgent | Config::SensorNotAgent | Config::SensorAgentNoCapture => {
                 Attached::Sensor(SensorRun::start(tools, "sensor")?)
             }
             Config::Auditd => Attached::Auditd(AuditRun::start(tools)?),
@@ -142,6 +160,11 @@ impl SensorRun {
     /// Starts the sensor with the bench manifest and waits until it observes (its start record
     /// is written after every program is attached) and has finished starting up.
     pub fn start(tools: &Tools, name: &str) -> anyhow::Result<Self> {
+        Self::start_with(tools, name, &tools.manifest)
+    }
+
+    /// [`SensorRun::start`] with another identity manifest.
+    pub fn start_with(tools: &Tools, name: &str, manifest: &Path) -> anyhow::Result<Self> {
         let output = tools.dir.join(format!("{name}.jsonl"));
         let _ = fs::remove_file(&output);
         let log = fs::File::create(tools.dir.join(format!("{name}.log")))?;
@@ -150,7 +173,7 @@ impl SensorRun {
             .arg("--config")
             .arg(&tools.sensor_config)
             .arg("--identities")
-            .arg(&tools.manifest)
+            .arg(manifest)
             .arg("--output")
             .arg(&output)
             .stdin(Stdio::null())
