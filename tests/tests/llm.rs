@@ -7,7 +7,9 @@
 //! in, and the server itself, produce nothing. Over HTTP/2 (`tests/llm/h2_server.js`, ALPN h2
 //! only), the openai SDK on httpx with h2 and Node's http2 client: one record per stream; a
 //! 1 MiB prompt over HTTP/2 cut, flagged, and the connection still read. A connection a client
-//! closes mid-response is recorded when the client frees it (`SSL_free`).
+//! closes mid-response is recorded when the client frees it (`SSL_free`). GnuTLS's
+//! `gnutls-cli` (over libgnutls.so.30) sending OpenAI- and Anthropic-shaped requests from its
+//! standard input: captured likewise, and nothing of the same client in an agent not opted in.
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
@@ -904,4 +906,275 @@ fn a_1_mib_prompt_over_http2_is_cut_and_flagged_and_the_next_request_is_read() {
     assert_eq!(x["request"]["truncated"], true);
     assert_eq!(x["incomplete"], true);
     assert!(x["response"].is_null(), "{x}");
+}
+
+/// An HTTP/1.1 request to the provider server, closing the connection after its response.
+fn http_request(path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        let _ = write!(request, "{name}: {value}\r\n");
+    }
+    let _ = write!(
+        request,
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    request
+}
+
+/// The body of the HTTP/1.1 response `gnutls-cli` printed.
+fn response_body(printed: &str) -> &str {
+    let start = printed.find("HTTP/1.1 ").expect("a response");
+    let response = &printed[start..];
+    let end = response.find("\r\n\r\n").expect("the end of the head") + 4;
+    &response[end..]
+}
+
+#[test]
+fn a_gnutls_client_is_captured_through_libgnutls() {
+    let cli = "/usr/bin/gnutls-cli";
+    assert!(
+        Path::new(cli).is_file(),
+        "no {cli}: `cargo xtask setup` installs Debian's gnutls-bin"
+    );
+    let dir = scratch_dir("llm-gnutls");
+    let (ca, cert, key) = test_ca(&dir);
+    let provider = Provider::start(&dir, &cert, &key);
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let on_cg = format!("{root}/agent-sensor-llm-gnutls-{tag}");
+    let off_cg = format!("{root}/agent-sensor-llm-gnutls-off-{tag}");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: gnutls-agent\n    selectors: [{{cgroup: /agent-sensor-llm-gnutls-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n  - id: gnutls-off\n    selectors: [{{cgroup: /agent-sensor-llm-gnutls-off-{tag}/**}}]\n"
+        ),
+    )
+    .unwrap();
+    // What gnutls-cli sends from its standard input: an OpenAI chat completion, and a
+    // streamed Anthropic message, each on a connection of its own, with the providers' keys.
+    let openai_key = "sk-proj-T3stK3yGnuTLS0penAI";
+    let anthropic_key = "sk-ant-api03-T3stK3yGnuTLS";
+    let user = "What is the capital of France?";
+    let openai_request = |model: &str| {
+        http_request(
+            "/v1/chat/completions",
+            &[("Authorization", &format!("Bearer {openai_key}"))],
+            &serde_json::json!({
+                "model": model,
+                "messages": [
+                    {"role": "system", "content": "Answer briefly."},
+                    {"role": "user", "content": user},
+                ],
+            })
+            .to_string(),
+        )
+    };
+    let openai = openai_request("gpt-gnutls-1");
+    let anthropic = http_request(
+        "/v1/messages",
+        &[
+            ("x-api-key", anthropic_key),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        &serde_json::json!({
+            "model": "claude-gnutls-stream",
+            "max_tokens": 64,
+            "stream": true,
+            "messages": [{"role": "user", "content": "Say hello in French."}],
+        })
+        .to_string(),
+    );
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    // A copy of libgnutls that was not there when the sensor started, for the third call:
+    // found in that process's mappings, attached (through the uprobe opener on this kernel).
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let system = Path::new("/usr/lib").join(format!("{}-linux-gnu", std::env::consts::ARCH));
+    let copy = lib.join("libgnutls.so.30");
+    std::fs::copy(system.join("libgnutls.so.30"), &copy).unwrap();
+    // One gnutls-cli run: its pid, and what it printed (its exit status says nothing here: it
+    // is 1 when the server closes without a TLS close_notify after the response, as Python's
+    // server does, depending on when gnutls-cli saw the end of its input; the response it
+    // printed is checked instead). Over the copy, its request comes a second after the
+    // handshake, once the sensor's scan (every 100 ms) has found the copy.
+    let run = |cg: &str, name: &str, request: &str, over_copy: bool| -> (u64, String) {
+        let input = dir.join(format!("{name}.http"));
+        let output = dir.join(format!("{name}.out"));
+        std::fs::write(&input, request).unwrap();
+        let (feed, env) = if over_copy {
+            (
+                format!("(sleep 1; cat {}) |", input.display()),
+                format!("LD_LIBRARY_PATH={}", lib.display()),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let redirect = if over_copy {
+            String::new()
+        } else {
+            format!("< {}", input.display())
+        };
+        let pid = in_cgroup(
+            cg,
+            &format!(
+                "{feed} {env} {cli} --x509cafile {} -p {} 127.0.0.1 {redirect} > {} 2>{}.err & pid=$!; wait $pid; echo $pid",
+                ca.display(),
+                provider.port,
+                output.display(),
+                output.display()
+            ),
+        );
+        (
+            pid.trim().parse().unwrap(),
+            std::fs::read_to_string(&output).unwrap(),
+        )
+    };
+    let (openai_pid, openai_out) = run(&on_cg, "openai", &openai, false);
+    let (anthropic_pid, anthropic_out) = run(&on_cg, "anthropic", &anthropic, false);
+    let late = openai_request("gpt-gnutls-copy");
+    let (late_pid, late_out) = run(&on_cg, "late", &late, true);
+    let (_, off_out) = run(&off_cg, "off", &openai, false);
+    assert!(
+        off_out.contains("HTTP/1.1 200"),
+        "the bystander did make its call: {off_out}"
+    );
+    sensor.wait_for_count("the exchanges", 3, |r| action(r) == "llm_exchange");
+    let done = sensor.stop();
+    for cg in [&on_cg, &off_cg] {
+        let _ = std::fs::remove_dir(cg);
+    }
+    let records: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "llm_exchange")
+        .collect();
+    assert_eq!(
+        records.len(),
+        3,
+        "the three calls of the opted-in agent, nothing of gnutls-off or the server: {records:#?}"
+    );
+    assert!(records.iter().all(|r| agent_of(r) == "gnutls-agent"));
+    let attached = |path: &str| {
+        done.stderr
+            .lines()
+            .any(|l| l.contains("TLS capture attached") && l.contains("GnuTLS") && l.contains(path))
+    };
+    assert!(
+        attached(&system.join("libgnutls.so.30").to_string_lossy()),
+        "the system's libgnutls was attached: {}",
+        done.stderr
+    );
+    assert!(
+        attached(&copy.to_string_lossy()),
+        "the copy was attached: {}",
+        done.stderr
+    );
+
+    // OpenAI, field by field against what gnutls-cli received.
+    // (The JSON body, then gnutls-cli's own note that the server closed the connection.)
+    let got: Value = serde_json::Deserializer::from_str(response_body(&openai_out))
+        .into_iter()
+        .next()
+        .expect("a response body")
+        .expect("the JSON response");
+    let record = records
+        .iter()
+        .find(|r| r["llm"]["model"] == "gpt-gnutls-1")
+        .expect("the OpenAI exchange");
+    assert_eq!(record["process"]["pid"], openai_pid);
+    assert_eq!(record["process"]["name"], "gnutls-cli");
+    assert_eq!(record["destination"]["ip"], "127.0.0.1");
+    assert_eq!(record["destination"]["port"], provider.port);
+    assert_eq!(record["event"]["outcome"], "success");
+    let x = &record["llm"];
+    assert_eq!(x["provider"], "openai");
+    assert_eq!(x["operation"], "chat.completions");
+    assert_eq!(x["content_policy"], "full");
+    assert_eq!(x["request"]["method"], "POST");
+    assert_eq!(x["request"]["host"], "127.0.0.1");
+    assert_eq!(x["request"]["path"], "/v1/chat/completions");
+    assert_eq!(x["request"]["http_version"], "1.1");
+    assert_eq!(x["request"]["stream"], false);
+    assert_eq!(x["request"]["truncated"], false);
+    let body = &openai[openai.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(x["request"]["body_bytes"], body.len());
+    assert_eq!(x["request"]["body_sha256"], sha256_hex(body));
+    assert_eq!(x["prompt"][0]["role"], "system");
+    assert_eq!(x["prompt"][0]["content"]["text"], "Answer briefly.");
+    assert_eq!(x["prompt"][1]["role"], "user");
+    assert_eq!(x["prompt"][1]["content"]["text"], user);
+    assert_eq!(x["prompt"][1]["content"]["sha256"], sha256_hex(user));
+    assert_eq!(x["response"]["status"], 200);
+    assert_eq!(x["response"]["stream"], false);
+    assert_eq!(
+        x["response"]["text"]["text"],
+        got["choices"][0]["message"]["content"]
+    );
+    assert_eq!(
+        x["response"]["finish_reason"],
+        got["choices"][0]["finish_reason"]
+    );
+    assert_eq!(x["usage"]["input_tokens"], got["usage"]["prompt_tokens"]);
+    assert_eq!(
+        x["usage"]["output_tokens"],
+        got["usage"]["completion_tokens"]
+    );
+    assert_eq!(x["incomplete"], false);
+    assert!(x["latency_ms"].as_f64().unwrap() > 0.0);
+
+    // Anthropic, streamed: the deltas gnutls-cli received, joined.
+    let text: String = response_body(&anthropic_out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|e| e["type"] == "content_block_delta")
+        .map(|e| e["delta"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!text.is_empty(), "{anthropic_out}");
+    let record = records
+        .iter()
+        .find(|r| r["llm"]["model"] == "claude-gnutls-stream")
+        .expect("the Anthropic exchange");
+    assert_eq!(record["process"]["pid"], anthropic_pid);
+    let x = &record["llm"];
+    assert_eq!(x["provider"], "anthropic");
+    assert_eq!(x["operation"], "messages");
+    assert_eq!(x["request"]["stream"], true);
+    assert_eq!(x["response"]["stream"], true);
+    assert_eq!(x["response"]["text"]["text"], text);
+    assert_eq!(x["response"]["finish_reason"], "end_turn");
+    assert_eq!(x["incomplete"], false);
+    assert_ne!(
+        records[0]["llm"]["connection"], records[1]["llm"]["connection"],
+        "a connection each"
+    );
+
+    // The call over the copy of libgnutls.
+    let got: Value = serde_json::Deserializer::from_str(response_body(&late_out))
+        .into_iter()
+        .next()
+        .expect("a response body")
+        .expect("the JSON response");
+    let record = records
+        .iter()
+        .find(|r| r["llm"]["model"] == "gpt-gnutls-copy")
+        .expect("the exchange over the copy");
+    assert_eq!(record["process"]["pid"], late_pid);
+    assert_eq!(
+        record["llm"]["response"]["text"]["text"],
+        got["choices"][0]["message"]["content"]
+    );
+    assert_eq!(record["llm"]["incomplete"], false);
+
+    // The keys gnutls-cli sent in its headers never enter the trail.
+    let all = done
+        .records
+        .iter()
+        .map(Value::to_string)
+        .collect::<String>();
+    for secret in [openai_key, anthropic_key] {
+        assert!(!all.contains(secret), "{secret} is in the trail");
+    }
 }

@@ -63,6 +63,8 @@ const TEST_PACKAGES: &[&str] = &[
     "rsyslog-openssl",
     // The egress enforcement test's packet capture (no SYN leaves for a denied connect).
     "tcpdump",
+    // The TLS capture test's GnuTLS client (`gnutls-cli`, over libgnutls.so.30).
+    "gnutls-bin",
 ];
 
 /// PyPI packages the tests run, pinned, in a virtual environment under the cache: for the

@@ -365,10 +365,10 @@ fn programs_to_load(
         names.extend(
             TLS_ENTRY_PROBES
                 .iter()
-                .map(|&(name, _)| (name, ProgramKind::UProbe)),
+                .map(|&name| (name, ProgramKind::UProbe)),
         );
         names.push((TLS_RETURN_PROBE, ProgramKind::UProbe));
-        names.push((TLS_FREE_PROBE.0, ProgramKind::UProbe));
+        names.push((TLS_FREE_PROBE, ProgramKind::UProbe));
     }
     if pipes {
         for &(name, _) in PIPE_PROGRAMS {

@@ -43,19 +43,56 @@ pub(crate) const EGRESS_PROGRAMS: &[(&str, &str)] = &[
     ("enforce_sendmsg6", "sendmsg6"),
 ];
 
-/// The TLS capture's entry uprobes and the TLS library function each follows (attached by
-/// `tls_attach`, where opted-in agents map a TLS library); [`TLS_RETURN_PROBE`] follows all four.
-pub(crate) const TLS_ENTRY_PROBES: &[(&str, &str)] = &[
-    ("ssl_write", "SSL_write"),
-    ("ssl_write_ex", "SSL_write_ex"),
-    ("ssl_read", "SSL_read"),
-    ("ssl_read_ex", "SSL_read_ex"),
-];
+/// The TLS capture's entry uprobes (`sensor-ebpf/src/tls.rs`), each attached by `tls_attach` to
+/// the functions of a [`TlsLibrary`] whose arguments it reads; [`TLS_RETURN_PROBE`] follows
+/// them all.
+pub(crate) const TLS_ENTRY_PROBES: &[&str] =
+    &["ssl_write", "ssl_write_ex", "ssl_read", "ssl_read_ex"];
 /// The TLS capture's return uprobe.
 pub(crate) const TLS_RETURN_PROBE: &str = "ssl_return";
-/// The TLS capture's uprobe on the end of a connection object, and the function it follows
-/// (attached with the others, to every library file they are attached to).
-pub(crate) const TLS_FREE_PROBE: (&str, &str) = ("ssl_free", "SSL_free");
+/// The TLS capture's uprobe on the end of a connection object (attached with the others, to
+/// every library file they are attached to).
+pub(crate) const TLS_FREE_PROBE: &str = "ssl_free";
+
+/// A TLS library's functions and the capture programs that follow them: the same programs
+/// serve every library whose functions take (connection, buffer, ...) and return the count of
+/// bytes moved (or, for the `_ex` forms, 1 and the count through their fourth argument).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TlsLibrary {
+    /// Its name, for the log.
+    pub(crate) name: &'static str,
+    /// (entry program, function, whether the library must have it).
+    pub(crate) calls: &'static [(&'static str, &'static str, bool)],
+    /// The function that ends a connection object ([`TLS_FREE_PROBE`] on it).
+    pub(crate) free: &'static str,
+}
+
+/// OpenSSL (`libssl.so*`, or a program with it compiled in that exports its functions):
+/// `SSL_write(ssl, buf, int num)` and `SSL_read` return the count as an `int`; their `_ex`
+/// forms (OpenSSL >= 1.1.1) where they are.
+pub(crate) const OPENSSL: TlsLibrary = TlsLibrary {
+    name: "OpenSSL",
+    calls: &[
+        ("ssl_write", "SSL_write", true),
+        ("ssl_write_ex", "SSL_write_ex", false),
+        ("ssl_read", "SSL_read", true),
+        ("ssl_read_ex", "SSL_read_ex", false),
+    ],
+    free: "SSL_free",
+};
+
+/// GnuTLS (`libgnutls.so*`): `gnutls_record_send(session, data, size_t size)` and
+/// `gnutls_record_recv` return an `ssize_t`, the count or a negative error, read as OpenSSL's
+/// `int` (a count below 2 GiB, one record's at most 16 KiB unless corked, fits its low 32
+/// bits, and a negative error stays negative); `gnutls_deinit(session)` frees the session as `SSL_free` does the `SSL`.
+pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
+    name: "GnuTLS",
+    calls: &[
+        ("ssl_write", "gnutls_record_send", true),
+        ("ssl_read", "gnutls_record_recv", true),
+    ],
+    free: "gnutls_deinit",
+};
 
 /// The stdio (pipe) capture's programs and the syscall tracepoints each attaches to (loaded
 /// and attached only when an agent turns stdio capture on, see `sensor-ebpf/src/pipe.rs`).

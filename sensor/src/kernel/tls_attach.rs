@@ -1,7 +1,8 @@
 //! Attaches the TLS capture programs (`sensor-ebpf/src/tls.rs`: the calls that move plaintext,
-//! and `SSL_free`, which ends a connection object) to the TLS libraries opted-in
-//! agents use: the system's OpenSSL 3 (`libssl.so.3`) at start, and every `libssl.so*` an
-//! opted-in agent's process maps (read from its own `/proc/<pid>/maps`, opened through its
+//! and the one that ends a connection object) to the TLS libraries opted-in agents use
+//! (OpenSSL's `SSL_*` and GnuTLS's `gnutls_record_*`, see [`TlsLibrary`]): the system's
+//! OpenSSL 3 (`libssl.so.3`) and GnuTLS (`libgnutls.so.30`) at start, and every `libssl.so*`
+//! and `libgnutls.so*` an opted-in agent's process maps (read from its own `/proc/<pid>/maps`, opened through its
 //! `/proc/<pid>/root`, so a container's copy is found too), once per library file (device and
 //! inode), never per process: a uprobe fires in every process that maps the file, and the
 //! programs drop all but opted-in agents' calls after two map lookups. It also keeps the
@@ -23,7 +24,7 @@ use sensor_common::{TlsCapture, TrackedProcess};
 
 use crate::kernel::{
     loader::LoadError,
-    programs::{TLS_ENTRY_PROBES, TLS_FREE_PROBE, TLS_RETURN_PROBE},
+    programs::{GNUTLS, OPENSSL, TLS_FREE_PROBE, TLS_RETURN_PROBE, TlsLibrary},
     uprobe_opener::{self, UprobeOpener},
 };
 
@@ -35,6 +36,16 @@ const SYSTEM_LIBSSL: &[&str] = &[
     "/usr/lib/libssl.so.3",
     "/lib/x86_64-linux-gnu/libssl.so.3",
     "/lib/aarch64-linux-gnu/libssl.so.3",
+];
+
+/// Where distributions keep GnuTLS's library.
+const SYSTEM_GNUTLS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/libgnutls.so.30",
+    "/usr/lib/aarch64-linux-gnu/libgnutls.so.30",
+    "/usr/lib64/libgnutls.so.30",
+    "/usr/lib/libgnutls.so.30",
+    "/lib/x86_64-linux-gnu/libgnutls.so.30",
+    "/lib/aarch64-linux-gnu/libgnutls.so.30",
 ];
 
 /// Where Node.js is installed (nodesource, Debian, `make install`): builds with OpenSSL
@@ -136,13 +147,15 @@ impl TlsAttacher {
     }
 
     /// Attaches, while the daemon still has every capability it started with, to the system's
-    /// OpenSSL 3 and to a Node.js with OpenSSL inside, wherever they are installed. (Some
+    /// OpenSSL 3 and GnuTLS, and to a Node.js with OpenSSL inside, wherever they are installed. (Some
     /// kernels open uprobes only for `CAP_SYS_ADMIN`, which the daemon drops after loading:
     /// libraries found later go through the uprobe opener, where there is one.)
     pub(crate) fn attach_system(&mut self, ebpf: &mut Ebpf) {
-        for path in SYSTEM_LIBSSL {
-            if let Some((file, key)) = open_keyed(Path::new(path)) {
-                self.attach(ebpf, &file, Path::new(path), key);
+        for (paths, library) in [(SYSTEM_LIBSSL, &OPENSSL), (SYSTEM_GNUTLS, &GNUTLS)] {
+            for path in paths {
+                if let Some((file, key)) = open_keyed(Path::new(path)) {
+                    self.attach(ebpf, &file, Path::new(path), key, library);
+                }
             }
         }
         for path in SYSTEM_NODE {
@@ -152,7 +165,7 @@ impl TlsAttacher {
                     .entry(key)
                     .or_insert_with(|| classify(&file));
                 if kind == Executable::ExportsOpenSsl {
-                    self.attach(ebpf, &file, Path::new(path), key);
+                    self.attach(ebpf, &file, Path::new(path), key, &OPENSSL);
                 }
             }
         }
@@ -192,12 +205,12 @@ impl TlsAttacher {
                 continue;
             };
             let probed = exe.and_then(|(path, kind)| kind.ok().map(|key| (path, key)));
-            for path in tls_libraries(&maps) {
+            for (path, library) in tls_libraries(&maps) {
                 // Keyed as `attach_system` keys it (stat, not the maps' device numbers, which
                 // differ from stat's on overlay file systems), so no file is attached twice.
                 let through_root = format!("/proc/{tgid}/root{path}");
                 if let Some((file, key)) = open_keyed(Path::new(&through_root)) {
-                    self.attach(ebpf, &file, Path::new(&through_root), key);
+                    self.attach(ebpf, &file, Path::new(&through_root), key, library);
                     if let Some(found) = self.unprobed(tgid, key, &path) {
                         not_captured.push(say(found));
                     }
@@ -246,7 +259,7 @@ impl TlsAttacher {
             .unwrap_or_default();
         match kind {
             Executable::ExportsOpenSsl => {
-                self.attach(ebpf, &file, Path::new(&path), key);
+                self.attach(ebpf, &file, Path::new(&path), key, &OPENSSL);
                 Some((path, Ok(key)))
             }
             Executable::Dynamic => None,
@@ -254,56 +267,55 @@ impl TlsAttacher {
         }
     }
 
-    /// Attaches to `file` (opened from `path`, which the log names) once.
-    fn attach(&mut self, ebpf: &mut Ebpf, file: &File, path: &Path, key: FileKey) {
+    /// Attaches to `file` (opened from `path`, which the log names), a copy of `library`, once.
+    fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        file: &File,
+        path: &Path,
+        key: FileKey,
+        library: &TlsLibrary,
+    ) {
         if !self.done.insert(key) {
             return;
         }
         // Through the open file, not the path: a `/proc/<pid>/...` path dies with its process,
         // which may exit while the symbols are read.
         let open = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let attached = match (attach_file(ebpf, Path::new(&open)), &self.opener) {
+        let attached = match (attach_file(ebpf, Path::new(&open), library), &self.opener) {
             // Refused after the capability drop: through the opener.
             (Err(e), Some(opener)) if e.contains("os error 13") => {
-                attach_through(ebpf, opener, file, &mut self.events)
+                attach_through(ebpf, opener, file, &mut self.events, library)
             }
             (result, _) => result,
         };
         match attached {
             Ok(()) => {
-                tracing::info!(library = %path.display(), "TLS capture attached");
+                tracing::info!(library = %path.display(), stack = library.name, "TLS capture attached");
                 self.libraries.push(path.display().to_string());
             }
             Err(e) => {
-                tracing::warn!(library = %path.display(), "cannot attach TLS capture: {e}");
+                tracing::warn!(
+                    library = %path.display(),
+                    stack = library.name,
+                    "cannot attach TLS capture: {e}"
+                );
                 self.failed.insert(key, e);
             }
         }
     }
 }
 
-/// Attaches the four entry probes and the return probe to one library file, and the probe on
-/// `SSL_free`. `SSL_write`, `SSL_read` and `SSL_free` must be there; the `_ex` forms
-/// (OpenSSL >= 1.1.1) where they are.
-fn attach_file(ebpf: &mut Ebpf, path: &Path) -> Result<(), String> {
-    let (free, free_symbol) = TLS_FREE_PROBE;
-    let probe: &mut UProbe = ebpf
-        .program_mut(free)
-        .ok_or_else(|| format!("no program {free}"))?
-        .try_into()
-        .map_err(|e| format!("{free}: {e}"))?;
-    probe
-        .attach(free_symbol, path, UProbeScope::AllProcesses)
-        .map_err(|e| format!("{free_symbol}: {}", with_causes(&e)))?;
-    for &(program, symbol) in TLS_ENTRY_PROBES {
-        let required = !symbol.ends_with("_ex");
-        for name in [program, TLS_RETURN_PROBE] {
-            let probe: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or_else(|| format!("no program {name}"))?
-                .try_into()
-                .map_err(|e| format!("{name}: {e}"))?;
-            if let Err(e) = probe.attach(symbol, path, UProbeScope::AllProcesses) {
+/// Attaches `library`'s entry probes, the return probe on each of their functions, and the
+/// probe on its `free` function, to one library file. The functions `library` requires and
+/// `free` must be there; the others (OpenSSL's `_ex` forms, >= 1.1.1) where they are.
+fn attach_file(ebpf: &mut Ebpf, path: &Path, library: &TlsLibrary) -> Result<(), String> {
+    let free = program(ebpf, TLS_FREE_PROBE)?;
+    free.attach(library.free, path, UProbeScope::AllProcesses)
+        .map_err(|e| format!("{}: {}", library.free, with_causes(&e)))?;
+    for &(entry, symbol, required) in library.calls {
+        for name in [entry, TLS_RETURN_PROBE] {
+            if let Err(e) = program(ebpf, name)?.attach(symbol, path, UProbeScope::AllProcesses) {
                 if required {
                     return Err(format!("{symbol}: {}", with_causes(&e)));
                 }
@@ -314,6 +326,14 @@ fn attach_file(ebpf: &mut Ebpf, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The uprobe program `name` of the loaded object.
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, String> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("no program {name}"))?
+        .try_into()
+        .map_err(|e| format!("{name}: {e}"))
+}
+
 /// Attaches the same probes as [`attach_file`] through `opener`: the symbols' file offsets
 /// read here, each event opened by the opener and kept in `events`.
 fn attach_through(
@@ -321,28 +341,28 @@ fn attach_through(
     opener: &UprobeOpener,
     file: &File,
     events: &mut Vec<OwnedFd>,
+    library: &TlsLibrary,
 ) -> Result<(), String> {
     let elf = object::ReadCache::new(file);
-    let (free, free_symbol) = TLS_FREE_PROBE;
-    let offset = symbol_offset(&elf, free_symbol)
-        .ok_or_else(|| format!("{free_symbol}: not in the file's symbols"))?;
+    let offset = symbol_offset(&elf, library.free)
+        .ok_or_else(|| format!("{}: not in the file's symbols", library.free))?;
     through(
         ebpf,
         opener,
         file,
         events,
-        (free, free_symbol),
+        (TLS_FREE_PROBE, library.free),
         offset,
         false,
     )?;
-    for &(program, symbol) in TLS_ENTRY_PROBES {
+    for &(entry, symbol, required) in library.calls {
         let Some(offset) = symbol_offset(&elf, symbol) else {
-            if symbol.ends_with("_ex") {
+            if !required {
                 continue;
             }
             return Err(format!("{symbol}: not in the file's symbols"));
         };
-        for (name, ret) in [(program, false), (TLS_RETURN_PROBE, true)] {
+        for (name, ret) in [(entry, false), (TLS_RETURN_PROBE, true)] {
             through(ebpf, opener, file, events, (name, symbol), offset, ret)?;
         }
     }
@@ -360,12 +380,9 @@ fn through(
     offset: u64,
     ret: bool,
 ) -> Result<(), String> {
-    let probe: &mut UProbe = ebpf
-        .program_mut(name)
-        .ok_or_else(|| format!("no program {name}"))?
-        .try_into()
+    let program = program(ebpf, name)?
+        .fd()
         .map_err(|e| format!("{name}: {e}"))?;
-    let program = probe.fd().map_err(|e| format!("{name}: {e}"))?;
     let event = opener
         .open(file.as_fd(), offset, ret)
         .map_err(|e| format!("{symbol}: the uprobe opener: {e}"))?;
@@ -461,20 +478,28 @@ fn classify_elf<'data, R: object::ReadRef<'data>>(bytes: R) -> Executable {
     )
 }
 
-/// The TLS libraries a `/proc/<pid>/maps` text names, each once.
-fn tls_libraries(maps: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// The TLS libraries a `/proc/<pid>/maps` text names, each once, with which library each is.
+fn tls_libraries(maps: &str) -> Vec<(String, &'static TlsLibrary)> {
+    let mut out: Vec<(String, &'static TlsLibrary)> = Vec::new();
     for line in maps.lines() {
         // address perms offset dev inode path (the path may hold spaces)
         let path: Vec<&str> = line.split_ascii_whitespace().skip(5).collect();
         let path = path.join(" ");
         let name = path.rsplit('/').next().unwrap_or("");
+        // `libgnutls.so*`, not GnuTLS's other libraries (`libgnutls-dane.so`, `libgnutlsxx.so`,
+        // `libgnutls-openssl.so`, whose OpenSSL-named functions call GnuTLS's, probed here).
+        let library = if name.starts_with("libssl.so") {
+            &OPENSSL
+        } else if name.starts_with("libgnutls.so") {
+            &GNUTLS
+        } else {
+            continue;
+        };
         if path.starts_with('/')
             && !path.ends_with(" (deleted)")
-            && name.starts_with("libssl.so")
-            && !out.contains(&path)
+            && !out.iter().any(|(p, _)| *p == path)
         {
-            out.push(path);
+            out.push((path, library));
         }
     }
     out
@@ -519,12 +544,25 @@ mod tests {
 7f0000005000-7f0000006000 r-xp 00001000 00:2a 77 /opt/venv/lib/libssl.so.1.1 (deleted)
 7f0000007000-7f0000008000 r-xp 00001000 00:2a 78 /opt/my app/libssl.so.3
 7f0000009000-7f000000a000 rw-p 00000000 00:00 0 [heap]
+7f000000b000-7f000000c000 r-xp 00001000 fe:01 55 /usr/lib/x86_64-linux-gnu/libgnutls.so.30.34.3
+7f000000c000-7f000000d000 r--p 00002000 fe:01 55 /usr/lib/x86_64-linux-gnu/libgnutls.so.30.34.3
+7f000000d000-7f000000e000 r-xp 00001000 fe:01 56 /usr/lib/x86_64-linux-gnu/libgnutls-dane.so.0.4.1
+7f000000e000-7f000000f000 r-xp 00001000 fe:01 57 /usr/lib/x86_64-linux-gnu/libgnutls-openssl.so.27
+7f000000f000-7f0000010000 r-xp 00001000 fe:01 58 /usr/lib/x86_64-linux-gnu/libgnutlsxx.so.30
 ";
+        let found: Vec<(String, &str)> = tls_libraries(maps)
+            .into_iter()
+            .map(|(path, library)| (path, library.name))
+            .collect();
         assert_eq!(
-            tls_libraries(maps),
+            found,
             [
-                "/usr/lib/x86_64-linux-gnu/libssl.so.3",
-                "/opt/my app/libssl.so.3"
+                ("/usr/lib/x86_64-linux-gnu/libssl.so.3".into(), "OpenSSL"),
+                ("/opt/my app/libssl.so.3".into(), "OpenSSL"),
+                (
+                    "/usr/lib/x86_64-linux-gnu/libgnutls.so.30.34.3".into(),
+                    "GnuTLS"
+                ),
             ]
         );
     }

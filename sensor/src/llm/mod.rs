@@ -4,8 +4,8 @@
 //! into HTTP/2 streams ([`h2`], header blocks by [`hpack`]), one exchange per stream; each
 //! pair read in its provider's API shape ([`provider`]) with credentials masked ([`redact`])
 //! into the block of one `llm_exchange` record. A connection is a process's TLS connection
-//! object (`SSL *`) from its first captured call until the process frees it (`SSL_free`, an
-//! event of its own): the library gives a freed object's address to the next connection.
+//! object (`SSL *`, GnuTLS's session) from its first captured call until the process frees it
+//! (`SSL_free`, `gnutls_deinit`: an event of its own): the library gives a freed object's address to the next connection.
 
 pub mod h2;
 pub mod hpack;
