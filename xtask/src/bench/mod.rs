@@ -39,6 +39,10 @@ const ATTEMPTS: usize = 3;
 const PACKAGES: &[&str] = &["auditd", "bpftrace"];
 
 #[derive(clap::Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "command-line flags, each a switch of its own"
+)]
 pub struct BenchArgs {
     /// Interleaved repetitions of every configuration [default: 5, 1 with --quick].
     #[arg(long)]
@@ -46,6 +50,13 @@ pub struct BenchArgs {
     /// Only these modes (comma-separated: open, exec, connect, mixed).
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
+    /// Only these configurations (comma-separated: unattached, sensor-agent, sensor-enforce,
+    /// sensor-not-agent, auditd, bpftrace); `unattached`, the baseline, is always run.
+    #[arg(long, value_delimiter = ',')]
+    configs: Vec<String>,
+    /// Only the workload runs: no in-kernel cost, memory, pipeline or audit measurements.
+    #[arg(long)]
+    runs_only: bool,
     /// A tenth of the operations and one repetition unless --reps says otherwise: for trying
     /// the bench out, not for quoting.
     #[arg(long)]
@@ -112,7 +123,9 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         "-p",
         "sensor-workload",
     ]))?;
-    pipeline::build()?;
+    if !args.runs_only {
+        pipeline::build()?;
+    }
     let reps = args.reps.unwrap_or(if args.quick { 1 } else { 5 });
     let modes = if args.modes.is_empty() {
         Mode::ALL.to_vec()
@@ -122,6 +135,17 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             .map(|m| Mode::parse(m))
             .collect::<anyhow::Result<_>>()?
     };
+    let mut configs = if args.configs.is_empty() {
+        Config::ALL.to_vec()
+    } else {
+        args.configs
+            .iter()
+            .map(|c| Config::parse(c))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    if !configs.contains(&Config::Unattached) {
+        configs.insert(0, Config::Unattached);
+    }
     // Ctrl-C ends the current run (the children get it too) and the bench cleans up.
     // SAFETY: the handler only stores to an atomic.
     unsafe {
@@ -140,7 +164,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&dir)?;
     let cgroups = system::Cgroups::create()?;
     let mut bench = Bench {
-        tools: prepare(&dir, root, &cgroups)?,
+        tools: prepare(
+            &dir,
+            root,
+            &cgroups,
+            &target_dir.join("release/sensor-workload"),
+        )?,
         workload: Workload {
             binary: target_dir.join("release/sensor-workload"),
             target: dir.join("open-target"),
@@ -155,12 +184,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 
     let load_start = system::load_average();
     let mut runs = Vec::new();
-    let total = reps * modes.len() * Config::ALL.len();
+    let total = reps * modes.len() * configs.len();
     for rep in 0..reps {
         for (i, &mode) in modes.iter().enumerate() {
             // Rotate the order each time, so no configuration always follows another.
-            let mut order = Config::ALL;
-            order.rotate_left((rep + i) % Config::ALL.len());
+            let mut order = configs.clone();
+            order.rotate_left((rep + i) % configs.len());
             for config in order {
                 check_interrupt()?;
                 if let Some(why) = bench.unavailable(config) {
@@ -188,38 +217,51 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    check_interrupt()?;
-    let kernel_cost = kernel::measure(
-        &bench.tools,
-        &bench.workload,
-        &bench.cgroups,
-        &modes,
-        args.quick,
-    )
-    .map_err(|e| format!("{e:#}"));
-    if let Err(e) = &kernel_cost {
-        eprintln!("xtask bench: in-kernel cost measurement failed: {e}");
-    }
-    check_interrupt()?;
-    let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
-    if let Err(e) = &memory {
-        eprintln!("xtask bench: memory measurement failed: {e}");
-    }
-    check_interrupt()?;
-    let (pipeline, classify) = match pipeline::measure(&dir, args.quick) {
-        Ok(m) => (
-            Ok(m.pipeline),
-            m.classify
-                .ok_or_else(|| "the pipeline benchmark printed no classification".to_owned()),
-        ),
-        Err(e) => (Err(format!("{e:#}")), Err(format!("{e:#}"))),
-    };
+    let skipped = || "not measured (--runs-only)".to_owned();
+    let (kernel_cost, memory, pipeline, classify, audit) = if args.runs_only {
+        (
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+        )
+    } else {
+        check_interrupt()?;
+        let kernel_cost = kernel::measure(
+            &bench.tools,
+            &bench.workload,
+            &bench.cgroups,
+            &modes,
+            args.quick,
+        )
+        .map_err(|e| format!("{e:#}"));
+        if let Err(e) = &kernel_cost {
+            eprintln!("xtask bench: in-kernel cost measurement failed: {e}");
+        }
+        check_interrupt()?;
+        let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
+        if let Err(e) = &memory {
+            eprintln!("xtask bench: memory measurement failed: {e}");
+        }
+        check_interrupt()?;
+        let (pipeline, classify) = match pipeline::measure(&dir, args.quick) {
+            Ok(m) => (
+                Ok(m.pipeline),
+                m.classify
+                    .ok_or_else(|| "the pipeline benchmark printed no classification".to_owned()),
+            ),
+            Err(e) => (Err(format!("{e:#}")), Err(format!("{e:#}"))),
+        };
 
-    check_interrupt()?;
-    let audit = audit::measure(&bench.tools.sensor, &dir, args.quick).map_err(|e| format!("{e:#}"));
-    if let Err(e) = &audit {
-        eprintln!("xtask bench: the audit measurement failed: {e}");
-    }
+        check_interrupt()?;
+        let audit =
+            audit::measure(&bench.tools.sensor, &dir, args.quick).map_err(|e| format!("{e:#}"));
+        if let Err(e) = &audit {
+            eprintln!("xtask bench: the audit measurement failed: {e}");
+        }
+        (kernel_cost, memory, pipeline, classify, audit)
+    };
 
     let results = Results {
         date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -275,13 +317,15 @@ fn write_report(
 }
 
 /// Writes the sensor's manifest and configuration, and finds out which comparison tools can run.
-fn prepare(dir: &Path, root: &Path, cgroups: &system::Cgroups) -> anyhow::Result<Tools> {
+fn prepare(
+    dir: &Path,
+    root: &Path,
+    cgroups: &system::Cgroups,
+    workload: &Path,
+) -> anyhow::Result<Tools> {
     let manifest = dir.join("agents.yaml");
-    fs::write(
-        &manifest,
-        format!(
-            "# Written by cargo xtask bench: the workload's cgroup is an agent.
-agents:
+    let agent = format!(
+        "agents:
   - id: bench-workload
     name: Benchmark workload
     purpose: The workload cargo xtask bench measures
@@ -291,7 +335,33 @@ agents:
     selectors:
       - cgroup: {}
 ",
-            system::Cgroups::agent_selector()
+        system::Cgroups::agent_selector()
+    );
+    fs::write(
+        &manifest,
+        format!("# Written by cargo xtask bench: the workload's cgroup is an agent.\n{agent}"),
+    )?;
+    // The same agent, its policy enforced in the kernel and allowing all the workload does:
+    // its loopback connects (egress, cgroup programs) and its programs (executables in kill
+    // mode, the exec program's check: this machine kind refuses BPF LSM for enforce mode).
+    let enforce_manifest = dir.join("agents-enforce.yaml");
+    let workload =
+        fs::canonicalize(workload).with_context(|| format!("resolving {}", workload.display()))?;
+    let true_path = fs::canonicalize("/bin/true").context("resolving /bin/true")?;
+    fs::write(
+        &enforce_manifest,
+        format!(
+            "# Written by cargo xtask bench: the workload's cgroup is an agent whose policy the \
+             kernel enforces, allowing all it does.\n{agent}    policy:
+      egress:
+        mode: enforce
+        allow: [{{cidr: 127.0.0.0/8}}]
+      executables:
+        mode: kill
+        allow: [{:?}, {:?}]
+",
+            workload.display().to_string(),
+            true_path.display().to_string()
         ),
     )?;
     let sensor_config = dir.join("sensor.toml");
@@ -314,6 +384,7 @@ agents:
         sensor: crate::sensor_binary(root),
         sensor_config,
         manifest,
+        enforce_manifest,
         agent_cgroup: cgroups.agent.clone(),
         audit,
         bpftrace: observers::bpftrace_version(),

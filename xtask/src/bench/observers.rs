@@ -27,15 +27,20 @@ use super::{
 pub enum Config {
     Unattached,
     SensorAgent,
+    /// The workload an agent whose policy the kernel enforces, allowing all it does: an egress
+    /// rule in `enforce` mode (loopback allowed) and an executables rule in `kill` mode (its
+    /// programs allowed; this machine kind has no BPF LSM for `enforce`).
+    SensorEnforce,
     SensorNotAgent,
     Auditd,
     Bpftrace,
 }
 
 impl Config {
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::Unattached,
         Config::SensorAgent,
+        Config::SensorEnforce,
         Config::SensorNotAgent,
         Config::Auditd,
         Config::Bpftrace,
@@ -45,6 +50,7 @@ impl Config {
         match self {
             Config::Unattached => "nothing attached",
             Config::SensorAgent => "agent-sensor, workload is an agent",
+            Config::SensorEnforce => "agent-sensor, agent with enforced policy (all allowed)",
             Config::SensorNotAgent => "agent-sensor, workload not an agent",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
@@ -54,6 +60,28 @@ impl Config {
     /// The workload runs in the agent cgroup everywhere except where it must not be one.
     pub fn workload_is_agent(self) -> bool {
         self != Config::SensorNotAgent
+    }
+
+    /// The name `--configs` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Unattached => "unattached",
+            Config::SensorAgent => "sensor-agent",
+            Config::SensorEnforce => "sensor-enforce",
+            Config::SensorNotAgent => "sensor-not-agent",
+            Config::Auditd => "auditd",
+            Config::Bpftrace => "bpftrace",
+        }
+    }
+
+    pub fn parse(name: &str) -> anyhow::Result<Config> {
+        Config::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .with_context(|| {
+                let names: Vec<&str> = Config::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown configuration {name:?}: {}", names.join(", "))
+            })
     }
 }
 
@@ -67,6 +95,8 @@ pub struct Tools {
     pub sensor: PathBuf,
     pub sensor_config: PathBuf,
     pub manifest: PathBuf,
+    /// The same agent with an enforced policy that allows everything the workload does.
+    pub enforce_manifest: PathBuf,
     pub agent_cgroup: PathBuf,
     pub audit: Availability<AuditSettings>,
     pub bpftrace: Availability<String>,
@@ -98,6 +128,11 @@ impl Attached {
             Config::SensorAgent | Config::SensorNotAgent => {
                 Attached::Sensor(SensorRun::start(tools, "sensor")?)
             }
+            Config::SensorEnforce => Attached::Sensor(SensorRun::start_with(
+                tools,
+                "sensor-enforce",
+                &tools.enforce_manifest,
+            )?),
             Config::Auditd => Attached::Auditd(AuditRun::start(tools)?),
             Config::Bpftrace => Attached::Bpftrace(BpftraceRun::start(tools, workload)?),
         })
@@ -142,6 +177,11 @@ impl SensorRun {
     /// Starts the sensor with the bench manifest and waits until it observes (its start record
     /// is written after every program is attached) and has finished starting up.
     pub fn start(tools: &Tools, name: &str) -> anyhow::Result<Self> {
+        Self::start_with(tools, name, &tools.manifest)
+    }
+
+    /// [`Self::start`] with another manifest.
+    pub fn start_with(tools: &Tools, name: &str, manifest: &Path) -> anyhow::Result<Self> {
         let output = tools.dir.join(format!("{name}.jsonl"));
         let _ = fs::remove_file(&output);
         let log = fs::File::create(tools.dir.join(format!("{name}.log")))?;
@@ -150,7 +190,7 @@ impl SensorRun {
             .arg("--config")
             .arg(&tools.sensor_config)
             .arg("--identities")
-            .arg(&tools.manifest)
+            .arg(manifest)
             .arg("--output")
             .arg(&output)
             .stdin(Stdio::null())
