@@ -54,9 +54,10 @@ pub struct BenchArgs {
     /// sensor-not-agent, auditd, bpftrace); `unattached`, the baseline, is always run.
     #[arg(long, value_delimiter = ',')]
     configs: Vec<String>,
-    /// Only the workload runs: no in-kernel cost, memory, pipeline or audit measurements.
+    /// Only the overhead: the workload runs and the in-kernel cost, no pipeline,
+    /// classification, memory or audit measurements.
     #[arg(long)]
-    runs_only: bool,
+    overhead_only: bool,
     /// A tenth of the operations and one repetition unless --reps says otherwise: for trying
     /// the bench out, not for quoting.
     #[arg(long)]
@@ -123,7 +124,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         "-p",
         "sensor-workload",
     ]))?;
-    if !args.runs_only {
+    if !args.overhead_only {
         pipeline::build()?;
     }
     let reps = args.reps.unwrap_or(if args.quick { 1 } else { 5 });
@@ -217,28 +218,23 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    let skipped = || "not measured (--runs-only)".to_owned();
-    let (kernel_cost, memory, pipeline, classify, audit) = if args.runs_only {
-        (
-            Err(skipped()),
-            Err(skipped()),
-            Err(skipped()),
-            Err(skipped()),
-            Err(skipped()),
-        )
+    check_interrupt()?;
+    let kernel_cost = kernel::measure(
+        &bench.tools,
+        &bench.workload,
+        &bench.cgroups,
+        &modes,
+        &configs,
+        args.quick,
+    )
+    .map_err(|e| format!("{e:#}"));
+    if let Err(e) = &kernel_cost {
+        eprintln!("xtask bench: in-kernel cost measurement failed: {e}");
+    }
+    let skipped = || "not measured (--overhead-only)".to_owned();
+    let (memory, pipeline, classify, audit) = if args.overhead_only {
+        (Err(skipped()), Err(skipped()), Err(skipped()), Err(skipped()))
     } else {
-        check_interrupt()?;
-        let kernel_cost = kernel::measure(
-            &bench.tools,
-            &bench.workload,
-            &bench.cgroups,
-            &modes,
-            args.quick,
-        )
-        .map_err(|e| format!("{e:#}"));
-        if let Err(e) = &kernel_cost {
-            eprintln!("xtask bench: in-kernel cost measurement failed: {e}");
-        }
         check_interrupt()?;
         let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
         if let Err(e) = &memory {
@@ -260,7 +256,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         if let Err(e) = &audit {
             eprintln!("xtask bench: the audit measurement failed: {e}");
         }
-        (kernel_cost, memory, pipeline, classify, audit)
+        (memory, pipeline, classify, audit)
     };
 
     let results = Results {
