@@ -233,7 +233,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     let skipped = || "not measured (--overhead-only)".to_owned();
     let (memory, pipeline, classify, audit) = if args.overhead_only {
-        (Err(skipped()), Err(skipped()), Err(skipped()), Err(skipped()))
+        (
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+        )
     } else {
         check_interrupt()?;
         let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
