@@ -4,7 +4,9 @@
 //!
 //! Every measured operation is made of syscalls that agent-sensor, auditd and bpftrace can all
 //! report: `open` is openat+close of one file, `exec` is fork+execve of `/bin/true`+wait,
-//! `connect` is a TCP connect and its accept on loopback. The helper modes `hold` and `churn`
+//! `connect` is a TCP connect and its accept on loopback. `tls` is an HTTPS request and its
+//! response on one keep-alive connection, through OpenSSL (what the sensor's TLS capture
+//! observes), to a `tls-server` the bench starts ([`tls`]). The helper modes `hold` and `churn`
 //! make processes for the memory measurement.
 use std::{
     ffi::CString,
@@ -17,6 +19,8 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
+
+mod tls;
 
 #[derive(Parser)]
 #[command(about = "The workload the overhead benchmark measures")]
@@ -51,6 +55,24 @@ enum Mode {
         ops: u64,
         #[arg(long)]
         path: PathBuf,
+    },
+    /// HTTPS requests (an LLM API call's shape) on one connection to a `tls-server`.
+    Tls {
+        #[arg(long)]
+        ops: u64,
+        /// The server's port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+    },
+    /// The server of `tls`: answers every request until killed; prints its port.
+    TlsServer {
+        /// The OpenSSL library file to load.
+        #[arg(long)]
+        libssl: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Fork this many children that wait; print a line when they all exist; kill them when
     /// standard input closes.
@@ -92,6 +114,8 @@ struct Done {
     opens: u64,
     execs: u64,
     connects: u64,
+    /// HTTPS requests answered (`tls`).
+    exchanges: u64,
 }
 
 fn main() {
@@ -101,6 +125,8 @@ fn main() {
         Mode::Exec { ops } => ("exec", *ops),
         Mode::Connect { ops } => ("connect", *ops),
         Mode::Mixed { ops, .. } => ("mixed", *ops),
+        Mode::Tls { ops, .. } => ("tls", *ops),
+        Mode::TlsServer { libssl, cert, key } => return tls::serve(libssl, cert, key),
         Mode::Hold { ops } => return hold(*ops),
         Mode::Churn { ops } => ("churn", *ops),
     };
@@ -116,10 +142,19 @@ fn main() {
             .cycle()
             .take(ops as usize)
             .for_each(|&op| ctx.run(op, &mut done)),
+        Mode::Tls { .. } => {
+            let client = ctx.client.as_mut().expect("connected");
+            for _ in 0..ops {
+                client.request();
+            }
+            done.exchanges = ops;
+        }
         Mode::Churn { .. } => (0..ops).for_each(|_| churn_one()),
-        Mode::Hold { .. } => unreachable!(),
+        Mode::Hold { .. } | Mode::TlsServer { .. } => unreachable!(),
     }
     let seconds = started.elapsed().as_secs_f64();
+    // Freed after the clock: the connection's end is not a measured operation.
+    drop(ctx.client.take());
     let cpu_seconds = cpu_seconds(libc::RUSAGE_SELF) + cpu_seconds(libc::RUSAGE_CHILDREN);
     println!(
         "{}",
@@ -135,6 +170,7 @@ fn main() {
             "opens": done.opens,
             "execs": done.execs,
             "connects": done.connects,
+            "exchanges": done.exchanges,
         })
     );
 }
@@ -143,6 +179,8 @@ fn main() {
 struct Ctx {
     path: Option<CString>,
     listener: Option<TcpListener>,
+    /// `tls`: connected, the handshake done.
+    client: Option<tls::Client>,
     true_path: CString,
     true_argv: [*const libc::c_char; 2],
     empty_env: [*const libc::c_char; 1],
@@ -161,11 +199,16 @@ impl Ctx {
         let listener = matches!(mode, Mode::Connect { .. } | Mode::Mixed { .. }).then(|| {
             TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("listen")
         });
+        let client = match mode {
+            Mode::Tls { port, .. } => Some(tls::Client::connect(*port)),
+            _ => None,
+        };
         let true_path = CString::new("/bin/true").expect("no NUL");
         let true_argv = [c"true".as_ptr(), std::ptr::null()];
         Self {
             path,
             listener,
+            client,
             true_path,
             true_argv,
             empty_env: [std::ptr::null()],

@@ -784,6 +784,62 @@ fn c_string(raw: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn tls_bytes(direction: u8, flags: u16, len: u64, data: &[u8]) -> Vec<u8> {
+        let record = TlsRecord {
+            header: RecordHeader {
+                kind: kind::TLS,
+                version: RECORD_VERSION,
+                size: (size_of::<TlsRecord>() + data.len()) as u32,
+                ktime_ns: 42,
+                attribution: TrackedProcess::default(),
+            },
+            start_boottime: 1000,
+            ssl: 0x55aa_0000,
+            len,
+            pid: 11,
+            tgid: 10,
+            data_len: data.len() as u32,
+            content: 0,
+            direction,
+            flags,
+            comm: [0; 16],
+        };
+        let mut out = vec![0u8; size_of::<TlsRecord>()];
+        // SAFETY: the buffer is exactly the record's size.
+        unsafe {
+            out.as_mut_ptr().cast::<TlsRecord>().write_unaligned(record);
+        }
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn tls_calls_and_the_end_of_a_connection_decode() {
+        let Ok(KernelEvent::Tls(e)) = decode(&tls_bytes(
+            tls_direction::WRITE,
+            tls_flags::TRUNCATED,
+            10,
+            b"POST",
+        )) else {
+            panic!("a TLS call");
+        };
+        assert!(e.sent && !e.ended && e.truncated());
+        assert_eq!(
+            (e.tgid, e.ssl, e.len, &e.data[..]),
+            (10, 0x55aa_0000, 10, &b"POST"[..])
+        );
+        let Ok(KernelEvent::Tls(e)) = decode(&tls_bytes(0, tls_flags::ENDED, 0, b"")) else {
+            panic!("the end of a connection");
+        };
+        assert!(e.ended && !e.sent && !e.truncated() && e.data.is_empty());
+        assert_eq!(e.ssl, 0x55aa_0000);
+        // A data length beyond the record is an error, not a read past it.
+        let mut bad = tls_bytes(tls_direction::READ, 0, 4, b"");
+        bad[size_of::<RecordHeader>() + 32..size_of::<RecordHeader>() + 36]
+            .copy_from_slice(&4u32.to_le_bytes());
+        assert!(decode(&bad).is_err());
+    }
+
     fn exec_bytes(args: &[u8], filename: &[u8], flags: u32) -> Vec<u8> {
         let size = size_of::<ExecRecord>() + args.len() + filename.len();
         let mut comm = [0u8; 16];

@@ -2,7 +2,9 @@
 provider server: prints one JSON line per call with what the client itself sent and got, for
 the test to compare with the sensor's records.
 
-Usage: agent_client.py BASE_URL CA_FILE SCENARIO (all | one | big | cut | h2 | close)
+Usage: agent_client.py BASE_URL CA_FILE SCENARIO (all | one | big | cut | h2 | h2-big | close)
+
+Scenario h2-big sends a 1 MiB prompt over HTTP/2, then a small one on the same connection.
 
 Scenario close reads two events of a stream and closes its connection while the server still
 holds the rest, then makes a call to a second server (AGENT_CLIENT_SECOND, its base URL) on a
@@ -53,6 +55,17 @@ def http2(base, ca):
     log(call="openai-h2-reset", text=text, error=error)
 
 
+def http2_big(base, ca):
+    oa = openai.OpenAI(base_url=base + "/v1", api_key=OPENAI_KEY, max_retries=0,
+                       http_client=openai.DefaultHttpxClient(verify=ca, http2=True))
+    big = "y" * (1 << 20)
+    r = oa.chat.completions.with_raw_response.create(model="gpt-h2-big", messages=[{"role": "user", "content": big}])
+    version = r.http_response.http_version
+    log(call="openai-h2-big", http_version=version, text=r.parse().choices[0].message.content)
+    r = oa.chat.completions.create(model="gpt-h2-after-big", messages=[{"role": "user", "content": "and a small one"}])
+    log(call="openai-h2-after-big", text=r.choices[0].message.content)
+
+
 def close_mid_stream(base, ca):
     oa = openai.OpenAI(base_url=base + "/v1", api_key=OPENAI_KEY, max_retries=0,
                        http_client=openai.DefaultHttpxClient(verify=ca))
@@ -80,6 +93,9 @@ def main():
     time.sleep(float(os.environ.get("AGENT_CLIENT_WAIT", "0")))
     if scenario == "h2":
         http2(base, ca)
+        return
+    if scenario == "h2-big":
+        http2_big(base, ca)
         return
     if scenario == "close":
         close_mid_stream(base, ca)

@@ -1,11 +1,12 @@
 // An agent's Node.js client over HTTP/2: two OpenAI-shaped chat completions sent at once on
 // one connection (their streams interleave), through the OpenSSL compiled into node; logs one
-// JSON line per call with what it sent and got. Usage: node_h2_client.js BASE_URL CA_FILE
+// JSON line per call with what it sent and got. With `big`, a 1 MiB prompt and then a small
+// one instead, one after the other. Usage: node_h2_client.js BASE_URL CA_FILE [big]
 "use strict";
 const http2 = require("http2");
 const fs = require("fs");
 
-const [base, caFile] = process.argv.slice(2);
+const [base, caFile, scenario] = process.argv.slice(2);
 const KEY = "sk-proj-T3stK3yN0deH2000000000000";
 // The sensor probes a program it has not seen before at its next scan of the agent's
 // processes (every 100 ms): the connection waits for it.
@@ -35,7 +36,11 @@ setTimeout(() => {
       req.on("error", reject);
       req.end(body);
     });
-  Promise.all([call("gpt-node-h2-a", "First question over HTTP/2"), call("gpt-node-h2-b", "Second question, same connection")])
+  const calls =
+    scenario === "big"
+      ? call("gpt-node-big", "z".repeat(1 << 20)).then((a) => call("gpt-node-after-big", "small").then((b) => [a, b]))
+      : Promise.all([call("gpt-node-h2-a", "First question over HTTP/2"), call("gpt-node-h2-b", "Second question, same connection")]);
+  calls
     .then((logs) => {
       for (const l of logs) console.log(JSON.stringify(l));
       session.close();

@@ -5,7 +5,9 @@
 //! against what the client itself logged; credentials never appear; a 1 MiB prompt is cut and
 //! flagged; a stream without its final event is marked incomplete; an agent that did not opt
 //! in, and the server itself, produce nothing. Over HTTP/2 (`tests/llm/h2_server.js`, ALPN h2
-//! only), the openai SDK on httpx with h2 and Node's http2 client: one record per stream.
+//! only), the openai SDK on httpx with h2 and Node's http2 client: one record per stream; a
+//! 1 MiB prompt over HTTP/2 cut, flagged, and the connection still read. A connection a client
+//! closes mid-response is recorded when the client frees it (`SSL_free`).
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
@@ -827,4 +829,79 @@ fn a_connection_closed_mid_response_is_recorded_when_freed_and_the_next_one_stan
         0,
         "no end event was lost"
     );
+}
+
+/// A 1 MiB prompt over HTTP/2. The openai SDK on httpx with h2 writes one DATA frame per
+/// SSL_write: the bytes the capture bound did not copy fall inside frames whose headers were
+/// captured, so the exchange is recorded, its request flagged truncated with its length on the
+/// wire, and the next request on the same connection is decoded whole. Node's client writes
+/// several frames at once: the cut request is recorded, flagged, and the connection ends there.
+#[test]
+fn a_1_mib_prompt_over_http2_is_cut_and_flagged_and_the_next_request_is_read() {
+    let dir = scratch_dir("llm-h2-big");
+    let (ca, cert, key) = test_ca(&dir);
+    let server = Provider::start_h2(&dir, &cert, &key);
+    let root = cgroup2_root();
+    let tag = std::process::id();
+    let cg = format!("{root}/agent-sensor-llm-h2-big-{tag}");
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: h2-big-agent\n    selectors: [{{cgroup: /agent-sensor-llm-h2-big-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    let log = agent(&cg, &server, &ca, "h2-big");
+    // Node's http2 client (nghttp2) writes several frames per SSL_write.
+    let node: Vec<Value> = in_cgroup(
+        &cg,
+        &format!(
+            "exec /usr/bin/node {} https://127.0.0.1:{} {} big",
+            script("node_h2_client.js"),
+            server.port,
+            ca.display()
+        ),
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).expect("a JSON line"))
+    .collect();
+    assert_eq!(node.len(), 2, "the Node client made both calls");
+    sensor.wait_for_count("three exchanges", 3, |r| action(r) == "llm_exchange");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let records: Vec<Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "llm_exchange")
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), 3, "{records:#?}");
+    assert_eq!(log[0]["http_version"], "HTTP/2", "the client negotiated h2");
+    let big = exchange(&records, "h2-big-agent", "gpt-h2-big");
+    assert_eq!(big["request"]["http_version"], "2");
+    assert_eq!(big["request"]["truncated"], true);
+    assert!(
+        big["request"]["body_bytes"].as_u64().unwrap() > 1 << 20,
+        "{big}"
+    );
+    assert_eq!(big["incomplete"], true, "a part was not captured");
+    assert_eq!(big["response"]["status"], 200);
+    assert_eq!(big["response"]["text"]["text"], log[0]["text"]);
+    let after = exchange(&records, "h2-big-agent", "gpt-h2-after-big");
+    assert_eq!(after["incomplete"], false);
+    assert_eq!(after["request"]["truncated"], false);
+    assert_eq!(after["prompt"][0]["content"]["text"], "and a small one");
+    assert_eq!(after["response"]["text"]["text"], log[1]["text"]);
+    assert_eq!(after["connection"], big["connection"], "one connection");
+
+    // Node: the bytes the bound cut run past the DATA frame under way into frame heads that
+    // were not captured, so the connection's decoding ends there (counted as
+    // `h2_frame_not_captured`): the cut request is recorded, named, truncated, without a
+    // response; the next request on that connection is not seen (hence three records).
+    let x = exchange(&records, "h2-big-agent", "gpt-node-big");
+    assert_eq!(x["request"]["truncated"], true);
+    assert_eq!(x["incomplete"], true);
+    assert!(x["response"].is_null(), "{x}");
 }

@@ -3,7 +3,10 @@
 //! more than anything else per record but the hash. A block is reused only while everything
 //! it is made of is the same: the thread's comm and the process table's entry (compared by
 //! identity: the cache holds the entry's `Arc`s, so their addresses cannot be reused).
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+// Looked up on every record: foldhash, not SipHash (the keys are kernel pids, never chosen).
+use foldhash::HashMap;
 
 use crate::{enrich::process_table::ProcessInfo, record::Process, record::rendered::Rendered};
 

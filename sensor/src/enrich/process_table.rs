@@ -1,7 +1,10 @@
 //! What userspace remembers about live processes, to give fork and exit records the context the
 //! kernel does not resend (executable, name, parent). Entries go at exit, so memory follows the
 //! number of live processes; a periodic sweep drops entries whose exit was lost.
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+// Looked up on every record: foldhash, not SipHash (the keys are kernel pids, never chosen).
+use foldhash::HashMap;
 
 /// What the table keeps of one process: the `process.*` context its later records repeat.
 #[derive(Clone, Debug, PartialEq, Eq)]

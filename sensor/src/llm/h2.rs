@@ -223,6 +223,16 @@ impl Connection {
             result = self.skip(sent, missing, ktime_ns, out);
         }
         if let Err(e) = result {
+            // Bytes not captured ended the decoding: each message this side had under way may
+            // have lost some, so it says so (and its provider's shape is read from its start,
+            // as for any body the bound cut).
+            if e == H2Error::NotCaptured {
+                for id in self.streams.keys().copied().collect::<Vec<_>>() {
+                    if let Some(m) = message(&mut self.streams, id, sent) {
+                        m.truncated = true;
+                    }
+                }
+            }
             self.broken = Some(e);
             self.client.buf = Vec::new();
             self.server.buf = Vec::new();
@@ -966,6 +976,26 @@ mod tests {
         assert_eq!(c.broken(), Some(H2Error::NotCaptured));
         assert_eq!(out.len(), 1);
         assert!(out[0].response.is_none());
+        // Missing bytes that run past the DATA frame under way (a write of several frames,
+        // as nghttp2 makes them): decoding ends, and the request it cut says it is truncated.
+        let mut c = Connection::default();
+        let mut w = client_start();
+        w.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &post_block("/v1/chat/completions"),
+        ));
+        let mut data = frame(DATA, 0, 1, &[b'x'; 100]);
+        data.truncate(9 + 30);
+        w.extend(data);
+        out.clear();
+        c.feed(true, &w, 70 + 9 + 100, 1, &never, &mut out);
+        assert_eq!(c.broken(), Some(H2Error::NotCaptured));
+        assert_eq!(out.len(), 1);
+        assert!(out[0].request.truncated);
+        assert!(out[0].request.incomplete);
+        assert_eq!(out[0].request.body.len(), 30);
     }
 
     #[test]

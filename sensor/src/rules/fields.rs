@@ -225,7 +225,7 @@ impl<'a> Fields<'a> {
         }
         f.initiated = initiated(action);
         f.timestamp = r.timestamp.as_str();
-        f.nanos = time::parse(f.timestamp);
+        f.nanos = Some(r.timestamp.unix_nanos());
         f.outcome = r.event.outcome;
         if let Some(file) = &r.file {
             f.file_path = Some(&file.path);

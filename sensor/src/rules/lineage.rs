@@ -4,10 +4,9 @@
 //! child runs what its parent ran until it execs, exit that it is gone), so the daemon and a
 //! replay of recorded events know the same. Bounded: past [`CAPACITY`] processes the oldest
 //! entry is forgotten first (its children then match no `Parent*` value).
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
+
+use foldhash::HashMap;
 
 use crate::rules::fields::Fields;
 

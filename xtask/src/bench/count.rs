@@ -1,7 +1,7 @@
 //! Counts what each observer delivered about one workload run, from what it wrote: the sensor's
 //! JSON Lines, the audit log, bpftrace's output. An event counts only if it is the workload's
 //! own measured operation (the target file's open, the children's exec, the connect to the
-//! workload's listener and its accept), so start-up activity and other processes do not pad it.
+//! workload's listener and its accept, the HTTPS exchange), so start-up activity and other processes do not pad it.
 use std::{
     borrow::Cow,
     collections::{HashMap, HashSet},
@@ -126,6 +126,7 @@ pub fn sensor_output(path: &Path, expect: &Expect) -> anyhow::Result<(Delivered,
                 d.events.connects += count;
             }
             "accept" if own => d.events.accepts += count,
+            "llm_exchange" if own => d.events.exchanges += count,
             _ => {}
         }
     })?;
@@ -287,6 +288,8 @@ mod tests {
             rec("connect", W, 1, r#","destination":{"port":5555}"#),
             rec("connect", W, 1, r#","destination":{"port":53}"#),
             rec("accept", W, 1, ""),
+            rec("llm_exchange", W, 1, r#","destination":{"port":443}"#),
+            rec("llm_exchange", 999, 1, ""),
             rec("open", 999, 1, &format!(r#","file":{{"path":"{TARGET}"}}"#)),
             r#"{"event":{"action":"gap"},"gap":{"lost":5}}"#.to_owned(),
             format!(
@@ -310,10 +313,11 @@ mod tests {
                 opens: 5,
                 execs: 1,
                 connects: 1,
-                accepts: 1
+                accepts: 1,
+                exchanges: 1,
             }
         );
-        assert_eq!((d.records, lost), (7, 5));
+        assert_eq!((d.records, lost), (8, 5));
     }
 
     #[test]
@@ -356,7 +360,8 @@ mod tests {
                 opens: 1,
                 execs: 1,
                 connects: 1,
-                accepts: 1
+                accepts: 1,
+                exchanges: 0,
             }
         );
         assert_eq!(d.records, 5);
@@ -392,7 +397,8 @@ mod tests {
                 opens: 1,
                 execs: 1,
                 connects: 1,
-                accepts: 1
+                accepts: 1,
+                exchanges: 0,
             }
         );
         assert_eq!(d.records, 5);

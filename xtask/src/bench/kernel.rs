@@ -16,9 +16,10 @@ use super::{
 };
 
 /// The BPF configurations; the others have no programs to measure.
-pub const CONFIGS: [Config; 4] = [
+pub const CONFIGS: [Config; 5] = [
     Config::SensorAgent,
     Config::SensorEnforce,
+    Config::SensorAgentNoCapture,
     Config::SensorNotAgent,
     Config::Bpftrace,
 ];
@@ -59,7 +60,9 @@ pub fn measure(
     for &mode in modes {
         for config in CONFIGS.into_iter().filter(|c| configs.contains(c)) {
             super::check_interrupt()?;
-            if config == Config::Bpftrace && tools.bpftrace.is_err() {
+            if !mode.configs().contains(&config)
+                || config == Config::Bpftrace && tools.bpftrace.is_err()
+            {
                 continue;
             }
             let ops = if quick {
@@ -67,7 +70,7 @@ pub fn measure(
             } else {
                 mode.ops() / 2
             };
-            let attached = Attached::start(config, tools, workload)?;
+            let attached = Attached::start(config, mode, tools, workload)?;
             let pid = attached.pid().context("a BPF observer has a process")?;
             let before = program_stats(pid)?;
             let cgroup = if config.workload_is_agent() {

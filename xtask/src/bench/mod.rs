@@ -47,11 +47,12 @@ pub struct BenchArgs {
     /// Interleaved repetitions of every configuration [default: 5, 1 with --quick].
     #[arg(long)]
     reps: Option<usize>,
-    /// Only these modes (comma-separated: open, exec, connect, mixed).
+    /// Only these modes (comma-separated: open, exec, connect, mixed, tls).
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
     /// Only these configurations (comma-separated: unattached, sensor-agent, sensor-enforce,
-    /// sensor-not-agent, auditd, bpftrace); `unattached`, the baseline, is always run.
+    /// sensor-agent-no-capture, sensor-not-agent, auditd, bpftrace); `unattached`, the
+    /// baseline, is always run.
     #[arg(long, value_delimiter = ',')]
     configs: Vec<String>,
     /// Only the overhead: the workload runs and the in-kernel cost, no pipeline,
@@ -174,6 +175,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         workload: Workload {
             binary: target_dir.join("release/sensor-workload"),
             target: dir.join("open-target"),
+            tls_server: tls_server(&dir, &cgroups)?,
         },
         cgroups,
         quiet: system::Quiet::new(),
@@ -185,12 +187,25 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 
     let load_start = system::load_average();
     let mut runs = Vec::new();
-    let total = reps * modes.len() * configs.len();
+    let total = reps
+        * modes
+            .iter()
+            .map(|m| m.configs().iter().filter(|c| configs.contains(c)).count())
+            .sum::<usize>();
     for rep in 0..reps {
         for (i, &mode) in modes.iter().enumerate() {
             // Rotate the order each time, so no configuration always follows another.
-            let mut order = configs.clone();
-            order.rotate_left((rep + i) % configs.len());
+            let mut order: Vec<Config> = mode
+                .configs()
+                .iter()
+                .copied()
+                .filter(|c| configs.contains(c))
+                .collect();
+            let n = order.len();
+            if n == 0 {
+                continue;
+            }
+            order.rotate_left((rep + i) % n);
             for config in order {
                 check_interrupt()?;
                 if let Some(why) = bench.unavailable(config) {
@@ -317,6 +332,54 @@ fn write_report(
     Ok(())
 }
 
+/// Where distributions keep OpenSSL 3's library (the `tls` mode's client loads it by name).
+const SYSTEM_LIBSSL: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+    "/usr/lib/aarch64-linux-gnu/libssl.so.3",
+    "/usr/lib64/libssl.so.3",
+    "/usr/lib/libssl.so.3",
+];
+
+/// The `tls` mode's server: a throwaway certificate, and a copy of the system's libssl (another
+/// file, so the sensor's probes on the system's never fire in the server).
+fn tls_server(dir: &Path, cgroups: &system::Cgroups) -> anyhow::Result<workload::TlsServer> {
+    let (cert, key) = (dir.join("tls-server.pem"), dir.join("tls-server.key"));
+    crate::run(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &key.to_string_lossy(),
+        "-out",
+        &cert.to_string_lossy(),
+    ]))
+    .context("making the tls mode's certificate (openssl)")?;
+    let system = SYSTEM_LIBSSL
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .context("no libssl.so.3 (OpenSSL 3) in the usual places: the tls mode needs it")?;
+    let libssl = dir.join("tls-server-lib/libssl.so.3");
+    fs::create_dir_all(libssl.parent().expect("a parent"))?;
+    // A new file (a new inode), even where an earlier bench left one.
+    let _ = fs::remove_file(&libssl);
+    fs::copy(system, &libssl).with_context(|| format!("copying {}", system.display()))?;
+    Ok(workload::TlsServer {
+        cgroup: cgroups.other.clone(),
+        cert,
+        key,
+        libssl,
+    })
+}
+
 /// Writes the sensor's manifest and configuration, and finds out which comparison tools can run.
 fn prepare(
     dir: &Path,
@@ -365,6 +428,14 @@ fn prepare(
             true_path.display().to_string()
         ),
     )?;
+    let tls_manifest = dir.join("agents-tls.yaml");
+    fs::write(
+        &tls_manifest,
+        format!(
+            "# Written by cargo xtask bench: the workload's cgroup is an agent, its TLS \
+             plaintext captured (the tls mode).\n{agent}    capture: {{ tls: true, content: full }}\n"
+        ),
+    )?;
     let sensor_config = dir.join("sensor.toml");
     // Its own registration socket, so the bench never touches a sensor that runs anyway.
     fs::write(
@@ -386,6 +457,7 @@ fn prepare(
         sensor_config,
         manifest,
         enforce_manifest,
+        tls_manifest,
         agent_cgroup: cgroups.agent.clone(),
         audit,
         bpftrace: observers::bpftrace_version(),
@@ -441,7 +513,7 @@ impl Bench {
         unsafe { libc::sync() };
         let background = self.quiet.wait();
         let mut foreign_observers = background.observers;
-        let attached = Attached::start(config, &self.tools, &self.workload)?;
+        let attached = Attached::start(config, mode, &self.tools, &self.workload)?;
         let cgroup = if config.workload_is_agent() {
             &self.cgroups.agent
         } else {

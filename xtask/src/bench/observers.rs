@@ -26,21 +26,27 @@ use super::{
 #[serde(rename_all = "snake_case")]
 pub enum Config {
     Unattached,
+    /// In the `tls` mode, with the agent's TLS capture on.
     SensorAgent,
     /// The workload an agent whose policy the kernel enforces, allowing all it does: an egress
     /// rule in `enforce` mode (loopback allowed) and an executables rule in `kill` mode (its
     /// programs allowed; this machine kind has no BPF LSM for `enforce`).
     SensorEnforce,
+    /// `tls` mode only: the workload an agent whose TLS capture is off (no TLS probes at all).
+    SensorAgentNoCapture,
+    /// In the `tls` mode, another agent has TLS capture on: the probes are attached to the
+    /// library the workload maps, and fire for it, but copy nothing.
     SensorNotAgent,
     Auditd,
     Bpftrace,
 }
 
 impl Config {
-    pub const ALL: [Config; 6] = [
+    pub const ALL: [Config; 7] = [
         Config::Unattached,
         Config::SensorAgent,
         Config::SensorEnforce,
+        Config::SensorAgentNoCapture,
         Config::SensorNotAgent,
         Config::Auditd,
         Config::Bpftrace,
@@ -51,6 +57,7 @@ impl Config {
             Config::Unattached => "nothing attached",
             Config::SensorAgent => "agent-sensor, workload is an agent",
             Config::SensorEnforce => "agent-sensor, agent with enforced policy (all allowed)",
+            Config::SensorAgentNoCapture => "agent-sensor, workload is an agent, TLS capture off",
             Config::SensorNotAgent => "agent-sensor, workload not an agent",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
@@ -68,6 +75,7 @@ impl Config {
             Config::Unattached => "unattached",
             Config::SensorAgent => "sensor-agent",
             Config::SensorEnforce => "sensor-enforce",
+            Config::SensorAgentNoCapture => "sensor-agent-no-capture",
             Config::SensorNotAgent => "sensor-not-agent",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
@@ -97,6 +105,8 @@ pub struct Tools {
     pub manifest: PathBuf,
     /// The same agent with an enforced policy that allows everything the workload does.
     pub enforce_manifest: PathBuf,
+    /// The same agent with TLS capture on (the `tls` mode's manifest).
+    pub tls_manifest: PathBuf,
     pub agent_cgroup: PathBuf,
     pub audit: Availability<AuditSettings>,
     pub bpftrace: Availability<String>,
@@ -122,10 +132,19 @@ pub enum Attached {
 }
 
 impl Attached {
-    pub fn start(config: Config, tools: &Tools, workload: &Workload) -> anyhow::Result<Self> {
+    /// Starts `config`'s observer for a run of `mode`.
+    pub fn start(
+        config: Config,
+        mode: Mode,
+        tools: &Tools,
+        workload: &Workload,
+    ) -> anyhow::Result<Self> {
         Ok(match config {
             Config::Unattached => Attached::Nothing,
-            Config::SensorAgent | Config::SensorNotAgent => {
+            Config::SensorAgent | Config::SensorNotAgent if mode == Mode::Tls => {
+                Attached::Sensor(SensorRun::start_with(tools, "sensor", &tools.tls_manifest)?)
+            }
+            Config::SensorAgent | Config::SensorNotAgent | Config::SensorAgentNoCapture => {
                 Attached::Sensor(SensorRun::start(tools, "sensor")?)
             }
             Config::SensorEnforce => Attached::Sensor(SensorRun::start_with(
@@ -180,7 +199,7 @@ impl SensorRun {
         Self::start_with(tools, name, &tools.manifest)
     }
 
-    /// [`Self::start`] with another manifest.
+    /// [`SensorRun::start`] with another identity manifest.
     pub fn start_with(tools: &Tools, name: &str, manifest: &Path) -> anyhow::Result<Self> {
         let output = tools.dir.join(format!("{name}.jsonl"));
         let _ = fs::remove_file(&output);

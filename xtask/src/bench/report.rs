@@ -278,7 +278,7 @@ impl Results {
              processes per event (agent-sensor: the daemon; auditd: auditd and the kernel's \
              kauditd thread; bpftrace: bpftrace); events delivered of those expected, over all \
              repetitions; records the observer wrote per operation. An event is one of the \
-             workload's measured operations: an open, an exec, a connect or its accept.\n"
+             workload's measured operations: an open, an exec, a connect or its accept, an HTTPS request and its response (`tls`).\n"
         );
         let _ = writeln!(
             md,
@@ -299,6 +299,9 @@ impl Results {
                     (Config::Unattached, _) | (_, None) => "—".to_owned(),
                     (Config::SensorNotAgent, Some(d)) => {
                         format!("{} (not an agent: none expected)", thousands(d as f64))
+                    }
+                    (Config::SensorAgentNoCapture, Some(d)) => {
+                        format!("{} (capture off: none expected)", thousands(d as f64))
                     }
                     (_, Some(d)) => {
                         let lost = s.lost().unwrap_or(0);
@@ -391,7 +394,10 @@ impl Results {
                 mode.name()
             );
         }
-        for mode in self.modes() {
+        // The not-an-agent target is for processes that map no TLS library (they pay
+        // nothing for the TLS probes); the `tls` mode's client maps it, and its cost is shown
+        // in the overhead table.
+        for mode in self.modes().into_iter().filter(|&m| m != Mode::Tls) {
             let Some(ratio) = self
                 .summary(mode, Config::SensorNotAgent)
                 .and_then(|s| s.ratio())

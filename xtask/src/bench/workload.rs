@@ -10,6 +10,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
+use super::observers::Config;
+
 /// The audit login uid every workload runs with: the audit rules select it (`-F auid=`), the
 /// way the sensor selects the workload's cgroup. Set in every configuration, so the workload
 /// is the same everywhere.
@@ -22,10 +24,18 @@ pub enum Mode {
     Exec,
     Connect,
     Mixed,
+    /// HTTPS requests through OpenSSL, for the TLS capture.
+    Tls,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Open, Mode::Exec, Mode::Connect, Mode::Mixed];
+    pub const ALL: [Mode; 5] = [
+        Mode::Open,
+        Mode::Exec,
+        Mode::Connect,
+        Mode::Mixed,
+        Mode::Tls,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +43,7 @@ impl Mode {
             Mode::Exec => "exec",
             Mode::Connect => "connect",
             Mode::Mixed => "mixed",
+            Mode::Tls => "tls",
         }
     }
 
@@ -46,6 +57,29 @@ impl Mode {
             Mode::Connect => 60_000,
             // 320 of the workload's 641-operation cycles (600 opens, 40 connects, 1 exec).
             Mode::Mixed => 641 * 320,
+            Mode::Tls => 40_000,
+        }
+    }
+
+    /// The configurations this mode is measured under: `tls` adds the sensor with the workload
+    /// an agent but TLS capture off, and leaves out auditd and bpftrace, which see no TLS
+    /// plaintext (their syscall rules would measure something else).
+    pub fn configs(self) -> &'static [Config] {
+        match self {
+            Mode::Tls => &[
+                Config::Unattached,
+                Config::SensorAgent,
+                Config::SensorAgentNoCapture,
+                Config::SensorNotAgent,
+            ],
+            _ => &[
+                Config::Unattached,
+                Config::SensorAgent,
+                Config::SensorEnforce,
+                Config::SensorNotAgent,
+                Config::Auditd,
+                Config::Bpftrace,
+            ],
         }
     }
 
@@ -53,7 +87,7 @@ impl Mode {
         Mode::ALL
             .into_iter()
             .find(|m| m.name() == name)
-            .with_context(|| format!("unknown mode {name:?}: open, exec, connect or mixed"))
+            .with_context(|| format!("unknown mode {name:?}: open, exec, connect, mixed or tls"))
     }
 }
 
@@ -65,11 +99,15 @@ pub struct Events {
     pub execs: u64,
     pub connects: u64,
     pub accepts: u64,
+    /// HTTPS request/response exchanges (`llm_exchange` records); absent in results written
+    /// before the `tls` mode.
+    #[serde(default)]
+    pub exchanges: u64,
 }
 
 impl Events {
     pub fn total(&self) -> u64 {
-        self.opens + self.execs + self.connects + self.accepts
+        self.opens + self.execs + self.connects + self.accepts + self.exchanges
     }
 }
 
@@ -86,6 +124,8 @@ pub struct Report {
     pub opens: u64,
     pub execs: u64,
     pub connects: u64,
+    #[serde(default)]
+    pub exchanges: u64,
 }
 
 impl Report {
@@ -96,6 +136,7 @@ impl Report {
             execs: self.execs,
             connects: self.connects,
             accepts: self.connects,
+            exchanges: self.exchanges,
         }
     }
 }
@@ -105,22 +146,66 @@ pub struct Workload {
     pub binary: PathBuf,
     /// The file `open` and `mixed` open.
     pub target: PathBuf,
+    /// What the `tls` mode's server needs.
+    pub tls_server: TlsServer,
+}
+
+/// The `tls` mode's server: its cgroup (not the agent's), its certificate and key, and its own
+/// copy of libssl (a file no probe is attached to: its side of each request is not measured).
+pub struct TlsServer {
+    pub cgroup: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub libssl: PathBuf,
 }
 
 impl Workload {
-    /// Runs `mode` in `cgroup` (a cgroup v2 directory) to completion.
+    /// Runs `mode` in `cgroup` (a cgroup v2 directory) to completion; for `tls`, against a
+    /// server started for the run.
     pub fn run(&self, mode: Mode, ops: u64, cgroup: &Path) -> anyhow::Result<Report> {
-        self.run_named(mode.name(), ops, cgroup)
+        if mode != Mode::Tls {
+            return self.run_named(mode.name(), ops, cgroup, &[]);
+        }
+        let s = &self.tls_server;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("tls-server")
+            .arg("--libssl")
+            .arg(&s.libssl)
+            .arg("--cert")
+            .arg(&s.cert)
+            .arg("--key")
+            .arg(&s.key);
+        in_cgroup(&mut cmd, &s.cgroup)?;
+        let mut server = Server(
+            cmd.stdout(Stdio::piped())
+                .spawn()
+                .context("starting the workload's TLS server")?,
+        );
+        let mut line = String::new();
+        BufReader::new(server.0.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .context("waiting for the TLS server's port")?;
+        let port: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("the TLS server said {line:?}"))?;
+        let port = port["port"].as_u64().context("the TLS server's port")?;
+        self.run_named("tls", ops, cgroup, &["--port".to_owned(), port.to_string()])
     }
 
     /// Forks `n` children that exit at once, one after another, in `cgroup`.
     pub fn churn(&self, n: u64, cgroup: &Path) -> anyhow::Result<Report> {
-        self.run_named("churn", n, cgroup)
+        self.run_named("churn", n, cgroup, &[])
     }
 
-    fn run_named(&self, mode: &str, ops: u64, cgroup: &Path) -> anyhow::Result<Report> {
+    fn run_named(
+        &self,
+        mode: &str,
+        ops: u64,
+        cgroup: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Report> {
         let out = self
             .command(mode, ops, cgroup)?
+            .args(args)
             .stderr(Stdio::inherit())
             .output()
             .with_context(|| format!("starting {}", self.binary.display()))?;
@@ -160,19 +245,35 @@ impl Workload {
         if matches!(mode, "open" | "mixed") {
             cmd.arg("--path").arg(&self.target);
         }
-        let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())?;
-        let loginuid = AUDIT_LOGIN_UID.to_string();
-        // SAFETY: between fork and exec the closure only calls open/write/close on strings
-        // made before the fork (async-signal-safe).
-        unsafe {
-            cmd.pre_exec(move || {
-                // Into the cgroup before exec, so the sensor's cgroup selector decides at exec.
-                write_file(&procs, b"0")?;
-                write_file(c"/proc/self/loginuid", loginuid.as_bytes())
-            });
-        }
-        cmd.stdin(Stdio::null());
+        in_cgroup(&mut cmd, cgroup)?;
         Ok(cmd)
+    }
+}
+
+/// Makes `cmd` start in `cgroup`, with the bench's audit login uid, its stdin closed.
+fn in_cgroup(cmd: &mut Command, cgroup: &Path) -> anyhow::Result<()> {
+    let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())?;
+    let loginuid = AUDIT_LOGIN_UID.to_string();
+    // SAFETY: between fork and exec the closure only calls open/write/close on strings
+    // made before the fork (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Into the cgroup before exec, so the sensor's cgroup selector decides at exec.
+            write_file(&procs, b"0")?;
+            write_file(c"/proc/self/loginuid", loginuid.as_bytes())
+        });
+    }
+    cmd.stdin(Stdio::null());
+    Ok(())
+}
+
+/// The `tls` mode's server while a run uses it; killed and reaped on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -3,7 +3,7 @@
 //! as sets, regexes, globs and CIDR blocks compiled, and every value checked against its
 //! field's kind.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     net::IpAddr,
 };
 
@@ -146,6 +146,24 @@ impl Node {
             Node::Not(a) => !a.matches(view),
             Node::Exists(f) => view.values(*f).next().is_some(),
             Node::Test(f, test) => view.values(*f).any(|v| test.passes(v)),
+        }
+    }
+
+    /// The `event.action`s a record must have for this to match it, when the condition says
+    /// (`event.action = exec and ...`, `event.action in (...)`, either of two such): rules are
+    /// skipped without evaluating for records of other actions. `None`: any action may match.
+    pub fn actions(&self) -> Option<BTreeSet<&str>> {
+        match self {
+            Node::And(a, b) => match (a.actions(), b.actions()) {
+                (Some(a), Some(b)) => Some(a.intersection(&b).copied().collect()),
+                (one, None) | (None, one) => one,
+            },
+            Node::Or(a, b) => Some(a.actions()?.union(&b.actions()?).copied().collect()),
+            Node::Test(Field::Action, Test::TextEq(action)) => Some(BTreeSet::from([&**action])),
+            Node::Test(Field::Action, Test::TextIn(actions)) => {
+                Some(actions.iter().map(String::as_str).collect())
+            }
+            Node::Not(_) | Node::Exists(_) | Node::Test(..) => None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! message template ([`output`]) and a per-agent rate limit, and what they remember between
 //! records bounded ([`state`]). Every error names the file, line and column.
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     fmt::Write as _,
     path::Path,
 };
@@ -111,6 +111,8 @@ type Matched = [Option<u64>; MAX_STEPS - 1];
 struct NativeRule {
     info: RuleInfo,
     condition: Condition,
+    /// The only actions it can match (see [`Node::actions`]); `None`: any.
+    actions: Option<Vec<String>>,
     output: Option<Template>,
     /// At most `.0` alerts per agent each `.1` ns.
     limit: Option<(u32, i128)>,
@@ -347,6 +349,16 @@ impl NativeRules {
         };
         self.ids.insert(rule.id.clone());
         self.trees |= matches!(condition, Condition::Sequence { by: By::Tree, .. });
+        // A sequence does nothing with a record that none of its steps matches.
+        let actions = match &condition {
+            Condition::Single(node) => node.actions(),
+            Condition::Sequence { steps, .. } => {
+                steps.iter().try_fold(BTreeSet::new(), |all, step| {
+                    Some(all.union(&step.actions()?).copied().collect())
+                })
+            }
+        }
+        .map(|actions| actions.into_iter().map(str::to_owned).collect());
         self.rules.push(NativeRule {
             info: RuleInfo {
                 id: Some(rule.id.clone()),
@@ -356,6 +368,7 @@ impl NativeRules {
                 tags: rule.tags.iter().map(|t| t.value.clone()).collect(),
             },
             condition,
+            actions,
             output,
             limit,
         });
@@ -372,6 +385,11 @@ impl NativeRules {
     ) {
         let now = view.fields.nanos;
         for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(actions) = &rule.actions
+                && !actions.iter().any(|a| a == view.fields.action)
+            {
+                continue;
+            }
             let sequences = match &rule.condition {
                 Condition::Single(node) => {
                     if !node.matches(view) {

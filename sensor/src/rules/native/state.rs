@@ -3,14 +3,18 @@
 //! partial match of a sequence that reached that step. Time is the records' own `@timestamp`, so a replay gives
 //! the daemon's alerts. When a table is full, what can no longer matter (an expired window
 //! or step) goes first, then the oldest half; those are counted as evictions.
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 /// Entries each table holds at most.
 pub const CAPACITY: usize = 16_384;
 
 /// A table of per-key state, each entry with the time (ns) it started.
 pub struct Bounded<V> {
-    entries: HashMap<(usize, String), (i128, V)>,
+    /// By rule (or rule step), by key: one map per rule, so a lookup borrows its key instead
+    /// of building a `(rule, String)` for every record.
+    rules: HashMap<usize, HashMap<String, (i128, V)>>,
+    /// Entries in all of them.
+    len: usize,
     capacity: usize,
     /// Entries dropped while they could still matter.
     pub evictions: u64,
@@ -20,7 +24,8 @@ impl<V> Bounded<V> {
     /// An empty table of `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: HashMap::new(),
+            rules: HashMap::new(),
+            len: 0,
             capacity,
             evictions: 0,
         }
@@ -28,13 +33,14 @@ impl<V> Bounded<V> {
 
     /// The entry of `rule` and `key`.
     pub fn get_mut(&mut self, rule: usize, key: &str) -> Option<&mut (i128, V)> {
-        // A borrowed lookup would need a key type of its own; keys are short.
-        self.entries.get_mut(&(rule, key.to_owned()))
+        self.rules.get_mut(&rule)?.get_mut(key)
     }
 
     /// Removes the entry of `rule` and `key`.
     pub fn remove(&mut self, rule: usize, key: &str) -> Option<(i128, V)> {
-        self.entries.remove(&(rule, key.to_owned()))
+        let removed = self.rules.get_mut(&rule)?.remove(key);
+        self.len -= usize::from(removed.is_some());
+        removed
     }
 
     /// Sets the entry of `rule` and `key`; `now` and `lifetime` (ns) say which entries have
@@ -48,30 +54,49 @@ impl<V> Bounded<V> {
         now: i128,
         lifetime: &dyn Fn(usize) -> i128,
     ) {
-        let k = (rule, key.to_owned());
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&k) {
-            self.entries
-                .retain(|(r, _), (t, _)| now.saturating_sub(*t) <= lifetime(*r));
-            if self.entries.len() >= self.capacity * 3 / 4 {
-                let mut times: Vec<i128> = self.entries.values().map(|(t, _)| *t).collect();
+        if let Some(entry) = self.get_mut(rule, key) {
+            *entry = (started, value);
+            return;
+        }
+        if self.len >= self.capacity {
+            self.retain(|r, t| now.saturating_sub(t) <= lifetime(r));
+            if self.len >= self.capacity * 3 / 4 {
+                let mut times: Vec<i128> = self
+                    .rules
+                    .values()
+                    .flat_map(|entries| entries.values().map(|(t, _)| *t))
+                    .collect();
                 times.sort_unstable();
                 let cut = times[(times.len() / 2).saturating_sub(1)];
-                let before = self.entries.len();
-                self.entries.retain(|_, (t, _)| *t > cut);
-                self.evictions += (before - self.entries.len()) as u64;
+                let before = self.len;
+                self.retain(|_, t| t > cut);
+                self.evictions += (before - self.len) as u64;
             }
         }
-        self.entries.insert(k, (started, value));
+        self.rules
+            .entry(rule)
+            .or_default()
+            .insert(key.to_owned(), (started, value));
+        self.len += 1;
+    }
+
+    /// Keeps the entries `keep(rule, started)` holds for.
+    fn retain(&mut self, keep: impl Fn(usize, i128) -> bool) {
+        for (&rule, entries) in &mut self.rules {
+            entries.retain(|_, (t, _)| keep(rule, *t));
+        }
+        self.rules.retain(|_, entries| !entries.is_empty());
+        self.len = self.rules.values().map(HashMap::len).sum();
     }
 
     /// How many entries it holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 }
 

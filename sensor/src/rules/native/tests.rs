@@ -424,3 +424,60 @@ fn every_field_is_documented() {
         assert_eq!(row.contains("**list**"), field.is_list(), "{name}: {row}");
     }
 }
+
+/// The actions a rule is evaluated for: what its condition requires, never fewer.
+#[test]
+fn rules_are_evaluated_only_for_the_actions_their_conditions_allow() {
+    let (rules, rejected) = load(
+        r#"macros:
+  outbound: event.action = connect or event.action in (send, sendto)
+rules:
+  - {id: a, title: A, condition: "outbound and destination.port = 22"}
+  - {id: b, title: B, condition: "event.action = exec and event.action = open"}
+  - {id: c, title: C, condition: "not event.action = exec"}
+  - {id: d, title: D, condition: "event.action = exec or process.pid = 1"}
+  - id: e
+    title: E
+    sequence:
+      by: agent
+      within: 10
+      steps: ["event.action = open", "outbound"]
+  - id: f
+    title: F
+    sequence:
+      by: agent
+      within: 10
+      steps: ["event.action = open", "destination.port = 22"]
+"#,
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let actions: Vec<Option<Vec<String>>> = rules.rules.iter().map(|r| r.actions.clone()).collect();
+    let some = |a: &[&str]| Some(a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    assert_eq!(
+        actions,
+        [
+            some(&["connect", "send", "sendto"]),
+            some(&[]),
+            None,
+            None,
+            some(&["connect", "open", "send", "sendto"]),
+            None,
+        ]
+    );
+    // Skipping changes nothing: a connect still fires A, an exec of pid 1 D.
+    let mut rules = rules;
+    let connect = Fields {
+        action: "connect",
+        destination_port: Some(22),
+        ..Fields::default()
+    };
+    let titles =
+        |out: Vec<(String, String, Vec<u64>)>| out.into_iter().map(|(t, ..)| t).collect::<Vec<_>>();
+    assert_eq!(titles(fire(&mut rules, &connect, 1)), ["A", "C"]);
+    let exec = Fields {
+        action: "exec",
+        pid: Some(1),
+        ..Fields::default()
+    };
+    assert_eq!(titles(fire(&mut rules, &exec, 2)), ["D"]);
+}
