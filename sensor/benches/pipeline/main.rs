@@ -244,12 +244,15 @@ impl Detect for Timed {
     }
 
     fn detect(&mut self, record: &Record, sequence: u64, out: &mut Vec<Raised>) {
+        // Every call timed (the rules' own metric times one in 16): the clock reads are
+        // counted against the rules, not left out.
         let start = Instant::now();
         let before = out.len();
         self.rules.detect(record, sequence, out);
-        self.spent_ns
-            .fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
-        self.alerts.fetch_add((out.len() - before) as u64, Relaxed);
+        // The pipeline's thread is the only writer: no locked add.
+        let add = |counter: &AtomicU64, n: u64| counter.store(counter.load(Relaxed) + n, Relaxed);
+        add(&self.spent_ns, start.elapsed().as_nanos() as u64);
+        add(&self.alerts, (out.len() - before) as u64);
     }
 }
 

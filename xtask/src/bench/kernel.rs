@@ -16,8 +16,9 @@ use super::{
 };
 
 /// The BPF configurations; the others have no programs to measure.
-pub const CONFIGS: [Config; 4] = [
+pub const CONFIGS: [Config; 5] = [
     Config::SensorAgent,
+    Config::SensorEnforce,
     Config::SensorAgentNoCapture,
     Config::SensorNotAgent,
     Config::Bpftrace,
@@ -44,18 +45,20 @@ impl KernelCost {
     }
 }
 
-/// Runs each mode once under each BPF configuration with the kernel's statistics on.
+/// Runs each mode once under each BPF configuration of `configs` with the kernel's statistics
+/// on.
 pub fn measure(
     tools: &Tools,
     workload: &Workload,
     cgroups: &Cgroups,
     modes: &[Mode],
+    configs: &[Config],
     quick: bool,
 ) -> anyhow::Result<Vec<KernelCost>> {
     let _stats = StatsEnabled::new()?;
     let mut costs = Vec::new();
     for &mode in modes {
-        for config in CONFIGS {
+        for config in CONFIGS.into_iter().filter(|c| configs.contains(c)) {
             super::check_interrupt()?;
             if !mode.configs().contains(&config)
                 || config == Config::Bpftrace && tools.bpftrace.is_err()

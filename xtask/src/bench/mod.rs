@@ -39,6 +39,10 @@ const ATTEMPTS: usize = 3;
 const PACKAGES: &[&str] = &["auditd", "bpftrace"];
 
 #[derive(clap::Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "command-line flags, each a switch of its own"
+)]
 pub struct BenchArgs {
     /// Interleaved repetitions of every configuration [default: 5, 1 with --quick].
     #[arg(long)]
@@ -46,6 +50,15 @@ pub struct BenchArgs {
     /// Only these modes (comma-separated: open, exec, connect, mixed, tls).
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
+    /// Only these configurations (comma-separated: unattached, sensor-agent, sensor-enforce,
+    /// sensor-agent-no-capture, sensor-not-agent, auditd, bpftrace); `unattached`, the
+    /// baseline, is always run.
+    #[arg(long, value_delimiter = ',')]
+    configs: Vec<String>,
+    /// Only the overhead: the workload runs and the in-kernel cost, no pipeline,
+    /// classification, memory or audit measurements.
+    #[arg(long)]
+    overhead_only: bool,
     /// A tenth of the operations and one repetition unless --reps says otherwise: for trying
     /// the bench out, not for quoting.
     #[arg(long)]
@@ -112,7 +125,9 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         "-p",
         "sensor-workload",
     ]))?;
-    pipeline::build()?;
+    if !args.overhead_only {
+        pipeline::build()?;
+    }
     let reps = args.reps.unwrap_or(if args.quick { 1 } else { 5 });
     let modes = if args.modes.is_empty() {
         Mode::ALL.to_vec()
@@ -122,6 +137,17 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             .map(|m| Mode::parse(m))
             .collect::<anyhow::Result<_>>()?
     };
+    let mut configs = if args.configs.is_empty() {
+        Config::ALL.to_vec()
+    } else {
+        args.configs
+            .iter()
+            .map(|c| Config::parse(c))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    if !configs.contains(&Config::Unattached) {
+        configs.insert(0, Config::Unattached);
+    }
     // Ctrl-C ends the current run (the children get it too) and the bench cleans up.
     // SAFETY: the handler only stores to an atomic.
     unsafe {
@@ -140,7 +166,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&dir)?;
     let cgroups = system::Cgroups::create()?;
     let mut bench = Bench {
-        tools: prepare(&dir, root, &cgroups)?,
+        tools: prepare(
+            &dir,
+            root,
+            &cgroups,
+            &target_dir.join("release/sensor-workload"),
+        )?,
         workload: Workload {
             binary: target_dir.join("release/sensor-workload"),
             target: dir.join("open-target"),
@@ -156,12 +187,24 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 
     let load_start = system::load_average();
     let mut runs = Vec::new();
-    let total = reps * modes.iter().map(|m| m.configs().len()).sum::<usize>();
+    let total = reps
+        * modes
+            .iter()
+            .map(|m| m.configs().iter().filter(|c| configs.contains(c)).count())
+            .sum::<usize>();
     for rep in 0..reps {
         for (i, &mode) in modes.iter().enumerate() {
             // Rotate the order each time, so no configuration always follows another.
-            let mut order = mode.configs().to_vec();
+            let mut order: Vec<Config> = mode
+                .configs()
+                .iter()
+                .copied()
+                .filter(|c| configs.contains(c))
+                .collect();
             let n = order.len();
+            if n == 0 {
+                continue;
+            }
             order.rotate_left((rep + i) % n);
             for config in order {
                 check_interrupt()?;
@@ -196,32 +239,45 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         &bench.workload,
         &bench.cgroups,
         &modes,
+        &configs,
         args.quick,
     )
     .map_err(|e| format!("{e:#}"));
     if let Err(e) = &kernel_cost {
         eprintln!("xtask bench: in-kernel cost measurement failed: {e}");
     }
-    check_interrupt()?;
-    let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
-    if let Err(e) = &memory {
-        eprintln!("xtask bench: memory measurement failed: {e}");
-    }
-    check_interrupt()?;
-    let (pipeline, classify) = match pipeline::measure(&dir, args.quick) {
-        Ok(m) => (
-            Ok(m.pipeline),
-            m.classify
-                .ok_or_else(|| "the pipeline benchmark printed no classification".to_owned()),
-        ),
-        Err(e) => (Err(format!("{e:#}")), Err(format!("{e:#}"))),
-    };
+    let skipped = || "not measured (--overhead-only)".to_owned();
+    let (memory, pipeline, classify, audit) = if args.overhead_only {
+        (
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+        )
+    } else {
+        check_interrupt()?;
+        let memory = memory::measure(&bench.tools, &bench.workload).map_err(|e| format!("{e:#}"));
+        if let Err(e) = &memory {
+            eprintln!("xtask bench: memory measurement failed: {e}");
+        }
+        check_interrupt()?;
+        let (pipeline, classify) = match pipeline::measure(&dir, args.quick) {
+            Ok(m) => (
+                Ok(m.pipeline),
+                m.classify
+                    .ok_or_else(|| "the pipeline benchmark printed no classification".to_owned()),
+            ),
+            Err(e) => (Err(format!("{e:#}")), Err(format!("{e:#}"))),
+        };
 
-    check_interrupt()?;
-    let audit = audit::measure(&bench.tools.sensor, &dir, args.quick).map_err(|e| format!("{e:#}"));
-    if let Err(e) = &audit {
-        eprintln!("xtask bench: the audit measurement failed: {e}");
-    }
+        check_interrupt()?;
+        let audit =
+            audit::measure(&bench.tools.sensor, &dir, args.quick).map_err(|e| format!("{e:#}"));
+        if let Err(e) = &audit {
+            eprintln!("xtask bench: the audit measurement failed: {e}");
+        }
+        (memory, pipeline, classify, audit)
+    };
 
     let results = Results {
         date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -325,7 +381,12 @@ fn tls_server(dir: &Path, cgroups: &system::Cgroups) -> anyhow::Result<workload:
 }
 
 /// Writes the sensor's manifest and configuration, and finds out which comparison tools can run.
-fn prepare(dir: &Path, root: &Path, cgroups: &system::Cgroups) -> anyhow::Result<Tools> {
+fn prepare(
+    dir: &Path,
+    root: &Path,
+    cgroups: &system::Cgroups,
+    workload: &Path,
+) -> anyhow::Result<Tools> {
     let manifest = dir.join("agents.yaml");
     let agent = format!(
         "agents:
@@ -343,6 +404,29 @@ fn prepare(dir: &Path, root: &Path, cgroups: &system::Cgroups) -> anyhow::Result
     fs::write(
         &manifest,
         format!("# Written by cargo xtask bench: the workload's cgroup is an agent.\n{agent}"),
+    )?;
+    // The same agent, its policy enforced in the kernel and allowing all the workload does:
+    // its loopback connects (egress, cgroup programs) and its programs (executables in kill
+    // mode, the exec program's check: this machine kind refuses BPF LSM for enforce mode).
+    let enforce_manifest = dir.join("agents-enforce.yaml");
+    let workload =
+        fs::canonicalize(workload).with_context(|| format!("resolving {}", workload.display()))?;
+    let true_path = fs::canonicalize("/bin/true").context("resolving /bin/true")?;
+    fs::write(
+        &enforce_manifest,
+        format!(
+            "# Written by cargo xtask bench: the workload's cgroup is an agent whose policy the \
+             kernel enforces, allowing all it does.\n{agent}    policy:
+      egress:
+        mode: enforce
+        allow: [{{cidr: 127.0.0.0/8}}]
+      executables:
+        mode: kill
+        allow: [{:?}, {:?}]
+",
+            workload.display().to_string(),
+            true_path.display().to_string()
+        ),
     )?;
     let tls_manifest = dir.join("agents-tls.yaml");
     fs::write(
@@ -372,6 +456,7 @@ fn prepare(dir: &Path, root: &Path, cgroups: &system::Cgroups) -> anyhow::Result
         sensor: crate::sensor_binary(root),
         sensor_config,
         manifest,
+        enforce_manifest,
         tls_manifest,
         agent_cgroup: cgroups.agent.clone(),
         audit,

@@ -28,6 +28,10 @@ pub enum Config {
     Unattached,
     /// In the `tls` mode, with the agent's TLS capture on.
     SensorAgent,
+    /// The workload an agent whose policy the kernel enforces, allowing all it does: an egress
+    /// rule in `enforce` mode (loopback allowed) and an executables rule in `kill` mode (its
+    /// programs allowed; this machine kind has no BPF LSM for `enforce`).
+    SensorEnforce,
     /// `tls` mode only: the workload an agent whose TLS capture is off (no TLS probes at all).
     SensorAgentNoCapture,
     /// In the `tls` mode, another agent has TLS capture on: the probes are attached to the
@@ -38,9 +42,10 @@ pub enum Config {
 }
 
 impl Config {
-    pub const ALL: [Config; 6] = [
+    pub const ALL: [Config; 7] = [
         Config::Unattached,
         Config::SensorAgent,
+        Config::SensorEnforce,
         Config::SensorAgentNoCapture,
         Config::SensorNotAgent,
         Config::Auditd,
@@ -51,6 +56,7 @@ impl Config {
         match self {
             Config::Unattached => "nothing attached",
             Config::SensorAgent => "agent-sensor, workload is an agent",
+            Config::SensorEnforce => "agent-sensor, agent with enforced policy (all allowed)",
             Config::SensorAgentNoCapture => "agent-sensor, workload is an agent, TLS capture off",
             Config::SensorNotAgent => "agent-sensor, workload not an agent",
             Config::Auditd => "auditd",
@@ -61,6 +67,29 @@ impl Config {
     /// The workload runs in the agent cgroup everywhere except where it must not be one.
     pub fn workload_is_agent(self) -> bool {
         self != Config::SensorNotAgent
+    }
+
+    /// The name `--configs` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Unattached => "unattached",
+            Config::SensorAgent => "sensor-agent",
+            Config::SensorEnforce => "sensor-enforce",
+            Config::SensorAgentNoCapture => "sensor-agent-no-capture",
+            Config::SensorNotAgent => "sensor-not-agent",
+            Config::Auditd => "auditd",
+            Config::Bpftrace => "bpftrace",
+        }
+    }
+
+    pub fn parse(name: &str) -> anyhow::Result<Config> {
+        Config::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .with_context(|| {
+                let names: Vec<&str> = Config::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown configuration {name:?}: {}", names.join(", "))
+            })
     }
 }
 
@@ -74,6 +103,8 @@ pub struct Tools {
     pub sensor: PathBuf,
     pub sensor_config: PathBuf,
     pub manifest: PathBuf,
+    /// The same agent with an enforced policy that allows everything the workload does.
+    pub enforce_manifest: PathBuf,
     /// The same agent with TLS capture on (the `tls` mode's manifest).
     pub tls_manifest: PathBuf,
     pub agent_cgroup: PathBuf,
@@ -116,6 +147,11 @@ impl Attached {
             Config::SensorAgent | Config::SensorNotAgent | Config::SensorAgentNoCapture => {
                 Attached::Sensor(SensorRun::start(tools, "sensor")?)
             }
+            Config::SensorEnforce => Attached::Sensor(SensorRun::start_with(
+                tools,
+                "sensor-enforce",
+                &tools.enforce_manifest,
+            )?),
             Config::Auditd => Attached::Auditd(AuditRun::start(tools)?),
             Config::Bpftrace => Attached::Bpftrace(BpftraceRun::start(tools, workload)?),
         })

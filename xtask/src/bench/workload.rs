@@ -75,6 +75,7 @@ impl Mode {
             _ => &[
                 Config::Unattached,
                 Config::SensorAgent,
+                Config::SensorEnforce,
                 Config::SensorNotAgent,
                 Config::Auditd,
                 Config::Bpftrace,
