@@ -424,7 +424,11 @@ mod tests {
         let mut slot = (7, 0);
         count(
             &mut slot,
-            std::time::Instant::now().checked_sub(std::time::Duration::from_micros(1)),
+            Some(
+                std::time::Instant::now()
+                    .checked_sub(std::time::Duration::from_micros(1))
+                    .unwrap(),
+            ),
         );
         assert_eq!(slot.0, 8);
         assert!(slot.1 >= 16_000, "{slot:?}");
