@@ -130,10 +130,7 @@ fn agent_with(
         .output()
         .unwrap();
     assert!(out.status.success(), "the agent client failed: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    json_lines(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn agent_of(r: &Value) -> &str {
@@ -409,16 +406,7 @@ fn a_tls_library_first_mapped_after_the_capability_drop_is_probed() {
     for name in ["libssl.so.3", "libcrypto.so.3"] {
         std::fs::copy(system.join(name), lib.join(name)).unwrap();
     }
-    let tag = std::process::id();
-    let cg = format!("{}/agent-sensor-llm-late-{tag}", cgroup2_root());
-    let manifest = dir.join("agents.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "agents:\n  - id: llm-late\n    selectors: [{{cgroup: /agent-sensor-llm-late-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
-        ),
-    )
-    .unwrap();
+    let (cg, manifest) = full_capture_agent(&dir, "late", "llm-late");
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
     let logged = agent_with(
         &cg,
@@ -451,6 +439,32 @@ fn a_tls_library_first_mapped_after_the_capability_drop_is_probed() {
         done.stderr
     );
 }
+
+/// A scratch cgroup (`agent-sensor-llm-<name>-<pid>`) whose processes are one agent, `id`,
+/// with TLS capture on and content in full, and the manifest in `dir` that declares it: the
+/// cgroup's path and the manifest's.
+fn full_capture_agent(dir: &Path, name: &str, id: &str) -> (String, PathBuf) {
+    let tag = std::process::id();
+    let cg = format!("{}/agent-sensor-llm-{name}-{tag}", cgroup2_root());
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: {id}\n    selectors: [{{cgroup: /agent-sensor-llm-{name}-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
+        ),
+    )
+    .unwrap();
+    (cg, manifest)
+}
+
+/// Each line a client printed, as JSON.
+fn json_lines(printed: &str) -> Vec<Value> {
+    printed
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
 /// Runs `command` (a shell command line) in cgroup `cg`; returns its standard output.
 fn in_cgroup(cg: &str, command: &str) -> String {
     std::fs::create_dir_all(cg).unwrap();
@@ -600,23 +614,13 @@ fn http2_streams_become_exchange_records_one_per_stream() {
     let dir = scratch_dir("llm-h2");
     let (ca, cert, key) = test_ca(&dir);
     let server = Provider::start_h2(&dir, &cert, &key);
-    let root = cgroup2_root();
-    let tag = std::process::id();
-    let cg = format!("{root}/agent-sensor-llm-h2-{tag}");
-    let manifest = dir.join("agents.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "agents:\n  - id: h2-agent\n    selectors: [{{cgroup: /agent-sensor-llm-h2-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
-        ),
-    )
-    .unwrap();
+    let (cg, manifest) = full_capture_agent(&dir, "h2", "h2-agent");
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
     // The openai SDK on httpx with h2 (ALPN h2): a tool call, a stream, a stream the server
     // resets after its first event.
     let py = agent(&cg, &server, &ca, "h2");
     // Node's http2 client: two calls at once on one connection, their streams interleaved.
-    let node: Vec<Value> = in_cgroup(
+    let node = json_lines(&in_cgroup(
         &cg,
         &format!(
             "exec /usr/bin/node {} https://127.0.0.1:{} {}",
@@ -624,10 +628,7 @@ fn http2_streams_become_exchange_records_one_per_stream() {
             server.port,
             ca.display()
         ),
-    )
-    .lines()
-    .map(|l| serde_json::from_str(l).expect("a JSON line"))
-    .collect();
+    ));
     sensor.wait_for_count("the HTTP/2 exchanges", 5, |r| action(r) == "llm_exchange");
     let done = sensor.stop();
     let _ = std::fs::remove_dir(&cg);
@@ -742,17 +743,7 @@ fn a_connection_closed_mid_response_is_recorded_when_freed_and_the_next_one_stan
     let second_dir = dir.join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
     let second = Provider::start(&second_dir, &cert, &key);
-    let root = cgroup2_root();
-    let tag = std::process::id();
-    let cg = format!("{root}/agent-sensor-llm-closed-{tag}");
-    let manifest = dir.join("agents.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "agents:\n  - id: closing-agent\n    selectors: [{{cgroup: /agent-sensor-llm-closed-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
-        ),
-    )
-    .unwrap();
+    let (cg, manifest) = full_capture_agent(&dir, "closed", "closing-agent");
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
     std::fs::create_dir_all(&cg).unwrap();
     let cmd = format!(
@@ -784,10 +775,7 @@ fn a_connection_closed_mid_response_is_recorded_when_freed_and_the_next_one_stan
     drop(client.stdin.take());
     let out = client.wait_with_output().unwrap();
     assert!(out.status.success(), "the agent client failed: {out:?}");
-    let log: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
+    let log = json_lines(&String::from_utf8_lossy(&out.stdout));
     let done = sensor.stop();
     let _ = std::fs::remove_dir(&cg);
     let records: Vec<Value> = done
@@ -843,21 +831,11 @@ fn a_1_mib_prompt_over_http2_is_cut_and_flagged_and_the_next_request_is_read() {
     let dir = scratch_dir("llm-h2-big");
     let (ca, cert, key) = test_ca(&dir);
     let server = Provider::start_h2(&dir, &cert, &key);
-    let root = cgroup2_root();
-    let tag = std::process::id();
-    let cg = format!("{root}/agent-sensor-llm-h2-big-{tag}");
-    let manifest = dir.join("agents.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "agents:\n  - id: h2-big-agent\n    selectors: [{{cgroup: /agent-sensor-llm-h2-big-{tag}/**}}]\n    capture: {{tls: true, content: full}}\n"
-        ),
-    )
-    .unwrap();
+    let (cg, manifest) = full_capture_agent(&dir, "h2-big", "h2-big-agent");
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
     let log = agent(&cg, &server, &ca, "h2-big");
     // Node's http2 client (nghttp2) writes several frames per SSL_write.
-    let node: Vec<Value> = in_cgroup(
+    let node = json_lines(&in_cgroup(
         &cg,
         &format!(
             "exec /usr/bin/node {} https://127.0.0.1:{} {} big",
@@ -865,10 +843,7 @@ fn a_1_mib_prompt_over_http2_is_cut_and_flagged_and_the_next_request_is_read() {
             server.port,
             ca.display()
         ),
-    )
-    .lines()
-    .map(|l| serde_json::from_str(l).expect("a JSON line"))
-    .collect();
+    ));
     assert_eq!(node.len(), 2, "the Node client made both calls");
     sensor.wait_for_count("three exchanges", 3, |r| action(r) == "llm_exchange");
     let done = sensor.stop();
