@@ -297,8 +297,11 @@ fn kill_run(out: &Path, sensor: &Path, work: &Path) -> Result<Value, String> {
         } else {
             String::new()
         };
+        // Without cargo's library path: the dynamic loader's failed opens of libraries in
+        // its directories are violations too (not killed: nothing was opened).
         let child = Command::new("/usr/bin/dash")
             .args(["-c", &format!("{join}{commands}")])
+            .env_remove("LD_LIBRARY_PATH")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
