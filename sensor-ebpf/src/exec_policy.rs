@@ -1,19 +1,25 @@
-//! `executables` rules in `kill` mode: an agent's exec of a program its rule does not allow is
-//! stopped with SIGKILL from `sched_process_exec`. The exec has completed by then (this is no
-//! LSM: it cannot refuse it), but the signal is delivered before the new program returns to
-//! user space, so none of its own instructions run. The rule is in `EXEC_POLICY`, an LPM trie
-//! of the agent's allowed paths and directory prefixes (see `sensor_common::exec_allow`).
+//! `executables` and `files` rules in `kill` mode: an agent's exec of a program its rule does
+//! not allow is stopped with SIGKILL from `sched_process_exec`, and an agent's open of a file its
+//! rule does not allow from the open syscall's exit (`file`). The exec or open has completed by
+//! then (these are no LSM hooks: they cannot refuse it), but the signal is delivered before the
+//! process returns to user space: none of the new program's instructions run, and the process
+//! never gets the opened file's descriptor. The rules are in `EXEC_POLICY`, `FILE_READ_POLICY`
+//! and `FILE_WRITE_POLICY`, LPM tries of the agents' allowed paths and directory prefixes (see
+//! `sensor_common::exec_allow`).
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel, bpf_send_signal},
     maps::LpmTrie,
 };
-use sensor_common::{EXEC_PATH_KEY, ExecAllow, ExecKey, FILENAME_CAP, SCRATCH_SIZE, exec_allow};
+use sensor_common::{
+    EXEC_PATH_KEY, ExecAllow, ExecKey, FILENAME_CAP, FileRecord, SCRATCH_SIZE, exec_allow,
+    syscall as sc,
+};
 
 use crate::{
     bounds::{opaque, scratch_offset},
     globals::{config, offsets},
     kernel::{Chunk, KPtr},
-    maps::{EXEC_KEY, EXEC_POLICY, PATHBUF, SCRATCH},
+    maps::{EXEC_KEY, EXEC_POLICY, FILE_READ_POLICY, FILE_WRITE_POLICY, PATHBUF, SCRATCH},
 };
 
 const SIGKILL: u32 = 9;
@@ -52,6 +58,70 @@ pub extern "C" fn kill_forbidden_exec(agent: u64, at: u64, path_len: u64, dentry
         return 0;
     }
     // SAFETY: a plain helper call; the signal goes to the current (exec'ing) process.
+    unsafe { bpf_send_signal(SIGKILL) };
+    1
+}
+
+/// `open` flags (include/uapi/asm-generic/fcntl.h; x86-64 and arm64 alike): the access mode
+/// (read only, or some writing) and `O_PATH` (opens nothing to read or write).
+const O_ACCMODE: u32 = 0o3;
+const O_PATH: u32 = 0o10000000;
+
+/// Checks the file a successful open of an agent's process opened against the agent's `files`
+/// rule in kill mode: the record of the call is at the start of this CPU's scratch buffer (its
+/// agent, syscall, flags and return), the file's resolved path is `path_len` bytes at `at`
+/// (with [`PATH_CUT`]; `dentry` is the file's). An open for writing (or reading and writing) is
+/// checked against the write set, any other but `O_PATH` against the read set, as the daemon's
+/// audit does. Sends SIGKILL and returns 1 when the rule does not allow it, else 0. Rules in
+/// `enforce` mode (entries marked [`exec_allow::ENFORCE`]) are the BPF LSM check's, not this
+/// one's. A global function, verified once on its own.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn kill_forbidden_open(at: u64, path_len: u64, dentry: u64) -> u64 {
+    if config().file_kill == 0 {
+        return 0;
+    }
+    let Some(buf) = SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch buffer (a map value, 8-byte aligned) starts with the record
+    // `file` is filling; any bit pattern is a valid record.
+    let record = unsafe { &*(buf as *const FileRecord) };
+    let agent = record.header.attribution.agent;
+    let opened = matches!(
+        record.syscall,
+        sc::OPEN | sc::OPENAT | sc::OPENAT2 | sc::CREAT
+    ) && record.ret >= 0;
+    let flags = record.flags;
+    if agent == 0 || !opened || flags & O_PATH != 0 || record.tgid == config().sensor_tgid {
+        return 0;
+    }
+    let write = flags & O_ACCMODE != 0;
+    // One lookup before anything else: has the agent a kill rule for this access?
+    let kill_rule = |kind: Option<u32>| kind.is_some_and(|k| k & exec_allow::ENFORCE == 0);
+    let ruled = if write {
+        kill_rule(rule_of(&FILE_WRITE_POLICY, agent))
+    } else {
+        kill_rule(rule_of(&FILE_READ_POLICY, agent))
+    };
+    if !ruled {
+        return 0;
+    }
+    let Some(at) = scratch_offset(at as usize, SCRATCH_SIZE - FILENAME_CAP as usize) else {
+        return 0;
+    };
+    // SAFETY: at + FILENAME_CAP <= SCRATCH_SIZE.
+    let src = unsafe { (buf as *const u8).add(at) };
+    let v = if write {
+        check_path(&FILE_WRITE_POLICY, u64::from(agent), src, path_len, dentry)
+    } else {
+        check_path(&FILE_READ_POLICY, u64::from(agent), src, path_len, dentry)
+    };
+    if v & verdict::FORBIDDEN == 0 {
+        return 0;
+    }
+    // SAFETY: a plain helper call; the signal goes to the current (opening) process, and is
+    // delivered before the syscall returns to user space.
     unsafe { bpf_send_signal(SIGKILL) };
     1
 }

@@ -9,6 +9,7 @@ use aya_ebpf::{
 use sensor_common::{FILENAME_CAP, FileRecord, SCRATCH_SIZE, file_flags, kind, syscall as sc};
 
 use crate::{
+    exec_policy::{PATH_CUT, kill_forbidden_open},
     kernel::{CurrentTask, Task, current_comm},
     maps::{PATHBUF, SCRATCH},
     output::submit_bytes,
@@ -211,6 +212,12 @@ fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
             }
             record.resolved_len = n as u16;
             record.ino = ino;
+            // An agent's `files` rule in kill mode, on the file opened (a global function: a
+            // call, no branch here). A path that could not be walked whole is not allowed.
+            let len = n as u64 | if cut || n == 0 { PATH_CUT } else { 0 };
+            let killed = kill_forbidden_open(at as u64, len, file.path.dentry.0 as u64);
+            let record = record_in(buf);
+            record.str_flags |= (killed as u16 & 1) * file_flags::POLICY_KILLED;
             at += n;
         }
     }

@@ -1,8 +1,8 @@
 //! `executables` and `files` rules in `enforce` mode, where the kernel has BPF LSM: the
 //! `bprm_check_security` and `file_open` hooks refuse (`-EPERM`) an agent's exec or open that
-//! its rule does not allow, before it happens. The rules are the LPM tries `EXEC_POLICY`
-//! (entries marked `exec_allow::ENFORCE`), `FILE_READ_POLICY` and `FILE_WRITE_POLICY`, keyed by
-//! agent and path as in kill mode (`exec_policy`). A process that is no agent's and the daemon
+//! its rule does not allow, before it happens. The rules are the entries marked
+//! `exec_allow::ENFORCE` of the LPM tries `EXEC_POLICY`, `FILE_READ_POLICY` and
+//! `FILE_WRITE_POLICY`, keyed by agent and path as in kill mode (`exec_policy`). A process that is no agent's and the daemon
 //! itself pay one map lookup, an agent without an enforced rule two (its catch-all entry, before
 //! any path is walked), and are never refused. A refused exec never reaches `sched_process_exec`, so it is reported
 //! here, as a file record of the executable (`syscall::EXEC_DENIED`); a refused open is
@@ -161,13 +161,14 @@ pub extern "C" fn check_open(file: u64) -> u64 {
     if !write && mode & FMODE_READ == 0 {
         return 0;
     }
-    // One lookup before any walk: does the agent have an enforced rule for this access?
+    // One lookup before any walk: does the agent have an enforced rule for this access? (A
+    // rule in kill mode is the open syscall's exit's business.)
     let enforced = if write {
         rule_of(&FILE_WRITE_POLICY, agent)
     } else {
         rule_of(&FILE_READ_POLICY, agent)
     }
-    .is_some();
+    .is_some_and(|kind| kind & sensor_common::exec_allow::ENFORCE != 0);
     if !enforced {
         return 0;
     }

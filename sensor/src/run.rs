@@ -124,7 +124,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         pend_execs,
         tls,
         wanted.egress,
-        wanted.exec_kill,
+        wanted.kill,
         stdio,
         wanted.lsm,
     )?;

@@ -411,6 +411,9 @@ pub mod file_flags {
     pub const RESOLVED_TRUNCATED: u16 = 1 << 4;
     /// The path argument could not be read from user memory.
     pub const PATH_UNREADABLE: u16 = 1 << 5;
+    /// The agent's `files` rule in `kill` mode does not allow this open (the resolved path):
+    /// the process was sent SIGKILL before the syscall returned to user space.
+    pub const POLICY_KILLED: u16 = 1 << 6;
 }
 
 /// A file syscall and its outcome, from `sys_exit_*`. Followed by, in order: `path_len` bytes
@@ -977,6 +980,10 @@ pub struct ProgramConfig {
     /// `enforce` mode: an exec the BPF LSM check could not judge (the exec that makes a process
     /// an agent's by its executable) is killed.
     pub exec_kill: u32,
+    /// Non-zero: an agent's successful open is checked against its `files` rule in `kill` mode
+    /// (`FILE_READ_POLICY` / `FILE_WRITE_POLICY`, entries without [`exec_allow::ENFORCE`]),
+    /// and the process killed when the rule does not allow the file opened.
+    pub file_kill: u32,
 }
 
 impl ProgramConfig {
@@ -997,6 +1004,7 @@ impl ProgramConfig {
         syscall_ret_offset: 16,
         lsm_addresses: 0,
         exec_kill: 0,
+        file_kill: 0,
     };
 }
 
@@ -1157,9 +1165,10 @@ pub mod exec_allow {
     pub const ONE_LEVEL: u32 = 3;
     /// The kinds above, without [`ENFORCE`].
     pub const KIND_MASK: u32 = 0xff;
-    /// Set on every entry of an agent whose `executables` rule is in `enforce` mode: the BPF LSM
-    /// exec check refuses what such an agent's rule does not allow (the exec program's kill
-    /// check acts on every entry).
+    /// Set on every entry of an agent whose `executables` or `files` rule is in `enforce` mode:
+    /// the BPF LSM exec and open checks refuse what such an agent's rule does not allow, and
+    /// act on no other entry (the exec program's kill check acts on every entry; the open
+    /// kill check only on entries without it, those of `files` rules in `kill` mode).
     pub const ENFORCE: u32 = 1 << 8;
 }
 

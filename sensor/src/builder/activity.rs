@@ -328,6 +328,7 @@ pub(crate) fn file_block(e: &FileEvent, classifier: &Classifier) -> File {
         fd: (e.fd >= 0 && (!is_open || e.ret >= 0)).then_some(e.fd),
         open: is_open.then(|| open_info(e.flags)),
         path_truncated: e.path_truncated(),
+        policy_killed: e.str_flags & sensor_common::file_flags::POLICY_KILLED != 0,
         hex: (hex.path.is_some() || hex.target_path.is_some() || hex.destination_path.is_some())
             .then_some(hex),
     }

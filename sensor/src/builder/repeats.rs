@@ -38,6 +38,8 @@ pub(crate) fn key(e: &FileEvent) -> u64 {
         e.flags,
         e.mode,
         e.ret.min(0),
+        // A killed open is never a repeat of one that went through (an exception ended).
+        e.str_flags & sensor_common::file_flags::POLICY_KILLED,
     )
         .hash(&mut h);
     h.finish()

@@ -202,6 +202,7 @@ fn file(out: &mut Vec<u8>, f: &File) {
         open_block(o.out, open);
     }
     o.flag("path_truncated", f.path_truncated);
+    o.flag("policy_killed", f.policy_killed);
     o.opt_serde("hex", f.hex.as_ref());
     o.close();
 }
@@ -684,6 +685,7 @@ mod tests {
                 raw: s("0o2000000"),
             }),
             path_truncated: true,
+            policy_killed: true,
             hex: Some(FileHex {
                 path: Some(s("ff")),
                 target_path: Some(s("fe")),
@@ -1650,6 +1652,7 @@ mod tests {
                     raw: g.text(),
                 }),
                 path_truncated: self.bool(),
+                policy_killed: self.bool(),
                 hex: self.opt(|g| FileHex {
                     path: g.opt_text(),
                     target_path: g.opt_text(),

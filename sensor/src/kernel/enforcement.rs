@@ -1,7 +1,8 @@
 //! What of the agents' policies the kernel enforces, kept in step with the manifest, the
 //! operators' exceptions and the agents' own DNS lookups: egress (`egress`, cgroup programs),
-//! executables in kill mode (`exec_kill`, a check in the exec program), and executables and
-//! files in enforce mode (`exec_kill`'s tries, read by BPF LSM programs). All are decided at
+//! executables and files in kill mode (`exec_kill`, checks in the exec program and the file
+//! syscalls' exit program), and executables and files in enforce mode (`exec_kill`'s tries,
+//! read by BPF LSM programs). All are decided at
 //! start: a reload that adds the first such rule takes a restart (docs/policy.md).
 use std::{
     sync::Arc,
@@ -15,7 +16,7 @@ use crate::{
         egress::{AgentEgress, EgressEnforcer},
         exec_kill::{AgentExecutables, AgentFiles, ExecKiller, FileEnforcer},
         fail_closed::Pins,
-        loader::{LoadError, LsmPolicy},
+        loader::{KillChecks, LoadError, LsmPolicy},
     },
     policy::{
         exceptions::Exceptions,
@@ -47,10 +48,11 @@ pub(crate) struct PolicyState {
 pub(crate) struct Wanted {
     /// Some agent's egress rule is in `enforce` mode.
     pub(crate) egress: bool,
-    /// Some agent's executables rule is in `kill` or `enforce` mode: the exec program's kill
-    /// check runs (for `enforce`, on the execs the BPF LSM check could not judge: those that
-    /// make a process an agent's by the executable they run).
-    pub(crate) exec_kill: bool,
+    /// The kill checks that run: `exec`, some agent's executables rule is in `kill` or
+    /// `enforce` mode (for `enforce`, on the execs the BPF LSM check could not judge: those
+    /// that make a process an agent's by the executable they run); `files`, some agent's files
+    /// rule is in `kill` mode (the file syscalls' exit program's check).
+    pub(crate) kill: KillChecks,
     /// Some agent's executables (BPF LSM `bprm_check_security`) or files (`file_open`) rule is
     /// in `enforce` mode.
     pub(crate) lsm: LsmPolicy,
@@ -69,19 +71,17 @@ impl Wanted {
                 .is_some_and(|r| r.mode == Mode::Enforce);
             wanted.fail_closed |= fails_closed(d);
             let exec_mode = d.policy.executables.as_ref().map(|r| r.mode);
-            wanted.exec_kill |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
+            wanted.kill.exec |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
             wanted.lsm.exec |= exec_mode == Some(Mode::Enforce);
-            wanted.lsm.files |= d
-                .policy
-                .files
-                .as_ref()
-                .is_some_and(|r| r.mode == Mode::Enforce);
+            let files_mode = d.policy.files.as_ref().map(|r| r.mode);
+            wanted.kill.files |= files_mode == Some(Mode::Kill);
+            wanted.lsm.files |= files_mode == Some(Mode::Enforce);
         }
         wanted
     }
 
     pub(crate) fn any(self) -> bool {
-        self.egress || self.exec_kill || self.lsm.files
+        self.egress || self.kill.exec || self.kill.files || self.lsm.files
     }
 }
 
@@ -117,12 +117,11 @@ impl Enforcement {
                 .then(|| EgressEnforcer::attach(ebpf, pins))
                 .transpose()?,
             exec: wanted
-                .exec_kill
+                .kill
+                .exec
                 .then(|| ExecKiller::new(ebpf))
                 .transpose()?,
-            files: wanted
-                .lsm
-                .files
+            files: (wanted.lsm.files || wanted.kill.files)
                 .then(|| FileEnforcer::new(ebpf))
                 .transpose()?,
         };

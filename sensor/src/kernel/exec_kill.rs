@@ -1,8 +1,8 @@
-//! `executables` rules in `kill` and `enforce` mode and `files` rules in `enforce` mode,
-//! userspace half: keeps the kernel's path policy tries (`EXEC_POLICY`, read by the exec
-//! program's kill check in `sensor-ebpf/src/exec_policy.rs` and by the BPF LSM exec check;
-//! `FILE_READ_POLICY` and `FILE_WRITE_POLICY`, read by the BPF LSM open check in
-//! `sensor-ebpf/src/lsm_policy.rs`) in step with the agents' rules and the operators'
+//! `executables` and `files` rules in `kill` and `enforce` mode, userspace half: keeps the
+//! kernel's path policy tries (`EXEC_POLICY`, read by the exec program's kill check in
+//! `sensor-ebpf/src/exec_policy.rs` and by the BPF LSM exec check; `FILE_READ_POLICY` and
+//! `FILE_WRITE_POLICY`, read by the open exit's kill check there and by the BPF LSM open check
+//! in `sensor-ebpf/src/lsm_policy.rs`) in step with the agents' rules and the operators'
 //! exceptions. Each allowed pattern is a prefix the trie matches (the manifest check refuses
 //! such a rule with any other pattern), and each agent has a catch-all entry that allows
 //! nothing.
@@ -37,7 +37,7 @@ pub(crate) struct AgentExecutables {
 pub(crate) struct AgentFiles {
     /// The agent's number.
     pub(crate) agent: u32,
-    /// Its policy (only a files rule in enforce mode goes in the kernel).
+    /// Its policy (only a files rule in kill or enforce mode goes in the kernel).
     pub(crate) policy: Arc<Policy>,
     /// An operator's exception suspends `files.read` now.
     pub(crate) read_excepted: bool,
@@ -127,7 +127,7 @@ impl ExecKiller {
     }
 }
 
-/// The open policy tries (files rules in enforce mode).
+/// The open policy tries (files rules in kill and enforce mode).
 pub(crate) struct FileEnforcer {
     read: PathTrie,
     write: PathTrie,
@@ -142,14 +142,21 @@ impl FileEnforcer {
         })
     }
 
-    /// Makes the tries hold exactly `wanted`'s files rules in enforce mode.
+    /// Makes the tries hold exactly `wanted`'s files rules in kill and enforce mode (the
+    /// latter's entries marked [`exec_allow::ENFORCE`]: the BPF LSM check acts on those only,
+    /// the open exit's kill check on the others).
     pub(crate) fn sync(&mut self, wanted: &[AgentFiles]) {
         let (mut read, mut write) = (HashMap::new(), HashMap::new());
         for a in wanted {
-            let Some(rule) = a.policy.files.as_ref().filter(|r| r.mode == Mode::Enforce) else {
+            let Some(rule) = a.policy.files.as_ref() else {
                 continue;
             };
-            let of = |set: &FileSet| entries(a.agent, &forms_of(&set.paths), 0);
+            let flags = match rule.mode {
+                Mode::Kill => 0,
+                Mode::Enforce => exec_allow::ENFORCE,
+                _ => continue,
+            };
+            let of = |set: &FileSet| entries(a.agent, &forms_of(&set.paths), flags);
             if !a.read_excepted {
                 read.extend(of(&rule.allow.read));
             }

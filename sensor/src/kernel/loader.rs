@@ -95,8 +95,8 @@ pub(crate) enum LoadError {
     /// An `executables` or `files` rule in `enforce` mode, on a kernel without BPF LSM.
     #[error(
         "{rules} rules in mode enforce need BPF LSM, and this kernel has none: {why}; or set \
-         those rules to mode kill (executables: the process is killed as the exec completes) or \
-         audit"
+         those rules to mode kill (the process is killed as a forbidden exec or open completes, \
+         before it returns to the program: after the fact) or audit"
     )]
     NoBpfLsm {
         /// Which rules: `executables`, `files`, or both.
@@ -254,7 +254,7 @@ struct Prepared {
 fn prepare(
     config: &Config,
     pend_execs: bool,
-    exec_kill: bool,
+    kill: KillChecks,
     variants: Option<Variants>,
 ) -> Result<Prepared, LoadError> {
     if PROGRAMS.is_empty() {
@@ -285,7 +285,7 @@ fn prepare(
         tracing::info!(
             "this kernel has no BPF LSM ({}): connect, bind and send addresses are read from \
              user memory at the syscall's exit, and executables and files rules in mode \
-             enforce are refused (mode kill works for executables)",
+             enforce are refused (mode kill works for both)",
             features::bpf_lsm_absence()
         );
     }
@@ -308,7 +308,8 @@ fn prepare(
         wakeup_bytes: u64::from(config.wakeup_bytes),
         syscall_ret_offset,
         lsm_addresses: u32::from(lsm_addresses),
-        exec_kill: u32::from(exec_kill),
+        exec_kill: u32::from(kill.exec),
+        file_kill: u32::from(kill.files),
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
@@ -393,6 +394,15 @@ fn programs_to_load(
         );
     }
     names
+}
+
+/// Which kill checks run (rules in `kill` mode): the exec program's against `executables`
+/// rules (`exec`), the file syscalls' exit program's against `files` rules (`files`); the
+/// checks are in the programs always, and verified away where off.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KillChecks {
+    pub(crate) exec: bool,
+    pub(crate) files: bool,
 }
 
 /// Which BPF LSM enforcement programs load: some agent's `executables` (`exec`) or `files`
@@ -516,8 +526,8 @@ pub(crate) struct ProgramStats {
 /// still re-attribute as pending (for argv selectors and the environment marker); `tls`: load
 /// the TLS capture programs (an agent opted in), which `tls_attach` attaches; `egress`: load
 /// the egress enforcement programs (an agent's egress rule is enforced), which `egress`
-/// attaches; `exec_kill`: execs are checked against `executables` rules in kill mode
-/// (`exec_kill` fills their policy); `pipes`: load and attach the stdio capture programs (an
+/// attaches; `kill`: execs are checked against `executables` rules in kill mode, successful
+/// opens against `files` rules in kill mode (`exec_kill` fills their policy); `pipes`: load and attach the stdio capture programs (an
 /// agent opted in); `lsm_policy`: the BPF LSM programs that enforce executables and files
 /// rules (refused, saying why, on a kernel without BPF LSM).
 #[allow(
@@ -529,7 +539,7 @@ pub(crate) fn load(
     pend_execs: bool,
     tls: bool,
     egress: bool,
-    exec_kill: bool,
+    kill: KillChecks,
     pipes: bool,
     lsm_policy: LsmPolicy,
 ) -> Result<Sensor, LoadError> {
@@ -547,7 +557,7 @@ pub(crate) fn load(
         exit_events,
         task_regs,
         lsm_addresses,
-    } = prepare(config, pend_execs, exec_kill, variants)?;
+    } = prepare(config, pend_execs, kill, variants)?;
     let budgets = budgets();
     let mut lsm_btf = None;
     for (name, kind) in programs_to_load(
@@ -652,7 +662,15 @@ pub(crate) fn verify_programs(
         exit_events,
         task_regs,
         lsm_addresses,
-    } = prepare(config, true, true, Some(variants))?;
+    } = prepare(
+        config,
+        true,
+        KillChecks {
+            exec: true,
+            files: true,
+        },
+        Some(variants),
+    )?;
     let budgets = budgets();
     let mut lsm_btf = None;
     let lsm_policy = LsmPolicy {

@@ -20,8 +20,9 @@ pub enum Mode {
     Audit,
     /// The action is stopped and the decision recorded (only where the sensor can stop it).
     Enforce,
-    /// `executables` only: the process is killed (SIGKILL from the kernel) as a forbidden
-    /// exec completes, before the program runs, and the decision recorded.
+    /// `executables` and `files` only: the process is killed (SIGKILL from the kernel) as a
+    /// forbidden exec or open completes, before it returns to user space, and the decision
+    /// recorded.
     Kill,
 }
 
@@ -350,9 +351,9 @@ fn enforceable_paths(
     Ok(())
 }
 
-/// Why `kill` is refused on every rule but `executables`.
+/// Why `kill` is refused on every rule but `executables` and `files`.
 fn not_killable(kind: &str) -> String {
-    format!("mode kill is for executables rules only, not {kind}")
+    format!("mode kill is for executables and files rules only, not {kind}")
 }
 
 /// The declaration as canonical JSON: `allowed_tasks` and the policy block.
@@ -522,9 +523,6 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|f| {
             let at = f.referenced;
-            if f.value.mode == Mode::Kill {
-                return Err(error(at, not_killable("files")));
-            }
             if f.value.fail_closed {
                 return Err(error(at, not_fail_closed("files")));
             }
@@ -532,7 +530,8 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
                 read: file_set(&f.value.read, "read", at)?,
                 write: file_set(&f.value.write, "write", at)?,
             };
-            if f.value.mode == Mode::Enforce {
+            let mode = f.value.mode;
+            if matches!(mode, Mode::Kill | Mode::Enforce) {
                 for (set, raw, what) in [
                     (&allow.read, &f.value.read, "files read"),
                     (&allow.write, &f.value.write, "files write"),
@@ -541,19 +540,14 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
                         return Err(error(
                             at,
                             format!(
-                                "mode enforce: {what} class {class:?}: file classes cannot be \
+                                "mode {}: {what} class {class:?}: file classes cannot be \
                                  enforced in the kernel (they are decided in userspace); name \
-                                 the paths, or use audit"
+                                 the paths, or use audit",
+                                mode.name()
                             ),
                         ));
                     }
-                    enforceable_paths(
-                        &set.paths,
-                        &raw.paths,
-                        &format!("{what} path"),
-                        Mode::Enforce,
-                        at,
-                    )?;
+                    enforceable_paths(&set.paths, &raw.paths, &format!("{what} path"), mode, at)?;
                 }
             }
             Ok(Rule {
@@ -707,15 +701,23 @@ mod tests {
             ),
             (
                 "      egress:\n        mode: kill\n        allow: []\n",
-                "m.yaml:6:9: agent a policy: mode kill is for executables rules only, not egress",
+                "m.yaml:6:9: agent a policy: mode kill is for executables and files rules only, not egress",
             ),
             (
-                "      files:\n        mode: kill\n",
-                "m.yaml:6:9: agent a policy: mode kill is for executables rules only, not files",
+                "      files:\n        mode: kill\n        read: {paths: [\"/srv/**\", \"/srv/*/x\"]}\n",
+                "m.yaml:6:9: agent a policy: mode kill: files read path \"/srv/*/x\": only exact paths, DIR/** and a `*` at the end of the last component can be enforced in the kernel",
+            ),
+            (
+                "      files:\n        mode: kill\n        write: {paths: [\"/tmp/**\"], classes: [ssh_key]}\n",
+                "m.yaml:6:9: agent a policy: mode kill: files write class \"ssh_key\": file classes cannot be enforced in the kernel (they are decided in userspace); name the paths, or use audit",
+            ),
+            (
+                "      files:\n        mode: kill\n        fail_closed: true\n",
+                "m.yaml:6:9: agent a policy: fail_closed is for egress rules only, not files",
             ),
             (
                 "      tasks: {mode: kill}\n",
-                "m.yaml:5:7: agent a policy: mode kill is for executables rules only, not tasks",
+                "m.yaml:5:7: agent a policy: mode kill is for executables and files rules only, not tasks",
             ),
         ];
         for (policy, expected) in cases {

@@ -142,6 +142,21 @@ impl Policies {
                     "BPF LSM exec enforcement was not loaded at start",
                 ))
             }
+            // The open exit's check kills an agent that opened a file its rule does not
+            // allow; other file actions (rename, unlink, ...), and opens that failed, go ahead
+            // (or opened nothing).
+            ("files.read" | "files.write", Mode::Kill) => Some((
+                record.file.as_ref().is_some_and(|f| f.policy_killed),
+                "killed",
+                if record.event.action != "open" {
+                    "the kernel kills on opens only"
+                } else if record.error.is_some() {
+                    "the open failed: nothing was opened"
+                } else {
+                    "the open check was not loaded at start, or the path as named is not the \
+                     file opened"
+                },
+            )),
             // BPF LSM refuses opens; other file actions (rename, unlink, ...) go ahead.
             ("files.read" | "files.write", Mode::Enforce) => Some((
                 record.event.action == "open"

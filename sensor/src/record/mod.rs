@@ -550,6 +550,10 @@ pub struct File {
     /// Some path was longer than the kernel side copies and was cut.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_truncated: bool,
+    /// open: the agent's `files` rule in `kill` mode does not allow the file opened, and the
+    /// kernel sent the process SIGKILL before the open returned to it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub policy_killed: bool,
     /// Exact bytes of paths that were not valid UTF-8.
     pub hex: Option<FileHex>,
 }

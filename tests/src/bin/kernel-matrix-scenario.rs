@@ -5,7 +5,8 @@
 //! `records.jsonl` and `sensor.stderr`; where the kernel has BPF LSM, also
 //! `tracepoints-records.jsonl` from a second run without the LSM hook; everywhere,
 //! `enforce-records.jsonl` from a run with executables and files rules in enforce mode, which
-//! only a kernel with BPF LSM lets start). The host checks the records against the facts, so a
+//! only a kernel with BPF LSM lets start, and `kill-records.jsonl` from a run with them in kill
+//! mode). The host checks the records against the facts, so a
 //! VM that dies half-way still leaves evidence of how far it got.
 //!
 //! Usage: `kernel-matrix-scenario OUT_DIR SENSOR HELPER`
@@ -33,6 +34,9 @@ const WORK: &str = "/tmp/agent-sensor-matrix";
 /// The cgroup and agent of the enforcement run.
 const ENFORCE_CGROUP: &str = "agent-sensor-matrix-enforce";
 const ENFORCER: &str = "matrix-enforcer";
+/// The cgroup and agent of the kill-mode run.
+const KILL_CGROUP: &str = "agent-sensor-matrix-kill";
+const KILLER: &str = "matrix-killer";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -215,7 +219,121 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     // forbidden exec and opens fail with EPERM and a bystander's do not; elsewhere the sensor
     // refuses to start, saying why.
     facts["workload"]["enforce"] = enforce_run(out, sensor, helper, work)?;
+
+    // 6. Executables and files rules in kill mode, on every kernel: an agent's forbidden read,
+    // write and exec are killed (SIGKILL) before they return, a bystander's are not.
+    facts["workload"]["kill"] = kill_run(out, sensor, work)?;
     Ok(())
+}
+
+/// The kill-mode run (`kill-records.jsonl`, `kill-sensor.stderr`): an agent with executables
+/// and files rules in kill mode, and the same commands run by the agent (in its cgroup) and by
+/// a bystander, each printing `NAME=STATUS` lines (137: killed by SIGKILL).
+fn kill_run(out: &Path, sensor: &Path, work: &Path) -> Result<Value, String> {
+    let dir = work.join("kill");
+    let io = |e: std::io::Error| e.to_string();
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("allowed")).map_err(io)?;
+    fs::create_dir_all(dir.join("forbidden")).map_err(io)?;
+    fs::write(dir.join("allowed/file"), "allowed\n").map_err(io)?;
+    fs::write(dir.join("secret"), "SECRET-CONTENT\n").map_err(io)?;
+    fs::copy("/usr/bin/true", dir.join("forbidden/prog")).map_err(io)?;
+    let dp = dir.display();
+    let cgroup = format!("{}/{KILL_CGROUP}", cgroup2_root()?);
+    let _ = fs::remove_dir(&cgroup);
+    fs::create_dir(&cgroup).map_err(|e| format!("making the cgroup {cgroup}: {e}"))?;
+    let manifest = dir.join("agents.yaml");
+    fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: {KILLER}\n    selectors: [{{cgroup: /{KILL_CGROUP}}}]\n    policy:\n      version: matrix-kill\n      executables:\n        mode: kill\n        allow: [\"/usr/bin/*\"]\n      files:\n        mode: kill\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{dp}/allowed/**\"]}}\n        write: {{paths: [\"/dev/**\", \"{dp}/allowed/**\"]}}\n"
+        ),
+    )
+    .map_err(io)?;
+    let mut facts = json!({
+        "agent": KILLER,
+        "cgroup": cgroup,
+        "dir": dir,
+        "secret": format!("{dp}/secret"),
+        "written": format!("{dp}/written"),
+        "forbidden": format!("{dp}/forbidden/prog"),
+    });
+    let t = Instant::now();
+    let mut running = Running::start_named(
+        sensor,
+        &[
+            "run",
+            "--output",
+            "-",
+            "--identities",
+            manifest.to_str().unwrap(),
+        ],
+        out,
+        "kill-",
+    )?;
+    let started = running
+        .wait_for(START_TIMEOUT, |r| action(r) == "sensor_start")
+        .is_some();
+    facts["started"] = json!(started);
+    facts["start_seconds"] = json!(t.elapsed().as_secs_f64());
+    if !started {
+        facts["exit"] = json!(running.stop(STOP_TIMEOUT));
+        let _ = fs::remove_dir(&cgroup);
+        return Ok(facts);
+    }
+    // Each command in a child (a subshell for redirections): the shell itself opens nothing
+    // once it is the agent's.
+    let commands = format!(
+        "/usr/bin/cat {dp}/allowed/file >/dev/null; echo read_allowed=$?; \
+         /usr/bin/cat {dp}/secret; echo read_killed=$?; \
+         (echo x > {dp}/allowed/out); echo write_allowed=$?; \
+         (echo x > {dp}/written); echo write_killed=$?; \
+         /usr/bin/true; echo exec_allowed=$?; \
+         {dp}/forbidden/prog; echo exec_killed=$?"
+    );
+    let run = |in_agent: bool| -> Result<Value, String> {
+        let join = if in_agent {
+            format!("echo $$ > {cgroup}/cgroup.procs; ")
+        } else {
+            String::new()
+        };
+        // Without cargo's library path: the dynamic loader's failed opens of libraries in
+        // its directories are violations too (not killed: nothing was opened).
+        let child = Command::new("/usr/bin/dash")
+            .args(["-c", &format!("{join}{commands}")])
+            .env_remove("LD_LIBRARY_PATH")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let pid = child.id();
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let results: serde_json::Map<String, Value> = stdout
+            .lines()
+            .filter_map(|l| {
+                let (name, result) = l.split_once('=')?;
+                Some((name.to_owned(), json!(result)))
+            })
+            .collect();
+        Ok(json!({
+            "pid": pid,
+            "results": results,
+            "read_secret": stdout.contains("SECRET-CONTENT"),
+            "stderr": String::from_utf8_lossy(&out.stderr),
+        }))
+    };
+    facts["as_agent"] = run(true)?;
+    facts["written_after_agent"] = json!(fs::read_to_string(dir.join("written")).ok());
+    let _ = fs::remove_file(dir.join("written"));
+    facts["bystander"] = run(false)?;
+    let agent_pid = facts["as_agent"]["pid"].clone();
+    running.wait_for(RECORD_TIMEOUT, |r| {
+        action(r) == "exit" && r["process"]["pid"] == agent_pid
+    });
+    facts["exit"] = json!(running.stop(STOP_TIMEOUT));
+    let _ = fs::remove_dir(&cgroup);
+    Ok(facts)
 }
 
 /// The enforcement run (`enforce-records.jsonl`, `enforce-sensor.stderr`): an agent with

@@ -67,6 +67,7 @@ const CHECKS: &[&str] = &[
     "no loss",
     "sources agree",
     "enforce",
+    "kill",
 ];
 
 pub fn check(dir: &Path) -> Outcome {
@@ -230,7 +231,152 @@ pub fn check(dir: &Path) -> Outcome {
     let bpf_lsm = out.offers.iter().any(|f| f == "lsm");
     out.checks.push(check_sources(dir, &records, w, bpf_lsm));
     out.checks.push(check_enforce(dir, &w["enforce"], bpf_lsm));
+    out.checks.push(check_kill(dir, &w["kill"]));
     out
+}
+
+/// Executables and files rules in kill mode, on every kernel: the agent's forbidden read,
+/// write and exec died of SIGKILL (status 137) before returning (the secret's content never
+/// printed; the forbidden write's file created, as after the fact, and empty), its allowed
+/// ones and a bystander's same commands succeeded; exactly three `killed` decisions, each
+/// linked by sequence to the agent's `open` (`file.policy_killed`) or `exec`
+/// (`process.policy_killed`) record, whose process's `exit` says signal 9.
+fn check_kill(dir: &Path, k: &Value) -> Check {
+    const NAME: &str = "kill";
+    if k.is_null() {
+        return fail(NAME, "not run: the scenario stopped before it");
+    }
+    if k["started"] != true {
+        return fail(
+            NAME,
+            format!(
+                "the sensor with kill rules did not start ({}): {}",
+                k["exit"].as_str().unwrap_or("?"),
+                sensor_error(&dir.join("kill-sensor.stderr"))
+            ),
+        );
+    }
+    let expect = |who: &str, want: &[(&str, &str)]| -> Result<(), String> {
+        for (name, v) in want {
+            let got = k[who]["results"][name].as_str();
+            if got != Some(*v) {
+                return Err(format!(
+                    "{who}: {name} = {} (want {v}); stderr: {}",
+                    got.unwrap_or("missing"),
+                    one_line(k[who]["stderr"].as_str().unwrap_or(""))
+                ));
+            }
+        }
+        Ok(())
+    };
+    let checked = expect(
+        "as_agent",
+        &[
+            ("read_allowed", "0"),
+            ("read_killed", "137"),
+            ("write_allowed", "0"),
+            ("write_killed", "137"),
+            ("exec_allowed", "0"),
+            ("exec_killed", "137"),
+        ],
+    )
+    .and_then(|()| {
+        expect(
+            "bystander",
+            &[
+                ("read_allowed", "0"),
+                ("read_killed", "0"),
+                ("write_allowed", "0"),
+                ("write_killed", "0"),
+                ("exec_allowed", "0"),
+                ("exec_killed", "0"),
+            ],
+        )
+    });
+    if let Err(why) = checked {
+        return fail(NAME, why);
+    }
+    if k["as_agent"]["read_secret"] != false || k["bystander"]["read_secret"] != true {
+        return fail(
+            NAME,
+            "the forbidden file's content reached the agent, or not the bystander",
+        );
+    }
+    if k["written_after_agent"] != "" {
+        return fail(
+            NAME,
+            format!(
+                "the forbidden write's file after the agent: {} (want created and empty)",
+                k["written_after_agent"]
+            ),
+        );
+    }
+    let records: Vec<Value> = fs::read_to_string(dir.join("kill-records.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let decisions: Vec<&Value> = records
+        .iter()
+        .filter(|r| action(r) == "policy_decision")
+        .collect();
+    let summary: Vec<String> = decisions
+        .iter()
+        .map(|d| {
+            let p = &d["policy"];
+            format!(
+                "{} {} {} {}",
+                p["rule"].as_str().unwrap_or("?"),
+                p["mode"].as_str().unwrap_or("?"),
+                p["outcome"].as_str().unwrap_or("?"),
+                p["target"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let path = |key: &str| k[key].as_str().unwrap_or("?").to_owned();
+    let want = [
+        format!("files.read kill killed {}", path("secret")),
+        format!("files.write kill killed {}", path("written")),
+        format!("executables kill killed {}", path("forbidden")),
+    ];
+    if summary != want {
+        return fail(NAME, format!("decisions {summary:?}, want {want:?}"));
+    }
+    for d in decisions {
+        let seq = &d["policy"]["action"]["sequence"];
+        let Some(acted) = records.iter().find(|r| &r["chain"]["sequence"] == seq) else {
+            return fail(NAME, format!("no record at the decision's sequence {seq}"));
+        };
+        let (want_action, flag) = if d["policy"]["rule"] == "executables" {
+            ("exec", &acted["process"]["policy_killed"])
+        } else {
+            ("open", &acted["file"]["policy_killed"])
+        };
+        let pid = &acted["process"]["pid"];
+        let exit_signal = records
+            .iter()
+            .find(|r| action(r) == "exit" && &r["process"]["pid"] == pid)
+            .map(|r| r["process"]["exit_signal"]["number"].clone());
+        if action(acted) != want_action
+            || flag != true
+            || acted["identity"]["agent"]["id"] != KILLER
+            || exit_signal != Some(Value::from(9))
+        {
+            return fail(
+                NAME,
+                format!(
+                    "decision {} links to {acted} (its exit signal: {exit_signal:?})",
+                    d["policy"]
+                ),
+            );
+        }
+    }
+    pass(
+        NAME,
+        "SIGKILL (137) for the agent's forbidden read (nothing printed), write (file created, \
+         empty) and exec, before each returned; allowed ones and the bystander unaffected; \
+         three killed decisions linked to flagged records with signal-9 exits",
+    )
 }
 
 /// Executables and files rules in enforce mode. Where the probe found BPF LSM: the agent's
@@ -398,6 +544,8 @@ fn check_enforce(dir: &Path, e: &Value, bpf_lsm: bool) -> Check {
 
 /// The enforcement run's agent (tests/src/bin/kernel-matrix-scenario.rs).
 const ENFORCER: &str = "matrix-enforcer";
+/// The kill-mode run's agent.
+const KILLER: &str = "matrix-killer";
 
 /// Where the kernel has BPF LSM, the sensor took the addresses of connects, binds and sends
 /// from its hooks; a second run with the hooks off made the same calls. Both sources must give

@@ -1,0 +1,264 @@
+//! `files` rules in `kill` mode, end to end on this kernel (which has no BPF LSM): an agent's
+//! shell reads and writes allowed and forbidden files; each forbidden open is followed by
+//! SIGKILL from the kernel before the syscall returns (the shell sees status 137, and the
+//! content of a forbidden read never reaches the process: `cat` dies before it can print it),
+//! its open record says so, and a decision record `killed` links to it. Allowed opens, the same
+//! commands run by a bystander, and a forbidden read under an operator's `files.read`
+//! exception go through; when the exception ends, the kill is back.
+use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
+
+use sensor_tests::{Sensor, Value, action, cgroup2_root, pid_of, scratch_dir, sensor_binary};
+
+/// The shell's report of each command: `NAME=STATUS` lines (137 = killed by SIGKILL).
+fn statuses(out: &std::process::Output) -> Vec<(String, i32)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, status) = l.split_once('=')?;
+            Some((name.to_owned(), status.parse().ok()?))
+        })
+        .collect()
+}
+
+fn s(name: &str, status: i32) -> (String, i32) {
+    (name.to_owned(), status)
+}
+
+#[test]
+fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are_not() {
+    let dir = scratch_dir("file-kill");
+    let (allowed, out) = (dir.join("allowed"), dir.join("out"));
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(allowed.join("data"), "allowed-data\n").unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "SECRET-CONTENT\n").unwrap();
+    let forbidden = dir.join("forbidden");
+    let cg_name = format!("agent-sensor-file-kill-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
+    std::fs::create_dir_all(&cg).unwrap();
+    let socket = dir.join("control.sock");
+    let (a, o) = (allowed.display(), out.display());
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: reader\n    selectors: [{{cgroup: /{cg_name}}}]\n    policy:\n      version: \"files-kill-1\"\n      files:\n        mode: kill\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/dev/**\", \"{a}/**\"]}}\n        write: {{paths: [\"/dev/**\", \"{o}/*\"]}}\n"
+        ),
+    )
+    .unwrap();
+    let check = Command::new(sensor_binary())
+        .args(["identities", "check"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("files kill"),
+        "{check:?}"
+    );
+    let config = sensor_tests::write_identities_config(&dir, &socket);
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    // Each command in a child (a subshell for redirections): the shell itself opens nothing
+    // once it is the agent's, so it lives to report each status.
+    let script = |in_agent: bool| {
+        let mut s = String::new();
+        if in_agent {
+            let _ = write!(s, "echo $$ > {cg}/cgroup.procs; ");
+        }
+        let (sec, forb) = (secret.display(), forbidden.display());
+        let _ = write!(
+            s,
+            "/usr/bin/cat {a}/data; echo read=$?; /usr/bin/cat {sec}; echo secret=$?; \
+             (echo written > {o}/file); echo write=$?; (echo written > {forb}); echo forbidden=$?"
+        );
+        s
+    };
+    // Without cargo's library path (`cargo test` sets one): the dynamic loader's failed opens
+    // of libraries there would be violations too (not killed: they opened nothing).
+    let run = |in_agent: bool| {
+        Command::new("/usr/bin/dash")
+            .args(["-c", &script(in_agent)])
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap()
+    };
+    let killed_both = [
+        s("read", 0),
+        s("secret", 137),
+        s("write", 0),
+        s("forbidden", 137),
+    ];
+    let agent = run(true);
+    assert_eq!(statuses(&agent), killed_both, "{agent:?}");
+    let printed = String::from_utf8_lossy(&agent.stdout);
+    assert!(printed.contains("allowed-data"), "{printed}");
+    // The forbidden read's content never reached the process: cat died in the open.
+    assert!(!printed.contains("SECRET"), "{printed}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("file")).unwrap(),
+        "written\n"
+    );
+    // After the fact: the open happened (O_CREAT made the file), nothing was written.
+    assert_eq!(std::fs::read_to_string(&forbidden).unwrap(), "");
+    std::fs::remove_file(&forbidden).unwrap();
+
+    let bystander = run(false);
+    assert!(
+        statuses(&bystander).iter().all(|(_, s)| *s == 0),
+        "a bystander is never killed: {bystander:?}"
+    );
+    assert!(String::from_utf8_lossy(&bystander.stdout).contains("SECRET-CONTENT"));
+    assert_eq!(std::fs::read_to_string(&forbidden).unwrap(), "written\n");
+    std::fs::write(&forbidden, "").unwrap();
+
+    // Under a files.read exception the forbidden read goes through; writes are still
+    // killed; after it, the read is killed again.
+    let except = Command::new(sensor_binary())
+        .args(["except", "--agent", "reader", "--rule", "files.read"])
+        .args(["--seconds", "2", "--author", "alice", "--reason", "INC-8"])
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(except.status.success(), "{except:?}");
+    let excepted = run(true);
+    assert_eq!(
+        statuses(&excepted),
+        [
+            s("read", 0),
+            s("secret", 0),
+            s("write", 0),
+            s("forbidden", 137)
+        ],
+        "{excepted:?}"
+    );
+    assert!(String::from_utf8_lossy(&excepted.stdout).contains("SECRET-CONTENT"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = run(true);
+    assert_eq!(
+        statuses(&after),
+        killed_both,
+        "the exception ended: {after:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&forbidden).unwrap(), "");
+
+    sensor.wait_for_count("the decisions", 6, |r| action(r) == "policy_decision");
+    let done = sensor.stop();
+    let records = &done.records;
+    let decisions: Vec<&Value> = records
+        .iter()
+        .filter(|r| action(r) == "policy_decision")
+        .collect();
+    let summary: Vec<(&str, &str, &str)> = decisions
+        .iter()
+        .map(|d| {
+            (
+                d["policy"]["rule"].as_str().unwrap(),
+                d["policy"]["target"].as_str().unwrap(),
+                d["policy"]["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (sec, forb) = (
+        secret.display().to_string(),
+        forbidden.display().to_string(),
+    );
+    let (read, write) = (("files.read", sec.as_str()), ("files.write", forb.as_str()));
+    assert_eq!(
+        summary,
+        [
+            (read.0, read.1, "killed"),
+            (write.0, write.1, "killed"),
+            (read.0, read.1, "allowed"),
+            (write.0, write.1, "killed"),
+            (read.0, read.1, "killed"),
+            (write.0, write.1, "killed"),
+        ],
+        "{decisions:#?}"
+    );
+    for d in &decisions {
+        assert_eq!(d["policy"]["mode"], "kill");
+        assert_eq!(d["policy"]["version"], "files-kill-1");
+        assert_eq!(d["identity"]["agent"]["id"], "reader");
+        // Linked to its open record, which says whether the process was killed.
+        let open = records
+            .iter()
+            .find(|r| r["chain"]["sequence"] == d["policy"]["action"]["sequence"])
+            .expect("the linked record");
+        assert_eq!(action(open), "open");
+        assert_eq!(open["chain"]["hash"], d["policy"]["action"]["hash"]);
+        assert_eq!(open["event"]["outcome"], "success", "{open:#}");
+        let killed = d["policy"]["outcome"] == "killed";
+        assert_eq!(
+            open["file"]["policy_killed"].as_bool().unwrap_or(false),
+            killed,
+            "{open:#}"
+        );
+        if killed {
+            let pid = pid_of(open);
+            let exit = records
+                .iter()
+                .find(|r| action(r) == "exit" && pid_of(r) == pid)
+                .expect("the killed process's exit");
+            assert_eq!(exit["process"]["exit_signal"]["number"], 9, "{exit:#}");
+        } else {
+            assert!(d["policy"]["exception"]["sequence"].is_u64(), "{d:#}");
+        }
+    }
+    // Nobody else's open is flagged: not the bystander's, not the allowed ones.
+    let flagged = records
+        .iter()
+        .filter(|r| r["file"]["policy_killed"] == true)
+        .count();
+    assert_eq!(flagged, 5);
+    let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `identities check` says what it accepts in kill mode and refuses what the kernel cannot
+/// hold, with the line.
+#[test]
+fn identities_check_holds_files_kill_rules_to_what_the_kernel_can_check() {
+    let dir = scratch_dir("file-kill-check");
+    let check = |policy: &str| {
+        let manifest = dir.join("agents.yaml");
+        std::fs::write(
+            &manifest,
+            format!("agents:\n  - id: a\n    selectors: [{{uid: 4242}}]\n    policy:\n{policy}"),
+        )
+        .unwrap();
+        let out = Command::new(sensor_binary())
+            .args(["identities", "check"])
+            .arg(Path::new(&manifest))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = check(
+        "      files:\n        mode: kill\n        read: {paths: [\"/srv/**\", \"/etc/hosts\", \"/opt/x/*\"]}\n",
+    );
+    assert!(
+        ok && said.contains("files kill (3 read, 0 write)"),
+        "{said}"
+    );
+    let (ok, said) =
+        check("      files:\n        mode: kill\n        read: {paths: [\"/srv/*/x\"]}\n");
+    assert!(
+        !ok && said.contains(":6:9:")
+            && said.contains("mode kill: files read path \"/srv/*/x\": only exact paths"),
+        "{said}"
+    );
+    let (ok, said) = check(
+        "      files:\n        mode: kill\n        read: {paths: [\"/srv/**\"], classes: [ssh_key]}\n",
+    );
+    assert!(
+        !ok && said.contains("mode kill: files read class \"ssh_key\": file classes cannot be"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
