@@ -290,8 +290,9 @@ fn identities_check_holds_files_kill_rules_to_what_the_kernel_can_check() {
 
 /// A files and an executables rule in kill mode with `fail_closed: true`: the kill checks'
 /// programs are pinned, so an agent (a long-lived shell in its cgroup) that reads a forbidden
-/// file or runs a forbidden program is still killed after the sensor is killed (SIGKILL); a
-/// bystander is not; removing the pin directory releases it.
+/// file or runs a forbidden program is still killed after the sensor is killed (SIGKILL),
+/// after a restart and after a clean stop (SIGTERM); a bystander is not; removing the pin
+/// directory releases it.
 #[test]
 fn a_fail_closed_kill_rule_outlives_the_sensor_until_released() {
     use std::io::{BufRead as _, BufReader, Write as _};
@@ -394,6 +395,32 @@ fn a_fail_closed_kill_rule_outlives_the_sensor_until_released() {
     assert_eq!(ask("run", &prog), 137, "fail-closed after SIGKILL");
     assert_eq!(ask("run", Path::new("/usr/bin/true")), 0);
     assert_eq!(bystander(&secret), Some(0));
+
+    // Restarted: still killed, the earlier run's pins replaced by this run's; stopped cleanly
+    // (SIGTERM): still killed.
+    let first: Vec<_> = std::fs::read_dir(PIN_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    assert_eq!(ask("read", &secret), 137, "after a restart");
+    let second: Vec<_> = std::fs::read_dir(PIN_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first, "the earlier run's pins were released");
+    let stopped = sensor.stop();
+    assert!(
+        stopped
+            .stderr
+            .contains("stay enforced after the sensor stops"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(ask("read", &secret), 137, "fail-closed after SIGTERM");
+    assert_eq!(ask("run", &prog), 137, "fail-closed after SIGTERM");
+    assert_eq!(ask("read", hosts), 0);
 
     // Released: nothing is killed any more.
     std::fs::remove_dir_all(PIN_DIR).unwrap();
