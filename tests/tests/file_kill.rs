@@ -4,7 +4,9 @@
 //! content of a forbidden read never reaches the process: `cat` dies before it can print it),
 //! its open record says so, and a decision record `killed` links to it. Allowed opens, the same
 //! commands run by a bystander, and a forbidden read under an operator's `files.read`
-//! exception go through; when the exception ends, the kill is back.
+//! exception go through; when the exception ends, the kill is back. A forbidden open that
+//! fails (the file does not exist) opened nothing: not killed, its decision says `violation`
+//! and why.
 use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
 
 use sensor_tests::{Sensor, Value, action, cgroup2_root, pid_of, scratch_dir, sensor_binary};
@@ -70,7 +72,8 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
         let _ = write!(
             s,
             "/usr/bin/cat {a}/data; echo read=$?; /usr/bin/cat {sec}; echo secret=$?; \
-             (echo written > {o}/file); echo write=$?; (echo written > {forb}); echo forbidden=$?"
+             (echo written > {o}/file); echo write=$?; (echo written > {forb}); echo forbidden=$?; \
+             /usr/bin/cat {sec}-missing 2>/dev/null; echo missing=$?"
         );
         s
     };
@@ -88,6 +91,7 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
         s("secret", 137),
         s("write", 0),
         s("forbidden", 137),
+        s("missing", 1),
     ];
     let agent = run(true);
     assert_eq!(statuses(&agent), killed_both, "{agent:?}");
@@ -105,13 +109,18 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
 
     let bystander = run(false);
     assert!(
-        statuses(&bystander).iter().all(|(_, s)| *s == 0),
+        statuses(&bystander)
+            .iter()
+            .all(|(n, s)| *s == i32::from(n == "missing")),
         "a bystander is never killed: {bystander:?}"
     );
     assert!(String::from_utf8_lossy(&bystander.stdout).contains("SECRET-CONTENT"));
     assert_eq!(std::fs::read_to_string(&forbidden).unwrap(), "written\n");
     std::fs::write(&forbidden, "").unwrap();
 
+    // The decisions so far are made before the exception is granted (the daemon decides as
+    // it reads the records: a failed open's decision follows the exceptions then in force).
+    sensor.wait_for_count("the first decisions", 3, |r| action(r) == "policy_decision");
     // Under a files.read exception the forbidden read goes through; writes are still
     // killed; after it, the read is killed again.
     let except = Command::new(sensor_binary())
@@ -129,7 +138,8 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
             s("read", 0),
             s("secret", 0),
             s("write", 0),
-            s("forbidden", 137)
+            s("forbidden", 137),
+            s("missing", 1),
         ],
         "{excepted:?}"
     );
@@ -143,7 +153,7 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
     );
     assert_eq!(std::fs::read_to_string(&forbidden).unwrap(), "");
 
-    sensor.wait_for_count("the decisions", 6, |r| action(r) == "policy_decision");
+    sensor.wait_for_count("the decisions", 9, |r| action(r) == "policy_decision");
     let done = sensor.stop();
     let records = &done.records;
     let decisions: Vec<&Value> = records
@@ -164,16 +174,21 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
         secret.display().to_string(),
         forbidden.display().to_string(),
     );
+    let missing = format!("{sec}-missing");
     let (read, write) = (("files.read", sec.as_str()), ("files.write", forb.as_str()));
+    let gone = ("files.read", missing.as_str());
     assert_eq!(
         summary,
         [
             (read.0, read.1, "killed"),
             (write.0, write.1, "killed"),
+            (gone.0, gone.1, "violation"),
             (read.0, read.1, "allowed"),
             (write.0, write.1, "killed"),
+            (gone.0, gone.1, "allowed"),
             (read.0, read.1, "killed"),
             (write.0, write.1, "killed"),
+            (gone.0, gone.1, "violation"),
         ],
         "{decisions:#?}"
     );
@@ -188,7 +203,17 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
             .expect("the linked record");
         assert_eq!(action(open), "open");
         assert_eq!(open["chain"]["hash"], d["policy"]["action"]["hash"]);
-        assert_eq!(open["event"]["outcome"], "success", "{open:#}");
+        let failed = d["policy"]["target"] == missing.as_str();
+        let outcome = if failed { "failure" } else { "success" };
+        assert_eq!(open["event"]["outcome"], outcome, "{open:#}");
+        if d["policy"]["outcome"] == "violation" {
+            let reason = d["policy"]["reason"].as_str().unwrap();
+            assert!(
+                reason
+                    .ends_with("the kernel did not stop it (the open failed: nothing was opened)"),
+                "{reason}"
+            );
+        }
         let killed = d["policy"]["outcome"] == "killed";
         assert_eq!(
             open["file"]["policy_killed"].as_bool().unwrap_or(false),
@@ -202,7 +227,7 @@ fn forbidden_opens_are_killed_before_they_return_allowed_ones_and_bystanders_are
                 .find(|r| action(r) == "exit" && pid_of(r) == pid)
                 .expect("the killed process's exit");
             assert_eq!(exit["process"]["exit_signal"]["number"], 9, "{exit:#}");
-        } else {
+        } else if d["policy"]["outcome"] == "allowed" {
             assert!(d["policy"]["exception"]["sequence"].is_u64(), "{d:#}");
         }
     }
