@@ -180,6 +180,7 @@ impl Rules {
                     None
                 },
                 user,
+                addresses: Default::default(),
             };
             let started = timed(self.timing[1]);
             self.native.evaluate(&view, sequence, &mut |fired| {

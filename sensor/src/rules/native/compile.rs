@@ -145,6 +145,8 @@ impl Node {
             Node::Or(a, b) => a.matches(view) || b.matches(view),
             Node::Not(a) => !a.matches(view),
             Node::Exists(f) => view.values(*f).next().is_some(),
+            // Address fields are single-valued; their text is parsed once per record.
+            Node::Test(f, Test::Cidr(c)) => view.address(*f).is_some_and(|a| c.contains(a)),
             Node::Test(f, test) => view.values(*f).any(|v| test.passes(v)),
         }
     }
@@ -191,7 +193,6 @@ impl Test {
             (Test::PathGlob(g), Value::Text(v)) => g.matches(v.as_bytes()),
             (Test::NameGlob(g), Value::Text(v)) => g.matches(v.as_bytes()),
             (Test::Regex(r), Value::Text(v)) => r.is_match(v),
-            (Test::Cidr(c), Value::Text(v)) => v.parse().is_ok_and(|a| c.contains(a)),
             _ => false,
         }
     }
@@ -480,6 +481,7 @@ mod tests {
             parent: Some(&parent),
             tree: None,
             user: Some("alice"),
+            addresses: Default::default(),
         };
         compiled(text)
             .unwrap_or_else(|e| panic!("{text}: {e:?}"))

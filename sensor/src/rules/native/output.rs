@@ -132,6 +132,7 @@ mod tests {
             parent: None,
             tree: None,
             user: Some("alice"),
+            addresses: Default::default(),
         };
         Template::parse(template).unwrap().render(&view)
     }

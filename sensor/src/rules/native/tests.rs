@@ -23,6 +23,7 @@ fn fire(rules: &mut NativeRules, fields: &Fields<'_>, seq: u64) -> Vec<(String, 
         parent: None,
         tree: None,
         user: None,
+        addresses: Default::default(),
     };
     let mut out = Vec::new();
     rules.evaluate(&view, Some(seq), &mut |f| {
