@@ -9,11 +9,10 @@
 //! sealed record: when they fall behind, the loop's inbox fills, then the kernel's ring
 //! buffer, and the kernel counts what it could not write (a `gap` record), as for any slow
 //! stage; the kernel reader itself never waits on them.
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
+// Seeded, and far cheaper than SipHash for the uid looked up on every record.
+use foldhash::HashMap;
 use serde_json::Value;
 
 use crate::{

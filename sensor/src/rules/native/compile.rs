@@ -472,8 +472,8 @@ mod tests {
 
     fn holds(text: &str, fields: &Fields<'_>) -> bool {
         let parent = Image {
-            executable: Some("/usr/bin/python3".to_owned()),
-            command_line: Some("python3 agent.py".to_owned()),
+            executable: Some("/usr/bin/python3".into()),
+            command_line: Some("python3 agent.py".into()),
             ..Image::default()
         };
         let view = View {
