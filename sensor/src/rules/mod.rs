@@ -31,7 +31,10 @@ pub mod workflow;
 
 use fields::{Category, Fields};
 use lineage::Lineage;
-use native::{NativeRules, field::View};
+use native::{
+    NativeRules,
+    field::{Addresses, View},
+};
 use sigma::{Rejection, RuleInfo, SigmaEngine, SigmaEvent, SigmaRules};
 
 /// The loaded rules and what they remember; see the module doc.
@@ -179,7 +182,7 @@ impl Rules {
                     None
                 },
                 user,
-                addresses: Default::default(),
+                addresses: Addresses::default(),
             };
             let started = timed(self.timing[1]);
             self.native.evaluate(&view, sequence, &mut |fired| {

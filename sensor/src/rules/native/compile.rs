@@ -413,7 +413,11 @@ impl Compiler<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{fields::Fields, lineage::Image, native::lang::parse};
+    use crate::rules::{
+        fields::Fields,
+        lineage::Image,
+        native::{field::Addresses, lang::parse},
+    };
 
     type Macros = HashMap<String, Result<Expr, SyntaxError>>;
 
@@ -481,7 +485,7 @@ mod tests {
             parent: Some(&parent),
             tree: None,
             user: Some("alice"),
-            addresses: Default::default(),
+            addresses: Addresses::default(),
         };
         compiled(text)
             .unwrap_or_else(|e| panic!("{text}: {e:?}"))
