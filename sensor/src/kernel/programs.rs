@@ -99,8 +99,12 @@ pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
 pub(crate) const PIPE_PROGRAMS: &[(&str, &str)] = &[
     ("enter_pipe_write", "sys_enter_write"),
     ("enter_pipe_read", "sys_enter_read"),
+    ("enter_pipe_writev", "sys_enter_writev"),
+    ("enter_pipe_readv", "sys_enter_readv"),
     ("exit_pipe", "sys_exit_write"),
     ("exit_pipe", "sys_exit_read"),
+    ("exit_pipe_vectored", "sys_exit_writev"),
+    ("exit_pipe_vectored", "sys_exit_readv"),
 ];
 
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
