@@ -1224,9 +1224,10 @@ pub mod tls_flags {
     pub const TRUNCATED: u16 = 1 << 0;
     /// The plaintext could not be read from the process's memory: no data follows.
     pub const UNREADABLE: u16 = 1 << 1;
-    /// No call moved bytes: the process freed the connection object (`SSL_free`), which ends
-    /// the connection; the library may give its address to the next one. No data follows and
-    /// the direction is 0.
+    /// No call moved bytes: the process freed the connection object (`SSL_free`,
+    /// `gnutls_deinit`) or reset it for another connection (`SSL_clear`), which ends the
+    /// connection; the object, or its address, may name the next one. No data follows and the
+    /// direction is 0.
     pub const ENDED: u16 = 1 << 2;
 }
 
