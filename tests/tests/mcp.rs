@@ -6,7 +6,7 @@
 //! the call's window), secrets masked, a result over the bound flagged incomplete. The same
 //! client run by an agent that did not opt in, and by a process of no agent, leaves nothing.
 //! A Node.js server of the npm SDK (`tests/mcp/server.cjs`) that batches its messages into
-//! `writev` calls is recorded as whole. Over the streamable HTTP transport (`tests/mcp/http_server.py` and `http_client.py`, over
+//! `writev` calls, and the Python one reading its requests with `readv`, are recorded as whole. Over the streamable HTTP transport (`tests/mcp/http_server.py` and `http_client.py`, over
 //! HTTPS with a test CA), the agent's calls are read from its TLS capture: the same records,
 //! and no `llm_exchange` for MCP's traffic.
 use std::{
@@ -57,6 +57,8 @@ fn node_modules() -> PathBuf {
 enum Server {
     /// `tests/mcp/server.py`: the PyPI SDK's, writing each message with `write`.
     Python,
+    /// The same, reading its standard input with `readv` into two iovecs.
+    PythonReadv,
     /// `tests/mcp/server.cjs`: the npm SDK's under Node.js, batching the messages of a turn of
     /// its event loop into one `writev`.
     Node,
@@ -68,6 +70,7 @@ fn client(cg: Option<&str>, note: &str, server: Server) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/client.py");
     let modules = match server {
         Server::Python => String::new(),
+        Server::PythonReadv => "readv".to_owned(),
         Server::Node => node_modules().display().to_string(),
     };
     // The secret goes by the environment: argv (the shell's too) is in the trail.
@@ -172,24 +175,39 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
 /// flagged incomplete and the calls after it are whole.
 #[test]
 fn an_mcp_servers_vectored_writes_are_captured_whole() {
-    let dir = scratch_dir("mcp-writev");
+    vectored(Server::Node, "writev", "node");
+}
+
+/// An MCP server that reads its requests with `readv` (the PyPI SDK's, its standard input read
+/// into two iovecs, 64 bytes and the rest, so most requests span both): every call is
+/// recorded whole.
+#[test]
+fn an_mcp_servers_vectored_reads_are_captured_whole() {
+    vectored(Server::PythonReadv, "readv", "python3");
+}
+
+/// The client's calls to `server` (whose process is named `name`) by an opted-in agent, each
+/// recorded once, field by field.
+fn vectored(server: Server, tag: &str, name: &str) {
+    let dir = scratch_dir(&format!("mcp-{tag}"));
     let note = dir.join("note.txt");
     std::fs::write(&note, "the vectored note's text\n").unwrap();
     let note = note.to_str().unwrap().to_owned();
-    let tag = std::process::id();
-    let cg = format!("{}/agent-sensor-mcp-writev-{tag}", cgroup2_root());
+    let cg_name = format!("agent-sensor-mcp-{tag}-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
     let manifest = dir.join("agents.yaml");
     std::fs::write(
         &manifest,
         format!(
-            "agents:\n  - id: mcp-on\n    selectors: [{{cgroup: /agent-sensor-mcp-writev-{tag}/**}}]\n    capture: {{stdio: true, content: redacted, max_bytes: 16384}}\n"
+            "agents:\n  - id: mcp-on\n    selectors: [{{cgroup: /{cg_name}/**}}]\n    capture: {{stdio: true, content: redacted, max_bytes: 16384}}\n"
         ),
     )
     .unwrap();
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
-    let log = client(Some(&cg), &note, Server::Node);
-    // `big`'s is given out at the stop (see `check_calls`).
-    sensor.wait_for_count("the MCP calls", 5, |r| action(r) == "mcp_call");
+    let log = client(Some(&cg), &note, server);
+    // The npm SDK's `big` is given out at the stop (see `check_calls`).
+    let whole = if server == Server::Node { 5 } else { 6 };
+    sensor.wait_for_count("the MCP calls", whole, |r| action(r) == "mcp_call");
     let done = sensor.stop();
     let _ = std::fs::remove_dir(&cg);
     let calls: Vec<&Value> = done
@@ -204,8 +222,8 @@ fn an_mcp_servers_vectored_writes_are_captured_whole() {
         .iter()
         .find(|r| action(r) == "exec" && r["process"]["pid"] == server_pid)
         .expect("the server's exec record");
-    assert_eq!(server_exec["process"]["name"], "node", "{server_exec}");
-    check_calls(&done, &log, &note, &calls, "redacted", Server::Node);
+    assert_eq!(server_exec["process"]["name"], name, "{server_exec}");
+    check_calls(&done, &log, &note, &calls, "redacted", server);
 }
 
 /// The checks of an opted-in agent's calls (`calls`) made by `client` (which logged `log`),
@@ -285,7 +303,7 @@ fn check_calls(
     assert_eq!(result["content"][0]["text"], log["read_note"]);
     // The npm SDK leaves `isError` out of a result that is not an error.
     let not_error = match server {
-        Server::Python => Value::Bool(false),
+        Server::Python | Server::PythonReadv => Value::Bool(false),
         Server::Node => Value::Null,
     };
     assert_eq!(x["is_error"], not_error, "{x}");
@@ -321,7 +339,9 @@ fn check_calls(
     assert_eq!(x["incomplete"], true, "{x}");
     assert!(x.get("result").is_none(), "{x}");
     match server {
-        Server::Python => assert!(x["response_bytes"].as_u64().unwrap() >= 16384, "{x}"),
+        Server::Python | Server::PythonReadv => {
+            assert!(x["response_bytes"].as_u64().unwrap() >= 16384, "{x}");
+        }
         Server::Node => assert!(x.get("response_bytes").is_none(), "{x}"),
     }
 
