@@ -1,9 +1,11 @@
-//! Pipe traffic of opted-in agents (an MCP server's stdio, for one): `read` and `write` on a
-//! pipe by a process whose agent turns stdio capture on are remembered at the syscall's entry
-//! (the fd is checked to be a pipe there, by its inode's mode) and copied at its exit, bounded
-//! by the agent's `max_bytes`, into a [`PipeRecord`] with the pipe's stream position, so the
-//! daemon can tell a hole (a loss or a cut) from a whole stream. Any other process pays one
-//! map lookup per call (two if it is another agent's), and is never copied.
+//! Pipe traffic of opted-in agents (an MCP server's stdio, for one): `read`, `write`, `readv`
+//! and `writev` on a pipe by a process whose agent turns stdio capture on are remembered at the
+//! syscall's entry (the fd is checked to be a pipe there, by its inode's mode) and copied at
+//! its exit, bounded by the agent's `max_bytes`, into a [`PipeRecord`] with the pipe's stream
+//! position, so the daemon can tell a hole (a loss or a cut) from a whole stream. A vectored
+//! call gives one record per iovec it moved bytes through, for its first [`PIPE_IOV_CAP`]
+//! iovecs, and one record without data (a hole) for the bytes of the rest. Any other process
+//! pays one map lookup per call (two if it is another agent's), and is never copied.
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_user,
@@ -13,7 +15,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use sensor_common::{
-    PipeCall, PipeKey, PipeRecord, TLS_DATA_CAP, kind, pipe_direction, pipe_flags,
+    PIPE_IOV_CAP, PipeCall, PipeKey, PipeRecord, TLS_DATA_CAP, TlsCapture, TrackedProcess, kind,
+    pipe_direction, pipe_flags,
 };
 
 use crate::{
@@ -31,13 +34,25 @@ const S_IFIFO: u16 = 0o010000;
 
 #[tracepoint]
 pub fn enter_pipe_write(ctx: TracePointContext) -> u32 {
-    let _ = enter(&ctx, pipe_direction::WRITE);
+    let _ = enter(&ctx, pipe_direction::WRITE, false);
     0
 }
 
 #[tracepoint]
 pub fn enter_pipe_read(ctx: TracePointContext) -> u32 {
-    let _ = enter(&ctx, pipe_direction::READ);
+    let _ = enter(&ctx, pipe_direction::READ, false);
+    0
+}
+
+#[tracepoint]
+pub fn enter_pipe_writev(ctx: TracePointContext) -> u32 {
+    let _ = enter(&ctx, pipe_direction::WRITE, true);
+    0
+}
+
+#[tracepoint]
+pub fn enter_pipe_readv(ctx: TracePointContext) -> u32 {
+    let _ = enter(&ctx, pipe_direction::READ, true);
     0
 }
 
@@ -49,16 +64,27 @@ fn arg(ctx: &TracePointContext, n: usize) -> Option<u64> {
     unsafe { ctx.read_at::<u64>(at) }.ok()
 }
 
-/// `read(fd, buf, count)`, `write(fd, buf, count)`: remembers the call of an opted-in agent's
-/// thread on a pipe until it returns.
+/// `read(fd, buf, count)`, `write(fd, buf, count)`, and with `vectored` `readv(fd, iov,
+/// iovcnt)`, `writev(fd, iov, iovcnt)`: remembers the call of an opted-in agent's thread on a
+/// pipe until it returns.
 #[inline(always)]
-fn enter(ctx: &TracePointContext, direction: u8) -> Option<()> {
+fn enter(ctx: &TracePointContext, direction: u8, vectored: bool) -> Option<()> {
     let id = bpf_get_current_pid_tgid();
     let who = observed((id >> 32) as u32)?;
     // SAFETY: copied out at once.
     let capture = *unsafe { PIPE_AGENTS.get(who.agent) }?;
     let fd = arg(ctx, 0)? as i32;
     let buf = arg(ctx, 1)?;
+    let iovs = if vectored {
+        // No iovec, nothing moved: not remembered (and 0 would mean a plain call).
+        let n = arg(ctx, 2)?.min(u64::from(u16::MAX)) as u16;
+        if n == 0 {
+            return None;
+        }
+        n
+    } else {
+        0
+    };
     let off = offsets();
     let file = CurrentTask::get().file(fd)?;
     let inode = file.follow(off.file_inode)?;
@@ -73,22 +99,35 @@ fn enter(ctx: &TracePointContext, direction: u8) -> Option<()> {
         capture,
         fd,
         direction,
-        _pad: [0; 3],
+        _pad: 0,
+        iovs,
     };
     PIPE_CALLS.insert(id, call, 0).ok()
 }
 
 #[tracepoint]
 pub fn exit_pipe(ctx: TracePointContext) -> u32 {
-    let _ = try_exit(&ctx);
+    let _ = try_exit(&ctx, false);
     0
 }
 
-fn try_exit(ctx: &TracePointContext) -> Option<()> {
+#[tracepoint]
+pub fn exit_pipe_vectored(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx, true);
+    0
+}
+
+/// What a call on a pipe moved, at its exit: its record (the iovecs' records, `vectored`), and
+/// its bytes counted in the pipe's stream position.
+#[inline(always)]
+fn try_exit(ctx: &TracePointContext, vectored: bool) -> Option<()> {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: copied out, then removed.
     let call = *unsafe { PIPE_CALLS.get(id) }?;
     let _ = PIPE_CALLS.remove(id);
+    if vectored != (call.iovs != 0) {
+        return None;
+    }
     // SAFETY: reading the tracepoint record; a bad offset is an error, not a fault.
     let ret = unsafe { ctx.read_at::<i64>(config().syscall_ret_offset as usize) }.ok()?;
     if ret <= 0 {
@@ -105,49 +144,104 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: copied out at once.
     let offset = unsafe { PIPE_OFFSETS.get(key) }.copied().unwrap_or(0);
     let _ = PIPE_OFFSETS.insert(key, offset + len, 0);
-    // SAFETY: this CPU's slot.
-    let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
-    // SAFETY: the scratch buffer is a map value (8-byte aligned) larger than the record, and
-    // any bit pattern is a valid record.
-    let r = unsafe { &mut *buf.as_mut_ptr().cast::<PipeRecord>() };
-    r.header = header(kind::PIPE, HEADER, who);
-    r.start_boottime = CurrentTask::get().process_start();
-    r.inode = call.inode;
-    r.ino = call.ino;
-    r.offset = offset;
-    r.len = len;
-    r.pid = id as u32;
-    r.tgid = (id >> 32) as u32;
-    r.fd = call.fd;
-    r.content = call.capture.content as u8;
-    r.direction = call.direction;
-    r._pad = [0; 3];
-    r.last = 0;
-    r.comm = current_comm();
-    let bound = call.capture.max_bytes.min(TLS_DATA_CAP) as u64;
-    let (want, mut flags) = if len > bound {
-        // SAFETY: a user pointer; a bad one is an error.
-        r.last = unsafe { bpf_probe_read_user((call.buf + len - 1) as *const u8) }.unwrap_or(0);
-        (bound, pipe_flags::TRUNCATED)
-    } else {
-        (len, 0)
+    let at = Piece {
+        id,
+        who,
+        call: &call,
     };
-    // Bounded against the constant on the very value passed (see `tls` and `bounds`).
-    let n = crate::bounds::opaque(want as usize);
-    let mut copied = 0u32;
-    // SAFETY: HEADER + TLS_DATA_CAP fits in the scratch buffer (asserted in sensor-common).
-    let dst = unsafe { buf.as_mut_ptr().add(HEADER) };
-    if n <= TLS_DATA_CAP as usize {
-        if unsafe { read_user_bytes(dst.cast(), n as u32, call.buf as *const _) } == 0 {
-            copied = n as u32;
-        } else {
-            flags |= pipe_flags::UNREADABLE;
+    if !vectored {
+        at.send(offset, len, call.buf, 0);
+        return Some(());
+    }
+    // The call moved its `len` bytes through the iovecs in order, filling each before the next.
+    let mut done = 0u64;
+    for i in 0..PIPE_IOV_CAP {
+        if done >= len || i >= u32::from(call.iovs) {
+            break;
+        }
+        // SAFETY: a user pointer; a bad one is an error.
+        let Ok(iov) =
+            (unsafe { bpf_probe_read_user((call.buf + u64::from(i) * 16) as *const [u64; 2]) })
+        else {
+            at.send(offset + done, len - done, 0, pipe_flags::UNREADABLE);
+            return Some(());
+        };
+        let piece = iov[1].min(len - done);
+        if piece != 0 {
+            at.send(offset + done, piece, iov[0], 0);
+            done += piece;
         }
     }
-    r.data_len = copied;
-    r.flags = flags;
-    let size = HEADER + copied as usize;
-    r.header.size = size as u32;
-    submit_bytes(kind::PIPE, buf, size);
+    if done < len {
+        // Bytes of iovecs past the cap: a hole the daemon sees at once.
+        at.send(offset + done, len - done, 0, pipe_flags::TRUNCATED);
+    }
     Some(())
+}
+
+/// The caller of a call on a pipe, for its records.
+struct Piece<'a> {
+    id: u64,
+    who: TrackedProcess,
+    call: &'a PipeCall,
+}
+
+impl Piece<'_> {
+    /// Sends the record of `len` bytes moved from `offset` of the stream, copied (bounded) from
+    /// `src`; none copied and `flags` set when `src` is 0.
+    #[inline(always)]
+    fn send(&self, offset: u64, len: u64, src: u64, flags: u16) -> Option<()> {
+        let (id, call) = (self.id, self.call);
+        let capture: TlsCapture = call.capture;
+        // SAFETY: this CPU's slot.
+        let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+        // SAFETY: the scratch buffer is a map value (8-byte aligned) larger than the record,
+        // and any bit pattern is a valid record.
+        let r = unsafe { &mut *buf.as_mut_ptr().cast::<PipeRecord>() };
+        r.header = header(kind::PIPE, HEADER, self.who);
+        r.start_boottime = CurrentTask::get().process_start();
+        r.inode = call.inode;
+        r.ino = call.ino;
+        r.offset = offset;
+        r.len = len;
+        r.pid = id as u32;
+        r.tgid = (id >> 32) as u32;
+        r.fd = call.fd;
+        r.content = capture.content as u8;
+        r.direction = call.direction;
+        r._pad = [0; 3];
+        r.last = 0;
+        r.comm = current_comm();
+        let mut copied = 0u32;
+        let mut flags = flags;
+        if src != 0 {
+            let bound = capture.max_bytes.min(TLS_DATA_CAP) as u64;
+            let want = if len > bound {
+                // SAFETY: a user pointer; a bad one is an error.
+                r.last = unsafe { bpf_probe_read_user((src + len - 1) as *const u8) }.unwrap_or(0);
+                flags |= pipe_flags::TRUNCATED;
+                bound
+            } else {
+                len
+            };
+            // Bounded against the constant on the very value passed (see `tls` and `bounds`).
+            let n = crate::bounds::opaque(want as usize);
+            // SAFETY: HEADER + TLS_DATA_CAP fits in the scratch buffer (asserted in
+            // sensor-common).
+            let dst = unsafe { buf.as_mut_ptr().add(HEADER) };
+            if n <= TLS_DATA_CAP as usize {
+                if unsafe { read_user_bytes(dst.cast(), n as u32, src as *const _) } == 0 {
+                    copied = n as u32;
+                } else {
+                    flags |= pipe_flags::UNREADABLE;
+                }
+            }
+        }
+        r.data_len = copied;
+        r.flags = flags;
+        let size = HEADER + copied as usize;
+        r.header.size = size as u32;
+        submit_bytes(kind::PIPE, buf, size);
+        Some(())
+    }
 }

@@ -1,8 +1,9 @@
 //! TLS plaintext of opted-in agents: uprobes on the TLS library's `SSL_write`, `SSL_read` and
 //! their `_ex` forms remember the call (connection, buffer) by thread, and one uretprobe on all
 //! four copies what the call moved, bounded by the agent's `max_bytes`, into a [`TlsRecord`].
-//! A uprobe on `SSL_free` says when a connection object ends (a [`TlsRecord`] with no data,
-//! flagged [`tls_flags::ENDED`]): the library hands its address to the next connection.
+//! A uprobe on `SSL_free` and `SSL_clear` (GnuTLS: `gnutls_deinit`) says when a connection
+//! object ends (a [`TlsRecord`] with no data, flagged [`tls_flags::ENDED`]): the library hands
+//! its address, or the program the object itself, to the next connection.
 //! A process that is not an opted-in agent's pays two map lookups per call and is never copied.
 use aya_ebpf::{
     helpers::{
@@ -48,8 +49,8 @@ pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `SSL_free(ssl)`: the connection object of an opted-in agent's process ends here, before
-/// its memory can name another connection.
+/// `SSL_free(ssl)`, `SSL_clear(ssl)`, `gnutls_deinit(session)`: the connection object of an
+/// opted-in agent's process ends here, before it (or its memory) can name another connection.
 #[uprobe]
 pub fn ssl_free(ctx: ProbeContext) -> u32 {
     let _ = try_free(&ctx);

@@ -246,8 +246,9 @@ pub struct TlsEvent {
     pub data: Vec<u8>,
     /// The plaintext could not be read from the process's memory.
     pub unreadable: bool,
-    /// No call: the process freed the connection object (`SSL_free`), so the connection
-    /// ended (`data` is empty); its address may name the process's next connection.
+    /// No call: the process freed the connection object (`SSL_free`, `gnutls_deinit`) or reset
+    /// it (`SSL_clear`), so the connection ended (`data` is empty); the object, or its
+    /// address, may name the process's next connection.
     pub ended: bool,
     /// The agent's content policy (0 full, 1 redacted, 2 digest).
     pub content: u8,

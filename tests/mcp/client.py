@@ -2,7 +2,10 @@
 initializes, lists the tools and calls them; prints what it saw as one JSON line, so the test
 can compare the sensor's records with the client's own log.
 
-Usage: MCP_TEST_SECRET=... client.py NOTE_PATH (the secret goes as a tool argument)
+Usage: MCP_TEST_SECRET=... client.py NOTE_PATH [readv | NODE_MODULES_DIR] (the secret goes
+as a tool argument); with `readv`, server.py reads its standard input with `readv`; with
+NODE_MODULES_DIR, the server is tests/mcp/server.cjs (the npm SDK's, run by Node.js with the
+SDK from there) instead.
 """
 import asyncio
 import json
@@ -13,11 +16,20 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 
-async def main(note: str, secret: str) -> None:
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=[os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.py")],
-    )
+async def main(note: str, secret: str, node_modules: str | None) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    if node_modules == "readv":
+        params = StdioServerParameters(
+            command=sys.executable, args=[os.path.join(here, "server.py"), "stdio-readv"]
+        )
+    elif node_modules:
+        params = StdioServerParameters(
+            command="node", args=[os.path.join(here, "server.cjs"), node_modules]
+        )
+    else:
+        params = StdioServerParameters(
+            command=sys.executable, args=[os.path.join(here, "server.py")]
+        )
     log = {"client_pid": os.getpid()}
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
@@ -38,4 +50,6 @@ async def main(note: str, secret: str) -> None:
     print(json.dumps(log), flush=True)
 
 
-asyncio.run(main(sys.argv[1], os.environ["MCP_TEST_SECRET"]))
+asyncio.run(
+    main(sys.argv[1], os.environ["MCP_TEST_SECRET"], sys.argv[2] if len(sys.argv) > 2 else None)
+)

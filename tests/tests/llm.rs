@@ -1153,3 +1153,175 @@ fn a_gnutls_client_is_captured_through_libgnutls() {
         assert!(!all.contains(secret), "{secret} is in the trail");
     }
 }
+
+/// The JSON body of an HTTP/1.1 response a ctypes client read whole.
+fn json_body(response: &Value) -> Value {
+    let text = response["response"].as_str().expect("the response as read");
+    let start = text.find("\r\n\r\n").expect("the end of the head") + 4;
+    serde_json::from_str(&text[start..]).expect("the JSON response")
+}
+
+/// GnuTLS's other entry points, called by a real program over the system's libgnutls
+/// (`tests/llm/gnutls_client.py`, through ctypes): a request sent with `gnutls_record_send2`,
+/// one with `gnutls_record_send_range`, each response read with `gnutls_record_recv_seq`. Each
+/// exchange is recorded once and whole, field by field against what the client read.
+#[test]
+fn gnutls_send2_send_range_and_recv_seq_are_captured() {
+    let dir = scratch_dir("llm-gnutls-entries");
+    let (ca, cert, key) = test_ca(&dir);
+    let provider = Provider::start(&dir, &cert, &key);
+    let (cg, manifest) = full_capture_agent(&dir, "gnutls-entries", "gnutls-entries-agent");
+    let user = "Which entry point carried this?";
+    let request = |model: &str| {
+        http_request(
+            "/v1/chat/completions",
+            &[("Authorization", "Bearer sk-proj-T3stK3yGnuTLSEntr1es")],
+            &serde_json::json!({
+                "model": model,
+                "messages": [{"role": "user", "content": user}],
+            })
+            .to_string(),
+        )
+    };
+    let mut args = String::new();
+    let mut sent = Vec::new();
+    for (entry, model) in [("send2", "gpt-send2"), ("send_range", "gpt-send-range")] {
+        let path = dir.join(format!("{entry}.http"));
+        let r = request(model);
+        std::fs::write(&path, &r).unwrap();
+        let _ = write!(args, " {entry}={}", path.display());
+        sent.push((model, r));
+    }
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    let printed = in_cgroup(
+        &cg,
+        &format!(
+            "exec /usr/bin/python3 {} {} {}{args}",
+            script("gnutls_client.py"),
+            provider.port,
+            ca.display()
+        ),
+    );
+    let log = json_lines(&printed);
+    assert_eq!(log.len(), 2, "{printed}");
+    sensor.wait_for_count("the exchanges", 2, |r| action(r) == "llm_exchange");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let records: Vec<Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "llm_exchange")
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), 2, "each exchange once: {records:#?}");
+    for ((model, request), log) in sent.iter().zip(&log) {
+        let got = json_body(log);
+        let record = records
+            .iter()
+            .find(|r| r["llm"]["model"] == *model)
+            .unwrap_or_else(|| panic!("no exchange of {model}: {records:#?}"));
+        assert_eq!(record["process"]["pid"], log["pid"]);
+        assert_eq!(agent_of(record), "gnutls-entries-agent");
+        assert_eq!(record["destination"]["port"], provider.port);
+        let x = &record["llm"];
+        assert_eq!(x["provider"], "openai");
+        assert_eq!(x["request"]["path"], "/v1/chat/completions");
+        assert_eq!(x["request"]["truncated"], false);
+        let body = &request[request.find("\r\n\r\n").unwrap() + 4..];
+        assert_eq!(x["request"]["body_bytes"], body.len());
+        assert_eq!(x["request"]["body_sha256"], sha256_hex(body));
+        assert_eq!(x["prompt"][0]["content"]["text"], user);
+        assert_eq!(x["response"]["status"], 200);
+        assert_eq!(
+            x["response"]["text"]["text"],
+            got["choices"][0]["message"]["content"]
+        );
+        assert_eq!(x["usage"]["input_tokens"], got["usage"]["prompt_tokens"]);
+        assert_eq!(x["incomplete"], false, "{x}");
+    }
+    assert_ne!(
+        records[0]["llm"]["connection"],
+        records[1]["llm"]["connection"]
+    );
+    let all: String = done.records.iter().map(Value::to_string).collect();
+    assert!(
+        !all.contains("sk-proj-T3stK3yGnuTLSEntr1es"),
+        "the key is in the trail"
+    );
+}
+
+/// One `SSL` object reused for two connections, reset with `SSL_clear` in between
+/// (`tests/llm/openssl_reuse.py`, ctypes over the system's libssl.so.3), to two servers: the
+/// reset ends the first connection, so the second exchange is a connection of its own, to
+/// the second server, though the object (its address) is the same.
+#[test]
+fn an_ssl_object_reset_with_ssl_clear_starts_a_connection_of_its_own() {
+    let dir = scratch_dir("llm-ssl-clear");
+    let (ca, cert, key) = test_ca(&dir);
+    let first = Provider::start(&dir, &cert, &key);
+    let second_dir = dir.join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let second = Provider::start(&second_dir, &cert, &key);
+    let (cg, manifest) = full_capture_agent(&dir, "ssl-clear", "ssl-clear-agent");
+    let mut args = String::new();
+    for (provider, model) in [(&first, "gpt-before-clear"), (&second, "gpt-after-clear")] {
+        let path = dir.join(format!("{model}.http"));
+        let body = serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": format!("a question for {model}")}],
+        });
+        std::fs::write(
+            &path,
+            http_request("/v1/chat/completions", &[], &body.to_string()),
+        )
+        .unwrap();
+        let _ = write!(args, " {}={}", provider.port, path.display());
+    }
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    let printed = in_cgroup(
+        &cg,
+        &format!(
+            "exec /usr/bin/python3 {} {}{args}",
+            script("openssl_reuse.py"),
+            ca.display()
+        ),
+    );
+    let log = json_lines(&printed);
+    assert_eq!(log.len(), 2, "{printed}");
+    assert_eq!(log[0]["ssl"], log[1]["ssl"], "one SSL object");
+    sensor.wait_for_count("the exchanges", 2, |r| action(r) == "llm_exchange");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let records: Vec<Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "llm_exchange")
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let mut connections = Vec::new();
+    for ((provider, model), log) in [(&first, "gpt-before-clear"), (&second, "gpt-after-clear")]
+        .into_iter()
+        .zip(&log)
+    {
+        let got = json_body(log);
+        let record = records
+            .iter()
+            .find(|r| r["llm"]["model"] == model)
+            .unwrap_or_else(|| panic!("no exchange of {model}: {records:#?}"));
+        assert_eq!(record["process"]["pid"], log["pid"]);
+        assert_eq!(record["destination"]["port"], provider.port, "{record}");
+        let x = &record["llm"];
+        assert_eq!(
+            x["prompt"][0]["content"]["text"],
+            format!("a question for {model}")
+        );
+        assert_eq!(
+            x["response"]["text"]["text"],
+            got["choices"][0]["message"]["content"]
+        );
+        assert_eq!(x["incomplete"], false, "{x}");
+        connections.push(x["connection"].clone());
+    }
+    assert_ne!(connections[0], connections[1], "a connection each");
+}

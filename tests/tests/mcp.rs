@@ -5,7 +5,8 @@
 //! attributed to the client, linked to the server process (whose own file activity falls in
 //! the call's window), secrets masked, a result over the bound flagged incomplete. The same
 //! client run by an agent that did not opt in, and by a process of no agent, leaves nothing.
-//! Over the streamable HTTP transport (`tests/mcp/http_server.py` and `http_client.py`, over
+//! A Node.js server of the npm SDK (`tests/mcp/server.cjs`) that batches its messages into
+//! `writev` calls, and the Python one reading its requests with `readv`, are recorded as whole. Over the streamable HTTP transport (`tests/mcp/http_server.py` and `http_client.py`, over
 //! HTTPS with a test CA), the agent's calls are read from its TLS capture: the same records,
 //! and no `llm_exchange` for MCP's traffic.
 use std::{
@@ -14,18 +15,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{Launch, Value, action, cgroup2_root, scratch_dir, tls_certificates};
+use sensor_tests::{Finished, Launch, Value, action, cgroup2_root, scratch_dir, tls_certificates};
 
-/// The Python of the environment `cargo xtask setup` makes (with the `mcp` SDK).
-fn venv_python() -> PathBuf {
-    let cache = std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
+/// Where `cargo xtask setup` installs what the tests run.
+fn cache() -> PathBuf {
+    std::env::var_os("AGENT_SENSOR_CACHE").map_or_else(
         || {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
                 .join(".cache/agent-sensor")
         },
         PathBuf::from,
-    );
-    let python = cache.join("ocsf-venv/bin/python3");
+    )
+}
+
+/// The Python of the environment `cargo xtask setup` makes (with the `mcp` SDK).
+fn venv_python() -> PathBuf {
+    let python = cache().join("ocsf-venv/bin/python3");
     assert!(
         python.is_file(),
         "no {}: run `cargo xtask setup` (it installs the mcp SDK there)",
@@ -36,11 +41,40 @@ fn venv_python() -> PathBuf {
 
 const SECRET: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
 
-/// Runs the MCP client in cgroup `cg` (none: where the test runs); returns what it logged.
-fn client(cg: Option<&str>, note: &str) -> Value {
+/// The npm packages `cargo xtask setup` installs (the MCP SDK for `tests/mcp/server.cjs`).
+fn node_modules() -> PathBuf {
+    let modules = cache().join("node/node_modules");
+    assert!(
+        modules.join("@modelcontextprotocol/sdk").is_dir(),
+        "no {}: run `cargo xtask setup` (it installs the MCP SDK there)",
+        modules.display()
+    );
+    modules
+}
+
+/// Which MCP server the client spawns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// `tests/mcp/server.py`: the PyPI SDK's, writing each message with `write`.
+    Python,
+    /// The same, reading its standard input with `readv` into two iovecs.
+    PythonReadv,
+    /// `tests/mcp/server.cjs`: the npm SDK's under Node.js, batching the messages of a turn of
+    /// its event loop into one `writev`.
+    Node,
+}
+
+/// Runs the MCP client in cgroup `cg` (none: where the test runs) against `server`; returns
+/// what it logged.
+fn client(cg: Option<&str>, note: &str, server: Server) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp/client.py");
+    let modules = match server {
+        Server::Python => String::new(),
+        Server::PythonReadv => "readv".to_owned(),
+        Server::Node => node_modules().display().to_string(),
+    };
     // The secret goes by the environment: argv (the shell's too) is in the trail.
-    let run = format!("exec {} {script} {note}", venv_python().display());
+    let run = format!("exec {} {script} {note} {modules}", venv_python().display());
     let cmd = match cg {
         Some(cg) => {
             std::fs::create_dir_all(cg).unwrap();
@@ -90,9 +124,9 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
     )
     .unwrap();
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
-    let off = client(Some(&off_cg), &note);
-    let nobody = client(None, &note);
-    let log = client(Some(&on_cg), &note);
+    let off = client(Some(&off_cg), &note, Server::Python);
+    let nobody = client(None, &note, Server::Python);
+    let log = client(Some(&on_cg), &note, Server::Python);
     // initialize, tools/list and four tools/call.
     sensor.wait_for_count("the MCP calls", 6, |r| action(r) == "mcp_call");
     let done = sensor.stop();
@@ -131,6 +165,77 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
         String::from_utf8_lossy(&out.stderr)
     );
 
+    check_calls(&done, &log, &note, &calls, "redacted", Server::Python);
+}
+
+/// An MCP server whose responses leave in `writev` calls (the npm SDK's, under Node.js, its
+/// stdout corked for a turn of its event loop: each tool's log notification and its result go
+/// out in one `writev` of two iovecs): every call is recorded whole, as from a server that
+/// writes each message with `write`; the 40 000-byte result, its iovec over the bound, is
+/// flagged incomplete and the calls after it are whole.
+#[test]
+fn an_mcp_servers_vectored_writes_are_captured_whole() {
+    vectored(Server::Node, "writev", "node");
+}
+
+/// An MCP server that reads its requests with `readv` (the PyPI SDK's, its standard input read
+/// into two iovecs, 64 bytes and the rest, so most requests span both): every call is
+/// recorded whole.
+#[test]
+fn an_mcp_servers_vectored_reads_are_captured_whole() {
+    vectored(Server::PythonReadv, "readv", "python3");
+}
+
+/// The client's calls to `server` (whose process is named `name`) by an opted-in agent, each
+/// recorded once, field by field.
+fn vectored(server: Server, tag: &str, name: &str) {
+    let dir = scratch_dir(&format!("mcp-{tag}"));
+    let note = dir.join("note.txt");
+    std::fs::write(&note, "the vectored note's text\n").unwrap();
+    let note = note.to_str().unwrap().to_owned();
+    let cg_name = format!("agent-sensor-mcp-{tag}-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: mcp-on\n    selectors: [{{cgroup: /{cg_name}/**}}]\n    capture: {{stdio: true, content: redacted, max_bytes: 16384}}\n"
+        ),
+    )
+    .unwrap();
+    let sensor = Launch::new().arg("--identities").arg(&manifest).start();
+    let log = client(Some(&cg), &note, server);
+    // The npm SDK's `big` is given out at the stop (see `check_calls`).
+    let whole = if server == Server::Node { 5 } else { 6 };
+    sensor.wait_for_count("the MCP calls", whole, |r| action(r) == "mcp_call");
+    let done = sensor.stop();
+    let _ = std::fs::remove_dir(&cg);
+    let calls: Vec<&Value> = done
+        .records
+        .iter()
+        .filter(|r| action(r) == "mcp_call")
+        .collect();
+    assert_eq!(calls.len(), 6, "each call once: {calls:#?}");
+    let server_pid = calls[0]["mcp"]["server"]["pid"].as_u64().unwrap();
+    let server_exec = done
+        .records
+        .iter()
+        .find(|r| action(r) == "exec" && r["process"]["pid"] == server_pid)
+        .expect("the server's exec record");
+    assert_eq!(server_exec["process"]["name"], name, "{server_exec}");
+    check_calls(&done, &log, &note, &calls, "redacted", server);
+}
+
+/// The checks of an opted-in agent's calls (`calls`) made by `client` (which logged `log`),
+/// field by field against the client's log, for the content policy `policy`, from `server`.
+fn check_calls(
+    done: &Finished,
+    log: &Value,
+    note: &str,
+    calls: &[&Value],
+    policy: &str,
+    server: Server,
+) {
     // The secret passed as a tool argument never enters the trail.
     let all: String = done.records.iter().map(Value::to_string).collect();
     assert!(!all.contains(SECRET), "the token is in the trail");
@@ -140,12 +245,12 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
     let server_pid = calls[0]["mcp"]["server"]["pid"].as_u64().unwrap();
     let server_id = calls[0]["mcp"]["server"]["entity_id"].as_str().unwrap();
     assert_ne!(server_pid, client_pid);
-    for r in &calls {
+    for r in calls {
         assert_eq!(r["process"]["pid"], client_pid, "{r}");
         assert_eq!(r["mcp"]["server"]["pid"], server_pid, "{r}");
         assert_eq!(r["mcp"]["server"]["entity_id"], server_id, "{r}");
         assert_eq!(r["mcp"]["transport"], "stdio");
-        assert_eq!(r["mcp"]["content_policy"], "redacted");
+        assert_eq!(r["mcp"]["content_policy"], policy);
         assert_eq!(r["mcp"]["server"]["name"], log["server_name"]);
         assert_eq!(r["mcp"]["server"]["version"], log["server_version"]);
     }
@@ -190,13 +295,14 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
     let r = call(&tool_calls, "read_note");
     let x = &r["mcp"];
     let args: Value = serde_json::from_str(x["arguments"]["text"].as_str().unwrap()).unwrap();
-    assert_eq!(args["path"], note.as_str());
+    assert_eq!(args["path"], note);
     assert_eq!(args["token"], "[REDACTED]");
     let sent = format!("{{\"path\":\"{note}\",\"token\":\"{SECRET}\"}}");
     assert_eq!(x["arguments"]["length"], sent.len(), "{x}");
     let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
     assert_eq!(result["content"][0]["text"], log["read_note"]);
-    assert_eq!(x["is_error"], false);
+    // (The npm SDK leaves `isError` out of a result that is not an error: false too.)
+    assert_eq!(x["is_error"], false, "{x}");
     assert_eq!(x["incomplete"], false);
     assert_eq!(r["event"]["outcome"], "success");
     assert!(x["latency_ms"].as_f64().unwrap() > 0.0);
@@ -211,7 +317,7 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
         .find(|o| {
             action(o) == "open"
                 && o["process"]["entity_id"] == server_id
-                && o["file"]["path"] == note.as_str()
+                && o["file"]["path"] == note
         })
         .expect("the server's open of the note");
     let at = open["@timestamp"].as_str().unwrap();
@@ -222,11 +328,18 @@ fn an_opted_in_agents_mcp_calls_over_stdio_become_records_and_nobody_elses_do() 
     assert_eq!(result["content"][0]["text"], log["add"]);
 
     // A 40 000-byte result, over the 16 KiB bound: the call is recorded, incomplete, and the
-    // calls after it are whole.
+    // calls after it are whole. The Python SDK puts the response's id before its result, in
+    // the captured start, which matches it; the npm SDK's id comes after the result, past the
+    // cut, so its call is one with no response seen, given out when the sensor stops.
     let x = &call(&tool_calls, "big")["mcp"];
     assert_eq!(x["incomplete"], true, "{x}");
     assert!(x.get("result").is_none(), "{x}");
-    assert!(x["response_bytes"].as_u64().unwrap() >= 16384, "{x}");
+    match server {
+        Server::Python | Server::PythonReadv => {
+            assert!(x["response_bytes"].as_u64().unwrap() >= 16384, "{x}");
+        }
+        Server::Node => assert!(x.get("response_bytes").is_none(), "{x}"),
+    }
 
     // A tool the server does not have: its error result.
     let r = call(&tool_calls, "no_such_tool");

@@ -91,12 +91,19 @@ pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("protobuf", "7.36.2"),
 ];
 
+/// npm packages the tests run, pinned, under the cache ([`node_modules`]): the stdio capture
+/// test's MCP server for vectored writes (tests/mcp/server.cjs), the MCP SDK with its schema
+/// library.
+pub const NODE_PACKAGES: &[(&str, &str)] =
+    &[("@modelcontextprotocol/sdk", "1.32.2"), ("zod", "4.6.7")];
+
 /// Everything: what the build needs, what the tests need, and the arm64 cross tools.
 pub fn all(root: &Path) -> anyhow::Result<()> {
     build_tools(root)?;
     if is_root() {
         debian_packages(TEST_PACKAGES)?;
         python_packages(PYTHON_PACKAGES)?;
+        node_packages(NODE_PACKAGES)?;
         helm::install()?;
     } else {
         eprintln!("xtask: not root: skipping tracefs and Debian packages (the sensor needs root)");
@@ -457,6 +464,46 @@ pub fn python_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
         format!(
             "installing Python packages failed; run `{} -m pip install {}`",
             python.display(),
+            missing.join(" ")
+        )
+    })
+}
+
+/// Where [`node_packages`] installs: `<cache>/node/node_modules`.
+pub fn node_modules() -> PathBuf {
+    cache_dir().join("node/node_modules")
+}
+
+/// Installs `packages` (name, exact version) with npm under [`node_modules`]; does nothing
+/// when each is already there at its version (read from its `package.json`).
+pub fn node_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let modules = node_modules();
+    let installed = |name: &str, version: &str| {
+        fs::read_to_string(modules.join(name).join("package.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|p| p["version"] == version)
+    };
+    let missing: Vec<String> = packages
+        .iter()
+        .filter(|(name, version)| !installed(name, version))
+        .map(|(name, version)| format!("{name}@{version}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let prefix = cache_dir().join("node");
+    fs::create_dir_all(&prefix)?;
+    eprintln!("xtask: installing npm packages: {}", missing.join(" "));
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&prefix)
+        .args(&missing))
+    .with_context(|| {
+        format!(
+            "installing npm packages failed; install Node.js with npm and run `npm install \
+             --prefix {} {}`",
+            prefix.display(),
             missing.join(" ")
         )
     })

@@ -1233,9 +1233,10 @@ pub mod tls_flags {
     pub const TRUNCATED: u16 = 1 << 0;
     /// The plaintext could not be read from the process's memory: no data follows.
     pub const UNREADABLE: u16 = 1 << 1;
-    /// No call moved bytes: the process freed the connection object (`SSL_free`), which ends
-    /// the connection; the library may give its address to the next one. No data follows and
-    /// the direction is 0.
+    /// No call moved bytes: the process freed the connection object (`SSL_free`,
+    /// `gnutls_deinit`) or reset it for another connection (`SSL_clear`), which ends the
+    /// connection; the object, or its address, may name the next one. No data follows and the
+    /// direction is 0.
     pub const ENDED: u16 = 1 << 2;
 }
 
@@ -1319,8 +1320,13 @@ pub mod pipe_flags {
     pub const UNREADABLE: u16 = 1 << 1;
 }
 
-/// A `read` or `write` of an opted-in agent's thread on a pipe, from the syscall's entry to its
-/// exit (by pid_tgid).
+/// Most iovecs of one `readv`/`writev` whose bytes are copied: each into a [`PipeRecord`] of
+/// its own (bounded by the agent's `max_bytes`, like a `read`'s or `write`'s); the bytes the
+/// call moved through iovecs after these are one record without data (a hole).
+pub const PIPE_IOV_CAP: u32 = 16;
+
+/// A `read`, `write`, `readv` or `writev` of an opted-in agent's thread on a pipe, from the
+/// syscall's entry to its exit (by pid_tgid).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PipeCall {
@@ -1328,7 +1334,7 @@ pub struct PipeCall {
     pub inode: u64,
     /// Its inode number.
     pub ino: u64,
-    /// The user buffer.
+    /// The user buffer (`read`, `write`), or the `struct iovec` array (`readv`, `writev`).
     pub buf: u64,
     /// The agent's settings when the call began.
     pub capture: TlsCapture,
@@ -1337,7 +1343,10 @@ pub struct PipeCall {
     /// [`pipe_direction`].
     pub direction: u8,
     /// Padding; always 0.
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// `readv`, `writev`: the count of iovecs in `buf` (at most `u16::MAX`); 0 for `read`
+    /// and `write`.
+    pub iovs: u16,
 }
 
 /// Key of the per-pipe stream positions (`PIPE_OFFSETS`): one position per pipe and direction.

@@ -48,7 +48,7 @@ impl Destinations {
 
 impl Builder {
     /// Takes a captured TLS call; the exchanges it completes become records in `out`.
-    /// The end of a connection (`SSL_free`) finishes what it had under way, and forgets its
+    /// The end of a connection (`SSL_free`, `SSL_clear`, `gnutls_deinit`) finishes what it had under way, and forgets its
     /// destination: the next connection at the same address has its own.
     pub(super) fn tls(&mut self, e: &TlsEvent, out: &mut Vec<Record>) {
         if !e.ended {

@@ -353,6 +353,7 @@ mod tests {
             "lsm_bprm_check",
             "lsm_file_open",
             "ssl_free",
+            "exit_pipe_vectored",
         ] {
             assert!(
                 budgets.iter().any(|b| b.name == name),

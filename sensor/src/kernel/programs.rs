@@ -51,7 +51,7 @@ pub(crate) const TLS_ENTRY_PROBES: &[&str] =
 /// The TLS capture's return uprobe.
 pub(crate) const TLS_RETURN_PROBE: &str = "ssl_return";
 /// The TLS capture's uprobe on the end of a connection object (attached with the others, to
-/// every library file they are attached to).
+/// every library file they are attached to, on each of a [`TlsLibrary`]'s `ends`).
 pub(crate) const TLS_FREE_PROBE: &str = "ssl_free";
 
 /// A TLS library's functions and the capture programs that follow them: the same programs
@@ -63,13 +63,16 @@ pub(crate) struct TlsLibrary {
     pub(crate) name: &'static str,
     /// (entry program, function, whether the library must have it).
     pub(crate) calls: &'static [(&'static str, &'static str, bool)],
-    /// The function that ends a connection object ([`TLS_FREE_PROBE`] on it).
-    pub(crate) free: &'static str,
+    /// The functions that end what a connection object carried ([`TLS_FREE_PROBE`] on each):
+    /// (function, whether the library must have it).
+    pub(crate) ends: &'static [(&'static str, bool)],
 }
 
 /// OpenSSL (`libssl.so*`, or a program with it compiled in that exports its functions):
 /// `SSL_write(ssl, buf, int num)` and `SSL_read` return the count as an `int`; their `_ex`
-/// forms (OpenSSL >= 1.1.1) where they are.
+/// forms (OpenSSL >= 1.1.1) where they are. A connection object ends at `SSL_free`, and at
+/// `SSL_clear`, which resets it for another connection (a program may reuse it so; OpenSSL
+/// itself calls it when a connection's first handshake begins, before any plaintext).
 pub(crate) const OPENSSL: TlsLibrary = TlsLibrary {
     name: "OpenSSL",
     calls: &[
@@ -78,20 +81,32 @@ pub(crate) const OPENSSL: TlsLibrary = TlsLibrary {
         ("ssl_read", "SSL_read", true),
         ("ssl_read_ex", "SSL_read_ex", false),
     ],
-    free: "SSL_free",
+    ends: &[("SSL_free", true), ("SSL_clear", false)],
 };
 
 /// GnuTLS (`libgnutls.so*`): `gnutls_record_send(session, data, size_t size)` and
 /// `gnutls_record_recv` return an `ssize_t`, the count or a negative error, read as OpenSSL's
 /// `int` (a count below 2 GiB, one record's at most 16 KiB unless corked, fits its low 32
-/// bits, and a negative error stays negative); `gnutls_deinit(session)` frees the session as `SSL_free` does the `SSL`.
+/// bits, and a negative error stays negative). So do the other calls that take the
+/// plaintext's buffer second and return its count: `gnutls_record_send2(session, data, size,
+/// pad, flags)` (3.6.3; `gnutls_record_send` jumps to it, and the thread's one call record
+/// gives one capture), `gnutls_record_send_range(session, data, size, range)` and
+/// `gnutls_record_recv_seq(session, data, size, seq)`. `gnutls_record_send_file` (3.7.4)
+/// sends through `gnutls_record_send` (captured there, unless kernel TLS sends the file).
+/// Not probed: `gnutls_record_recv_packet`, which hands out the library's own buffer, and
+/// TLS 1.3 early data (`gnutls_record_send_early_data`, `gnutls_record_recv_early_data`),
+/// which a rejected handshake sends again through `gnutls_record_send`.
+/// `gnutls_deinit(session)` frees the session as `SSL_free` does the `SSL`.
 pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
     name: "GnuTLS",
     calls: &[
         ("ssl_write", "gnutls_record_send", true),
+        ("ssl_write", "gnutls_record_send2", false),
+        ("ssl_write", "gnutls_record_send_range", false),
         ("ssl_read", "gnutls_record_recv", true),
+        ("ssl_read", "gnutls_record_recv_seq", false),
     ],
-    free: "gnutls_deinit",
+    ends: &[("gnutls_deinit", true)],
 };
 
 /// The stdio (pipe) capture's programs and the syscall tracepoints each attaches to (loaded
@@ -99,8 +114,12 @@ pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
 pub(crate) const PIPE_PROGRAMS: &[(&str, &str)] = &[
     ("enter_pipe_write", "sys_enter_write"),
     ("enter_pipe_read", "sys_enter_read"),
+    ("enter_pipe_writev", "sys_enter_writev"),
+    ("enter_pipe_readv", "sys_enter_readv"),
     ("exit_pipe", "sys_exit_write"),
     ("exit_pipe", "sys_exit_read"),
+    ("exit_pipe_vectored", "sys_exit_writev"),
+    ("exit_pipe_vectored", "sys_exit_readv"),
 ];
 
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the

@@ -307,12 +307,18 @@ impl TlsAttacher {
 }
 
 /// Attaches `library`'s entry probes, the return probe on each of their functions, and the
-/// probe on its `free` function, to one library file. The functions `library` requires and
-/// `free` must be there; the others (OpenSSL's `_ex` forms, >= 1.1.1) where they are.
+/// probe on its `ends` functions, to one library file. The functions `library` requires must
+/// be there; the others (OpenSSL's `_ex` forms, >= 1.1.1; GnuTLS's newer calls) where they
+/// are.
 fn attach_file(ebpf: &mut Ebpf, path: &Path, library: &TlsLibrary) -> Result<(), String> {
-    let free = program(ebpf, TLS_FREE_PROBE)?;
-    free.attach(library.free, path, UProbeScope::AllProcesses)
-        .map_err(|e| format!("{}: {}", library.free, with_causes(&e)))?;
+    for &(symbol, required) in library.ends {
+        let free = program(ebpf, TLS_FREE_PROBE)?;
+        if let Err(e) = free.attach(symbol, path, UProbeScope::AllProcesses)
+            && required
+        {
+            return Err(format!("{symbol}: {}", with_causes(&e)));
+        }
+    }
     for &(entry, symbol, required) in library.calls {
         for name in [entry, TLS_RETURN_PROBE] {
             if let Err(e) = program(ebpf, name)?.attach(symbol, path, UProbeScope::AllProcesses) {
@@ -344,17 +350,23 @@ fn attach_through(
     library: &TlsLibrary,
 ) -> Result<(), String> {
     let elf = object::ReadCache::new(file);
-    let offset = symbol_offset(&elf, library.free)
-        .ok_or_else(|| format!("{}: not in the file's symbols", library.free))?;
-    through(
-        ebpf,
-        opener,
-        file,
-        events,
-        (TLS_FREE_PROBE, library.free),
-        offset,
-        false,
-    )?;
+    for &(symbol, required) in library.ends {
+        let Some(offset) = symbol_offset(&elf, symbol) else {
+            if !required {
+                continue;
+            }
+            return Err(format!("{symbol}: not in the file's symbols"));
+        };
+        through(
+            ebpf,
+            opener,
+            file,
+            events,
+            (TLS_FREE_PROBE, symbol),
+            offset,
+            false,
+        )?;
+    }
     for &(entry, symbol, required) in library.calls {
         let Some(offset) = symbol_offset(&elf, symbol) else {
             if !required {

@@ -5,7 +5,8 @@
 //! pair read in its provider's API shape ([`provider`]) with credentials masked ([`redact`])
 //! into the block of one `llm_exchange` record. A connection is a process's TLS connection
 //! object (`SSL *`, GnuTLS's session) from its first captured call until the process frees it
-//! (`SSL_free`, `gnutls_deinit`: an event of its own): the library gives a freed object's address to the next connection.
+//! (`SSL_free`, `gnutls_deinit`) or resets it for another connection (`SSL_clear`), each an
+//! event of its own: the library gives a freed object's address to the next connection.
 
 pub mod h2;
 pub mod hpack;
@@ -144,8 +145,7 @@ impl Assembler {
             }
         }
         // The end of a connection comes as an event of its own (above). Where none came (the
-        // ring buffer had no room for it: a gap says so; or the library reset the object for a
-        // new connection with `SSL_clear`, which is not probed), bytes that cannot continue a
+        // ring buffer had no room for it: a gap says so), bytes that cannot continue a
         // connection still start one afresh: HTTP/2's preface, or a request line written after
         // the decoding ended. What the old one had under way is finished.
         if e.sent

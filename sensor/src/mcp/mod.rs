@@ -493,9 +493,10 @@ pub(crate) fn read_response(
     match call.method.as_str() {
         "tools/call" => {
             call.result = Some(content(result, policy));
+            // MCP: a result without `isError` is not an error (the npm SDK leaves it out).
             call.is_error = serde_json::from_str::<CallResult>(result)
                 .ok()
-                .and_then(|c| c.is_error);
+                .map(|c| c.is_error.unwrap_or(false));
         }
         "tools/list" => {
             if let Ok(l) = serde_json::from_str::<ListResult>(result) {

@@ -13,13 +13,14 @@ use crate::rules::fields::Fields;
 /// The most processes remembered at once.
 pub const CAPACITY: usize = 65_536;
 
-/// What a process runs, as its last exec (or snapshot) said.
+/// What a process runs, as its last exec (or snapshot) said: shared, not copied, by the
+/// children it forks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Image {
     /// Its `process.executable`.
-    pub executable: Option<String>,
+    pub executable: Option<Arc<str>>,
     /// Its `process.command_line`.
-    pub command_line: Option<String>,
+    pub command_line: Option<Arc<str>>,
     /// The agent it was attributed to (`identity.agent.id`).
     pub agent: Option<Arc<str>>,
     /// The root of its process tree in that agent (see [`Lineage::tree`]).
@@ -29,9 +30,10 @@ pub struct Image {
 /// Processes by `entity_id`; see the module doc.
 #[derive(Debug, Default)]
 pub struct Lineage {
-    images: HashMap<String, Image>,
-    /// Entity ids in the order they were first remembered, for forgetting the oldest.
-    order: VecDeque<String>,
+    images: HashMap<Arc<str>, Image>,
+    /// Entity ids in the order they were first remembered, for forgetting the oldest (the
+    /// same allocations as the map's keys).
+    order: VecDeque<Arc<str>>,
 }
 
 impl Lineage {
@@ -44,8 +46,8 @@ impl Lineage {
                 self.remember(
                     id,
                     Image {
-                        executable: f.executable.map(str::to_owned),
-                        command_line: f.command_line.map(str::to_owned),
+                        executable: f.executable.map(Arc::from),
+                        command_line: f.command_line.map(Arc::from),
                         agent: f.agent_id.map(Arc::from),
                         tree,
                     },
@@ -120,12 +122,13 @@ impl Lineage {
         while self
             .order
             .front()
-            .is_some_and(|k| !self.images.contains_key(k))
+            .is_some_and(|k| !self.images.contains_key(&**k))
         {
             self.order.pop_front();
         }
-        self.images.insert(id.to_owned(), image);
-        self.order.push_back(id.to_owned());
+        let id: Arc<str> = Arc::from(id);
+        self.images.insert(id.clone(), image);
+        self.order.push_back(id);
     }
 }
 

@@ -9,11 +9,10 @@
 //! sealed record: when they fall behind, the loop's inbox fills, then the kernel's ring
 //! buffer, and the kernel counts what it could not write (a `gap` record), as for any slow
 //! stage; the kernel reader itself never waits on them.
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
+// Seeded, and far cheaper than SipHash for the uid looked up on every record.
+use foldhash::HashMap;
 use serde_json::Value;
 
 use crate::{
@@ -32,7 +31,10 @@ pub mod workflow;
 
 use fields::{Category, Fields};
 use lineage::Lineage;
-use native::{NativeRules, field::View};
+use native::{
+    NativeRules,
+    field::{Addresses, View},
+};
 use sigma::{Rejection, RuleInfo, SigmaEngine, SigmaEvent, SigmaRules};
 
 /// The loaded rules and what they remember; see the module doc.
@@ -180,6 +182,7 @@ impl Rules {
                     None
                 },
                 user,
+                addresses: Addresses::default(),
             };
             let started = timed(self.timing[1]);
             self.native.evaluate(&view, sequence, &mut |fired| {

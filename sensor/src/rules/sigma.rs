@@ -10,7 +10,10 @@
 //! of the three offsets before 0.26, so rules using it are rejected.
 use std::{borrow::Cow, collections::HashMap, fmt, path::Path};
 
-use rsigma_eval::{CorrelationConfig, CorrelationEngine, Event, EventValue, TimestampFallback};
+use rsigma_eval::{
+    CompiledRule, CorrelationConfig, CorrelationEngine, Engine, Event, EventValue,
+    TimestampFallback,
+};
 use rsigma_parser::{
     ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType, Detection, Level,
     LogSource, Modifier, SigmaCollection, SigmaRule, SigmaValue,
@@ -89,14 +92,20 @@ struct PendingCorrelation {
 
 /// The loaded Sigma rules.
 pub struct SigmaRules {
-    /// rsigma's detection engine inside its correlation engine (which keeps the state of
-    /// correlations; detections are asked of the inner engine with the log source).
+    /// rsigma's correlation engine: it keeps the state of correlations and knows every
+    /// detection rule (correlations name them), but detections are asked of `detectors`.
     engine: CorrelationEngine,
+    /// A detection engine per log source (by [`Category`]), each holding that category's
+    /// rules only: a record is probed for the fields, and checked against the rules, of its
+    /// own category, not of all three (a `connect` record cost twice as much before).
+    detectors: [Engine; 3],
     /// Correlation rules loaded.
     correlations: usize,
     pending: Vec<PendingCorrelation>,
-    /// Rules checked and compiled, added to `engine` together by [`SigmaRules::finish`].
+    /// Rules checked, added to `engine` together by [`SigmaRules::finish`].
     staged: Vec<SigmaRule>,
+    /// The same compiled, by [`Category`], added to `detectors` together by `finish`.
+    compiled: [Vec<CompiledRule>; 3],
     /// The ids and names of the detection rules loaded (which correlations refer to), and
     /// their index in `rules`.
     names: HashMap<String, usize>,
@@ -136,6 +145,8 @@ impl Default for SigmaRules {
                 max_group_entries: Some(CORRELATION_GROUP_ENTRIES),
                 ..CorrelationConfig::default()
             }),
+            detectors: Default::default(),
+            compiled: Default::default(),
             correlations: 0,
             pending: Vec::new(),
             staged: Vec::new(),
@@ -172,10 +183,8 @@ impl SigmaEngine for SigmaRules {
         hits: &mut Vec<usize>,
     ) {
         let logsource = &self.logsources[category as usize];
-        let mut results = self
-            .engine
-            .engine()
-            .evaluate_with_logsource(event, logsource);
+        let mut results =
+            self.detectors[category as usize].evaluate_with_logsource(event, logsource);
         if self.correlations > 0
             && !results.is_empty()
             && let Some(seconds) = seconds
@@ -295,13 +304,14 @@ impl SigmaRules {
                 format!("a rule with id {key:?} is already loaded"),
             ));
         }
-        rsigma_eval::compile_rule(rule).map_err(|e| {
+        let compiled = rsigma_eval::compile_rule(rule).map_err(|e| {
             with_position(
                 key_position(text, "detection", 1),
                 format!("does not compile: {e}"),
             )
         })?;
         self.staged.push(rule.clone());
+        self.compiled[category as usize].push(compiled);
         for n in rule.id.iter().chain(&rule.name) {
             self.names.insert(n.clone(), self.rules.len());
         }
@@ -322,12 +332,18 @@ impl SigmaRules {
     pub fn finish(&mut self, rejected: &mut Vec<Rejection>) {
         // All at once: rsigma indexes rules added one by one only at each doubling of their
         // count, and evaluates the rest (47 of the corpus's 175) for every record.
+        // Each detector gets its category's rules as compiled when they were checked.
+        for (detector, compiled) in self.detectors.iter_mut().zip(&mut self.compiled) {
+            detector.extend_compiled_rules(std::mem::take(compiled));
+        }
+        // The correlation engine gets them all (correlations name rules of any category).
         let staged = SigmaCollection {
             rules: std::mem::take(&mut self.staged),
             ..SigmaCollection::default()
         };
         if let Err(e) = self.engine.add_collection(&staged) {
             // Each compiled on its own, so this is rsigma's fault; said, never hidden.
+            self.detectors = Default::default();
             rejected.extend(staged.rules.iter().map(|r| Rejection {
                 file: "(the loaded Sigma rules)".to_owned(),
                 line: 0,
@@ -658,38 +674,67 @@ impl SigmaEvent<'_> {
     }
 
     fn value(&self, name: &str) -> Option<EventValue<'_>> {
+        self.lookup(name).and_then(|(_, v)| v)
+    }
+
+    /// A Sigma field's value in this record, with the categories whose records have it (bits
+    /// of [`within`]; the `*_FIELDS` tables say the same, a test keeps them in step): one
+    /// `match` on the name, as rsigma asks for fields record by record.
+    fn lookup(&self, name: &str) -> Option<(u8, Option<EventValue<'_>>)> {
         fn text(s: Option<&str>) -> Option<EventValue<'_>> {
             s.map(|s| EventValue::Str(Cow::Borrowed(s)))
         }
+        use within::{ALL, FILE, NETWORK, PROCESS};
         let f = self.fields;
         let text_owned = |s: Option<String>| s.map(|s| EventValue::Str(Cow::Owned(s)));
         let int = |n: Option<u64>| n.map(|n| EventValue::Int(n as i64));
-        match name {
-            "Image" => text(f.executable),
-            "CommandLine" => text(f.command_line),
-            "ParentImage" => text(self.parent.and_then(|p| p.executable.as_deref())),
-            "ParentCommandLine" => text(self.parent.and_then(|p| p.command_line.as_deref())),
-            "CurrentDirectory" => text(f.working_directory),
-            "ProcessId" => int(f.pid.map(u64::from)),
-            "User" => text(self.user).or_else(|| text_owned(f.uid.map(|u| u.to_string()))),
-            "LogonId" => int(f.login_uid.map(u64::from)),
-            "TargetFilename" => text(f.target_filename),
-            "DestinationIp" => text(f.destination_ip),
-            "DestinationPort" => int(f.destination_port.map(u64::from)),
-            "DestinationHostname" => text(f.destination_domain),
-            "SourceIp" => text(f.source_ip),
-            "SourcePort" => int(f.source_port.map(u64::from)),
-            "Initiated" => f
-                .initiated
-                .map(|i| EventValue::Str(Cow::Borrowed(if i { "true" } else { "false" }))),
-            "Protocol" => text(f.transport),
-            "identity.agent.id" => text(f.agent_id),
-            "identity.agent.team" => text(f.agent_team),
-            "identity.agent.data_sensitivity" => text(f.data_sensitivity),
-            "identity.task.id" => text(f.task_id),
-            _ => None,
-        }
+        Some(match name {
+            "Image" => (ALL, text(f.executable)),
+            "CommandLine" => (PROCESS, text(f.command_line)),
+            "ParentImage" => (
+                PROCESS,
+                text(self.parent.and_then(|p| p.executable.as_deref())),
+            ),
+            "ParentCommandLine" => (
+                PROCESS,
+                text(self.parent.and_then(|p| p.command_line.as_deref())),
+            ),
+            "CurrentDirectory" => (PROCESS, text(f.working_directory)),
+            "ProcessId" => (ALL, int(f.pid.map(u64::from))),
+            "User" => (
+                ALL,
+                text(self.user).or_else(|| text_owned(f.uid.map(|u| u.to_string()))),
+            ),
+            "LogonId" => (PROCESS, int(f.login_uid.map(u64::from))),
+            "TargetFilename" => (FILE, text(f.target_filename)),
+            "DestinationIp" => (NETWORK, text(f.destination_ip)),
+            "DestinationPort" => (NETWORK, int(f.destination_port.map(u64::from))),
+            "DestinationHostname" => (NETWORK, text(f.destination_domain)),
+            "SourceIp" => (NETWORK, text(f.source_ip)),
+            "SourcePort" => (NETWORK, int(f.source_port.map(u64::from))),
+            "Initiated" => (
+                NETWORK,
+                f.initiated
+                    .map(|i| EventValue::Str(Cow::Borrowed(if i { "true" } else { "false" }))),
+            ),
+            "Protocol" => (NETWORK, text(f.transport)),
+            "identity.agent.id" => (ALL, text(f.agent_id)),
+            "identity.agent.team" => (ALL, text(f.agent_team)),
+            "identity.agent.data_sensitivity" => (ALL, text(f.data_sensitivity)),
+            "identity.task.id" => (ALL, text(f.task_id)),
+            _ => return None,
+        })
     }
+}
+
+/// Which categories' records have a Sigma field: a bit per [`Category`].
+mod within {
+    use super::Category;
+
+    pub const PROCESS: u8 = 1 << Category::ProcessCreation as u8;
+    pub const FILE: u8 = 1 << Category::FileEvent as u8;
+    pub const NETWORK: u8 = 1 << Category::NetworkConnection as u8;
+    pub const ALL: u8 = PROCESS | FILE | NETWORK;
 }
 
 impl Event for SigmaEvent<'_> {
@@ -697,11 +742,11 @@ impl Event for SigmaEvent<'_> {
         // Only the fields of the record's own category exist (a rule of another category
         // never reaches here: the log source is checked first).
         let category = self.fields.category?;
-        let names = category_fields(category);
-        if !names.contains(&path) && !AGENT_FIELDS.contains(&path) {
+        let (categories, value) = self.lookup(path)?;
+        if categories & (1 << category as u8) == 0 {
             return None;
         }
-        self.value(path)
+        value
     }
 
     fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
@@ -752,6 +797,32 @@ mod tests {
         rules.add_file(Path::new("t.yml"), yaml, &mut rejected);
         rules.finish(&mut rejected);
         (rules, rejected)
+    }
+
+    /// `get_field`'s one `match` gives each category exactly the fields its table lists
+    /// (and the agent's to all), and knows no other name.
+    #[test]
+    fn field_categories_agree_with_the_tables() {
+        let fields = Fields::default();
+        let event = SigmaEvent {
+            fields: &fields,
+            parent: None,
+            user: None,
+        };
+        let tables = [PROCESS_FIELDS, FILE_FIELDS, NETWORK_FIELDS, AGENT_FIELDS];
+        for name in tables.concat() {
+            let (categories, _) = event.lookup(name).expect(name);
+            for c in [
+                Category::ProcessCreation,
+                Category::FileEvent,
+                Category::NetworkConnection,
+            ] {
+                let listed = category_fields(c).contains(&name) || AGENT_FIELDS.contains(&name);
+                assert_eq!(categories & (1 << c as u8) != 0, listed, "{name} in {c:?}");
+            }
+        }
+        assert!(event.lookup("Hashes").is_none());
+        assert!(event.lookup("image").is_none());
     }
 
     fn hits(rules: &mut SigmaRules, fields: &Fields<'_>) -> Vec<String> {

@@ -145,6 +145,8 @@ impl Node {
             Node::Or(a, b) => a.matches(view) || b.matches(view),
             Node::Not(a) => !a.matches(view),
             Node::Exists(f) => view.values(*f).next().is_some(),
+            // Address fields are single-valued; their text is parsed once per record.
+            Node::Test(f, Test::Cidr(c)) => view.address(*f).is_some_and(|a| c.contains(a)),
             Node::Test(f, test) => view.values(*f).any(|v| test.passes(v)),
         }
     }
@@ -191,7 +193,6 @@ impl Test {
             (Test::PathGlob(g), Value::Text(v)) => g.matches(v.as_bytes()),
             (Test::NameGlob(g), Value::Text(v)) => g.matches(v.as_bytes()),
             (Test::Regex(r), Value::Text(v)) => r.is_match(v),
-            (Test::Cidr(c), Value::Text(v)) => v.parse().is_ok_and(|a| c.contains(a)),
             _ => false,
         }
     }
@@ -412,7 +413,11 @@ impl Compiler<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{fields::Fields, lineage::Image, native::lang::parse};
+    use crate::rules::{
+        fields::Fields,
+        lineage::Image,
+        native::{field::Addresses, lang::parse},
+    };
 
     type Macros = HashMap<String, Result<Expr, SyntaxError>>;
 
@@ -471,8 +476,8 @@ mod tests {
 
     fn holds(text: &str, fields: &Fields<'_>) -> bool {
         let parent = Image {
-            executable: Some("/usr/bin/python3".to_owned()),
-            command_line: Some("python3 agent.py".to_owned()),
+            executable: Some("/usr/bin/python3".into()),
+            command_line: Some("python3 agent.py".into()),
             ..Image::default()
         };
         let view = View {
@@ -480,6 +485,7 @@ mod tests {
             parent: Some(&parent),
             tree: None,
             user: Some("alice"),
+            addresses: Addresses::default(),
         };
         compiled(text)
             .unwrap_or_else(|e| panic!("{text}: {e:?}"))

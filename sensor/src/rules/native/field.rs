@@ -4,6 +4,8 @@
 //! A field holds one value or, for a list field ([`Field::is_list`], such as the tools a
 //! model asked for), any number of values of its kind: [`View::values`] yields them all, and
 //! a test holds when any one passes it (docs/rules.md, "List fields").
+use std::{cell::OnceCell, net::IpAddr};
+
 use crate::rules::{fields::Fields, lineage::Image};
 
 /// What kind of value a field holds: which operators apply to it.
@@ -204,6 +206,25 @@ pub struct View<'a> {
     pub tree: Option<&'a str>,
     /// The effective user's name, if known.
     pub user: Option<&'a str>,
+    /// `destination.ip` and `source.ip` parsed, by the first `cidr` test that asks.
+    pub addresses: Addresses,
+}
+
+/// A record's addresses parsed at most once each, however many `cidr` tests read them.
+#[derive(Default)]
+pub struct Addresses([OnceCell<Option<IpAddr>>; 2]);
+
+impl View<'_> {
+    /// An address `field`'s value parsed (`None` if absent, not an address, or not an address
+    /// field).
+    pub fn address(&self, field: Field) -> Option<IpAddr> {
+        let (slot, text) = match field {
+            Field::DestinationIp => (0, self.fields.destination_ip),
+            Field::SourceIp => (1, self.fields.source_ip),
+            _ => return None,
+        };
+        *self.addresses.0[slot].get_or_init(|| text?.parse().ok())
+    }
 }
 
 /// Every value of a field in one record: none, one, or (a list field) each element in order.

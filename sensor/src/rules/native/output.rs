@@ -124,7 +124,7 @@ pub fn escape_into(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::fields::Fields;
+    use crate::rules::{fields::Fields, native::field::Addresses};
 
     fn render(template: &str, fields: &Fields<'_>) -> String {
         let view = View {
@@ -132,6 +132,7 @@ mod tests {
             parent: None,
             tree: None,
             user: Some("alice"),
+            addresses: Addresses::default(),
         };
         Template::parse(template).unwrap().render(&view)
     }

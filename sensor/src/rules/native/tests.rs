@@ -1,6 +1,6 @@
 //! Native rule files: loading with positions, alerts, sequences, rate limits.
 use super::*;
-use crate::rules::fields::Fields;
+use crate::rules::{fields::Fields, native::field::Addresses};
 
 fn load(yaml: &str) -> (NativeRules, Vec<Rejection>) {
     let mut rules = NativeRules::default();
@@ -23,6 +23,7 @@ fn fire(rules: &mut NativeRules, fields: &Fields<'_>, seq: u64) -> Vec<(String, 
         parent: None,
         tree: None,
         user: None,
+        addresses: Addresses::default(),
     };
     let mut out = Vec::new();
     rules.evaluate(&view, Some(seq), &mut |f| {
