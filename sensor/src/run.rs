@@ -152,9 +152,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let policy_state = PolicyState::default();
     // Fail-closed: pinned in bpffs (with the programs that keep the attribution map true), so
     // it outlives this process; the previous run's pins are released once this run denies.
-    let pins = if wanted.egress && wanted.fail_closed {
+    let kill_closed = wanted.kill_fail_closed;
+    let pins = if (wanted.egress && wanted.fail_closed) || kill_closed.exec || kill_closed.files {
         let pins = Pins::create()?;
         pins.pin_process_tracking(&mut sensor)?;
+        pins.pin_kill_checks(&mut sensor, kill_closed)?;
         Some(pins)
     } else {
         None
@@ -520,8 +522,7 @@ async fn async_main(
             .keep_fail_closed_only(&agent_policies(&registry::current(&registry)));
         tracing::info!(
             pins = %pins.dir().display(),
-            "fail-closed egress rules stay enforced after the sensor stops; release them with \
-             rm -r {}",
+            "fail-closed rules stay enforced after the sensor stops; release them with rm -r {}",
             fail_closed::PIN_DIR
         );
     }

@@ -287,3 +287,147 @@ fn identities_check_holds_files_kill_rules_to_what_the_kernel_can_check() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A files and an executables rule in kill mode with `fail_closed: true`: the kill checks'
+/// programs are pinned, so an agent (a long-lived shell in its cgroup) that reads a forbidden
+/// file or runs a forbidden program is still killed after the sensor is killed (SIGKILL),
+/// after a restart and after a clean stop (SIGTERM); a bystander is not; removing the pin
+/// directory releases it.
+#[test]
+fn a_fail_closed_kill_rule_outlives_the_sensor_until_released() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    const PIN_DIR: &str = "/sys/fs/bpf/agent-sensor";
+    // Earlier runs' pins would make this test's expectations meaningless.
+    let _ = std::fs::remove_dir_all(PIN_DIR);
+    let dir = scratch_dir("file-kill-closed");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "SECRET-CONTENT\n").unwrap();
+    let prog = dir.join("prog");
+    std::fs::copy("/usr/bin/true", &prog).unwrap();
+    let cg_name = format!("agent-sensor-file-kill-closed-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
+    std::fs::create_dir_all(&cg).unwrap();
+    let manifest = dir.join("agents.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: closed\n    selectors: [{{cgroup: /{cg_name}}}]\n    policy:\n      version: kill-closed-1\n      executables:\n        mode: kill\n        fail_closed: true\n        allow: [\"/usr/bin/*\"]\n      files:\n        mode: kill\n        fail_closed: true\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/dev/**\"]}}\n        write: {{paths: [\"/dev/**\"]}}\n"
+        ),
+    )
+    .unwrap();
+    let check = Command::new(sensor_binary())
+        .args(["identities", "check"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.contains("files kill, fail closed (6 read, 1 write), executables kill, fail closed"),
+        "{check:?}"
+    );
+    // The agent: a shell in its cgroup that, for each `read PATH` or `run PATH` line, reads
+    // the file or runs the program in a child and prints the child's status.
+    let script = format!(
+        "echo $$ > {cg}/cgroup.procs && echo ready && while read verb arg; do \
+         if [ \"$verb\" = read ]; then /usr/bin/cat \"$arg\" >/dev/null 2>&1; else \"$arg\"; fi; \
+         echo \"status=$?\"; done"
+    );
+    let mut agent = Command::new("/usr/bin/bash")
+        .args(["-c", &script])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = agent.stdin.take().unwrap();
+    let mut stdout = BufReader::new(agent.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut ask = |verb: &str, path: &Path| -> i32 {
+        writeln!(stdin, "{verb} {}", path.display()).unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the agent ended");
+            if let Some(status) = line.trim().strip_prefix("status=") {
+                return status.parse().unwrap();
+            }
+        }
+    };
+    let bystander = |path: &Path| {
+        Command::new("/usr/bin/cat")
+            .arg(path)
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let hosts = Path::new("/etc/hosts");
+    let socket = dir.join("control.sock");
+    let config = sensor_tests::write_identities_config(&dir, &socket);
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    assert_eq!(ask("read", &secret), 137);
+    assert_eq!(ask("read", hosts), 0);
+    assert_eq!(ask("run", &prog), 137);
+    assert_eq!(ask("run", Path::new("/usr/bin/true")), 0);
+    let runs: Vec<_> = std::fs::read_dir(PIN_DIR).unwrap().collect();
+    assert_eq!(runs.len(), 1, "one run pinned");
+    let pins: Vec<String> = std::fs::read_dir(runs[0].as_ref().unwrap().path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for pin in [
+        "sched_process_exec",
+        "sys_exit_openat",
+        "sched_process_fork",
+        "sched_process_exit",
+    ] {
+        assert!(pins.iter().any(|p| p == pin), "{pin} not pinned: {pins:?}");
+    }
+
+    // Killed: the agent's new children are still killed; a bystander is not.
+    let killed = sensor.kill(libc::SIGKILL);
+    assert!(!killed.status.success());
+    assert_eq!(ask("read", &secret), 137, "fail-closed after SIGKILL");
+    assert_eq!(ask("read", hosts), 0);
+    assert_eq!(ask("run", &prog), 137, "fail-closed after SIGKILL");
+    assert_eq!(ask("run", Path::new("/usr/bin/true")), 0);
+    assert_eq!(bystander(&secret), Some(0));
+
+    // Restarted: still killed, the earlier run's pins replaced by this run's; stopped cleanly
+    // (SIGTERM): still killed.
+    let first: Vec<_> = std::fs::read_dir(PIN_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    assert_eq!(ask("read", &secret), 137, "after a restart");
+    let second: Vec<_> = std::fs::read_dir(PIN_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first, "the earlier run's pins were released");
+    let stopped = sensor.stop();
+    assert!(
+        stopped
+            .stderr
+            .contains("stay enforced after the sensor stops"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(ask("read", &secret), 137, "fail-closed after SIGTERM");
+    assert_eq!(ask("run", &prog), 137, "fail-closed after SIGTERM");
+    assert_eq!(ask("read", hosts), 0);
+
+    // Released: nothing is killed any more.
+    std::fs::remove_dir_all(PIN_DIR).unwrap();
+    assert_eq!(ask("read", &secret), 0, "released");
+    assert_eq!(ask("run", &prog), 0, "released");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -58,6 +58,8 @@ pub(crate) struct Wanted {
     pub(crate) lsm: LsmPolicy,
     /// Some agent's enforced egress rule is fail-closed: the egress enforcement is pinned.
     pub(crate) fail_closed: bool,
+    /// The kill checks some agent's fail-closed kill rule needs pinned.
+    pub(crate) kill_fail_closed: KillChecks,
 }
 
 impl Wanted {
@@ -70,6 +72,9 @@ impl Wanted {
                 .as_ref()
                 .is_some_and(|r| r.mode == Mode::Enforce);
             wanted.fail_closed |= fails_closed(d);
+            let kill = kill_fails_closed(d);
+            wanted.kill_fail_closed.exec |= kill.exec;
+            wanted.kill_fail_closed.files |= kill.files;
             let exec_mode = d.policy.executables.as_ref().map(|r| r.mode);
             wanted.kill.exec |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
             wanted.lsm.exec |= exec_mode == Some(Mode::Enforce);
@@ -82,6 +87,22 @@ impl Wanted {
 
     pub(crate) fn any(self) -> bool {
         self.egress || self.kill.exec || self.kill.files || self.lsm.files
+    }
+}
+
+/// Which of the agent's rules are in kill mode and fail-closed.
+fn kill_fails_closed(d: &AgentPolicy<'_>) -> KillChecks {
+    KillChecks {
+        exec: d
+            .policy
+            .executables
+            .as_ref()
+            .is_some_and(|r| r.mode == Mode::Kill && r.fail_closed),
+        files: d
+            .policy
+            .files
+            .as_ref()
+            .is_some_and(|r| r.mode == Mode::Kill && r.fail_closed),
     }
 }
 
@@ -129,10 +150,37 @@ impl Enforcement {
         Ok(enforcement)
     }
 
-    /// As the daemon stops with its egress enforcement pinned: leaves in the kernel only what
-    /// is to go on being denied, the fail-closed egress rules as declared (no exception and no
+    /// As the daemon stops with its enforcement pinned: leaves in the kernel only what is to go
+    /// on being denied or killed, the fail-closed rules as declared (no exception and no
     /// looked-up address outlives the daemon: nobody would end them).
     pub(crate) fn keep_fail_closed_only(&mut self, agents: &[AgentPolicy<'_>]) {
+        let closed: Vec<(&AgentPolicy<'_>, KillChecks)> =
+            agents.iter().map(|d| (d, kill_fails_closed(d))).collect();
+        if let Some(exec) = &mut self.exec {
+            let rules: Vec<AgentExecutables> = closed
+                .iter()
+                .filter(|(_, k)| k.exec)
+                .map(|(d, _)| AgentExecutables {
+                    agent: d.number,
+                    policy: d.policy.clone(),
+                    excepted: false,
+                })
+                .collect();
+            exec.sync(&rules);
+        }
+        if let Some(files) = &mut self.files {
+            let rules: Vec<AgentFiles> = closed
+                .iter()
+                .filter(|(_, k)| k.files)
+                .map(|(d, _)| AgentFiles {
+                    agent: d.number,
+                    policy: d.policy.clone(),
+                    read_excepted: false,
+                    write_excepted: false,
+                })
+                .collect();
+            files.sync(&rules);
+        }
         if let Some(egress) = &mut self.egress {
             let rules: Vec<AgentEgress> = agents
                 .iter()

@@ -1,7 +1,9 @@
-//! Fail-closed egress enforcement (`egress: {mode: enforce, fail_closed: true}`): the egress
-//! programs' links, the process-tracking links that keep their attribution map true (fork
-//! inherits an agent, exit forgets a process), and the maps they read are pinned in bpffs, so
-//! they outlive the daemon however it stops. Each run pins under a directory of its own in
+//! Fail-closed enforcement (`egress: {mode: enforce, fail_closed: true}`, and `executables` and
+//! `files` rules in `kill` mode with `fail_closed: true`): the egress programs' links and the
+//! maps they read, the kill checks' programs' links (the exec program, the open syscalls' exit
+//! program), and the process-tracking links that keep the attribution map true (fork inherits
+//! an agent, exit forgets a process) are pinned in bpffs, so they outlive the daemon however it
+//! stops. Each run pins under a directory of its own in
 //! [`PIN_DIR`]; a start releases the other runs' pins once its own programs are attached and
 //! the running processes attributed (no moment without a denying program), and an operator
 //! releases them by removing the directory (docs/policy.md, "Fail-closed").
@@ -15,7 +17,11 @@ use aya::{
     programs::{CgroupSockAddr, RawTracePoint, links::FdLink},
 };
 
-use crate::kernel::loader::{LoadError, Sensor};
+use crate::kernel::loader::{KillChecks, LoadError, Sensor};
+
+/// The syscalls whose exit program holds the files kill check (and whose enter program saves
+/// their arguments on kernels without `bpf_task_pt_regs`).
+const OPEN_SYSCALLS: &[&str] = &["open", "openat", "openat2", "creat"];
 
 /// Where bpffs is mounted (the sensor mounts it there when nothing is).
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -98,6 +104,45 @@ impl Pins {
         Ok(())
     }
 
+    /// Pins the attachments of the kill checks `kill` names: the exec program's
+    /// (`sched_process_exec`, executables), and the open syscalls' exit program's (with their
+    /// enter program's, where it saves their arguments; files). Those programs go on reporting
+    /// into a ring buffer nobody reads once the daemon stops (their records are dropped and
+    /// counted), and killing what the rules in the kernel then do not allow.
+    pub(crate) fn pin_kill_checks(
+        &self,
+        sensor: &mut Sensor,
+        kill: KillChecks,
+    ) -> Result<(), LoadError> {
+        if kill.exec {
+            for (name, id) in sensor.take_exec_link() {
+                self.pin_raw_tracepoint_link(&mut sensor.ebpf, name, id)?;
+            }
+        }
+        if kill.files {
+            let names: Vec<String> = OPEN_SYSCALLS
+                .iter()
+                .flat_map(|s| [format!("sys_exit_{s}"), format!("sys_enter_{s}")])
+                .collect();
+            for (name, link) in sensor.take_syscall_links(&names) {
+                let path = self.dir.join(&name);
+                let link = FdLink::try_from(link).map_err(|e| {
+                    pin_error(
+                        &path,
+                        &format!(
+                            "this kernel attaches tracepoint programs without BPF links \
+                             (Linux < 5.15), so the files kill check cannot outlive the sensor \
+                             ({e}); remove fail_closed from the files rule"
+                        ),
+                    )
+                })?;
+                link.pin(&path)
+                    .map_err(|e| pin_error(&path, &e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes the raw tracepoint link `id` of `program` from `ebpf` and pins it.
     fn pin_raw_tracepoint_link(
         &self,
@@ -173,7 +218,7 @@ fn ensure_bpffs() -> Result<(), LoadError> {
     };
     if rc != 0 {
         return Err(LoadError::FailClosed(format!(
-            "fail_closed needs a BPF file system at {BPFFS} to pin the egress enforcement in, \
+            "fail_closed needs a BPF file system at {BPFFS} to pin the enforcement in, \
              and none is mounted there; mounting one failed: {} (mount it: mount -t bpf bpf \
              {BPFFS})",
             io::Error::last_os_error()

@@ -134,8 +134,9 @@ pub(crate) struct Sensor {
     /// What is attached, for the start record: raw tracepoints by name, `syscall:<name>` and
     /// `lsm:<hook>`.
     pub(crate) programs: Vec<&'static str>,
-    /// The syscall tracepoint attachments, owned here so `detach` can end them in parallel.
-    syscall_links: Vec<TracePointLink>,
+    /// The syscall tracepoint attachments (by tracepoint, `sys_exit_openat`), owned here so
+    /// `detach` can end them in parallel.
+    syscall_links: Vec<(String, TracePointLink)>,
     /// The raw tracepoint attachments (owned by their programs), by program, for pinning.
     raw_links: Vec<(&'static str, RawTracePointLinkId)>,
 }
@@ -178,11 +179,31 @@ impl Sensor {
             ..
         } = self;
         std::thread::scope(|scope| {
-            for link in syscall_links {
+            for (_, link) in syscall_links {
                 scope.spawn(move || drop(link));
             }
         });
         drop(ebpf);
+    }
+
+    /// Takes the links of the syscall tracepoints named (`sys_exit_openat`, ...) out of the
+    /// sensor's keeping, for fail-closed enforcement to pin.
+    pub(crate) fn take_syscall_links(&mut self, names: &[String]) -> Vec<(String, TracePointLink)> {
+        let (taken, rest) = std::mem::take(&mut self.syscall_links)
+            .into_iter()
+            .partition(|(name, _)| names.contains(name));
+        self.syscall_links = rest;
+        taken
+    }
+
+    /// Takes the exec program's link (`sched_process_exec`: its executables kill check) out of
+    /// its program's keeping, for fail-closed enforcement to pin.
+    pub(crate) fn take_exec_link(&mut self) -> Vec<(&'static str, RawTracePointLinkId)> {
+        let (exec, rest) = std::mem::take(&mut self.raw_links)
+            .into_iter()
+            .partition(|(name, _)| *name == "sched_process_exec");
+        self.raw_links = rest;
+        exec
     }
 
     /// Takes the links of the programs that keep the attribution map true without the daemon
@@ -583,22 +604,28 @@ pub(crate) fn load(
     }
     for event in &exit_events {
         let program = program_of::<TracePoint>(&mut ebpf, event.exit)?;
+        let tracepoint = format!("sys_exit_{}", event.syscall);
         let link = program
-            .attach("syscalls", &format!("sys_exit_{}", event.syscall))
+            .attach("syscalls", &tracepoint)
             .map_err(program_error(event.exit))?;
-        syscall_links.push(program.take_link(link).map_err(program_error(event.exit))?);
+        syscall_links.push((
+            tracepoint,
+            program.take_link(link).map_err(program_error(event.exit))?,
+        ));
         programs.push(leak(format!("syscall:{}", event.syscall)));
         // connect's own enter program saves its arguments.
         if !task_regs && event.syscall != "connect" {
             let program = program_of::<TracePoint>(&mut ebpf, "enter_save")?;
+            let tracepoint = format!("sys_enter_{}", event.syscall);
             let link = program
-                .attach("syscalls", &format!("sys_enter_{}", event.syscall))
+                .attach("syscalls", &tracepoint)
                 .map_err(program_error("enter_save"))?;
-            syscall_links.push(
+            syscall_links.push((
+                tracepoint,
                 program
                     .take_link(link)
                     .map_err(program_error("enter_save"))?,
-            );
+            ));
         }
     }
     if lsm_addresses {
@@ -626,11 +653,12 @@ pub(crate) fn load(
         let link = program
             .attach("syscalls", "sys_enter_connect")
             .map_err(program_error("enter_connect"))?;
-        syscall_links.push(
+        syscall_links.push((
+            "sys_enter_connect".to_owned(),
             program
                 .take_link(link)
                 .map_err(program_error("enter_connect"))?,
-        );
+        ));
     }
     if pipes {
         for &(name, tracepoint) in PIPE_PROGRAMS {
@@ -638,7 +666,10 @@ pub(crate) fn load(
             let link = program
                 .attach("syscalls", tracepoint)
                 .map_err(program_error(name))?;
-            syscall_links.push(program.take_link(link).map_err(program_error(name))?);
+            syscall_links.push((
+                tracepoint.to_owned(),
+                program.take_link(link).map_err(program_error(name))?,
+            ));
         }
         programs.push("syscall:pipes");
     }

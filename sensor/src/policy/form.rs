@@ -72,16 +72,18 @@ impl Policy {
         if let Some(r) = &self.files {
             let n = |s: &FileSet| s.paths.len() + s.classes.len();
             parts.push(format!(
-                "files {} ({} read, {} write)",
+                "files {}{} ({} read, {} write)",
                 r.mode.name(),
+                if r.fail_closed { ", fail closed" } else { "" },
                 n(&r.allow.read),
                 n(&r.allow.write)
             ));
         }
         if let Some(r) = &self.executables {
             parts.push(format!(
-                "executables {} ({} allowed)",
+                "executables {}{} ({} allowed)",
                 r.mode.name(),
+                if r.fail_closed { ", fail closed" } else { "" },
                 r.allow.len()
             ));
         }
@@ -268,7 +270,7 @@ struct RawDestination {
 #[serde(deny_unknown_fields)]
 struct RawFiles {
     mode: Mode,
-    // Accepted to be refused with a reason (only egress rules fail closed).
+    // In kill mode only (refused with a reason in any other).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     fail_closed: bool,
     #[serde(default)]
@@ -290,7 +292,7 @@ struct RawFileSet {
 #[serde(deny_unknown_fields)]
 struct RawExecutables {
     mode: Mode,
-    // Accepted to be refused with a reason (only egress rules fail closed).
+    // In kill mode only (refused with a reason in any other).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     fail_closed: bool,
     #[serde(default)]
@@ -454,11 +456,17 @@ fn enforceable_egress(allow: &[Destination], at: Location) -> Result<(), PolicyE
     Ok(())
 }
 
-/// Why a rule other than egress cannot fail closed.
-fn not_fail_closed(rule: &str) -> String {
+/// Why an `executables` or `files` rule in `mode` cannot fail closed (only kill mode's checks
+/// are pinned).
+fn not_fail_closed(rule: &str, mode: Mode) -> String {
     format!(
-        "fail_closed is for egress rules only, not {rule}: the kernel's {rule} checks end when \
-         the sensor stops (they fail open)"
+        "fail_closed on {rule} rules needs mode kill (in mode {} {}), or enforce egress",
+        mode.name(),
+        if mode == Mode::Enforce {
+            "the BPF LSM checks end when the sensor stops: they fail open"
+        } else {
+            "nothing is stopped, so nothing can go on being stopped after the sensor stops"
+        }
     )
 }
 
@@ -523,8 +531,8 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|f| {
             let at = f.referenced;
-            if f.value.fail_closed {
-                return Err(error(at, not_fail_closed("files")));
+            if f.value.fail_closed && f.value.mode != Mode::Kill {
+                return Err(error(at, not_fail_closed("files", f.value.mode)));
             }
             let allow = FileAccess {
                 read: file_set(&f.value.read, "read", at)?,
@@ -552,7 +560,7 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             }
             Ok(Rule {
                 mode: f.value.mode,
-                fail_closed: false,
+                fail_closed: f.value.fail_closed,
                 allow,
             })
         })
@@ -562,8 +570,8 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|x| {
             let at = x.referenced;
-            if x.value.fail_closed {
-                return Err(error(at, not_fail_closed("executables")));
+            if x.value.fail_closed && x.value.mode != Mode::Kill {
+                return Err(error(at, not_fail_closed("executables", x.value.mode)));
             }
             let allow = path_globs(&x.value.allow, "executable", at)?;
             if matches!(x.value.mode, Mode::Kill | Mode::Enforce) {
@@ -571,7 +579,7 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
             }
             Ok(Rule {
                 mode: x.value.mode,
-                fail_closed: false,
+                fail_closed: x.value.fail_closed,
                 allow,
             })
         })
@@ -693,11 +701,11 @@ mod tests {
             ),
             (
                 "      files:\n        mode: enforce\n        fail_closed: true\n",
-                "m.yaml:6:9: agent a policy: fail_closed is for egress rules only, not files",
+                "m.yaml:6:9: agent a policy: fail_closed on files rules needs mode kill (in mode enforce the BPF LSM checks end when the sensor stops: they fail open), or enforce egress",
             ),
             (
-                "      executables:\n        mode: kill\n        fail_closed: true\n",
-                "m.yaml:6:9: agent a policy: fail_closed is for egress rules only, not executables",
+                "      executables:\n        mode: audit\n        fail_closed: true\n",
+                "m.yaml:6:9: agent a policy: fail_closed on executables rules needs mode kill (in mode audit nothing is stopped",
             ),
             (
                 "      egress:\n        mode: kill\n        allow: []\n",
@@ -710,10 +718,6 @@ mod tests {
             (
                 "      files:\n        mode: kill\n        write: {paths: [\"/tmp/**\"], classes: [ssh_key]}\n",
                 "m.yaml:6:9: agent a policy: mode kill: files write class \"ssh_key\": file classes cannot be enforced in the kernel (they are decided in userspace); name the paths, or use audit",
-            ),
-            (
-                "      files:\n        mode: kill\n        fail_closed: true\n",
-                "m.yaml:6:9: agent a policy: fail_closed is for egress rules only, not files",
             ),
             (
                 "      tasks: {mode: kill}\n",
