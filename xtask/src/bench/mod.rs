@@ -406,8 +406,10 @@ fn prepare(
         format!("# Written by cargo xtask bench: the workload's cgroup is an agent.\n{agent}"),
     )?;
     // The same agent, its policy enforced in the kernel and allowing all the workload does:
-    // its loopback connects (egress, cgroup programs) and its programs (executables in kill
-    // mode, the exec program's check: this machine kind refuses BPF LSM for enforce mode).
+    // its loopback connects (egress, cgroup programs), its programs and its opens (executables
+    // and files in kill mode, the exec and open exit programs' checks: this machine kind
+    // refuses BPF LSM for enforce mode). `/**` allows every file, yet each open is walked and
+    // looked up, as an allowed open of a narrower rule is.
     let enforce_manifest = dir.join("agents-enforce.yaml");
     let workload =
         fs::canonicalize(workload).with_context(|| format!("resolving {}", workload.display()))?;
@@ -423,6 +425,10 @@ fn prepare(
       executables:
         mode: kill
         allow: [{:?}, {:?}]
+      files:
+        mode: kill
+        read: {{paths: [\"/**\"]}}
+        write: {{paths: [\"/**\"]}}
 ",
             workload.display().to_string(),
             true_path.display().to_string()
