@@ -202,6 +202,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     sink.deliver_to(forwarders)
         .context("starting the sinks' delivery threads")?;
     tracing::info!(programs = ?sensor.programs, all_processes = config.all_processes, "kernel programs attached");
+    // Loading parsed the kernel's BTF and the programs' objects, several MiB freed by now but
+    // kept by the allocator below what stays live: given back to the kernel once, here.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: glibc's malloc_trim only releases free memory; it is safe at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
