@@ -1,7 +1,7 @@
 //! `cargo xtask run | jq` needs set-up to keep standard output clean: every child set-up starts
-//! (rustup, cargo install, apt-get, pip, mount) must write to standard error. This runs the real
-//! `xtask setup` against stand-ins for those tools that each print to standard output, so every
-//! step does its work, and checks that none of it reaches xtask's standard output.
+//! (rustup, cargo install, apt-get, pip, npm, mount) must write to standard error. This runs the
+//! real `xtask setup` against stand-ins for those tools that each print to standard output, so
+//! every step does its work, and checks that none of it reaches xtask's standard output.
 use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
@@ -42,7 +42,15 @@ fn executable(path: &Path, text: &str) {
 fn setup_writes_nothing_to_stdout() {
     let dir = scratch();
     let stubs = dir.join("stubs");
-    for tool in ["rustc", "rustup", "cargo", "apt-get", "dpkg-query", "mount"] {
+    for tool in [
+        "rustc",
+        "rustup",
+        "cargo",
+        "apt-get",
+        "dpkg-query",
+        "npm",
+        "mount",
+    ] {
         executable(&stubs.join(tool), STUB);
     }
     // A toolchain with an LLVM library but no rust-src and no aarch64 standard library.
@@ -90,7 +98,12 @@ fn setup_writes_nothing_to_stdout() {
     // As root, set-up also installs packages, which ends with the cross target.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
-        expected.extend(["apt-get install", "python3 -m pip", "rustup target add"]);
+        expected.extend([
+            "apt-get install",
+            "python3 -m pip",
+            "npm install",
+            "rustup target add",
+        ]);
         assert!(out.status.success(), "set-up failed: {stderr}");
     }
     for call in expected {
