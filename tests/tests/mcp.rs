@@ -205,9 +205,7 @@ fn vectored(server: Server, tag: &str, name: &str) {
     .unwrap();
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
     let log = client(Some(&cg), &note, server);
-    // The npm SDK's `big` is given out at the stop (see `check_calls`).
-    let whole = if server == Server::Node { 5 } else { 6 };
-    sensor.wait_for_count("the MCP calls", whole, |r| action(r) == "mcp_call");
+    sensor.wait_for_count("the MCP calls", 6, |r| action(r) == "mcp_call");
     let done = sensor.stop();
     let _ = std::fs::remove_dir(&cg);
     let calls: Vec<&Value> = done
@@ -327,19 +325,25 @@ fn check_calls(
     let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
     assert_eq!(result["content"][0]["text"], log["add"]);
 
-    // A 40 000-byte result, over the 16 KiB bound: the call is recorded, incomplete, and the
-    // calls after it are whole. The Python SDK puts the response's id before its result, in
-    // the captured start, which matches it; the npm SDK's id comes after the result, past the
-    // cut, so its call is one with no response seen, given out when the sensor stops.
+    // A 40 000-byte result, over the 16 KiB bound: the call is recorded, incomplete, matched
+    // with its response, and the calls after it are whole. The Python SDK puts the response's
+    // id before its result, in the captured start; the npm SDK's comes after the result, in
+    // the cut call's end, which the kernel copies too. Either way the response's size is
+    // exact: from its first byte to its newline in the pipe's stream (the 40 000 bytes of
+    // text and the JSON around them).
     let x = &call(&tool_calls, "big")["mcp"];
     assert_eq!(x["incomplete"], true, "{x}");
     assert!(x.get("result").is_none(), "{x}");
-    match server {
-        Server::Python | Server::PythonReadv => {
-            assert!(x["response_bytes"].as_u64().unwrap() >= 16384, "{x}");
-        }
-        Server::Node => assert!(x.get("response_bytes").is_none(), "{x}"),
-    }
+    assert_eq!(log["big_length"], 40_000);
+    // (The captured start alone is 16 KiB: a size past the text's proves the end was seen.
+    // The PyPI SDK gives a tool's `str` twice, as text content and as structured content.)
+    let size = x["response_bytes"].as_u64().unwrap();
+    let text = match server {
+        Server::Python | Server::PythonReadv => 80_000,
+        Server::Node => 40_000,
+    };
+    assert!((text + 70..text + 400).contains(&size), "{x}");
+    assert!(x["latency_ms"].as_f64().unwrap() > 0.0, "{x}");
 
     // A tool the server does not have: its error result.
     let r = call(&tool_calls, "no_such_tool");
