@@ -1,5 +1,7 @@
 //! Pipe traffic of opted-in agents (an MCP server's stdio, for one): `read`, `write`, `readv`
-//! and `writev` on a pipe by a process whose agent turns stdio capture on are remembered at the
+//! and `writev` (and `preadv2` and `pwritev2`, which a pipe takes only at its current
+//! position, as `readv` and `writev`) on a pipe by a process whose agent turns stdio capture
+//! on are remembered at the
 //! syscall's entry (the fd is checked to be a pipe there, by its inode's mode) and copied at
 //! its exit, bounded by the agent's `max_bytes`, into a [`PipeRecord`] with the pipe's stream
 //! position, so the daemon can tell a hole (a loss or a cut) from a whole stream. A cut call's

@@ -59,6 +59,9 @@ enum Server {
     Python,
     /// The same, reading its standard input with `readv` into two iovecs.
     PythonReadv,
+    /// The same, reading its standard input with `preadv2` and writing its standard output
+    /// with `pwritev2`, each with two iovecs.
+    PythonV2,
     /// `tests/mcp/server.cjs`: the npm SDK's under Node.js, batching the messages of a turn of
     /// its event loop into one `writev`.
     Node,
@@ -71,6 +74,7 @@ fn client(cg: Option<&str>, note: &str, server: Server) -> Value {
     let modules = match server {
         Server::Python => String::new(),
         Server::PythonReadv => "readv".to_owned(),
+        Server::PythonV2 => "v2".to_owned(),
         Server::Node => node_modules().display().to_string(),
     };
     // The secret goes by the environment: argv (the shell's too) is in the trail.
@@ -184,6 +188,14 @@ fn an_mcp_servers_vectored_writes_are_captured_whole() {
 #[test]
 fn an_mcp_servers_vectored_reads_are_captured_whole() {
     vectored(Server::PythonReadv, "readv", "python3");
+}
+
+/// An MCP server that reads its requests with `preadv2` and writes its responses with
+/// `pwritev2` (Python's `os.preadv`/`os.pwritev` with flags, at the pipe's current position,
+/// two iovecs each): every call is recorded whole.
+#[test]
+fn an_mcp_servers_preadv2_and_pwritev2_are_captured_whole() {
+    vectored(Server::PythonV2, "v2", "python3");
 }
 
 /// The client's calls to `server` (whose process is named `name`) by an opted-in agent, each
@@ -339,7 +351,7 @@ fn check_calls(
     // The PyPI SDK gives a tool's `str` twice, as text content and as structured content.)
     let size = x["response_bytes"].as_u64().unwrap();
     let text = match server {
-        Server::Python | Server::PythonReadv => 80_000,
+        Server::Python | Server::PythonReadv | Server::PythonV2 => 80_000,
         Server::Node => 40_000,
     };
     assert!((text + 70..text + 400).contains(&size), "{x}");

@@ -124,15 +124,24 @@ pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
 
 /// The stdio (pipe) capture's programs and the syscall tracepoints each attaches to (loaded
 /// and attached only when an agent turns stdio capture on, see `sensor-ebpf/src/pipe.rs`).
+/// `preadv2(fd, iov, iovcnt, pos_l, pos_h, flags)` and `pwritev2` take their first three
+/// arguments as `readv` and `writev` do, and on a pipe work only at the current position
+/// (-1: the kernel then runs them as `readv` and `writev` with flags; any other position is
+/// `ESPIPE`, a failed call, not copied). `pread64`/`pwrite64` and `preadv`/`pwritev` always
+/// fail on a pipe.
 pub(crate) const PIPE_PROGRAMS: &[(&str, &str)] = &[
     ("enter_pipe_write", "sys_enter_write"),
     ("enter_pipe_read", "sys_enter_read"),
     ("enter_pipe_writev", "sys_enter_writev"),
     ("enter_pipe_readv", "sys_enter_readv"),
+    ("enter_pipe_writev", "sys_enter_pwritev2"),
+    ("enter_pipe_readv", "sys_enter_preadv2"),
     ("exit_pipe", "sys_exit_write"),
     ("exit_pipe", "sys_exit_read"),
     ("exit_pipe_vectored", "sys_exit_writev"),
     ("exit_pipe_vectored", "sys_exit_readv"),
+    ("exit_pipe_vectored", "sys_exit_pwritev2"),
+    ("exit_pipe_vectored", "sys_exit_preadv2"),
 ];
 
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
