@@ -317,6 +317,21 @@ impl Drop for AgentShell {
     }
 }
 
+/// After `rm -r` of the pins: the kernel lets go of unpinned links in a work item of its own
+/// (each tracepoint link waits for an RCU grace period), so the release completes a moment
+/// after the `rm`. Asks `agent` to read `path` until it answers `free` (at most 10 s): the
+/// seconds it took, or `None`.
+fn wait_released(agent: &mut AgentShell, path: &str, free: &str) -> Option<f64> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if agent.ask(&[("read", "read", path.to_owned())])["read"] == free {
+            return Some(t.elapsed().as_secs_f64());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 /// The runs' pin directories and what each holds (`{"run-...": ["TRACKED", ...]}`).
 fn pins() -> Value {
     let mut runs = serde_json::Map::new();
@@ -393,6 +408,7 @@ fn kill_closed_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Res
         "agent": agent.ask(&asks), "bystander": bystander.ask(&asks), "pins": pins(),
     });
     facts["released"] = json!(fs::remove_dir_all(PIN_DIR).err().map(|e| e.to_string()));
+    facts["release_seconds"] = json!(wait_released(&mut agent, &format!("{dp}/secret"), "0:0"));
     facts["after_release"] = json!({ "agent": agent.ask(&asks) });
     Ok(facts)
 }
@@ -493,6 +509,7 @@ fn closed_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<V
     facts["stopped_exit"] = json!(running.stop(STOP_TIMEOUT));
     facts["after_sigterm"] = phase(&mut closed, &mut open, &mut bystander);
     facts["released"] = json!(fs::remove_dir_all(PIN_DIR).err().map(|e| e.to_string()));
+    facts["release_seconds"] = json!(wait_released(&mut closed, &secret, "0:0"));
     facts["after_release"] = phase(&mut closed, &mut open, &mut bystander);
     facts["started"] = json!(true);
     Ok(facts)
