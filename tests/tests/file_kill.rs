@@ -6,7 +6,7 @@
 //! commands run by a bystander, and a forbidden read under an operator's `files.read`
 //! exception go through; when the exception ends, the kill is back. A forbidden open that
 //! fails (the file does not exist) opened nothing: not killed, its decision says `violation`
-//! and why.
+//! and why. An agent attributed by registration is killed the same way.
 use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
 
 use sensor_tests::{Sensor, Value, action, cgroup2_root, pid_of, scratch_dir, sensor_binary};
@@ -559,5 +559,102 @@ fn a_start_that_fails_leaves_nothing_killing_without_fail_closed() {
         "nothing kills after the failed start: {out:?}"
     );
     let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kill rules for an agent attributed by registration (no selector): a shell registered over
+/// the control socket while the sensor runs; its children's forbidden read and program are
+/// killed, its allowed ones and a bystander's are not.
+#[test]
+fn a_registered_agents_forbidden_open_and_exec_are_killed() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let dir = scratch_dir("file-kill-registered");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "SECRET-CONTENT\n").unwrap();
+    let prog = dir.join("prog");
+    std::fs::copy("/usr/bin/true", &prog).unwrap();
+    std::fs::write(
+        dir.join("agents.yaml"),
+        "agents:\n  - id: registered\n    policy:\n      executables: {mode: kill, allow: [\"/usr/bin/*\"]}\n      files:\n        mode: kill\n        read: {paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/dev/**\"]}\n        write: {paths: [\"/dev/**\"]}\n",
+    )
+    .unwrap();
+    let socket = dir.join("control.sock");
+    let config = sensor_tests::write_identities_config(&dir, &socket);
+    // For each `read PATH` or `run PATH` line: the file read or the program run in a child,
+    // and the child's status.
+    let script = "echo ready && while read verb arg; do \
+         if [ \"$verb\" = read ]; then /usr/bin/cat \"$arg\" >/dev/null 2>&1; else \"$arg\"; fi; \
+         echo \"status=$?\"; done";
+    let mut shell = Command::new("/usr/bin/bash")
+        .args(["-c", script])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    let mut stdout = BufReader::new(shell.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut ask = |verb: &str, path: &Path| -> i32 {
+        writeln!(stdin, "{verb} {}", path.display()).unwrap();
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the shell ended");
+        line.trim()
+            .strip_prefix("status=")
+            .unwrap_or_else(|| panic!("the shell said {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    // Not yet anyone's: nothing is killed.
+    assert_eq!(ask("read", &secret), 0);
+    let registered = Command::new(sensor_binary())
+        .args(["register", "--socket", socket.to_str().unwrap()])
+        .args(["--pid", &shell.id().to_string(), "--agent", "registered"])
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{registered:?}");
+    assert_eq!(
+        ask("read", &secret),
+        137,
+        "a registered agent's forbidden read"
+    );
+    assert_eq!(ask("read", Path::new("/etc/hosts")), 0);
+    assert_eq!(
+        ask("run", &prog),
+        137,
+        "a registered agent's forbidden program"
+    );
+    assert_eq!(ask("run", Path::new("/usr/bin/true")), 0);
+    let bystander = Command::new("/usr/bin/cat")
+        .arg(&secret)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert!(bystander.status.success(), "{bystander:?}");
+    let records = sensor.stop().records;
+    let decisions: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| action(r) == "policy_decision")
+        .map(|r| {
+            (
+                r["policy"]["rule"].as_str().unwrap_or("").to_owned(),
+                r["policy"]["outcome"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("files.read".to_owned(), "killed".to_owned()),
+            ("executables".to_owned(), "killed".to_owned())
+        ],
+        "{records:#?}"
+    );
+    let _ = shell.kill();
+    let _ = shell.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
