@@ -22,7 +22,7 @@ use crate::{
     identity::registration,
     identity::registry::{self, Registry, SharedRegistry, Tasks},
     identity::selectors::{SelectorSync, SharedSelectors, Tracked},
-    kernel::enforcement::{AgentPolicy, Enforcement, PolicyState, Wanted},
+    kernel::enforcement::{AgentPolicy, Enforcement, PolicyState, Wanted, files_kill_fail_closed},
     kernel::fail_closed::{self, Pins},
     kernel::loader,
     kernel::pipe_capture::PipeAgents,
@@ -118,6 +118,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     privileges::check_run()?;
     let tls = registry::current(&registry).captures_tls();
     let wanted = Wanted::of(&agent_policies(&registry::current(&registry)));
+    if wanted.kill_fail_closed.files {
+        fail_closed::refuse_unpinnable_files_kill(&files_kill_fail_closed(&agent_policies(
+            &registry::current(&registry),
+        )))?;
+    }
     let stdio = registry::current(&registry).captures_stdio();
     let mut sensor = loader::load(
         &config,
@@ -152,23 +157,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let policy_state = PolicyState::default();
     // Fail-closed: pinned in bpffs (with the programs that keep the attribution map true), so
     // it outlives this process; the previous run's pins are released once this run denies.
-    let kill_closed = wanted.kill_fail_closed;
-    let pins = if (wanted.egress && wanted.fail_closed) || kill_closed.exec || kill_closed.files {
+    let pins = if wanted.pins() {
         let pins = Pins::create()?;
-        pins.pin_process_tracking(&mut sensor)?;
-        pins.pin_kill_checks(&mut sensor, kill_closed)?;
+        let pinned = pins
+            .pin_process_tracking(&mut sensor)
+            .and_then(|()| pins.pin_kill_checks(&mut sensor, wanted.kill_fail_closed))
+            .and_then(|()| pins.pin_lsm_checks(&mut sensor, wanted.lsm_fail_closed));
+        if let Err(e) = pinned {
+            // Nothing of this run enforces yet (its policy is not in the kernel): what it
+            // pinned goes; an earlier run's pins stay.
+            pins.remove();
+            return Err(e.into());
+        }
         Some(pins)
     } else {
         None
     };
     let enforcement = if wanted.any() {
-        let enforcement = Enforcement::attach(
+        let attached = Enforcement::attach(
             &mut sensor.ebpf,
             wanted,
             &agent_policies(&registry::current(&registry)),
             &policy_state,
             pins.as_ref(),
-        )?;
+        );
+        if let (Err(_), Some(pins)) = (&attached, &pins) {
+            // The egress links could not be pinned: nothing of this run's is enforced yet.
+            pins.remove();
+        }
+        let enforcement = attached?;
         if wanted.egress {
             sensor.programs.extend(
                 crate::kernel::programs::EGRESS_PROGRAMS

@@ -6,7 +6,7 @@
 //! commands run by a bystander, and a forbidden read under an operator's `files.read`
 //! exception go through; when the exception ends, the kill is back. A forbidden open that
 //! fails (the file does not exist) opened nothing: not killed, its decision says `violation`
-//! and why.
+//! and why. An agent attributed by registration is killed the same way.
 use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
 
 use sensor_tests::{Sensor, Value, action, cgroup2_root, pid_of, scratch_dir, sensor_binary};
@@ -422,12 +422,239 @@ fn a_fail_closed_kill_rule_outlives_the_sensor_until_released() {
     assert_eq!(ask("run", &prog), 137, "fail-closed after SIGTERM");
     assert_eq!(ask("read", hosts), 0);
 
-    // Released: nothing is killed any more.
+    // A start on a manifest that does not load leaves the pinned rules as they were.
+    let good = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        good.replace("fail_closed: true", "fail_closed: maybe"),
+    )
+    .unwrap();
+    let refused = Command::new(sensor_binary())
+        .args(["run", "--output", "-", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{refused:?}");
+    assert_eq!(ask("read", &secret), 137, "after a failed start");
+    assert_eq!(ask("run", &prog), 137, "after a failed start");
+    let after_failed: Vec<_> = std::fs::read_dir(PIN_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(after_failed, second, "the failed start pinned nothing");
+
+    // A start that fails once its programs are loaded and its rules in the kernel (its output
+    // cannot be opened) leaves its own pins too: both runs' checks kill.
+    std::fs::write(&manifest, &good).unwrap();
+    let failed = Command::new(sensor_binary())
+        .args(["run", "--output", "/etc/hostname/out.jsonl"])
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success(), "{failed:?}");
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("opening the output"),
+        "{failed:?}"
+    );
+    let runs: Vec<_> = std::fs::read_dir(PIN_DIR).unwrap().collect();
+    assert_eq!(
+        runs.len(),
+        2,
+        "the earlier run's and the failed start's pins"
+    );
+    assert_eq!(ask("read", &secret), 137, "after a start that failed late");
+
+    // Released: nothing is killed any more. The kernel lets go of an unpinned link in a
+    // work item of its own (each tracepoint link waits for an RCU grace period), so the
+    // release completes shortly after the `rm` returns.
     std::fs::remove_dir_all(PIN_DIR).unwrap();
-    assert_eq!(ask("read", &secret), 0, "released");
+    let removed = std::time::Instant::now();
+    while ask("read", &secret) != 0 {
+        assert!(
+            removed.elapsed() < Duration::from_secs(10),
+            "still killed 10 s after the release"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("released {:?} after the rm", removed.elapsed());
     assert_eq!(ask("run", &prog), 0, "released");
     let _ = agent.kill();
     let _ = agent.wait();
     let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kill rules without `fail_closed`: a start that fails after its programs were attached and
+/// its rules put in the kernel (the output cannot be opened) leaves nothing killing: the
+/// programs go with the process, and nothing is pinned.
+#[test]
+fn a_start_that_fails_leaves_nothing_killing_without_fail_closed() {
+    const PIN_DIR: &str = "/sys/fs/bpf/agent-sensor";
+    let _ = std::fs::remove_dir_all(PIN_DIR);
+    let dir = scratch_dir("file-kill-failed-start");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "SECRET-CONTENT\n").unwrap();
+    let prog = dir.join("prog");
+    std::fs::copy("/usr/bin/true", &prog).unwrap();
+    let cg_name = format!("agent-sensor-file-kill-failed-{}", std::process::id());
+    let cg = format!("{}/{cg_name}", cgroup2_root());
+    std::fs::create_dir_all(&cg).unwrap();
+    std::fs::write(
+        dir.join("agents.yaml"),
+        format!(
+            "agents:\n  - id: open\n    selectors: [{{cgroup: /{cg_name}}}]\n    policy:\n      executables:\n        mode: kill\n        allow: [\"/usr/bin/*\"]\n      files:\n        mode: kill\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/dev/**\"]}}\n"
+        ),
+    )
+    .unwrap();
+    let config = sensor_tests::write_identities_config(&dir, &dir.join("control.sock"));
+    // The agent's commands, run in its cgroup (after the failed start: a new process there is
+    // nobody's anyway once the sensor is gone, so the shell is the agent's from the start).
+    let commands = format!(
+        "echo $$ > {cg}/cgroup.procs; /usr/bin/cat {} >/dev/null 2>&1; echo read=$?; {}; echo run=$?",
+        secret.display(),
+        prog.display()
+    );
+    let mut agent = Command::new("/usr/bin/bash")
+        .args(["-c", &format!("read go; {commands}")])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    // While a sensor runs, the same commands are killed (the rules hold).
+    let killed = Command::new("/usr/bin/bash")
+        .args(["-c", &commands])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(
+        statuses(&killed),
+        vec![s("read", 137), s("run", 137)],
+        "{killed:?}"
+    );
+    let _ = sensor.stop();
+    let failed = Command::new(sensor_binary())
+        .args(["run", "--output", "/etc/hostname/out.jsonl"])
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success(), "{failed:?}");
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("opening the output"),
+        "{failed:?}"
+    );
+    assert!(
+        std::fs::read_dir(PIN_DIR).map_or(true, |mut d| d.next().is_none()),
+        "nothing pinned"
+    );
+    {
+        use std::io::Write as _;
+        writeln!(agent.stdin.take().unwrap(), "go").unwrap();
+    }
+    let out = agent.wait_with_output().unwrap();
+    assert_eq!(
+        statuses(&out),
+        vec![s("read", 0), s("run", 0)],
+        "nothing kills after the failed start: {out:?}"
+    );
+    let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kill rules for an agent attributed by registration (no selector): a shell registered over
+/// the control socket while the sensor runs; its children's forbidden read and program are
+/// killed, its allowed ones and a bystander's are not.
+#[test]
+fn a_registered_agents_forbidden_open_and_exec_are_killed() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let dir = scratch_dir("file-kill-registered");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "SECRET-CONTENT\n").unwrap();
+    let prog = dir.join("prog");
+    std::fs::copy("/usr/bin/true", &prog).unwrap();
+    std::fs::write(
+        dir.join("agents.yaml"),
+        "agents:\n  - id: registered\n    policy:\n      executables: {mode: kill, allow: [\"/usr/bin/*\"]}\n      files:\n        mode: kill\n        read: {paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/dev/**\"]}\n        write: {paths: [\"/dev/**\"]}\n",
+    )
+    .unwrap();
+    let socket = dir.join("control.sock");
+    let config = sensor_tests::write_identities_config(&dir, &socket);
+    // For each `read PATH` or `run PATH` line: the file read or the program run in a child,
+    // and the child's status.
+    let script = "echo ready && while read verb arg; do \
+         if [ \"$verb\" = read ]; then /usr/bin/cat \"$arg\" >/dev/null 2>&1; else \"$arg\"; fi; \
+         echo \"status=$?\"; done";
+    let mut shell = Command::new("/usr/bin/bash")
+        .args(["-c", script])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    let mut stdout = BufReader::new(shell.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut ask = |verb: &str, path: &Path| -> i32 {
+        writeln!(stdin, "{verb} {}", path.display()).unwrap();
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the shell ended");
+        line.trim()
+            .strip_prefix("status=")
+            .unwrap_or_else(|| panic!("the shell said {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    let sensor = Sensor::start(&["--config", config.to_str().unwrap()]);
+    // Not yet anyone's: nothing is killed.
+    assert_eq!(ask("read", &secret), 0);
+    let registered = Command::new(sensor_binary())
+        .args(["register", "--socket", socket.to_str().unwrap()])
+        .args(["--pid", &shell.id().to_string(), "--agent", "registered"])
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{registered:?}");
+    assert_eq!(
+        ask("read", &secret),
+        137,
+        "a registered agent's forbidden read"
+    );
+    assert_eq!(ask("read", Path::new("/etc/hosts")), 0);
+    assert_eq!(
+        ask("run", &prog),
+        137,
+        "a registered agent's forbidden program"
+    );
+    assert_eq!(ask("run", Path::new("/usr/bin/true")), 0);
+    let bystander = Command::new("/usr/bin/cat")
+        .arg(&secret)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert!(bystander.status.success(), "{bystander:?}");
+    let records = sensor.stop().records;
+    let decisions: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| action(r) == "policy_decision")
+        .map(|r| {
+            (
+                r["policy"]["rule"].as_str().unwrap_or("").to_owned(),
+                r["policy"]["outcome"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("files.read".to_owned(), "killed".to_owned()),
+            ("executables".to_owned(), "killed".to_owned())
+        ],
+        "{records:#?}"
+    );
+    let _ = shell.kill();
+    let _ = shell.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

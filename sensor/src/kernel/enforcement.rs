@@ -58,8 +58,12 @@ pub(crate) struct Wanted {
     pub(crate) lsm: LsmPolicy,
     /// Some agent's enforced egress rule is fail-closed: the egress enforcement is pinned.
     pub(crate) fail_closed: bool,
-    /// The kill checks some agent's fail-closed kill rule needs pinned.
+    /// The kill checks some agent's fail-closed rule needs pinned: `exec`, an executables rule
+    /// in kill mode, or in enforce mode (whose kill check stops the execs that make a process
+    /// an agent's); `files`, a files rule in kill mode.
     pub(crate) kill_fail_closed: KillChecks,
+    /// The BPF LSM checks some agent's fail-closed rule in enforce mode needs pinned.
+    pub(crate) lsm_fail_closed: LsmPolicy,
 }
 
 impl Wanted {
@@ -72,13 +76,15 @@ impl Wanted {
                 .as_ref()
                 .is_some_and(|r| r.mode == Mode::Enforce);
             wanted.fail_closed |= fails_closed(d);
-            let kill = kill_fails_closed(d);
-            wanted.kill_fail_closed.exec |= kill.exec;
-            wanted.kill_fail_closed.files |= kill.files;
+            let closed = rules_fail_closed(d);
             let exec_mode = d.policy.executables.as_ref().map(|r| r.mode);
+            let files_mode = d.policy.files.as_ref().map(|r| r.mode);
+            wanted.kill_fail_closed.exec |= closed.exec;
+            wanted.kill_fail_closed.files |= closed.files && files_mode == Some(Mode::Kill);
+            wanted.lsm_fail_closed.exec |= closed.exec && exec_mode == Some(Mode::Enforce);
+            wanted.lsm_fail_closed.files |= closed.files && files_mode == Some(Mode::Enforce);
             wanted.kill.exec |= matches!(exec_mode, Some(Mode::Kill | Mode::Enforce));
             wanted.lsm.exec |= exec_mode == Some(Mode::Enforce);
-            let files_mode = d.policy.files.as_ref().map(|r| r.mode);
             wanted.kill.files |= files_mode == Some(Mode::Kill);
             wanted.lsm.files |= files_mode == Some(Mode::Enforce);
         }
@@ -88,21 +94,47 @@ impl Wanted {
     pub(crate) fn any(self) -> bool {
         self.egress || self.kill.exec || self.kill.files || self.lsm.files
     }
+
+    /// Some rule fails closed: the run pins its enforcement.
+    pub(crate) fn pins(self) -> bool {
+        (self.egress && self.fail_closed)
+            || self.kill_fail_closed.exec
+            || self.kill_fail_closed.files
+            || self.lsm_fail_closed.any()
+    }
 }
 
-/// Which of the agent's rules are in kill mode and fail-closed.
-fn kill_fails_closed(d: &AgentPolicy<'_>) -> KillChecks {
+/// The agents whose files rule is in kill mode and fails closed: the files kill check must be
+/// pinned for them, which needs the open syscalls' tracepoints attached through BPF links.
+pub(crate) fn files_kill_fail_closed<'a>(agents: &[AgentPolicy<'a>]) -> Vec<&'a str> {
+    agents
+        .iter()
+        .filter(|d| {
+            d.policy
+                .files
+                .as_ref()
+                .is_some_and(|r| r.mode == Mode::Kill && r.fail_closed)
+        })
+        .map(|d| d.id)
+        .collect()
+}
+
+/// Which of the agent's executables and files rules the kernel stops (kill or enforce mode)
+/// and fail closed.
+fn rules_fail_closed(d: &AgentPolicy<'_>) -> KillChecks {
+    let stops_and_fails_closed =
+        |mode: Mode, fail_closed: bool| matches!(mode, Mode::Kill | Mode::Enforce) && fail_closed;
     KillChecks {
         exec: d
             .policy
             .executables
             .as_ref()
-            .is_some_and(|r| r.mode == Mode::Kill && r.fail_closed),
+            .is_some_and(|r| stops_and_fails_closed(r.mode, r.fail_closed)),
         files: d
             .policy
             .files
             .as_ref()
-            .is_some_and(|r| r.mode == Mode::Kill && r.fail_closed),
+            .is_some_and(|r| stops_and_fails_closed(r.mode, r.fail_closed)),
     }
 }
 
@@ -155,7 +187,7 @@ impl Enforcement {
     /// looked-up address outlives the daemon: nobody would end them).
     pub(crate) fn keep_fail_closed_only(&mut self, agents: &[AgentPolicy<'_>]) {
         let closed: Vec<(&AgentPolicy<'_>, KillChecks)> =
-            agents.iter().map(|d| (d, kill_fails_closed(d))).collect();
+            agents.iter().map(|d| (d, rules_fail_closed(d))).collect();
         if let Some(exec) = &mut self.exec {
             let rules: Vec<AgentExecutables> = closed
                 .iter()

@@ -1,9 +1,9 @@
 //! Fail-closed enforcement (`egress: {mode: enforce, fail_closed: true}`, and `executables` and
-//! `files` rules in `kill` mode with `fail_closed: true`): the egress programs' links and the
-//! maps they read, the kill checks' programs' links (the exec program, the open syscalls' exit
-//! program), and the process-tracking links that keep the attribution map true (fork inherits
-//! an agent, exit forgets a process) are pinned in bpffs, so they outlive the daemon however it
-//! stops. Each run pins under a directory of its own in
+//! `files` rules in `kill` or `enforce` mode with `fail_closed: true`): the egress programs'
+//! links and the maps they read, the kill checks' programs' links (the exec program, the open
+//! syscalls' exit program), the BPF LSM checks' links (`bprm_check_security`, `file_open`), and
+//! the process-tracking links that keep the attribution map true (fork inherits an agent, exit
+//! forgets a process) are pinned in bpffs, so they outlive the daemon however it stops. Each run pins under a directory of its own in
 //! [`PIN_DIR`]; a start releases the other runs' pins once its own programs are attached and
 //! the running processes attributed (no moment without a denying program), and an operator
 //! releases them by removing the directory (docs/policy.md, "Fail-closed").
@@ -14,10 +14,10 @@ use std::{
 
 use aya::{
     Ebpf,
-    programs::{CgroupSockAddr, RawTracePoint, links::FdLink},
+    programs::{CgroupSockAddr, Lsm, RawTracePoint, links::FdLink},
 };
 
-use crate::kernel::loader::{KillChecks, LoadError, Sensor};
+use crate::kernel::loader::{KillChecks, LoadError, LsmPolicy, Sensor};
 
 /// The syscalls whose exit program holds the files kill check (and whose enter program saves
 /// their arguments on kernels without `bpf_task_pt_regs`).
@@ -143,6 +143,45 @@ impl Pins {
         Ok(())
     }
 
+    /// Pins the links of the BPF LSM checks `lsm` names (`lsm_bprm_check` for executables
+    /// rules in enforce mode, `lsm_file_open` for files rules): they go on refusing what the
+    /// rules in the kernel then do not allow. BPF LSM programs are attached through BPF links
+    /// on every kernel that has BPF LSM.
+    pub(crate) fn pin_lsm_checks(
+        &self,
+        sensor: &mut Sensor,
+        lsm: LsmPolicy,
+    ) -> Result<(), LoadError> {
+        for (program, id) in sensor.take_lsm_links(lsm) {
+            let path = self.dir.join(program);
+            let p: &mut Lsm = sensor
+                .ebpf
+                .program_mut(program)
+                .ok_or(LoadError::MissingMap(program))?
+                .try_into()
+                .map_err(|source| LoadError::Program {
+                    name: program,
+                    source,
+                })?;
+            let link = p.take_link(id).map_err(|source| LoadError::Program {
+                name: program,
+                source,
+            })?;
+            FdLink::from(link)
+                .pin(&path)
+                .map_err(|e| pin_error(&path, &e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes this run's directory and what is pinned in it (a start that failed to pin all
+    /// it had to: what it pinned would otherwise stay until the next start).
+    pub(crate) fn remove(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!("cannot remove {}: {e}", self.dir.display());
+        }
+    }
+
     /// Takes the raw tracepoint link `id` of `program` from `ebpf` and pins it.
     fn pin_raw_tracepoint_link(
         &self,
@@ -168,6 +207,24 @@ impl Pins {
             .map_err(|e| pin_error(&path, &e.to_string()))?;
         Ok(())
     }
+}
+
+/// Refuses, before anything loads, a fail-closed files kill rule (of the agents named) on a
+/// kernel that attaches tracepoint programs without BPF links (before Linux 5.15): the open
+/// syscalls' exit program, which holds the files kill check, could not be pinned there.
+pub(crate) fn refuse_unpinnable_files_kill(agents: &[&str]) -> Result<(), LoadError> {
+    if agents.is_empty() || aya::features().bpf_perf_link() {
+        return Ok(());
+    }
+    let quoted: Vec<String> = agents.iter().map(|a| format!("{a:?}")).collect();
+    Err(LoadError::FailClosed(format!(
+        "fail_closed on the files rule in mode kill of agent {}: this kernel attaches \
+         tracepoint programs without BPF links (Linux < 5.15), so the files kill check (on the \
+         open syscalls' exit tracepoints) cannot be pinned to outlive the sensor; remove \
+         fail_closed from that rule (it then kills while the sensor runs), or, where the kernel \
+         has BPF LSM, set the rule to mode enforce, which can fail closed",
+        quoted.join(", ")
+    )))
 }
 
 /// Removes every run's pins but `keep`'s: their programs detach (unless something else holds

@@ -5,7 +5,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        CgroupSockAddr, Lsm, ProgramError, RawTracePoint, TracePoint, UProbe,
+        CgroupSockAddr, Lsm, ProgramError, RawTracePoint, TracePoint, UProbe, lsm::LsmLinkId,
         raw_trace_point::RawTracePointLinkId, trace_point::TracePointLink,
     },
 };
@@ -140,6 +140,9 @@ pub(crate) struct Sensor {
     syscall_links: Vec<(String, TracePointLink)>,
     /// The raw tracepoint attachments (owned by their programs), by program, for pinning.
     raw_links: Vec<(&'static str, RawTracePointLinkId)>,
+    /// The BPF LSM enforcement programs' attachments (owned by their programs), by program, for
+    /// pinning.
+    lsm_links: Vec<(&'static str, LsmLinkId)>,
 }
 
 /// Maps taken out of the loaded object for the source and the attribution stage.
@@ -205,6 +208,19 @@ impl Sensor {
             .partition(|(name, _)| *name == "sched_process_exec");
         self.raw_links = rest;
         exec
+    }
+
+    /// Takes the BPF LSM enforcement programs' links that `lsm` names (`lsm_bprm_check`,
+    /// `lsm_file_open`) out of their programs' keeping, for fail-closed enforcement to pin.
+    pub(crate) fn take_lsm_links(&mut self, lsm: LsmPolicy) -> Vec<(&'static str, LsmLinkId)> {
+        let wanted = |name: &str| {
+            (lsm.exec && name == LSM_EXEC_POLICY.0) || (lsm.files && name == LSM_FILE_POLICY.0)
+        };
+        let (taken, rest) = std::mem::take(&mut self.lsm_links)
+            .into_iter()
+            .partition(|(name, _)| wanted(name));
+        self.lsm_links = rest;
+        taken
     }
 
     /// Takes the links of the programs that keep the attribution map true without the daemon
@@ -438,7 +454,7 @@ pub(crate) struct LsmPolicy {
 }
 
 impl LsmPolicy {
-    fn any(self) -> bool {
+    pub(crate) fn any(self) -> bool {
         self.exec || self.files
     }
 
@@ -640,14 +656,16 @@ pub(crate) fn load(
         }
     }
     // Attached before the daemon fills their tries: until then they refuse nothing.
+    let mut lsm_links = Vec::new();
     for (wanted, (name, hook)) in [
         (lsm_policy.exec, LSM_EXEC_POLICY),
         (lsm_policy.files, LSM_FILE_POLICY),
     ] {
         if wanted {
-            program_of::<Lsm>(&mut ebpf, name)?
+            let id = program_of::<Lsm>(&mut ebpf, name)?
                 .attach()
                 .map_err(program_error(name))?;
+            lsm_links.push((name, id));
             programs.push(leak(format!("lsm:{hook}")));
         }
     }
@@ -681,6 +699,7 @@ pub(crate) fn load(
         programs,
         syscall_links,
         raw_links,
+        lsm_links,
     })
 }
 

@@ -117,8 +117,9 @@ impl Default for Policy {
 pub struct Rule<T> {
     /// What happens to an action the rule does not allow.
     pub mode: Mode,
-    /// `fail_closed: true` (egress in `enforce` mode only): the kernel goes on denying what
-    /// the rule does not allow after the sensor stops (docs/policy.md, "Fail-closed").
+    /// `fail_closed: true` (egress in `enforce` mode, executables and files in `kill` or
+    /// `enforce` mode): the kernel goes on denying or killing what the rule does not allow
+    /// after the sensor stops (docs/policy.md, "Fail-closed").
     pub fail_closed: bool,
     /// What the rule allows.
     pub allow: T,
@@ -456,17 +457,13 @@ fn enforceable_egress(allow: &[Destination], at: Location) -> Result<(), PolicyE
     Ok(())
 }
 
-/// Why an `executables` or `files` rule in `mode` cannot fail closed (only kill mode's checks
-/// are pinned).
+/// Why an `executables` or `files` rule in `mode` cannot fail closed (only rules the kernel
+/// stops, in kill or enforce mode, can).
 fn not_fail_closed(rule: &str, mode: Mode) -> String {
     format!(
-        "fail_closed on {rule} rules needs mode kill (in mode {} {}), or enforce egress",
+        "fail_closed on {rule} rules needs mode kill or enforce (in mode {} nothing is \
+         stopped, so nothing can go on being stopped after the sensor stops)",
         mode.name(),
-        if mode == Mode::Enforce {
-            "the BPF LSM checks end when the sensor stops: they fail open"
-        } else {
-            "nothing is stopped, so nothing can go on being stopped after the sensor stops"
-        }
     )
 }
 
@@ -531,7 +528,7 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|f| {
             let at = f.referenced;
-            if f.value.fail_closed && f.value.mode != Mode::Kill {
+            if f.value.fail_closed && !matches!(f.value.mode, Mode::Kill | Mode::Enforce) {
                 return Err(error(at, not_fail_closed("files", f.value.mode)));
             }
             let allow = FileAccess {
@@ -570,7 +567,7 @@ pub fn compile(allowed_tasks: &[String], raw: Option<&RawPolicy>) -> Result<Poli
         .as_ref()
         .map(|x| {
             let at = x.referenced;
-            if x.value.fail_closed && x.value.mode != Mode::Kill {
+            if x.value.fail_closed && !matches!(x.value.mode, Mode::Kill | Mode::Enforce) {
                 return Err(error(at, not_fail_closed("executables", x.value.mode)));
             }
             let allow = path_globs(&x.value.allow, "executable", at)?;
@@ -700,12 +697,12 @@ mod tests {
                 "m.yaml:6:9: agent a policy: fail_closed: true needs mode enforce (in mode audit nothing is denied",
             ),
             (
-                "      files:\n        mode: enforce\n        fail_closed: true\n",
-                "m.yaml:6:9: agent a policy: fail_closed on files rules needs mode kill (in mode enforce the BPF LSM checks end when the sensor stops: they fail open), or enforce egress",
+                "      files:\n        mode: observe\n        fail_closed: true\n",
+                "m.yaml:6:9: agent a policy: fail_closed on files rules needs mode kill or enforce (in mode observe nothing is stopped",
             ),
             (
                 "      executables:\n        mode: audit\n        fail_closed: true\n",
-                "m.yaml:6:9: agent a policy: fail_closed on executables rules needs mode kill (in mode audit nothing is stopped",
+                "m.yaml:6:9: agent a policy: fail_closed on executables rules needs mode kill or enforce (in mode audit nothing is stopped",
             ),
             (
                 "      egress:\n        mode: kill\n        allow: []\n",
@@ -785,6 +782,27 @@ mod tests {
         // `fail_closed: false` is what leaving it out says: the same policy, the same version.
         assert_eq!(parse("        fail_closed: false\n"), open);
         assert_ne!(closed.version, open.version);
+    }
+
+    #[test]
+    fn executables_and_files_rules_in_kill_or_enforce_mode_can_fail_closed() {
+        for mode in ["kill", "enforce"] {
+            let text = format!(
+                "agents:\n  - id: a\n    selectors: [{{uid: 1}}]\n    policy:\n      files:\n        mode: {mode}\n        fail_closed: true\n        read: {{paths: [\"/usr/**\"]}}\n      executables:\n        mode: {mode}\n        fail_closed: true\n        allow: [\"/usr/bin/*\"]\n"
+            );
+            let agents =
+                crate::identity::manifest::parse(std::path::Path::new("m.yaml"), &text).unwrap();
+            let policy = agents[0].policy.as_ref();
+            assert!(policy.files.as_ref().unwrap().fail_closed, "{mode}");
+            assert!(policy.executables.as_ref().unwrap().fail_closed, "{mode}");
+            assert!(
+                policy.summary().contains(&format!(
+                    "files {mode}, fail closed (1 read, 0 write), executables {mode}, fail closed"
+                )),
+                "{}",
+                policy.summary()
+            );
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! `records.jsonl` and `sensor.stderr`; where the kernel has BPF LSM, also
 //! `tracepoints-records.jsonl` from a second run without the LSM hook; everywhere,
 //! `enforce-records.jsonl` from a run with executables and files rules in enforce mode, which
-//! only a kernel with BPF LSM lets start, and `kill-records.jsonl` from a run with them in kill
-//! mode). The host checks the records against the facts, so a
+//! only a kernel with BPF LSM lets start, `kill-records.jsonl` from a run with them in kill
+//! mode, and the fail-closed runs' `closed-`, `closed2-` and `kill-closed-` files). The host checks the records against the facts, so a
 //! VM that dies half-way still leaves evidence of how far it got.
 //!
 //! Usage: `kernel-matrix-scenario OUT_DIR SENSOR HELPER`
@@ -37,6 +37,13 @@ const ENFORCER: &str = "matrix-enforcer";
 /// The cgroup and agent of the kill-mode run.
 const KILL_CGROUP: &str = "agent-sensor-matrix-kill";
 const KILLER: &str = "matrix-killer";
+/// The fail-closed runs' agents and cgroups: one whose rules fail closed, one whose do not.
+const CLOSED_CGROUP: &str = "agent-sensor-matrix-closed";
+const CLOSED: &str = "matrix-closed";
+const OPEN_CGROUP: &str = "agent-sensor-matrix-open";
+const OPEN: &str = "matrix-open";
+/// Where runs pin their fail-closed enforcement (docs/policy.md).
+const PIN_DIR: &str = "/sys/fs/bpf/agent-sensor";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -223,7 +230,289 @@ fn run(out: &Path, sensor: &Path, helper: &Path, facts: &mut Value) -> Result<()
     // 6. Executables and files rules in kill mode, on every kernel: an agent's forbidden read,
     // write and exec are killed (SIGKILL) before they return, a bystander's are not.
     facts["workload"]["kill"] = kill_run(out, sensor, work)?;
+
+    // 7. Executables and files rules in enforce mode that fail closed: where the kernel has
+    // BPF LSM, the refusals outlive the sensor (SIGKILL, a restart, SIGTERM) until the pins
+    // are removed; elsewhere the sensor refuses to start.
+    facts["workload"]["closed"] = closed_run(out, sensor, helper, work)?;
+
+    // 8. A files rule in kill mode that fails closed: refused at start where tracepoints have
+    // no BPF links (before 5.15); elsewhere the kill outlives a SIGKILLed sensor.
+    facts["workload"]["kill_closed"] = kill_closed_run(out, sensor, helper, work)?;
     Ok(())
+}
+
+/// A long-lived agent: a shell that joins its cgroup, then for each `VERB PATH` line runs the
+/// helper in a child of its own (`read`: open for reading, `write`: open for writing, `exec`:
+/// exec the program) and prints `STATUS:OUTPUT` (the helper prints the errno of the open or
+/// exec: `0:1` is EPERM; an exec that succeeded prints what the program printed; status 137
+/// is SIGKILL). Started before the sensor: a process that becomes an agent's after the sensor
+/// stops is nobody's, so the fail-closed checks need processes that were the agent's.
+struct AgentShell {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    cgroup: String,
+}
+
+impl AgentShell {
+    /// In `cgroup` (a path; `None`: a bystander, in no agent's cgroup).
+    fn start(cgroup: Option<&str>, helper: &Path) -> Result<AgentShell, String> {
+        let hp = helper.display();
+        let join = cgroup.map_or(String::new(), |c| format!("echo $$ > {c}/cgroup.procs && "));
+        let script = format!(
+            "{join}echo ready && while read verb arg; do \
+             case $verb in read) v=open;; write) v=open-write;; *) v=try-exec;; esac; \
+             out=$({hp} $v \"$arg\" 2>/dev/null); echo \"$?:$out\"; done"
+        );
+        let mut child = Command::new("/usr/bin/dash")
+            .args(["-c", &script])
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line.trim() != "ready" {
+            return Err(format!("the agent shell said {line:?}"));
+        }
+        Ok(AgentShell {
+            child,
+            stdin,
+            stdout,
+            cgroup: cgroup.unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// Each `(name, verb, path)` asked in turn: `{name: "STATUS:OUTPUT"}`.
+    fn ask(&mut self, asks: &[(&str, &str, String)]) -> Value {
+        let mut results = serde_json::Map::new();
+        for (name, verb, path) in asks {
+            let mut line = String::new();
+            let said = writeln!(self.stdin, "{verb} {path}")
+                .map_err(|e| e.to_string())
+                .and_then(|()| self.stdout.read_line(&mut line).map_err(|e| e.to_string()));
+            let result = match said {
+                Ok(n) if n > 0 => line.trim().to_owned(),
+                Ok(_) => "the agent shell ended".to_owned(),
+                Err(e) => e,
+            };
+            results.insert((*name).to_owned(), json!(result));
+        }
+        Value::Object(results)
+    }
+}
+
+impl Drop for AgentShell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.cgroup.is_empty() {
+            let _ = fs::remove_dir(&self.cgroup);
+        }
+    }
+}
+
+/// After `rm -r` of the pins: the kernel lets go of unpinned links in a work item of its own
+/// (each tracepoint link waits for an RCU grace period), so the release completes a moment
+/// after the `rm`. Asks `agent` to read `path` until it answers `free` (at most 10 s): the
+/// seconds it took, or `None`.
+fn wait_released(agent: &mut AgentShell, path: &str, free: &str) -> Option<f64> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if agent.ask(&[("read", "read", path.to_owned())])["read"] == free {
+            return Some(t.elapsed().as_secs_f64());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The runs' pin directories and what each holds (`{"run-...": ["TRACKED", ...]}`).
+fn pins() -> Value {
+    let mut runs = serde_json::Map::new();
+    for run in fs::read_dir(PIN_DIR).into_iter().flatten().flatten() {
+        let mut names: Vec<String> = fs::read_dir(run.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        runs.insert(run.file_name().to_string_lossy().into_owned(), json!(names));
+    }
+    Value::Object(runs)
+}
+
+/// The fail-closed kill run (`kill-closed-records.jsonl`, `kill-closed-sensor.stderr`): agent
+/// `matrix-closed` with a files rule in kill mode and `fail_closed: true`, a long-lived shell in
+/// its cgroup, and a bystander shell. Before Linux 5.15 the sensor is to refuse to start
+/// (tracepoints have no BPF links to pin there) and leave no pins; elsewhere the forbidden read
+/// is killed while the sensor runs and after SIGKILL, until `rm -r` of the pin directory.
+fn kill_closed_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<Value, String> {
+    let dir = work.join("kill-closed");
+    let io = |e: std::io::Error| e.to_string();
+    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_dir_all(PIN_DIR);
+    fs::create_dir_all(dir.join("allowed")).map_err(io)?;
+    fs::write(dir.join("allowed/file"), "allowed\n").map_err(io)?;
+    fs::write(dir.join("secret"), "secret\n").map_err(io)?;
+    let helper = helper.canonicalize().map_err(io)?;
+    let dp = dir.display();
+    let cg = format!("{}/{CLOSED_CGROUP}", cgroup2_root()?);
+    let _ = fs::remove_dir(&cg);
+    fs::create_dir(&cg).map_err(|e| format!("making the cgroup {cg}: {e}"))?;
+    let manifest = dir.join("agents.yaml");
+    fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: {CLOSED}\n    selectors: [{{cgroup: /{CLOSED_CGROUP}}}]\n    policy:\n      version: matrix-kill-closed\n      files:\n        mode: kill\n        fail_closed: true\n        read: {{paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{dp}/allowed/**\"]}}\n        write: {{paths: [\"/dev/**\"]}}\n"
+        ),
+    )
+    .map_err(io)?;
+    let asks = [
+        ("read_allowed", "read", format!("{dp}/allowed/file")),
+        ("read_forbidden", "read", format!("{dp}/secret")),
+    ];
+    let mut facts = json!({ "agent": CLOSED });
+    let mut agent = AgentShell::start(Some(&cg), &helper)?;
+    let mut bystander = AgentShell::start(None, &helper)?;
+    let mut running = Running::start_named(
+        sensor,
+        &[
+            "run",
+            "--output",
+            "-",
+            "--identities",
+            manifest.to_str().unwrap(),
+        ],
+        out,
+        "kill-closed-",
+    )?;
+    let started = running
+        .wait_for(START_TIMEOUT, |r| action(r) == "sensor_start")
+        .is_some();
+    facts["started"] = json!(started);
+    if !started {
+        facts["exit"] = json!(running.stop(STOP_TIMEOUT));
+        facts["pins"] = pins();
+        return Ok(facts);
+    }
+    facts["running"] = json!({ "agent": agent.ask(&asks) });
+    facts["killed_exit"] = json!(running.kill());
+    facts["after_sigkill"] = json!({
+        "agent": agent.ask(&asks), "bystander": bystander.ask(&asks), "pins": pins(),
+    });
+    facts["released"] = json!(fs::remove_dir_all(PIN_DIR).err().map(|e| e.to_string()));
+    facts["release_seconds"] = json!(wait_released(&mut agent, &format!("{dp}/secret"), "0:0"));
+    facts["after_release"] = json!({ "agent": agent.ask(&asks) });
+    Ok(facts)
+}
+
+/// The fail-closed enforce run (`closed-records.jsonl`, `closed-sensor.stderr`, and
+/// `closed2-` for the restart): agent `matrix-closed` with executables and files rules in
+/// enforce mode and `fail_closed: true`, and `matrix-open` with a files rule in enforce mode
+/// that does not fail closed, each a long-lived shell in its cgroup, and a bystander shell.
+/// The same requests while the sensor runs, after SIGKILL, after a restart, after SIGTERM and
+/// after `rm -r` of the pin directory.
+fn closed_run(out: &Path, sensor: &Path, helper: &Path, work: &Path) -> Result<Value, String> {
+    let dir = work.join("closed");
+    let io = |e: std::io::Error| e.to_string();
+    let _ = fs::remove_dir_all(&dir);
+    // Earlier runs' pins would make what follows meaningless.
+    let _ = fs::remove_dir_all(PIN_DIR);
+    fs::create_dir_all(dir.join("allowed")).map_err(io)?;
+    fs::create_dir_all(dir.join("forbidden")).map_err(io)?;
+    fs::write(dir.join("allowed/file"), "allowed\n").map_err(io)?;
+    fs::write(dir.join("secret"), "secret\n").map_err(io)?;
+    fs::copy("/usr/bin/true", dir.join("forbidden/prog")).map_err(io)?;
+    let helper = helper.canonicalize().map_err(io)?;
+    let (hp, dp) = (helper.display(), dir.display());
+    let root = cgroup2_root()?;
+    let (closed_cg, open_cg) = (
+        format!("{root}/{CLOSED_CGROUP}"),
+        format!("{root}/{OPEN_CGROUP}"),
+    );
+    for cg in [&closed_cg, &open_cg] {
+        let _ = fs::remove_dir(cg);
+        fs::create_dir(cg).map_err(|e| format!("making the cgroup {cg}: {e}"))?;
+    }
+    let read = format!(
+        "[\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{dp}/allowed/**\"]"
+    );
+    let manifest = dir.join("agents.yaml");
+    fs::write(
+        &manifest,
+        format!(
+            "agents:\n  - id: {CLOSED}\n    selectors: [{{cgroup: /{CLOSED_CGROUP}}}]\n    policy:\n      version: matrix-closed\n      executables:\n        mode: enforce\n        fail_closed: true\n        allow: [\"/usr/bin/*\", \"{hp}\"]\n      files:\n        mode: enforce\n        fail_closed: true\n        read: {{paths: {read}}}\n        write: {{paths: [\"/dev/**\", \"{dp}/allowed/**\"]}}\n  - id: {OPEN}\n    selectors: [{{cgroup: /{OPEN_CGROUP}}}]\n    policy:\n      version: matrix-open\n      files:\n        mode: enforce\n        read: {{paths: {read}}}\n        write: {{paths: [\"/dev/**\"]}}\n"
+        ),
+    )
+    .map_err(io)?;
+    let secret = format!("{dp}/secret");
+    let forbidden = format!("{dp}/forbidden/prog");
+    let asks = [
+        ("read_allowed", "read", format!("{dp}/allowed/file")),
+        ("read_forbidden", "read", secret.clone()),
+        ("write_forbidden", "write", secret.clone()),
+        ("exec_allowed", "exec", "/usr/bin/true".to_owned()),
+        ("exec_forbidden", "exec", forbidden.clone()),
+    ];
+    let open_asks = [("read_forbidden", "read", secret.clone())];
+    let mut facts = json!({
+        "closed": CLOSED, "open": OPEN, "secret": secret, "forbidden": forbidden,
+    });
+    let mut closed = AgentShell::start(Some(&closed_cg), &helper)?;
+    let mut open = AgentShell::start(Some(&open_cg), &helper)?;
+    let mut bystander = AgentShell::start(None, &helper)?;
+    let start = |prefix: &str| -> Result<(Running, bool), String> {
+        let mut running = Running::start_named(
+            sensor,
+            &[
+                "run",
+                "--output",
+                "-",
+                "--identities",
+                manifest.to_str().unwrap(),
+            ],
+            out,
+            prefix,
+        )?;
+        let started = running
+            .wait_for(START_TIMEOUT, |r| action(r) == "sensor_start")
+            .is_some();
+        Ok((running, started))
+    };
+    let phase = |closed: &mut AgentShell, open: &mut AgentShell, bystander: &mut AgentShell| {
+        json!({
+            "closed": closed.ask(&asks),
+            "open": open.ask(&open_asks),
+            "bystander": bystander.ask(&asks),
+            "pins": pins(),
+        })
+    };
+    let (running, started) = start("closed-")?;
+    if !started {
+        facts["started"] = json!(false);
+        facts["exit"] = json!(running.stop(STOP_TIMEOUT));
+        return Ok(facts);
+    }
+    facts["running"] = phase(&mut closed, &mut open, &mut bystander);
+    facts["killed_exit"] = json!(running.kill());
+    facts["after_sigkill"] = phase(&mut closed, &mut open, &mut bystander);
+    let (running, restarted) = start("closed2-")?;
+    facts["restarted"] = json!(restarted);
+    facts["after_restart"] = phase(&mut closed, &mut open, &mut bystander);
+    facts["stopped_exit"] = json!(running.stop(STOP_TIMEOUT));
+    facts["after_sigterm"] = phase(&mut closed, &mut open, &mut bystander);
+    facts["released"] = json!(fs::remove_dir_all(PIN_DIR).err().map(|e| e.to_string()));
+    facts["release_seconds"] = json!(wait_released(&mut closed, &secret, "0:0"));
+    facts["after_release"] = phase(&mut closed, &mut open, &mut bystander);
+    facts["started"] = json!(true);
+    Ok(facts)
 }
 
 /// The kill-mode run (`kill-records.jsonl`, `kill-sensor.stderr`): an agent with executables
@@ -641,6 +930,16 @@ impl Running {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGKILL, then the exit status.
+    fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let status = self.child.wait().map_or_else(|e| e.to_string(), describe);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
     }
 
     /// SIGTERM, then the exit status (`"exit N"`, `"signal N"`, or `"killed at the timeout"`).

@@ -68,6 +68,8 @@ const CHECKS: &[&str] = &[
     "sources agree",
     "enforce",
     "kill",
+    "enforce closed",
+    "kill closed",
 ];
 
 pub fn check(dir: &Path) -> Outcome {
@@ -232,7 +234,243 @@ pub fn check(dir: &Path) -> Outcome {
     out.checks.push(check_sources(dir, &records, w, bpf_lsm));
     out.checks.push(check_enforce(dir, &w["enforce"], bpf_lsm));
     out.checks.push(check_kill(dir, &w["kill"]));
+    out.checks
+        .push(check_enforce_closed(dir, &w["closed"], bpf_lsm));
+    out.checks
+        .push(check_kill_closed(dir, &w["kill_closed"], &out.release));
     out
+}
+
+/// What one shell of a fail-closed run answered, against what is wanted: `Err` names the
+/// phase, the shell and the first request that differs.
+fn answered(run: &Value, phase: &str, who: &str, want: &[(&str, &str)]) -> Result<(), String> {
+    for (name, v) in want {
+        let got = run[phase][who][name].as_str();
+        if got != Some(*v) {
+            return Err(format!(
+                "{phase}: {who} {name} = {} (want {v})",
+                got.unwrap_or("missing")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Executables and files rules in enforce mode with `fail_closed: true`. Where the probe found
+/// BPF LSM: agent `matrix-closed` (fail-closed rules), `matrix-open` (a files rule in enforce
+/// mode without it) and a bystander, each a long-lived shell, asked the same things while the
+/// sensor runs (the BPF LSM links pinned with the process-tracking ones), after SIGKILL (both
+/// agents still refused: nobody took the rules out), after a restart (the earlier run's pins
+/// replaced by the new run's), after SIGTERM (only the fail-closed rules left: `matrix-open`
+/// goes through) and after `rm -r` of the pin directory (nothing refused). Elsewhere the
+/// sensor refused to start, naming BPF LSM.
+fn check_enforce_closed(dir: &Path, c: &Value, bpf_lsm: bool) -> Check {
+    const NAME: &str = "enforce closed";
+    if c.is_null() {
+        return fail(NAME, "not run: the scenario stopped before it");
+    }
+    let stderr = dir.join("closed-sensor.stderr");
+    if !bpf_lsm {
+        let why = sensor_error(&stderr);
+        return match (
+            c["started"].as_bool(),
+            why.contains("rules in mode enforce need BPF LSM"),
+        ) {
+            (Some(false), true) => pass(NAME, format!("refused without BPF LSM: {why}")),
+            (Some(false), false) => fail(NAME, format!("the sensor did not start: {why}")),
+            _ => fail(
+                NAME,
+                "the sensor started with enforce rules on a kernel without BPF LSM",
+            ),
+        };
+    }
+    if c["started"] != true {
+        return fail(
+            NAME,
+            format!(
+                "the sensor with fail-closed enforce rules did not start ({}): {}",
+                c["exit"].as_str().unwrap_or("?"),
+                sensor_error(&stderr)
+            ),
+        );
+    }
+    if c["restarted"] != true {
+        return fail(
+            NAME,
+            format!(
+                "the restart did not start: {}",
+                sensor_error(&dir.join("closed2-sensor.stderr"))
+            ),
+        );
+    }
+    // `STATUS:OUTPUT`: the helper prints the errno (1 is EPERM); an exec that succeeded
+    // prints nothing.
+    let refused = [
+        ("read_allowed", "0:0"),
+        ("read_forbidden", "0:1"),
+        ("write_forbidden", "0:1"),
+        ("exec_allowed", "0:"),
+        ("exec_forbidden", "0:1"),
+    ];
+    let free = [
+        ("read_allowed", "0:0"),
+        ("read_forbidden", "0:0"),
+        ("write_forbidden", "0:0"),
+        ("exec_allowed", "0:"),
+        ("exec_forbidden", "0:"),
+    ];
+    let (open_refused, open_free) = ([("read_forbidden", "0:1")], [("read_forbidden", "0:0")]);
+    let checked = (|| {
+        for phase in ["running", "after_sigkill", "after_restart", "after_sigterm"] {
+            answered(c, phase, "closed", &refused)?;
+            answered(c, phase, "bystander", &free)?;
+        }
+        for phase in ["running", "after_sigkill", "after_restart"] {
+            answered(c, phase, "open", &open_refused)?;
+        }
+        answered(c, "after_sigterm", "open", &open_free)?;
+        answered(c, "after_release", "closed", &free)?;
+        answered(c, "after_release", "open", &open_free)
+    })();
+    if let Err(why) = checked {
+        return fail(NAME, why);
+    }
+    // One run pinned at a time: the LSM checks with the process tracking, the restart's run
+    // in place of the first; after the release, none.
+    let runs = |phase: &str| -> Vec<(String, Vec<String>)> {
+        c[phase]["pins"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(run, pins)| {
+                let pins = pins
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect();
+                (run.clone(), pins)
+            })
+            .collect()
+    };
+    let (first, second) = (runs("running"), runs("after_restart"));
+    for (phase, pinned) in [("running", &first), ("after_restart", &second)] {
+        let [(_, pins)] = pinned.as_slice() else {
+            return fail(NAME, format!("{phase}: pinned runs {pinned:?}, want one"));
+        };
+        for want in [
+            "lsm_bprm_check",
+            "lsm_file_open",
+            "sched_process_exec",
+            "sched_process_fork",
+            "sched_process_exit",
+        ] {
+            if !pins.iter().any(|p| p == want) {
+                return fail(NAME, format!("{phase}: {want} not pinned: {pins:?}"));
+            }
+        }
+    }
+    if first[0].0 == second[0].0 || runs("after_sigterm") != second {
+        return fail(
+            NAME,
+            format!(
+                "pinned runs: {:?} running, {:?} after the restart, {:?} after SIGTERM (want \
+                 the restart's in place of the first's, kept at SIGTERM)",
+                first,
+                second,
+                runs("after_sigterm")
+            ),
+        );
+    }
+    if !runs("after_release").is_empty() || c["released"] != Value::Null {
+        return fail(NAME, format!("the release: {}", c["released"]));
+    }
+    if !fs::read_to_string(dir.join("closed2-sensor.stderr"))
+        .unwrap_or_default()
+        .contains("stay enforced after the sensor stops")
+    {
+        return fail(
+            NAME,
+            "the restart's stop did not say the rules stay enforced",
+        );
+    }
+    pass(
+        NAME,
+        "EPERM for the fail-closed agent's forbidden read, write and exec while running, after \
+         SIGKILL, after a restart (pins taken over) and after SIGTERM (the other agent's \
+         rule released), allowed ones and the bystander unaffected; rm -r of the pins released",
+    )
+}
+
+/// A files rule in kill mode with `fail_closed: true`. Before Linux 5.15 (tracepoints have
+/// no BPF links to pin): the sensor refused to start, naming the agent's rule and what to do,
+/// and left no pins. Later kernels: the agent's forbidden read died of SIGKILL (137) while
+/// the sensor ran and after it was SIGKILLed, its allowed read and a bystander's went through,
+/// and `rm -r` of the pin directory released it.
+fn check_kill_closed(dir: &Path, k: &Value, release: &str) -> Check {
+    const NAME: &str = "kill closed";
+    if k.is_null() {
+        return fail(NAME, "not run: the scenario stopped before it");
+    }
+    let stderr = dir.join("kill-closed-sensor.stderr");
+    let mut version = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    if (major, minor) < (5, 15) {
+        let why = sensor_error(&stderr);
+        let named = why.contains(&format!(
+            "fail_closed on the files rule in mode kill of agent \"{CLOSED}\""
+        )) && why.contains("remove fail_closed from that rule");
+        let leftover = k["pins"].as_object().is_some_and(|p| !p.is_empty());
+        return match (k["started"].as_bool(), named, leftover) {
+            (Some(false), true, false) => {
+                pass(NAME, format!("refused before 5.15, nothing pinned: {why}"))
+            }
+            (Some(false), _, true) => fail(NAME, format!("refused, but left pins: {}", k["pins"])),
+            (Some(false), false, _) => fail(NAME, format!("refused, but not saying why: {why}")),
+            _ => fail(
+                NAME,
+                "the sensor started with a fail-closed files kill rule before Linux 5.15",
+            ),
+        };
+    }
+    if k["started"] != true {
+        return fail(
+            NAME,
+            format!(
+                "the sensor with a fail-closed files kill rule did not start ({}): {}",
+                k["exit"].as_str().unwrap_or("?"),
+                sensor_error(&stderr)
+            ),
+        );
+    }
+    let killed = [("read_allowed", "0:0"), ("read_forbidden", "137:")];
+    let free = [("read_allowed", "0:0"), ("read_forbidden", "0:0")];
+    let checked = answered(k, "running", "agent", &killed)
+        .and_then(|()| answered(k, "after_sigkill", "agent", &killed))
+        .and_then(|()| answered(k, "after_sigkill", "bystander", &free))
+        .and_then(|()| answered(k, "after_release", "agent", &free));
+    if let Err(why) = checked {
+        return fail(NAME, why);
+    }
+    let exit_pinned = k["after_sigkill"]["pins"].as_object().is_some_and(|runs| {
+        runs.values().any(|pins| {
+            pins.as_array()
+                .is_some_and(|p| p.iter().any(|x| x == "sys_exit_openat"))
+        })
+    });
+    if !exit_pinned {
+        return fail(
+            NAME,
+            format!("sys_exit_openat not pinned: {}", k["after_sigkill"]["pins"]),
+        );
+    }
+    pass(
+        NAME,
+        "SIGKILL (137) for the agent's forbidden read while running and after the sensor was \
+         SIGKILLed; allowed read and the bystander unaffected; rm -r of the pins released",
+    )
 }
 
 /// Executables and files rules in kill mode, on every kernel: the agent's forbidden read,
@@ -546,6 +784,8 @@ fn check_enforce(dir: &Path, e: &Value, bpf_lsm: bool) -> Check {
 const ENFORCER: &str = "matrix-enforcer";
 /// The kill-mode run's agent.
 const KILLER: &str = "matrix-killer";
+/// The fail-closed runs' agent whose rules fail closed.
+const CLOSED: &str = "matrix-closed";
 
 /// Where the kernel has BPF LSM, the sensor took the addresses of connects, binds and sends
 /// from its hooks; a second run with the hooks off made the same calls. Both sources must give
