@@ -169,8 +169,8 @@ pub enum SensorEvent {
 }
 
 /// Alerts from records: detection rules, run on each record once it is sealed (so an alert
-/// can name it by sequence number) and before the next one. Pure: what it knows comes from
-/// the records it was shown.
+/// can name it by sequence number), in the order they were sealed. Pure: what it knows comes
+/// from the records it was shown.
 pub trait Detect {
     /// The compiled rules a reload hands over.
     type Rules;

@@ -178,11 +178,8 @@ fn sigma_rules_fire_on_what_real_processes_do_and_name_the_agent() {
     assert_eq!(trigger["identity"]["agent"]["id"], AGENT);
     assert_eq!(alert["process"]["pid"], trigger["process"]["pid"]);
     assert_eq!(alert["@timestamp"], trigger["@timestamp"]);
-    // Sealed right after the record that set it off.
-    assert_eq!(
-        alert["chain"]["sequence"].as_u64(),
-        trigger["chain"]["sequence"].as_u64().map(|s| s + 1)
-    );
+    // Sealed after the record that set it off (the rules run over a few records at a time).
+    assert!(alert["chain"]["sequence"].as_u64() > trigger["chain"]["sequence"].as_u64());
     assert!(
         alert["alert"]["message"]
             .as_str()

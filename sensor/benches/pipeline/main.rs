@@ -14,14 +14,20 @@
 //! Then file classification alone (`classify.rs`): the classifier index against `globset` on
 //! the built-in rules, per path and to build, as one more JSON object.
 //!
+//! The passes without and with rules run `--rounds` times (5), alternating; the report gives
+//! each one's median and its range over the rounds. `--pass` runs one pass once, for a profiler.
+//!
 //! `cargo bench -p agent-sensor --bench pipeline -- [--events N] [--output FILE] [--shape S]
-//! [--only pipeline|classify] [--quick]` (`cargo xtask bench` runs it.)
+//! [--only pipeline|classify] [--quick] [--rounds N] [--pass plain|sink|rules]` (`cargo xtask
+//! bench` runs it.)
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     path::PathBuf,
     sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     time::{Duration, Instant},
 };
+
+use tokio::runtime::Runtime;
 
 use agent_sensor::{
     config::{
@@ -156,9 +162,11 @@ impl Meter {
         }
     }
 
-    fn stop(self) -> Measured {
+    fn stop(self, events: usize) -> Measured {
         let (allocations, bytes) = counted();
         Measured {
+            events,
+            output_bytes: 0,
             cpu: cpu_time().saturating_sub(self.cpu).as_secs_f64(),
             wall: self.wall.elapsed().as_secs_f64(),
             allocations: allocations - self.allocations,
@@ -168,6 +176,10 @@ impl Meter {
 }
 
 struct Measured {
+    /// Records replayed (every one an event).
+    events: usize,
+    /// Bytes the file sink wrote.
+    output_bytes: u64,
     cpu: f64,
     wall: f64,
     allocations: u64,
@@ -194,6 +206,17 @@ struct Args {
     only: Option<String>,
     /// A tenth of the classification calls.
     quick: bool,
+    /// Rounds of the passes without and with rules, interleaved.
+    rounds: usize,
+    /// Only this pass, once (for profiling one): nothing on stdout.
+    pass: Option<Pass>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    Plain,
+    Sink,
+    Rules,
 }
 
 fn parse_args() -> Args {
@@ -207,6 +230,8 @@ fn parse_args() -> Args {
         shape: None,
         only: None,
         quick: false,
+        rounds: 5,
+        pass: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -219,10 +244,22 @@ fn parse_args() -> Args {
                 args.only = Some(part.expect("--only pipeline|classify"));
             }
             "--quick" => args.quick = true,
+            "--rounds" => {
+                let rounds = it.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0);
+                args.rounds = rounds.expect("--rounds N (at least 1)");
+            }
+            "--pass" => {
+                args.pass = Some(match it.next().as_deref() {
+                    Some("plain") => Pass::Plain,
+                    Some("sink") => Pass::Sink,
+                    Some("rules") => Pass::Rules,
+                    _ => panic!("--pass plain|sink|rules"),
+                });
+            }
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => panic!(
-                "unknown argument {other:?}; use --events N, --output FILE, --shape S, --only P, --quick"
+                "unknown argument {other:?}; use --events N, --output FILE, --shape S, --only P, --quick, --rounds N, --pass P"
             ),
         }
     }
@@ -279,6 +316,173 @@ fn all_rules() -> Rules {
     loaded.rules
 }
 
+/// Decoding alone: the floor under everything else.
+fn decode_pass(shape: Shape, args: &Args) -> Measured {
+    let (batches, events) = records::batches(shape, args.events);
+    let meter = Meter::start();
+    let mut decoded = 0usize;
+    for batch in &batches {
+        for bytes in batch.records() {
+            decoded += usize::from(decode::decode(bytes).is_ok());
+        }
+    }
+    let measured = meter.stop(events);
+    assert_eq!(decoded, events, "every synthesised record decodes");
+    measured
+}
+
+/// The pipeline context of a replay: the bench manifest's one agent.
+fn context() -> agent_sensor::pipeline::Context {
+    let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
+    replay::context(agents).expect("a pipeline context")
+}
+
+/// The durable file sink with its default settings, as a live run has it.
+fn file_output(args: &Args) -> Output {
+    Output {
+        target: OutputTarget::File(args.output.clone()),
+        ..Output::default()
+    }
+}
+
+/// Decode, attribution, enrichment, the chain and the file sink.
+fn plain_pass(runtime: &Runtime, shape: Shape, args: &Args) -> Measured {
+    let _ = std::fs::remove_file(&args.output);
+    let ctx = context();
+    let (batches, events) = records::batches(shape, args.events);
+    let meter = Meter::start();
+    let stats = runtime
+        .block_on(async {
+            let sink = Sink::open(&file_output(args)).map_err(std::io::Error::other)?;
+            replay::replay(Pipeline::new(ctx, sink, 0), batches).await
+        })
+        .expect("the replay");
+    let mut measured = meter.stop(events);
+    measured.output_bytes = std::fs::metadata(&args.output).map_or(0, |m| m.len());
+    let _ = std::fs::remove_file(&args.output);
+    assert_eq!(
+        stats.decode_errors.values().sum::<u64>(),
+        0,
+        "decode errors in the replay"
+    );
+    // The stop record is the pipeline's own.
+    assert_eq!(
+        stats.records_written,
+        events as u64 + 1,
+        "one record per event"
+    );
+    measured
+}
+
+/// As the plain pass, with a socket sink too: the queue's writes and the delivery thread
+/// count.
+fn sink_pass(runtime: &Runtime, shape: Shape, args: &Args) -> Measured {
+    let dir = args.output.with_extension("sink");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the sink's directory");
+    let socket = dir.join("reader.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("a socket");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("the sink connects");
+        std::io::copy(&mut s, &mut std::io::sink()).expect("reading the sink")
+    });
+    let ctx = context();
+    let (batches, events) = records::batches(shape, args.events);
+    let config = SinkConfig {
+        name: "bench".into(),
+        kind: SinkKind::Socket(StreamAddress::Unix(socket)),
+        queue_dir: dir.clone(),
+        queue_bytes: 1 << 32,
+        queue_sync: false,
+        batch_records: 500,
+        timeout_ms: 60_000,
+        retry_max_ms: 1000,
+        tls: None,
+    };
+    let meter = Meter::start();
+    runtime
+        .block_on(async {
+            let output = file_output(args);
+            let mut sink = Sink::open(&output).map_err(std::io::Error::other)?;
+            let forwarders = Forwarders::open(std::slice::from_ref(&config), &output.target, None)
+                .map_err(std::io::Error::other)?;
+            sink.deliver_to(forwarders)?;
+            replay::replay(Pipeline::new(ctx, sink, 0), batches).await
+        })
+        .expect("the replay with a sink");
+    // The stop drained the queue into the socket; the reader ends with it.
+    let read = reader.join().expect("the reader");
+    let mut measured = meter.stop(events);
+    measured.output_bytes = std::fs::metadata(&args.output).map_or(0, |m| m.len());
+    assert_eq!(
+        read, measured.output_bytes,
+        "the sink delivered the whole output"
+    );
+    let _ = std::fs::remove_file(&args.output);
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
+/// The plain pass with every rule loaded, the rules stage timed inside the same loop.
+struct RulesPass {
+    measured: Measured,
+    rules_loaded: usize,
+    rules_seconds: f64,
+    alerts: u64,
+}
+
+fn rules_pass(runtime: &Runtime, shape: Shape, args: &Args) -> RulesPass {
+    let _ = std::fs::remove_file(&args.output);
+    let ctx = context();
+    let timed = Timed {
+        rules: all_rules(),
+        spent_ns: std::sync::Arc::default(),
+        alerts: std::sync::Arc::default(),
+    };
+    let (rules_loaded, spent_ns, alerts) = (
+        timed.rules.len(),
+        timed.spent_ns.clone(),
+        timed.alerts.clone(),
+    );
+    let (batches, events) = records::batches(shape, args.events);
+    let meter = Meter::start();
+    let stats = runtime
+        .block_on(async {
+            let sink = Sink::open(&file_output(args)).map_err(std::io::Error::other)?;
+            let mut pipeline = Pipeline::new(ctx, sink, 0);
+            pipeline.detect_with(Box::new(timed));
+            replay::replay(pipeline, batches).await
+        })
+        .expect("the replay with rules");
+    let measured = meter.stop(events);
+    let _ = std::fs::remove_file(&args.output);
+    let alerts = alerts.load(Relaxed);
+    assert_eq!(
+        stats.records_written,
+        events as u64 + 1 + alerts,
+        "one record per event, and the alerts"
+    );
+    RulesPass {
+        measured,
+        rules_loaded,
+        rules_seconds: spent_ns.load(Relaxed) as f64 / 1e9,
+        alerts,
+    }
+}
+
+/// The median of `value` over `rounds`, and its smallest and largest.
+fn median<T>(rounds: &[T], value: impl Fn(&T) -> f64) -> (f64, [f64; 2]) {
+    let mut values: Vec<f64> = rounds.iter().map(value).collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let middle = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
+    };
+    (middle, [values[0], values[n - 1]])
+}
+
 fn main() {
     let args = parse_args();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -291,176 +495,81 @@ fn main() {
         .filter(|_| part("pipeline"))
         .filter(|s| args.shape.as_deref().is_none_or(|name| name == s.name()));
     for shape in shapes {
-        let (batches, events) = records::batches(shape, args.events);
-
-        // Decoding alone: the floor under everything else.
-        let meter = Meter::start();
-        let mut decoded = 0usize;
-        for batch in &batches {
-            for bytes in batch.records() {
-                decoded += usize::from(decode::decode(bytes).is_ok());
-            }
-        }
-        let decode = meter.stop();
-        assert_eq!(decoded, events, "every synthesised record decodes");
-
-        let _ = std::fs::remove_file(&args.output);
-        let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
-        let ctx = replay::context(agents).expect("a pipeline context");
-        let meter = Meter::start();
-        let stats = runtime
-            .block_on(async {
-                // The durable file sink with its default settings, as a live run has it.
-                let sink = Sink::open(&Output {
-                    target: OutputTarget::File(args.output.clone()),
-                    ..Output::default()
-                })
-                .map_err(std::io::Error::other)?;
-                replay::replay(Pipeline::new(ctx, sink, 0), batches).await
-            })
-            .expect("the replay");
-        let full = meter.stop();
-        let output_bytes = std::fs::metadata(&args.output).map_or(0, |m| m.len());
-        let _ = std::fs::remove_file(&args.output);
-        assert_eq!(
-            stats.decode_errors.values().sum::<u64>(),
-            0,
-            "decode errors in the replay"
-        );
-        // The stop record is the pipeline's own.
-        assert_eq!(
-            stats.records_written,
-            events as u64 + 1,
-            "one record per event"
-        );
-
-        // Again with a socket sink: the queue's writes and the delivery thread count too.
-        let with_sink = {
-            let dir = args.output.with_extension("sink");
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("the sink's directory");
-            let socket = dir.join("reader.sock");
-            let listener = std::os::unix::net::UnixListener::bind(&socket).expect("a socket");
-            let reader = std::thread::spawn(move || {
-                let (mut s, _) = listener.accept().expect("the sink connects");
-                std::io::copy(&mut s, &mut std::io::sink()).expect("reading the sink")
-            });
-            let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
-            let ctx = replay::context(agents).expect("a pipeline context");
-            let (batches, _) = records::batches(shape, args.events);
-            let config = SinkConfig {
-                name: "bench".into(),
-                kind: SinkKind::Socket(StreamAddress::Unix(socket)),
-                queue_dir: dir.clone(),
-                queue_bytes: 1 << 32,
-                queue_sync: false,
-                batch_records: 500,
-                timeout_ms: 60_000,
-                retry_max_ms: 1000,
-                tls: None,
+        if let Some(pass) = args.pass {
+            // One pass alone, for a profiler: its figures on stderr only.
+            let m = match pass {
+                Pass::Plain => plain_pass(&runtime, shape, &args),
+                Pass::Sink => sink_pass(&runtime, shape, &args),
+                Pass::Rules => rules_pass(&runtime, shape, &args).measured,
             };
-            let meter = Meter::start();
-            runtime
-                .block_on(async {
-                    let output = Output {
-                        target: OutputTarget::File(args.output.clone()),
-                        ..Output::default()
-                    };
-                    let mut sink = Sink::open(&output).map_err(std::io::Error::other)?;
-                    let forwarders =
-                        Forwarders::open(std::slice::from_ref(&config), &output.target, None)
-                            .map_err(std::io::Error::other)?;
-                    sink.deliver_to(forwarders)?;
-                    replay::replay(Pipeline::new(ctx, sink, 0), batches).await
-                })
-                .expect("the replay with a sink");
-            // The stop drained the queue into the socket; the reader ends with it.
-            let read = reader.join().expect("the reader");
-            let measured = meter.stop();
-            let output_bytes = std::fs::metadata(&args.output).map_or(0, |m| m.len());
-            assert_eq!(read, output_bytes, "the sink delivered the whole output");
-            let _ = std::fs::remove_file(&args.output);
-            let _ = std::fs::remove_dir_all(&dir);
-            measured
-        };
-
-        // Again with every rule loaded, the rules stage timed inside the same loop.
-        let _ = std::fs::remove_file(&args.output);
-        let agents = manifest::parse("bench.yaml".as_ref(), MANIFEST).expect("the manifest");
-        let ctx = replay::context(agents).expect("a pipeline context");
-        let timed = Timed {
-            rules: all_rules(),
-            spent_ns: std::sync::Arc::default(),
-            alerts: std::sync::Arc::default(),
-        };
-        let (rules_loaded, spent_ns, alerts) = (
-            timed.rules.len(),
-            timed.spent_ns.clone(),
-            timed.alerts.clone(),
-        );
-        let (batches, _) = records::batches(shape, args.events);
-        let meter = Meter::start();
-        let with_rules_stats = runtime
-            .block_on(async {
-                let sink = Sink::open(&Output {
-                    target: OutputTarget::File(args.output.clone()),
-                    ..Output::default()
-                })
-                .map_err(std::io::Error::other)?;
-                let mut pipeline = Pipeline::new(ctx, sink, 0);
-                pipeline.detect_with(Box::new(timed));
-                replay::replay(pipeline, batches).await
-            })
-            .expect("the replay with rules");
-        let with_rules = meter.stop();
-        let _ = std::fs::remove_file(&args.output);
-        let alerts = alerts.load(Relaxed);
-        assert_eq!(
-            with_rules_stats.records_written,
-            events as u64 + 1 + alerts,
-            "one record per event, and the alerts"
-        );
-        let rules_seconds = spent_ns.load(Relaxed) as f64 / 1e9;
-
+            eprintln!(
+                "pipeline {:>7}, {pass:?} pass alone: {:>9.0} events/s/core",
+                shape.name(),
+                m.events as f64 / m.cpu
+            );
+            continue;
+        }
+        let decode = decode_pass(shape, &args);
+        // The passes with and without rules alternate, round after round: the VM's speed
+        // drifts over seconds, and a slow phase then falls on one round of each, not on
+        // every measurement of one pass. The medians are the figures; the spread is reported.
+        let (mut plain, mut rules) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            plain.push(plain_pass(&runtime, shape, &args));
+            rules.push(rules_pass(&runtime, shape, &args));
+        }
+        let with_sink = sink_pass(&runtime, shape, &args);
+        let events = with_sink.events;
+        let rate = |m: &Measured| m.events as f64 / m.cpu;
+        let (full, full_range) = median(&plain, rate);
+        let (with_rules, with_rules_range) = median(&rules, |r| rate(&r.measured));
+        let (rules_stage, rules_stage_range) =
+            median(&rules, |r| r.measured.events as f64 / r.rules_seconds);
+        let first = &rules[0];
         let per_event = |n: u64| n as f64 / events as f64;
         let line = serde_json::json!({
-            "rules_loaded": rules_loaded,
-            "with_sink_events_per_core_second": events as f64 / with_sink.cpu,
+            "rounds": args.rounds,
+            "rules_loaded": first.rules_loaded,
+            "with_sink_events_per_core_second": rate(&with_sink),
             "with_sink_allocations_per_event": per_event(with_sink.allocations),
-            "with_rules_events_per_core_second": events as f64 / with_rules.cpu,
-            "with_rules_allocations_per_event": per_event(with_rules.allocations),
-            "rules_stage_events_per_second": events as f64 / rules_seconds,
-            "alerts": alerts,
+            "with_rules_events_per_core_second": with_rules,
+            "with_rules_events_per_core_second_range": with_rules_range,
+            "with_rules_allocations_per_event": per_event(first.measured.allocations),
+            "rules_stage_events_per_second": rules_stage,
+            "rules_stage_events_per_second_range": rules_stage_range,
+            "alerts": first.alerts,
             "shape": shape.name(),
             "events": events,
-            "cpu_seconds": full.cpu,
-            "wall_seconds": full.wall,
-            "events_per_core_second": events as f64 / full.cpu,
-            "allocations_per_event": per_event(full.allocations),
-            "allocated_bytes_per_event": per_event(full.bytes),
-            "output_bytes_per_event": per_event(output_bytes),
-            "decode_events_per_core_second": events as f64 / decode.cpu,
+            "events_per_core_second": full,
+            "events_per_core_second_range": full_range,
+            "allocations_per_event": per_event(plain[0].allocations),
+            "allocated_bytes_per_event": per_event(plain[0].bytes),
+            "output_bytes_per_event": per_event(plain[0].output_bytes),
+            "decode_events_per_core_second": rate(&decode),
             "decode_allocations_per_event": per_event(decode.allocations),
             "decode_wall_seconds": decode.wall,
         });
         println!("{line}");
+        let range = |r: [f64; 2]| format!("[{:.0}–{:.0}]", r[0], r[1]);
         eprintln!(
-            "pipeline {:>7}: {:>9.0} events/s/core, {:.1} allocations/event, {:.0} bytes/event out; decode alone {:.0} events/s/core",
+            "pipeline {:>7}: {full:>9.0} {} events/s/core, {:.1} allocations/event, {:.0} bytes/event out; decode alone {:.0} events/s/core",
             shape.name(),
-            events as f64 / full.cpu,
-            per_event(full.allocations),
-            per_event(output_bytes),
-            events as f64 / decode.cpu,
+            range(full_range),
+            per_event(plain[0].allocations),
+            per_event(plain[0].output_bytes),
+            rate(&decode),
         );
         eprintln!(
             "          with a socket sink: {:>9.0} events/s/core, {:.1} allocations/event",
-            events as f64 / with_sink.cpu,
+            rate(&with_sink),
             per_event(with_sink.allocations),
         );
         eprintln!(
-            "          with {rules_loaded} rules: {:>9.0} events/s/core, rules stage alone {:.0} events/s, {alerts} alerts",
-            events as f64 / with_rules.cpu,
-            events as f64 / rules_seconds,
+            "          with {} rules: {with_rules:>9.0} {} events/s/core, rules stage alone {rules_stage:.0} {} events/s, {} alerts",
+            first.rules_loaded,
+            range(with_rules_range),
+            range(rules_stage_range),
+            first.alerts,
         );
     }
     if part("classify") {

@@ -52,7 +52,7 @@ impl Builder {
         r.source = source;
         r.destination = destination;
         r.network = Some(network);
-        r.dns = dns;
+        r.dns = dns.map(Box::new);
         r.syscall = Some(activity::syscall_block(e.syscall, e.ret));
         r.error = error;
         r

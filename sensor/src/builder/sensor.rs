@@ -66,13 +66,13 @@ impl Builder {
                     WallClock::now(),
                     self.meta("pipeline_error", &[], INFO, "gap"),
                 );
-                r.gap = Some(gap);
+                r.gap = Some(Box::new(gap));
                 r
             }
             SensorEvent::Rotation(rotation) => {
                 let mut r =
                     self.record(WallClock::now(), self.meta("event", &[], INFO, "rotation"));
-                r.rotation = Some(rotation);
+                r.rotation = Some(Box::new(rotation));
                 r
             }
             SensorEvent::Retention(retention) => {
@@ -80,7 +80,7 @@ impl Builder {
                     WallClock::now(),
                     self.meta("event", FILE, DELETION, "trail_retention"),
                 );
-                r.retention = Some(retention);
+                r.retention = Some(Box::new(retention));
                 r
             }
             SensorEvent::Checkpoint(checkpoint) => {
@@ -88,14 +88,14 @@ impl Builder {
                     WallClock::now(),
                     self.meta("event", &[], INFO, "checkpoint"),
                 );
-                r.checkpoint = Some(checkpoint);
+                r.checkpoint = Some(Box::new(checkpoint));
                 r
             }
             SensorEvent::Registration(event) => {
                 let mut meta = self.meta("event", IAM, CHANGE, "agent_registration");
                 meta.outcome = Some(if event.granted { "success" } else { "failure" });
                 let mut r = self.record(WallClock::now(), meta);
-                r.registration = Some(event);
+                r.registration = Some(Box::new(event));
                 r
             }
             SensorEvent::Annotation(annotation) => {
@@ -103,7 +103,7 @@ impl Builder {
                     WallClock::now(),
                     self.meta("event", CONFIGURATION, INFO, "annotation"),
                 );
-                r.annotation = Some(annotation);
+                r.annotation = Some(Box::new(annotation));
                 r
             }
             SensorEvent::Alert(raised) => {
@@ -151,13 +151,13 @@ impl Builder {
                 let meta = self.meta("event", INTRUSION_DETECTION, kind_type, "policy_decision");
                 let mut r = self.record(WallClock::now(), meta);
                 r.identity = identity;
-                r.policy = Some(*decision);
+                r.policy = Some(decision);
                 r
             }
             SensorEvent::Exception(exception) => {
                 let meta = self.meta("event", CONFIGURATION, CHANGE, "policy_exception");
                 let mut r = self.record(WallClock::now(), meta);
-                r.exception = Some(exception);
+                r.exception = Some(Box::new(exception));
                 r
             }
             SensorEvent::TlsNotCaptured {

@@ -720,7 +720,7 @@ mod tests {
             backlog: Some(128),
             messages: Some(1),
         });
-        r.dns = Some(Dns {
+        r.dns = Some(Box::new(Dns {
             r#type: "answer",
             id: 1,
             question: Some(DnsQuestion {
@@ -728,7 +728,7 @@ mod tests {
                 r#type: s("A"),
             }),
             ..Dns::default()
-        });
+        }));
         r.syscall = Some(Syscall {
             name: "renameat2",
             ret: i64::MIN,
@@ -737,7 +737,7 @@ mod tests {
             code: s("ENOENT"),
             message: s(HOSTILE),
         });
-        r.gap = Some(Gap {
+        r.gap = Some(Box::new(Gap {
             source: "output",
             lost: 3,
             by_kind: BTreeMap::from([("open", 3)]),
@@ -745,13 +745,13 @@ mod tests {
             start: Some(s("t1")),
             end: None,
             sink: None,
-        });
-        r.checkpoint = Some(Checkpoint {
+        }));
+        r.checkpoint = Some(Box::new(Checkpoint {
             covers_sequence: 1,
             covers_hash: s("h"),
             signature: s("s"),
             public_key: s("k"),
-        });
+        }));
         r.sensor.lifecycle = Some(Lifecycle {
             reason: Some(s(HOSTILE)),
             records_written: Some(1),
@@ -1302,7 +1302,7 @@ mod tests {
             r.source = self.opt(Self::endpoint);
             r.destination = self.opt(Self::endpoint);
             r.network = self.opt(Self::network);
-            r.dns = self.opt(Self::dns);
+            r.dns = self.opt(Self::dns).map(Box::new);
             r.syscall = self.opt(|g| Syscall {
                 name: g.pick(STATICS),
                 ret: g.i64(),
@@ -1311,73 +1311,85 @@ mod tests {
                 code: g.text(),
                 message: g.text(),
             });
-            r.gap = self.opt(|g| Gap {
-                source: g.pick(STATICS),
-                lost: g.u64(),
-                by_kind: (0..g.below(3))
-                    .map(|_| (g.pick(STATICS), g.u64()))
-                    .collect(),
-                error: g.opt(|g| g.pick(STATICS)),
-                start: g.opt_text(),
-                end: g.opt_text(),
-                sink: g.opt(|g| crate::record::SinkGap {
-                    name: g.text(),
-                    instance_id: g.opt_text(),
-                    first_sequence: g.u64(),
-                    last_sequence: g.u64(),
-                }),
-            });
-            r.checkpoint = self.opt(|g| Checkpoint {
-                covers_sequence: g.u64(),
-                covers_hash: g.text(),
-                signature: g.text(),
-                public_key: g.text(),
-            });
-            r.registration = self.opt(|g| RegistrationEvent {
-                op: g.pick(STATICS),
-                granted: g.bool(),
-                reason: g.opt_text(),
-                peer_pid: g.opt(|g| g.i64() as i32),
-                peer_uid: g.u32(),
-                peer_gid: g.u32(),
-                pid: g.opt(Self::u32),
-                agent: g.opt_text(),
-                task: g.opt_text(),
-                session: g.opt_text(),
-                overrode: g.opt_text(),
-            });
-            r.annotation = self.opt(|g| Annotation {
-                kind: g.text(),
-                author: g.text(),
-                text: g.text(),
-                subject: g.opt_text(),
-                peer_pid: g.opt(|g| g.i64() as i32),
-                peer_uid: g.u32(),
-                peer_gid: g.u32(),
-            });
-            r.rotation = self.opt(|g| Rotation {
-                reason: g.pick(STATICS),
-                file: g.text(),
-                next_file: g.text(),
-            });
-            r.retention = self.opt(|g| {
-                let record_ref = |g: &mut Self| crate::record::trail::RecordRef {
-                    instance_id: g.text(),
-                    sequence: g.u64(),
-                    hash: g.text(),
-                };
-                crate::record::trail::Retention {
-                    removed: vec![crate::record::trail::RemovedFile {
-                        file: g.text(),
-                        reason: g.pick(STATICS),
-                        bytes: g.u64(),
-                        first: g.opt(record_ref),
-                        last: g.opt(record_ref),
-                    }],
-                    max_bytes: g.u64(),
-                    max_age_ms: g.u64(),
-                }
-            });
+            r.gap = self
+                .opt(|g| Gap {
+                    source: g.pick(STATICS),
+                    lost: g.u64(),
+                    by_kind: (0..g.below(3))
+                        .map(|_| (g.pick(STATICS), g.u64()))
+                        .collect(),
+                    error: g.opt(|g| g.pick(STATICS)),
+                    start: g.opt_text(),
+                    end: g.opt_text(),
+                    sink: g.opt(|g| crate::record::SinkGap {
+                        name: g.text(),
+                        instance_id: g.opt_text(),
+                        first_sequence: g.u64(),
+                        last_sequence: g.u64(),
+                    }),
+                })
+                .map(Box::new);
+            r.checkpoint = self
+                .opt(|g| Checkpoint {
+                    covers_sequence: g.u64(),
+                    covers_hash: g.text(),
+                    signature: g.text(),
+                    public_key: g.text(),
+                })
+                .map(Box::new);
+            r.registration = self
+                .opt(|g| RegistrationEvent {
+                    op: g.pick(STATICS),
+                    granted: g.bool(),
+                    reason: g.opt_text(),
+                    peer_pid: g.opt(|g| g.i64() as i32),
+                    peer_uid: g.u32(),
+                    peer_gid: g.u32(),
+                    pid: g.opt(Self::u32),
+                    agent: g.opt_text(),
+                    task: g.opt_text(),
+                    session: g.opt_text(),
+                    overrode: g.opt_text(),
+                })
+                .map(Box::new);
+            r.annotation = self
+                .opt(|g| Annotation {
+                    kind: g.text(),
+                    author: g.text(),
+                    text: g.text(),
+                    subject: g.opt_text(),
+                    peer_pid: g.opt(|g| g.i64() as i32),
+                    peer_uid: g.u32(),
+                    peer_gid: g.u32(),
+                })
+                .map(Box::new);
+            r.rotation = self
+                .opt(|g| Rotation {
+                    reason: g.pick(STATICS),
+                    file: g.text(),
+                    next_file: g.text(),
+                })
+                .map(Box::new);
+            r.retention = self
+                .opt(|g| {
+                    let record_ref = |g: &mut Self| crate::record::trail::RecordRef {
+                        instance_id: g.text(),
+                        sequence: g.u64(),
+                        hash: g.text(),
+                    };
+                    crate::record::trail::Retention {
+                        removed: vec![crate::record::trail::RemovedFile {
+                            file: g.text(),
+                            reason: g.pick(STATICS),
+                            bytes: g.u64(),
+                            first: g.opt(record_ref),
+                            last: g.opt(record_ref),
+                        }],
+                        max_bytes: g.u64(),
+                        max_age_ms: g.u64(),
+                    }
+                })
+                .map(Box::new);
             r.alert = self.opt(|g| {
                 Box::new(crate::record::alert::Alert {
                     rule: crate::record::alert::AlertRule {
@@ -1395,36 +1407,40 @@ mod tests {
                     },
                 })
             });
-            r.policy = self.opt(|g| PolicyDecision {
-                agent: g.text(),
-                task: g.opt_text(),
-                rule: g.pick(STATICS),
-                version: g.text(),
-                mode: g.pick(STATICS),
-                outcome: g.pick(STATICS),
-                target: g.text(),
-                reason: g.text(),
-                action: DecidedAction {
-                    name: g.pick(STATICS),
-                    sequence: g.opt(Self::u64),
-                    hash: g.opt_text(),
-                },
-                exception: g.opt(|g| ExceptionRef {
-                    sequence: g.opt(Self::u64),
+            r.policy = self
+                .opt(|g| PolicyDecision {
+                    agent: g.text(),
+                    task: g.opt_text(),
+                    rule: g.pick(STATICS),
+                    version: g.text(),
+                    mode: g.pick(STATICS),
+                    outcome: g.pick(STATICS),
+                    target: g.text(),
+                    reason: g.text(),
+                    action: DecidedAction {
+                        name: g.pick(STATICS),
+                        sequence: g.opt(Self::u64),
+                        hash: g.opt_text(),
+                    },
+                    exception: g.opt(|g| ExceptionRef {
+                        sequence: g.opt(Self::u64),
+                        author: g.text(),
+                        until: crate::record::time::Timestamp::of(g.i64().into()),
+                    }),
+                })
+                .map(Box::new);
+            r.exception = self
+                .opt(|g| PolicyException {
+                    agent: g.text(),
+                    rule: g.text(),
                     author: g.text(),
+                    reason: g.text(),
                     until: crate::record::time::Timestamp::of(g.i64().into()),
-                }),
-            });
-            r.exception = self.opt(|g| PolicyException {
-                agent: g.text(),
-                rule: g.text(),
-                author: g.text(),
-                reason: g.text(),
-                until: crate::record::time::Timestamp::of(g.i64().into()),
-                peer_pid: g.opt(|g| g.i64() as i32),
-                peer_uid: g.u32(),
-                peer_gid: g.u32(),
-            });
+                    peer_pid: g.opt(|g| g.i64() as i32),
+                    peer_uid: g.u32(),
+                    peer_gid: g.u32(),
+                })
+                .map(Box::new);
             r.llm = self.opt(|g| Box::new(g.llm()));
             r.tls_capture = self.opt(|g| crate::record::llm::TlsNotCaptured { reason: g.text() });
             r.mcp = self.opt(|g| Box::new(g.mcp()));

@@ -1071,7 +1071,7 @@ mod tests {
         r.file = None;
         r.process = None;
         r.event.action = "trail_retention";
-        r.retention = Some(Retention {
+        r.retention = Some(Box::new(Retention {
             removed: vec![RemovedFile {
                 file: "trail-0000000001-20261201T152222Z.jsonl".into(),
                 reason: "size",
@@ -1085,7 +1085,7 @@ mod tests {
             }],
             max_bytes: 65_536,
             max_age_ms: 0,
-        });
+        }));
         let e = event(&r);
         assert_eq!(
             (e["class_uid"].as_u64(), e["activity_id"].as_u64()),
@@ -1102,7 +1102,7 @@ mod tests {
         let mut r = sample();
         r.file = None;
         r.event.action = "gap";
-        r.gap = Some(crate::record::Gap {
+        r.gap = Some(Box::new(crate::record::Gap {
             source: "sink",
             lost: 5,
             by_kind: std::collections::BTreeMap::new(),
@@ -1115,7 +1115,7 @@ mod tests {
                 first_sequence: 10,
                 last_sequence: 14,
             }),
-        });
+        }));
         let e = event(&r);
         let gap = &e["unmapped"]["agent_sensor"]["gap"];
         assert_eq!(gap["source"], "sink", "{e}");

@@ -70,29 +70,29 @@ pub struct Record {
     /// The socket and what the call did with it (ECS `network.*`).
     pub network: Option<Network>,
     /// A DNS message the process sent or received (ECS `dns.*`).
-    pub dns: Option<Dns>,
+    pub dns: Option<Box<Dns>>,
     /// The syscall behind the record, and what it returned.
     pub syscall: Option<Syscall>,
     /// Why the call failed (ECS `error.*`).
     pub error: Option<ErrorInfo>,
     /// Events the sensor knows it did not deliver (`event.action: gap`).
-    pub gap: Option<Gap>,
+    pub gap: Option<Box<Gap>>,
     /// A signed checkpoint.
-    pub checkpoint: Option<Checkpoint>,
+    pub checkpoint: Option<Box<Checkpoint>>,
     /// A request on the registration socket.
-    pub registration: Option<crate::record::registration::RegistrationEvent>,
+    pub registration: Option<Box<crate::record::registration::RegistrationEvent>>,
     /// An operator's annotation (`event.action: annotation`).
-    pub annotation: Option<crate::record::registration::Annotation>,
+    pub annotation: Option<Box<crate::record::registration::Annotation>>,
     /// The output file this record closes, and the one that continues the trail.
-    pub rotation: Option<crate::record::trail::Rotation>,
+    pub rotation: Option<Box<crate::record::trail::Rotation>>,
     /// Old trail files removed by retention (`event.action: trail_retention`).
-    pub retention: Option<crate::record::trail::Retention>,
+    pub retention: Option<Box<crate::record::trail::Retention>>,
     /// What a detection rule found (`event.action: alert`).
     pub alert: Option<Box<crate::record::alert::Alert>>,
     /// A policy decision on an agent's action (`event.action: policy_decision`).
-    pub policy: Option<crate::record::policy::PolicyDecision>,
+    pub policy: Option<Box<crate::record::policy::PolicyDecision>>,
     /// An operator's exception to a rule (`event.action: policy_exception`).
-    pub exception: Option<crate::record::policy::PolicyException>,
+    pub exception: Option<Box<crate::record::policy::PolicyException>>,
     /// An LLM API exchange an opted-in agent made over TLS (`llm_exchange`).
     pub llm: Option<Box<crate::record::llm::LlmExchange>>,
     /// Why an opted-in agent's process cannot have its TLS captured (`tls_not_captured`).

@@ -14,7 +14,14 @@ const EVENTS: u64 = 300_000;
 pub struct PipelineResult {
     pub shape: String,
     pub events: u64,
+    /// Rounds of the replays without and with rules (alternating); the rates of those two are
+    /// the medians over the rounds, with their smallest and largest (`_range`). Results of
+    /// before the rounds were one round, without ranges.
+    #[serde(default)]
+    pub rounds: u32,
     pub events_per_core_second: f64,
+    #[serde(default)]
+    pub events_per_core_second_range: Option<[f64; 2]>,
     pub allocations_per_event: f64,
     pub allocated_bytes_per_event: f64,
     pub output_bytes_per_event: f64,
@@ -29,8 +36,12 @@ pub struct PipelineResult {
     pub with_sink_allocations_per_event: f64,
     /// The same replay with every rule loaded.
     pub with_rules_events_per_core_second: f64,
+    #[serde(default)]
+    pub with_rules_events_per_core_second_range: Option<[f64; 2]>,
     /// The rules stage alone, timed inside that replay.
     pub rules_stage_events_per_second: f64,
+    #[serde(default)]
+    pub rules_stage_events_per_second_range: Option<[f64; 2]>,
     /// Alerts the rules raised on the synthesised records.
     pub alerts: u64,
 }

@@ -448,10 +448,14 @@ impl Results {
             };
             let _ = writeln!(
                 md,
-                "| pipeline ≥ 200,000 events/s/core with all {} rules loaded, every shape | slowest (`{}`): {} | {verdict} |",
+                "| pipeline ≥ 200,000 events/s/core with all {} rules loaded, every shape | slowest (`{}`): {}{} | {verdict} |",
                 worst.rules_loaded,
                 worst.shape,
-                thousands(rate)
+                thousands(rate),
+                match worst.rounds {
+                    0 | 1 => String::new(),
+                    n => format!(", the median of {n} rounds"),
+                }
             );
         }
         if let Ok(m) = &self.memory {
@@ -553,7 +557,11 @@ impl Results {
              sink too (its disk queue and delivery thread, to a Unix socket reader in the same \
              process: the sink path's whole cost). Then the same replay with every rule loaded \
              (the Linux Sigma corpus of ../shared/sigma and examples/rules), the rules stage \
-             timed on its own inside the loop.\n"
+             timed on its own inside the loop. The replays without and with rules alternate for \
+             {} rounds (the VM's speed drifts over seconds; a slow phase then falls on one round \
+             of each, not on a whole pass): their figures are the medians over the rounds, \
+             [smallest–largest] after them.\n",
+            results.first().map_or(1, |r| r.rounds.max(1))
         );
         let _ = writeln!(
             md,
@@ -568,15 +576,21 @@ impl Results {
                 md,
                 "| {} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {:.1} | {} | {} | {} |",
                 r.shape,
-                thousands(r.events_per_core_second),
+                with_range(r.events_per_core_second, r.events_per_core_second_range),
                 r.allocations_per_event,
                 r.allocated_bytes_per_event,
                 r.output_bytes_per_event,
                 thousands(r.decode_events_per_core_second),
                 thousands(r.with_sink_events_per_core_second),
                 r.with_sink_allocations_per_event,
-                thousands(r.with_rules_events_per_core_second),
-                thousands(r.rules_stage_events_per_second),
+                with_range(
+                    r.with_rules_events_per_core_second,
+                    r.with_rules_events_per_core_second_range
+                ),
+                with_range(
+                    r.rules_stage_events_per_second,
+                    r.rules_stage_events_per_second_range
+                ),
                 r.alerts,
             );
         }
@@ -770,6 +784,19 @@ pub fn audit_markdown(a: &AuditResult, h: &str) -> String {
         a.report_seconds / a.verify_seconds
     );
     out
+}
+
+/// `median [smallest–largest]`, or the one figure of a result measured in one round.
+fn with_range(median: f64, range: Option<[f64; 2]>) -> String {
+    match range {
+        Some([low, high]) => format!(
+            "{} [{}–{}]",
+            thousands(median),
+            thousands(low),
+            thousands(high)
+        ),
+        None => thousands(median),
+    }
 }
 
 fn thousands(v: f64) -> String {
