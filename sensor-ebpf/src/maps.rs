@@ -89,6 +89,13 @@ pub static TLS_AGENTS: HashMap<u32, sensor_common::TlsCapture> = HashMap::with_m
 pub static TLS_CALLS: LruHashMap<u64, sensor_common::TlsCall> =
     LruHashMap::with_max_entries(8192, 0);
 
+/// Threads of opted-in agents inside a flush of sends the library held back (GnuTLS's
+/// `gnutls_record_uncork`), by pid_tgid: the session being flushed. The write probes copy
+/// nothing of that session there, since each send into the cork was copied when it was made.
+/// LRU: a thread killed inside a flush never returns.
+#[map]
+pub static TLS_FLUSHING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(8192, 0);
+
 /// Capture settings of the agents whose manifest entry turns stdio (pipe) capture on, by agent
 /// number (see `pipe`).
 #[map]

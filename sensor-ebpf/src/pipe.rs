@@ -1,8 +1,12 @@
 //! Pipe traffic of opted-in agents (an MCP server's stdio, for one): `read`, `write`, `readv`
-//! and `writev` on a pipe by a process whose agent turns stdio capture on are remembered at the
+//! and `writev` (and `preadv2` and `pwritev2`, which a pipe takes only at its current
+//! position, as `readv` and `writev`) on a pipe by a process whose agent turns stdio capture
+//! on are remembered at the
 //! syscall's entry (the fd is checked to be a pipe there, by its inode's mode) and copied at
 //! its exit, bounded by the agent's `max_bytes`, into a [`PipeRecord`] with the pipe's stream
-//! position, so the daemon can tell a hole (a loss or a cut) from a whole stream. A vectored
+//! position, so the daemon can tell a hole (a loss or a cut) from a whole stream. A cut call's
+//! record also carries the call's last bytes (up to [`PIPE_TAIL_CAP`]): where a message ends,
+//! and the members a JSON-RPC message puts last (its `id`, for some writers). A vectored
 //! call gives one record per iovec it moved bytes through, for its first [`PIPE_IOV_CAP`]
 //! iovecs, and one record without data (a hole) for the bytes of the rest. Any other process
 //! pays one map lookup per call (two if it is another agent's), and is never copied.
@@ -15,8 +19,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use sensor_common::{
-    PIPE_IOV_CAP, PipeCall, PipeKey, PipeRecord, TLS_DATA_CAP, TlsCapture, TrackedProcess, kind,
-    pipe_direction, pipe_flags,
+    PIPE_IOV_CAP, PIPE_TAIL_CAP, PipeCall, PipeKey, PipeRecord, TLS_DATA_CAP, TlsCapture,
+    TrackedProcess, kind, pipe_direction, pipe_flags,
 };
 
 use crate::{
@@ -209,16 +213,14 @@ impl Piece<'_> {
         r.fd = call.fd;
         r.content = capture.content as u8;
         r.direction = call.direction;
-        r._pad = [0; 3];
-        r.last = 0;
+        r._pad = [0; 2];
         r.comm = current_comm();
         let mut copied = 0u32;
+        let mut tail = 0u32;
         let mut flags = flags;
         if src != 0 {
             let bound = capture.max_bytes.min(TLS_DATA_CAP) as u64;
             let want = if len > bound {
-                // SAFETY: a user pointer; a bad one is an error.
-                r.last = unsafe { bpf_probe_read_user((src + len - 1) as *const u8) }.unwrap_or(0);
                 flags |= pipe_flags::TRUNCATED;
                 bound
             } else {
@@ -236,10 +238,27 @@ impl Piece<'_> {
                     flags |= pipe_flags::UNREADABLE;
                 }
             }
+            // A cut call's end, after its start: at most PIPE_TAIL_CAP bytes, none of them
+            // among the first.
+            if copied as u64 == want && len > want {
+                let rest = (len - want).min(u64::from(PIPE_TAIL_CAP));
+                let at = crate::bounds::opaque(copied as usize);
+                let t = crate::bounds::opaque(rest as usize);
+                if at <= TLS_DATA_CAP as usize && t <= PIPE_TAIL_CAP as usize {
+                    // SAFETY: HEADER + TLS_DATA_CAP + PIPE_TAIL_CAP fits in the scratch
+                    // buffer (asserted in sensor-common).
+                    let dst = unsafe { buf.as_mut_ptr().add(HEADER + at) };
+                    let from = src + len - rest;
+                    if unsafe { read_user_bytes(dst.cast(), t as u32, from as *const _) } == 0 {
+                        tail = t as u32;
+                    }
+                }
+            }
         }
         r.data_len = copied;
+        r.tail_len = tail as u16;
         r.flags = flags;
-        let size = HEADER + copied as usize;
+        let size = HEADER + copied as usize + tail as usize;
         r.header.size = size as u32;
         submit_bytes(kind::PIPE, buf, size);
         Some(())

@@ -4,6 +4,10 @@
 //! A uprobe on `SSL_free` and `SSL_clear` (GnuTLS: `gnutls_deinit`) says when a connection
 //! object ends (a [`TlsRecord`] with no data, flagged [`tls_flags::ENDED`]): the library hands
 //! its address, or the program the object itself, to the next connection.
+//! A uprobe on GnuTLS's `gnutls_record_uncork` and its return mark the thread as flushing
+//! that session (`TLS_FLUSHING`): the sends the library makes there carry the bytes of the
+//! corked sends (`gnutls_record_cork`), each already copied as it went into the cork, so they
+//! are not copied again.
 //! A process that is not an opted-in agent's pays two map lookups per call and is never copied.
 use aya_ebpf::{
     helpers::{
@@ -18,7 +22,7 @@ use sensor_common::{TLS_DATA_CAP, TlsCall, TlsRecord, kind, tls_direction, tls_f
 use crate::{
     filter::observed,
     kernel::{CurrentTask, current_comm},
-    maps::{SCRATCH, TLS_AGENTS, TLS_CALLS},
+    maps::{SCRATCH, TLS_AGENTS, TLS_CALLS, TLS_FLUSHING},
     output::{submit, submit_bytes},
     process::header,
 };
@@ -83,16 +87,47 @@ fn try_free(ctx: &ProbeContext) -> Option<()> {
     Some(())
 }
 
+/// `gnutls_record_uncork(session, flags)`: an opted-in agent's thread starts flushing what
+/// it corked on `session`.
+#[uprobe]
+pub fn tls_flush(ctx: ProbeContext) -> u32 {
+    let _ = try_flush(&ctx);
+    0
+}
+
+fn try_flush(ctx: &ProbeContext) -> Option<()> {
+    let id = bpf_get_current_pid_tgid();
+    let who = observed((id >> 32) as u32)?;
+    // SAFETY: only whether it is there.
+    unsafe { TLS_AGENTS.get(who.agent) }?;
+    let session = ctx.arg::<u64>(0)?;
+    TLS_FLUSHING.insert(id, session, 0).ok()
+}
+
+/// The flush returned (done, or `GNUTLS_E_AGAIN`: the rest stays corked, and the retry is a
+/// flush again).
+#[uretprobe]
+pub fn tls_flush_return(_ctx: RetProbeContext) -> u32 {
+    let _ = TLS_FLUSHING.remove(bpf_get_current_pid_tgid());
+    0
+}
+
 /// `SSL_write(ssl, buf, num)`, `SSL_write_ex(ssl, buf, num, size_t *written)`, and the same
-/// for reads: remembers the call of an opted-in agent's thread until it returns.
+/// for reads: remembers the call of an opted-in agent's thread until it returns. A send
+/// inside a flush of the same session (see `tls_flush`) is not remembered.
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u8, ex: bool) -> Option<()> {
     let id = bpf_get_current_pid_tgid();
     let who = observed((id >> 32) as u32)?;
     // SAFETY: copied out at once.
     let capture = *unsafe { TLS_AGENTS.get(who.agent) }?;
+    let ssl = ctx.arg::<u64>(0)?;
+    // SAFETY: copied out at once.
+    if direction == tls_direction::WRITE && unsafe { TLS_FLUSHING.get(id) }.copied() == Some(ssl) {
+        return None;
+    }
     let call = TlsCall {
-        ssl: ctx.arg::<u64>(0)?,
+        ssl,
         buf: ctx.arg::<u64>(1)?,
         moved: if ex { ctx.arg::<u64>(3)? } else { 0 },
         capture,

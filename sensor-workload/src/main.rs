@@ -6,7 +6,10 @@
 //! report: `open` is openat+close of one file, `exec` is fork+execve of `/bin/true`+wait,
 //! `connect` is a TCP connect and its accept on loopback. `tls` is an HTTPS request and its
 //! response on one keep-alive connection, through OpenSSL (what the sensor's TLS capture
-//! observes), to a `tls-server` the bench starts ([`tls`]). The helper modes `hold` and `churn`
+//! observes), to a `tls-server` the bench starts ([`tls`]); `gnutls` the same through GnuTLS
+//! ([`gnutls`]). `pipe` is an MCP `tools/call`
+//! and its response through two pipes with `writev` and `readv` (what the sensor's stdio
+//! capture observes, [`pipe`]). The helper modes `hold` and `churn`
 //! make processes for the memory measurement.
 use std::{
     ffi::CString,
@@ -20,6 +23,8 @@ use std::{
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+mod gnutls;
+mod pipe;
 mod tls;
 
 #[derive(Parser)]
@@ -63,6 +68,19 @@ enum Mode {
         /// The server's port on 127.0.0.1.
         #[arg(long)]
         port: u16,
+    },
+    /// The requests of `tls` through GnuTLS.
+    Gnutls {
+        #[arg(long)]
+        ops: u64,
+        /// The server's port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+    },
+    /// An MCP tool call and its response through two pipes (`writev`, `readv`).
+    Pipe {
+        #[arg(long)]
+        ops: u64,
     },
     /// The server of `tls`: answers every request until killed; prints its port.
     TlsServer {
@@ -114,7 +132,7 @@ struct Done {
     opens: u64,
     execs: u64,
     connects: u64,
-    /// HTTPS requests answered (`tls`).
+    /// HTTPS requests answered (`tls`, `gnutls`), MCP calls made (`pipe`).
     exchanges: u64,
 }
 
@@ -126,6 +144,8 @@ fn main() {
         Mode::Connect { ops } => ("connect", *ops),
         Mode::Mixed { ops, .. } => ("mixed", *ops),
         Mode::Tls { ops, .. } => ("tls", *ops),
+        Mode::Pipe { ops } => ("pipe", *ops),
+        Mode::Gnutls { ops, .. } => ("gnutls", *ops),
         Mode::TlsServer { libssl, cert, key } => return tls::serve(libssl, cert, key),
         Mode::Hold { ops } => return hold(*ops),
         Mode::Churn { ops } => ("churn", *ops),
@@ -149,12 +169,27 @@ fn main() {
             }
             done.exchanges = ops;
         }
+        Mode::Gnutls { .. } => {
+            let client = ctx.gnutls.as_mut().expect("connected");
+            for _ in 0..ops {
+                client.request();
+            }
+            done.exchanges = ops;
+        }
+        Mode::Pipe { .. } => {
+            let pipes = ctx.pipes.as_mut().expect("made");
+            for id in 0..ops {
+                pipes.call(id);
+            }
+            done.exchanges = ops;
+        }
         Mode::Churn { .. } => (0..ops).for_each(|_| churn_one()),
         Mode::Hold { .. } | Mode::TlsServer { .. } => unreachable!(),
     }
     let seconds = started.elapsed().as_secs_f64();
     // Freed after the clock: the connection's end is not a measured operation.
     drop(ctx.client.take());
+    drop(ctx.gnutls.take());
     let cpu_seconds = cpu_seconds(libc::RUSAGE_SELF) + cpu_seconds(libc::RUSAGE_CHILDREN);
     println!(
         "{}",
@@ -181,6 +216,10 @@ struct Ctx {
     listener: Option<TcpListener>,
     /// `tls`: connected, the handshake done.
     client: Option<tls::Client>,
+    /// `gnutls`: connected, the handshake done.
+    gnutls: Option<gnutls::Client>,
+    /// `pipe`: the two pipes.
+    pipes: Option<pipe::Pipes>,
     true_path: CString,
     true_argv: [*const libc::c_char; 2],
     empty_env: [*const libc::c_char; 1],
@@ -203,12 +242,19 @@ impl Ctx {
             Mode::Tls { port, .. } => Some(tls::Client::connect(*port)),
             _ => None,
         };
+        let gnutls = match mode {
+            Mode::Gnutls { port, .. } => Some(gnutls::Client::connect(*port)),
+            _ => None,
+        };
+        let pipes = matches!(mode, Mode::Pipe { .. }).then(pipe::Pipes::new);
         let true_path = CString::new("/bin/true").expect("no NUL");
         let true_argv = [c"true".as_ptr(), std::ptr::null()];
         Self {
             path,
             listener,
             client,
+            gnutls,
+            pipes,
             true_path,
             true_argv,
             empty_env: [std::ptr::null()],

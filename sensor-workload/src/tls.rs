@@ -15,7 +15,7 @@ use serde_json::json;
 
 /// The request: an OpenAI-shaped chat completion, with the kind of credential header a real
 /// client sends (the sensor masks it).
-const REQUEST: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\n\
+pub const REQUEST: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\n\
 Host: 127.0.0.1\r\n\
 Authorization: Bearer sk-proj-BenchK3yAbCdEfGhIjKlMnOpQrStUvWxYz0123456789\r\n\
 Content-Type: application/json\r\n\
@@ -127,7 +127,7 @@ impl Lib {
     }
 }
 
-fn content_length(head: &[u8]) -> usize {
+pub fn content_length(head: &[u8]) -> usize {
     String::from_utf8_lossy(head)
         .lines()
         .find_map(|l| {

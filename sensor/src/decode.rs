@@ -290,8 +290,9 @@ pub struct PipeEvent {
     pub len: u64,
     /// What was copied: the first bytes of them.
     pub data: Vec<u8>,
-    /// The call's last byte (copied or not) was a newline.
-    pub ends_line: bool,
+    /// A cut call's last bytes, copied after `data` (none otherwise): they end the call, at
+    /// `offset + len - tail.len()`.
+    pub tail: Vec<u8>,
     /// The bytes could not be read from the process's memory.
     pub unreadable: bool,
     /// The agent's content policy (0 full, 1 redacted, 2 digest).
@@ -646,7 +647,19 @@ fn decode_tls(bytes: &[u8]) -> Result<TlsEvent, DecodeError> {
 fn decode_pipe(bytes: &[u8]) -> Result<PipeEvent, DecodeError> {
     let r: PipeRecord = read_record(bytes, "pipe")?;
     let tail = &bytes[size_of::<PipeRecord>()..];
-    let [data] = pieces(tail, [r.data_len as usize], "pipe", bytes.len())?;
+    let [data, tail] = pieces(
+        tail,
+        [r.data_len as usize, usize::from(r.tail_len)],
+        "pipe",
+        bytes.len(),
+    )?;
+    // A tail longer than what the call moved past its start would place bytes before it.
+    if (data.len() + tail.len()) as u64 > r.len {
+        return Err(DecodeError::Truncated {
+            what: "pipe",
+            len: bytes.len(),
+        });
+    }
     Ok(PipeEvent {
         ktime_ns: r.header.ktime_ns,
         attribution: r.header.attribution,
@@ -659,12 +672,8 @@ fn decode_pipe(bytes: &[u8]) -> Result<PipeEvent, DecodeError> {
         written: r.direction == pipe_direction::WRITE,
         offset: r.offset,
         len: r.len,
-        ends_line: if data.len() as u64 == r.len {
-            data.last() == Some(&b'\n')
-        } else {
-            r.flags & pipe_flags::TRUNCATED != 0 && r.last == b'\n'
-        },
         data,
+        tail,
         unreadable: r.flags & pipe_flags::UNREADABLE != 0,
         content: r.content,
         comm: r.comm,

@@ -1,10 +1,12 @@
 """An HTTPS client over the system's GnuTLS (libgnutls.so.30, through ctypes), for the TLS
 capture test of GnuTLS's other entry points: per connection, one request sent with
-`gnutls_record_send2` or `gnutls_record_send_range`, the response read with
+`gnutls_record_send2` or `gnutls_record_send_range`, or corked (`cork`: `gnutls_record_cork`,
+the request handed over in 100-byte pieces with `gnutls_record_send`, then
+`gnutls_record_uncork` with GNUTLS_RECORD_WAIT sends them), the response read with
 `gnutls_record_recv_seq` until the server closes. Real TLS against the test's server, the
 certificate checked against the test CA.
 
-Usage: gnutls_client.py PORT CA_FILE ENTRY=REQUEST_FILE... (ENTRY: send2 or send_range);
+Usage: gnutls_client.py PORT CA_FILE ENTRY=REQUEST_FILE... (ENTRY: send2, send_range or cork);
 prints one JSON line per connection: {"pid", "entry", "response"} (the response as read).
 """
 import ctypes
@@ -19,6 +21,7 @@ GNUTLS_CRD_CERTIFICATE = 1
 GNUTLS_E_AGAIN = -28
 GNUTLS_E_INTERRUPTED = -52
 GNUTLS_E_PREMATURE_TERMINATION = -110
+GNUTLS_RECORD_WAIT = 1
 
 
 class Range(ctypes.Structure):
@@ -31,6 +34,12 @@ g.gnutls_record_send2.restype = ssize
 g.gnutls_record_send2.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint]
 g.gnutls_record_send_range.restype = ssize
 g.gnutls_record_send_range.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(Range)]
+g.gnutls_record_send.restype = ssize
+g.gnutls_record_send.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+g.gnutls_record_cork.restype = None
+g.gnutls_record_cork.argtypes = [ctypes.c_void_p]
+g.gnutls_record_uncork.restype = ssize
+g.gnutls_record_uncork.argtypes = [ctypes.c_void_p, ctypes.c_uint]
 g.gnutls_record_recv_seq.restype = ssize
 g.gnutls_record_recv_seq.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
 g.gnutls_strerror.restype = ctypes.c_char_p
@@ -56,6 +65,17 @@ def connection(port, cred, entry, request):
             break
     check(ret, "gnutls_handshake")
     done = 0
+    if entry == "cork":
+        g.gnutls_record_cork(session)
+        for at in range(0, len(request), 100):
+            piece = request[at : at + 100]
+            # Corked, a send only appends to the session's buffer: all of it, at once.
+            if check(g.gnutls_record_send(session, piece, len(piece)), "corked send") != len(piece):
+                sys.exit("a corked send took part of its piece")
+        sent = check(g.gnutls_record_uncork(session, GNUTLS_RECORD_WAIT), "gnutls_record_uncork")
+        if sent != len(request):
+            sys.exit(f"gnutls_record_uncork sent {sent} of {len(request)} bytes")
+        done = len(request)
     while done < len(request):
         rest = request[done:]
         if entry == "send2":

@@ -845,7 +845,7 @@ fn a_1_mib_prompt_over_http2_is_cut_and_flagged_and_the_next_request_is_read() {
         ),
     ));
     assert_eq!(node.len(), 2, "the Node client made both calls");
-    sensor.wait_for_count("three exchanges", 3, |r| action(r) == "llm_exchange");
+    sensor.wait_for_count("four exchanges", 4, |r| action(r) == "llm_exchange");
     let done = sensor.stop();
     let _ = std::fs::remove_dir(&cg);
     let records: Vec<Value> = done
@@ -854,7 +854,7 @@ fn a_1_mib_prompt_over_http2_is_cut_and_flagged_and_the_next_request_is_read() {
         .filter(|r| action(r) == "llm_exchange")
         .cloned()
         .collect();
-    assert_eq!(records.len(), 3, "{records:#?}");
+    assert_eq!(records.len(), 4, "{records:#?}");
     assert_eq!(log[0]["http_version"], "HTTP/2", "the client negotiated h2");
     let big = exchange(&records, "h2-big-agent", "gpt-h2-big");
     assert_eq!(big["request"]["http_version"], "2");
@@ -874,13 +874,25 @@ fn a_1_mib_prompt_over_http2_is_cut_and_flagged_and_the_next_request_is_read() {
     assert_eq!(after["connection"], big["connection"], "one connection");
 
     // Node: the bytes the bound cut run past the DATA frame under way into frame heads that
-    // were not captured, so the connection's decoding ends there (counted as
-    // `h2_frame_not_captured`): the cut request is recorded, named, truncated, without a
-    // response; the next request on that connection is not seen (hence three records).
+    // were not captured, so the client's framing is lost, and found again at its next write,
+    // which starts with a frame head: the cut request is recorded, named, truncated, with its
+    // response; the next request on that connection is read whole.
     let x = exchange(&records, "h2-big-agent", "gpt-node-big");
     assert_eq!(x["request"]["truncated"], true);
     assert_eq!(x["incomplete"], true);
-    assert!(x["response"].is_null(), "{x}");
+    assert_eq!(x["response"]["status"], 200, "{x}");
+    assert_eq!(x["response"]["text"]["text"], node[0]["text"], "{x}");
+    let after = exchange(&records, "h2-big-agent", "gpt-node-after-big");
+    assert_eq!(after["incomplete"], false, "{after}");
+    assert_eq!(after["request"]["truncated"], false);
+    assert_eq!(after["prompt"][0]["content"]["text"], "small");
+    assert_eq!(after["response"]["text"]["text"], node[1]["text"]);
+    assert_eq!(after["connection"], x["connection"], "one connection");
+    let all: String = done.records.iter().map(Value::to_string).collect();
+    assert!(
+        !all.contains("sk-proj-T3stK3yN0deH2000000000000"),
+        "the key is in the trail"
+    );
 }
 
 /// An HTTP/1.1 request to the provider server, closing the connection after its response.
@@ -1163,10 +1175,13 @@ fn json_body(response: &Value) -> Value {
 
 /// GnuTLS's other entry points, called by a real program over the system's libgnutls
 /// (`tests/llm/gnutls_client.py`, through ctypes): a request sent with `gnutls_record_send2`,
-/// one with `gnutls_record_send_range`, each response read with `gnutls_record_recv_seq`. Each
-/// exchange is recorded once and whole, field by field against what the client read.
+/// one with `gnutls_record_send_range`, one corked (handed over in pieces with
+/// `gnutls_record_send` between `gnutls_record_cork` and `gnutls_record_uncork`, which sends
+/// them again through `gnutls_record_send`), each response read with `gnutls_record_recv_seq`.
+/// Each exchange is recorded once and whole, field by field against what the client read: the
+/// corked request's bytes once, not again when the cork is flushed.
 #[test]
-fn gnutls_send2_send_range_and_recv_seq_are_captured() {
+fn gnutls_send2_send_range_recv_seq_and_corked_sends_are_captured_once() {
     let dir = scratch_dir("llm-gnutls-entries");
     let (ca, cert, key) = test_ca(&dir);
     let provider = Provider::start(&dir, &cert, &key);
@@ -1185,7 +1200,11 @@ fn gnutls_send2_send_range_and_recv_seq_are_captured() {
     };
     let mut args = String::new();
     let mut sent = Vec::new();
-    for (entry, model) in [("send2", "gpt-send2"), ("send_range", "gpt-send-range")] {
+    for (entry, model) in [
+        ("send2", "gpt-send2"),
+        ("send_range", "gpt-send-range"),
+        ("cork", "gpt-corked"),
+    ] {
         let path = dir.join(format!("{entry}.http"));
         let r = request(model);
         std::fs::write(&path, &r).unwrap();
@@ -1203,8 +1222,8 @@ fn gnutls_send2_send_range_and_recv_seq_are_captured() {
         ),
     );
     let log = json_lines(&printed);
-    assert_eq!(log.len(), 2, "{printed}");
-    sensor.wait_for_count("the exchanges", 2, |r| action(r) == "llm_exchange");
+    assert_eq!(log.len(), 3, "{printed}");
+    sensor.wait_for_count("the exchanges", 3, |r| action(r) == "llm_exchange");
     let done = sensor.stop();
     let _ = std::fs::remove_dir(&cg);
     let records: Vec<Value> = done
@@ -1213,7 +1232,7 @@ fn gnutls_send2_send_range_and_recv_seq_are_captured() {
         .filter(|r| action(r) == "llm_exchange")
         .cloned()
         .collect();
-    assert_eq!(records.len(), 2, "each exchange once: {records:#?}");
+    assert_eq!(records.len(), 3, "each exchange once: {records:#?}");
     for ((model, request), log) in sent.iter().zip(&log) {
         let got = json_body(log);
         let record = records
@@ -1239,10 +1258,11 @@ fn gnutls_send2_send_range_and_recv_seq_are_captured() {
         assert_eq!(x["usage"]["input_tokens"], got["usage"]["prompt_tokens"]);
         assert_eq!(x["incomplete"], false, "{x}");
     }
-    assert_ne!(
-        records[0]["llm"]["connection"],
-        records[1]["llm"]["connection"]
-    );
+    let connections: std::collections::HashSet<String> = records
+        .iter()
+        .map(|r| r["llm"]["connection"].to_string())
+        .collect();
+    assert_eq!(connections.len(), 3, "{records:#?}");
     let all: String = done.records.iter().map(Value::to_string).collect();
     assert!(
         !all.contains("sk-proj-T3stK3yGnuTLSEntr1es"),

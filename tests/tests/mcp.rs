@@ -59,6 +59,9 @@ enum Server {
     Python,
     /// The same, reading its standard input with `readv` into two iovecs.
     PythonReadv,
+    /// The same, reading its standard input with `preadv2` and writing its standard output
+    /// with `pwritev2`, each with two iovecs.
+    PythonV2,
     /// `tests/mcp/server.cjs`: the npm SDK's under Node.js, batching the messages of a turn of
     /// its event loop into one `writev`.
     Node,
@@ -71,6 +74,7 @@ fn client(cg: Option<&str>, note: &str, server: Server) -> Value {
     let modules = match server {
         Server::Python => String::new(),
         Server::PythonReadv => "readv".to_owned(),
+        Server::PythonV2 => "v2".to_owned(),
         Server::Node => node_modules().display().to_string(),
     };
     // The secret goes by the environment: argv (the shell's too) is in the trail.
@@ -186,6 +190,14 @@ fn an_mcp_servers_vectored_reads_are_captured_whole() {
     vectored(Server::PythonReadv, "readv", "python3");
 }
 
+/// An MCP server that reads its requests with `preadv2` and writes its responses with
+/// `pwritev2` (Python's `os.preadv`/`os.pwritev` with flags, at the pipe's current position,
+/// two iovecs each): every call is recorded whole.
+#[test]
+fn an_mcp_servers_preadv2_and_pwritev2_are_captured_whole() {
+    vectored(Server::PythonV2, "v2", "python3");
+}
+
 /// The client's calls to `server` (whose process is named `name`) by an opted-in agent, each
 /// recorded once, field by field.
 fn vectored(server: Server, tag: &str, name: &str) {
@@ -205,9 +217,7 @@ fn vectored(server: Server, tag: &str, name: &str) {
     .unwrap();
     let sensor = Launch::new().arg("--identities").arg(&manifest).start();
     let log = client(Some(&cg), &note, server);
-    // The npm SDK's `big` is given out at the stop (see `check_calls`).
-    let whole = if server == Server::Node { 5 } else { 6 };
-    sensor.wait_for_count("the MCP calls", whole, |r| action(r) == "mcp_call");
+    sensor.wait_for_count("the MCP calls", 6, |r| action(r) == "mcp_call");
     let done = sensor.stop();
     let _ = std::fs::remove_dir(&cg);
     let calls: Vec<&Value> = done
@@ -327,19 +337,25 @@ fn check_calls(
     let result: Value = serde_json::from_str(x["result"]["text"].as_str().unwrap()).unwrap();
     assert_eq!(result["content"][0]["text"], log["add"]);
 
-    // A 40 000-byte result, over the 16 KiB bound: the call is recorded, incomplete, and the
-    // calls after it are whole. The Python SDK puts the response's id before its result, in
-    // the captured start, which matches it; the npm SDK's id comes after the result, past the
-    // cut, so its call is one with no response seen, given out when the sensor stops.
+    // A 40 000-byte result, over the 16 KiB bound: the call is recorded, incomplete, matched
+    // with its response, and the calls after it are whole. The Python SDK puts the response's
+    // id before its result, in the captured start; the npm SDK's comes after the result, in
+    // the cut call's end, which the kernel copies too. Either way the response's size is
+    // exact: from its first byte to its newline in the pipe's stream (the 40 000 bytes of
+    // text and the JSON around them).
     let x = &call(&tool_calls, "big")["mcp"];
     assert_eq!(x["incomplete"], true, "{x}");
     assert!(x.get("result").is_none(), "{x}");
-    match server {
-        Server::Python | Server::PythonReadv => {
-            assert!(x["response_bytes"].as_u64().unwrap() >= 16384, "{x}");
-        }
-        Server::Node => assert!(x.get("response_bytes").is_none(), "{x}"),
-    }
+    assert_eq!(log["big_length"], 40_000);
+    // (The captured start alone is 16 KiB: a size past the text's proves the end was seen.
+    // The PyPI SDK gives a tool's `str` twice, as text content and as structured content.)
+    let size = x["response_bytes"].as_u64().unwrap();
+    let text = match server {
+        Server::Python | Server::PythonReadv | Server::PythonV2 => 80_000,
+        Server::Node => 40_000,
+    };
+    assert!((text + 70..text + 400).contains(&size), "{x}");
+    assert!(x["latency_ms"].as_f64().unwrap() > 0.0, "{x}");
 
     // A tool the server does not have: its error result.
     let r = call(&tool_calls, "no_such_tool");

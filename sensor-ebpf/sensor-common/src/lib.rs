@@ -9,7 +9,7 @@
 #![warn(missing_docs)]
 
 /// Version of the record layouts below; bumped on any change to a record's bytes.
-pub const RECORD_VERSION: u16 = 3;
+pub const RECORD_VERSION: u16 = 4;
 
 /// Kinds of ring-buffer record (`RecordHeader::kind`), also the index of their loss counter.
 pub mod kind {
@@ -1320,6 +1320,10 @@ pub mod pipe_flags {
     pub const UNREADABLE: u16 = 1 << 1;
 }
 
+/// Most bytes of a cut call's end copied after its start (a [`PipeRecord`]'s tail): a
+/// JSON-RPC message's last members (the npm MCP SDK writes `id` last) and its newline.
+pub const PIPE_TAIL_CAP: u32 = 256;
+
 /// Most iovecs of one `readv`/`writev` whose bytes are copied: each into a [`PipeRecord`] of
 /// its own (bounded by the agent's `max_bytes`, like a `read`'s or `write`'s); the bytes the
 /// call moved through iovecs after these are one record without data (a hole).
@@ -1360,7 +1364,9 @@ pub struct PipeKey {
 }
 
 /// Bytes an opted-in agent's process wrote to or read from a pipe (an MCP server's stdio, for
-/// one), at the syscall's exit. Followed by `data_len` bytes of them.
+/// one), at the syscall's exit. Followed by `data_len` bytes of them (the first), then, when
+/// the call was cut, `tail_len` more: its last ones (at most [`PIPE_TAIL_CAP`], never
+/// overlapping the first).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PipeRecord {
@@ -1391,11 +1397,11 @@ pub struct PipeRecord {
     pub direction: u8,
     /// [`pipe_flags`].
     pub flags: u16,
-    /// The call's last byte, read from the process when the copy was cut (a newline there
-    /// says the cut call ended a message); 0 otherwise.
-    pub last: u8,
+    /// Bytes of the call's end that follow the first `data_len` (a cut call's tail); 0 when
+    /// the call was not cut.
+    pub tail_len: u16,
     /// Padding; always 0.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
     /// The caller's name.
     pub comm: [u8; 16],
 }
@@ -1403,4 +1409,6 @@ pub struct PipeRecord {
 const _: () = assert!(size_of::<PipeCall>() == 40);
 const _: () = assert!(size_of::<PipeKey>() == 16);
 const _: () = assert!(size_of::<PipeRecord>() == 112);
-const _: () = assert!(size_of::<PipeRecord>() + TLS_DATA_CAP as usize <= SCRATCH_SIZE);
+const _: () = assert!(
+    size_of::<PipeRecord>() + TLS_DATA_CAP as usize + PIPE_TAIL_CAP as usize <= SCRATCH_SIZE
+);

@@ -22,7 +22,8 @@ use crate::{
     kernel::program_budget::{self, ProgramBudget},
     kernel::programs::{
         EGRESS_PROGRAMS, LSM_ADDRESS_HOOKS, LSM_EXEC_POLICY, LSM_FILE_POLICY, PIPE_PROGRAMS,
-        PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES, TLS_FREE_PROBE, TLS_RETURN_PROBE,
+        PROGRAMS, RAW_TRACEPOINTS, TLS_ENTRY_PROBES, TLS_FLUSH_PROBES, TLS_FREE_PROBE,
+        TLS_RETURN_PROBE,
     },
     kernel::refusal::{Refusal, diagnose},
     kernel::tracefs::{
@@ -407,6 +408,8 @@ fn programs_to_load(
         );
         names.push((TLS_RETURN_PROBE, ProgramKind::UProbe));
         names.push((TLS_FREE_PROBE, ProgramKind::UProbe));
+        names.push((TLS_FLUSH_PROBES.0, ProgramKind::UProbe));
+        names.push((TLS_FLUSH_PROBES.1, ProgramKind::UProbe));
     }
     if pipes {
         for &(name, _) in PIPE_PROGRAMS {

@@ -53,6 +53,9 @@ pub(crate) const TLS_RETURN_PROBE: &str = "ssl_return";
 /// The TLS capture's uprobe on the end of a connection object (attached with the others, to
 /// every library file they are attached to, on each of a [`TlsLibrary`]'s `ends`).
 pub(crate) const TLS_FREE_PROBE: &str = "ssl_free";
+/// The TLS capture's uprobe and return uprobe on a flush of held-back sends (on each of a
+/// [`TlsLibrary`]'s `flushes`): the sends inside are not copied again.
+pub(crate) const TLS_FLUSH_PROBES: (&str, &str) = ("tls_flush", "tls_flush_return");
 
 /// A TLS library's functions and the capture programs that follow them: the same programs
 /// serve every library whose functions take (connection, buffer, ...) and return the count of
@@ -66,6 +69,10 @@ pub(crate) struct TlsLibrary {
     /// The functions that end what a connection object carried ([`TLS_FREE_PROBE`] on each):
     /// (function, whether the library must have it).
     pub(crate) ends: &'static [(&'static str, bool)],
+    /// The functions that send what earlier calls handed the library but it held back
+    /// ([`TLS_FLUSH_PROBES`] on each, where the library has it): those calls were copied
+    /// already, so the sends the flush makes through `calls` are not.
+    pub(crate) flushes: &'static [&'static str],
 }
 
 /// OpenSSL (`libssl.so*`, or a program with it compiled in that exports its functions):
@@ -82,6 +89,7 @@ pub(crate) const OPENSSL: TlsLibrary = TlsLibrary {
         ("ssl_read_ex", "SSL_read_ex", false),
     ],
     ends: &[("SSL_free", true), ("SSL_clear", false)],
+    flushes: &[],
 };
 
 /// GnuTLS (`libgnutls.so*`): `gnutls_record_send(session, data, size_t size)` and
@@ -96,7 +104,11 @@ pub(crate) const OPENSSL: TlsLibrary = TlsLibrary {
 /// Not probed: `gnutls_record_recv_packet`, which hands out the library's own buffer, and
 /// TLS 1.3 early data (`gnutls_record_send_early_data`, `gnutls_record_recv_early_data`),
 /// which a rejected handshake sends again through `gnutls_record_send`.
-/// `gnutls_deinit(session)` frees the session as `SSL_free` does the `SSL`.
+/// `gnutls_deinit(session)` frees the session as `SSL_free` does the `SSL`. Between
+/// `gnutls_record_cork(session)` and `gnutls_record_uncork(session, flags)`, each
+/// `gnutls_record_send` only appends to the session's cork buffer (and is copied then);
+/// `gnutls_record_uncork` sends the buffer through `gnutls_record_send` (called through the
+/// library's own PLT, so its probe fires), which is not copied again.
 pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
     name: "GnuTLS",
     calls: &[
@@ -107,19 +119,29 @@ pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
         ("ssl_read", "gnutls_record_recv_seq", false),
     ],
     ends: &[("gnutls_deinit", true)],
+    flushes: &["gnutls_record_uncork"],
 };
 
 /// The stdio (pipe) capture's programs and the syscall tracepoints each attaches to (loaded
 /// and attached only when an agent turns stdio capture on, see `sensor-ebpf/src/pipe.rs`).
+/// `preadv2(fd, iov, iovcnt, pos_l, pos_h, flags)` and `pwritev2` take their first three
+/// arguments as `readv` and `writev` do, and on a pipe work only at the current position
+/// (-1: the kernel then runs them as `readv` and `writev` with flags; any other position is
+/// `ESPIPE`, a failed call, not copied). `pread64`/`pwrite64` and `preadv`/`pwritev` always
+/// fail on a pipe.
 pub(crate) const PIPE_PROGRAMS: &[(&str, &str)] = &[
     ("enter_pipe_write", "sys_enter_write"),
     ("enter_pipe_read", "sys_enter_read"),
     ("enter_pipe_writev", "sys_enter_writev"),
     ("enter_pipe_readv", "sys_enter_readv"),
+    ("enter_pipe_writev", "sys_enter_pwritev2"),
+    ("enter_pipe_readv", "sys_enter_preadv2"),
     ("exit_pipe", "sys_exit_write"),
     ("exit_pipe", "sys_exit_read"),
     ("exit_pipe_vectored", "sys_exit_writev"),
     ("exit_pipe_vectored", "sys_exit_readv"),
+    ("exit_pipe_vectored", "sys_exit_pwritev2"),
+    ("exit_pipe_vectored", "sys_exit_preadv2"),
 ];
 
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the

@@ -24,7 +24,7 @@ use sensor_common::{TlsCapture, TrackedProcess};
 
 use crate::kernel::{
     loader::LoadError,
-    programs::{GNUTLS, OPENSSL, TLS_FREE_PROBE, TLS_RETURN_PROBE, TlsLibrary},
+    programs::{GNUTLS, OPENSSL, TLS_FLUSH_PROBES, TLS_FREE_PROBE, TLS_RETURN_PROBE, TlsLibrary},
     uprobe_opener::{self, UprobeOpener},
 };
 
@@ -306,10 +306,10 @@ impl TlsAttacher {
     }
 }
 
-/// Attaches `library`'s entry probes, the return probe on each of their functions, and the
-/// probe on its `ends` functions, to one library file. The functions `library` requires must
-/// be there; the others (OpenSSL's `_ex` forms, >= 1.1.1; GnuTLS's newer calls) where they
-/// are.
+/// Attaches `library`'s entry probes, the return probe on each of their functions, the probe
+/// on its `ends` functions and the flush probes on its `flushes`, to one library file. The
+/// functions `library` requires must be there; the others (OpenSSL's `_ex` forms, >= 1.1.1;
+/// GnuTLS's newer calls) where they are.
 fn attach_file(ebpf: &mut Ebpf, path: &Path, library: &TlsLibrary) -> Result<(), String> {
     for &(symbol, required) in library.ends {
         let free = program(ebpf, TLS_FREE_PROBE)?;
@@ -317,6 +317,19 @@ fn attach_file(ebpf: &mut Ebpf, path: &Path, library: &TlsLibrary) -> Result<(),
             && required
         {
             return Err(format!("{symbol}: {}", with_causes(&e)));
+        }
+    }
+    // Before the sends, so no flush is seen without its mark; the return first, so no mark
+    // is left without its end.
+    for &symbol in library.flushes {
+        let (flush, flush_return) = TLS_FLUSH_PROBES;
+        if program(ebpf, flush_return)?
+            .attach(symbol, path, UProbeScope::AllProcesses)
+            .is_ok()
+        {
+            program(ebpf, flush)?
+                .attach(symbol, path, UProbeScope::AllProcesses)
+                .map_err(|e| format!("{symbol}: {}", with_causes(&e)))?;
         }
     }
     for &(entry, symbol, required) in library.calls {
@@ -366,6 +379,15 @@ fn attach_through(
             offset,
             false,
         )?;
+    }
+    for &symbol in library.flushes {
+        let Some(offset) = symbol_offset(&elf, symbol) else {
+            continue;
+        };
+        let (flush, flush_return) = TLS_FLUSH_PROBES;
+        for (name, ret) in [(flush_return, true), (flush, false)] {
+            through(ebpf, opener, file, events, (name, symbol), offset, ret)?;
+        }
     }
     for &(entry, symbol, required) in library.calls {
         let Some(offset) = symbol_offset(&elf, symbol) else {

@@ -6,10 +6,16 @@
 //! same as HTTP/1.1's: whole when the response ends its stream, incomplete when a side resets
 //! it, the server's GOAWAY says it was never processed, or the connection ends first.
 //!
-//! Frames are hostile input: a malformed frame, a header block beyond its bound, an HPACK
-//! fault or bytes of a frame head that were not captured end the connection's decoding (the
-//! HPACK state after one is unknown) with the reason, and its streams under way are handed on
-//! incomplete. Memory per connection is bounded: at most [`MAX_STREAMS`] streams, frames other
+//! Frames are hostile input: a malformed frame, a header block beyond its bound or an HPACK
+//! fault ends the connection's decoding with the reason, and its streams under way are handed
+//! on incomplete. Bytes of a side that were not captured (a write over the agent's bound,
+//! which with several frames per write hides frame heads) lose that side's framing: its
+//! streams under way are flagged truncated, and the side is found again only where its next
+//! write starts with a frame head that fits what the side may send there (a client or server
+//! writes whole frames; otherwise decoding ends, `NotCaptured`). Header blocks in the bytes
+//! not seen may have added to that side's HPACK table, so its entries are forgotten (the
+//! client's only if its next header block shows the lost bytes opened a stream): a later block
+//! that names one ends decoding, never decodes as another header. Memory per connection is bounded: at most [`MAX_STREAMS`] streams, frames other
 //! than DATA of at most [`FRAME_CAP`] bytes, header blocks of at most [`BLOCK_CAP`], bodies of
 //! at most [`super::http::BODY_CAP`], and HPACK's own bounds.
 
@@ -101,6 +107,9 @@ enum At {
     Preface(usize),
     /// A frame head (9 bytes) next.
     Head,
+    /// Bytes not captured hid where the frames are: the next write must start with a frame
+    /// head.
+    Lost,
     /// Inside a DATA frame's payload.
     Data {
         stream: u32,
@@ -132,6 +141,11 @@ struct Side {
     /// Decodes the header blocks this side sends.
     decoder: hpack::Decoder,
     block: Option<Block>,
+    /// Its framing was lost once.
+    lost: bool,
+    /// The client's framing was lost while `highest` was this, and no header block of its
+    /// has been read since: its HPACK table is kept until one is (see [`Connection::lose`]).
+    suspect: Option<u32>,
 }
 
 impl Side {
@@ -145,6 +159,8 @@ impl Side {
             },
             decoder: hpack::Decoder::default(),
             block: None,
+            lost: false,
+            suspect: None,
         }
     }
 }
@@ -217,10 +233,25 @@ impl Connection {
         } else {
             &mut self.server
         };
-        side.buf.extend_from_slice(data);
-        let mut result = self.drain(sent, ktime_ns, ended, out);
+        let mut result = Ok(());
+        if matches!(side.at, At::Lost) && !data.is_empty() {
+            if plausible_head(data, sent, self.highest) {
+                side.at = At::Head;
+            } else {
+                result = Err(H2Error::NotCaptured);
+            }
+        }
+        let side = if sent {
+            &mut self.client
+        } else {
+            &mut self.server
+        };
+        if result.is_ok() && !matches!(side.at, At::Lost) {
+            side.buf.extend_from_slice(data);
+            result = self.drain(sent, ktime_ns, ended, out);
+        }
         if result.is_ok() && missing > 0 {
-            result = self.skip(sent, missing, ktime_ns, out);
+            self.skip(sent, missing, ktime_ns, out);
         }
         if let Err(e) = result {
             // Bytes not captured ended the decoding: each message this side had under way may
@@ -247,37 +278,32 @@ impl Connection {
         }
     }
 
-    /// Bytes not captured: counted into the DATA frame under way; anywhere else fatal.
-    fn skip(
-        &mut self,
-        sent: bool,
-        missing: u64,
-        ktime_ns: u64,
-        out: &mut Vec<Exchange>,
-    ) -> Result<(), H2Error> {
+    /// Bytes not captured: counted into the DATA frame under way; past it, or anywhere else,
+    /// the side's framing is lost until its next write ([`At::Lost`]).
+    fn skip(&mut self, sent: bool, missing: u64, ktime_ns: u64, out: &mut Vec<Exchange>) {
         let side = if sent {
             &mut self.client
         } else {
             &mut self.server
         };
         // Captured bytes still waiting (a frame head) come before the missing ones.
-        if !side.buf.is_empty() {
-            return Err(H2Error::NotCaptured);
-        }
         let At::Data {
             stream,
             end_stream,
             left,
             pad,
-            ..
+            pad_byte: false,
         } = &mut side.at
         else {
-            return Err(H2Error::NotCaptured);
+            self.lose(sent);
+            return;
         };
-        if missing > u64::from(*left) {
-            return Err(H2Error::NotCaptured);
+        if !side.buf.is_empty() {
+            self.lose(sent);
+            return;
         }
-        let n = missing as u32;
+        let past = missing > u64::from(*left);
+        let n = missing.min(u64::from(*left)) as u32;
         let data = n.min(left.saturating_sub(*pad));
         *left -= n;
         let (id, end, frame_done) = (*stream, *end_stream, *left == 0);
@@ -292,7 +318,35 @@ impl Connection {
         if frame_done && end {
             self.end_stream(id, sent, out);
         }
-        Ok(())
+        if past {
+            self.lose(sent);
+        }
+    }
+
+    /// The side's framing is lost (see [`At::Lost`]): what its streams under way send is
+    /// flagged truncated, a header block under way is dropped, and its HPACK entries are
+    /// forgotten: at once for the server, whose writes mix responses' header blocks and
+    /// trailers with their bodies. A client's bytes not seen hold a header block only if they
+    /// open a stream (HTTP API clients send no request trailers), which takes the next stream
+    /// id: so its table is kept if the first header block it sends after the loss opens
+    /// exactly the stream after the highest seen, and forgotten otherwise.
+    fn lose(&mut self, sent: bool) {
+        for id in self.streams.keys().copied().collect::<Vec<_>>() {
+            if let Some(m) = message(&mut self.streams, id, sent) {
+                m.truncated = true;
+            }
+        }
+        let highest = self.highest;
+        let side = self.side(sent);
+        side.at = At::Lost;
+        side.buf = Vec::new();
+        side.block = None;
+        side.lost = true;
+        if sent {
+            side.suspect = side.suspect.or(Some(highest));
+        } else {
+            side.decoder.forget();
+        }
     }
 
     fn drain(
@@ -339,6 +393,7 @@ impl Connection {
             return Ok(None);
         }
         match &mut side.at {
+            At::Lost => Ok(None),
             At::Preface(left) => {
                 let done = PREFACE.len() - *left;
                 let n = (*left).min(buf.len());
@@ -570,7 +625,18 @@ impl Connection {
         if block.bytes.len() > BLOCK_CAP {
             return Err(H2Error::BlockTooLarge);
         }
-        let fields = self.side(sent).decoder.decode(&block.bytes)?;
+        let side = self.side(sent);
+        if let Some(highest) = side.suspect.take()
+            && block.stream != highest + 2
+        {
+            side.decoder.forget();
+        }
+        let fields = match side.decoder.decode(&block.bytes) {
+            Ok(fields) => fields,
+            // An entry a block not captured may have added: not known.
+            Err(hpack::HpackError::BadIndex) if side.lost => return Err(H2Error::NotCaptured),
+            Err(e) => return Err(e.into()),
+        };
         if block.push {
             return Ok(());
         }
@@ -651,6 +717,49 @@ impl Connection {
 }
 
 /// The message a DATA frame of stream `id` adds to: its request (client) or response.
+/// Whether `bytes`, the start of a write after bytes not captured, start with a frame head
+/// this side may send there: a known frame type with only its own flags, on a stream (or not)
+/// as its type wants, of a length its type allows; DATA on a stream the client opened. Not a
+/// CONTINUATION (the block it would continue was lost). The payload of a frame cut at a write
+/// boundary fails this but for a chance of some 2^-40 per write.
+fn plausible_head(bytes: &[u8], sent: bool, highest: u32) -> bool {
+    let Some(head) = bytes.first_chunk::<9>() else {
+        return false;
+    };
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]);
+    let (kind, flags) = (head[3], head[4]);
+    let raw = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+    if raw & 0x8000_0000 != 0 {
+        return false;
+    }
+    let stream = raw;
+    let cap = FRAME_CAP as u32;
+    match kind {
+        DATA => {
+            stream != 0
+                && stream <= highest
+                && flags & !(END_STREAM | PADDED) == 0
+                && len <= 1 << 24
+        }
+        HEADERS => {
+            stream != 0
+                && flags & !(END_STREAM | END_HEADERS | PADDED | PRIORITY) == 0
+                && len <= cap
+                && (!sent || !stream.is_multiple_of(2))
+        }
+        // PRIORITY, RST_STREAM, WINDOW_UPDATE.
+        0x2 => stream != 0 && flags == 0 && len == 5,
+        RST_STREAM => stream != 0 && flags == 0 && len == 4,
+        0x8 => flags == 0 && len == 4,
+        SETTINGS => stream == 0 && flags & !ACK == 0 && len.is_multiple_of(6) && len <= cap,
+        PUSH_PROMISE => !sent && stream != 0 && flags & !(END_HEADERS | PADDED) == 0 && len <= cap,
+        // PING.
+        0x6 => stream == 0 && flags & !ACK == 0 && len == 8,
+        GOAWAY => stream == 0 && flags == 0 && (8..=cap).contains(&len),
+        _ => false,
+    }
+}
+
 fn message(streams: &mut BTreeMap<u32, Stream>, id: u32, sent: bool) -> Option<&mut Message> {
     let s = streams.get_mut(&id)?;
     if sent {
@@ -961,7 +1070,9 @@ mod tests {
         assert!(out[0].request.truncated);
         assert_eq!(out[0].request.body_len, 100);
         assert_eq!(out[0].request.body.len(), 30);
-        // Missing bytes in a frame head: decoding ends, the stream under way handed on.
+        // Missing bytes in a frame head: the client's framing is lost; a next write that
+        // does not start with a frame head it may send ends the decoding, the stream under
+        // way handed on.
         let mut c = Connection::default();
         let mut w = client_start();
         w.extend(frame(
@@ -973,11 +1084,27 @@ mod tests {
         w.extend_from_slice(&[0, 0]);
         out.clear();
         c.feed(true, &w, 7, 1, &never, &mut out);
+        assert_eq!(c.broken(), None);
+        feed(&mut c, true, b"xxxxxxxxxxxx", &mut out);
         assert_eq!(c.broken(), Some(H2Error::NotCaptured));
         assert_eq!(out.len(), 1);
         assert!(out[0].response.is_none());
+        for head in [
+            frame(DATA, 0, 3, b"x"),              // a stream the client never opened
+            frame(HEADERS, END_HEADERS, 2, b"x"), // a client's stream is odd
+            frame(CONTINUATION, END_HEADERS, 1, b"x"),
+            frame(0x6, 0, 0, &[0; 7]), // a PING of 7 bytes
+            frame(0x6, 0, 1, &[0; 8]), // a PING on a stream
+            frame(SETTINGS, 0x2, 0, &[]),
+            frame(0xa, 0, 0, &[]),
+        ] {
+            assert!(!plausible_head(&head, true, 1), "{head:?}");
+        }
         // Missing bytes that run past the DATA frame under way (a write of several frames,
-        // as nghttp2 makes them): decoding ends, and the request it cut says it is truncated.
+        // as nghttp2 makes them): the request they cut says it is truncated, and the next
+        // write, which starts with a frame head, is read: a request of its own, whole. Its
+        // header block names only what it adds to the table: one that names an entry added
+        // before the loss (perhaps not the encoder's any more) ends the decoding.
         let mut c = Connection::default();
         let mut w = client_start();
         w.extend(frame(
@@ -991,11 +1118,77 @@ mod tests {
         w.extend(data);
         out.clear();
         c.feed(true, &w, 70 + 9 + 100, 1, &never, &mut out);
+        assert_eq!(c.broken(), None);
+        let mut w = frame(0x6, 0, 0, &[0; 8]); // PING
+        w.extend(frame(HEADERS, END_HEADERS, 3, &post_block("/v1/messages")));
+        w.extend(frame(DATA, END_STREAM, 3, b"{}"));
+        feed(&mut c, true, &w, &mut out);
+        for id in [3, 1] {
+            feed(
+                &mut c,
+                false,
+                &frame(HEADERS, END_HEADERS | END_STREAM, id, &[0x88]),
+                &mut out,
+            );
+        }
+        assert_eq!(c.broken(), None);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].request.target, "/v1/messages");
+        assert!(!out[0].request.truncated && !out[0].request.incomplete);
+        assert_eq!(out[0].request.body, b"{}");
+        assert_eq!(out[1].request.target, "/v1/chat/completions");
+        assert!(out[1].request.truncated);
+        assert!(out[1].request.incomplete);
+        assert_eq!(out[1].request.body.len(), 30);
+        assert_eq!(out[1].response.as_ref().map(|r| r.status), Some(200));
+        // Stream 3 came next after the loss, so the bytes lost opened none: the table was
+        // kept, and stream 1's entries (indices 64 and 65 now) still name what they did.
+        let w = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            5,
+            &[0x83, 0x87, 0xc1, 0xc0],
+        );
+        feed(&mut c, true, &w, &mut out);
+        feed(
+            &mut c,
+            false,
+            &frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x88]),
+            &mut out,
+        );
+        assert_eq!(c.broken(), None);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[2].request.target, "/v1/chat/completions");
+        assert_eq!(out[2].request.header("host"), Some("127.0.0.1"));
+        // A loss after which the client's next stream skips one (the bytes lost opened it):
+        // the table is forgotten; the new block's own entry (index 62) is known, an older
+        // one (63) is not, and naming it ends the decoding.
+        let mut c = Connection::default();
+        let mut w = client_start();
+        w.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &post_block("/v1/chat/completions"),
+        ));
+        c.feed(true, &w, 50, 1, &never, &mut out);
+        let mut w = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            5,
+            &[0x83, 0x87, 0x44, 1, b'/'],
+        );
+        w.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            7,
+            &[0x83, 0x87, 0xbe],
+        ));
+        feed(&mut c, true, &w, &mut out);
+        assert_eq!(c.broken(), None);
+        let w = frame(HEADERS, END_HEADERS | END_STREAM, 9, &[0x83, 0x87, 0xbf]);
+        feed(&mut c, true, &w, &mut out);
         assert_eq!(c.broken(), Some(H2Error::NotCaptured));
-        assert_eq!(out.len(), 1);
-        assert!(out[0].request.truncated);
-        assert!(out[0].request.incomplete);
-        assert_eq!(out[0].request.body.len(), 30);
     }
 
     #[test]

@@ -250,6 +250,15 @@ impl Decoder {
         self.size
     }
 
+    /// Header blocks of this direction were not seen: the entries they may have added are
+    /// unknown, so every entry is dropped. The entries later blocks add are the newest of the
+    /// encoder's table too, at the same indices; an index beyond them is then
+    /// [`HpackError::BadIndex`], never another entry.
+    pub fn forget(&mut self) {
+        self.table.clear();
+        self.size = 0;
+    }
+
     /// Decodes one whole header block (HEADERS or PUSH_PROMISE and its CONTINUATIONs).
     pub fn decode(&mut self, block: &[u8]) -> Result<Vec<Field>, HpackError> {
         let mut fields = Vec::new();

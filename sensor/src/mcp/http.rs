@@ -63,8 +63,8 @@ fn request_of(req: &Message) -> Option<(Option<String>, String, Option<String>)>
         return Some((id, method, params));
     }
     if req.truncated && req.header("mcp-protocol-version").is_some() {
-        let (id, method) = scan_prefix(&req.body);
-        return Some((id, method?, None));
+        let scan = scan_prefix(&req.body);
+        return Some((scan.id, scan.method?, None));
     }
     None
 }

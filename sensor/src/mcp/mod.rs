@@ -127,6 +127,11 @@ struct Message {
     params: Option<String>,
     result: Option<String>,
     error: Option<String>,
+    /// A response: no `method`, and (when cut) its start gave its id, or a `result` or
+    /// `error` member was seen.
+    response: bool,
+    /// When its `params` are cut: the tool's name their start gave.
+    tool: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -158,26 +163,66 @@ fn parse(frame: &Frame) -> Option<Message> {
         let w: Wire<'_> = serde_json::from_str(&text).ok()?;
         Some(Message {
             id: w.id.and_then(id_text),
+            response: w.method.is_none(),
             method: w.method,
             params: w.params.map(|r| r.get().to_owned()),
             result: w.result.map(|r| r.get().to_owned()),
             error: w.error.map(|r| r.get().to_owned()),
+            tool: None,
         })
     } else {
-        let (id, method) = scan_prefix(text.as_bytes());
+        let start = scan_prefix(text.as_bytes());
+        let end_text = String::from_utf8_lossy(&frame.end);
+        let end = scan_suffix(end_text.as_bytes());
+        let id = match (start.id.clone(), end.id) {
+            // Its start and its end disagree: they are not one message; trust neither.
+            (Some(a), Some(b)) if a != b => return None,
+            (a, b) => a.or(b),
+        };
+        let method = match (start.method, end.method) {
+            (Some(a), Some(b)) if a != b => return None,
+            (a, b) => a.or(b),
+        };
+        let answer = start.answers || end.answers;
+        if method.is_some() && answer {
+            return None;
+        }
         (id.is_some() || method.is_some()).then_some(Message {
+            response: method.is_none() && (start.id.is_some() || answer),
             id,
             method,
+            tool: start.tool,
             ..Message::default()
         })
     }
 }
 
+/// What the captured start or end of a message says of it.
+#[derive(Debug, Default, PartialEq)]
+struct Scan {
+    /// Its top-level `id`, whole.
+    id: Option<String>,
+    /// Its top-level `method`, whole.
+    method: Option<String>,
+    /// It has a top-level `result` or `error` member (its value possibly cut).
+    answers: bool,
+    /// Its top-level `name`, whole (of `params`, read by themselves).
+    name: Option<String>,
+    /// The `name` in its `params`, which are cut.
+    tool: Option<String>,
+}
+
 /// The top-level `id` and `method` of a message's captured start: only members whose value
 /// is followed, within the start, by `,` or `}` (a value cut short is not trusted: `7` may
-/// have been `72`).
-fn scan_prefix(bytes: &[u8]) -> (Option<String>, Option<String>) {
-    let (mut id, mut method) = (None, None);
+/// have been `72`); whether a `result` or `error` member begins there; and, when its
+/// `params` are cut, their `name` (a tool's) if it comes before the cut.
+fn scan_prefix(bytes: &[u8]) -> Scan {
+    scan_start(bytes, false)
+}
+
+fn scan_start(bytes: &[u8], nested: bool) -> Scan {
+    let (mut id, mut method, mut answers) = (None, None, false);
+    let (mut name, mut tool) = (None, None);
     let ws = |mut i: usize| {
         while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
@@ -186,7 +231,7 @@ fn scan_prefix(bytes: &[u8]) -> (Option<String>, Option<String>) {
     };
     let mut i = ws(0);
     if bytes.get(i) != Some(&b'{') {
-        return (None, None);
+        return Scan::default();
     }
     i += 1;
     let mut keys = std::collections::HashSet::new();
@@ -198,9 +243,15 @@ fn scan_prefix(bytes: &[u8]) -> (Option<String>, Option<String>) {
         if bytes.get(i) != Some(&b':') {
             break;
         }
+        answers |= key == "result" || key == "error";
         i = ws(i + 1);
         let mut it = serde_json::Deserializer::from_slice(&bytes[i..]).into_iter::<Box<RawValue>>();
-        let Some(Ok(value)) = it.next() else { break };
+        let Some(Ok(value)) = it.next() else {
+            if key == "params" && !nested && keys.insert(key) {
+                tool = scan_start(&bytes[i..], true).name;
+            }
+            break;
+        };
         i = ws(i + it.byte_offset());
         let Some(&next) = bytes.get(i) else { break };
         if next != b',' && next != b'}' {
@@ -208,11 +259,12 @@ fn scan_prefix(bytes: &[u8]) -> (Option<String>, Option<String>) {
         }
         // A repeated member makes the message ambiguous: trust nothing of it.
         if !keys.insert(key.clone()) {
-            return (None, None);
+            return Scan::default();
         }
         match key.as_str() {
             "id" => id = id_text(&value),
             "method" => method = serde_json::from_str::<String>(value.get()).ok(),
+            "name" => name = serde_json::from_str::<String>(value.get()).ok(),
             _ => {}
         }
         if next == b'}' {
@@ -220,7 +272,131 @@ fn scan_prefix(bytes: &[u8]) -> (Option<String>, Option<String>) {
         }
         i += 1;
     }
-    (id, method)
+    Scan {
+        id,
+        method,
+        answers,
+        name,
+        tool,
+    }
+}
+
+/// The top-level `id` and `method` of a message's captured end (its bytes after its last
+/// hole, up to its newline), read backwards from its closing `}`: only members wholly within
+/// the end (a scalar must be preceded there by what ends a JSON token, a string by its
+/// opening quote with no run of backslashes reaching the cut); and whether a `result` or
+/// `error` member is among them. Stops at the first member it cannot read whole.
+fn scan_suffix(bytes: &[u8]) -> Scan {
+    let mut scan = Scan::default();
+    let back = |mut i: usize| {
+        while i > 0 && bytes[i - 1].is_ascii_whitespace() {
+            i -= 1;
+        }
+        i
+    };
+    let mut i = back(bytes.len());
+    if i == 0 || bytes[i - 1] != b'}' {
+        return scan;
+    }
+    i -= 1;
+    let mut keys = std::collections::HashSet::new();
+    loop {
+        i = back(i);
+        let Some(v) = value_start(bytes, i) else {
+            break;
+        };
+        let value = &bytes[v..i];
+        let mut j = back(v);
+        if j == 0 || bytes[j - 1] != b':' {
+            break;
+        }
+        j = back(j - 1);
+        if j == 0 || bytes[j - 1] != b'"' {
+            break;
+        }
+        let Some(k) = string_start(bytes, j) else {
+            break;
+        };
+        let Ok(key) = serde_json::from_slice::<String>(&bytes[k..j]) else {
+            break;
+        };
+        let Ok(value) = serde_json::from_slice::<&RawValue>(value) else {
+            break;
+        };
+        if !keys.insert(key.clone()) {
+            return Scan::default();
+        }
+        match key.as_str() {
+            "id" => scan.id = id_text(value),
+            "method" => scan.method = serde_json::from_str::<String>(value.get()).ok(),
+            "result" | "error" => scan.answers = true,
+            _ => {}
+        }
+        i = back(k);
+        match i.checked_sub(1).map(|p| bytes[p]) {
+            Some(b',') => i -= 1,
+            _ => break,
+        }
+    }
+    scan
+}
+
+/// Where the JSON value that ends at `end` of `bytes` starts, if it is whole there.
+fn value_start(bytes: &[u8], end: usize) -> Option<usize> {
+    match *bytes.get(end.checked_sub(1)?)? {
+        b'"' => string_start(bytes, end),
+        b'}' | b']' => {
+            let mut depth = 0usize;
+            let mut k = end;
+            loop {
+                k = k.checked_sub(1)?;
+                match bytes[k] {
+                    b'"' => k = string_start(bytes, k + 1)?,
+                    b'}' | b']' => depth += 1,
+                    b'{' | b'[' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(k);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {
+            let mut k = end;
+            while k > 0
+                && matches!(bytes[k - 1], b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'+' | b'-')
+            {
+                k -= 1;
+            }
+            // A scalar that reaches the cut may have lost its start (`7` of `17`).
+            (k > 0 && k < end).then_some(k)
+        }
+    }
+}
+
+/// Where the JSON string whose closing quote is `bytes[end - 1]` opens: the nearest quote
+/// before it that a backslash does not escape (none when a run of backslashes reaches the
+/// cut, which may have hidden one more).
+fn string_start(bytes: &[u8], end: usize) -> Option<usize> {
+    let mut k = end.checked_sub(1)?;
+    loop {
+        k = k.checked_sub(1)?;
+        if bytes[k] != b'"' {
+            continue;
+        }
+        let mut m = k;
+        while m > 0 && bytes[m - 1] == b'\\' {
+            m -= 1;
+        }
+        if m == 0 && m < k {
+            return None;
+        }
+        if (k - m) % 2 == 0 {
+            return Some(k);
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -303,14 +479,18 @@ impl Assembler {
             last_ns: e.ktime_ns,
         });
         stream.last_ns = e.ktime_ns;
-        let data: &[u8] = if e.unreadable { &[] } else { &e.data };
+        let (data, tail): (&[u8], &[u8]) = if e.unreadable {
+            (&[], &[])
+        } else {
+            (&e.data, &e.tail)
+        };
         let before = stream.lines.buffered();
         let others = others - before;
         stream.lines.budget = Some(MAX_BUFFERED.saturating_sub(others));
         let mut frames = Vec::new();
         stream
             .lines
-            .feed(e.offset, e.len, data, e.ends_line, e.ktime_ns, &mut frames);
+            .feed(e.offset, e.len, data, tail, e.ktime_ns, &mut frames);
         self.buffered = others + stream.lines.buffered();
         for f in frames {
             self.message(&f, e, out);
@@ -336,6 +516,7 @@ impl Assembler {
                     .map_or((None, None), |c| {
                         (Some(c.name), c.arguments.map(|a| a.get().to_owned()))
                     });
+                let tool = tool.or(msg.tool.clone().filter(|_| method == "tools/call"));
                 let pending = Pending {
                     method: method.to_owned(),
                     id: id.clone(),
@@ -365,7 +546,7 @@ impl Assembler {
                 }
             }
             // A response the process wrote to a request it read.
-            (true, None) => match self.pending.remove(&(e.tgid, id)) {
+            (true, None) if msg.response => match self.pending.remove(&(e.tgid, id)) {
                 Some(p) => {
                     let resp = Response {
                         message: msg,
@@ -537,8 +718,8 @@ mod tests {
             written,
             offset,
             len,
-            ends_line: data.last() == Some(&b'\n'),
             data: data.to_vec(),
+            tail: Vec::new(),
             unreadable: false,
             content: 0,
             comm: [0; 16],
@@ -658,25 +839,101 @@ mod tests {
         let mut out = Vec::new();
         let req = b"{\"jsonrpc\":\"2.0\",\"id\":72,\"method\":\"tools/call\",\"params\":{\"name\":\"big\"}}\n";
         a.feed(&event(1, false, 20, 0, req, req.len() as u64), &mut out);
-        // 40 of 100000 bytes captured; the call ended with a newline.
+        // The first 40 and the last 4 of 100000 bytes captured.
         let start = b"{\"jsonrpc\":\"2.0\",\"id\":72,\"result\":{\"con";
         let mut e = event(2, true, 20, 0, start, 100_000);
-        e.ends_line = true;
+        e.tail = b"]}}\n".to_vec();
         a.feed(&e, &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].call.incomplete);
         assert!(out[0].call.result.is_none());
-        assert_eq!(out[0].call.response_bytes, Some(start.len() as u64));
+        assert_eq!(out[0].call.response_bytes, Some(99_999));
         // The prefix scan trusts only members that end within the start.
         assert_eq!(
             scan_prefix(b"{\"id\":7"),
-            (None, None),
+            Scan::default(),
             "7 may have been 72"
         );
         assert_eq!(
             scan_prefix(b"{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"id\":\"x\",\"par"),
-            (Some("\"x\"".into()), Some("tools/call".into()))
+            Scan {
+                id: Some("\"x\"".into()),
+                method: Some("tools/call".into()),
+                ..Scan::default()
+            }
         );
+    }
+
+    /// The npm SDK writes `id` last: a response cut at the bound is matched by the id in its
+    /// captured end, and so is a request whose id only its end holds.
+    #[test]
+    fn a_cut_message_is_matched_by_the_id_at_its_end() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let req =
+            b"{\"method\":\"tools/call\",\"params\":{\"name\":\"big\",\"arguments\":{\"q\":\"";
+        let mut e = event(1, false, 20, 0, req, 50_000);
+        e.tail = b"zz\"}},\"jsonrpc\":\"2.0\",\"id\":\"r-9\"}\n".to_vec();
+        a.feed(&e, &mut out);
+        let head = b"{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"aaaa";
+        let mut e = event(2, true, 20, 0, head, 300_000);
+        e.tail = b"aaa \\\"q\\\" \"}]},\"jsonrpc\":\"2.0\",\"id\":\"r-9\"}\n".to_vec();
+        a.feed(&e, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let call = &out[0].call;
+        assert_eq!(call.request_id, "\"r-9\"");
+        assert_eq!(call.tool.as_deref(), Some("big"));
+        assert!(call.incomplete);
+        assert_eq!(call.request_bytes, 49_999);
+        assert_eq!(call.response_bytes, Some(299_999));
+        assert_eq!(a.unmatched, 0);
+    }
+
+    /// A cut message the server wrote whose start shows no `result` or `error` (a request of
+    /// its own, its `method` hidden by the cut) does not answer a pending request with the
+    /// same id.
+    #[test]
+    fn a_cut_message_with_an_id_only_at_its_end_answers_only_if_it_is_a_response() {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let req = b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"tools/call\",\"params\":{\"name\":\"t\"}}\n";
+        a.feed(&event(1, false, 20, 0, req, req.len() as u64), &mut out);
+        let mut e = event(2, true, 20, 0, b"{\"params\":{\"messages\":[", 90_000);
+        e.tail = b"]},\"jsonrpc\":\"2.0\",\"id\":0}\n".to_vec();
+        a.feed(&e, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn the_end_scan_reads_only_whole_top_level_members() {
+        let scan = |b: &[u8]| scan_suffix(b);
+        let id = |t: &str| Scan {
+            id: Some(t.into()),
+            ..Scan::default()
+        };
+        assert_eq!(scan(b",\"jsonrpc\":\"2.0\",\"id\":3}"), id("3"));
+        assert_eq!(scan(b"x\"}]}, \"id\" : \"a\\\"b\" }  "), id("\"a\\\"b\""));
+        // A scalar reaching the cut may have lost its start.
+        assert_eq!(scan(b"7}"), Scan::default());
+        assert_eq!(scan(b":17}"), Scan::default());
+        // Nested members are skipped whole, strings with brackets in them too.
+        assert_eq!(
+            scan(b"{\"id\":1,\"t\":\"}{\"},\"result\":{\"id\":2},\"id\":4}"),
+            Scan {
+                id: Some("4".into()),
+                answers: true,
+                ..Scan::default()
+            }
+        );
+        // An escaped quote whose backslashes reach the cut is not trusted.
+        assert_eq!(scan(b"\\\"},\"id\":5}"), id("5"));
+        assert_eq!(scan(b"\\\"\"},\"id\":5}"), id("5"));
+        assert_eq!(scan(b"\\\"x\":1,\"id\":5}"), id("5"));
+        // A repeated member: nothing trusted.
+        assert_eq!(scan(b",\"id\":5,\"id\":6}"), Scan::default());
+        // Not an object's end.
+        assert_eq!(scan(b"\"id\":5]"), Scan::default());
+        assert_eq!(scan(b""), Scan::default());
     }
 
     #[test]
@@ -708,7 +965,14 @@ mod tests {
             let at = offsets.entry((pipe, written)).or_insert(0u64);
             let missing = if next() % 10 == 0 { next() % 100 } else { 0 };
             let len = cut as u64 + missing;
-            let e = event(pipe, written, (next() % 5) as u32, *at, &piece[..cut], len);
+            let mut e = event(pipe, written, (next() % 5) as u32, *at, &piece[..cut], len);
+            if missing > 0 && next() % 2 == 0 {
+                let tail = pieces[(next() % 7) as usize];
+                let from = (next() as usize) % (tail.len() + 1);
+                let tail = &tail[from..];
+                let n = tail.len().min(missing as usize);
+                e.tail = tail[tail.len() - n..].to_vec();
+            }
             *at += len;
             a.feed(&e, &mut out);
             assert!(a.streams.len() <= MAX_STREAMS);

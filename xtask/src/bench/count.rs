@@ -126,7 +126,7 @@ pub fn sensor_output(path: &Path, expect: &Expect) -> anyhow::Result<(Delivered,
                 d.events.connects += count;
             }
             "accept" if own => d.events.accepts += count,
-            "llm_exchange" if own => d.events.exchanges += count,
+            "llm_exchange" | "mcp_call" if own => d.events.exchanges += count,
             _ => {}
         }
     })?;

@@ -47,7 +47,7 @@ pub struct BenchArgs {
     /// Interleaved repetitions of every configuration [default: 5, 1 with --quick].
     #[arg(long)]
     reps: Option<usize>,
-    /// Only these modes (comma-separated: open, exec, connect, mixed, tls).
+    /// Only these modes (comma-separated: open, exec, connect, mixed, tls, pipe).
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
     /// Only these configurations (comma-separated: unattached, sensor-agent, sensor-enforce,
@@ -442,6 +442,15 @@ fn prepare(
              plaintext captured (the tls mode).\n{agent}    capture: {{ tls: true, content: full }}\n"
         ),
     )?;
+    let stdio_manifest = dir.join("agents-stdio.yaml");
+    fs::write(
+        &stdio_manifest,
+        format!(
+            "# Written by cargo xtask bench: the workload's cgroup is an agent, its pipe traffic              captured (the pipe mode).
+{agent}    capture: {{ stdio: true, content: full }}
+"
+        ),
+    )?;
     let sensor_config = dir.join("sensor.toml");
     // Its own registration socket, so the bench never touches a sensor that runs anyway.
     fs::write(
@@ -464,6 +473,7 @@ fn prepare(
         manifest,
         enforce_manifest,
         tls_manifest,
+        stdio_manifest,
         agent_cgroup: cgroups.agent.clone(),
         audit,
         bpftrace: observers::bpftrace_version(),

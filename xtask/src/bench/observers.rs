@@ -57,7 +57,7 @@ impl Config {
             Config::Unattached => "nothing attached",
             Config::SensorAgent => "agent-sensor, workload is an agent",
             Config::SensorEnforce => "agent-sensor, agent with enforced policy (all allowed)",
-            Config::SensorAgentNoCapture => "agent-sensor, workload is an agent, TLS capture off",
+            Config::SensorAgentNoCapture => "agent-sensor, workload is an agent, capture off",
             Config::SensorNotAgent => "agent-sensor, workload not an agent",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
@@ -107,6 +107,8 @@ pub struct Tools {
     pub enforce_manifest: PathBuf,
     /// The same agent with TLS capture on (the `tls` mode's manifest).
     pub tls_manifest: PathBuf,
+    /// The agent with stdio (pipe) capture on (the `pipe` mode).
+    pub stdio_manifest: PathBuf,
     pub agent_cgroup: PathBuf,
     pub audit: Availability<AuditSettings>,
     pub bpftrace: Availability<String>,
@@ -141,9 +143,12 @@ impl Attached {
     ) -> anyhow::Result<Self> {
         Ok(match config {
             Config::Unattached => Attached::Nothing,
-            Config::SensorAgent | Config::SensorNotAgent if mode == Mode::Tls => {
+            Config::SensorAgent | Config::SensorNotAgent if mode.https() => {
                 Attached::Sensor(SensorRun::start_with(tools, "sensor", &tools.tls_manifest)?)
             }
+            Config::SensorAgent | Config::SensorNotAgent if mode == Mode::Pipe => Attached::Sensor(
+                SensorRun::start_with(tools, "sensor", &tools.stdio_manifest)?,
+            ),
             Config::SensorAgent | Config::SensorNotAgent | Config::SensorAgentNoCapture => {
                 Attached::Sensor(SensorRun::start(tools, "sensor")?)
             }

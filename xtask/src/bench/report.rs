@@ -278,7 +278,7 @@ impl Results {
              processes per event (agent-sensor: the daemon; auditd: auditd and the kernel's \
              kauditd thread; bpftrace: bpftrace); events delivered of those expected, over all \
              repetitions; records the observer wrote per operation. An event is one of the \
-             workload's measured operations: an open, an exec, a connect or its accept, an HTTPS request and its response (`tls`).\n"
+             workload's measured operations: an open, an exec, a connect or its accept, an HTTPS request and its response (`tls`), an MCP tool call and its response through pipes (`pipe`).\n"
         );
         let _ = writeln!(
             md,
@@ -395,9 +395,10 @@ impl Results {
             );
         }
         // The not-an-agent target is for processes that map no TLS library (they pay
-        // nothing for the TLS probes); the `tls` mode's client maps it, and its cost is shown
-        // in the overhead table.
-        for mode in self.modes().into_iter().filter(|&m| m != Mode::Tls) {
+        // nothing for the TLS probes); the `tls` mode's client maps it, and every process
+        // pays the pipe capture's syscall tracepoints (`pipe`): their cost is shown in the
+        // overhead table.
+        for mode in self.modes().into_iter().filter(|&m| !m.captures()) {
             let Some(ratio) = self
                 .summary(mode, Config::SensorNotAgent)
                 .and_then(|s| s.ratio())

@@ -26,16 +26,34 @@ pub enum Mode {
     Mixed,
     /// HTTPS requests through OpenSSL, for the TLS capture.
     Tls,
+    /// MCP tool calls through pipes with `writev` and `readv`, for the stdio capture.
+    Pipe,
+    /// The `tls` mode's requests through GnuTLS, for the TLS capture's GnuTLS probes.
+    Gnutls,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Open,
         Mode::Exec,
         Mode::Connect,
         Mode::Mixed,
         Mode::Tls,
+        Mode::Gnutls,
+        Mode::Pipe,
     ];
+
+    /// Whether the mode measures a capture (`tls`, `gnutls`, `pipe`): the sensor's
+    /// configurations run with the capture on for the workload's agent, and the
+    /// agent-but-capture-off one too.
+    pub fn captures(self) -> bool {
+        matches!(self, Mode::Tls | Mode::Gnutls | Mode::Pipe)
+    }
+
+    /// Whether the mode's client talks to the bench's TLS server.
+    pub fn https(self) -> bool {
+        matches!(self, Mode::Tls | Mode::Gnutls)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -44,6 +62,8 @@ impl Mode {
             Mode::Connect => "connect",
             Mode::Mixed => "mixed",
             Mode::Tls => "tls",
+            Mode::Pipe => "pipe",
+            Mode::Gnutls => "gnutls",
         }
     }
 
@@ -57,16 +77,18 @@ impl Mode {
             Mode::Connect => 60_000,
             // 320 of the workload's 641-operation cycles (600 opens, 40 connects, 1 exec).
             Mode::Mixed => 641 * 320,
-            Mode::Tls => 40_000,
+            Mode::Tls | Mode::Gnutls => 40_000,
+            // Two writev and two readv each.
+            Mode::Pipe => 800_000,
         }
     }
 
-    /// The configurations this mode is measured under: `tls` adds the sensor with the workload
-    /// an agent but TLS capture off, and leaves out auditd and bpftrace, which see no TLS
-    /// plaintext (their syscall rules would measure something else).
+    /// The configurations this mode is measured under: `tls`, `gnutls` and `pipe` add the sensor with the
+    /// workload an agent but capture off, and leave out auditd and bpftrace, which see no TLS
+    /// plaintext or MCP messages (their syscall rules would measure something else).
     pub fn configs(self) -> &'static [Config] {
         match self {
-            Mode::Tls => &[
+            Mode::Tls | Mode::Gnutls | Mode::Pipe => &[
                 Config::Unattached,
                 Config::SensorAgent,
                 Config::SensorAgentNoCapture,
@@ -87,7 +109,9 @@ impl Mode {
         Mode::ALL
             .into_iter()
             .find(|m| m.name() == name)
-            .with_context(|| format!("unknown mode {name:?}: open, exec, connect, mixed or tls"))
+            .with_context(|| {
+                format!("unknown mode {name:?}: open, exec, connect, mixed, tls, gnutls or pipe")
+            })
     }
 }
 
@@ -99,8 +123,8 @@ pub struct Events {
     pub execs: u64,
     pub connects: u64,
     pub accepts: u64,
-    /// HTTPS request/response exchanges (`llm_exchange` records); absent in results written
-    /// before the `tls` mode.
+    /// HTTPS request/response exchanges (`llm_exchange` records, `tls`) or MCP calls
+    /// (`mcp_call` records, `pipe`); absent in results written before the `tls` mode.
     #[serde(default)]
     pub exchanges: u64,
 }
@@ -160,10 +184,10 @@ pub struct TlsServer {
 }
 
 impl Workload {
-    /// Runs `mode` in `cgroup` (a cgroup v2 directory) to completion; for `tls`, against a
-    /// server started for the run.
+    /// Runs `mode` in `cgroup` (a cgroup v2 directory) to completion; for `tls` and
+    /// `gnutls`, against a server started for the run.
     pub fn run(&self, mode: Mode, ops: u64, cgroup: &Path) -> anyhow::Result<Report> {
-        if mode != Mode::Tls {
+        if !mode.https() {
             return self.run_named(mode.name(), ops, cgroup, &[]);
         }
         let s = &self.tls_server;
@@ -188,7 +212,12 @@ impl Workload {
         let port: serde_json::Value =
             serde_json::from_str(&line).with_context(|| format!("the TLS server said {line:?}"))?;
         let port = port["port"].as_u64().context("the TLS server's port")?;
-        self.run_named("tls", ops, cgroup, &["--port".to_owned(), port.to_string()])
+        self.run_named(
+            mode.name(),
+            ops,
+            cgroup,
+            &["--port".to_owned(), port.to_string()],
+        )
     }
 
     /// Forks `n` children that exit at once, one after another, in `cgroup`.
