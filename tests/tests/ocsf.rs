@@ -358,6 +358,9 @@ fn a_killed_exec_and_open_are_marked_killed_by_the_security_control() {
     let prog = dir.join("prog");
     std::fs::copy("/usr/bin/true", &prog).unwrap();
     let trail = dir.join("events.jsonl");
+    // The cgroup exists before the sensor starts: a cgroup made while it runs is held until the
+    // daemon has decided whose it is, and its processes are not stopped meanwhile.
+    std::fs::create_dir_all(&run.cgroup).unwrap();
     let sensor = Launch::new()
         .config(&run.config)
         .ocsf()
