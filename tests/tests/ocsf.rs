@@ -334,3 +334,84 @@ fn a_refused_exec_is_a_failed_process_launch_denied_and_blocked() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An exec and an open the kernel killed their process for (kill mode, on this kernel), in
+/// OCSF: the Process Activity Launch and the File System Activity Open carry the
+/// `security_control` profile with action and disposition Other, named `Killed` (the action
+/// happened, then the process was killed: neither Denied nor Blocked), with medium severity,
+/// and the ECS flag is not repeated in `unmapped`; every event validates.
+#[test]
+fn a_killed_exec_and_open_are_marked_killed_by_the_security_control() {
+    let run = AgentRun::new(
+        "ocsf-killed",
+        &[
+            ("id", "ocsf-killer"),
+            (
+                "policy",
+                "{executables: {mode: kill, allow: [\"/usr/bin/*\"]}, files: {mode: kill, read: {paths: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/dev/**\"]}, write: {paths: [\"/dev/**\"]}}}",
+            ),
+        ],
+    );
+    let dir = &run.dir;
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "SECRET\n").unwrap();
+    let prog = dir.join("prog");
+    std::fs::copy("/usr/bin/true", &prog).unwrap();
+    let trail = dir.join("events.jsonl");
+    // The cgroup exists before the sensor starts: a cgroup made while it runs is held until the
+    // daemon has decided whose it is, and its processes are not stopped meanwhile.
+    std::fs::create_dir_all(&run.cgroup).unwrap();
+    let sensor = Launch::new()
+        .config(&run.config)
+        .ocsf()
+        .output(&trail)
+        .start();
+    // Each in a child of the agent's shell, each killed (137); the shell goes on.
+    run.in_agent_cgroup(&format!(
+        "/usr/bin/cat {} >/dev/null 2>&1; test $? = 137 && {}; test $? = 137",
+        secret.display(),
+        prog.display()
+    ));
+    sensor.wait_for("the two decisions", |e| {
+        action(e) == "policy_decision" && ecs_part(e)["policy"]["rule"] == "executables"
+    });
+    let events = sensor.stop().records;
+    let killed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["disposition"] == "Killed")
+        .collect();
+    let kinds: Vec<(u64, &str)> = killed
+        .iter()
+        .map(|e| (e["class_uid"].as_u64().unwrap(), action(e)))
+        .collect();
+    assert_eq!(kinds, [(1001, "open"), (1007, "exec")], "{killed:#?}");
+    for e in &killed {
+        assert_eq!(e["action_id"], 99, "{e}");
+        assert_eq!(e["action"], "Killed", "{e}");
+        assert_eq!(e["disposition_id"], 99, "{e}");
+        assert_eq!(e["severity_id"], 3, "{e}");
+        assert!(
+            e["metadata"]["profiles"]
+                .as_array()
+                .unwrap()
+                .contains(&"security_control".into()),
+            "{e}"
+        );
+        let rest = ecs_part(e);
+        assert!(rest["file"].get("policy_killed").is_none(), "{e}");
+        assert!(rest["process"].get("policy_killed").is_none(), "{e}");
+    }
+    assert_eq!(killed[0]["file"]["path"], secret.to_str().unwrap());
+    assert_eq!(killed[1]["process"]["file"]["path"], prog.to_str().unwrap());
+    // Nothing else is marked killed: the agent's allowed opens and execs are not.
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["action_id"] == 99 && e["class_uid"] != 0)
+            .count()
+            == 2
+    );
+    let complaints = validate(&trail);
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

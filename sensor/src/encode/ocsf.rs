@@ -19,8 +19,9 @@ pub const OCSF_VERSION: &str = "1.8.0";
 /// OCSF profiles the events use: `host` (device and actor on network events) and
 /// `container` (the container of the process).
 pub const PROFILES: &[&str] = &["host", "container"];
-/// The profiles of an exec the kernel refused: `security_control` too, for its `action` and
-/// `disposition` (the policy's control stopped it).
+/// The profiles of an exec the kernel refused, and of an exec or open whose process the kernel
+/// killed for it: `security_control` too, for its `action` and `disposition` (the policy's
+/// control stopped it).
 const PROFILES_DENIED: &[&str] = &["host", "container", "security_control"];
 
 const SEVERITY_INFORMATIONAL: u64 = 1;
@@ -435,8 +436,11 @@ pub fn event(record: &Record) -> Value {
     };
     let mut out = Map::new();
     let denied_exec = action == "exec_denied";
-    // A gap, or a policy violation or denial.
-    let severity = if record.gap.is_some() || record.policy.is_some() || denied_exec {
+    // An exec or open the kernel let happen and then killed its process for (kill mode).
+    let killed = record.process.as_ref().is_some_and(|p| p.policy_killed)
+        || record.file.as_ref().is_some_and(|f| f.policy_killed);
+    // A gap, or a policy violation, denial or kill.
+    let severity = if record.gap.is_some() || record.policy.is_some() || denied_exec || killed {
         SEVERITY_MEDIUM
     } else {
         SEVERITY_INFORMATIONAL
@@ -479,7 +483,7 @@ pub fn event(record: &Record) -> Value {
             "vendor_name": "agent-sensor",
             "version": record.sensor.version,
         },
-        "profiles": if denied_exec { PROFILES_DENIED } else { PROFILES },
+        "profiles": if denied_exec || killed { PROFILES_DENIED } else { PROFILES },
         "log_name": record.event.dataset,
         "event_code": action,
         "correlation_uid": &*record.sensor.instance_id,
@@ -535,6 +539,8 @@ pub fn event(record: &Record) -> Value {
     let mut actor = Map::new();
     let mut proc_rest = None;
     if let Some(Value::Object(mut p)) = take(&mut ecs, "process") {
+        // Mapped as the event's action and disposition (below).
+        p.remove("policy_killed");
         let parent = p.get("parent").cloned();
         let po = process_object(&mut p);
         if c.uid == 1007 {
@@ -585,6 +591,15 @@ pub fn event(record: &Record) -> Value {
             proc_rest = Some(Value::Object(p));
         }
     }
+    if killed {
+        // The exec or open happened (it was not denied) and the control then killed the
+        // process: neither of OCSF's actions (Allowed, Denied) nor a disposition it names
+        // (Blocked is a refusal) says that, so both are Other, named `Killed`.
+        out.insert("action_id".into(), json!(99));
+        out.insert("action".into(), json!("Killed"));
+        out.insert("disposition_id".into(), json!(99));
+        out.insert("disposition".into(), json!("Killed"));
+    }
     if let Some(u) = take(&mut ecs, "user") {
         actor.insert("user".into(), json!({"uid": u["id"]}));
     }
@@ -607,6 +622,8 @@ pub fn event(record: &Record) -> Value {
         take(&mut ecs, "file")
     };
     if let Some(Value::Object(mut f)) = file {
+        // Mapped as the event's action and disposition (below).
+        f.remove("policy_killed");
         let path = take(&mut f, "path").unwrap_or(Value::Null);
         let name = take(&mut f, "name").or_else(|| {
             path.as_str()

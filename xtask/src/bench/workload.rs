@@ -79,7 +79,7 @@ impl Mode {
             Mode::Mixed => 641 * 320,
             Mode::Tls | Mode::Gnutls => 40_000,
             // Two writev and two readv each.
-            Mode::Pipe => 200_000,
+            Mode::Pipe => 800_000,
         }
     }
 
