@@ -108,6 +108,12 @@ pub static PIPE_AGENTS: HashMap<u32, sensor_common::TlsCapture> =
 pub static PIPE_CALLS: LruHashMap<u64, sensor_common::PipeCall> =
     LruHashMap::with_max_entries(8192, 0);
 
+/// `splice`, `tee` and `sendfile` calls of opted-in agents moving bytes into or out of a pipe,
+/// in progress, by pid_tgid. LRU, as `PIPE_CALLS`.
+#[map]
+pub static PIPE_MOVES: LruHashMap<u64, sensor_common::PipeMove> =
+    LruHashMap::with_max_entries(8192, 0);
+
 /// Each captured pipe's stream position per direction (bytes seen so far). LRU: a pipe that
 /// is gone must not hold its slot.
 #[map]

@@ -8,8 +8,12 @@
 //! record also carries the call's last bytes (up to [`PIPE_TAIL_CAP`]): where a message ends,
 //! and the members a JSON-RPC message puts last (its `id`, for some writers). A vectored
 //! call gives one record per iovec it moved bytes through, for its first [`PIPE_IOV_CAP`]
-//! iovecs, and one record without data (a hole) for the bytes of the rest. Any other process
-//! pays one map lookup per call (two if it is another agent's), and is never copied.
+//! iovecs, and one record without data (a hole) for the bytes of the rest. `vmsplice` is
+//! captured as `writev` on a pipe's write end and as `readv` on its read end (the kernel's
+//! choice too: by the file's `f_mode`, write first). `splice`, `tee` and `sendfile` move bytes
+//! between files without the process's memory: on each captured pipe end they move bytes into
+//! or out of, they give one record without data (a hole) of the bytes they moved. Any other
+//! process pays one map lookup per call (two if it is another agent's), and is never copied.
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_user,
@@ -19,7 +23,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use sensor_common::{
-    PIPE_IOV_CAP, PIPE_TAIL_CAP, PipeCall, PipeKey, PipeRecord, TLS_DATA_CAP, TlsCapture,
+    PIPE_IOV_CAP, PIPE_TAIL_CAP, PipeCall, PipeKey, PipeMove, PipeRecord, TLS_DATA_CAP, TlsCapture,
     TrackedProcess, kind, pipe_direction, pipe_flags,
 };
 
@@ -27,7 +31,7 @@ use crate::{
     filter::observed,
     globals::{config, offsets},
     kernel::{CurrentTask, current_comm},
-    maps::{PIPE_AGENTS, PIPE_CALLS, PIPE_OFFSETS, SCRATCH},
+    maps::{PIPE_AGENTS, PIPE_CALLS, PIPE_MOVES, PIPE_OFFSETS, SCRATCH},
     output::submit_bytes,
     process::header,
 };
@@ -35,6 +39,10 @@ use crate::{
 const HEADER: usize = size_of::<PipeRecord>();
 const S_IFMT: u16 = 0o170000;
 const S_IFIFO: u16 = 0o010000;
+/// `f_mode` bits: the file was opened for writing (a pipe's write end).
+const FMODE_WRITE: u32 = 0x2;
+/// Not a direction: taken from the file's `f_mode` (`vmsplice`).
+const BY_MODE: u8 = u8::MAX;
 
 #[tracepoint]
 pub fn enter_pipe_write(ctx: TracePointContext) -> u32 {
@@ -60,6 +68,39 @@ pub fn enter_pipe_readv(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// `vmsplice(fd, iov, nr_segs, flags)`: `writev` on a pipe's write end, `readv` on its read
+/// end.
+#[tracepoint]
+pub fn enter_pipe_vmsplice(ctx: TracePointContext) -> u32 {
+    let _ = enter(&ctx, BY_MODE, true);
+    0
+}
+
+/// `splice(fd_in, off_in, fd_out, off_out, len, flags)`: out of `fd_in`, into `fd_out`.
+#[tracepoint]
+pub fn enter_pipe_splice(ctx: TracePointContext) -> u32 {
+    let _ = enter_move(&ctx, 0, 2);
+    0
+}
+
+/// `tee(fd_in, fd_out, len, flags)`: into `fd_out` only (`fd_in`'s bytes stay in its pipe,
+/// for a later read).
+#[tracepoint]
+pub fn enter_pipe_tee(ctx: TracePointContext) -> u32 {
+    let _ = enter_move(&ctx, NO_FD, 1);
+    0
+}
+
+/// `sendfile(out_fd, in_fd, offset, count)`: out of `in_fd`, into `out_fd`.
+#[tracepoint]
+pub fn enter_pipe_sendfile(ctx: TracePointContext) -> u32 {
+    let _ = enter_move(&ctx, 1, 0);
+    0
+}
+
+/// No such argument.
+const NO_FD: usize = usize::MAX;
+
 /// A `sys_enter_*` record's argument `n`.
 #[inline(always)]
 fn arg(ctx: &TracePointContext, n: usize) -> Option<u64> {
@@ -69,8 +110,8 @@ fn arg(ctx: &TracePointContext, n: usize) -> Option<u64> {
 }
 
 /// `read(fd, buf, count)`, `write(fd, buf, count)`, and with `vectored` `readv(fd, iov,
-/// iovcnt)`, `writev(fd, iov, iovcnt)`: remembers the call of an opted-in agent's thread on a
-/// pipe until it returns.
+/// iovcnt)`, `writev(fd, iov, iovcnt)`, `vmsplice(fd, iov, nr_segs, flags)`: remembers the
+/// call of an opted-in agent's thread on a pipe until it returns.
 #[inline(always)]
 fn enter(ctx: &TracePointContext, direction: u8, vectored: bool) -> Option<()> {
     let id = bpf_get_current_pid_tgid();
@@ -89,6 +130,16 @@ fn enter(ctx: &TracePointContext, direction: u8, vectored: bool) -> Option<()> {
     } else {
         0
     };
+    let mut call = pipe_end(fd, direction, capture)?;
+    call.buf = buf;
+    call.iovs = iovs;
+    PIPE_CALLS.insert(id, call, 0).ok()
+}
+
+/// `fd` as a pipe end moving bytes in `direction` (or its `f_mode`'s, [`BY_MODE`]); `None`
+/// when it is not a pipe.
+#[inline(always)]
+fn pipe_end(fd: i32, direction: u8, capture: TlsCapture) -> Option<PipeCall> {
     let off = offsets();
     let file = CurrentTask::get().file(fd)?;
     let inode = file.follow(off.file_inode)?;
@@ -96,17 +147,46 @@ fn enter(ctx: &TracePointContext, direction: u8, vectored: bool) -> Option<()> {
     if mode & S_IFMT != S_IFIFO {
         return None;
     }
-    let call = PipeCall {
+    let direction = if direction != BY_MODE {
+        direction
+    } else if file.read::<u32>(off.file_mode)? & FMODE_WRITE != 0 {
+        pipe_direction::WRITE
+    } else {
+        pipe_direction::READ
+    };
+    Some(PipeCall {
         inode: inode.0 as u64,
         ino: inode.read::<u64>(off.inode_ino).unwrap_or(0),
-        buf,
+        buf: 0,
         capture,
         fd,
         direction,
         _pad: 0,
-        iovs,
-    };
-    PIPE_CALLS.insert(id, call, 0).ok()
+        iovs: 0,
+    })
+}
+
+/// `splice`, `tee`, `sendfile`: remembers the pipe ends among the call's `from` (read) and
+/// `to` (written) descriptors (argument numbers; [`NO_FD`]: none) until it returns.
+#[inline(always)]
+fn enter_move(ctx: &TracePointContext, from: usize, to: usize) -> Option<()> {
+    let id = bpf_get_current_pid_tgid();
+    let who = observed((id >> 32) as u32)?;
+    // SAFETY: copied out at once.
+    let capture = *unsafe { PIPE_AGENTS.get(who.agent) }?;
+    let mut ends = PipeMove::default();
+    if from != NO_FD
+        && let Some(end) = pipe_end(arg(ctx, from)? as i32, pipe_direction::READ, capture)
+    {
+        ends.ends[0] = end;
+    }
+    if let Some(end) = pipe_end(arg(ctx, to)? as i32, pipe_direction::WRITE, capture) {
+        ends.ends[1] = end;
+    }
+    if ends.ends[0].inode == 0 && ends.ends[1].inode == 0 {
+        return None;
+    }
+    PIPE_MOVES.insert(id, ends, 0).ok()
 }
 
 #[tracepoint]
@@ -119,6 +199,51 @@ pub fn exit_pipe(ctx: TracePointContext) -> u32 {
 pub fn exit_pipe_vectored(ctx: TracePointContext) -> u32 {
     let _ = try_exit(&ctx, true);
     0
+}
+
+/// `splice`, `tee`, `sendfile` at their exit: the bytes they moved, a hole in each captured
+/// pipe end's stream.
+#[tracepoint]
+pub fn exit_pipe_moved(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_moved(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_exit_moved(ctx: &TracePointContext) -> Option<()> {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: copied out, then removed.
+    let ends = *unsafe { PIPE_MOVES.get(id) }?;
+    let _ = PIPE_MOVES.remove(id);
+    // SAFETY: reading the tracepoint record; a bad offset is an error, not a fault.
+    let ret = unsafe { ctx.read_at::<i64>(config().syscall_ret_offset as usize) }.ok()?;
+    if ret <= 0 {
+        return None;
+    }
+    let who = observed((id >> 32) as u32)?;
+    for call in &ends.ends {
+        if call.inode != 0 {
+            let offset = advance(call, ret as u64);
+            let at = Piece { id, who, call };
+            at.send(offset, ret as u64, 0, pipe_flags::UNREADABLE);
+        }
+    }
+    Some(())
+}
+
+/// The stream position of `call`'s pipe end before its `len` bytes, which it counts: for
+/// every call seen, sent or not, so that a record the ring buffer had no room for leaves a
+/// hole the daemon sees.
+#[inline(always)]
+fn advance(call: &PipeCall, len: u64) -> u64 {
+    let key = PipeKey {
+        inode: call.inode,
+        direction: call.direction as u64,
+    };
+    // SAFETY: copied out at once.
+    let offset = unsafe { PIPE_OFFSETS.get(key) }.copied().unwrap_or(0);
+    let _ = PIPE_OFFSETS.insert(key, offset + len, 0);
+    offset
 }
 
 /// What a call on a pipe moved, at its exit: its record (the iovecs' records, `vectored`), and
@@ -139,15 +264,7 @@ fn try_exit(ctx: &TracePointContext, vectored: bool) -> Option<()> {
     }
     let len = ret as u64;
     let who = observed((id >> 32) as u32)?;
-    // The stream position: counted for every call seen, sent or not, so that a record the ring
-    // buffer had no room for leaves a hole the daemon sees.
-    let key = PipeKey {
-        inode: call.inode,
-        direction: call.direction as u64,
-    };
-    // SAFETY: copied out at once.
-    let offset = unsafe { PIPE_OFFSETS.get(key) }.copied().unwrap_or(0);
-    let _ = PIPE_OFFSETS.insert(key, offset + len, 0);
+    let offset = advance(&call, len);
     let at = Piece {
         id,
         who,

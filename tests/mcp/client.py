@@ -2,9 +2,11 @@
 initializes, lists the tools and calls them; prints what it saw as one JSON line, so the test
 can compare the sensor's records with the client's own log.
 
-Usage: MCP_TEST_SECRET=... client.py NOTE_PATH [readv | v2 | NODE_MODULES_DIR] (the secret
-goes as a tool argument); with `readv`, server.py reads its standard input with `readv`; with
-`v2`, with `preadv2`, and writes its standard output with `pwritev2`; with
+Usage: MCP_TEST_SECRET=... client.py NOTE_PATH [readv | v2 | vmsplice | splice |
+NODE_MODULES_DIR] (the secret goes as a tool argument); with `readv`, server.py reads its
+standard input with `readv`; with `v2`, with `preadv2`, and writes its standard output with
+`pwritev2`; with `vmsplice`, reads and writes them with `vmsplice`; with `splice`, writes
+most of a large message with `sendfile`, `splice` and `tee`; with
 NODE_MODULES_DIR, the server is tests/mcp/server.cjs (the npm SDK's, run by Node.js with the
 SDK from there) instead.
 """
@@ -19,7 +21,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 async def main(note: str, secret: str, node_modules: str | None) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
-    if node_modules in ("readv", "v2"):
+    if node_modules in ("readv", "v2", "vmsplice", "splice"):
         params = StdioServerParameters(
             command=sys.executable, args=[os.path.join(here, "server.py"), f"stdio-{node_modules}"]
         )

@@ -62,6 +62,12 @@ enum Server {
     /// The same, reading its standard input with `preadv2` and writing its standard output
     /// with `pwritev2`, each with two iovecs.
     PythonV2,
+    /// The same, reading its standard input and writing its standard output with `vmsplice`
+    /// (two iovecs each).
+    PythonVmsplice,
+    /// The same, writing all but the first and last 64 bytes of each message over 4096 bytes
+    /// with `sendfile`, `splice` and `tee`.
+    PythonSplice,
     /// `tests/mcp/server.cjs`: the npm SDK's under Node.js, batching the messages of a turn of
     /// its event loop into one `writev`.
     Node,
@@ -75,6 +81,8 @@ fn client(cg: Option<&str>, note: &str, server: Server) -> Value {
         Server::Python => String::new(),
         Server::PythonReadv => "readv".to_owned(),
         Server::PythonV2 => "v2".to_owned(),
+        Server::PythonVmsplice => "vmsplice".to_owned(),
+        Server::PythonSplice => "splice".to_owned(),
         Server::Node => node_modules().display().to_string(),
     };
     // The secret goes by the environment: argv (the shell's too) is in the trail.
@@ -196,6 +204,24 @@ fn an_mcp_servers_vectored_reads_are_captured_whole() {
 #[test]
 fn an_mcp_servers_preadv2_and_pwritev2_are_captured_whole() {
     vectored(Server::PythonV2, "v2", "python3");
+}
+
+/// An MCP server that reads its requests and writes its responses with `vmsplice` (two
+/// iovecs each: on its standard input's read end the kernel copies out of the pipe, on its
+/// standard output's write end it takes the pages): every call is recorded whole.
+#[test]
+fn an_mcp_servers_vmsplice_reads_and_writes_are_captured_whole() {
+    vectored(Server::PythonVmsplice, "vmsplice", "python3");
+}
+
+/// An MCP server that writes the 40 000-byte result's response (80 000 bytes of text) mostly
+/// with `sendfile`, `splice` and `tee`, which the sensor cannot copy: the call is recorded,
+/// matched by the id in the response's first bytes, flagged incomplete with the response's
+/// exact size (the moved bytes are a hole in the stream, not missing from it); the calls
+/// after it are whole.
+#[test]
+fn an_mcp_servers_spliced_bytes_leave_a_hole_that_flags_the_call() {
+    vectored(Server::PythonSplice, "splice", "python3");
 }
 
 /// The client's calls to `server` (whose process is named `name`) by an opted-in agent, each
@@ -351,7 +377,11 @@ fn check_calls(
     // The PyPI SDK gives a tool's `str` twice, as text content and as structured content.)
     let size = x["response_bytes"].as_u64().unwrap();
     let text = match server {
-        Server::Python | Server::PythonReadv | Server::PythonV2 => 80_000,
+        Server::Python
+        | Server::PythonReadv
+        | Server::PythonV2
+        | Server::PythonVmsplice
+        | Server::PythonSplice => 80_000,
         Server::Node => 40_000,
     };
     assert!((text + 70..text + 400).contains(&size), "{x}");

@@ -1316,7 +1316,8 @@ pub mod pipe_direction {
 pub mod pipe_flags {
     /// The call moved more than the agent's bound: only the first `data_len` bytes follow.
     pub const TRUNCATED: u16 = 1 << 0;
-    /// The bytes could not be read from the process's memory: no data follows.
+    /// The bytes could not be read from the process's memory, or were never in it (moved by
+    /// `splice`, `tee` or `sendfile`): no data follows.
     pub const UNREADABLE: u16 = 1 << 1;
 }
 
@@ -1351,6 +1352,17 @@ pub struct PipeCall {
     /// `readv`, `writev`: the count of iovecs in `buf` (at most `u16::MAX`); 0 for `read`
     /// and `write`.
     pub iovs: u16,
+}
+
+/// A `splice`, `tee` or `sendfile` of an opted-in agent's thread moving bytes out of a pipe
+/// (`ends[0]`) or into one (`ends[1]`), from the syscall's entry to its exit (by pid_tgid).
+/// An end whose `inode` is 0 is not a pipe (or not one the call moves bytes through); `buf`
+/// and `iovs` are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipeMove {
+    /// The end read from, and the end written to.
+    pub ends: [PipeCall; 2],
 }
 
 /// Key of the per-pipe stream positions (`PIPE_OFFSETS`): one position per pipe and direction.

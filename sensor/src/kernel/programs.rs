@@ -128,7 +128,10 @@ pub(crate) const GNUTLS: TlsLibrary = TlsLibrary {
 /// arguments as `readv` and `writev` do, and on a pipe work only at the current position
 /// (-1: the kernel then runs them as `readv` and `writev` with flags; any other position is
 /// `ESPIPE`, a failed call, not copied). `pread64`/`pwrite64` and `preadv`/`pwritev` always
-/// fail on a pipe.
+/// fail on a pipe. `vmsplice(fd, iov, nr_segs, flags)` is a `writev` on a pipe's write end
+/// and a `readv` on its read end. `splice`, `tee` and `sendfile` (the `sendfile64` tracepoint
+/// on 64-bit architectures) leave a hole of what they moved in each captured pipe end's
+/// stream. `copy_file_range` always fails on a pipe (`EINVAL`: regular files only).
 pub(crate) const PIPE_PROGRAMS: &[(&str, &str)] = &[
     ("enter_pipe_write", "sys_enter_write"),
     ("enter_pipe_read", "sys_enter_read"),
@@ -142,6 +145,14 @@ pub(crate) const PIPE_PROGRAMS: &[(&str, &str)] = &[
     ("exit_pipe_vectored", "sys_exit_readv"),
     ("exit_pipe_vectored", "sys_exit_pwritev2"),
     ("exit_pipe_vectored", "sys_exit_preadv2"),
+    ("enter_pipe_vmsplice", "sys_enter_vmsplice"),
+    ("exit_pipe_vectored", "sys_exit_vmsplice"),
+    ("enter_pipe_splice", "sys_enter_splice"),
+    ("exit_pipe_moved", "sys_exit_splice"),
+    ("enter_pipe_tee", "sys_enter_tee"),
+    ("exit_pipe_moved", "sys_exit_tee"),
+    ("enter_pipe_sendfile", "sys_enter_sendfile64"),
+    ("exit_pipe_moved", "sys_exit_sendfile64"),
 ];
 
 /// Followed syscalls: name, `syscall` constant, this architecture's number for it, and the
